@@ -1,0 +1,1 @@
+"""siyu data contract, validation and feature builders."""

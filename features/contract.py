@@ -1,0 +1,266 @@
+"""The data contract: which tables exist, their columns, types and row-level rules.
+
+``CONTRACT`` describes every table once. ``row_schema`` turns a table's description into
+a pandera schema whose checks are named by the quarantine reason they produce, so the
+reasons a user reads in a quarantine file are the names of the checks declared here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+import pandera.pandas as pa
+
+from features.columns import Col, EventType, OrderStatus, Table
+
+Kind = Literal["id", "integer", "money", "timestamp", "choice", "category", "text"]
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of a contract table.
+
+    ``required`` columns must be present in the file; ``nullable`` ones may hold empty
+    cells. A ``category`` column's empty cells read as ``"unknown"``.
+    """
+
+    name: str
+    kind: Kind
+    description: str
+    required: bool = True
+    nullable: bool = False
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table of the contract; ``key`` columns must be unique within the table."""
+
+    name: str
+    description: str
+    columns: tuple[ColumnSpec, ...]
+    key: tuple[str, ...] = ()
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> ColumnSpec:
+        return next(c for c in self.columns if c.name == name)
+
+
+UNKNOWN_CATEGORY = "unknown"
+
+CONTRACT: dict[str, TableSpec] = {
+    Table.ORDERS: TableSpec(
+        Table.ORDERS,
+        "One row per order line: a consumer bought a product through a distributor.",
+        (
+            ColumnSpec(Col.ORDER_ID, "id", "Order (basket) id; several lines share it."),
+            ColumnSpec(Col.CONSUMER_ID, "id", "The buying consumer."),
+            ColumnSpec(Col.DISTRIBUTOR_ID, "id", "The distributor whose share the order came through."),
+            ColumnSpec(Col.PRODUCT_ID, "id", "The product bought; must exist in products."),
+            ColumnSpec(Col.QUANTITY, "integer", "Units on the line; > 0 on paid lines."),
+            ColumnSpec(Col.UNIT_PRICE, "money", "Price paid per unit, > 0."),
+            ColumnSpec(Col.ORDERED_AT, "timestamp", "When the order was placed; not after the as-of date."),
+            ColumnSpec(Col.STATUS, "choice", "paid, cancelled or returned.", choices=OrderStatus.ALL),
+        ),
+    ),
+    Table.PRODUCTS: TableSpec(
+        Table.PRODUCTS,
+        "One row per product (SKU) listed by a supplier.",
+        (
+            ColumnSpec(Col.PRODUCT_ID, "id", "Product id, unique."),
+            ColumnSpec(Col.SUPPLIER_ID, "id", "The brand or supplier listing it."),
+            ColumnSpec(Col.CATEGORY, "category", "Product category; empty reads as 'unknown'."),
+            ColumnSpec(Col.LIST_PRICE, "money", "List price, > 0."),
+            ColumnSpec(
+                Col.SALE_START, "timestamp", "Start of the flash-sale window.", required=False, nullable=True
+            ),
+            ColumnSpec(
+                Col.SALE_END, "timestamp", "End of the flash-sale window.", required=False, nullable=True
+            ),
+        ),
+        key=(Col.PRODUCT_ID,),
+    ),
+    Table.CONSUMERS: TableSpec(
+        Table.CONSUMERS,
+        "One row per consumer (C).",
+        (
+            ColumnSpec(Col.CONSUMER_ID, "id", "Consumer id, unique."),
+            ColumnSpec(Col.REGISTERED_AT, "timestamp", "Registration time; not after the as-of date."),
+            ColumnSpec(Col.DISTRIBUTOR_ID, "id", "Home distributor (the community the consumer belongs to)."),
+            ColumnSpec(Col.AGE_BAND, "text", "Age band, e.g. 25-34.", required=False, nullable=True),
+            ColumnSpec(Col.GENDER, "text", "Gender.", required=False, nullable=True),
+            ColumnSpec(Col.CITY_TIER, "text", "City tier, e.g. tier1.", required=False, nullable=True),
+        ),
+        key=(Col.CONSUMER_ID,),
+    ),
+    Table.DISTRIBUTORS: TableSpec(
+        Table.DISTRIBUTORS,
+        "One row per distributor (b).",
+        (
+            ColumnSpec(Col.DISTRIBUTOR_ID, "id", "Distributor id, unique."),
+            ColumnSpec(Col.JOINED_AT, "timestamp", "When the distributor joined; not after the as-of date."),
+            ColumnSpec(Col.OCCUPATION, "text", "Occupation, e.g. parent.", required=False, nullable=True),
+            ColumnSpec(Col.CITY_TIER, "text", "City tier.", required=False, nullable=True),
+        ),
+        key=(Col.DISTRIBUTOR_ID,),
+    ),
+    Table.EVENTS: TableSpec(
+        Table.EVENTS,
+        "Browse and share behaviour: one row per event.",
+        (
+            ColumnSpec(
+                Col.CONSUMER_ID, "id", "The consumer (for share events: the sharer's audience member)."
+            ),
+            ColumnSpec(
+                Col.DISTRIBUTOR_ID, "id", "The distributor whose link or group it came from.", nullable=True
+            ),
+            ColumnSpec(Col.PRODUCT_ID, "id", "The product; must exist in products."),
+            ColumnSpec(
+                Col.EVENT_TYPE, "choice", "view, click, cart, favorite or share.", choices=EventType.ALL
+            ),
+            ColumnSpec(Col.EVENT_AT, "timestamp", "When it happened; not after the as-of date."),
+        ),
+    ),
+    Table.COMPLAINTS: TableSpec(
+        Table.COMPLAINTS,
+        "One row per customer complaint about an order line.",
+        (
+            ColumnSpec(Col.COMPLAINT_ID, "id", "Complaint id."),
+            ColumnSpec(Col.ORDER_ID, "id", "The order complained about; must exist in orders."),
+            ColumnSpec(Col.PRODUCT_ID, "id", "The product complained about; must exist in products."),
+            ColumnSpec(Col.CONSUMER_ID, "id", "The complaining consumer."),
+            ColumnSpec(Col.COMPLAINED_AT, "timestamp", "When it was filed; not after the as-of date."),
+            ColumnSpec(Col.REASON, "text", "Free-text or coded reason.", nullable=True),
+        ),
+        key=(Col.COMPLAINT_ID,),
+    ),
+}
+
+# Reference checks: (table, column) -> (referenced table, referenced column).
+REFERENCES: dict[tuple[str, str], tuple[str, str]] = {
+    (Table.ORDERS, Col.PRODUCT_ID): (Table.PRODUCTS, Col.PRODUCT_ID),
+    (Table.EVENTS, Col.PRODUCT_ID): (Table.PRODUCTS, Col.PRODUCT_ID),
+    (Table.COMPLAINTS, Col.PRODUCT_ID): (Table.PRODUCTS, Col.PRODUCT_ID),
+    (Table.COMPLAINTS, Col.ORDER_ID): (Table.ORDERS, Col.ORDER_ID),
+}
+
+# Tables in the order they must be validated so that references are known first.
+VALIDATION_ORDER: tuple[str, ...] = (
+    Table.PRODUCTS,
+    Table.ORDERS,
+    Table.CONSUMERS,
+    Table.DISTRIBUTORS,
+    Table.EVENTS,
+    Table.COMPLAINTS,
+)
+
+_DTYPES: dict[str, object] = {
+    "id": pd.StringDtype("pyarrow"),
+    "integer": "int64",
+    "money": "float64",
+    "timestamp": "datetime64[ns]",
+    "choice": pd.StringDtype("pyarrow"),
+    "category": pd.StringDtype("pyarrow"),
+    "text": pd.StringDtype("pyarrow"),
+}
+
+
+def dtype_of(kind: Kind) -> object:
+    """The pandas dtype a column of this kind has after validation."""
+    return _DTYPES[kind]
+
+
+def reason_missing(column: str) -> str:
+    return f"missing_{column}"
+
+
+def reason_unknown_reference(column: str) -> str:
+    return f"unknown_{column.removesuffix('_id')}"
+
+
+def row_schema(
+    spec: TableSpec,
+    present: list[str],
+    as_of: pd.Timestamp,
+    known: dict[str, pd.Index],
+) -> pa.DataFrameSchema:
+    """The pandera schema of ``spec`` whose failing checks name quarantine reasons.
+
+    ``present`` lists the columns the file has, ``as_of`` is the exclusive upper bound for
+    timestamps, and ``known`` maps a referencing column to the ids it may take.
+    """
+    columns = {}
+    for column in spec.columns:
+        if column.name not in present:
+            continue
+        checks = _column_checks(spec.name, column, as_of, known.get(column.name))
+        columns[column.name] = pa.Column(None, checks=checks, nullable=True)
+    return pa.DataFrameSchema(
+        columns,
+        checks=_table_checks(spec, present),
+        unique=present,
+        report_duplicates="exclude_first",
+        strict=True,
+    )
+
+
+def typed_schema(spec: TableSpec, present: list[str]) -> pa.DataFrameSchema:
+    """The pandera schema of a clean table: contract dtypes and nullability, nothing else."""
+    columns = {
+        c.name: pa.Column(dtype_of(c.kind), nullable=c.nullable) for c in spec.columns if c.name in present
+    }
+    return pa.DataFrameSchema(columns, strict=True)
+
+
+def _column_checks(
+    table: str, column: ColumnSpec, as_of: pd.Timestamp, known_ids: pd.Index | None
+) -> list[pa.Check]:
+    checks: list[pa.Check] = []
+    name = column.name
+    if not column.nullable:
+        checks.append(pa.Check(lambda s: s.notna(), name=reason_missing(name), ignore_na=False))
+    if column.kind == "money":
+        checks.append(pa.Check(lambda s: s > 0, name=f"{name}_not_positive"))
+    if column.kind == "timestamp":
+        checks.append(pa.Check(lambda s: s < as_of, name=f"{name}_after_as_of"))
+    if column.kind == "choice":
+        allowed = list(column.choices)
+        checks.append(pa.Check(lambda s: s.isin(allowed), name=f"unknown_{name}"))
+    if known_ids is not None:
+        checks.append(pa.Check(lambda s: s.isin(known_ids), name=reason_unknown_reference(name)))
+    return checks
+
+
+def _table_checks(spec: TableSpec, present: list[str]) -> list[pa.Check]:
+    checks: list[pa.Check] = []
+    if spec.name == Table.ORDERS:
+        checks.append(
+            pa.Check(
+                lambda df: ~((df[Col.STATUS] == OrderStatus.PAID) & (df[Col.QUANTITY] <= 0)),
+                name="quantity_not_positive_on_paid_line",
+            )
+        )
+    if {Col.SALE_START, Col.SALE_END} <= set(present):
+        checks.append(
+            pa.Check(
+                lambda df: ~(df[Col.SALE_END] < df[Col.SALE_START]),
+                name="sale_end_before_sale_start",
+            )
+        )
+    for key in spec.key:
+        checks.append(
+            pa.Check(
+                lambda df, key=key: ~df[key].duplicated(keep="first") | df[key].isna(),
+                name=f"duplicate_{key}",
+            )
+        )
+    return checks
