@@ -264,3 +264,68 @@ def _table_checks(spec: TableSpec, present: list[str]) -> list[pa.Check]:
             )
         )
     return checks
+
+
+def contract_markdown() -> str:
+    """The contract as Markdown: docs/data_contract.md is this text (a test keeps them equal)."""
+    lines = [
+        "# The siyu data contract",
+        "",
+        "<!-- Generated from features/contract.py by `python -m features.contract > docs/data_contract.md`."
+        " Do not edit by hand. -->",
+        "",
+        "A data directory holds one file per table, `<table>.parquet` or `<table>.csv` (UTF-8; a BOM is",
+        f"fine). Required tables: {', '.join(Table.REQUIRED)}; optional: {', '.join(Table.OPTIONAL)}.",
+        "Your own column names can be mapped onto these in the config (`data.columns`).",
+        "Timestamps are naive local time (ISO 8601 in CSV); time-zone-aware values are converted to UTC.",
+        "",
+    ]
+    for spec in CONTRACT.values():
+        key = f" Unique key: `{', '.join(spec.key)}`." if spec.key else ""
+        lines += [
+            f"## {spec.name}",
+            "",
+            spec.description + key,
+            "",
+            "| column | type | required | empty allowed | meaning |",
+            "|---|---|---|---|---|",
+        ]
+        for c in spec.columns:
+            kind = f"{c.kind} ({' / '.join(c.choices)})" if c.choices else c.kind
+            lines.append(
+                f"| `{c.name}` | {kind} | {'yes' if c.required else 'no'} | "
+                f"{'yes' if c.nullable or c.kind == 'category' else 'no'} | {c.description} |"
+            )
+        lines.append("")
+    return "\n".join(lines + _QUARANTINE_DOC)
+
+
+_QUARANTINE_DOC = [
+    "## Quarantine reasons",
+    "",
+    "A row that breaks a rule is set aside, as read, in `quarantine/<table>.csv` with `source_row`",
+    "(1 = first data row of the file) and `quarantine_reason` (all its reasons, `;`-separated):",
+    "",
+    "| reason | rule |",
+    "|---|---|",
+    "| `missing_<column>` | an id or required value is empty |",
+    "| `unparseable_<column>` | a number, whole number or date/time cannot be read |",
+    "| `<column>_not_positive` | `unit_price` or `list_price` is 0 or below |",
+    "| `quantity_not_positive_on_paid_line` | a paid line has quantity 0 or below |",
+    "| `<column>_after_as_of` | a timestamp lies after the end of the as-of date |",
+    "| `unknown_status`, `unknown_event_type` | a value outside the allowed choices |",
+    "| `unknown_product`, `unknown_order` | the referenced product (or order) is not in its table |",
+    "| `sale_end_before_sale_start` | an inverted flash-sale window |",
+    "| `duplicate_row` | an exact copy of an earlier row (the first copy is kept) |",
+    "| `duplicate_<key>` | a key seen earlier with other values (the first is kept) |",
+    "",
+    "A file that cannot be used at all (missing, empty, unreadable, not UTF-8, a required column",
+    "missing, a column none of whose values can be read) stops the run with a message naming the",
+    "file, the column and the fix. The run also stops when a table's quarantined share exceeds",
+    "`validation.max_quarantine_share` (default 5%), after writing the quarantine files.",
+    "",
+]
+
+
+if __name__ == "__main__":
+    print(contract_markdown())
