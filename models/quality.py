@@ -1,0 +1,412 @@
+"""The product quality gate: 30-day complaint rates graded into four levels (四级商品质量动态拉闸).
+
+For every product as of a date the gate counts order lines and complaints over a trailing
+window (DuckDB SQL over the feature engine's views), puts a Wilson score interval around
+the complaint rate, compares it with its category's threshold (configured, or derived from
+the category's own trimmed pooled rate) and grades the product normal / watch / warning /
+pulled. The previous run's alerts carry each product's level history forward, and a
+supplier roll-up names the brands with several flagged products.
+
+Recommenders use ``pulled_products`` (excluded from every list) and ``demoted_products``
+(scores multiplied by ``QualityConfig.warning_demotion``). The rules are documented in
+``docs/quality_gate.md``; this module does no file I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Annotated
+
+import duckdb
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import norm
+
+from features.columns import Col, OrderStatus, Table
+from features.contract import UNKNOWN_CATEGORY
+from features.engine import has_table
+
+logger = logging.getLogger(__name__)
+
+NORMAL, WATCH, WARNING, PULLED = "normal", "watch", "warning", "pulled"
+LEVELS: tuple[str, ...] = (NORMAL, WATCH, WARNING, PULLED)
+SEVERITY: dict[str, int] = {level: rank for rank, level in enumerate(LEVELS)}
+
+NEW, ESCALATED, DE_ESCALATED, UNCHANGED = "new", "escalated", "de-escalated", "unchanged"
+CHANGES: tuple[str, ...] = (NEW, ESCALATED, DE_ESCALATED, UNCHANGED)
+
+CONFIGURED, CATEGORY, GLOBAL = "configured", "category", "global"
+
+# Absolute slack on every "bound >= threshold" comparison, so that a threshold typed equal
+# to a bound (or computed with a different order of floating-point operations) counts as met.
+TOLERANCE = 1e-9
+
+
+class QualityCol:
+    """Column names of the frames this module returns (contract columns come from ``Col``)."""
+
+    ORDERS_30D = "orders_30d"
+    COMPLAINTS_30D = "complaints_30d"
+    COMPLAINT_RATE = "complaint_rate"
+    RATE_LOWER_BOUND = "rate_lower_bound"
+    RATE_UPPER_BOUND = "rate_upper_bound"
+    THRESHOLD = "threshold"
+    LEVEL = "level"
+    PREVIOUS_LEVEL = "previous_level"
+    CHANGE = "change"
+    SINCE = "since"
+
+    # category thresholds
+    REFERENCE_PRODUCTS = "reference_products"
+    BASE_RATE = "base_rate"
+    SOURCE = "source"
+
+    # supplier roll-up
+    PRODUCTS = "products"
+    FLAGGED = "flagged"
+    FLAGGED_SHARE = "flagged_share"
+
+
+ALERT_COLUMNS: tuple[str, ...] = (
+    Col.PRODUCT_ID,
+    Col.SUPPLIER_ID,
+    Col.CATEGORY,
+    QualityCol.ORDERS_30D,
+    QualityCol.COMPLAINTS_30D,
+    QualityCol.COMPLAINT_RATE,
+    QualityCol.RATE_LOWER_BOUND,
+    QualityCol.RATE_UPPER_BOUND,
+    QualityCol.THRESHOLD,
+    QualityCol.LEVEL,
+    QualityCol.PREVIOUS_LEVEL,
+    QualityCol.CHANGE,
+    QualityCol.SINCE,
+)
+COUNT_COLUMNS: tuple[str, ...] = ALERT_COLUMNS[:5]
+THRESHOLD_COLUMNS: tuple[str, ...] = (
+    Col.CATEGORY,
+    QualityCol.REFERENCE_PRODUCTS,
+    QualityCol.BASE_RATE,
+    QualityCol.THRESHOLD,
+    QualityCol.SOURCE,
+)
+SUPPLIER_COLUMNS: tuple[str, ...] = (
+    Col.SUPPLIER_ID,
+    QualityCol.PRODUCTS,
+    *LEVELS,
+    QualityCol.FLAGGED,
+    QualityCol.FLAGGED_SHARE,
+)
+
+Rate = Annotated[float, Field(gt=0, le=1)]
+
+
+class QualityConfig(BaseModel):
+    """Settings of the quality gate; see ``docs/quality_gate.md`` for how each one is used."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window_days: int = Field(30, gt=0, description="Length of the trailing window in days.")
+    min_orders: int = Field(20, ge=1, description="Order lines a product needs to reach warning or pulled.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Two-sided confidence of the Wilson interval.")
+    default_multiplier: float = Field(2.0, gt=0, description="Derived threshold = base rate x this.")
+    floor: Rate = Field(0.01, description="Lowest derived threshold.")
+    trim_share: float = Field(0.2, ge=0, lt=1, description="Share of worst reference products left out.")
+    min_reference_products: int = Field(5, ge=1, description="Reference products a category needs.")
+    pull_multiplier: float = Field(2.0, ge=1, description="Pulled when lower bound >= threshold x this.")
+    warning_demotion: float = Field(0.5, ge=0, le=1, description="Score factor recommenders apply.")
+    category_thresholds: dict[str, Rate] = Field(default_factory=dict, description="Fixed thresholds.")
+    supplier_min_flagged: int = Field(2, ge=1, description="Flagged products a supplier roll-up row needs.")
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """One run of the gate: per-product alerts, flagged suppliers and the thresholds used."""
+
+    alerts: pd.DataFrame
+    suppliers: pd.DataFrame
+    thresholds: pd.DataFrame
+
+
+def window_bounds(as_of: date, window_days: int) -> tuple[datetime, datetime]:
+    """The window ``[end - window_days, end)`` where ``end`` is the day after ``as_of`` at 00:00.
+
+    The as-of date itself is inside the window; a ``datetime`` is truncated to its date.
+    """
+    end = datetime.combine(_as_date(as_of) + timedelta(days=1), datetime.min.time())
+    return end - timedelta(days=window_days), end
+
+
+def _as_date(as_of: date) -> date:
+    return as_of.date() if isinstance(as_of, datetime) else as_of
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def _orders_sql() -> str:
+    product, status, ordered_at = _q(Col.PRODUCT_ID), _q(Col.STATUS), _q(Col.ORDERED_AT)
+    return (
+        f"SELECT {product}, count(*) AS {QualityCol.ORDERS_30D} FROM {_q(Table.ORDERS)} "
+        f"WHERE {status} IN (?, ?) AND {ordered_at} >= ? AND {ordered_at} < ? GROUP BY {product}"
+    )
+
+
+def _complaints_sql(available: bool) -> str:
+    product, complained_at = _q(Col.PRODUCT_ID), _q(Col.COMPLAINED_AT)
+    if not available:
+        return f"SELECT NULL::VARCHAR AS {product}, 0::BIGINT AS {QualityCol.COMPLAINTS_30D} WHERE false"
+    return (
+        f"SELECT {product}, count(*) AS {QualityCol.COMPLAINTS_30D} FROM {_q(Table.COMPLAINTS)} "
+        f"WHERE {complained_at} >= ? AND {complained_at} < ? GROUP BY {product}"
+    )
+
+
+def complaint_counts(con: duckdb.DuckDBPyConnection, as_of: date, window_days: int) -> pd.DataFrame:
+    """Order lines and complaints of every product in the window ending with ``as_of``.
+
+    Order lines count when paid or returned (cancelled lines were never delivered); a
+    complaint counts when filed in the window. Without a complaints view every count is 0.
+    Columns: product_id, supplier_id, category, orders_30d, complaints_30d; sorted by id.
+    """
+    start, end = window_bounds(as_of, window_days)
+    with_complaints = has_table(con, Table.COMPLAINTS)
+    product = _q(Col.PRODUCT_ID)
+    sql = (
+        f"WITH lines AS ({_orders_sql()}), filed AS ({_complaints_sql(with_complaints)}) "
+        f"SELECT p.{product}, p.{_q(Col.SUPPLIER_ID)}, "
+        f"coalesce(p.{_q(Col.CATEGORY)}, '{UNKNOWN_CATEGORY}') AS {_q(Col.CATEGORY)}, "
+        f"coalesce(l.{QualityCol.ORDERS_30D}, 0)::BIGINT AS {QualityCol.ORDERS_30D}, "
+        f"coalesce(f.{QualityCol.COMPLAINTS_30D}, 0)::BIGINT AS {QualityCol.COMPLAINTS_30D} "
+        f"FROM {_q(Table.PRODUCTS)} p LEFT JOIN lines l ON l.{product} = p.{product} "
+        f"LEFT JOIN filed f ON f.{product} = p.{product} ORDER BY p.{product}"
+    )
+    params: list[object] = [OrderStatus.PAID, OrderStatus.RETURNED, start, end]
+    if with_complaints:
+        params += [start, end]
+    counts = con.execute(sql, params).df()
+    return counts.astype({QualityCol.ORDERS_30D: "int64", QualityCol.COMPLAINTS_30D: "int64"})
+
+
+def wilson_interval(
+    complaints: np.ndarray | pd.Series, orders: np.ndarray | pd.Series, confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided Wilson score interval of ``complaints / orders`` at ``confidence``.
+
+    Complaints beyond the order count are capped at it (a rate above 1 is read as 1); a
+    product without orders gets the uninformative interval [0, 1].
+    """
+    n = np.asarray(orders, dtype=float)
+    k = np.minimum(np.asarray(complaints, dtype=float), n)
+    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / n
+        denominator = 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / denominator
+        half = z / denominator * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    lower = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
+    upper = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
+    return lower, upper
+
+
+def trimmed_pooled_rate(reference: pd.DataFrame, trim_share: float) -> float:
+    """Pooled complaint rate of ``reference`` after leaving out its worst ``trim_share`` products.
+
+    ``floor(trim_share x products)`` products with the highest rate (ties: lower product id
+    first) are left out, so a few defective products cannot raise their own bar. An
+    empty reference set gives 0.
+    """
+    if reference.empty:
+        return 0.0
+    rate = reference[QualityCol.COMPLAINTS_30D] / reference[QualityCol.ORDERS_30D]
+    ranked = reference.assign(_rate=rate).sort_values(
+        ["_rate", Col.PRODUCT_ID], ascending=[False, True], kind="mergesort"
+    )
+    kept = ranked.iloc[math.floor(trim_share * len(ranked)) :]
+    return float(kept[QualityCol.COMPLAINTS_30D].sum() / kept[QualityCol.ORDERS_30D].sum())
+
+
+def category_thresholds(counts: pd.DataFrame, config: QualityConfig) -> pd.DataFrame:
+    """The complaint-rate threshold of every category in ``counts``.
+
+    A category in ``config.category_thresholds`` takes that value. Otherwise the threshold
+    is ``max(floor, base_rate x default_multiplier)`` where the base rate is the trimmed
+    pooled rate of the category's reference products (those with ``min_orders`` or more
+    order lines), or the global one over all reference products when the category has
+    fewer than ``min_reference_products`` of them.
+    """
+    reference = counts[counts[QualityCol.ORDERS_30D] >= config.min_orders]
+    global_rate = trimmed_pooled_rate(reference, config.trim_share)
+    by_category = {category: group for category, group in reference.groupby(Col.CATEGORY, sort=False)}
+    rows = []
+    for category in sorted(counts[Col.CATEGORY].unique()):
+        own = by_category.get(category, reference.iloc[:0])
+        thin = len(own) < config.min_reference_products
+        base = global_rate if thin else trimmed_pooled_rate(own, config.trim_share)
+        threshold, source = max(config.floor, base * config.default_multiplier), GLOBAL if thin else CATEGORY
+        if category in config.category_thresholds:
+            threshold, source = config.category_thresholds[category], CONFIGURED
+        rows.append((category, len(own), base, threshold, source))
+    return pd.DataFrame(rows, columns=list(THRESHOLD_COLUMNS)).astype(
+        {QualityCol.REFERENCE_PRODUCTS: "int64", QualityCol.BASE_RATE: "float64"}
+    )
+
+
+def grade(scored: pd.DataFrame, config: QualityConfig) -> pd.Series:
+    """The level of each row of ``scored`` (rates, bounds, threshold and order counts).
+
+    pulled: enough volume and lower bound >= threshold x pull_multiplier; warning: enough
+    volume and lower bound >= threshold; watch: point rate >= threshold; else normal.
+    """
+    threshold = scored[QualityCol.THRESHOLD]
+    lower = scored[QualityCol.RATE_LOWER_BOUND]
+    enough = scored[QualityCol.ORDERS_30D] >= config.min_orders
+    watch = (scored[QualityCol.COMPLAINT_RATE] >= threshold - TOLERANCE).fillna(False)
+    warning = enough & (lower >= threshold - TOLERANCE)
+    pulled = enough & (lower >= threshold * config.pull_multiplier - TOLERANCE)
+    levels = np.select([pulled, warning, watch], [PULLED, WARNING, WATCH], default=NORMAL)
+    return pd.Series(levels, index=scored.index, name=QualityCol.LEVEL, dtype="string")
+
+
+def _score(counts: pd.DataFrame, thresholds: pd.DataFrame, config: QualityConfig) -> pd.DataFrame:
+    orders = counts[QualityCol.ORDERS_30D]
+    complaints = counts[QualityCol.COMPLAINTS_30D]
+    lower, upper = wilson_interval(complaints, orders, config.confidence)
+    by_category = thresholds.set_index(Col.CATEGORY)[QualityCol.THRESHOLD]
+    scored = counts.assign(
+        **{
+            QualityCol.COMPLAINT_RATE: (complaints / orders.where(orders > 0)).astype("float64"),
+            QualityCol.RATE_LOWER_BOUND: lower,
+            QualityCol.RATE_UPPER_BOUND: upper,
+            QualityCol.THRESHOLD: counts[Col.CATEGORY].map(by_category).astype("float64"),
+        }
+    )
+    return scored.assign(**{QualityCol.LEVEL: grade(scored, config)})
+
+
+def _previous_levels(previous: pd.DataFrame) -> pd.DataFrame:
+    """The previous run's product_id, level and since, checked and typed (ids as text)."""
+    needed = [Col.PRODUCT_ID, QualityCol.LEVEL, QualityCol.SINCE]
+    missing = [column for column in needed if column not in previous.columns]
+    if missing:
+        raise ValueError(f"previous alerts lack columns {missing}; pass the alerts frame of an earlier run")
+    prior = previous[needed].copy()
+    prior[Col.PRODUCT_ID] = prior[Col.PRODUCT_ID].astype(str)
+    unknown = sorted(set(prior[QualityCol.LEVEL].astype(str)) - set(LEVELS))
+    if unknown:
+        raise ValueError(f"previous alerts, column '{QualityCol.LEVEL}': unknown levels {unknown}")
+    duplicated = prior[Col.PRODUCT_ID].duplicated()
+    if duplicated.any():
+        raise ValueError(f"previous alerts list products twice: {sorted(prior[Col.PRODUCT_ID][duplicated])}")
+    prior[QualityCol.SINCE] = pd.to_datetime(prior[QualityCol.SINCE], errors="coerce").dt.normalize()
+    return prior.rename(columns={QualityCol.LEVEL: QualityCol.PREVIOUS_LEVEL, QualityCol.SINCE: "_since"})
+
+
+def apply_history(scored: pd.DataFrame, previous: pd.DataFrame | None, as_of: date) -> pd.DataFrame:
+    """Add previous_level, change and since to ``scored`` from the previous run's alerts.
+
+    A product absent from ``previous`` (or every product when it is None) is ``new``; an
+    unchanged level keeps its previous ``since`` (as_of when that is missing), any other
+    change starts its level on ``as_of``.
+    """
+    today = pd.Timestamp(_as_date(as_of))
+    prior = _previous_levels(previous) if previous is not None else _previous_levels(_empty_previous())
+    current = scored.assign(**{Col.PRODUCT_ID: scored[Col.PRODUCT_ID].astype(str)})
+    merged = current.merge(prior, on=Col.PRODUCT_ID, how="left", validate="one_to_one")
+    now = merged[QualityCol.LEVEL].map(SEVERITY)
+    before = merged[QualityCol.PREVIOUS_LEVEL].map(SEVERITY)
+    change = np.select(
+        [before.isna(), now > before, now < before], [NEW, ESCALATED, DE_ESCALATED], default=UNCHANGED
+    )
+    kept = pd.Series(change == UNCHANGED, index=merged.index)
+    since = merged["_since"].where(kept).fillna(today).astype("datetime64[ns]")
+    return merged.drop(columns="_since").assign(
+        **{
+            QualityCol.PREVIOUS_LEVEL: merged[QualityCol.PREVIOUS_LEVEL].astype("string"),
+            QualityCol.CHANGE: pd.Series(change, index=merged.index, dtype="string"),
+            QualityCol.SINCE: since,
+        }
+    )
+
+
+def _empty_previous() -> pd.DataFrame:
+    return pd.DataFrame({Col.PRODUCT_ID: [], QualityCol.LEVEL: [], QualityCol.SINCE: []}, dtype=object)
+
+
+def order_alerts(alerts: pd.DataFrame) -> pd.DataFrame:
+    """Alerts in the gate's fixed order: most severe level first, then product id."""
+    severity = alerts[QualityCol.LEVEL].map(SEVERITY)
+    ordered = alerts.assign(_severity=severity).sort_values(
+        ["_severity", Col.PRODUCT_ID], ascending=[False, True], kind="mergesort"
+    )
+    return ordered.drop(columns="_severity").reset_index(drop=True)
+
+
+def supplier_rollup(alerts: pd.DataFrame, config: QualityConfig) -> pd.DataFrame:
+    """Suppliers with at least ``supplier_min_flagged`` products at warning or pulled.
+
+    One row per such supplier: its products, their count per level, the flagged count and
+    share; most flagged first, then highest share, then supplier id.
+    """
+    per_level = pd.crosstab(alerts[Col.SUPPLIER_ID], alerts[QualityCol.LEVEL].astype(str))
+    per_level = per_level.reindex(columns=list(LEVELS), fill_value=0).astype("int64")
+    per_level.columns.name = None
+    rollup = per_level.assign(**{QualityCol.PRODUCTS: per_level.sum(axis=1)})
+    rollup[QualityCol.FLAGGED] = rollup[WARNING] + rollup[PULLED]
+    rollup[QualityCol.FLAGGED_SHARE] = rollup[QualityCol.FLAGGED] / rollup[QualityCol.PRODUCTS]
+    flagged = rollup[rollup[QualityCol.FLAGGED] >= config.supplier_min_flagged].reset_index()
+    flagged = flagged.sort_values(
+        [QualityCol.FLAGGED, QualityCol.FLAGGED_SHARE, Col.SUPPLIER_ID],
+        ascending=[False, False, True],
+        kind="mergesort",
+    )
+    return flagged[list(SUPPLIER_COLUMNS)].reset_index(drop=True)
+
+
+def _has_complaints(con: duckdb.DuckDBPyConnection) -> bool:
+    if not has_table(con, Table.COMPLAINTS):
+        return False
+    found = con.execute(f"SELECT count(*) FROM {_q(Table.COMPLAINTS)}").fetchone()
+    return bool(found and found[0])
+
+
+def assess(
+    con: duckdb.DuckDBPyConnection,
+    as_of: date,
+    config: QualityConfig,
+    previous: pd.DataFrame | None = None,
+) -> QualityReport:
+    """Grade every product as of ``as_of``, carrying history from ``previous`` alerts.
+
+    ``previous`` is an earlier run's alerts frame, possibly read back from CSV. Without a
+    complaints table, or with an empty one, every product is normal and one warning says so.
+    """
+    if not _has_complaints(con):
+        logger.warning("quality gate: no complaints in the data set; every product is graded normal")
+    counts = complaint_counts(con, as_of, config.window_days)
+    thresholds = category_thresholds(counts, config)
+    scored = _score(counts, thresholds, config)
+    alerts = order_alerts(apply_history(scored, previous, as_of))[list(ALERT_COLUMNS)]
+    level_counts = alerts[QualityCol.LEVEL].value_counts().reindex(list(LEVELS), fill_value=0)
+    logger.info("quality gate as of %s: %s", as_of, level_counts.to_dict())
+    return QualityReport(alerts=alerts, suppliers=supplier_rollup(alerts, config), thresholds=thresholds)
+
+
+def pulled_products(alerts: pd.DataFrame) -> list[str]:
+    """Products at level pulled, sorted: recommenders exclude them from every list."""
+    return _products_at(alerts, PULLED)
+
+
+def demoted_products(alerts: pd.DataFrame) -> list[str]:
+    """Products at level warning, sorted: recommenders scale their scores by warning_demotion."""
+    return _products_at(alerts, WARNING)
+
+
+def _products_at(alerts: pd.DataFrame, level: str) -> list[str]:
+    at_level = alerts[alerts[QualityCol.LEVEL].astype(str) == level]
+    return sorted(at_level[Col.PRODUCT_ID].astype(str))

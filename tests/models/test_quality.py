@@ -1,0 +1,434 @@
+"""The quality gate: counts in the window, Wilson bounds, thresholds, levels, history, suppliers.
+
+Every expected number is worked out by hand (or from the Wilson formula written out below),
+never by calling the function under test.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from datetime import date, datetime, timedelta
+from statistics import NormalDist
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from features.columns import Col, OrderStatus, Table
+from features.engine import connect
+from models.quality import (
+    QualityCol,
+    QualityConfig,
+    QualityReport,
+    assess,
+    complaint_counts,
+    demoted_products,
+    pulled_products,
+    wilson_interval,
+    window_bounds,
+)
+
+AS_OF = date(2024, 6, 30)
+END = datetime(2024, 7, 1)  # exclusive end of the window: the day after AS_OF at 00:00
+IN_WINDOW = datetime(2024, 6, 20, 12)
+
+# (product_id, supplier_id, category, paid order lines, complaints)
+Row = tuple[str, str, str, int, int]
+
+
+def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval written out from the textbook formula."""
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = k / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    margin = z / (1 + z**2 / n) * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    return centre - margin, centre + margin
+
+
+def products(rows: list[Row]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            Col.PRODUCT_ID: [row[0] for row in rows],
+            Col.SUPPLIER_ID: [row[1] for row in rows],
+            Col.CATEGORY: [row[2] for row in rows],
+            Col.LIST_PRICE: 10.0,
+        }
+    )
+
+
+def orders(lines: list[tuple[str, str, datetime, str]]) -> pd.DataFrame:
+    """Order lines from (order_id, product_id, ordered_at, status)."""
+    return pd.DataFrame(
+        {
+            Col.ORDER_ID: [line[0] for line in lines],
+            Col.CONSUMER_ID: "C1",
+            Col.DISTRIBUTOR_ID: "D1",
+            Col.PRODUCT_ID: [line[1] for line in lines],
+            Col.QUANTITY: 1,
+            Col.UNIT_PRICE: 10.0,
+            Col.ORDERED_AT: pd.to_datetime([line[2] for line in lines]),
+            Col.STATUS: [line[3] for line in lines],
+        }
+    )
+
+
+def complaints(filed: list[tuple[str, str, datetime]]) -> pd.DataFrame:
+    """Complaints from (order_id, product_id, complained_at)."""
+    return pd.DataFrame(
+        {
+            Col.COMPLAINT_ID: [f"K{i}" for i in range(len(filed))],
+            Col.ORDER_ID: [entry[0] for entry in filed],
+            Col.PRODUCT_ID: [entry[1] for entry in filed],
+            Col.CONSUMER_ID: "C1",
+            Col.COMPLAINED_AT: pd.to_datetime([entry[2] for entry in filed]),
+            Col.REASON: "broken",
+        }
+    )
+
+
+def catalogue(rows: list[Row]) -> dict[str, pd.DataFrame]:
+    """Products with their paid lines and complaints, all in the middle of the window."""
+    lines = [(f"O-{row[0]}-{i}", row[0], IN_WINDOW, OrderStatus.PAID) for row in rows for i in range(row[3])]
+    filed = [(f"O-{row[0]}-0", row[0], IN_WINDOW) for row in rows for _ in range(row[4])]
+    return {Table.PRODUCTS: products(rows), Table.ORDERS: orders(lines), Table.COMPLAINTS: complaints(filed)}
+
+
+def run(
+    tables: dict[str, pd.DataFrame], config: QualityConfig, previous: pd.DataFrame | None = None
+) -> QualityReport:
+    return assess(connect(tables), AS_OF, config, previous)
+
+
+def levels(report: QualityReport) -> dict[str, str]:
+    return dict(zip(report.alerts[Col.PRODUCT_ID], report.alerts[QualityCol.LEVEL], strict=True))
+
+
+def csv_round_trip(frame: pd.DataFrame) -> pd.DataFrame:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    return pd.read_csv(io.StringIO(buffer.getvalue()))
+
+
+# --- the Wilson interval ---------------------------------------------------------------------
+
+
+def test_wilson_reference_matches_the_textbook_value() -> None:
+    lower, upper = wilson(1, 2)
+    assert lower == pytest.approx(0.0945, abs=1e-4) and upper == pytest.approx(0.9055, abs=1e-4)
+
+
+@pytest.mark.parametrize("confidence", [0.8, 0.95, 0.99])
+def test_wilson_interval_follows_the_formula(confidence: float) -> None:
+    cases = [(0, 10), (1, 2), (12, 100), (40, 100), (20, 20)]
+    lower, upper = wilson_interval([k for k, _ in cases], [n for _, n in cases], confidence)
+    for i, (k, n) in enumerate(cases):
+        expected_lower, expected_upper = wilson(k, n, confidence)
+        assert lower[i] == pytest.approx(max(expected_lower, 0.0), abs=1e-12)
+        assert upper[i] == pytest.approx(min(expected_upper, 1.0), abs=1e-12)
+
+
+def test_wilson_interval_without_orders_is_uninformative() -> None:
+    lower, upper = wilson_interval([0, 3], [0, 0], 0.95)
+    assert list(lower) == [0.0, 0.0] and list(upper) == [1.0, 1.0]
+
+
+# --- levels at their boundaries --------------------------------------------------------------
+
+# One product, 10 complaints in 40 order lines: rate 0.25, Wilson lower bound L ~ 0.142.
+RATE = 10 / 40
+LOWER = wilson(10, 40)[0]
+STEP = 1e-6
+
+
+@pytest.mark.parametrize(
+    ("threshold", "expected"),
+    [
+        (RATE + STEP, "normal"),  # point rate just below the threshold
+        (RATE, "watch"),  # point rate at the threshold
+        (RATE - STEP, "watch"),  # point rate just above, lower bound far below
+        (LOWER + STEP, "watch"),  # lower bound just below the threshold
+        (LOWER, "warning"),  # lower bound at the threshold
+        (LOWER - STEP, "warning"),  # lower bound just above, but below threshold x 2
+        (LOWER / 2 + STEP, "warning"),  # lower bound just below threshold x pull_multiplier
+        (LOWER / 2, "pulled"),  # lower bound at threshold x pull_multiplier
+        (LOWER / 2 - STEP, "pulled"),  # lower bound just above it
+    ],
+)
+def test_level_boundaries(threshold: float, expected: str) -> None:
+    config = QualityConfig(min_orders=20, pull_multiplier=2.0, category_thresholds={"snacks": threshold})
+    report = run(catalogue([("P1", "S1", "snacks", 40, 10)]), config)
+    assert levels(report) == {"P1": expected}
+    assert report.alerts[QualityCol.RATE_LOWER_BOUND].iloc[0] == pytest.approx(LOWER, abs=1e-12)
+    assert report.alerts[QualityCol.THRESHOLD].iloc[0] == threshold
+
+
+@pytest.mark.parametrize(("order_lines", "expected"), [(19, "watch"), (20, "pulled")])
+def test_min_orders_caps_low_volume_products_at_watch(order_lines: int, expected: str) -> None:
+    config = QualityConfig(min_orders=20, category_thresholds={"snacks": 0.05})
+    assert levels(run(catalogue([("P1", "S1", "snacks", order_lines, 10)]), config)) == {"P1": expected}
+
+
+def test_one_complaint_in_two_orders_is_not_pulled() -> None:
+    tables = catalogue([("P1", "S1", "snacks", 2, 1), ("P2", "S1", "snacks", 100, 1)])
+    assert levels(run(tables, QualityConfig()))["P1"] == "watch"
+    # Even with no volume rule, the lower bound (~0.0945) stays under 0.05 x 2 = 0.1.
+    no_volume_rule = QualityConfig(min_orders=1, category_thresholds={"snacks": 0.05})
+    assert levels(run(tables, no_volume_rule))["P1"] == "warning"
+
+
+# --- category thresholds ---------------------------------------------------------------------
+
+THRESHOLD_ROWS: list[Row] = [
+    *[(f"F{i}", "S1", "food", 100, k) for i, k in enumerate([1, 1, 2, 2, 3, 40], start=1)],
+    ("T1", "S2", "toys", 50, 1),
+    ("T2", "S2", "toys", 50, 0),
+    ("T3", "S2", "toys", 5, 0),  # below min_orders: not a reference product
+    *[(f"B{i}", "S3", "books", 20, 0) for i in range(1, 6)],
+    ("Y1", "S4", "beauty", 30, 6),
+]
+
+
+def thresholds_by_category(report: QualityReport) -> pd.DataFrame:
+    return report.thresholds.set_index(Col.CATEGORY)
+
+
+def test_derived_thresholds_trim_the_worst_products() -> None:
+    report = run(catalogue(THRESHOLD_ROWS), QualityConfig(category_thresholds={"beauty": 0.2}))
+    table = thresholds_by_category(report)
+    # food: 6 reference products, floor(0.2 x 6) = 1 left out (F6, 40/100): 9 / 500 = 0.018, x 2.
+    assert table.loc["food", QualityCol.SOURCE] == "category"
+    assert table.loc["food", QualityCol.BASE_RATE] == pytest.approx(0.018)
+    assert table.loc["food", QualityCol.THRESHOLD] == pytest.approx(0.036)
+    # toys: 2 reference products < 5, so the global rate: 14 reference products, 2 left out
+    # (F6 at 0.4 and Y1 at 0.2): (9 + 1 + 0) / (500 + 100 + 100) = 1/70, x 2.
+    assert table.loc["toys", QualityCol.SOURCE] == "global"
+    assert table.loc["toys", QualityCol.REFERENCE_PRODUCTS] == 2
+    assert table.loc["toys", QualityCol.THRESHOLD] == pytest.approx(2 / 70)
+    # books: no complaints at all, so the floor.
+    assert table.loc["books", QualityCol.THRESHOLD] == pytest.approx(0.01)
+    assert table.loc["beauty", QualityCol.SOURCE] == "configured"
+    assert table.loc["beauty", QualityCol.THRESHOLD] == 0.2
+    found = levels(report)
+    assert found["F6"] == "pulled" and found["Y1"] == "watch" and found["T1"] == "normal"
+
+
+def test_without_trimming_a_defective_product_raises_its_own_bar() -> None:
+    report = run(catalogue(THRESHOLD_ROWS), QualityConfig(trim_share=0.0))
+    # food untrimmed: 49 / 600, x 2 ~ 0.163; F6's lower bound (~0.309) is now under 0.163 x 2.
+    assert thresholds_by_category(report).loc["food", QualityCol.THRESHOLD] == pytest.approx(2 * 49 / 600)
+    assert levels(report)["F6"] == "warning"
+
+
+def test_configured_threshold_overrides_the_derived_one() -> None:
+    report = run(catalogue(THRESHOLD_ROWS), QualityConfig(category_thresholds={"food": 0.5}))
+    assert thresholds_by_category(report).loc["food", QualityCol.THRESHOLD] == 0.5
+    assert levels(report)["F6"] == "normal"  # 40/100 = 0.4 < 0.5
+
+
+# --- the window and what counts --------------------------------------------------------------
+
+
+def test_window_bounds_end_the_day_after_as_of() -> None:
+    assert window_bounds(AS_OF, 30) == (datetime(2024, 6, 1), END)
+
+
+def test_window_edges_for_orders_and_complaints() -> None:
+    start = END - timedelta(days=30)
+    lines = [
+        ("O1", "P1", start, OrderStatus.PAID),  # first instant of the window
+        ("O2", "P1", END - timedelta(seconds=1), OrderStatus.PAID),  # last second of the as-of date
+        ("O3", "P1", start - timedelta(seconds=1), OrderStatus.PAID),  # just before the window
+        ("O4", "P1", END, OrderStatus.PAID),  # after the as-of date
+        ("O5", "P1", END + timedelta(days=3), OrderStatus.PAID),
+    ]
+    filed = [
+        ("O1", "P1", END - timedelta(days=30)),  # 30 days before the end: inside
+        ("O1", "P1", END - timedelta(days=31)),  # 31 days before the end: outside
+        ("O2", "P1", END),  # after the as-of date: outside
+    ]
+    tables = {Table.PRODUCTS: products([("P1", "S1", "snacks", 0, 0)]), Table.ORDERS: orders(lines)}
+    tables[Table.COMPLAINTS] = complaints(filed)
+    counts = complaint_counts(connect(tables), AS_OF, 30)
+    assert counts[QualityCol.ORDERS_30D].tolist() == [2]
+    assert counts[QualityCol.COMPLAINTS_30D].tolist() == [1]
+
+
+def test_cancelled_lines_do_not_count_but_returned_ones_do() -> None:
+    statuses = [OrderStatus.PAID] * 3 + [OrderStatus.RETURNED] * 2 + [OrderStatus.CANCELLED] * 4
+    lines = [(f"O{i}", "P1", IN_WINDOW, status) for i, status in enumerate(statuses)]
+    tables = {Table.PRODUCTS: products([("P1", "S1", "snacks", 0, 0)]), Table.ORDERS: orders(lines)}
+    counts = complaint_counts(connect(tables), AS_OF, 30)
+    assert counts[QualityCol.ORDERS_30D].tolist() == [5]
+
+
+def test_every_product_gets_a_row_and_zero_volume_is_normal() -> None:
+    report = run(catalogue([("P1", "S1", "snacks", 40, 30), ("P2", "S2", "snacks", 0, 0)]), QualityConfig())
+    row = report.alerts.set_index(Col.PRODUCT_ID).loc["P2"]
+    assert row[QualityCol.LEVEL] == "normal" and row[QualityCol.ORDERS_30D] == 0
+    assert math.isnan(row[QualityCol.COMPLAINT_RATE])
+    assert (row[QualityCol.RATE_LOWER_BOUND], row[QualityCol.RATE_UPPER_BOUND]) == (0.0, 1.0)
+
+
+def test_alert_columns_and_order() -> None:
+    rows: list[Row] = [
+        ("P3", "S1", "snacks", 100, 40),
+        ("P1", "S1", "snacks", 100, 0),
+        ("P4", "S1", "snacks", 100, 40),
+        ("P2", "S1", "snacks", 10, 1),
+    ]
+    report = run(catalogue(rows), QualityConfig(category_thresholds={"snacks": 0.05}))
+    assert list(report.alerts.columns) == [
+        "product_id", "supplier_id", "category", "orders_30d", "complaints_30d", "complaint_rate",
+        "rate_lower_bound", "rate_upper_bound", "threshold", "level", "previous_level", "change", "since",
+    ]  # fmt: skip
+    assert report.alerts[Col.PRODUCT_ID].tolist() == ["P3", "P4", "P2", "P1"]
+    assert report.alerts[QualityCol.LEVEL].tolist() == ["pulled", "pulled", "watch", "normal"]
+
+
+# --- no complaints ---------------------------------------------------------------------------
+
+HEAVY: list[Row] = [(f"P{i}", "S1", "snacks", 100, 0) for i in range(1, 6)]
+
+
+@pytest.mark.parametrize("with_empty_table", [False, True])
+def test_no_complaints_means_all_normal_and_one_warning(
+    with_empty_table: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    tables = catalogue(HEAVY)
+    if not with_empty_table:
+        del tables[Table.COMPLAINTS]
+    config = QualityConfig(category_thresholds={"snacks": 0.0001})
+    with caplog.at_level(logging.INFO, logger="models.quality"):
+        report = run(tables, config)
+    assert set(report.alerts[QualityCol.LEVEL]) == {"normal"}
+    assert len(report.alerts) == 5
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+def test_complaints_present_give_no_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="models.quality"):
+        run(catalogue([*HEAVY, ("P9", "S1", "snacks", 100, 3)]), QualityConfig())
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+# --- history across runs ---------------------------------------------------------------------
+
+# With threshold 0.05 and min_orders 20: PP pulled (lower ~0.309), PW warning (12/100: lower
+# ~0.070, under 0.1), PV watch (1/10, low volume), 1001 normal, PN normal and new.
+HISTORY_ROWS: list[Row] = [
+    ("PP", "S1", "snacks", 100, 40),
+    ("PW", "S1", "snacks", 100, 12),
+    ("PV", "S2", "snacks", 10, 1),
+    ("1001", "S2", "snacks", 100, 0),
+    ("PN", "S3", "snacks", 100, 0),
+]
+HISTORY_CONFIG = QualityConfig(category_thresholds={"snacks": 0.05})
+PREVIOUS_CSV = """product_id,level,since
+PP,warning,2024-06-01
+PW,warning,2024-06-01
+PV,pulled,2024-06-10
+1001,normal,2024-05-01
+GONE,pulled,2024-05-01
+"""
+
+
+def test_history_transitions_after_a_csv_round_trip() -> None:
+    previous = pd.read_csv(io.StringIO(PREVIOUS_CSV))
+    alerts = run(catalogue(HISTORY_ROWS), HISTORY_CONFIG, previous).alerts.set_index(Col.PRODUCT_ID)
+    today = pd.Timestamp(AS_OF)
+    expected = {
+        "PP": ("pulled", "warning", "escalated", today),
+        "PW": ("warning", "warning", "unchanged", pd.Timestamp("2024-06-01")),
+        "PV": ("watch", "pulled", "de-escalated", today),
+        "1001": ("normal", "normal", "unchanged", pd.Timestamp("2024-05-01")),
+        "PN": ("normal", None, "new", today),
+    }
+    columns = [QualityCol.LEVEL, QualityCol.PREVIOUS_LEVEL, QualityCol.CHANGE, QualityCol.SINCE]
+    for product, (level, before, change, since) in expected.items():
+        row = alerts.loc[product, columns]
+        assert row[QualityCol.LEVEL] == level, product
+        assert (before is None and pd.isna(row[QualityCol.PREVIOUS_LEVEL])) or row.iloc[1] == before, product
+        assert (row[QualityCol.CHANGE], row[QualityCol.SINCE]) == (change, since), product
+    assert "GONE" not in alerts.index
+
+
+def test_first_run_marks_everything_new_since_as_of() -> None:
+    alerts = run(catalogue(HISTORY_ROWS), HISTORY_CONFIG).alerts
+    assert set(alerts[QualityCol.CHANGE]) == {"new"}
+    assert alerts[QualityCol.PREVIOUS_LEVEL].isna().all()
+    assert set(alerts[QualityCol.SINCE]) == {pd.Timestamp(AS_OF)}
+
+
+def test_a_rerun_on_the_next_day_keeps_since_through_csv() -> None:
+    tables = catalogue(HISTORY_ROWS)
+    first = run(tables, HISTORY_CONFIG).alerts
+    second = assess(connect(tables), AS_OF + timedelta(days=1), HISTORY_CONFIG, csv_round_trip(first))
+    assert set(second.alerts[QualityCol.CHANGE]) == {"unchanged"}
+    assert set(second.alerts[QualityCol.SINCE]) == {pd.Timestamp(AS_OF)}
+
+
+def test_numeric_looking_ids_match_after_csv_turned_them_into_numbers() -> None:
+    tables = catalogue([("1001", "S1", "snacks", 100, 40), ("1002", "S1", "snacks", 100, 0)])
+    previous = csv_round_trip(run(tables, HISTORY_CONFIG).alerts)
+    assert previous[Col.PRODUCT_ID].dtype == "int64"
+    second = assess(connect(tables), AS_OF + timedelta(days=1), HISTORY_CONFIG, previous).alerts
+    assert second[QualityCol.CHANGE].tolist() == ["unchanged", "unchanged"]
+    assert second[QualityCol.PREVIOUS_LEVEL].tolist() == ["pulled", "normal"]
+
+
+def test_previous_with_an_unknown_level_is_refused() -> None:
+    previous = pd.DataFrame(
+        {Col.PRODUCT_ID: ["PP"], QualityCol.LEVEL: ["red"], QualityCol.SINCE: ["2024-06-01"]}
+    )
+    with pytest.raises(ValueError, match="unknown levels"):
+        run(catalogue(HISTORY_ROWS), HISTORY_CONFIG, previous)
+
+
+# --- filters and the supplier roll-up --------------------------------------------------------
+
+
+def test_pulled_and_demoted_lists() -> None:
+    alerts = run(catalogue(HISTORY_ROWS), HISTORY_CONFIG).alerts
+    assert pulled_products(alerts) == ["PP"]
+    assert demoted_products(alerts) == ["PW"]
+    assert pulled_products(csv_round_trip(alerts)) == ["PP"]
+
+
+def test_supplier_rollup_names_suppliers_with_several_flagged_products() -> None:
+    rows: list[Row] = [
+        ("A1", "S1", "snacks", 100, 40),  # pulled
+        ("A2", "S1", "snacks", 100, 12),  # warning
+        ("A3", "S1", "snacks", 100, 0),  # normal
+        ("B1", "S2", "snacks", 100, 40),  # pulled, but the only flagged one of S2
+        ("B2", "S2", "snacks", 10, 1),  # watch: not flagged
+        ("C1", "S3", "snacks", 100, 12),
+        ("C2", "S3", "snacks", 100, 12),
+        ("C3", "S3", "snacks", 100, 40),
+    ]
+    suppliers = run(catalogue(rows), QualityConfig(category_thresholds={"snacks": 0.05})).suppliers
+    assert suppliers[Col.SUPPLIER_ID].tolist() == ["S3", "S1"]
+    s3, s1 = suppliers.iloc[0], suppliers.iloc[1]
+    assert (s3["products"], s3["warning"], s3["pulled"], s3["flagged"], s3["flagged_share"]) == (
+        3,
+        2,
+        1,
+        3,
+        1.0,
+    )
+    assert (s1["products"], s1["normal"], s1["warning"], s1["pulled"], s1["flagged"]) == (3, 1, 1, 1, 2)
+    assert s1["flagged_share"] == pytest.approx(2 / 3)
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def test_config_refuses_unknown_keys_and_bad_thresholds() -> None:
+    with pytest.raises(ValidationError):
+        QualityConfig(min_order=10)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        QualityConfig(category_thresholds={"snacks": 1.5})
+    with pytest.raises(ValidationError):
+        QualityConfig(floor=0.0)
+    assert QualityConfig().warning_demotion == 0.5
