@@ -1,0 +1,1 @@
+"""siyu models: tiering, CLV, recommenders, quality gate, evaluation, artifacts."""

@@ -1,0 +1,1 @@
+"""siyu edges: Prefect flows, the CLI, data sources (simulator, importers), I/O and publishing."""

@@ -1,0 +1,72 @@
+"""The command line: help everywhere, one clear message (no traceback) for user errors, end-to-end runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.cli import main
+
+COMMANDS = [[], ["simulate"], ["validate"], ["quality"], ["nightly"], ["import"], ["import", "online-retail"]]
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["siyu", *args])
+    try:
+        main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "siyu")
+def test_every_command_has_help(command: list[str], monkeypatch, capsys) -> None:
+    assert run_cli(monkeypatch, *command, "--help") == 0
+    assert "Usage: siyu" in capsys.readouterr().out
+
+
+def test_user_errors_print_one_message_and_exit_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    assert run_cli(monkeypatch, "validate", "--data", str(tmp_path / "missing")) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "data directory not found" in err and "Traceback" not in err
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("validation:\n  max_quarantine_shar: 0.1\n")
+    assert run_cli(monkeypatch, "nightly", "--config", str(bad)) == 2
+    assert "validation.max_quarantine_shar: unknown key" in capsys.readouterr().err
+
+    assert run_cli(monkeypatch, "validate", "--data", str(tmp_path), "--as-of", "31/12/2025") == 2
+    assert "is not a date" in capsys.readouterr().err
+
+
+def test_validate_fails_with_exit_1_over_the_quarantine_limit(
+    tiny_dataset: Path, tmp_path, monkeypatch
+) -> None:
+    orders = pd.read_csv(tiny_dataset / "orders.csv", dtype=str)
+    orders.loc[0, "unit_price"] = "-1"
+    orders.to_csv(tiny_dataset / "orders.csv", index=False)
+    out = tmp_path / "v"
+    assert run_cli(monkeypatch, "validate", "--data", str(tiny_dataset), "--out", str(out)) == 1
+    quarantine = pd.read_csv(out / "quarantine" / "orders.csv")
+    assert quarantine["quarantine_reason"].tolist() == ["unit_price_not_positive"]
+
+
+def test_simulate_then_quality_end_to_end(tmp_path: Path, monkeypatch, capsys) -> None:
+    data, out = tmp_path / "data", tmp_path / "out"
+    args = ["--consumers", "800", "--distributors", "20", "--products", "150", "--days", "90"]
+    assert run_cli(monkeypatch, "simulate", "--out", str(data), *args) == 0
+    assert run_cli(monkeypatch, "quality", "--data", str(data), "--out", str(out)) == 0
+    first = pd.read_csv(out / "quality_alerts.csv", encoding="utf-8-sig")
+    assert len(first) == 150 and set(first["change"]) == {"new"}
+    assert (
+        run_cli(
+            monkeypatch, "quality", "--data", str(data), "--out", str(tmp_path / "o2"), "--previous", str(out)
+        )
+        == 0
+    )
+    second = pd.read_csv(tmp_path / "o2" / "quality_alerts.csv", encoding="utf-8-sig")
+    assert set(second["change"]) == {"unchanged"}
+    assert "quality as of" in capsys.readouterr().out
