@@ -16,8 +16,6 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-import pandas as pd
-
 from features.validate import ValidationResult
 
 CLEAN_DIR = "clean"
@@ -40,11 +38,6 @@ def write_validated(result: ValidationResult, out_dir: Path) -> dict[str, Path]:
     report = {"as_of": result.as_of.isoformat(), "tables": [asdict(r) for r in result.reports]}
     _atomic(out_dir / REPORT_FILE, lambda p: p.write_text(json.dumps(report, indent=2) + "\n"))
     return clean_paths
-
-
-def read_clean(out_dir: Path) -> dict[str, pd.DataFrame]:
-    """Read back the clean tables written by ``write_validated``."""
-    return {p.stem: pd.read_parquet(p) for p in sorted((out_dir / CLEAN_DIR).glob("*.parquet"))}
 
 
 def _atomic(path: Path, write: object) -> Path:
