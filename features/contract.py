@@ -3,6 +3,8 @@
 ``CONTRACT`` describes every table once. ``row_schema`` turns a table's description into
 a pandera schema whose checks are named by the quarantine reason they produce, so the
 reasons a user reads in a quarantine file are the names of the checks declared here.
+Duplicates are the one rule that looks beyond a row and its chunk: ``features.validate``
+finds them across the whole file and names them ``DUPLICATE_ROW`` / ``reason_duplicate_key``.
 """
 
 from __future__ import annotations
@@ -179,8 +181,15 @@ def dtype_of(kind: Kind) -> object:
     return _DTYPES[kind]
 
 
+DUPLICATE_ROW = "duplicate_row"
+
+
 def reason_missing(column: str) -> str:
     return f"missing_{column}"
+
+
+def reason_duplicate_key(key: str) -> str:
+    return f"duplicate_{key}"
 
 
 def reason_unknown_reference(column: str) -> str:
@@ -195,6 +204,7 @@ def row_schema(
 ) -> pa.DataFrameSchema:
     """The pandera schema of ``spec`` whose failing checks name quarantine reasons.
 
+    It judges each row on its own (duplicates are found by ``features.validate``).
     ``present`` lists the columns the file has, ``as_of`` is the exclusive upper bound for
     timestamps, and ``known`` maps a referencing column to the ids it may take.
     """
@@ -204,13 +214,7 @@ def row_schema(
             continue
         checks = _column_checks(spec.name, column, as_of, known.get(column.name))
         columns[column.name] = pa.Column(None, checks=checks, nullable=True)
-    return pa.DataFrameSchema(
-        columns,
-        checks=_table_checks(spec, present),
-        unique=present,
-        report_duplicates="exclude_first",
-        strict=True,
-    )
+    return pa.DataFrameSchema(columns, checks=_table_checks(spec, present), strict=True)
 
 
 def typed_schema(spec: TableSpec, present: list[str]) -> pa.DataFrameSchema:
@@ -254,13 +258,6 @@ def _table_checks(spec: TableSpec, present: list[str]) -> list[pa.Check]:
             pa.Check(
                 lambda df: ~(df[Col.SALE_END] < df[Col.SALE_START]),
                 name="sale_end_before_sale_start",
-            )
-        )
-    for key in spec.key:
-        checks.append(
-            pa.Check(
-                lambda df, key=key: ~df[key].duplicated(keep="first") | df[key].isna(),
-                name=f"duplicate_{key}",
             )
         )
     return checks

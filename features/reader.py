@@ -1,19 +1,30 @@
-"""Reading a data directory: find each contract table's file, read it, map its column names.
+"""Reading a data directory: find each contract table's file, open it, map its column names.
 
-Everything that makes a *file* unusable stops here with a ``ContractError`` naming the
-file, the column and the fix: a missing required table, two files for one table, an empty
-or unreadable file, a CSV that is not UTF-8, a missing column. Row-level problems are left
-to ``features.validate``.
+``read_dataset`` opens every table's file and checks what can be checked without reading
+the rows: a missing required table, two files for one table, an empty or unreadable file,
+a missing column. The rows are then read lazily, in chunks of a bounded size
+(``RawTable.chunks``), so a table never has to fit in memory at once. Everything that
+makes a *file* unusable stops with a ``ContractError`` naming the file, the column and the
+fix, also when it is found in a later chunk (a CSV that is not UTF-8 or has a ragged row).
+Row-level problems are left to ``features.validate``.
+
+Each chunk has the pandas dtypes the whole file would have read as: CSV cells are text,
+and a Parquet integer (or boolean) column that holds an empty cell anywhere in the file
+reads as float (or object) in every chunk, as ``pyarrow.Table.to_pandas`` reads the file.
 """
 
 from __future__ import annotations
 
+import codecs
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +35,13 @@ from features.errors import ContractError
 logger = logging.getLogger(__name__)
 
 SUFFIXES = (".parquet", ".csv")
+_BLOCK_BYTES = 1 << 22
+_CSV_OPTIONS: dict[str, object] = {
+    "dtype": str,
+    "keep_default_na": False,
+    "na_values": [""],
+    "encoding": "utf-8-sig",
+}
 
 
 class DataSourceConfig(BaseModel):
@@ -40,11 +58,56 @@ class DataSourceConfig(BaseModel):
 
 @dataclass(frozen=True)
 class RawTable:
-    """A table as read from its file: contract column names, values not yet checked."""
+    """A contract table's file, opened and its header checked; rows are read by ``chunks``.
+
+    ``columns`` maps each contract column the file has (in contract order) to its name in
+    the file; ``rows`` is the number of data rows when the file states it (Parquet), else
+    None. ``float_columns`` / ``object_columns`` are the Parquet columns read as float /
+    object in every chunk because the whole file has an empty cell in them.
+    """
 
     name: str
     path: Path
-    frame: pd.DataFrame
+    columns: dict[str, str]
+    rows: int | None = None
+    float_columns: tuple[str, ...] = ()
+    object_columns: tuple[str, ...] = ()
+
+    def chunks(self, chunk_rows: int, only: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        """The file's rows, ``chunk_rows`` at a time, with contract column names.
+
+        ``only`` restricts the read to these contract columns. A chunk's index is a
+        RangeIndex starting at 0.
+        """
+        wanted = {c: f for c, f in self.columns.items() if only is None or c in only}
+        renames = {file_name: contract for contract, file_name in wanted.items()}
+        if self.path.suffix == ".parquet":
+            batches = self._parquet_chunks(chunk_rows, list(wanted.values()))
+        else:
+            batches = self._csv_chunks(chunk_rows, list(wanted.values()) if only is not None else None)
+        for batch in batches:
+            yield batch.rename(columns=renames)[list(wanted)]
+
+    def _parquet_chunks(self, chunk_rows: int, file_columns: list[str]) -> Iterator[pd.DataFrame]:
+        with _parquet_errors(self.path), pq.ParquetFile(self.path) as parquet:
+            for batch in parquet.iter_batches(batch_size=chunk_rows, columns=file_columns):
+                frame = pa.Table.from_batches([batch]).to_pandas()
+                for name in set(self.float_columns) & set(file_columns):
+                    frame[name] = frame[name].astype("float64")
+                for name in set(self.object_columns) & set(file_columns):
+                    frame[name] = frame[name].astype(object)
+                yield frame
+
+    def _csv_chunks(self, chunk_rows: int, file_columns: list[str] | None) -> Iterator[pd.DataFrame]:
+        positions = None
+        if file_columns is not None:
+            header = _csv_header(self.path)
+            positions = [header.index(name) for name in file_columns]
+        with (
+            _csv_errors(self.path),
+            pd.read_csv(self.path, chunksize=chunk_rows, usecols=positions, **_CSV_OPTIONS) as reader,
+        ):
+            yield from reader
 
 
 def find_table_files(data_dir: Path) -> dict[str, Path]:
@@ -78,7 +141,7 @@ def find_table_files(data_dir: Path) -> dict[str, Path]:
 
 
 def read_dataset(data_dir: Path, config: DataSourceConfig | None = None) -> dict[str, RawTable]:
-    """Read every contract table in ``data_dir`` and rename its columns to the contract's."""
+    """Open every contract table in ``data_dir`` and map its column names to the contract's."""
     config = config or DataSourceConfig()
     unknown = set(config.columns) - set(Table.ALL)
     if unknown:
@@ -89,40 +152,143 @@ def read_dataset(data_dir: Path, config: DataSourceConfig | None = None) -> dict
         )
     tables = {}
     for table, path in find_table_files(data_dir).items():
-        frame = read_table_file(path)
-        frame = _map_columns(table, path, frame, config.columns.get(table, {}))
-        tables[table] = RawTable(table, path, frame)
-        logger.info("read %s: %d rows from %s", table, len(frame), path.name)
+        tables[table] = open_table_file(table, path, config.columns.get(table, {}))
+        rows = tables[table].rows
+        logger.info("opened %s: %s rows in %s", table, f"{rows:,}" if rows is not None else "?", path.name)
     return tables
 
 
-def read_table_file(path: Path) -> pd.DataFrame:
-    """Read one Parquet or CSV file; CSV cells are read as text and typed later."""
-    frame = _read_parquet(path) if path.suffix == ".parquet" else _read_csv(path)
-    if frame.empty:
+def open_table_file(table: str, path: Path, mapping: dict[str, str] | None = None) -> RawTable:
+    """Open one Parquet or CSV file of ``table``: check it has rows and the contract's columns."""
+    if path.suffix == ".parquet":
+        header, rows, float_columns, object_columns = _inspect_parquet(path)
+    else:
+        header, rows, float_columns, object_columns = _inspect_csv(path), None, (), ()
+    if rows == 0:
         raise ContractError(
             path,
             "the file has no data rows",
             "export the table again, or remove the file if the table is optional",
         )
-    return frame
+    columns = _map_columns(table, path, header, mapping or {})
+    return RawTable(table, path, columns, rows, float_columns, object_columns)
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _inspect_parquet(path: Path) -> tuple[list[str], int, tuple[str, ...], tuple[str, ...]]:
+    with _parquet_errors(path), pq.ParquetFile(path) as parquet:
+        schema = parquet.schema_arrow
+        integers = [f.name for f in schema if pa.types.is_integer(f.type) and _has_nulls(parquet, f.name)]
+        booleans = [f.name for f in schema if pa.types.is_boolean(f.type) and _has_nulls(parquet, f.name)]
+        num_rows = parquet.metadata.num_rows if schema.names else 0
+    return list(schema.names), num_rows, tuple(integers), tuple(booleans)
+
+
+def _has_nulls(parquet: pq.ParquetFile, name: str) -> bool:
+    """Whether a column holds an empty cell, from the statistics when every row group has them."""
+    metadata = parquet.metadata
+    index = parquet.schema_arrow.get_field_index(name)
+    counts = []
+    for group in range(metadata.num_row_groups):
+        column = metadata.row_group(group).column(index) if index < metadata.num_columns else None
+        statistics = column.statistics if column is not None else None
+        if statistics is None or not statistics.has_null_count:
+            return parquet.read(columns=[name]).column(0).null_count > 0
+        counts.append(statistics.null_count)
+    return sum(counts) > 0
+
+
+def _inspect_csv(path: Path) -> list[str]:
+    """The header of a CSV file, after checking the whole file is UTF-8, has a first data
+    row, and has no row with more fields than the header."""
+    _check_utf8(path)
+    with _csv_errors(path):
+        first = pd.read_csv(path, nrows=1, **_CSV_OPTIONS)
+    if first.empty:
+        raise ContractError(
+            path,
+            "the file has no data rows",
+            "export the table again, or remove the file if the table is optional",
+        )
+    _check_field_counts(path, len(first.columns))
+    return [str(c) for c in first.columns]
+
+
+def _check_utf8(path: Path) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    offset = 0
+    with path.open("rb") as handle:
+        while block := handle.read(_BLOCK_BYTES):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as error:
+                _raise_not_utf8(path, offset + error.start)
+            offset += len(block)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            _raise_not_utf8(path, offset)
+
+
+def _raise_not_utf8(path: Path, byte: int) -> None:
+    raise ContractError(
+        path,
+        f"not UTF-8 text (byte {byte} cannot be decoded)",
+        "save the file as UTF-8 (Excel: Save As > 'CSV UTF-8'; or iconv -f GBK -t UTF-8)",
+    )
+
+
+def _check_field_counts(path: Path, fields: int) -> None:
+    """Fail on a row with more fields than the header, streaming through the file.
+
+    pandas' chunked CSV reader misses such a row when it is the first of a chunk (it keeps
+    it, cut to the header's width: pandas-dev/pandas#11569), so every row is counted here,
+    with pyarrow, before the file is read. A row with fewer fields is fine: pandas fills
+    the missing cells with empty values.
+    """
+    names = [f"field_{i}" for i in range(fields)]
+    options = {
+        "read_options": pa_csv.ReadOptions(skip_rows=1, column_names=names, block_size=_BLOCK_BYTES),
+        "parse_options": pa_csv.ParseOptions(
+            newlines_in_values=True,
+            invalid_row_handler=lambda row: "skip" if row.actual_columns < row.expected_columns else "error",
+        ),
+        "convert_options": pa_csv.ConvertOptions(
+            include_columns=names[:1], column_types={names[0]: pa.binary()}, check_utf8=False
+        ),
+    }
     try:
-        table = pq.read_table(path)
+        with pa_csv.open_csv(path, **options) as reader:
+            for _ in reader:
+                pass
+    except pa.ArrowInvalid as error:
+        raise ContractError(
+            path,
+            f"not a readable CSV file ({str(error).splitlines()[0]})",
+            "check quoting and that every row has as many fields as the header",
+        ) from None
+
+
+def _csv_header(path: Path) -> list[str]:
+    with _csv_errors(path):
+        return [str(c) for c in pd.read_csv(path, nrows=0, **_CSV_OPTIONS).columns]
+
+
+@contextmanager
+def _parquet_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
     except (pa.ArrowException, OSError) as error:
         raise ContractError(
             path,
             f"not a readable Parquet file ({error})",
             "write the file again with a Parquet writer, or supply it as CSV",
         ) from None
-    return table.to_pandas()
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+@contextmanager
+def _csv_errors(path: Path) -> Iterator[None]:
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+        yield
     except UnicodeDecodeError as error:
         raise ContractError(
             path,
@@ -139,9 +305,10 @@ def _read_csv(path: Path) -> pd.DataFrame:
         ) from None
 
 
-def _map_columns(table: str, path: Path, frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
+def _map_columns(table: str, path: Path, header: list[str], mapping: dict[str, str]) -> dict[str, str]:
+    """Contract column -> name in the file, for the contract columns the file has."""
     spec = CONTRACT[table]
-    frame = frame.rename(columns=lambda name: str(name).strip()).rename(columns=mapping)
+    mapped = [mapping.get(name.strip(), name.strip()) for name in header]
     bad_targets = set(mapping.values()) - set(spec.column_names)
     if bad_targets:
         raise ContractError(
@@ -149,21 +316,22 @@ def _map_columns(table: str, path: Path, frame: pd.DataFrame, mapping: dict[str,
             f"the column mapping targets {sorted(bad_targets)}, which {table} does not have",
             f"map onto {table} columns: {spec.column_names}",
         )
-    duplicated = frame.columns[frame.columns.duplicated()].tolist()
+    duplicated = pd.Index(mapped)[pd.Index(mapped).duplicated()].tolist()
     if duplicated:
         raise ContractError(
             path, "the header names a column twice (after mapping)", "keep one of them", column=duplicated[0]
         )
-    missing = [c for c in spec.required_columns if c not in frame.columns]
+    missing = [c for c in spec.required_columns if c not in mapped]
     if missing:
         raise ContractError(
             path,
-            f"required column missing (the file has: {', '.join(map(str, frame.columns))})",
+            f"required column missing (the file has: {', '.join(mapped)})",
             f"rename your column to '{missing[0]}', or map it in the config: "
             f"data.columns.{table}: {{<your name>: {missing[0]}}}",
             column=missing[0],
         )
-    extra = [c for c in frame.columns if c not in spec.column_names]
+    extra = [c for c in mapped if c not in spec.column_names]
     if extra:
         logger.info("%s: ignoring columns the contract does not use: %s", path.name, extra)
-    return frame[[c for c in spec.column_names if c in frame.columns]]
+    in_file = dict(zip(mapped, header, strict=True))
+    return {c: in_file[c] for c in spec.column_names if c in in_file}

@@ -1,4 +1,4 @@
-"""Writing a validation result: clean tables as Parquet, quarantine as CSV, a JSON report.
+"""Validating a data set table by table, a chunk at a time, and writing what comes out.
 
 Layout under ``out_dir``::
 
@@ -6,43 +6,264 @@ Layout under ``out_dir``::
     quarantine/<table>.csv       rows set aside, as read, with source_row and quarantine_reason
     validation.json              rows read / kept / quarantined per table and reason
 
-Every file is written beside its final name and renamed, so none is ever half-written.
+Only one chunk of a table (plus the hashes and reference ids ``features.validate`` keeps
+between chunks) is in memory at a time: clean rows are appended to a Parquet file, and
+quarantined rows to a spool that is rendered as CSV once the table is done (so that a
+date column is formatted the same way in every row, as pandas would format the whole
+quarantine). Every file is written beside its final name (``.partial``) and all are
+renamed into place only when every table has been validated: a run stopped by a
+file-level error leaves no half-written file and replaces none of an earlier run's.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pickle
+from collections.abc import Iterator
 from dataclasses import asdict
+from datetime import date
 from pathlib import Path
+from types import TracebackType
 
-from features.validate import ValidationResult
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.columns import Col
+from features.contract import VALIDATION_ORDER
+from features.reader import RawTable
+from features.validate import (
+    DEFAULT_CHUNK_ROWS,
+    TableReport,
+    TableValidator,
+    ValidationResult,
+    known_references,
+    referenced_keys,
+)
+
+logger = logging.getLogger(__name__)
 
 CLEAN_DIR = "clean"
 QUARANTINE_DIR = "quarantine"
 REPORT_FILE = "validation.json"
 
 
-def write_validated(result: ValidationResult, out_dir: Path) -> dict[str, Path]:
-    """Write clean tables, one quarantine file per table and the report; return the clean paths."""
-    clean_paths: dict[str, Path] = {}
-    for table, validated in result.tables.items():
-        clean_paths[table] = _atomic(
-            out_dir / CLEAN_DIR / f"{table}.parquet",
-            lambda p, f=validated.clean: f.to_parquet(p, index=False),
-        )
-        _atomic(
-            out_dir / QUARANTINE_DIR / f"{table}.csv",
-            lambda p, f=validated.quarantine: f.to_csv(p, index=False, encoding="utf-8"),
-        )
-    report = {"as_of": result.as_of.isoformat(), "tables": [asdict(r) for r in result.reports]}
-    _atomic(out_dir / REPORT_FILE, lambda p: p.write_text(json.dumps(report, indent=2) + "\n"))
-    return clean_paths
+def clean_path(out_dir: Path, table: str) -> Path:
+    """Where ``write_validated`` puts the clean rows of ``table``."""
+    return out_dir / CLEAN_DIR / f"{table}.parquet"
 
 
-def _atomic(path: Path, write: object) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    write(partial)  # type: ignore[operator]
-    os.replace(partial, path)
-    return path
+def quarantine_path(out_dir: Path, table: str) -> Path:
+    """Where ``write_validated`` puts the quarantined rows of ``table``."""
+    return out_dir / QUARANTINE_DIR / f"{table}.csv"
+
+
+def write_validated(
+    raw_tables: dict[str, RawTable], as_of: date, out_dir: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> ValidationResult:
+    """Validate every table read, references first (products before orders before complaints),
+    and write its clean rows, its quarantine file and the report under ``out_dir``."""
+    staging = _Staging()
+    needed_keys = referenced_keys(list(raw_tables))
+    clean_ids: dict[tuple[str, str], pd.Index] = {}
+    reports: list[TableReport] = []
+    try:
+        for table in (t for t in VALIDATION_ORDER if t in raw_tables):
+            known = known_references(table, clean_ids)
+            report, ids = _validate_table(
+                raw_tables[table], as_of, known, out_dir, chunk_rows, staging, needed_keys.get(table, [])
+            )
+            clean_ids.update({(table, key): index for key, index in ids.items()})
+            reports.append(report)
+            logger.info(
+                "validated %s: %d kept, %d quarantined %s",
+                table,
+                report.rows_kept,
+                report.rows_quarantined,
+                report.reasons or "",
+            )
+        result = ValidationResult(as_of, reports)
+        document = {"as_of": as_of.isoformat(), "tables": [asdict(r) for r in reports]}
+        staging.partial(out_dir / REPORT_FILE).write_text(json.dumps(document, indent=2) + "\n")
+    except BaseException:
+        staging.discard()
+        raise
+    staging.publish()
+    return result
+
+
+def _validate_table(
+    raw: RawTable,
+    as_of: date,
+    known: dict[str, pd.Index],
+    out_dir: Path,
+    chunk_rows: int,
+    staging: _Staging,
+    id_columns: list[str],
+) -> tuple[TableReport, dict[str, pd.Index]]:
+    """Stream one table through its validator into its clean and quarantine files; return
+    the report and the clean values of ``id_columns`` (for the tables that refer to them)."""
+    validator = TableValidator(raw.name, str(raw.path), as_of, known)
+    quarantine_columns = [Col.SOURCE_ROW, *raw.columns, Col.QUARANTINE_REASON]
+    ids: dict[str, list[pd.Series]] = {column: [] for column in id_columns}
+    spool = staging.scratch(quarantine_path(out_dir, raw.name).with_suffix(".spool"))
+    quarantine_file = staging.partial(quarantine_path(out_dir, raw.name))
+    with (
+        _CleanWriter(staging.partial(clean_path(out_dir, raw.name))) as clean,
+        _QuarantineWriter(quarantine_file, spool, quarantine_columns) as bad,
+    ):
+        for chunk in raw.chunks(chunk_rows):
+            checked = validator.check(chunk)
+            clean.write(checked.clean)
+            bad.write(checked.quarantine)
+            for column, parts in ids.items():
+                parts.append(pd.Series(checked.clean[column].unique()))
+            _log_progress(raw, validator.rows_read, chunk_rows)
+        report = validator.report()
+        bad.render()
+    return report, {column: pd.Index(pd.concat(parts).unique()) for column, parts in ids.items()}
+
+
+def _log_progress(raw: RawTable, done: int, chunk_rows: int) -> None:
+    if raw.rows is not None and raw.rows <= chunk_rows:
+        return
+    total = f" of {raw.rows:,} ({done / raw.rows:.0%})" if raw.rows else ""
+    logger.info("%s: %s rows validated%s", raw.name, f"{done:,}", total)
+
+
+class _Staging:
+    """Files written beside their final names, renamed into place together at the end."""
+
+    def __init__(self) -> None:
+        self._finals: list[Path] = []
+        self._scratch: list[Path] = []
+
+    def partial(self, final: Path) -> Path:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._finals.append(final)
+        return _partial(final)
+
+    def scratch(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._scratch.append(path)
+        return path
+
+    def publish(self) -> None:
+        for final in self._finals:
+            os.replace(_partial(final), final)
+        self._remove(self._scratch)
+
+    def discard(self) -> None:
+        self._remove([_partial(final) for final in self._finals] + self._scratch)
+
+    @staticmethod
+    def _remove(paths: list[Path]) -> None:
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
+
+class _CleanWriter:
+    """Appends clean chunks to one Parquet file; the schema is the first chunk's."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._schema: pa.Schema | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, clean: pd.DataFrame) -> None:
+        if self._writer is None:
+            self._schema = pa.Schema.from_pandas(clean, preserve_index=False)
+            self._writer = pq.ParquetWriter(self._path, self._schema)
+        if len(clean):
+            self._writer.write_table(pa.Table.from_pandas(clean, schema=self._schema, preserve_index=False))
+
+    def __enter__(self) -> _CleanWriter:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+class _QuarantineWriter:
+    """Spools quarantined chunks, then renders them as one CSV (``render``).
+
+    pandas writes a date/time column as dates only when every value is at midnight, and
+    with as many decimals as its most precise value needs; each chunk's precision is noted
+    so that the CSV formats every row as the whole quarantine would have been formatted.
+    """
+
+    def __init__(self, path: Path, spool: Path, columns: list[str]) -> None:
+        self._path = path
+        self._spool_path = spool
+        self._spool = spool.open("wb")
+        self._columns = columns
+        self._precision: dict[str, int] = {}
+
+    def write(self, quarantine: pd.DataFrame) -> None:
+        if quarantine.empty:
+            return
+        for name in quarantine.columns:
+            if _is_naive_datetime(quarantine[name]):
+                self._precision[name] = max(self._precision.get(name, 0), _precision(quarantine[name]))
+        pickle.dump(quarantine, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def render(self) -> None:
+        self._spool.close()
+        with self._path.open("w", encoding="utf-8", newline="") as handle:
+            pd.DataFrame(columns=self._columns).to_csv(handle, index=False)
+            for frame in self._unspool():
+                for name, precision in self._precision.items():
+                    frame[name] = _format_datetimes(frame[name], precision)
+                frame.to_csv(handle, index=False, header=False)
+
+    def _unspool(self) -> Iterator[pd.DataFrame]:
+        with self._spool_path.open("rb") as spool:
+            while True:
+                try:
+                    yield pickle.load(spool)  # our own spool, written just above
+                except EOFError:
+                    return
+
+    def __enter__(self) -> _QuarantineWriter:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._spool.close()
+
+
+# How pandas writes a date/time column: the most precise value decides for all of them.
+_PRECISION_BY_LENGTH = {10: 0, 19: 1, 23: 2, 26: 3, 29: 4}  # date, seconds, ms, us, ns
+_PRECISION_EXAMPLE = (
+    "2000-01-01",
+    "2000-01-01 00:00:01",
+    "2000-01-01 00:00:00.001",
+    "2000-01-01 00:00:00.000001",
+    "2000-01-01 00:00:00.000000001",
+)
+
+
+def _is_naive_datetime(values: pd.Series) -> bool:
+    return pd.api.types.is_datetime64_dtype(values.dtype)
+
+
+def _precision(values: pd.Series) -> int:
+    """How precisely pandas would write these date/times: 0 (dates only) to 4 (nanoseconds)."""
+    present = values.dropna()
+    return _PRECISION_BY_LENGTH[len(str(present.astype(str).iloc[0]))] if len(present) else 0
+
+
+def _format_datetimes(values: pd.Series, precision: int) -> pd.Series:
+    """The text pandas would write for ``values`` in a column whose precision is ``precision``.
+
+    An example value of that precision is formatted along with them and dropped."""
+    example = pd.Series([pd.Timestamp(_PRECISION_EXAMPLE[precision])]).astype(values.dtype)
+    text = pd.concat([example, values], ignore_index=True).astype(str).iloc[1:]
+    text.index = values.index
+    return text.where(values.notna(), "")

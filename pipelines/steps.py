@@ -17,13 +17,8 @@ from features.columns import Table
 from features.engine import connect
 from features.errors import SiyuError
 from features.reader import read_dataset
-from features.store import write_validated
-from features.validate import (
-    ValidationResult,
-    check_quarantine_limits,
-    latest_order_date,
-    validate_dataset,
-)
+from features.store import clean_path, write_validated
+from features.validate import ValidationResult, check_quarantine_limits, latest_order_date
 from models.quality import LEVELS, assess
 from pipelines.config import NightlyConfig
 from pipelines.excel import write_excel_csv
@@ -60,12 +55,14 @@ def resolve_data_dir(config: NightlyConfig, data_dir: Path | None) -> Path:
 def load_and_validate(data_dir: Path, as_of: date | None, config: NightlyConfig, out_dir: Path) -> Validated:
     """Read ``data_dir``, quarantine bad rows, write clean tables under ``out_dir``.
 
-    Raises ``QuarantineLimitExceeded`` after writing, so the quarantine files can be read.
+    Tables are read and validated ``config.validation.chunk_rows`` rows at a time. Raises
+    ``QuarantineLimitExceeded`` after writing, so the quarantine files can be read.
     """
     raw = read_dataset(data_dir, config.data)
-    as_of = as_of or latest_order_date(raw)
-    result = validate_dataset(raw, as_of)
-    clean_paths = write_validated(result, out_dir)
+    chunk_rows = config.validation.chunk_rows
+    as_of = as_of or latest_order_date(raw, chunk_rows=chunk_rows)
+    result = write_validated(raw, as_of, out_dir, chunk_rows)
+    clean_paths = {report.table: clean_path(out_dir, report.table) for report in result.reports}
     check_quarantine_limits(result, config.validation)
     return Validated(as_of, out_dir, clean_paths, result)
 

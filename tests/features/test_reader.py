@@ -1,9 +1,14 @@
-"""File-level problems stop with one message naming the file, the column and the fix."""
+"""File-level problems stop with one message naming the file, the column and the fix.
+
+``read_dataset`` only opens the files; problems deeper in a file (a ragged row, a byte
+that is not UTF-8) are found when its chunks are read.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from features.errors import ContractError
@@ -17,7 +22,11 @@ def test_reads_csv_and_parquet_alike(tmp_path: Path) -> None:
         write_tables(tmp_path / "b", {"orders": orders_frame(), "products": products_frame()}, fmt="parquet")
     )
     assert set(csv) == set(parquet) == {"orders", "products"}
-    assert list(csv["orders"].frame.columns) == list(parquet["orders"].frame.columns)
+    assert list(csv["orders"].columns) == list(parquet["orders"].columns) == list(orders_frame().columns)
+    assert csv["orders"].rows is None and parquet["orders"].rows == 5
+    csv_chunks = list(csv["orders"].chunks(2))
+    assert [len(c) for c in csv_chunks] == [2, 2, 1]
+    assert list(csv_chunks[0].columns) == list(next(parquet["orders"].chunks(2)).columns)
 
 
 def test_missing_required_table(tmp_path: Path) -> None:
@@ -49,7 +58,9 @@ def test_missing_column_names_file_column_and_fix(tiny_dataset: Path) -> None:
 def test_column_mapping_renames_user_columns(tiny_dataset: Path) -> None:
     orders_frame().rename(columns={"consumer_id": "buyer"}).to_csv(tiny_dataset / "orders.csv", index=False)
     config = DataSourceConfig(columns={"orders": {"buyer": "consumer_id"}})
-    assert "consumer_id" in read_dataset(tiny_dataset, config)["orders"].frame.columns
+    orders = read_dataset(tiny_dataset, config)["orders"]
+    assert orders.columns["consumer_id"] == "buyer"
+    assert next(orders.chunks(10))["consumer_id"].tolist() == orders_frame()["consumer_id"].tolist()
 
 
 def test_mapping_onto_a_column_the_table_lacks(tiny_dataset: Path) -> None:
@@ -82,7 +93,7 @@ def test_excel_utf8_bom_csv_is_read(tiny_dataset: Path) -> None:
     products = products_frame()
     products.loc[0, "category"] = "零食"
     products.to_csv(tiny_dataset / "products.csv", index=False, encoding="utf-8-sig")
-    frame = read_dataset(tiny_dataset)["products"].frame
+    frame = next(read_dataset(tiny_dataset)["products"].chunks(10))
     assert frame.columns[0] == "product_id" and frame.loc[0, "category"] == "零食"
 
 
@@ -98,3 +109,38 @@ def test_ragged_csv(tiny_dataset: Path) -> None:
         handle.write("O9,C1,D1,P1,1,2.0,2025-03-01,paid,extra,fields\n")
     with pytest.raises(ContractError, match="orders.csv: not a readable CSV file"):
         read_dataset(tiny_dataset)
+
+
+@pytest.mark.parametrize("problem", ["ragged", "gbk"])
+def test_a_problem_deep_in_a_big_csv_is_found_when_it_is_opened(tmp_path: Path, problem: str) -> None:
+    """pandas' chunked reader would keep a too-long row that starts a chunk (pandas#11569)."""
+    orders = pd.concat([orders_frame()] * 4000, ignore_index=True)  # 20,000 rows, ~1 MB
+    orders["order_id"] = [f"O{i}" for i in range(len(orders))]
+    orders.loc[10_000, "status"] = "paid,extra" if problem == "ragged" else "已付"
+    data = tmp_path / "data"
+    write_tables(data, {"products": products_frame()})
+    text = orders.to_csv(index=False).replace('"paid,extra"', "paid,extra")
+    (data / "orders.csv").write_bytes(text.encode("gbk"))
+    ragged = "not a readable CSV file .CSV parse error: Expected 8 columns, got 9"
+    expected = ragged if problem == "ragged" else "not UTF-8 text"
+    with pytest.raises(ContractError, match=f"orders.csv: {expected}"):
+        read_dataset(data)
+
+
+def test_chunks_read_every_row_once_in_order(tiny_dataset: Path) -> None:
+    orders = read_dataset(tiny_dataset)["orders"]
+    for chunk_rows in (1, 2, 5, 100):
+        chunks = list(orders.chunks(chunk_rows))
+        assert all(len(c) <= chunk_rows for c in chunks)
+        assert pd.concat(chunks)["order_id"].tolist() == orders_frame()["order_id"].tolist()
+    dates = pd.concat(orders.chunks(2, only=["ordered_at"]))
+    assert list(dates.columns) == ["ordered_at"] and len(dates) == 5
+
+
+def test_parquet_integer_column_with_an_empty_cell_reads_as_float_in_every_chunk(tmp_path: Path) -> None:
+    orders = orders_frame().astype({"quantity": "Int64"})
+    orders.loc[4, "quantity"] = None
+    data = write_tables(tmp_path / "d", {"orders": orders, "products": products_frame()}, fmt="parquet")
+    chunks = list(read_dataset(data)["orders"].chunks(2))
+    assert [c["quantity"].dtype for c in chunks] == ["float64"] * 3
+    assert chunks[0]["quantity"].tolist() == [1.0, 2.0]

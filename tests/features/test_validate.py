@@ -1,122 +1,202 @@
-"""Row-level validation: each bad-row case is quarantined with its reason, good rows go on."""
+"""Row-level validation: each bad-row case is quarantined with its reason, good rows go on.
+
+Tables are written as files, validated with ``write_validated`` and judged by the files it
+writes; ``chunk_rows`` is set small where a rule must hold across chunks.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from features.errors import ContractError, QuarantineLimitExceeded
-from features.reader import RawTable
+from features.reader import open_table_file, read_dataset
+from features.store import write_validated
 from features.validate import (
+    SeenHashes,
     ValidationConfig,
+    ValidationResult,
     check_quarantine_limits,
     latest_order_date,
-    validate_dataset,
 )
-from tests.data import orders_frame, products_frame
+from tests.data import orders_frame, products_frame, write_tables
 
 AS_OF = date(2025, 3, 31)
 
 
-def run(orders: pd.DataFrame, products: pd.DataFrame | None = None, **extra: pd.DataFrame):
+@dataclass(frozen=True)
+class Outcome:
+    result: ValidationResult
+    out: Path
+
+    def quarantine(self, table: str = "orders") -> pd.DataFrame:
+        return pd.read_csv(self.out / "quarantine" / f"{table}.csv", dtype=str, keep_default_na=False)
+
+    def quarantined(self, table: str = "orders") -> dict[int, str]:
+        """source_row -> reasons of the quarantined rows."""
+        frame = self.quarantine(table)
+        return dict(zip(frame["source_row"].astype(int), frame["quarantine_reason"], strict=True))
+
+    def clean(self, table: str = "orders") -> pd.DataFrame:
+        return pd.read_parquet(self.out / "clean" / f"{table}.parquet")
+
+
+def run(
+    tmp_path: Path,
+    orders: pd.DataFrame,
+    products: pd.DataFrame | None = None,
+    fmt: str = "csv",
+    chunk_rows: int = 1000,
+    **extra: pd.DataFrame,
+) -> Outcome:
     tables = {"products": products if products is not None else products_frame(), "orders": orders, **extra}
-    raw = {name: RawTable(name, Path(f"{name}.csv"), frame) for name, frame in tables.items()}
-    return validate_dataset(raw, AS_OF)
+    data = write_tables(tmp_path / f"data_{fmt}", tables, fmt=fmt)
+    out = tmp_path / f"out_{fmt}_{chunk_rows}"
+    return Outcome(write_validated(read_dataset(data), AS_OF, out, chunk_rows), out)
 
 
-def quarantined(result, table: str = "orders") -> dict[int, str]:
-    """source_row -> reasons of the quarantined rows."""
-    frame = result.tables[table].quarantine
-    return dict(zip(frame["source_row"], frame["quarantine_reason"], strict=True))
-
-
-def test_valid_tables_keep_every_row_with_contract_types() -> None:
-    result = run(orders_frame())
-    clean = result.tables["orders"].clean
-    assert len(clean) == 5 and quarantined(result) == {}
+def test_valid_tables_keep_every_row_with_contract_types(tmp_path: Path) -> None:
+    outcome = run(tmp_path, orders_frame())
+    clean = outcome.clean()
+    assert len(clean) == 5 and outcome.quarantined() == {}
     assert clean["quantity"].dtype == "int64"
     assert clean["ordered_at"].dtype == "datetime64[ns]"
-    assert result.tables["orders"].report.rows_quarantined == 0
+    assert outcome.result.reports[1].table == "orders" and outcome.result.reports[1].rows_quarantined == 0
 
 
 @pytest.mark.parametrize("column", ["order_id", "consumer_id", "distributor_id", "product_id"])
-def test_missing_id_is_quarantined(column: str) -> None:
+def test_missing_id_is_quarantined(tmp_path: Path, column: str) -> None:
     orders = orders_frame()
     orders.loc[2, column] = None
-    reasons = quarantined(run(orders))
-    assert reasons == {3: f"missing_{column}" if column != "product_id" else "missing_product_id"}
+    assert run(tmp_path, orders).quarantined() == {3: f"missing_{column}"}
 
 
-def test_blank_id_in_csv_counts_as_missing() -> None:
+def test_blank_id_in_csv_counts_as_missing(tmp_path: Path) -> None:
     orders = orders_frame().astype(str)
     orders.loc[0, "consumer_id"] = "   "
-    assert quarantined(run(orders)) == {1: "missing_consumer_id"}
+    assert run(tmp_path, orders).quarantined() == {1: "missing_consumer_id"}
 
 
-def test_non_positive_quantity_only_bad_on_paid_lines() -> None:
+def test_non_positive_quantity_only_bad_on_paid_lines(tmp_path: Path) -> None:
     orders = orders_frame()
     orders.loc[0, "quantity"] = 0  # paid
     orders.loc[3, "quantity"] = -3  # returned: a negative return line is allowed
-    assert quarantined(run(orders)) == {1: "quantity_not_positive_on_paid_line"}
+    assert run(tmp_path, orders).quarantined() == {1: "quantity_not_positive_on_paid_line"}
 
 
-def test_non_positive_prices_are_quarantined() -> None:
+def test_non_positive_prices_are_quarantined(tmp_path: Path) -> None:
     orders = orders_frame()
     orders.loc[1, "unit_price"] = 0.0
     products = products_frame()
     products.loc[2, "list_price"] = -1.0
-    result = run(orders, products)
-    assert quarantined(result) == {2: "unit_price_not_positive", 4: "unknown_product"}
-    assert quarantined(result, "products") == {3: "list_price_not_positive"}
+    outcome = run(tmp_path, orders, products)
+    assert outcome.quarantined() == {2: "unit_price_not_positive", 4: "unknown_product"}
+    assert outcome.quarantined("products") == {3: "list_price_not_positive"}
 
 
-def test_unparseable_and_future_timestamps() -> None:
+def test_unparseable_and_future_timestamps(tmp_path: Path) -> None:
     orders = orders_frame().astype(str)
     orders.loc[0, "ordered_at"] = "yesterday-ish"
     orders.loc[1, "ordered_at"] = "2025-02-30"
     orders.loc[2, "ordered_at"] = "2025-04-01 00:00:00"  # the first instant after the as-of date
     orders.loc[4, "ordered_at"] = "2025-03-31 23:59:59"  # still inside the as-of date
-    reasons = quarantined(run(orders))
+    reasons = run(tmp_path, orders).quarantined()
     assert reasons == {1: "unparseable_ordered_at", 2: "unparseable_ordered_at", 3: "ordered_at_after_as_of"}
 
 
-def test_unknown_product_is_quarantined() -> None:
+def test_unknown_product_is_quarantined(tmp_path: Path) -> None:
     orders = orders_frame()
     orders.loc[4, "product_id"] = "P404"
-    assert quarantined(run(orders)) == {5: "unknown_product"}
+    assert run(tmp_path, orders).quarantined() == {5: "unknown_product"}
 
 
-def test_exact_duplicates_keep_the_first_copy() -> None:
+@pytest.mark.parametrize("chunk_rows", [1, 2, 1000])
+def test_exact_duplicates_keep_the_first_copy_across_chunks(tmp_path: Path, chunk_rows: int) -> None:
     orders = pd.concat([orders_frame(), orders_frame().iloc[[0, 0]]], ignore_index=True)
-    result = run(orders)
-    assert quarantined(result) == {6: "duplicate_row", 7: "duplicate_row"}
-    assert len(result.tables["orders"].clean) == 5
+    outcome = run(tmp_path, orders, chunk_rows=chunk_rows)
+    assert outcome.quarantined() == {6: "duplicate_row", 7: "duplicate_row"}
+    assert len(outcome.clean()) == 5
 
 
-def test_duplicate_product_key_with_other_values() -> None:
+@pytest.mark.parametrize("chunk_rows", [1, 3, 1000])
+def test_duplicate_product_key_with_other_values_across_chunks(tmp_path: Path, chunk_rows: int) -> None:
     products = pd.concat([products_frame(), products_frame().iloc[[1]].assign(list_price=1.0)])
-    assert quarantined(run(orders_frame(), products), "products") == {4: "duplicate_product_id"}
+    outcome = run(tmp_path, orders_frame(), products, chunk_rows=chunk_rows)
+    assert outcome.quarantined("products") == {4: "duplicate_product_id"}
+    assert outcome.clean("products")["list_price"].tolist() == [10.0, 99.0, 5.5]
 
 
-def test_several_reasons_on_one_row_are_all_named() -> None:
+def test_an_exact_duplicate_of_a_keyed_row_is_reported_once(tmp_path: Path) -> None:
+    products = pd.concat([products_frame(), products_frame().iloc[[0]]])
+    assert run(tmp_path, orders_frame(), products, chunk_rows=2).quarantined("products") == {
+        4: "duplicate_row"
+    }
+
+
+def test_values_that_read_alike_are_duplicates(tmp_path: Path) -> None:
+    """Duplicates are judged on typed values, as the contract reads them."""
+    orders = orders_frame().astype(str)
+    copy = orders.iloc[[0]].assign(quantity="1.0", status=" PAID", ordered_at="2025-03-01T10:00:00")
+    assert run(tmp_path, pd.concat([orders, copy]), chunk_rows=2).quarantined() == {6: "duplicate_row"}
+
+
+def test_several_reasons_on_one_row_are_all_named(tmp_path: Path) -> None:
     orders = orders_frame().astype(str)
     orders.loc[0, "quantity"] = "two"
     orders.loc[0, "product_id"] = "P404"
     orders.loc[0, "status"] = "refunded"
-    assert quarantined(run(orders)) == {1: "unknown_product;unknown_status;unparseable_quantity"}
+    assert run(tmp_path, orders).quarantined() == {1: "unknown_product;unknown_status;unparseable_quantity"}
 
 
-def test_quarantine_keeps_values_as_read() -> None:
+def test_source_row_counts_from_the_start_of_the_file_across_chunks(tmp_path: Path) -> None:
+    orders = pd.concat([orders_frame()] * 3, ignore_index=True).astype(str)
+    orders["order_id"] = [f"O{i}" for i in range(len(orders))]
+    for row in (0, 6, 13):  # first chunk, a middle chunk, the last row
+        orders.loc[row, "unit_price"] = "-1"
+    whole = run(tmp_path, orders, chunk_rows=1000)
+    chunked = run(tmp_path, orders, chunk_rows=4)
+    assert chunked.quarantined() == {1: "unit_price_not_positive", 7: "unit_price_not_positive"} | {
+        14: "unit_price_not_positive"
+    }
+    assert (chunked.out / "quarantine" / "orders.csv").read_bytes() == (
+        whole.out / "quarantine" / "orders.csv"
+    ).read_bytes()
+    pd.testing.assert_frame_equal(chunked.clean(), whole.clean())
+    assert chunked.result.reports == whole.result.reports
+
+
+def test_parquet_quarantine_is_written_as_the_whole_file_would_be(tmp_path: Path) -> None:
+    """A chunk's dates at midnight, or an integer column empty only in a later chunk, must not
+    change how a quarantined value is written."""
+    orders = pd.concat([orders_frame()] * 2, ignore_index=True)
+    orders["order_id"] = [f"O{i}" for i in range(len(orders))]
+    orders["ordered_at"] = pd.to_datetime(["2025-03-01"] * 4 + ["2025-03-02 10:30"] * 6, format="ISO8601")
+    orders["quantity"] = orders["quantity"].astype("Int64")
+    orders.loc[9, "quantity"] = None
+    orders.loc[[0, 7], "unit_price"] = -1.0
+    whole = run(tmp_path, orders, fmt="parquet", chunk_rows=1000)
+    chunked = run(tmp_path, orders, fmt="parquet", chunk_rows=4)
+    text = (chunked.out / "quarantine" / "orders.csv").read_text()
+    assert text == (whole.out / "quarantine" / "orders.csv").read_text()
+    assert "O0,C1,D1,P1,1.0,-1.0,2025-03-01 00:00:00,paid" in text
+    assert chunked.quarantined() == {1: "unit_price_not_positive", 8: "unit_price_not_positive"} | {
+        10: "missing_quantity"
+    }
+
+
+def test_quarantine_keeps_values_as_read(tmp_path: Path) -> None:
     orders = orders_frame().astype(str)
     orders.loc[0, "unit_price"] = "abc"
-    row = run(orders).tables["orders"].quarantine.iloc[0]
+    row = run(tmp_path, orders).quarantine().iloc[0]
     assert row["unit_price"] == "abc" and row["order_id"] == "O1"
 
 
-def test_complaints_must_name_a_known_order() -> None:
+def test_complaints_must_name_a_known_order(tmp_path: Path) -> None:
     complaints = pd.DataFrame(
         {
             "complaint_id": ["K1", "K2"],
@@ -127,13 +207,14 @@ def test_complaints_must_name_a_known_order() -> None:
             "reason": ["broken", None],
         }
     )
-    assert quarantined(run(orders_frame(), complaints=complaints), "complaints") == {2: "unknown_order"}
+    outcome = run(tmp_path, orders_frame(), complaints=complaints, chunk_rows=1)
+    assert outcome.quarantined("complaints") == {2: "unknown_order"}
 
 
-def test_limit_fails_the_run_only_above_the_share() -> None:
+def test_limit_fails_the_run_only_above_the_share(tmp_path: Path) -> None:
     orders = orders_frame()
     orders.loc[0, "unit_price"] = -1.0  # 1 of 5 rows = 20%
-    result = run(orders)
+    result = run(tmp_path, orders).result
     check_quarantine_limits(result, ValidationConfig(max_quarantine_share=0.2))
     with pytest.raises(QuarantineLimitExceeded, match=r"orders.csv: 1 of 5 rows quarantined \(20.0%"):
         check_quarantine_limits(result, ValidationConfig(max_quarantine_share=0.19))
@@ -141,26 +222,66 @@ def test_limit_fails_the_run_only_above_the_share() -> None:
     check_quarantine_limits(result, per_table)
 
 
-def test_a_column_no_value_of_which_parses_is_a_file_error() -> None:
+@pytest.mark.parametrize("chunk_rows", [2, 1000])
+def test_a_column_no_value_of_which_parses_is_a_file_error(tmp_path: Path, chunk_rows: int) -> None:
     orders = orders_frame().astype(str)
-    orders["unit_price"] = "n/a"
+    orders["unit_price"] = ["", "", "n/a", "n/a", "none"]  # the first chunk has no value at all
     with pytest.raises(
-        ContractError, match="orders.csv, column 'unit_price': no value can be read as a number"
+        ContractError, match="orders.csv, column 'unit_price': no value can be read as a number .e.g. 'n/a'"
     ):
-        run(orders)
+        run(tmp_path, orders, chunk_rows=chunk_rows)
+    assert not list((tmp_path / f"out_csv_{chunk_rows}").rglob("*.*"))  # nothing written, not even partly
 
 
-def test_a_wrongly_typed_parquet_column_is_a_file_error() -> None:
+def test_a_column_unreadable_in_one_chunk_but_read_in_another_is_quarantined(tmp_path: Path) -> None:
+    orders = orders_frame().astype(str)
+    orders.loc[[0, 1], "unit_price"] = "n/a"  # the whole first chunk
+    outcome = run(tmp_path, orders, chunk_rows=2)
+    assert outcome.quarantined() == {1: "unparseable_unit_price", 2: "unparseable_unit_price"}
+    assert len(outcome.clean()) == 3
+
+
+def test_a_wrongly_typed_parquet_column_is_a_file_error(tmp_path: Path) -> None:
     orders = orders_frame()
     orders["ordered_at"] = True
     with pytest.raises(ContractError, match="column 'ordered_at': no value can be read as a date/time"):
-        run(orders)
+        run(tmp_path, orders, fmt="parquet", chunk_rows=2)
 
 
-def test_latest_order_date_ignores_future_and_unreadable_dates() -> None:
+def test_a_file_error_keeps_the_previous_run(tmp_path: Path) -> None:
+    good = run(tmp_path, orders_frame())
+    before = (good.out / "validation.json").read_text()
+    orders = orders_frame().astype(str)
+    orders["quantity"] = "many"
+    data = write_tables(tmp_path / "bad", {"products": products_frame(), "orders": orders})
+    with pytest.raises(ContractError):
+        write_validated(read_dataset(data), AS_OF, good.out, chunk_rows=2)
+    assert (good.out / "validation.json").read_text() == before
+    assert not list(good.out.rglob("*.partial")) and not list(good.out.rglob("*.spool"))
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 1000])
+def test_latest_order_date_ignores_future_and_unreadable_dates(tmp_path: Path, chunk_rows: int) -> None:
     orders = orders_frame().astype(str)
     orders.loc[0, "ordered_at"] = "2099-01-01"
     orders.loc[1, "ordered_at"] = "garbage"
-    raw = {"orders": RawTable("orders", Path("orders.csv"), orders)}
-    assert latest_order_date(raw, today=date(2025, 6, 1)) == date(2025, 3, 30)
-    assert latest_order_date(raw, today=date(2025, 3, 10)) == date(2025, 3, 5)
+    orders.to_csv(tmp_path / "orders.csv", index=False)
+    raw = {"orders": open_table_file("orders", tmp_path / "orders.csv")}
+    assert latest_order_date(raw, today=date(2025, 6, 1), chunk_rows=chunk_rows) == date(2025, 3, 30)
+    assert latest_order_date(raw, today=date(2025, 3, 10), chunk_rows=chunk_rows) == date(2025, 3, 5)
+
+
+def test_latest_order_date_without_a_readable_date(tmp_path: Path) -> None:
+    orders = orders_frame().astype(str).assign(ordered_at="soon")
+    orders.to_csv(tmp_path / "orders.csv", index=False)
+    with pytest.raises(ContractError, match="column 'ordered_at': no order has a readable date"):
+        latest_order_date({"orders": open_table_file("orders", tmp_path / "orders.csv")}, chunk_rows=2)
+
+
+def test_seen_hashes_flag_repeats_within_and_across_chunks() -> None:
+    seen = SeenHashes()
+    first = seen.repeats(np.array([5, 3, 5], dtype=np.uint64))
+    second = seen.repeats(np.array([3, 9, 9, 1], dtype=np.uint64))
+    assert first.tolist() == [False, False, True]
+    assert second.tolist() == [True, False, True, False]
+    assert len(seen) == 4

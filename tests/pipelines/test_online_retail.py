@@ -20,7 +20,7 @@ from features.columns import Col, OrderStatus, Table
 from features.contract import CONTRACT, UNKNOWN_CATEGORY, dtype_of
 from features.errors import ContractError
 from features.reader import read_dataset
-from features.validate import validate_dataset
+from features.store import write_validated
 from pipelines.online_retail import (
     OTHER_CATEGORY,
     OnlineRetailImport,
@@ -145,7 +145,7 @@ def test_written_tables_pass_validation_with_zero_quarantine(result, tmp_path):
     paths = write_contract(result, tmp_path / "data")
     assert sorted(p.name for p in paths) == sorted(f"{t}.parquet" for t in result.tables)
     assert not list((tmp_path / "data").glob("*.partial"))
-    validated = validate_dataset(read_dataset(tmp_path / "data"), date(2010, 12, 31))
+    validated = write_validated(read_dataset(tmp_path / "data"), date(2010, 12, 31), tmp_path / "validated")
     for report in validated.reports:
         assert report.rows_quarantined == 0, report
         assert report.rows_kept == len(result.tables[report.table])

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from features.columns import Col, EventType, OrderStatus, Table
 from features.contract import CONTRACT, dtype_of
 from features.reader import read_dataset
-from features.validate import validate_dataset
+from features.store import write_validated
 from pipelines import simulator
 from pipelines.simulator import CATEGORIES, TRUTH_DIR, SimulationConfig, SimulationSummary, Truth, simulate
 
@@ -94,8 +94,8 @@ def test_every_table_has_the_contract_columns_and_dtypes(tables: dict[str, pd.Da
             assert frame[column.name].dtype == dtype_of(column.kind), (name, column.name)
 
 
-def test_the_project_validator_quarantines_nothing(simulated: SimulationSummary) -> None:
-    result = validate_dataset(read_dataset(simulated.path), simulated.as_of)
+def test_the_project_validator_quarantines_nothing(simulated: SimulationSummary, tmp_path: Path) -> None:
+    result = write_validated(read_dataset(simulated.path), simulated.as_of, tmp_path / "validated")
     assert {r.table: r.rows_quarantined for r in result.reports} == dict.fromkeys(Table.ALL, 0)
 
 
