@@ -1,21 +1,24 @@
 """The product quality gate: 30-day complaint rates graded into four levels (四级商品质量动态拉闸).
 
-For every product as of a date the gate counts order lines and complaints over a trailing
-window (DuckDB SQL over the feature engine's views), puts a Wilson score interval around
-the complaint rate, compares it with its category's threshold (configured, or derived from
-the category's own trimmed pooled rate) and grades the product normal / watch / warning /
-pulled. The previous run's alerts carry each product's level history forward, and a
-supplier roll-up names the brands with several flagged products.
+For every product as of a date the gate counts the order lines of a trailing 30-day window
+and the complaints filed about those lines up to the as-of date (DuckDB SQL over the feature
+engine's views; the window ends ``maturity_days`` before the as-of date so that complaints
+have had time to arrive), puts a Wilson score interval around the complaint rate, compares
+it with its category's threshold (configured, or derived from the category's own pooled
+rate once its outliers are left out, starting from its line-weighted median rate) and
+grades the product normal / watch / warning / pulled. The previous run's alerts carry each
+product's level history forward, and a supplier roll-up names the brands with several
+flagged products.
 
-Recommenders use ``pulled_products`` (excluded from every list) and ``demoted_products``
-(scores multiplied by ``QualityConfig.warning_demotion``). The rules are documented in
+Recommenders use ``pulled_products`` (ids to exclude from every list) and
+``demotion_factors`` (id -> score factor ``QualityConfig.warning_demotion`` for the warning
+products, also listed by ``demoted_products``). The rules are documented in
 ``docs/quality_gate.md``; this module does no file I/O.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated
@@ -45,6 +48,9 @@ CONFIGURED, CATEGORY, GLOBAL = "configured", "category", "global"
 # to a bound (or computed with a different order of floating-point operations) counts as met.
 TOLERANCE = 1e-9
 
+# Rounds of leaving out outliers before a base rate is taken as it stands (it settles in 2-4).
+MAX_ROUNDS = 20
+
 
 class QualityCol:
     """Column names of the frames this module returns (contract columns come from ``Col``)."""
@@ -62,6 +68,7 @@ class QualityCol:
 
     # category thresholds
     REFERENCE_PRODUCTS = "reference_products"
+    LEFT_OUT = "left_out"
     BASE_RATE = "base_rate"
     SOURCE = "source"
 
@@ -90,6 +97,7 @@ COUNT_COLUMNS: tuple[str, ...] = ALERT_COLUMNS[:5]
 THRESHOLD_COLUMNS: tuple[str, ...] = (
     Col.CATEGORY,
     QualityCol.REFERENCE_PRODUCTS,
+    QualityCol.LEFT_OUT,
     QualityCol.BASE_RATE,
     QualityCol.THRESHOLD,
     QualityCol.SOURCE,
@@ -106,16 +114,22 @@ Rate = Annotated[float, Field(gt=0, le=1)]
 
 
 class QualityConfig(BaseModel):
-    """Settings of the quality gate; see ``docs/quality_gate.md`` for how each one is used."""
+    """Settings of the quality gate; see ``docs/quality_gate.md`` for how each one is used.
+
+    The defaults were calibrated on simulated data (seeds 101-105), see the doc's section 8.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    window_days: int = Field(30, gt=0, description="Length of the trailing window in days.")
-    min_orders: int = Field(20, ge=1, description="Order lines a product needs to reach warning or pulled.")
-    confidence: float = Field(0.95, gt=0, lt=1, description="Two-sided confidence of the Wilson interval.")
+    window_days: int = Field(30, gt=0, description="Length of the order window in days.")
+    maturity_days: int = Field(
+        7, ge=0, description="The order window ends this many days before the as-of date."
+    )
+    min_orders: int = Field(100, ge=1, description="Order lines a product needs to reach warning or pulled.")
+    confidence: float = Field(0.90, gt=0, lt=1, description="Two-sided confidence of the Wilson interval.")
     default_multiplier: float = Field(2.0, gt=0, description="Derived threshold = base rate x this.")
     floor: Rate = Field(0.01, description="Lowest derived threshold.")
-    trim_share: float = Field(0.2, ge=0, lt=1, description="Share of worst reference products left out.")
+    reference_min_orders: int = Field(20, ge=1, description="Order lines a reference product needs.")
     min_reference_products: int = Field(5, ge=1, description="Reference products a category needs.")
     pull_multiplier: float = Field(2.0, ge=1, description="Pulled when lower bound >= threshold x this.")
     warning_demotion: float = Field(0.5, ge=0, le=1, description="Score factor recommenders apply.")
@@ -132,13 +146,19 @@ class QualityReport:
     thresholds: pd.DataFrame
 
 
-def window_bounds(as_of: date, window_days: int) -> tuple[datetime, datetime]:
-    """The window ``[end - window_days, end)`` where ``end`` is the day after ``as_of`` at 00:00.
+def window_bounds(as_of: date, window_days: int, maturity_days: int = 0) -> tuple[datetime, datetime]:
+    """The order window ``[end - window_days, end)`` where ``end`` is ``as_of + 1 - maturity_days``.
 
-    The as-of date itself is inside the window; a ``datetime`` is truncated to its date.
+    With ``maturity_days`` 0 the as-of date itself is the last day inside the window; with
+    7 the window's last day is a week before it. A ``datetime`` is truncated to its date.
     """
-    end = datetime.combine(_as_date(as_of) + timedelta(days=1), datetime.min.time())
+    end = complaint_cutoff(as_of) - timedelta(days=maturity_days)
     return end - timedelta(days=window_days), end
+
+
+def complaint_cutoff(as_of: date) -> datetime:
+    """The first instant after the as-of date: complaints filed from then on are not counted."""
+    return datetime.combine(_as_date(as_of) + timedelta(days=1), datetime.min.time())
 
 
 def _as_date(as_of: date) -> date:
@@ -149,32 +169,47 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
-def _orders_sql() -> str:
-    product, status, ordered_at = _q(Col.PRODUCT_ID), _q(Col.STATUS), _q(Col.ORDERED_AT)
+def _counted_line(alias: str) -> str:
+    """SQL condition: the order line ``alias`` counts (paid or returned, ordered in the window)."""
     return (
-        f"SELECT {product}, count(*) AS {QualityCol.ORDERS_30D} FROM {_q(Table.ORDERS)} "
-        f"WHERE {status} IN (?, ?) AND {ordered_at} >= ? AND {ordered_at} < ? GROUP BY {product}"
+        f"{alias}.{_q(Col.STATUS)} IN (?, ?) "
+        f"AND {alias}.{_q(Col.ORDERED_AT)} >= ? AND {alias}.{_q(Col.ORDERED_AT)} < ?"
+    )
+
+
+def _orders_sql() -> str:
+    product = _q(Col.PRODUCT_ID)
+    return (
+        f"SELECT o.{product}, count(*) AS {QualityCol.ORDERS_30D} FROM {_q(Table.ORDERS)} o "
+        f"WHERE {_counted_line('o')} GROUP BY o.{product}"
     )
 
 
 def _complaints_sql(available: bool) -> str:
-    product, complained_at = _q(Col.PRODUCT_ID), _q(Col.COMPLAINED_AT)
+    product, order = _q(Col.PRODUCT_ID), _q(Col.ORDER_ID)
     if not available:
         return f"SELECT NULL::VARCHAR AS {product}, 0::BIGINT AS {QualityCol.COMPLAINTS_30D} WHERE false"
     return (
-        f"SELECT {product}, count(*) AS {QualityCol.COMPLAINTS_30D} FROM {_q(Table.COMPLAINTS)} "
-        f"WHERE {complained_at} >= ? AND {complained_at} < ? GROUP BY {product}"
+        f"SELECT c.{product}, count(*) AS {QualityCol.COMPLAINTS_30D} FROM {_q(Table.COMPLAINTS)} c "
+        f"WHERE c.{_q(Col.COMPLAINED_AT)} < ? AND EXISTS (SELECT 1 FROM {_q(Table.ORDERS)} o "
+        f"WHERE o.{order} = c.{order} AND o.{product} = c.{product} AND {_counted_line('o')}) "
+        f"GROUP BY c.{product}"
     )
 
 
-def complaint_counts(con: duckdb.DuckDBPyConnection, as_of: date, window_days: int) -> pd.DataFrame:
-    """Order lines and complaints of every product in the window ending with ``as_of``.
+def complaint_counts(
+    con: duckdb.DuckDBPyConnection, as_of: date, window_days: int, maturity_days: int = 0
+) -> pd.DataFrame:
+    """Order lines of the window and the complaints about them, for every product.
 
-    Order lines count when paid or returned (cancelled lines were never delivered); a
-    complaint counts when filed in the window. Without a complaints view every count is 0.
+    An order line counts when paid or returned (cancelled lines were never delivered) and
+    ordered in ``window_bounds(as_of, window_days, maturity_days)``; a complaint counts when
+    it names such a line (same order and product) and was filed before the end of the
+    as-of date. Without a complaints view every complaint count is 0.
     Columns: product_id, supplier_id, category, orders_30d, complaints_30d; sorted by id.
     """
-    start, end = window_bounds(as_of, window_days)
+    start, end = window_bounds(as_of, window_days, maturity_days)
+    line_params: list[object] = [OrderStatus.PAID, OrderStatus.RETURNED, start, end]
     with_complaints = has_table(con, Table.COMPLAINTS)
     product = _q(Col.PRODUCT_ID)
     sql = (
@@ -186,11 +221,23 @@ def complaint_counts(con: duckdb.DuckDBPyConnection, as_of: date, window_days: i
         f"FROM {_q(Table.PRODUCTS)} p LEFT JOIN lines l ON l.{product} = p.{product} "
         f"LEFT JOIN filed f ON f.{product} = p.{product} ORDER BY p.{product}"
     )
-    params: list[object] = [OrderStatus.PAID, OrderStatus.RETURNED, start, end]
-    if with_complaints:
-        params += [start, end]
+    params = line_params + ([complaint_cutoff(as_of), *line_params] if with_complaints else [])
     counts = con.execute(sql, params).df()
     return counts.astype({QualityCol.ORDERS_30D: "int64", QualityCol.COMPLAINTS_30D: "int64"})
+
+
+def unmatched_complaints(con: duckdb.DuckDBPyConnection, as_of: date) -> int:
+    """Complaints filed by the as-of date that name no order line (order id and product id)."""
+    if not has_table(con, Table.COMPLAINTS):
+        return 0
+    product, order = _q(Col.PRODUCT_ID), _q(Col.ORDER_ID)
+    sql = (
+        f"SELECT count(*) FROM {_q(Table.COMPLAINTS)} c WHERE c.{_q(Col.COMPLAINED_AT)} < ? "
+        f"AND NOT EXISTS (SELECT 1 FROM {_q(Table.ORDERS)} o "
+        f"WHERE o.{order} = c.{order} AND o.{product} = c.{product})"
+    )
+    found = con.execute(sql, [complaint_cutoff(as_of)]).fetchone()
+    return int(found[0]) if found else 0
 
 
 def wilson_interval(
@@ -214,46 +261,76 @@ def wilson_interval(
     return lower, upper
 
 
-def trimmed_pooled_rate(reference: pd.DataFrame, trim_share: float) -> float:
-    """Pooled complaint rate of ``reference`` after leaving out its worst ``trim_share`` products.
+def derived_threshold(base_rate: float, config: QualityConfig) -> float:
+    """The threshold a base rate gives: ``max(floor, base_rate x default_multiplier)``."""
+    return max(config.floor, base_rate * config.default_multiplier)
 
-    ``floor(trim_share x products)`` products with the highest rate (ties: lower product id
-    first) are left out, so a few defective products cannot raise their own bar. An
-    empty reference set gives 0.
+
+def line_weighted_median_rate(orders: np.ndarray, complaints: np.ndarray) -> float:
+    """The complaint rate at or below which products holding half of the order lines lie.
+
+    Products are sorted by rate; the first whose cumulative order lines reach half of all
+    lines gives the rate. Weighing by lines keeps small products (rates 0 or large on a
+    handful of lines) from deciding it.
     """
-    if reference.empty:
-        return 0.0
-    rate = reference[QualityCol.COMPLAINTS_30D] / reference[QualityCol.ORDERS_30D]
-    ranked = reference.assign(_rate=rate).sort_values(
-        ["_rate", Col.PRODUCT_ID], ascending=[False, True], kind="mergesort"
-    )
-    kept = ranked.iloc[math.floor(trim_share * len(ranked)) :]
-    return float(kept[QualityCol.COMPLAINTS_30D].sum() / kept[QualityCol.ORDERS_30D].sum())
+    rates = complaints / orders
+    order = np.argsort(rates, kind="stable")
+    cumulative = np.cumsum(orders[order])
+    return float(rates[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+
+
+def robust_base_rate(reference: pd.DataFrame, config: QualityConfig) -> tuple[float, int]:
+    """Pooled complaint rate of ``reference`` without its outliers, and how many were left out.
+
+    Start from the line-weighted median rate; then, until the set no longer changes (at
+    most ``MAX_ROUNDS`` rounds), keep the products whose Wilson lower bound stays under the
+    threshold the current rate gives and pool their complaints and lines into the next
+    rate. The base rate is thus set by the products the gate would not flag against it,
+    and starting from the median means a defective product cannot raise its own bar even
+    when it holds a large share of the category's lines. An empty reference set gives 0.
+    """
+    orders = reference[QualityCol.ORDERS_30D].to_numpy(dtype=float)
+    complaints = reference[QualityCol.COMPLAINTS_30D].to_numpy(dtype=float)
+    if orders.sum() <= 0:
+        return 0.0, 0
+    lower, _ = wilson_interval(complaints, orders, config.confidence)
+    base = line_weighted_median_rate(orders, complaints)
+    kept = np.zeros(len(orders), dtype=bool)
+    for _ in range(MAX_ROUNDS):
+        now_kept = lower < derived_threshold(base, config) - TOLERANCE
+        if (now_kept == kept).all() or not now_kept.any():
+            break
+        kept = now_kept
+        base = float(complaints[kept].sum() / orders[kept].sum())
+    return base, int((~kept).sum())
 
 
 def category_thresholds(counts: pd.DataFrame, config: QualityConfig) -> pd.DataFrame:
     """The complaint-rate threshold of every category in ``counts``.
 
     A category in ``config.category_thresholds`` takes that value. Otherwise the threshold
-    is ``max(floor, base_rate x default_multiplier)`` where the base rate is the trimmed
-    pooled rate of the category's reference products (those with ``min_orders`` or more
-    order lines), or the global one over all reference products when the category has
-    fewer than ``min_reference_products`` of them.
+    is ``derived_threshold`` of the robust base rate of the category's reference products
+    (those with ``reference_min_orders`` or more order lines), or of all reference products
+    when the category has fewer than ``min_reference_products`` of them.
     """
-    reference = counts[counts[QualityCol.ORDERS_30D] >= config.min_orders]
-    global_rate = trimmed_pooled_rate(reference, config.trim_share)
+    reference = counts[counts[QualityCol.ORDERS_30D] >= config.reference_min_orders]
+    global_rate, global_left_out = robust_base_rate(reference, config)
     by_category = {category: group for category, group in reference.groupby(Col.CATEGORY, sort=False)}
     rows = []
     for category in sorted(counts[Col.CATEGORY].unique()):
         own = by_category.get(category, reference.iloc[:0])
         thin = len(own) < config.min_reference_products
-        base = global_rate if thin else trimmed_pooled_rate(own, config.trim_share)
-        threshold, source = max(config.floor, base * config.default_multiplier), GLOBAL if thin else CATEGORY
+        base, left_out = (global_rate, global_left_out) if thin else robust_base_rate(own, config)
+        threshold, source = derived_threshold(base, config), GLOBAL if thin else CATEGORY
         if category in config.category_thresholds:
             threshold, source = config.category_thresholds[category], CONFIGURED
-        rows.append((category, len(own), base, threshold, source))
+        rows.append((category, len(own), left_out, base, threshold, source))
     return pd.DataFrame(rows, columns=list(THRESHOLD_COLUMNS)).astype(
-        {QualityCol.REFERENCE_PRODUCTS: "int64", QualityCol.BASE_RATE: "float64"}
+        {
+            QualityCol.REFERENCE_PRODUCTS: "int64",
+            QualityCol.LEFT_OUT: "int64",
+            QualityCol.BASE_RATE: "float64",
+        }
     )
 
 
@@ -384,11 +461,22 @@ def assess(
     """Grade every product as of ``as_of``, carrying history from ``previous`` alerts.
 
     ``previous`` is an earlier run's alerts frame, possibly read back from CSV. Without a
-    complaints table, or with an empty one, every product is normal and one warning says so.
+    complaints table, or with an empty one, every product is normal and one warning says so;
+    complaints that name no order line are not counted, and one warning gives their number.
     """
     if not _has_complaints(con):
         logger.warning("quality gate: no complaints in the data set; every product is graded normal")
-    counts = complaint_counts(con, as_of, config.window_days)
+    else:
+        unmatched = unmatched_complaints(con, as_of)
+        if unmatched:
+            logger.warning(
+                "quality gate: %d complaints name an order line (order_id, product_id) that is not in "
+                "orders; they are not counted",
+                unmatched,
+            )
+    start, end = window_bounds(as_of, config.window_days, config.maturity_days)
+    logger.info("quality gate as of %s: order lines from %s to %s (exclusive)", as_of, start, end)
+    counts = complaint_counts(con, as_of, config.window_days, config.maturity_days)
     thresholds = category_thresholds(counts, config)
     scored = _score(counts, thresholds, config)
     alerts = order_alerts(apply_history(scored, previous, as_of))[list(ALERT_COLUMNS)]
@@ -398,13 +486,32 @@ def assess(
 
 
 def pulled_products(alerts: pd.DataFrame) -> list[str]:
-    """Products at level pulled, sorted: recommenders exclude them from every list."""
+    """Ids (as text, sorted) of the products at level ``pulled``.
+
+    Recommenders drop these products from every list they produce. ``alerts`` is
+    ``QualityReport.alerts`` or ``quality_alerts.csv`` read back (only ``product_id`` and
+    ``level`` are used).
+    """
     return _products_at(alerts, PULLED)
 
 
 def demoted_products(alerts: pd.DataFrame) -> list[str]:
-    """Products at level warning, sorted: recommenders scale their scores by warning_demotion."""
+    """Ids (as text, sorted) of the products at level ``warning``.
+
+    Recommenders keep them but multiply their scores by ``QualityConfig.warning_demotion``;
+    ``demotion_factors`` gives the same ids with that factor.
+    """
     return _products_at(alerts, WARNING)
+
+
+def demotion_factors(alerts: pd.DataFrame, config: QualityConfig) -> dict[str, float]:
+    """Product id -> score factor for every product at level ``warning``.
+
+    The factor is ``config.warning_demotion`` (0.5 by default: half the score). Products not
+    in the mapping keep their score (factor 1); pulled products are not in it either,
+    because they are removed altogether (``pulled_products``).
+    """
+    return dict.fromkeys(demoted_products(alerts), config.warning_demotion)
 
 
 def _products_at(alerts: pd.DataFrame, level: str) -> list[str]:

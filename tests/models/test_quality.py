@@ -1,7 +1,8 @@
 """The quality gate: counts in the window, Wilson bounds, thresholds, levels, history, suppliers.
 
 Every expected number is worked out by hand (or from the Wilson formula written out below),
-never by calling the function under test.
+never by calling the function under test. Most cases pin ``confidence`` 0.95 and
+``min_orders`` 20 (``gate(...)``) so that their arithmetic does not move with the defaults.
 """
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ from __future__ import annotations
 import io
 import logging
 import math
+import tempfile
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from statistics import NormalDist
 
 import pandas as pd
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from features.columns import Col, OrderStatus, Table
@@ -25,13 +29,18 @@ from models.quality import (
     assess,
     complaint_counts,
     demoted_products,
+    demotion_factors,
     pulled_products,
+    robust_base_rate,
     wilson_interval,
     window_bounds,
 )
+from pipelines.simulator import SimulationConfig, simulate
 
 AS_OF = date(2024, 6, 30)
-END = datetime(2024, 7, 1)  # exclusive end of the window: the day after AS_OF at 00:00
+CUTOFF = datetime(2024, 7, 1)  # complaints count when filed before this: the day after AS_OF at 00:00
+WINDOW_END = datetime(2024, 6, 24)  # exclusive end of the order window: CUTOFF - 7 maturity days
+WINDOW_START = datetime(2024, 5, 25)  # WINDOW_END - 30 days
 IN_WINDOW = datetime(2024, 6, 20, 12)
 
 # (product_id, supplier_id, category, paid order lines, complaints)
@@ -93,6 +102,11 @@ def catalogue(rows: list[Row]) -> dict[str, pd.DataFrame]:
     lines = [(f"O-{row[0]}-{i}", row[0], IN_WINDOW, OrderStatus.PAID) for row in rows for i in range(row[3])]
     filed = [(f"O-{row[0]}-0", row[0], IN_WINDOW) for row in rows for _ in range(row[4])]
     return {Table.PRODUCTS: products(rows), Table.ORDERS: orders(lines), Table.COMPLAINTS: complaints(filed)}
+
+
+def gate(**settings: object) -> QualityConfig:
+    """A config with confidence 0.95 and min_orders 20 unless ``settings`` say otherwise."""
+    return QualityConfig(**{"confidence": 0.95, "min_orders": 20, **settings})
 
 
 def run(
@@ -157,7 +171,7 @@ STEP = 1e-6
     ],
 )
 def test_level_boundaries(threshold: float, expected: str) -> None:
-    config = QualityConfig(min_orders=20, pull_multiplier=2.0, category_thresholds={"snacks": threshold})
+    config = gate(pull_multiplier=2.0, category_thresholds={"snacks": threshold})
     report = run(catalogue([("P1", "S1", "snacks", 40, 10)]), config)
     assert levels(report) == {"P1": expected}
     assert report.alerts[QualityCol.RATE_LOWER_BOUND].iloc[0] == pytest.approx(LOWER, abs=1e-12)
@@ -166,16 +180,32 @@ def test_level_boundaries(threshold: float, expected: str) -> None:
 
 @pytest.mark.parametrize(("order_lines", "expected"), [(19, "watch"), (20, "pulled")])
 def test_min_orders_caps_low_volume_products_at_watch(order_lines: int, expected: str) -> None:
-    config = QualityConfig(min_orders=20, category_thresholds={"snacks": 0.05})
+    config = gate(category_thresholds={"snacks": 0.05})
     assert levels(run(catalogue([("P1", "S1", "snacks", order_lines, 10)]), config)) == {"P1": expected}
+
+
+@pytest.mark.parametrize(("order_lines", "expected"), [(99, "watch"), (100, "pulled")])
+def test_default_min_orders_is_one_hundred_lines(order_lines: int, expected: str) -> None:
+    # 30 complaints: lower bound >= 0.2 at 99 or 100 lines, far above 0.05 x 2.
+    config = QualityConfig(category_thresholds={"snacks": 0.05})
+    assert levels(run(catalogue([("P1", "S1", "snacks", order_lines, 30)]), config)) == {"P1": expected}
 
 
 def test_one_complaint_in_two_orders_is_not_pulled() -> None:
     tables = catalogue([("P1", "S1", "snacks", 2, 1), ("P2", "S1", "snacks", 100, 1)])
     assert levels(run(tables, QualityConfig()))["P1"] == "watch"
     # Even with no volume rule, the lower bound (~0.0945) stays under 0.05 x 2 = 0.1.
-    no_volume_rule = QualityConfig(min_orders=1, category_thresholds={"snacks": 0.05})
+    no_volume_rule = gate(min_orders=1, category_thresholds={"snacks": 0.05})
     assert levels(run(tables, no_volume_rule))["P1"] == "warning"
+
+
+def test_default_confidence_gives_a_one_sided_95_percent_lower_bound() -> None:
+    report = run(catalogue([("P1", "S1", "snacks", 100, 12)]), QualityConfig())
+    z = NormalDist().inv_cdf(0.95)  # two-sided 0.90 = one-sided 0.95: z ~ 1.645
+    p, n = 0.12, 100
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    margin = z / (1 + z**2 / n) * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    assert report.alerts[QualityCol.RATE_LOWER_BOUND].iloc[0] == pytest.approx(centre - margin, abs=1e-12)
 
 
 # --- category thresholds ---------------------------------------------------------------------
@@ -184,7 +214,7 @@ THRESHOLD_ROWS: list[Row] = [
     *[(f"F{i}", "S1", "food", 100, k) for i, k in enumerate([1, 1, 2, 2, 3, 40], start=1)],
     ("T1", "S2", "toys", 50, 1),
     ("T2", "S2", "toys", 50, 0),
-    ("T3", "S2", "toys", 5, 0),  # below min_orders: not a reference product
+    ("T3", "S2", "toys", 5, 0),  # below reference_min_orders: not a reference product
     *[(f"B{i}", "S3", "books", 20, 0) for i in range(1, 6)],
     ("Y1", "S4", "beauty", 30, 6),
 ]
@@ -194,17 +224,25 @@ def thresholds_by_category(report: QualityReport) -> pd.DataFrame:
     return report.thresholds.set_index(Col.CATEGORY)
 
 
-def test_derived_thresholds_trim_the_worst_products() -> None:
-    report = run(catalogue(THRESHOLD_ROWS), QualityConfig(category_thresholds={"beauty": 0.2}))
+def test_derived_thresholds_leave_the_outliers_out() -> None:
+    report = run(catalogue(THRESHOLD_ROWS), gate(category_thresholds={"beauty": 0.2}))
     table = thresholds_by_category(report)
-    # food: 6 reference products, floor(0.2 x 6) = 1 left out (F6, 40/100): 9 / 500 = 0.018, x 2.
+    # food (6 x 100 lines): the line-weighted median rate is F3's 0.02 (300 of 600 lines at or
+    # below it), giving 0.04; only F6 (40/100, lower bound ~0.309) reaches it. The others
+    # pool to 9/500 = 0.018, giving 0.036: F5 (3/100, lower ~0.0103) stays under, settled.
     assert table.loc["food", QualityCol.SOURCE] == "category"
+    assert table.loc["food", QualityCol.LEFT_OUT] == 1
     assert table.loc["food", QualityCol.BASE_RATE] == pytest.approx(0.018)
     assert table.loc["food", QualityCol.THRESHOLD] == pytest.approx(0.036)
-    # toys: 2 reference products < 5, so the global rate: 14 reference products, 2 left out
-    # (F6 at 0.4 and Y1 at 0.2): (9 + 1 + 0) / (500 + 100 + 100) = 1/70, x 2.
+    # toys: 2 reference products < 5, so the global rate over the 14 reference products (T3
+    # has 5 lines, 830 lines in all): the median line lies at rate 0.02 (150 lines at 0, 200
+    # at 0.01, then F3), giving 0.04: F6 (~0.309) and Y1 (6/30, lower ~0.095) reach it. The
+    # rest pool to 10/700 = 1/70, giving 2/70 ~ 0.029; the largest other bound (T1, 1/50:
+    # ~0.017) stays under: settled.
     assert table.loc["toys", QualityCol.SOURCE] == "global"
     assert table.loc["toys", QualityCol.REFERENCE_PRODUCTS] == 2
+    assert table.loc["toys", QualityCol.LEFT_OUT] == 2
+    assert table.loc["toys", QualityCol.BASE_RATE] == pytest.approx(1 / 70)
     assert table.loc["toys", QualityCol.THRESHOLD] == pytest.approx(2 / 70)
     # books: no complaints at all, so the floor.
     assert table.loc["books", QualityCol.THRESHOLD] == pytest.approx(0.01)
@@ -214,15 +252,62 @@ def test_derived_thresholds_trim_the_worst_products() -> None:
     assert found["F6"] == "pulled" and found["Y1"] == "watch" and found["T1"] == "normal"
 
 
-def test_without_trimming_a_defective_product_raises_its_own_bar() -> None:
-    report = run(catalogue(THRESHOLD_ROWS), QualityConfig(trim_share=0.0))
-    # food untrimmed: 49 / 600, x 2 ~ 0.163; F6's lower bound (~0.309) is now under 0.163 x 2.
-    assert thresholds_by_category(report).loc["food", QualityCol.THRESHOLD] == pytest.approx(2 * 49 / 600)
-    assert levels(report)["F6"] == "warning"
+def reference_set(lines: list[int], complaints: list[int]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            Col.PRODUCT_ID: [f"P{i}" for i in range(1, len(lines) + 1)],
+            QualityCol.ORDERS_30D: lines,
+            QualityCol.COMPLAINTS_30D: complaints,
+        }
+    )
+
+
+def test_a_defective_product_cannot_raise_its_own_bar() -> None:
+    food = reference_set([100] * 6, [1, 1, 2, 2, 3, 40])
+    assert robust_base_rate(food, gate()) == (pytest.approx(9 / 500), 1)
+    # The plain pooled rate 49/600 would give 0.163, and F6's lower bound (~0.309) would
+    # stay under 0.163 x 2: warning instead of pulled.
+    assert wilson(40, 100)[0] < 2 * (2 * 49 / 600)
+
+
+def test_a_defective_product_with_most_of_the_lines_cannot_mask_itself() -> None:
+    # P1 sells 400 lines at 10 %, five healthy products 100 lines at 1 %. Pooled, the rate is
+    # 45/900 = 0.05 and its threshold 0.1 is above P1's lower bound (~0.074), so starting
+    # from the pooled rate would keep P1 in and settle there. The line-weighted median (450
+    # of 900 lines) is 0.01: threshold 0.02, P1 left out, the rest pool to 5/500 = 0.01.
+    reference = reference_set([400, 100, 100, 100, 100, 100], [40, 1, 1, 1, 1, 1])
+    assert wilson(40, 400)[0] < 2 * 45 / 900
+    assert robust_base_rate(reference, gate()) == (pytest.approx(0.01), 1)
+
+
+def test_the_median_only_starts_the_search_for_the_base_rate() -> None:
+    # Four products of 100 lines with 1, 2, 4 and 4 complaints and one of 300 with 12: the
+    # median line lies at 0.04 (the 350th of 700 lines is P4's): threshold 0.08, nobody
+    # reaches it, all pool to 23/700, giving 0.0657, and everybody stays under: settled.
+    reference = reference_set([100, 100, 100, 100, 300], [1, 2, 4, 4, 12])
+    assert wilson(12, 300)[0] < 2 * 23 / 700 and wilson(4, 100)[0] < 2 * 23 / 700
+    assert robust_base_rate(reference, gate()) == (pytest.approx(23 / 700), 0)
+
+
+def test_an_empty_reference_set_has_base_rate_zero() -> None:
+    assert robust_base_rate(reference_set([], []), gate()) == (0.0, 0)
+    assert robust_base_rate(reference_set([0, 0], [0, 0]), gate()) == (0.0, 0)
+
+
+def test_reference_min_orders_decides_which_products_set_the_bar() -> None:
+    # Five toys of 19 lines: not reference products at 20, so toys falls back to the global
+    # rate; at 19 they are, and their own rate (5/95) sets the bar.
+    rows: list[Row] = [*[(f"T{i}", "S1", "toys", 19, 1) for i in range(5)], ("B1", "S2", "books", 100, 0)]
+    at_20 = thresholds_by_category(run(catalogue(rows), gate(reference_min_orders=20)))
+    at_19 = thresholds_by_category(run(catalogue(rows), gate(reference_min_orders=19)))
+    assert at_20.loc["toys", QualityCol.SOURCE] == "global"
+    assert at_20.loc["toys", QualityCol.THRESHOLD] == pytest.approx(0.01)  # books only: 0, floor
+    assert at_19.loc["toys", QualityCol.SOURCE] == "category"
+    assert at_19.loc["toys", QualityCol.THRESHOLD] == pytest.approx(2 * 5 / 95)
 
 
 def test_configured_threshold_overrides_the_derived_one() -> None:
-    report = run(catalogue(THRESHOLD_ROWS), QualityConfig(category_thresholds={"food": 0.5}))
+    report = run(catalogue(THRESHOLD_ROWS), gate(category_thresholds={"food": 0.5}))
     assert thresholds_by_category(report).loc["food", QualityCol.THRESHOLD] == 0.5
     assert levels(report)["F6"] == "normal"  # 40/100 = 0.4 < 0.5
 
@@ -230,37 +315,67 @@ def test_configured_threshold_overrides_the_derived_one() -> None:
 # --- the window and what counts --------------------------------------------------------------
 
 
-def test_window_bounds_end_the_day_after_as_of() -> None:
-    assert window_bounds(AS_OF, 30) == (datetime(2024, 6, 1), END)
+def test_window_bounds_end_maturity_days_before_the_day_after_as_of() -> None:
+    assert window_bounds(AS_OF, 30) == (datetime(2024, 6, 1), CUTOFF)
+    assert window_bounds(AS_OF, 30, 7) == (WINDOW_START, WINDOW_END)
+    assert window_bounds(datetime(2024, 6, 30, 15), 30, 7) == (WINDOW_START, WINDOW_END)
+
+
+def one_product(lines: list[tuple[str, str, datetime, str]], filed: list[tuple[str, str, datetime]]) -> dict:
+    return {
+        Table.PRODUCTS: products([("P1", "S1", "snacks", 0, 0), ("P2", "S1", "snacks", 0, 0)]),
+        Table.ORDERS: orders(lines),
+        Table.COMPLAINTS: complaints(filed),
+    }
+
+
+WINDOW_LINES = [
+    ("O1", "P1", WINDOW_START, OrderStatus.PAID),  # first instant of the window
+    ("O2", "P1", WINDOW_END - timedelta(seconds=1), OrderStatus.PAID),  # last second of the window
+    ("O3", "P1", WINDOW_START - timedelta(seconds=1), OrderStatus.PAID),  # just before the window
+    ("O4", "P1", WINDOW_END, OrderStatus.PAID),  # too recent: inside the maturity days
+    ("O5", "P1", CUTOFF + timedelta(days=3), OrderStatus.PAID),  # after the as-of date
+]
 
 
 def test_window_edges_for_orders_and_complaints() -> None:
-    start = END - timedelta(days=30)
-    lines = [
-        ("O1", "P1", start, OrderStatus.PAID),  # first instant of the window
-        ("O2", "P1", END - timedelta(seconds=1), OrderStatus.PAID),  # last second of the as-of date
-        ("O3", "P1", start - timedelta(seconds=1), OrderStatus.PAID),  # just before the window
-        ("O4", "P1", END, OrderStatus.PAID),  # after the as-of date
-        ("O5", "P1", END + timedelta(days=3), OrderStatus.PAID),
-    ]
     filed = [
-        ("O1", "P1", END - timedelta(days=30)),  # 30 days before the end: inside
-        ("O1", "P1", END - timedelta(days=31)),  # 31 days before the end: outside
-        ("O2", "P1", END),  # after the as-of date: outside
+        ("O1", "P1", CUTOFF - timedelta(seconds=1)),  # about a window line, filed on the as-of date
+        ("O2", "P1", CUTOFF),  # about a window line, but filed after the as-of date
+        ("O3", "P1", WINDOW_START + timedelta(days=1)),  # filed in the window, about an older line
+        ("O4", "P1", CUTOFF - timedelta(days=1)),  # about a line of the maturity days
     ]
-    tables = {Table.PRODUCTS: products([("P1", "S1", "snacks", 0, 0)]), Table.ORDERS: orders(lines)}
-    tables[Table.COMPLAINTS] = complaints(filed)
-    counts = complaint_counts(connect(tables), AS_OF, 30)
-    assert counts[QualityCol.ORDERS_30D].tolist() == [2]
-    assert counts[QualityCol.COMPLAINTS_30D].tolist() == [1]
+    counts = complaint_counts(connect(one_product(WINDOW_LINES, filed)), AS_OF, 30, 7)
+    assert counts[QualityCol.ORDERS_30D].tolist() == [2, 0]
+    assert counts[QualityCol.COMPLAINTS_30D].tolist() == [1, 0]
+
+
+def test_without_maturity_days_the_window_ends_with_the_as_of_date() -> None:
+    filed = [("O4", "P1", CUTOFF - timedelta(days=1)), ("O5", "P1", CUTOFF + timedelta(days=4))]
+    counts = complaint_counts(connect(one_product(WINDOW_LINES, filed)), AS_OF, 30, 0)
+    # O1 (May 25) and O3 are before June 1; O2 and O4 count; O5 is after the as-of date.
+    assert counts[QualityCol.ORDERS_30D].tolist() == [2, 0]
+    assert counts[QualityCol.COMPLAINTS_30D].tolist() == [1, 0]
 
 
 def test_cancelled_lines_do_not_count_but_returned_ones_do() -> None:
     statuses = [OrderStatus.PAID] * 3 + [OrderStatus.RETURNED] * 2 + [OrderStatus.CANCELLED] * 4
     lines = [(f"O{i}", "P1", IN_WINDOW, status) for i, status in enumerate(statuses)]
-    tables = {Table.PRODUCTS: products([("P1", "S1", "snacks", 0, 0)]), Table.ORDERS: orders(lines)}
-    counts = complaint_counts(connect(tables), AS_OF, 30)
-    assert counts[QualityCol.ORDERS_30D].tolist() == [5]
+    filed = [("O3", "P1", IN_WINDOW), ("O5", "P1", IN_WINDOW)]  # a returned line, a cancelled one
+    counts = complaint_counts(connect(one_product(lines, filed)), AS_OF, 30, 7)
+    assert counts[QualityCol.ORDERS_30D].tolist() == [5, 0]
+    assert counts[QualityCol.COMPLAINTS_30D].tolist() == [1, 0]
+
+
+def test_a_complaint_must_name_the_product_of_its_order_line(caplog: pytest.LogCaptureFixture) -> None:
+    lines = [("O1", "P1", IN_WINDOW, OrderStatus.PAID), ("O2", "P1", IN_WINDOW, OrderStatus.PAID)]
+    filed = [("O1", "P1", IN_WINDOW), ("O2", "P2", IN_WINDOW), ("O1", "P2", IN_WINDOW)]
+    with caplog.at_level(logging.INFO, logger="models.quality"):
+        report = run(one_product(lines, filed), QualityConfig())
+    counts = report.alerts.set_index(Col.PRODUCT_ID)[QualityCol.COMPLAINTS_30D]
+    assert counts.to_dict() == {"P1": 1, "P2": 0}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("quality gate: 2 complaints name an order line")
 
 
 def test_every_product_gets_a_row_and_zero_volume_is_normal() -> None:
@@ -315,8 +430,9 @@ def test_complaints_present_give_no_warning(caplog: pytest.LogCaptureFixture) ->
 
 # --- history across runs ---------------------------------------------------------------------
 
-# With threshold 0.05 and min_orders 20: PP pulled (lower ~0.309), PW warning (12/100: lower
-# ~0.070, under 0.1), PV watch (1/10, low volume), 1001 normal, PN normal and new.
+# With threshold 0.05 and the defaults (min_orders 100, confidence 0.90): PP pulled (40/100,
+# lower ~0.323), PW warning (12/100: lower ~0.076, under 0.1), PV watch (1/10, low volume),
+# 1001 normal, PN normal and new.
 HISTORY_ROWS: list[Row] = [
     ("PP", "S1", "snacks", 100, 40),
     ("PW", "S1", "snacks", 100, 12),
@@ -396,6 +512,19 @@ def test_pulled_and_demoted_lists() -> None:
     assert pulled_products(csv_round_trip(alerts)) == ["PP"]
 
 
+def test_demotion_factors_map_warning_products_to_the_configured_factor() -> None:
+    rows: list[Row] = [*HISTORY_ROWS, ("PW2", "S4", "snacks", 100, 12), ("1002", "S4", "snacks", 100, 40)]
+    alerts = csv_round_trip(run(catalogue(rows), HISTORY_CONFIG).alerts)  # ids 1001/1002 read as numbers
+    assert demotion_factors(alerts, QualityConfig(warning_demotion=0.3)) == {"PW": 0.3, "PW2": 0.3}
+    assert demotion_factors(alerts, HISTORY_CONFIG) == {"PW": 0.5, "PW2": 0.5}
+    assert pulled_products(alerts) == ["1002", "PP"]
+    everything_normal = alerts.assign(**{QualityCol.LEVEL: "normal"})
+    assert (pulled_products(everything_normal), demotion_factors(everything_normal, HISTORY_CONFIG)) == (
+        [],
+        {},
+    )
+
+
 def test_supplier_rollup_names_suppliers_with_several_flagged_products() -> None:
     rows: list[Row] = [
         ("A1", "S1", "snacks", 100, 40),  # pulled
@@ -424,6 +553,11 @@ def test_supplier_rollup_names_suppliers_with_several_flagged_products() -> None
 # --- configuration ---------------------------------------------------------------------------
 
 
+def test_nightly_yaml_quality_section_spells_out_the_defaults() -> None:
+    section = yaml.safe_load(Path("configs/nightly.yaml").read_text(encoding="utf-8"))["quality"]
+    assert QualityConfig(**section) == QualityConfig()
+
+
 def test_config_refuses_unknown_keys_and_bad_thresholds() -> None:
     with pytest.raises(ValidationError):
         QualityConfig(min_order=10)  # type: ignore[call-arg]
@@ -431,4 +565,34 @@ def test_config_refuses_unknown_keys_and_bad_thresholds() -> None:
         QualityConfig(category_thresholds={"snacks": 1.5})
     with pytest.raises(ValidationError):
         QualityConfig(floor=0.0)
+    with pytest.raises(ValidationError):
+        QualityConfig(trim_share=0.2)  # type: ignore[call-arg]  # the old trimming rule is gone
+    with pytest.raises(ValidationError):
+        QualityConfig(maturity_days=-1)
     assert QualityConfig().warning_demotion == 0.5
+
+
+# --- planted truth ---------------------------------------------------------------------------
+
+
+def test_the_gate_finds_the_simulators_defective_products() -> None:
+    """A small simulation with more planted defects than usual (5 %), graded on five dates.
+
+    Full-size numbers are in docs/quality_gate.md; this guards against a gate that stops
+    finding defects or starts flagging healthy products (seed 7 gives 18/22 and 4/281).
+    """
+    tmp = Path(tempfile.mkdtemp())
+    simulation = SimulationConfig(
+        consumers=30_000, products=300, days=180, defective_share=0.05, seed=7, events=False
+    )
+    summary = simulate(tmp, simulation)
+    con = connect({t: tmp / f"{t}.parquet" for t in (Table.ORDERS, Table.PRODUCTS, Table.COMPLAINTS)})
+    dates = [summary.as_of - timedelta(days=days) for days in (0, 30, 60, 90, 120)]
+    alerts = pd.concat([assess(con, as_of, QualityConfig()).alerts for as_of in dates])
+    defective = set(pd.read_csv(tmp / "truth" / "defective_products.csv", dtype=str)[Col.PRODUCT_ID])
+    volume = alerts[alerts[QualityCol.ORDERS_30D] >= QualityConfig().min_orders]
+    flagged = volume[QualityCol.LEVEL].isin(["warning", "pulled"])
+    is_defective = volume[Col.PRODUCT_ID].isin(defective)
+    assert is_defective.sum() >= 15 and (~is_defective).sum() >= 200
+    assert flagged[is_defective].mean() >= 0.75
+    assert flagged[~is_defective].mean() <= 0.03
