@@ -1,0 +1,308 @@
+"""Customer lifetime value and churn: BG/NBD + Gamma-Gamma through pymc-marketing (see docs/clv.md).
+
+``fit_clv`` takes the summary of ``features.clv.btyd_summary`` (one row per consumer:
+``frequency``, ``recency``, ``T`` in days, ``monetary_value``) and returns, per consumer,
+
+- ``expected_purchases``: expected purchase days in the next ``horizon_days`` (BG/NBD);
+- ``prob_alive``: probability that the consumer has not dropped out (BG/NBD; 1 without repeats);
+- ``expected_value``: ``expected_purchases`` x the Gamma-Gamma expected value of one purchase
+  day (the consumer's own mean shrunk toward the population mean), undiscounted.
+
+Both models are fitted by maximum a posteriori (``fit_method: map``); with the default flat
+priors (``HalfFlat``) that is the maximum-likelihood fit of the papers, which reproduces the
+published CDNOW parameters. Consumers with repeat purchases whose mean value is 0 or negative
+cannot enter the Gamma-Gamma likelihood (it takes the log of the value): they are **set
+aside** from that fit, counted in ``CLVResult.set_aside``, and get ``expected_value`` 0 (their
+repeat purchases netted to nothing). Consumers without repeats take the population mean
+spend, as the model prescribes. When a model cannot be fitted (too few consumers, or a fit
+that does not converge to finite parameters), its outputs are NaN and a warning is logged;
+the nightly never stops on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from features.clv import SUMMARY_COLUMNS, BTYDCol, ReturnsRule
+from features.columns import Col
+from features.errors import SiyuError
+
+log = logging.getLogger(__name__)
+
+_CUSTOMER_ID = "customer_id"  # the id column pymc-marketing requires
+
+
+class CLVCol:
+    """Column names of ``CLVResult.predictions`` besides ``consumer_id``."""
+
+    EXPECTED_PURCHASES = "expected_purchases"
+    EXPECTED_VALUE = "expected_value"
+    PROB_ALIVE = "prob_alive"
+
+
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    Col.CONSUMER_ID,
+    CLVCol.EXPECTED_PURCHASES,
+    CLVCol.EXPECTED_VALUE,
+    CLVCol.PROB_ALIVE,
+)
+
+
+class PriorSpec(BaseModel):
+    """A prior: a PyMC distribution name and its parameters, e.g. ``Weibull`` with ``{alpha: 2, beta: 1}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    distribution: str = Field("HalfFlat", description="PyMC distribution; HalfFlat = flat on (0, inf).")
+    params: dict[str, float] = Field(default_factory=dict, description="The distribution's parameters.")
+
+    @model_validator(mode="after")
+    def _valid(self) -> PriorSpec:
+        if self.distribution == "HalfFlat" and not self.params:
+            return self  # the default: known good, and checking it would import PyMC (seconds) on config load
+        try:
+            self.to_prior()
+        except Exception as error:  # pymc_extras raises several error types
+            raise ValueError(f"not a usable prior: {self.distribution} {self.params} ({error})") from None
+        return self
+
+    def to_prior(self) -> object:
+        """The ``pymc_extras.prior.Prior`` this spec describes."""
+        from pymc_extras.prior import Prior
+
+        return Prior(self.distribution, **self.params)
+
+
+class BGNBDPriors(BaseModel):
+    """Priors of the BG/NBD parameters; flat by default, so MAP is the maximum-likelihood fit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    r: PriorSpec = Field(default_factory=PriorSpec, description="Shape of the purchase-rate gamma.")
+    alpha: PriorSpec = Field(default_factory=PriorSpec, description="Scale of the purchase-rate gamma.")
+    a: PriorSpec = Field(default_factory=PriorSpec, description="Dropout beta, first shape.")
+    b: PriorSpec = Field(default_factory=PriorSpec, description="Dropout beta, second shape.")
+
+
+class GammaGammaPriors(BaseModel):
+    """Priors of the Gamma-Gamma parameters; flat by default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    p: PriorSpec = Field(default_factory=PriorSpec, description="Shape of a purchase's value.")
+    q: PriorSpec = Field(default_factory=PriorSpec, description="Shape of the consumers' mean value.")
+    v: PriorSpec = Field(default_factory=PriorSpec, description="Scale of the consumers' mean value.")
+
+
+class CLVConfig(BaseModel):
+    """Settings of the CLV and churn models (the ``segmentation.clv`` config section)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="Fit CLV at all (off: the CLV export columns stay empty).")
+    horizon_days: int = Field(90, gt=0, description="Forecast horizon of expected purchases and value.")
+    time_unit_days: float = Field(
+        1.0, gt=0, description="Days per model time unit (7 = weeks); alpha is in this unit."
+    )
+    returned_lines: ReturnsRule = Field(
+        "excluded",
+        description="How a returned line counts against value: 'excluded' (it is the refunded line "
+        "itself) or 'subtracted' (it is a separate refund line). Passed to btyd_summary.",
+    )
+    fit_method: Literal["map", "mcmc", "advi"] = Field("map", description="pymc-marketing fit method.")
+    max_fit_customers: int | None = Field(
+        None, gt=0, description="Fit on a seeded sample of this many consumers, predict for all; none = all."
+    )
+    min_customers: int = Field(20, ge=2, description="Fewer consumers (or GG repeaters) than this: no fit.")
+    maxeval: int = Field(5000, gt=0, description="Most log-posterior evaluations of a MAP fit.")
+    seed: int = Field(0, description="Seed of the fit sample and of MCMC / ADVI.")
+    bgnbd_priors: BGNBDPriors = Field(default_factory=BGNBDPriors)
+    gamma_gamma_priors: GammaGammaPriors = Field(default_factory=GammaGammaPriors)
+
+
+@dataclass(frozen=True)
+class CLVResult:
+    """Per-consumer predictions (summary order), fitted parameters, set-aside count and timings."""
+
+    predictions: pd.DataFrame
+    bgnbd_params: dict[str, float]
+    gamma_gamma_params: dict[str, float]
+    set_aside: int
+    fitted_customers: int = 0
+    gamma_gamma_customers: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def fit_clv(summary: pd.DataFrame, config: CLVConfig) -> CLVResult:
+    """Fit BG/NBD and Gamma-Gamma on ``summary`` and predict for every consumer in it."""
+    data = _model_frame(summary, config.time_unit_days)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    bgnbd, fitted = _fit_bgnbd(data, config)
+    timings["bgnbd_fit_s"] = time.perf_counter() - started
+
+    spend_data, set_aside = _gamma_gamma_frame(data)
+    started = time.perf_counter()
+    gamma_gamma = _fit_gamma_gamma(spend_data, config)
+    timings["gamma_gamma_fit_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    predictions = _predict(data, bgnbd, gamma_gamma, config, summary[Col.CONSUMER_ID])
+    timings["predict_s"] = time.perf_counter() - started
+    result = CLVResult(
+        predictions=predictions,
+        bgnbd_params=_params(bgnbd, ("r", "alpha", "a", "b")),
+        gamma_gamma_params=_params(gamma_gamma, ("p", "q", "v")),
+        set_aside=set_aside,
+        fitted_customers=fitted,
+        gamma_gamma_customers=len(spend_data),
+        timings=timings,
+    )
+    log.info(
+        "CLV: %d consumers, BG/NBD %s, Gamma-Gamma %s on %d, %d set aside; %s",
+        len(data), _rounded(result.bgnbd_params), _rounded(result.gamma_gamma_params),
+        len(spend_data), set_aside, _rounded(timings),
+    )  # fmt: skip
+    return result
+
+
+def fit_rows(consumers: int, config: CLVConfig) -> np.ndarray:
+    """Positions of the consumers the BG/NBD is fitted on: all, or a seeded sample of that many."""
+    if config.max_fit_customers is None or consumers <= config.max_fit_customers:
+        return np.arange(consumers)
+    rng = np.random.default_rng(config.seed)
+    return np.sort(rng.choice(consumers, size=config.max_fit_customers, replace=False))
+
+
+def _model_frame(summary: pd.DataFrame, time_unit_days: float) -> pd.DataFrame:
+    missing = [column for column in SUMMARY_COLUMNS if column not in summary.columns]
+    if missing:
+        raise SiyuError(f"CLV summary is missing columns {missing}; build it with features.clv.btyd_summary")
+    if summary[Col.CONSUMER_ID].duplicated().any():
+        raise SiyuError("CLV summary has a consumer_id more than once; build it with btyd_summary")
+    if (summary[BTYDCol.RECENCY] > summary[BTYDCol.T]).any():
+        raise SiyuError("CLV summary has recency > T; T must run to the as-of date, after the last purchase")
+    return pd.DataFrame(
+        {
+            _CUSTOMER_ID: np.arange(len(summary)),  # positions: unique, ordered, cheap for xarray
+            BTYDCol.FREQUENCY: summary[BTYDCol.FREQUENCY].to_numpy(dtype="float64"),
+            BTYDCol.RECENCY: summary[BTYDCol.RECENCY].to_numpy(dtype="float64") / time_unit_days,
+            BTYDCol.T: summary[BTYDCol.T].to_numpy(dtype="float64") / time_unit_days,
+            BTYDCol.MONETARY_VALUE: summary[BTYDCol.MONETARY_VALUE].to_numpy(dtype="float64"),
+        }
+    )
+
+
+def _gamma_gamma_frame(data: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Repeat buyers with a positive mean value, and how many repeat buyers were set aside."""
+    repeat = data[BTYDCol.FREQUENCY] > 0
+    positive = data[BTYDCol.MONETARY_VALUE] > 0
+    spend_data = data.loc[repeat & positive, [_CUSTOMER_ID, BTYDCol.FREQUENCY, BTYDCol.MONETARY_VALUE]]
+    return spend_data.reset_index(drop=True), int((repeat & ~positive).sum())
+
+
+def _fit_bgnbd(data: pd.DataFrame, config: CLVConfig) -> tuple[object | None, int]:
+    from pymc_marketing.clv import BetaGeoModel
+
+    if len(data) < config.min_customers:
+        log.warning(
+            "CLV: %d consumers, fewer than min_customers=%d; no BG/NBD fit", len(data), config.min_customers
+        )
+        return None, 0
+    fit_data = data.iloc[fit_rows(len(data), config)].reset_index(drop=True)
+    priors = {name: spec.to_prior() for name, spec in config.bgnbd_priors}
+    model = BetaGeoModel(model_config=priors)
+    columns = [_CUSTOMER_ID, BTYDCol.FREQUENCY, BTYDCol.RECENCY, BTYDCol.T]
+    fitted = _fit(model, fit_data[columns], config, "BG/NBD", ("r", "alpha", "a", "b"))
+    return fitted, len(fit_data) if fitted is not None else 0
+
+
+def _fit_gamma_gamma(spend_data: pd.DataFrame, config: CLVConfig) -> object | None:
+    from pymc_marketing.clv import GammaGammaModel
+
+    if len(spend_data) < config.min_customers:
+        log.warning(
+            "CLV: %d repeat buyers with positive value, fewer than min_customers=%d; no Gamma-Gamma fit",
+            len(spend_data), config.min_customers,
+        )  # fmt: skip
+        return None
+    priors = {name: spec.to_prior() for name, spec in config.gamma_gamma_priors}
+    model = _fit(GammaGammaModel(model_config=priors), spend_data, config, "Gamma-Gamma", ("p", "q", "v"))
+    if model is not None and _params(model, ("q",))["q"] <= 1:
+        log.warning("CLV: Gamma-Gamma q <= 1 (population mean value undefined); expected_value left empty")
+        return None
+    return model
+
+
+def _fit(
+    model: object, data: pd.DataFrame, config: CLVConfig, name: str, params: tuple[str, ...]
+) -> object | None:
+    """``model`` fitted on ``data``, or None (logged) when the fit fails or gives non-finite parameters."""
+    kwargs: dict[str, object] = {"progressbar": False}
+    if config.fit_method == "map":
+        kwargs["maxeval"] = config.maxeval
+    else:
+        kwargs["random_seed"] = config.seed
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            model.fit(data=data, method=config.fit_method, **kwargs)  # type: ignore[attr-defined]
+    except (ValueError, FloatingPointError, RuntimeError) as error:
+        log.warning("CLV: %s fit failed (%s); its outputs are left empty", name, error)
+        return None
+    values = _params(model, params)
+    if not all(np.isfinite(value) and value > 0 for value in values.values()):
+        log.warning("CLV: %s fit gave parameters %s; its outputs are left empty", name, values)
+        return None
+    return model
+
+
+def _predict(
+    data: pd.DataFrame, bgnbd: object | None, gamma_gamma: object | None, config: CLVConfig, ids: pd.Series
+) -> pd.DataFrame:
+    nan = np.full(len(data), np.nan)
+    purchases, alive, spend = nan, nan, nan
+    if bgnbd is not None:
+        future_t = config.horizon_days / config.time_unit_days
+        purchases = _point(bgnbd.expected_purchases(data=data, future_t=future_t), len(data))  # type: ignore[attr-defined]
+        alive = _point(bgnbd.expected_probability_alive(data=data), len(data))  # type: ignore[attr-defined]
+        broken = int((~np.isfinite(purchases)).sum())
+        if broken:
+            log.warning("CLV: BG/NBD gave no finite expected purchases for %d consumers (left empty)", broken)
+    if gamma_gamma is not None:
+        spend = _point(gamma_gamma.expected_customer_spend(data=data), len(data))  # type: ignore[attr-defined]
+        set_aside = (data[BTYDCol.FREQUENCY] > 0) & (data[BTYDCol.MONETARY_VALUE] <= 0)
+        spend = np.where(set_aside.to_numpy(), 0.0, spend)
+    return pd.DataFrame(
+        {
+            Col.CONSUMER_ID: ids.reset_index(drop=True),
+            CLVCol.EXPECTED_PURCHASES: purchases,
+            CLVCol.EXPECTED_VALUE: purchases * spend,
+            CLVCol.PROB_ALIVE: alive,
+        }
+    )
+
+
+def _point(draws: object, size: int) -> np.ndarray:
+    """The posterior mean per customer, in the model frame's row order (customer_id = position)."""
+    mean = draws.mean(("chain", "draw"))  # type: ignore[attr-defined]
+    return mean.sel({_CUSTOMER_ID: np.arange(size)}).to_numpy().astype("float64")
+
+
+def _params(model: object | None, names: tuple[str, ...]) -> dict[str, float]:
+    if model is None:
+        return {}
+    posterior = model.fit_result  # type: ignore[attr-defined]
+    return {name: float(posterior[name].mean()) for name in names}
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {key: round(value, 4) for key, value in values.items()}

@@ -1,0 +1,185 @@
+"""CLV: the CDNOW check against the published BG/NBD fit, set-aside spend, edge cases and config."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from features.clv import SUMMARY_COLUMNS, btyd_summary
+from features.columns import Col, OrderStatus, Table
+from features.engine import connect
+from features.errors import SiyuError
+from models.clv import PREDICTION_COLUMNS, CLVConfig, CLVResult, fit_clv, fit_rows
+
+CDNOW = Path(__file__).resolve().parents[1] / "fixtures" / "cdnow_sample.parquet"
+CALIBRATION_END = date(1997, 9, 30)
+HOLDOUT_END = date(1998, 6, 30)
+HOLDOUT_WEEKS = 39
+PUBLISHED_BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # Fader, Hardie & Lee 2005, weeks
+PUBLISHED_GAMMA_GAMMA = {"p": 6.25, "q": 3.74, "v": 15.44}  # Fader & Hardie 2013
+
+
+@pytest.fixture(scope="module")
+def cdnow() -> tuple[pd.DataFrame, np.ndarray]:
+    """The calibration summary of the CDNOW sample and each customer's holdout repeat purchases."""
+    purchases = pd.read_parquet(CDNOW)
+    lines = pd.DataFrame(
+        {
+            Col.ORDER_ID: [f"T{position}" for position in range(len(purchases))],
+            Col.CONSUMER_ID: purchases["customer_id"].astype(str),
+            Col.DISTRIBUTOR_ID: "cdnow",
+            Col.PRODUCT_ID: "cd",
+            Col.QUANTITY: 1,
+            Col.UNIT_PRICE: purchases["dollar_value"].astype("float64"),
+            Col.ORDERED_AT: pd.to_datetime(purchases["date"]),
+            Col.STATUS: OrderStatus.PAID,
+        }
+    )
+    con = connect({Table.ORDERS: lines})
+    calibration = btyd_summary(con, CALIBRATION_END)
+    whole = btyd_summary(con, HOLDOUT_END).set_index(Col.CONSUMER_ID)
+    holdout = whole.loc[calibration[Col.CONSUMER_ID], "frequency"].to_numpy() - calibration["frequency"]
+    return calibration, holdout.to_numpy(dtype="float64")
+
+
+def test_cdnow_summary_matches_the_published_sample(cdnow: tuple[pd.DataFrame, np.ndarray]) -> None:
+    calibration, holdout = cdnow
+    assert len(calibration) == 2357
+    assert (calibration["frequency"] > 0).sum() == 946  # the repeat buyers of the Gamma-Gamma note
+    assert holdout.sum() == 1882
+
+
+@pytest.fixture(scope="module")
+def cdnow_weekly(cdnow: tuple[pd.DataFrame, np.ndarray]) -> CLVResult:
+    """The check's fit: weeks as the time unit (as the paper), a 39-week horizon, default flat priors."""
+    return fit_clv(cdnow[0], CLVConfig(time_unit_days=7, horizon_days=HOLDOUT_WEEKS * 7))
+
+
+@pytest.mark.slow
+def test_cdnow_bgnbd_matches_published_and_beats_the_rate_forecast(
+    cdnow: tuple[pd.DataFrame, np.ndarray], cdnow_weekly: CLVResult
+) -> None:
+    calibration, holdout = cdnow
+    result = cdnow_weekly
+
+    for name, published in PUBLISHED_BGNBD.items():
+        assert result.bgnbd_params[name] == pytest.approx(published, rel=0.10), name
+    for name, published in PUBLISHED_GAMMA_GAMMA.items():
+        assert result.gamma_gamma_params[name] == pytest.approx(published, rel=0.10), name
+
+    bgnbd_error = np.abs(result.predictions["expected_purchases"].to_numpy() - holdout).mean()
+    rate = calibration["frequency"] / (calibration["T"] / 7) * HOLDOUT_WEEKS
+    rate_error = np.abs(rate.to_numpy() - holdout).mean()
+    assert bgnbd_error < rate_error
+    assert list(result.predictions[Col.CONSUMER_ID]) == list(calibration[Col.CONSUMER_ID])
+
+
+@pytest.mark.slow
+def test_time_unit_only_rescales_alpha(
+    cdnow: tuple[pd.DataFrame, np.ndarray], cdnow_weekly: CLVResult
+) -> None:
+    in_days = fit_clv(cdnow[0], CLVConfig(horizon_days=HOLDOUT_WEEKS * 7))
+    assert in_days.bgnbd_params["alpha"] == pytest.approx(7 * cdnow_weekly.bgnbd_params["alpha"], rel=0.01)
+    for name in ("r", "a", "b"):
+        assert in_days.bgnbd_params[name] == pytest.approx(cdnow_weekly.bgnbd_params[name], rel=0.01)
+    np.testing.assert_allclose(
+        in_days.predictions["expected_purchases"], cdnow_weekly.predictions["expected_purchases"], rtol=0.02
+    )
+
+
+def spend_summary(size: int = 60, seed: int = 7) -> pd.DataFrame:
+    """A plausible summary: purchase counts, recency within T, positive mean values for repeat buyers."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(30, 365, size)
+    frequency = rng.poisson(2.0, size)
+    recency = np.where(frequency > 0, (tenure * rng.uniform(0.2, 1.0, size)).astype(int), 0)
+    monetary = np.where(frequency > 0, rng.gamma(4.0, 15.0, size).round(2), 0.0)
+    ids = [f"C{number:03d}" for number in rng.permutation(size)]  # deliberately not sorted
+    return pd.DataFrame(
+        {
+            Col.CONSUMER_ID: ids,
+            "frequency": frequency,
+            "recency": recency,
+            "T": tenure,
+            "monetary_value": monetary,
+        }
+    )
+
+
+@pytest.mark.slow
+def test_zero_and_negative_spend_are_set_aside_and_do_not_change_the_spend_fit() -> None:
+    clean = spend_summary()
+    repeat_rows = np.flatnonzero(clean["frequency"] > 0)
+    spoiled = clean.copy()
+    spoiled.loc[repeat_rows[:3], "monetary_value"] = 0.0
+    spoiled.loc[repeat_rows[3:5], "monetary_value"] = [-12.5, -80.0]
+
+    result = fit_clv(spoiled, CLVConfig())
+
+    assert result.set_aside == 5
+    assert result.gamma_gamma_customers == len(repeat_rows) - 5
+    predictions = result.predictions
+    assert tuple(predictions.columns) == PREDICTION_COLUMNS
+    assert list(predictions[Col.CONSUMER_ID]) == list(spoiled[Col.CONSUMER_ID])
+    assert (predictions.loc[repeat_rows[:5], "expected_value"] == 0.0).all()
+    others = predictions.drop(index=repeat_rows[:5])
+    assert np.isfinite(others["expected_value"]).all() and (others["expected_value"] > 0).all()
+    assert predictions["prob_alive"].between(0, 1).all()
+    assert np.isfinite(predictions["expected_purchases"]).all()
+
+    # Without the set-aside consumers, the Gamma-Gamma fit is the same. (This second fit also runs
+    # the BG/NBD on a seeded sample, which the Gamma-Gamma fit does not use, to save a test fit.)
+    without = fit_clv(
+        spoiled.drop(index=repeat_rows[:5]).reset_index(drop=True), CLVConfig(max_fit_customers=40)
+    )
+    for name, value in without.gamma_gamma_params.items():
+        assert result.gamma_gamma_params[name] == pytest.approx(value, rel=1e-6)
+    assert without.fitted_customers == 40
+    assert without.predictions["expected_purchases"].notna().all()
+
+
+def test_fit_sample_is_seeded_sorted_and_all_when_small() -> None:
+    config = CLVConfig(max_fit_customers=50, seed=3)
+    rows = fit_rows(80, config)
+    assert len(rows) == 50 and len(set(rows)) == 50 and (np.diff(rows) > 0).all()
+    np.testing.assert_array_equal(rows, fit_rows(80, config))
+    assert not np.array_equal(rows, fit_rows(80, CLVConfig(max_fit_customers=50, seed=4)))
+    np.testing.assert_array_equal(fit_rows(30, config), np.arange(30))
+
+
+def test_too_few_consumers_gives_empty_predictions_not_an_error() -> None:
+    result = fit_clv(spend_summary(size=5), CLVConfig())
+    assert len(result.predictions) == 5
+    assert result.predictions[["expected_purchases", "expected_value", "prob_alive"]].isna().all().all()
+    assert result.bgnbd_params == {} and result.gamma_gamma_params == {}
+
+    empty = fit_clv(spend_summary(size=5).iloc[:0], CLVConfig())
+    assert tuple(empty.predictions.columns) == PREDICTION_COLUMNS and empty.predictions.empty
+
+
+def test_a_broken_summary_is_refused_with_a_clear_message() -> None:
+    summary = spend_summary()
+    with pytest.raises(SiyuError, match="missing columns"):
+        fit_clv(summary.drop(columns="T"), CLVConfig())
+    with pytest.raises(SiyuError, match="more than once"):
+        fit_clv(pd.concat([summary, summary.iloc[:1]]), CLVConfig())
+    with pytest.raises(SiyuError, match="recency > T"):
+        fit_clv(summary.assign(recency=summary["T"] + 1), CLVConfig())
+    assert set(SUMMARY_COLUMNS) <= set(summary.columns)
+
+
+def test_config_forbids_unknown_keys_and_unusable_priors() -> None:
+    with pytest.raises(ValidationError):
+        CLVConfig(horizon=90)
+    with pytest.raises(ValidationError, match="not a usable prior"):
+        CLVConfig(bgnbd_priors={"r": {"distribution": "NoSuchDistribution"}})
+    weibull = CLVConfig(
+        bgnbd_priors={"alpha": {"distribution": "Weibull", "params": {"alpha": 2, "beta": 10}}}
+    )
+    assert weibull.bgnbd_priors.alpha.to_prior().distribution == "Weibull"
+    assert weibull.bgnbd_priors.r.distribution == "HalfFlat"
