@@ -1,0 +1,256 @@
+"""The segmentation step end to end: exports, their columns and order, reruns, movement, injection safety.
+
+CLV is switched off here (it has its own tests); the step's CLV wiring is exercised by
+``test_clv_columns_are_filled`` only. The module is skipped when models/clv.py is missing.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("models.clv", reason="models/clv.py (the CLV model) is not in the tree yet")
+
+from features.columns import Col, Table
+from features.errors import SiyuError
+from models.clusters import ClusterConfig
+from models.clv import CLVConfig
+from models.segmentation import SegmentationConfig
+from pipelines.cli import main
+from pipelines.config import NightlyConfig
+from pipelines.excel import write_excel_csv
+from pipelines.segmentation import (
+    DISTRIBUTOR_TIER_COLUMNS,
+    SegmentationFiles,
+    consumer_tier_columns,
+    run_segmentation,
+)
+from pipelines.simulator import SimulationConfig, simulate
+from pipelines.steps import load_and_validate
+
+SETTINGS = SegmentationConfig(
+    clv=CLVConfig(enabled=False),
+    clusters=ClusterConfig(k_min=2, k_max=4, fit_sample=2_000, silhouette_sample=500, n_init=2),
+)
+CSV_FILES = (
+    SegmentationFiles.CONSUMER_TIERS,
+    SegmentationFiles.DISTRIBUTOR_TIERS,
+    SegmentationFiles.DISTRIBUTOR_COACHING,
+    SegmentationFiles.TIER_MIGRATION,
+    SegmentationFiles.RFM_SEGMENTS,
+    SegmentationFiles.RFM_GRID,
+    SegmentationFiles.CLUSTER_PROFILES,
+    SegmentationFiles.MEMBER_TIERS,
+)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("segment") / "data"
+    simulate(data, SimulationConfig(consumers=800, distributors=15, products=120, days=120, seed=5))
+    return data
+
+
+@pytest.fixture(scope="module")
+def validated(data_dir: Path):
+    return load_and_validate(data_dir, None, NightlyConfig(), data_dir.parent / "validated")
+
+
+@pytest.fixture(scope="module")
+def first_run(validated, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("first")
+    run_segmentation(validated.clean_paths, validated.as_of, SETTINGS, out, None)
+    return out
+
+
+def read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, encoding="utf-8-sig", dtype={Col.CONSUMER_ID: str, Col.DISTRIBUTOR_ID: str})
+
+
+def test_consumer_tiers_one_row_per_consumer_with_documented_columns(validated, first_run: Path) -> None:
+    raw = (first_run / SegmentationFiles.CONSUMER_TIERS).read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    tiers = read(first_run / SegmentationFiles.CONSUMER_TIERS)
+    assert tiers.columns.tolist() == consumer_tier_columns(SETTINGS.clv.horizon_days)
+    registered = pd.read_parquet(validated.clean_paths[Table.CONSUMERS])[Col.CONSUMER_ID]
+    assert tiers[Col.CONSUMER_ID].tolist() == sorted(registered)
+    segments = {rule.name for rule in SETTINGS.rfm.segments} | {SETTINGS.rfm.no_purchase_segment}
+    assert set(tiers["rfm_segment"]) <= segments and set(tiers["movement"]) == {"new"}
+    assert set(tiers["member_tier"]) <= set(SETTINGS.member_tiers.names)
+    buyers = tiers[tiers["frequency"] > 0]
+    assert buyers[["r_score", "f_score", "m_score", "cluster"]].notna().all().all()
+    # rank-based quintiles: every score is used, and bins differ in size by at most one
+    for score in ("r_score", "f_score", "m_score"):
+        sizes = buyers[score].value_counts()
+        assert sorted(sizes.index) == [1, 2, 3, 4, 5] and sizes.max() - sizes.min() <= 1
+    assert tiers.loc[tiers["frequency"] == 0, "rfm_segment"].eq("No purchase yet").all()
+
+
+def test_distributor_tiers_sorted_by_rank_with_reasons(first_run: Path) -> None:
+    tiers = read(first_run / SegmentationFiles.DISTRIBUTOR_TIERS)
+    assert tiers.columns.tolist() == list(DISTRIBUTOR_TIER_COLUMNS)
+    assert tiers["gmv_rank"].tolist() == list(range(1, len(tiers) + 1))
+    assert tiers["gmv_month"].is_monotonic_decreasing
+    assert set(tiers["distributor_tier"]) <= {"pillar", "growth", "steady", "long tail", "dormant"}
+    assert (tiers["coaching"] == tiers["coaching_reason"].notna()).all()
+    coached = read(first_run / SegmentationFiles.DISTRIBUTOR_COACHING)
+    assert len(coached) == int(tiers["coaching"].sum())
+
+
+def test_rerun_is_byte_identical_and_previous_gives_movement(
+    validated, first_run: Path, tmp_path: Path
+) -> None:
+    again = tmp_path / "again"
+    run_segmentation(validated.clean_paths, validated.as_of, SETTINGS, again, None)
+    for name in CSV_FILES:
+        assert (again / name).read_bytes() == (first_run / name).read_bytes(), name
+
+    second = tmp_path / "second"
+    outcome = run_segmentation(validated.clean_paths, validated.as_of, SETTINGS, second, first_run)
+    tiers = read(second / SegmentationFiles.CONSUMER_TIERS)
+    assert (tiers["previous_tier"] == tiers["member_tier"]).all() and set(tiers["movement"]) == {"same"}
+    assert outcome.movement_counts["same"] == len(tiers)
+    matrix = read(second / SegmentationFiles.TIER_MIGRATION).set_index("previous")
+    assert matrix.loc["(new)", "total"] == 0 and matrix["total"].sum() == len(tiers)
+
+
+def test_movement_up_and_down_against_an_edited_previous_run(
+    validated, first_run: Path, tmp_path: Path
+) -> None:
+    previous = read(first_run / SegmentationFiles.CONSUMER_TIERS)[[Col.CONSUMER_ID, "member_tier"]]
+    newcomer = previous[Col.CONSUMER_ID].iloc[0]
+    previous = previous.iloc[1:]  # not there before: "new"
+    was_gold = previous["member_tier"] == "gold"  # pretend they were diamond: now "down"
+    was_silver = previous["member_tier"] == "silver"  # pretend they were regular: now "up"
+    assert was_gold.any() and was_silver.any()
+    previous.loc[was_gold, "member_tier"] = "diamond"
+    previous.loc[was_silver, "member_tier"] = "regular"
+    prior_dir = tmp_path / "prior"
+    write_excel_csv(previous, prior_dir / SegmentationFiles.CONSUMER_TIERS)
+    out = tmp_path / "out"
+    outcome = run_segmentation(validated.clean_paths, validated.as_of, SETTINGS, out, prior_dir)
+    movement = read(out / SegmentationFiles.CONSUMER_TIERS).set_index(Col.CONSUMER_ID)["movement"]
+    assert movement[newcomer] == "new"
+    assert movement[previous.loc[was_gold, Col.CONSUMER_ID]].eq("down").all()
+    assert movement[previous.loc[was_silver, Col.CONSUMER_ID]].eq("up").all()
+    assert outcome.movement_counts == {
+        "up": int(was_silver.sum()),
+        "down": int(was_gold.sum()),
+        "same": len(previous) - int(was_gold.sum() + was_silver.sum()),
+        "new": 1,
+    }
+    matrix = read(out / SegmentationFiles.TIER_MIGRATION).set_index("previous")
+    assert (
+        matrix.loc["diamond", "gold"] == was_gold.sum()
+        and matrix.loc["regular", "silver"] == was_silver.sum()
+    )
+
+
+def test_previous_run_problems_name_the_file(validated, tmp_path: Path) -> None:
+    with pytest.raises(SiyuError, match="consumer_tiers.csv: previous consumer tiers not found"):
+        run_segmentation(validated.clean_paths, validated.as_of, SETTINGS, tmp_path / "o", tmp_path)
+    bad = pd.DataFrame({Col.CONSUMER_ID: ["C1"], "member_tier": ["platinum"]})
+    write_excel_csv(bad, tmp_path / "bad" / SegmentationFiles.CONSUMER_TIERS)
+    with pytest.raises(SiyuError, match=r"bad/consumer_tiers.csv: .*'platinum'.*\n  fix:"):
+        run_segmentation(validated.clean_paths, validated.as_of, SETTINGS, tmp_path / "o", tmp_path / "bad")
+
+
+def test_formula_like_text_is_neutralised(tmp_path: Path) -> None:
+    products = pd.DataFrame(
+        {
+            Col.PRODUCT_ID: ["P1"],
+            Col.SUPPLIER_ID: ["S1"],
+            Col.CATEGORY: ["=HYPERLINK(1)"],
+            Col.LIST_PRICE: [10.0],
+        }
+    )
+    orders = pd.DataFrame(
+        {
+            Col.ORDER_ID: ["O1", "O2"],
+            Col.CONSUMER_ID: ["C1", "+C2"],
+            Col.DISTRIBUTOR_ID: ["@D1", "D2"],
+            Col.PRODUCT_ID: ["P1", "P1"],
+            Col.QUANTITY: [1, 2],
+            Col.UNIT_PRICE: [10.0, 9.0],
+            Col.ORDERED_AT: pd.to_datetime(["2025-03-01", "2025-03-02"]),
+            Col.STATUS: ["paid", "paid"],
+        }
+    )
+    paths = {}
+    for table, frame in ((Table.PRODUCTS, products), (Table.ORDERS, orders)):
+        paths[table] = tmp_path / f"{table}.parquet"
+        frame.to_parquet(paths[table], index=False)
+    outcome = run_segmentation(paths, date(2025, 3, 31), SETTINGS, tmp_path / "out", None)
+    assert outcome.clusters is None  # two buyers are too few to cluster
+    tiers = read(tmp_path / "out" / SegmentationFiles.CONSUMER_TIERS)
+    assert tiers[Col.CONSUMER_ID].tolist() == ["'+C2", "C1"]
+    assert set(tiers["top_category"]) == {"'=HYPERLINK(1)"}
+    distributors = read(tmp_path / "out" / SegmentationFiles.DISTRIBUTOR_TIERS)
+    assert "'@D1" in set(distributors[Col.DISTRIBUTOR_ID])
+
+
+@pytest.mark.slow
+def test_clv_columns_are_filled(validated, tmp_path: Path) -> None:
+    settings = SETTINGS.model_copy(update={"clv": CLVConfig()})
+    out = tmp_path / "clv"
+    outcome = run_segmentation(validated.clean_paths, validated.as_of, settings, out, None)
+    tiers = read(out / SegmentationFiles.CONSUMER_TIERS)
+    buyers = tiers[tiers["frequency"] > 0]
+    horizon = settings.clv.horizon_days
+    assert buyers[f"expected_purchases_{horizon}d"].notna().mean() > 0.9
+    alive = buyers["prob_alive"].dropna()
+    assert alive.between(0, 1).all()
+    assert (buyers["churn_risk"].dropna() - (1 - alive)).abs().max() < 1e-3
+    assert outcome.clv_set_aside is not None
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["siyu", *args])
+    try:
+        main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+SMALL_CONFIG = """
+segmentation:
+  clv:
+    enabled: false
+  clusters:
+    k_max: 4
+    fit_sample: 2000
+    silhouette_sample: 500
+"""
+
+
+@pytest.mark.skipif(
+    "segmentation" not in NightlyConfig.model_fields,
+    reason="segmentation: is not wired into NightlyConfig yet",
+)
+def test_segment_command_end_to_end(data_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    config = tmp_path / "nightly.yaml"
+    config.write_text(SMALL_CONFIG)
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert (
+        run_cli(monkeypatch, "segment", "--data", str(data_dir), "--out", str(first), "--config", str(config))
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "segmentation as of" in printed and "member tiers: regular=" in printed
+    assert (first / SegmentationFiles.CONSUMER_TIERS).is_file() and (first / "validated" / "clean").is_dir()
+    args = ["segment", "--data", str(data_dir), "--out", str(second), "--config", str(config)]
+    assert run_cli(monkeypatch, *args, "--previous", str(first)) == 0
+    assert "movement: up=0, down=0, same=800, new=0" in capsys.readouterr().out
+
+    overlapping = (
+        SMALL_CONFIG + "  rfm:\n    segments:\n      - {name: Everyone}\n      - {name: VIP, r: [5, 5]}\n"
+    )
+    config.write_text(overlapping)
+    assert run_cli(monkeypatch, *args) == 2
+    err = capsys.readouterr().err
+    assert "segmentation.rfm" in err and "25 cell(s) overlap" in err and "Traceback" not in err
