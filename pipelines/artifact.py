@@ -1,0 +1,416 @@
+"""Write the backend artifact: the nightly lists as NumPy arrays, id maps and a manifest, no pickle.
+
+``write_artifact`` takes plain pandas frames, so it does not matter which model produced
+the lists, and writes one self-contained directory that ``pipelines.loader`` (numpy and
+pyarrow only) serves. Layout, dtypes and the fallback rules are documented in
+docs/artifact.md; in short::
+
+    manifest.json             format, version, meta (as_of, model...), counts, SHA-256 of every file
+    consumer_ids.parquet      row -> consumer_id (column ``id``); the same for products, distributors
+    consumer_items.npy        int32 [consumers, N]: product rows, best first, padded with -1
+    consumer_scores.npy       float32 [consumers, N]: their scores, padded with NaN
+    consumer_community.npy    int32 [consumers]: the consumer's community (distributor row) or -1
+    distributor_items.npy     (+ _scores) [distributors, N]: each distributor's list to share
+    similar_items.npy         (+ _scores) [products, N]: each product's similar products
+    community_items.npy       (+ _scores) [distributors, N]: fallback list of each community
+    global_items.npy          (+ _scores) [N]: the global fallback list
+
+Ids are stored as text and sorted, so the same lists always give byte-identical files. The
+directory appears whole or not at all: it is written under a hidden temporary name beside
+``out_dir`` and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.columns import Col
+from features.errors import SiyuError
+from models.recommenders.base import RecCol
+from pipelines.loader import FORMAT, FORMAT_VERSION, ID_COLUMN, MANIFEST_FILE, Files, sha256_of
+
+logger = logging.getLogger(__name__)
+
+PAD_ITEM = -1
+
+
+class ListFiles:
+    """The recommend step's list files, as ``pipelines.recommendation`` writes them."""
+
+    CONSUMERS = "consumer_recommendations.parquet"
+    DISTRIBUTORS = "distributor_recommendations.parquet"
+    SIMILAR = "similar_items.parquet"
+    FALLBACK_COMMUNITY = "fallback_community.parquet"
+    FALLBACK_GLOBAL = "fallback_global.parquet"
+
+
+@dataclass(frozen=True)
+class ArtifactArrays:
+    """Everything an artifact holds, in memory: the three id maps and the arrays by file name."""
+
+    consumer_ids: np.ndarray
+    product_ids: np.ndarray
+    distributor_ids: np.ndarray
+    arrays: dict[str, np.ndarray]
+
+    def counts(self) -> dict[str, int]:
+        """Sizes for the manifest: ids per map and the width (list length) of each list matrix."""
+        return {
+            "consumers": len(self.consumer_ids),
+            "products": len(self.product_ids),
+            "distributors": len(self.distributor_ids),
+            "consumer_list_length": self.arrays[Files.CONSUMER_ITEMS].shape[1],
+            "distributor_list_length": self.arrays[Files.DISTRIBUTOR_ITEMS].shape[1],
+            "similar_list_length": self.arrays[Files.SIMILAR_ITEMS].shape[1],
+            "community_list_length": self.arrays[Files.COMMUNITY_ITEMS].shape[1],
+            "global_list_length": self.arrays[Files.GLOBAL_ITEMS].shape[0],
+            "consumers_with_list": int((self.arrays[Files.CONSUMER_ITEMS][:, :1] >= 0).sum()),
+            "communities_with_list": int((self.arrays[Files.COMMUNITY_ITEMS][:, :1] >= 0).sum()),
+        }
+
+
+def write_artifact(
+    out_dir: Path,
+    consumer_lists: pd.DataFrame,
+    distributor_lists: pd.DataFrame | None,
+    similar_items: pd.DataFrame | None,
+    fallback: pd.DataFrame | None,
+    consumer_community: pd.DataFrame | None,
+    meta: Mapping[str, Any],
+) -> Path:
+    """Write the artifact directory ``out_dir`` from plain frames; return ``out_dir``.
+
+    - ``consumer_lists``: ``consumer_id, product_id, rank, score`` (other columns ignored)
+    - ``distributor_lists``: ``distributor_id, product_id, rank, score``
+    - ``similar_items``: ``product_id, similar_product_id, rank, score``
+    - ``fallback``: ``distributor_id, product_id, rank, score``; rows with an empty
+      ``distributor_id`` form the global list, the others that distributor's community list
+    - ``consumer_community``: ``consumer_id, distributor_id`` (home distributor)
+    - ``meta``: JSON-able facts about the lists (as_of, model name and version, ...)
+
+    Rank 1 is the best; ranks need not be contiguous but must not repeat within one list.
+    """
+    started = time.perf_counter()
+    built = build_arrays(consumer_lists, distributor_lists, similar_items, fallback, consumer_community)
+    path = write_arrays(out_dir, built, meta)
+    logger.info(
+        "artifact: %d consumers, %d products, %d distributors written to %s in %.1fs",
+        len(built.consumer_ids),
+        len(built.product_ids),
+        len(built.distributor_ids),
+        path,
+        time.perf_counter() - started,
+    )
+    return path
+
+
+def write_artifact_from_lists(
+    lists_dir: Path, out_dir: Path, meta: Mapping[str, Any], consumer_community: pd.DataFrame | None = None
+) -> Path:
+    """``write_artifact`` from the recommend step's files in ``lists_dir`` (absent optional files: no list).
+
+    ``consumer_community``: ``consumer_id, distributor_id`` (e.g. ``consumer_tiers.csv``'s
+    ``home_distributor_id`` renamed), so that consumers get their community list on top-ups.
+    """
+    consumers = _read_lists(lists_dir / ListFiles.CONSUMERS, required=True)
+    community = _read_lists(lists_dir / ListFiles.FALLBACK_COMMUNITY)
+    global_list = _read_lists(lists_dir / ListFiles.FALLBACK_GLOBAL)
+    fallback = None
+    if community is not None or global_list is not None:
+        parts = [part for part in (community, global_list) if part is not None]
+        fallback = pd.concat(
+            [part.astype({Col.PRODUCT_ID: object}) for part in parts], ignore_index=True
+        ).reindex(columns=[Col.DISTRIBUTOR_ID, Col.PRODUCT_ID, RecCol.RANK, RecCol.SCORE])
+    return write_artifact(
+        out_dir,
+        consumers,
+        _read_lists(lists_dir / ListFiles.DISTRIBUTORS),
+        _read_lists(lists_dir / ListFiles.SIMILAR),
+        fallback,
+        consumer_community,
+        meta,
+    )
+
+
+def _read_lists(path: Path, required: bool = False) -> pd.DataFrame | None:
+    """A list file with its id columns as categoricals (50M rows stay small), or None when absent."""
+    if not path.is_file():
+        if required:
+            raise SiyuError(f"{path}: not found\n  fix: run the recommend step first (siyu recommend)")
+        return None
+    names = pq.read_schema(path).names
+    ids = [c for c in names if c.endswith("_id")]
+    return pq.read_table(path, read_dictionary=ids).to_pandas()
+
+
+def build_arrays(
+    consumer_lists: pd.DataFrame,
+    distributor_lists: pd.DataFrame | None,
+    similar_items: pd.DataFrame | None,
+    fallback: pd.DataFrame | None,
+    consumer_community: pd.DataFrame | None,
+) -> ArtifactArrays:
+    """The artifact's id maps and arrays from the frames (pure; the frames are not changed)."""
+    consumers = _checked("consumer_lists", consumer_lists, (Col.CONSUMER_ID, Col.PRODUCT_ID, RecCol.RANK))
+    distributors = _checked(
+        "distributor_lists", distributor_lists, (Col.DISTRIBUTOR_ID, Col.PRODUCT_ID, RecCol.RANK)
+    )
+    similar = _checked(
+        "similar_items", similar_items, (Col.PRODUCT_ID, RecCol.SIMILAR_PRODUCT_ID, RecCol.RANK)
+    )
+    fallback_rows = _checked("fallback", fallback, (Col.DISTRIBUTOR_ID, Col.PRODUCT_ID, RecCol.RANK))
+    community = _checked("consumer_community", consumer_community, (Col.CONSUMER_ID, Col.DISTRIBUTOR_ID))
+    is_global = fallback_rows[Col.DISTRIBUTOR_ID].isna().to_numpy()
+    global_rows, community_rows = fallback_rows[is_global], fallback_rows[~is_global]
+
+    consumer_ids = _IdMap("consumer_id", [(consumers, Col.CONSUMER_ID), (community, Col.CONSUMER_ID)])
+    product_ids = _IdMap(
+        "product_id",
+        [
+            (consumers, Col.PRODUCT_ID),
+            (distributors, Col.PRODUCT_ID),
+            (similar, Col.PRODUCT_ID),
+            (similar, RecCol.SIMILAR_PRODUCT_ID),
+            (fallback_rows, Col.PRODUCT_ID),
+        ],
+    )
+    distributor_ids = _IdMap(
+        "distributor_id",
+        [
+            (distributors, Col.DISTRIBUTOR_ID),
+            (community_rows, Col.DISTRIBUTOR_ID),
+            (community, Col.DISTRIBUTOR_ID),
+        ],
+    )
+    arrays: dict[str, np.ndarray] = {}
+    lists = _Lists(product_ids)
+    arrays[Files.CONSUMER_ITEMS], arrays[Files.CONSUMER_SCORES] = lists.matrix(
+        "consumer_lists", consumers, consumer_ids, Col.CONSUMER_ID
+    )
+    arrays[Files.DISTRIBUTOR_ITEMS], arrays[Files.DISTRIBUTOR_SCORES] = lists.matrix(
+        "distributor_lists", distributors, distributor_ids, Col.DISTRIBUTOR_ID
+    )
+    arrays[Files.SIMILAR_ITEMS], arrays[Files.SIMILAR_SCORES] = lists.matrix(
+        "similar_items", similar, product_ids, Col.PRODUCT_ID, RecCol.SIMILAR_PRODUCT_ID
+    )
+    arrays[Files.COMMUNITY_ITEMS], arrays[Files.COMMUNITY_SCORES] = lists.matrix(
+        "fallback", community_rows, distributor_ids, Col.DISTRIBUTOR_ID
+    )
+    global_items, global_scores = ranked_matrix(
+        "fallback (global)",
+        np.zeros(len(global_rows), np.int64),
+        product_ids.codes(global_rows, Col.PRODUCT_ID),
+        global_rows,
+        1,
+    )
+    arrays[Files.GLOBAL_ITEMS], arrays[Files.GLOBAL_SCORES] = global_items[0], global_scores[0]
+    arrays[Files.CONSUMER_COMMUNITY] = _community_rows(community, consumer_ids, distributor_ids)
+    if not len(global_rows):
+        logger.warning("artifact: no global fallback list; unknown consumers will get empty lists")
+    return ArtifactArrays(consumer_ids.ids, product_ids.ids, distributor_ids.ids, arrays)
+
+
+def ranked_matrix(
+    name: str,
+    owners: np.ndarray,
+    items: np.ndarray,
+    frame: pd.DataFrame,
+    n_owners: int,
+    owner_ids: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``[n_owners, width]`` item rows (int32, -1 padded) and scores (float32, NaN padded), best rank first.
+
+    ``owners`` and ``items`` are the rows' owner and item codes; ranks and scores come from
+    ``frame``. The width is the longest list.
+    """
+    ranks = _ranks(name, frame)
+    scores = (
+        frame[RecCol.SCORE].to_numpy(np.float32, na_value=np.nan)
+        if RecCol.SCORE in frame
+        else np.full(len(frame), np.nan, np.float32)
+    )
+    key = owners * (int(ranks.max(initial=0)) + 1) + ranks
+    if len(key) > 1 and not (key[1:] >= key[:-1]).all():
+        order = np.argsort(key, kind="stable")
+        owners, items, scores, key = owners[order], items[order], scores[order], key[order]
+    repeated = np.flatnonzero(key[1:] == key[:-1])
+    if len(repeated):
+        owner, rank = divmod(int(key[repeated[0]]), int(ranks.max()) + 1)
+        who = f" of {owner_ids[owner]}" if owner_ids is not None else ""
+        raise SiyuError(
+            f"{name}: rank {rank} appears twice in the list{who}\n"
+            "  fix: give every row of a list its own rank (1 = best)"
+        )
+    starts = np.searchsorted(owners, np.arange(n_owners))
+    position = np.arange(len(owners)) - starts[owners]
+    width = int(position.max()) + 1 if len(position) else 0
+    item_matrix = np.full((n_owners, width), PAD_ITEM, np.int32)
+    score_matrix = np.full((n_owners, width), np.nan, np.float32)
+    item_matrix[owners, position] = items
+    score_matrix[owners, position] = scores
+    return item_matrix, score_matrix
+
+
+def write_arrays(out_dir: Path, built: ArtifactArrays, meta: Mapping[str, Any]) -> Path:
+    """Write ``built`` as the artifact directory ``out_dir``, atomically (temporary sibling, rename)."""
+    _refuse_foreign(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(4)
+    staging = out_dir.with_name(f".{out_dir.name}.partial-{token}")
+    staging.mkdir()
+    try:
+        files: dict[str, dict[str, Any]] = {}
+        for name, array in sorted(built.arrays.items()):
+            with (staging / name).open("wb") as writer:
+                np.save(writer, np.ascontiguousarray(array), allow_pickle=False)
+            files[name] = {"dtype": str(array.dtype), "shape": list(array.shape)}
+        for name, ids in (
+            (Files.CONSUMER_IDS, built.consumer_ids),
+            (Files.PRODUCT_IDS, built.product_ids),
+            (Files.DISTRIBUTOR_IDS, built.distributor_ids),
+        ):
+            pq.write_table(pa.table({ID_COLUMN: pa.array(ids, pa.string())}), staging / name)
+            files[name] = {"rows": len(ids)}
+        for name, entry in files.items():
+            entry.update(bytes=(staging / name).stat().st_size, sha256=sha256_of(staging / name))
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "meta": json.loads(json.dumps(dict(meta), default=str)),
+            "counts": built.counts(),
+            "files": dict(sorted(files.items())),
+        }
+        text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        (staging / MANIFEST_FILE).write_text(text, encoding="utf-8")
+        _move_into_place(staging, out_dir, token)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+class _Lists:
+    """Turns long ranked lists (owner, product, rank, score) into padded matrices over one product map."""
+
+    def __init__(self, product_ids: _IdMap) -> None:
+        self.product_ids = product_ids
+
+    def matrix(
+        self,
+        name: str,
+        frame: pd.DataFrame,
+        owners: _IdMap,
+        owner_column: str,
+        item_column: str = Col.PRODUCT_ID,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        owner_codes = owners.codes(frame, owner_column)
+        item_codes = self.product_ids.codes(frame, item_column)
+        return ranked_matrix(name, owner_codes, item_codes, frame, len(owners), owners.ids)
+
+
+class _IdMap:
+    """Sorted distinct ids (as text) over some columns of some frames, and codes into them."""
+
+    def __init__(self, name: str, columns: list[tuple[pd.DataFrame, str]]) -> None:
+        self.name = name
+        parts = [_distinct_text(frame[column]) for frame, column in columns if len(frame)]
+        distinct = pd.unique(np.concatenate(parts)) if parts else np.array([], dtype=object)
+        self.ids = np.sort(distinct.astype(object))
+        self._index = pd.Index(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def codes(self, frame: pd.DataFrame, column: str) -> np.ndarray:
+        """Row numbers (int64) of ``frame[column]``'s ids in this map."""
+        values = frame[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            local = self._index.get_indexer(values.cat.categories.astype(str))
+            return local[values.cat.codes.to_numpy(np.int64)].astype(np.int64)
+        codes, uniques = pd.factorize(values)
+        return self._index.get_indexer(pd.Index(uniques).astype(str))[codes].astype(np.int64)
+
+
+def _distinct_text(values: pd.Series) -> np.ndarray:
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        used = np.bincount(codes[codes >= 0], minlength=len(values.cat.categories)) > 0
+        return values.cat.categories[used].astype(str).to_numpy(object)
+    return pd.Index(pd.unique(values)).astype(str).to_numpy(object)
+
+
+def _checked(name: str, frame: pd.DataFrame | None, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``frame``, or an empty frame when None, after checking its columns and id cells."""
+    if frame is None:
+        return pd.DataFrame(
+            {column: pd.Series(dtype="int64" if column == RecCol.RANK else object) for column in columns}
+        )
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise SiyuError(
+            f"{name}: missing column(s) {', '.join(missing)}\n"
+            f"  fix: pass a frame with columns {', '.join(columns)}"
+        )
+    id_columns = [column for column in columns if column != RecCol.RANK]
+    if name == "fallback":  # an empty distributor_id marks the global list
+        id_columns = [column for column in id_columns if column != Col.DISTRIBUTOR_ID]
+    for column in id_columns:
+        if frame[column].isna().any():
+            raise SiyuError(f"{name}: column '{column}' has empty ids\n  fix: drop or fill those rows")
+    return frame
+
+
+def _ranks(name: str, frame: pd.DataFrame) -> np.ndarray:
+    ranks = frame[RecCol.RANK]
+    if ranks.isna().any() or not pd.api.types.is_numeric_dtype(ranks):
+        raise SiyuError(
+            f"{name}: column '{RecCol.RANK}' must be whole numbers\n  fix: rank each list 1, 2, 3, ..."
+        )
+    values = ranks.to_numpy(np.int64)
+    if len(values) and (values.min() < 1 or not np.array_equal(values, ranks.to_numpy())):
+        raise SiyuError(
+            f"{name}: column '{RecCol.RANK}' must be whole numbers ≥ 1\n  fix: rank each list 1, 2, 3, ..."
+        )
+    return values
+
+
+def _community_rows(community: pd.DataFrame, consumer_ids: _IdMap, distributor_ids: _IdMap) -> np.ndarray:
+    rows = np.full(len(consumer_ids), PAD_ITEM, np.int32)
+    if len(community):
+        unique = community.drop_duplicates(Col.CONSUMER_ID, keep="last")
+        rows[consumer_ids.codes(unique, Col.CONSUMER_ID)] = distributor_ids.codes(unique, Col.DISTRIBUTOR_ID)
+    return rows
+
+
+def _refuse_foreign(out_dir: Path) -> None:
+    """Never replace a folder that is not an artifact (a typo in ``out_dir`` must not delete data)."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).is_file():
+        raise SiyuError(
+            f"{out_dir}: exists and is not a recommendation artifact (no {MANIFEST_FILE})\n"
+            "  fix: choose an empty or new folder for the artifact"
+        )
+
+
+def _move_into_place(staging: Path, target: Path, token: str) -> None:
+    """Rename ``staging`` to ``target``; an existing ``target`` is set aside first, then removed."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    set_aside = target.with_name(f".{target.name}.previous-{token}")
+    os.replace(target, set_aside)
+    os.replace(staging, target)
+    shutil.rmtree(set_aside)
