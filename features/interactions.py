@@ -1,0 +1,312 @@
+"""The consumer × product interaction table that every recommender is fitted on, as of a date.
+
+``build_interactions(con, as_of, config)`` reads the engine's views (``orders`` and, when
+present, ``events`` and ``complaints``) up to the end of the as-of date (and from ``start``
+when given) and returns one row per (consumer, product) pair:
+
+- every **paid order** containing the product adds ``purchase_weight`` (an order with two
+  lines of the same product counts once: weights count baskets, not lines);
+- every **returned line** adds ``return_weight`` (negative by default: it counts against);
+- every **event** adds ``event_weights[event_type]`` (views, clicks, carts, favourites, shares);
+- every **complaint** by the consumer about the product adds ``complaint_weight`` (negative);
+- each contribution is multiplied by ``0.5 ** (age_days / half_life_days)``, its age being
+  measured from the end of the as-of date (no decay when ``half_life_days`` is empty).
+
+Cancelled lines count for nothing. Pairs whose summed weight is ≤ 0 stay in the table
+(the recommenders never recommend them: see ``models.recommenders.base``). Besides
+``weight`` the table carries ``purchases`` (distinct paid orders), ``last_purchase_at`` and
+``last_interaction_at`` for models that use frequency and recency directly.
+
+``consumer_profiles`` and ``product_profiles`` give the side features the feature-aware
+models read: home distributor and age band / city tier; category, supplier (brand) and
+price band.
+"""
+
+from __future__ import annotations
+
+import warnings
+from datetime import date, datetime, timedelta
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.columns import Col, EventType, Table
+from features.contract import UNKNOWN_CATEGORY
+from features.engine import has_table
+from features.sql import end_of, literal, render
+
+
+class InteractionCol:
+    """Column names of the interaction, consumer-profile and product-profile frames."""
+
+    WEIGHT = "weight"
+    PURCHASES = "purchases"
+    LAST_PURCHASE_AT = "last_purchase_at"
+    LAST_INTERACTION_AT = "last_interaction_at"
+    HOME_DISTRIBUTOR_ID = "home_distributor_id"
+    PRICE_BAND = "price_band"
+
+
+INTERACTION_COLUMNS: tuple[str, ...] = (
+    Col.CONSUMER_ID,
+    Col.PRODUCT_ID,
+    InteractionCol.WEIGHT,
+    InteractionCol.PURCHASES,
+    InteractionCol.LAST_PURCHASE_AT,
+    InteractionCol.LAST_INTERACTION_AT,
+)
+CONSUMER_PROFILE_COLUMNS: tuple[str, ...] = (
+    Col.CONSUMER_ID,
+    InteractionCol.HOME_DISTRIBUTOR_ID,
+    Col.AGE_BAND,
+    Col.CITY_TIER,
+)
+PRODUCT_PROFILE_COLUMNS: tuple[str, ...] = (
+    Col.PRODUCT_ID,
+    Col.CATEGORY,
+    Col.SUPPLIER_ID,
+    InteractionCol.PRICE_BAND,
+)
+
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    EventType.VIEW: 0.05,
+    EventType.CLICK: 0.1,
+    EventType.CART: 0.3,
+    EventType.FAVORITE: 0.3,
+    EventType.SHARE: 0.2,
+}
+
+
+class InteractionConfig(BaseModel):
+    """How orders, events, returns and complaints turn into one interaction weight per pair."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    purchase_weight: float = Field(1.0, gt=0, description="Weight of one paid order with the product.")
+    half_life_days: float | None = Field(
+        90.0, gt=0, description="Recency half-life in days; empty = no decay (plain counts)."
+    )
+    return_weight: float = Field(-1.0, le=0, description="Weight of one returned line (counts against).")
+    complaint_weight: float = Field(-2.0, le=0, description="Weight of one complaint (counts against).")
+    use_events: bool = Field(True, description="Add browse/share events when the events table exists.")
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
+        description="Weight per event type (view, click, cart, favorite, share); missing types count 0.",
+    )
+    window_days: int | None = Field(
+        None, gt=0, description="Only the trailing window of this many days; empty = all history."
+    )
+
+
+def build_interactions(
+    con: duckdb.DuckDBPyConnection,
+    as_of: date | datetime,
+    config: InteractionConfig | None = None,
+    start: date | None = None,
+) -> pd.DataFrame:
+    """One row per (consumer, product) pair seen before ``upper_bound(as_of)``; ``INTERACTION_COLUMNS``.
+
+    ``start`` (inclusive, a date) or ``config.window_days`` bound the history from below;
+    the later of the two wins. Sorted by consumer id then product id.
+    """
+    config = config or InteractionConfig()
+    end = upper_bound(as_of)
+    lower = _lower_bound(end, start, config.window_days)
+    parts = [render(_ORDERS_SQL)]
+    if config.use_events and has_table(con, Table.EVENTS) and any(config.event_weights.values()):
+        parts.append(render(_EVENTS_SQL, event_weight=_event_weight_sql(config.event_weights)))
+    if config.complaint_weight != 0 and has_table(con, Table.COMPLAINTS):
+        parts.append(render(_COMPLAINTS_SQL))
+    sql = render(_INTERACTIONS_SQL, contributions=" UNION ALL ".join(parts), decay=_decay_sql(config))
+    params = {
+        "end": end,
+        "lower": lower,
+        "purchase_weight": config.purchase_weight,
+        "return_weight": config.return_weight,
+        "complaint_weight": config.complaint_weight,
+    }
+    result = con.execute(sql, {key: value for key, value in params.items() if f"${key}" in sql})
+    with warnings.catch_warnings():
+        # con.sql() would avoid one copy of the Arrow buffers, but refuses to run while another
+        # builder left a result open on the shared connection; the copy is compact Arrow data.
+        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+        frame = result.to_arrow_table().to_pandas(types_mapper=_arrow_strings)
+    frame[InteractionCol.WEIGHT] = frame[InteractionCol.WEIGHT].astype("float64")
+    frame[InteractionCol.PURCHASES] = frame[InteractionCol.PURCHASES].astype("int64")
+    return frame[list(INTERACTION_COLUMNS)]
+
+
+def purchased_pairs(
+    con: duckdb.DuckDBPyConnection, after: date | datetime, until: date | datetime
+) -> pd.DataFrame:
+    """Distinct (consumer, product) pairs with a paid line after the end of ``after`` up to the end
+    of ``until``: the truth of an evaluation window. Columns consumer_id, product_id; sorted."""
+    sql = render(
+        "SELECT DISTINCT {consumer_id}, {product_id} FROM {orders} "
+        "WHERE {status} = {paid} AND {ordered_at} >= $start AND {ordered_at} < $end "
+        "ORDER BY {consumer_id}, {product_id}"
+    )
+    return con.execute(sql, {"start": upper_bound(after), "end": upper_bound(until)}).df()
+
+
+def latest_activity(con: duckdb.DuckDBPyConnection) -> datetime:
+    """Timestamp of the latest order line (any status)."""
+    found = con.execute(render("SELECT max({ordered_at}) FROM {orders}")).fetchone()
+    if not found or found[0] is None:
+        from features.errors import SiyuError
+
+        raise SiyuError("orders: no order lines\n  fix: check the data directory")
+    return pd.Timestamp(found[0]).to_pydatetime()
+
+
+def consumer_profiles(con: duckdb.DuckDBPyConnection, as_of: date | datetime) -> pd.DataFrame:
+    """One row per consumer known by the end of ``as_of``; ``CONSUMER_PROFILE_COLUMNS``.
+
+    The home distributor is the one in ``consumers`` when that table exists, else the
+    distributor of most of the consumer's order lines (ties: smallest id). Age band and
+    city tier are empty when the table or the column is missing.
+    """
+    end = upper_bound(as_of)
+    by_orders = render(_HOME_FROM_ORDERS_SQL)
+    if not has_table(con, Table.CONSUMERS):
+        sql = render(
+            "SELECT {consumer_id}, home AS {home}, NULL::VARCHAR AS {age_band}, NULL::VARCHAR AS {city_tier} "
+            "FROM ({by_orders}) ORDER BY {consumer_id}",
+            by_orders=by_orders,
+            home=InteractionCol.HOME_DISTRIBUTOR_ID,
+        )
+        return con.execute(sql, {"end": end}).df()[list(CONSUMER_PROFILE_COLUMNS)]
+    present = set(con.execute(f'SELECT * FROM "{Table.CONSUMERS}" LIMIT 0').df().columns)
+    optional = {
+        column: (f'c."{column}"::VARCHAR' if column in present else "NULL::VARCHAR")
+        for column in (Col.AGE_BAND, Col.CITY_TIER)
+    }
+    sql = render(
+        _PROFILES_WITH_CONSUMERS_SQL,
+        by_orders=by_orders,
+        home=InteractionCol.HOME_DISTRIBUTOR_ID,
+        age_sql=optional[Col.AGE_BAND],
+        tier_sql=optional[Col.CITY_TIER],
+    )
+    return con.execute(sql, {"end": end}).df()[list(CONSUMER_PROFILE_COLUMNS)]
+
+
+def product_profiles(con: duckdb.DuckDBPyConnection, price_bands: int = 5) -> pd.DataFrame:
+    """One row per product: category, supplier (brand) and price band; ``PRODUCT_PROFILE_COLUMNS``.
+
+    The price band is the list price's quantile within its category, ``p1`` (cheapest) to
+    ``p<price_bands>``; an empty category reads as ``unknown``.
+    """
+    sql = render(
+        _PRODUCT_PROFILES_SQL,
+        unknown=literal(UNKNOWN_CATEGORY),
+        bands=int(price_bands),
+        band=InteractionCol.PRICE_BAND,
+    )
+    return con.execute(sql).df()[list(PRODUCT_PROFILE_COLUMNS)]
+
+
+def _arrow_strings(arrow_type: pa.DataType) -> pd.StringDtype | None:
+    """Keep ids as Arrow-backed strings: a tenth of the memory of Python string objects."""
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return pd.StringDtype("pyarrow")
+    return None
+
+
+def upper_bound(as_of: date | datetime) -> datetime:
+    """The exclusive upper time bound of ``as_of``: a ``date`` means the end of that day; a
+    ``datetime`` is taken as it is (an exact cutoff, as in the Online Retail protocol)."""
+    if isinstance(as_of, datetime):
+        return pd.Timestamp(as_of).to_pydatetime()
+    return end_of(as_of)
+
+
+def _lower_bound(end: datetime, start: date | None, window_days: int | None) -> datetime:
+    bounds = [datetime(1900, 1, 1)]
+    if start is not None:
+        bounds.append(datetime.combine(start, datetime.min.time()))
+    if window_days is not None:
+        bounds.append(end - timedelta(days=window_days))
+    return max(bounds)
+
+
+def _decay_sql(config: InteractionConfig) -> str:
+    if config.half_life_days is None:
+        return "1.0"
+    return f"pow(0.5, epoch($end - happened_at) / 86400.0 / {float(config.half_life_days)!r})"
+
+
+def _event_weight_sql(weights: dict[str, float]) -> str:
+    cases = " ".join(
+        f"WHEN {literal(event_type)} THEN {float(weight)!r}" for event_type, weight in sorted(weights.items())
+    )
+    return render("CASE {event_type} ") + cases + " ELSE 0.0 END"
+
+
+# Each contribution: consumer, product, happened_at, weight before decay, is_purchase, order id.
+_ORDERS_SQL = """
+SELECT {consumer_id} AS consumer, {product_id} AS product, min({ordered_at}) AS happened_at,
+       CASE WHEN bool_or({status} = {paid}) THEN $purchase_weight ELSE 0.0 END
+         + $return_weight * count(*) FILTER (WHERE {status} = {returned}) AS raw_weight,
+       bool_or({status} = {paid}) AS is_purchase
+FROM {orders}
+WHERE {ordered_at} < $end AND {ordered_at} >= $lower AND {status} <> {cancelled}
+GROUP BY {consumer_id}, {product_id}, {order_id}
+"""
+
+_EVENTS_SQL = """
+SELECT {consumer_id}, {product_id}, {event_at}, {event_weight}, FALSE
+FROM {events}
+WHERE {event_at} < $end AND {event_at} >= $lower
+"""
+
+_COMPLAINTS_SQL = """
+SELECT {consumer_id}, {product_id}, {complained_at}, $complaint_weight, FALSE
+FROM {complaints}
+WHERE {complained_at} < $end AND {complained_at} >= $lower
+"""
+
+_INTERACTIONS_SQL = """
+WITH contributions AS ({contributions})
+SELECT consumer AS {consumer_id}, product AS {product_id},
+       sum(raw_weight * {decay}) AS weight,
+       count(*) FILTER (WHERE is_purchase) AS purchases,
+       max(happened_at) FILTER (WHERE is_purchase) AS last_purchase_at,
+       max(happened_at) AS last_interaction_at
+FROM contributions
+GROUP BY consumer, product
+ORDER BY consumer, product
+"""
+
+_HOME_FROM_ORDERS_SQL = """
+SELECT {consumer_id}, arg_min({distributor_id}, sort_key) AS home
+FROM (
+    SELECT {consumer_id}, {distributor_id}, (-count(*), {distributor_id}) AS sort_key
+    FROM {orders} WHERE {ordered_at} < $end
+    GROUP BY {consumer_id}, {distributor_id}
+)
+GROUP BY {consumer_id}
+"""
+
+_PROFILES_WITH_CONSUMERS_SQL = """
+WITH by_orders AS ({by_orders}),
+registered AS (
+    SELECT c.{consumer_id}, c.{distributor_id} AS home, {age_sql} AS {age_band}, {tier_sql} AS {city_tier}
+    FROM {consumers} c WHERE c.{registered_at} < $end
+)
+SELECT coalesce(r.{consumer_id}, o.{consumer_id}) AS {consumer_id},
+       coalesce(r.home, o.home) AS {home}, r.{age_band}, r.{city_tier}
+FROM registered r FULL OUTER JOIN by_orders o ON r.{consumer_id} = o.{consumer_id}
+ORDER BY {consumer_id}
+"""
+
+_PRODUCT_PROFILES_SQL = """
+SELECT {product_id}, coalesce({category}, {unknown}) AS {category}, {supplier_id},
+       'p' || ntile({bands}) OVER (
+           PARTITION BY coalesce({category}, {unknown}) ORDER BY {list_price}, {product_id}
+       ) AS {band}
+FROM {products}
+ORDER BY {product_id}
+"""

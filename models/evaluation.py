@@ -1,0 +1,324 @@
+"""Temporal evaluation of recommenders: one splitter, one set of metrics, one function that runs models.
+
+- ``TimeSplit``: train on everything before the cutoff, test on the next days. Tuning uses
+  ``split.validation(days)``, the window that *ends at* the cutoff, never the test window.
+- ``make_task``: the training ``InteractionData`` and the truth of a split: distinct
+  (consumer, product) pairs bought (paid) in the test window, kept for consumers who bought
+  before the cutoff and products in the training catalogue.
+- Metrics at ``k``, averaged over the task's consumers (a consumer with no list scores 0):
+  ``ndcg`` (binary gains; ideal = min(|truth|, k) hits at the top), ``recall`` (hits / |truth|),
+  ``precision`` (hits / k), ``map`` (average precision, normalised by min(|truth|, k)),
+  ``hit_rate`` (share with at least one hit), ``coverage`` (share of the catalogue recommended
+  to someone) and ``novelty`` (mean −log2 of a recommended product's share of training
+  consumers; higher = less obvious products).
+- Protocols: ``all_items`` (repurchases count) and ``new_items`` (products the consumer
+  bought before the cutoff are filtered from the list *and* from the truth; consumers left
+  with no truth drop out).
+- ``evaluate_models``: fits each model on the task's training data and measures it under
+  each protocol; every number reported by ``siyu evaluate`` and the benchmarks comes from here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.columns import Col
+from features.interactions import (
+    InteractionConfig,
+    build_interactions,
+    consumer_profiles,
+    product_profiles,
+    purchased_pairs,
+)
+from models.recommenders.base import InteractionData, RecCol, Recommender, RecommendFilters
+
+logger = logging.getLogger(__name__)
+
+
+class Protocol:
+    """Evaluation protocols."""
+
+    ALL_ITEMS = "all_items"
+    NEW_ITEMS = "new_items"
+
+    ALL: tuple[str, ...] = (ALL_ITEMS, NEW_ITEMS)
+
+
+class MetricCol:
+    """Columns of the evaluation table."""
+
+    MODEL = "model"
+    PROTOCOL = "protocol"
+    CONSUMERS = "consumers"
+    NDCG = "ndcg"
+    RECALL = "recall"
+    PRECISION = "precision"
+    MAP = "map"
+    HIT_RATE = "hit_rate"
+    COVERAGE = "coverage"
+    NOVELTY = "novelty"
+    FIT_SECONDS = "fit_seconds"
+    RECOMMEND_SECONDS = "recommend_seconds"
+
+
+RANKING_METRICS: tuple[str, ...] = (
+    MetricCol.NDCG,
+    MetricCol.RECALL,
+    MetricCol.PRECISION,
+    MetricCol.MAP,
+    MetricCol.HIT_RATE,
+)
+EVALUATION_COLUMNS: tuple[str, ...] = (
+    MetricCol.MODEL,
+    MetricCol.PROTOCOL,
+    MetricCol.CONSUMERS,
+    *RANKING_METRICS,
+    MetricCol.COVERAGE,
+    MetricCol.NOVELTY,
+    MetricCol.FIT_SECONDS,
+    MetricCol.RECOMMEND_SECONDS,
+)
+
+
+# --- splitting -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Train before ``upper_bound(cutoff)``, test from there up to ``upper_bound(test_end)``.
+
+    A ``date`` means the end of that day; a ``datetime`` is an exact instant.
+    """
+
+    cutoff: date | datetime
+    test_end: date | datetime
+
+    @classmethod
+    def holdout(cls, last: date | datetime, days: int) -> TimeSplit:
+        """The last ``days`` (up to ``last``) as test window."""
+        return cls(last - timedelta(days=days), last)
+
+    def validation(self, days: int) -> TimeSplit:
+        """The window of ``days`` ending at this split's cutoff: where tuning happens."""
+        return TimeSplit(self.cutoff - timedelta(days=days), self.cutoff)
+
+
+@dataclass(frozen=True)
+class EvaluationTask:
+    """Training data of a split and its truth (consumer_id, product_id), see ``make_task``."""
+
+    split: TimeSplit
+    train: InteractionData
+    truth: pd.DataFrame
+
+    @property
+    def consumer_ids(self) -> pd.Index:
+        return pd.Index(self.truth[Col.CONSUMER_ID].unique())
+
+
+def make_task(
+    con: duckdb.DuckDBPyConnection,
+    split: TimeSplit,
+    interactions: InteractionConfig | None = None,
+    with_profiles: bool = True,
+) -> EvaluationTask:
+    """Build the training data up to the cutoff and the truth of the test window."""
+    frame = build_interactions(con, split.cutoff, interactions)
+    consumers = consumer_profiles(con, split.cutoff) if with_profiles else None
+    products = product_profiles(con) if with_profiles else None
+    train = InteractionData.from_frames(frame, consumers, products, as_of=split.cutoff)
+    truth = restrict_truth(purchased_pairs(con, split.cutoff, split.test_end), train)
+    logger.info(
+        "split at %s: %d training consumers x %d products; %d test consumers, %d truth pairs",
+        split.cutoff,
+        *train.shape,
+        truth[Col.CONSUMER_ID].nunique(),
+        len(truth),
+    )
+    return EvaluationTask(split, train, truth)
+
+
+def restrict_truth(truth: pd.DataFrame, train: InteractionData) -> pd.DataFrame:
+    """Truth pairs of consumers who bought before the cutoff, for products in the training catalogue."""
+    bought_rows = np.flatnonzero(np.diff(train.bought.indptr) > 0)
+    buyers = train.consumer_ids[bought_rows]
+    keep = truth[Col.CONSUMER_ID].astype(str).isin(buyers) & truth[Col.PRODUCT_ID].astype(str).isin(
+        train.product_ids
+    )
+    kept = truth.loc[keep, [Col.CONSUMER_ID, Col.PRODUCT_ID]].astype(str)
+    return kept.sort_values([Col.CONSUMER_ID, Col.PRODUCT_ID]).reset_index(drop=True)
+
+
+def new_items_truth(truth: pd.DataFrame, train: InteractionData) -> pd.DataFrame:
+    """Truth without the pairs the consumer bought before the cutoff."""
+    rows = train.rows_of(truth[Col.CONSUMER_ID])
+    columns = train.columns_of(truth[Col.PRODUCT_ID])
+    valid = (rows >= 0) & (columns >= 0)
+    before = np.zeros(len(truth), dtype=bool)
+    before[valid] = np.asarray(train.bought[rows[valid], columns[valid]]).ravel() > 0
+    return truth.loc[~before].reset_index(drop=True)
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+def ranking_metrics(recommendations: pd.DataFrame, truth: pd.DataFrame, k: int) -> dict[str, float]:
+    """NDCG, recall, precision, MAP and hit rate at ``k``, averaged over the consumers in ``truth``.
+
+    ``recommendations``: consumer_id, product_id, rank (1 = best); ranks above ``k`` are ignored.
+    ``truth``: consumer_id, product_id (relevant pairs; duplicates ignored).
+    """
+    truth = truth[[Col.CONSUMER_ID, Col.PRODUCT_ID]].drop_duplicates()
+    sizes = truth.groupby(Col.CONSUMER_ID).size()
+    if sizes.empty:
+        return {metric: float("nan") for metric in RANKING_METRICS}
+    top = recommendations.loc[
+        recommendations[RecCol.RANK] <= k, [Col.CONSUMER_ID, Col.PRODUCT_ID, RecCol.RANK]
+    ]
+    hits = top.merge(truth, on=[Col.CONSUMER_ID, Col.PRODUCT_ID], how="inner").sort_values(
+        [Col.CONSUMER_ID, RecCol.RANK]
+    )
+    ranks = hits[RecCol.RANK].to_numpy(dtype=np.float64)
+    hits = hits.assign(
+        gain=1.0 / np.log2(ranks + 1.0),
+        precision_at=(hits.groupby(Col.CONSUMER_ID).cumcount().to_numpy() + 1) / ranks,
+    )
+    per_consumer = hits.groupby(Col.CONSUMER_ID).agg(
+        hits=(RecCol.RANK, "size"), dcg=("gain", "sum"), ap=("precision_at", "sum")
+    )
+    per_consumer = per_consumer.reindex(sizes.index, fill_value=0.0)
+    ideal_hits = np.minimum(sizes.to_numpy(), k)
+    ideal_dcg = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))[ideal_hits - 1]
+    n_hits = per_consumer["hits"].to_numpy(dtype=np.float64)
+    return {
+        MetricCol.NDCG: float(np.mean(per_consumer["dcg"].to_numpy() / ideal_dcg)),
+        MetricCol.RECALL: float(np.mean(n_hits / sizes.to_numpy())),
+        MetricCol.PRECISION: float(np.mean(n_hits / k)),
+        MetricCol.MAP: float(np.mean(per_consumer["ap"].to_numpy() / ideal_hits)),
+        MetricCol.HIT_RATE: float(np.mean(n_hits > 0)),
+    }
+
+
+def catalogue_coverage(recommendations: pd.DataFrame, catalogue_size: int, k: int) -> float:
+    """Share of the catalogue that appears in at least one top-``k`` list."""
+    top = recommendations.loc[recommendations[RecCol.RANK] <= k, Col.PRODUCT_ID]
+    return float(top.nunique() / catalogue_size) if catalogue_size else float("nan")
+
+
+def novelty(recommendations: pd.DataFrame, popularity: pd.Series, k: int) -> float:
+    """Mean −log2(share of consumers who interacted with the product) over top-``k`` recommendations.
+
+    ``popularity``: share of training consumers per product id (in (0, 1]).
+    """
+    top = recommendations.loc[recommendations[RecCol.RANK] <= k, Col.PRODUCT_ID]
+    if top.empty:
+        return float("nan")
+    shares = popularity.reindex(top.to_numpy()).fillna(popularity.min()).to_numpy(dtype=np.float64)
+    return float(np.mean(-np.log2(np.clip(shares, 1e-12, 1.0))))
+
+
+def consumer_share(data: InteractionData) -> pd.Series:
+    """Share of training consumers with a positive interaction, per product id."""
+    counts = np.diff(data.matrix.tocsc().indptr)
+    return pd.Series(counts / max(data.shape[0], 1), index=data.product_ids)
+
+
+# --- running models ------------------------------------------------------------------------------
+
+
+def evaluate_models(
+    models: Mapping[str, Recommender],
+    task: EvaluationTask,
+    k: int = 10,
+    protocols: Sequence[str] = Protocol.ALL,
+    fit: bool = True,
+) -> pd.DataFrame:
+    """Fit (unless ``fit=False``) and measure every model under every protocol; ``EVALUATION_COLUMNS``."""
+    rows = []
+    popularity = consumer_share(task.train)
+    for name, model in models.items():
+        fit_seconds = 0.0
+        if fit:
+            began = time.perf_counter()
+            model.fit(task.train)
+            fit_seconds = time.perf_counter() - began
+        for protocol in protocols:
+            rows.append(_measure(name, model, task, protocol, k, popularity, fit_seconds))
+            logger.info("%s / %s: ndcg@%d %.4f", name, protocol, k, rows[-1][MetricCol.NDCG])
+    return pd.DataFrame(rows, columns=list(EVALUATION_COLUMNS))
+
+
+def protocol_truth(task: EvaluationTask, protocol: str) -> pd.DataFrame:
+    """The truth a protocol measures against."""
+    if protocol == Protocol.NEW_ITEMS:
+        return new_items_truth(task.truth, task.train)
+    if protocol == Protocol.ALL_ITEMS:
+        return task.truth
+    raise ValueError(f"unknown protocol {protocol!r}; expected one of {Protocol.ALL}")
+
+
+def protocol_filters(protocol: str) -> RecommendFilters:
+    """The filters a protocol recommends with."""
+    return RecommendFilters(exclude_purchased=protocol == Protocol.NEW_ITEMS)
+
+
+def _measure(
+    name: str,
+    model: Recommender,
+    task: EvaluationTask,
+    protocol: str,
+    k: int,
+    popularity: pd.Series,
+    fit_seconds: float,
+) -> dict[str, object]:
+    truth = protocol_truth(task, protocol)
+    consumers = pd.Index(truth[Col.CONSUMER_ID].unique())
+    began = time.perf_counter()
+    recommendations = model.recommend(consumers, k, protocol_filters(protocol))
+    recommend_seconds = time.perf_counter() - began
+    return {
+        MetricCol.MODEL: name,
+        MetricCol.PROTOCOL: protocol,
+        MetricCol.CONSUMERS: len(consumers),
+        **ranking_metrics(recommendations, truth, k),
+        MetricCol.COVERAGE: catalogue_coverage(recommendations, task.train.shape[1], k),
+        MetricCol.NOVELTY: novelty(recommendations, popularity, k),
+        MetricCol.FIT_SECONDS: fit_seconds,
+        MetricCol.RECOMMEND_SECONDS: recommend_seconds,
+    }
+
+
+def grid_search(
+    kind: str,
+    grid: Mapping[str, Sequence[object]],
+    task: EvaluationTask,
+    k: int = 10,
+    protocol: str = Protocol.ALL_ITEMS,
+    fixed: Mapping[str, object] | None = None,
+) -> tuple[dict[str, object], pd.DataFrame]:
+    """Try every combination of ``grid`` for a model ``kind`` on ``task`` (a *validation* task).
+
+    Returns the parameters with the best NDCG@k under ``protocol`` and the table of all tries
+    (one row per combination, its parameters as columns).
+    """
+    from itertools import product
+
+    from models.recommenders.ranker import build_component
+
+    keys = list(grid)
+    tried, scores = [], []
+    for values in product(*(grid[key] for key in keys)):
+        params = {**(fixed or {}), **dict(zip(keys, values, strict=True))}
+        table = evaluate_models({kind: build_component({"kind": kind, **params})}, task, k, (protocol,))
+        tried.append(params)
+        scores.append(float(table[MetricCol.NDCG].iloc[0]))
+    tries = pd.DataFrame(tried).assign(**{MetricCol.NDCG: scores})
+    return dict(tried[int(np.argmax(scores))]), tries

@@ -1,0 +1,726 @@
+"""The one recommender interface: ``InteractionData`` in, ``fit`` → ``recommend`` / ``score`` out.
+
+Contract (every model in this package keeps it; ``tests/models/recommenders/test_contract.py``
+checks it for each):
+
+- **Data.** ``InteractionData.from_frames(interactions, consumers=None, products=None)`` takes
+  the frame of ``features.interactions.build_interactions`` (consumer_id, product_id, weight,
+  ...) and optional profile frames (``consumer_profiles`` / ``product_profiles``). It owns
+  the id maps and the consumer × product CSR matrix of positive weights; pairs whose weight
+  is ≤ 0 (returned, complained about) are kept apart as *blocked* and are **never
+  recommended** to that consumer. The catalogue is the products with an interaction.
+- **Fit.** ``model.fit(data) -> model``; learned state ends in ``_``; hyper-parameters are
+  constructor arguments (a seed where the model is random: the same seed gives the same
+  lists). ``fit`` never mutates ``data``.
+- **Recommend.** ``model.recommend(consumer_ids, k, filters=None)`` returns a frame with
+  columns ``consumer_id, product_id, score, rank`` (rank 1 = best; sorted by consumer in the
+  order asked, then rank). Ids are the contract's string ids: no library matrix or internal
+  integer index leaves the wrapper. ``score`` is only comparable within one model.
+- **Unknown consumers never raise.** A consumer the model cannot score (no interaction and,
+  for feature models, no profile) is simply *absent* from the frame. ``model.can_score(ids)``
+  says which ids it can score; ``unknown = ids[~model.can_score(ids)]`` is what a fallback
+  chain (``models.recommenders.fallback``: community list, then global popularity) fills.
+  Popularity models can score every consumer. A consumer may also get fewer than ``k`` rows
+  when filters leave fewer candidates; the fallback tops those up.
+- **Filters** (``RecommendFilters``): ``allowed_products`` (e.g. the sellable window; None =
+  all), ``exclude_products`` (pulled), ``demote`` {product_id: factor in (0, 1]} (warned; the
+  score is moved towards "worse" by the factor), ``exclude_purchased`` (products the consumer
+  bought: ``purchases`` > 0; every positive pair when the frame has no purchase counts),
+  ``category_cap`` (at most this many products of one category in a list; categories from
+  the fitted data's product profiles or ``filters.categories``).
+  Blocked pairs are always excluded.
+- **Batch scores.** ``model.score_blocks(consumer_ids, batch_size)`` yields ``ScoreBlock``
+  (consumer ids, product ids, dense float32 score matrix, NaN rows for unknown consumers)
+  for aggregations such as per-distributor lists; ``model.score(consumer_ids, product_ids)``
+  gives a long frame of selected pairs; ``recommend_from_block(block, k, filters)`` turns a
+  block into the same lists as ``recommend``, so consumer lists and distributor aggregates
+  can share ONE scoring pass. ``similar_items(product_ids, k)`` returns
+  ``product_id, similar_product_id, score, rank``.
+- **Production training.** ``models.recommenders.training.fit_production(con, as_of,
+  config.recommend, data=data)`` builds the configured production model, tunes it on the
+  ``validation_days`` before ``as_of`` when it learns from a window (the ranker) and fits it
+  on ``data``. A bare ``RankerRecommender().fit(data)`` only approximates that window inside
+  ``data`` and ranks clearly worse (see docs/recommenders.md).
+- **Save/load.** ``model.save(dir)`` writes ``model.json`` (class and hyper-parameters),
+  the fitted data (id lists and matrices as Parquet / ``.npz``) and the learned arrays as
+  ``.npy``; ``load_recommender(dir)`` (or ``Class.load(dir)``) restores an object whose
+  recommendations are identical. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from features.columns import Col
+from features.errors import SiyuError
+from features.interactions import InteractionCol, upper_bound
+
+logger = logging.getLogger(__name__)
+
+
+class RecCol:
+    """Column names of recommendation frames (contract ids come from ``Col``)."""
+
+    CONSUMER_ID = Col.CONSUMER_ID
+    PRODUCT_ID = Col.PRODUCT_ID
+    SIMILAR_PRODUCT_ID = "similar_product_id"
+    SCORE = "score"
+    RANK = "rank"
+
+
+RECOMMENDATION_COLUMNS: tuple[str, ...] = (RecCol.CONSUMER_ID, RecCol.PRODUCT_ID, RecCol.SCORE, RecCol.RANK)
+SIMILAR_COLUMNS: tuple[str, ...] = (RecCol.PRODUCT_ID, RecCol.SIMILAR_PRODUCT_ID, RecCol.SCORE, RecCol.RANK)
+
+MODEL_FILE = "model.json"
+FORMAT_VERSION = 1
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InteractionData:
+    """Interactions as a consumer × product matrix with its id maps and side features.
+
+    ``matrix`` (CSR, float32) holds the positive weights; ``blocked`` (CSR, bool) the pairs
+    with weight ≤ 0. When the interaction frame has them, ``purchases`` (distinct paid
+    orders) and ``age_days`` (days from the last interaction to the end of the as-of date,
+    at least 1/24) are CSR matrices with exactly ``matrix``'s sparsity. ``consumer_profiles``
+    is indexed by consumer id and may include consumers without interactions (cold start);
+    ``product_profiles`` is indexed by the catalogue's product ids in matrix column order.
+    """
+
+    consumer_ids: pd.Index
+    product_ids: pd.Index
+    matrix: sp.csr_matrix
+    blocked: sp.csr_matrix
+    consumer_profiles: pd.DataFrame | None = None
+    product_profiles: pd.DataFrame | None = None
+    purchases: sp.csr_matrix | None = field(default=None, repr=False)
+    age_days: sp.csr_matrix | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_frames(
+        cls,
+        interactions: pd.DataFrame,
+        consumers: pd.DataFrame | None = None,
+        products: pd.DataFrame | None = None,
+        as_of: date | None = None,
+    ) -> InteractionData:
+        """Build from ``build_interactions`` output and optional profile frames (not mutated).
+
+        ``as_of`` dates ``age_days`` (default: the day of the latest interaction).
+        """
+        _require(interactions, (Col.CONSUMER_ID, Col.PRODUCT_ID, InteractionCol.WEIGHT), "interactions")
+        rows, consumer_ids = _codes(interactions[Col.CONSUMER_ID], Col.CONSUMER_ID)
+        cols, product_ids = _codes(interactions[Col.PRODUCT_ID], Col.PRODUCT_ID)
+        weight = interactions[InteractionCol.WEIGHT].to_numpy(dtype=np.float64)
+        shape = (len(consumer_ids), len(product_ids))
+        positive = weight > 0
+
+        def aligned(values: np.ndarray) -> sp.csr_matrix:
+            coo = (values[positive].astype(np.float32), (rows[positive], cols[positive]))
+            return sp.csr_matrix(coo, shape=shape)
+
+        blocked = sp.csr_matrix((np.ones((~positive).sum(), bool), (rows[~positive], cols[~positive])), shape)
+        purchases = age_days = None
+        if InteractionCol.PURCHASES in interactions:
+            purchases = aligned(interactions[InteractionCol.PURCHASES].to_numpy(dtype=np.float64))
+        if InteractionCol.LAST_INTERACTION_AT in interactions:
+            age_days = aligned(_age_days(interactions[InteractionCol.LAST_INTERACTION_AT], as_of))
+        return cls(
+            consumer_ids,
+            product_ids,
+            aligned(weight),
+            blocked,
+            _profiles(consumers, Col.CONSUMER_ID, None),
+            _profiles(products, Col.PRODUCT_ID, product_ids),
+            purchases,
+            age_days,
+        )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.matrix.shape
+
+    @cached_property
+    def bought(self) -> sp.csr_matrix:
+        """Pairs the consumer bought (``purchases`` > 0), or every positive pair without purchase counts."""
+        if self.purchases is None:
+            return self.matrix
+        bought = self.purchases.copy()
+        bought.eliminate_zeros()
+        return bought
+
+    def rows_of(self, consumer_ids: Sequence[str] | pd.Index) -> np.ndarray:
+        """Matrix row of each consumer id, -1 for consumers without interactions."""
+        return self.consumer_ids.get_indexer(pd.Index(consumer_ids).astype(str))
+
+    def columns_of(self, product_ids: Sequence[str] | pd.Index) -> np.ndarray:
+        """Matrix column of each product id, -1 for products outside the catalogue."""
+        return self.product_ids.get_indexer(pd.Index(product_ids).astype(str))
+
+    def product_attribute(self, column: str) -> np.ndarray | None:
+        """A product profile column in matrix column order, or None when it is not known."""
+        if self.product_profiles is None or column not in self.product_profiles:
+            return None
+        return self.product_profiles[column].astype(str).to_numpy()
+
+    def consumer_attribute(self, consumer_ids: Sequence[str] | pd.Index, column: str) -> np.ndarray | None:
+        """A consumer profile column for ``consumer_ids`` (None where unknown), or None if absent."""
+        if self.consumer_profiles is None or column not in self.consumer_profiles:
+            return None
+        values = self.consumer_profiles[column].reindex(pd.Index(consumer_ids).astype(str))
+        return values.astype(object).where(values.notna(), None).to_numpy()
+
+    def save(self, directory: Path) -> None:
+        """Write ids, matrices and profiles under ``directory`` (Parquet and ``.npz``)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({Col.CONSUMER_ID: self.consumer_ids}).to_parquet(directory / "consumers.parquet")
+        pd.DataFrame({Col.PRODUCT_ID: self.product_ids}).to_parquet(directory / "products.parquet")
+        sp.save_npz(directory / "matrix.npz", self.matrix)
+        sp.save_npz(directory / "blocked.npz", self.blocked)
+        for name, extra in (("purchases", self.purchases), ("age_days", self.age_days)):
+            if extra is not None:
+                sp.save_npz(directory / f"{name}.npz", extra)
+        for name, profile in (
+            ("consumer_profiles", self.consumer_profiles),
+            ("product_profiles", self.product_profiles),
+        ):
+            if profile is not None:
+                profile.reset_index().to_parquet(directory / f"{name}.parquet")
+
+    @classmethod
+    def load(cls, directory: Path) -> InteractionData:
+        """Read what ``save`` wrote."""
+
+        def profile(name: str, key: str) -> pd.DataFrame | None:
+            path = directory / f"{name}.parquet"
+            return pd.read_parquet(path).set_index(key) if path.exists() else None
+
+        def extra(name: str) -> sp.csr_matrix | None:
+            path = directory / f"{name}.npz"
+            return sp.load_npz(path).tocsr() if path.exists() else None
+
+        return cls(
+            pd.Index(
+                pd.read_parquet(directory / "consumers.parquet")[Col.CONSUMER_ID].astype(str),
+                name=Col.CONSUMER_ID,
+            ),
+            pd.Index(
+                pd.read_parquet(directory / "products.parquet")[Col.PRODUCT_ID].astype(str),
+                name=Col.PRODUCT_ID,
+            ),
+            sp.load_npz(directory / "matrix.npz").tocsr(),
+            sp.load_npz(directory / "blocked.npz").tocsr(),
+            profile("consumer_profiles", Col.CONSUMER_ID),
+            profile("product_profiles", Col.PRODUCT_ID),
+            extra("purchases"),
+            extra("age_days"),
+        )
+
+
+def _codes(ids: pd.Series, name: str) -> tuple[np.ndarray, pd.Index]:
+    """Position of each id in the sorted unique ids (as plain strings), and those ids."""
+    codes, uniques = pd.factorize(
+        ids if isinstance(ids.dtype, pd.StringDtype) else ids.astype(str), sort=True
+    )
+    if (codes < 0).any():
+        raise SiyuError(f"interactions frame: empty {name}\n  fix: drop rows without a {name}")
+    return codes, pd.Index(np.asarray(uniques, dtype=object).astype(str), name=name)
+
+
+def _age_days(last_at: pd.Series, as_of: date | None) -> np.ndarray:
+    stamps = pd.to_datetime(last_at)
+    end = (
+        pd.Timestamp(upper_bound(as_of))
+        if as_of is not None
+        else stamps.max().normalize() + pd.Timedelta(days=1)
+    )
+    age = (end - stamps).dt.total_seconds().to_numpy(dtype=np.float64) / 86400.0
+    return np.clip(np.nan_to_num(age, nan=365.0), 1.0 / 24, None)
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise SiyuError(
+            f"{name} frame: missing column(s) {missing}\n"
+            "  fix: build it with features.interactions.build_interactions / *_profiles"
+        )
+
+
+def _profiles(frame: pd.DataFrame | None, key: str, order: pd.Index | None) -> pd.DataFrame | None:
+    if frame is None:
+        return None
+    _require(frame, (key,), f"{key.removesuffix('_id')} profile")
+    indexed = frame.assign(**{key: frame[key].astype(str)}).drop_duplicates(key).set_index(key)
+    indexed = indexed.reindex(order) if order is not None else indexed.sort_index()
+    return indexed.rename_axis(key)
+
+
+# --- filters -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecommendFilters:
+    """Business rules applied at recommend time (see the module docstring)."""
+
+    allowed_products: frozenset[str] | None = None
+    exclude_products: frozenset[str] = frozenset()
+    demote: Mapping[str, float] = field(default_factory=dict)
+    exclude_purchased: bool = False
+    category_cap: int | None = None
+    categories: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        bad = {product: factor for product, factor in self.demote.items() if not 0 < factor <= 1}
+        if bad:
+            raise SiyuError(
+                f"demotion factors must be in (0, 1], got {bad}\n  fix: e.g. 0.5 halves the score"
+            )
+        if self.category_cap is not None and self.category_cap < 1:
+            raise SiyuError(
+                f"category_cap must be ≥ 1, got {self.category_cap}\n  fix: leave it empty for no cap"
+            )
+
+    def column_mask(self, product_ids: pd.Index) -> np.ndarray:
+        """True for the catalogue products that may be recommended at all."""
+        mask = np.ones(len(product_ids), dtype=bool)
+        if self.allowed_products is not None:
+            mask &= product_ids.isin(list(self.allowed_products))
+        if self.exclude_products:
+            mask &= ~product_ids.isin(list(self.exclude_products))
+        return mask
+
+    def demotion(self, product_ids: pd.Index) -> np.ndarray | None:
+        """Per-product demotion factor (1 = none), or None when nothing is demoted."""
+        if not self.demote:
+            return None
+        factors = pd.Series(self.demote, dtype="float64").reindex(product_ids).fillna(1.0)
+        return factors.to_numpy(dtype=np.float32)
+
+
+def demote_scores(scores: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Scores moved towards worse by ``factors``: positive ones multiplied, negative ones divided."""
+    return np.where(scores >= 0, scores * factors, scores / factors).astype(scores.dtype, copy=False)
+
+
+def top_k(
+    scores: np.ndarray, k: int, categories: np.ndarray | None = None, category_cap: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and scores of each row's best ``k`` finite scores (−inf = not allowed).
+
+    Returns two ``(rows, k)`` arrays; slots without a candidate hold column -1 and score −inf.
+    With a ``category_cap``, a category contributes at most that many products to a row.
+    """
+    n_rows, n_cols = scores.shape
+    depth = min(n_cols, k * 10 if category_cap is not None else k)
+    if depth < n_cols:
+        part = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
+    else:
+        part = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    columns = np.take_along_axis(part, order, axis=1)
+    ranked = np.take_along_axis(part_scores, order, axis=1)
+    if category_cap is not None and categories is not None:
+        columns, ranked = _cap_categories(columns, ranked, categories, category_cap, k)
+    columns, ranked = columns[:, :k], ranked[:, :k]
+    if columns.shape[1] < k:
+        pad = k - columns.shape[1]
+        columns = np.pad(columns, ((0, 0), (0, pad)), constant_values=-1)
+        ranked = np.pad(ranked, ((0, 0), (0, pad)), constant_values=-np.inf)
+    columns = np.where(np.isfinite(ranked), columns, -1)
+    return columns, ranked
+
+
+def _cap_categories(
+    columns: np.ndarray, ranked: np.ndarray, categories: np.ndarray, cap: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    codes = pd.factorize(categories)[0]
+    row_codes = codes[columns]
+    n_rows, depth = columns.shape
+    offsets = (np.arange(n_rows)[:, None] * (codes.max() + 1) + row_codes).ravel()
+    seen = pd.Series(offsets).groupby(offsets).cumcount().to_numpy().reshape(n_rows, depth)
+    keep = (seen < cap) & np.isfinite(ranked)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    kept_columns = np.take_along_axis(columns, order, axis=1)
+    kept_scores = np.where(
+        np.take_along_axis(keep, order, axis=1), np.take_along_axis(ranked, order, axis=1), -np.inf
+    )
+    return kept_columns, kept_scores
+
+
+# --- the interface -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoreBlock:
+    """Dense scores of a batch of consumers over the model's catalogue (NaN rows: unknown)."""
+
+    consumer_ids: pd.Index
+    product_ids: pd.Index
+    scores: np.ndarray
+
+
+_REGISTRY: dict[str, type[Recommender]] = {}
+
+
+class Recommender(ABC):
+    """Base class: subclasses implement ``_fit``, ``_score_rows`` and the persistence hooks.
+
+    ``_score_rows(consumer_ids, rows)`` returns a dense ``(len(rows), n_products)`` float32
+    block for consumers the model can score (``rows`` are matrix rows, -1 for consumers
+    without interactions that ``_can_score_cold`` accepted).
+    """
+
+    name: ClassVar[str] = "base"
+    batch_size: ClassVar[int] = 4096
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            _REGISTRY[cls.name] = cls
+
+    # -- public API --------------------------------------------------------------------------
+
+    def fit(self, data: InteractionData) -> Recommender:
+        """Learn from ``data``; returns ``self``."""
+        if data.matrix.nnz == 0:
+            raise SiyuError(
+                "no positive interactions to fit on\n  fix: check the as-of date and the data window"
+            )
+        self.data_ = data
+        logger.debug("fitting %s on %d consumers x %d products", self.name, *data.shape)
+        self._fit(data)
+        return self
+
+    def can_score(self, consumer_ids: Sequence[str] | pd.Index) -> np.ndarray:
+        """Boolean mask: which of ``consumer_ids`` this model can recommend to."""
+        ids = pd.Index(consumer_ids).astype(str)
+        known = self._data.rows_of(ids) >= 0
+        if (~known).any():
+            known[~known] = self._can_score_cold(ids[~known])
+        return known
+
+    def recommend(
+        self, consumer_ids: Sequence[str] | pd.Index, k: int, filters: RecommendFilters | None = None
+    ) -> pd.DataFrame:
+        """Top ``k`` products per scorable consumer; columns ``RECOMMENDATION_COLUMNS``.
+
+        Consumers the model cannot score are left out (see ``can_score``); never raises on them.
+        """
+        filters = filters or RecommendFilters()
+        data = self._data
+        mask = filters.column_mask(data.product_ids)
+        demotion = filters.demotion(data.product_ids)
+        categories = self._categories(filters)
+        frames = []
+        for ids, rows, scores in self._scored_batches(consumer_ids):
+            scores = self._filtered(scores, rows, mask, demotion, filters.exclude_purchased)
+            columns, ranked = top_k(scores, k, categories, filters.category_cap)
+            frames.append(_long_frame(ids, data.product_ids, columns, ranked))
+        if not frames:
+            return _empty_recommendations()
+        return pd.concat(frames, ignore_index=True)
+
+    def recommend_from_block(
+        self, block: ScoreBlock, k: int, filters: RecommendFilters | None = None
+    ) -> pd.DataFrame:
+        """The lists ``recommend`` would give for the consumers of a ``score_blocks`` block.
+
+        Lets a caller make consumer lists and per-distributor aggregates from ONE scoring pass
+        (the expensive part for the ranker): for each block, call this and aggregate the block.
+        """
+        filters = filters or RecommendFilters()
+        data = self._data
+        known = ~np.isnan(block.scores).all(axis=1)
+        ids = block.consumer_ids[known]
+        scores = self._filtered(
+            block.scores[known],
+            data.rows_of(ids),
+            filters.column_mask(data.product_ids),
+            filters.demotion(data.product_ids),
+            filters.exclude_purchased,
+        )
+        columns, ranked = top_k(scores, k, self._categories(filters), filters.category_cap)
+        return _long_frame(ids, data.product_ids, columns, ranked)
+
+    def score_blocks(
+        self, consumer_ids: Sequence[str] | pd.Index, batch_size: int | None = None
+    ) -> Iterator[ScoreBlock]:
+        """Dense raw scores (no filters) per batch of consumers; unknown consumers are NaN rows."""
+        ids = pd.Index(consumer_ids).astype(str)
+        size = batch_size or self.batch_size
+        for start in range(0, len(ids), size):
+            batch = ids[start : start + size]
+            block = np.full((len(batch), len(self._data.product_ids)), np.nan, dtype=np.float32)
+            scorable = self.can_score(batch)
+            if scorable.any():
+                block[scorable] = self._score_rows(batch[scorable], self._data.rows_of(batch[scorable]))
+            yield ScoreBlock(batch, self._data.product_ids, block)
+
+    def score(
+        self, consumer_ids: Sequence[str] | pd.Index, product_ids: Sequence[str] | pd.Index | None = None
+    ) -> pd.DataFrame:
+        """Long frame ``consumer_id, product_id, score`` of scorable consumers × ``product_ids``.
+
+        Products outside the catalogue are left out; ``product_ids=None`` means all of it.
+        """
+        data = self._data
+        wanted = data.product_ids if product_ids is None else pd.Index(product_ids).astype(str)
+        columns = data.columns_of(wanted)
+        wanted, columns = wanted[columns >= 0], columns[columns >= 0]
+        frames = []
+        for ids, _, scores in self._scored_batches(consumer_ids):
+            frames.append(
+                pd.DataFrame(
+                    {
+                        RecCol.CONSUMER_ID: np.repeat(ids.to_numpy(), len(columns)),
+                        RecCol.PRODUCT_ID: np.tile(wanted.to_numpy(), len(ids)),
+                        RecCol.SCORE: scores[:, columns].ravel(),
+                    }
+                )
+            )
+        if not frames:
+            return pd.DataFrame(
+                {
+                    c: pd.Series(dtype=t)
+                    for c, t in (
+                        (RecCol.CONSUMER_ID, str),
+                        (RecCol.PRODUCT_ID, str),
+                        (RecCol.SCORE, "float32"),
+                    )
+                }
+            )
+        return pd.concat(frames, ignore_index=True)
+
+    def similar_items(self, product_ids: Sequence[str] | pd.Index, k: int) -> pd.DataFrame:
+        """The ``k`` products most similar to each known product; columns ``SIMILAR_COLUMNS``.
+
+        Default: cosine similarity of the products' consumer vectors (item-item co-purchase);
+        factor models override it with their item factors. Unknown products are left out.
+        """
+        data = self._data
+        ids = pd.Index(product_ids).astype(str)
+        columns = data.columns_of(ids)
+        ids, columns = ids[columns >= 0], columns[columns >= 0]
+        vectors = self._item_vectors()
+        frames = []
+        for start in range(0, len(columns), self.batch_size):
+            chunk = columns[start : start + self.batch_size]
+            similarity = _cosine_block(vectors, chunk)
+            similarity[np.arange(len(chunk)), chunk] = -np.inf
+            top, ranked = top_k(similarity, k)
+            frame = _long_frame(ids[start : start + len(chunk)], data.product_ids, top, ranked)
+            frames.append(
+                frame.rename(
+                    columns={
+                        RecCol.PRODUCT_ID: RecCol.SIMILAR_PRODUCT_ID,
+                        RecCol.CONSUMER_ID: RecCol.PRODUCT_ID,
+                    }
+                )
+            )
+        if not frames:
+            return pd.DataFrame(columns=list(SIMILAR_COLUMNS))
+        return pd.concat(frames, ignore_index=True)[list(SIMILAR_COLUMNS)]
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-serialisable), as in scikit-learn."""
+        return {key: getattr(self, key) for key in self._param_names()}
+
+    def save(self, directory: Path | str) -> Path:
+        """Write the fitted model under ``directory`` (no pickle); returns the directory."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._data.save(directory / "data")
+        arrays = self._state()
+        for key, value in arrays.items():
+            if sp.issparse(value):
+                sp.save_npz(directory / f"{key}.npz", value.tocsr())
+            else:
+                np.save(directory / f"{key}.npy", np.asarray(value), allow_pickle=False)
+        meta = {
+            "format": FORMAT_VERSION,
+            "model": self.name,
+            "params": self.get_params(),
+            "arrays": sorted(arrays),
+        }
+        partial = directory / (MODEL_FILE + ".partial")
+        partial.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(partial, directory / MODEL_FILE)
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path | str) -> Recommender:
+        """Restore a model written by ``save`` (of this class or, from the base class, any)."""
+        directory = Path(directory)
+        meta = _read_meta(directory)
+        model_cls = _REGISTRY.get(meta["model"])
+        if model_cls is None or (cls is not Recommender and not issubclass(model_cls, cls)):
+            raise SiyuError(f"{directory / MODEL_FILE}: model {meta['model']!r} is not a {cls.name} model")
+        model = model_cls(**meta["params"])
+        model.data_ = InteractionData.load(directory / "data")
+        arrays: dict[str, Any] = {}
+        for key in meta["arrays"]:
+            npz = directory / f"{key}.npz"
+            arrays[key] = (
+                sp.load_npz(npz).tocsr()
+                if npz.exists()
+                else np.load(directory / f"{key}.npy", allow_pickle=False)
+            )
+        model._set_state(arrays)
+        return model
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _fit(self, data: InteractionData) -> None: ...
+
+    @abstractmethod
+    def _score_rows(self, consumer_ids: pd.Index, rows: np.ndarray) -> np.ndarray: ...
+
+    def _can_score_cold(self, consumer_ids: pd.Index) -> np.ndarray:
+        """Which consumers without interactions the model can still score (default: none)."""
+        return np.zeros(len(consumer_ids), dtype=bool)
+
+    def _param_names(self) -> list[str]:
+        import inspect
+
+        return [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+
+    def _state(self) -> dict[str, Any]:
+        """Learned arrays to persist (numpy or scipy sparse), by name."""
+        return {}
+
+    def _set_state(self, arrays: dict[str, Any]) -> None:  # noqa: B027 - stateless models need nothing
+        """Restore what ``_state`` returned."""
+
+    def _item_vectors(self) -> sp.csr_matrix | np.ndarray:
+        """Product vectors for ``similar_items`` (rows = products)."""
+        return self._data.matrix.T.tocsr()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @property
+    def _data(self) -> InteractionData:
+        data = getattr(self, "data_", None)
+        if data is None:
+            raise SiyuError(f"{self.name} is not fitted\n  fix: call fit(data) or load a saved model first")
+        return data
+
+    def _scored_batches(
+        self, consumer_ids: Sequence[str] | pd.Index
+    ) -> Iterator[tuple[pd.Index, np.ndarray, np.ndarray]]:
+        ids = pd.Index(consumer_ids).astype(str)
+        ids = ids[self.can_score(ids)]
+        for start in range(0, len(ids), self.batch_size):
+            batch = ids[start : start + self.batch_size]
+            rows = self._data.rows_of(batch)
+            yield batch, rows, np.asarray(self._score_rows(batch, rows), dtype=np.float32)
+
+    def _filtered(
+        self,
+        scores: np.ndarray,
+        rows: np.ndarray,
+        mask: np.ndarray,
+        demotion: np.ndarray | None,
+        exclude_purchased: bool,
+    ) -> np.ndarray:
+        scores = np.where(mask[None, :], scores, -np.inf).astype(np.float32)
+        scores[~np.isfinite(scores)] = -np.inf
+        if demotion is not None:
+            scores = demote_scores(scores, demotion[None, :])
+        known = rows >= 0
+        for matrix, wanted in ((self._data.blocked, True), (self._data.bought, exclude_purchased)):
+            if wanted and known.any():
+                sub = matrix[rows[known]].tocoo()
+                scores[np.flatnonzero(known)[sub.row], sub.col] = -np.inf
+        return scores
+
+    def _categories(self, filters: RecommendFilters) -> np.ndarray | None:
+        if filters.category_cap is None:
+            return None
+        if filters.categories is not None:
+            mapped = pd.Series(filters.categories).reindex(self._data.product_ids)
+            return mapped.fillna("unknown").astype(str).to_numpy()
+        categories = self._data.product_attribute(Col.CATEGORY)
+        if categories is None:
+            raise SiyuError(
+                "category_cap needs product categories\n"
+                "  fix: fit on InteractionData with product profiles, or pass filters.categories"
+            )
+        return categories
+
+
+def load_recommender(directory: Path | str) -> Recommender:
+    """Load any model saved with ``Recommender.save``."""
+    return Recommender.load(directory)
+
+
+def registered_models() -> dict[str, type[Recommender]]:
+    """Model name → class, for every model class imported so far."""
+    return dict(_REGISTRY)
+
+
+def _read_meta(directory: Path) -> dict[str, Any]:
+    path = directory / MODEL_FILE
+    if not path.is_file():
+        raise SiyuError(
+            f"{path}: no saved recommender here\n  fix: point at a directory written by model.save()"
+        )
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    if meta.get("format") != FORMAT_VERSION:
+        raise SiyuError(f"{path}: saved with format {meta.get('format')}, this code reads {FORMAT_VERSION}")
+    return meta
+
+
+def _long_frame(
+    ids: pd.Index, product_ids: pd.Index, columns: np.ndarray, ranked: np.ndarray
+) -> pd.DataFrame:
+    k = columns.shape[1]
+    valid = (columns >= 0).ravel()
+    return pd.DataFrame(
+        {
+            RecCol.CONSUMER_ID: np.repeat(ids.to_numpy(dtype=object), k)[valid],
+            RecCol.PRODUCT_ID: product_ids.to_numpy(dtype=object)[columns.ravel()[valid]],
+            RecCol.SCORE: ranked.ravel()[valid].astype(np.float32),
+            RecCol.RANK: np.tile(np.arange(1, k + 1, dtype=np.int32), len(ids))[valid],
+        }
+    )
+
+
+def _empty_recommendations() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            RecCol.CONSUMER_ID: pd.Series(dtype=object),
+            RecCol.PRODUCT_ID: pd.Series(dtype=object),
+            RecCol.SCORE: pd.Series(dtype=np.float32),
+            RecCol.RANK: pd.Series(dtype=np.int32),
+        }
+    )
+
+
+def _cosine_block(vectors: sp.csr_matrix | np.ndarray, rows: np.ndarray) -> np.ndarray:
+    if sp.issparse(vectors):
+        norms = np.sqrt(np.asarray(vectors.multiply(vectors).sum(axis=1)).ravel())
+        block = (vectors[rows] @ vectors.T).toarray()
+    else:
+        norms = np.linalg.norm(vectors, axis=1)
+        block = vectors[rows] @ vectors.T
+    norms = np.where(norms > 0, norms, 1.0)
+    return (block / norms[rows][:, None] / norms[None, :]).astype(np.float32)

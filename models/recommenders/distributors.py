@@ -1,0 +1,453 @@
+"""Per-distributor lists: what each distributor should push to its community, and whom to message.
+
+**Distributor list** (``distributor_lists``). For distributor ``d`` and product ``p``::
+
+    score(d, p) = norm_d(Σ_members w_m · s_m(p))                       # the model, aggregated
+                + community_weight · norm_d(Σ_members 0.5 ** (age_mp / community_half_life))
+                + trend_weight · norm(platform-wide distinct buyers in the last trend_days)
+
+``s_m`` are the production model's scores of member ``m`` (``Recommender.score_blocks``,
+batched: memory is ``batch_size × products`` floats plus two ``distributors × products``
+accumulators, whatever the number of consumers); with ``member_scale = share`` each member's
+scores are first divided by its best score. ``w_m`` is the member's value: ``recency`` =
+``0.5 ** (days since its last interaction / member_half_life_days)`` (how likely it still
+buys), ``spend`` = its spend decayed with the same half-life, or ``uniform``. ``norm_d``
+divides a distributor's row by its largest value. ``age_mp`` is the days since the member's
+latest interaction with the product. Members are the consumers whose home distributor is
+``d``. The same filters as the consumer lists apply (sellable window, pulled excluded, warned
+demoted, category cap); ``exclude_purchased`` does not (a community list is not a person's).
+
+Each row has a reason computed from the data, the first that holds of:
+``"12 of your customers are likely to buy"`` (members with the product in their own top
+``likely_top_k``, at least ``reason_min_customers``), ``"repeat favourite in your group (5
+customers bought it more than once)"``, ``"trending in <category>"`` (recent platform-wide
+buyers per day at least ``trend_min_ratio`` × the 90-day rate, and ``trend_min_buyers``),
+``"3 of your customers bought it in the last 30 days"``, ``"popular on the platform (41 buyers
+in the last 7 days)"``.
+
+**Outreach list** (``outreach_lists``): every member is matched with its best product among
+its distributor's pushed list (highest model score; blocked pairs skipped), so that nobody gets
+more than one message; the distributor's ``outreach_size`` members with the highest
+``model score × member weight`` are kept. Reasons: ``"bought it 3 times before"``,
+``"buys snacks (4 products)"``, ``"customers like them buy it"``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from features.columns import Col
+from features.sql import end_of, render
+from models.recommenders.base import (
+    InteractionData,
+    RecCol,
+    Recommender,
+    RecommendFilters,
+    demote_scores,
+    top_k,
+)
+from models.recommenders.fallback import recent_indicator
+from models.recommenders.list_config import ListsConfig
+from models.recommenders.popularity import recent_popularity
+
+logger = logging.getLogger(__name__)
+
+_BASELINE_DAYS = 90.0
+
+
+class DistributorCol:
+    """Column names of the distributor and outreach lists (contract ids come from ``Col``)."""
+
+    DISTRIBUTOR_ID = Col.DISTRIBUTOR_ID
+    CONSUMER_ID = Col.CONSUMER_ID
+    PRODUCT_ID = Col.PRODUCT_ID
+    RANK = RecCol.RANK
+    SCORE = RecCol.SCORE
+    REASON = "reason"
+
+
+DISTRIBUTOR_COLUMNS: tuple[str, ...] = (
+    DistributorCol.DISTRIBUTOR_ID,
+    DistributorCol.PRODUCT_ID,
+    DistributorCol.RANK,
+    DistributorCol.SCORE,
+    DistributorCol.REASON,
+)
+OUTREACH_COLUMNS: tuple[str, ...] = (
+    DistributorCol.DISTRIBUTOR_ID,
+    DistributorCol.CONSUMER_ID,
+    DistributorCol.PRODUCT_ID,
+    DistributorCol.RANK,
+    DistributorCol.SCORE,
+    DistributorCol.REASON,
+)
+
+
+# --- member weights ------------------------------------------------------------------------------
+
+
+def member_weights(data: InteractionData, config: ListsConfig, spend: pd.Series | None = None) -> pd.Series:
+    """Consumer id → weight of the member in its community's list (see the module docstring).
+
+    ``spend`` (consumer id → decayed spend, ``decayed_spend``) is needed for ``spend`` weighting.
+    """
+    if config.member_weighting == "uniform":
+        return pd.Series(1.0, index=data.consumer_ids)
+    if config.member_weighting == "spend":
+        if spend is None:
+            raise ValueError("spend weighting needs the decayed spend of every consumer")
+        return spend.reindex(data.consumer_ids).fillna(0.0).astype(np.float64)
+    age = data.age_days if data.age_days is not None else None
+    if age is None:
+        return pd.Series(1.0, index=data.consumer_ids)
+    latest = _row_min(age.tocsr())
+    return pd.Series(0.5 ** (latest / config.member_half_life_days), index=data.consumer_ids)
+
+
+def _row_min(matrix: sp.csr_matrix) -> np.ndarray:
+    result = np.full(matrix.shape[0], np.inf)
+    filled = np.diff(matrix.indptr) > 0
+    result[filled] = np.minimum.reduceat(matrix.data, matrix.indptr[:-1][filled]) if matrix.nnz else np.inf
+    return result
+
+
+_SPEND_SQL = """
+SELECT {consumer_id},
+       sum({quantity} * {unit_price} * pow(0.5, epoch($end - {ordered_at}) / 86400.0 / $half_life)) AS spend
+FROM {orders}
+WHERE {ordered_at} < $end AND {status} = {paid}
+GROUP BY {consumer_id}
+"""
+
+
+def decayed_spend(con: duckdb.DuckDBPyConnection, as_of: date, half_life_days: float) -> pd.Series:
+    """Consumer id → paid spend up to the end of ``as_of``, each order weighted 0.5 ** (age / half-life)."""
+    frame = con.execute(render(_SPEND_SQL), {"end": end_of(as_of), "half_life": float(half_life_days)}).df()
+    return frame.set_index(Col.CONSUMER_ID)["spend"].astype(np.float64)
+
+
+# --- aggregation ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommunityScores:
+    """Per distributor × product: the members' weighted model scores and 'likely buyer' counts."""
+
+    distributor_ids: pd.Index
+    product_ids: pd.Index
+    expected: np.ndarray
+    likely_buyers: np.ndarray
+    members: np.ndarray
+
+
+def aggregate_members(
+    model: Recommender,
+    homes: pd.Series,
+    weights: pd.Series,
+    distributor_ids: pd.Index,
+    filters: RecommendFilters,
+    config: ListsConfig,
+) -> CommunityScores:
+    """One batched pass over the members' scores (consumers in ``homes`` the model can score).
+
+    ``homes``: consumer id → home distributor id; ``weights``: consumer id → member weight.
+    """
+    data = model.data_
+    mask = filters.column_mask(data.product_ids)
+    expected = np.zeros((len(distributor_ids), len(data.product_ids)), dtype=np.float64)
+    likely = np.zeros_like(expected)
+    members = homes[homes.index.isin(data.consumer_ids) & homes.isin(distributor_ids)]
+    scored = 0
+    for block in model.score_blocks(members.index, config.batch_size):
+        known = ~np.isnan(block.scores).all(axis=1)
+        if not known.any():
+            continue
+        scores = block.scores[known]
+        ids = block.consumer_ids[known]
+        rows = distributor_ids.get_indexer(members.reindex(ids))
+        weight = weights.reindex(ids).fillna(0.0).to_numpy(dtype=np.float64)
+        to_community = sp.csr_matrix(
+            (weight, (rows, np.arange(len(ids)))), shape=(len(distributor_ids), len(ids))
+        )
+        expected += to_community @ _scaled(scores, config.member_scale).astype(np.float64)
+        likely += _likely_counts(scores, mask, rows, len(distributor_ids), config.likely_top_k)
+        scored += len(ids)
+        logger.debug("aggregated %d of %d members", scored, len(members))
+    counts = np.bincount(distributor_ids.get_indexer(members), minlength=len(distributor_ids))
+    logger.info("distributor lists: aggregated %d members of %d distributors", scored, len(distributor_ids))
+    return CommunityScores(distributor_ids, data.product_ids, expected, likely, counts)
+
+
+def _scaled(scores: np.ndarray, scale: str) -> np.ndarray:
+    scores = np.nan_to_num(scores, nan=0.0, neginf=0.0, posinf=0.0)
+    if scale == "raw":
+        return scores
+    positive = np.clip(scores, 0.0, None)
+    best = positive.max(axis=1, keepdims=True)
+    return positive / np.where(best > 0, best, 1.0)
+
+
+def _likely_counts(
+    scores: np.ndarray, mask: np.ndarray, rows: np.ndarray, n_communities: int, depth: int
+) -> np.ndarray:
+    masked = np.where(mask[None, :], np.nan_to_num(scores, nan=-np.inf), -np.inf).astype(np.float32)
+    columns, _ = top_k(masked, depth)
+    valid = columns >= 0
+    member_rows = np.broadcast_to(rows[:, None], columns.shape)[valid]
+    indicator = sp.csr_matrix(
+        (np.ones(valid.sum()), (member_rows, columns[valid])), shape=(n_communities, scores.shape[1])
+    )
+    return indicator.toarray()
+
+
+# --- the lists -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommunitySignals:
+    """Data behind the blend and the reasons, per distributor × product (dense) and per product."""
+
+    recent_members: np.ndarray
+    decayed_members: np.ndarray
+    repeat_members: np.ndarray
+    trend_buyers: np.ndarray
+    trending: np.ndarray
+
+
+def community_signals(
+    data: InteractionData, homes: pd.Series, distributor_ids: pd.Index, config: ListsConfig
+) -> CommunitySignals:
+    """Members' recent and repeat buyers per distributor × product, and the platform-wide trend."""
+    member_of = distributor_ids.get_indexer(homes.reindex(data.consumer_ids).astype(object))
+    known = member_of >= 0
+    membership = sp.csr_matrix(
+        (np.ones(known.sum()), (member_of[known], np.flatnonzero(known))),
+        shape=(len(distributor_ids), len(data.consumer_ids)),
+    )
+    recent = recent_indicator(data, config.fallback_window_days)
+    decayed = recent_indicator(data, None).astype(np.float64)
+    if config.community_half_life_days is not None and data.age_days is not None:
+        decayed = data.age_days.astype(np.float64).copy()
+        decayed.data = 0.5 ** (decayed.data / config.community_half_life_days)
+    repeat = (data.purchases if data.purchases is not None else data.matrix).copy()
+    repeat.data = (repeat.data >= 2).astype(np.float64)
+    trend_buyers = recent_popularity(data, config.trend_days)
+    baseline = recent_popularity(data, _BASELINE_DAYS) / _BASELINE_DAYS * config.trend_days
+    trending = (trend_buyers >= config.trend_min_buyers) & (
+        trend_buyers >= config.trend_min_ratio * np.maximum(baseline, 1e-9)
+    )
+    return CommunitySignals(
+        recent_members=(membership @ recent).toarray(),
+        decayed_members=(membership @ decayed).toarray(),
+        repeat_members=(membership @ repeat).toarray(),
+        trend_buyers=trend_buyers,
+        trending=trending,
+    )
+
+
+def blend_scores(aggregated: CommunityScores, signals: CommunitySignals, config: ListsConfig) -> np.ndarray:
+    """The distributor × product score of the module docstring (before filters)."""
+    trend = _row_normalised(signals.trend_buyers[None, :])
+    return (
+        _row_normalised(aggregated.expected)
+        + config.community_weight * _row_normalised(signals.decayed_members)
+        + config.trend_weight * trend
+    )
+
+
+def _row_normalised(values: np.ndarray) -> np.ndarray:
+    top = values.max(axis=1, keepdims=True) if values.size else values
+    return values / np.where(top > 0, top, 1.0)
+
+
+def distributor_lists(
+    aggregated: CommunityScores,
+    signals: CommunitySignals,
+    filters: RecommendFilters,
+    config: ListsConfig,
+    categories: np.ndarray,
+) -> pd.DataFrame:
+    """Top ``distributor_top_n`` products per distributor with a reason; ``DISTRIBUTOR_COLUMNS``.
+
+    ``categories``: each product's category in ``aggregated.product_ids`` order.
+    """
+    scores = blend_scores(aggregated, signals, config)
+    scores = np.where(filters.column_mask(aggregated.product_ids)[None, :], scores, -np.inf)
+    demotion = filters.demotion(aggregated.product_ids)
+    if demotion is not None:
+        scores = demote_scores(scores, demotion[None, :])
+    columns, ranked = top_k(
+        scores.astype(np.float32), config.distributor_top_n, categories, filters.category_cap
+    )
+    valid = columns >= 0
+    rows = np.broadcast_to(np.arange(len(columns))[:, None], columns.shape)[valid]
+    picked = columns[valid]
+    frame = pd.DataFrame(
+        {
+            DistributorCol.DISTRIBUTOR_ID: aggregated.distributor_ids.to_numpy(dtype=object)[rows],
+            DistributorCol.PRODUCT_ID: aggregated.product_ids.to_numpy(dtype=object)[picked],
+            DistributorCol.RANK: np.broadcast_to(
+                np.arange(1, columns.shape[1] + 1, dtype=np.int32), columns.shape
+            )[valid],
+            DistributorCol.SCORE: ranked[valid].astype(np.float32),
+            DistributorCol.REASON: _reasons(aggregated, signals, config, categories, rows, picked),
+        }
+    )
+    return frame[list(DISTRIBUTOR_COLUMNS)]
+
+
+def _reasons(
+    aggregated: CommunityScores,
+    signals: CommunitySignals,
+    config: ListsConfig,
+    categories: np.ndarray,
+    rows: np.ndarray,
+    columns: np.ndarray,
+) -> np.ndarray:
+    likely = aggregated.likely_buyers[rows, columns].astype(np.int64)
+    repeat = signals.repeat_members[rows, columns].astype(np.int64)
+    recent = signals.recent_members[rows, columns].astype(np.int64)
+    trending = signals.trending[columns]
+    buyers = signals.trend_buyers[columns].astype(np.int64)
+    window = f"{config.fallback_window_days:g}"
+    reasons = np.empty(len(rows), dtype=object)
+    for i in range(len(rows)):
+        if likely[i] >= config.reason_min_customers:
+            reasons[i] = f"{likely[i]} of your customers are likely to buy"
+        elif repeat[i] >= config.reason_min_repeat_buyers:
+            reasons[i] = f"repeat favourite in your group ({repeat[i]} customers bought it more than once)"
+        elif trending[i]:
+            reasons[i] = f"trending in {categories[columns[i]]}"
+        elif recent[i] >= 1:
+            reasons[i] = f"{recent[i]} of your customers bought it in the last {window} days"
+        else:
+            reasons[i] = f"popular on the platform ({buyers[i]} buyers in the last {config.trend_days} days)"
+    return reasons
+
+
+# --- outreach ------------------------------------------------------------------------------------
+
+
+def outreach_lists(
+    model: Recommender,
+    homes: pd.Series,
+    weights: pd.Series,
+    pushed: pd.DataFrame,
+    config: ListsConfig,
+    categories: np.ndarray,
+) -> pd.DataFrame:
+    """Per distributor, its ``outreach_size`` best customers to message, each about one pushed product.
+
+    ``pushed`` is ``distributor_lists``' frame; returns ``OUTREACH_COLUMNS`` sorted by
+    distributor, then rank.
+    """
+    data = model.data_
+    distributor_ids = pd.Index(pushed[DistributorCol.DISTRIBUTOR_ID].unique())
+    product_columns = _pushed_columns(pushed, distributor_ids, data.product_ids)
+    members = homes[homes.index.isin(data.consumer_ids) & homes.isin(distributor_ids)]
+    frames = []
+    for block in model.score_blocks(members.index, config.batch_size):
+        frame = _best_pushed(
+            block.scores, block.consumer_ids, members, distributor_ids, product_columns, data
+        )
+        if frame is not None:
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame({column: pd.Series(dtype=object) for column in OUTREACH_COLUMNS})
+    best = pd.concat(frames, ignore_index=True)
+    best[DistributorCol.SCORE] = (
+        best["_raw"] * weights.reindex(best[Col.CONSUMER_ID]).fillna(0.0).to_numpy()
+    ).astype(np.float32)
+    best = best[best[DistributorCol.SCORE] > 0]
+    best = best.sort_values(
+        [DistributorCol.DISTRIBUTOR_ID, DistributorCol.SCORE, DistributorCol.CONSUMER_ID],
+        ascending=[True, False, True],
+        kind="stable",
+    )
+    best = best.groupby(DistributorCol.DISTRIBUTOR_ID, sort=False).head(config.outreach_size)
+    best[DistributorCol.RANK] = (
+        best.groupby(DistributorCol.DISTRIBUTOR_ID, sort=False).cumcount().astype(np.int32) + 1
+    )
+    best[DistributorCol.REASON] = _outreach_reasons(best, data, categories)
+    return best[list(OUTREACH_COLUMNS)].reset_index(drop=True)
+
+
+def _pushed_columns(pushed: pd.DataFrame, distributor_ids: pd.Index, product_ids: pd.Index) -> np.ndarray:
+    depth = int(pushed.groupby(DistributorCol.DISTRIBUTOR_ID).size().max()) if len(pushed) else 1
+    columns = np.full((len(distributor_ids), depth), -1, dtype=np.int64)
+    rows = distributor_ids.get_indexer(pushed[DistributorCol.DISTRIBUTOR_ID])
+    columns[rows, pushed[DistributorCol.RANK].to_numpy() - 1] = product_ids.get_indexer(
+        pushed[DistributorCol.PRODUCT_ID]
+    )
+    return columns
+
+
+def _best_pushed(
+    scores: np.ndarray,
+    consumer_ids: pd.Index,
+    members: pd.Series,
+    distributor_ids: pd.Index,
+    product_columns: np.ndarray,
+    data: InteractionData,
+) -> pd.DataFrame | None:
+    known = ~np.isnan(scores).all(axis=1)
+    if not known.any():
+        return None
+    ids, scores = consumer_ids[known], scores[known]
+    community = distributor_ids.get_indexer(members.reindex(ids))
+    candidates = product_columns[community]
+    gathered = np.take_along_axis(scores, np.maximum(candidates, 0), axis=1)
+    gathered[candidates < 0] = -np.inf
+    rows = data.rows_of(ids)
+    blocked = data.blocked[rows]
+    if blocked.nnz:
+        is_blocked = np.asarray(
+            blocked[np.repeat(np.arange(len(ids)), candidates.shape[1]), np.maximum(candidates, 0).ravel()]
+        ).reshape(candidates.shape)
+        gathered[is_blocked != 0] = -np.inf
+    best = np.argmax(gathered, axis=1)
+    best_score = gathered[np.arange(len(ids)), best]
+    keep = np.isfinite(best_score)
+    return pd.DataFrame(
+        {
+            DistributorCol.DISTRIBUTOR_ID: distributor_ids.to_numpy(dtype=object)[community[keep]],
+            Col.CONSUMER_ID: ids.to_numpy(dtype=object)[keep],
+            "_column": candidates[np.arange(len(ids)), best][keep],
+            "_raw": np.clip(best_score[keep], 0.0, None),
+            DistributorCol.PRODUCT_ID: data.product_ids.to_numpy(dtype=object)[
+                candidates[np.arange(len(ids)), best][keep]
+            ],
+        }
+    )
+
+
+def _outreach_reasons(best: pd.DataFrame, data: InteractionData, categories: np.ndarray) -> np.ndarray:
+    rows = data.rows_of(best[Col.CONSUMER_ID])
+    columns = best["_column"].to_numpy()
+    counts = data.purchases if data.purchases is not None else data.matrix
+    bought = np.asarray(counts[rows, columns]).ravel()
+    codes, names = pd.factorize(categories)
+    one_hot = sp.csr_matrix(
+        (np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), len(names))
+    )
+    own = data.matrix[rows].copy()
+    own.data = np.ones_like(own.data)
+    per_category = own @ one_hot
+    in_category = np.asarray(per_category[np.arange(len(rows)), codes[columns]]).ravel()
+    reasons = np.empty(len(rows), dtype=object)
+    for i in range(len(rows)):
+        if bought[i] >= 1:
+            times = "once" if bought[i] == 1 else f"{int(bought[i])} times"
+            reasons[i] = f"bought it {times} before"
+        elif in_category[i] >= 1:
+            reasons[i] = f"buys {names[codes[columns[i]]]} ({int(in_category[i])} products)"
+        else:
+            reasons[i] = "customers like them buy it"
+    return reasons

@@ -1,0 +1,360 @@
+"""The recommend step: train the production model as of a date and write every published list.
+
+``run_recommend`` reads the clean tables through the DuckDB engine, builds the interactions
+and profiles as of ``as_of``, fits the production model (``recommend:``, ``fit_production``), builds the
+business filters (sale window, quality gate, already bought, category cap) and writes, each
+atomically (``<file>.partial`` then ``os.replace``) and in a fixed row order:
+
+- ``consumer_recommendations.parquet``: every known consumer (consumers table ∪ buyers),
+  ``k`` rows each (the model's list, topped up by the fallback chain);
+- ``distributor_recommendations.parquet`` and ``distributor_outreach.parquet``;
+- ``similar_items.parquet``, ``fallback_community.parquet``, ``fallback_global.parquet``.
+
+Every column is documented in ``docs/recommendation_lists.md``. The quality gate's lists come
+from ``quality_alerts_path`` (a ``quality_alerts.csv``) or, without it, from running the gate
+here with ``config.quality``: pulled products are never recommended by accident.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+
+from features.columns import Col, Table
+from features.engine import connect, has_table
+from features.errors import SiyuError
+from features.interactions import (
+    InteractionCol,
+    InteractionConfig,
+    build_interactions,
+    consumer_profiles,
+    product_profiles,
+)
+from models.quality import assess
+from models.recommenders import InteractionData, RecCol, Recommender, RecommendFilters
+from models.recommenders.distributors import (
+    aggregate_members,
+    community_signals,
+    decayed_spend,
+    distributor_lists,
+    member_weights,
+    outreach_lists,
+)
+from models.recommenders.fallback import (
+    SOURCE_COMMUNITY,
+    SOURCE_GLOBAL,
+    SOURCE_MODEL,
+    FallbackCol,
+    FallbackLists,
+    build_fallback_lists,
+    complete_lists,
+)
+from models.recommenders.filters import build_filters
+from models.recommenders.training import fit_production
+from pipelines.config import NightlyConfig
+
+logger = logging.getLogger(__name__)
+
+CONSUMER_FILE = "consumer_recommendations.parquet"
+DISTRIBUTOR_FILE = "distributor_recommendations.parquet"
+OUTREACH_FILE = "distributor_outreach.parquet"
+SIMILAR_FILE = "similar_items.parquet"
+FALLBACK_COMMUNITY_FILE = "fallback_community.parquet"
+FALLBACK_GLOBAL_FILE = "fallback_global.parquet"
+REASON = "reason"
+CONSUMER_COLUMNS: tuple[str, ...] = (RecCol.CONSUMER_ID, RecCol.PRODUCT_ID, RecCol.RANK, RecCol.SCORE, REASON)
+SIMILAR_DEPTH = 20
+CHUNK_CONSUMERS = 100_000
+
+
+@dataclass(frozen=True)
+class RecommendOutcome:
+    """Where the lists went and what they hold (small numbers only)."""
+
+    paths: dict[str, Path]
+    model: str
+    consumers: int
+    consumers_from_fallback: int
+    distributors: int
+    outreach_rows: int
+    seconds: float
+
+
+def run_recommend(
+    clean_paths: dict[str, Path],
+    as_of: date,
+    config: NightlyConfig,
+    out_dir: Path,
+    k: int | None = None,
+    exclude_purchased: bool | None = None,
+    quality_alerts_path: Path | None = None,
+    model_factory: Callable[[], Recommender] | None = None,
+) -> RecommendOutcome:
+    """Fit the production model on data up to ``as_of`` and write every list under ``out_dir``.
+
+    The production model is ``config.recommend``'s (``fit_production``: tuned on the window
+    before ``as_of``, then fitted up to it). ``k`` None takes ``recommend.k``;
+    ``exclude_purchased`` None takes ``lists.exclude_purchased``; ``model_factory`` replaces the
+    production model (tests, benchmarks).
+    """
+    started = time.perf_counter()
+    lists = config.lists
+    k = k or config.recommend.k
+    out_dir.mkdir(parents=True, exist_ok=True)
+    con = connect(clean_paths)
+    data = _interaction_data(con, as_of, config.recommend.interactions)
+    logger.info("recommend as of %s: fitting on %d consumers x %d products", as_of, *data.shape)
+    if model_factory is not None:
+        model = model_factory().fit(data)
+    else:
+        model = fit_production(con, as_of, config.recommend, data=data)
+    products = con.execute(f'SELECT * FROM "{Table.PRODUCTS}"').df()
+    filters = build_filters(
+        products,
+        as_of,
+        lists,
+        _alerts(con, as_of, config, quality_alerts_path),
+        config.quality,
+        exclude_purchased,
+    )
+    homes = _homes(data)
+    fallback = build_fallback_lists(data, filters, depth=3 * k, window_days=lists.fallback_window_days)
+    paths: dict[str, Path] = {}
+    consumers, from_fallback = _write_consumer_lists(
+        model, data, homes, k, fallback, filters, out_dir / CONSUMER_FILE
+    )
+    paths[CONSUMER_FILE] = out_dir / CONSUMER_FILE
+    pushed, outreach = _distributor_lists(con, as_of, model, data, homes, filters, config)
+    paths[DISTRIBUTOR_FILE] = _write_parquet(pushed, out_dir / DISTRIBUTOR_FILE)
+    paths[OUTREACH_FILE] = _write_parquet(outreach, out_dir / OUTREACH_FILE)
+    similar = model.similar_items(data.product_ids, SIMILAR_DEPTH)
+    paths[SIMILAR_FILE] = _write_parquet(similar, out_dir / SIMILAR_FILE)
+    paths[FALLBACK_COMMUNITY_FILE] = _write_parquet(fallback.community, out_dir / FALLBACK_COMMUNITY_FILE)
+    paths[FALLBACK_GLOBAL_FILE] = _write_parquet(fallback.global_, out_dir / FALLBACK_GLOBAL_FILE)
+    seconds = time.perf_counter() - started
+    logger.info(
+        "recommend: %d consumers (%d from the fallback chain), %.1fs", consumers, from_fallback, seconds
+    )
+    return RecommendOutcome(
+        paths,
+        model.name,
+        consumers,
+        from_fallback,
+        int(pushed[Col.DISTRIBUTOR_ID].nunique()),
+        len(outreach),
+        seconds,
+    )
+
+
+def _interaction_data(
+    con: duckdb.DuckDBPyConnection, as_of: date, interaction_config: InteractionConfig
+) -> InteractionData:
+    interactions = build_interactions(con, as_of, interaction_config)
+    if interactions.empty:
+        raise SiyuError(
+            f"no orders or events up to {as_of}: nothing to recommend from\n"
+            "  fix: check --as-of against the dates in orders.ordered_at"
+        )
+    return InteractionData.from_frames(
+        interactions, consumer_profiles(con, as_of), product_profiles(con), as_of
+    )
+
+
+def _alerts(
+    con: duckdb.DuckDBPyConnection, as_of: date, config: NightlyConfig, path: Path | None
+) -> pd.DataFrame:
+    if path is None:
+        logger.info(
+            "no --quality given: running the quality gate as of %s for the pulled / warned lists", as_of
+        )
+        return assess(con, as_of, config.quality).alerts
+    if path.is_dir():
+        path = path / "quality_alerts.csv"
+    if not path.is_file():
+        raise SiyuError(
+            f"{path}: quality alerts not found\n"
+            "  fix: pass --quality with the --out directory of siyu quality"
+        )
+    alerts = pd.read_csv(path, encoding="utf-8-sig", dtype=str)
+    missing = {Col.PRODUCT_ID, "level"} - set(alerts.columns)
+    if missing:
+        raise SiyuError(
+            f"{path}: missing column(s) {sorted(missing)}\n"
+            "  fix: use quality_alerts.csv written by siyu quality"
+        )
+    return alerts
+
+
+def _homes(data: InteractionData) -> pd.Series:
+    """Consumer id → home distributor of every known consumer (consumers table ∪ buyers)."""
+    profiles = data.consumer_profiles
+    known = data.consumer_ids if profiles is None else profiles.index.union(data.consumer_ids)
+    if profiles is None or InteractionCol.HOME_DISTRIBUTOR_ID not in profiles:
+        return pd.Series(None, index=known, dtype=object)
+    return profiles[InteractionCol.HOME_DISTRIBUTOR_ID].reindex(known).astype(object)
+
+
+# --- consumer lists ------------------------------------------------------------------------------
+
+
+def _write_consumer_lists(
+    model: Recommender,
+    data: InteractionData,
+    homes: pd.Series,
+    k: int,
+    fallback: FallbackLists,
+    filters: RecommendFilters,
+    path: Path,
+) -> tuple[int, int]:
+    """Stream the lists chunk by chunk into ``path``; returns (consumers, consumers from the fallback)."""
+    consumer_ids = homes.index.sort_values()
+    categories = _category_codes(data, filters)
+    partial = path.with_name(path.name + ".partial")
+    writer = None
+    from_fallback = 0
+    try:
+        for start in range(0, len(consumer_ids), CHUNK_CONSUMERS):
+            chunk = consumer_ids[start : start + CHUNK_CONSUMERS]
+            with_history = chunk[data.rows_of(chunk) >= 0]
+            recommended = model.recommend(with_history, k, filters)
+            completed = complete_lists(recommended, chunk, homes, k, fallback, data, filters)
+            missing = len(chunk) - completed[RecCol.CONSUMER_ID].nunique()
+            if missing:
+                raise SiyuError(f"{missing} consumers got an empty list\n  fix: widen lists.sale_window_days")
+            from_fallback += int(
+                completed.loc[completed[RecCol.RANK] == 1, FallbackCol.SOURCE].ne(SOURCE_MODEL).sum()
+            )
+            frame = completed.assign(**{REASON: _consumer_reasons(completed, data, categories)})[
+                list(CONSUMER_COLUMNS)
+            ]
+            table = pa.Table.from_pandas(frame, preserve_index=False, schema=_CONSUMER_SCHEMA)
+            writer = writer or pq.ParquetWriter(partial, _CONSUMER_SCHEMA)
+            writer.write_table(table)
+            logger.info(
+                "consumer lists: %d of %d consumers",
+                min(start + CHUNK_CONSUMERS, len(consumer_ids)),
+                len(consumer_ids),
+            )
+        writer = writer or pq.ParquetWriter(partial, _CONSUMER_SCHEMA)
+    finally:
+        if writer is not None:
+            writer.close()
+    os.replace(partial, path)
+    return len(consumer_ids), from_fallback
+
+
+_CONSUMER_SCHEMA = pa.schema(
+    [
+        (RecCol.CONSUMER_ID, pa.string()),
+        (RecCol.PRODUCT_ID, pa.string()),
+        (RecCol.RANK, pa.int32()),
+        (RecCol.SCORE, pa.float32()),
+        (REASON, pa.string()),
+    ]
+)
+
+
+def _category_codes(data: InteractionData, filters: RecommendFilters) -> tuple[np.ndarray, pd.Index]:
+    if filters.categories is not None:
+        names = pd.Series(filters.categories).reindex(data.product_ids).fillna("unknown").astype(str)
+    else:
+        names = pd.Series(
+            data.product_attribute(Col.CATEGORY)
+            if data.product_attribute(Col.CATEGORY) is not None
+            else "unknown",
+            index=data.product_ids,
+        )
+    codes, uniques = pd.factorize(names.to_numpy())
+    return codes, pd.Index(uniques)
+
+
+def _consumer_reasons(
+    completed: pd.DataFrame, data: InteractionData, categories: tuple[np.ndarray, pd.Index]
+) -> np.ndarray:
+    """A short reason per row, from the consumer's own history and the row's source."""
+    codes, names = categories
+    rows = data.rows_of(completed[RecCol.CONSUMER_ID])
+    columns = data.columns_of(completed[RecCol.PRODUCT_ID])
+    known = (rows >= 0) & (columns >= 0)
+    counts = data.purchases if data.purchases is not None else data.matrix
+    bought = np.zeros(len(completed))
+    in_category = np.zeros(len(completed))
+    if known.any():
+        bought[known] = np.asarray(counts[rows[known], columns[known]]).ravel()
+        one_hot = sp.csr_matrix(
+            (np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), len(names))
+        )
+        unique_rows, inverse = np.unique(rows[known], return_inverse=True)
+        history = data.matrix[unique_rows].copy()
+        history.data = np.ones_like(history.data)
+        per_category = (history @ one_hot).tocsr()
+        in_category[known] = np.asarray(per_category[inverse, codes[columns[known]]]).ravel()
+    source = completed[FallbackCol.SOURCE].to_numpy()
+    category_names = np.where(columns >= 0, names.to_numpy(dtype=object)[codes[np.maximum(columns, 0)]], "")
+    reasons = np.where(
+        source == SOURCE_COMMUNITY,
+        "popular in your group",
+        np.where(source == SOURCE_GLOBAL, "popular on the platform now", "customers like you buy it"),
+    ).astype(object)
+    model_rows = source == SOURCE_MODEL
+    taste = model_rows & (in_category > 0) & (bought == 0)
+    reasons[taste] = "matches your taste in " + category_names[taste].astype(str)
+    again = model_rows & (bought > 0)
+    reasons[again & (bought == 1)] = "you bought it before"
+    many = again & (bought > 1)
+    reasons[many] = np.char.add(np.char.add("you bought it ", bought[many].astype(int).astype(str)), " times")
+    return reasons
+
+
+# --- distributor lists ---------------------------------------------------------------------------
+
+
+def _distributor_lists(
+    con: duckdb.DuckDBPyConnection,
+    as_of: date,
+    model: Recommender,
+    data: InteractionData,
+    homes: pd.Series,
+    filters: RecommendFilters,
+    config: NightlyConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    lists = config.lists
+    distributor_ids = pd.Index(sorted(set(homes.dropna().astype(str)) | _distributor_table_ids(con)))
+    spend = (
+        decayed_spend(con, as_of, lists.member_half_life_days) if lists.member_weighting == "spend" else None
+    )
+    weights = member_weights(data, lists, spend)
+    member_homes = homes.dropna().astype(str)
+    aggregated = aggregate_members(model, member_homes, weights, distributor_ids, filters, lists)
+    signals = community_signals(data, member_homes, distributor_ids, lists)
+    codes, names = _category_codes(data, filters)
+    categories = names.to_numpy(dtype=object)[codes]
+    pushed = distributor_lists(aggregated, signals, filters, lists, categories)
+    outreach = outreach_lists(model, member_homes, weights, pushed, lists, categories)
+    return pushed, outreach
+
+
+def _distributor_table_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
+    if not has_table(con, Table.DISTRIBUTORS):
+        return set()
+    frame = con.execute(f'SELECT DISTINCT "{Col.DISTRIBUTOR_ID}" FROM "{Table.DISTRIBUTORS}"').df()
+    return set(frame[Col.DISTRIBUTOR_ID].dropna().astype(str))
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
+    partial = path.with_name(path.name + ".partial")
+    frame.reset_index(drop=True).to_parquet(partial, index=False)
+    os.replace(partial, path)
+    return path

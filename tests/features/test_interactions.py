@@ -1,0 +1,128 @@
+"""The interaction builder against hand-computed weights on the tiny contract tables."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pandas as pd
+import pytest
+
+from features.engine import connect
+from features.interactions import (
+    INTERACTION_COLUMNS,
+    InteractionConfig,
+    build_interactions,
+    consumer_profiles,
+    product_profiles,
+    purchased_pairs,
+)
+from tests.data import orders_frame, products_frame
+
+AS_OF = date(2025, 3, 31)
+NO_DECAY = InteractionConfig(half_life_days=None)
+
+
+def _orders_with_extras() -> pd.DataFrame:
+    extra = pd.DataFrame(
+        {
+            "order_id": ["O5", "O5", "O6", "O7"],
+            "consumer_id": ["C2", "C2", "C2", "C1"],
+            "distributor_id": ["D1", "D1", "D1", "D1"],
+            "product_id": ["P3", "P3", "P2", "P1"],
+            "quantity": [1, 1, 1, 1],
+            "unit_price": [5.0, 5.0, 90.0, 9.0],
+            "ordered_at": pd.to_datetime(["2025-03-10", "2025-03-10", "2025-03-11", "2025-04-02"]),
+            "status": ["paid", "paid", "cancelled", "paid"],
+        }
+    )
+    return pd.concat([orders_frame(), extra], ignore_index=True)
+
+
+def _weights(frame: pd.DataFrame) -> dict[tuple[str, str], float]:
+    return {(c, p): w for c, p, w in frame[["consumer_id", "product_id", "weight"]].itertuples(index=False)}
+
+
+def test_paid_orders_count_once_returns_count_against_cancelled_and_later_lines_ignored() -> None:
+    con = connect({"orders": _orders_with_extras(), "products": products_frame()})
+    frame = build_interactions(con, AS_OF, NO_DECAY)
+    assert list(frame.columns) == list(INTERACTION_COLUMNS)
+    assert _weights(frame) == {
+        ("C1", "P1"): 1.0,  # O7 is after the as-of date
+        ("C1", "P2"): 1.0,
+        ("C1", "P3"): -1.0,  # returned
+        ("C2", "P1"): 1.0,
+        ("C2", "P3"): 1.0,  # two lines of one order count once; O6 was cancelled
+        ("C3", "P2"): 1.0,
+    }
+    purchases = frame.set_index(["consumer_id", "product_id"])["purchases"]
+    assert purchases[("C1", "P3")] == 0 and purchases[("C2", "P3")] == 1
+
+
+def test_recency_decay_halves_the_weight_every_half_life() -> None:
+    con = connect({"orders": orders_frame(), "products": products_frame()})
+    weights = _weights(build_interactions(con, AS_OF, InteractionConfig(half_life_days=10)))
+    age_days = (datetime(2025, 4, 1) - datetime(2025, 3, 1, 10)).total_seconds() / 86400
+    assert weights[("C1", "P1")] == pytest.approx(0.5 ** (age_days / 10))
+    assert weights[("C3", "P2")] == pytest.approx(0.5 ** ((1 + 1 / 1440) / 10))  # 2025-03-30 23:59
+
+
+def test_events_and_complaints_add_their_configured_weights() -> None:
+    events = pd.DataFrame(
+        {
+            "consumer_id": ["C2", "C2", "C2", "C9"],
+            "distributor_id": ["D1"] * 4,
+            "product_id": ["P2", "P2", "P2", "P3"],
+            "event_type": ["view", "view", "cart", "share"],
+            "event_at": pd.to_datetime(["2025-03-10"] * 4),
+        }
+    )
+    complaints = pd.DataFrame(
+        {
+            "complaint_id": ["K1"],
+            "order_id": ["O2"],
+            "product_id": ["P1"],
+            "consumer_id": ["C2"],
+            "complained_at": pd.to_datetime(["2025-03-08"]),
+            "reason": ["broken"],
+        }
+    )
+    con = connect(
+        {"orders": orders_frame(), "products": products_frame(), "events": events, "complaints": complaints}
+    )
+    config = InteractionConfig(
+        half_life_days=None, event_weights={"view": 0.1, "cart": 0.5}, complaint_weight=-3
+    )
+    weights = _weights(build_interactions(con, AS_OF, config))
+    assert weights[("C2", "P2")] == pytest.approx(0.7)
+    assert weights[("C9", "P3")] == 0.0  # share has no configured weight
+    assert weights[("C2", "P1")] == pytest.approx(-2.0)
+    without_events = _weights(build_interactions(con, AS_OF, config.model_copy(update={"use_events": False})))
+    assert ("C2", "P2") not in without_events
+
+
+def test_start_and_window_bound_the_history() -> None:
+    con = connect({"orders": orders_frame(), "products": products_frame()})
+    since_march_5 = build_interactions(con, AS_OF, NO_DECAY, start=date(2025, 3, 5))
+    assert set(since_march_5["consumer_id"] + since_march_5["product_id"]) == {"C2P1", "C1P3", "C3P2"}
+    last_week = build_interactions(con, AS_OF, InteractionConfig(half_life_days=None, window_days=7))
+    assert last_week[["consumer_id", "product_id"]].values.tolist() == [["C3", "P2"]]
+
+
+def test_an_exact_datetime_cutoff_and_the_truth_window() -> None:
+    con = connect({"orders": orders_frame(), "products": products_frame()})
+    before = build_interactions(con, datetime(2025, 3, 5), NO_DECAY)
+    assert set(before["product_id"]) == {"P1", "P2"} and set(before["consumer_id"]) == {"C1"}
+    truth = purchased_pairs(con, datetime(2025, 3, 5), AS_OF)
+    assert truth.values.tolist() == [["C2", "P1"], ["C3", "P2"]]  # the returned line is no purchase
+
+
+def test_profiles_fall_back_to_the_main_distributor_and_band_prices() -> None:
+    con = connect({"orders": orders_frame(), "products": products_frame()})
+    profiles = consumer_profiles(con, AS_OF)
+    assert profiles.set_index("consumer_id")["home_distributor_id"].to_dict() == {
+        "C1": "D1",
+        "C2": "D1",
+        "C3": "D2",
+    }
+    bands = product_profiles(con, price_bands=2).set_index("product_id")["price_band"].to_dict()
+    assert bands == {"P1": "p2", "P2": "p1", "P3": "p1"}  # snacks: P3 (5.5) cheaper than P1 (10)

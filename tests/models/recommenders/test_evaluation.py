@@ -1,0 +1,99 @@
+"""Metrics against hand-computed values, and the temporal split / protocols on tiny frames."""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from features.engine import connect
+from features.interactions import InteractionConfig
+from models.evaluation import (
+    MetricCol,
+    Protocol,
+    TimeSplit,
+    catalogue_coverage,
+    evaluate_models,
+    make_task,
+    new_items_truth,
+    novelty,
+    ranking_metrics,
+)
+from models.recommenders import RepeatPurchaseRecommender
+from tests.data import orders_frame, products_frame
+
+
+def _frame(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["consumer_id", "product_id", "rank"])
+
+
+TRUTH = pd.DataFrame({"consumer_id": ["C1", "C1", "C2", "C3"], "product_id": ["A", "B", "C", "D"]})
+LISTS = _frame(
+    [("C1", "A", 1), ("C1", "X", 2), ("C1", "B", 3), ("C2", "Y", 1), ("C2", "C", 2), ("C2", "Z", 3)]
+)
+
+
+def test_ranking_metrics_match_hand_computed_values() -> None:
+    metrics = ranking_metrics(LISTS, TRUTH, k=3)
+    ndcg_c1 = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3))  # hits at 1 and 3 of 2 relevant
+    ndcg_c2 = (1 / math.log2(3)) / 1  # hit at 2 of 1 relevant
+    assert metrics[MetricCol.NDCG] == pytest.approx((ndcg_c1 + ndcg_c2 + 0) / 3)  # C3 has no list: 0
+    assert metrics[MetricCol.RECALL] == pytest.approx((1 + 1 + 0) / 3)
+    assert metrics[MetricCol.PRECISION] == pytest.approx((2 / 3 + 1 / 3 + 0) / 3)
+    assert metrics[MetricCol.MAP] == pytest.approx(((1 + 2 / 3) / 2 + 1 / 2 + 0) / 3)
+    assert metrics[MetricCol.HIT_RATE] == pytest.approx(2 / 3)
+
+
+def test_metrics_ignore_ranks_beyond_k_and_cap_the_ideal_at_k() -> None:
+    metrics = ranking_metrics(LISTS, TRUTH, k=1)
+    assert metrics[MetricCol.NDCG] == pytest.approx(1 / 3)  # only C1's rank-1 hit counts; ideal = 1 hit
+    assert metrics[MetricCol.RECALL] == pytest.approx(0.5 / 3)
+    assert metrics[MetricCol.MAP] == pytest.approx(1 / 3)
+
+
+def test_coverage_and_novelty() -> None:
+    assert catalogue_coverage(LISTS, catalogue_size=10, k=3) == pytest.approx(0.6)  # A X B Y C Z
+    assert catalogue_coverage(LISTS, catalogue_size=10, k=1) == pytest.approx(0.2)
+    shares = pd.Series({"A": 0.5, "X": 0.25, "B": 0.25, "Y": 0.125, "C": 0.125, "Z": 0.125})
+    assert novelty(LISTS, shares, k=3) == pytest.approx((1 + 2 + 2 + 3 + 3 + 3) / 6)
+
+
+def test_splits_tune_before_the_cutoff() -> None:
+    split = TimeSplit.holdout(date(2025, 3, 31), 30)
+    assert split == TimeSplit(date(2025, 3, 1), date(2025, 3, 31))
+    validation = split.validation(10)
+    assert validation.test_end == split.cutoff and validation.cutoff == date(2025, 2, 19)
+
+
+def test_task_keeps_returning_buyers_and_known_products_and_new_items_drop_repurchases() -> None:
+    orders = pd.concat(
+        [
+            orders_frame(),
+            pd.DataFrame(
+                {
+                    "order_id": ["O8", "O8", "O9"],
+                    "consumer_id": ["C1", "C1", "C9"],
+                    "distributor_id": ["D1", "D1", "D1"],
+                    "product_id": ["P1", "P3", "P1"],
+                    "quantity": [1, 1, 1],
+                    "unit_price": [9.0, 5.0, 9.0],
+                    "ordered_at": pd.to_datetime(["2025-04-03", "2025-04-03", "2025-04-04"]),
+                    "status": ["paid", "paid", "paid"],
+                }
+            ),
+        ]
+    )
+    con = connect({"orders": orders, "products": products_frame()})
+    task = make_task(
+        con, TimeSplit(date(2025, 3, 31), date(2025, 4, 30)), InteractionConfig(half_life_days=None)
+    )
+    # C9 never bought before; C1's P3 was returned, not bought, but P3 is in the catalogue (weight < 0 pair)
+    assert task.truth.values.tolist() == [["C1", "P1"], ["C1", "P3"]]
+    assert new_items_truth(task.truth, task.train).values.tolist() == [["C1", "P3"]]
+    table = evaluate_models({"repeat": RepeatPurchaseRecommender()}, task, k=2)
+    assert table[MetricCol.PROTOCOL].tolist() == list(Protocol.ALL)
+    all_items = table.set_index(MetricCol.PROTOCOL).loc[Protocol.ALL_ITEMS]
+    assert all_items[MetricCol.CONSUMERS] == 1
+    assert all_items[MetricCol.HIT_RATE] == 1.0  # repeat purchase puts P1 (bought before) first

@@ -1,0 +1,193 @@
+"""The recommend step end to end on a tiny simulated data set: every consumer, filters, planted tastes."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.recommenders import ALSRecommender
+from pipelines.cli import main
+from pipelines.config import NightlyConfig
+from pipelines.recommendation import (
+    CONSUMER_FILE,
+    DISTRIBUTOR_FILE,
+    FALLBACK_COMMUNITY_FILE,
+    FALLBACK_GLOBAL_FILE,
+    OUTREACH_FILE,
+    SIMILAR_FILE,
+    run_recommend,
+)
+from pipelines.simulator import SimulationConfig, simulate
+from pipelines.steps import load_and_validate
+
+K = 8
+LISTS = (CONSUMER_FILE, DISTRIBUTOR_FILE, OUTREACH_FILE, FALLBACK_COMMUNITY_FILE, FALLBACK_GLOBAL_FILE)
+
+
+def _als() -> ALSRecommender:
+    return ALSRecommender(factors=16, iterations=5, num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("recommend")
+    simulate(root / "data", SimulationConfig(consumers=2500, distributors=12, products=200, days=120, seed=7))
+    config = NightlyConfig()
+    validated = load_and_validate(root / "data", None, config, root / "validated")
+    orders = pd.read_parquet(validated.clean_paths["orders"])
+    popular = orders[orders["status"] == "paid"]["product_id"].value_counts().index
+    alerts = pd.DataFrame({"product_id": [popular[0], popular[1]], "level": ["pulled", "warning"]})
+    alerts_path = root / "quality_alerts.csv"
+    alerts.to_csv(alerts_path, index=False)
+    with_gate = run_recommend(
+        validated.clean_paths, validated.as_of, config, root / "gated", K, None, alerts_path, _als
+    )
+    empty_alerts = root / "no_alerts.csv"
+    alerts.iloc[:0].to_csv(empty_alerts, index=False)
+    plain = run_recommend(
+        validated.clean_paths, validated.as_of, config, root / "plain", K, None, empty_alerts, _als
+    )
+    return {"root": root, "validated": validated, "alerts": alerts, "gated": with_gate, "plain": plain}
+
+
+def _read(outcome, name: str) -> pd.DataFrame:
+    return pd.read_parquet(outcome.paths[name])
+
+
+def test_every_known_consumer_gets_k_rows(world: dict) -> None:
+    lists = _read(world["gated"], CONSUMER_FILE)
+    clean = world["validated"].clean_paths
+    known = set(pd.read_parquet(clean["consumers"])["consumer_id"]) | set(
+        pd.read_parquet(clean["orders"])["consumer_id"]
+    )
+    sizes = lists.groupby("consumer_id").size()
+    assert set(sizes.index) == known and (sizes == K).all()
+    assert list(lists.columns) == ["consumer_id", "product_id", "rank", "score", "reason"]
+    assert lists["reason"].notna().all() and (lists["reason"] != "").all()
+    assert not lists.duplicated(["consumer_id", "product_id"]).any()
+    assert world["gated"].consumers_from_fallback > 0  # registered consumers without orders
+
+
+def test_pulled_never_appears_and_warned_moves_down(world: dict) -> None:
+    pulled, warned = world["alerts"]["product_id"]
+    for name in LISTS:
+        assert pulled not in set(_read(world["gated"], name)["product_id"]), name
+    plain = _read(world["plain"], DISTRIBUTOR_FILE)
+    gated = _read(world["gated"], DISTRIBUTOR_FILE)
+    assert pulled in set(plain["product_id"])  # the test would be empty otherwise
+    rank_plain = plain[plain["product_id"] == warned]["rank"].mean()
+    rank_gated = (
+        gated[gated["product_id"] == warned]["rank"].fillna(99).mean()
+        if warned in set(gated["product_id"])
+        else 99
+    )
+    assert rank_gated > rank_plain
+    consumer_plain = _read(world["plain"], CONSUMER_FILE)
+    consumer_gated = _read(world["gated"], CONSUMER_FILE)
+    assert (consumer_gated["product_id"] == warned).sum() < (consumer_plain["product_id"] == warned).sum()
+
+
+def test_unsellable_products_never_appear(world: dict) -> None:
+    from models.recommenders.filters import sellable_products
+
+    products = pd.read_parquet(world["validated"].clean_paths["products"])
+    sellable = sellable_products(products, world["validated"].as_of, NightlyConfig().lists.sale_window_days)
+    assert len(sellable) < len(products)  # the simulator plants flash sales that ended
+    for name in LISTS:
+        assert set(_read(world["gated"], name)["product_id"]) <= sellable, name
+
+
+def test_outputs_are_atomic_and_deterministic(world: dict) -> None:
+    assert not list((world["root"] / "gated").glob("*.partial"))
+    similar = _read(world["gated"], SIMILAR_FILE)
+    assert list(similar.columns) == ["product_id", "similar_product_id", "score", "rank"]
+    again = run_recommend(
+        world["validated"].clean_paths,
+        world["validated"].as_of,
+        NightlyConfig(),
+        world["root"] / "again",
+        K,
+        None,
+        world["root"] / "quality_alerts.csv",
+        _als,
+    )
+    for name in (*LISTS, SIMILAR_FILE):
+        pd.testing.assert_frame_equal(_read(again, name), _read(world["gated"], name))
+
+
+def test_exclude_purchased_and_category_cap(world: dict) -> None:
+    config = NightlyConfig.model_validate({"lists": {"category_cap": 2}})
+    outcome = run_recommend(
+        world["validated"].clean_paths,
+        world["validated"].as_of,
+        config,
+        world["root"] / "strict",
+        K,
+        True,
+        world["root"] / "no_alerts.csv",
+        _als,
+    )
+    lists = _read(outcome, CONSUMER_FILE)
+    orders = pd.read_parquet(world["validated"].clean_paths["orders"])
+    bought = orders[orders["status"] == "paid"][["consumer_id", "product_id"]].drop_duplicates()
+    assert lists.merge(bought, on=["consumer_id", "product_id"]).empty
+    products = pd.read_parquet(world["validated"].clean_paths["products"]).set_index("product_id")["category"]
+    per_category = (
+        lists.assign(category=lists["product_id"].map(products)).groupby(["consumer_id", "category"]).size()
+    )
+    assert per_category.max() <= 2
+    pushed = _read(outcome, DISTRIBUTOR_FILE)
+    assert (
+        pushed.assign(category=pushed["product_id"].map(products))
+        .groupby(["distributor_id", "category"])
+        .size()
+        .max()
+        <= 2
+    )
+
+
+def test_distributor_lists_match_planted_tastes_better_than_global(world: dict) -> None:
+    tastes = pd.read_parquet(world["root"] / "data" / "truth" / "community_tastes.parquet")
+    planted = tastes.pivot_table(index="distributor_id", columns="category", values="weight", fill_value=0.0)
+    products = pd.read_parquet(world["validated"].clean_paths["products"]).set_index("product_id")["category"]
+    pushed = _read(world["plain"], DISTRIBUTOR_FILE)
+    global_list = _read(world["plain"], FALLBACK_GLOBAL_FILE).head(NightlyConfig().lists.distributor_top_n)
+
+    def cosine(product_ids: pd.Series, distributor: str) -> float:
+        share = (
+            product_ids.map(products).value_counts(normalize=True).reindex(planted.columns, fill_value=0.0)
+        )
+        taste = planted.loc[distributor]
+        return float(share @ taste / (np.linalg.norm(share) * np.linalg.norm(taste)))
+
+    ours = [
+        cosine(rows["product_id"], d) for d, rows in pushed.groupby("distributor_id") if d in planted.index
+    ]
+    baseline = [
+        cosine(global_list["product_id"], d) for d in pushed["distributor_id"].unique() if d in planted.index
+    ]
+    assert len(ours) >= 10
+    print(f"planted tastes: ours {np.mean(ours):.3f}, global {np.mean(baseline):.3f}")
+    assert np.mean(ours) > np.mean(baseline) + 0.1, (np.mean(ours), np.mean(baseline))
+
+
+def test_cli_recommend_with_quality_dir(world: dict, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    quality_dir = world["root"] / "quality"
+    quality_dir.mkdir(exist_ok=True)
+    world["alerts"].to_csv(quality_dir / "quality_alerts.csv", index=False)
+    monkeypatch.setattr(
+        "pipelines.recommendation.fit_production", lambda con, as_of, config, data: _als().fit(data)
+    )
+    out = world["root"] / "cli"
+    args = ["siyu", "recommend", "--data", str(world["root"] / "data"), "--out", str(out), "--k", "5"]
+    monkeypatch.setattr(sys, "argv", [*args, "--exclude-purchased", "--quality", str(quality_dir)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code in (None, 0)
+    assert "recommend as of" in capsys.readouterr().out
+    lists = pd.read_parquet(out / CONSUMER_FILE)
+    assert (lists.groupby("consumer_id").size() == 5).all()
+    assert world["alerts"]["product_id"].iloc[0] not in set(lists["product_id"])
