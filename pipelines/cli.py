@@ -141,6 +141,115 @@ def quality(
 
 
 @app.command()
+def recommend(
+    data: Annotated[Path, typer.Option("--data", help="Directory of contract files (Parquet/CSV).")],
+    out: Annotated[Path, typer.Option("--out", help="Where the recommendation Parquet files go.")],
+    as_of: AsOfOption = None,
+    k: Annotated[int | None, typer.Option("--k", help="Products per consumer (default: lists.k).")] = None,
+    exclude_purchased: Annotated[
+        bool, typer.Option("--exclude-purchased", help="Leave out products the consumer already bought.")
+    ] = False,
+    quality_dir: Annotated[
+        Path | None,
+        typer.Option("--quality", help="Output directory of siyu quality (default: run the gate here)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Train the production model on data up to the as-of date; write consumer and distributor lists."""
+    from pipelines.config import load_config
+    from pipelines.recommendation import run_recommend
+    from pipelines.steps import load_and_validate
+
+    settings = load_config(config)
+    if k is not None and k < 1:
+        raise SiyuError(f"--k {k}: must be at least 1\n  fix: e.g. --k 50")
+    validated = load_and_validate(data, _parse_date(as_of), settings, out / "validated")
+    outcome = run_recommend(
+        validated.clean_paths,
+        validated.as_of,
+        settings,
+        out,
+        k=k,
+        exclude_purchased=True if exclude_purchased else None,
+        quality_alerts_path=quality_dir,
+    )
+    typer.echo(
+        f"recommend as of {validated.as_of} with {outcome.model}: {outcome.consumers:,} consumers "
+        f"({outcome.consumers_from_fallback:,} from the fallback chain), "
+        f"{outcome.distributors:,} distributors, {outcome.outreach_rows:,} outreach rows; "
+        f"{outcome.seconds:.1f}s"
+    )
+    typer.echo(f"wrote {', '.join(str(path) for path in outcome.paths.values())}")
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option("--data", help="Directory of contract Parquet files.")],
+    holdout_days: Annotated[
+        int | None, typer.Option("--holdout-days", help="Test window: the last N days (default 30).")
+    ] = None,
+    k: Annotated[int | None, typer.Option("--k", help="List length of the metrics (default 10).")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the table as JSON here.")
+    ] = None,
+    as_of: AsOfOption = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Only this configured model (repeatable).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Compare every configured recommender on a temporal holdout: one table of model x protocol."""
+    from pipelines.config import load_config
+    from pipelines.evaluation import format_table, run_evaluation, write_report
+
+    settings = load_config(config)
+    for name, value in (("--holdout-days", holdout_days), ("--k", k)):
+        if value is not None and value < 1:
+            raise SiyuError(f"{name} {value}: must be at least 1\n  fix: e.g. {name} 10")
+    report = run_evaluation(data, settings.recommend, _parse_date(as_of), holdout_days, k, model or None)
+    typer.echo(f"trained up to {report.cutoff}, tested up to {report.test_end}, metrics at k={report.k}")
+    typer.echo(format_table(report.table))
+    if json_path is not None:
+        typer.echo(f"wrote {write_report(report, json_path)}")
+
+
+@app.command()
+def segment(
+    data: Annotated[Path, typer.Option("--data", help="Directory of contract files (Parquet/CSV).")],
+    out: Annotated[Path, typer.Option("--out", help="Where consumer_tiers.csv and the other files go.")],
+    as_of: AsOfOption = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option("--previous", help="Output directory of the previous run, for tier movement."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Segment consumers (RFM, member tiers, clusters, CLV, tags) and rank distributors."""
+    from pipelines.config import load_config
+    from pipelines.segmentation import run_segmentation
+    from pipelines.steps import load_and_validate
+
+    settings = load_config(config)
+    validated = load_and_validate(data, _parse_date(as_of), settings, out / "validated")
+    outcome = run_segmentation(validated.clean_paths, validated.as_of, settings.segmentation, out, previous)
+    typer.echo(
+        f"segmentation as of {validated.as_of}: {outcome.consumers:,} consumers, {outcome.buyers:,} buyers"
+    )
+    typer.echo("  rfm segments: " + ", ".join(f"{k}={v:,}" for k, v in outcome.segment_counts.items()))
+    typer.echo("  member tiers: " + ", ".join(f"{k}={v:,}" for k, v in outcome.tier_counts.items()))
+    typer.echo("  movement: " + ", ".join(f"{k}={v:,}" for k, v in outcome.movement_counts.items()))
+    typer.echo(f"  clusters: {outcome.clusters if outcome.clusters is not None else 'off'}")
+    clv = "off" if outcome.clv_set_aside is None else f"on, {outcome.clv_set_aside:,} consumers set aside"
+    typer.echo(f"  clv: {clv}")
+    typer.echo(
+        "  distributor tiers: "
+        + ", ".join(f"{k}={v:,}" for k, v in outcome.distributor_tier_counts.items())
+        + f"; coaching list: {outcome.coaching:,}"
+    )
+    typer.echo(f"wrote {', '.join(str(path) for path in outcome.paths.values())}")
+
+
+@app.command()
 def nightly(
     config: ConfigOption = None,
     data: DataOption = None,
@@ -149,18 +258,60 @@ def nightly(
         Path | None, typer.Option("--out", help="Work directory (default: work_dir in config).")
     ] = None,
 ) -> None:
-    """Run the nightly job: load + validate, then every step built so far. No arguments: demo data."""
+    """Run the nightly Prefect flow: validate, segment, quality gate, recommend, register, publish.
+
+    No arguments: the demo data. Needs no server (Prefect's temporary local API, MLflow's
+    SQLite store under the work directory).
+    """
     from pipelines.config import load_config
-    from pipelines.steps import load_and_validate, resolve_data_dir, run_quality
+    from pipelines.flow import run_nightly
 
     settings = load_config(config)
-    data_dir = resolve_data_dir(settings, data)
     work = out or settings.work_dir
-    validated = load_and_validate(data_dir, _parse_date(as_of), settings, work / "validated")
-    _print_validation(validated.out_dir)
-    outcome = run_quality(validated.clean_paths, validated.as_of, settings, work, previous_dir=None)
-    typer.echo("quality gate: " + ", ".join(f"{k}={v:,}" for k, v in outcome.level_counts.items()))
-    typer.echo(f"nightly done: as of {validated.as_of}, outputs in {work}")
+    try:
+        summary = run_nightly(config, data, _parse_date(as_of), work, settings)
+    except QuarantineLimitExceeded as error:
+        _print_validation(work / "validated")
+        typer.echo(f"validation failed: {error}", err=True)
+        raise typer.Exit(1) from None
+    _print_validation(summary.validated_dir)
+    typer.echo("quality gate: " + ", ".join(f"{k}={v:,}" for k, v in summary.quality_levels.items()))
+    if summary.segments:
+        typer.echo("rfm segments: " + ", ".join(f"{k}={v:,}" for k, v in summary.segments.items()))
+        typer.echo("member tiers: " + ", ".join(f"{k}={v:,}" for k, v in summary.tiers.items()))
+    if summary.model is not None:
+        model = summary.model
+        typer.echo(
+            f"model: version {model.version} (validation NDCG {model.validation_ndcg:.4f}) is {model.alias}; "
+            f"published lists from version {model.champion_version}"
+        )
+    typer.echo(f"published {summary.files} files to {summary.export_dir} (now current)")
+    typer.echo(f"mlflow run {summary.mlflow_run_id}")
+    typer.echo(f"nightly done: as of {summary.as_of}, outputs in {work}")
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    data: DataOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Work directory (default: work_dir in config).")
+    ] = None,
+) -> None:
+    """Serve the nightly flow on the cron in the config's schedule: section (needs a Prefect server).
+
+    Start `prefect server start` first and set PREFECT_API_URL=http://127.0.0.1:4200/api;
+    runs until interrupted. Without a server, use the cron line in docs/nightly.md.
+    """
+    from pipelines.config import load_config
+    from pipelines.schedule import serve as serve_nightly
+
+    settings = load_config(config)
+    typer.echo(
+        f"serving deployment {settings.schedule.deployment_name!r} on cron {settings.schedule.cron!r} "
+        f"({settings.schedule.timezone}); Ctrl+C stops"
+    )
+    serve_nightly(settings.schedule, config, data, out)
 
 
 def _parse_date(text: str | None) -> date | None:

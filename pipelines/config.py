@@ -16,7 +16,13 @@ from features.errors import SiyuError
 from features.reader import DataSourceConfig
 from features.validate import ValidationConfig
 from models.quality import QualityConfig
+from models.recommenders.list_config import ListsConfig
+from models.recommenders.training import RecommendConfig
+from models.segmentation import SegmentationConfig
+from pipelines.publish import PublishConfig
+from pipelines.schedule import ScheduleConfig
 from pipelines.simulator import SimulationConfig
+from pipelines.tracking import TrackingConfig
 
 DEFAULT_CONFIG = Path("configs/nightly.yaml")
 
@@ -45,6 +51,12 @@ class NightlyConfig(BaseModel):
     demo: SimulationConfig = Field(default_factory=SimulationConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    lists: ListsConfig = Field(default_factory=ListsConfig)
+    recommend: RecommendConfig = Field(default_factory=RecommendConfig)
+    segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     work_dir: Path = Path("work")
 
 

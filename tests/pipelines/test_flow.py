@@ -1,0 +1,321 @@
+"""The nightly flow end to end on a tiny simulated set: Prefect's local API, MLflow and exports in tmp.
+
+One module-scoped run feeds several checks; a rerun must publish identical files, and a run
+killed in the middle of publishing must leave ``exports/current`` on the previous export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+
+from pipelines.cli import main
+from pipelines.config import NightlyConfig, load_config
+from pipelines.flow import local_prefect, run_nightly
+from pipelines.publish import (
+    CURRENT_FILE,
+    MANIFEST_FILE,
+    RUN_FIELDS,
+    current_export,
+    read_manifest,
+    sha256_of,
+    verify_export,
+)
+from pipelines.schedule import ScheduleConfig, build_deployment, build_schedule
+from pipelines.simulator import SimulationConfig, simulate
+from pipelines.tracking import TrackingConfig, download_model_artifact, using_tracking
+
+REPO = Path(__file__).resolve().parents[2]
+# Small and fast: the flow's plumbing is under test here, not the models. CLV is off because
+# compiling its PyMC models costs ~15 s per process even on this tiny set (it has its own tests).
+CONFIG = {
+    "tracking": {"experiment": "test-nightly", "champion_margin": 0.001},
+    "publish": {"keep_last": 5},
+    "segmentation": {"clv": {"enabled": False}},
+    # the production model and one baseline are enough to gate on; every model has its own tests
+    "recommend": {"evaluation": {"models": ["ranker", "popularity_global"]}},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A simulated set (300 consumers, 50 products, 120 days), its config file and one completed run."""
+    root = tmp_path_factory.mktemp("nightly")
+    data = root / "data"
+    simulate(data, SimulationConfig(consumers=300, distributors=10, products=50, days=120, seed=7))
+    config_path = root / "nightly.yaml"
+    config_path.write_text(yaml.safe_dump(CONFIG))
+    work = root / "work"
+    summary = run_nightly(config_path=config_path, data_dir=data, out_dir=work)
+    return {"root": root, "data": data, "config": config_path, "work": work, "summary": summary}
+
+
+def exported(export_dir: Path) -> dict[str, str]:
+    """SHA-256 of every file in an export, manifest included."""
+    return {
+        p.relative_to(export_dir).as_posix(): sha256_of(p)
+        for p in sorted(export_dir.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_flow_publishes_a_checked_export_and_switches_current(tiny: dict) -> None:
+    summary, work = tiny["summary"], tiny["work"]
+    exports = work / "exports"
+    assert summary.export_dir == exports / summary.as_of.isoformat()
+    assert current_export(exports) == summary.export_dir
+    assert (exports / CURRENT_FILE).read_text() == f"{summary.as_of.isoformat()}\n"
+    verify_export(summary.export_dir)
+    manifest = read_manifest(summary.export_dir)
+    names = {entry["path"] for entry in manifest["files"]}
+    assert {"quality_alerts.csv", "quality_suppliers.csv"} <= names
+    assert names == {
+        p.relative_to(work / "outputs").as_posix() for p in (work / "outputs").rglob("*") if p.is_file()
+    }
+    assert (
+        manifest["run"]["mlflow_run_id"] == summary.mlflow_run_id and manifest["run"]["prefect_flow_run_id"]
+    )
+    assert manifest["versions"]["prefect"] and manifest["as_of"] == summary.as_of.isoformat()
+    assert sum(summary.quality_levels.values()) == 50
+
+
+def test_mlflow_run_holds_config_data_manifest_and_counts(tiny: dict) -> None:
+    summary, work = tiny["summary"], tiny["work"]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work.absolute()}/mlflow.db")
+    run = client.get_run(summary.mlflow_run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["as_of"] == summary.as_of.isoformat()
+    assert client.get_experiment(run.info.experiment_id).name == "test-nightly"
+    validation = json.loads((work / "validated" / "validation.json").read_text())
+    orders = next(t for t in validation["tables"] if t["table"] == "orders")
+    assert run.data.metrics["data.orders.rows_read"] == orders["rows_read"]
+    assert run.data.metrics["data.orders.rows_kept"] == orders["rows_kept"]
+    assert run.data.tags["data.orders.sha256"] == sha256_of(tiny["data"] / "orders.parquet")
+    assert run.data.params["tracking.experiment"] == "test-nightly"
+    assert sum(v for k, v in run.data.metrics.items() if k.startswith("quality.")) == 50
+    if summary.segments:
+        assert sum(v for k, v in run.data.metrics.items() if k.startswith("segment.")) == sum(
+            summary.segments.values()
+        )
+    artifacts = {a.path for a in client.list_artifacts(summary.mlflow_run_id)}
+    assert {"config.json", "data_manifest.json", "export"} <= artifacts
+
+
+def test_the_first_model_is_registered_as_champion_with_its_artifact_published(tiny: dict) -> None:
+    summary, work = tiny["summary"], tiny["work"]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work.absolute()}/mlflow.db")
+    model = summary.model
+    assert model.version == "1" and model.promoted and model.champion_version == "1"
+    version = client.get_model_version_by_alias("siyu-recommender", "champion")
+    assert str(version.version) == "1" and float(version.tags["validation_ndcg"]) == model.validation_ndcg
+    assert version.run_id == summary.mlflow_run_id
+    names = {entry["path"] for entry in read_manifest(summary.export_dir)["files"]}
+    assert {
+        "consumer_recommendations.parquet",
+        "distributor_recommendations.parquet",
+        "evaluation.json",
+    } <= names
+    assert "artifact/manifest.json" in names
+    with using_tracking(TrackingConfig(), work):
+        loaded = mlflow.pyfunc.load_model("models:/siyu-recommender@champion")
+    lists = loaded.predict(pd.DataFrame({"consumer_id": ["nobody"]}), params={"k": 3})
+    assert len(lists) == 3  # an unknown consumer still gets the fallback list
+    run = client.get_run(summary.mlflow_run_id)
+    assert run.data.metrics["validation_ndcg"] == pytest.approx(model.validation_ndcg)
+    assert "report.html" in {a.path for a in client.list_artifacts(summary.mlflow_run_id)}
+
+
+def test_rerun_on_the_same_inputs_publishes_identical_files(tiny: dict, monkeypatch, capsys) -> None:
+    summary, work = tiny["summary"], tiny["work"]
+    before = exported(summary.export_dir)
+    manifest_before = read_manifest(summary.export_dir)
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "siyu",
+            "nightly",
+            "--config",
+            str(tiny["config"]),
+            "--data",
+            str(tiny["data"]),
+            "--as-of",
+            summary.as_of.isoformat(),
+            "--out",
+            str(work),
+        ],
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "nightly done: as of" in out and f"to {summary.export_dir}" in out
+    after = exported(summary.export_dir)
+    manifest_after = read_manifest(summary.export_dir)
+    # Only the manifest's run fields (run ids, publish time) may differ between the two runs.
+    assert {k: v for k, v in after.items() if k != MANIFEST_FILE} == {
+        k: v for k, v in before.items() if k != MANIFEST_FILE
+    }
+    strip = lambda m: {k: v for k, v in m.items() if k not in RUN_FIELDS}  # noqa: E731
+    assert strip(manifest_after) == strip(manifest_before)
+    assert manifest_after["run"]["mlflow_run_id"] != manifest_before["run"]["mlflow_run_id"]
+
+
+def test_a_worse_model_stays_challenger_and_the_champions_lists_are_published(tiny: dict, tmp_path) -> None:
+    summary, work = tiny["summary"], tiny["work"]
+    worse_config = tmp_path / "worse.yaml"
+    worse = {**CONFIG, "recommend": {**CONFIG["recommend"], "production": "popularity_global"}}
+    worse_config.write_text(yaml.safe_dump(worse))
+    worse_run = run_nightly(
+        config_path=worse_config, data_dir=tiny["data"], as_of=summary.as_of, out_dir=work
+    )
+    gate = worse_run.model
+    assert gate.validation_ndcg < summary.model.validation_ndcg, "precondition: the model must be worse"
+    assert gate.alias == "challenger" and gate.champion_version == "1" and gate.version != "1"
+    with using_tracking(TrackingConfig(), work) as client:
+        assert str(client.get_model_version_by_alias("siyu-recommender", "champion").version) == "1"
+        champion = download_model_artifact(client, "siyu-recommender", "1", tmp_path / "champion")
+    assert sha256_of(worse_run.export_dir / "artifact" / "manifest.json") == sha256_of(
+        champion / "manifest.json"
+    )
+    lists = pd.read_parquet(worse_run.export_dir / "consumer_recommendations.parquet")
+    assert len(lists) and lists["reason"].str.startswith("champion: ").all()
+    run = read_manifest(worse_run.export_dir)["run"]
+    assert run["model_alias"] == "challenger" and run["published_model_version"] == "1"
+
+
+KILL_SCRIPT = """
+import sys, time
+from datetime import date
+from pathlib import Path
+
+import pipelines.publish as publish
+
+data, work, config, marker, as_of = sys.argv[1:6]
+copy = publish.copy_file
+
+
+def copy_then_stall(source, target, relative):
+    entry = copy(source, target, relative)
+    Path(marker).touch()
+    time.sleep(300)
+    return entry
+
+
+publish.copy_file = copy_then_stall
+from pipelines.flow import run_nightly
+
+run_nightly(Path(config), Path(data), date.fromisoformat(as_of), Path(work))
+"""
+
+
+def test_a_run_killed_mid_publish_leaves_current_on_the_previous_export(tiny: dict) -> None:
+    work, previous = tiny["work"], tiny["summary"].export_dir
+    exports = work / "exports"
+    before = exported(previous)
+    marker = tiny["root"] / "publishing.marker"
+    later = (tiny["summary"].as_of - timedelta(days=1)).isoformat()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(work / "prefect"),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    args = [str(tiny["data"]), str(work), str(tiny["config"]), str(marker), later]
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, *args],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the run never reached publishing"
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the run and the Prefect server it started
+        process.wait()
+    assert current_export(exports) == previous
+    assert (exports / CURRENT_FILE).read_text().strip() == previous.name
+    assert exported(previous) == before
+    verify_export(previous)
+    assert not (exports / later).exists()
+    assert [p.name for p in exports.glob(f".{later}.staging-*")], "the kill did not land mid-publish"
+
+
+def test_without_a_server_prefect_lives_under_the_work_dir(tmp_path: Path, monkeypatch) -> None:
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    monkeypatch.delenv("PREFECT_HOME", raising=False)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}), local_prefect(tmp_path):
+        settings = get_current_settings()
+        assert settings.home == (tmp_path / "prefect").absolute()
+        assert settings.server.analytics_enabled is False
+        assert settings.server.ephemeral.startup_timeout_seconds >= 120
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}), local_prefect(tmp_path):
+        assert get_current_settings().home != (tmp_path / "prefect").absolute()
+
+
+def test_serve_builds_the_cron_deployment_from_config() -> None:
+    schedule = ScheduleConfig(cron="30 1 * * *", timezone="UTC", deployment_name="nightly-test")
+    assert build_schedule(schedule).cron == "30 1 * * *" and build_schedule(schedule).timezone == "UTC"
+    deployment = build_deployment(schedule, {"config_path": "/srv/siyu/configs/nightly.yaml"})
+    assert deployment.name == "nightly-test" and deployment.flow_name == "siyu-nightly"
+    assert [s.schedule.cron for s in deployment.schedules] == ["30 1 * * *"]
+    assert deployment.schedules[0].schedule.timezone == "UTC"
+    assert deployment.parameters == {"config_path": "/srv/siyu/configs/nightly.yaml"}
+
+
+def test_schedule_config_refuses_bad_cron_and_timezone(tmp_path: Path) -> None:
+    from features.errors import SiyuError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schedule:\n  cron: '0 2 * *'\n  timezone: Mars/Olympus\n")
+    with pytest.raises(SiyuError) as error:
+        load_config(bad)
+    assert "schedule.cron" in str(error.value) and "schedule.timezone" in str(error.value)
+    assert NightlyConfig().schedule.cron == "0 2 * * *"
+
+
+def test_serve_help_and_clear_error_without_a_server(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["siyu", "serve", "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 0 and "prefect server start" in capsys.readouterr().out
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.setattr(sys, "argv", ["siyu", "serve", "--config", str(REPO / "configs" / "nightly.yaml")])
+    with temporary_settings(restore_defaults={PREFECT_API_URL}), pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2 and "PREFECT_API_URL is not set" in capsys.readouterr().err
+
+
+class _FailedState:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def result(self) -> None:
+        raise self.error
+
+
+def test_file_tasks_retry_on_io_trouble_but_not_on_user_errors() -> None:
+    from features.errors import ContractError
+    from pipelines.flow import _retry_unless_user_error
+
+    assert _retry_unless_user_error(None, None, _FailedState(OSError("disk full"))) is True
+    bad_data = ContractError("orders.csv", "column missing", "add it", column="order_id")
+    assert _retry_unless_user_error(None, None, _FailedState(bad_data)) is False

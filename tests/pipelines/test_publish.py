@@ -1,0 +1,134 @@
+"""Publishing: manifest with checksums, atomic switch of current, recovery after a kill, pruning."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from features.errors import SiyuError
+from pipelines.publish import (
+    CURRENT_FILE,
+    CURRENT_LINK,
+    MANIFEST_FILE,
+    current_export,
+    previous_export,
+    publish_export,
+    recover_interrupted,
+    sha256_of,
+    verify_export,
+)
+
+VERSIONS = {"python": "3.11", "siyu": "0.1.0"}
+
+
+def outputs(root: Path, marker: str) -> dict[str, Path]:
+    """Two export files and an artifact folder with a nested file."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "quality_alerts.csv").write_text(f"product_id,level\nP1,{marker}\n", encoding="utf-8-sig")
+    (root / "consumer_tiers.csv").write_text("consumer_id,member_tier\nC1,gold\n", encoding="utf-8-sig")
+    artifact = root / "artifact"
+    (artifact / "ids").mkdir(parents=True, exist_ok=True)
+    (artifact / "ids" / "items.json").write_text('["P1"]')
+    return {path.name: path for path in sorted(root.iterdir())}
+
+
+def test_publish_writes_manifest_and_switches_current(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    published = publish_export(
+        outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 31), VERSIONS, {"mlflow_run_id": "r1"}
+    )
+    target = exports / "2025-03-31"
+    assert published.export_dir == target and published.same_as_before is None
+    manifest = json.loads((target / MANIFEST_FILE).read_text())
+    assert [f["path"] for f in manifest["files"]] == [
+        "artifact/ids/items.json",
+        "consumer_tiers.csv",
+        "quality_alerts.csv",
+    ]
+    alerts = next(f for f in manifest["files"] if f["path"] == "quality_alerts.csv")
+    assert alerts["sha256"] == sha256_of(target / "quality_alerts.csv")
+    assert alerts["bytes"] == (target / "quality_alerts.csv").stat().st_size
+    assert manifest["as_of"] == "2025-03-31" and manifest["versions"] == VERSIONS
+    assert manifest["run"] == {"mlflow_run_id": "r1"}
+    assert os.readlink(exports / CURRENT_LINK) == "2025-03-31"
+    assert (exports / CURRENT_FILE).read_text() == "2025-03-31\n"
+    assert (
+        (exports / CURRENT_LINK / "consumer_tiers.csv")
+        .read_text(encoding="utf-8-sig")
+        .startswith("consumer_id")
+    )
+    assert [p.name for p in exports.iterdir() if p.name.startswith(".")] == []
+
+
+def test_rerun_replaces_the_export_and_reports_identical_files(tmp_path: Path) -> None:
+    exports, day = tmp_path / "exports", date(2025, 3, 31)
+    sources = outputs(tmp_path / "out", "normal")
+    first = publish_export(sources, exports, day, VERSIONS, {"mlflow_run_id": "r1"})
+    second = publish_export(sources, exports, day, VERSIONS, {"mlflow_run_id": "r2"})
+    assert second.same_as_before is True and second.files == first.files
+    assert json.loads((exports / "2025-03-31" / MANIFEST_FILE).read_text())["run"] == {"mlflow_run_id": "r2"}
+    third = publish_export(outputs(tmp_path / "out", "pulled"), exports, day, VERSIONS, {})
+    assert third.same_as_before is False
+
+
+def test_current_moves_to_the_newest_and_history_is_the_one_before(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    for day in (date(2025, 3, 29), date(2025, 3, 30), date(2025, 3, 31)):
+        publish_export(outputs(tmp_path / "out", "normal"), exports, day, VERSIONS, {}, keep_last=2)
+    assert sorted(p.name for p in exports.iterdir() if p.is_dir() and not p.is_symlink()) == [
+        "2025-03-30",
+        "2025-03-31",
+    ]
+    assert current_export(exports) == exports / "2025-03-31"
+    assert previous_export(exports, date(2025, 3, 31)) == exports / "2025-03-30"
+    assert previous_export(exports, date(2025, 3, 30)) is None
+
+
+def test_pruning_never_removes_the_current_export(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 31), VERSIONS, {})
+    # a backfill of an older date becomes current; keep_last=1 would otherwise remove it as the oldest
+    publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 1), VERSIONS, {}, keep_last=1)
+    assert current_export(exports) == exports / "2025-03-01"
+    assert (exports / "2025-03-01" / MANIFEST_FILE).is_file() and (exports / "2025-03-31").is_dir()
+
+
+def test_a_changed_file_fails_verification(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    published = publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 31), VERSIONS, {})
+    (published.export_dir / "quality_alerts.csv").write_text("tampered")
+    with pytest.raises(SiyuError, match="does not match"):
+        verify_export(published.export_dir)
+
+
+def test_a_missing_source_stops_before_current_switches(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 30), VERSIONS, {})
+    with pytest.raises(SiyuError, match="export file missing"):
+        publish_export({"gone.csv": tmp_path / "gone.csv"}, exports, date(2025, 3, 31), VERSIONS, {})
+    assert current_export(exports) == exports / "2025-03-30"
+    assert not (exports / "2025-03-31").exists()
+
+
+def test_recovery_restores_a_set_aside_export_and_drops_staging(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 31), VERSIONS, {})
+    # what a kill between "set the old export aside" and "rename the new one in" leaves behind
+    os.replace(exports / "2025-03-31", exports / ".2025-03-31.previous-abcd")
+    (exports / ".2025-04-01.staging-ef01").mkdir()
+    recover_interrupted(exports)
+    assert (exports / "2025-03-31" / MANIFEST_FILE).is_file()
+    assert not (exports / ".2025-04-01.staging-ef01").exists()
+    verify_export(current_export(exports))
+
+
+def test_a_real_folder_named_current_is_refused(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    (exports / CURRENT_LINK).mkdir(parents=True)
+    with pytest.raises(SiyuError, match="not the link siyu maintains"):
+        publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 31), VERSIONS, {})
+    assert sorted(p.name for p in exports.iterdir()) == [CURRENT_LINK]
