@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import shutil
 import time
@@ -42,6 +41,7 @@ from features.columns import Col
 from features.errors import SiyuError
 from models.recommenders.base import RecCol
 from pipelines.loader import FORMAT, FORMAT_VERSION, ID_COLUMN, MANIFEST_FILE, Files, sha256_of
+from pipelines.publish import move_into_place
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ def write_arrays(out_dir: Path, built: ArtifactArrays, meta: Mapping[str, Any]) 
         }
         text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         (staging / MANIFEST_FILE).write_text(text, encoding="utf-8")
-        _move_into_place(staging, out_dir, token)
+        move_into_place(staging, out_dir, token)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -403,14 +403,3 @@ def _refuse_foreign(out_dir: Path) -> None:
             f"{out_dir}: exists and is not a recommendation artifact (no {MANIFEST_FILE})\n"
             "  fix: choose an empty or new folder for the artifact"
         )
-
-
-def _move_into_place(staging: Path, target: Path, token: str) -> None:
-    """Rename ``staging`` to ``target``; an existing ``target`` is set aside first, then removed."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    set_aside = target.with_name(f".{target.name}.previous-{token}")
-    os.replace(target, set_aside)
-    os.replace(staging, target)
-    shutil.rmtree(set_aside)

@@ -35,6 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.errors import SiyuError
+from pipelines.loader import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def publish_export(
     verify_export(staging)
     target = exports_dir / as_of.isoformat()
     same = _same_files(target, entries)
-    _move_into_place(staging, target, token)
+    move_into_place(staging, target, token)
     switch_current(exports_dir, target.name)
     logger.info("published %d files to %s; current -> %s", len(entries), target, target.name)
     if keep_last is not None:
@@ -146,15 +147,6 @@ def copy_file(source: Path, target: Path, relative: str) -> FileEntry:
         writer.flush()
         os.fsync(writer.fileno())
     return FileEntry(relative, size, digest.hexdigest())
-
-
-def sha256_of(path: Path) -> str:
-    """The SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as reader:
-        while chunk := reader.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_manifest(export_dir: Path) -> dict[str, Any]:
@@ -262,7 +254,7 @@ def recover_interrupted(exports_dir: Path) -> None:
             leftover.unlink()
 
 
-def _move_into_place(staging: Path, target: Path, token: str) -> None:
+def move_into_place(staging: Path, target: Path, token: str) -> None:
     """Rename ``staging`` to ``target``; an existing ``target`` (a rerun) is set aside, then removed."""
     if not target.exists():
         os.replace(staging, target)

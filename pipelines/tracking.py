@@ -33,7 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.errors import SiyuError
-from pipelines.publish import sha256_of
+from pipelines.loader import sha256_of
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

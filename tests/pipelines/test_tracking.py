@@ -10,7 +10,7 @@ import mlflow
 import pytest
 
 from pipelines.flow import RecommenderOutcome, register_recommender
-from pipelines.publish import sha256_of
+from pipelines.loader import sha256_of
 from pipelines.tracking import (
     ARTIFACT_KEY,
     CHALLENGER,
