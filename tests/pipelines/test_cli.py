@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from pipelines.cli import main
+from tests.cli import run_cli
 
-COMMANDS = [[], ["simulate"], ["validate"], ["quality"], ["nightly"], ["import"], ["import", "online-retail"]]
-
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["siyu", *args])
-    try:
-        main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
+COMMANDS = [
+    [],
+    ["simulate"],
+    ["validate"],
+    ["quality"],
+    ["segment"],
+    ["recommend"],
+    ["evaluate"],
+    ["nightly"],
+    ["serve"],
+    ["import"],
+    ["import", "online-retail"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "siyu")

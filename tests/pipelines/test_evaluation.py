@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from models.recommenders.training import ModelSpec, RecommendConfig
-from pipelines.cli import main
 from pipelines.simulator import SimulationConfig, simulate
-
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["siyu", *args])
-    try:
-        main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
+from tests.cli import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ CLV is switched off here (it has its own tests); the step's CLV wiring is exerci
 
 from __future__ import annotations
 
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from features.errors import SiyuError
 from models.clusters import ClusterConfig
 from models.clv import CLVConfig
 from models.segmentation import SegmentationConfig
-from pipelines.cli import main
 from pipelines.config import NightlyConfig
 from pipelines.excel import write_excel_csv
 from pipelines.segmentation import (
@@ -31,6 +29,7 @@ from pipelines.segmentation import (
 )
 from pipelines.simulator import SimulationConfig, simulate
 from pipelines.steps import load_and_validate
+from tests.cli import run_cli
 
 SETTINGS = SegmentationConfig(
     clv=CLVConfig(enabled=False),
@@ -206,15 +205,6 @@ def test_clv_columns_are_filled(validated, tmp_path: Path) -> None:
     assert alive.between(0, 1).all()
     assert (buyers["churn_risk"].dropna() - (1 - alive)).abs().max() < 1e-3
     assert outcome.clv_set_aside is not None
-
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["siyu", *args])
-    try:
-        main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
 
 
 SMALL_CONFIG = """
