@@ -34,7 +34,7 @@ from features.errors import SiyuError
 from features.interactions import InteractionCol
 from models.recommenders.base import InteractionData, RecCol, RecommendFilters, demote_scores, top_k
 from models.recommenders.filters import without_sale_window
-from models.recommenders.popularity import recent_popularity
+from models.recommenders.popularity import recent_indicator, recent_popularity
 
 logger = logging.getLogger(__name__)
 
@@ -90,18 +90,6 @@ def community_membership(data: InteractionData) -> tuple[pd.Index, sp.csr_matrix
         shape=(len(communities), len(data.consumer_ids)),
     )
     return pd.Index(communities, name=Col.DISTRIBUTOR_ID), membership
-
-
-def recent_indicator(data: InteractionData, window_days: float | None) -> sp.csr_matrix:
-    """Consumer × product 0/1: the consumer's latest interaction with the product is within the window."""
-    if window_days is None or data.age_days is None:
-        indicator = data.matrix.copy()
-        indicator.data = np.ones_like(indicator.data)
-        return indicator
-    indicator = data.age_days.copy()
-    indicator.data = (indicator.data <= window_days).astype(np.float32)
-    indicator.eliminate_zeros()
-    return indicator
 
 
 def build_fallback_lists(

@@ -35,11 +35,12 @@ _CATEGORY_FLOOR = 0.05
 
 def recent_popularity(data: InteractionData, window_days: float | None) -> np.ndarray:
     """Distinct consumers per product whose last interaction lies in the trailing window."""
-    recent = _recent_indicator(data, window_days)
+    recent = recent_indicator(data, window_days)
     return np.asarray(recent.sum(axis=0), dtype=np.float64).ravel()
 
 
-def _recent_indicator(data: InteractionData, window_days: float | None) -> sp.csr_matrix:
+def recent_indicator(data: InteractionData, window_days: float | None) -> sp.csr_matrix:
+    """Consumer × product 0/1: the consumer's latest interaction with the product is within the window."""
     if window_days is None or data.age_days is None:
         indicator = data.matrix.copy()
         indicator.data = np.ones_like(indicator.data)
@@ -89,7 +90,7 @@ class PopularityRecommender(Recommender):
             shape=(len(communities), len(data.consumer_ids)),
         )
         counts = np.asarray(
-            (membership @ _recent_indicator(data, self.window_days)).todense(), dtype=np.float64
+            (membership @ recent_indicator(data, self.window_days)).todense(), dtype=np.float64
         )
         top = counts.max(axis=1, keepdims=True)
         self.community_ids_ = np.asarray(communities, dtype=str)
