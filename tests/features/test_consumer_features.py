@@ -9,19 +9,11 @@ import pytest
 
 from features.columns import Col, Table
 from features.consumer_features import ConsumerCol, category_spend, consumer_features
+from features.contract import CONTRACT
 from features.engine import connect
 
 AS_OF = date(2025, 3, 31)
-ORDER_COLUMNS = [
-    Col.ORDER_ID,
-    Col.CONSUMER_ID,
-    Col.DISTRIBUTOR_ID,
-    Col.PRODUCT_ID,
-    Col.QUANTITY,
-    Col.UNIT_PRICE,
-    Col.ORDERED_AT,
-    Col.STATUS,
-]
+ORDER_COLUMNS = CONTRACT[Table.ORDERS].column_names
 END = datetime(2025, 4, 1)  # exclusive end: the day after the as-of date at 00:00
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from features.columns import Col, Table
+from features.contract import CONTRACT
 from features.distributor_features import (
     DistributorCol,
     distributor_features,
@@ -17,16 +18,7 @@ from features.distributor_features import (
 from features.engine import connect
 
 AS_OF = date(2025, 3, 31)
-ORDER_COLUMNS = [
-    Col.ORDER_ID,
-    Col.CONSUMER_ID,
-    Col.DISTRIBUTOR_ID,
-    Col.PRODUCT_ID,
-    Col.QUANTITY,
-    Col.UNIT_PRICE,
-    Col.ORDERED_AT,
-    Col.STATUS,
-]
+ORDER_COLUMNS = CONTRACT[Table.ORDERS].column_names
 
 
 def tables() -> dict[str, pd.DataFrame]:
