@@ -5,11 +5,11 @@ Run from the repository root::
     python benchmarks/bench_loader.py                       # 1M consumers x top-50, 100k products
     python benchmarks/bench_loader.py --consumers 100000    # smaller
 
-It builds a synthetic but valid artifact with ``pipelines.artifact.write_artifact`` (every
+It builds a synthetic but valid artifact with ``artifact.writer.write_artifact`` (every
 consumer gets ``--length`` distinct random products, ranked; every distributor a list and
 a community fallback; every product ``--length`` similar products; a global list), then, in
 a fresh child process pinned to one CPU core (``sched_setaffinity``), loads it with
-``pipelines.loader.load`` (checksums verified) and times ``--queries`` calls of
+``artifact.loader.load`` (checksums verified) and times ``--queries`` calls of
 ``recommend(consumer_id, k, exclude=...)`` one by one: 90% known consumers, 10% unknown ids
 (fallback path), each excluding ``--exclude`` random products. Reported: percentiles of the
 per-call latency, load time with and without checksum verification, and resident memory.
@@ -75,7 +75,7 @@ def build(args: argparse.Namespace, out_dir: Path) -> dict[str, float]:
     """Write the synthetic artifact; return build seconds and the process's peak RSS (GiB)."""
     import pandas as pd
 
-    from pipelines.artifact import write_artifact
+    from artifact.writer import write_artifact
 
     consumers = pd.Index([f"C{i:08d}" for i in range(args.consumers)])
     products = pd.Index([f"P{i:07d}" for i in range(args.products)])
@@ -120,7 +120,7 @@ def build(args: argparse.Namespace, out_dir: Path) -> dict[str, float]:
 
 def measure(args: argparse.Namespace, artifact: Path) -> dict[str, float]:
     """In this (child) process, pinned to one core: load times, memory and recommend latency."""
-    from pipelines.loader import load
+    from artifact.loader import load
 
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rss_before = _rss_gib()

@@ -28,7 +28,7 @@ from features.columns import Table
 from features.engine import connect
 from features.sql import render
 from models.segmentation import SegmentationConfig
-from pipelines.segmentation import run_segmentation
+from pipelines.steps.segment import run_segmentation
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.simulator import SimulationConfig, simulate
+from sources.simulator import SimulationConfig, simulate
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -39,7 +39,7 @@ import pandas as pd
 from features.columns import Col, Table
 from features.engine import connect
 from models.quality import PULLED, WARNING, QualityCol, QualityConfig, assess, window_bounds
-from pipelines.simulator import SimulationConfig, simulate
+from sources.simulator import SimulationConfig, simulate
 
 TRUTH_FILE = Path("truth") / "defective_products.csv"
 DETAIL_COLUMNS = [

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _arguments(argv)
     page = args.html
     if args.run is not None:
-        from pipelines.report import write_report
+        from reporting.report import write_report
 
         page = args.out_html or Path(tempfile.mkdtemp(prefix="siyu-report-")) / "report.html"
         write_report(args.run, page)

@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.catalog import Folder, StepFile
 from features.columns import Col
 from features.contract import VALIDATION_ORDER
 from features.reader import RawTable
@@ -45,19 +46,15 @@ from features.validate import (
 
 logger = logging.getLogger(__name__)
 
-CLEAN_DIR = "clean"
-QUARANTINE_DIR = "quarantine"
-REPORT_FILE = "validation.json"
-
 
 def clean_path(out_dir: Path, table: str) -> Path:
     """Where ``write_validated`` puts the clean rows of ``table``."""
-    return out_dir / CLEAN_DIR / f"{table}.parquet"
+    return out_dir / Folder.CLEAN / f"{table}.parquet"
 
 
 def quarantine_path(out_dir: Path, table: str) -> Path:
     """Where ``write_validated`` puts the quarantined rows of ``table``."""
-    return out_dir / QUARANTINE_DIR / f"{table}.csv"
+    return out_dir / Folder.QUARANTINE / f"{table}.csv"
 
 
 def write_validated(
@@ -86,7 +83,9 @@ def write_validated(
             )
         result = ValidationResult(as_of, reports)
         document = {"as_of": as_of.isoformat(), "tables": [asdict(r) for r in reports]}
-        staging.partial(out_dir / REPORT_FILE).write_text(json.dumps(document, indent=2) + "\n")
+        staging.partial(out_dir / StepFile.VALIDATION_REPORT).write_text(
+            json.dumps(document, indent=2) + "\n"
+        )
     except BaseException:
         staging.discard()
         raise

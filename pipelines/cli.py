@@ -1,4 +1,4 @@
-"""The ``siyu`` command line. Commands resolve paths and options, then call ``pipelines.steps``.
+"""The ``siyu`` command line. Commands resolve paths and options, then call ``pipelines.steps.validate``.
 
 Any error a user can cause (a bad file, config or option) prints one message and exits
 with status 2; a validation run that quarantines too much exits with status 1.
@@ -60,8 +60,8 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes byte-identical files.")] = 42,
 ) -> None:
     """Simulate a contract-valid S2b2C data set with ground truth under OUT/truth/."""
-    from pipelines.simulator import SimulationConfig
-    from pipelines.simulator import simulate as run_simulation
+    from sources.simulator import SimulationConfig
+    from sources.simulator import simulate as run_simulation
 
     config = SimulationConfig(
         consumers=consumers, distributors=distributors, products=products, days=days, seed=seed
@@ -85,7 +85,7 @@ def validate(
 ) -> None:
     """Check a data directory against the contract; quarantine bad rows; print a summary."""
     from pipelines.config import load_config
-    from pipelines.steps import load_and_validate
+    from pipelines.steps.validate import load_and_validate
 
     settings = load_config(config)
     try:
@@ -106,7 +106,7 @@ def import_online_retail(
     out: Annotated[Path, typer.Option("--out", help="Directory to write contract tables into.")],
 ) -> None:
     """Import UCI Online Retail / Online Retail II; country becomes the distributor."""
-    from pipelines.online_retail import read_online_retail, to_contract, write_contract
+    from sources.online_retail import read_online_retail, to_contract, write_contract
 
     result = to_contract(read_online_retail(file))
     for step in result.steps:
@@ -128,7 +128,8 @@ def quality(
 ) -> None:
     """Grade every product's 30-day complaint rate: normal / watch / warning / pulled."""
     from pipelines.config import load_config
-    from pipelines.steps import load_and_validate, run_quality
+    from pipelines.steps.quality import run_quality
+    from pipelines.steps.validate import load_and_validate
 
     settings = load_config(config)
     validated = load_and_validate(data, _parse_date(as_of), settings, out / "validated")
@@ -157,8 +158,8 @@ def recommend(
 ) -> None:
     """Train the production model on data up to the as-of date; write consumer and distributor lists."""
     from pipelines.config import load_config
-    from pipelines.recommendation import run_recommend
-    from pipelines.steps import load_and_validate
+    from pipelines.steps.recommend import run_recommend
+    from pipelines.steps.validate import load_and_validate
 
     settings = load_config(config)
     if k is not None and k < 1:
@@ -200,7 +201,7 @@ def evaluate(
 ) -> None:
     """Compare every configured recommender on a temporal holdout: one table of model x protocol."""
     from pipelines.config import load_config
-    from pipelines.evaluation import format_table, run_evaluation, write_report
+    from pipelines.steps.evaluate import format_table, run_evaluation, write_report
 
     settings = load_config(config)
     for name, value in (("--holdout-days", holdout_days), ("--k", k)):
@@ -226,8 +227,8 @@ def segment(
 ) -> None:
     """Segment consumers (RFM, member tiers, clusters, CLV, tags) and rank distributors."""
     from pipelines.config import load_config
-    from pipelines.segmentation import run_segmentation
-    from pipelines.steps import load_and_validate
+    from pipelines.steps.segment import run_segmentation
+    from pipelines.steps.validate import load_and_validate
 
     settings = load_config(config)
     validated = load_and_validate(data, _parse_date(as_of), settings, out / "validated")

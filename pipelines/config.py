@@ -21,8 +21,8 @@ from models.recommenders.training import RecommendConfig
 from models.segmentation import SegmentationConfig
 from pipelines.publish import PublishConfig
 from pipelines.schedule import ScheduleConfig
-from pipelines.simulator import SimulationConfig
 from pipelines.tracking import TrackingConfig
+from sources.simulator import SimulationConfig
 
 DEFAULT_CONFIG = Path("configs/nightly.yaml")
 

@@ -1,7 +1,7 @@
 """The nightly Prefect flow: validate → segmentation → quality gate → recommenders → register → publish.
 
-The flow only wires. Each task is a thin adapter over a step function (``pipelines.steps``,
-``pipelines.segmentation``, ...) that reads and writes files; tasks hand each other paths
+The flow only wires. Each task is a thin adapter over a step function (``pipelines.steps.validate``,
+``pipelines.steps.segment``, ...) that reads and writes files; tasks hand each other paths
 and small summaries, never large frames. Only tasks that touch files retry, and never on
 a user error (``SiyuError``: bad data or config does not get better by retrying).
 
@@ -37,35 +37,22 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from features.catalog import Folder, RunFile, StepFile
 from features.errors import SiyuError
-from features.store import REPORT_FILE
 from pipelines import publish as publishing
 from pipelines import tracking
 from pipelines.config import NightlyConfig, load_config
-from pipelines.steps import (
-    QUALITY_ALERTS_FILE,
-    QualityOutcome,
-    load_and_validate,
-    resolve_data_dir,
-    run_quality,
-)
+from pipelines.steps.quality import QualityOutcome, run_quality
+from pipelines.steps.validate import load_and_validate, resolve_data_dir
 
 if TYPE_CHECKING:
-    from pipelines.segmentation import SegmentationOutcome
+    from pipelines.steps.segment import SegmentationOutcome
 
 logger = logging.getLogger(__name__)
 
-VALIDATED_DIR = "validated"
-OUTPUTS_DIR = "outputs"
-PREFECT_DIR = "prefect"
 EPHEMERAL_STARTUP_SECONDS = 180
-ARTIFACT_DIR = "artifact"
-# The run report (issue #6, section 5) once its step writes it into the outputs.
-REPORT_HTML = "report.html"
-EVALUATION_JSON = "evaluation.json"
 # Evaluation columns that are timings: logged to MLflow, left out of the export (reruns must match).
 TIMING_COLUMNS = ("fit_seconds", "recommend_seconds")
-LIST_FILES = ("consumer_recommendations.parquet", "distributor_recommendations.parquet")
 # Libraries whose versions go into the export manifest (deterministic for one environment).
 VERSIONED_PACKAGES = (
     "siyu",
@@ -161,10 +148,10 @@ def nightly_flow(
     settings = config or load_config(config_path)
     work = out_dir or settings.work_dir
     source = prepare_data(settings, data_dir)
-    validated = validate(source, as_of, settings, work / VALIDATED_DIR)
-    exports_dir = settings.publish.exports_dir or work / "exports"
+    validated = validate(source, as_of, settings, work / Folder.VALIDATED)
+    exports_dir = settings.publish.exports_dir or work / Folder.EXPORTS
     previous = publishing.previous_export(exports_dir, validated.as_of)
-    outputs = fresh_outputs(work / OUTPUTS_DIR)
+    outputs = fresh_outputs(work / Folder.OUTPUTS)
     run_id = open_run(settings, work, validated, source)
     try:
         segments = segment(validated, settings, outputs, previous)
@@ -182,7 +169,7 @@ def nightly_flow(
     return NightlySummary(
         as_of=validated.as_of,
         work_dir=work,
-        validated_dir=work / VALIDATED_DIR,
+        validated_dir=work / Folder.VALIDATED,
         quality_levels=quality.level_counts,
         export_dir=published.export_dir,
         files=len(published.files),
@@ -215,7 +202,7 @@ def validate(data_dir: Path, as_of: date | None, settings: NightlyConfig, out_di
             report.rows_kept,
             report.rows_quarantined,
         )
-    return ValidatedPaths(validated.as_of, validated.clean_paths, out_dir / REPORT_FILE)
+    return ValidatedPaths(validated.as_of, validated.clean_paths, out_dir / StepFile.VALIDATION_REPORT)
 
 
 @task(name="clear outputs", **_FILE_TASK)
@@ -234,10 +221,10 @@ def fresh_outputs(outputs: Path) -> Path:
 def segment(
     validated: ValidatedPaths, settings: NightlyConfig, outputs: Path, previous: Path | None
 ) -> SegmentationOutcome:
-    """RFM, member tiers, clusters, CLV, distributor tiers and tags (``pipelines.segmentation``)."""
-    from pipelines.segmentation import SegmentationFiles, run_segmentation
+    """RFM, member tiers, clusters, CLV, distributor tiers and tags (``pipelines.steps.segment``)."""
+    from pipelines.steps.segment import run_segmentation
 
-    history = _history(previous, SegmentationFiles.CONSUMER_TIERS)
+    history = _history(previous, StepFile.CONSUMER_TIERS)
     get_run_logger().info("segmenting consumers and distributors as of %s", validated.as_of)
     return run_segmentation(validated.clean_paths, validated.as_of, settings.segmentation, outputs, history)
 
@@ -247,7 +234,7 @@ def quality_gate(
     validated: ValidatedPaths, settings: NightlyConfig, outputs: Path, previous: Path | None
 ) -> QualityOutcome:
     """Grade every product's complaint rate; levels carry on from the previous export."""
-    history = _history(previous, QUALITY_ALERTS_FILE)
+    history = _history(previous, StepFile.QUALITY_ALERTS)
     outcome = run_quality(validated.clean_paths, validated.as_of, settings, outputs, history)
     get_run_logger().info("quality levels: %s", outcome.level_counts)
     return outcome
@@ -262,16 +249,16 @@ def train_recommenders(
     Runs after the quality gate: its ``quality_alerts.csv`` in ``outputs`` filters the lists
     (pulled products out, warned ones demoted).
     """
-    from pipelines.artifact import write_artifact_from_lists
-    from pipelines.evaluation import run_evaluation
-    from pipelines.recommendation import run_recommend
+    from artifact.writer import write_artifact_from_lists
+    from pipelines.steps.evaluate import run_evaluation
+    from pipelines.steps.recommend import run_recommend
 
     log = get_run_logger()
     log.info("evaluating recommenders on the holdout window before %s", validated.as_of)
     evaluation = run_evaluation(validated.clean_dir, settings.recommend, as_of=validated.as_of)
     production = settings.recommend.production
     table = evaluation.table
-    _write_evaluation(evaluation.to_json(), production, outputs / EVALUATION_JSON)
+    _write_evaluation(evaluation.to_json(), production, outputs / StepFile.EVALUATION)
     ndcg = float(
         table.loc[(table["model"] == production) & (table["protocol"] == "all_items"), "ndcg"].iloc[0]
     )
@@ -282,10 +269,10 @@ def train_recommenders(
         validated.as_of,
         settings,
         outputs,
-        quality_alerts_path=outputs / QUALITY_ALERTS_FILE,
+        quality_alerts_path=outputs / StepFile.QUALITY_ALERTS,
     )
     meta = {"as_of": validated.as_of.isoformat(), "model": lists.model}
-    artifact = write_artifact_from_lists(outputs, outputs / ARTIFACT_DIR, meta, _communities(outputs))
+    artifact = write_artifact_from_lists(outputs, outputs / Folder.ARTIFACT, meta, _communities(outputs))
     return RecommenderOutcome(artifact, ndcg, _evaluation_metrics(table), lists.model, _log_pyfunc)
 
 
@@ -344,7 +331,7 @@ def choose_exports(
     }
     if decision.promoted:
         return sources
-    champion_dir = work / "champion"
+    champion_dir = work / Folder.CHAMPION
     if champion_dir.exists():
         shutil.rmtree(champion_dir)
     with tracking.using_tracking(settings.tracking, work) as client:
@@ -358,7 +345,7 @@ def choose_exports(
         "the new model lost the champion gate: publishing lists from champion version %s",
         decision.champion_version,
     )
-    sources[ARTIFACT_DIR] = artifact
+    sources[Folder.ARTIFACT] = artifact
     sources.update(champion_lists(artifact, outputs, champion_dir / "lists"))
     return sources
 
@@ -448,9 +435,8 @@ def _communities(outputs: Path) -> Any:
 
     from features.columns import Col
     from features.consumer_features import ConsumerCol
-    from pipelines.segmentation import SegmentationFiles
 
-    path = outputs / SegmentationFiles.CONSUMER_TIERS
+    path = outputs / StepFile.CONSUMER_TIERS
     if not path.is_file():
         return None
     homes = pd.read_csv(
@@ -461,7 +447,7 @@ def _communities(outputs: Path) -> Any:
 
 def _same_artifact(first: Path, second: Path) -> bool:
     """Whether two artifacts hold the same files (their manifests list every file's SHA-256)."""
-    return publishing.sha256_of(first / "manifest.json") == publishing.sha256_of(second / "manifest.json")
+    return publishing.sha256_of(first / RunFile.MANIFEST) == publishing.sha256_of(second / RunFile.MANIFEST)
 
 
 def _log_pyfunc(artifact_dir: Path) -> str:
@@ -479,18 +465,18 @@ def champion_lists(champion_artifact: Path, outputs: Path, folder: Path) -> dict
     """
     import pandas as pd
 
+    from artifact.loader import load
     from features.columns import Col
     from models.quality import QualityCol
-    from pipelines.loader import load
 
     champion = load(champion_artifact)
-    alerts = pd.read_csv(outputs / QUALITY_ALERTS_FILE, encoding="utf-8-sig", dtype=str)
+    alerts = pd.read_csv(outputs / StepFile.QUALITY_ALERTS, encoding="utf-8-sig", dtype=str)
     pulled = set(alerts.loc[alerts[QualityCol.LEVEL] == "pulled", Col.PRODUCT_ID])
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, owner, lookup in (
-        (LIST_FILES[0], Col.CONSUMER_ID, champion.recommend),
-        (LIST_FILES[1], Col.DISTRIBUTOR_ID, champion.for_distributor),
+        (StepFile.CONSUMER_LISTS, Col.CONSUMER_ID, champion.recommend),
+        (StepFile.DISTRIBUTOR_LISTS, Col.DISTRIBUTOR_ID, champion.for_distributor),
     ):
         current = pd.read_parquet(outputs / name, columns=[owner])
         sizes = current[owner].value_counts(sort=False)
@@ -509,9 +495,9 @@ def write_run_report(outputs: Path, work: Path, as_of: date, run_id: str) -> Pat
     """The HTML run report under the work dir (not exported: it names the run), plus Prefect artifacts."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from pipelines.report import summary_markdown, summary_table, write_report
+    from reporting.report import summary_markdown, summary_table, write_report
 
-    report = write_report(outputs, work / REPORT_HTML, as_of, {"mlflow_run_id": run_id})
+    report = write_report(outputs, work / RunFile.REPORT_HTML, as_of, {"mlflow_run_id": run_id})
     create_markdown_artifact(
         summary_markdown(outputs), key="siyu-nightly-summary", description="siyu nightly"
     )
@@ -545,7 +531,7 @@ def local_prefect(work: Path) -> Iterator[None]:
     if PREFECT_API_URL.value():
         yield
         return
-    home = Path(os.environ.get("PREFECT_HOME") or work / PREFECT_DIR).absolute()
+    home = Path(os.environ.get("PREFECT_HOME") or work / Folder.PREFECT).absolute()
     home.mkdir(parents=True, exist_ok=True)
     updates = {
         "home": home,

@@ -34,12 +34,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from artifact.loader import sha256_of
+from features.catalog import RunFile
 from features.errors import SiyuError
-from pipelines.loader import sha256_of
+from features.files import move_into_place
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_FILE = "manifest.json"
 CURRENT_LINK = "current"
 CURRENT_FILE = "CURRENT"
 MANIFEST_VERSION = 1
@@ -105,7 +106,7 @@ def publish_export(
         "versions": dict(sorted(versions.items())),
         "run": dict(run),
     }
-    _write_durably(staging / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    _write_durably(staging / RunFile.MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     verify_export(staging)
     target = exports_dir / as_of.isoformat()
     same = _same_files(target, entries)
@@ -114,7 +115,7 @@ def publish_export(
     logger.info("published %d files to %s; current -> %s", len(entries), target, target.name)
     if keep_last is not None:
         prune_exports(exports_dir, keep_last)
-    return Published(target, target / MANIFEST_FILE, tuple(entries), same)
+    return Published(target, target / RunFile.MANIFEST, tuple(entries), same)
 
 
 def stage_files(sources: Mapping[str, Path], staging: Path) -> list[FileEntry]:
@@ -151,7 +152,7 @@ def copy_file(source: Path, target: Path, relative: str) -> FileEntry:
 
 def read_manifest(export_dir: Path) -> dict[str, Any]:
     """The manifest of an export folder; a SiyuError when it is missing or not JSON."""
-    path = export_dir / MANIFEST_FILE
+    path = export_dir / RunFile.MANIFEST
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
@@ -167,7 +168,7 @@ def verify_export(export_dir: Path) -> None:
         path = export_dir / entry["path"]
         if not path.is_file() or path.stat().st_size != entry["bytes"] or sha256_of(path) != entry["sha256"]:
             raise SiyuError(
-                f"{path}: does not match {export_dir / MANIFEST_FILE}\n"
+                f"{path}: does not match {export_dir / RunFile.MANIFEST}\n"
                 "  fix: the disk or a concurrent writer changed it; publish the run again"
             )
 
@@ -214,7 +215,7 @@ def dated_exports(exports_dir: Path) -> list[Path]:
     return sorted(
         p
         for p in exports_dir.iterdir()
-        if _DATED.match(p.name) and p.is_dir() and (p / MANIFEST_FILE).is_file()
+        if _DATED.match(p.name) and p.is_dir() and (p / RunFile.MANIFEST).is_file()
     )
 
 
@@ -254,20 +255,9 @@ def recover_interrupted(exports_dir: Path) -> None:
             leftover.unlink()
 
 
-def move_into_place(staging: Path, target: Path, token: str) -> None:
-    """Rename ``staging`` to ``target``; an existing ``target`` (a rerun) is set aside, then removed."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    set_aside = target.with_name(f".{target.name}.previous-{token}")
-    os.replace(target, set_aside)
-    os.replace(staging, target)
-    shutil.rmtree(set_aside)
-
-
 def _same_files(existing: Path, entries: list[FileEntry]) -> bool | None:
     """Whether an earlier export of the same date holds exactly these files (None: there is none)."""
-    if not (existing / MANIFEST_FILE).is_file():
+    if not (existing / RunFile.MANIFEST).is_file():
         return None
     before = [FileEntry(**entry) for entry in read_manifest(existing)["files"]]
     same = before == entries

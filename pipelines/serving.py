@@ -1,7 +1,7 @@
 """The production recommender as an MLflow pyfunc model over the backend artifact (models from code).
 
 ``log_recommender_model(artifact_dir)`` logs, in the active MLflow run, a pyfunc model that
-carries the artifact directory (``pipelines.artifact``) and serves it with the loader. It is
+carries the artifact directory (``artifact.writer``) and serves it with the loader. It is
 logged as *models from code*, never pickled: the model folder holds a three-line entry
 script plus copies of this file (``siyu_serving.py``) and the loader (``siyu_loader.py``),
 so ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` work without siyu installed
@@ -30,7 +30,7 @@ import pandas as pd
 try:  # the copy logged beside this file inside an MLflow model (siyu need not be installed there)
     from siyu_loader import Recommender, load
 except ImportError:  # in the pipeline itself
-    from pipelines.loader import Recommender, load
+    from artifact.loader import Recommender, load
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
@@ -131,9 +131,10 @@ def log_recommender_model(artifact_dir: Path, name: str = "recommender") -> Mode
         folder = Path(scratch)
         entry = folder / "siyu_recommender.py"
         entry.write_text(_ENTRY, encoding="utf-8")
-        here = Path(__file__).parent
-        shutil.copyfile(here / "serving.py", folder / "siyu_serving.py")
-        shutil.copyfile(here / "loader.py", folder / "siyu_loader.py")
+        from artifact import loader as artifact_loader  # not at the top: this file is copied into the model
+
+        shutil.copyfile(Path(__file__), folder / "siyu_serving.py")
+        shutil.copyfile(Path(artifact_loader.__file__), folder / "siyu_loader.py")
         with warnings.catch_warnings():  # no input example on purpose: the signature describes the input
             warnings.filterwarnings("ignore", message=".*input example was not provided.*")
             return mlflow.pyfunc.log_model(

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from artifact.loader import sha256_of
 from features.errors import SiyuError
-from pipelines.loader import sha256_of
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

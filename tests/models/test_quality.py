@@ -35,7 +35,7 @@ from models.quality import (
     wilson_interval,
     window_bounds,
 )
-from pipelines.simulator import SimulationConfig, simulate
+from sources.simulator import SimulationConfig, simulate
 
 AS_OF = date(2024, 6, 30)
 CUTOFF = datetime(2024, 7, 1)  # complaints count when filed before this: the day after AS_OF at 00:00

@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from features.catalog import RunFile
 from pipelines.cli import main
 from pipelines.config import NightlyConfig, load_config
 from pipelines.flow import local_prefect, run_nightly
 from pipelines.publish import (
     CURRENT_FILE,
-    MANIFEST_FILE,
     RUN_FIELDS,
     current_export,
     read_manifest,
@@ -33,8 +33,8 @@ from pipelines.publish import (
     verify_export,
 )
 from pipelines.schedule import ScheduleConfig, build_deployment, build_schedule
-from pipelines.simulator import SimulationConfig, simulate
 from pipelines.tracking import TrackingConfig, download_model_artifact, using_tracking
+from sources.simulator import SimulationConfig, simulate
 
 REPO = Path(__file__).resolve().parents[2]
 # Small and fast: the flow's plumbing is under test here, not the models. CLV is off because
@@ -163,8 +163,8 @@ def test_rerun_on_the_same_inputs_publishes_identical_files(tiny: dict, monkeypa
     after = exported(summary.export_dir)
     manifest_after = read_manifest(summary.export_dir)
     # Only the manifest's run fields (run ids, publish time) may differ between the two runs.
-    assert {k: v for k, v in after.items() if k != MANIFEST_FILE} == {
-        k: v for k, v in before.items() if k != MANIFEST_FILE
+    assert {k: v for k, v in after.items() if k != RunFile.MANIFEST} == {
+        k: v for k, v in before.items() if k != RunFile.MANIFEST
     }
     strip = lambda m: {k: v for k, v in m.items() if k not in RUN_FIELDS}  # noqa: E731
     assert strip(manifest_after) == strip(manifest_before)

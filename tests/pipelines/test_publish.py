@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from features.catalog import RunFile
 from features.errors import SiyuError
 from pipelines.publish import (
     CURRENT_FILE,
     CURRENT_LINK,
-    MANIFEST_FILE,
     current_export,
     previous_export,
     publish_export,
@@ -43,7 +43,7 @@ def test_publish_writes_manifest_and_switches_current(tmp_path: Path) -> None:
     )
     target = exports / "2025-03-31"
     assert published.export_dir == target and published.same_as_before is None
-    manifest = json.loads((target / MANIFEST_FILE).read_text())
+    manifest = json.loads((target / RunFile.MANIFEST).read_text())
     assert [f["path"] for f in manifest["files"]] == [
         "artifact/ids/items.json",
         "consumer_tiers.csv",
@@ -70,7 +70,9 @@ def test_rerun_replaces_the_export_and_reports_identical_files(tmp_path: Path) -
     first = publish_export(sources, exports, day, VERSIONS, {"mlflow_run_id": "r1"})
     second = publish_export(sources, exports, day, VERSIONS, {"mlflow_run_id": "r2"})
     assert second.same_as_before is True and second.files == first.files
-    assert json.loads((exports / "2025-03-31" / MANIFEST_FILE).read_text())["run"] == {"mlflow_run_id": "r2"}
+    assert json.loads((exports / "2025-03-31" / RunFile.MANIFEST).read_text())["run"] == {
+        "mlflow_run_id": "r2"
+    }
     third = publish_export(outputs(tmp_path / "out", "pulled"), exports, day, VERSIONS, {})
     assert third.same_as_before is False
 
@@ -94,7 +96,7 @@ def test_pruning_never_removes_the_current_export(tmp_path: Path) -> None:
     # a backfill of an older date becomes current; keep_last=1 would otherwise remove it as the oldest
     publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 1), VERSIONS, {}, keep_last=1)
     assert current_export(exports) == exports / "2025-03-01"
-    assert (exports / "2025-03-01" / MANIFEST_FILE).is_file() and (exports / "2025-03-31").is_dir()
+    assert (exports / "2025-03-01" / RunFile.MANIFEST).is_file() and (exports / "2025-03-31").is_dir()
 
 
 def test_a_changed_file_fails_verification(tmp_path: Path) -> None:
@@ -121,7 +123,7 @@ def test_recovery_restores_a_set_aside_export_and_drops_staging(tmp_path: Path) 
     os.replace(exports / "2025-03-31", exports / ".2025-03-31.previous-abcd")
     (exports / ".2025-04-01.staging-ef01").mkdir()
     recover_interrupted(exports)
-    assert (exports / "2025-03-31" / MANIFEST_FILE).is_file()
+    assert (exports / "2025-03-31" / RunFile.MANIFEST).is_file()
     assert not (exports / ".2025-04-01.staging-ef01").exists()
     verify_export(current_export(exports))
 

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from artifact.loader import load
 from pipelines import serving, tracking
-from pipelines.loader import load
 from pipelines.serving import log_recommender_model
-from tests.pipelines.test_artifact import write_sample
+from tests.artifact.test_writer import write_sample
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,8 @@ def test_the_logged_model_loads_without_siyu(logged) -> None:
 
         class Forbid:
             def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("pipelines", "features", "models"):
+                siyu_packages = ("pipelines", "features", "models", "sources", "artifact", "reporting")
+                if name.split(".")[0] in siyu_packages:
                     raise ImportError(f"siyu is not installed here: {{name}}")
                 return None
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from artifact.loader import sha256_of
 from pipelines.flow import RecommenderOutcome, register_recommender
-from pipelines.loader import sha256_of
 from pipelines.tracking import (
     ARTIFACT_KEY,
     CHALLENGER,

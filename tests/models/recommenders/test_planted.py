@@ -27,7 +27,7 @@ from models.recommenders import (
     RecommendFilters,
 )
 from models.recommenders.training import build_data, tune_on_window
-from pipelines.simulator import SimulationConfig, simulate
+from sources.simulator import SimulationConfig, simulate
 
 
 @pytest.fixture(scope="module")

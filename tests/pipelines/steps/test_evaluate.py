@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from models.recommenders.training import ModelSpec, RecommendConfig
-from pipelines.simulator import SimulationConfig, simulate
+from sources.simulator import SimulationConfig, simulate
 from tests.cli import run_cli
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from features.catalog import StepFile
 from features.columns import Col
 from features.consumer_features import ConsumerCol, consumer_features
 from features.distributor_features import DistributorCol, distributor_features, distributor_monthly
@@ -41,24 +42,9 @@ from models.member_tiers import (
 from models.rfm import RFMCol, rf_grid, score_rfm, segment_summary
 from models.segmentation import SegmentationConfig
 from models.tags import profile_tags
-from pipelines.excel import write_excel_csv
+from reporting.excel import write_excel_csv
 
 logger = logging.getLogger(__name__)
-
-
-class SegmentationFiles:
-    """File names the step writes under its output directory."""
-
-    CONSUMER_TIERS = "consumer_tiers.csv"
-    DISTRIBUTOR_TIERS = "distributor_tiers.csv"
-    DISTRIBUTOR_COACHING = "distributor_coaching.csv"
-    TIER_MIGRATION = "tier_migration.csv"
-    MEMBER_TIERS = "member_tiers.csv"
-    RFM_SEGMENTS = "rfm_segments.csv"
-    RFM_GRID = "rfm_grid.csv"
-    CLUSTER_PROFILES = "cluster_profiles.csv"
-    PROFILE_TAGS = "profile_tags.parquet"
-    DISTRIBUTOR_MONTHLY = "distributor_monthly.parquet"
 
 
 class ExportCol:
@@ -189,8 +175,8 @@ def run_segmentation(
         consumers = consumers.merge(typed, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
     watch.lap("clv")
     paths = _write_consumer_files(consumers, summaries, settings, out_dir)
-    paths[SegmentationFiles.PROFILE_TAGS] = _write_parquet(
-        profile_tags(features, settings.tags), out_dir / SegmentationFiles.PROFILE_TAGS
+    paths[StepFile.PROFILE_TAGS] = _write_parquet(
+        profile_tags(features, settings.tags), out_dir / StepFile.PROFILE_TAGS
     )
     watch.lap("consumer exports and tags")
     distributors = _distributor_files(con, as_of, settings, out_dir)
@@ -241,7 +227,7 @@ def segment_consumers(
     try:
         moved = tier_movement(current, previous, settings.member_tiers)
     except ValueError as error:
-        where = previous_dir / SegmentationFiles.CONSUMER_TIERS if previous_dir else "previous tiers"
+        where = previous_dir / StepFile.CONSUMER_TIERS if previous_dir else "previous tiers"
         raise SiyuError(
             f"{where}: {error}\n  fix: pass --previous with an earlier run made with the same member tiers"
         ) from None
@@ -320,7 +306,7 @@ def read_previous_tiers(previous_dir: Path | None) -> pd.DataFrame | None:
     """The previous run's consumer_tiers.csv (ids and tiers as text), or None without ``previous_dir``."""
     if previous_dir is None:
         return None
-    path = previous_dir / SegmentationFiles.CONSUMER_TIERS
+    path = previous_dir / StepFile.CONSUMER_TIERS
     if not path.is_file():
         raise SiyuError(
             f"{path}: previous consumer tiers not found\n"
@@ -343,21 +329,17 @@ def _write_consumer_files(
     columns = consumer_tier_columns(settings.clv.horizon_days)
     export = consumers.reindex(columns=columns)
     paths = {
-        SegmentationFiles.CONSUMER_TIERS: write_excel_csv(export, out_dir / SegmentationFiles.CONSUMER_TIERS),
-        SegmentationFiles.TIER_MIGRATION: write_excel_csv(
-            summaries.migration, out_dir / SegmentationFiles.TIER_MIGRATION
+        StepFile.CONSUMER_TIERS: write_excel_csv(export, out_dir / StepFile.CONSUMER_TIERS),
+        StepFile.TIER_MIGRATION: write_excel_csv(summaries.migration, out_dir / StepFile.TIER_MIGRATION),
+        StepFile.MEMBER_TIERS: write_excel_csv(
+            tier_benefits(settings.member_tiers), out_dir / StepFile.MEMBER_TIERS
         ),
-        SegmentationFiles.MEMBER_TIERS: write_excel_csv(
-            tier_benefits(settings.member_tiers), out_dir / SegmentationFiles.MEMBER_TIERS
-        ),
-        SegmentationFiles.RFM_SEGMENTS: write_excel_csv(
-            summaries.rfm_segments, out_dir / SegmentationFiles.RFM_SEGMENTS
-        ),
-        SegmentationFiles.RFM_GRID: write_excel_csv(summaries.rfm_grid, out_dir / SegmentationFiles.RFM_GRID),
+        StepFile.RFM_SEGMENTS: write_excel_csv(summaries.rfm_segments, out_dir / StepFile.RFM_SEGMENTS),
+        StepFile.RFM_GRID: write_excel_csv(summaries.rfm_grid, out_dir / StepFile.RFM_GRID),
     }
     if summaries.cluster_profiles is not None:
-        paths[SegmentationFiles.CLUSTER_PROFILES] = write_excel_csv(
-            summaries.cluster_profiles, out_dir / SegmentationFiles.CLUSTER_PROFILES
+        paths[StepFile.CLUSTER_PROFILES] = write_excel_csv(
+            summaries.cluster_profiles, out_dir / StepFile.CLUSTER_PROFILES
         )
     return paths
 
@@ -378,15 +360,9 @@ def _distributor_files(
     export = export[list(DISTRIBUTOR_TIER_COLUMNS)]
     coached = coaching_list(export)
     paths = {
-        SegmentationFiles.DISTRIBUTOR_TIERS: write_excel_csv(
-            export, out_dir / SegmentationFiles.DISTRIBUTOR_TIERS
-        ),
-        SegmentationFiles.DISTRIBUTOR_COACHING: write_excel_csv(
-            coached, out_dir / SegmentationFiles.DISTRIBUTOR_COACHING
-        ),
-        SegmentationFiles.DISTRIBUTOR_MONTHLY: _write_parquet(
-            monthly, out_dir / SegmentationFiles.DISTRIBUTOR_MONTHLY
-        ),
+        StepFile.DISTRIBUTOR_TIERS: write_excel_csv(export, out_dir / StepFile.DISTRIBUTOR_TIERS),
+        StepFile.DISTRIBUTOR_COACHING: write_excel_csv(coached, out_dir / StepFile.DISTRIBUTOR_COACHING),
+        StepFile.DISTRIBUTOR_MONTHLY: _write_parquet(monthly, out_dir / StepFile.DISTRIBUTOR_MONTHLY),
     }
     return _DistributorResult(paths, tier_counts(tiered), len(coached))
 

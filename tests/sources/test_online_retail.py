@@ -21,7 +21,7 @@ from features.contract import CONTRACT, UNKNOWN_CATEGORY, dtype_of
 from features.errors import ContractError
 from features.reader import read_dataset
 from features.store import write_validated
-from pipelines.online_retail import (
+from sources.online_retail import (
     OTHER_CATEGORY,
     OnlineRetailImport,
     Raw,

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from artifact import writer as artifact_module
+from artifact.loader import FORMAT, FORMAT_VERSION, MANIFEST_FILE, Files, sha256_of
+from artifact.writer import build_arrays, write_artifact, write_artifact_from_lists
+from features.catalog import StepFile
 from features.errors import SiyuError
-from pipelines import artifact as artifact_module
-from pipelines.artifact import ListFiles, build_arrays, write_artifact, write_artifact_from_lists
-from pipelines.loader import FORMAT, FORMAT_VERSION, MANIFEST_FILE, Files, sha256_of
 
 META = {"as_of": "2025-03-31", "model_name": "siyu-recommender", "model_version": "3"}
 
@@ -203,29 +204,22 @@ def _manifest(artifact: Path) -> dict:
 
 
 def test_the_recommend_steps_files_give_the_same_artifact(tmp_path: Path) -> None:
-    from pipelines import recommendation
-
     frames = sample_frames()
     lists = tmp_path / "lists"
     lists.mkdir()
     fallback = frames["fallback"]
     files = {
-        ListFiles.CONSUMERS: frames["consumer_lists"],
-        ListFiles.DISTRIBUTORS: frames["distributor_lists"],
-        ListFiles.SIMILAR: frames["similar_items"],
-        ListFiles.FALLBACK_COMMUNITY: fallback[fallback["distributor_id"].notna()],
-        ListFiles.FALLBACK_GLOBAL: fallback[fallback["distributor_id"].isna()].drop(columns="distributor_id"),
+        StepFile.CONSUMER_LISTS: frames["consumer_lists"],
+        StepFile.DISTRIBUTOR_LISTS: frames["distributor_lists"],
+        StepFile.SIMILAR_ITEMS: frames["similar_items"],
+        StepFile.FALLBACK_COMMUNITY: fallback[fallback["distributor_id"].notna()],
+        StepFile.FALLBACK_GLOBAL: fallback[fallback["distributor_id"].isna()].drop(columns="distributor_id"),
     }
     for name, frame in files.items():
         frame.to_parquet(lists / name, index=False)
     from_files = write_artifact_from_lists(lists, tmp_path / "from_files", META, frames["consumer_community"])
     direct = write_sample(tmp_path / "direct")
     assert (from_files / MANIFEST_FILE).read_bytes() == (direct / MANIFEST_FILE).read_bytes()
-    assert ListFiles.CONSUMERS == recommendation.CONSUMER_FILE
-    assert ListFiles.DISTRIBUTORS == recommendation.DISTRIBUTOR_FILE
-    assert ListFiles.SIMILAR == recommendation.SIMILAR_FILE
-    assert ListFiles.FALLBACK_COMMUNITY == recommendation.FALLBACK_COMMUNITY_FILE
-    assert ListFiles.FALLBACK_GLOBAL == recommendation.FALLBACK_GLOBAL_FILE
-    (lists / ListFiles.CONSUMERS).unlink()
+    (lists / StepFile.CONSUMER_LISTS).unlink()
     with pytest.raises(SiyuError, match="consumer_recommendations.parquet: not found"):
         write_artifact_from_lists(lists, tmp_path / "none", META)

@@ -8,23 +8,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.catalog import StepFile
 from models.recommenders import ALSRecommender
 from pipelines.cli import main
 from pipelines.config import NightlyConfig
-from pipelines.recommendation import (
-    CONSUMER_FILE,
-    DISTRIBUTOR_FILE,
-    FALLBACK_COMMUNITY_FILE,
-    FALLBACK_GLOBAL_FILE,
-    OUTREACH_FILE,
-    SIMILAR_FILE,
-    run_recommend,
-)
-from pipelines.simulator import SimulationConfig, simulate
-from pipelines.steps import load_and_validate
+from pipelines.steps.recommend import run_recommend
+from pipelines.steps.validate import load_and_validate
+from sources.simulator import SimulationConfig, simulate
 
 K = 8
-LISTS = (CONSUMER_FILE, DISTRIBUTOR_FILE, OUTREACH_FILE, FALLBACK_COMMUNITY_FILE, FALLBACK_GLOBAL_FILE)
+LISTS = (
+    StepFile.CONSUMER_LISTS,
+    StepFile.DISTRIBUTOR_LISTS,
+    StepFile.OUTREACH,
+    StepFile.FALLBACK_COMMUNITY,
+    StepFile.FALLBACK_GLOBAL,
+)
 
 
 def _als() -> ALSRecommender:
@@ -58,7 +57,7 @@ def _read(outcome, name: str) -> pd.DataFrame:
 
 
 def test_every_known_consumer_gets_k_rows(world: dict) -> None:
-    lists = _read(world["gated"], CONSUMER_FILE)
+    lists = _read(world["gated"], StepFile.CONSUMER_LISTS)
     clean = world["validated"].clean_paths
     known = set(pd.read_parquet(clean["consumers"])["consumer_id"]) | set(
         pd.read_parquet(clean["orders"])["consumer_id"]
@@ -75,8 +74,8 @@ def test_pulled_never_appears_and_warned_moves_down(world: dict) -> None:
     pulled, warned = world["alerts"]["product_id"]
     for name in LISTS:
         assert pulled not in set(_read(world["gated"], name)["product_id"]), name
-    plain = _read(world["plain"], DISTRIBUTOR_FILE)
-    gated = _read(world["gated"], DISTRIBUTOR_FILE)
+    plain = _read(world["plain"], StepFile.DISTRIBUTOR_LISTS)
+    gated = _read(world["gated"], StepFile.DISTRIBUTOR_LISTS)
     assert pulled in set(plain["product_id"])  # the test would be empty otherwise
     rank_plain = plain[plain["product_id"] == warned]["rank"].mean()
     rank_gated = (
@@ -85,8 +84,8 @@ def test_pulled_never_appears_and_warned_moves_down(world: dict) -> None:
         else 99
     )
     assert rank_gated > rank_plain
-    consumer_plain = _read(world["plain"], CONSUMER_FILE)
-    consumer_gated = _read(world["gated"], CONSUMER_FILE)
+    consumer_plain = _read(world["plain"], StepFile.CONSUMER_LISTS)
+    consumer_gated = _read(world["gated"], StepFile.CONSUMER_LISTS)
     assert (consumer_gated["product_id"] == warned).sum() < (consumer_plain["product_id"] == warned).sum()
 
 
@@ -102,7 +101,7 @@ def test_unsellable_products_never_appear(world: dict) -> None:
 
 def test_outputs_are_atomic_and_deterministic(world: dict) -> None:
     assert not list((world["root"] / "gated").glob("*.partial"))
-    similar = _read(world["gated"], SIMILAR_FILE)
+    similar = _read(world["gated"], StepFile.SIMILAR_ITEMS)
     assert list(similar.columns) == ["product_id", "similar_product_id", "score", "rank"]
     again = run_recommend(
         world["validated"].clean_paths,
@@ -114,7 +113,7 @@ def test_outputs_are_atomic_and_deterministic(world: dict) -> None:
         world["root"] / "quality_alerts.csv",
         _als,
     )
-    for name in (*LISTS, SIMILAR_FILE):
+    for name in (*LISTS, StepFile.SIMILAR_ITEMS):
         pd.testing.assert_frame_equal(_read(again, name), _read(world["gated"], name))
 
 
@@ -130,7 +129,7 @@ def test_exclude_purchased_and_category_cap(world: dict) -> None:
         world["root"] / "no_alerts.csv",
         _als,
     )
-    lists = _read(outcome, CONSUMER_FILE)
+    lists = _read(outcome, StepFile.CONSUMER_LISTS)
     orders = pd.read_parquet(world["validated"].clean_paths["orders"])
     bought = orders[orders["status"] == "paid"][["consumer_id", "product_id"]].drop_duplicates()
     assert lists.merge(bought, on=["consumer_id", "product_id"]).empty
@@ -139,7 +138,7 @@ def test_exclude_purchased_and_category_cap(world: dict) -> None:
         lists.assign(category=lists["product_id"].map(products)).groupby(["consumer_id", "category"]).size()
     )
     assert per_category.max() <= 2
-    pushed = _read(outcome, DISTRIBUTOR_FILE)
+    pushed = _read(outcome, StepFile.DISTRIBUTOR_LISTS)
     assert (
         pushed.assign(category=pushed["product_id"].map(products))
         .groupby(["distributor_id", "category"])
@@ -153,8 +152,10 @@ def test_distributor_lists_match_planted_tastes_better_than_global(world: dict) 
     tastes = pd.read_parquet(world["root"] / "data" / "truth" / "community_tastes.parquet")
     planted = tastes.pivot_table(index="distributor_id", columns="category", values="weight", fill_value=0.0)
     products = pd.read_parquet(world["validated"].clean_paths["products"]).set_index("product_id")["category"]
-    pushed = _read(world["plain"], DISTRIBUTOR_FILE)
-    global_list = _read(world["plain"], FALLBACK_GLOBAL_FILE).head(NightlyConfig().lists.distributor_top_n)
+    pushed = _read(world["plain"], StepFile.DISTRIBUTOR_LISTS)
+    global_list = _read(world["plain"], StepFile.FALLBACK_GLOBAL).head(
+        NightlyConfig().lists.distributor_top_n
+    )
 
     def cosine(product_ids: pd.Series, distributor: str) -> float:
         share = (
@@ -179,7 +180,7 @@ def test_cli_recommend_with_quality_dir(world: dict, monkeypatch: pytest.MonkeyP
     quality_dir.mkdir(exist_ok=True)
     world["alerts"].to_csv(quality_dir / "quality_alerts.csv", index=False)
     monkeypatch.setattr(
-        "pipelines.recommendation.fit_production", lambda con, as_of, config, data: _als().fit(data)
+        "pipelines.steps.recommend.fit_production", lambda con, as_of, config, data: _als().fit(data)
     )
     out = world["root"] / "cli"
     args = ["siyu", "recommend", "--data", str(world["root"] / "data"), "--out", str(out), "--k", "5"]
@@ -188,6 +189,6 @@ def test_cli_recommend_with_quality_dir(world: dict, monkeypatch: pytest.MonkeyP
         main()
     assert exit_.value.code in (None, 0)
     assert "recommend as of" in capsys.readouterr().out
-    lists = pd.read_parquet(out / CONSUMER_FILE)
+    lists = pd.read_parquet(out / StepFile.CONSUMER_LISTS)
     assert (lists.groupby("consumer_id").size() == 5).all()
     assert world["alerts"]["product_id"].iloc[0] not in set(lists["product_id"])

@@ -14,21 +14,21 @@ import pytest
 
 pytest.importorskip("models.clv", reason="models/clv.py (the CLV model) is not in the tree yet")
 
+from features.catalog import StepFile
 from features.columns import Col, Table
 from features.errors import SiyuError
 from models.clusters import ClusterConfig
 from models.clv import CLVConfig
 from models.segmentation import SegmentationConfig
 from pipelines.config import NightlyConfig
-from pipelines.excel import write_excel_csv
-from pipelines.segmentation import (
+from pipelines.steps.segment import (
     DISTRIBUTOR_TIER_COLUMNS,
-    SegmentationFiles,
     consumer_tier_columns,
     run_segmentation,
 )
-from pipelines.simulator import SimulationConfig, simulate
-from pipelines.steps import load_and_validate
+from pipelines.steps.validate import load_and_validate
+from reporting.excel import write_excel_csv
+from sources.simulator import SimulationConfig, simulate
 from tests.cli import run_cli
 
 SETTINGS = SegmentationConfig(
@@ -36,14 +36,14 @@ SETTINGS = SegmentationConfig(
     clusters=ClusterConfig(k_min=2, k_max=4, fit_sample=2_000, silhouette_sample=500, n_init=2),
 )
 CSV_FILES = (
-    SegmentationFiles.CONSUMER_TIERS,
-    SegmentationFiles.DISTRIBUTOR_TIERS,
-    SegmentationFiles.DISTRIBUTOR_COACHING,
-    SegmentationFiles.TIER_MIGRATION,
-    SegmentationFiles.RFM_SEGMENTS,
-    SegmentationFiles.RFM_GRID,
-    SegmentationFiles.CLUSTER_PROFILES,
-    SegmentationFiles.MEMBER_TIERS,
+    StepFile.CONSUMER_TIERS,
+    StepFile.DISTRIBUTOR_TIERS,
+    StepFile.DISTRIBUTOR_COACHING,
+    StepFile.TIER_MIGRATION,
+    StepFile.RFM_SEGMENTS,
+    StepFile.RFM_GRID,
+    StepFile.CLUSTER_PROFILES,
+    StepFile.MEMBER_TIERS,
 )
 
 
@@ -71,9 +71,9 @@ def read(path: Path) -> pd.DataFrame:
 
 
 def test_consumer_tiers_one_row_per_consumer_with_documented_columns(validated, first_run: Path) -> None:
-    raw = (first_run / SegmentationFiles.CONSUMER_TIERS).read_bytes()
+    raw = (first_run / StepFile.CONSUMER_TIERS).read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
-    tiers = read(first_run / SegmentationFiles.CONSUMER_TIERS)
+    tiers = read(first_run / StepFile.CONSUMER_TIERS)
     assert tiers.columns.tolist() == consumer_tier_columns(SETTINGS.clv.horizon_days)
     registered = pd.read_parquet(validated.clean_paths[Table.CONSUMERS])[Col.CONSUMER_ID]
     assert tiers[Col.CONSUMER_ID].tolist() == sorted(registered)
@@ -90,13 +90,13 @@ def test_consumer_tiers_one_row_per_consumer_with_documented_columns(validated, 
 
 
 def test_distributor_tiers_sorted_by_rank_with_reasons(first_run: Path) -> None:
-    tiers = read(first_run / SegmentationFiles.DISTRIBUTOR_TIERS)
+    tiers = read(first_run / StepFile.DISTRIBUTOR_TIERS)
     assert tiers.columns.tolist() == list(DISTRIBUTOR_TIER_COLUMNS)
     assert tiers["gmv_rank"].tolist() == list(range(1, len(tiers) + 1))
     assert tiers["gmv_month"].is_monotonic_decreasing
     assert set(tiers["distributor_tier"]) <= {"pillar", "growth", "steady", "long tail", "dormant"}
     assert (tiers["coaching"] == tiers["coaching_reason"].notna()).all()
-    coached = read(first_run / SegmentationFiles.DISTRIBUTOR_COACHING)
+    coached = read(first_run / StepFile.DISTRIBUTOR_COACHING)
     assert len(coached) == int(tiers["coaching"].sum())
 
 
@@ -110,17 +110,17 @@ def test_rerun_is_byte_identical_and_previous_gives_movement(
 
     second = tmp_path / "second"
     outcome = run_segmentation(validated.clean_paths, validated.as_of, SETTINGS, second, first_run)
-    tiers = read(second / SegmentationFiles.CONSUMER_TIERS)
+    tiers = read(second / StepFile.CONSUMER_TIERS)
     assert (tiers["previous_tier"] == tiers["member_tier"]).all() and set(tiers["movement"]) == {"same"}
     assert outcome.movement_counts["same"] == len(tiers)
-    matrix = read(second / SegmentationFiles.TIER_MIGRATION).set_index("previous")
+    matrix = read(second / StepFile.TIER_MIGRATION).set_index("previous")
     assert matrix.loc["(new)", "total"] == 0 and matrix["total"].sum() == len(tiers)
 
 
 def test_movement_up_and_down_against_an_edited_previous_run(
     validated, first_run: Path, tmp_path: Path
 ) -> None:
-    previous = read(first_run / SegmentationFiles.CONSUMER_TIERS)[[Col.CONSUMER_ID, "member_tier"]]
+    previous = read(first_run / StepFile.CONSUMER_TIERS)[[Col.CONSUMER_ID, "member_tier"]]
     newcomer = previous[Col.CONSUMER_ID].iloc[0]
     previous = previous.iloc[1:]  # not there before: "new"
     was_gold = previous["member_tier"] == "gold"  # pretend they were diamond: now "down"
@@ -129,10 +129,10 @@ def test_movement_up_and_down_against_an_edited_previous_run(
     previous.loc[was_gold, "member_tier"] = "diamond"
     previous.loc[was_silver, "member_tier"] = "regular"
     prior_dir = tmp_path / "prior"
-    write_excel_csv(previous, prior_dir / SegmentationFiles.CONSUMER_TIERS)
+    write_excel_csv(previous, prior_dir / StepFile.CONSUMER_TIERS)
     out = tmp_path / "out"
     outcome = run_segmentation(validated.clean_paths, validated.as_of, SETTINGS, out, prior_dir)
-    movement = read(out / SegmentationFiles.CONSUMER_TIERS).set_index(Col.CONSUMER_ID)["movement"]
+    movement = read(out / StepFile.CONSUMER_TIERS).set_index(Col.CONSUMER_ID)["movement"]
     assert movement[newcomer] == "new"
     assert movement[previous.loc[was_gold, Col.CONSUMER_ID]].eq("down").all()
     assert movement[previous.loc[was_silver, Col.CONSUMER_ID]].eq("up").all()
@@ -142,7 +142,7 @@ def test_movement_up_and_down_against_an_edited_previous_run(
         "same": len(previous) - int(was_gold.sum() + was_silver.sum()),
         "new": 1,
     }
-    matrix = read(out / SegmentationFiles.TIER_MIGRATION).set_index("previous")
+    matrix = read(out / StepFile.TIER_MIGRATION).set_index("previous")
     assert (
         matrix.loc["diamond", "gold"] == was_gold.sum()
         and matrix.loc["regular", "silver"] == was_silver.sum()
@@ -153,7 +153,7 @@ def test_previous_run_problems_name_the_file(validated, tmp_path: Path) -> None:
     with pytest.raises(SiyuError, match="consumer_tiers.csv: previous consumer tiers not found"):
         run_segmentation(validated.clean_paths, validated.as_of, SETTINGS, tmp_path / "o", tmp_path)
     bad = pd.DataFrame({Col.CONSUMER_ID: ["C1"], "member_tier": ["platinum"]})
-    write_excel_csv(bad, tmp_path / "bad" / SegmentationFiles.CONSUMER_TIERS)
+    write_excel_csv(bad, tmp_path / "bad" / StepFile.CONSUMER_TIERS)
     with pytest.raises(SiyuError, match=r"bad/consumer_tiers.csv: .*'platinum'.*\n  fix:"):
         run_segmentation(validated.clean_paths, validated.as_of, SETTINGS, tmp_path / "o", tmp_path / "bad")
 
@@ -185,10 +185,10 @@ def test_formula_like_text_is_neutralised(tmp_path: Path) -> None:
         frame.to_parquet(paths[table], index=False)
     outcome = run_segmentation(paths, date(2025, 3, 31), SETTINGS, tmp_path / "out", None)
     assert outcome.clusters is None  # two buyers are too few to cluster
-    tiers = read(tmp_path / "out" / SegmentationFiles.CONSUMER_TIERS)
+    tiers = read(tmp_path / "out" / StepFile.CONSUMER_TIERS)
     assert tiers[Col.CONSUMER_ID].tolist() == ["'+C2", "C1"]
     assert set(tiers["top_category"]) == {"'=HYPERLINK(1)"}
-    distributors = read(tmp_path / "out" / SegmentationFiles.DISTRIBUTOR_TIERS)
+    distributors = read(tmp_path / "out" / StepFile.DISTRIBUTOR_TIERS)
     assert "'@D1" in set(distributors[Col.DISTRIBUTOR_ID])
 
 
@@ -197,7 +197,7 @@ def test_clv_columns_are_filled(validated, tmp_path: Path) -> None:
     settings = SETTINGS.model_copy(update={"clv": CLVConfig()})
     out = tmp_path / "clv"
     outcome = run_segmentation(validated.clean_paths, validated.as_of, settings, out, None)
-    tiers = read(out / SegmentationFiles.CONSUMER_TIERS)
+    tiers = read(out / StepFile.CONSUMER_TIERS)
     buyers = tiers[tiers["frequency"] > 0]
     horizon = settings.clv.horizon_days
     assert buyers[f"expected_purchases_{horizon}d"].notna().mean() > 0.9
@@ -232,7 +232,7 @@ def test_segment_command_end_to_end(data_dir: Path, tmp_path: Path, monkeypatch,
     )
     printed = capsys.readouterr().out
     assert "segmentation as of" in printed and "member tiers: regular=" in printed
-    assert (first / SegmentationFiles.CONSUMER_TIERS).is_file() and (first / "validated" / "clean").is_dir()
+    assert (first / StepFile.CONSUMER_TIERS).is_file() and (first / "validated" / "clean").is_dir()
     args = ["segment", "--data", str(data_dir), "--out", str(second), "--config", str(config)]
     assert run_cli(monkeypatch, *args, "--previous", str(first)) == 0
     assert "movement: up=0, down=0, same=800, new=0" in capsys.readouterr().out

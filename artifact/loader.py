@@ -2,10 +2,10 @@
 
 A backend can vendor this file as it is: it imports only the standard library, numpy and
 pyarrow, never pandas or the rest of the pipeline. The artifact it reads is the directory
-``pipelines.artifact.write_artifact`` writes (``exports/current/artifact/``; format in
+``artifact.writer.write_artifact`` writes (``exports/current/artifact/``; format in
 docs/artifact.md)::
 
-    from loader import load            # or: from pipelines.loader import load
+    from loader import load            # or: from artifact.loader import load
 
     recommender = load("exports/current/artifact")    # checks every file's SHA-256 once
     recommender.recommend("C000123", k=10, exclude={"P42"})

@@ -1,7 +1,7 @@
 """Write the backend artifact: the nightly lists as NumPy arrays, id maps and a manifest, no pickle.
 
 ``write_artifact`` takes plain pandas frames, so it does not matter which model produced
-the lists, and writes one self-contained directory that ``pipelines.loader`` (numpy and
+the lists, and writes one self-contained directory that ``artifact.loader`` (numpy and
 pyarrow only) serves. Layout, dtypes and the fallback rules are documented in
 docs/artifact.md; in short::
 
@@ -37,25 +37,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from artifact.loader import FORMAT, FORMAT_VERSION, ID_COLUMN, MANIFEST_FILE, Files, sha256_of
+from features.catalog import StepFile
 from features.columns import Col
 from features.errors import SiyuError
+from features.files import move_into_place
 from models.recommenders.base import RecCol
-from pipelines.loader import FORMAT, FORMAT_VERSION, ID_COLUMN, MANIFEST_FILE, Files, sha256_of
-from pipelines.publish import move_into_place
 
 logger = logging.getLogger(__name__)
 
 PAD_ITEM = -1
-
-
-class ListFiles:
-    """The recommend step's list files, as ``pipelines.recommendation`` writes them."""
-
-    CONSUMERS = "consumer_recommendations.parquet"
-    DISTRIBUTORS = "distributor_recommendations.parquet"
-    SIMILAR = "similar_items.parquet"
-    FALLBACK_COMMUNITY = "fallback_community.parquet"
-    FALLBACK_GLOBAL = "fallback_global.parquet"
 
 
 @dataclass(frozen=True)
@@ -126,9 +117,9 @@ def write_artifact_from_lists(
     ``consumer_community``: ``consumer_id, distributor_id`` (e.g. ``consumer_tiers.csv``'s
     ``home_distributor_id`` renamed), so that consumers get their community list on top-ups.
     """
-    consumers = _read_lists(lists_dir / ListFiles.CONSUMERS, required=True)
-    community = _read_lists(lists_dir / ListFiles.FALLBACK_COMMUNITY)
-    global_list = _read_lists(lists_dir / ListFiles.FALLBACK_GLOBAL)
+    consumers = _read_lists(lists_dir / StepFile.CONSUMER_LISTS, required=True)
+    community = _read_lists(lists_dir / StepFile.FALLBACK_COMMUNITY)
+    global_list = _read_lists(lists_dir / StepFile.FALLBACK_GLOBAL)
     fallback = None
     if community is not None or global_list is not None:
         parts = [part for part in (community, global_list) if part is not None]
@@ -138,8 +129,8 @@ def write_artifact_from_lists(
     return write_artifact(
         out_dir,
         consumers,
-        _read_lists(lists_dir / ListFiles.DISTRIBUTORS),
-        _read_lists(lists_dir / ListFiles.SIMILAR),
+        _read_lists(lists_dir / StepFile.DISTRIBUTOR_LISTS),
+        _read_lists(lists_dir / StepFile.SIMILAR_ITEMS),
         fallback,
         consumer_community,
         meta,

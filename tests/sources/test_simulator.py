@@ -15,8 +15,8 @@ from features.columns import Col, EventType, OrderStatus, Table
 from features.contract import CONTRACT, dtype_of
 from features.reader import read_dataset
 from features.store import write_validated
-from pipelines import simulator
-from pipelines.simulator import CATEGORIES, TRUTH_DIR, SimulationConfig, SimulationSummary, Truth, simulate
+from sources import simulator
+from sources.simulator import CATEGORIES, TRUTH_DIR, SimulationConfig, SimulationSummary, Truth, simulate
 
 SMALL = SimulationConfig(consumers=3_000, distributors=60, products=500, days=365, seed=7)
 TINY = SimulationConfig(consumers=400, distributors=12, products=120, days=60, seed=3)

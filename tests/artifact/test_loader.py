@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines import loader
-from pipelines.loader import MANIFEST_FILE, ArtifactError, Files, Recommendation, Source, load
-from tests.pipelines.test_artifact import sample_frames, write_sample
+from artifact import loader
+from artifact.loader import MANIFEST_FILE, ArtifactError, Files, Recommendation, Source, load
+from tests.artifact.test_writer import sample_frames, write_sample
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ FORBIDDEN += ("pandera", "pydantic", "yaml", "pymc_marketing", "features", "mode
 @pytest.mark.parametrize("how", ["package", "vendored file"])
 def test_the_loader_needs_only_numpy_and_pyarrow(artifact: Path, how: str) -> None:
     imported = (
-        "from pipelines.loader import load"
+        "from artifact.loader import load"
         if how == "package"
         else textwrap.dedent(f"""
             import importlib.util

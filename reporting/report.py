@@ -31,24 +31,16 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from features.catalog import RunFile, StepFile
 from features.columns import Col
 from models.distributor_tiers import TIERS as DISTRIBUTOR_TIERS
 from models.distributor_tiers import DistributorTierCol
 from models.member_tiers import TierCol
 from models.quality import LEVELS, QualityCol
 from models.rfm import RFMCol
-from pipelines.segmentation import SegmentationFiles
-from pipelines.steps import QUALITY_ALERTS_FILE, QUALITY_SUPPLIERS_FILE
 
 logger = logging.getLogger(__name__)
 
-REPORT_FILE = "report.html"
-MANIFEST_FILE = "manifest.json"
-# Written by steps whose modules pull heavy dependencies; spelled as those steps write them
-# (tests/pipelines/test_report.py checks they agree with pipelines.recommendation).
-EVALUATION_FILE = "evaluation.json"
-CONSUMER_LISTS_FILE = "consumer_recommendations.parquet"
-DISTRIBUTOR_LISTS_FILE = "distributor_recommendations.parquet"
 # Models counted as baselines when the evaluation compares the production model with them.
 BASELINE_MODELS = ("repeat", "popularity_global", "popularity_category", "popularity_community")
 NOT_PRODUCED = "not produced in this run"
@@ -116,7 +108,7 @@ def write_report(
     ``manifest.json`` says, when it has one.
     """
     files = RunFiles(run_dir)
-    manifest = files.json(MANIFEST_FILE) if files.has(MANIFEST_FILE) else {}
+    manifest = files.json(RunFile.MANIFEST) if files.has(RunFile.MANIFEST) else {}
     as_of_text = str(as_of or manifest.get("as_of") or _month_of(files) or "unknown date")
     info = dict(run_info if run_info is not None else manifest.get("run", {}))
     sections = [build(files) for build in SECTIONS]
@@ -194,7 +186,7 @@ def _section(anchor: str, title: str, needs: str) -> Callable[[Callable[[RunFile
 @_section("segments", "Segment sizes", "the segmentation step")
 def segments_section(files: RunFiles) -> str:
     """RFM segments (rfm_segments.csv) and member tiers (consumer_tiers.csv), as bars."""
-    segments = files.csv(SegmentationFiles.RFM_SEGMENTS)
+    segments = files.csv(StepFile.RFM_SEGMENTS)
     rows = [
         (s[RFMCol.SEGMENT], s["consumers"], [_num(s["mean_recency_days"], 0), _num(s["mean_orders"], 1),
                                             _money(s["mean_monetary"])])
@@ -206,8 +198,8 @@ def segments_section(files: RunFiles) -> str:
         "means are over the segment's consumers.</p>",
         _bar_table("RFM segment", rows, total, ["mean recency (days)", "mean orders", "mean spend"]),
     ]
-    if files.has(SegmentationFiles.CONSUMER_TIERS):
-        tiers = files.csv(SegmentationFiles.CONSUMER_TIERS, [TierCol.MEMBER_TIER])[TierCol.MEMBER_TIER]
+    if files.has(StepFile.CONSUMER_TIERS):
+        tiers = files.csv(StepFile.CONSUMER_TIERS, [TierCol.MEMBER_TIER])[TierCol.MEMBER_TIER]
         order = _tier_order(files, tiers)
         counts = tiers.value_counts()
         tier_rows = [(tier, int(counts.get(tier, 0)), []) for tier in order]
@@ -218,7 +210,7 @@ def segments_section(files: RunFiles) -> str:
 @_section("migration", "Member-tier migration", "the segmentation step")
 def migration_section(files: RunFiles) -> str:
     """Consumers from each previous tier (rows) to each current tier (columns)."""
-    matrix = files.csv(SegmentationFiles.TIER_MIGRATION).set_index(TierCol.PREVIOUS)
+    matrix = files.csv(StepFile.TIER_MIGRATION).set_index(TierCol.PREVIOUS)
     current = [c for c in matrix.columns if c != TierCol.TOTAL]
     moved = matrix.drop(index="(new)", errors="ignore")[current].to_numpy().sum()
     note = (
@@ -246,7 +238,7 @@ def migration_section(files: RunFiles) -> str:
 @_section("rfm", "RFM heat map (recency × frequency)", "the segmentation step")
 def rfm_section(files: RunFiles) -> str:
     """Buyers per (R, F) cell, R = 5 (most recent) on top, F = 5 (most frequent) on the right."""
-    grid = files.csv(SegmentationFiles.RFM_GRID)
+    grid = files.csv(StepFile.RFM_GRID)
     counts = grid.pivot_table(index=RFMCol.R_SCORE, columns=RFMCol.F_SCORE, values="consumers", aggfunc="sum")
     names = grid.set_index([RFMCol.R_SCORE, RFMCol.F_SCORE])[RFMCol.SEGMENT]
     spend = grid.set_index([RFMCol.R_SCORE, RFMCol.F_SCORE])["mean_monetary"]
@@ -275,11 +267,11 @@ def rfm_section(files: RunFiles) -> str:
 @_section("clv", "Customer lifetime value", "the segmentation step (CLV on)")
 def clv_section(files: RunFiles) -> str:
     """Distribution of expected spend over the CLV horizon (consumer_tiers.csv), by member tier."""
-    columns = files.columns(SegmentationFiles.CONSUMER_TIERS)
+    columns = files.columns(StepFile.CONSUMER_TIERS)
     value_column = next((c for c in columns if c.startswith("expected_value_")), None)
     if value_column is None:
-        raise _Missing(f"{SegmentationFiles.CONSUMER_TIERS} column expected_value_<days>d")
-    frame = files.csv(SegmentationFiles.CONSUMER_TIERS, [value_column, TierCol.MEMBER_TIER, "frequency"])
+        raise _Missing(f"{StepFile.CONSUMER_TIERS} column expected_value_<days>d")
+    frame = files.csv(StepFile.CONSUMER_TIERS, [value_column, TierCol.MEMBER_TIER, "frequency"])
     values = frame[value_column].dropna()
     if values.empty:
         return f"<p>CLV was not estimated for any consumer ({_e(value_column)} is empty).</p>"
@@ -311,7 +303,7 @@ def clv_section(files: RunFiles) -> str:
 @_section("distributors", "Distributor tiers", "the segmentation step")
 def distributors_section(files: RunFiles) -> str:
     """Distributors per tier with their GMV, and the top distributors of the month."""
-    frame = files.csv(SegmentationFiles.DISTRIBUTOR_TIERS)
+    frame = files.csv(StepFile.DISTRIBUTOR_TIERS)
     tier = DistributorTierCol.TIER
     month = str(frame["month"].iloc[0]) if len(frame) else "?"
     grouped = frame.groupby(tier).agg(
@@ -347,7 +339,7 @@ def distributors_section(files: RunFiles) -> str:
 @_section("recommenders", "Recommenders against the baselines", "the evaluation step")
 def recommenders_section(files: RunFiles) -> str:
     """Every model × protocol from the evaluation JSON; baselines marked, lift over the best baseline."""
-    report = files.json(EVALUATION_FILE)
+    report = files.json(StepFile.EVALUATION)
     results = pd.DataFrame(report["results"] if isinstance(report, dict) else report)
     k = report.get("k", "k") if isinstance(report, dict) else "k"
     production = report.get("production") if isinstance(report, dict) else None
@@ -371,7 +363,7 @@ def recommenders_section(files: RunFiles) -> str:
 @_section("quality", "Product quality alerts", "the quality gate")
 def quality_section(files: RunFiles) -> str:
     """Products per level, what changed since the last run, and the worst products now."""
-    alerts = files.csv(QUALITY_ALERTS_FILE)
+    alerts = files.csv(StepFile.QUALITY_ALERTS)
     level = QualityCol.LEVEL
     counts = alerts[level].value_counts()
     rows = [(name, int(counts.get(name, 0)), []) for name in reversed(LEVELS)]
@@ -389,8 +381,8 @@ def quality_section(files: RunFiles) -> str:
         QualityCol.CHANGE, QualityCol.SINCE,
     ]  # fmt: skip
     suppliers = ""
-    if files.has(QUALITY_SUPPLIERS_FILE):
-        n = len(files.csv(QUALITY_SUPPLIERS_FILE))
+    if files.has(StepFile.QUALITY_SUPPLIERS):
+        n = len(files.csv(StepFile.QUALITY_SUPPLIERS))
         who = "No supplier has" if n == 0 else ("1 supplier has" if n == 1 else f"{_int(n)} suppliers have")
         suppliers = f" {who} two or more products at warning or pulled."
     worst_html = (
@@ -446,7 +438,7 @@ def summary_markdown(run_dir: Path) -> str:
 
 
 def _segment_headlines(files: RunFiles) -> dict[str, str]:
-    segments = files.csv(SegmentationFiles.RFM_SEGMENTS)
+    segments = files.csv(StepFile.RFM_SEGMENTS)
     largest = segments.sort_values("consumers", ascending=False).iloc[0]
     return {
         "consumers": _plain_int(segments["consumers"].sum()),
@@ -456,15 +448,13 @@ def _segment_headlines(files: RunFiles) -> dict[str, str]:
 
 
 def _tier_headlines(files: RunFiles) -> dict[str, str]:
-    tiers = files.csv(SegmentationFiles.CONSUMER_TIERS, [TierCol.MEMBER_TIER])[TierCol.MEMBER_TIER]
+    tiers = files.csv(StepFile.CONSUMER_TIERS, [TierCol.MEMBER_TIER])[TierCol.MEMBER_TIER]
     counts = tiers.value_counts()
     return {str(t): _plain_int(counts.get(t, 0)) for t in _tier_order(files, tiers)}
 
 
 def _distributor_headlines(files: RunFiles) -> dict[str, str]:
-    frame = files.csv(
-        SegmentationFiles.DISTRIBUTOR_TIERS, [DistributorTierCol.TIER, DistributorTierCol.COACHING]
-    )
+    frame = files.csv(StepFile.DISTRIBUTOR_TIERS, [DistributorTierCol.TIER, DistributorTierCol.COACHING])
     counts = frame[DistributorTierCol.TIER].value_counts()
     values = {t: _plain_int(counts.get(t, 0)) for t in DISTRIBUTOR_TIERS if t in counts}
     values["coaching list"] = _plain_int(_true_count(frame[DistributorTierCol.COACHING]))
@@ -472,7 +462,7 @@ def _distributor_headlines(files: RunFiles) -> dict[str, str]:
 
 
 def _recommender_headlines(files: RunFiles) -> dict[str, str]:
-    report = files.json(EVALUATION_FILE)
+    report = files.json(StepFile.EVALUATION)
     results = pd.DataFrame(report["results"] if isinstance(report, dict) else report)
     values = {}
     for protocol, table in results.groupby("protocol", sort=False):
@@ -487,7 +477,7 @@ def _recommender_headlines(files: RunFiles) -> dict[str, str]:
 
 
 def _quality_headlines(files: RunFiles) -> dict[str, str]:
-    counts = files.csv(QUALITY_ALERTS_FILE, [QualityCol.LEVEL])[QualityCol.LEVEL].value_counts()
+    counts = files.csv(StepFile.QUALITY_ALERTS, [QualityCol.LEVEL])[QualityCol.LEVEL].value_counts()
     return {level: _plain_int(counts.get(level, 0)) for level in LEVELS}
 
 
@@ -589,7 +579,7 @@ def _metrics_table(table: pd.DataFrame, production: str | None) -> str:
 
 def _lists_paragraph(files: RunFiles) -> str:
     parts = []
-    for name, who in ((CONSUMER_LISTS_FILE, "consumer"), (DISTRIBUTOR_LISTS_FILE, "distributor")):
+    for name, who in ((StepFile.CONSUMER_LISTS, "consumer"), (StepFile.DISTRIBUTOR_LISTS, "distributor")):
         if files.has(name):
             parts.append(f"{_int(files.parquet_rows(name))} {who} list rows ({_e(name)})")
     if not parts:
@@ -709,18 +699,16 @@ def _true_count(values: pd.Series) -> int:
 
 def _tier_order(files: RunFiles, tiers: pd.Series) -> list[str]:
     """Member tiers lowest first as configured (member_tiers.csv), else by count."""
-    if files.has(SegmentationFiles.MEMBER_TIERS):
-        configured = files.csv(SegmentationFiles.MEMBER_TIERS, [TierCol.MEMBER_TIER])[
-            TierCol.MEMBER_TIER
-        ].tolist()
+    if files.has(StepFile.MEMBER_TIERS):
+        configured = files.csv(StepFile.MEMBER_TIERS, [TierCol.MEMBER_TIER])[TierCol.MEMBER_TIER].tolist()
         return configured + sorted(set(tiers.dropna()) - set(configured))
     return tiers.value_counts().index.tolist()
 
 
 def _month_of(files: RunFiles) -> str | None:
-    if not files.has(SegmentationFiles.DISTRIBUTOR_TIERS):
+    if not files.has(StepFile.DISTRIBUTOR_TIERS):
         return None
-    months = files.csv(SegmentationFiles.DISTRIBUTOR_TIERS, ["month"])["month"]
+    months = files.csv(StepFile.DISTRIBUTOR_TIERS, ["month"])["month"]
     return f"month {months.iloc[0]}" if len(months) else None
 
 

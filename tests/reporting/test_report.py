@@ -9,11 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines import report
-from pipelines.excel import write_excel_csv
-from pipelines.report import NOT_PRODUCED, summary_markdown, summary_table, write_report
-from pipelines.segmentation import SegmentationFiles
-from pipelines.steps import QUALITY_ALERTS_FILE, QUALITY_SUPPLIERS_FILE
+from features.catalog import RunFile, StepFile
+from reporting.excel import write_excel_csv
+from reporting.report import NOT_PRODUCED, summary_markdown, summary_table, write_report
 
 TITLES = (
     "Segment sizes",
@@ -39,7 +37,7 @@ def write_run(run_dir: Path, first_run: bool = False) -> Path:
                 "mean_monetary": [1500.0, 80.0, 0.0],
             }
         ),
-        run_dir / SegmentationFiles.RFM_SEGMENTS,
+        run_dir / StepFile.RFM_SEGMENTS,
     )
     grid = [(r, f) for r in range(5, 0, -1) for f in range(5, 0, -1)]
     write_excel_csv(
@@ -53,7 +51,7 @@ def write_run(run_dir: Path, first_run: bool = False) -> Path:
                 "mean_monetary": 10.0,
             }
         ),
-        run_dir / SegmentationFiles.RFM_GRID,
+        run_dir / StepFile.RFM_GRID,
     )
     write_excel_csv(
         pd.DataFrame(
@@ -64,11 +62,11 @@ def write_run(run_dir: Path, first_run: bool = False) -> Path:
                 "total": [0, 0, 6] if first_run else [2, 2, 2],
             }
         ),
-        run_dir / SegmentationFiles.TIER_MIGRATION,
+        run_dir / StepFile.TIER_MIGRATION,
     )
     write_excel_csv(
         pd.DataFrame({"member_tier": ["regular", "gold"], "min_spend": [0, 2000], "min_orders": [0, 6]}),
-        run_dir / SegmentationFiles.MEMBER_TIERS,
+        run_dir / StepFile.MEMBER_TIERS,
     )
     write_excel_csv(
         pd.DataFrame(
@@ -79,7 +77,7 @@ def write_run(run_dir: Path, first_run: bool = False) -> Path:
                 "expected_value_90d": [900.0, 450.5, 120.0, 3.0, 0.2, None],
             }
         ),
-        run_dir / SegmentationFiles.CONSUMER_TIERS,
+        run_dir / StepFile.CONSUMER_TIERS,
     )
     write_excel_csv(
         pd.DataFrame(
@@ -96,7 +94,7 @@ def write_run(run_dir: Path, first_run: bool = False) -> Path:
                 "coaching": [True, False, False],
             }
         ),
-        run_dir / SegmentationFiles.DISTRIBUTOR_TIERS,
+        run_dir / StepFile.DISTRIBUTOR_TIERS,
     )
     write_excel_csv(
         pd.DataFrame(
@@ -114,16 +112,18 @@ def write_run(run_dir: Path, first_run: bool = False) -> Path:
                 "since": "2025-03-31",
             }
         ),
-        run_dir / QUALITY_ALERTS_FILE,
+        run_dir / StepFile.QUALITY_ALERTS,
     )
-    write_excel_csv(pd.DataFrame({"supplier_id": ["S1"], "products": [2]}), run_dir / QUALITY_SUPPLIERS_FILE)
+    write_excel_csv(
+        pd.DataFrame({"supplier_id": ["S1"], "products": [2]}), run_dir / StepFile.QUALITY_SUPPLIERS
+    )
     results = [
         {"model": model, "protocol": protocol, "consumers": 50, "ndcg": ndcg, "recall": 0.2, "precision": 0.1}
         for protocol in ("all_items", "new_items")
         for model, ndcg in (("ranker", 0.30), ("als", 0.18), ("popularity_global", 0.20), ("repeat", 0.25))
     ]
     evaluation = {"cutoff": "2025-03-01", "test_end": "2025-03-31", "k": 10, "results": results}
-    (run_dir / report.EVALUATION_FILE).write_text(json.dumps(evaluation), encoding="utf-8")
+    (run_dir / StepFile.EVALUATION).write_text(json.dumps(evaluation), encoding="utf-8")
     return run_dir
 
 
@@ -167,7 +167,7 @@ def test_absent_files_are_reported_not_fatal(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     write_excel_csv(
-        pd.read_csv(write_run(tmp_path / "full") / QUALITY_ALERTS_FILE), run / QUALITY_ALERTS_FILE
+        pd.read_csv(write_run(tmp_path / "full") / StepFile.QUALITY_ALERTS), run / StepFile.QUALITY_ALERTS
     )
     text = write_report(run, tmp_path / "report.html").read_text(encoding="utf-8")
     assert text.count(f"{NOT_PRODUCED} (no ") == len(TITLES) - 1
@@ -184,7 +184,7 @@ def test_the_same_files_give_the_same_page(tmp_path: Path) -> None:
 def test_run_facts_come_from_the_export_manifest(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run")
     manifest = {"as_of": "2025-03-31", "run": {"mlflow_run_id": "abc123", "model_version": "4"}}
-    (run / report.MANIFEST_FILE).write_text(json.dumps(manifest))
+    (run / RunFile.MANIFEST).write_text(json.dumps(manifest))
     text = write_report(run, tmp_path / "report.html").read_text(encoding="utf-8")
     assert "siyu nightly run — 2025-03-31" in text and "abc123" in text
 
@@ -202,11 +202,3 @@ def test_summaries_for_prefect(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     assert {r["value"] for r in summary_table(empty)} == {NOT_PRODUCED}
-
-
-def test_file_names_agree_with_the_steps_that_write_them() -> None:
-    from pipelines import flow, recommendation
-
-    assert report.CONSUMER_LISTS_FILE == recommendation.CONSUMER_FILE
-    assert report.DISTRIBUTOR_LISTS_FILE == recommendation.DISTRIBUTOR_FILE
-    assert report.REPORT_FILE == flow.REPORT_HTML

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from features.catalog import StepFile
 from features.columns import Col, Table
 from features.engine import connect, has_table
 from features.errors import SiyuError
@@ -67,12 +68,6 @@ from pipelines.config import NightlyConfig
 
 logger = logging.getLogger(__name__)
 
-CONSUMER_FILE = "consumer_recommendations.parquet"
-DISTRIBUTOR_FILE = "distributor_recommendations.parquet"
-OUTREACH_FILE = "distributor_outreach.parquet"
-SIMILAR_FILE = "similar_items.parquet"
-FALLBACK_COMMUNITY_FILE = "fallback_community.parquet"
-FALLBACK_GLOBAL_FILE = "fallback_global.parquet"
 REASON = "reason"
 CONSUMER_COLUMNS: tuple[str, ...] = (RecCol.CONSUMER_ID, RecCol.PRODUCT_ID, RecCol.RANK, RecCol.SCORE, REASON)
 SIMILAR_DEPTH = 20
@@ -133,16 +128,18 @@ def run_recommend(
     fallback = build_fallback_lists(data, filters, depth=3 * k, window_days=lists.fallback_window_days)
     paths: dict[str, Path] = {}
     consumers, from_fallback = _write_consumer_lists(
-        model, data, homes, k, fallback, filters, out_dir / CONSUMER_FILE
+        model, data, homes, k, fallback, filters, out_dir / StepFile.CONSUMER_LISTS
     )
-    paths[CONSUMER_FILE] = out_dir / CONSUMER_FILE
+    paths[StepFile.CONSUMER_LISTS] = out_dir / StepFile.CONSUMER_LISTS
     pushed, outreach = _distributor_lists(con, as_of, model, data, homes, filters, config)
-    paths[DISTRIBUTOR_FILE] = _write_parquet(pushed, out_dir / DISTRIBUTOR_FILE)
-    paths[OUTREACH_FILE] = _write_parquet(outreach, out_dir / OUTREACH_FILE)
+    paths[StepFile.DISTRIBUTOR_LISTS] = _write_parquet(pushed, out_dir / StepFile.DISTRIBUTOR_LISTS)
+    paths[StepFile.OUTREACH] = _write_parquet(outreach, out_dir / StepFile.OUTREACH)
     similar = model.similar_items(data.product_ids, SIMILAR_DEPTH)
-    paths[SIMILAR_FILE] = _write_parquet(similar, out_dir / SIMILAR_FILE)
-    paths[FALLBACK_COMMUNITY_FILE] = _write_parquet(fallback.community, out_dir / FALLBACK_COMMUNITY_FILE)
-    paths[FALLBACK_GLOBAL_FILE] = _write_parquet(fallback.global_, out_dir / FALLBACK_GLOBAL_FILE)
+    paths[StepFile.SIMILAR_ITEMS] = _write_parquet(similar, out_dir / StepFile.SIMILAR_ITEMS)
+    paths[StepFile.FALLBACK_COMMUNITY] = _write_parquet(
+        fallback.community, out_dir / StepFile.FALLBACK_COMMUNITY
+    )
+    paths[StepFile.FALLBACK_GLOBAL] = _write_parquet(fallback.global_, out_dir / StepFile.FALLBACK_GLOBAL)
     seconds = time.perf_counter() - started
     logger.info(
         "recommend: %d consumers (%d from the fallback chain), %.1fs", consumers, from_fallback, seconds
@@ -181,7 +178,7 @@ def _alerts(
         )
         return assess(con, as_of, config.quality).alerts
     if path.is_dir():
-        path = path / "quality_alerts.csv"
+        path = path / StepFile.QUALITY_ALERTS
     if not path.is_file():
         raise SiyuError(
             f"{path}: quality alerts not found\n"

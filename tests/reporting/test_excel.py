@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.excel import write_excel_csv
+from reporting.excel import write_excel_csv
 
 
 def test_bom_injection_safety_and_fixed_order(tmp_path: Path) -> None:

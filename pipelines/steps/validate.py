@@ -1,7 +1,8 @@
-"""The pipeline's steps as plain functions over paths: what the CLI commands and the flow call.
+"""The validate step: find the data (or simulate the demo), validate it, write clean tables.
 
-Each step reads its inputs from disk, calls the pure core in ``features``/``models`` and
-writes its outputs, returning paths and small summaries (never large frames).
+Like every module in ``pipelines.steps``, a plain function over paths that the CLI commands
+and the flow call: it reads its inputs from disk, calls the pure core and writes its outputs,
+returning paths and small summaries (never large frames).
 """
 
 from __future__ import annotations
@@ -11,18 +12,12 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import pandas as pd
-
 from features.columns import Table
-from features.engine import connect
-from features.errors import SiyuError
 from features.reader import read_dataset
 from features.store import clean_path, write_validated
 from features.validate import ValidationResult, check_quarantine_limits, latest_order_date
-from models.quality import LEVELS, assess
 from pipelines.config import NightlyConfig
-from pipelines.excel import write_excel_csv
-from pipelines.simulator import simulate
+from sources.simulator import simulate
 
 logger = logging.getLogger(__name__)
 
@@ -65,36 +60,3 @@ def load_and_validate(data_dir: Path, as_of: date | None, config: NightlyConfig,
     clean_paths = {report.table: clean_path(out_dir, report.table) for report in result.reports}
     check_quarantine_limits(result, config.validation)
     return Validated(as_of, out_dir, clean_paths, result)
-
-
-QUALITY_ALERTS_FILE = "quality_alerts.csv"
-QUALITY_SUPPLIERS_FILE = "quality_suppliers.csv"
-
-
-@dataclass(frozen=True)
-class QualityOutcome:
-    """Where the quality gate wrote its files, and how many products sit at each level."""
-
-    alerts_path: Path
-    suppliers_path: Path
-    level_counts: dict[str, int]
-
-
-def run_quality(
-    clean_paths: dict[str, Path], as_of: date, config: NightlyConfig, out_dir: Path, previous_dir: Path | None
-) -> QualityOutcome:
-    """Grade every product, carry the previous run's levels forward, write the Excel CSVs."""
-    previous = None
-    if previous_dir is not None:
-        previous_file = previous_dir / QUALITY_ALERTS_FILE
-        if not previous_file.is_file():
-            raise SiyuError(
-                f"{previous_file}: previous quality alerts not found\n"
-                "  fix: pass --previous with the output directory of an earlier run"
-            )
-        previous = pd.read_csv(previous_file, encoding="utf-8-sig", dtype=str)
-    report = assess(connect(clean_paths), as_of, config.quality, previous)
-    alerts_path = write_excel_csv(report.alerts, out_dir / QUALITY_ALERTS_FILE)
-    suppliers_path = write_excel_csv(report.suppliers, out_dir / QUALITY_SUPPLIERS_FILE)
-    counts = report.alerts["level"].value_counts()
-    return QualityOutcome(alerts_path, suppliers_path, {level: int(counts.get(level, 0)) for level in LEVELS})
