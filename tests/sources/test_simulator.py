@@ -63,7 +63,7 @@ def test_a_failed_run_leaves_no_file_under_a_final_name(
     def broken_chunk(*args: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(simulator, "_simulate_chunk", broken_chunk)
+    monkeypatch.setattr(simulator, "simulate_chunk", broken_chunk)
     with pytest.raises(RuntimeError, match="disk full"):
         simulate(tmp_path, TINY)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
