@@ -22,7 +22,7 @@ from sources.simulator.world import World
 
 _EXTRA_LINES_PER_BASKET = 0.8  # extra lines drawn per basket (Poisson), before de-duplication
 _CANDIDATES = 4  # products drawn by popularity per line, then chosen among by the consumer
-ALTERNATIVES = 2  # candidates not chosen that the consumer may have viewed
+_ALTERNATIVES = 2  # candidates not chosen that the consumer may have viewed
 _REPEAT_START, _REPEAT_AGAIN = 0.25, 0.55  # chance a consumable line is bought again, and again
 
 
@@ -148,7 +148,7 @@ def _choose_products(
     chosen = np.argmax(utility, axis=1)
     rows = np.arange(n)
     product = candidates[rows, chosen]
-    others = (chosen[:, None] + np.arange(1, ALTERNATIVES + 1)) % _CANDIDATES
+    others = (chosen[:, None] + np.arange(1, _ALTERNATIVES + 1)) % _CANDIDATES
     alternative = candidates[rows[:, None], others]
     return product, np.where(alternative == product[:, None], -1, alternative)
 
@@ -240,6 +240,6 @@ def _append_single_lines(
     merged_lines = Lines(
         np.concatenate([lines.basket, new_baskets]),
         np.concatenate([lines.product, product]),
-        np.concatenate([lines.alternative, np.full((len(owner), ALTERNATIVES), -1)]),
+        np.concatenate([lines.alternative, np.full((len(owner), _ALTERNATIVES), -1)]),
     )
     return merged, merged_lines
