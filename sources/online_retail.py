@@ -4,15 +4,14 @@ The data are a UK gift wholesaler's invoice lines (2009-2011). They have no dist
 so each customer's country stands in for the community (distributor) it buys through.
 ``read_online_retail`` reads a file (the edge), ``to_contract`` applies the cleaning rules
 and builds orders, products, consumers and distributors (pure), ``write_contract`` writes
-them as ``<table>.parquet``. Every rule is counted in ``OnlineRetailImport.steps``, in the
-order applied; docs/online_retail.md says why each rule exists and what it did to the
-2009-2010 file.
+them as ``<table>.parquet`` through ``sources.table_writer``. Every rule is counted in
+``OnlineRetailImport.steps``, in the order applied; docs/online_retail.md says why each rule
+exists and what it did to the 2009-2010 file.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import zipfile
 from collections.abc import Callable
@@ -25,8 +24,9 @@ import pyarrow as pa
 from openpyxl.utils.exceptions import InvalidFileException
 
 from features.columns import Col, OrderStatus, Table
-from features.contract import CONTRACT, UNKNOWN_CATEGORY, dtype_of
+from features.contract import UNKNOWN_CATEGORY
 from features.errors import ContractError
+from sources.table_writer import TableWriter, conform_to_contract
 
 logger = logging.getLogger(__name__)
 
@@ -348,7 +348,8 @@ def to_contract(
         Table.CONSUMERS: build_consumers(orders),
         Table.DISTRIBUTORS: build_distributors(orders),
     }
-    return OnlineRetailImport({name: _conform(frame, name) for name, frame in tables.items()}, steps)
+    conformed = {name: conform_to_contract(frame, name) for name, frame in tables.items()}
+    return OnlineRetailImport(conformed, steps)
 
 
 def product_ids(lines: pd.DataFrame) -> pd.Series:
@@ -478,27 +479,17 @@ def build_distributors(orders: pd.DataFrame) -> pd.DataFrame:
     return first.reset_index()
 
 
-def _conform(frame: pd.DataFrame, table: str) -> pd.DataFrame:
-    """Columns in contract order with the contract's dtypes."""
-    spec = CONTRACT[table]
-    columns = [name for name in spec.column_names if name in frame.columns]
-    dtypes = {name: dtype_of(spec.column(name).kind) for name in columns}
-    return frame[columns].astype(dtypes).reset_index(drop=True)
-
-
 # ---------------------------------------------------------------------------- writing
 
 
 def write_contract(result: OnlineRetailImport, out_dir: Path) -> list[Path]:
-    """Write each table as ``out_dir/<table>.parquet``; each file appears whole or not at all."""
+    """Write each table as ``out_dir/<table>.parquet``; the files appear together, whole, or not at all."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for table, frame in result.tables.items():
-        path = out_dir / f"{table}.parquet"
-        partial = path.with_name(path.name + ".partial")
-        frame.to_parquet(partial, index=False)
-        os.replace(partial, path)
-        written.append(path)
+    written = [out_dir / f"{table}.parquet" for table in result.tables]
+    with TableWriter() as writer:
+        for path, frame in zip(written, result.tables.values(), strict=True):
+            writer.write_frame(path, frame)
+    for path, frame in zip(written, result.tables.values(), strict=True):
         logger.info("wrote %s: %d rows", path, len(frame))
     return written

@@ -33,6 +33,7 @@ from sources.online_retail import (
     to_contract,
     write_contract,
 )
+from sources.table_writer import TableWriter
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "online_retail_ii_sample.csv"
 SISTER_NAMES = {"Invoice": "InvoiceNo", "Price": "UnitPrice", "Customer ID": "CustomerID"}
@@ -156,6 +157,20 @@ def test_written_parquet_round_trips(result, tmp_path):
     for table, frame in result.tables.items():
         read = pd.read_parquet(tmp_path / f"{table}.parquet")
         pd.testing.assert_frame_equal(read.astype(frame.dtypes.to_dict()), frame)
+
+
+def test_a_failed_write_leaves_no_table_under_a_final_name(result, tmp_path, monkeypatch):
+    write_frame = TableWriter.write_frame
+
+    def full_disk_at_products(writer, path, frame):
+        if path.name == f"{Table.PRODUCTS}.parquet":  # orders were written before
+            raise OSError("disk full")
+        write_frame(writer, path, frame)
+
+    monkeypatch.setattr(TableWriter, "write_frame", full_disk_at_products)
+    with pytest.raises(OSError, match="disk full"):
+        write_contract(result, tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 # ------------------------------------------------------------------------------ tables

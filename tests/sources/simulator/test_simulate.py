@@ -57,18 +57,6 @@ def test_same_seed_writes_byte_identical_files_and_another_seed_does_not(tmp_pat
     assert first["events.parquet"] != other["events.parquet"]
 
 
-def test_a_failed_run_leaves_no_file_under_a_final_name(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def broken_chunk(*args: object) -> None:
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr(simulator, "_simulate_chunk", broken_chunk)
-    with pytest.raises(RuntimeError, match="disk full"):
-        simulate(tmp_path, TINY)
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
-
-
 def test_summary_matches_the_files(simulated: SimulationSummary, tables: dict[str, pd.DataFrame]) -> None:
     assert simulated.as_of == SMALL.start + timedelta(days=SMALL.days - 1)
     assert simulated.rows == {name: len(frame) for name, frame in tables.items()}
