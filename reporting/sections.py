@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -118,7 +119,7 @@ class Cell:
     """A formatted table cell: ``kind`` is ``"num"`` (right-aligned), ``"level"`` (a badge) or ``"text"``."""
 
     text: str
-    kind: str = "text"
+    kind: Literal["text", "num", "level"] = "text"
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ def frame_table(frame: pd.DataFrame, percent: Iterable[str] = (), levels: bool =
 
 
 def _cell(column: object, value: object, percent: set[str], levels: bool) -> Cell:
+    """One value of ``frame_table``, formatted by its column and type."""
     if levels and column == QualityCol.LEVEL:
         return Cell(str(value), "level")
     if column in percent:
@@ -195,6 +197,8 @@ class SectionSpec:
 
 @dataclass(frozen=True)
 class Segments:
+    """The segment-sizes section: RFM segments and, when the run has them, member tiers."""
+
     consumers: int
     segments: BarTable
     member_tiers: BarTable | None
@@ -224,6 +228,8 @@ def segments(files: RunFiles) -> Segments:
 
 @dataclass(frozen=True)
 class MigrationRow:
+    """Consumers who had one tier in the previous run, by their tier now."""
+
     previous: str
     cells: tuple[HeatCell, ...]
     total: float
@@ -231,6 +237,8 @@ class MigrationRow:
 
 @dataclass(frozen=True)
 class Migration:
+    """The member-tier migration matrix."""
+
     first_run: bool  # nobody moved: every consumer is new
     tiers: tuple[str, ...]  # the current tiers (columns)
     rows: tuple[MigrationRow, ...]
@@ -256,6 +264,8 @@ def migration(files: RunFiles) -> Migration:
 
 @dataclass(frozen=True)
 class RFMGrid:
+    """The R × F heat map of buyers."""
+
     buyers: int
     f_scores: tuple[int, ...]
     rows: tuple[tuple[int, tuple[HeatCell, ...]], ...]  # (R score, cells by F), R = 5 first
@@ -291,6 +301,8 @@ def rfm(files: RunFiles) -> RFMGrid:
 
 @dataclass(frozen=True)
 class TierValue:
+    """Expected spend of one member tier's consumers."""
+
     tier: str
     consumers: int
     median: float
@@ -300,6 +312,8 @@ class TierValue:
 
 @dataclass(frozen=True)
 class CLV:
+    """The CLV section: the distribution of expected spend and its split by member tier."""
+
     value_column: str
     horizon: str
     estimated: bool  # False: the column is there but empty
@@ -340,6 +354,8 @@ def clv(files: RunFiles) -> CLV:
 
 @dataclass(frozen=True)
 class Distributors:
+    """The distributor-tiers section: the month's tiers and the top distributors."""
+
     month: str
     distributors: int
     gmv: float
@@ -391,6 +407,8 @@ def distributors(files: RunFiles) -> Distributors:
 
 @dataclass(frozen=True)
 class ModelRow:
+    """One model's metrics under one protocol."""
+
     model: str
     baseline: bool
     production: bool
@@ -401,6 +419,8 @@ class ModelRow:
 
 @dataclass(frozen=True)
 class MetricsTable:
+    """The models evaluated under one protocol."""
+
     protocol: str
     metrics: tuple[str, ...]
     rows: tuple[ModelRow, ...]  # best NDCG first
@@ -408,6 +428,8 @@ class MetricsTable:
 
 @dataclass(frozen=True)
 class PublishedList:
+    """A published list file and its row count."""
+
     rows: int
     who: str  # "consumer" or "distributor"
     file: str
@@ -415,6 +437,8 @@ class PublishedList:
 
 @dataclass(frozen=True)
 class Recommenders:
+    """The recommenders section: NDCG chart, one metrics table per protocol, the published lists."""
+
     k: object
     cutoff: str | None  # the training window, when the evaluation says
     test_end: str | None
@@ -484,6 +508,8 @@ def published_lists(files: RunFiles) -> tuple[PublishedList, ...]:
 
 @dataclass(frozen=True)
 class Quality:
+    """The quality section: products per level, changes since the last run, the worst products."""
+
     products: int
     changes: tuple[tuple[str, int], ...]  # (change, products), most frequent first
     suppliers: int | None  # suppliers with two or more flagged products; None: file absent
