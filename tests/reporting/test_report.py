@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from features.catalog import RunFile, StepFile
+from reporting import charts
 from reporting.excel import write_excel_csv
 from reporting.report import NOT_PRODUCED, summary_markdown, summary_table, write_report
 
@@ -202,3 +205,37 @@ def test_summaries_for_prefect(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     assert {r["value"] for r in summary_table(empty)} == {NOT_PRODUCED}
+
+
+def test_a_segment_name_with_markup_is_shown_as_text(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run")
+    hostile = "<script>alert('x')</script>"
+    for name in (StepFile.RFM_SEGMENTS, StepFile.RFM_GRID):
+        frame = pd.read_csv(run / name)
+        frame["rfm_segment"] = frame["rfm_segment"].replace("Champions", hostile)
+        write_excel_csv(frame, run / name)
+    page = write_report(run, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<script" not in page
+    escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+    assert page.count(escaped) == 1 + 5  # the segment bar, and the five R = 5 cells of the heat map
+
+
+def test_without_matplotlib_the_tables_still_carry_the_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(charts, "_figure", lambda width, height: None)
+    page = write_report(write_run(tmp_path / "run"), tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<svg" not in page and "<figure" not in page
+    assert "0.3000" in page and "+20%" in page  # the ranker's NDCG and its lift, in the table
+
+
+def test_every_template_ships_in_the_wheel() -> None:
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    templates = [
+        p.relative_to(root / "reporting").as_posix() for p in (root / "reporting/templates").rglob("*")
+    ]
+    files = [t for t in templates if not t.endswith("/") and (root / "reporting" / t).is_file()]
+    assert files, "no templates found"
+    shipped = [f for f in files if any(fnmatch.fnmatch(f, p) for p in patterns.get("reporting", []))]
+    assert shipped == files

@@ -1,0 +1,54 @@
+"""Read-only access to the files of one run folder (outputs or ``exports/<as_of>/``) for the report.
+
+A file the run did not produce raises ``MissingFile``; the report turns that into a
+"not produced" line for the section instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+
+class MissingFile(Exception):
+    """A section's input file (or column) is not in the run folder; ``args[0]`` names it."""
+
+
+class RunFiles:
+    """The files of the run in ``run_dir``; names come from ``features.catalog``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def has(self, name: str) -> bool:
+        """Whether the run wrote ``name``."""
+        return (self.run_dir / name).is_file()
+
+    def csv(self, name: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """A CSV the pipeline wrote for Excel (UTF-8 with BOM), only ``columns`` when given."""
+        path = self._path(name)
+        wanted = None if columns is None else (lambda column: column in columns)
+        return pd.read_csv(path, encoding="utf-8-sig", usecols=wanted, keep_default_na=True)
+
+    def columns(self, name: str) -> list[str]:
+        """The header of a CSV."""
+        return pd.read_csv(self._path(name), encoding="utf-8-sig", nrows=0).columns.tolist()
+
+    def json(self, name: str) -> Any:
+        """A JSON file, parsed."""
+        return json.loads(self._path(name).read_text(encoding="utf-8"))
+
+    def parquet_rows(self, name: str) -> int:
+        """The number of rows of a Parquet file (from its footer; no data is read)."""
+        return pq.ParquetFile(self._path(name)).metadata.num_rows
+
+    def _path(self, name: str) -> Path:
+        path = self.run_dir / name
+        if not path.is_file():
+            raise MissingFile(name)
+        return path

@@ -1,0 +1,579 @@
+"""The report's sections: each reads a run's files and returns a small data object for its template.
+
+One builder per section, in page order: segment sizes, member-tier migration, the RFM heat
+map, the CLV distribution, distributor tiers, recommender metrics against the baselines and
+quality alerts. A builder only computes; the wording and markup live in
+``templates/sections/<anchor>.html.j2``. ``build_sections`` runs them all; a section whose
+files the run did not produce comes back with ``missing`` set instead of failing.
+
+Tables shared by several sections are built here too (``BarTable``, ``HeatCell``,
+``Table``) and drawn by the macros in ``templates/blocks.html.j2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from markupsafe import Markup
+
+from features.catalog import StepFile
+from features.columns import Col
+from features.distributor_features import DistributorCol
+from models.distributor_tiers import TIERS as DISTRIBUTOR_TIERS
+from models.distributor_tiers import DistributorTierCol
+from models.evaluation import MetricCol
+from models.member_tiers import TierCol
+from models.quality import LEVELS, QualityCol
+from models.rfm import RFMCol
+from reporting import charts
+from reporting import formatting as fmt
+from reporting.run_files import MissingFile, RunFiles
+
+# Models counted as baselines when the evaluation compares the production model with them.
+BASELINE_MODELS = ("repeat", "popularity_global", "popularity_category", "popularity_community")
+NOT_PRODUCED = "not produced in this run"
+TOP_ALERTS = 15
+TOP_DISTRIBUTORS = 10
+METRICS = (
+    MetricCol.NDCG, MetricCol.RECALL, MetricCol.PRECISION, MetricCol.MAP, MetricCol.HIT_RATE,
+    MetricCol.COVERAGE, MetricCol.NOVELTY,
+)  # fmt: skip
+NEW_TIER = "(new)"  # the migration row of consumers who had no tier in the previous run
+# Summary columns of rfm_segments.csv / rfm_grid.csv (written by models.rfm).
+CONSUMERS, SHARE = "consumers", "share"
+MEAN_RECENCY, MEAN_ORDERS, MEAN_SPEND = "mean_recency_days", "mean_orders", "mean_monetary"
+# consumer_tiers.csv: the CLV column is expected_value_<horizon>; frequency is the BTYD one.
+EXPECTED_VALUE_PREFIX, FREQUENCY = "expected_value_", "frequency"
+_SEVERITY = {level: order for order, level in enumerate(LEVELS)}
+
+
+# --- shared tables ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BarRow:
+    """One row of a bar table: a label, its count and share, the bar width (% of the widest)."""
+
+    name: str
+    count: int
+    share: float
+    width: float
+    cells: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BarTable:
+    """Counts with a share and a horizontal bar each, plus extra (already formatted) columns."""
+
+    label: str
+    rows: tuple[BarRow, ...]
+    extra: tuple[str, ...] = ()
+    levels: bool = False  # draw the labels as quality-level badges
+
+
+def bar_table(
+    label: str,
+    rows: Iterable[tuple[str, int, Iterable[str]]],
+    total: int,
+    extra: Iterable[str] = (),
+    levels: bool = False,
+) -> BarTable:
+    """A ``BarTable`` from ``(name, count, extra cells)`` rows; shares are of ``total``."""
+    rows = list(rows)
+    widest = max((count for _, count, _ in rows), default=0) or 1
+    return BarTable(
+        label,
+        tuple(
+            BarRow(name, count, count / total if total else 0.0, 100 * count / widest, tuple(cells))
+            for name, count, cells in rows
+        ),
+        tuple(extra),
+        levels,
+    )
+
+
+@dataclass(frozen=True)
+class HeatCell:
+    """A count shaded by its intensity (0..1): ``shade`` is the background, ``ink`` the text colour."""
+
+    count: float
+    shade: str
+    ink: str
+    bold: bool = False
+    note: tuple[str, ...] = ()  # small lines under the count
+
+
+def heat_cell(count: float, intensity: float, bold: bool = False, note: tuple[str, ...] = ()) -> HeatCell:
+    """A cell shaded by ``intensity`` (clipped to 0..1), with white text on dark shades."""
+    intensity = 0.0 if not np.isfinite(intensity) else min(max(intensity, 0.0), 1.0)
+    shade = f"rgba(37, 99, 235, {0.06 + 0.84 * intensity:.2f})"
+    return HeatCell(count, shade, "#fff" if intensity > 0.62 else "#111", bold, note)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A formatted table cell: ``kind`` is ``"num"`` (right-aligned), ``"level"`` (a badge) or ``"text"``."""
+
+    text: str
+    kind: Literal["text", "num", "level"] = "text"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A plain table: headers and rows of formatted cells."""
+
+    head: tuple[str, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+
+
+def frame_table(frame: pd.DataFrame, percent: Iterable[str] = (), levels: bool = False) -> Table:
+    """A ``Table`` of ``frame``: ``percent`` columns as shares, booleans as "yes", numbers formatted."""
+    percent = set(percent)
+    head = tuple(str(c).replace("_", " ") for c in frame.columns)
+    rows = tuple(
+        tuple(_cell(column, value, percent, levels) for column, value in row.items())
+        for _, row in frame.iterrows()
+    )
+    return Table(head, rows)
+
+
+def _cell(column: object, value: object, percent: set[str], levels: bool) -> Cell:
+    """One value of ``frame_table``, formatted by its column and type."""
+    if levels and column == QualityCol.LEVEL:
+        return Cell(str(value), "level")
+    if column in percent:
+        return Cell(fmt.percent(value), "num")
+    if isinstance(value, bool | np.bool_) or str(value) in ("True", "False"):
+        return Cell("yes" if str(value) == "True" else "")
+    if isinstance(value, int | float | np.number):
+        return Cell(fmt.number(value), "num")
+    return Cell("" if pd.isna(value) else str(value))  # type: ignore[arg-type]
+
+
+# --- the section frame ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the page: its anchor (also its template's name), title, and data or what is missing."""
+
+    anchor: str
+    title: str
+    needs: str  # the step that writes its files, named when they are missing
+    data: object | None = None
+    missing: str | None = None
+
+    @property
+    def produced(self) -> bool:
+        return self.missing is None
+
+    @property
+    def template(self) -> str:
+        return f"sections/{self.anchor}.html.j2"
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    """How to build one section: ``build(files)`` returns its data or raises ``MissingFile``."""
+
+    anchor: str
+    title: str
+    needs: str
+    build: Callable[[RunFiles], object]
+
+    def __call__(self, files: RunFiles) -> Section:
+        try:
+            return Section(self.anchor, self.title, self.needs, data=self.build(files))
+        except MissingFile as missing:
+            return Section(self.anchor, self.title, self.needs, missing=str(missing.args[0]))
+
+
+# --- segment sizes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segments:
+    """The segment-sizes section: RFM segments and, when the run has them, member tiers."""
+
+    consumers: int
+    segments: BarTable
+    member_tiers: BarTable | None
+
+
+def segments(files: RunFiles) -> Segments:
+    """RFM segments (rfm_segments.csv) and member tiers (consumer_tiers.csv), as bars."""
+    frame = files.csv(StepFile.RFM_SEGMENTS)
+    rows = [
+        (s[RFMCol.SEGMENT], s[CONSUMERS],
+         [fmt.fixed(s[MEAN_RECENCY], 0), fmt.fixed(s[MEAN_ORDERS], 1), fmt.money(s[MEAN_SPEND])])
+        for _, s in frame.iterrows()
+    ]  # fmt: skip
+    total = int(frame[CONSUMERS].sum())
+    table = bar_table("RFM segment", rows, total, ["mean recency (days)", "mean orders", "mean spend"])
+    tiers_table = None
+    if files.has(StepFile.CONSUMER_TIERS):
+        tiers = files.csv(StepFile.CONSUMER_TIERS, [TierCol.MEMBER_TIER])[TierCol.MEMBER_TIER]
+        counts = tiers.value_counts()
+        tier_rows = [(tier, int(counts.get(tier, 0)), []) for tier in tier_order(files, tiers)]
+        tiers_table = bar_table("member tier", tier_rows, len(tiers))
+    return Segments(total, table, tiers_table)
+
+
+# --- member-tier migration --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MigrationRow:
+    """Consumers who had one tier in the previous run, by their tier now."""
+
+    previous: str
+    cells: tuple[HeatCell, ...]
+    total: float
+
+
+@dataclass(frozen=True)
+class Migration:
+    """The member-tier migration matrix."""
+
+    first_run: bool  # nobody moved: every consumer is new
+    tiers: tuple[str, ...]  # the current tiers (columns)
+    rows: tuple[MigrationRow, ...]
+
+
+def migration(files: RunFiles) -> Migration:
+    """Consumers from each previous tier (rows) to each current tier (columns), shaded by row share."""
+    matrix = files.csv(StepFile.TIER_MIGRATION).set_index(TierCol.PREVIOUS)
+    current = [c for c in matrix.columns if c != TierCol.TOTAL]
+    moved = matrix.drop(index=NEW_TIER, errors="ignore")[current].to_numpy().sum()
+    rows = []
+    for previous, row in matrix.iterrows():
+        total = row[TierCol.TOTAL] if TierCol.TOTAL in row else row[current].sum()
+        cells = tuple(
+            heat_cell(row[c], row[c] / total if total else 0.0, bold=(c == previous)) for c in current
+        )
+        rows.append(MigrationRow(str(previous), cells, total))
+    return Migration(bool(moved == 0), tuple(current), tuple(rows))
+
+
+# --- RFM heat map -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RFMGrid:
+    """The R × F heat map of buyers."""
+
+    buyers: int
+    f_scores: tuple[int, ...]
+    rows: tuple[tuple[int, tuple[HeatCell, ...]], ...]  # (R score, cells by F), R = 5 first
+
+
+def rfm(files: RunFiles) -> RFMGrid:
+    """Buyers per (R, F) cell, R = 5 (most recent) on top, F = 5 (most frequent) on the right."""
+    grid = files.csv(StepFile.RFM_GRID)
+    counts = grid.pivot_table(index=RFMCol.R_SCORE, columns=RFMCol.F_SCORE, values=CONSUMERS, aggfunc="sum")
+    by_cell = grid.set_index([RFMCol.R_SCORE, RFMCol.F_SCORE])
+    names, spend = by_cell[RFMCol.SEGMENT], by_cell[MEAN_SPEND]
+    top = max(float(np.nanmax(counts.to_numpy())), 1.0)
+    f_scores = sorted(counts.columns)
+    rows = tuple(
+        (
+            int(r),
+            tuple(
+                heat_cell(
+                    counts.loc[r, f],
+                    counts.loc[r, f] / top,
+                    note=(str(names.get((r, f), "")), f"mean spend {fmt.money(spend.get((r, f), np.nan))}"),
+                )
+                for f in f_scores
+            ),
+        )
+        for r in sorted(counts.index, reverse=True)
+    )
+    return RFMGrid(int(grid[CONSUMERS].sum()), tuple(int(f) for f in f_scores), rows)
+
+
+# --- customer lifetime value ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TierValue:
+    """Expected spend of one member tier's consumers."""
+
+    tier: str
+    consumers: int
+    median: float
+    mean: float
+    total: float
+
+
+@dataclass(frozen=True)
+class CLV:
+    """The CLV section: the distribution of expected spend and its split by member tier."""
+
+    value_column: str
+    horizon: str
+    estimated: bool  # False: the column is there but empty
+    chart: Markup = charts.NO_CHART
+    stats: tuple[tuple[str, str], ...] = ()  # (label, formatted value)
+    tiers: tuple[TierValue, ...] = ()  # highest mean first
+
+
+def clv(files: RunFiles) -> CLV:
+    """Distribution of expected spend over the CLV horizon (consumer_tiers.csv), by member tier."""
+    columns = files.columns(StepFile.CONSUMER_TIERS)
+    value_column = next((c for c in columns if c.startswith(EXPECTED_VALUE_PREFIX)), None)
+    if value_column is None:
+        raise MissingFile(f"{StepFile.CONSUMER_TIERS} column {EXPECTED_VALUE_PREFIX}<days>d")
+    frame = files.csv(StepFile.CONSUMER_TIERS, [value_column, TierCol.MEMBER_TIER, FREQUENCY])
+    values = frame[value_column].dropna()
+    horizon = value_column.removeprefix(EXPECTED_VALUE_PREFIX)
+    if values.empty:
+        return CLV(value_column, horizon, estimated=False)
+    quantiles = values.quantile([0.1, 0.25, 0.5, 0.75, 0.9, 0.99])
+    stats = (
+        ("consumers with a value", fmt.integer(len(values))),
+        ("without (no purchase or set aside)", fmt.integer(len(frame) - len(values))),
+        ("total expected spend", fmt.money(values.sum())),
+        *((f"p{int(q * 100)}", fmt.money(v)) for q, v in quantiles.items()),
+        ("max", fmt.money(values.max())),
+    )
+    by_tier = frame.dropna(subset=[value_column]).groupby(TierCol.MEMBER_TIER)[value_column]
+    tiers = tuple(
+        TierValue(str(tier), group.size, group.median(), group.mean(), group.sum())
+        for tier, group in sorted(by_tier, key=lambda item: -item[1].mean())
+    )
+    return CLV(value_column, horizon, True, charts.clv_chart(values, horizon), stats, tiers)
+
+
+# --- distributor tiers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Distributors:
+    """The distributor-tiers section: the month's tiers and the top distributors."""
+
+    month: str
+    distributors: int
+    gmv: float
+    coached: int
+    tiers: BarTable
+    top: Table  # the first ``top_n`` by GMV rank
+    top_n: int = TOP_DISTRIBUTORS
+
+
+def distributors(files: RunFiles) -> Distributors:
+    """Distributors per tier with their GMV, and the top distributors of the month."""
+    frame = files.csv(StepFile.DISTRIBUTOR_TIERS)
+    tier, gmv = DistributorTierCol.TIER, DistributorCol.GMV_MONTH
+    month = str(frame[DistributorCol.MONTH].iloc[0]) if len(frame) else "?"
+    grouped = frame.groupby(tier).agg(
+        distributors=(Col.DISTRIBUTOR_ID, "size"),
+        gmv=(gmv, "sum"),
+        customers=(DistributorCol.ACTIVE_CUSTOMERS, "sum"),
+        coached=(DistributorTierCol.COACHING, true_count),
+    )
+    total_gmv = float(frame[gmv].sum())
+    order = [t for t in DISTRIBUTOR_TIERS if t in grouped.index] + sorted(
+        set(grouped.index) - set(DISTRIBUTOR_TIERS)
+    )
+    rows = [
+        (t, int(grouped.loc[t, "distributors"]), [fmt.money(grouped.loc[t, "gmv"]),
+         fmt.percent(grouped.loc[t, "gmv"] / total_gmv if total_gmv else 0.0),
+         fmt.integer(grouped.loc[t, "customers"]), fmt.integer(grouped.loc[t, "coached"])])
+        for t in order
+    ]  # fmt: skip
+    top = frame.sort_values(DistributorTierCol.RANK).head(TOP_DISTRIBUTORS)
+    top_columns = [
+        Col.DISTRIBUTOR_ID, tier, gmv, DistributorTierCol.GMV_SHARE, DistributorCol.GROWTH,
+        DistributorCol.ACTIVE_CUSTOMERS, DistributorCol.REPEAT_RATE, DistributorTierCol.COACHING,
+    ]  # fmt: skip
+    percent = {DistributorTierCol.GMV_SHARE, DistributorCol.GROWTH, DistributorCol.REPEAT_RATE}
+    return Distributors(
+        month,
+        len(frame),
+        total_gmv,
+        int(grouped["coached"].sum()),
+        bar_table("tier", rows, len(frame), ["GMV", "GMV share", "active customers", "coached"]),
+        frame_table(top[[c for c in top_columns if c in top.columns]], percent=percent),
+    )
+
+
+# --- recommenders against the baselines -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One model's metrics under one protocol."""
+
+    model: str
+    baseline: bool
+    production: bool
+    consumers: float
+    values: tuple[float, ...]  # one per ``MetricsTable.metrics``
+    lift: str  # NDCG against the best baseline, "+20%"; "–" for baselines or without one
+
+
+@dataclass(frozen=True)
+class MetricsTable:
+    """The models evaluated under one protocol."""
+
+    protocol: str
+    metrics: tuple[str, ...]
+    rows: tuple[ModelRow, ...]  # best NDCG first
+
+
+@dataclass(frozen=True)
+class PublishedList:
+    """A published list file and its row count."""
+
+    rows: int
+    who: str  # "consumer" or "distributor"
+    file: str
+
+
+@dataclass(frozen=True)
+class Recommenders:
+    """The recommenders section: NDCG chart, one metrics table per protocol, the published lists."""
+
+    k: object
+    cutoff: str | None  # the training window, when the evaluation says
+    test_end: str | None
+    chart: Markup
+    protocols: tuple[MetricsTable, ...]
+    lists: tuple[PublishedList, ...]
+
+
+def recommenders(files: RunFiles) -> Recommenders:
+    """Every model × protocol from the evaluation JSON; baselines marked, lift over the best baseline."""
+    report = files.json(StepFile.EVALUATION)
+    details = report if isinstance(report, dict) else {}
+    results = pd.DataFrame(report["results"] if isinstance(report, dict) else report)
+    k = details.get("k", "k")
+    windowed = "cutoff" in details
+    tables = tuple(
+        metrics_table(str(protocol), table, details.get("production"))
+        for protocol, table in results.groupby(MetricCol.PROTOCOL, sort=False)
+    )
+    return Recommenders(
+        k,
+        str(details["cutoff"]) if windowed else None,
+        str(details["test_end"]) if windowed else None,
+        charts.metrics_chart(results, k, BASELINE_MODELS),
+        tables,
+        published_lists(files),
+    )
+
+
+def metrics_table(protocol: str, table: pd.DataFrame, production: str | None) -> MetricsTable:
+    """One protocol's models, best NDCG first, with the lift of each over the best baseline."""
+    ndcg = MetricCol.NDCG
+    ordered = table.sort_values(ndcg, ascending=False)
+    baselines = ordered[ordered[MetricCol.MODEL].isin(BASELINE_MODELS)]
+    best_baseline = float(baselines[ndcg].max()) if len(baselines) else np.nan
+    metrics = tuple(m for m in METRICS if m in ordered.columns)
+    rows = []
+    for _, row in ordered.iterrows():
+        model = row[MetricCol.MODEL]
+        baseline = model in BASELINE_MODELS
+        lift = row[ndcg] / best_baseline - 1 if best_baseline and np.isfinite(best_baseline) else np.nan
+        lift_text = fmt.MISSING if not np.isfinite(lift) or baseline else f"{lift:+.0%}"
+        rows.append(
+            ModelRow(
+                str(model),
+                baseline,
+                production is not None and model == production,
+                row.get(MetricCol.CONSUMERS, np.nan),
+                tuple(row[m] for m in metrics),
+                lift_text,
+            )
+        )
+    return MetricsTable(protocol, metrics, tuple(rows))
+
+
+def published_lists(files: RunFiles) -> tuple[PublishedList, ...]:
+    """Row counts of the published consumer and distributor lists that the run has."""
+    return tuple(
+        PublishedList(files.parquet_rows(name), who, name)
+        for name, who in ((StepFile.CONSUMER_LISTS, "consumer"), (StepFile.DISTRIBUTOR_LISTS, "distributor"))
+        if files.has(name)
+    )
+
+
+# --- quality alerts ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quality:
+    """The quality section: products per level, changes since the last run, the worst products."""
+
+    products: int
+    changes: tuple[tuple[str, int], ...]  # (change, products), most frequent first
+    suppliers: int | None  # suppliers with two or more flagged products; None: file absent
+    levels: BarTable
+    worst: Table | None  # None: no product above normal
+    top_n: int = TOP_ALERTS
+
+
+def quality(files: RunFiles) -> Quality:
+    """Products per level, what changed since the last run, and the worst products now."""
+    alerts = files.csv(StepFile.QUALITY_ALERTS)
+    level = QualityCol.LEVEL
+    counts = alerts[level].value_counts()
+    rows = [(name, int(counts.get(name, 0)), []) for name in reversed(LEVELS)]
+    changes = tuple((str(c), int(n)) for c, n in alerts[QualityCol.CHANGE].value_counts().items())
+    flagged = alerts[alerts[level] != LEVELS[0]].assign(_severity=lambda f: f[level].map(_SEVERITY))
+    # Within a level, the lower bound of the rate first: 2 complaints on 3 orders is less sure than 9 on 60.
+    rank_by = (
+        QualityCol.RATE_LOWER_BOUND if QualityCol.RATE_LOWER_BOUND in flagged else QualityCol.COMPLAINT_RATE
+    )
+    worst = flagged.sort_values(["_severity", rank_by], ascending=[False, False]).head(TOP_ALERTS)
+    columns = [
+        Col.PRODUCT_ID, Col.SUPPLIER_ID, Col.CATEGORY, QualityCol.ORDERS_30D, QualityCol.COMPLAINTS_30D,
+        QualityCol.COMPLAINT_RATE, QualityCol.RATE_LOWER_BOUND, QualityCol.THRESHOLD, level,
+        QualityCol.CHANGE, QualityCol.SINCE,
+    ]  # fmt: skip
+    suppliers = len(files.csv(StepFile.QUALITY_SUPPLIERS)) if files.has(StepFile.QUALITY_SUPPLIERS) else None
+    percent = {QualityCol.COMPLAINT_RATE, QualityCol.RATE_LOWER_BOUND, QualityCol.THRESHOLD}
+    worst_table = (
+        frame_table(worst[[c for c in columns if c in worst]], percent, levels=True) if len(worst) else None
+    )
+    levels = bar_table("level", rows, len(alerts), levels=True)
+    return Quality(len(alerts), changes, suppliers, levels, worst_table)
+
+
+# --- all sections -----------------------------------------------------------------------------------
+
+SECTIONS: tuple[SectionSpec, ...] = (
+    SectionSpec("segments", "Segment sizes", "the segmentation step", segments),
+    SectionSpec("migration", "Member-tier migration", "the segmentation step", migration),
+    SectionSpec("rfm", "RFM heat map (recency × frequency)", "the segmentation step", rfm),
+    SectionSpec("clv", "Customer lifetime value", "the segmentation step (CLV on)", clv),
+    SectionSpec("distributors", "Distributor tiers", "the segmentation step", distributors),
+    SectionSpec("recommenders", "Recommenders against the baselines", "the evaluation step", recommenders),
+    SectionSpec("quality", "Product quality alerts", "the quality gate", quality),
+)
+
+
+def build_sections(files: RunFiles) -> list[Section]:
+    """Every section of the page, in order."""
+    return [spec(files) for spec in SECTIONS]
+
+
+# --- helpers shared with the summaries --------------------------------------------------------------
+
+
+def true_count(values: pd.Series) -> int:
+    """How many values read as true (CSV booleans come back as bools or strings)."""
+    return int(values.astype(str).str.lower().eq("true").sum())
+
+
+def tier_order(files: RunFiles, tiers: pd.Series) -> list[str]:
+    """Member tiers lowest first as configured (member_tiers.csv), else by count."""
+    if files.has(StepFile.MEMBER_TIERS):
+        configured = files.csv(StepFile.MEMBER_TIERS, [TierCol.MEMBER_TIER])[TierCol.MEMBER_TIER].tolist()
+        return configured + sorted(set(tiers.dropna()) - set(configured))
+    return tiers.value_counts().index.tolist()

@@ -1,0 +1,79 @@
+"""The section builders: the numbers each data object carries, from hand-made run files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from features.catalog import StepFile
+from reporting import sections
+from reporting.run_files import MissingFile, RunFiles
+from tests.reporting.test_report import write_run
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> RunFiles:
+    return RunFiles(write_run(tmp_path / "run"))
+
+
+def test_bar_table_shares_are_of_the_total_and_bars_of_the_widest() -> None:
+    table = sections.bar_table("tier", [("gold", 2, ["a"]), ("regular", 4, [])], total=8)
+    gold, regular = table.rows
+    assert (gold.share, gold.width, gold.cells) == (0.25, 50.0, ("a",))
+    assert (regular.share, regular.width) == (0.5, 100.0)
+    assert sections.bar_table("tier", [("none", 0, [])], total=0).rows[0].share == 0.0
+
+
+def test_heat_cells_clip_their_intensity_and_turn_the_text_white_when_dark() -> None:
+    assert sections.heat_cell(5, 2.0).shade == "rgba(37, 99, 235, 0.90)"
+    assert sections.heat_cell(5, 2.0).ink == "#fff"
+    assert sections.heat_cell(0, float("nan")).shade == "rgba(37, 99, 235, 0.06)"
+    assert sections.heat_cell(1, 0.5).ink == "#111"
+
+
+def test_segments_count_consumers_and_order_tiers_as_configured(files: RunFiles) -> None:
+    data = sections.segments(files)
+    assert data.consumers == 6
+    assert [(r.name, r.count) for r in data.segments.rows] == [
+        ("Champions", 3),
+        ("At risk", 2),
+        ("No purchase yet", 1),
+    ]
+    assert data.segments.rows[2].cells == ("–", "0.0", "0.00")  # no recency for non-buyers
+    assert [(r.name, r.count) for r in data.member_tiers.rows] == [("regular", 4), ("gold", 2)]
+
+
+def test_migration_marks_the_diagonal_and_knows_a_first_run(tmp_path: Path, files: RunFiles) -> None:
+    data = sections.migration(files)
+    assert not data.first_run and data.tiers == ("regular", "gold")
+    regular = data.rows[0]
+    assert [c.bold for c in regular.cells] == [True, False] and regular.total == 2
+    assert sections.migration(RunFiles(write_run(tmp_path / "first", first_run=True))).first_run
+
+
+def test_rfm_grid_puts_recent_rows_first(files: RunFiles) -> None:
+    data = sections.rfm(files)
+    assert data.buyers == 5 and data.f_scores == (1, 2, 3, 4, 5)
+    top_r, cells = data.rows[0]
+    assert top_r == 5 and cells[-1].count == 3 and cells[-1].note == ("Champions", "mean spend 10.00")
+
+
+def test_recommenders_lift_is_over_the_best_baseline(files: RunFiles) -> None:
+    data = sections.recommenders(files)
+    assert [t.protocol for t in data.protocols] == ["all_items", "new_items"]
+    rows = {r.model: r for r in data.protocols[0].rows}
+    assert rows["ranker"].lift == "+20%" and rows["als"].lift == "-28%"
+    assert rows["repeat"].baseline and rows["repeat"].lift == "–"
+    assert data.cutoff == "2025-03-01" and data.lists == ()
+
+
+def test_a_missing_file_makes_an_absent_section(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(MissingFile):
+        sections.quality(RunFiles(empty))
+    built = sections.build_sections(RunFiles(empty))
+    assert [s.anchor for s in built] == [spec.anchor for spec in sections.SECTIONS]
+    assert not any(s.produced for s in built)
+    assert built[-1].missing == StepFile.QUALITY_ALERTS
