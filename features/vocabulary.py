@@ -341,3 +341,19 @@ class EvaluationKey:
     K = "k"
     PRODUCTION = "production"
     RESULTS = "results"
+
+
+# --- validation (features/store.py) -----------------------------------------------------------------
+
+
+class ValidationKey:
+    """Keys of validation.json: ``as_of`` and one object per table under ``tables``."""
+
+    AS_OF = "as_of"
+    TABLES = "tables"
+    TABLE = "table"
+    SOURCE = "source"
+    ROWS_READ = "rows_read"
+    ROWS_KEPT = "rows_kept"
+    ROWS_QUARANTINED = "rows_quarantined"
+    REASONS = "reasons"
