@@ -34,6 +34,7 @@ from features.vocabulary import (
     RecCol,
     RFMCol,
     TagCol,
+    TagType,
     TierCol,
     ValidationKey,
 )
@@ -363,8 +364,7 @@ EXPORTS: tuple[ExportFile, ...] = (
             _doc(Col.CONSUMER_ID, "the consumer"),
             _doc(
                 TagCol.TAG_TYPE,
-                "age band, spending power, favourite category, price sensitivity, activity level "
-                "or lifecycle stage",
+                _one_of(TagType.ALL) + " (a consumer gets a row only where the tag applies)",
             ),
             _doc(TagCol.TAG_VALUE, "the tag, e.g. `high`, `premium`, `at risk`"),
         ),
@@ -581,7 +581,8 @@ def exports_markdown() -> str:
         lines += ["", f"## {entry.name}", ""]
         where = f"`{entry.folder}/`" + ("" if entry.folder == Folder.VALIDATED else " and the export")
         lines += [
-            f"For {entry.audience}; in {where}. Rows: {entry.rows}. Rules: [{entry.docs}](../{entry.docs}).",
+            f"For {entry.audience}; in {where}. Rows: {entry.rows}. "
+            f"Rules: [{entry.docs}]({_link(entry.docs)}).",
             "",
         ]
         lines += ["| column | meaning |", "|---|---|"]
@@ -590,6 +591,11 @@ def exports_markdown() -> str:
             each = f" (*one per {column.per.replace('_', ' ')}*)" if column.per else ""
             lines.append(f"| `{name}` | {column.meaning}{each} |")
     return "\n".join(lines) + "\n"
+
+
+def _link(path: str) -> str:
+    """``path`` (from the repository root) as a link from docs/exports.md."""
+    return path.removeprefix("docs/") if path.startswith("docs/") else f"../{path}"
 
 
 def _anchor(name: str) -> str:

@@ -174,6 +174,26 @@ class TagCol:
     TAG_VALUE = "tag_value"
 
 
+class TagType:
+    """Values of ``tag_type`` in the tag table, in the order each consumer's tags are listed."""
+
+    AGE_BAND = Col.AGE_BAND
+    SPENDING_POWER = "spending_power"
+    FAVOURITE_CATEGORY = "favourite_category"
+    PRICE_SENSITIVITY = "price_sensitivity"
+    ACTIVITY_LEVEL = "activity_level"
+    LIFECYCLE_STAGE = "lifecycle_stage"
+
+    ALL: tuple[str, ...] = (
+        AGE_BAND,
+        SPENDING_POWER,
+        FAVOURITE_CATEGORY,
+        PRICE_SENSITIVITY,
+        ACTIVITY_LEVEL,
+        LIFECYCLE_STAGE,
+    )
+
+
 class DistributorTierCol:
     """Columns added by distributor tiering."""
 

@@ -15,7 +15,15 @@ from pathlib import Path
 
 from features.catalog import export_columns
 from features.columns import Col, Table
-from features.vocabulary import ValidationKey
+from features.vocabulary import (
+    DistributorTier,
+    LevelChange,
+    ListSource,
+    Movement,
+    QualityLevel,
+    TagType,
+    ValidationKey,
+)
 
 ROOT = Path(__file__).parents[1]
 PACKAGES = ("features", "sources", "models", "artifact", "reporting", "pipelines")
@@ -137,3 +145,19 @@ def test_no_raw_contract_or_export_column_names_outside_the_vocabulary() -> None
         + "\n".join(found)
         + "\n  fix: use features.columns (Col, Table), features.vocabulary (*Col) or features.catalog"
     )
+
+
+def test_value_sets_equal_the_models_constants() -> None:
+    """The exported value sets live in the vocabulary; the models' own tuples must not drift from them."""
+    from models.distributor_tiers import TIERS
+    from models.member_tiers import MOVEMENTS, NEW_ROW
+    from models.quality import CHANGES, LEVELS
+    from models.recommenders.fallback import SOURCES
+    from models.tags import TAG_TYPES
+
+    assert QualityLevel.ALL == LEVELS
+    assert LevelChange.ALL == CHANGES
+    assert (Movement.ALL, Movement.NEW_ROW) == (MOVEMENTS, NEW_ROW)
+    assert DistributorTier.ALL == TIERS
+    assert ListSource.ALL == SOURCES
+    assert TagType.ALL == TAG_TYPES
