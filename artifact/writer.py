@@ -168,9 +168,9 @@ def build_arrays(
     is_global = fallback_rows[Col.DISTRIBUTOR_ID].isna().to_numpy()
     global_rows, community_rows = fallback_rows[is_global], fallback_rows[~is_global]
 
-    consumer_ids = _IdMap("consumer_id", [(consumers, Col.CONSUMER_ID), (community, Col.CONSUMER_ID)])
+    consumer_ids = _IdMap(Col.CONSUMER_ID, [(consumers, Col.CONSUMER_ID), (community, Col.CONSUMER_ID)])
     product_ids = _IdMap(
-        "product_id",
+        Col.PRODUCT_ID,
         [
             (consumers, Col.PRODUCT_ID),
             (distributors, Col.PRODUCT_ID),
@@ -180,7 +180,7 @@ def build_arrays(
         ],
     )
     distributor_ids = _IdMap(
-        "distributor_id",
+        Col.DISTRIBUTOR_ID,
         [
             (distributors, Col.DISTRIBUTOR_ID),
             (community_rows, Col.DISTRIBUTOR_ID),

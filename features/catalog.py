@@ -1,12 +1,43 @@
-"""The catalog: the name of every file a run writes, in one light module.
+"""The catalog: the name of every file a run writes and the columns of every exported file.
 
 Steps, the flow, the artifact writer, the report and the CLI take file names from here and
 nowhere else. The folders of a work directory and of an export are named here too, so that
-a path is spelled once. (No heavy imports: this module is read by the backend tooling and
-the docs generator as well.)
+a path is spelled once. ``EXPORTS`` describes each step file: who reads it, what one row is,
+and its columns in order with a one-line meaning, the names drawn from ``features.vocabulary``
+and ``features.columns``. ``python -m features.catalog > docs/exports.md`` writes the export
+reference from it (a test keeps the two equal). No heavy imports: this module is read by the
+backend tooling and the docs generator as well.
 """
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from features.columns import Col, Table
+from features.vocabulary import (
+    ClusterCol,
+    ConsumerCol,
+    DistributorFeatureCol,
+    DistributorListCol,
+    DistributorTier,
+    DistributorTierCol,
+    EvaluationKey,
+    ExportCol,
+    FallbackCol,
+    LevelChange,
+    MetricCol,
+    Movement,
+    QualityCol,
+    QualityLevel,
+    RecCol,
+    RFMCol,
+    TagCol,
+    TagType,
+    TierCol,
+    ValidationKey,
+)
 
 
 class Folder:
@@ -59,3 +90,517 @@ class RunFile:
     MANIFEST = "manifest.json"
     REPORT_HTML = "report.html"
     MLFLOW_DB = "mlflow.db"
+
+
+# --- the columns of every exported file --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnDoc:
+    """One column (or JSON field) of an exported file and what it means.
+
+    ``name`` may hold a ``{placeholder}`` filled from configuration (``expected_purchases_
+    {horizon_days}d``). With ``per`` set, the column is a family: one column for every value of
+    ``per`` (every member tier, every clustering feature), the name's ``{<per>}`` being that value;
+    consecutive columns with the same ``per`` repeat together, value by value.
+    """
+
+    name: str
+    meaning: str
+    per: str = ""
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """An exported file: its name, who reads it, what one row is, and its columns in order."""
+
+    name: str
+    audience: str
+    rows: str
+    columns: tuple[ColumnDoc, ...]
+    docs: str
+    folder: str = Folder.OUTPUTS
+
+    def column_names(self, **values: object) -> tuple[str, ...]:
+        """The column names in order, placeholders filled from ``values``.
+
+        A family (``per``) expands over the sequence ``values[per]``; without it, and for any
+        placeholder missing from ``values``, the name is returned as written (a template).
+        """
+        names: list[str] = []
+        index = 0
+        while index < len(self.columns):
+            column = self.columns[index]
+            if not column.per or column.per not in values:
+                names.append(_fill(column.name, values))
+                index += 1
+                continue
+            group = list(self.columns[index : index + _run_length(self.columns, index)])
+            for value in _as_sequence(values[column.per]):
+                names.extend(_fill(c.name, {**values, c.per: value}) for c in group)
+            index += len(group)
+        return tuple(names)
+
+
+def _run_length(columns: Sequence[ColumnDoc], start: int) -> int:
+    """How many consecutive columns from ``start`` share its ``per``."""
+    length = 0
+    while start + length < len(columns) and columns[start + length].per == columns[start].per:
+        length += 1
+    return length
+
+
+def _as_sequence(value: object) -> Sequence[object]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise TypeError(f"a column family needs a sequence of values, got {value!r}")
+    return list(value)
+
+
+def _fill(name: str, values: Mapping[str, object]) -> str:
+    try:
+        return name.format(**values)
+    except KeyError:
+        return name
+
+
+def _doc(name: str, meaning: str, per: str = "") -> ColumnDoc:
+    return ColumnDoc(name, meaning, per)
+
+
+def _one_of(values: Sequence[str]) -> str:
+    return " / ".join(values)
+
+
+_SEGMENTATION_DOCS = "docs/segmentation.md"
+_QUALITY_DOCS = "docs/quality_gate.md"
+_LISTS_DOCS = "docs/recommendation_lists.md"
+
+_DISTRIBUTOR_TIER_COLUMNS: tuple[ColumnDoc, ...] = (
+    _doc(Col.DISTRIBUTOR_ID, "the distributor"),
+    _doc(DistributorTierCol.RANK, "rank by `gmv_month`, 1 = highest (ties: id)"),
+    _doc(DistributorTierCol.TIER, _one_of(DistributorTier.ALL) + " (first matching rule wins)"),
+    _doc(DistributorFeatureCol.MONTH, "the reference month (last full month by the as-of date), `YYYY-MM`"),
+    _doc(DistributorFeatureCol.GMV_MONTH, "GMV of the month: spend of paid lines through the distributor"),
+    _doc(DistributorTierCol.GMV_SHARE, "share of all distributors' GMV in the month, 4 decimals"),
+    _doc(DistributorFeatureCol.GMV_PREV_MONTH, "GMV of the month before"),
+    _doc(
+        DistributorFeatureCol.GROWTH,
+        "month-on-month GMV growth, 4 decimals (empty when the month before had none)",
+    ),
+    _doc(DistributorFeatureCol.ORDERS_MONTH, "purchases (orders with a paid line) through it in the month"),
+    _doc(DistributorFeatureCol.ACTIVE_CUSTOMERS, "consumers with a purchase through it in the month"),
+    _doc(
+        DistributorFeatureCol.ACTIVE_CUSTOMERS_PREV,
+        "consumers with a purchase through it in the month before",
+    ),
+    _doc(
+        DistributorFeatureCol.NEW_CUSTOMERS,
+        "consumers whose first-ever purchase through it fell in the month",
+    ),
+    _doc(
+        DistributorFeatureCol.REPEAT_RATE,
+        "share of the month's active customers with 2+ purchases in the month",
+    ),
+    _doc(
+        DistributorFeatureCol.SHARES_MONTH, "`share` events carrying its id in the month (0 without events)"
+    ),
+    _doc(
+        DistributorFeatureCol.ORDERS_PER_SHARE,
+        "`orders_month / shares_month`: share-to-order conversion (empty without shares)",
+    ),
+    _doc(DistributorFeatureCol.ORDERS_PER_SHARE_PREV, "the same conversion in the month before"),
+    _doc(
+        DistributorFeatureCol.COMMUNITY_SIZE,
+        "consumers whose home distributor it is (0 without a consumers table)",
+    ),
+    _doc(DistributorTierCol.COACHING, "True when on the coaching list"),
+    _doc(DistributorTierCol.COACHING_REASON, "why it is coached, with the numbers (empty when not coached)"),
+)
+
+EXPORTS: tuple[ExportFile, ...] = (
+    ExportFile(
+        name=StepFile.VALIDATION_REPORT,
+        audience="data engineers",
+        rows="a JSON object: the as-of date and one object per validated table",
+        folder=Folder.VALIDATED,
+        docs="README.md",
+        columns=(
+            _doc(ValidationKey.AS_OF, "the as-of date validated against (`YYYY-MM-DD`)"),
+            _doc(ValidationKey.TABLES, "one object per table, in validation order, with the fields below"),
+            _doc(ValidationKey.TABLE, "the contract table (" + ", ".join(Table.ALL) + ")"),
+            _doc(ValidationKey.SOURCE, "the file it was read from"),
+            _doc(ValidationKey.ROWS_READ, "data rows read"),
+            _doc(ValidationKey.ROWS_KEPT, "rows that passed (in `clean/<table>.parquet`)"),
+            _doc(ValidationKey.ROWS_QUARANTINED, "rows set aside (in `quarantine/<table>.csv`)"),
+            _doc(ValidationKey.REASONS, "quarantined rows per reason"),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.CONSUMER_TIERS,
+        audience="marketing",
+        rows="one row per consumer (registered or seen in orders), sorted by `consumer_id`",
+        docs=_SEGMENTATION_DOCS,
+        columns=(
+            _doc(Col.CONSUMER_ID, "the consumer"),
+            _doc(ConsumerCol.HOME_DISTRIBUTOR_ID, "home distributor (community)"),
+            _doc(ConsumerCol.RECENCY_DAYS, "days since the latest purchase (empty: none)"),
+            _doc(ExportCol.FREQUENCY, "purchases (orders with a paid line) up to the as-of date"),
+            _doc(ConsumerCol.MONETARY, "spend net of returns up to the as-of date"),
+            _doc(RFMCol.R_SCORE, "recency score 1-5, 5 best (empty without a purchase)"),
+            _doc(RFMCol.F_SCORE, "frequency score 1-5, 5 best (empty without a purchase)"),
+            _doc(RFMCol.M_SCORE, "monetary score 1-5, 5 best (empty without a purchase)"),
+            _doc(RFMCol.RFM_CELL, "the three scores as text, e.g. `545`"),
+            _doc(RFMCol.SEGMENT, "named segment of the R x F map, or `No purchase yet`"),
+            _doc(TierCol.MEMBER_TIER, "member level (configured; default regular / silver / gold / diamond)"),
+            _doc(TierCol.PREVIOUS_TIER, "the level in the previous run's file (empty: not there, or none)"),
+            _doc(TierCol.MOVEMENT, _one_of(Movement.ALL)),
+            _doc(ConsumerCol.ROLLING_SPEND, "spend in the tier window (365 days)"),
+            _doc(ConsumerCol.ROLLING_ORDERS, "purchases in the tier window (365 days)"),
+            _doc(ClusterCol.CLUSTER, "behaviour cluster 1..k (1 = highest spend; empty without a purchase)"),
+            _doc(ClusterCol.LABEL, "the cluster's readable label"),
+            _doc(
+                ExportCol.EXPECTED_PURCHASES,
+                "expected purchases in the next `segmentation.clv.horizon_days` days (BG/NBD; "
+                "empty when CLV is off or the consumer was set aside)",
+            ),
+            _doc(ExportCol.EXPECTED_VALUE, "expected spend over the same horizon (BG/NBD x Gamma-Gamma)"),
+            _doc(
+                ExportCol.PROB_ALIVE, "probability the consumer is still active (BG/NBD; 1 without a repeat)"
+            ),
+            _doc(ExportCol.CHURN_RISK, "`1 - prob_alive`"),
+            _doc(ConsumerCol.TOP_CATEGORY, "category with the most spend"),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.DISTRIBUTOR_TIERS,
+        audience="marketing",
+        rows="one row per distributor, sorted by `gmv_rank`",
+        docs=_SEGMENTATION_DOCS,
+        columns=_DISTRIBUTOR_TIER_COLUMNS,
+    ),
+    ExportFile(
+        name=StepFile.DISTRIBUTOR_COACHING,
+        audience="marketing",
+        rows="the coached rows of `distributor_tiers.csv`, most active customers first (ties: id)",
+        docs=_SEGMENTATION_DOCS,
+        columns=_DISTRIBUTOR_TIER_COLUMNS,
+    ),
+    ExportFile(
+        name=StepFile.TIER_MIGRATION,
+        audience="marketing",
+        rows="one row per previous member tier, in level order, then `(new)`",
+        docs=_SEGMENTATION_DOCS,
+        columns=(
+            _doc(TierCol.PREVIOUS, f"the previous tier, or `{Movement.NEW_ROW}` for consumers without one"),
+            _doc("{member_tier}", "consumers of the row now at this tier", "member_tier"),
+            _doc(TierCol.TOTAL, "all consumers of the row"),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.MEMBER_TIERS,
+        audience="marketing",
+        rows="one row per configured member level, lowest first",
+        docs=_SEGMENTATION_DOCS,
+        columns=(
+            _doc(TierCol.MEMBER_TIER, "the level"),
+            _doc(TierCol.MIN_SPEND, "rolling spend the level needs"),
+            _doc(TierCol.MIN_ORDERS, "rolling purchases the level needs"),
+            _doc(TierCol.WINDOW_DAYS, "the rolling window in days"),
+            _doc(TierCol.BENEFITS, "the level's benefits (configured text)"),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.RFM_SEGMENTS,
+        audience="marketing",
+        rows="one row per RFM segment, biggest first",
+        docs=_SEGMENTATION_DOCS,
+        columns=(
+            _doc(RFMCol.SEGMENT, "the segment"),
+            _doc(RFMCol.CONSUMERS, "consumers in it"),
+            _doc(RFMCol.SHARE, "share of all consumers"),
+            _doc(RFMCol.MEAN_RECENCY_DAYS, "mean days since the latest purchase"),
+            _doc(RFMCol.MEAN_ORDERS, "mean purchases"),
+            _doc(RFMCol.MEAN_MONETARY, "mean spend net of returns"),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.RFM_GRID,
+        audience="marketing",
+        rows="one row per (R, F) cell, all 25, R then F descending (heat-map layout)",
+        docs=_SEGMENTATION_DOCS,
+        columns=(
+            _doc(RFMCol.R_SCORE, "recency score 1-5"),
+            _doc(RFMCol.F_SCORE, "frequency score 1-5"),
+            _doc(RFMCol.SEGMENT, "the cell's segment at M = 1"),
+            _doc(RFMCol.CONSUMERS, "buyers in the cell (0 when empty)"),
+            _doc(RFMCol.SHARE, "share of buyers"),
+            _doc(RFMCol.MEAN_MONETARY, "mean spend of the cell's buyers"),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.CLUSTER_PROFILES,
+        audience="marketing, data scientists",
+        rows="one row per behaviour cluster, by cluster number (absent when clustering is off)",
+        docs=_SEGMENTATION_DOCS,
+        columns=(
+            _doc(ClusterCol.CLUSTER, "cluster number 1..k, 1 = highest mean spend"),
+            _doc(ClusterCol.LABEL, "readable label from the features where the cluster stands out"),
+            _doc(ClusterCol.CONSUMERS, "buyers in the cluster"),
+            _doc(ClusterCol.SHARE, "share of buyers"),
+            _doc(
+                ClusterCol.MEDIAN,
+                "the cluster's median of the feature (one per clustering feature)",
+                "feature",
+            ),
+            _doc(ClusterCol.Z_SCORE, "the cluster's mean z-score of the feature", "feature"),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.PROFILE_TAGS,
+        audience="community operations",
+        rows="one row per (consumer, tag type, tag value) that applies, consumers by id",
+        docs=_SEGMENTATION_DOCS,
+        columns=(
+            _doc(Col.CONSUMER_ID, "the consumer"),
+            _doc(
+                TagCol.TAG_TYPE,
+                _one_of(TagType.ALL) + " (a consumer gets a row only where the tag applies)",
+            ),
+            _doc(TagCol.TAG_VALUE, "the tag, e.g. `high`, `premium`, `at risk`"),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.DISTRIBUTOR_MONTHLY,
+        audience="marketing, data scientists",
+        rows="one row per distributor and month, for the last `history_months` full months",
+        docs=_SEGMENTATION_DOCS,
+        columns=(
+            _doc(Col.DISTRIBUTOR_ID, "the distributor"),
+            _doc(DistributorFeatureCol.MONTH, "the month (its first day)"),
+            _doc(DistributorFeatureCol.GMV, "spend of paid lines through it in the month"),
+            _doc(DistributorFeatureCol.ORDERS, "purchases (orders with a paid line) through it"),
+            _doc(DistributorFeatureCol.ACTIVE_CUSTOMERS, "consumers with a purchase through it"),
+            _doc(DistributorFeatureCol.NEW_CUSTOMERS, "consumers buying through it for the first time ever"),
+            _doc(DistributorFeatureCol.REPEAT_CUSTOMERS, "consumers with 2+ purchases through it"),
+            _doc(DistributorFeatureCol.SHARES, "`share` events carrying its id"),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.QUALITY_ALERTS,
+        audience="category managers",
+        rows="one row per product, most severe level first, then `product_id`",
+        docs=_QUALITY_DOCS,
+        columns=(
+            _doc(Col.PRODUCT_ID, "the product"),
+            _doc(Col.SUPPLIER_ID, "its supplier (brand)"),
+            _doc(Col.CATEGORY, "its category (`unknown` when empty)"),
+            _doc(
+                QualityCol.ORDERS_30D,
+                "paid or returned order lines in the 30 days ending 7 days before the as-of date",
+            ),
+            _doc(QualityCol.COMPLAINTS_30D, "complaints about those lines filed by the as-of date"),
+            _doc(QualityCol.COMPLAINT_RATE, "`complaints_30d / orders_30d`; empty without orders"),
+            _doc(QualityCol.RATE_LOWER_BOUND, "Wilson lower bound of the rate (90% interval)"),
+            _doc(QualityCol.RATE_UPPER_BOUND, "Wilson upper bound of the rate"),
+            _doc(QualityCol.THRESHOLD, "the category's alarm rate"),
+            _doc(QualityCol.LEVEL, _one_of(QualityLevel.ALL) + " (warning and pulled need enough lines)"),
+            _doc(QualityCol.PREVIOUS_LEVEL, "level in the previous run; empty when new"),
+            _doc(QualityCol.CHANGE, _one_of(LevelChange.ALL)),
+            _doc(QualityCol.SINCE, "date (`YYYY-MM-DD`) the current level began"),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.QUALITY_SUPPLIERS,
+        audience="category managers",
+        rows="suppliers with at least `supplier_min_flagged` flagged products, most flagged first",
+        docs=_QUALITY_DOCS,
+        columns=(
+            _doc(Col.SUPPLIER_ID, "the supplier (brand)"),
+            _doc(QualityCol.PRODUCTS, "all its products"),
+            *(_doc(level, f"its products at level {level}") for level in QualityLevel.ALL),
+            _doc(QualityCol.FLAGGED, "products at warning or pulled"),
+            _doc(QualityCol.FLAGGED_SHARE, "`flagged / products`"),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.EVALUATION,
+        audience="data scientists",
+        rows="a JSON object: the split, `k`, the production model and one result per model and protocol",
+        docs="docs/recommenders.md",
+        columns=(
+            _doc(EvaluationKey.CUTOFF, "last day of training (`YYYY-MM-DD`)"),
+            _doc(EvaluationKey.TEST_END, "last day of the test window"),
+            _doc(EvaluationKey.K, "list length the metrics are computed at"),
+            _doc(EvaluationKey.PRODUCTION, "the model that wrote this export's lists"),
+            _doc(
+                EvaluationKey.RESULTS,
+                "one object per model and protocol with the fields below (timings left out)",
+            ),
+            _doc(MetricCol.MODEL, "the model's name in `recommend.models`"),
+            _doc(MetricCol.PROTOCOL, "`all_items` or `new_items`"),
+            _doc(MetricCol.CONSUMERS, "test consumers the metrics average over"),
+            _doc(MetricCol.NDCG, "NDCG at k (binary gain), averaged over the test consumers (no list = 0)"),
+            _doc(MetricCol.RECALL, "hits / |truth|"),
+            _doc(MetricCol.PRECISION, "hits / k"),
+            _doc(MetricCol.MAP, "MAP at k, normalised by min(|truth|, k)"),
+            _doc(MetricCol.HIT_RATE, "share of consumers with at least one hit in the top k"),
+            _doc(MetricCol.COVERAGE, "share of the catalogue recommended to anyone"),
+            _doc(MetricCol.NOVELTY, "mean -log2 of a recommended product's share of training consumers"),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.CONSUMER_LISTS,
+        audience="backend",
+        rows="k rows for every known consumer (consumers table and buyers), by `consumer_id`, `rank`",
+        docs=_LISTS_DOCS,
+        columns=(
+            _doc(RecCol.CONSUMER_ID, "the consumer"),
+            _doc(RecCol.PRODUCT_ID, "recommended product"),
+            _doc(RecCol.RANK, "1 = show first"),
+            _doc(RecCol.SCORE, "model score for model rows; popularity share in [0, 1] for fallback rows"),
+            _doc(
+                RecCol.REASON,
+                "why, e.g. `you bought it 3 times`, `matches your taste in <category>`, "
+                "`customers like you buy it`, `popular in your group`, `popular on the platform now`",
+            ),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.DISTRIBUTOR_LISTS,
+        audience="backend, distributors",
+        rows="`distributor_top_n` products per distributor, by `distributor_id`, `rank`",
+        docs=_LISTS_DOCS,
+        columns=(
+            _doc(DistributorListCol.DISTRIBUTOR_ID, "the distributor (community)"),
+            _doc(DistributorListCol.PRODUCT_ID, "product to push this week"),
+            _doc(DistributorListCol.RANK, "1 = push first"),
+            _doc(
+                DistributorListCol.SCORE,
+                "members' model scores weighted by recency, blended with community buyers and "
+                "platform trend, after demotion",
+            ),
+            _doc(
+                DistributorListCol.REASON,
+                "why, e.g. `12 of your customers are likely to buy`, `trending in <category>`",
+            ),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.OUTREACH,
+        audience="backend, distributors",
+        rows="at most `outreach_size` members per distributor, one message each, by `distributor_id`, `rank`",
+        docs=_LISTS_DOCS,
+        columns=(
+            _doc(DistributorListCol.DISTRIBUTOR_ID, "distributor who sends the message"),
+            _doc(DistributorListCol.CONSUMER_ID, "member to message (once)"),
+            _doc(
+                DistributorListCol.PRODUCT_ID,
+                "the product to mention, one of the distributor's pushed products",
+            ),
+            _doc(DistributorListCol.RANK, "1 = message first"),
+            _doc(DistributorListCol.SCORE, "member's model score for the product x member weight"),
+            _doc(
+                DistributorListCol.REASON,
+                "why, e.g. `bought it N times before`, `buys <category> (N products)`",
+            ),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.SIMILAR_ITEMS,
+        audience="backend",
+        rows="20 products per product of the fitted catalogue",
+        docs=_LISTS_DOCS,
+        columns=(
+            _doc(RecCol.PRODUCT_ID, "the product"),
+            _doc(RecCol.SIMILAR_PRODUCT_ID, "a similar product"),
+            _doc(RecCol.SCORE, "the model's item similarity"),
+            _doc(RecCol.RANK, "1 = most similar"),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.FALLBACK_COMMUNITY,
+        audience="backend",
+        rows="at most `3 x k` filtered products per community, by `distributor_id`, `rank`",
+        docs=_LISTS_DOCS,
+        columns=(
+            _doc(FallbackCol.DISTRIBUTOR_ID, "the community's distributor"),
+            _doc(RecCol.PRODUCT_ID, "a product a member interacted with recently"),
+            _doc(RecCol.RANK, "1 = show first"),
+            _doc(RecCol.SCORE, "the community's distinct recent members / its top product's"),
+            _doc(FallbackCol.BUYERS, "distinct members in `fallback_window_days`"),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.FALLBACK_GLOBAL,
+        audience="backend",
+        rows="`3 x k` filtered products, by `rank`",
+        docs=_LISTS_DOCS,
+        columns=(
+            _doc(RecCol.PRODUCT_ID, "the product"),
+            _doc(RecCol.RANK, "1 = show first"),
+            _doc(RecCol.SCORE, "share of the top product's recent buyers"),
+            _doc(FallbackCol.BUYERS, "distinct consumers in `fallback_window_days`"),
+        ),
+    ),
+)
+
+
+def export_file(name: str) -> ExportFile:
+    """The catalog entry of the step file ``name`` (a ``StepFile`` value)."""
+    for entry in EXPORTS:
+        if entry.name == name:
+            return entry
+    raise KeyError(f"{name}: not in the catalog; known: {[entry.name for entry in EXPORTS]}")
+
+
+def export_columns() -> frozenset[str]:
+    """Every fixed column and JSON field name of every exported file (what the vocabulary test guards)."""
+    return frozenset(column.name for entry in EXPORTS for column in entry.columns if "{" not in column.name)
+
+
+# --- the generated reference: python -m features.catalog > docs/exports.md ---------------------------
+
+
+def exports_markdown() -> str:
+    """docs/exports.md: every exported file, who reads it, what a row is, its columns in order."""
+    lines = [
+        "# Exported files and their columns",
+        "",
+        "<!-- generated by `python -m features.catalog > docs/exports.md`; edit features/catalog.py -->",
+        "",
+        "Every file below is written by a step into `outputs/` (validation.json into `validated/`) and",
+        "published in `exports/<as_of>/`. A name in `<angle brackets>` is filled from configuration;",
+        "a column marked *one per …* repeats for each value, in order. CSVs are UTF-8 with BOM for",
+        "Excel, with a fixed row order.",
+        "",
+        "| file | audience | rows |",
+        "|---|---|---|",
+        *(f"| [`{e.name}`](#{_anchor(e.name)}) | {e.audience} | {e.rows} |" for e in EXPORTS),
+    ]
+    for entry in EXPORTS:
+        lines += ["", f"## {entry.name}", ""]
+        where = f"`{entry.folder}/`" + ("" if entry.folder == Folder.VALIDATED else " and the export")
+        lines += [
+            f"For {entry.audience}; in {where}. Rows: {entry.rows}. "
+            f"Rules: [{entry.docs}]({_link(entry.docs)}).",
+            "",
+        ]
+        lines += ["| column | meaning |", "|---|---|"]
+        for column in entry.columns:
+            name = column.name.replace("{", "<").replace("}", ">")
+            each = f" (*one per {column.per.replace('_', ' ')}*)" if column.per else ""
+            lines.append(f"| `{name}` | {column.meaning}{each} |")
+    return "\n".join(lines) + "\n"
+
+
+def _link(path: str) -> str:
+    """``path`` (from the repository root) as a link from docs/exports.md."""
+    return path.removeprefix("docs/") if path.startswith("docs/") else f"../{path}"
+
+
+def _anchor(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum() or ch in "-_ ").replace(" ", "-")
+
+
+if __name__ == "__main__":
+    sys.stdout.write(exports_markdown())

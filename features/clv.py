@@ -37,16 +37,7 @@ import pandas as pd
 
 from features.columns import Col
 from features.sql import as_date, end_of, render
-
-
-class BTYDCol:
-    """Column names of the BTYD summary (the names pymc-marketing expects, plus ``consumer_id``)."""
-
-    FREQUENCY = "frequency"
-    RECENCY = "recency"
-    T = "T"
-    MONETARY_VALUE = "monetary_value"
-
+from features.vocabulary import BTYDCol
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     Col.CONSUMER_ID,

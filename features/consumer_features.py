@@ -29,35 +29,7 @@ from features.columns import Col, Table
 from features.contract import UNKNOWN_CATEGORY
 from features.engine import has_table
 from features.sql import as_date, end_of, literal, render
-
-
-class ConsumerCol:
-    """Column names of the consumer feature frame (contract columns come from ``Col``)."""
-
-    HOME_DISTRIBUTOR_ID = "home_distributor_id"
-    AGE_BAND = Col.AGE_BAND
-    TENURE_DAYS = "tenure_days"
-    FIRST_ORDER_DATE = "first_order_date"
-    LAST_ORDER_DATE = "last_order_date"
-    RECENCY_DAYS = "recency_days"
-    ORDERS = "orders"
-    MONETARY = "monetary"
-    AVG_ORDER_VALUE = "avg_order_value"
-    ACTIVE_DAYS = "active_days"
-    ROLLING_ORDERS = "rolling_orders"
-    ROLLING_SPEND = "rolling_spend"
-    ORDERS_30D = "orders_30d"
-    RETURN_RATE = "return_rate"
-    COMPLAINTS = "complaints"
-    TOP_CATEGORY = "top_category"
-    TOP_CATEGORY_SHARE = "top_category_share"
-    SECOND_CATEGORY = "second_category"
-    CATEGORIES = "categories"
-    BRANDS = "brands"
-    PRICE_INDEX = "price_index"
-    EVENTS_30D = "events_30d"
-    SHARES_30D = "shares_30d"
-
+from features.vocabulary import ConsumerCol
 
 FEATURE_COLUMNS: tuple[str, ...] = (
     Col.CONSUMER_ID,

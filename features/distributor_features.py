@@ -22,30 +22,7 @@ import pandas as pd
 from features.columns import Col, Table
 from features.engine import has_table
 from features.sql import end_of, render
-
-
-class DistributorCol:
-    """Column names of the distributor frames (contract columns come from ``Col``)."""
-
-    MONTH = "month"
-    GMV = "gmv"
-    ORDERS = "orders"
-    ACTIVE_CUSTOMERS = "active_customers"
-    NEW_CUSTOMERS = "new_customers"
-    REPEAT_CUSTOMERS = "repeat_customers"
-    SHARES = "shares"
-
-    COMMUNITY_SIZE = "community_size"
-    GMV_MONTH = "gmv_month"
-    GMV_PREV_MONTH = "gmv_prev_month"
-    GROWTH = "growth"
-    ORDERS_MONTH = "orders_month"
-    ACTIVE_CUSTOMERS_PREV = "active_customers_prev"
-    REPEAT_RATE = "repeat_rate"
-    SHARES_MONTH = "shares_month"
-    ORDERS_PER_SHARE = "orders_per_share"
-    ORDERS_PER_SHARE_PREV = "orders_per_share_prev"
-
+from features.vocabulary import DistributorFeatureCol as DistributorCol
 
 MONTHLY_COLUMNS: tuple[str, ...] = (
     Col.DISTRIBUTOR_ID,

@@ -36,18 +36,7 @@ from features.columns import Col, EventType, Table
 from features.contract import UNKNOWN_CATEGORY
 from features.engine import has_table
 from features.sql import end_of, literal, render
-
-
-class InteractionCol:
-    """Column names of the interaction, consumer-profile and product-profile frames."""
-
-    WEIGHT = "weight"
-    PURCHASES = "purchases"
-    LAST_PURCHASE_AT = "last_purchase_at"
-    LAST_INTERACTION_AT = "last_interaction_at"
-    HOME_DISTRIBUTOR_ID = "home_distributor_id"
-    PRICE_BAND = "price_band"
-
+from features.vocabulary import InteractionCol
 
 INTERACTION_COLUMNS: tuple[str, ...] = (
     Col.CONSUMER_ID,

@@ -22,6 +22,7 @@ from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 
 from features.consumer_features import ConsumerCol
+from features.vocabulary import ClusterCol
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +36,6 @@ FEATURES: dict[str, tuple[str, str, str]] = {
     ConsumerCol.RETURN_RATE: ("raw", "returns often", "rarely returns"),
     ConsumerCol.PRICE_INDEX: ("raw", "premium", "bargain hunting"),
 }
-
-
-class ClusterCol:
-    """Column names of cluster assignments and profiles."""
-
-    CLUSTER = "cluster"
-    LABEL = "cluster_label"
-    CONSUMERS = "consumers"
-    SHARE = "share"
 
 
 class ClusterConfig(BaseModel):

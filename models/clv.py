@@ -34,18 +34,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from features.clv import SUMMARY_COLUMNS, BTYDCol, ReturnsRule
 from features.columns import Col
 from features.errors import SiyuError
+from features.vocabulary import CLVCol
 
 log = logging.getLogger(__name__)
 
 _CUSTOMER_ID = "customer_id"  # the id column pymc-marketing requires
-
-
-class CLVCol:
-    """Column names of ``CLVResult.predictions`` besides ``consumer_id``."""
-
-    EXPECTED_PURCHASES = "expected_purchases"
-    EXPECTED_VALUE = "expected_value"
-    PROB_ALIVE = "prob_alive"
 
 
 PREDICTION_COLUMNS: tuple[str, ...] = (

@@ -25,20 +25,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.columns import Col
-from features.distributor_features import DistributorCol
+from features.vocabulary import DistributorFeatureCol, DistributorTier, DistributorTierCol
 
-PILLAR, GROWTH, STEADY, LONG_TAIL, DORMANT = "pillar", "growth", "steady", "long tail", "dormant"
+PILLAR, GROWTH, STEADY, LONG_TAIL, DORMANT = DistributorTier.ALL
 TIERS: tuple[str, ...] = (PILLAR, GROWTH, STEADY, LONG_TAIL, DORMANT)
-
-
-class DistributorTierCol:
-    """Columns added by distributor tiering."""
-
-    RANK = "gmv_rank"
-    GMV_SHARE = "gmv_share"
-    TIER = "distributor_tier"
-    COACHING = "coaching"
-    COACHING_REASON = "coaching_reason"
 
 
 Share = float
@@ -65,11 +55,11 @@ class DistributorTierConfig(BaseModel):
 def rank_by_gmv(features: pd.DataFrame) -> pd.DataFrame:
     """``features`` sorted by GMV (descending, ties by id) with gmv_rank 1..n and gmv_share."""
     ranked = features.sort_values(
-        [DistributorCol.GMV_MONTH, Col.DISTRIBUTOR_ID], ascending=[False, True], kind="mergesort"
+        [DistributorFeatureCol.GMV_MONTH, Col.DISTRIBUTOR_ID], ascending=[False, True], kind="mergesort"
     ).reset_index(drop=True)
-    total = ranked[DistributorCol.GMV_MONTH].sum()
+    total = ranked[DistributorFeatureCol.GMV_MONTH].sum()
     ranked.insert(1, DistributorTierCol.RANK, np.arange(1, len(ranked) + 1, dtype="int64"))
-    share = ranked[DistributorCol.GMV_MONTH] / total if total > 0 else 0.0
+    share = ranked[DistributorFeatureCol.GMV_MONTH] / total if total > 0 else 0.0
     ranked.insert(
         2, DistributorTierCol.GMV_SHARE, pd.Series(share, index=ranked.index).astype("float64").round(4)
     )
@@ -79,13 +69,13 @@ def rank_by_gmv(features: pd.DataFrame) -> pd.DataFrame:
 def assign_distributor_tiers(features: pd.DataFrame, config: DistributorTierConfig) -> pd.DataFrame:
     """Ranked features with distributor_tier, coaching and coaching_reason; sorted by rank."""
     ranked = rank_by_gmv(features)
-    gmv = ranked[DistributorCol.GMV_MONTH]
+    gmv = ranked[DistributorFeatureCol.GMV_MONTH]
     rank = ranked[DistributorTierCol.RANK]
     active = gmv > config.dormant_max_gmv
     n_active = int(active.sum())
-    growth = ranked[DistributorCol.GROWTH]
+    growth = ranked[DistributorFeatureCol.GROWTH]
     grew = (growth >= config.growth_min_growth) & (
-        ranked[DistributorCol.GMV_PREV_MONTH] >= config.growth_min_prev_gmv
+        ranked[DistributorFeatureCol.GMV_PREV_MONTH] >= config.growth_min_prev_gmv
     )
     conditions = [
         ~active,
@@ -103,11 +93,14 @@ def assign_distributor_tiers(features: pd.DataFrame, config: DistributorTierConf
 
 def coaching_reasons(ranked: pd.DataFrame, active: pd.Series, config: DistributorTierConfig) -> pd.Series:
     """Why each distributor needs coaching, or <NA> when it does not."""
-    customers = ranked[DistributorCol.ACTIVE_CUSTOMERS]
+    customers = ranked[DistributorFeatureCol.ACTIVE_CUSTOMERS]
     bar = max(config.coaching_min_customers, _quantile(customers[active], config.coaching_customer_quantile))
     many = active & (customers >= bar)
-    gmv_fell = many & (ranked[DistributorCol.GROWTH] <= -config.coaching_gmv_drop).fillna(False)
-    now, before = ranked[DistributorCol.ORDERS_PER_SHARE], ranked[DistributorCol.ORDERS_PER_SHARE_PREV]
+    gmv_fell = many & (ranked[DistributorFeatureCol.GROWTH] <= -config.coaching_gmv_drop).fillna(False)
+    now, before = (
+        ranked[DistributorFeatureCol.ORDERS_PER_SHARE],
+        ranked[DistributorFeatureCol.ORDERS_PER_SHARE_PREV],
+    )
     conversion_fell = many & (now <= before * (1 - config.coaching_conversion_drop)).fillna(False)
     reasons = pd.Series(pd.NA, index=ranked.index, dtype="string")
     for index in ranked.index[gmv_fell | conversion_fell]:
@@ -115,16 +108,22 @@ def coaching_reasons(ranked: pd.DataFrame, active: pd.Series, config: Distributo
         parts = []
         if gmv_fell[index]:
             parts.append(
-                f"GMV {row[DistributorCol.GROWTH]:+.0%} month on month "
-                f"({row[DistributorCol.GMV_PREV_MONTH]:,.2f} -> {row[DistributorCol.GMV_MONTH]:,.2f})"
+                f"GMV {row[DistributorFeatureCol.GROWTH]:+.0%} month on month "
+                f"({row[DistributorFeatureCol.GMV_PREV_MONTH]:,.2f} -> "
+                f"{row[DistributorFeatureCol.GMV_MONTH]:,.2f})"
             )
         if conversion_fell[index]:
-            change = row[DistributorCol.ORDERS_PER_SHARE] / row[DistributorCol.ORDERS_PER_SHARE_PREV] - 1
-            parts.append(
-                f"orders per share {row[DistributorCol.ORDERS_PER_SHARE_PREV]:.2f} -> "
-                f"{row[DistributorCol.ORDERS_PER_SHARE]:.2f} ({change:+.0%})"
+            change = (
+                row[DistributorFeatureCol.ORDERS_PER_SHARE] / row[DistributorFeatureCol.ORDERS_PER_SHARE_PREV]
+                - 1
             )
-        parts.append(f"{row[DistributorCol.ACTIVE_CUSTOMERS]:,} active customers (coaching bar {bar:,})")
+            parts.append(
+                f"orders per share {row[DistributorFeatureCol.ORDERS_PER_SHARE_PREV]:.2f} -> "
+                f"{row[DistributorFeatureCol.ORDERS_PER_SHARE]:.2f} ({change:+.0%})"
+            )
+        parts.append(
+            f"{row[DistributorFeatureCol.ACTIVE_CUSTOMERS]:,} active customers (coaching bar {bar:,})"
+        )
         reasons[index] = "; ".join(parts)
     return reasons
 
@@ -140,7 +139,9 @@ def coaching_list(tiered: pd.DataFrame) -> pd.DataFrame:
     """The distributors flagged for coaching, most active customers first (ties: id)."""
     flagged = tiered[tiered[DistributorTierCol.COACHING]]
     return flagged.sort_values(
-        [DistributorCol.ACTIVE_CUSTOMERS, Col.DISTRIBUTOR_ID], ascending=[False, True], kind="mergesort"
+        [DistributorFeatureCol.ACTIVE_CUSTOMERS, Col.DISTRIBUTOR_ID],
+        ascending=[False, True],
+        kind="mergesort",
     ).reset_index(drop=True)
 
 

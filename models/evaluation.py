@@ -38,6 +38,7 @@ from features.interactions import (
     product_profiles,
     purchased_pairs,
 )
+from features.vocabulary import MetricCol
 from models.recommenders.base import InteractionData, RecCol, Recommender, RecommendFilters
 
 logger = logging.getLogger(__name__)
@@ -50,23 +51,6 @@ class Protocol:
     NEW_ITEMS = "new_items"
 
     ALL: tuple[str, ...] = (ALL_ITEMS, NEW_ITEMS)
-
-
-class MetricCol:
-    """Columns of the evaluation table."""
-
-    MODEL = "model"
-    PROTOCOL = "protocol"
-    CONSUMERS = "consumers"
-    NDCG = "ndcg"
-    RECALL = "recall"
-    PRECISION = "precision"
-    MAP = "map"
-    HIT_RATE = "hit_rate"
-    COVERAGE = "coverage"
-    NOVELTY = "novelty"
-    FIT_SECONDS = "fit_seconds"
-    RECOMMEND_SECONDS = "recommend_seconds"
 
 
 RANKING_METRICS: tuple[str, ...] = (

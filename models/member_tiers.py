@@ -15,20 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.columns import Col
 from features.consumer_features import ConsumerCol
+from features.vocabulary import Movement, TierCol
 
-UP, DOWN, SAME, NEW = "up", "down", "same", "new"
+UP, DOWN, SAME, NEW = Movement.ALL
 MOVEMENTS: tuple[str, ...] = (UP, DOWN, SAME, NEW)
-NEW_ROW = "(new)"
-
-
-class TierCol:
-    """Column names added by member tiering."""
-
-    MEMBER_TIER = "member_tier"
-    PREVIOUS_TIER = "previous_tier"
-    MOVEMENT = "movement"
-    PREVIOUS = "previous"
-    TOTAL = "total"
+NEW_ROW = Movement.NEW_ROW
 
 
 class TierLevel(BaseModel):

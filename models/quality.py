@@ -32,14 +32,15 @@ from scipy.stats import norm
 from features.columns import Col, OrderStatus, Table
 from features.contract import UNKNOWN_CATEGORY
 from features.engine import has_table
+from features.vocabulary import LevelChange, QualityCol, QualityLevel
 
 logger = logging.getLogger(__name__)
 
-NORMAL, WATCH, WARNING, PULLED = "normal", "watch", "warning", "pulled"
+NORMAL, WATCH, WARNING, PULLED = QualityLevel.ALL
 LEVELS: tuple[str, ...] = (NORMAL, WATCH, WARNING, PULLED)
 SEVERITY: dict[str, int] = {level: rank for rank, level in enumerate(LEVELS)}
 
-NEW, ESCALATED, DE_ESCALATED, UNCHANGED = "new", "escalated", "de-escalated", "unchanged"
+NEW, ESCALATED, DE_ESCALATED, UNCHANGED = LevelChange.ALL
 CHANGES: tuple[str, ...] = (NEW, ESCALATED, DE_ESCALATED, UNCHANGED)
 
 CONFIGURED, CATEGORY, GLOBAL = "configured", "category", "global"
@@ -50,32 +51,6 @@ TOLERANCE = 1e-9
 
 # Rounds of leaving out outliers before a base rate is taken as it stands (it settles in 2-4).
 MAX_ROUNDS = 20
-
-
-class QualityCol:
-    """Column names of the frames this module returns (contract columns come from ``Col``)."""
-
-    ORDERS_30D = "orders_30d"
-    COMPLAINTS_30D = "complaints_30d"
-    COMPLAINT_RATE = "complaint_rate"
-    RATE_LOWER_BOUND = "rate_lower_bound"
-    RATE_UPPER_BOUND = "rate_upper_bound"
-    THRESHOLD = "threshold"
-    LEVEL = "level"
-    PREVIOUS_LEVEL = "previous_level"
-    CHANGE = "change"
-    SINCE = "since"
-
-    # category thresholds
-    REFERENCE_PRODUCTS = "reference_products"
-    LEFT_OUT = "left_out"
-    BASE_RATE = "base_rate"
-    SOURCE = "source"
-
-    # supplier roll-up
-    PRODUCTS = "products"
-    FLAGGED = "flagged"
-    FLAGGED_SHARE = "flagged_share"
 
 
 ALERT_COLUMNS: tuple[str, ...] = (

@@ -24,19 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from features.columns import Col
 from features.consumer_features import ConsumerCol
+from features.vocabulary import RFMCol
 
 SCORES = 5
 ScoreRange = tuple[int, int]
-
-
-class RFMCol:
-    """Column names added by RFM scoring."""
-
-    R_SCORE = "r_score"
-    F_SCORE = "f_score"
-    M_SCORE = "m_score"
-    RFM_CELL = "rfm_cell"
-    SEGMENT = "rfm_segment"
 
 
 RFM_COLUMNS: tuple[str, ...] = (

@@ -24,14 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.columns import Col
 from features.consumer_features import ConsumerCol
-
-
-class TagCol:
-    """Columns of the tag table."""
-
-    TAG_TYPE = "tag_type"
-    TAG_VALUE = "tag_value"
-
+from features.vocabulary import TagCol
 
 TAG_COLUMNS: tuple[str, ...] = (Col.CONSUMER_ID, TagCol.TAG_TYPE, TagCol.TAG_VALUE)
 _TEXT = pd.StringDtype("pyarrow")

@@ -67,18 +67,9 @@ import scipy.sparse as sp
 from features.columns import Col
 from features.errors import SiyuError
 from features.interactions import InteractionCol, upper_bound
+from features.vocabulary import RecCol
 
 logger = logging.getLogger(__name__)
-
-
-class RecCol:
-    """Column names of recommendation frames (contract ids come from ``Col``)."""
-
-    CONSUMER_ID = Col.CONSUMER_ID
-    PRODUCT_ID = Col.PRODUCT_ID
-    SIMILAR_PRODUCT_ID = "similar_product_id"
-    SCORE = "score"
-    RANK = "rank"
 
 
 RECOMMENDATION_COLUMNS: tuple[str, ...] = (RecCol.CONSUMER_ID, RecCol.PRODUCT_ID, RecCol.SCORE, RecCol.RANK)

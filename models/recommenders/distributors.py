@@ -45,9 +45,9 @@ import scipy.sparse as sp
 
 from features.columns import Col
 from features.sql import end_of, render
+from features.vocabulary import DistributorListCol as DistributorCol
 from models.recommenders.base import (
     InteractionData,
-    RecCol,
     Recommender,
     RecommendFilters,
     demote_scores,
@@ -60,17 +60,6 @@ from models.recommenders.popularity import recent_popularity
 logger = logging.getLogger(__name__)
 
 _BASELINE_DAYS = 90.0
-
-
-class DistributorCol:
-    """Column names of the distributor and outreach lists (contract ids come from ``Col``)."""
-
-    DISTRIBUTOR_ID = Col.DISTRIBUTOR_ID
-    CONSUMER_ID = Col.CONSUMER_ID
-    PRODUCT_ID = Col.PRODUCT_ID
-    RANK = RecCol.RANK
-    SCORE = RecCol.SCORE
-    REASON = "reason"
 
 
 DISTRIBUTOR_COLUMNS: tuple[str, ...] = (

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 from features.columns import Col
 from features.errors import SiyuError
 from features.interactions import InteractionCol
+from features.vocabulary import FallbackCol, ListSource
 from models.recommenders.base import InteractionData, RecCol, RecommendFilters, demote_scores, top_k
 from models.recommenders.filters import without_sale_window
 from models.recommenders.popularity import recent_indicator, recent_popularity
@@ -39,15 +40,7 @@ from models.recommenders.popularity import recent_indicator, recent_popularity
 logger = logging.getLogger(__name__)
 
 
-class FallbackCol:
-    """Extra column names of fallback and completed lists."""
-
-    DISTRIBUTOR_ID = Col.DISTRIBUTOR_ID
-    SOURCE = "source"
-    BUYERS = "recent_buyers"
-
-
-SOURCE_MODEL, SOURCE_COMMUNITY, SOURCE_GLOBAL = "model", "community", "global"
+SOURCE_MODEL, SOURCE_COMMUNITY, SOURCE_GLOBAL = ListSource.ALL
 SOURCES: tuple[str, ...] = (SOURCE_MODEL, SOURCE_COMMUNITY, SOURCE_GLOBAL)
 COMMUNITY_COLUMNS: tuple[str, ...] = (
     FallbackCol.DISTRIBUTOR_ID,

@@ -21,9 +21,10 @@ import pandas as pd
 from features.catalog import StepFile
 from features.columns import Col
 from features.consumer_features import ConsumerCol, consumer_features
-from features.distributor_features import DistributorCol, distributor_features, distributor_monthly
+from features.distributor_features import distributor_features, distributor_monthly
 from features.engine import connect
 from features.errors import SiyuError
+from features.vocabulary import DistributorFeatureCol, ExportCol
 from models.clusters import BehaviourClusters, ClusterCol
 from models.distributor_tiers import (
     DistributorTierCol,
@@ -45,22 +46,6 @@ from models.tags import profile_tags
 from reporting.excel import write_excel_csv
 
 logger = logging.getLogger(__name__)
-
-
-class ExportCol:
-    """Columns of consumer_tiers.csv that are not feature, RFM or tier columns."""
-
-    FREQUENCY = "frequency"
-    PROB_ALIVE = "prob_alive"
-    CHURN_RISK = "churn_risk"
-
-    @staticmethod
-    def expected_purchases(horizon_days: int) -> str:
-        return f"expected_purchases_{horizon_days}d"
-
-    @staticmethod
-    def expected_value(horizon_days: int) -> str:
-        return f"expected_value_{horizon_days}d"
 
 
 def consumer_tier_columns(horizon_days: int) -> list[str]:
@@ -95,20 +80,20 @@ DISTRIBUTOR_TIER_COLUMNS: tuple[str, ...] = (
     Col.DISTRIBUTOR_ID,
     DistributorTierCol.RANK,
     DistributorTierCol.TIER,
-    DistributorCol.MONTH,
-    DistributorCol.GMV_MONTH,
+    DistributorFeatureCol.MONTH,
+    DistributorFeatureCol.GMV_MONTH,
     DistributorTierCol.GMV_SHARE,
-    DistributorCol.GMV_PREV_MONTH,
-    DistributorCol.GROWTH,
-    DistributorCol.ORDERS_MONTH,
-    DistributorCol.ACTIVE_CUSTOMERS,
-    DistributorCol.ACTIVE_CUSTOMERS_PREV,
-    DistributorCol.NEW_CUSTOMERS,
-    DistributorCol.REPEAT_RATE,
-    DistributorCol.SHARES_MONTH,
-    DistributorCol.ORDERS_PER_SHARE,
-    DistributorCol.ORDERS_PER_SHARE_PREV,
-    DistributorCol.COMMUNITY_SIZE,
+    DistributorFeatureCol.GMV_PREV_MONTH,
+    DistributorFeatureCol.GROWTH,
+    DistributorFeatureCol.ORDERS_MONTH,
+    DistributorFeatureCol.ACTIVE_CUSTOMERS,
+    DistributorFeatureCol.ACTIVE_CUSTOMERS_PREV,
+    DistributorFeatureCol.NEW_CUSTOMERS,
+    DistributorFeatureCol.REPEAT_RATE,
+    DistributorFeatureCol.SHARES_MONTH,
+    DistributorFeatureCol.ORDERS_PER_SHARE,
+    DistributorFeatureCol.ORDERS_PER_SHARE_PREV,
+    DistributorFeatureCol.COMMUNITY_SIZE,
     DistributorTierCol.COACHING,
     DistributorTierCol.COACHING_REASON,
 )
@@ -356,7 +341,9 @@ def _distributor_files(
 ) -> _DistributorResult:
     monthly = distributor_monthly(con, as_of, months=settings.history_months)
     tiered = assign_distributor_tiers(distributor_features(con, as_of, monthly), settings.distributor_tiers)
-    export = tiered.assign(**{DistributorCol.MONTH: tiered[DistributorCol.MONTH].dt.strftime("%Y-%m")})
+    export = tiered.assign(
+        **{DistributorFeatureCol.MONTH: tiered[DistributorFeatureCol.MONTH].dt.strftime("%Y-%m")}
+    )
     export = export[list(DISTRIBUTOR_TIER_COLUMNS)]
     coached = coaching_list(export)
     paths = {
