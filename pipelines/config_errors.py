@@ -115,6 +115,8 @@ class _Spot:
     parts: list[str | int] = field(default_factory=list)
     field: FieldInfo | None = None
     parent: type[BaseModel] | None = None
+    tagged: bool = False
+    key_error: bool = False
 
     @property
     def key(self) -> str:
@@ -130,13 +132,19 @@ def describe_errors(path: Path, error: ValidationError, root: type[BaseModel], r
     ``root`` is the model the file was validated against; ``reference`` is the file with a
     working example of every key, named in fixes.
     """
-    problems = _relevant(error.errors(include_url=False))
-    blocks: dict[str, str] = {}
-    for problem in problems:
-        spot = _locate(root, problem["loc"])
-        blocks.setdefault(spot.key, _block(path, spot, problem, root, reference))
+    located = [
+        (_locate(root, problem["loc"]), problem) for problem in _relevant(error.errors(include_url=False))
+    ]
+    deeper = [spot.parts for spot, _ in located]
+    groups: dict[str, list[tuple[_Spot, Any]]] = {}
+    for spot, problem in located:
+        # A union member that failed deeper down says more than the other members' "wrong type".
+        if spot.tagged and any(parts[: len(spot.parts)] == spot.parts != parts for parts in deeper):
+            continue
+        groups.setdefault(spot.key, []).append((spot, problem))
+    blocks = [_block(path, group, root, reference) for group in groups.values()]
     header = [f"{path}: {len(blocks)} problems in the config"] if len(blocks) > 1 else []
-    return "\n".join(header + list(blocks.values()))
+    return "\n".join(header + blocks)
 
 
 def _relevant(problems: list[Any]) -> list[Any]:
@@ -152,13 +160,18 @@ def _relevant(problems: list[Any]) -> list[Any]:
     return kept or problems
 
 
-def _block(path: Path, spot: _Spot, problem: Any, root: type[BaseModel], reference: Path) -> str:
+def _block(path: Path, group: list[tuple[_Spot, Any]], root: type[BaseModel], reference: Path) -> str:
+    """The block of one key; several problems at one key (a union's members) share it."""
+    spot, problem = group[0]
     kind = problem["type"]
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "invalid_key"):
         return _unknown_key_block(path, spot, problem, root, reference)
-    text, value = _problem_text(problem), problem.get("input")
-    shown = {_show(value), _show_plain(value), repr(value)}
-    got = "" if kind == "missing" or any(item in text for item in shown) else f" (got {_show(value)})"
+    text = "; or ".join(dict.fromkeys(_problem_text(member) for _, member in group))
+    if spot.key_error:
+        text = f"the key {_show(problem.get('input'))} {text}"
+    value = problem.get("input")
+    echoed = any(f"got {shown}" in text for shown in (_show(value), _show_plain(value), repr(value)))
+    got = "" if kind == "missing" or echoed else f" (got {_show(value)})"
     allowed = _allowed(spot, problem, reference)
     return f"{path}: {spot.key}: {text}{got}\n  allowed: {allowed}\n  fix: {_fix(spot, problem, reference)}"
 
@@ -190,7 +203,8 @@ def _unknown_key_block(path: Path, spot: _Spot, problem: Any, root: type[BaseMod
     known = list(spot.parent.model_fields) if spot.parent else []
     guess = _closest_key(name, known, section, root)
     where = f"the keys of {section}:" if section else "the top-level keys:"
-    problem_text = "unknown key" + (f" — did you mean {guess}?" if guess else "")
+    problem_text = "unknown key" if problem["type"] == "extra_forbidden" else "a key must be text"
+    problem_text += f" — did you mean {guess}?" if guess else ""
     fix = f"rename {spot.key} to {guess}" if guess else f"remove {spot.key}"
     fix += f" (see {reference})" if guess else f", or check its spelling against {reference}"
     return (
@@ -229,22 +243,30 @@ def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
 def _locate(root: type[BaseModel], loc: tuple[str | int, ...]) -> _Spot:
     """Follow ``loc`` from ``root`` through the models, skipping pydantic's union-member tags."""
     spot = _Spot(root)
-    for part in loc:
+    for index, part in enumerate(loc):
         core, _, _ = _unwrap(spot.annotation)
         origin, args = typing.get_origin(core), typing.get_args(core)
-        if _is_model(core) and isinstance(part, str):
-            spot.parent, spot.field = core, core.model_fields.get(part)
+        last = index == len(loc) - 1
+        if part == "[key]":  # the error is about the mapping key just named, not its value
+            spot.key_error = True
+            continue
+        if _is_model(core):
+            spot.parent, spot.field = core, core.model_fields.get(str(part))
             spot.annotation = _field_type(spot.field) if spot.field else Any
+            part = str(part)
         elif origin is dict:
-            spot.field, spot.annotation = None, args[1] if len(args) == 2 else Any
+            key_error = not last and loc[index + 1] == "[key]"
+            spot.field, spot.annotation = None, (args[0] if key_error else args[1]) if len(args) == 2 else Any
         elif origin in (list, tuple, set, frozenset) and isinstance(part, int):
             item = args[0] if origin is not tuple or (len(args) == 2 and args[1] is Ellipsis) else None
             if item is None:
                 item = args[part] if part < len(args) else Any
             spot.field, spot.annotation = None, item
         elif _union_members(core) and isinstance(part, str):
-            spot.annotation = _union_member(core, part)
-            continue  # a tag naming the union member pydantic tried, not a key
+            spot.tagged = True  # a tag naming the union member pydantic tried, not a key
+            if not last:
+                spot.annotation = _union_member(core, part)
+            continue
         else:
             spot.field, spot.annotation = None, Any
         spot.parts.append(part)
@@ -284,12 +306,16 @@ def _union_members(annotation: Any) -> tuple[Any, ...]:
 
 
 def _union_member(union: Any, tag: str) -> Any:
-    """The member of ``union`` a pydantic tag such as ``int`` or ``list[str]`` names (else the union)."""
-    for member in _union_members(union):
-        name = getattr(typing.get_origin(member) or member, "__name__", str(member)).lower()
-        if name and name in tag.lower():
-            return member
-    return union
+    """The member of ``union`` a pydantic tag such as ``int`` or ``list[int]`` names (else the union)."""
+    members = _union_members(union)
+    names = {
+        member: (getattr(member, "__name__", ""), str(member).replace("typing.", "")) for member in members
+    }
+    exact = [member for member in members if tag.lower() in (name.lower() for name in names[member] if name)]
+    if exact:
+        return exact[0]
+    partial = [member for member in members if names[member][0] and names[member][0].lower() in tag.lower()]
+    return max(partial, key=lambda member: len(names[member][0]), default=union)
 
 
 def _is_model(annotation: Any) -> bool:
@@ -421,6 +447,8 @@ def _fix(spot: _Spot, problem: Any, reference: Path) -> str:
         return f"change {spot.key} as the problem above says ({reference} has a working example){reset}"
     if core is Any:
         return f"set {spot.key} as described in {reference}{reset}"
+    if spot.key_error:
+        return f"rename the key {spot.key} to {_kind(spot.annotation, or_empty=False)}"
     kind = _kind(spot.annotation, or_empty=False)
     example = _example_text(spot)
     if problem["type"] == "missing":

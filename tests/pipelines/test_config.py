@@ -287,3 +287,33 @@ def test_cli_prints_the_block_and_exits_2(tiny_dataset: Path, tmp_path: Path, mo
     assert f"error: {bad}: validation.chunk_rows: should be greater than or equal to 1 (got 0)" in err
     assert "fix: set validation.chunk_rows to a whole number ≥ 1, e.g. 500000" in err
     assert "Traceback" not in err
+
+
+def test_union_members_and_non_text_keys(tmp_path: Path) -> None:
+    class Inner(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        size: int = 1
+
+    class Root(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        limit: int | list[int] = 3
+        source: Inner | str = "s"
+
+    def describe(data: dict) -> list[str]:
+        with pytest.raises(ValidationError) as raised:
+            Root.model_validate(data)
+        return describe_errors(Path("x.yaml"), raised.value, Root, Path("ref.yaml")).splitlines()
+
+    assert (
+        describe({"limit": ["q"]})[0]
+        == "x.yaml: limit[0]: should be a valid integer, unable to parse string as an integer (got 'q')"
+    )
+    assert describe({"source": {"sise": 2}}) == [
+        "x.yaml: source.sise: unknown key — did you mean source.size? (got 2)",
+        "  allowed: the keys of source: size",
+        "  fix: rename source.sise to source.size (see ref.yaml)",
+    ]
+    assert describe({"source": 5})[1] == "  allowed: a mapping with keys: size or text"
+    assert describe({1: 2})[0] == "x.yaml: 1: a key must be text (got 1)"
