@@ -10,6 +10,7 @@ descriptions, so a field added to any section gets the same quality of message f
 from __future__ import annotations
 
 import difflib
+import operator
 import re
 import types
 import typing
@@ -113,7 +114,7 @@ class _Spot:
 
     annotation: Any
     parts: list[str | int] = field(default_factory=list)
-    field: FieldInfo | None = None
+    info: FieldInfo | None = None
     parent: type[BaseModel] | None = None
     tagged: bool = False
     key_error: bool = False
@@ -123,7 +124,7 @@ class _Spot:
         text = ""
         for part in self.parts:
             text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-        return text
+        return text or "(top level)"
 
 
 def describe_errors(path: Path, error: ValidationError, root: type[BaseModel], reference: Path) -> str:
@@ -199,7 +200,7 @@ def _problem_text(problem: Any) -> str:
 
 def _unknown_key_block(path: Path, spot: _Spot, problem: Any, root: type[BaseModel], reference: Path) -> str:
     name = str(spot.parts[-1])
-    section = _Spot(root, spot.parts[:-1]).key
+    section = _Spot(root, spot.parts[:-1]).key if len(spot.parts) > 1 else ""
     known = list(spot.parent.model_fields) if spot.parent else []
     guess = _closest_key(name, known, section, root)
     where = f"the keys of {section}:" if section else "the top-level keys:"
@@ -251,24 +252,24 @@ def _locate(root: type[BaseModel], loc: tuple[str | int, ...]) -> _Spot:
             spot.key_error = True
             continue
         if _is_model(core):
-            spot.parent, spot.field = core, core.model_fields.get(str(part))
-            spot.annotation = _field_type(spot.field) if spot.field else Any
+            spot.parent, spot.info = core, core.model_fields.get(str(part))
+            spot.annotation = _field_type(spot.info) if spot.info else Any
             part = str(part)
         elif origin is dict:
             key_error = not last and loc[index + 1] == "[key]"
-            spot.field, spot.annotation = None, (args[0] if key_error else args[1]) if len(args) == 2 else Any
+            spot.info, spot.annotation = None, (args[0] if key_error else args[1]) if len(args) == 2 else Any
         elif origin in (list, tuple, set, frozenset) and isinstance(part, int):
             item = args[0] if origin is not tuple or (len(args) == 2 and args[1] is Ellipsis) else None
             if item is None:
                 item = args[part] if part < len(args) else Any
-            spot.field, spot.annotation = None, item
+            spot.info, spot.annotation = None, item
         elif _union_members(core) and isinstance(part, str):
             spot.tagged = True  # a tag naming the union member pydantic tried, not a key
             if not last:
                 spot.annotation = _union_member(core, part)
             continue
         else:
-            spot.field, spot.annotation = None, Any
+            spot.info, spot.annotation = None, Any
         spot.parts.append(part)
     return spot
 
@@ -331,7 +332,7 @@ def _allowed(spot: _Spot, problem: Any, reference: Path) -> str:
     text = _kind(spot.annotation) if core is not Any else _kind_from_error(problem, reference)
     if _is_model(core) and problem["type"] in ("value_error", "assertion_error"):
         text = _first_paragraph(core.__doc__) or text
-    description = spot.field.description if spot.field else None
+    description = spot.info.description if spot.info else None
     return f"{text} — {description}" if description and description not in text else text
 
 
@@ -441,7 +442,7 @@ def _fix(spot: _Spot, problem: Any, reference: Path) -> str:
     if own:
         return own
     core, _, optional = _unwrap(spot.annotation)
-    has_default = spot.field is not None and not spot.field.is_required()
+    has_default = spot.info is not None and not spot.info.is_required()
     reset = f", or remove {spot.key} to use the default" if has_default else ""
     if problem["type"] in ("value_error", "assertion_error") and _is_model(core):
         return f"change {spot.key} as the problem above says ({reference} has a working example){reset}"
@@ -462,7 +463,7 @@ def _fix(spot: _Spot, problem: Any, reference: Path) -> str:
 
 def _example_text(spot: _Spot) -> str | None:
     """The field's default when it is short and not empty, else a value its constraints allow."""
-    default = _default(spot.field) if spot.field else None
+    default = _default(spot.info) if spot.info else None
     if default not in (None, {}, [], ()) and not isinstance(default, BaseModel):
         shown = _show_plain(default)
         if len(shown) <= 60:
@@ -478,7 +479,7 @@ def _default(info: FieldInfo) -> Any:
     if factory is None or _is_model(factory):
         return None
     try:
-        return factory()  # type: ignore[call-arg]
+        return factory()
     except TypeError:  # a factory that takes the validated data
         return None
 
@@ -514,9 +515,9 @@ def _example(annotation: Any) -> Any:
 def _fits(value: float, core: Any, constraints: list[Any]) -> bool:
     if core is int and not float(value).is_integer():
         return False
-    checks = {"ge": value.__ge__, "gt": value.__gt__, "le": value.__le__, "lt": value.__lt__}
+    checks = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
     return all(
-        check(getattr(item, attr))
+        check(value, getattr(item, attr))
         for item in constraints
         for attr, check in checks.items()
         if getattr(item, attr, None) is not None
