@@ -2,23 +2,23 @@
 
 Each layer owns the model of its own settings (``features.reader.DataSourceConfig``,
 ``features.validate.ValidationConfig``, ...); this module only composes them and turns
-a bad file into a message that names the file, the key and the fix.
+a bad file into a message that names the file, the key, the bad value, what is allowed
+and the fix (``pipelines.config_errors`` derives it from the models themselves).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from features.errors import SiyuError
 from features.reader import DataSourceConfig
 from features.validate import ValidationConfig
 from models.quality import QualityConfig
 from models.recommenders.list_config import ListsConfig
 from models.recommenders.training import RecommendConfig
 from models.segmentation import SegmentationConfig
+from pipelines.config_errors import ConfigError, describe_errors, read_yaml
 from pipelines.publish import PublishConfig
 from pipelines.schedule import ScheduleConfig
 from pipelines.tracking import TrackingConfig
@@ -26,9 +26,7 @@ from sources.simulator import SimulationConfig
 
 DEFAULT_CONFIG = Path("configs/nightly.yaml")
 
-
-class ConfigError(SiyuError):
-    """A configuration file that cannot be used."""
+__all__ = ["DEFAULT_CONFIG", "ConfigError", "DataConfig", "NightlyConfig", "load_config"]
 
 
 class DataConfig(DataSourceConfig):
@@ -38,8 +36,10 @@ class DataConfig(DataSourceConfig):
     and used from there.
     """
 
-    dir: Path | None = None
-    demo_dir: Path = Path("data/demo")
+    dir: Path | None = Field(
+        None, description="Folder of contract files (orders, products, ...); empty = the demo data set."
+    )
+    demo_dir: Path = Field(Path("data/demo"), description="Where the demo data set is simulated once.")
 
 
 class NightlyConfig(BaseModel):
@@ -57,39 +57,32 @@ class NightlyConfig(BaseModel):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    work_dir: Path = Path("work")
+    work_dir: Path = Field(
+        Path("work"), description="Working folder: validated data, features, MLflow store, exports."
+    )
 
 
 def load_config(path: Path | None) -> NightlyConfig:
-    """Load ``path`` (or the defaults when it is None and configs/nightly.yaml is absent)."""
+    """Load ``path`` (or the defaults when it is None and configs/nightly.yaml is absent).
+
+    An empty file gives the defaults. Every problem raises a ``ConfigError`` whose message
+    names the file, the key (or the line of a YAML syntax error), the bad value and the fix.
+    """
     if path is None:
         if not DEFAULT_CONFIG.exists():
             return NightlyConfig()
         path = DEFAULT_CONFIG
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found\n  fix: pass --config with an existing YAML file")
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ConfigError(
-            f"{path}: not valid YAML ({error})\n  fix: correct the syntax at the line named"
-        ) from None
+        what = "is a folder, not a config file" if path.is_dir() else "config file not found"
+        raise ConfigError(f"{path}: {what}\n  fix: pass --config with an existing YAML file")
+    content = read_yaml(path)
     if not isinstance(content, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections (data:, validation:, ...)")
+        got = "a list" if isinstance(content, list) else f"a single value {content!r}"
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections (data:, validation:, ...), got {got}\n"
+            f"  fix: write sections as 'name:' lines at the left margin, as in {DEFAULT_CONFIG}"
+        )
     try:
         return NightlyConfig.model_validate(content)
     except ValidationError as error:
-        raise ConfigError(_describe(path, error)) from None
-
-
-def _describe(path: Path, error: ValidationError) -> str:
-    lines = [f"{path}: {error.error_count()} problem(s) in the config"]
-    for problem in error.errors():
-        key = ".".join(str(part) for part in problem["loc"])
-        if problem["type"] == "extra_forbidden":
-            lines.append(
-                f"  {key}: unknown key\n    fix: remove it or check its spelling against configs/nightly.yaml"
-            )
-        else:
-            lines.append(f"  {key}: {problem['msg']} (got {problem.get('input')!r})")
-    return "\n".join(lines)
+        raise ConfigError(describe_errors(path, error, NightlyConfig, DEFAULT_CONFIG)) from None
