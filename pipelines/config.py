@@ -3,7 +3,7 @@
 Each layer owns the model of its own settings (``features.reader.DataSourceConfig``,
 ``features.validate.ValidationConfig``, ...); this module only composes them and turns
 a bad file into a message that names the file, the key, the bad value, what is allowed
-and the fix (``pipelines.config_errors`` derives it from the models themselves).
+and the fix (``features.config_errors`` derives it from the models themselves).
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from features.config_errors import ConfigError, describe_errors, read_yaml
 from features.reader import DataSourceConfig
 from features.validate import ValidationConfig
 from models.quality import QualityConfig
 from models.recommenders.list_config import ListsConfig
 from models.recommenders.training import RecommendConfig
 from models.segmentation import SegmentationConfig
-from pipelines.config_errors import ConfigError, describe_errors, read_yaml
 from pipelines.publish import PublishConfig
 from pipelines.schedule import ScheduleConfig
 from pipelines.tracking import TrackingConfig

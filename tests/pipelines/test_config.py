@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.config_errors import describe_errors
 from pipelines.config import ConfigError, NightlyConfig, load_config
-from pipelines.config_errors import describe_errors
 from tests.cli import run_cli
 
 
