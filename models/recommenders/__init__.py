@@ -1,7 +1,8 @@
 """Recommenders behind one interface (see ``models.recommenders.base`` for the contract).
 
 Importing this package registers every model class, so ``load_recommender`` can restore any
-of them by the name saved in ``model.json``; ``build_model(name, params)`` makes one from config.
+of them by the name saved in ``model.json``; ``training.ModelSpec(kind=..., params=...).build()``
+makes one from config.
 """
 
 from models.recommenders.base import (
@@ -22,13 +23,7 @@ from models.recommenders.implicit_models import (
 )
 from models.recommenders.lightfm_model import LightFMRecommender
 from models.recommenders.popularity import PopularityRecommender, RepeatPurchaseRecommender
-from models.recommenders.ranker import RankerRecommender, build_component
-
-
-def build_model(kind: str, params: dict | None = None) -> Recommender:
-    """An unfitted model of ``kind`` (als, bpr, itemknn, ease, lightfm, popularity, repeat, ranker)."""
-    return build_component({"kind": kind, **(params or {})})
-
+from models.recommenders.ranker import RankerRecommender
 
 __all__ = [
     "RECOMMENDATION_COLUMNS",
@@ -45,7 +40,6 @@ __all__ = [
     "Recommender",
     "RepeatPurchaseRecommender",
     "ScoreBlock",
-    "build_model",
     "load_recommender",
     "registered_models",
 ]

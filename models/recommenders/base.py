@@ -11,7 +11,9 @@ checks it for each):
   recommended** to that consumer. The catalogue is the products with an interaction.
 - **Fit.** ``model.fit(data) -> model``; learned state ends in ``_``; hyper-parameters are
   constructor arguments (a seed where the model is random: the same seed gives the same
-  lists). ``fit`` never mutates ``data``.
+  lists). Every ``fit`` starts from scratch: it drops the learned state of an earlier fit,
+  so ``Model(**p).fit(a).fit(b)`` scores exactly like ``Model(**p).fit(b)`` (the ranker's
+  explicit ``tune`` is handed to the one ``fit`` after it). ``fit`` never mutates ``data``.
 - **Recommend.** ``model.recommend(consumer_ids, k, filters=None)`` returns a frame with
   columns ``consumer_id, product_id, score, rank`` (rank 1 = best; sorted by consumer in the
   order asked, then rank). Ids are the contract's string ids: no library matrix or internal
@@ -390,11 +392,13 @@ class Recommender(ABC):
     # -- public API --------------------------------------------------------------------------
 
     def fit(self, data: InteractionData) -> Recommender:
-        """Learn from ``data``; returns ``self``."""
+        """Learn from ``data`` from scratch (earlier learned state is dropped); returns ``self``."""
         if data.matrix.nnz == 0:
             raise SiyuError(
                 "no positive interactions to fit on\n  fix: check the as-of date and the data window"
             )
+        for learned in [key for key in vars(self) if key.endswith("_") and not key.startswith("_")]:
+            delattr(self, learned)
         self.data_ = data
         logger.debug("fitting %s on %d consumers x %d products", self.name, *data.shape)
         self._fit(data)

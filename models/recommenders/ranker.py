@@ -18,13 +18,15 @@ tiny popularity score below every candidate), so scores add up meaningfully acro
 community. The ranker is trained where the truth is known, never on the test window:
 
 - ``tune(train, truth)``: components fitted on ``train`` (data up to the validation cutoff),
-  labels = ``truth`` (pairs bought in the validation window). ``fit_production`` in
-  ``models.recommenders.training`` does this with the window before the as-of date.
-- ``fit(data)`` refits the components on ``data`` and keeps the tuned ranker. Called
-  without ``tune`` first, it tunes on a holdout carved out of ``data`` itself: purchases
-  whose latest interaction lies in the last ``validation_days`` become labels and are taken
-  out of (or, for repeat buys, decremented in) the training view — an approximation of the
-  real window for when only an ``InteractionData`` is at hand.
+  labels = ``truth`` (pairs bought in the validation window); the learned weights are handed
+  to the **next** ``fit``, which refits the components on its data and uses them.
+  ``fit_production`` in ``models.recommenders.training`` does this with the window before
+  the as-of date.
+- Every other ``fit(data)`` starts from scratch (``fit(a).fit(b)`` is ``fit(b)``): it tunes
+  on a holdout carved out of ``data`` itself: purchases whose latest interaction lies in the
+  last ``validation_days`` become labels and are taken out of (or, for repeat buys,
+  decremented in) the training view — an approximation of the real window for when only an
+  ``InteractionData`` is at hand.
 
 Persistence: the components' arrays and the regression's coefficients and scaler, no pickle.
 """
@@ -91,12 +93,23 @@ class RankerRecommender(Recommender):
         self.regularization = regularization
         self.max_training_consumers = max_training_consumers
         self.random_state = random_state
+        self._tuned: dict[str, np.ndarray] | None = None  # weights from tune(), for the next fit only
 
     # -- training ----------------------------------------------------------------------------
 
     def tune(self, train: InteractionData, truth: pd.DataFrame) -> RankerRecommender:
-        """Learn the ranker: components fitted on ``train``, labels = ``truth`` (consumer_id, product_id)."""
+        """Learn the ranker's weights on a validation window, for the next ``fit`` to use.
+
+        Components are fitted on ``train``, labels are ``truth`` (consumer_id, product_id).
+        """
+        self._tuned = None
         self._fit_components(train)
+        self._tuned = self._learn_weights(train, truth)
+        self._set_weights(self._tuned)
+        return self
+
+    def _learn_weights(self, train: InteractionData, truth: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Logistic-regression weights over the candidates of the components fitted on ``train``."""
         consumers = pd.Index(truth[Col.CONSUMER_ID].astype(str).unique())
         consumers = consumers[train.rows_of(consumers) >= 0]
         if len(consumers) == 0:
@@ -123,25 +136,35 @@ class RankerRecommender(Recommender):
             raise SiyuError(
                 "ranker: the validation window gives only one class of labels\n  fix: widen validation_days"
             )
-        self.mean_ = x.mean(axis=0)
-        self.scale_ = np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+        mean = x.mean(axis=0)
+        scale = np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
         regression = LogisticRegression(C=self.regularization, max_iter=2000)
-        regression.fit((x - self.mean_) / self.scale_, y)
-        self.coef_ = regression.coef_.ravel().astype(np.float64)
-        self.intercept_ = np.array([float(regression.intercept_[0])])
+        regression.fit((x - mean) / scale, y)
         logger.info(
             "ranker tuned on %d candidates of %d consumers (%.1f%% positive)",
             len(y),
             len(consumers),
             100 * y.mean(),
         )
-        return self
+        return {
+            "coef": regression.coef_.ravel().astype(np.float64),
+            "intercept": np.array([float(regression.intercept_[0])]),
+            "mean": mean,
+            "scale": scale,
+        }
+
+    def _set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        self.coef_, self.intercept_ = weights["coef"], weights["intercept"]
+        self.mean_, self.scale_ = weights["mean"], weights["scale"]
 
     def _fit(self, data: InteractionData) -> None:
-        if getattr(self, "coef_", None) is None:
+        weights, self._tuned = self._tuned, None  # a tune() counts for one fit only
+        if weights is None:
             train, truth = holdout_from(data, self.validation_days)
-            self.tune(train, truth)
+            self._fit_components(train)
+            weights = self._learn_weights(train, truth)
         self._fit_components(data)
+        self._set_weights(weights)
 
     def _fit_components(self, data: InteractionData) -> None:
         self.data_ = data
@@ -266,8 +289,7 @@ class RankerRecommender(Recommender):
         return state
 
     def _set_state(self, arrays: dict[str, Any]) -> None:
-        self.coef_, self.intercept_ = arrays["coef"], arrays["intercept"]
-        self.mean_, self.scale_ = arrays["mean"], arrays["scale"]
+        self._set_weights(arrays)
         self.popularity_ = {w: arrays[f"popularity_{w}"] for w in ("7", "30", "all")}
         self.models_ = {}
         for name, spec in self.components.items():

@@ -70,3 +70,21 @@ def planted_data() -> InteractionData:
     return InteractionData.from_frames(
         interactions, consumers, products, as_of=pd.Timestamp("2025-02-28").date()
     )
+
+
+@pytest.fixture(scope="session")
+def other_data() -> InteractionData:
+    """Data unlike ``planted_data``: another seed, consumers C030..C094, products P06..P29."""
+    interactions, consumers, products = planted_frames(seed=99)
+
+    def shifted(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        if "consumer_id" in frame:
+            frame["consumer_id"] = "C" + (frame["consumer_id"].str[1:].astype(int) + 30).map("{:03d}".format)
+        if "product_id" in frame:
+            frame["product_id"] = "P" + (frame["product_id"].str[1:].astype(int) + 6).map("{:02d}".format)
+        return frame
+
+    return InteractionData.from_frames(
+        shifted(interactions), shifted(consumers), shifted(products), as_of=pd.Timestamp("2025-02-20").date()
+    )

@@ -24,6 +24,7 @@ from models.recommenders import (
     RecommendFilters,
     RepeatPurchaseRecommender,
     load_recommender,
+    registered_models,
 )
 
 SMALL_COMPONENTS = {
@@ -48,6 +49,25 @@ MODELS: dict[str, Callable[[], Recommender]] = {
 }
 
 SOME = ["C000", "C001", "C002", "C010", "C033"]
+
+
+def test_every_registered_model_is_in_the_suite() -> None:
+    shipped = {name for name, cls in registered_models().items() if cls.__module__.startswith("models.")}
+    assert {make().name for make in MODELS.values()} == shipped
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_second_fit_starts_from_scratch(
+    name: str, planted_data: InteractionData, other_data: InteractionData
+) -> None:
+    assert set(other_data.consumer_ids) != set(planted_data.consumer_ids)
+    assert set(other_data.product_ids) != set(planted_data.product_ids)
+    refitted = MODELS[name]().fit(other_data).fit(planted_data)
+    fresh = MODELS[name]().fit(planted_data)
+    ids = [*planted_data.consumer_ids, "C063", "C090", "NOBODY"]  # C090: only in other_data
+    assert sorted(vars(refitted)) == sorted(vars(fresh))
+    pd.testing.assert_frame_equal(refitted.score(ids), fresh.score(ids), check_exact=True)
+    pd.testing.assert_frame_equal(refitted.recommend(ids, 5), fresh.recommend(ids, 5), check_exact=True)
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
