@@ -55,7 +55,8 @@ def claim(work_dir: Path, command: str) -> Iterator[Path]:
     and ``WorkDirBusy`` when another process runs in it.
     """
     adopt(work_dir)
-    lock = FileLock(work_dir / LOCK, timeout=0, is_singleton=True, thread_local=False)
+    # one lock object per folder in this process (nested claims count up), however it is spelled
+    lock = FileLock(work_dir.resolve() / LOCK, timeout=0, is_singleton=True, thread_local=False)
     try:
         lock.acquire()
     except Timeout:

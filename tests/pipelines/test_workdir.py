@@ -63,9 +63,10 @@ def test_a_killed_runs_lock_is_recovered(held) -> None:
         assert f'"pid": {os.getpid()}' in (work / LOCK_INFO).read_text()
 
 
-def test_claims_nest_in_one_process_and_release_at_the_end(tmp_path: Path) -> None:
+def test_claims_nest_in_one_process_and_release_at_the_end(tmp_path: Path, monkeypatch) -> None:
     work = tmp_path / "work"
-    with claim(work, "nightly"), claim(work, "nightly"):
+    monkeypatch.chdir(tmp_path)
+    with claim(work, "nightly"), claim(Path("work"), "nightly"):  # one folder, spelled two ways
         assert (work / MARKER).is_file()
     with claim(work, "validate"):  # released: taken again
         pass
