@@ -26,8 +26,9 @@ disk) raises ``PublishError``: "publishing failed: ... — exports/current is un
 
 Where the file system cannot make symlinks, exports are renamed to ``<as_of>`` directly and
 only ``CURRENT`` is maintained (a same-date rerun then sets the old folder aside for an
-instant). Two publishes into one exports directory at the same time are prevented by the
-work directory's lock (``pipelines.workdir``), not here.
+instant). Two publishes into one exports directory wait for each other (the lock
+``.siyu-publish.lock``; two runs into one work directory are refused earlier, by
+``pipelines.workdir``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field
 
 from artifact.loader import sha256_of
@@ -77,6 +79,8 @@ VERSIONED_PACKAGES = (
     "prefect",
 )
 
+PUBLISH_LOCK = ".siyu-publish.lock"
+PUBLISH_WAIT_SECONDS = 600
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _EXPORT_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}\.[0-9a-f]{8}$")
 _CHUNK = 1 << 20
@@ -129,12 +133,41 @@ def publish_export(
     ``run`` field and nowhere else, so a rerun on the same inputs writes identical files.
     ``tables``: the input tables this run read, recorded so a later night notices one missing.
     Raises ``PublishError`` when an I/O failure stops it; ``current`` then is unchanged.
+    Publishes into one exports directory (shared by work directories through
+    ``publish.exports_dir``) wait for each other (``.siyu-publish.lock``).
     """
-    day = str(as_of)
+    try:
+        exports_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(exports_dir / PUBLISH_LOCK, timeout=PUBLISH_WAIT_SECONDS)
+        with lock:
+            return _publish_locked(sources, exports_dir, str(as_of), versions, run, keep_last, tables)
+    except Timeout:
+        raise PublishError(
+            f"publishing failed: another publish into {exports_dir} held it for {PUBLISH_WAIT_SECONDS} s "
+            f"— {exports_dir / CURRENT_LINK} is unchanged\n"
+            "  fix: check which siyu run publishes there (publish.exports_dir of another work directory), "
+            "then rerun"
+        ) from None
+    except OSError as error:
+        raise PublishError(
+            f"publishing failed: {error} — {exports_dir / CURRENT_LINK} is unchanged\n"
+            f"  fix: make room or fix {exports_dir}, then rerun"
+        ) from None
+
+
+def _publish_locked(
+    sources: Mapping[str, Path],
+    exports_dir: Path,
+    day: str,
+    versions: Mapping[str, str],
+    run: Mapping[str, Any],
+    keep_last: int | None,
+    tables: Sequence[str] | None,
+) -> Published:
+    """``publish_export`` while holding the exports directory's lock."""
     token = secrets.token_hex(4)
     staging = exports_dir / f".{day}.staging-{token}"
     try:
-        exports_dir.mkdir(parents=True, exist_ok=True)
         recover_interrupted(exports_dir)
         _refuse_foreign_current(exports_dir)
         staging.mkdir()
@@ -167,7 +200,12 @@ def publish_export(
         _remove_quietly(leftover)
     logger.info("published %d files to %s; current -> %s", len(entries), exports_dir / day, day)
     if keep_last is not None:
-        prune_exports(exports_dir, keep_last)
+        try:
+            prune_exports(exports_dir, keep_last)
+        except OSError as error:  # published already: old exports wait for the next run
+            logger.warning(
+                "cannot remove old exports from %s (%s); the next run tries again", exports_dir, error
+            )
     target = exports_dir / day
     return Published(target, target / RunFile.MANIFEST, tuple(entries), same)
 

@@ -16,6 +16,7 @@ from features.errors import SiyuError
 from pipelines.publish import (
     CURRENT_FILE,
     CURRENT_LINK,
+    PUBLISH_LOCK,
     PublishError,
     current_export,
     dated_exports,
@@ -67,7 +68,7 @@ def test_publish_writes_manifest_and_switches_current(tmp_path: Path) -> None:
         .read_text(encoding="utf-8-sig")
         .startswith("consumer_id")
     )
-    assert [p.name for p in exports.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in exports.iterdir() if p.name.startswith(".") and p.name != PUBLISH_LOCK] == []
 
 
 def test_rerun_replaces_the_export_and_reports_identical_files(tmp_path: Path) -> None:
@@ -140,7 +141,7 @@ def test_a_real_folder_named_current_is_refused(tmp_path: Path) -> None:
     (exports / CURRENT_LINK).mkdir(parents=True)
     with pytest.raises(SiyuError, match="not the link siyu maintains"):
         publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 31), VERSIONS, {})
-    assert sorted(p.name for p in exports.iterdir()) == [CURRENT_LINK]
+    assert sorted(p.name for p in exports.iterdir() if p.name != PUBLISH_LOCK) == [CURRENT_LINK]
 
 
 def test_a_same_date_rerun_killed_at_any_rename_leaves_current_on_a_complete_export(
@@ -191,7 +192,10 @@ def test_a_full_disk_stops_publishing_with_current_unchanged(tmp_path: Path, mon
     assert message.startswith("publishing failed: ") and "No space left on device" in message
     assert f"{exports / CURRENT_LINK} is unchanged" in message and "fix:" in message
     assert current_export(exports) == exports / "2025-03-30"
-    assert not [p for p in exports.iterdir() if p.name.startswith(".") or p.name.startswith("2025-03-31")]
+    leftovers = [
+        p for p in exports.iterdir() if p.name.startswith((".", "2025-03-31")) and p.name != PUBLISH_LOCK
+    ]
+    assert not leftovers
 
 
 def test_an_export_of_the_old_layout_is_replaced_by_a_linked_one(tmp_path: Path, monkeypatch) -> None:
@@ -204,7 +208,7 @@ def test_an_export_of_the_old_layout_is_replaced_by_a_linked_one(tmp_path: Path,
     publish_export(outputs(tmp_path / "out", "pulled"), exports, day, VERSIONS, {})
     assert (exports / "2025-03-31").is_symlink() and current_export(exports) == exports / "2025-03-31"
     assert "pulled" in (exports / CURRENT_LINK / "quality_alerts.csv").read_text(encoding="utf-8-sig")
-    assert not [p for p in exports.iterdir() if p.name.startswith(".")]
+    assert not [p for p in exports.iterdir() if p.name.startswith(".") and p.name != PUBLISH_LOCK]
 
 
 def test_the_manifest_records_the_tables_read(tmp_path: Path) -> None:
@@ -218,3 +222,14 @@ def test_the_manifest_records_the_tables_read(tmp_path: Path) -> None:
         tables=["orders", "events"],
     )
     assert json.loads(published.manifest_path.read_text())["tables"] == ["events", "orders"]
+
+
+def test_a_publish_waits_for_another_into_the_same_folder_then_gives_up(tmp_path: Path, monkeypatch) -> None:
+    from filelock import FileLock
+
+    exports = tmp_path / "exports"
+    publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 30), VERSIONS, {})
+    monkeypatch.setattr(publish, "PUBLISH_WAIT_SECONDS", 0)
+    with FileLock(exports / PUBLISH_LOCK), pytest.raises(PublishError, match="another publish into"):
+        publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 31), VERSIONS, {})
+    assert current_export(exports) == exports / "2025-03-30"
