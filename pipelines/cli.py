@@ -1,20 +1,27 @@
 """The ``siyu`` command line. Commands resolve paths and options, then call ``pipelines.steps.validate``.
 
 Any error a user can cause (a bad file, config or option) prints one message and exits
-with status 2; a validation run that quarantines too much exits with status 1.
+with status 2; a validation run that quarantines too much exits with status 1. Every
+command that writes into an ``--out`` folder claims it first (``pipelines.workdir``): a
+folder of someone else's files is refused, and a second run into the same folder fails at
+once instead of mixing its files with the first's.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from features.asof import AsOf
 from features.errors import QuarantineLimitExceeded, SiyuError
+from pipelines.workdir import claim
 
 app = typer.Typer(
     help="siyu: nightly segmentation, recommendation and quality gate for S2b2C social retail.",
@@ -88,8 +95,10 @@ def validate(
     from pipelines.steps.validate import load_and_validate
 
     settings = load_config(config)
+    day = _parse_as_of(as_of)
     try:
-        validated = load_and_validate(data, _parse_date(as_of), settings, out)
+        with claim(out, "validate"):
+            validated = load_and_validate(data, _date_of(day), settings, out)
     except QuarantineLimitExceeded as error:
         _print_validation(out)
         typer.echo(f"validation failed: {error}", err=True)
@@ -132,8 +141,11 @@ def quality(
     from pipelines.steps.validate import load_and_validate
 
     settings = load_config(config)
-    validated = load_and_validate(data, _parse_date(as_of), settings, out / "validated")
-    outcome = run_quality(validated.clean_paths, validated.as_of, settings, out, previous)
+    day = _parse_as_of(as_of)
+    with claim(out, "quality"):
+        validated = load_and_validate(data, _date_of(day), settings, out / "validated")
+        with _previous_alerts_readable(previous):
+            outcome = run_quality(validated.clean_paths, validated.as_of, settings, out, previous)
     typer.echo(
         f"quality as of {validated.as_of}: "
         + ", ".join(f"{k}={v:,}" for k, v in outcome.level_counts.items())
@@ -164,16 +176,18 @@ def recommend(
     settings = load_config(config)
     if k is not None and k < 1:
         raise SiyuError(f"--k {k}: must be at least 1\n  fix: e.g. --k 50")
-    validated = load_and_validate(data, _parse_date(as_of), settings, out / "validated")
-    outcome = run_recommend(
-        validated.clean_paths,
-        validated.as_of,
-        settings,
-        out,
-        k=k,
-        exclude_purchased=True if exclude_purchased else None,
-        quality_alerts_path=quality_dir,
-    )
+    day = _parse_as_of(as_of)
+    with claim(out, "recommend"):
+        validated = load_and_validate(data, _date_of(day), settings, out / "validated")
+        outcome = run_recommend(
+            validated.clean_paths,
+            validated.as_of,
+            settings,
+            out,
+            k=k,
+            exclude_purchased=True if exclude_purchased else None,
+            quality_alerts_path=quality_dir,
+        )
     typer.echo(
         f"recommend as of {validated.as_of} with {outcome.model}: {outcome.consumers:,} consumers "
         f"({outcome.consumers_from_fallback:,} from the fallback chain), "
@@ -207,7 +221,8 @@ def evaluate(
     for name, value in (("--holdout-days", holdout_days), ("--k", k)):
         if value is not None and value < 1:
             raise SiyuError(f"{name} {value}: must be at least 1\n  fix: e.g. {name} 10")
-    report = run_evaluation(data, settings.recommend, _parse_date(as_of), holdout_days, k, model or None)
+    day = _date_of(_parse_as_of(as_of))
+    report = run_evaluation(data, settings.recommend, day, holdout_days, k, model or None)
     typer.echo(f"trained up to {report.cutoff}, tested up to {report.test_end}, metrics at k={report.k}")
     typer.echo(format_table(report.table))
     if json_path is not None:
@@ -231,8 +246,12 @@ def segment(
     from pipelines.steps.validate import load_and_validate
 
     settings = load_config(config)
-    validated = load_and_validate(data, _parse_date(as_of), settings, out / "validated")
-    outcome = run_segmentation(validated.clean_paths, validated.as_of, settings.segmentation, out, previous)
+    day = _parse_as_of(as_of)
+    with claim(out, "segment"):
+        validated = load_and_validate(data, _date_of(day), settings, out / "validated")
+        outcome = run_segmentation(
+            validated.clean_paths, validated.as_of, settings.segmentation, out, previous
+        )
     typer.echo(
         f"segmentation as of {validated.as_of}: {outcome.consumers:,} consumers, {outcome.buyers:,} buyers"
     )
@@ -269,8 +288,9 @@ def nightly(
 
     settings = load_config(config)
     work = out or settings.work_dir
+    day = _parse_as_of(as_of)
     try:
-        summary = run_nightly(config, data, _parse_date(as_of), work, settings)
+        summary = run_nightly(config, data, _date_of(day), work, settings)
     except QuarantineLimitExceeded as error:
         _print_validation(work / "validated")
         typer.echo(f"validation failed: {error}", err=True)
@@ -285,6 +305,11 @@ def nightly(
         typer.echo(
             f"model: version {model.version} (validation NDCG {model.validation_ndcg:.4f}) is {model.alias}; "
             f"published lists from version {model.champion_version}"
+        )
+    if summary.missing_tables:
+        typer.echo(
+            f"went without table(s) {', '.join(summary.missing_tables)} (data.optional_tables); "
+            "results that depend on them changed"
         )
     typer.echo(f"published {summary.files} files to {summary.export_dir} (now current)")
     typer.echo(f"mlflow run {summary.mlflow_run_id}")
@@ -305,7 +330,7 @@ def serve(
     runs until interrupted. Without a server, use the cron line in docs/nightly.md.
     """
     from pipelines.config import load_config
-    from pipelines.schedule import serve as serve_nightly
+    from pipelines.deployment import serve as serve_nightly
 
     settings = load_config(config)
     typer.echo(
@@ -315,14 +340,46 @@ def serve(
     serve_nightly(settings.schedule, config, data, out)
 
 
-def _parse_date(text: str | None) -> date | None:
+def _parse_as_of(text: str | None) -> AsOf | None:
+    """``--as-of`` as an ``AsOf``: a real date, not after today."""
     if text is None:
         return None
     try:
-        return date.fromisoformat(text)
+        as_of = AsOf.of(text)
     except ValueError:
         raise SiyuError(
             f"--as-of {text!r} is not a date\n  fix: write it as YYYY-MM-DD, e.g. 2025-12-31"
+        ) from None
+    today = date.today()
+    if as_of.date > today:
+        raise SiyuError(
+            f"--as-of {text}: is after today ({today.isoformat()}); a run cannot see the future\n"
+            f"  fix: pass --as-of {today.isoformat()} or an earlier date, or leave it out "
+            "(the day of the latest order)"
+        )
+    return as_of
+
+
+def _date_of(as_of: AsOf | None) -> date | None:
+    """The date the steps take (they accept a date or an ``AsOf``)."""
+    return None if as_of is None else as_of.date
+
+
+@contextmanager
+def _previous_alerts_readable(previous: Path | None) -> Iterator[None]:
+    """Turn an unreadable ``--previous`` alerts file into one message naming it and the fix."""
+    try:
+        yield
+    except (UnicodeDecodeError, ValueError, KeyError) as error:
+        if previous is None:
+            raise
+        from features.catalog import StepFile
+
+        raise SiyuError(
+            f"--previous {previous}: {previous / StepFile.QUALITY_ALERTS} cannot be read as an earlier "
+            f"run's quality alerts ({type(error).__name__}: {error})\n"
+            "  fix: pass --previous with the --out folder of an earlier `siyu quality` run "
+            "(its UTF-8 quality_alerts.csv unchanged), or leave --previous out"
         ) from None
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from features.columns import Table
 from features.config_errors import ConfigError, describe_errors, read_yaml
 from features.reader import DataSourceConfig
 from features.validate import ValidationConfig
@@ -33,13 +34,28 @@ class DataConfig(DataSourceConfig):
     """Input data: a directory of contract files (``dir``) and optional column mapping.
 
     When ``dir`` is empty the built-in demo data set is simulated into ``demo_dir`` once
-    and used from there.
+    and used from there. ``optional_tables``: tables this run may go without although the
+    previous run read them (otherwise such a run stops; see docs/nightly.md).
     """
 
     dir: Path | None = Field(
         None, description="Folder of contract files (orders, products, ...); empty = the demo data set."
     )
     demo_dir: Path = Field(Path("data/demo"), description="Where the demo data set is simulated once.")
+    optional_tables: list[str] = Field(
+        default_factory=list,
+        description="Tables this run may go without although the previous run read them.",
+    )
+
+    @field_validator("optional_tables")
+    @classmethod
+    def _known_optional_tables(cls, tables: list[str]) -> list[str]:
+        unknown = sorted(set(tables) - set(Table.OPTIONAL))
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: not an optional table; allowed: {', '.join(Table.OPTIONAL)}"
+            )
+        return tables
 
 
 class NightlyConfig(BaseModel):

@@ -1,20 +1,34 @@
-"""Publishing a run: every export file into ``exports/<as_of>/``, then an atomic switch of ``current``.
+"""Publishing a run: the export into its own folder, then atomic switches of the links that name it.
 
 Layout under the exports directory::
 
-    2025-12-30/                 an earlier complete export (kept: the newest ``keep_last``)
-    2025-12-31/                 this run's export, with manifest.json (sizes, SHA-256, versions)
-    current -> 2025-12-31       relative symlink, replaced atomically (os.replace of a new link)
-    CURRENT                     text file holding the folder name, for readers that do not follow
-                                symlinks (Windows shares, Excel "open from folder")
+    2025-12-30.3f9c0a1b/          an earlier complete export (kept: the newest ``keep_last`` dates)
+    2025-12-30 -> 2025-12-30.3f9c0a1b
+    2025-12-31.8d2e4f60/          this run's export, with manifest.json (sizes, SHA-256, versions)
+    2025-12-31 -> 2025-12-31.8d2e4f60
+    current -> 2025-12-31         relative symlink to the dated link
+    CURRENT                       text file holding the real folder name (2025-12-31.8d2e4f60), for
+                                  readers that do not follow symlinks (Windows shares, Excel)
+
+Every export gets a folder of its own, ``<as_of>.<token>``, that is never renamed once it is
+complete; what moves are the links that name it, each replaced by ``os.replace`` of a new
+link (or file) written under a temporary name. So no link ever points at nothing, even
+during a same-date rerun: the dated link swaps from the old folder to the new one in one
+rename, and the old folder is removed only after ``current`` and ``CURRENT`` have moved.
 
 The order makes a crash harmless: files are copied into a hidden sibling
 ``.<as_of>.staging-<token>``, each copy is hashed while written and re-read to check it,
-``manifest.json`` is written last, the staging folder is renamed to ``<as_of>``, and only
-then do ``current`` and ``CURRENT`` switch (each by ``os.replace`` of a file written under a
-temporary name). A kill at any earlier point leaves the previous ``current`` untouched; the
-next publish removes the leftovers. Two publishes into one exports directory at the same
-time are not supported.
+``manifest.json`` is written last, the staging folder is renamed to ``<as_of>.<token>``, and
+only then do the dated link, ``current`` and ``CURRENT`` switch. A kill at any point leaves
+every link on a complete export; the next publish removes the leftovers (staging folders,
+temporary links, export folders no link names). An I/O failure before the switch (a full
+disk) raises ``PublishError``: "publishing failed: ... — exports/current is unchanged".
+
+Where the file system cannot make symlinks, exports are renamed to ``<as_of>`` directly and
+only ``CURRENT`` is maintained (a same-date rerun then sets the old folder aside for an
+instant). Two publishes into one exports directory wait for each other (the lock
+``.siyu-publish.lock``; two runs into one work directory are refused earlier, by
+``pipelines.workdir``).
 """
 
 from __future__ import annotations
@@ -23,18 +37,22 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import re
 import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field
 
 from artifact.loader import sha256_of
+from features.asof import AsOf
 from features.catalog import RunFile
 from features.errors import SiyuError
 from features.files import move_into_place
@@ -46,8 +64,25 @@ CURRENT_FILE = "CURRENT"
 MANIFEST_VERSION = 1
 # Manifest fields that differ between two runs on the same inputs; everything else is reproducible.
 RUN_FIELDS = ("run",)
+# Libraries whose versions go into the export manifest (deterministic for one environment).
+VERSIONED_PACKAGES = (
+    "siyu",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "duckdb",
+    "scikit-learn",
+    "implicit",
+    "lightfm-next",
+    "pymc-marketing",
+    "mlflow",
+    "prefect",
+)
 
+PUBLISH_LOCK = ".siyu-publish.lock"
+PUBLISH_WAIT_SECONDS = 600
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_EXPORT_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}\.[0-9a-f]{8}$")
 _CHUNK = 1 << 20
 
 
@@ -79,43 +114,130 @@ class Published:
     same_as_before: bool | None
 
 
+class PublishError(SiyuError):
+    """Publishing stopped on an I/O failure (a full disk, a lost mount) before ``current`` moved."""
+
+
 def publish_export(
     sources: Mapping[str, Path],
     exports_dir: Path,
-    as_of: date,
+    as_of: date | AsOf,
     versions: Mapping[str, str],
     run: Mapping[str, Any],
     keep_last: int | None = None,
+    tables: Sequence[str] | None = None,
 ) -> Published:
-    """Copy ``sources`` (export name -> file or directory) into ``exports_dir/<as_of>/`` and switch current.
+    """Copy ``sources`` (export name -> file or directory) into a new export of ``as_of``; switch current.
 
     ``run`` holds what differs between runs (run ids, time); it goes into the manifest's
     ``run`` field and nowhere else, so a rerun on the same inputs writes identical files.
+    ``tables``: the input tables this run read, recorded so a later night notices one missing.
+    Raises ``PublishError`` when an I/O failure stops it; ``current`` then is unchanged.
+    Publishes into one exports directory (shared by work directories through
+    ``publish.exports_dir``) wait for each other (``.siyu-publish.lock``).
     """
-    exports_dir.mkdir(parents=True, exist_ok=True)
-    recover_interrupted(exports_dir)
-    _refuse_foreign_current(exports_dir)
+    try:
+        exports_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(exports_dir / PUBLISH_LOCK, timeout=PUBLISH_WAIT_SECONDS)
+        with lock:
+            return _publish_locked(sources, exports_dir, str(as_of), versions, run, keep_last, tables)
+    except Timeout:
+        raise PublishError(
+            f"publishing failed: another publish into {exports_dir} held it for {PUBLISH_WAIT_SECONDS} s "
+            f"— {exports_dir / CURRENT_LINK} is unchanged\n"
+            "  fix: check which siyu run publishes there (publish.exports_dir of another work directory), "
+            "then rerun"
+        ) from None
+    except OSError as error:
+        raise PublishError(
+            f"publishing failed: {error} — {exports_dir / CURRENT_LINK} is unchanged\n"
+            f"  fix: make room or fix {exports_dir}, then rerun"
+        ) from None
+
+
+def _publish_locked(
+    sources: Mapping[str, Path],
+    exports_dir: Path,
+    day: str,
+    versions: Mapping[str, str],
+    run: Mapping[str, Any],
+    keep_last: int | None,
+    tables: Sequence[str] | None,
+) -> Published:
+    """``publish_export`` while holding the exports directory's lock."""
     token = secrets.token_hex(4)
-    staging = exports_dir / f".{as_of.isoformat()}.staging-{token}"
-    staging.mkdir()
-    entries = stage_files(sources, staging)
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "as_of": as_of.isoformat(),
-        "files": [asdict(entry) for entry in entries],
-        "versions": dict(sorted(versions.items())),
-        "run": dict(run),
-    }
-    _write_durably(staging / RunFile.MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    verify_export(staging)
-    target = exports_dir / as_of.isoformat()
-    same = _same_files(target, entries)
-    move_into_place(staging, target, token)
-    switch_current(exports_dir, target.name)
-    logger.info("published %d files to %s; current -> %s", len(entries), target, target.name)
+    staging = exports_dir / f".{day}.staging-{token}"
+    try:
+        recover_interrupted(exports_dir)
+        _refuse_foreign_current(exports_dir)
+        staging.mkdir()
+        entries = stage_files(sources, staging)
+        manifest = {
+            "manifest_version": MANIFEST_VERSION,
+            "as_of": day,
+            "files": [asdict(entry) for entry in entries],
+            "versions": dict(sorted(versions.items())),
+            "run": dict(run),
+            **({"tables": sorted(tables)} if tables is not None else {}),
+        }
+        _write_durably(staging / RunFile.MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        verify_export(staging)
+        same = _same_files(exports_dir / day, entries)
+        if _can_symlink(exports_dir, token):
+            replaced = _link_into_place(staging, exports_dir, day, token)
+        else:
+            replaced = _rename_into_place(staging, exports_dir, day, token)
+    except SiyuError:
+        _remove_quietly(staging)
+        raise
+    except OSError as error:
+        _remove_quietly(staging)
+        raise PublishError(
+            f"publishing failed: {error} — {exports_dir / CURRENT_LINK} is unchanged\n"
+            f"  fix: make room or fix {exports_dir}, then rerun (the run's outputs are still in outputs/)"
+        ) from None
+    for leftover in replaced:
+        _remove_quietly(leftover)
+    logger.info("published %d files to %s; current -> %s", len(entries), exports_dir / day, day)
     if keep_last is not None:
-        prune_exports(exports_dir, keep_last)
+        try:
+            prune_exports(exports_dir, keep_last)
+        except OSError as error:  # published already: old exports wait for the next run
+            logger.warning(
+                "cannot remove old exports from %s (%s); the next run tries again", exports_dir, error
+            )
+    target = exports_dir / day
     return Published(target, target / RunFile.MANIFEST, tuple(entries), same)
+
+
+def _link_into_place(staging: Path, exports_dir: Path, day: str, token: str) -> list[Path]:
+    """Rename ``staging`` to ``<day>.<token>``, point ``<day>``, ``current`` and ``CURRENT`` at it.
+
+    Returns the folders the switch replaced, to remove once nothing points at them.
+    """
+    folder = f"{day}.{token}"
+    os.replace(staging, exports_dir / folder)
+    dated = exports_dir / day
+    replaced: list[Path] = []
+    if dated.is_symlink():
+        replaced.append(exports_dir / os.readlink(dated))
+    elif dated.exists():  # an export of the old layout (a real folder): current leaves it first
+        _switch(exports_dir, CURRENT_LINK, folder, token)
+        set_aside = exports_dir / f".{day}.previous-{token}"
+        os.replace(dated, set_aside)
+        replaced.append(set_aside)
+    _switch(exports_dir, day, folder, token)
+    _switch(exports_dir, CURRENT_LINK, day, token)
+    _write_durably(exports_dir / CURRENT_FILE, folder + "\n", token)
+    return [path for path in replaced if path.name != folder]
+
+
+def _rename_into_place(staging: Path, exports_dir: Path, day: str, token: str) -> list[Path]:
+    """Without symlinks: rename ``staging`` to ``<day>`` (an old one set aside first); CURRENT names it."""
+    logger.warning("%s cannot hold symlinks: only %s is updated", exports_dir, CURRENT_FILE)
+    move_into_place(staging, exports_dir / day, token)
+    _write_durably(exports_dir / CURRENT_FILE, day + "\n", token)
+    return []
 
 
 def stage_files(sources: Mapping[str, Path], staging: Path) -> list[FileEntry]:
@@ -173,18 +295,33 @@ def verify_export(export_dir: Path) -> None:
             )
 
 
-def switch_current(exports_dir: Path, folder_name: str) -> None:
-    """Point ``current`` (symlink) and ``CURRENT`` (text file) at ``folder_name``, each atomically."""
+def switch_current(exports_dir: Path, name: str) -> None:
+    """Point ``current`` (symlink) and ``CURRENT`` (text file) at ``name``, each atomically."""
     token = secrets.token_hex(4)
-    link = _refuse_foreign_current(exports_dir)
-    temporary_link = exports_dir / f".{CURRENT_LINK}.{token}"
+    _refuse_foreign_current(exports_dir)
+    if _can_symlink(exports_dir, token):
+        _switch(exports_dir, CURRENT_LINK, name, token)
+    target = exports_dir / name
+    real = os.readlink(target) if target.is_symlink() else name
+    _write_durably(exports_dir / CURRENT_FILE, real + "\n", token)
+
+
+def _switch(exports_dir: Path, link_name: str, target: str, token: str) -> None:
+    """Make ``exports_dir/link_name`` a relative symlink to ``target`` in one rename."""
+    temporary = exports_dir / f".{link_name}.link-{token}"
+    os.symlink(target, temporary, target_is_directory=True)
+    os.replace(temporary, exports_dir / link_name)
+
+
+def _can_symlink(exports_dir: Path, token: str) -> bool:
+    """Whether ``exports_dir`` can hold symlinks (not e.g. Windows without the privilege)."""
+    probe = exports_dir / f".probe.link-{token}"
     try:
-        os.symlink(folder_name, temporary_link, target_is_directory=True)
-    except OSError as error:  # e.g. Windows without the symlink privilege: CURRENT alone
-        logger.warning("cannot create the symlink %s (%s); only %s is updated", link, error, CURRENT_FILE)
-    else:
-        os.replace(temporary_link, link)
-    _write_durably(exports_dir / CURRENT_FILE, folder_name + "\n", token)
+        os.symlink(".", probe, target_is_directory=True)
+    except OSError:
+        return False
+    probe.unlink()
+    return True
 
 
 def _refuse_foreign_current(exports_dir: Path) -> Path:
@@ -198,7 +335,7 @@ def _refuse_foreign_current(exports_dir: Path) -> Path:
 
 
 def current_export(exports_dir: Path) -> Path | None:
-    """The folder ``current`` points at (the CURRENT file when there is no link), or None."""
+    """The export ``current`` points at (its dated link; the CURRENT file when there is no link), or None."""
     link = exports_dir / CURRENT_LINK
     if link.is_symlink():
         return exports_dir / os.readlink(link)
@@ -209,7 +346,7 @@ def current_export(exports_dir: Path) -> Path | None:
 
 
 def dated_exports(exports_dir: Path) -> list[Path]:
-    """Complete export folders (named by date, holding a manifest), oldest first."""
+    """Complete exports by date, oldest first: ``<as_of>`` links (or real folders of the old layout)."""
     if not exports_dir.is_dir():
         return []
     return sorted(
@@ -219,40 +356,72 @@ def dated_exports(exports_dir: Path) -> list[Path]:
     )
 
 
-def previous_export(exports_dir: Path, as_of: date) -> Path | None:
+def previous_export(exports_dir: Path, as_of: date | AsOf) -> Path | None:
     """The newest complete export strictly before ``as_of`` (history for levels and tiers), or None."""
-    earlier = [p for p in dated_exports(exports_dir) if p.name < as_of.isoformat()]
+    earlier = [p for p in dated_exports(exports_dir) if p.name < str(as_of)]
     return earlier[-1] if earlier else None
 
 
 def prune_exports(exports_dir: Path, keep_last: int) -> list[Path]:
     """Delete all but the newest ``keep_last`` dated exports, never the one ``current`` points at."""
     current = current_export(exports_dir)
-    current_name = current.name if current is not None else None
+    current_day = current.name[:10] if current is not None else None
     exports = dated_exports(exports_dir)
-    removed = [p for p in exports[: max(len(exports) - keep_last, 0)] if p.name != current_name]
-    for folder in removed:
-        shutil.rmtree(folder)
-        logger.info("removed old export %s (keep_last=%d)", folder, keep_last)
+    removed = [p for p in exports[: max(len(exports) - keep_last, 0)] if p.name != current_day]
+    for dated in removed:
+        if dated.is_symlink():
+            folder = exports_dir / os.readlink(dated)
+            dated.unlink()
+            _remove_quietly(folder)
+        else:
+            shutil.rmtree(dated)
+        logger.info("removed old export %s (keep_last=%d)", dated, keep_last)
     return removed
 
 
 def recover_interrupted(exports_dir: Path) -> None:
-    """Undo what a killed publish left: restore a set-aside export, drop staging folders and temp links."""
+    """Undo what a killed publish left: restore a set-aside export, drop staging folders,
+    temporary links and export folders that no link or CURRENT names."""
     for leftover in sorted(exports_dir.glob(".*")):
         name = leftover.name
         if ".previous-" in name:
             original = exports_dir / name[1:].split(".previous-")[0]
-            if not original.exists():
+            if not original.exists() and not original.is_symlink():
                 os.replace(leftover, original)
                 logger.warning("restored %s, set aside by an interrupted publish", original)
             else:
-                shutil.rmtree(leftover)
+                _remove_quietly(leftover)
         elif ".staging-" in name:
             shutil.rmtree(leftover)
             logger.warning("removed %s, left by an interrupted publish", leftover)
-        elif name.startswith((f".{CURRENT_LINK}.", f".{CURRENT_FILE}.")):
+        elif ".link-" in name or name.startswith(f".{CURRENT_FILE}."):
             leftover.unlink()
+    named = _named_folders(exports_dir)
+    for folder in exports_dir.iterdir():
+        if _EXPORT_FOLDER.match(folder.name) and not folder.is_symlink() and folder.name not in named:
+            shutil.rmtree(folder)
+            logger.warning("removed %s: an export no link names (an interrupted publish)", folder)
+
+
+def _named_folders(exports_dir: Path) -> set[str]:
+    """Export folder names some link or the CURRENT file points at."""
+    links = [p for p in exports_dir.iterdir() if _DATED.match(p.name) or p.name == CURRENT_LINK]
+    named = {os.readlink(p) for p in links if p.is_symlink()}
+    pointer = exports_dir / CURRENT_FILE
+    if pointer.is_file():
+        named.add(pointer.read_text(encoding="utf-8").strip())
+    return named
+
+
+def _remove_quietly(path: Path) -> None:
+    """Remove a folder or link that nothing points at any more; a failure is only logged."""
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path)
+    except OSError as error:
+        logger.warning("cannot remove %s (%s); the next publish tries again", path, error)
 
 
 def _same_files(existing: Path, entries: list[FileEntry]) -> bool | None:
@@ -278,3 +447,14 @@ def _write_durably(path: Path, text: str, token: str | None = None) -> None:
         writer.flush()
         os.fsync(writer.fileno())
     os.replace(temporary, path)
+
+
+def package_versions(packages: Sequence[str] = VERSIONED_PACKAGES) -> dict[str, str]:
+    """Python and library versions for the export manifest."""
+    versions = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions

@@ -1,22 +1,18 @@
-"""When the nightly flow runs by itself: the cron schedule and the Prefect deployment ``siyu serve`` serves.
+"""When the nightly flow runs by itself: the cron schedule in the config (``schedule:``).
 
-Serving needs a running Prefect server (``prefect server start``) and ``PREFECT_API_URL``
-pointing at it; a plain cron line calling ``siyu nightly`` needs neither. Prefect is
-imported inside the functions so that reading the config stays fast.
+The deployment that ``siyu serve`` serves on it is built in ``pipelines.deployment`` (which
+imports the flow; this module must not, as the config imports it). Prefect is imported
+inside the functions so that reading the config stays fast.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from features.errors import SiyuError
-
 if TYPE_CHECKING:
     from prefect.client.schemas.schedules import CronSchedule
-    from prefect.deployments.runner import RunnerDeployment
 
 
 class ScheduleConfig(BaseModel):
@@ -52,39 +48,3 @@ def build_schedule(config: ScheduleConfig) -> CronSchedule:
     from prefect.client.schemas.schedules import CronSchedule
 
     return CronSchedule(cron=config.cron, timezone=config.timezone)
-
-
-def build_deployment(config: ScheduleConfig, parameters: dict[str, Any]) -> RunnerDeployment:
-    """The deployment of the nightly flow on ``config``'s schedule, with fixed flow ``parameters``."""
-    from pipelines.flow import nightly_flow, quiet_prefect_client
-
-    quiet_prefect_client()
-
-    return nightly_flow.to_deployment(
-        name=config.deployment_name,
-        schedule=build_schedule(config),
-        parameters=parameters,
-        description="siyu nightly: validate, segment, quality gate, recommend, register, publish",
-        tags=["siyu", "nightly"],
-    )
-
-
-def serve(
-    config: ScheduleConfig, config_path: Path | None, data_dir: Path | None, out_dir: Path | None
-) -> None:
-    """Serve the nightly deployment until interrupted; fails clearly when no Prefect server is set."""
-    from prefect import serve as prefect_serve
-    from prefect.settings import PREFECT_API_URL
-
-    if not PREFECT_API_URL.value():
-        raise SiyuError(
-            "PREFECT_API_URL is not set: `siyu serve` needs a running Prefect server\n"
-            "  fix: run `prefect server start` in another terminal, then "
-            "`export PREFECT_API_URL=http://127.0.0.1:4200/api`; or use the cron line in docs/nightly.md"
-        )
-    parameters = {
-        name: str(value.absolute())
-        for name, value in {"config_path": config_path, "data_dir": data_dir, "out_dir": out_dir}.items()
-        if value is not None
-    }
-    prefect_serve(build_deployment(config, parameters))

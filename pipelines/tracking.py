@@ -10,7 +10,12 @@ The champion gate: a newly registered recommender version takes the alias ``cham
 only if its validation NDCG beats the current champion's by more than
 ``tracking.champion_margin`` (the first version always does); otherwise it takes the alias
 ``challenger`` and the published lists come from the champion. Each version carries its
-validation NDCG as the tag ``validation_ndcg``.
+validation NDCG as the tag ``validation_ndcg``. The gate decides (``judge``) before
+publishing but moves the alias (``apply_gate``) only after the export is published, so
+``models:/<name>@champion`` and ``exports/current`` never disagree after a failed publish.
+
+Every run is tagged with its work directory (``siyu.work_dir``); a run that a ``kill -9``
+left RUNNING is marked FAILED by the next run in that folder (``fail_abandoned_runs``).
 
 ``mlflow`` is imported inside the functions so that reading the config stays fast.
 """
@@ -39,11 +44,15 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from features.asof import AsOf
+
 logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 NDCG_TAG = "validation_ndcg"
+WORK_DIR_TAG = "siyu.work_dir"
+ENDED_TAG = "siyu.ended"
 # Key of the backend artifact directory in the pyfunc model's ``artifacts`` mapping.
 ARTIFACT_KEY = "recommender"
 _PARAMS_PER_BATCH = 100
@@ -86,7 +95,7 @@ def using_tracking(config: TrackingConfig, work_dir: Path) -> Iterator[MlflowCli
 
 
 def start_nightly_run(
-    client: MlflowClient, config: TrackingConfig, work_dir: Path, as_of: date, tags: Mapping[str, str]
+    client: MlflowClient, config: TrackingConfig, work_dir: Path, as_of: date | AsOf, tags: Mapping[str, str]
 ) -> str:
     """Create this night's run in the configured experiment (created when absent); return its id."""
     experiment = client.get_experiment_by_name(config.experiment)
@@ -96,9 +105,8 @@ def start_nightly_run(
         )
     else:
         experiment_id = experiment.experiment_id
-    run = client.create_run(
-        experiment_id, run_name=f"nightly-{as_of.isoformat()}", tags={"as_of": as_of.isoformat(), **tags}
-    )
+    tags = {"as_of": str(as_of), WORK_DIR_TAG: str(work_dir.absolute()).replace("'", ""), **tags}
+    run = client.create_run(experiment_id, run_name=f"nightly-{as_of}", tags=tags)
     logger.info("mlflow run %s in experiment %r", run.info.run_id, config.experiment)
     return run.info.run_id
 
@@ -106,6 +114,24 @@ def start_nightly_run(
 def finish_run(client: MlflowClient, run_id: str, succeeded: bool) -> None:
     """Close the run as FINISHED or FAILED."""
     client.set_terminated(run_id, status="FINISHED" if succeeded else "FAILED")
+
+
+def fail_abandoned_runs(client: MlflowClient, config: TrackingConfig, work_dir: Path) -> list[str]:
+    """Mark FAILED the runs of ``work_dir`` still RUNNING: runs killed (``kill -9``, power loss)
+    before they could close themselves. Call it only while holding the work directory's lock."""
+    experiment = client.get_experiment_by_name(config.experiment)
+    if experiment is None:
+        return []
+    folder = str(work_dir.absolute()).replace("'", "")
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.{WORK_DIR_TAG} = '{folder}'",
+    )
+    for run in runs:
+        client.set_tag(run.info.run_id, ENDED_TAG, "abandoned: still RUNNING when the next run started")
+        client.set_terminated(run.info.run_id, status="FAILED")
+        logger.warning("mlflow run %s was left RUNNING by a killed run: marked FAILED", run.info.run_id)
+    return [run.info.run_id for run in runs]
 
 
 def log_config(client: MlflowClient, run_id: str, settings: Mapping[str, Any]) -> None:
@@ -204,21 +230,19 @@ def register_version(
     return version
 
 
-def champion_gate(client: MlflowClient, model_name: str, version: str, margin: float) -> GateDecision:
-    """Give ``version`` the alias champion if its NDCG beats the champion's by more than ``margin``.
+def judge(client: MlflowClient, model_name: str, version: str, margin: float) -> GateDecision:
+    """What the champion gate decides for ``version``; moves no alias (``apply_gate`` does, after publishing).
 
-    Otherwise it becomes the challenger and the champion stays. The first version always wins.
+    ``version`` becomes champion if its NDCG beats the champion's by more than ``margin``
+    (the first version always does); otherwise it becomes the challenger and the champion stays.
     """
     new_ndcg = version_ndcg(client, model_name, version)
     champion = alias_version(client, model_name, CHAMPION)
     if champion is None or new_ndcg > version_ndcg(client, model_name, champion) + margin:
-        client.set_registered_model_alias(model_name, CHAMPION, version)
         decision = GateDecision(version, CHAMPION, new_ndcg, version, new_ndcg, champion)
     else:
-        client.set_registered_model_alias(model_name, CHALLENGER, version)
-        decision = GateDecision(
-            version, CHALLENGER, new_ndcg, champion, version_ndcg(client, model_name, champion), champion
-        )
+        champion_ndcg = version_ndcg(client, model_name, champion)
+        decision = GateDecision(version, CHALLENGER, new_ndcg, champion, champion_ndcg, champion)
     logger.info(
         "champion gate: version %s (NDCG %.4f) is %s; champion is version %s (NDCG %.4f, margin %.4f)",
         version,
@@ -228,6 +252,19 @@ def champion_gate(client: MlflowClient, model_name: str, version: str, margin: f
         decision.champion_ndcg,
         margin,
     )
+    return decision
+
+
+def apply_gate(client: MlflowClient, model_name: str, decision: GateDecision) -> None:
+    """Give the new version the alias the gate chose (``champion`` or ``challenger``)."""
+    client.set_registered_model_alias(model_name, decision.alias, decision.version)
+    logger.info("model %s version %s now holds the alias %s", model_name, decision.version, decision.alias)
+
+
+def champion_gate(client: MlflowClient, model_name: str, version: str, margin: float) -> GateDecision:
+    """``judge`` and ``apply_gate`` at once (the nightly publishes in between)."""
+    decision = judge(client, model_name, version, margin)
+    apply_gate(client, model_name, decision)
     return decision
 
 

@@ -72,3 +72,39 @@ def test_simulate_then_quality_end_to_end(tmp_path: Path, monkeypatch, capsys) -
     second = pd.read_csv(tmp_path / "o2" / "quality_alerts.csv", encoding="utf-8-sig")
     assert set(second["change"]) == {"unchanged"}
     assert "quality as of" in capsys.readouterr().out
+
+
+def test_an_as_of_after_today_is_refused(tiny_dataset: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    out = tmp_path / "v"
+    assert (
+        run_cli(
+            monkeypatch, "validate", "--data", str(tiny_dataset), "--as-of", "2999-12-31", "--out", str(out)
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "--as-of 2999-12-31: is after today" in err and "fix:" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"\xff\xfe\x00\x81 not utf-8", "UnicodeDecodeError"), (b'product_id,level\n"P1,unclosed\n', "")],
+    ids=["not-utf8", "malformed"],
+)
+def test_an_unreadable_previous_alerts_file_is_one_message(
+    content: bytes, problem: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from sources.simulator import SimulationConfig, simulate
+
+    data = tmp_path / "data"
+    simulate(data, SimulationConfig(consumers=200, distributors=5, products=30, days=60, seed=3))
+    previous = tmp_path / "previous"
+    previous.mkdir()
+    (previous / "quality_alerts.csv").write_bytes(content)
+    args = ["quality", "--data", str(data), "--out", str(tmp_path / "out"), "--previous", str(previous)]
+    capsys.readouterr()  # what the simulator logged through an earlier test's (closed) log stream
+    assert run_cli(monkeypatch, *args) == 2
+    err = capsys.readouterr().err
+    assert f"--previous {previous}: " in err and "quality_alerts.csv cannot be read" in err
+    assert problem in err and "fix:" in err and "Traceback" not in err

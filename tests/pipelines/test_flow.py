@@ -1,7 +1,10 @@
 """The nightly flow end to end on a tiny simulated set: Prefect's local API, MLflow and exports in tmp.
 
-One module-scoped run feeds several checks; a rerun must publish identical files, and a run
-killed in the middle of publishing must leave ``exports/current`` on the previous export.
+One module-scoped run feeds several checks; a rerun must publish identical files, a run
+killed (``kill -9``) in the middle of publishing must leave ``exports/current`` on the
+previous export and no Prefect server behind, a run that fails must end FAILED in MLflow
+with the champion alias where it was, and a table the previous run read must not go missing
+silently. (Tests run in file order and share the work directory.)
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ import pandas as pd
 import pytest
 import yaml
 
+import pipelines.nightly_steps as nightly_steps
 from features.catalog import RunFile
+from features.errors import SiyuError
 from pipelines.cli import main
 from pipelines.config import NightlyConfig, load_config
-from pipelines.flow import local_prefect, run_nightly
+from pipelines.deployment import build_deployment
+from pipelines.flow import run_nightly
 from pipelines.publish import (
     CURRENT_FILE,
     RUN_FIELDS,
@@ -32,8 +38,15 @@ from pipelines.publish import (
     sha256_of,
     verify_export,
 )
-from pipelines.schedule import ScheduleConfig, build_deployment, build_schedule
-from pipelines.tracking import TrackingConfig, download_model_artifact, using_tracking
+from pipelines.runtime import local_prefect
+from pipelines.schedule import ScheduleConfig, build_schedule
+from pipelines.tracking import (
+    ENDED_TAG,
+    TrackingConfig,
+    alias_version,
+    download_model_artifact,
+    using_tracking,
+)
 from sources.simulator import SimulationConfig, simulate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,7 +88,7 @@ def test_flow_publishes_a_checked_export_and_switches_current(tiny: dict) -> Non
     exports = work / "exports"
     assert summary.export_dir == exports / summary.as_of.isoformat()
     assert current_export(exports) == summary.export_dir
-    assert (exports / CURRENT_FILE).read_text() == f"{summary.as_of.isoformat()}\n"
+    assert (exports / CURRENT_FILE).read_text() == os.readlink(summary.export_dir) + "\n"
     verify_export(summary.export_dir)
     manifest = read_manifest(summary.export_dir)
     names = {entry["path"] for entry in manifest["files"]}
@@ -88,6 +101,7 @@ def test_flow_publishes_a_checked_export_and_switches_current(tiny: dict) -> Non
     )
     assert manifest["versions"]["prefect"] and manifest["as_of"] == summary.as_of.isoformat()
     assert sum(summary.quality_levels.values()) == 50
+    assert manifest["tables"] == sorted(p.stem for p in tiny["data"].glob("*.parquet"))
 
 
 def test_mlflow_run_holds_config_data_manifest_and_counts(tiny: dict) -> None:
@@ -245,11 +259,18 @@ def test_a_run_killed_mid_publish_leaves_current_on_the_previous_export(tiny: di
             assert process.poll() is None, process.stderr.read().decode()[-3000:]
             assert time.monotonic() < deadline, "the run never reached publishing"
             time.sleep(0.2)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)  # the run and the Prefect server it started
+        children = _children(process.pid)
+        assert children, "the run started its Prefect server"
+        os.kill(process.pid, signal.SIGKILL)  # the run only: its server must end by itself
         process.wait()
+        deadline = time.monotonic() + 60
+        while alive := [pid for pid in children if _running(pid)]:
+            assert time.monotonic() < deadline, f"processes {alive} outlived the killed run"
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # whatever is left, should the test fail
     assert current_export(exports) == previous
-    assert (exports / CURRENT_FILE).read_text().strip() == previous.name
+    assert (exports / CURRENT_FILE).read_text().strip() == os.readlink(previous)
     assert exported(previous) == before
     verify_export(previous)
     assert not (exports / later).exists()
@@ -265,6 +286,10 @@ def test_without_a_server_prefect_lives_under_the_work_dir(tmp_path: Path, monke
         assert settings.home == (tmp_path / "prefect").absolute()
         assert settings.server.analytics_enabled is False
         assert settings.server.ephemeral.startup_timeout_seconds >= 120
+        assert settings.api.url.startswith("http://127.0.0.1:")  # the server this process started
+        server = _children(os.getpid())
+        assert server
+    assert not [pid for pid in server if _running(pid)], "the server stops with the block"
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}), local_prefect(tmp_path):
         assert get_current_settings().home != (tmp_path / "prefect").absolute()
 
@@ -314,8 +339,95 @@ class _FailedState:
 
 def test_file_tasks_retry_on_io_trouble_but_not_on_user_errors() -> None:
     from features.errors import ContractError
-    from pipelines.flow import _retry_unless_user_error
+    from pipelines.runtime import _retry_unless_user_error
 
     assert _retry_unless_user_error(None, None, _FailedState(OSError("disk full"))) is True
     bad_data = ContractError("orders.csv", "column missing", "add it", column="order_id")
     assert _retry_unless_user_error(None, None, _FailedState(bad_data)) is False
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_failing_run_ends_failed_and_moves_nothing(tiny: dict, monkeypatch) -> None:
+    work = tiny["work"]
+    exports = work / "exports"
+    current_before = current_export(exports)
+    with using_tracking(TrackingConfig(), work) as client:
+        champion_before = alias_version(client, "siyu-recommender", "champion")
+
+    def broken(*args, **kwargs):
+        raise SiyuError("boom: the recommender step broke\n  fix: none, a test")
+
+    monkeypatch.setattr(nightly_steps, "train_and_evaluate", broken)
+    with pytest.raises(SiyuError, match="boom"):
+        run_nightly(tiny["config"], tiny["data"], tiny["summary"].as_of, work)
+    with using_tracking(TrackingConfig(), work) as client:
+        experiment = client.get_experiment_by_name("test-nightly")
+        latest = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+        assert latest.info.status == "FAILED" and "boom" in latest.data.tags[ENDED_TAG]
+        assert alias_version(client, "siyu-recommender", "champion") == champion_before
+    assert current_export(exports) == current_before
+
+
+def test_a_table_the_previous_run_read_cannot_go_missing_silently(
+    tiny: dict, tmp_path, monkeypatch, capsys
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for table in tiny["data"].glob("*.parquet"):
+        if table.stem != "complaints":
+            (data / table.name).symlink_to(table)
+    later = (tiny["summary"].as_of + timedelta(days=1)).isoformat()
+    args = ["nightly", "--config", str(tiny["config"]), "--data", str(data), "--as-of", later]
+    monkeypatch.setattr(sys, "argv", ["siyu", *args, "--out", str(tiny["work"])])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert "table(s) complaints were read by the previous run" in err
+    assert "data.optional_tables: [complaints]" in err
+
+
+def test_check_tables_lets_the_config_allow_a_missing_table(tmp_path: Path, caplog) -> None:
+    previous = tmp_path / "2025-03-30"
+    previous.mkdir()
+    (previous / RunFile.MANIFEST).write_text(json.dumps({"tables": ["complaints", "events", "orders"]}))
+    assert nightly_steps.check_tables(previous, ["orders", "events", "complaints"], []) == []
+    assert nightly_steps.check_tables(previous, ["orders"], ["events", "complaints"]) == [
+        "complaints",
+        "events",
+    ]
+    assert "table complaints is missing" in caplog.text
+    with pytest.raises(SiyuError, match="table\\(s\\) events were read"):
+        nightly_steps.check_tables(previous, ["orders", "complaints"], ["consumers"])
+    assert nightly_steps.check_tables(None, ["orders"], []) == []
+
+
+def test_optional_tables_must_be_optional_contract_tables(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  optional_tables: [orders, event]\n")
+    with pytest.raises(SiyuError) as error:
+        load_config(bad)
+    assert "data.optional_tables" in str(error.value) and "event, orders: not an optional table" in str(
+        error.value
+    )

@@ -1,7 +1,8 @@
-"""Publishing: manifest with checksums, atomic switch of current, recovery after a kill, pruning."""
+"""Publishing: manifest with checksums, atomic switches of the links, recovery after a kill, pruning."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from datetime import date
@@ -9,12 +10,16 @@ from pathlib import Path
 
 import pytest
 
+import pipelines.publish as publish
 from features.catalog import RunFile
 from features.errors import SiyuError
 from pipelines.publish import (
     CURRENT_FILE,
     CURRENT_LINK,
+    PUBLISH_LOCK,
+    PublishError,
     current_export,
+    dated_exports,
     previous_export,
     publish_export,
     recover_interrupted,
@@ -55,13 +60,15 @@ def test_publish_writes_manifest_and_switches_current(tmp_path: Path) -> None:
     assert manifest["as_of"] == "2025-03-31" and manifest["versions"] == VERSIONS
     assert manifest["run"] == {"mlflow_run_id": "r1"}
     assert os.readlink(exports / CURRENT_LINK) == "2025-03-31"
-    assert (exports / CURRENT_FILE).read_text() == "2025-03-31\n"
+    folder = os.readlink(target)  # the export's own folder, named by date and a token
+    assert folder.startswith("2025-03-31.") and (exports / folder).is_dir()
+    assert (exports / CURRENT_FILE).read_text() == f"{folder}\n"
     assert (
         (exports / CURRENT_LINK / "consumer_tiers.csv")
         .read_text(encoding="utf-8-sig")
         .startswith("consumer_id")
     )
-    assert [p.name for p in exports.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in exports.iterdir() if p.name.startswith(".") and p.name != PUBLISH_LOCK] == []
 
 
 def test_rerun_replaces_the_export_and_reports_identical_files(tmp_path: Path) -> None:
@@ -81,7 +88,8 @@ def test_current_moves_to_the_newest_and_history_is_the_one_before(tmp_path: Pat
     exports = tmp_path / "exports"
     for day in (date(2025, 3, 29), date(2025, 3, 30), date(2025, 3, 31)):
         publish_export(outputs(tmp_path / "out", "normal"), exports, day, VERSIONS, {}, keep_last=2)
-    assert sorted(p.name for p in exports.iterdir() if p.is_dir() and not p.is_symlink()) == [
+    assert [p.name for p in dated_exports(exports)] == ["2025-03-30", "2025-03-31"]
+    assert sorted(p.name[:10] for p in exports.iterdir() if p.is_dir() and not p.is_symlink()) == [
         "2025-03-30",
         "2025-03-31",
     ]
@@ -133,4 +141,95 @@ def test_a_real_folder_named_current_is_refused(tmp_path: Path) -> None:
     (exports / CURRENT_LINK).mkdir(parents=True)
     with pytest.raises(SiyuError, match="not the link siyu maintains"):
         publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 31), VERSIONS, {})
-    assert sorted(p.name for p in exports.iterdir()) == [CURRENT_LINK]
+    assert sorted(p.name for p in exports.iterdir() if p.name != PUBLISH_LOCK) == [CURRENT_LINK]
+
+
+def test_a_same_date_rerun_killed_at_any_rename_leaves_current_on_a_complete_export(
+    tmp_path: Path, monkeypatch
+) -> None:
+    exports, day = tmp_path / "exports", date(2025, 3, 31)
+    publish_export(outputs(tmp_path / "out", "normal"), exports, day, VERSIONS, {"mlflow_run_id": "r1"})
+    real_replace, renames = os.replace, 0
+    for kill_at in range(1, 10):
+        calls = 0
+
+        def replace_until_killed(source, target, _kill_at=kill_at):
+            nonlocal calls
+            calls += 1
+            if calls == _kill_at:
+                raise SystemExit("killed")  # nothing of publish's own handling runs, as with kill -9
+            real_replace(source, target)
+
+        monkeypatch.setattr(publish.os, "replace", replace_until_killed)
+        try:
+            publish_export(outputs(tmp_path / "out", "pulled"), exports, day, VERSIONS, {})
+        except SystemExit:
+            pass
+        else:
+            renames = calls
+        monkeypatch.setattr(publish.os, "replace", real_replace)
+        verify_export(exports / CURRENT_LINK)  # current names a complete export at every moment
+        verify_export(exports / (exports / CURRENT_FILE).read_text().strip())
+        if renames:
+            break
+    assert renames >= 4, "the loop must have killed the publish at each of its renames"
+    publish_export(outputs(tmp_path / "out", "normal"), exports, day, VERSIONS, {})
+    folders = [p.name for p in exports.iterdir() if not p.is_symlink() and p.is_dir()]
+    assert folders == [os.readlink(exports / "2025-03-31")], "leftovers of the killed runs are removed"
+
+
+def test_a_full_disk_stops_publishing_with_current_unchanged(tmp_path: Path, monkeypatch) -> None:
+    exports = tmp_path / "exports"
+    publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 30), VERSIONS, {})
+
+    def disk_full(source, target, relative):
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(publish, "copy_file", disk_full)
+    with pytest.raises(PublishError) as error:
+        publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 31), VERSIONS, {})
+    message = str(error.value)
+    assert message.startswith("publishing failed: ") and "No space left on device" in message
+    assert f"{exports / CURRENT_LINK} is unchanged" in message and "fix:" in message
+    assert current_export(exports) == exports / "2025-03-30"
+    leftovers = [
+        p for p in exports.iterdir() if p.name.startswith((".", "2025-03-31")) and p.name != PUBLISH_LOCK
+    ]
+    assert not leftovers
+
+
+def test_an_export_of_the_old_layout_is_replaced_by_a_linked_one(tmp_path: Path, monkeypatch) -> None:
+    exports, day = tmp_path / "exports", date(2025, 3, 31)
+    monkeypatch.setattr(publish, "_can_symlink", lambda exports_dir, token: False)
+    publish_export(outputs(tmp_path / "out", "normal"), exports, day, VERSIONS, {})
+    assert (exports / "2025-03-31").is_dir() and not (exports / "2025-03-31").is_symlink()
+    assert (exports / CURRENT_FILE).read_text() == "2025-03-31\n"
+    monkeypatch.undo()
+    publish_export(outputs(tmp_path / "out", "pulled"), exports, day, VERSIONS, {})
+    assert (exports / "2025-03-31").is_symlink() and current_export(exports) == exports / "2025-03-31"
+    assert "pulled" in (exports / CURRENT_LINK / "quality_alerts.csv").read_text(encoding="utf-8-sig")
+    assert not [p for p in exports.iterdir() if p.name.startswith(".") and p.name != PUBLISH_LOCK]
+
+
+def test_the_manifest_records_the_tables_read(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    published = publish_export(
+        outputs(tmp_path / "out", "normal"),
+        exports,
+        date(2025, 3, 31),
+        VERSIONS,
+        {},
+        tables=["orders", "events"],
+    )
+    assert json.loads(published.manifest_path.read_text())["tables"] == ["events", "orders"]
+
+
+def test_a_publish_waits_for_another_into_the_same_folder_then_gives_up(tmp_path: Path, monkeypatch) -> None:
+    from filelock import FileLock
+
+    exports = tmp_path / "exports"
+    publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 30), VERSIONS, {})
+    monkeypatch.setattr(publish, "PUBLISH_WAIT_SECONDS", 0)
+    with FileLock(exports / PUBLISH_LOCK), pytest.raises(PublishError, match="another publish into"):
+        publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 31), VERSIONS, {})
+    assert current_export(exports) == exports / "2025-03-30"

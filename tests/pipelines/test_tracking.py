@@ -10,15 +10,17 @@ import mlflow
 import pytest
 
 from artifact.loader import sha256_of
-from pipelines.flow import RecommenderOutcome, register_recommender
+from pipelines.champion import RecommenderOutcome, promote, register_recommender
 from pipelines.tracking import (
     ARTIFACT_KEY,
     CHALLENGER,
     CHAMPION,
+    ENDED_TAG,
     TrackingConfig,
     alias_version,
     data_manifest,
     download_model_artifact,
+    fail_abandoned_runs,
     flatten,
     log_config,
     start_nightly_run,
@@ -70,7 +72,9 @@ def nightly(store, tmp_path: Path, label: str, ndcg: float):
     """One night's run that trains ``label`` and sends it through registration and the gate."""
     config, work, client = store
     run_id = start_nightly_run(client, config, work, date(2025, 3, 31), {})
-    return register_recommender(candidate(tmp_path, label, ndcg), config, work, run_id)
+    decision = register_recommender(candidate(tmp_path, label, ndcg), config, work, run_id)
+    promote(decision, config, work)  # the flow publishes in between
+    return decision
 
 
 def test_store_defaults_to_sqlite_under_the_work_dir(tmp_path: Path) -> None:
@@ -154,3 +158,25 @@ def test_config_is_logged_whole_and_as_dotted_params(store) -> None:
     assert flatten({"a": {"b": {"c": 1}}}) == {"a.b.c": 1}
     logged = client.download_artifacts(run_id, "config.json", str(work))
     assert json.loads(Path(logged).read_text()) == settings
+
+
+def test_registration_moves_no_alias_and_leaves_the_run_running(store, tmp_path: Path) -> None:
+    config, work, client = store
+    nightly(store, tmp_path, "good", 0.30)
+    run_id = start_nightly_run(client, config, work, date(2025, 4, 1), {})
+    decision = register_recommender(candidate(tmp_path, "better", 0.40), config, work, run_id)
+    assert decision.alias == CHAMPION and decision.version == "2"
+    assert alias_version(client, config.model_name, CHAMPION) == "1", "the alias waits for the publish"
+    assert client.get_run(run_id).info.status == "RUNNING", "a kill now must not leave it FINISHED"
+    promote(decision, config, work)
+    assert alias_version(client, config.model_name, CHAMPION) == "2"
+
+
+def test_runs_a_kill_left_running_are_failed_by_the_next_run(store, tmp_path: Path) -> None:
+    config, work, client = store
+    killed = start_nightly_run(client, config, work, date(2025, 3, 31), {})
+    elsewhere = start_nightly_run(client, config, tmp_path / "other", date(2025, 3, 31), {})
+    assert fail_abandoned_runs(client, config, work) == [killed]
+    run = client.get_run(killed)
+    assert run.info.status == "FAILED" and run.data.tags[ENDED_TAG].startswith("abandoned")
+    assert client.get_run(elsewhere).info.status == "RUNNING", "another work dir's run is not touched"

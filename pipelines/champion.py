@@ -1,0 +1,142 @@
+"""Champion selection: register the night's model, decide what gets published, move the alias after.
+
+The transaction, in the order the flow runs it:
+
+1. ``register_recommender`` logs the production model in the night's MLflow run, registers
+   it as a new version (no alias yet) and lets the gate *judge* it (``tracking.judge``).
+2. ``choose_exports`` picks the files to publish: this run's outputs, with the champion's
+   artifact and lists instead of the new ones when the new version loses the gate.
+3. The flow publishes (``pipelines.publish``).
+4. ``promote`` gives the new version its alias (``champion`` or ``challenger``) — only after
+   a successful publish, so ``models:/<name>@champion`` and ``exports/current`` move together.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from features.catalog import Folder, RunFile, StepFile
+from pipelines import tracking
+from pipelines.publish import sha256_of
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecommenderOutcome:
+    """What the recommender step hands on to registration and publishing.
+
+    ``artifact_dir``: the backend artifact of the production model's lists;
+    ``validation_ndcg``: the production model's NDCG@k (all-items protocol) on the holdout
+    window before the as-of date, which the champion gate compares; ``metrics``: the
+    evaluator's numbers for MLflow; ``model``: the production model's name; ``log_model``:
+    logs ``artifact_dir`` as a pyfunc model in the active MLflow run, returning its URI.
+    """
+
+    artifact_dir: Path
+    validation_ndcg: float
+    metrics: dict[str, float]
+    model: str
+    log_model: Callable[[Path], str]
+
+
+def register_recommender(
+    recommenders: RecommenderOutcome, config: tracking.TrackingConfig, work: Path, run_id: str
+) -> tracking.GateDecision:
+    """Log the pyfunc model in ``run_id``, register it as a new version and judge it; no alias moves."""
+    import mlflow
+
+    with tracking.using_tracking(config, work) as client:
+        with mlflow.start_run(run_id=run_id):
+            model_uri = recommenders.log_model(recommenders.artifact_dir)
+        client.update_run(run_id, status="RUNNING")  # leaving start_run's block marked it FINISHED
+        tracking.log_metrics(client, run_id, recommenders.metrics)
+        tracking.log_metrics(client, run_id, {"validation_ndcg": recommenders.validation_ndcg})
+        version = tracking.register_version(
+            client, config.model_name, model_uri, run_id, recommenders.validation_ndcg
+        )
+        return tracking.judge(client, config.model_name, str(version.version), config.champion_margin)
+
+
+def promote(decision: tracking.GateDecision, config: tracking.TrackingConfig, work: Path) -> None:
+    """Give the new version the alias the gate chose; call it after the export is published."""
+    with tracking.using_tracking(config, work) as client:
+        tracking.apply_gate(client, config.model_name, decision)
+
+
+def choose_exports(
+    outputs: Path,
+    recommenders: RecommenderOutcome,
+    decision: tracking.GateDecision,
+    config: tracking.TrackingConfig,
+    work: Path,
+) -> dict[str, Path]:
+    """Export name -> file or folder: every output, with the champion's artifact and lists when it stays."""
+    sources = {
+        path.name: path
+        for path in sorted(outputs.iterdir())
+        if not path.name.startswith(".") and not path.name.endswith(".partial")
+    }
+    if decision.promoted:
+        return sources
+    champion_dir = work / Folder.CHAMPION
+    if champion_dir.exists():
+        shutil.rmtree(champion_dir)
+    with tracking.using_tracking(config, work) as client:
+        artifact = tracking.download_model_artifact(
+            client, config.model_name, decision.champion_version, champion_dir / "model"
+        )
+    if same_artifact(artifact, recommenders.artifact_dir):
+        logger.info("the champion's artifact is this run's (a rerun): publishing this run's lists")
+        return sources
+    logger.info(
+        "the new model lost the champion gate: publishing lists from champion version %s",
+        decision.champion_version,
+    )
+    sources[Folder.ARTIFACT] = artifact
+    sources.update(champion_lists(artifact, outputs, champion_dir / "lists"))
+    return sources
+
+
+def same_artifact(first: Path, second: Path) -> bool:
+    """Whether two artifacts hold the same files (their manifests list every file's SHA-256)."""
+    return sha256_of(first / RunFile.MANIFEST) == sha256_of(second / RunFile.MANIFEST)
+
+
+def champion_lists(champion_artifact: Path, outputs: Path, folder: Path) -> dict[str, Path]:
+    """The consumer and distributor lists rebuilt from the champion's artifact, for the same ids.
+
+    Every consumer and distributor of this run's lists gets the champion's list of the same
+    length, with this run's pulled products left out; ``reason`` says where each item came
+    from (``champion: personal``, ``champion: community``, ...).
+    """
+    import pandas as pd
+
+    from artifact.loader import load
+    from features.columns import Col
+    from models.quality import QualityCol
+
+    champion = load(champion_artifact)
+    alerts = pd.read_csv(outputs / StepFile.QUALITY_ALERTS, encoding="utf-8-sig", dtype=str)
+    pulled = set(alerts.loc[alerts[QualityCol.LEVEL] == "pulled", Col.PRODUCT_ID])
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, owner, lookup in (
+        (StepFile.CONSUMER_LISTS, Col.CONSUMER_ID, champion.recommend),
+        (StepFile.DISTRIBUTOR_LISTS, Col.DISTRIBUTOR_ID, champion.for_distributor),
+    ):
+        current = pd.read_parquet(outputs / name, columns=[owner])
+        sizes = current[owner].value_counts(sort=False)
+        rows = [
+            (owner_id, pick.product_id, rank, pick.score, f"champion: {pick.source}")
+            for owner_id, k in sorted(sizes.items())
+            for rank, pick in enumerate(lookup(owner_id, int(k), exclude=pulled), start=1)
+        ]
+        frame = pd.DataFrame(rows, columns=[owner, Col.PRODUCT_ID, "rank", "score", "reason"])
+        frame.astype({"rank": "int32", "score": "float32"}).to_parquet(folder / name, index=False)
+        written[name] = folder / name
+    return written

@@ -1,0 +1,258 @@
+"""What the nightly flow's tasks do beyond calling one step: plain functions over paths, no Prefect.
+
+The flow (``pipelines.flow``) only wires; each of its tasks is a line or two that calls a
+function here or in ``pipelines.steps``, ``pipelines.champion``, ``pipelines.publish`` and
+``pipelines.tracking``. Kept apart so that every piece can be tested without a flow run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from features.asof import AsOf
+from features.catalog import Folder, RunFile, StepFile
+from features.errors import SiyuError
+from features.files import write_text_atomically
+from pipelines import tracking
+from pipelines.champion import RecommenderOutcome
+from pipelines.config import NightlyConfig
+from pipelines.publish import Published, read_manifest
+
+if TYPE_CHECKING:
+    from pipelines.steps.segment import SegmentationOutcome
+
+logger = logging.getLogger(__name__)
+
+# Evaluation columns that are timings: logged to MLflow, left out of the export (reruns must match).
+TIMING_COLUMNS = ("fit_seconds", "recommend_seconds")
+
+
+@dataclass(frozen=True)
+class ValidatedPaths:
+    """What load + validate hands on: the as-of date (as the validate step gave it) and the clean tables."""
+
+    as_of: date | AsOf
+    clean_paths: dict[str, Path]
+    report_path: Path
+
+    @property
+    def clean_dir(self) -> Path:
+        return next(iter(self.clean_paths.values())).parent
+
+    @property
+    def tables(self) -> list[str]:
+        """The input tables this run read."""
+        return sorted(self.clean_paths)
+
+
+# --- a missing table is a decision --------------------------------------------------------------
+
+
+class MissingTableError(SiyuError):
+    """A table an earlier run read is missing now, and the config does not say that is wanted."""
+
+
+def check_tables(previous: Path | None, present: Iterable[str], optional: Iterable[str]) -> list[str]:
+    """The tables the previous export read that this run lacks, when the config allows it.
+
+    Raises ``MissingTableError`` for a missing table not listed in ``data.optional_tables``:
+    without ``complaints`` every product would silently grade normal, without ``consumers``
+    consumers would vanish from the lists. ``previous`` is the previous export (None: first run).
+    """
+    if previous is None:
+        return []
+    before = read_manifest(previous).get("tables")
+    if before is None:  # an export written before siyu recorded its tables
+        return []
+    missing = sorted(set(before) - set(present))
+    refused = [table for table in missing if table not in set(optional)]
+    if refused:
+        listed = ", ".join(refused)
+        raise MissingTableError(
+            f"table(s) {listed} were read by the previous run ({previous.name}) but are missing now\n"
+            f"  fix: restore the file(s) in the data directory, or, if this run should go without "
+            f"them, list them in the config under data.optional_tables: [{listed}]"
+        )
+    for table in missing:
+        logger.warning(
+            "table %s is missing (read by the previous run %s); going on without it as "
+            "data.optional_tables allows: results that depend on it change",
+            table,
+            previous.name,
+        )
+    return missing
+
+
+# --- MLflow runs that end however the flow ends ----------------------------------------------------
+
+_OPEN_RUNS: dict[str, tuple[tracking.TrackingConfig, Path, str]] = {}
+_OPEN_RUNS_LOCK = threading.Lock()
+
+
+def open_run(
+    settings: NightlyConfig, work: Path, validated: ValidatedPaths, tags: dict[str, str], flow_run_id: str
+) -> str:
+    """Fail the runs a killed run left RUNNING, start this night's run, log config and data manifest."""
+    with tracking.using_tracking(settings.tracking, work) as client:
+        tracking.fail_abandoned_runs(client, settings.tracking, work)
+        run_id = tracking.start_nightly_run(client, settings.tracking, work, validated.as_of, tags)
+        with _OPEN_RUNS_LOCK:
+            _OPEN_RUNS[flow_run_id] = (settings.tracking, work, run_id)
+        tracking.log_config(client, run_id, settings.model_dump(mode="json"))
+        tracking.log_data_manifest(client, run_id, tracking.data_manifest(validated.report_path))
+    return run_id
+
+
+def close_run(settings: NightlyConfig, work: Path, run_id: str, flow_run_id: str) -> None:
+    """Mark the run FINISHED (the flow got through every task)."""
+    with tracking.using_tracking(settings.tracking, work) as client:
+        tracking.finish_run(client, run_id, succeeded=True)
+    with _OPEN_RUNS_LOCK:
+        _OPEN_RUNS.pop(flow_run_id, None)
+
+
+def fail_open_run(flow_run_id: str, reason: str) -> str | None:
+    """Mark FAILED the MLflow run opened by flow run ``flow_run_id`` (the flow failed or crashed)."""
+    with _OPEN_RUNS_LOCK:
+        opened = _OPEN_RUNS.pop(flow_run_id, None)
+    if opened is None:
+        return None
+    config, work, run_id = opened
+    with tracking.using_tracking(config, work) as client:
+        client.set_tag(run_id, tracking.ENDED_TAG, reason[:5000])
+        tracking.finish_run(client, run_id, succeeded=False)
+    logger.info("mlflow run %s marked FAILED", run_id)
+    return run_id
+
+
+# --- the recommender step -------------------------------------------------------------------------
+
+
+def train_and_evaluate(
+    validated: ValidatedPaths, settings: NightlyConfig, outputs: Path
+) -> RecommenderOutcome:
+    """Evaluate the models on the holdout window, fit the production model, write its lists and artifact.
+
+    Runs after the quality gate: its ``quality_alerts.csv`` in ``outputs`` filters the lists
+    (pulled products out, warned ones demoted).
+    """
+    from artifact.writer import write_artifact_from_lists
+    from pipelines.steps.evaluate import run_evaluation
+    from pipelines.steps.recommend import run_recommend
+
+    logger.info("evaluating recommenders on the holdout window before %s", validated.as_of)
+    evaluation = run_evaluation(validated.clean_dir, settings.recommend, as_of=validated.as_of)
+    production = settings.recommend.production
+    table = evaluation.table
+    write_evaluation(evaluation.to_json(), production, outputs / StepFile.EVALUATION)
+    chosen = (table["model"] == production) & (table["protocol"] == "all_items")
+    ndcg = float(table.loc[chosen, "ndcg"].iloc[0])
+    logger.info("production model %s: validation NDCG@%d %.4f", production, evaluation.k, ndcg)
+    logger.info("fitting %s on everything up to %s and writing the lists", production, validated.as_of)
+    lists = run_recommend(
+        validated.clean_paths,
+        validated.as_of,
+        settings,
+        outputs,
+        quality_alerts_path=outputs / StepFile.QUALITY_ALERTS,
+    )
+    meta = {"as_of": str(validated.as_of), "model": lists.model}
+    artifact = write_artifact_from_lists(outputs, outputs / Folder.ARTIFACT, meta, communities(outputs))
+    return RecommenderOutcome(artifact, ndcg, evaluation_metrics(table), lists.model, _log_pyfunc)
+
+
+def write_evaluation(report: dict[str, Any], production: str, path: Path) -> None:
+    """evaluation.json for the export and the report, without timings (reruns give the same file)."""
+    results = [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in report["results"]]
+    content = {**report, "production": production, "results": results}
+    write_text_atomically(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
+
+
+def evaluation_metrics(table: Any) -> dict[str, float]:
+    """``<protocol>.<model>.<metric>`` for every number of the evaluation table."""
+    metrics: dict[str, float] = {}
+    for row in table.to_dict("records"):
+        for name, value in row.items():
+            if name not in ("model", "protocol") and isinstance(value, int | float):
+                metrics[f"{row['protocol']}.{row['model']}.{name}"] = float(value)
+    return metrics
+
+
+def communities(outputs: Path) -> Any:
+    """``consumer_id, distributor_id`` (home distributor) from consumer_tiers.csv, or None without it."""
+    import pandas as pd
+
+    from features.columns import Col
+    from features.consumer_features import ConsumerCol
+
+    path = outputs / StepFile.CONSUMER_TIERS
+    if not path.is_file():
+        return None
+    homes = pd.read_csv(
+        path, encoding="utf-8-sig", dtype=str, usecols=[Col.CONSUMER_ID, ConsumerCol.HOME_DISTRIBUTOR_ID]
+    )
+    return homes.rename(columns={ConsumerCol.HOME_DISTRIBUTOR_ID: Col.DISTRIBUTOR_ID}).dropna()
+
+
+def _log_pyfunc(artifact_dir: Path) -> str:
+    from pipelines.serving import log_recommender_model
+
+    return log_recommender_model(artifact_dir).model_uri
+
+
+# --- history, record, report -----------------------------------------------------------------------
+
+
+def history(previous: Path | None, file_name: str) -> Path | None:
+    """The previous export when it holds ``file_name`` (an earlier run's levels or tiers), else None."""
+    if previous is None:
+        return None
+    if not (previous / file_name).is_file():
+        logger.info("no %s in %s: history starts with this run", file_name, previous)
+        return None
+    return previous
+
+
+def record_run(
+    settings: NightlyConfig,
+    work: Path,
+    run_id: str,
+    segments: SegmentationOutcome,
+    quality_levels: dict[str, int],
+    published: Published,
+    report: Path,
+    missing_tables: list[str],
+) -> None:
+    """Counts, the tables the run went without, and the export manifest into the MLflow run."""
+    with tracking.using_tracking(settings.tracking, work) as client:
+        tracking.log_metrics(client, run_id, quality_levels, prefix="quality.")
+        tracking.log_metrics(client, run_id, segments.segment_counts, prefix="segment.")
+        tracking.log_metrics(client, run_id, segments.tier_counts, prefix="member_tier.")
+        tracking.log_metrics(client, run_id, segments.movement_counts, prefix="tier_movement.")
+        tracking.log_metrics(client, run_id, segments.distributor_tier_counts, prefix="distributor_tier.")
+        tracking.log_file(client, run_id, published.manifest_path, "export")
+        tracking.log_file(client, run_id, report)
+        client.set_tag(run_id, "export_dir", str(published.export_dir.absolute()))
+        if missing_tables:
+            client.set_tag(run_id, "missing_tables", ",".join(missing_tables))
+
+
+def write_run_report(outputs: Path, work: Path, as_of: date | AsOf, run_id: str) -> Path:
+    """The HTML run report under the work dir (not exported: it names the run), plus Prefect artifacts."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from reporting.report import summary_markdown, summary_table, write_report
+
+    report = write_report(outputs, work / RunFile.REPORT_HTML, as_of, {"mlflow_run_id": run_id})
+    create_markdown_artifact(
+        summary_markdown(outputs), key="siyu-nightly-summary", description="siyu nightly"
+    )
+    create_table_artifact(summary_table(outputs), key="siyu-nightly-headlines", description="siyu nightly")
+    return report

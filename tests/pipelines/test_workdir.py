@@ -1,0 +1,107 @@
+"""The work directory: one run at a time (a second process is refused at once), nothing foreign deleted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from features.errors import SiyuError
+from pipelines.workdir import LOCK_INFO, MARKER, adopt, claim, fresh_folder
+from tests.cli import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+HOLDER = """
+import sys
+from pathlib import Path
+from pipelines.workdir import claim
+with claim(Path(sys.argv[1]), "nightly"):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def held(tmp_path: Path):
+    """Another process holding ``tmp_path/work``, as a running ``siyu nightly`` would."""
+    work = tmp_path / "work"
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(work)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert process.stdout.readline().strip() == b"held"
+    yield work, process
+    process.kill()
+    process.wait()
+
+
+def test_a_second_run_is_refused_at_once_naming_the_first(
+    held, tiny_dataset: Path, monkeypatch, capsys
+) -> None:
+    work, holder = held
+    status = run_cli(monkeypatch, "validate", "--data", str(tiny_dataset), "--out", str(work))
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert f"another siyu run is in progress in {work} since " in err
+    assert f"(pid {holder.pid})" in err and "fix:" in err
+    assert not (work / "clean").exists(), "the refused run wrote nothing"
+
+
+def test_a_killed_runs_lock_is_recovered(held) -> None:
+    work, holder = held
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    assert (work / LOCK_INFO).is_file(), "precondition: the killed run left its info file"
+    with claim(work, "validate"):  # the OS lock died with the process; the info file does not block
+        assert f'"pid": {os.getpid()}' in (work / LOCK_INFO).read_text()
+
+
+def test_claims_nest_in_one_process_and_release_at_the_end(tmp_path: Path, monkeypatch) -> None:
+    work = tmp_path / "work"
+    monkeypatch.chdir(tmp_path)
+    with claim(work, "nightly"), claim(Path("work"), "nightly"):  # one folder, spelled two ways
+        assert (work / MARKER).is_file()
+    with claim(work, "validate"):  # released: taken again
+        pass
+
+
+def test_a_users_folder_is_refused_and_keeps_its_files(tmp_path: Path, monkeypatch, capsys) -> None:
+    folder = tmp_path / "mine"
+    (folder / "outputs").mkdir(parents=True)
+    (folder / "outputs" / "precious.txt").write_text("keep me")
+    assert run_cli(monkeypatch, "nightly", "--out", str(folder)) == 2
+    err = capsys.readouterr().err
+    assert f"{folder}: holds files siyu did not write (outputs)" in err and "fix:" in err
+    assert "Traceback" not in err
+    assert (folder / "outputs" / "precious.txt").read_text() == "keep me"
+    assert not (folder / MARKER).exists()
+
+
+def test_an_owned_folder_is_cleaned_only_inside(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    adopt(work)
+    (work / "outputs").mkdir()
+    (work / "outputs" / "old.csv").write_text("from an earlier run")
+    assert list(fresh_folder(work / "outputs").iterdir()) == []
+    with pytest.raises(SiyuError, match="not a siyu work directory"):
+        fresh_folder(tmp_path / "elsewhere" / "outputs")
+    adopt(tmp_path / "empty")  # an existing empty folder is adopted
+    assert (tmp_path / "empty" / MARKER).is_file()
+
+
+@pytest.mark.parametrize("command", ["validate", "nightly"])
+def test_out_pointing_at_a_file_is_one_message(
+    command: str, tiny_dataset: Path, tmp_path, monkeypatch, capsys
+) -> None:
+    a_file = tmp_path / "report.txt"
+    a_file.write_text("not a folder")
+    assert run_cli(monkeypatch, command, "--data", str(tiny_dataset), "--out", str(a_file)) == 2
+    err = capsys.readouterr().err
+    assert f"{a_file}: is a file, not a folder" in err and "fix: pass --out" in err and "Traceback" not in err
