@@ -8,6 +8,8 @@ the docs generator as well.)
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class Folder:
     """Folders under a work directory (``--out`` or ``work_dir``) and inside an export."""
@@ -51,6 +53,16 @@ class StepFile:
     FALLBACK_GLOBAL = "fallback_global.parquet"
 
     LISTS: tuple[str, ...] = (CONSUMER_LISTS, DISTRIBUTOR_LISTS)
+
+    # machine twins: the exact frames behind the Excel CSVs that later runs read back (previous
+    # tiers, quality history, communities); the CSVs quote formula-like ids, these keep them exactly
+    CONSUMER_TIERS_TWIN = "consumer_tiers.parquet"
+    QUALITY_ALERTS_TWIN = "quality_alerts.parquet"
+
+    TWINS: ClassVar[dict[str, str]] = {
+        CONSUMER_TIERS: CONSUMER_TIERS_TWIN,
+        QUALITY_ALERTS: QUALITY_ALERTS_TWIN,
+    }
 
 
 class RunFile:

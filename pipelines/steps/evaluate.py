@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.asof import AsOf
 from features.columns import Table
 from features.engine import connect
 from features.errors import SiyuError
@@ -62,17 +63,18 @@ def contract_tables(data_dir: Path) -> dict[str, Path]:
 def run_evaluation(
     data_dir: Path,
     config: RecommendConfig,
-    as_of: date | None = None,
+    as_of: AsOf | date | None = None,
     holdout_days: int | None = None,
     k: int | None = None,
     model_names: list[str] | None = None,
 ) -> EvaluationReport:
-    """Evaluate the configured models; ``as_of`` is the last day of the test window."""
+    """Evaluate the configured models; ``as_of`` (default: the day of the latest order line) is
+    the last day of the test window."""
     settings = config.evaluation
     holdout_days = holdout_days or settings.holdout_days
     k = k or settings.k
     con = connect(contract_tables(data_dir))
-    last = as_of or latest_activity(con).date()
+    last = AsOf.of(as_of if as_of is not None else latest_activity(con))
     split = TimeSplit.holdout(last, holdout_days)
     names = model_names or settings.models or list(config.models)
     unknown = [name for name in names if name not in config.models]
@@ -87,7 +89,7 @@ def run_evaluation(
         model = config.models[name].build()
         models[name] = tune_on_window(model, con, split.cutoff, settings.validation_days, config.interactions)
     table = evaluate_models(models, task, k)
-    return EvaluationReport(table, split.cutoff, last, k)
+    return EvaluationReport(table, last.days_before(holdout_days).date, last.date, k)
 
 
 def write_report(report: EvaluationReport, path: Path) -> Path:
