@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -21,6 +20,7 @@ from features.asof import AsOf
 from features.columns import Table
 from features.engine import connect
 from features.errors import SiyuError
+from features.files import write_text_atomically
 from features.interactions import latest_activity
 from models.evaluation import EVALUATION_COLUMNS, MetricCol, TimeSplit, evaluate_models, make_task
 from models.recommenders.training import RecommendConfig, tune_on_window
@@ -94,11 +94,7 @@ def run_evaluation(
 
 def write_report(report: EvaluationReport, path: Path) -> Path:
     """Write the JSON report atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, path)
-    return path
+    return write_text_atomically(path, json.dumps(report.to_json(), indent=2) + "\n")
 
 
 def format_table(table: pd.DataFrame) -> str:

@@ -3,7 +3,7 @@
 ``run_recommend`` reads the clean tables through the DuckDB engine, builds the interactions
 and profiles as of ``as_of``, fits the production model (``recommend:``, ``fit_production``), builds the
 business filters (sale window, quality gate, already bought, category cap) and writes, each
-atomically (``<file>.partial`` then ``os.replace``) and in a fixed row order:
+atomically (``features.files.atomic_path``) and in a fixed row order:
 
 - ``consumer_recommendations.parquet``: every known consumer (consumers table ∪ buyers),
   ``k`` rows each (the model's list, topped up by the fallback chain);
@@ -19,7 +19,6 @@ recommended by accident.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -215,10 +214,8 @@ def _write_consumer_lists(
     """Stream the lists chunk by chunk into ``path``; returns (consumers, consumers from the fallback)."""
     consumer_ids = homes.index.sort_values()
     categories = _category_codes(data, filters)
-    partial = path.with_name(path.name + ".partial")
-    writer = None
     from_fallback = 0
-    try:
+    with atomic_path(path) as partial, pq.ParquetWriter(partial, _CONSUMER_SCHEMA) as writer:
         for start in range(0, len(consumer_ids), CHUNK_CONSUMERS):
             chunk = consumer_ids[start : start + CHUNK_CONSUMERS]
             with_history = chunk[data.rows_of(chunk) >= 0]
@@ -230,22 +227,14 @@ def _write_consumer_lists(
             from_fallback += int(
                 completed.loc[completed[RecCol.RANK] == 1, FallbackCol.SOURCE].ne(SOURCE_MODEL).sum()
             )
-            frame = completed.assign(**{REASON: _consumer_reasons(completed, data, categories)})[
-                list(CONSUMER_COLUMNS)
-            ]
-            table = pa.Table.from_pandas(frame, preserve_index=False, schema=_CONSUMER_SCHEMA)
-            writer = writer or pq.ParquetWriter(partial, _CONSUMER_SCHEMA)
-            writer.write_table(table)
+            frame = completed.assign(**{REASON: _consumer_reasons(completed, data, categories)})
+            rows = frame[list(CONSUMER_COLUMNS)]
+            writer.write_table(pa.Table.from_pandas(rows, preserve_index=False, schema=_CONSUMER_SCHEMA))
             logger.info(
                 "consumer lists: %d of %d consumers",
                 min(start + CHUNK_CONSUMERS, len(consumer_ids)),
                 len(consumer_ids),
             )
-        writer = writer or pq.ParquetWriter(partial, _CONSUMER_SCHEMA)
-    finally:
-        if writer is not None:
-            writer.close()
-    os.replace(partial, path)
     return len(consumer_ids), from_fallback
 
 
