@@ -70,3 +70,12 @@ def read_previous_alerts(previous_dir: Path | None) -> pd.DataFrame | None:
     except ValueError as error:
         raise SiyuError(f"{path}: {error}\n  fix: {_PREVIOUS_FIX}") from None
     return previous
+
+
+def read_levels(out_dir: Path) -> pd.DataFrame:
+    """``product_id, level`` of the quality run in ``out_dir``, ids exactly as written (from the
+    Parquet twin); for the flow's champion lists and anything else that filters on levels."""
+    path = out_dir / StepFile.QUALITY_ALERTS
+    if not path.is_file() and not twin_path(path).is_file():
+        raise SiyuError(f"{path}: quality alerts not found\n  fix: run the quality gate into {out_dir} first")
+    return read_history(path, [Col.PRODUCT_ID, QualityCol.LEVEL], "rerun `siyu quality` into this directory")

@@ -320,6 +320,21 @@ def read_previous_tiers(previous_dir: Path | None) -> pd.DataFrame | None:
     return read_history(path, [Col.CONSUMER_ID, TierCol.MEMBER_TIER], fix)
 
 
+def read_communities(out_dir: Path) -> pd.DataFrame | None:
+    """``consumer_id, distributor_id`` (each consumer's home distributor) of the segmentation run
+    in ``out_dir``, ids exactly as written (from the Parquet twin); None when it wrote none.
+
+    The flow hands this to the artifact writer, so that a consumer with a formula-like or
+    ``NA`` id keeps its community.
+    """
+    path = out_dir / StepFile.CONSUMER_TIERS
+    if not path.is_file() and not twin_path(path).is_file():
+        return None
+    fix = "rerun `siyu segment` (or the nightly) into this directory"
+    homes = read_history(path, [Col.CONSUMER_ID, ConsumerCol.HOME_DISTRIBUTOR_ID], fix)
+    return homes.rename(columns={ConsumerCol.HOME_DISTRIBUTOR_ID: Col.DISTRIBUTOR_ID}).dropna()
+
+
 def _write_consumer_files(
     consumers: pd.DataFrame, summaries: ConsumerSummaries, settings: SegmentationConfig, out_dir: Path
 ) -> dict[str, Path]:

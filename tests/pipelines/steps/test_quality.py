@@ -13,7 +13,7 @@ from features.catalog import StepFile
 from features.columns import Col, OrderStatus, Table
 from features.errors import SiyuError
 from pipelines.config import NightlyConfig
-from pipelines.steps.quality import read_previous_alerts, run_quality
+from pipelines.steps.quality import read_levels, read_previous_alerts, run_quality
 from reporting.excel import write_excel_csv
 from sources.simulator import SimulationConfig, simulate
 from tests.cli import run_cli
@@ -73,6 +73,8 @@ def test_awkward_ids_keep_their_history_across_two_runs(tables: dict[str, Path],
     assert alerts["change"].eq("unchanged").all()
     assert alerts["previous_level"].eq("normal").all()
     assert set(alerts["since"]) == {pd.Timestamp(FIRST)}  # the level began with the first run
+    levels = read_levels(second)  # what the flow filters the champion's lists with
+    assert sorted(levels[Col.PRODUCT_ID]) == sorted(AWKWARD_IDS) and set(levels["level"]) == {"normal"}
 
 
 def test_an_export_without_twin_is_read_from_its_csv(tables: dict[str, Path], tmp_path: Path) -> None:

@@ -24,6 +24,8 @@ from pipelines.config import NightlyConfig
 from pipelines.steps.segment import (
     DISTRIBUTOR_TIER_COLUMNS,
     consumer_tier_columns,
+    read_communities,
+    read_previous_tiers,
     run_segmentation,
 )
 from pipelines.steps.validate import load_and_validate
@@ -284,6 +286,11 @@ def test_awkward_ids_keep_their_tier_movement_across_two_runs(tmp_path: Path) ->
     assert tiers["movement"].eq("same").all(), tiers["movement"].to_dict()
     assert outcome.movement_counts["same"] == len(AWKWARD_CONSUMERS)
     assert tiers.loc["C1", "previous_tier"] == tiers.loc["C1", "member_tier"]
+    communities = read_communities(second)  # what the flow hands the artifact writer
+    assert communities is not None
+    assert sorted(communities[Col.CONSUMER_ID]) == sorted(AWKWARD_CONSUMERS)
+    assert set(communities[Col.DISTRIBUTOR_ID]) == {"D1"}
+    assert read_communities(tmp_path / "nothing here") is None
 
 
 def test_an_export_without_twin_gives_movement_from_its_csv(tmp_path: Path) -> None:
@@ -301,3 +308,9 @@ def test_the_twin_holds_the_csv_rows_unquoted(first_run: Path) -> None:
     twin = pd.read_parquet(first_run / StepFile.CONSUMER_TIERS_TWIN)
     assert list(twin.columns) == list(csv.columns)
     assert twin[Col.CONSUMER_ID].astype(str).tolist() == csv[Col.CONSUMER_ID].astype(str).tolist()
+
+
+def test_a_non_utf8_previous_tiers_file_names_itself_and_the_fix(tmp_path: Path) -> None:
+    (tmp_path / StepFile.CONSUMER_TIERS).write_bytes("consumer_id,member_tier\nC1,普通\n".encode("gb18030"))
+    with pytest.raises(SiyuError, match=r"consumer_tiers.csv: cannot be read .*\n  fix: pass --previous"):
+        read_previous_tiers(tmp_path)
