@@ -20,8 +20,6 @@ Definitions (see docs/segmentation.md):
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import duckdb
 import pandas as pd
 
@@ -89,12 +87,11 @@ def consumer_features(
 
 
 def _params(as_of: AsOf, window_days: int, recent_days: int) -> dict[str, object]:
-    end = as_of.end
     return {
-        "end": end,
+        "end": as_of.end,
         "as_of": as_of.date,
-        "window_start": end - timedelta(days=window_days),
-        "recent_start": end - timedelta(days=recent_days),
+        "window_start": as_of.days_before(window_days).end,
+        "recent_start": as_of.days_before(recent_days).end,
     }
 
 
