@@ -19,11 +19,12 @@ import logging
 import os
 import resource
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 
+from features.asof import AsOf
 from features.clv import btyd_summary
 from features.columns import Col, Table
 from features.engine import connect
@@ -74,8 +75,8 @@ def _compare(full: CLVResult, sample: CLVResult) -> None:
     print(f"  sample fit {sample.timings['bgnbd_fit_s']:.1f} s vs full {full.timings['bgnbd_fit_s']:.1f} s")
 
 
-def _holdout(con: object, as_of: date, days: int) -> None:
-    cutoff = as_of - timedelta(days=days)
+def _holdout(con: object, as_of: AsOf, days: int) -> None:
+    cutoff = as_of.days_before(days)
     calibration = btyd_summary(con, cutoff)  # type: ignore[arg-type]
     later = btyd_summary(con, as_of).set_index(Col.CONSUMER_ID)  # type: ignore[arg-type]
     actual = (
@@ -100,7 +101,7 @@ def _rounded(values: dict[str, float]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("/tmp/data/sim10m"))
-    parser.add_argument("--as-of", type=date.fromisoformat, default=None)
+    parser.add_argument("--as-of", type=AsOf.of, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compare-sample", type=int, default=None)
     parser.add_argument("--holdout-days", type=int, default=None)
@@ -109,7 +110,7 @@ def main() -> None:
 
     print(f"start: {_load()}, {os.cpu_count()} CPUs visible, DuckDB threads {args.threads}")
     con = connect({Table.ORDERS: args.data / "orders.parquet"}, threads=args.threads)
-    as_of = args.as_of or _last_day(con)
+    as_of = args.as_of or AsOf.of(_last_day(con))
     scan = _scan_seconds(con)
     started = time.perf_counter()
     summary = btyd_summary(con, as_of)

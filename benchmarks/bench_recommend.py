@@ -25,7 +25,6 @@ import resource
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
+from features.asof import AsOf
 from features.columns import Table
 from features.engine import connect
 from features.interactions import purchased_pairs
@@ -46,7 +46,7 @@ CONSUMERS_PER_WRITE = 50_000
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="Directory of contract Parquet files.")
-    parser.add_argument("--as-of", type=date.fromisoformat, required=True, help="As-of date YYYY-MM-DD.")
+    parser.add_argument("--as-of", type=AsOf.of, required=True, help="As-of date YYYY-MM-DD.")
     parser.add_argument("--k", type=int, default=50, help="Products per consumer.")
     parser.add_argument("--out", type=Path, default=None, help="Keep the lists here (default: temp dir).")
     parser.add_argument("--skip-bare", action="store_true", help="Skip the bare implicit reference.")
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     data = clock.run("interaction data as of the date", lambda: build_data(con, args.as_of))
     print(f"  {data.shape[0]:,} consumers x {data.shape[1]:,} products, {data.matrix.nnz:,} pairs")
     ranker = RankerRecommender()
-    start = args.as_of - timedelta(days=ranker.validation_days)
+    start = args.as_of.days_before(ranker.validation_days)
     window = clock.run("tuning: data as of date - 30", lambda: build_data(con, start))
     truth = purchased_pairs(con, start, args.as_of)
     clock.run("tuning: components + ranker", partial(ranker.tune, window, truth))

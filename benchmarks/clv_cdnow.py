@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.asof import AsOf
 from features.clv import btyd_summary
 from features.columns import Col, OrderStatus, Table
 from features.engine import connect
 from models.clv import CLVConfig, CLVResult, fit_clv
 
-CALIBRATION_END = date(1997, 9, 30)
-HOLDOUT_END = date(1998, 6, 30)
+CALIBRATION_END = AsOf(date(1997, 9, 30))
+HOLDOUT_END = AsOf(date(1998, 6, 30))
 HOLDOUT_WEEKS = 39
 PUBLISHED_BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 PUBLISHED_GAMMA_GAMMA = {"p": 6.25, "q": 3.74, "v": 15.44}

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.asof import AsOf
 from features.engine import connect
 from models.recommenders import (
     ALSRecommender,
@@ -95,7 +96,7 @@ class Window:
         }
         consumers = tables["consumers"][tables["consumers"]["registered_at"] <= cutoff]
         self.con = connect({"orders": train, "products": tables["products"], "consumers": consumers})
-        self.as_of = cutoff.date()
+        self.as_of = AsOf.of(cutoff)
         self.cutoff = cutoff
         self.train = train.assign(community=train["consumer_id"].map(home))
         self.data: InteractionData = build_data(self.con, self.as_of, interactions)
@@ -222,7 +223,7 @@ def run_simulator(sim_dir: Path) -> dict:
         name: pd.read_parquet(sim_dir / f"{name}.parquet") for name in ("orders", "products", "consumers")
     }
     tastes = pd.read_parquet(sim_dir / "truth" / "community_tastes.parquet")
-    as_of = tables["orders"]["ordered_at"].max().date()
+    as_of = AsOf.of(tables["orders"]["ordered_at"].max())
     con = connect(tables)
     config = RecommendConfig()
     data = build_data(con, as_of, config.interactions)

@@ -34,11 +34,14 @@ from datetime import date, timedelta
 from itertools import pairwise
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
+from features.asof import AsOf
 from features.columns import Col, Table
 from features.engine import connect
-from models.quality import PULLED, WARNING, QualityCol, QualityConfig, assess, window_bounds
+from features.quality_counts import quality_counts, window_bounds
+from models.quality import PULLED, WARNING, QualityCol, QualityConfig, QualityReport, assess
 from sources.simulator import SimulationConfig, simulate
 
 TRUTH_FILE = Path("truth") / "defective_products.csv"
@@ -66,10 +69,18 @@ def month_ends(first: date, last: date, config: QualityConfig) -> list[date]:
     while day <= last:
         following = day + timedelta(days=1)
         month_end = following.month != day.month or day == last
-        if month_end and window_bounds(day, config.window_days, config.maturity_days)[0].date() >= first:
+        if (
+            month_end
+            and window_bounds(AsOf(day), config.window_days, config.maturity_days)[0].date() >= first
+        ):
             ends.append(day)
         day = following
     return ends
+
+
+def grade(con: duckdb.DuckDBPyConnection, as_of: AsOf, config: QualityConfig) -> QualityReport:
+    """The gate as the quality step runs it: counts, then the rules."""
+    return assess(quality_counts(con, as_of, config.window_days, config.maturity_days), as_of, config)
 
 
 def graded_product_months(consumers: int, seed: int, products: int, config: QualityConfig) -> pd.DataFrame:
@@ -80,8 +91,8 @@ def graded_product_months(consumers: int, seed: int, products: int, config: Qual
         summary = simulate(data, simulation)
         con = connect({t: data / f"{t}.parquet" for t in (Table.ORDERS, Table.PRODUCTS, Table.COMPLAINTS)})
         frames = [
-            assess(con, as_of, config).alerts.assign(as_of=as_of)
-            for as_of in month_ends(simulation.start, summary.as_of, config)
+            grade(con, AsOf(day), config).alerts.assign(as_of=day)
+            for day in month_ends(simulation.start, summary.as_of, config)
         ]
         truth = pd.read_csv(data / TRUTH_FILE, dtype={Col.PRODUCT_ID: str})
         con.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from features.columns import Col, Table
 from features.vocabulary import (
@@ -82,6 +83,16 @@ class StepFile:
     FALLBACK_GLOBAL = "fallback_global.parquet"
 
     LISTS: tuple[str, ...] = (CONSUMER_LISTS, DISTRIBUTOR_LISTS)
+
+    # machine twins: the exact frames behind the Excel CSVs that later runs read back (previous
+    # tiers, quality history, communities); the CSVs quote formula-like ids, these keep them exactly
+    CONSUMER_TIERS_TWIN = "consumer_tiers.parquet"
+    QUALITY_ALERTS_TWIN = "quality_alerts.parquet"
+
+    TWINS: ClassVar[dict[str, str]] = {
+        CONSUMER_TIERS: CONSUMER_TIERS_TWIN,
+        QUALITY_ALERTS: QUALITY_ALERTS_TWIN,
+    }
 
 
 class RunFile:

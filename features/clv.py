@@ -29,14 +29,14 @@ rows changes nothing.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Literal
 
 import duckdb
 import pandas as pd
 
+from features.asof import AsOf
 from features.columns import Col
-from features.sql import as_date, end_of, render
+from features.sql import render
 from features.vocabulary import BTYDCol
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
@@ -84,7 +84,7 @@ RETURNS_RULES: tuple[str, ...] = ("excluded", "subtracted")
 
 
 def btyd_summary(
-    con: duckdb.DuckDBPyConnection, as_of: date, returns: ReturnsRule = "excluded"
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, returns: ReturnsRule = "excluded"
 ) -> pd.DataFrame:
     """Frequency, recency, T (days) and mean repeat value of every consumer who bought by ``as_of``.
 
@@ -95,7 +95,7 @@ def btyd_summary(
     """
     if returns not in RETURNS_RULES:
         raise ValueError(f"returns must be one of {RETURNS_RULES}, got {returns!r}")
-    params = {"end": end_of(as_of), "as_of": as_date(as_of), "returned_weight": int(returns == "subtracted")}
+    params = {"end": as_of.end, "as_of": as_of.date, "returned_weight": int(returns == "subtracted")}
     summary = con.execute(render(_SUMMARY_SQL), params).df()
     return summary.astype(
         {

@@ -20,15 +20,14 @@ Definitions (see docs/segmentation.md):
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-
 import duckdb
 import pandas as pd
 
+from features.asof import AsOf
 from features.columns import Col, Table
 from features.contract import UNKNOWN_CATEGORY
 from features.engine import has_table
-from features.sql import as_date, end_of, literal, render
+from features.sql import literal, render
 from features.vocabulary import ConsumerCol
 
 FEATURE_COLUMNS: tuple[str, ...] = (
@@ -36,11 +35,9 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     *(value for key, value in vars(ConsumerCol).items() if key.isupper()),
 )
 
-CATEGORY_SPEND_COLUMNS: tuple[str, ...] = (Col.CONSUMER_ID, Col.CATEGORY, "spend", "share", "rank")
-
 
 def consumer_features(
-    con: duckdb.DuckDBPyConnection, as_of: date, window_days: int = 365, recent_days: int = 30
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, window_days: int = 365, recent_days: int = 30
 ) -> pd.DataFrame:
     """One row per consumer known by the end of ``as_of``; columns ``FEATURE_COLUMNS``.
 
@@ -61,23 +58,12 @@ def consumer_features(
     return _typed(features)[list(FEATURE_COLUMNS)]
 
 
-def category_spend(con: duckdb.DuckDBPyConnection, as_of: date) -> pd.DataFrame:
-    """Spend of every consumer in every category bought, with its share and rank (1 = most).
-
-    Long frame, columns ``CATEGORY_SPEND_COLUMNS``, sorted by consumer id then rank; ties in
-    spend rank by category name.
-    """
-    sql = render(_CATEGORY_SPEND_SQL, unknown=literal(UNKNOWN_CATEGORY))
-    return con.execute(sql, {"end": end_of(as_of)}).df()
-
-
-def _params(as_of: date, window_days: int, recent_days: int) -> dict[str, object]:
-    end = end_of(as_of)
+def _params(as_of: AsOf, window_days: int, recent_days: int) -> dict[str, object]:
     return {
-        "end": end,
-        "as_of": as_date(as_of),
-        "window_start": end - timedelta(days=window_days),
-        "recent_start": end - timedelta(days=recent_days),
+        "end": as_of.end,
+        "as_of": as_of.date,
+        "window_start": as_of.days_before(window_days).end,
+        "recent_start": as_of.days_before(recent_days).end,
     }
 
 
@@ -229,16 +215,6 @@ LEFT JOIN profile pr ON pr.{consumer_id} = k.{consumer_id}
 LEFT JOIN complained c ON c.{consumer_id} = k.{consumer_id}
 LEFT JOIN recent_events e ON e.{consumer_id} = k.{consumer_id}
 ORDER BY k.{consumer_id}
-"""
-)
-
-_CATEGORY_SPEND_SQL = (
-    "WITH"
-    + _PAID_LINES_CTE
-    + """
-SELECT {consumer_id}, category AS {category}, cents / 100 AS spend,
-    round(cents / total_cents, 4) AS share, rank
-FROM ranked ORDER BY {consumer_id}, rank
 """
 )
 

@@ -19,9 +19,10 @@ from datetime import date
 import duckdb
 import pandas as pd
 
+from features.asof import AsOf
 from features.columns import Col, Table
 from features.engine import has_table
-from features.sql import end_of, render
+from features.sql import render
 from features.vocabulary import DistributorFeatureCol as DistributorCol
 
 MONTHLY_COLUMNS: tuple[str, ...] = (
@@ -53,10 +54,9 @@ FEATURE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def reference_month(as_of: date) -> date:
+def reference_month(as_of: AsOf) -> date:
     """First day of the last full calendar month ending by the end of ``as_of``."""
-    end = end_of(as_of).date()
-    month_end = end.replace(day=1)
+    month_end = as_of.end.date().replace(day=1)
     return _shift(month_end, -1)
 
 
@@ -65,14 +65,14 @@ def _shift(month: date, months: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def distributor_monthly(con: duckdb.DuckDBPyConnection, as_of: date, months: int = 3) -> pd.DataFrame:
+def distributor_monthly(con: duckdb.DuckDBPyConnection, as_of: AsOf, months: int = 3) -> pd.DataFrame:
     """Monthly figures of every known distributor for the ``months`` months up to the reference month.
 
     Long frame, columns ``MONTHLY_COLUMNS``, one row per distributor and month (zeros where
     nothing happened), sorted by distributor id then month. ``shares`` is 0 without events.
     """
     month = reference_month(as_of)
-    params = {"start": _shift(month, 1 - months), "month_end": _shift(month, 1), "end": end_of(as_of)}
+    params = {"start": _shift(month, 1 - months), "month_end": _shift(month, 1), "end": as_of.end}
     sql = render(_MONTHLY_SQL, known=_known_sql(con), shares_cte=_shares_sql(con))
     monthly = con.execute(sql, params).df()
     monthly[DistributorCol.MONTH] = pd.to_datetime(monthly[DistributorCol.MONTH]).astype("datetime64[ns]")
@@ -83,7 +83,7 @@ def distributor_monthly(con: duckdb.DuckDBPyConnection, as_of: date, months: int
 
 
 def distributor_features(
-    con: duckdb.DuckDBPyConnection, as_of: date, monthly: pd.DataFrame | None = None
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, monthly: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """One row per known distributor for the reference month; columns ``FEATURE_COLUMNS``.
 
@@ -136,13 +136,13 @@ def _per_share(monthly: pd.DataFrame) -> pd.Series:
     return (monthly[DistributorCol.ORDERS] / shares.where(shares > 0)).round(4)
 
 
-def _community_sizes(con: duckdb.DuckDBPyConnection, as_of: date) -> pd.Series:
+def _community_sizes(con: duckdb.DuckDBPyConnection, as_of: AsOf) -> pd.Series:
     if not has_table(con, Table.CONSUMERS):
         return pd.Series(dtype="int64")
     sql = render(
         "SELECT {distributor_id}, count(*) AS n FROM {consumers} WHERE {registered_at} < $end GROUP BY 1"
     )
-    sizes = con.execute(sql, {"end": end_of(as_of)}).df()
+    sizes = con.execute(sql, {"end": as_of.end}).df()
     return sizes.set_index(Col.DISTRIBUTOR_ID)["n"].astype("int64")
 
 

@@ -1,8 +1,9 @@
 """The consumer × product interaction table that every recommender is fitted on, as of a date.
 
 ``build_interactions(con, as_of, config)`` reads the engine's views (``orders`` and, when
-present, ``events`` and ``complaints``) up to the end of the as-of date (and from ``start``
-when given) and returns one row per (consumer, product) pair:
+present, ``events`` and ``complaints``) up to ``upper_bound(as_of)`` (the end of the as-of
+date, ``AsOf.end``; or an exact instant for the benchmark protocols) and from ``start`` when
+given, and returns one row per (consumer, product) pair:
 
 - every **paid order** containing the product adds ``purchase_weight`` (an order with two
   lines of the same product counts once: weights count baskets, not lines);
@@ -32,10 +33,11 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.asof import AsOf
 from features.columns import Col, EventType, Table
 from features.contract import UNKNOWN_CATEGORY
 from features.engine import has_table
-from features.sql import end_of, literal, render
+from features.sql import literal, render
 from features.vocabulary import InteractionCol
 
 INTERACTION_COLUMNS: tuple[str, ...] = (
@@ -58,6 +60,10 @@ PRODUCT_PROFILE_COLUMNS: tuple[str, ...] = (
     Col.SUPPLIER_ID,
     InteractionCol.PRICE_BAND,
 )
+
+Cutoff = AsOf | datetime
+"""Where a history ends: an ``AsOf`` (the end of its day) or an exact instant (the Online Retail
+protocol of the benchmarks cuts at the latest order line's time)."""
 
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     EventType.VIEW: 0.05,
@@ -91,7 +97,7 @@ class InteractionConfig(BaseModel):
 
 def build_interactions(
     con: duckdb.DuckDBPyConnection,
-    as_of: date | datetime,
+    as_of: Cutoff,
     config: InteractionConfig | None = None,
     start: date | None = None,
 ) -> pd.DataFrame:
@@ -127,11 +133,9 @@ def build_interactions(
     return frame[list(INTERACTION_COLUMNS)]
 
 
-def purchased_pairs(
-    con: duckdb.DuckDBPyConnection, after: date | datetime, until: date | datetime
-) -> pd.DataFrame:
-    """Distinct (consumer, product) pairs with a paid line after the end of ``after`` up to the end
-    of ``until``: the truth of an evaluation window. Columns consumer_id, product_id; sorted."""
+def purchased_pairs(con: duckdb.DuckDBPyConnection, after: Cutoff, until: Cutoff) -> pd.DataFrame:
+    """Distinct (consumer, product) pairs with a paid line from ``upper_bound(after)`` up to
+    ``upper_bound(until)``: the truth of an evaluation window. Columns consumer_id, product_id; sorted."""
     sql = render(
         "SELECT DISTINCT {consumer_id}, {product_id} FROM {orders} "
         "WHERE {status} = {paid} AND {ordered_at} >= $start AND {ordered_at} < $end "
@@ -150,7 +154,7 @@ def latest_activity(con: duckdb.DuckDBPyConnection) -> datetime:
     return pd.Timestamp(found[0]).to_pydatetime()
 
 
-def consumer_profiles(con: duckdb.DuckDBPyConnection, as_of: date | datetime) -> pd.DataFrame:
+def consumer_profiles(con: duckdb.DuckDBPyConnection, as_of: Cutoff) -> pd.DataFrame:
     """One row per consumer known by the end of ``as_of``; ``CONSUMER_PROFILE_COLUMNS``.
 
     The home distributor is the one in ``consumers`` when that table exists, else the
@@ -204,12 +208,20 @@ def _arrow_strings(arrow_type: pa.DataType) -> pd.StringDtype | None:
     return None
 
 
-def upper_bound(as_of: date | datetime) -> datetime:
-    """The exclusive upper time bound of ``as_of``: a ``date`` means the end of that day; a
-    ``datetime`` is taken as it is (an exact cutoff, as in the Online Retail protocol)."""
-    if isinstance(as_of, datetime):
-        return pd.Timestamp(as_of).to_pydatetime()
-    return end_of(as_of)
+def upper_bound(cutoff: Cutoff | date) -> datetime:
+    """The exclusive upper time bound of ``cutoff``: an ``AsOf`` (or a plain date) ends with
+    its day (``AsOf.end``); a ``datetime`` is taken as it is (an exact instant)."""
+    if isinstance(cutoff, datetime):
+        return pd.Timestamp(cutoff).to_pydatetime()
+    return AsOf.of(cutoff).end
+
+
+def cutoff_before(cutoff: Cutoff | date, days: int) -> Cutoff:
+    """The cutoff ``days`` earlier: ``AsOf.days_before`` for an as-of (or a plain date), the
+    same clock time for an exact instant."""
+    if isinstance(cutoff, datetime):
+        return cutoff - timedelta(days=days)
+    return AsOf.of(cutoff).days_before(days)
 
 
 def _lower_bound(end: datetime, start: date | None, window_days: int | None) -> datetime:

@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -32,9 +31,11 @@ import pandas as pd
 
 from features.columns import Col
 from features.interactions import (
+    Cutoff,
     InteractionConfig,
     build_interactions,
     consumer_profiles,
+    cutoff_before,
     product_profiles,
     purchased_pairs,
 )
@@ -79,20 +80,21 @@ EVALUATION_COLUMNS: tuple[str, ...] = (
 class TimeSplit:
     """Train before ``upper_bound(cutoff)``, test from there up to ``upper_bound(test_end)``.
 
-    A ``date`` means the end of that day; a ``datetime`` is an exact instant.
+    An ``AsOf`` means the end of its day; a ``datetime`` is an exact instant (see
+    ``features.interactions.Cutoff``).
     """
 
-    cutoff: date | datetime
-    test_end: date | datetime
+    cutoff: Cutoff
+    test_end: Cutoff
 
     @classmethod
-    def holdout(cls, last: date | datetime, days: int) -> TimeSplit:
+    def holdout(cls, last: Cutoff, days: int) -> TimeSplit:
         """The last ``days`` (up to ``last``) as test window."""
-        return cls(last - timedelta(days=days), last)
+        return cls(cutoff_before(last, days), last)
 
     def validation(self, days: int) -> TimeSplit:
         """The window of ``days`` ending at this split's cutoff: where tuning happens."""
-        return TimeSplit(self.cutoff - timedelta(days=days), self.cutoff)
+        return TimeSplit(cutoff_before(self.cutoff, days), self.cutoff)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """The product quality gate: 30-day complaint rates graded into four levels (四级商品质量动态拉闸).
 
-For every product as of a date the gate counts the order lines of a trailing 30-day window
-and the complaints filed about those lines up to the as-of date (DuckDB SQL over the feature
-engine's views; the window ends ``maturity_days`` before the as-of date so that complaints
-have had time to arrive), puts a Wilson score interval around the complaint rate, compares
+For every product as of a date the gate takes the order lines of a trailing 30-day window
+and the complaints filed about those lines up to the as-of date (counted by
+``features.quality_counts``; the window ends ``maturity_days`` before the as-of date so that
+complaints have had time to arrive), puts a Wilson score interval around the complaint rate, compares
 it with its category's threshold (configured, or derived from the category's own pooled
 rate once its outliers are left out, starting from its line-weighted median rate) and
 grades the product normal / watch / warning / pulled. The previous run's alerts carry each
@@ -11,27 +11,25 @@ product's level history forward, and a supplier roll-up names the brands with se
 flagged products.
 
 Recommenders use ``pulled_products`` (ids to exclude from every list) and
-``demotion_factors`` (id -> score factor ``QualityConfig.warning_demotion`` for the warning
-products, also listed by ``demoted_products``). The rules are documented in
-``docs/quality_gate.md``; this module does no file I/O.
+``demoted_products`` (the warning products, whose scores they multiply by
+``QualityConfig.warning_demotion``). The rules are documented in ``docs/quality_gate.md``;
+this module does no file I/O and no SQL.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
 from typing import Annotated
 
-import duckdb
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import norm
 
-from features.columns import Col, OrderStatus, Table
-from features.contract import UNKNOWN_CATEGORY
-from features.engine import has_table
+from features.asof import AsOf
+from features.columns import Col
+from features.quality_counts import COUNT_COLUMNS
 from features.vocabulary import LevelChange, QualityCol, QualityLevel
 
 logger = logging.getLogger(__name__)
@@ -68,7 +66,6 @@ ALERT_COLUMNS: tuple[str, ...] = (
     QualityCol.CHANGE,
     QualityCol.SINCE,
 )
-COUNT_COLUMNS: tuple[str, ...] = ALERT_COLUMNS[:5]
 THRESHOLD_COLUMNS: tuple[str, ...] = (
     Col.CATEGORY,
     QualityCol.REFERENCE_PRODUCTS,
@@ -119,100 +116,6 @@ class QualityReport:
     alerts: pd.DataFrame
     suppliers: pd.DataFrame
     thresholds: pd.DataFrame
-
-
-def window_bounds(as_of: date, window_days: int, maturity_days: int = 0) -> tuple[datetime, datetime]:
-    """The order window ``[end - window_days, end)`` where ``end`` is ``as_of + 1 - maturity_days``.
-
-    With ``maturity_days`` 0 the as-of date itself is the last day inside the window; with
-    7 the window's last day is a week before it. A ``datetime`` is truncated to its date.
-    """
-    end = complaint_cutoff(as_of) - timedelta(days=maturity_days)
-    return end - timedelta(days=window_days), end
-
-
-def complaint_cutoff(as_of: date) -> datetime:
-    """The first instant after the as-of date: complaints filed from then on are not counted."""
-    return datetime.combine(_as_date(as_of) + timedelta(days=1), datetime.min.time())
-
-
-def _as_date(as_of: date) -> date:
-    return as_of.date() if isinstance(as_of, datetime) else as_of
-
-
-def _q(name: str) -> str:
-    return f'"{name}"'
-
-
-def _counted_line(alias: str) -> str:
-    """SQL condition: the order line ``alias`` counts (paid or returned, ordered in the window)."""
-    return (
-        f"{alias}.{_q(Col.STATUS)} IN (?, ?) "
-        f"AND {alias}.{_q(Col.ORDERED_AT)} >= ? AND {alias}.{_q(Col.ORDERED_AT)} < ?"
-    )
-
-
-def _orders_sql() -> str:
-    product = _q(Col.PRODUCT_ID)
-    return (
-        f"SELECT o.{product}, count(*) AS {QualityCol.ORDERS_30D} FROM {_q(Table.ORDERS)} o "
-        f"WHERE {_counted_line('o')} GROUP BY o.{product}"
-    )
-
-
-def _complaints_sql(available: bool) -> str:
-    product, order = _q(Col.PRODUCT_ID), _q(Col.ORDER_ID)
-    if not available:
-        return f"SELECT NULL::VARCHAR AS {product}, 0::BIGINT AS {QualityCol.COMPLAINTS_30D} WHERE false"
-    return (
-        f"SELECT c.{product}, count(*) AS {QualityCol.COMPLAINTS_30D} FROM {_q(Table.COMPLAINTS)} c "
-        f"WHERE c.{_q(Col.COMPLAINED_AT)} < ? AND EXISTS (SELECT 1 FROM {_q(Table.ORDERS)} o "
-        f"WHERE o.{order} = c.{order} AND o.{product} = c.{product} AND {_counted_line('o')}) "
-        f"GROUP BY c.{product}"
-    )
-
-
-def complaint_counts(
-    con: duckdb.DuckDBPyConnection, as_of: date, window_days: int, maturity_days: int = 0
-) -> pd.DataFrame:
-    """Order lines of the window and the complaints about them, for every product.
-
-    An order line counts when paid or returned (cancelled lines were never delivered) and
-    ordered in ``window_bounds(as_of, window_days, maturity_days)``; a complaint counts when
-    it names such a line (same order and product) and was filed before the end of the
-    as-of date. Without a complaints view every complaint count is 0.
-    Columns: product_id, supplier_id, category, orders_30d, complaints_30d; sorted by id.
-    """
-    start, end = window_bounds(as_of, window_days, maturity_days)
-    line_params: list[object] = [OrderStatus.PAID, OrderStatus.RETURNED, start, end]
-    with_complaints = has_table(con, Table.COMPLAINTS)
-    product = _q(Col.PRODUCT_ID)
-    sql = (
-        f"WITH lines AS ({_orders_sql()}), filed AS ({_complaints_sql(with_complaints)}) "
-        f"SELECT p.{product}, p.{_q(Col.SUPPLIER_ID)}, "
-        f"coalesce(p.{_q(Col.CATEGORY)}, '{UNKNOWN_CATEGORY}') AS {_q(Col.CATEGORY)}, "
-        f"coalesce(l.{QualityCol.ORDERS_30D}, 0)::BIGINT AS {QualityCol.ORDERS_30D}, "
-        f"coalesce(f.{QualityCol.COMPLAINTS_30D}, 0)::BIGINT AS {QualityCol.COMPLAINTS_30D} "
-        f"FROM {_q(Table.PRODUCTS)} p LEFT JOIN lines l ON l.{product} = p.{product} "
-        f"LEFT JOIN filed f ON f.{product} = p.{product} ORDER BY p.{product}"
-    )
-    params = line_params + ([complaint_cutoff(as_of), *line_params] if with_complaints else [])
-    counts = con.execute(sql, params).df()
-    return counts.astype({QualityCol.ORDERS_30D: "int64", QualityCol.COMPLAINTS_30D: "int64"})
-
-
-def unmatched_complaints(con: duckdb.DuckDBPyConnection, as_of: date) -> int:
-    """Complaints filed by the as-of date that name no order line (order id and product id)."""
-    if not has_table(con, Table.COMPLAINTS):
-        return 0
-    product, order = _q(Col.PRODUCT_ID), _q(Col.ORDER_ID)
-    sql = (
-        f"SELECT count(*) FROM {_q(Table.COMPLAINTS)} c WHERE c.{_q(Col.COMPLAINED_AT)} < ? "
-        f"AND NOT EXISTS (SELECT 1 FROM {_q(Table.ORDERS)} o "
-        f"WHERE o.{order} = c.{order} AND o.{product} = c.{product})"
-    )
-    found = con.execute(sql, [complaint_cutoff(as_of)]).fetchone()
-    return int(found[0]) if found else 0
 
 
 def wilson_interval(
@@ -341,7 +244,7 @@ def _score(counts: pd.DataFrame, thresholds: pd.DataFrame, config: QualityConfig
     return scored.assign(**{QualityCol.LEVEL: grade(scored, config)})
 
 
-def _previous_levels(previous: pd.DataFrame) -> pd.DataFrame:
+def previous_levels(previous: pd.DataFrame) -> pd.DataFrame:
     """The previous run's product_id, level and since, checked and typed (ids as text)."""
     needed = [Col.PRODUCT_ID, QualityCol.LEVEL, QualityCol.SINCE]
     missing = [column for column in needed if column not in previous.columns]
@@ -359,15 +262,15 @@ def _previous_levels(previous: pd.DataFrame) -> pd.DataFrame:
     return prior.rename(columns={QualityCol.LEVEL: QualityCol.PREVIOUS_LEVEL, QualityCol.SINCE: "_since"})
 
 
-def apply_history(scored: pd.DataFrame, previous: pd.DataFrame | None, as_of: date) -> pd.DataFrame:
+def apply_history(scored: pd.DataFrame, previous: pd.DataFrame | None, as_of: AsOf) -> pd.DataFrame:
     """Add previous_level, change and since to ``scored`` from the previous run's alerts.
 
     A product absent from ``previous`` (or every product when it is None) is ``new``; an
     unchanged level keeps its previous ``since`` (as_of when that is missing), any other
     change starts its level on ``as_of``.
     """
-    today = pd.Timestamp(_as_date(as_of))
-    prior = _previous_levels(previous) if previous is not None else _previous_levels(_empty_previous())
+    today = pd.Timestamp(as_of.date)
+    prior = previous_levels(previous) if previous is not None else previous_levels(_empty_previous())
     current = scored.assign(**{Col.PRODUCT_ID: scored[Col.PRODUCT_ID].astype(str)})
     merged = current.merge(prior, on=Col.PRODUCT_ID, how="left", validate="one_to_one")
     now = merged[QualityCol.LEVEL].map(SEVERITY)
@@ -420,38 +323,21 @@ def supplier_rollup(alerts: pd.DataFrame, config: QualityConfig) -> pd.DataFrame
     return flagged[list(SUPPLIER_COLUMNS)].reset_index(drop=True)
 
 
-def _has_complaints(con: duckdb.DuckDBPyConnection) -> bool:
-    if not has_table(con, Table.COMPLAINTS):
-        return False
-    found = con.execute(f"SELECT count(*) FROM {_q(Table.COMPLAINTS)}").fetchone()
-    return bool(found and found[0])
-
-
 def assess(
-    con: duckdb.DuckDBPyConnection,
-    as_of: date,
+    counts: pd.DataFrame,
+    as_of: AsOf,
     config: QualityConfig,
     previous: pd.DataFrame | None = None,
 ) -> QualityReport:
-    """Grade every product as of ``as_of``, carrying history from ``previous`` alerts.
+    """Grade every product of ``counts`` as of ``as_of``, carrying history from ``previous`` alerts.
 
-    ``previous`` is an earlier run's alerts frame, possibly read back from CSV. Without a
-    complaints table, or with an empty one, every product is normal and one warning says so;
-    complaints that name no order line are not counted, and one warning gives their number.
+    ``counts`` is ``features.quality_counts.quality_counts`` of the same as-of date and the
+    config's window (columns ``COUNT_COLUMNS``); ``previous`` is an earlier run's alerts frame
+    (ids as text). A product without complaints grades normal.
     """
-    if not _has_complaints(con):
-        logger.warning("quality gate: no complaints in the data set; every product is graded normal")
-    else:
-        unmatched = unmatched_complaints(con, as_of)
-        if unmatched:
-            logger.warning(
-                "quality gate: %d complaints name an order line (order_id, product_id) that is not in "
-                "orders; they are not counted",
-                unmatched,
-            )
-    start, end = window_bounds(as_of, config.window_days, config.maturity_days)
-    logger.info("quality gate as of %s: order lines from %s to %s (exclusive)", as_of, start, end)
-    counts = complaint_counts(con, as_of, config.window_days, config.maturity_days)
+    missing = [column for column in COUNT_COLUMNS if column not in counts.columns]
+    if missing:
+        raise ValueError(f"quality counts lack columns {missing}; pass features.quality_counts' frame")
     thresholds = category_thresholds(counts, config)
     scored = _score(counts, thresholds, config)
     alerts = order_alerts(apply_history(scored, previous, as_of))[list(ALERT_COLUMNS)]
@@ -473,20 +359,9 @@ def pulled_products(alerts: pd.DataFrame) -> list[str]:
 def demoted_products(alerts: pd.DataFrame) -> list[str]:
     """Ids (as text, sorted) of the products at level ``warning``.
 
-    Recommenders keep them but multiply their scores by ``QualityConfig.warning_demotion``;
-    ``demotion_factors`` gives the same ids with that factor.
+    Recommenders keep them but multiply their scores by ``QualityConfig.warning_demotion``.
     """
     return _products_at(alerts, WARNING)
-
-
-def demotion_factors(alerts: pd.DataFrame, config: QualityConfig) -> dict[str, float]:
-    """Product id -> score factor for every product at level ``warning``.
-
-    The factor is ``config.warning_demotion`` (0.5 by default: half the score). Products not
-    in the mapping keep their score (factor 1); pulled products are not in it either,
-    because they are removed altogether (``pulled_products``).
-    """
-    return dict.fromkeys(demoted_products(alerts), config.warning_demotion)
 
 
 def _products_at(alerts: pd.DataFrame, level: str) -> list[str]:

@@ -1,14 +1,29 @@
-"""CSV files that marketing opens in Excel: UTF-8 with BOM, injection-safe, deterministic."""
+"""CSV files that marketing opens in Excel (UTF-8 with BOM, injection-safe, deterministic), and
+the Parquet twins that the pipeline itself reads back.
+
+The formula guard quotes text cells that Excel would run (``=HYPERLINK(…)``, ``+86…``,
+``-2``), and a CSV reader turns ids such as ``NA`` or ``null`` into missing values: a CSV
+cannot give a later run its ids back exactly. So the files whose rows a later run reads
+again (``StepFile.TWINS``: previous tiers, quality history, communities) are also written as
+a Parquet *twin* beside the CSV, holding the exact frame, and ``read_history`` reads the twin.
+"""
 
 from __future__ import annotations
 
-import os
+import logging
 from pathlib import Path
 
 import pandas as pd
 
+from features.catalog import StepFile
+from features.errors import SiyuError
+from features.files import atomic_path
+
+logger = logging.getLogger(__name__)
+
 # A cell starting with one of these is run as a formula by Excel (CSV injection).
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_GUARD = "'"
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
@@ -23,19 +38,72 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
             text = series.astype("string")
             risky = text.str.startswith(_FORMULA_PREFIXES).fillna(False)
             if risky.any():
-                safe[column] = text.mask(risky, "'" + text)
+                safe[column] = text.mask(risky, _GUARD + text)
     return safe
 
 
-def write_excel_csv(frame: pd.DataFrame, path: Path, sort_by: list[str] | None = None) -> Path:
+def twin_path(csv_path: Path) -> Path:
+    """The Parquet twin of an export CSV: the catalog's name for it, else the same stem ``.parquet``."""
+    name = StepFile.TWINS.get(csv_path.name, csv_path.with_suffix(".parquet").name)
+    return csv_path.with_name(name)
+
+
+def write_excel_csv(
+    frame: pd.DataFrame, path: Path, sort_by: list[str] | None = None, twin: bool = False
+) -> Path:
     """Write ``frame`` for Excel: UTF-8 with BOM, formulas neutralised, rows in a fixed order.
 
-    The file appears whole or not at all: it is written beside ``path`` and renamed.
+    With ``twin`` the same rows, unquoted and with their dtypes, also go to ``twin_path(path)``.
+    Each file appears whole or not at all: it is written beside its target and renamed.
     """
-    ordered = frame.sort_values(sort_by, kind="mergesort") if sort_by else frame
-    safe = neutralise_formulas(ordered.reset_index(drop=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    safe.to_csv(partial, index=False, encoding="utf-8-sig", lineterminator="\n")
-    os.replace(partial, path)
+    ordered = (frame.sort_values(sort_by, kind="mergesort") if sort_by else frame).reset_index(drop=True)
+    with atomic_path(path) as partial:
+        neutralise_formulas(ordered).to_csv(partial, index=False, encoding="utf-8-sig", lineterminator="\n")
+    if twin:
+        with atomic_path(twin_path(path)) as partial:
+            ordered.to_parquet(partial, index=False)
     return path
+
+
+def read_history(csv_path: Path, columns: list[str], fix: str) -> pd.DataFrame:
+    """``columns`` of an earlier run's export, ids exactly as that run had them.
+
+    Reads the Parquet twin of ``csv_path``; an export made before twins existed has only the
+    CSV, which is read instead (text only, only empty cells missing, the formula guard's
+    quote taken off again) with a logged note. A file that cannot be read, or lacks one of
+    ``columns``, raises a ``SiyuError`` naming it, with ``fix``.
+    """
+    twin = twin_path(csv_path)
+    source = twin if twin.is_file() else csv_path
+    try:
+        if source == twin:
+            return _checked(pd.read_parquet(twin), columns, twin, fix)
+        logger.warning(
+            "%s: no Parquet twin %s (an export made before twins existed); reading the CSV, whose "
+            "formula-guarded ids are unquoted again",
+            csv_path,
+            twin.name,
+        )
+        text = pd.read_csv(csv_path, encoding="utf-8-sig", dtype=str, keep_default_na=False, na_values=[""])
+        return _unguarded(_checked(text, columns, csv_path, fix))
+    except (ValueError, OSError) as error:  # UnicodeDecodeError, ParserError and ArrowInvalid among them
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SiyuError(f"{source}: cannot be read ({reason[:200]})\n  fix: {fix}") from None
+
+
+def _checked(frame: pd.DataFrame, columns: list[str], path: Path, fix: str) -> pd.DataFrame:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise SiyuError(f"{path}: missing column(s) {missing}\n  fix: {fix}")
+    return frame[columns]
+
+
+def _unguarded(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells with the formula guard's quote taken off (the inverse of ``neutralise_formulas``)."""
+    plain = frame.copy()
+    for column in plain.columns:
+        text = plain[column].astype("string")
+        guarded = (text.str.startswith(_GUARD) & text.str[1:].str.startswith(_FORMULA_PREFIXES)).fillna(False)
+        if guarded.any():
+            plain[column] = text.mask(guarded, text.str[1:]).astype(object)
+    return plain

@@ -36,15 +36,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
 
 import duckdb
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from features.asof import AsOf
 from features.columns import Col
-from features.sql import end_of, render
+from features.sql import render
 from features.vocabulary import DistributorListCol as DistributorCol
 from models.recommenders.base import (
     InteractionData,
@@ -116,9 +116,9 @@ GROUP BY {consumer_id}
 """
 
 
-def decayed_spend(con: duckdb.DuckDBPyConnection, as_of: date, half_life_days: float) -> pd.Series:
+def decayed_spend(con: duckdb.DuckDBPyConnection, as_of: AsOf, half_life_days: float) -> pd.Series:
     """Consumer id → paid spend up to the end of ``as_of``, each order weighted 0.5 ** (age / half-life)."""
-    frame = con.execute(render(_SPEND_SQL), {"end": end_of(as_of), "half_life": float(half_life_days)}).df()
+    frame = con.execute(render(_SPEND_SQL), {"end": as_of.end, "half_life": float(half_life_days)}).df()
     return frame.set_index(Col.CONSUMER_ID)["spend"].astype(np.float64)
 
 

@@ -1,8 +1,8 @@
 """Business filters at recommend time: ``RecommendFilters`` built from config and data as of a date.
 
 - **Sellable window.** A product may be recommended when its sale window
-  ``[sale_start, sale_end]`` overlaps the coming window ``[as_of + 1 day 00:00,
-  as_of + 1 + sale_window_days 00:00)``. An empty ``sale_start`` means "on sale since
+  ``[sale_start, sale_end]`` overlaps the coming window ``[AsOf.end, AsOf.end +
+  sale_window_days)``. An empty ``sale_start`` means "on sale since
   always", an empty ``sale_end`` "on sale until further notice"; a product with neither (or a
   products table without the columns) is always sellable.
 - **Quality gate.** Products at level ``pulled`` (``models.quality.pulled_products``) are
@@ -19,14 +19,13 @@ The functions are pure: frames in, ``RecommendFilters`` out.
 from __future__ import annotations
 
 import logging
-from datetime import date
 
 import pandas as pd
 
+from features.asof import AsOf
 from features.columns import Col
 from features.contract import UNKNOWN_CATEGORY
 from features.errors import SiyuError
-from features.sql import end_of
 from models.quality import QualityConfig, demoted_products, pulled_products
 from models.recommenders.base import RecommendFilters
 from models.recommenders.list_config import ListsConfig
@@ -34,13 +33,13 @@ from models.recommenders.list_config import ListsConfig
 logger = logging.getLogger(__name__)
 
 
-def coming_window(as_of: date, window_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+def coming_window(as_of: AsOf, window_days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The half-open window ``[start, end)`` the lists are for: the ``window_days`` after ``as_of``."""
-    start = pd.Timestamp(end_of(as_of))
+    start = as_of.end_timestamp
     return start, start + pd.Timedelta(days=window_days)
 
 
-def sellable_products(products: pd.DataFrame, as_of: date, window_days: int) -> frozenset[str]:
+def sellable_products(products: pd.DataFrame, as_of: AsOf, window_days: int) -> frozenset[str]:
     """Ids of the products whose sale window overlaps the coming ``window_days`` after ``as_of``.
 
     Missing ``sale_start`` / ``sale_end`` (values or whole columns) leave that side open.
@@ -88,7 +87,7 @@ def quality_filters(
 
 def build_filters(
     products: pd.DataFrame,
-    as_of: date,
+    as_of: AsOf,
     config: ListsConfig,
     alerts: pd.DataFrame | None = None,
     quality: QualityConfig | None = None,

@@ -10,16 +10,17 @@ data up to the as-of date. ``build_data`` is the one way interaction data are as
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
 from typing import Any
 
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.interactions import (
+    Cutoff,
     InteractionConfig,
     build_interactions,
     consumer_profiles,
+    cutoff_before,
     product_profiles,
     purchased_pairs,
 )
@@ -97,16 +98,6 @@ class RecommendConfig(BaseModel):
     models: dict[str, ModelSpec] = Field(default_factory=default_models)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
 
-    @property
-    def model(self) -> str:
-        """Kind of the production model (shortcut for ``models[production].kind``)."""
-        return self.models[self.production].kind
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """Parameters of the production model."""
-        return dict(self.models[self.production].params)
-
     @model_validator(mode="after")
     def _production_known(self) -> RecommendConfig:
         if self.production not in self.models:
@@ -120,7 +111,7 @@ class RecommendConfig(BaseModel):
 
 
 def build_data(
-    con: duckdb.DuckDBPyConnection, as_of: date | datetime, interactions: InteractionConfig | None = None
+    con: duckdb.DuckDBPyConnection, as_of: Cutoff, interactions: InteractionConfig | None = None
 ) -> InteractionData:
     """Interactions with consumer and product profiles, as of ``as_of``."""
     frame = build_interactions(con, as_of, interactions)
@@ -132,7 +123,7 @@ def build_data(
 def tune_on_window(
     model: Recommender,
     con: duckdb.DuckDBPyConnection,
-    as_of: date | datetime,
+    as_of: Cutoff,
     validation_days: int,
     interactions: InteractionConfig | None = None,
 ) -> Recommender:
@@ -140,9 +131,7 @@ def tune_on_window(
     tune = getattr(model, "tune", None)
     if tune is None:
         return model
-    from datetime import timedelta
-
-    start = as_of - timedelta(days=validation_days)
+    start = cutoff_before(as_of, validation_days)
     train = build_data(con, start, interactions)
     truth = purchased_pairs(con, start, as_of)
     logger.info("tuning %s on the window %s .. %s", model.name, start, as_of)
@@ -152,7 +141,7 @@ def tune_on_window(
 
 def fit_production(
     con: duckdb.DuckDBPyConnection,
-    as_of: date | datetime,
+    as_of: Cutoff,
     config: RecommendConfig,
     name: str | None = None,
     data: InteractionData | None = None,

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
+from features.asof import AsOf
 from features.columns import Table
 from features.engine import connect
 from features.errors import SiyuError
+from features.files import write_text_atomically
 from features.interactions import latest_activity
 from models.evaluation import EVALUATION_COLUMNS, MetricCol, TimeSplit, evaluate_models, make_task
 from models.recommenders.training import RecommendConfig, tune_on_window
@@ -62,17 +63,18 @@ def contract_tables(data_dir: Path) -> dict[str, Path]:
 def run_evaluation(
     data_dir: Path,
     config: RecommendConfig,
-    as_of: date | None = None,
+    as_of: AsOf | date | None = None,
     holdout_days: int | None = None,
     k: int | None = None,
     model_names: list[str] | None = None,
 ) -> EvaluationReport:
-    """Evaluate the configured models; ``as_of`` is the last day of the test window."""
+    """Evaluate the configured models; ``as_of`` (default: the day of the latest order line) is
+    the last day of the test window."""
     settings = config.evaluation
     holdout_days = holdout_days or settings.holdout_days
     k = k or settings.k
     con = connect(contract_tables(data_dir))
-    last = as_of or latest_activity(con).date()
+    last = AsOf.of(as_of if as_of is not None else latest_activity(con))
     split = TimeSplit.holdout(last, holdout_days)
     names = model_names or settings.models or list(config.models)
     unknown = [name for name in names if name not in config.models]
@@ -87,16 +89,12 @@ def run_evaluation(
         model = config.models[name].build()
         models[name] = tune_on_window(model, con, split.cutoff, settings.validation_days, config.interactions)
     table = evaluate_models(models, task, k)
-    return EvaluationReport(table, split.cutoff, last, k)
+    return EvaluationReport(table, last.days_before(holdout_days).date, last.date, k)
 
 
 def write_report(report: EvaluationReport, path: Path) -> Path:
     """Write the JSON report atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, path)
-    return path
+    return write_text_atomically(path, json.dumps(report.to_json(), indent=2) + "\n")
 
 
 def format_table(table: pd.DataFrame) -> str:

@@ -1,4 +1,8 @@
-"""The quality-gate step: grade every product from the clean tables, write the alerts and suppliers CSVs."""
+"""The quality-gate step: grade every product from the clean tables, write the alerts and suppliers CSVs.
+
+The alerts also go to their Parquet twin (``quality_alerts.parquet``): the next run reads each
+product's level history from there, ids exactly as written.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.asof import AsOf
 from features.catalog import StepFile
+from features.columns import Col
 from features.engine import connect
 from features.errors import SiyuError
-from models.quality import LEVELS, assess
+from features.quality_counts import quality_counts
+from models.quality import LEVELS, QualityCol, assess, previous_levels
 from pipelines.config import NightlyConfig
-from reporting.excel import write_excel_csv
+from reporting.excel import read_history, twin_path, write_excel_csv
+
+_PREVIOUS_FIX = "pass --previous with the output directory of an earlier `siyu quality` run"
 
 
 @dataclass(frozen=True)
@@ -26,20 +35,47 @@ class QualityOutcome:
 
 
 def run_quality(
-    clean_paths: dict[str, Path], as_of: date, config: NightlyConfig, out_dir: Path, previous_dir: Path | None
+    clean_paths: dict[str, Path],
+    as_of: AsOf | date,
+    config: NightlyConfig,
+    out_dir: Path,
+    previous_dir: Path | None,
 ) -> QualityOutcome:
     """Grade every product, carry the previous run's levels forward, write the Excel CSVs."""
-    previous = None
-    if previous_dir is not None:
-        previous_file = previous_dir / StepFile.QUALITY_ALERTS
-        if not previous_file.is_file():
-            raise SiyuError(
-                f"{previous_file}: previous quality alerts not found\n"
-                "  fix: pass --previous with the output directory of an earlier run"
-            )
-        previous = pd.read_csv(previous_file, encoding="utf-8-sig", dtype=str)
-    report = assess(connect(clean_paths), as_of, config.quality, previous)
-    alerts_path = write_excel_csv(report.alerts, out_dir / StepFile.QUALITY_ALERTS)
+    as_of = AsOf.of(as_of)
+    previous = read_previous_alerts(previous_dir)
+    settings = config.quality
+    counts = quality_counts(connect(clean_paths), as_of, settings.window_days, settings.maturity_days)
+    report = assess(counts, as_of, settings, previous)
+    alerts_path = write_excel_csv(report.alerts, out_dir / StepFile.QUALITY_ALERTS, twin=True)
     suppliers_path = write_excel_csv(report.suppliers, out_dir / StepFile.QUALITY_SUPPLIERS)
-    counts = report.alerts["level"].value_counts()
+    counts = report.alerts[QualityCol.LEVEL].value_counts()
     return QualityOutcome(alerts_path, suppliers_path, {level: int(counts.get(level, 0)) for level in LEVELS})
+
+
+def read_previous_alerts(previous_dir: Path | None) -> pd.DataFrame | None:
+    """The previous run's product ids, levels and since dates, exactly as it wrote them.
+
+    Read from the Parquet twin ``quality_alerts.parquet`` (an export made before twins
+    existed: from its quality_alerts.csv, with a logged note); None without ``previous_dir``.
+    """
+    if previous_dir is None:
+        return None
+    path = previous_dir / StepFile.QUALITY_ALERTS
+    if not path.is_file() and not twin_path(path).is_file():
+        raise SiyuError(f"{path}: previous quality alerts not found\n  fix: {_PREVIOUS_FIX}")
+    previous = read_history(path, [Col.PRODUCT_ID, QualityCol.LEVEL, QualityCol.SINCE], _PREVIOUS_FIX)
+    try:
+        previous_levels(previous)
+    except ValueError as error:
+        raise SiyuError(f"{path}: {error}\n  fix: {_PREVIOUS_FIX}") from None
+    return previous
+
+
+def read_levels(out_dir: Path) -> pd.DataFrame:
+    """``product_id, level`` of the quality run in ``out_dir``, ids exactly as written (from the
+    Parquet twin); for the flow's champion lists and anything else that filters on levels."""
+    path = out_dir / StepFile.QUALITY_ALERTS
+    if not path.is_file() and not twin_path(path).is_file():
+        raise SiyuError(f"{path}: quality alerts not found\n  fix: run the quality gate into {out_dir} first")
+    return read_history(path, [Col.PRODUCT_ID, QualityCol.LEVEL], "rerun `siyu quality` into this directory")

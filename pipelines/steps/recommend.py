@@ -3,7 +3,7 @@
 ``run_recommend`` reads the clean tables through the DuckDB engine, builds the interactions
 and profiles as of ``as_of``, fits the production model (``recommend:``, ``fit_production``), builds the
 business filters (sale window, quality gate, already bought, category cap) and writes, each
-atomically (``<file>.partial`` then ``os.replace``) and in a fixed row order:
+atomically (``features.files.atomic_path``) and in a fixed row order:
 
 - ``consumer_recommendations.parquet``: every known consumer (consumers table ∪ buyers),
   ``k`` rows each (the model's list, topped up by the fallback chain);
@@ -11,16 +11,15 @@ atomically (``<file>.partial`` then ``os.replace``) and in a fixed row order:
 - ``similar_items.parquet``, ``fallback_community.parquet``, ``fallback_global.parquet``.
 
 Every column is documented in ``docs/recommendation_lists.md``. The quality gate's lists come
-from ``quality_alerts_path`` (a ``quality_alerts.csv``) or, without it, from running the gate
-here with ``config.quality``: pulled products are never recommended by accident.
+from ``quality_alerts_path`` (a ``quality_alerts.csv``, read through its Parquet twin) or,
+without it, from running the gate here with ``config.quality``: pulled products are never
+recommended by accident.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -32,10 +31,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from features.asof import AsOf
 from features.catalog import StepFile
 from features.columns import Col, Table
 from features.engine import connect, has_table
 from features.errors import SiyuError
+from features.files import atomic_path
 from features.interactions import (
     InteractionCol,
     InteractionConfig,
@@ -43,7 +44,8 @@ from features.interactions import (
     consumer_profiles,
     product_profiles,
 )
-from models.quality import assess
+from features.quality_counts import quality_counts
+from models.quality import QualityCol, assess
 from models.recommenders import InteractionData, RecCol, Recommender, RecommendFilters
 from models.recommenders.distributors import (
     aggregate_members,
@@ -65,6 +67,7 @@ from models.recommenders.fallback import (
 from models.recommenders.filters import build_filters
 from models.recommenders.training import fit_production
 from pipelines.config import NightlyConfig
+from reporting.excel import read_history, twin_path
 
 logger = logging.getLogger(__name__)
 
@@ -89,21 +92,20 @@ class RecommendOutcome:
 
 def run_recommend(
     clean_paths: dict[str, Path],
-    as_of: date,
+    as_of: AsOf | date,
     config: NightlyConfig,
     out_dir: Path,
     k: int | None = None,
     exclude_purchased: bool | None = None,
     quality_alerts_path: Path | None = None,
-    model_factory: Callable[[], Recommender] | None = None,
 ) -> RecommendOutcome:
     """Fit the production model on data up to ``as_of`` and write every list under ``out_dir``.
 
     The production model is ``config.recommend``'s (``fit_production``: tuned on the window
     before ``as_of``, then fitted up to it). ``k`` None takes ``recommend.k``;
-    ``exclude_purchased`` None takes ``lists.exclude_purchased``; ``model_factory`` replaces the
-    production model (tests, benchmarks).
+    ``exclude_purchased`` None takes ``lists.exclude_purchased``.
     """
+    as_of = AsOf.of(as_of)
     started = time.perf_counter()
     lists = config.lists
     k = k or config.recommend.k
@@ -111,10 +113,7 @@ def run_recommend(
     con = connect(clean_paths)
     data = _interaction_data(con, as_of, config.recommend.interactions)
     logger.info("recommend as of %s: fitting on %d consumers x %d products", as_of, *data.shape)
-    if model_factory is not None:
-        model = model_factory().fit(data)
-    else:
-        model = fit_production(con, as_of, config.recommend, data=data)
+    model = fit_production(con, as_of, config.recommend, data=data)
     products = con.execute(f'SELECT * FROM "{Table.PRODUCTS}"').df()
     filters = build_filters(
         products,
@@ -156,7 +155,7 @@ def run_recommend(
 
 
 def _interaction_data(
-    con: duckdb.DuckDBPyConnection, as_of: date, interaction_config: InteractionConfig
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, interaction_config: InteractionConfig
 ) -> InteractionData:
     interactions = build_interactions(con, as_of, interaction_config)
     if interactions.empty:
@@ -170,28 +169,25 @@ def _interaction_data(
 
 
 def _alerts(
-    con: duckdb.DuckDBPyConnection, as_of: date, config: NightlyConfig, path: Path | None
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, config: NightlyConfig, path: Path | None
 ) -> pd.DataFrame:
     if path is None:
         logger.info(
             "no --quality given: running the quality gate as of %s for the pulled / warned lists", as_of
         )
-        return assess(con, as_of, config.quality).alerts
+        settings = config.quality
+        counts = quality_counts(con, as_of, settings.window_days, settings.maturity_days)
+        return assess(counts, as_of, settings).alerts
     if path.is_dir():
         path = path / StepFile.QUALITY_ALERTS
-    if not path.is_file():
+    if not path.is_file() and not twin_path(path).is_file():
         raise SiyuError(
             f"{path}: quality alerts not found\n"
             "  fix: pass --quality with the --out directory of siyu quality"
         )
-    alerts = pd.read_csv(path, encoding="utf-8-sig", dtype=str)
-    missing = {Col.PRODUCT_ID, "level"} - set(alerts.columns)
-    if missing:
-        raise SiyuError(
-            f"{path}: missing column(s) {sorted(missing)}\n"
-            "  fix: use quality_alerts.csv written by siyu quality"
-        )
-    return alerts
+    return read_history(
+        path, [Col.PRODUCT_ID, QualityCol.LEVEL], "use quality_alerts.csv written by siyu quality"
+    )
 
 
 def _homes(data: InteractionData) -> pd.Series:
@@ -218,10 +214,8 @@ def _write_consumer_lists(
     """Stream the lists chunk by chunk into ``path``; returns (consumers, consumers from the fallback)."""
     consumer_ids = homes.index.sort_values()
     categories = _category_codes(data, filters)
-    partial = path.with_name(path.name + ".partial")
-    writer = None
     from_fallback = 0
-    try:
+    with atomic_path(path) as partial, pq.ParquetWriter(partial, _CONSUMER_SCHEMA) as writer:
         for start in range(0, len(consumer_ids), CHUNK_CONSUMERS):
             chunk = consumer_ids[start : start + CHUNK_CONSUMERS]
             with_history = chunk[data.rows_of(chunk) >= 0]
@@ -233,22 +227,14 @@ def _write_consumer_lists(
             from_fallback += int(
                 completed.loc[completed[RecCol.RANK] == 1, FallbackCol.SOURCE].ne(SOURCE_MODEL).sum()
             )
-            frame = completed.assign(**{REASON: _consumer_reasons(completed, data, categories)})[
-                list(CONSUMER_COLUMNS)
-            ]
-            table = pa.Table.from_pandas(frame, preserve_index=False, schema=_CONSUMER_SCHEMA)
-            writer = writer or pq.ParquetWriter(partial, _CONSUMER_SCHEMA)
-            writer.write_table(table)
+            frame = completed.assign(**{REASON: _consumer_reasons(completed, data, categories)})
+            rows = frame[list(CONSUMER_COLUMNS)]
+            writer.write_table(pa.Table.from_pandas(rows, preserve_index=False, schema=_CONSUMER_SCHEMA))
             logger.info(
                 "consumer lists: %d of %d consumers",
                 min(start + CHUNK_CONSUMERS, len(consumer_ids)),
                 len(consumer_ids),
             )
-        writer = writer or pq.ParquetWriter(partial, _CONSUMER_SCHEMA)
-    finally:
-        if writer is not None:
-            writer.close()
-    os.replace(partial, path)
     return len(consumer_ids), from_fallback
 
 
@@ -320,7 +306,7 @@ def _consumer_reasons(
 
 def _distributor_lists(
     con: duckdb.DuckDBPyConnection,
-    as_of: date,
+    as_of: AsOf,
     model: Recommender,
     data: InteractionData,
     homes: pd.Series,
@@ -351,7 +337,6 @@ def _distributor_table_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
-    partial = path.with_name(path.name + ".partial")
-    frame.reset_index(drop=True).to_parquet(partial, index=False)
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        frame.reset_index(drop=True).to_parquet(partial, index=False)
     return path

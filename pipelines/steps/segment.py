@@ -1,10 +1,10 @@
 """The segmentation step: features, RFM, member tiers, clusters, CLV, distributor tiers, tags, exports.
 
 ``run_segmentation`` reads the clean tables through the DuckDB engine, calls the pure
-builders and models, and writes the marketing CSVs (``consumer_tiers.csv``,
-``distributor_tiers.csv``) plus the smaller work files listed in ``SegmentationFiles``. It
-returns paths and counts, never the large frames. Every column is documented in
-docs/segmentation.md.
+builders and models, and writes the marketing CSVs (``consumer_tiers.csv`` with its Parquet
+twin ``consumer_tiers.parquet``, ``distributor_tiers.csv``) plus the smaller work files
+named in ``features.catalog.StepFile``. It returns paths and counts, never the large frames.
+Every column is documented in docs/segmentation.md.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from features.asof import AsOf
 from features.catalog import StepFile
 from features.columns import Col
 from features.consumer_features import ConsumerCol, consumer_features
 from features.distributor_features import distributor_features, distributor_monthly
 from features.engine import connect
 from features.errors import SiyuError
+from features.files import atomic_path
 from features.vocabulary import DistributorFeatureCol, ExportCol
 from models.clusters import BehaviourClusters, ClusterCol
 from models.distributor_tiers import (
@@ -43,7 +45,7 @@ from models.member_tiers import (
 from models.rfm import RFMCol, rf_grid, score_rfm, segment_summary
 from models.segmentation import SegmentationConfig
 from models.tags import profile_tags
-from reporting.excel import write_excel_csv
+from reporting.excel import read_history, twin_path, write_excel_csv
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +134,7 @@ class _Stopwatch:
 
 def run_segmentation(
     clean_paths: dict[str, Path],
-    as_of: date,
+    as_of: AsOf | date,
     settings: SegmentationConfig,
     out_dir: Path,
     previous_dir: Path | None,
@@ -140,9 +142,10 @@ def run_segmentation(
     """Segment every consumer and distributor as of ``as_of``; write the exports under ``out_dir``.
 
     ``settings`` is the ``segmentation`` section of the nightly config. ``previous_dir`` is an
-    earlier run's output directory; its consumer_tiers.csv gives each consumer's previous
-    tier and movement.
+    earlier run's output directory; its consumer tiers (``read_previous_tiers``) give each
+    consumer's previous tier and movement.
     """
+    as_of = AsOf.of(as_of)
     previous = read_previous_tiers(previous_dir)
     con = connect(clean_paths)
     # Every builder orders its result explicitly, so DuckDB need not keep scan order (faster, leaner).
@@ -261,7 +264,7 @@ def _clusters(
 
 
 def _clv_columns(
-    con: duckdb.DuckDBPyConnection, as_of: date, settings: SegmentationConfig
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConfig
 ) -> pd.DataFrame | None:
     """Expected purchases and value over the horizon, probability alive and churn risk; None when off."""
     if not settings.clv.enabled:
@@ -288,24 +291,33 @@ def _clv_columns(
 
 
 def read_previous_tiers(previous_dir: Path | None) -> pd.DataFrame | None:
-    """The previous run's consumer_tiers.csv (ids and tiers as text), or None without ``previous_dir``."""
+    """The previous run's consumer ids and tiers, exactly as it wrote them; None without ``previous_dir``.
+
+    Read from the Parquet twin ``consumer_tiers.parquet`` (an export made before twins
+    existed: from its consumer_tiers.csv, with a logged note).
+    """
     if previous_dir is None:
         return None
     path = previous_dir / StepFile.CONSUMER_TIERS
-    if not path.is_file():
-        raise SiyuError(
-            f"{path}: previous consumer tiers not found\n"
-            "  fix: pass --previous with the output directory of an earlier `siyu segment` run"
-        )
-    try:
-        return pd.read_csv(
-            path, encoding="utf-8-sig", dtype=str, usecols=[Col.CONSUMER_ID, TierCol.MEMBER_TIER]
-        )
-    except ValueError as error:
-        raise SiyuError(
-            f"{path}: cannot read columns '{Col.CONSUMER_ID}' and '{TierCol.MEMBER_TIER}' ({error})\n"
-            "  fix: pass --previous with the output directory of an earlier `siyu segment` run"
-        ) from None
+    fix = "pass --previous with the output directory of an earlier `siyu segment` run"
+    if not path.is_file() and not twin_path(path).is_file():
+        raise SiyuError(f"{path}: previous consumer tiers not found\n  fix: {fix}")
+    return read_history(path, [Col.CONSUMER_ID, TierCol.MEMBER_TIER], fix)
+
+
+def read_communities(out_dir: Path) -> pd.DataFrame | None:
+    """``consumer_id, distributor_id`` (each consumer's home distributor) of the segmentation run
+    in ``out_dir``, ids exactly as written (from the Parquet twin); None when it wrote none.
+
+    The flow hands this to the artifact writer, so that a consumer with a formula-like or
+    ``NA`` id keeps its community.
+    """
+    path = out_dir / StepFile.CONSUMER_TIERS
+    if not path.is_file() and not twin_path(path).is_file():
+        return None
+    fix = "rerun `siyu segment` (or the nightly) into this directory"
+    homes = read_history(path, [Col.CONSUMER_ID, ConsumerCol.HOME_DISTRIBUTOR_ID], fix)
+    return homes.rename(columns={ConsumerCol.HOME_DISTRIBUTOR_ID: Col.DISTRIBUTOR_ID}).dropna()
 
 
 def _write_consumer_files(
@@ -314,7 +326,7 @@ def _write_consumer_files(
     columns = consumer_tier_columns(settings.clv.horizon_days)
     export = consumers.reindex(columns=columns)
     paths = {
-        StepFile.CONSUMER_TIERS: write_excel_csv(export, out_dir / StepFile.CONSUMER_TIERS),
+        StepFile.CONSUMER_TIERS: write_excel_csv(export, out_dir / StepFile.CONSUMER_TIERS, twin=True),
         StepFile.TIER_MIGRATION: write_excel_csv(summaries.migration, out_dir / StepFile.TIER_MIGRATION),
         StepFile.MEMBER_TIERS: write_excel_csv(
             tier_benefits(settings.member_tiers), out_dir / StepFile.MEMBER_TIERS
@@ -322,6 +334,7 @@ def _write_consumer_files(
         StepFile.RFM_SEGMENTS: write_excel_csv(summaries.rfm_segments, out_dir / StepFile.RFM_SEGMENTS),
         StepFile.RFM_GRID: write_excel_csv(summaries.rfm_grid, out_dir / StepFile.RFM_GRID),
     }
+    paths[StepFile.CONSUMER_TIERS_TWIN] = twin_path(paths[StepFile.CONSUMER_TIERS])
     if summaries.cluster_profiles is not None:
         paths[StepFile.CLUSTER_PROFILES] = write_excel_csv(
             summaries.cluster_profiles, out_dir / StepFile.CLUSTER_PROFILES
@@ -337,7 +350,7 @@ class _DistributorResult:
 
 
 def _distributor_files(
-    con: duckdb.DuckDBPyConnection, as_of: date, settings: SegmentationConfig, out_dir: Path
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConfig, out_dir: Path
 ) -> _DistributorResult:
     monthly = distributor_monthly(con, as_of, months=settings.history_months)
     tiered = assign_distributor_tiers(distributor_features(con, as_of, monthly), settings.distributor_tiers)
@@ -355,10 +368,8 @@ def _distributor_files(
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    frame.to_parquet(partial, index=False)
-    partial.replace(path)
+    with atomic_path(path) as partial:
+        frame.to_parquet(partial, index=False)
     return path
 
 

@@ -7,11 +7,12 @@ from datetime import date
 import pandas as pd
 import pytest
 
+from features.asof import AsOf
 from features.clv import SUMMARY_COLUMNS, btyd_summary
 from features.columns import Col, Table
 from features.engine import connect
 
-AS_OF = date(2025, 3, 31)
+AS_OF = AsOf(date(2025, 3, 31))
 
 ROWS = [
     # order, consumer, quantity, unit price, ordered at, status

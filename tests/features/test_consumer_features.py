@@ -7,12 +7,13 @@ from datetime import date, datetime
 import pandas as pd
 import pytest
 
+from features.asof import AsOf
 from features.columns import Col, Table
-from features.consumer_features import ConsumerCol, category_spend, consumer_features
+from features.consumer_features import ConsumerCol, consumer_features
 from features.contract import CONTRACT
 from features.engine import connect
 
-AS_OF = date(2025, 3, 31)
+AS_OF = AsOf(date(2025, 3, 31))
 ORDER_COLUMNS = CONTRACT[Table.ORDERS].column_names
 END = datetime(2025, 4, 1)  # exclusive end: the day after the as-of date at 00:00
 
@@ -208,11 +209,3 @@ def test_optional_tables_may_be_missing() -> None:
     assert features[ConsumerCol.AGE_BAND].isna().all()
     assert (features[ConsumerCol.COMPLAINTS] == 0).all() and (features[ConsumerCol.EVENTS_30D] == 0).all()
     assert features[ConsumerCol.HOME_DISTRIBUTOR_ID].tolist() == ["D1", "D1", "D2"]  # C1: 3 orders via D1
-
-
-def test_category_spend_long_table() -> None:
-    spend = category_spend(connect(all_tables()), AS_OF)
-    c1 = spend[spend[Col.CONSUMER_ID] == "C1"]
-    assert c1[Col.CATEGORY].tolist() == ["beauty", "snacks"]
-    assert c1["spend"].tolist() == pytest.approx([100.0, 40.0])
-    assert c1["rank"].tolist() == [1, 2]

@@ -7,6 +7,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
+from features.asof import AsOf
 from features.columns import Col, Table
 from features.contract import CONTRACT
 from features.distributor_features import (
@@ -17,7 +18,7 @@ from features.distributor_features import (
 )
 from features.engine import connect
 
-AS_OF = date(2025, 3, 31)
+AS_OF = AsOf(date(2025, 3, 31))
 ORDER_COLUMNS = CONTRACT[Table.ORDERS].column_names
 
 
@@ -82,7 +83,7 @@ def tables() -> dict[str, pd.DataFrame]:
     ],
 )
 def test_reference_month_is_the_last_full_month(as_of: date, month: date) -> None:
-    assert reference_month(as_of) == month
+    assert reference_month(AsOf(as_of)) == month
 
 
 def test_features_of_the_reference_month() -> None:

@@ -7,6 +7,7 @@ from datetime import date, datetime
 import pandas as pd
 import pytest
 
+from features.asof import AsOf
 from features.engine import connect
 from features.interactions import (
     INTERACTION_COLUMNS,
@@ -18,7 +19,7 @@ from features.interactions import (
 )
 from tests.data import orders_frame, products_frame
 
-AS_OF = date(2025, 3, 31)
+AS_OF = AsOf(date(2025, 3, 31))
 NO_DECAY = InteractionConfig(half_life_days=None)
 
 

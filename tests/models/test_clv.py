@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from features.asof import AsOf
 from features.clv import SUMMARY_COLUMNS, btyd_summary
 from features.columns import Col, OrderStatus, Table
 from features.engine import connect
@@ -17,8 +18,8 @@ from features.errors import SiyuError
 from models.clv import PREDICTION_COLUMNS, CLVConfig, CLVResult, fit_clv, fit_rows
 
 CDNOW = Path(__file__).resolve().parents[1] / "fixtures" / "cdnow_sample.parquet"
-CALIBRATION_END = date(1997, 9, 30)
-HOLDOUT_END = date(1998, 6, 30)
+CALIBRATION_END = AsOf(date(1997, 9, 30))
+HOLDOUT_END = AsOf(date(1998, 6, 30))
 HOLDOUT_WEEKS = 39
 PUBLISHED_BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # Fader, Hardie & Lee 2005, weeks
 PUBLISHED_GAMMA_GAMMA = {"p": 6.25, "q": 3.74, "v": 15.44}  # Fader & Hardie 2013

@@ -20,24 +20,24 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from features.asof import AsOf
 from features.columns import Col, OrderStatus, Table
 from features.engine import connect
+from features.quality_counts import complaint_counts, quality_counts, window_bounds
 from models.quality import (
     QualityCol,
     QualityConfig,
     QualityReport,
     assess,
-    complaint_counts,
     demoted_products,
-    demotion_factors,
     pulled_products,
     robust_base_rate,
     wilson_interval,
-    window_bounds,
 )
 from sources.simulator import SimulationConfig, simulate
 
-AS_OF = date(2024, 6, 30)
+AS_OF = AsOf(date(2024, 6, 30))
+NEXT_DAY = AsOf(date(2024, 7, 1))
 CUTOFF = datetime(2024, 7, 1)  # complaints count when filed before this: the day after AS_OF at 00:00
 WINDOW_END = datetime(2024, 6, 24)  # exclusive end of the order window: CUTOFF - 7 maturity days
 WINDOW_START = datetime(2024, 5, 25)  # WINDOW_END - 30 days
@@ -112,7 +112,15 @@ def gate(**settings: object) -> QualityConfig:
 def run(
     tables: dict[str, pd.DataFrame], config: QualityConfig, previous: pd.DataFrame | None = None
 ) -> QualityReport:
-    return assess(connect(tables), AS_OF, config, previous)
+    return grade(connect(tables), AS_OF, config, previous)
+
+
+def grade(
+    con: object, as_of: AsOf, config: QualityConfig, previous: pd.DataFrame | None = None
+) -> QualityReport:
+    """The gate as the steps run it: the counts of ``features.quality_counts``, then ``assess``."""
+    counts = quality_counts(con, as_of, config.window_days, config.maturity_days)  # type: ignore[arg-type]
+    return assess(counts, as_of, config, previous)
 
 
 def levels(report: QualityReport) -> dict[str, str]:
@@ -318,7 +326,7 @@ def test_configured_threshold_overrides_the_derived_one() -> None:
 def test_window_bounds_end_maturity_days_before_the_day_after_as_of() -> None:
     assert window_bounds(AS_OF, 30) == (datetime(2024, 6, 1), CUTOFF)
     assert window_bounds(AS_OF, 30, 7) == (WINDOW_START, WINDOW_END)
-    assert window_bounds(datetime(2024, 6, 30, 15), 30, 7) == (WINDOW_START, WINDOW_END)
+    assert window_bounds(AsOf.of(datetime(2024, 6, 30, 15)), 30, 7) == (WINDOW_START, WINDOW_END)
 
 
 def one_product(lines: list[tuple[str, str, datetime, str]], filed: list[tuple[str, str, datetime]]) -> dict:
@@ -370,7 +378,7 @@ def test_cancelled_lines_do_not_count_but_returned_ones_do() -> None:
 def test_a_complaint_must_name_the_product_of_its_order_line(caplog: pytest.LogCaptureFixture) -> None:
     lines = [("O1", "P1", IN_WINDOW, OrderStatus.PAID), ("O2", "P1", IN_WINDOW, OrderStatus.PAID)]
     filed = [("O1", "P1", IN_WINDOW), ("O2", "P2", IN_WINDOW), ("O1", "P2", IN_WINDOW)]
-    with caplog.at_level(logging.INFO, logger="models.quality"):
+    with caplog.at_level(logging.INFO, logger="features.quality_counts"):
         report = run(one_product(lines, filed), QualityConfig())
     counts = report.alerts.set_index(Col.PRODUCT_ID)[QualityCol.COMPLAINTS_30D]
     assert counts.to_dict() == {"P1": 1, "P2": 0}
@@ -415,7 +423,7 @@ def test_no_complaints_means_all_normal_and_one_warning(
     if not with_empty_table:
         del tables[Table.COMPLAINTS]
     config = QualityConfig(category_thresholds={"snacks": 0.0001})
-    with caplog.at_level(logging.INFO, logger="models.quality"):
+    with caplog.at_level(logging.INFO, logger="features.quality_counts"):
         report = run(tables, config)
     assert set(report.alerts[QualityCol.LEVEL]) == {"normal"}
     assert len(report.alerts) == 5
@@ -423,7 +431,7 @@ def test_no_complaints_means_all_normal_and_one_warning(
 
 
 def test_complaints_present_give_no_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="models.quality"):
+    with caplog.at_level(logging.INFO, logger="features.quality_counts"):
         run(catalogue([*HEAVY, ("P9", "S1", "snacks", 100, 3)]), QualityConfig())
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
@@ -453,7 +461,7 @@ GONE,pulled,2024-05-01
 def test_history_transitions_after_a_csv_round_trip() -> None:
     previous = pd.read_csv(io.StringIO(PREVIOUS_CSV))
     alerts = run(catalogue(HISTORY_ROWS), HISTORY_CONFIG, previous).alerts.set_index(Col.PRODUCT_ID)
-    today = pd.Timestamp(AS_OF)
+    today = pd.Timestamp(AS_OF.date)
     expected = {
         "PP": ("pulled", "warning", "escalated", today),
         "PW": ("warning", "warning", "unchanged", pd.Timestamp("2024-06-01")),
@@ -474,22 +482,22 @@ def test_first_run_marks_everything_new_since_as_of() -> None:
     alerts = run(catalogue(HISTORY_ROWS), HISTORY_CONFIG).alerts
     assert set(alerts[QualityCol.CHANGE]) == {"new"}
     assert alerts[QualityCol.PREVIOUS_LEVEL].isna().all()
-    assert set(alerts[QualityCol.SINCE]) == {pd.Timestamp(AS_OF)}
+    assert set(alerts[QualityCol.SINCE]) == {pd.Timestamp(AS_OF.date)}
 
 
 def test_a_rerun_on_the_next_day_keeps_since_through_csv() -> None:
     tables = catalogue(HISTORY_ROWS)
     first = run(tables, HISTORY_CONFIG).alerts
-    second = assess(connect(tables), AS_OF + timedelta(days=1), HISTORY_CONFIG, csv_round_trip(first))
+    second = grade(connect(tables), NEXT_DAY, HISTORY_CONFIG, csv_round_trip(first))
     assert set(second.alerts[QualityCol.CHANGE]) == {"unchanged"}
-    assert set(second.alerts[QualityCol.SINCE]) == {pd.Timestamp(AS_OF)}
+    assert set(second.alerts[QualityCol.SINCE]) == {pd.Timestamp(AS_OF.date)}
 
 
 def test_numeric_looking_ids_match_after_csv_turned_them_into_numbers() -> None:
     tables = catalogue([("1001", "S1", "snacks", 100, 40), ("1002", "S1", "snacks", 100, 0)])
     previous = csv_round_trip(run(tables, HISTORY_CONFIG).alerts)
     assert previous[Col.PRODUCT_ID].dtype == "int64"
-    second = assess(connect(tables), AS_OF + timedelta(days=1), HISTORY_CONFIG, previous).alerts
+    second = grade(connect(tables), NEXT_DAY, HISTORY_CONFIG, previous).alerts
     assert second[QualityCol.CHANGE].tolist() == ["unchanged", "unchanged"]
     assert second[QualityCol.PREVIOUS_LEVEL].tolist() == ["pulled", "normal"]
 
@@ -512,17 +520,13 @@ def test_pulled_and_demoted_lists() -> None:
     assert pulled_products(csv_round_trip(alerts)) == ["PP"]
 
 
-def test_demotion_factors_map_warning_products_to_the_configured_factor() -> None:
+def test_pulled_and_demoted_ids_are_text_even_when_read_back_as_numbers() -> None:
     rows: list[Row] = [*HISTORY_ROWS, ("PW2", "S4", "snacks", 100, 12), ("1002", "S4", "snacks", 100, 40)]
     alerts = csv_round_trip(run(catalogue(rows), HISTORY_CONFIG).alerts)  # ids 1001/1002 read as numbers
-    assert demotion_factors(alerts, QualityConfig(warning_demotion=0.3)) == {"PW": 0.3, "PW2": 0.3}
-    assert demotion_factors(alerts, HISTORY_CONFIG) == {"PW": 0.5, "PW2": 0.5}
+    assert demoted_products(alerts) == ["PW", "PW2"]
     assert pulled_products(alerts) == ["1002", "PP"]
     everything_normal = alerts.assign(**{QualityCol.LEVEL: "normal"})
-    assert (pulled_products(everything_normal), demotion_factors(everything_normal, HISTORY_CONFIG)) == (
-        [],
-        {},
-    )
+    assert (pulled_products(everything_normal), demoted_products(everything_normal)) == ([], [])
 
 
 def test_supplier_rollup_names_suppliers_with_several_flagged_products() -> None:
@@ -587,8 +591,8 @@ def test_the_gate_finds_the_simulators_defective_products() -> None:
     )
     summary = simulate(tmp, simulation)
     con = connect({t: tmp / f"{t}.parquet" for t in (Table.ORDERS, Table.PRODUCTS, Table.COMPLAINTS)})
-    dates = [summary.as_of - timedelta(days=days) for days in (0, 30, 60, 90, 120)]
-    alerts = pd.concat([assess(con, as_of, QualityConfig()).alerts for as_of in dates])
+    dates = [AsOf.of(summary.as_of).days_before(days) for days in (0, 30, 60, 90, 120)]
+    alerts = pd.concat([grade(con, as_of, QualityConfig()).alerts for as_of in dates])
     defective = set(pd.read_csv(tmp / "truth" / "defective_products.csv", dtype=str)[Col.PRODUCT_ID])
     volume = alerts[alerts[QualityCol.ORDERS_30D] >= QualityConfig().min_orders]
     flagged = volume[QualityCol.LEVEL].isin(["warning", "pulled"])

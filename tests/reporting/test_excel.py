@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from reporting.excel import write_excel_csv
+from features.errors import SiyuError
+from reporting.excel import read_history, twin_path, write_excel_csv
 
 
 def test_bom_injection_safety_and_fixed_order(tmp_path: Path) -> None:
@@ -34,3 +36,35 @@ def test_same_frame_same_bytes(tmp_path: Path) -> None:
     first = write_excel_csv(frame, tmp_path / "1.csv").read_bytes()
     second = write_excel_csv(frame.iloc[::-1], tmp_path / "2.csv", sort_by=["a"]).read_bytes()
     assert first == second
+
+
+def test_the_twin_keeps_the_exact_frame_and_history_reads_it(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {"consumer_id": ["=HYPERLINK(1)", "+86138", "NA", "-2"], "tier": ["a", "b", "c", "d"]}
+    )
+    path = write_excel_csv(frame, tmp_path / "consumer_tiers.csv", twin=True)
+    assert twin_path(path).name == "consumer_tiers.parquet"
+    pd.testing.assert_frame_equal(pd.read_parquet(twin_path(path)), frame)
+    assert (
+        read_history(path, ["consumer_id"], "fix it")["consumer_id"].tolist() == frame["consumer_id"].tolist()
+    )
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_history_from_a_csv_without_twin_undoes_the_formula_guard(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {"id": ["=X", "+1", "-2", "@a", "NA", "null", "plain"], "note": ["", "x", "", "", "", "", ""]}
+    )
+    path = write_excel_csv(frame, tmp_path / "old.csv")  # no twin: an export made before twins existed
+    back = read_history(path, ["id", "note"], "fix it")
+    assert back["id"].tolist() == frame["id"].tolist()
+    assert back["note"].isna().sum() == 6  # empty cells stay missing
+
+
+def test_history_that_cannot_be_read_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "broken.csv").write_bytes(b"\xff\xfe\x00id\n")
+    with pytest.raises(SiyuError, match=r"broken.csv: cannot be read .*\n  fix: fix it"):
+        read_history(tmp_path / "broken.csv", ["id"], "fix it")
+    (tmp_path / "no_id.csv").write_text("other\n1\n", encoding="utf-8")
+    with pytest.raises(SiyuError, match=r"no_id.csv: missing column\(s\) \['id'\]\n  fix: fix it"):
+        read_history(tmp_path / "no_id.csv", ["id"], "fix it")

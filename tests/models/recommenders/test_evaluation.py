@@ -8,6 +8,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
+from features.asof import AsOf
 from features.engine import connect
 from features.interactions import InteractionConfig
 from models.evaluation import (
@@ -61,10 +62,10 @@ def test_coverage_and_novelty() -> None:
 
 
 def test_splits_tune_before_the_cutoff() -> None:
-    split = TimeSplit.holdout(date(2025, 3, 31), 30)
-    assert split == TimeSplit(date(2025, 3, 1), date(2025, 3, 31))
+    split = TimeSplit.holdout(AsOf(date(2025, 3, 31)), 30)
+    assert split == TimeSplit(AsOf(date(2025, 3, 1)), AsOf(date(2025, 3, 31)))
     validation = split.validation(10)
-    assert validation.test_end == split.cutoff and validation.cutoff == date(2025, 2, 19)
+    assert validation.test_end == split.cutoff and validation.cutoff == AsOf(date(2025, 2, 19))
 
 
 def test_task_keeps_returning_buyers_and_known_products_and_new_items_drop_repurchases() -> None:
@@ -87,7 +88,9 @@ def test_task_keeps_returning_buyers_and_known_products_and_new_items_drop_repur
     )
     con = connect({"orders": orders, "products": products_frame()})
     task = make_task(
-        con, TimeSplit(date(2025, 3, 31), date(2025, 4, 30)), InteractionConfig(half_life_days=None)
+        con,
+        TimeSplit(AsOf(date(2025, 3, 31)), AsOf(date(2025, 4, 30))),
+        InteractionConfig(half_life_days=None),
     )
     # C9 never bought before; C1's P3 was returned, not bought, but P3 is in the catalogue (weight < 0 pair)
     assert task.truth.values.tolist() == [["C1", "P1"], ["C1", "P3"]]

@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.asof import AsOf
 from features.interactions import InteractionCol
 from models.quality import QualityConfig
 from models.recommenders import InteractionData, PopularityRecommender
 from models.recommenders.filters import build_filters, product_categories, quality_filters, sellable_products
 from models.recommenders.list_config import ListsConfig
 
-AS_OF = date(2025, 3, 31)
+AS_OF = AsOf(date(2025, 3, 31))
 
 
 def products() -> pd.DataFrame:

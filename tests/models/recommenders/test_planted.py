@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.asof import AsOf
 from features.columns import Col
 from features.engine import connect
 from features.interactions import latest_activity
@@ -56,7 +57,7 @@ def _taste_mass(
 
 def test_personalised_models_recover_planted_category_tastes(platform: Path) -> None:
     con = _connect(platform)
-    as_of = latest_activity(con).date()
+    as_of = AsOf.of(latest_activity(con))
     data = build_data(con, as_of)
     tastes = pd.read_parquet(platform / "truth" / "consumer_tastes.parquet")
     active = data.consumer_ids[np.diff(data.bought.indptr) >= 4]
@@ -73,7 +74,7 @@ def test_personalised_models_recover_planted_category_tastes(platform: Path) -> 
 
 def test_community_popularity_follows_planted_community_tastes(platform: Path) -> None:
     con = _connect(platform)
-    data = build_data(con, latest_activity(con).date())
+    data = build_data(con, AsOf.of(latest_activity(con)))
     community = pd.read_parquet(platform / "truth" / "community_tastes.parquet")
     homes = data.consumer_profiles["home_distributor_id"].rename(Col.DISTRIBUTOR_ID)
     tastes = community.merge(homes.reset_index(), on=Col.DISTRIBUTOR_ID)[
@@ -91,7 +92,7 @@ def test_community_popularity_follows_planted_community_tastes(platform: Path) -
 
 def test_tuned_ranker_beats_popularity_on_the_future_window(platform: Path) -> None:
     con = _connect(platform)
-    split = TimeSplit.holdout(latest_activity(con).date(), 30)
+    split = TimeSplit.holdout(AsOf.of(latest_activity(con)), 30)
     task = make_task(con, split)
     components = {"itemknn": {"kind": "itemknn"}, "als": {"kind": "als", "factors": 16, "iterations": 5}}
     ranker = tune_on_window(RankerRecommender(components=components), con, split.cutoff, 30)

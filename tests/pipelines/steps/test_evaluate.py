@@ -55,7 +55,8 @@ def test_evaluate_refuses_unknown_models_and_bad_options(tiny_platform: Path, mo
 
 
 def test_recommend_config_checks_kinds_parameters_and_production() -> None:
-    assert RecommendConfig().model == "ranker"
+    config = RecommendConfig()
+    assert config.models[config.production].kind == "ranker"
     with pytest.raises(ValidationError, match="unknown model kind"):
         ModelSpec(kind="deep_magic")
     with pytest.raises(ValidationError, match="unknown parameter"):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.asof import AsOf
 from features.catalog import StepFile
 from models.recommenders import ALSRecommender
 from pipelines.cli import main
@@ -30,6 +31,11 @@ def _als() -> ALSRecommender:
     return ALSRecommender(factors=16, iterations=5, num_threads=1)
 
 
+def _fit_als(con: object, as_of: object, config: object, data: object) -> ALSRecommender:
+    """Stands in for ``fit_production``: a small ALS instead of the tuned ranker (fast)."""
+    return _als().fit(data)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("recommend")
@@ -41,14 +47,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     alerts = pd.DataFrame({"product_id": [popular[0], popular[1]], "level": ["pulled", "warning"]})
     alerts_path = root / "quality_alerts.csv"
     alerts.to_csv(alerts_path, index=False)
-    with_gate = run_recommend(
-        validated.clean_paths, validated.as_of, config, root / "gated", K, None, alerts_path, _als
-    )
     empty_alerts = root / "no_alerts.csv"
     alerts.iloc[:0].to_csv(empty_alerts, index=False)
-    plain = run_recommend(
-        validated.clean_paths, validated.as_of, config, root / "plain", K, None, empty_alerts, _als
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("pipelines.steps.recommend.fit_production", _fit_als)
+        with_gate = run_recommend(
+            validated.clean_paths, validated.as_of, config, root / "gated", K, None, alerts_path
+        )
+        plain = run_recommend(
+            validated.clean_paths, validated.as_of, config, root / "plain", K, None, empty_alerts
+        )
     return {"root": root, "validated": validated, "alerts": alerts, "gated": with_gate, "plain": plain}
 
 
@@ -93,13 +101,15 @@ def test_unsellable_products_never_appear(world: dict) -> None:
     from models.recommenders.filters import sellable_products
 
     products = pd.read_parquet(world["validated"].clean_paths["products"])
-    sellable = sellable_products(products, world["validated"].as_of, NightlyConfig().lists.sale_window_days)
+    as_of = AsOf.of(world["validated"].as_of)
+    sellable = sellable_products(products, as_of, NightlyConfig().lists.sale_window_days)
     assert len(sellable) < len(products)  # the simulator plants flash sales that ended
     for name in LISTS:
         assert set(_read(world["gated"], name)["product_id"]) <= sellable, name
 
 
-def test_outputs_are_atomic_and_deterministic(world: dict) -> None:
+def test_outputs_are_atomic_and_deterministic(world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pipelines.steps.recommend.fit_production", _fit_als)
     assert not list((world["root"] / "gated").glob("*.partial"))
     similar = _read(world["gated"], StepFile.SIMILAR_ITEMS)
     assert list(similar.columns) == ["product_id", "similar_product_id", "score", "rank"]
@@ -111,13 +121,13 @@ def test_outputs_are_atomic_and_deterministic(world: dict) -> None:
         K,
         None,
         world["root"] / "quality_alerts.csv",
-        _als,
     )
     for name in (*LISTS, StepFile.SIMILAR_ITEMS):
         pd.testing.assert_frame_equal(_read(again, name), _read(world["gated"], name))
 
 
-def test_exclude_purchased_and_category_cap(world: dict) -> None:
+def test_exclude_purchased_and_category_cap(world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pipelines.steps.recommend.fit_production", _fit_als)
     config = NightlyConfig.model_validate({"lists": {"category_cap": 2}})
     outcome = run_recommend(
         world["validated"].clean_paths,
@@ -127,7 +137,6 @@ def test_exclude_purchased_and_category_cap(world: dict) -> None:
         K,
         True,
         world["root"] / "no_alerts.csv",
-        _als,
     )
     lists = _read(outcome, StepFile.CONSUMER_LISTS)
     orders = pd.read_parquet(world["validated"].clean_paths["orders"])
@@ -179,9 +188,7 @@ def test_cli_recommend_with_quality_dir(world: dict, monkeypatch: pytest.MonkeyP
     quality_dir = world["root"] / "quality"
     quality_dir.mkdir(exist_ok=True)
     world["alerts"].to_csv(quality_dir / "quality_alerts.csv", index=False)
-    monkeypatch.setattr(
-        "pipelines.steps.recommend.fit_production", lambda con, as_of, config, data: _als().fit(data)
-    )
+    monkeypatch.setattr("pipelines.steps.recommend.fit_production", _fit_als)
     out = world["root"] / "cli"
     args = ["siyu", "recommend", "--data", str(world["root"] / "data"), "--out", str(out), "--k", "5"]
     monkeypatch.setattr(sys, "argv", [*args, "--exclude-purchased", "--quality", str(quality_dir)])

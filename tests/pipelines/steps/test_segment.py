@@ -24,6 +24,8 @@ from pipelines.config import NightlyConfig
 from pipelines.steps.segment import (
     DISTRIBUTOR_TIER_COLUMNS,
     consumer_tier_columns,
+    read_communities,
+    read_previous_tiers,
     run_segmentation,
 )
 from pipelines.steps.validate import load_and_validate
@@ -244,3 +246,71 @@ def test_segment_command_end_to_end(data_dir: Path, tmp_path: Path, monkeypatch,
     assert run_cli(monkeypatch, *args) == 2
     err = capsys.readouterr().err
     assert "segmentation.rfm" in err and "25 cell(s) overlap" in err and "Traceback" not in err
+
+
+AWKWARD_CONSUMERS = ["=HYPERLINK(1)", "+8613800138000", "-2", "NA", "null", "C1"]
+
+
+def _awkward_tables(folder: Path) -> dict[str, Path]:
+    """Six buyers whose ids the CSV formula guard quotes or a CSV reader reads as missing."""
+    products = pd.DataFrame(
+        {Col.PRODUCT_ID: ["P1"], Col.SUPPLIER_ID: ["S1"], Col.CATEGORY: ["snacks"], Col.LIST_PRICE: [10.0]}
+    )
+    orders = pd.DataFrame(
+        {
+            Col.ORDER_ID: [f"O{i}" for i in range(len(AWKWARD_CONSUMERS))],
+            Col.CONSUMER_ID: AWKWARD_CONSUMERS,
+            Col.DISTRIBUTOR_ID: "D1",
+            Col.PRODUCT_ID: "P1",
+            Col.QUANTITY: [1, 2, 3, 40, 5, 600],
+            Col.UNIT_PRICE: 10.0,
+            Col.ORDERED_AT: pd.Timestamp("2025-03-01"),
+            Col.STATUS: "paid",
+        }
+    )
+    paths = {Table.PRODUCTS: folder / "products.parquet", Table.ORDERS: folder / "orders.parquet"}
+    folder.mkdir(parents=True, exist_ok=True)
+    products.to_parquet(paths[Table.PRODUCTS], index=False)
+    orders.to_parquet(paths[Table.ORDERS], index=False)
+    return paths
+
+
+def test_awkward_ids_keep_their_tier_movement_across_two_runs(tmp_path: Path) -> None:
+    paths = _awkward_tables(tmp_path / "data")
+    first, second = tmp_path / "first", tmp_path / "second"
+    run_segmentation(paths, date(2025, 3, 31), SETTINGS, first, None)
+    twin = pd.read_parquet(first / StepFile.CONSUMER_TIERS_TWIN)
+    assert sorted(twin[Col.CONSUMER_ID]) == sorted(AWKWARD_CONSUMERS)  # exact, unlike the CSV
+    outcome = run_segmentation(paths, date(2025, 4, 1), SETTINGS, second, first)
+    tiers = pd.read_parquet(second / StepFile.CONSUMER_TIERS_TWIN).set_index(Col.CONSUMER_ID)
+    assert tiers["movement"].eq("same").all(), tiers["movement"].to_dict()
+    assert outcome.movement_counts["same"] == len(AWKWARD_CONSUMERS)
+    assert tiers.loc["C1", "previous_tier"] == tiers.loc["C1", "member_tier"]
+    communities = read_communities(second)  # what the flow hands the artifact writer
+    assert communities is not None
+    assert sorted(communities[Col.CONSUMER_ID]) == sorted(AWKWARD_CONSUMERS)
+    assert set(communities[Col.DISTRIBUTOR_ID]) == {"D1"}
+    assert read_communities(tmp_path / "nothing here") is None
+
+
+def test_an_export_without_twin_gives_movement_from_its_csv(tmp_path: Path) -> None:
+    paths = _awkward_tables(tmp_path / "data")
+    first, second = tmp_path / "first", tmp_path / "second"
+    run_segmentation(paths, date(2025, 3, 31), SETTINGS, first, None)
+    (first / StepFile.CONSUMER_TIERS_TWIN).unlink()  # as an export made before twins existed
+    run_segmentation(paths, date(2025, 4, 1), SETTINGS, second, first)
+    tiers = pd.read_parquet(second / StepFile.CONSUMER_TIERS_TWIN)
+    assert tiers["movement"].eq("same").all(), tiers.set_index(Col.CONSUMER_ID)["movement"].to_dict()
+
+
+def test_the_twin_holds_the_csv_rows_unquoted(first_run: Path) -> None:
+    csv = read(first_run / StepFile.CONSUMER_TIERS)
+    twin = pd.read_parquet(first_run / StepFile.CONSUMER_TIERS_TWIN)
+    assert list(twin.columns) == list(csv.columns)
+    assert twin[Col.CONSUMER_ID].astype(str).tolist() == csv[Col.CONSUMER_ID].astype(str).tolist()
+
+
+def test_a_non_utf8_previous_tiers_file_names_itself_and_the_fix(tmp_path: Path) -> None:
+    (tmp_path / StepFile.CONSUMER_TIERS).write_bytes("consumer_id,member_tier\nC1,普通\n".encode("gb18030"))
+    with pytest.raises(SiyuError, match=r"consumer_tiers.csv: cannot be read .*\n  fix: pass --previous"):
+        read_previous_tiers(tmp_path)
