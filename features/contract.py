@@ -3,8 +3,14 @@
 ``CONTRACT`` describes every table once. ``row_schema`` turns a table's description into
 a pandera schema whose checks are named by the quarantine reason they produce, so the
 reasons a user reads in a quarantine file are the names of the checks declared here.
-Duplicates are the one rule that looks beyond a row and its chunk: ``features.validate``
-finds them across the whole file and names them ``DUPLICATE_ROW`` / ``reason_duplicate_key``.
+Rules that look beyond a row and its chunk are named here too and applied by
+``features.validate``: duplicates across the whole file (``DUPLICATE_ROW``,
+``reason_duplicate_key``, ``DUPLICATE_ORDER_LINE``), orders whose lines disagree
+(``ORDER_INCONSISTENT``) and complaints about a product their order does not hold
+(``PRODUCT_NOT_ON_ORDER``).
+
+A table's ``event_time`` column places each row in time: a row whose event time lies after
+the end of the as-of date is *out of the run's window* (not used, not quarantined).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -34,16 +41,25 @@ class ColumnSpec:
     required: bool = True
     nullable: bool = False
     choices: tuple[str, ...] = ()
+    scheduled: bool = False
+    """A planned time (a sale window) that may lie in the future, unlike an event time."""
 
 
 @dataclass(frozen=True)
 class TableSpec:
-    """One table of the contract; ``key`` columns must be unique within the table."""
+    """One table of the contract; ``key`` columns must be unique within the table.
+
+    ``line_key`` is a composite key whose repeats with other values are
+    ``DUPLICATE_ORDER_LINE``; ``event_time`` is the column that places a row before or after
+    the end of the as-of date.
+    """
 
     name: str
     description: str
     columns: tuple[ColumnSpec, ...]
     key: tuple[str, ...] = ()
+    line_key: tuple[str, ...] = ()
+    event_time: str | None = None
 
     @property
     def required_columns(self) -> list[str]:
@@ -70,9 +86,11 @@ CONTRACT: dict[str, TableSpec] = {
             ColumnSpec(Col.PRODUCT_ID, "id", "The product bought; must exist in products."),
             ColumnSpec(Col.QUANTITY, "integer", "Units on the line; > 0 on paid lines."),
             ColumnSpec(Col.UNIT_PRICE, "money", "Price paid per unit, > 0."),
-            ColumnSpec(Col.ORDERED_AT, "timestamp", "When the order was placed; not after the as-of date."),
+            ColumnSpec(Col.ORDERED_AT, "timestamp", "When the order was placed; places the line in time."),
             ColumnSpec(Col.STATUS, "choice", "paid, cancelled or returned.", choices=OrderStatus.ALL),
         ),
+        line_key=(Col.ORDER_ID, Col.PRODUCT_ID),
+        event_time=Col.ORDERED_AT,
     ),
     Table.PRODUCTS: TableSpec(
         Table.PRODUCTS,
@@ -83,10 +101,20 @@ CONTRACT: dict[str, TableSpec] = {
             ColumnSpec(Col.CATEGORY, "category", "Product category; empty reads as 'unknown'."),
             ColumnSpec(Col.LIST_PRICE, "money", "List price, > 0."),
             ColumnSpec(
-                Col.SALE_START, "timestamp", "Start of the flash-sale window.", required=False, nullable=True
+                Col.SALE_START,
+                "timestamp",
+                "Start of the flash-sale window; may lie after the as-of date.",
+                required=False,
+                nullable=True,
+                scheduled=True,
             ),
             ColumnSpec(
-                Col.SALE_END, "timestamp", "End of the flash-sale window.", required=False, nullable=True
+                Col.SALE_END,
+                "timestamp",
+                "End of the flash-sale window; may lie after the as-of date.",
+                required=False,
+                nullable=True,
+                scheduled=True,
             ),
         ),
         key=(Col.PRODUCT_ID,),
@@ -96,24 +124,26 @@ CONTRACT: dict[str, TableSpec] = {
         "One row per consumer (C).",
         (
             ColumnSpec(Col.CONSUMER_ID, "id", "Consumer id, unique."),
-            ColumnSpec(Col.REGISTERED_AT, "timestamp", "Registration time; not after the as-of date."),
+            ColumnSpec(Col.REGISTERED_AT, "timestamp", "Registration time; places the consumer in time."),
             ColumnSpec(Col.DISTRIBUTOR_ID, "id", "Home distributor (the community the consumer belongs to)."),
             ColumnSpec(Col.AGE_BAND, "text", "Age band, e.g. 25-34.", required=False, nullable=True),
             ColumnSpec(Col.GENDER, "text", "Gender.", required=False, nullable=True),
             ColumnSpec(Col.CITY_TIER, "text", "City tier, e.g. tier1.", required=False, nullable=True),
         ),
         key=(Col.CONSUMER_ID,),
+        event_time=Col.REGISTERED_AT,
     ),
     Table.DISTRIBUTORS: TableSpec(
         Table.DISTRIBUTORS,
         "One row per distributor (b).",
         (
             ColumnSpec(Col.DISTRIBUTOR_ID, "id", "Distributor id, unique."),
-            ColumnSpec(Col.JOINED_AT, "timestamp", "When the distributor joined; not after the as-of date."),
+            ColumnSpec(Col.JOINED_AT, "timestamp", "When the distributor joined; places it in time."),
             ColumnSpec(Col.OCCUPATION, "text", "Occupation, e.g. parent.", required=False, nullable=True),
             ColumnSpec(Col.CITY_TIER, "text", "City tier.", required=False, nullable=True),
         ),
         key=(Col.DISTRIBUTOR_ID,),
+        event_time=Col.JOINED_AT,
     ),
     Table.EVENTS: TableSpec(
         Table.EVENTS,
@@ -129,8 +159,9 @@ CONTRACT: dict[str, TableSpec] = {
             ColumnSpec(
                 Col.EVENT_TYPE, "choice", "view, click, cart, favorite or share.", choices=EventType.ALL
             ),
-            ColumnSpec(Col.EVENT_AT, "timestamp", "When it happened; not after the as-of date."),
+            ColumnSpec(Col.EVENT_AT, "timestamp", "When it happened; places the event in time."),
         ),
+        event_time=Col.EVENT_AT,
     ),
     Table.COMPLAINTS: TableSpec(
         Table.COMPLAINTS,
@@ -140,16 +171,22 @@ CONTRACT: dict[str, TableSpec] = {
             ColumnSpec(Col.ORDER_ID, "id", "The order complained about; must exist in orders."),
             ColumnSpec(Col.PRODUCT_ID, "id", "The product complained about; must exist in products."),
             ColumnSpec(Col.CONSUMER_ID, "id", "The complaining consumer."),
-            ColumnSpec(Col.COMPLAINED_AT, "timestamp", "When it was filed; not after the as-of date."),
+            ColumnSpec(Col.COMPLAINED_AT, "timestamp", "When it was filed; places the complaint in time."),
             ColumnSpec(Col.REASON, "text", "Free-text or coded reason.", nullable=True),
         ),
         key=(Col.COMPLAINT_ID,),
+        event_time=Col.COMPLAINED_AT,
     ),
 }
 
-# Reference checks: (table, column) -> (referenced table, referenced column).
+# Reference checks: (table, column) -> (referenced table, referenced column). Checked when the
+# referenced table is present, against its clean in-window ids; whether an unknown id is
+# quarantined or kept and counted is ``validation.references.<referenced table>``.
 REFERENCES: dict[tuple[str, str], tuple[str, str]] = {
     (Table.ORDERS, Col.PRODUCT_ID): (Table.PRODUCTS, Col.PRODUCT_ID),
+    (Table.ORDERS, Col.CONSUMER_ID): (Table.CONSUMERS, Col.CONSUMER_ID),
+    (Table.ORDERS, Col.DISTRIBUTOR_ID): (Table.DISTRIBUTORS, Col.DISTRIBUTOR_ID),
+    (Table.CONSUMERS, Col.DISTRIBUTOR_ID): (Table.DISTRIBUTORS, Col.DISTRIBUTOR_ID),
     (Table.EVENTS, Col.PRODUCT_ID): (Table.PRODUCTS, Col.PRODUCT_ID),
     (Table.COMPLAINTS, Col.PRODUCT_ID): (Table.PRODUCTS, Col.PRODUCT_ID),
     (Table.COMPLAINTS, Col.ORDER_ID): (Table.ORDERS, Col.ORDER_ID),
@@ -158,9 +195,9 @@ REFERENCES: dict[tuple[str, str], tuple[str, str]] = {
 # Tables in the order they must be validated so that references are known first.
 VALIDATION_ORDER: tuple[str, ...] = (
     Table.PRODUCTS,
-    Table.ORDERS,
-    Table.CONSUMERS,
     Table.DISTRIBUTORS,
+    Table.CONSUMERS,
+    Table.ORDERS,
     Table.EVENTS,
     Table.COMPLAINTS,
 )
@@ -182,10 +219,67 @@ def dtype_of(kind: Kind) -> object:
 
 
 DUPLICATE_ROW = "duplicate_row"
+DUPLICATE_ORDER_LINE = "duplicate_order_line"
+ORDER_INCONSISTENT = "order_inconsistent"
+PRODUCT_NOT_ON_ORDER = "product_not_on_order"
+
+# Integers beyond this magnitude are not exact in float64 (nor safe to sum in int64).
+LARGEST_EXACT_INTEGER = 2**53
+
+
+@dataclass(frozen=True)
+class RowRules:
+    """The configured bounds a row is judged by (from ``validation:`` and the run's clock).
+
+    ``earliest`` and ``latest`` bound every timestamp (``latest`` = wall-clock time plus the
+    tolerance; a scheduled time such as a sale window may lie beyond it); ``max_values``
+    caps the magnitude of number columns; ``null_markers`` are id texts that mean "empty"
+    (compared without case).
+    """
+
+    earliest: pd.Timestamp
+    latest: pd.Timestamp
+    max_values: dict[str, float]
+    null_markers: tuple[str, ...]
+
+    def max_for(self, column: ColumnSpec) -> float | None:
+        """The largest magnitude ``column`` may hold (whole numbers never beyond 2**53)."""
+        configured = self.max_values.get(column.name)
+        if column.kind == "integer":
+            return min(configured, LARGEST_EXACT_INTEGER) if configured is not None else LARGEST_EXACT_INTEGER
+        return configured
 
 
 def reason_missing(column: str) -> str:
     return f"missing_{column}"
+
+
+def reason_unparseable(column: str) -> str:
+    return f"unparseable_{column}"
+
+
+def reason_not_finite(column: str) -> str:
+    return f"{column}_not_finite"
+
+
+def reason_above_max(column: str) -> str:
+    return f"{column}_above_max"
+
+
+def reason_null_marker(column: str) -> str:
+    return f"{column}_null_marker"
+
+
+def reason_control_character(column: str) -> str:
+    return f"{column}_control_character"
+
+
+def reason_in_future(column: str) -> str:
+    return f"{column}_in_future"
+
+
+def reason_before_earliest(column: str) -> str:
+    return f"{column}_before_earliest"
 
 
 def reason_duplicate_key(key: str) -> str:
@@ -199,20 +293,20 @@ def reason_unknown_reference(column: str) -> str:
 def row_schema(
     spec: TableSpec,
     present: list[str],
-    as_of: pd.Timestamp,
+    rules: RowRules,
     known: dict[str, pd.Index],
 ) -> pa.DataFrameSchema:
     """The pandera schema of ``spec`` whose failing checks name quarantine reasons.
 
-    It judges each row on its own (duplicates are found by ``features.validate``).
-    ``present`` lists the columns the file has, ``as_of`` is the exclusive upper bound for
-    timestamps, and ``known`` maps a referencing column to the ids it may take.
+    It judges each row on its own (what spans rows is found by ``features.validate``).
+    ``present`` lists the columns the file has, ``rules`` holds the configured bounds, and
+    ``known`` maps a referencing column to the ids it may take.
     """
     columns = {}
     for column in spec.columns:
         if column.name not in present:
             continue
-        checks = _column_checks(spec.name, column, as_of, known.get(column.name))
+        checks = _column_checks(column, rules, known.get(column.name))
         columns[column.name] = pa.Column(None, checks=checks, nullable=True)
     return pa.DataFrameSchema(columns, checks=_table_checks(spec, present), strict=True)
 
@@ -225,17 +319,31 @@ def typed_schema(spec: TableSpec, present: list[str]) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, strict=True)
 
 
-def _column_checks(
-    table: str, column: ColumnSpec, as_of: pd.Timestamp, known_ids: pd.Index | None
-) -> list[pa.Check]:
+_CONTROL_CHARACTER = r"[\x00-\x1f\x7f]"
+
+
+def _column_checks(column: ColumnSpec, rules: RowRules, known_ids: pd.Index | None) -> list[pa.Check]:
     checks: list[pa.Check] = []
     name = column.name
     if not column.nullable:
         checks.append(pa.Check(lambda s: s.notna(), name=reason_missing(name), ignore_na=False))
+    if column.kind == "id":
+        markers = [m.casefold() for m in rules.null_markers]
+        checks.append(pa.Check(lambda s: ~s.str.casefold().isin(markers), name=reason_null_marker(name)))
+        checks.append(
+            pa.Check(lambda s: ~s.str.contains(_CONTROL_CHARACTER), name=reason_control_character(name))
+        )
+    if column.kind in ("integer", "money"):
+        checks.append(pa.Check(lambda s: np.isfinite(s), name=reason_not_finite(name)))
+        largest = rules.max_for(column)
+        if largest is not None:
+            checks.append(pa.Check(lambda s: ~(s.abs() > largest), name=reason_above_max(name)))
     if column.kind == "money":
         checks.append(pa.Check(lambda s: s > 0, name=f"{name}_not_positive"))
     if column.kind == "timestamp":
-        checks.append(pa.Check(lambda s: s < as_of, name=f"{name}_after_as_of"))
+        checks.append(pa.Check(lambda s: s >= rules.earliest, name=reason_before_earliest(name)))
+        if not column.scheduled:
+            checks.append(pa.Check(lambda s: s <= rules.latest, name=reason_in_future(name)))
     if column.kind == "choice":
         allowed = list(column.choices)
         checks.append(pa.Check(lambda s: s.isin(allowed), name=f"unknown_{name}"))
