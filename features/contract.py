@@ -16,6 +16,7 @@ the end of the as-of date is *out of the run's window* (not used, not quarantine
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
 import numpy as np
@@ -74,6 +75,9 @@ class TableSpec:
 
 
 UNKNOWN_CATEGORY = "unknown"
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+DEFAULT_EARLIEST = date(2000, 1, 1)
+DEFAULT_NULL_MARKERS: tuple[str, ...] = ("NULL", "None", "nan", "NaN", "N/A", "NA", "null", "none", "#N/A")
 
 CONTRACT: dict[str, TableSpec] = {
     Table.ORDERS: TableSpec(
@@ -382,7 +386,23 @@ def contract_markdown() -> str:
         "A data directory holds one file per table, `<table>.parquet` or `<table>.csv` (UTF-8; a BOM is",
         f"fine). Required tables: {', '.join(Table.REQUIRED)}; optional: {', '.join(Table.OPTIONAL)}.",
         "Your own column names can be mapped onto these in the config (`data.columns`).",
-        "Timestamps are naive local time (ISO 8601 in CSV); time-zone-aware values are converted to UTC.",
+        "",
+        "**Time zone.** Timestamps are read in the platform's time zone, `validation.timezone`",
+        f"(default `{DEFAULT_TIMEZONE}`): a time-zone-aware value (a Parquet timestamp with a zone, or a",
+        "text such as `2025-03-01T10:00:00+00:00`) is converted to it; a naive value is taken as already",
+        "in it. Write dates as ISO 8601 (`YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS`): a day/month text such",
+        "as `03/04/2025` (3 April or 4 March?) is refused, and a column written that way stops the run.",
+        "",
+        "**As-of date.** A run is as of a date (`--as-of`; default: the day of the latest order) and",
+        "uses what happened up to the end of that day. A row whose event time",
+        f"({', '.join(f'`{s.name}.{s.event_time}`' for s in CONTRACT.values() if s.event_time)})",
+        "lies after the end of the as-of date is *out of the run's window*: it is left out of the clean",
+        "tables and counted (`rows_out_of_window` in validation.json), never quarantined, so a run as of",
+        "a past date sees exactly what a run on the data of that day would. A sale window",
+        "(`sale_start`, `sale_end`) may lie after the as-of date: a product on a flash sale now or",
+        "next week is fine. Only impossible times are bad rows: after the run's wall-clock time plus",
+        "`validation.future_tolerance_days` (default 1), or before `validation.earliest` (default",
+        f"{DEFAULT_EARLIEST.isoformat()}).",
         "",
     ]
     for spec in CONTRACT.values():
@@ -402,34 +422,74 @@ def contract_markdown() -> str:
                 f"{'yes' if c.nullable or c.kind == 'category' else 'no'} | {c.description} |"
             )
         lines.append("")
-    return "\n".join(lines + _QUARANTINE_DOC)
+    return "\n".join(lines + _quarantine_doc())
 
 
-_QUARANTINE_DOC = [
-    "## Quarantine reasons",
-    "",
-    "A row that breaks a rule is set aside, as read, in `quarantine/<table>.csv` with `source_row`",
-    "(1 = first data row of the file) and `quarantine_reason` (all its reasons, `;`-separated):",
-    "",
-    "| reason | rule |",
-    "|---|---|",
-    "| `missing_<column>` | an id or required value is empty |",
-    "| `unparseable_<column>` | a number, whole number or date/time cannot be read |",
-    "| `<column>_not_positive` | `unit_price` or `list_price` is 0 or below |",
-    "| `quantity_not_positive_on_paid_line` | a paid line has quantity 0 or below |",
-    "| `<column>_after_as_of` | a timestamp lies after the end of the as-of date |",
-    "| `unknown_status`, `unknown_event_type` | a value outside the allowed choices |",
-    "| `unknown_product`, `unknown_order` | the referenced product (or order) is not in its table |",
-    "| `sale_end_before_sale_start` | an inverted flash-sale window |",
-    "| `duplicate_row` | an exact copy of an earlier row (the first copy is kept) |",
-    "| `duplicate_<key>` | a key seen earlier with other values (the first is kept) |",
-    "",
-    "A file that cannot be used at all (missing, empty, unreadable, not UTF-8, a required column",
-    "missing, a column none of whose values can be read) stops the run with a message naming the",
-    "file, the column and the fix. The run also stops when a table's quarantined share exceeds",
-    "`validation.max_quarantine_share` (default 5%), after writing the quarantine files.",
-    "",
-]
+# Every quarantine reason, as a pattern and its rule: the docs list exactly these.
+QUARANTINE_REASONS: tuple[tuple[str, str], ...] = (
+    ("missing_<column>", "an id or required value is empty"),
+    (
+        "unparseable_<column>",
+        "a number, whole number or date/time cannot be read; a day/month date such as 03/04/2025 "
+        "is refused as ambiguous (fix: use ISO 8601, YYYY-MM-DD)",
+    ),
+    ("<column>_not_finite", "a number is infinite (`inf`, `-inf`, `Infinity`)"),
+    ("<column>_above_max", "a number's magnitude exceeds `validation.max_values` (whole numbers: 2^53)"),
+    ("<column>_not_positive", "`unit_price` or `list_price` is 0 or below"),
+    ("quantity_not_positive_on_paid_line", "a paid line has quantity 0 or below"),
+    ("<column>_null_marker", "an id is a null marker (`validation.null_markers`: NULL, None, nan, N/A, ...)"),
+    ("<column>_control_character", "an id holds a control character (NUL, tab, newline, ...)"),
+    (
+        "<column>_in_future",
+        "an event time lies after the run's clock plus `validation.future_tolerance_days`",
+    ),
+    ("<column>_before_earliest", "a time lies before `validation.earliest`"),
+    ("unknown_<choice column>", "`status` or `event_type` outside the allowed choices"),
+    (
+        "unknown_<product|order|consumer|distributor>",
+        "the referenced product, order, consumer or distributor is not among its table's clean rows "
+        "up to the as-of date, under a `quarantine` policy (`validation.references`)",
+    ),
+    ("product_not_on_order", "a complaint names a product its order does not hold"),
+    ("sale_end_before_sale_start", "an inverted flash-sale window"),
+    (
+        ORDER_INCONSISTENT,
+        "the lines of one order disagree on consumer, distributor or ordered_at (every line is set aside)",
+    ),
+    (DUPLICATE_ROW, "an exact copy of an earlier row (the first copy is kept)"),
+    (DUPLICATE_ORDER_LINE, "an (order_id, product_id) seen earlier with another quantity, price or status"),
+    ("duplicate_<key>", "a key seen earlier with other values (the first is kept)"),
+)
+
+
+def _quarantine_doc() -> list[str]:
+    return [
+        "## Quarantine reasons",
+        "",
+        "A row that breaks a rule is set aside, as read, in `quarantine/<table>.csv` with `source_row`",
+        "(1 = first data row of the file) and `quarantine_reason` (all its reasons, `;`-separated):",
+        "",
+        "| reason | rule |",
+        "|---|---|",
+        *(f"| `{reason}` | {rule} |" for reason, rule in QUARANTINE_REASONS),
+        "",
+        "References to consumers and distributors are checked when those tables are supplied; by",
+        "default (`validation.references`: `consumers: flag`, `distributors: flag`) a row naming an",
+        "unknown one is kept and counted under `flagged` in validation.json (`unknown_consumer`,",
+        "`unknown_distributor`), so a platform with partial master data still runs; products and",
+        "orders default to `quarantine`. Each of the four can be set to `quarantine` or `flag`.",
+        "",
+        "validation.json counts per table `rows_read` = `rows_kept` + `rows_quarantined` +",
+        "`rows_out_of_window`.",
+        "",
+        "A file that cannot be used at all (missing, a directory or a broken link, empty, unreadable,",
+        "not UTF-8, a column named twice, a required column missing, a number column stored as",
+        "true/false, a column none of whose values can be read, dates written day/month) stops the run",
+        "with a message naming the file, the column and the fix. The run also stops when a table's",
+        "quarantined share of its rows up to the as-of date exceeds `validation.max_quarantine_share`",
+        "(default 5%), after writing the quarantine files.",
+        "",
+    ]
 
 
 if __name__ == "__main__":

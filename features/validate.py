@@ -50,6 +50,9 @@ from features.asof import AsOf
 from features.columns import Col, Table
 from features.contract import (
     CONTRACT,
+    DEFAULT_EARLIEST,
+    DEFAULT_NULL_MARKERS,
+    DEFAULT_TIMEZONE,
     DUPLICATE_ORDER_LINE,
     DUPLICATE_ROW,
     ORDER_INCONSISTENT,
@@ -73,7 +76,6 @@ from features.reader import RawTable
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 500_000
-DEFAULT_TIMEZONE = "Asia/Shanghai"
 _KIND_WORDS = {"integer": "a whole number", "money": "a number", "timestamp": "a date/time"}
 _NUMBER_COLUMNS = sorted(
     {c.name for spec in CONTRACT.values() for c in spec.columns if c.kind in ("integer", "money")}
@@ -118,13 +120,13 @@ class ValidationConfig(BaseModel):
     """The platform's time zone: aware timestamps are converted to it, naive ones are in it."""
     future_tolerance_days: float = Field(1.0, ge=0.0)
     """A timestamp later than the run's wall-clock time plus this many days is impossible."""
-    earliest: date = date(2000, 1, 1)
+    earliest: date = DEFAULT_EARLIEST
     """A timestamp before this date is impossible."""
     max_values: dict[str, PositiveFloat] = Field(
         default_factory=lambda: {Col.QUANTITY: 10_000, Col.UNIT_PRICE: 1e6, Col.LIST_PRICE: 1e6}
     )
     """Largest magnitude per number column; a larger value is ``<column>_above_max``."""
-    null_markers: tuple[str, ...] = ("NULL", "None", "nan", "NaN", "N/A", "NA", "null", "none", "#N/A")
+    null_markers: tuple[str, ...] = DEFAULT_NULL_MARKERS
     """Id texts that stand for an empty value (compared without case): ``<column>_null_marker``."""
     references: ReferencePolicy = Field(default_factory=ReferencePolicy)
     """Quarantine or flag rows that name an unknown id, per referenced table."""
