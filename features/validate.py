@@ -661,14 +661,22 @@ def _to_timestamp(values: pd.Series, timezone: str) -> pd.Series:
     text = _text(values)
     if text is None:
         return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    aware = text.str.contains(_OFFSET, flags=re.IGNORECASE).fillna(False).to_numpy(dtype=bool)
+    times = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    for rows, zone in ((aware, timezone), (~aware, "UTC")):  # naive texts are read as UTC: unshifted
+        if rows.any():
+            instants = _parse_texts(text[rows])
+            times[rows] = instants.dt.tz_convert(zone).dt.tz_localize(None).astype("datetime64[ns]")
+    return times
+
+
+def _parse_texts(text: pd.Series) -> pd.Series:
+    """Instants (UTC) of texts that all carry an offset, or all carry none."""
     parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
     retry = (text.notna() & parsed.isna() & ~_ambiguous_day_month(text)).to_numpy(dtype=bool)
     if retry.any():
         parsed[retry] = pd.to_datetime(text[retry], errors="coerce", format="mixed", utc=True)
-    aware = text.str.contains(_OFFSET, flags=re.IGNORECASE).fillna(False).to_numpy(dtype=bool)
-    local = parsed.dt.tz_convert(timezone).dt.tz_localize(None).astype("datetime64[ns]")
-    naive = parsed.dt.tz_localize(None).astype("datetime64[ns]")
-    return naive.where(~aware, local)
+    return parsed
 
 
 def _failed_checks(
