@@ -123,9 +123,10 @@ class ValidationConfig(BaseModel):
     earliest: date = DEFAULT_EARLIEST
     """A timestamp before this date is impossible."""
     max_values: dict[str, PositiveFloat] = Field(
-        default_factory=lambda: {Col.QUANTITY: 10_000, Col.UNIT_PRICE: 1e6, Col.LIST_PRICE: 1e6}
+        default_factory=lambda: {Col.QUANTITY: 1_000_000, Col.UNIT_PRICE: 1e6, Col.LIST_PRICE: 1e6}
     )
-    """Largest magnitude per number column; a larger value is ``<column>_above_max``."""
+    """Largest magnitude per number column; a larger value is ``<column>_above_max``. (Wholesale
+    data such as Online Retail has real lines of 80,995 units.)"""
     null_markers: tuple[str, ...] = DEFAULT_NULL_MARKERS
     """Id texts that stand for an empty value (compared without case): ``<column>_null_marker``."""
     references: ReferencePolicy = Field(default_factory=ReferencePolicy)
