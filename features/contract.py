@@ -341,7 +341,9 @@ def _column_checks(column: ColumnSpec, rules: RowRules, known_ids: pd.Index | No
         checks.append(pa.Check(lambda s: np.isfinite(s), name=reason_not_finite(name)))
         largest = rules.max_for(column)
         if largest is not None:
-            checks.append(pa.Check(lambda s: ~(s.abs() > largest), name=reason_above_max(name)))
+            checks.append(
+                pa.Check(lambda s: ~(np.isfinite(s) & (s.abs() > largest)), name=reason_above_max(name))
+            )
     if column.kind == "money":
         checks.append(pa.Check(lambda s: s > 0, name=f"{name}_not_positive"))
     if column.kind == "timestamp":
