@@ -110,12 +110,11 @@ class ValidationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
+    # The run stops when more than this share of a table's in-window rows is quarantined
+    # (per-table overrides in max_quarantine_share_by_table); chunk_rows: rows held at once.
     max_quarantine_share: float = Field(0.05, ge=0.0, le=1.0)
-    """The run stops when more than this share of a table's in-window rows is quarantined."""
     max_quarantine_share_by_table: dict[str, float] = Field(default_factory=dict)
-    """Per-table overrides of ``max_quarantine_share``."""
     chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, ge=1)
-    """Rows of a table held in memory at once."""
     timezone: str = DEFAULT_TIMEZONE
     """The platform's time zone: aware timestamps are converted to it, naive ones are in it."""
     future_tolerance_days: float = Field(1.0, ge=0.0)
@@ -622,7 +621,7 @@ def _coerce(column: ColumnSpec, values: pd.Series, timezone: str) -> pd.Series:
     text = values.astype("string").str.strip().replace("", pd.NA)
     if column.kind == "choice":
         return text.str.lower()
-    if column.kind == "category":
+    if column.kind == "category":  # vocabulary: a value, not a column
         return text.fillna(UNKNOWN_CATEGORY)
     return text
 
@@ -681,22 +680,23 @@ def _parse_texts(text: pd.Series) -> pd.Series:
 
 
 def _failed_checks(
-    schema: pa.DataFrameSchema, typed: pd.DataFrame, duplicates: dict[str, np.ndarray]
+    schema: pa.DataFrameSchema, typed: pd.DataFrame, beyond_row: dict[str, np.ndarray]
 ) -> pd.Series:
-    """Per row, the names of the checks it fails joined by ';' (NA when it passes all)."""
-    cases = [pd.DataFrame({"index": np.flatnonzero(mask), "reason": r}) for r, mask in duplicates.items()]
+    """Per row, the names of the checks it fails joined by ';' (NA when it passes all);
+    ``beyond_row`` maps the reasons found across rows (duplicates, orders) to their rows."""
+    cases = [pd.DataFrame({"index": np.flatnonzero(mask), "check": r}) for r, mask in beyond_row.items()]
     try:
         schema.validate(typed, lazy=True)
     except pa.errors.SchemaErrors as errors:
         failures = errors.failure_cases.dropna(subset=["index"])
-        cases.append(pd.DataFrame({"index": failures["index"].astype("int64"), "reason": failures["check"]}))
+        cases.append(pd.DataFrame({"index": failures["index"].astype("int64"), "check": failures["check"]}))
     cases = [c for c in cases if len(c)]
     if not cases:
         return pd.Series(pd.NA, index=typed.index, dtype="object")
     per_row = (
         pd.concat(cases, ignore_index=True)
         .drop_duplicates()
-        .groupby("index")["reason"]
+        .groupby("index")["check"]
         .agg(lambda names: ";".join(sorted(names)))
     )
     return per_row.reindex(typed.index).astype("object")
