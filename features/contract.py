@@ -15,6 +15,7 @@ the end of the as-of date is *out of the run's window* (not used, not quarantine
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -227,6 +228,9 @@ DUPLICATE_ORDER_LINE = "duplicate_order_line"
 ORDER_INCONSISTENT = "order_inconsistent"
 PRODUCT_NOT_ON_ORDER = "product_not_on_order"
 
+# Whether each id of a column is among the ids a referenced table holds.
+IdMembership = Callable[[pd.Series], pd.Series]
+
 # Integers beyond this magnitude are not exact in float64 (nor safe to sum in int64).
 LARGEST_EXACT_INTEGER = 2**53
 
@@ -298,13 +302,13 @@ def row_schema(
     spec: TableSpec,
     present: list[str],
     rules: RowRules,
-    known: dict[str, pd.Index],
+    known: dict[str, IdMembership],
 ) -> pa.DataFrameSchema:
     """The pandera schema of ``spec`` whose failing checks name quarantine reasons.
 
     It judges each row on its own (what spans rows is found by ``features.validate``).
     ``present`` lists the columns the file has, ``rules`` holds the configured bounds, and
-    ``known`` maps a referencing column to the ids it may take.
+    ``known`` maps a referencing column to the test of whether its ids are known.
     """
     columns = {}
     for column in spec.columns:
@@ -326,7 +330,7 @@ def typed_schema(spec: TableSpec, present: list[str]) -> pa.DataFrameSchema:
 _CONTROL_CHARACTER = r"[\x00-\x1f\x7f]"
 
 
-def _column_checks(column: ColumnSpec, rules: RowRules, known_ids: pd.Index | None) -> list[pa.Check]:
+def _column_checks(column: ColumnSpec, rules: RowRules, known_ids: IdMembership | None) -> list[pa.Check]:
     checks: list[pa.Check] = []
     name = column.name
     if not column.nullable:
@@ -354,7 +358,7 @@ def _column_checks(column: ColumnSpec, rules: RowRules, known_ids: pd.Index | No
         allowed = list(column.choices)
         checks.append(pa.Check(lambda s: s.isin(allowed), name=f"unknown_{name}"))
     if known_ids is not None:
-        checks.append(pa.Check(lambda s: s.isin(known_ids), name=reason_unknown_reference(name)))
+        checks.append(pa.Check(known_ids, name=reason_unknown_reference(name)))
     return checks
 
 

@@ -7,9 +7,10 @@ Layout under ``out_dir``::
     validation.json              rows read / kept / quarantined / out of the window per table,
                                  quarantine reasons and flagged references
 
-Only one chunk of a table (plus the hashes and reference ids ``features.validate`` keeps
-between chunks) is in memory at a time: clean rows are appended to a Parquet file, and
-quarantined rows to a spool that is rendered as CSV once the table is done (so that a
+Only one chunk of a table (plus the 64-bit hashes ``features.validate`` keeps between
+chunks: of rows and keys met, and of the clean ids other tables refer to) is in memory at
+a time: clean rows are appended to a Parquet file, and quarantined rows to a spool that is
+rendered as CSV once the table is done (so that a
 date column is formatted the same way in every row, as pandas would format the whole
 quarantine). Every file is written beside its final name (``.partial``) and all are
 renamed into place only when every table has been validated: a run stopped by a
@@ -45,6 +46,7 @@ from features.validate import (
     ValidationConfig,
     ValidationResult,
     find_inconsistent_orders,
+    id_hashes,
     known_references,
     order_line_hashes,
     referenced_keys,
@@ -81,7 +83,7 @@ def write_validated(
     config = config or ValidationConfig()
     run = _Run(as_of, config, chunk_rows or config.chunk_rows, now, out_dir, _Staging())
     needed_keys = referenced_keys(list(raw_tables))
-    clean_ids: dict[tuple[str, str], pd.Index] = {}
+    clean_ids: dict[tuple[str, str], SeenHashes] = {}
     order_lines = SeenHashes() if Table.COMPLAINTS in raw_tables else None
     reports: list[TableReport] = []
     try:
@@ -91,7 +93,7 @@ def write_validated(
                 known = KnownIds(known.quarantine, known.flag, order_lines)
             lines = order_lines if table == Table.ORDERS else None
             report, ids = _validate_table(raw_tables[table], known, run, needed_keys.get(table, []), lines)
-            clean_ids.update({(table, key): index for key, index in ids.items()})
+            clean_ids.update({(table, key): seen for key, seen in ids.items()})
             reports.append(report)
             _log_report(report)
         result = ValidationResult(as_of, reports)
@@ -138,16 +140,16 @@ def _validate_table(
     run: _Run,
     id_columns: list[str],
     order_lines: SeenHashes | None,
-) -> tuple[TableReport, dict[str, pd.Index]]:
+) -> tuple[TableReport, dict[str, SeenHashes]]:
     """Stream one table through its validator into its clean and quarantine files; return
-    the report and the clean values of ``id_columns`` (for the tables that refer to them).
+    the report and the clean values of ``id_columns``, hashed (for the tables that refer to them).
     ``order_lines``, when given, collects the clean order lines (for complaints)."""
     inconsistent = None
     if raw.name == Table.ORDERS:
         inconsistent = find_inconsistent_orders(raw, run.as_of, run.config, run.now, run.chunk_rows)
     validator = TableValidator(raw.name, str(raw.path), run.as_of, run.config, known, inconsistent, run.now)
     quarantine_columns = [Col.SOURCE_ROW, *raw.columns, Col.QUARANTINE_REASON]
-    ids: dict[str, list[pd.Series]] = {column: [] for column in id_columns}
+    ids = {column: SeenHashes() for column in id_columns}
     out_dir, staging = run.out_dir, run.staging
     spool = staging.scratch(quarantine_path(out_dir, raw.name).with_suffix(".spool"))
     quarantine_file = staging.partial(quarantine_path(out_dir, raw.name))
@@ -159,14 +161,14 @@ def _validate_table(
             checked = validator.check(chunk)
             clean.write(checked.clean)
             bad.write(checked.quarantine)
-            for column, parts in ids.items():
-                parts.append(pd.Series(checked.clean[column].unique()))
+            for column, seen in ids.items():
+                seen.repeats(id_hashes(checked.clean[column]))
             if order_lines is not None:
                 order_lines.repeats(order_line_hashes(checked.clean))
             _log_progress(raw, validator.rows_read, run.chunk_rows)
         report = validator.report()
         bad.render()
-    return report, {column: pd.Index(pd.concat(parts).unique()) for column, parts in ids.items()}
+    return report, ids
 
 
 def _log_progress(raw: RawTable, done: int, chunk_rows: int) -> None:

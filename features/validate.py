@@ -38,6 +38,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -60,6 +61,7 @@ from features.contract import (
     REFERENCES,
     UNKNOWN_CATEGORY,
     ColumnSpec,
+    IdMembership,
     RowRules,
     TableSpec,
     dtype_of,
@@ -273,16 +275,31 @@ class _OrderHeaders:
 
 @dataclass(frozen=True)
 class KnownIds:
-    """What a table's rows may refer to: clean, in-window ids of the tables already validated.
+    """What a table's rows may refer to: clean, in-window ids of the tables already validated,
+    kept as 64-bit hashes (8 bytes an id, whatever the id's length).
 
     ``quarantine`` / ``flag`` map a referencing column to the ids it may take (an unknown id
     is quarantined / kept and counted); ``order_lines`` holds the ``(order_id, product_id)``
     hashes of the clean order lines (for complaints).
     """
 
-    quarantine: dict[str, pd.Index] = field(default_factory=dict)
-    flag: dict[str, pd.Index] = field(default_factory=dict)
+    quarantine: dict[str, SeenHashes] = field(default_factory=dict)
+    flag: dict[str, SeenHashes] = field(default_factory=dict)
     order_lines: SeenHashes | None = None
+
+    def membership(self) -> dict[str, IdMembership]:
+        """Per quarantine-policy column, the test of whether its ids are known."""
+        return {column: partial(known_ids, seen) for column, seen in self.quarantine.items()}
+
+
+def id_hashes(ids: pd.Series) -> np.ndarray:
+    """The 64-bit hash of each id (what ``KnownIds`` holds and is asked about)."""
+    return _id_hashes(ids.to_frame())
+
+
+def known_ids(seen: SeenHashes, ids: pd.Series) -> pd.Series:
+    """Whether each id is among ``seen`` (empty ids are not)."""
+    return pd.Series(seen.contains(id_hashes(ids)), index=ids.index) & ids.notna()
 
 
 class TableValidator:
@@ -337,7 +354,7 @@ class TableValidator:
         source_rows = np.flatnonzero(in_window) + self._rows_read + 1
         source = whole.loc[in_window].reset_index(drop=True)
         typed = typed.loc[in_window].reset_index(drop=True)
-        schema = row_schema(self.spec, list(typed.columns), self._rules, self._known.quarantine)
+        schema = row_schema(self.spec, list(typed.columns), self._rules, self._known.membership())
         reasons = _failed_checks(schema, typed, self._duplicates(typed) | self._cross_row(typed))
         for column, mask in unparseable.items():
             mask = mask.loc[in_window].reset_index(drop=True)
@@ -452,16 +469,16 @@ class TableValidator:
             line = [Col.ORDER_ID, Col.PRODUCT_ID]
             present = typed[line].notna().all(axis=1).to_numpy()
             if orders is not None:
-                present &= typed[Col.ORDER_ID].isin(orders).to_numpy()
+                present &= known_ids(orders, typed[Col.ORDER_ID]).to_numpy()
             missing = np.zeros(len(typed), dtype=bool)
             missing[present] = ~self._known.order_lines.contains(_id_hashes(typed.loc[present, line]))
             found[PRODUCT_NOT_ON_ORDER] = missing
         return found
 
     def _count_flagged(self, clean: pd.DataFrame) -> None:
-        for column, ids in self._known.flag.items():
+        for column, seen in self._known.flag.items():
             if column in clean.columns:
-                unknown = int((clean[column].notna() & ~clean[column].isin(ids)).sum())
+                unknown = int((clean[column].notna() & ~known_ids(seen, clean[column])).sum())
                 if unknown:
                     self._flagged[reason_unknown_reference(column)] += unknown
 
@@ -558,7 +575,7 @@ def referenced_keys(tables: list[str]) -> dict[str, list[str]]:
 
 
 def known_references(
-    table: str, clean_ids: dict[tuple[str, str], pd.Index], policy: ReferencePolicy | None = None
+    table: str, clean_ids: dict[tuple[str, str], SeenHashes], policy: ReferencePolicy | None = None
 ) -> KnownIds:
     """For ``table``, each referencing column -> the clean ids of the table it refers to,
     split by what ``policy`` does with an unknown id."""
