@@ -3,15 +3,24 @@
 ``CONTRACT`` describes every table once. ``row_schema`` turns a table's description into
 a pandera schema whose checks are named by the quarantine reason they produce, so the
 reasons a user reads in a quarantine file are the names of the checks declared here.
-Duplicates are the one rule that looks beyond a row and its chunk: ``features.validate``
-finds them across the whole file and names them ``DUPLICATE_ROW`` / ``reason_duplicate_key``.
+Rules that look beyond a row and its chunk are named here too and applied by
+``features.validate``: duplicates across the whole file (``DUPLICATE_ROW``,
+``reason_duplicate_key``, ``DUPLICATE_ORDER_LINE``), orders whose lines disagree
+(``ORDER_INCONSISTENT``) and complaints about a product their order does not hold
+(``PRODUCT_NOT_ON_ORDER``).
+
+A table's ``event_time`` column places each row in time: a row whose event time lies after
+the end of the as-of date is *out of the run's window* (not used, not quarantined).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -34,16 +43,25 @@ class ColumnSpec:
     required: bool = True
     nullable: bool = False
     choices: tuple[str, ...] = ()
+    scheduled: bool = False
+    """A planned time (a sale window) that may lie in the future, unlike an event time."""
 
 
 @dataclass(frozen=True)
 class TableSpec:
-    """One table of the contract; ``key`` columns must be unique within the table."""
+    """One table of the contract; ``key`` columns must be unique within the table.
+
+    ``line_key`` is a composite key whose repeats with other values are
+    ``DUPLICATE_ORDER_LINE``; ``event_time`` is the column that places a row before or after
+    the end of the as-of date.
+    """
 
     name: str
     description: str
     columns: tuple[ColumnSpec, ...]
     key: tuple[str, ...] = ()
+    line_key: tuple[str, ...] = ()
+    event_time: str | None = None
 
     @property
     def required_columns(self) -> list[str]:
@@ -58,6 +76,9 @@ class TableSpec:
 
 
 UNKNOWN_CATEGORY = "unknown"
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+DEFAULT_EARLIEST = date(2000, 1, 1)
+DEFAULT_NULL_MARKERS: tuple[str, ...] = ("NULL", "None", "nan", "NaN", "N/A", "NA", "null", "none", "#N/A")
 
 CONTRACT: dict[str, TableSpec] = {
     Table.ORDERS: TableSpec(
@@ -70,9 +91,11 @@ CONTRACT: dict[str, TableSpec] = {
             ColumnSpec(Col.PRODUCT_ID, "id", "The product bought; must exist in products."),
             ColumnSpec(Col.QUANTITY, "integer", "Units on the line; > 0 on paid lines."),
             ColumnSpec(Col.UNIT_PRICE, "money", "Price paid per unit, > 0."),
-            ColumnSpec(Col.ORDERED_AT, "timestamp", "When the order was placed; not after the as-of date."),
+            ColumnSpec(Col.ORDERED_AT, "timestamp", "When the order was placed; places the line in time."),
             ColumnSpec(Col.STATUS, "choice", "paid, cancelled or returned.", choices=OrderStatus.ALL),
         ),
+        line_key=(Col.ORDER_ID, Col.PRODUCT_ID),
+        event_time=Col.ORDERED_AT,
     ),
     Table.PRODUCTS: TableSpec(
         Table.PRODUCTS,
@@ -83,10 +106,20 @@ CONTRACT: dict[str, TableSpec] = {
             ColumnSpec(Col.CATEGORY, "category", "Product category; empty reads as 'unknown'."),
             ColumnSpec(Col.LIST_PRICE, "money", "List price, > 0."),
             ColumnSpec(
-                Col.SALE_START, "timestamp", "Start of the flash-sale window.", required=False, nullable=True
+                Col.SALE_START,
+                "timestamp",
+                "Start of the flash-sale window; may lie after the as-of date.",
+                required=False,
+                nullable=True,
+                scheduled=True,
             ),
             ColumnSpec(
-                Col.SALE_END, "timestamp", "End of the flash-sale window.", required=False, nullable=True
+                Col.SALE_END,
+                "timestamp",
+                "End of the flash-sale window; may lie after the as-of date.",
+                required=False,
+                nullable=True,
+                scheduled=True,
             ),
         ),
         key=(Col.PRODUCT_ID,),
@@ -96,24 +129,26 @@ CONTRACT: dict[str, TableSpec] = {
         "One row per consumer (C).",
         (
             ColumnSpec(Col.CONSUMER_ID, "id", "Consumer id, unique."),
-            ColumnSpec(Col.REGISTERED_AT, "timestamp", "Registration time; not after the as-of date."),
+            ColumnSpec(Col.REGISTERED_AT, "timestamp", "Registration time; places the consumer in time."),
             ColumnSpec(Col.DISTRIBUTOR_ID, "id", "Home distributor (the community the consumer belongs to)."),
             ColumnSpec(Col.AGE_BAND, "text", "Age band, e.g. 25-34.", required=False, nullable=True),
             ColumnSpec(Col.GENDER, "text", "Gender.", required=False, nullable=True),
             ColumnSpec(Col.CITY_TIER, "text", "City tier, e.g. tier1.", required=False, nullable=True),
         ),
         key=(Col.CONSUMER_ID,),
+        event_time=Col.REGISTERED_AT,
     ),
     Table.DISTRIBUTORS: TableSpec(
         Table.DISTRIBUTORS,
         "One row per distributor (b).",
         (
             ColumnSpec(Col.DISTRIBUTOR_ID, "id", "Distributor id, unique."),
-            ColumnSpec(Col.JOINED_AT, "timestamp", "When the distributor joined; not after the as-of date."),
+            ColumnSpec(Col.JOINED_AT, "timestamp", "When the distributor joined; places it in time."),
             ColumnSpec(Col.OCCUPATION, "text", "Occupation, e.g. parent.", required=False, nullable=True),
             ColumnSpec(Col.CITY_TIER, "text", "City tier.", required=False, nullable=True),
         ),
         key=(Col.DISTRIBUTOR_ID,),
+        event_time=Col.JOINED_AT,
     ),
     Table.EVENTS: TableSpec(
         Table.EVENTS,
@@ -129,8 +164,9 @@ CONTRACT: dict[str, TableSpec] = {
             ColumnSpec(
                 Col.EVENT_TYPE, "choice", "view, click, cart, favorite or share.", choices=EventType.ALL
             ),
-            ColumnSpec(Col.EVENT_AT, "timestamp", "When it happened; not after the as-of date."),
+            ColumnSpec(Col.EVENT_AT, "timestamp", "When it happened; places the event in time."),
         ),
+        event_time=Col.EVENT_AT,
     ),
     Table.COMPLAINTS: TableSpec(
         Table.COMPLAINTS,
@@ -140,16 +176,22 @@ CONTRACT: dict[str, TableSpec] = {
             ColumnSpec(Col.ORDER_ID, "id", "The order complained about; must exist in orders."),
             ColumnSpec(Col.PRODUCT_ID, "id", "The product complained about; must exist in products."),
             ColumnSpec(Col.CONSUMER_ID, "id", "The complaining consumer."),
-            ColumnSpec(Col.COMPLAINED_AT, "timestamp", "When it was filed; not after the as-of date."),
+            ColumnSpec(Col.COMPLAINED_AT, "timestamp", "When it was filed; places the complaint in time."),
             ColumnSpec(Col.REASON, "text", "Free-text or coded reason.", nullable=True),
         ),
         key=(Col.COMPLAINT_ID,),
+        event_time=Col.COMPLAINED_AT,
     ),
 }
 
-# Reference checks: (table, column) -> (referenced table, referenced column).
+# Reference checks: (table, column) -> (referenced table, referenced column). Checked when the
+# referenced table is present, against its clean in-window ids; whether an unknown id is
+# quarantined or kept and counted is ``validation.references.<referenced table>``.
 REFERENCES: dict[tuple[str, str], tuple[str, str]] = {
     (Table.ORDERS, Col.PRODUCT_ID): (Table.PRODUCTS, Col.PRODUCT_ID),
+    (Table.ORDERS, Col.CONSUMER_ID): (Table.CONSUMERS, Col.CONSUMER_ID),
+    (Table.ORDERS, Col.DISTRIBUTOR_ID): (Table.DISTRIBUTORS, Col.DISTRIBUTOR_ID),
+    (Table.CONSUMERS, Col.DISTRIBUTOR_ID): (Table.DISTRIBUTORS, Col.DISTRIBUTOR_ID),
     (Table.EVENTS, Col.PRODUCT_ID): (Table.PRODUCTS, Col.PRODUCT_ID),
     (Table.COMPLAINTS, Col.PRODUCT_ID): (Table.PRODUCTS, Col.PRODUCT_ID),
     (Table.COMPLAINTS, Col.ORDER_ID): (Table.ORDERS, Col.ORDER_ID),
@@ -158,9 +200,9 @@ REFERENCES: dict[tuple[str, str], tuple[str, str]] = {
 # Tables in the order they must be validated so that references are known first.
 VALIDATION_ORDER: tuple[str, ...] = (
     Table.PRODUCTS,
-    Table.ORDERS,
-    Table.CONSUMERS,
     Table.DISTRIBUTORS,
+    Table.CONSUMERS,
+    Table.ORDERS,
     Table.EVENTS,
     Table.COMPLAINTS,
 )
@@ -182,10 +224,70 @@ def dtype_of(kind: Kind) -> object:
 
 
 DUPLICATE_ROW = "duplicate_row"
+DUPLICATE_ORDER_LINE = "duplicate_order_line"
+ORDER_INCONSISTENT = "order_inconsistent"
+PRODUCT_NOT_ON_ORDER = "product_not_on_order"
+
+# Whether each id of a column is among the ids a referenced table holds.
+IdMembership = Callable[[pd.Series], pd.Series]
+
+# Integers beyond this magnitude are not exact in float64 (nor safe to sum in int64).
+LARGEST_EXACT_INTEGER = 2**53
+
+
+@dataclass(frozen=True)
+class RowRules:
+    """The configured bounds a row is judged by (from ``validation:`` and the run's clock).
+
+    ``earliest`` and ``latest`` bound every timestamp (``latest`` = wall-clock time plus the
+    tolerance; a scheduled time such as a sale window may lie beyond it); ``max_values``
+    caps the magnitude of number columns; ``null_markers`` are id texts that mean "empty"
+    (compared without case).
+    """
+
+    earliest: pd.Timestamp
+    latest: pd.Timestamp
+    max_values: dict[str, float]
+    null_markers: tuple[str, ...]
+
+    def max_for(self, column: ColumnSpec) -> float | None:
+        """The largest magnitude ``column`` may hold (whole numbers never beyond 2**53)."""
+        configured = self.max_values.get(column.name)
+        if column.kind == "integer":
+            return min(configured, LARGEST_EXACT_INTEGER) if configured is not None else LARGEST_EXACT_INTEGER
+        return configured
 
 
 def reason_missing(column: str) -> str:
     return f"missing_{column}"
+
+
+def reason_unparseable(column: str) -> str:
+    return f"unparseable_{column}"
+
+
+def reason_not_finite(column: str) -> str:
+    return f"{column}_not_finite"
+
+
+def reason_above_max(column: str) -> str:
+    return f"{column}_above_max"
+
+
+def reason_null_marker(column: str) -> str:
+    return f"{column}_null_marker"
+
+
+def reason_control_character(column: str) -> str:
+    return f"{column}_control_character"
+
+
+def reason_in_future(column: str) -> str:
+    return f"{column}_in_future"
+
+
+def reason_before_earliest(column: str) -> str:
+    return f"{column}_before_earliest"
 
 
 def reason_duplicate_key(key: str) -> str:
@@ -199,20 +301,20 @@ def reason_unknown_reference(column: str) -> str:
 def row_schema(
     spec: TableSpec,
     present: list[str],
-    as_of: pd.Timestamp,
-    known: dict[str, pd.Index],
+    rules: RowRules,
+    known: dict[str, IdMembership],
 ) -> pa.DataFrameSchema:
     """The pandera schema of ``spec`` whose failing checks name quarantine reasons.
 
-    It judges each row on its own (duplicates are found by ``features.validate``).
-    ``present`` lists the columns the file has, ``as_of`` is the exclusive upper bound for
-    timestamps, and ``known`` maps a referencing column to the ids it may take.
+    It judges each row on its own (what spans rows is found by ``features.validate``).
+    ``present`` lists the columns the file has, ``rules`` holds the configured bounds, and
+    ``known`` maps a referencing column to the test of whether its ids are known.
     """
     columns = {}
     for column in spec.columns:
         if column.name not in present:
             continue
-        checks = _column_checks(spec.name, column, as_of, known.get(column.name))
+        checks = _column_checks(column, rules, known.get(column.name))
         columns[column.name] = pa.Column(None, checks=checks, nullable=True)
     return pa.DataFrameSchema(columns, checks=_table_checks(spec, present), strict=True)
 
@@ -225,22 +327,38 @@ def typed_schema(spec: TableSpec, present: list[str]) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, strict=True)
 
 
-def _column_checks(
-    table: str, column: ColumnSpec, as_of: pd.Timestamp, known_ids: pd.Index | None
-) -> list[pa.Check]:
+_CONTROL_CHARACTER = r"[\x00-\x1f\x7f]"
+
+
+def _column_checks(column: ColumnSpec, rules: RowRules, known_ids: IdMembership | None) -> list[pa.Check]:
     checks: list[pa.Check] = []
     name = column.name
     if not column.nullable:
         checks.append(pa.Check(lambda s: s.notna(), name=reason_missing(name), ignore_na=False))
+    if column.kind == "id":
+        markers = [m.casefold() for m in rules.null_markers]
+        checks.append(pa.Check(lambda s: ~s.str.casefold().isin(markers), name=reason_null_marker(name)))
+        checks.append(
+            pa.Check(lambda s: ~s.str.contains(_CONTROL_CHARACTER), name=reason_control_character(name))
+        )
+    if column.kind in ("integer", "money"):
+        checks.append(pa.Check(lambda s: np.isfinite(s), name=reason_not_finite(name)))
+        largest = rules.max_for(column)
+        if largest is not None:
+            checks.append(
+                pa.Check(lambda s: ~(np.isfinite(s) & (s.abs() > largest)), name=reason_above_max(name))
+            )
     if column.kind == "money":
         checks.append(pa.Check(lambda s: s > 0, name=f"{name}_not_positive"))
     if column.kind == "timestamp":
-        checks.append(pa.Check(lambda s: s < as_of, name=f"{name}_after_as_of"))
+        checks.append(pa.Check(lambda s: s >= rules.earliest, name=reason_before_earliest(name)))
+        if not column.scheduled:
+            checks.append(pa.Check(lambda s: s <= rules.latest, name=reason_in_future(name)))
     if column.kind == "choice":
         allowed = list(column.choices)
         checks.append(pa.Check(lambda s: s.isin(allowed), name=f"unknown_{name}"))
     if known_ids is not None:
-        checks.append(pa.Check(lambda s: s.isin(known_ids), name=reason_unknown_reference(name)))
+        checks.append(pa.Check(known_ids, name=reason_unknown_reference(name)))
     return checks
 
 
@@ -274,7 +392,23 @@ def contract_markdown() -> str:
         "A data directory holds one file per table, `<table>.parquet` or `<table>.csv` (UTF-8; a BOM is",
         f"fine). Required tables: {', '.join(Table.REQUIRED)}; optional: {', '.join(Table.OPTIONAL)}.",
         "Your own column names can be mapped onto these in the config (`data.columns`).",
-        "Timestamps are naive local time (ISO 8601 in CSV); time-zone-aware values are converted to UTC.",
+        "",
+        "**Time zone.** Timestamps are read in the platform's time zone, `validation.timezone`",
+        f"(default `{DEFAULT_TIMEZONE}`): a time-zone-aware value (a Parquet timestamp with a zone, or a",
+        "text such as `2025-03-01T10:00:00+00:00`) is converted to it; a naive value is taken as already",
+        "in it. Write dates as ISO 8601 (`YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS`): a day/month text such",
+        "as `03/04/2025` (3 April or 4 March?) is refused, and a column written that way stops the run.",
+        "",
+        "**As-of date.** A run is as of a date (`--as-of`; default: the day of the latest order) and",
+        "uses what happened up to the end of that day. A row whose event time",
+        f"({', '.join(f'`{s.name}.{s.event_time}`' for s in CONTRACT.values() if s.event_time)})",
+        "lies after the end of the as-of date is *out of the run's window*: it is left out of the clean",
+        "tables and counted (`rows_out_of_window` in validation.json), never quarantined, so a run as of",
+        "a past date sees exactly what a run on the data of that day would. A sale window",
+        "(`sale_start`, `sale_end`) may lie after the as-of date: a product on a flash sale now or",
+        "next week is fine. Only impossible times are bad rows: after the run's wall-clock time plus",
+        "`validation.future_tolerance_days` (default 1), or before `validation.earliest` (default",
+        f"{DEFAULT_EARLIEST.isoformat()}).",
         "",
     ]
     for spec in CONTRACT.values():
@@ -294,34 +428,74 @@ def contract_markdown() -> str:
                 f"{'yes' if c.nullable or c.kind == 'category' else 'no'} | {c.description} |"
             )
         lines.append("")
-    return "\n".join(lines + _QUARANTINE_DOC)
+    return "\n".join(lines + _quarantine_doc())
 
 
-_QUARANTINE_DOC = [
-    "## Quarantine reasons",
-    "",
-    "A row that breaks a rule is set aside, as read, in `quarantine/<table>.csv` with `source_row`",
-    "(1 = first data row of the file) and `quarantine_reason` (all its reasons, `;`-separated):",
-    "",
-    "| reason | rule |",
-    "|---|---|",
-    "| `missing_<column>` | an id or required value is empty |",
-    "| `unparseable_<column>` | a number, whole number or date/time cannot be read |",
-    "| `<column>_not_positive` | `unit_price` or `list_price` is 0 or below |",
-    "| `quantity_not_positive_on_paid_line` | a paid line has quantity 0 or below |",
-    "| `<column>_after_as_of` | a timestamp lies after the end of the as-of date |",
-    "| `unknown_status`, `unknown_event_type` | a value outside the allowed choices |",
-    "| `unknown_product`, `unknown_order` | the referenced product (or order) is not in its table |",
-    "| `sale_end_before_sale_start` | an inverted flash-sale window |",
-    "| `duplicate_row` | an exact copy of an earlier row (the first copy is kept) |",
-    "| `duplicate_<key>` | a key seen earlier with other values (the first is kept) |",
-    "",
-    "A file that cannot be used at all (missing, empty, unreadable, not UTF-8, a required column",
-    "missing, a column none of whose values can be read) stops the run with a message naming the",
-    "file, the column and the fix. The run also stops when a table's quarantined share exceeds",
-    "`validation.max_quarantine_share` (default 5%), after writing the quarantine files.",
-    "",
-]
+# Every quarantine reason, as a pattern and its rule: the docs list exactly these.
+QUARANTINE_REASONS: tuple[tuple[str, str], ...] = (
+    ("missing_<column>", "an id or required value is empty"),
+    (
+        "unparseable_<column>",
+        "a number, whole number or date/time cannot be read; a day/month date such as 03/04/2025 "
+        "is refused as ambiguous (fix: use ISO 8601, YYYY-MM-DD)",
+    ),
+    ("<column>_not_finite", "a number is infinite (`inf`, `-inf`, `Infinity`)"),
+    ("<column>_above_max", "a number's magnitude exceeds `validation.max_values` (whole numbers: 2^53)"),
+    ("<column>_not_positive", "`unit_price` or `list_price` is 0 or below"),
+    ("quantity_not_positive_on_paid_line", "a paid line has quantity 0 or below"),
+    ("<column>_null_marker", "an id is a null marker (`validation.null_markers`: NULL, None, nan, N/A, ...)"),
+    ("<column>_control_character", "an id holds a control character (NUL, tab, newline, ...)"),
+    (
+        "<column>_in_future",
+        "an event time lies after the run's clock plus `validation.future_tolerance_days`",
+    ),
+    ("<column>_before_earliest", "a time lies before `validation.earliest`"),
+    ("unknown_<choice column>", "`status` or `event_type` outside the allowed choices"),
+    (
+        "unknown_<product|order|consumer|distributor>",
+        "the referenced product, order, consumer or distributor is not among its table's clean rows "
+        "up to the as-of date, under a `quarantine` policy (`validation.references`)",
+    ),
+    ("product_not_on_order", "a complaint names a product its order does not hold"),
+    ("sale_end_before_sale_start", "an inverted flash-sale window"),
+    (
+        ORDER_INCONSISTENT,
+        "the lines of one order disagree on consumer, distributor or ordered_at (every line is set aside)",
+    ),
+    (DUPLICATE_ROW, "an exact copy of an earlier row (the first copy is kept)"),
+    (DUPLICATE_ORDER_LINE, "an (order_id, product_id) seen earlier with another quantity, price or status"),
+    ("duplicate_<key>", "a key seen earlier with other values (the first is kept)"),
+)
+
+
+def _quarantine_doc() -> list[str]:
+    return [
+        "## Quarantine reasons",
+        "",
+        "A row that breaks a rule is set aside, as read, in `quarantine/<table>.csv` with `source_row`",
+        "(1 = first data row of the file) and `quarantine_reason` (all its reasons, `;`-separated):",
+        "",
+        "| reason | rule |",
+        "|---|---|",
+        *(f"| `{reason}` | {rule} |" for reason, rule in QUARANTINE_REASONS),
+        "",
+        "References to consumers and distributors are checked when those tables are supplied; by",
+        "default (`validation.references`: `consumers: flag`, `distributors: flag`) a row naming an",
+        "unknown one is kept and counted under `flagged` in validation.json (`unknown_consumer`,",
+        "`unknown_distributor`), so a platform with partial master data still runs; products and",
+        "orders default to `quarantine`. Each of the four can be set to `quarantine` or `flag`.",
+        "",
+        "validation.json counts per table `rows_read` = `rows_kept` + `rows_quarantined` +",
+        "`rows_out_of_window`.",
+        "",
+        "A file that cannot be used at all (missing, a directory or a broken link, empty, unreadable,",
+        "not UTF-8, a column named twice, a required column missing, a number column stored as",
+        "true/false, a column none of whose values can be read, dates written day/month) stops the run",
+        "with a message naming the file, the column and the fix. The run also stops when a table's",
+        "quarantined share of its rows up to the as-of date exceeds `validation.max_quarantine_share`",
+        "(default 5%), after writing the quarantine files.",
+        "",
+    ]
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 ``read_dataset`` opens every table's file and checks what can be checked without reading
 the rows: a missing required table, two files for one table, an empty or unreadable file,
-a missing column. The rows are then read lazily, in chunks of a bounded size
+a missing or duplicated column, a directory or a broken link where a file should be, a
+number column stored as true/false. The rows are then read lazily, in chunks of a bounded size
 (``RawTable.chunks``), so a table never has to fit in memory at once. Everything that
 makes a *file* unusable stops with a ``ContractError`` naming the file, the column and the
 fix, also when it is found in a later chunk (a CSV that is not UTF-8 or has a ragged row).
@@ -16,7 +17,9 @@ reads as float (or object) in every chunk, as ``pyarrow.Table.to_pandas`` reads 
 from __future__ import annotations
 
 import codecs
+import csv
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -121,7 +124,9 @@ def find_table_files(data_dir: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for table in Table.ALL:
         candidates = [
-            data_dir / f"{table}{suffix}" for suffix in SUFFIXES if (data_dir / f"{table}{suffix}").exists()
+            _usable_file(data_dir / f"{table}{suffix}")
+            for suffix in SUFFIXES
+            if (data_dir / f"{table}{suffix}").exists() or (data_dir / f"{table}{suffix}").is_symlink()
         ]
         if len(candidates) > 1:
             raise ContractError(
@@ -138,6 +143,23 @@ def find_table_files(data_dir: Path) -> dict[str, Path]:
                 f"add {table}.parquet or {table}.csv to {data_dir}",
             )
     return found
+
+
+def _usable_file(path: Path) -> Path:
+    """``path`` itself, once it is known to be a readable file (not a broken link, not a directory)."""
+    if path.is_symlink() and not path.exists():
+        raise ContractError(
+            path,
+            f"a broken link to {os.readlink(path)} (that file does not exist)",
+            f"point the link at the table's file, or replace {path.name} with the file itself",
+        )
+    if path.is_dir():
+        raise ContractError(
+            path,
+            "a directory, not a file",
+            f"put the table in one file named {path.name}, or move the directory out of {path.parent}",
+        )
+    return path
 
 
 def read_dataset(data_dir: Path, config: DataSourceConfig | None = None) -> dict[str, RawTable]:
@@ -160,10 +182,13 @@ def read_dataset(data_dir: Path, config: DataSourceConfig | None = None) -> dict
 
 def open_table_file(table: str, path: Path, mapping: dict[str, str] | None = None) -> RawTable:
     """Open one Parquet or CSV file of ``table``: check it has rows and the contract's columns."""
+    path = _usable_file(path)
+    boolean_fields: list[str] = []
     if path.suffix == ".parquet":
-        header, rows, float_columns, object_columns = _inspect_parquet(path)
+        header, rows, float_columns, object_columns, boolean_fields = _inspect_parquet(path)
     else:
         header, rows, float_columns, object_columns = _inspect_csv(path), None, (), ()
+    _refuse_duplicated_names(path, header)
     if rows == 0:
         raise ContractError(
             path,
@@ -171,16 +196,45 @@ def open_table_file(table: str, path: Path, mapping: dict[str, str] | None = Non
             "export the table again, or remove the file if the table is optional",
         )
     columns = _map_columns(table, path, header, mapping or {})
+    _refuse_boolean_numbers(table, path, columns, boolean_fields)
     return RawTable(table, path, columns, rows, float_columns, object_columns)
 
 
-def _inspect_parquet(path: Path) -> tuple[list[str], int, tuple[str, ...], tuple[str, ...]]:
+def _refuse_duplicated_names(path: Path, header: list[str]) -> None:
+    names = pd.Index([name.strip() for name in header])
+    duplicated = names[names.duplicated()].tolist()
+    if duplicated:
+        raise ContractError(
+            path,
+            f"the header names column '{duplicated[0]}' more than once",
+            "rename or drop the extra copies so that every column name appears once",
+            column=duplicated[0],
+        )
+
+
+def _refuse_boolean_numbers(
+    table: str, path: Path, columns: dict[str, str], boolean_fields: list[str]
+) -> None:
+    """A number column stored as true/false (Parquet boolean) would read as 1/0: refuse it."""
+    for name, file_name in columns.items():
+        if CONTRACT[table].column(name).kind in ("integer", "money") and file_name in boolean_fields:
+            raise ContractError(
+                path,
+                "the column is stored as true/false, not as numbers",
+                "write the column with a number type (int64 or float64); check that it is the right column",
+                column=name,
+            )
+
+
+def _inspect_parquet(path: Path) -> tuple[list[str], int, tuple[str, ...], tuple[str, ...], list[str]]:
     with _parquet_errors(path), pq.ParquetFile(path) as parquet:
         schema = parquet.schema_arrow
+        _refuse_duplicated_names(path, list(schema.names))
         integers = [f.name for f in schema if pa.types.is_integer(f.type) and _has_nulls(parquet, f.name)]
         booleans = [f.name for f in schema if pa.types.is_boolean(f.type) and _has_nulls(parquet, f.name)]
         num_rows = parquet.metadata.num_rows if schema.names else 0
-    return list(schema.names), num_rows, tuple(integers), tuple(booleans)
+        every_boolean = [f.name for f in schema if pa.types.is_boolean(f.type)]
+    return list(schema.names), num_rows, tuple(integers), tuple(booleans), every_boolean
 
 
 def _has_nulls(parquet: pq.ParquetFile, name: str) -> bool:
@@ -201,6 +255,7 @@ def _inspect_csv(path: Path) -> list[str]:
     """The header of a CSV file, after checking the whole file is UTF-8, has a first data
     row, and has no row with more fields than the header."""
     _check_utf8(path)
+    _refuse_duplicated_names(path, _csv_header(path))
     with _csv_errors(path):
         first = pd.read_csv(path, nrows=1, **_CSV_OPTIONS)
     if first.empty:
@@ -269,8 +324,9 @@ def _check_field_counts(path: Path, fields: int) -> None:
 
 
 def _csv_header(path: Path) -> list[str]:
-    with _csv_errors(path):
-        return [str(c) for c in pd.read_csv(path, nrows=0, **_CSV_OPTIONS).columns]
+    """The header's names as written (pandas would rename a repeated ``a`` to ``a.1``)."""
+    with _csv_errors(path), path.open(encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle), [])
 
 
 @contextmanager

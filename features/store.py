@@ -4,11 +4,13 @@ Layout under ``out_dir``::
 
     clean/<table>.parquet        typed rows that passed every check
     quarantine/<table>.csv       rows set aside, as read, with source_row and quarantine_reason
-    validation.json              rows read / kept / quarantined per table and reason
+    validation.json              rows read / kept / quarantined / out of the window per table,
+                                 quarantine reasons and flagged references
 
-Only one chunk of a table (plus the hashes and reference ids ``features.validate`` keeps
-between chunks) is in memory at a time: clean rows are appended to a Parquet file, and
-quarantined rows to a spool that is rendered as CSV once the table is done (so that a
+Only one chunk of a table (plus the 64-bit hashes ``features.validate`` keeps between
+chunks: of rows and keys met, and of the clean ids other tables refer to) is in memory at
+a time: clean rows are appended to a Parquet file, and quarantined rows to a spool that is
+rendered as CSV once the table is done (so that a
 date column is formatted the same way in every row, as pandas would format the whole
 quarantine). Every file is written beside its final name (``.partial``) and all are
 renamed into place only when every table has been validated: a run stopped by a
@@ -22,8 +24,8 @@ import logging
 import os
 import pickle
 from collections.abc import Iterator
-from dataclasses import asdict
-from datetime import date
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -31,16 +33,22 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.asof import AsOf
 from features.catalog import Folder, StepFile
-from features.columns import Col
+from features.columns import Col, Table
 from features.contract import VALIDATION_ORDER
 from features.reader import RawTable
 from features.validate import (
-    DEFAULT_CHUNK_ROWS,
+    KnownIds,
+    SeenHashes,
     TableReport,
     TableValidator,
+    ValidationConfig,
     ValidationResult,
+    find_inconsistent_orders,
+    id_hashes,
     known_references,
+    order_line_hashes,
     referenced_keys,
 )
 
@@ -58,71 +66,109 @@ def quarantine_path(out_dir: Path, table: str) -> Path:
 
 
 def write_validated(
-    raw_tables: dict[str, RawTable], as_of: date, out_dir: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    raw_tables: dict[str, RawTable],
+    as_of: AsOf | date,
+    out_dir: Path,
+    chunk_rows: int | None = None,
+    config: ValidationConfig | None = None,
+    now: datetime | None = None,
 ) -> ValidationResult:
     """Validate every table read, references first (products before orders before complaints),
-    and write its clean rows, its quarantine file and the report under ``out_dir``."""
-    staging = _Staging()
+    and write its clean rows, its quarantine file and the report under ``out_dir``.
+
+    ``chunk_rows`` overrides ``config.chunk_rows``; ``now`` is the run's wall-clock time
+    (naive, in ``config.timezone``; default: the clock), the bound of an impossible future.
+    """
+    as_of = AsOf.of(as_of)
+    config = config or ValidationConfig()
+    run = _Run(as_of, config, chunk_rows or config.chunk_rows, now, out_dir, _Staging())
     needed_keys = referenced_keys(list(raw_tables))
-    clean_ids: dict[tuple[str, str], pd.Index] = {}
+    clean_ids: dict[tuple[str, str], SeenHashes] = {}
+    order_lines = SeenHashes() if Table.COMPLAINTS in raw_tables else None
     reports: list[TableReport] = []
     try:
         for table in (t for t in VALIDATION_ORDER if t in raw_tables):
-            known = known_references(table, clean_ids)
-            report, ids = _validate_table(
-                raw_tables[table], as_of, known, out_dir, chunk_rows, staging, needed_keys.get(table, [])
-            )
-            clean_ids.update({(table, key): index for key, index in ids.items()})
+            known = known_references(table, clean_ids, config.references)
+            if table == Table.COMPLAINTS:
+                known = KnownIds(known.quarantine, known.flag, order_lines)
+            lines = order_lines if table == Table.ORDERS else None
+            report, ids = _validate_table(raw_tables[table], known, run, needed_keys.get(table, []), lines)
+            clean_ids.update({(table, key): seen for key, seen in ids.items()})
             reports.append(report)
-            logger.info(
-                "validated %s: %d kept, %d quarantined %s",
-                table,
-                report.rows_kept,
-                report.rows_quarantined,
-                report.reasons or "",
-            )
+            _log_report(report)
         result = ValidationResult(as_of, reports)
         document = {"as_of": as_of.isoformat(), "tables": [asdict(r) for r in reports]}
-        staging.partial(out_dir / StepFile.VALIDATION_REPORT).write_text(
+        run.staging.partial(out_dir / StepFile.VALIDATION_REPORT).write_text(
             json.dumps(document, indent=2) + "\n"
         )
     except BaseException:
-        staging.discard()
+        run.staging.discard()
         raise
-    staging.publish()
+    run.staging.publish()
     return result
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every table of one validation run shares."""
+
+    as_of: AsOf
+    config: ValidationConfig
+    chunk_rows: int
+    now: datetime | None
+    out_dir: Path
+    staging: _Staging
+
+
+def _log_report(report: TableReport) -> None:
+    logger.info(
+        "validated %s: %d kept, %d quarantined %s",
+        report.table,
+        report.rows_kept,
+        report.rows_quarantined,
+        report.reasons or "",
+    )
+    if report.rows_out_of_window:
+        logger.info("%s: %d rows after the as-of date, not used", report.table, report.rows_out_of_window)
+    if report.flagged:
+        logger.warning("%s: kept rows naming unknown ids: %s", report.table, report.flagged)
 
 
 def _validate_table(
     raw: RawTable,
-    as_of: date,
-    known: dict[str, pd.Index],
-    out_dir: Path,
-    chunk_rows: int,
-    staging: _Staging,
+    known: KnownIds,
+    run: _Run,
     id_columns: list[str],
-) -> tuple[TableReport, dict[str, pd.Index]]:
+    order_lines: SeenHashes | None,
+) -> tuple[TableReport, dict[str, SeenHashes]]:
     """Stream one table through its validator into its clean and quarantine files; return
-    the report and the clean values of ``id_columns`` (for the tables that refer to them)."""
-    validator = TableValidator(raw.name, str(raw.path), as_of, known)
+    the report and the clean values of ``id_columns``, hashed (for the tables that refer to them).
+    ``order_lines``, when given, collects the clean order lines (for complaints)."""
+    inconsistent = None
+    if raw.name == Table.ORDERS:
+        inconsistent = find_inconsistent_orders(raw, run.as_of, run.config, run.now, run.chunk_rows)
+    validator = TableValidator(raw.name, str(raw.path), run.as_of, run.config, known, inconsistent, run.now)
     quarantine_columns = [Col.SOURCE_ROW, *raw.columns, Col.QUARANTINE_REASON]
-    ids: dict[str, list[pd.Series]] = {column: [] for column in id_columns}
+    ids = {column: SeenHashes() for column in id_columns}
+    out_dir, staging = run.out_dir, run.staging
     spool = staging.scratch(quarantine_path(out_dir, raw.name).with_suffix(".spool"))
     quarantine_file = staging.partial(quarantine_path(out_dir, raw.name))
     with (
         _CleanWriter(staging.partial(clean_path(out_dir, raw.name))) as clean,
         _QuarantineWriter(quarantine_file, spool, quarantine_columns) as bad,
     ):
-        for chunk in raw.chunks(chunk_rows):
+        for chunk in raw.chunks(run.chunk_rows):
             checked = validator.check(chunk)
             clean.write(checked.clean)
             bad.write(checked.quarantine)
-            for column, parts in ids.items():
-                parts.append(pd.Series(checked.clean[column].unique()))
-            _log_progress(raw, validator.rows_read, chunk_rows)
+            for column, seen in ids.items():
+                seen.repeats(id_hashes(checked.clean[column]))
+            if order_lines is not None:
+                order_lines.repeats(order_line_hashes(checked.clean))
+            _log_progress(raw, validator.rows_read, run.chunk_rows)
         report = validator.report()
         bad.render()
-    return report, {column: pd.Index(pd.concat(parts).unique()) for column, parts in ids.items()}
+    return report, ids
 
 
 def _log_progress(raw: RawTable, done: int, chunk_rows: int) -> None:

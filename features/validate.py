@@ -6,12 +6,25 @@ raw values are coerced to the contract's types, then the table's pandera schema
 reason. What spans chunks is remembered by the validator, so the outcome does not depend
 on the chunk size:
 
-- duplicates: a 64-bit hash of every typed row (and of every key value) met so far is
-  kept, so the first copy in the file is kept and every later copy is quarantined as
-  ``duplicate_row`` (or ``duplicate_<key>``), whichever chunk the first copy was in;
+- duplicates: a 64-bit hash of every typed row (and of every key value, and of every
+  order line's ``(order_id, product_id)``) met so far is kept, so the first copy in the
+  file is kept and every later copy is quarantined as ``duplicate_row`` (or
+  ``duplicate_<key>`` / ``duplicate_order_line``), whichever chunk the first copy was in;
+- orders whose lines disagree on consumer, distributor or time are found by a first pass
+  over those columns (``find_inconsistent_orders``), so every line of such an order is
+  quarantined as ``order_inconsistent``, before or after the line that disagreed;
 - ``source_row`` numbering (1 = first data row of the file) continues across chunks;
 - a column none of whose values in the whole file can be read is a file-level error,
   raised by ``TableValidator.report`` once the last chunk has been seen.
+
+**As-of.** A row whose event time (``TableSpec.event_time``) lies at or after
+``AsOf.end`` is out of the run's window: not used, not quarantined, only counted. Only
+impossible times are bad rows: after the run's wall-clock time plus
+``validation.future_tolerance_days``, or before ``validation.earliest``.
+
+**Time zone.** Time-zone-aware values are converted to ``validation.timezone`` and made
+naive; naive values are taken as already in it. Day/month strings such as ``03/04/2025``
+are refused as ambiguous.
 
 Rows with at least one reason go to quarantine *as they were read*, with ``source_row``
 and ``quarantine_reason`` (reasons joined by ``;``). The run goes on with the good rows and
@@ -21,26 +34,41 @@ fails only when a table's quarantined share exceeds the configured limit.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
-from dataclasses import dataclass
-from datetime import date, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import partial
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
 
+from features.asof import AsOf
 from features.columns import Col, Table
 from features.contract import (
     CONTRACT,
+    DEFAULT_EARLIEST,
+    DEFAULT_NULL_MARKERS,
+    DEFAULT_TIMEZONE,
+    DUPLICATE_ORDER_LINE,
     DUPLICATE_ROW,
+    ORDER_INCONSISTENT,
+    PRODUCT_NOT_ON_ORDER,
     REFERENCES,
     UNKNOWN_CATEGORY,
     ColumnSpec,
+    IdMembership,
+    RowRules,
     TableSpec,
     dtype_of,
     reason_duplicate_key,
     reason_missing,
+    reason_unknown_reference,
+    reason_unparseable,
     row_schema,
     typed_schema,
 )
@@ -51,42 +79,125 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 500_000
 _KIND_WORDS = {"integer": "a whole number", "money": "a number", "timestamp": "a date/time"}
+_NUMBER_COLUMNS = sorted(
+    {c.name for spec in CONTRACT.values() for c in spec.columns if c.kind in ("integer", "money")}
+)
+ReferenceAction = Literal["quarantine", "flag"]
+
+
+class ReferencePolicy(BaseModel):
+    """Per referenced table, what happens to a row naming an id that table does not have.
+
+    ``quarantine`` sets the row aside as ``unknown_<table>``; ``flag`` keeps it and counts it
+    in the report (so a platform with partial master data still runs).
+    """
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    products: ReferenceAction = "quarantine"
+    """Orders, events and complaints naming a product missing from products."""
+    orders: ReferenceAction = "quarantine"
+    """Complaints naming an order missing from orders."""
+    consumers: ReferenceAction = "flag"
+    """Orders naming a consumer missing from consumers (when consumers is supplied)."""
+    distributors: ReferenceAction = "flag"
+    """Orders and consumers naming a distributor missing from distributors (when supplied)."""
+
+    def action_for(self, table: str) -> ReferenceAction:
+        return getattr(self, table)
 
 
 class ValidationConfig(BaseModel):
-    """How much quarantine a run tolerates before it stops, and how many rows it holds at once."""
+    """How rows are judged, how much quarantine a run tolerates, how many rows it holds at once."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
+    # The run stops when more than this share of a table's in-window rows is quarantined
+    # (per-table overrides in max_quarantine_share_by_table); chunk_rows: rows held at once.
     max_quarantine_share: float = Field(0.05, ge=0.0, le=1.0)
     max_quarantine_share_by_table: dict[str, float] = Field(default_factory=dict)
     chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, ge=1)
+    timezone: str = DEFAULT_TIMEZONE
+    """The platform's time zone: aware timestamps are converted to it, naive ones are in it."""
+    future_tolerance_days: float = Field(1.0, ge=0.0)
+    """A timestamp later than the run's wall-clock time plus this many days is impossible."""
+    earliest: date = DEFAULT_EARLIEST
+    """A timestamp before this date is impossible."""
+    max_values: dict[str, PositiveFloat] = Field(
+        default_factory=lambda: {Col.QUANTITY: 1_000_000, Col.UNIT_PRICE: 1e6, Col.LIST_PRICE: 1e6}
+    )
+    """Largest magnitude per number column; a larger value is ``<column>_above_max``. (Wholesale
+    data such as Online Retail has real lines of 80,995 units.)"""
+    null_markers: tuple[str, ...] = DEFAULT_NULL_MARKERS
+    """Id texts that stand for an empty value (compared without case): ``<column>_null_marker``."""
+    references: ReferencePolicy = Field(default_factory=ReferencePolicy)
+    """Quarantine or flag rows that name an unknown id, per referenced table."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as 'Asia/Shanghai'"
+            ) from None
+        return value
+
+    @field_validator("max_values")
+    @classmethod
+    def _number_columns_only(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(_NUMBER_COLUMNS))
+        if unknown:
+            raise ValueError(f"{unknown} are not number columns; use some of {_NUMBER_COLUMNS}")
+        return value
 
     def limit_for(self, table: str) -> float:
         return self.max_quarantine_share_by_table.get(table, self.max_quarantine_share)
 
+    def rules(self, now: datetime | None = None) -> RowRules:
+        """The row rules of a run started at ``now`` (naive, in ``timezone``; default: the clock)."""
+        now = now or datetime.now(ZoneInfo(self.timezone)).replace(tzinfo=None)
+        return RowRules(
+            earliest=pd.Timestamp(self.earliest),
+            latest=pd.Timestamp(now) + pd.Timedelta(days=self.future_tolerance_days),
+            max_values=dict(self.max_values),
+            null_markers=self.null_markers,
+        )
+
 
 @dataclass(frozen=True)
 class TableReport:
-    """What validation did to one table."""
+    """What validation did to one table.
+
+    ``rows_read`` = ``rows_kept`` + ``rows_quarantined`` + ``rows_out_of_window``; ``flagged``
+    counts kept rows naming an unknown id under a ``flag`` reference policy.
+    """
 
     table: str
     source: str
     rows_read: int
     rows_kept: int
     rows_quarantined: int
+    rows_out_of_window: int
     reasons: dict[str, int]
+    flagged: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_in_window(self) -> int:
+        return self.rows_read - self.rows_out_of_window
 
     @property
     def quarantined_share(self) -> float:
-        return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+        """Quarantined rows as a share of the rows in the run's window."""
+        return self.rows_quarantined / self.rows_in_window if self.rows_in_window else 0.0
 
 
 @dataclass(frozen=True)
 class ValidationResult:
     """What validation did to every table of a data set, as of a date (in validation order)."""
 
-    as_of: date
+    as_of: AsOf
     reports: list[TableReport]
 
     def over_limit(self, config: ValidationConfig) -> list[TableReport]:
@@ -116,56 +227,147 @@ class SeenHashes:
     def __len__(self) -> int:
         return len(self._sorted)
 
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        """Per hash, whether it was met before; remembers nothing."""
+        hashes = np.asarray(hashes, dtype=np.uint64)
+        if not len(self._sorted):
+            return np.zeros(len(hashes), dtype=bool)
+        position = np.minimum(np.searchsorted(self._sorted, hashes), len(self._sorted) - 1)
+        return self._sorted[position] == hashes
+
     def repeats(self, hashes: np.ndarray) -> np.ndarray:
         """Per hash, whether it was met before (in an earlier chunk or earlier in this one);
         remembers the new ones."""
         hashes = np.asarray(hashes, dtype=np.uint64)
-        repeated = pd.Series(hashes).duplicated(keep="first").to_numpy()
-        if len(self._sorted):
-            position = np.minimum(np.searchsorted(self._sorted, hashes), len(self._sorted) - 1)
-            repeated |= self._sorted[position] == hashes
+        repeated = pd.Series(hashes).duplicated(keep="first").to_numpy() | self.contains(hashes)
         new = np.sort(hashes[~repeated])
         self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, new), new)
         return repeated
 
 
+class _OrderHeaders:
+    """Per order (id hash), the hash of its first line's header (consumer, distributor, time);
+    collects the orders met again with another header."""
+
+    def __init__(self) -> None:
+        self._orders = np.empty(0, dtype=np.uint64)
+        self._headers = np.empty(0, dtype=np.uint64)
+        self.conflicting = SeenHashes()
+
+    def add(self, orders: np.ndarray, headers: np.ndarray) -> None:
+        lines = pd.DataFrame({"order": orders, "header": headers}).drop_duplicates()
+        per_order = lines.groupby("order")["header"].nunique()
+        within = per_order.index[per_order > 1].to_numpy(dtype=np.uint64)
+        first = lines.drop_duplicates("order")
+        order, header = first["order"].to_numpy(np.uint64), first["header"].to_numpy(np.uint64)
+        known = np.zeros(len(order), dtype=bool)
+        across = np.empty(0, dtype=np.uint64)
+        if len(self._orders):
+            position = np.minimum(np.searchsorted(self._orders, order), len(self._orders) - 1)
+            known = self._orders[position] == order
+            across = order[known & (self._headers[position] != header)]
+        new = np.argsort(order[~known])
+        at = np.searchsorted(self._orders, order[~known][new])
+        self._orders = np.insert(self._orders, at, order[~known][new])
+        self._headers = np.insert(self._headers, at, header[~known][new])
+        self.conflicting.repeats(np.concatenate([within, across]))
+
+
+@dataclass(frozen=True)
+class KnownIds:
+    """What a table's rows may refer to: clean, in-window ids of the tables already validated,
+    kept as 64-bit hashes (8 bytes an id, whatever the id's length).
+
+    ``quarantine`` / ``flag`` map a referencing column to the ids it may take (an unknown id
+    is quarantined / kept and counted); ``order_lines`` holds the ``(order_id, product_id)``
+    hashes of the clean order lines (for complaints).
+    """
+
+    quarantine: dict[str, SeenHashes] = field(default_factory=dict)
+    flag: dict[str, SeenHashes] = field(default_factory=dict)
+    order_lines: SeenHashes | None = None
+
+    def membership(self) -> dict[str, IdMembership]:
+        """Per quarantine-policy column, the test of whether its ids are known."""
+        return {column: partial(known_ids, seen) for column, seen in self.quarantine.items()}
+
+
+def id_hashes(ids: pd.Series) -> np.ndarray:
+    """The 64-bit hash of each id (what ``KnownIds`` holds and is asked about)."""
+    return _id_hashes(ids.to_frame())
+
+
+def known_ids(seen: SeenHashes, ids: pd.Series) -> pd.Series:
+    """Whether each id is among ``seen`` (empty ids are not)."""
+    return pd.Series(seen.contains(id_hashes(ids)), index=ids.index) & ids.notna()
+
+
 class TableValidator:
     """Validates one table chunk by chunk, in file order.
 
-    ``as_of`` is the as-of date (timestamps must fall on or before it) and ``known`` maps a
-    referencing column to the ids it may take. Call ``check`` on every chunk, then
+    ``as_of`` places the run in time (rows after ``as_of.end`` are out of the window),
+    ``config`` holds the row rules, ``known`` the ids references may take and
+    ``inconsistent_orders`` the order ids ``find_inconsistent_orders`` found. ``now`` is
+    the run's wall-clock time (default: the clock). Call ``check`` on every chunk, then
     ``report``.
     """
 
-    def __init__(self, table: str, source: str, as_of: date, known: dict[str, pd.Index]) -> None:
+    def __init__(
+        self,
+        table: str,
+        source: str,
+        as_of: AsOf | date,
+        config: ValidationConfig | None = None,
+        known: KnownIds | None = None,
+        inconsistent_orders: SeenHashes | None = None,
+        now: datetime | None = None,
+    ) -> None:
         self.spec = CONTRACT[table]
         self.source = source
-        self._as_of_end = pd.Timestamp(as_of + timedelta(days=1))
-        self._known = known
+        self.config = config or ValidationConfig()
+        self._end = AsOf.of(as_of).end_timestamp
+        self._rules = self.config.rules(now)
+        self._known = known or KnownIds()
+        self._inconsistent_orders = inconsistent_orders
         self._rows_read = 0
         self._rows_kept = 0
+        self._rows_out_of_window = 0
         self._reasons: Counter[str] = Counter()
+        self._flagged: Counter[str] = Counter()
         self._seen_rows = SeenHashes()
-        self._seen_keys = {key: SeenHashes() for key in self.spec.key}
+        self._seen_keys = {(key,): SeenHashes() for key in self.spec.key}
+        if self.spec.line_key:
+            self._seen_keys[self.spec.line_key] = SeenHashes()
         self._readable: set[str] = set()
         self._unreadable_example: dict[str, object] = {}
+        self._day_month_example: dict[str, str] = {}
+        self._other_forms: set[str] = set()
 
     def check(self, chunk: pd.DataFrame) -> CheckedChunk:
-        """Split one chunk (the next rows of the file, as read) into clean and quarantined rows."""
-        source = chunk.reset_index(drop=True)
-        typed, unparseable = coerce_table(self.spec, source)
-        self._note_readability(source, unparseable)
-        schema = row_schema(self.spec, list(typed.columns), self._as_of_end, self._known)
-        reasons = _failed_checks(schema, typed, self._duplicates(typed))
+        """Split one chunk (the next rows of the file, as read) into clean and quarantined rows;
+        rows out of the run's window are dropped and counted."""
+        whole = chunk.reset_index(drop=True)
+        typed, unparseable = coerce_table(self.spec, whole, self.config.timezone)
+        self._note_readability(whole, unparseable)
+        self._note_timestamp_forms(whole)
+        in_window = self._in_window(typed)
+        source_rows = np.flatnonzero(in_window) + self._rows_read + 1
+        source = whole.loc[in_window].reset_index(drop=True)
+        typed = typed.loc[in_window].reset_index(drop=True)
+        schema = row_schema(self.spec, list(typed.columns), self._rules, self._known.membership())
+        reasons = _failed_checks(schema, typed, self._duplicates(typed) | self._cross_row(typed))
         for column, mask in unparseable.items():
+            mask = mask.loc[in_window].reset_index(drop=True)
             if mask.any():
-                reasons = _add_reason(reasons, mask, f"unparseable_{column}", drop=reason_missing(column))
+                reasons = _add_reason(reasons, mask, reason_unparseable(column), drop=reason_missing(column))
         bad = reasons.notna()
         clean = _finalise_clean(self.spec, typed.loc[~bad].reset_index(drop=True))
+        self._count_flagged(clean)
         quarantine = source.loc[bad].copy()
-        quarantine.insert(0, Col.SOURCE_ROW, quarantine.index + self._rows_read + 1)
+        quarantine.insert(0, Col.SOURCE_ROW, source_rows[bad.to_numpy()])
         quarantine[Col.QUARANTINE_REASON] = reasons[bad]
-        self._rows_read += len(source)
+        self._rows_read += len(whole)
+        self._rows_out_of_window += int((~in_window).sum())
         self._rows_kept += len(clean)
         self._reasons.update(reasons[bad].str.split(";").explode().tolist() if bad.any() else [])
         return CheckedChunk(clean, quarantine.reset_index(drop=True))
@@ -177,6 +379,14 @@ class TableValidator:
     def report(self) -> TableReport:
         """What was done to the table; fails when a column has no readable value in the whole file."""
         for name in self.spec.column_names:
+            if name in self._day_month_example and name not in self._other_forms:
+                raise ContractError(
+                    self.source,
+                    f"dates are written day/month or month/day (e.g. {self._day_month_example[name]!r}), "
+                    "which cannot be read without guessing",
+                    "write dates as ISO 8601: YYYY-MM-DD or YYYY-MM-DD HH:MM:SS",
+                    column=name,
+                )
             if name in self._unreadable_example and name not in self._readable:
                 example = self._unreadable_example[name]
                 raise ContractError(
@@ -191,9 +401,19 @@ class TableValidator:
             source=self.source,
             rows_read=self._rows_read,
             rows_kept=self._rows_kept,
-            rows_quarantined=self._rows_read - self._rows_kept,
+            rows_quarantined=self._rows_read - self._rows_kept - self._rows_out_of_window,
+            rows_out_of_window=self._rows_out_of_window,
             reasons=dict(sorted(self._reasons.items())),
+            flagged=dict(sorted(self._flagged.items())),
         )
+
+    def _in_window(self, typed: pd.DataFrame) -> np.ndarray:
+        """Rows whose event time is before the as-of end, or impossible (those are judged)."""
+        column = self.spec.event_time
+        if column is None or column not in typed.columns:
+            return np.ones(len(typed), dtype=bool)
+        times = typed[column]
+        return ~((times >= self._end) & (times <= self._rules.latest)).to_numpy()
 
     def _note_readability(self, source: pd.DataFrame, unparseable: dict[str, pd.Series]) -> None:
         for name, failed in unparseable.items():
@@ -204,32 +424,114 @@ class TableValidator:
             elif failed.any() and name not in self._unreadable_example:
                 self._unreadable_example[name] = source[name][failed].iloc[0]
 
+    def _note_timestamp_forms(self, source: pd.DataFrame) -> None:
+        """Remember, per timestamp column, a day/month value and whether any value has another form."""
+        for name in source.columns:
+            if self.spec.column(name).kind != "timestamp" or name in self._other_forms:
+                continue
+            text = _text(source[name])
+            if text is None:
+                self._other_forms.add(name)
+                continue
+            day_month = text.str.match(_DAY_MONTH).fillna(False).astype(bool)
+            if (text.notna() & ~day_month).any():
+                self._other_forms.add(name)
+            ambiguous = _ambiguous_day_month(text)
+            if ambiguous.any() and name not in self._day_month_example:
+                self._day_month_example[name] = str(text[ambiguous].iloc[0])
+
     def _duplicates(self, typed: pd.DataFrame) -> dict[str, np.ndarray]:
         """Per duplicate reason, the rows that repeat an earlier row (or key) of the file.
         A row that repeats a whole earlier row is reported once, as duplicate_row."""
         exact = self._seen_rows.repeats(_row_hashes(typed))
         found = {DUPLICATE_ROW: exact}
         for key, seen in self._seen_keys.items():
-            present = typed[key].notna().to_numpy()
+            present = typed[list(key)].notna().all(axis=1).to_numpy()
             repeated = np.zeros(len(typed), dtype=bool)
-            repeated[present] = seen.repeats(_row_hashes(typed.loc[present, [key]]))
-            found[reason_duplicate_key(key)] = repeated & ~exact
+            repeated[present] = seen.repeats(_row_hashes(typed.loc[present, list(key)]))
+            reason = DUPLICATE_ORDER_LINE if key == self.spec.line_key else reason_duplicate_key(key[0])
+            found[reason] = repeated & ~exact
         return found
+
+    def _cross_row(self, typed: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Rules over several rows or tables: inconsistent orders, complaints about a product
+        their order does not hold."""
+        found: dict[str, np.ndarray] = {}
+        if self._inconsistent_orders is not None and len(self._inconsistent_orders):
+            present = typed[Col.ORDER_ID].notna().to_numpy()
+            inconsistent = np.zeros(len(typed), dtype=bool)
+            inconsistent[present] = self._inconsistent_orders.contains(
+                _id_hashes(typed.loc[present, [Col.ORDER_ID]])
+            )
+            found[ORDER_INCONSISTENT] = inconsistent
+        if self._known.order_lines is not None and self.spec.name == Table.COMPLAINTS:
+            orders = self._known.quarantine.get(Col.ORDER_ID, self._known.flag.get(Col.ORDER_ID))
+            line = [Col.ORDER_ID, Col.PRODUCT_ID]
+            present = typed[line].notna().all(axis=1).to_numpy()
+            if orders is not None:
+                present &= known_ids(orders, typed[Col.ORDER_ID]).to_numpy()
+            missing = np.zeros(len(typed), dtype=bool)
+            missing[present] = ~self._known.order_lines.contains(_id_hashes(typed.loc[present, line]))
+            found[PRODUCT_NOT_ON_ORDER] = missing
+        return found
+
+    def _count_flagged(self, clean: pd.DataFrame) -> None:
+        for column, seen in self._known.flag.items():
+            if column in clean.columns:
+                unknown = int((clean[column].notna() & ~known_ids(seen, clean[column])).sum())
+                if unknown:
+                    self._flagged[reason_unknown_reference(column)] += unknown
+
+
+def order_line_hashes(orders: pd.DataFrame) -> np.ndarray:
+    """The ``(order_id, product_id)`` hash of each order line (what complaints are matched on)."""
+    return _id_hashes(orders[[Col.ORDER_ID, Col.PRODUCT_ID]])
+
+
+def find_inconsistent_orders(
+    orders: RawTable,
+    as_of: AsOf | date,
+    config: ValidationConfig | None = None,
+    now: datetime | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> SeenHashes:
+    """The order ids (hashed) whose in-window lines disagree on consumer, distributor or time.
+
+    A first pass over those four columns, a chunk at a time; lines with an empty or invalid
+    id or time, or out of the window, take no part (they are judged on their own).
+    """
+    config = config or ValidationConfig()
+    spec, rules, end = CONTRACT[Table.ORDERS], config.rules(now), AsOf.of(as_of).end_timestamp
+    header = [Col.CONSUMER_ID, Col.DISTRIBUTOR_ID, Col.ORDERED_AT]
+    headers = _OrderHeaders()
+    for chunk in orders.chunks(chunk_rows, only=[Col.ORDER_ID, *header]):
+        typed, _ = coerce_table(spec, chunk, config.timezone)
+        times = typed[Col.ORDERED_AT]
+        usable = (
+            typed.notna().all(axis=1) & (times >= rules.earliest) & (times < end) & (times <= rules.latest)
+        )
+        for column in (Col.ORDER_ID, Col.CONSUMER_ID, Col.DISTRIBUTOR_ID):
+            usable &= _plain_id(typed[column], rules.null_markers)
+        lines = typed.loc[usable]
+        headers.add(_id_hashes(lines[[Col.ORDER_ID]]), _row_hashes(lines[header]))
+    return headers.conflicting
 
 
 def latest_order_date(
-    raw_tables: dict[str, RawTable], today: date | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    raw_tables: dict[str, RawTable],
+    today: date | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    timezone: str = DEFAULT_TIMEZONE,
 ) -> date:
     """The default as-of date: the day of the latest readable order, but never after today.
 
     Reads only the ``ordered_at`` column, a chunk at a time.
     """
-    today = today or date.today()
-    end = pd.Timestamp(today + timedelta(days=1))
+    end = AsOf.of(today or date.today()).end_timestamp
     orders = raw_tables[Table.ORDERS]
     latest = pd.NaT
     for chunk in orders.chunks(chunk_rows, only=[Col.ORDERED_AT]):
-        ordered_at = _to_timestamp(chunk[Col.ORDERED_AT])
+        ordered_at = _to_timestamp(chunk[Col.ORDERED_AT], timezone)
         chunk_latest = ordered_at[ordered_at < end].max()
         if pd.notna(chunk_latest) and (pd.isna(latest) or chunk_latest > latest):
             latest = chunk_latest
@@ -244,11 +546,12 @@ def latest_order_date(
 
 
 def check_quarantine_limits(result: ValidationResult, config: ValidationConfig) -> None:
-    """Stop the run when a table lost more rows to quarantine than the config allows."""
+    """Stop the run when a table lost more rows to quarantine than the config allows
+    (rows out of the run's window are not counted: they are not used, not bad)."""
     failed = result.over_limit(config)
     if failed:
         lines = [
-            f"{r.source}: {r.rows_quarantined:,} of {r.rows_read:,} rows quarantined "
+            f"{r.source}: {r.rows_quarantined:,} of {r.rows_in_window:,} rows quarantined "
             f"({r.quarantined_share:.1%} > limit {config.limit_for(r.table):.1%}); top reasons: "
             + ", ".join(f"{k}={v:,}" for k, v in sorted(r.reasons.items(), key=lambda kv: -kv[1])[:3])
             for r in failed
@@ -271,27 +574,45 @@ def referenced_keys(tables: list[str]) -> dict[str, list[str]]:
     return needed
 
 
-def known_references(table: str, clean_ids: dict[tuple[str, str], pd.Index]) -> dict[str, pd.Index]:
-    """For ``table``, each referencing column -> the clean ids of the table it refers to."""
-    known: dict[str, pd.Index] = {}
+def known_references(
+    table: str, clean_ids: dict[tuple[str, str], SeenHashes], policy: ReferencePolicy | None = None
+) -> KnownIds:
+    """For ``table``, each referencing column -> the clean ids of the table it refers to,
+    split by what ``policy`` does with an unknown id."""
+    policy = policy or ReferencePolicy()
+    known = KnownIds()
     for (referencing, column), referenced in REFERENCES.items():
         if referencing == table and referenced in clean_ids:
-            known[column] = clean_ids[referenced]
+            action = policy.action_for(referenced[0])
+            (known.quarantine if action == "quarantine" else known.flag)[column] = clean_ids[referenced]
     return known
 
 
-def coerce_table(spec: TableSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+def coerce_table(
+    spec: TableSpec, frame: pd.DataFrame, timezone: str = DEFAULT_TIMEZONE
+) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
     """Cast each column to its contract kind; return the typed frame and, per number or
     timestamp column, the rows whose non-empty value could not be read."""
     typed = pd.DataFrame(index=frame.index)
     unparseable: dict[str, pd.Series] = {}
     for name in frame.columns:
         column = spec.column(name)
-        values = _coerce(column, frame[name])
+        values = _coerce(column, frame[name], timezone)
         if column.kind in _KIND_WORDS:
             unparseable[name] = frame[name].notna() & values.isna()
         typed[name] = values
     return typed, unparseable
+
+
+def _id_hashes(ids: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each row of id columns, alike whatever string dtype holds them."""
+    return pd.util.hash_pandas_object(ids.astype(object), index=False).to_numpy()
+
+
+def _plain_id(ids: pd.Series, null_markers: tuple[str, ...]) -> pd.Series:
+    """Whether each id is neither a null marker nor holds a control character."""
+    markers = [m.casefold() for m in null_markers]
+    return ~ids.str.casefold().isin(markers) & ~ids.str.contains(r"[\x00-\x1f\x7f]").fillna(False)
 
 
 def _row_hashes(typed: pd.DataFrame) -> np.ndarray:
@@ -304,20 +625,20 @@ def _row_hashes(typed: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(hashable, index=False).to_numpy()
 
 
-def _coerce(column: ColumnSpec, values: pd.Series) -> pd.Series:
+def _coerce(column: ColumnSpec, values: pd.Series, timezone: str) -> pd.Series:
     if column.kind == "integer":
         numbers = pd.to_numeric(values, errors="coerce")
         return numbers.where(numbers.round() == numbers).astype("float64")
     if column.kind == "money":
         return pd.to_numeric(values, errors="coerce").astype("float64")
     if column.kind == "timestamp":
-        return _to_timestamp(values)
+        return _to_timestamp(values, timezone)
     if column.kind == "id":
         return _to_id(values)
     text = values.astype("string").str.strip().replace("", pd.NA)
     if column.kind == "choice":
         return text.str.lower()
-    if column.kind == "category":
+    if column.kind == "category":  # vocabulary: a value, not a column
         return text.fillna(UNKNOWN_CATEGORY)
     return text
 
@@ -329,37 +650,70 @@ def _to_id(values: pd.Series) -> pd.Series:
     return values.astype("string").str.strip().replace("", pd.NA)
 
 
-def _to_timestamp(values: pd.Series) -> pd.Series:
+# A numeric day/month date (03/04/2025, 3.4.25): which number is the month cannot be known
+# when both are 12 or less.
+_DAY_MONTH = r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})(?:$|[\sT])"
+_OFFSET = r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _text(values: pd.Series) -> pd.Series | None:
+    """The values as stripped text, or None when they are not text (already typed)."""
+    if not (pd.api.types.is_string_dtype(values) or values.dtype == object):
+        return None
+    return values.astype("string").str.strip()
+
+
+def _ambiguous_day_month(text: pd.Series) -> pd.Series:
+    parts = text.str.extract(_DAY_MONTH).astype("float64")
+    return ((parts[0] <= 12) & (parts[1] <= 12) & (parts[0] != parts[1])).fillna(False).astype(bool)
+
+
+def _to_timestamp(values: pd.Series, timezone: str) -> pd.Series:
+    """Naive timestamps in ``timezone``: aware values converted to it, naive ones taken as in
+    it; ISO 8601 first, other unambiguous forms next, ambiguous day/month texts refused."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert(None).astype("datetime64[ns]")
+        return values.dt.tz_convert(timezone).dt.tz_localize(None).astype("datetime64[ns]")
     if pd.api.types.is_datetime64_any_dtype(values):
         return values.astype("datetime64[ns]")
-    if not (pd.api.types.is_string_dtype(values) or values.dtype == object):
+    text = _text(values)
+    if text is None:
         return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
-    parsed = pd.to_datetime(values, errors="coerce", format="ISO8601", utc=True)
-    retry = values.notna() & parsed.isna()
+    aware = text.str.contains(_OFFSET, flags=re.IGNORECASE).fillna(False).to_numpy(dtype=bool)
+    times = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    for rows, zone in ((aware, timezone), (~aware, "UTC")):  # naive texts are read as UTC: unshifted
+        if rows.any():
+            instants = _parse_texts(text[rows])
+            times[rows] = instants.dt.tz_convert(zone).dt.tz_localize(None).astype("datetime64[ns]")
+    return times
+
+
+def _parse_texts(text: pd.Series) -> pd.Series:
+    """Instants (UTC) of texts that all carry an offset, or all carry none."""
+    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+    retry = (text.notna() & parsed.isna() & ~_ambiguous_day_month(text)).to_numpy(dtype=bool)
     if retry.any():
-        parsed[retry] = pd.to_datetime(values[retry], errors="coerce", format="mixed", utc=True)
-    return parsed.dt.tz_convert(None).astype("datetime64[ns]")
+        parsed[retry] = pd.to_datetime(text[retry], errors="coerce", format="mixed", utc=True)
+    return parsed
 
 
 def _failed_checks(
-    schema: pa.DataFrameSchema, typed: pd.DataFrame, duplicates: dict[str, np.ndarray]
+    schema: pa.DataFrameSchema, typed: pd.DataFrame, beyond_row: dict[str, np.ndarray]
 ) -> pd.Series:
-    """Per row, the names of the checks it fails joined by ';' (NA when it passes all)."""
-    cases = [pd.DataFrame({"index": np.flatnonzero(mask), "reason": r}) for r, mask in duplicates.items()]
+    """Per row, the names of the checks it fails joined by ';' (NA when it passes all);
+    ``beyond_row`` maps the reasons found across rows (duplicates, orders) to their rows."""
+    cases = [pd.DataFrame({"index": np.flatnonzero(mask), "check": r}) for r, mask in beyond_row.items()]
     try:
         schema.validate(typed, lazy=True)
     except pa.errors.SchemaErrors as errors:
         failures = errors.failure_cases.dropna(subset=["index"])
-        cases.append(pd.DataFrame({"index": failures["index"].astype("int64"), "reason": failures["check"]}))
+        cases.append(pd.DataFrame({"index": failures["index"].astype("int64"), "check": failures["check"]}))
     cases = [c for c in cases if len(c)]
     if not cases:
         return pd.Series(pd.NA, index=typed.index, dtype="object")
     per_row = (
         pd.concat(cases, ignore_index=True)
         .drop_duplicates()
-        .groupby("index")["reason"]
+        .groupby("index")["check"]
         .agg(lambda names: ";".join(sorted(names)))
     )
     return per_row.reindex(typed.index).astype("object")

@@ -390,12 +390,14 @@ def _print_validation(out_dir: Path) -> None:
     if not report_path.exists():
         return
     report = json.loads(report_path.read_text())
-    typer.echo(f"{'table':<13}{'read':>12}{'kept':>12}{'quarantined':>13}  reasons")
+    typer.echo(f"{'table':<13}{'read':>12}{'kept':>12}{'quarantined':>13}{'after as-of':>13}  reasons")
     for table in report["tables"]:
         reasons = ", ".join(f"{k}={v:,}" for k, v in table["reasons"].items()) or "-"
+        flagged = ", ".join(f"{k}={v:,}" for k, v in table.get("flagged", {}).items())
         typer.echo(
             f"{table['table']:<13}{table['rows_read']:>12,}{table['rows_kept']:>12,}"
-            f"{table['rows_quarantined']:>13,}  {reasons}"
+            f"{table['rows_quarantined']:>13,}{table.get('rows_out_of_window', 0):>13,}  {reasons}"
+            + (f"; kept, flagged: {flagged}" if flagged else "")
         )
 
 

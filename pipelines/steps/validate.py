@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from features.asof import AsOf
 from features.columns import Table
 from features.reader import read_dataset
 from features.store import clean_path, write_validated
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 class Validated:
     """The outcome of load + validate: where the clean tables are and what was set aside."""
 
-    as_of: date
+    as_of: AsOf
     out_dir: Path
     clean_paths: dict[str, Path]
     result: ValidationResult
@@ -47,16 +48,22 @@ def resolve_data_dir(config: NightlyConfig, data_dir: Path | None) -> Path:
     return demo_dir
 
 
-def load_and_validate(data_dir: Path, as_of: date | None, config: NightlyConfig, out_dir: Path) -> Validated:
+def load_and_validate(
+    data_dir: Path, as_of: AsOf | date | None, config: NightlyConfig, out_dir: Path
+) -> Validated:
     """Read ``data_dir``, quarantine bad rows, write clean tables under ``out_dir``.
 
-    Tables are read and validated ``config.validation.chunk_rows`` rows at a time. Raises
-    ``QuarantineLimitExceeded`` after writing, so the quarantine files can be read.
+    ``as_of`` defaults to the day of the latest order. Tables are read and validated
+    ``config.validation.chunk_rows`` rows at a time; rows after the as-of date are left out
+    of the clean tables (counted, not quarantined). Raises ``QuarantineLimitExceeded`` after
+    writing, so the quarantine files can be read.
     """
     raw = read_dataset(data_dir, config.data)
-    chunk_rows = config.validation.chunk_rows
-    as_of = as_of or latest_order_date(raw, chunk_rows=chunk_rows)
-    result = write_validated(raw, as_of, out_dir, chunk_rows)
+    settings = config.validation
+    if as_of is None:
+        as_of = latest_order_date(raw, chunk_rows=settings.chunk_rows, timezone=settings.timezone)
+    run_as_of = AsOf.of(as_of)
+    result = write_validated(raw, run_as_of, out_dir, config=settings)
     clean_paths = {report.table: clean_path(out_dir, report.table) for report in result.reports}
-    check_quarantine_limits(result, config.validation)
-    return Validated(as_of, out_dir, clean_paths, result)
+    check_quarantine_limits(result, settings)
+    return Validated(run_as_of, out_dir, clean_paths, result)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from features.columns import Col, Table
-from features.contract import CONTRACT, contract_markdown
+from features.contract import CONTRACT, QUARANTINE_REASONS, contract_markdown, row_schema
+from features.validate import ValidationConfig
 
 DOC = Path(__file__).parents[2] / "docs" / "data_contract.md"
 
@@ -29,3 +31,32 @@ def test_every_table_of_the_vocabulary_is_described() -> None:
         Col.STATUS,
     ]
     assert Col.SALE_START not in CONTRACT[Table.PRODUCTS].required_columns
+
+
+def _documented(reason: str) -> bool:
+    """Whether ``reason`` matches a pattern of the documented reasons table."""
+    for pattern, _ in QUARANTINE_REASONS:
+        regex = r"\w+".join(re.escape(part) for part in re.split(r"<[^>]*>", pattern))
+        if re.fullmatch(regex, reason):
+            return True
+    return False
+
+
+def test_every_reason_the_checks_name_is_documented() -> None:
+    rules = ValidationConfig().rules()
+    for spec in CONTRACT.values():
+        schema = row_schema(
+            spec, spec.column_names, rules, {c: lambda ids: ids.isna() for c in spec.column_names}
+        )
+        names = [check.name for column in schema.columns.values() for check in column.checks]
+        names += [check.name for check in schema.checks]
+        for name in names:
+            assert _documented(name), name
+    assert _documented("duplicate_order_line") and _documented("order_inconsistent")
+    assert not _documented("ordered_at_after_as_of")
+
+
+def test_the_docs_state_the_as_of_and_time_zone_rules() -> None:
+    text = contract_markdown()
+    assert "out of the run's window" in text and "rows_out_of_window" in text
+    assert "Asia/Shanghai" in text and "ISO 8601" in text

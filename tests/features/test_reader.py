@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from features.errors import ContractError
@@ -144,3 +146,44 @@ def test_parquet_integer_column_with_an_empty_cell_reads_as_float_in_every_chunk
     chunks = list(read_dataset(data)["orders"].chunks(2))
     assert [c["quantity"].dtype for c in chunks] == ["float64"] * 3
     assert chunks[0]["quantity"].tolist() == [1.0, 2.0]
+
+
+def test_a_column_named_twice_in_a_parquet_file(tmp_path: Path) -> None:
+    data = write_tables(tmp_path / "d", {"products": products_frame()})
+    orders = pa.Table.from_pandas(orders_frame(), preserve_index=False)
+    pq.write_table(orders.append_column("unit_price", pa.array([1.0] * 5)), data / "orders.parquet")
+    with pytest.raises(
+        ContractError,
+        match=r"orders.parquet, column 'unit_price': the header names .* more than once\n  fix: rename",
+    ):
+        read_dataset(data)
+
+
+def test_a_column_named_twice_in_a_csv_header(tmp_path: Path) -> None:
+    data = write_tables(tmp_path / "d", {"products": products_frame()})
+    text = orders_frame().to_csv(index=False).splitlines()
+    (data / "orders.csv").write_text(
+        "\n".join([text[0] + ",quantity", *(line + ",7" for line in text[1:])]) + "\n"
+    )
+    with pytest.raises(
+        ContractError, match=r"orders.csv, column 'quantity': the header names .* more than once"
+    ):
+        read_dataset(data)
+
+
+def test_a_directory_named_like_a_table_file(tmp_path: Path) -> None:
+    data = write_tables(tmp_path / "d", {"products": products_frame()})
+    (data / "orders.csv").mkdir()
+    with pytest.raises(
+        ContractError, match=r"orders.csv: a directory, not a file\n  fix: put the table in one file"
+    ):
+        read_dataset(data)
+
+
+def test_a_broken_link_names_its_target(tmp_path: Path) -> None:
+    data = write_tables(tmp_path / "d", {"products": products_frame()})
+    (data / "orders.csv").symlink_to(tmp_path / "exports" / "orders.csv")
+    with pytest.raises(
+        ContractError, match=r"orders.csv: a broken link to .*exports/orders.csv.*\n  fix: point"
+    ):
+        read_dataset(data)

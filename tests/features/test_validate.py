@@ -6,7 +6,6 @@ writes; ``chunk_rows`` is set small where a rule must hold across chunks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -17,47 +16,9 @@ import pytest
 from features.errors import ContractError, QuarantineLimitExceeded
 from features.reader import open_table_file, read_dataset
 from features.store import write_validated
-from features.validate import (
-    SeenHashes,
-    ValidationConfig,
-    ValidationResult,
-    check_quarantine_limits,
-    latest_order_date,
-)
+from features.validate import SeenHashes, ValidationConfig, check_quarantine_limits, latest_order_date
 from tests.data import orders_frame, products_frame, write_tables
-
-AS_OF = date(2025, 3, 31)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    result: ValidationResult
-    out: Path
-
-    def quarantine(self, table: str = "orders") -> pd.DataFrame:
-        return pd.read_csv(self.out / "quarantine" / f"{table}.csv", dtype=str, keep_default_na=False)
-
-    def quarantined(self, table: str = "orders") -> dict[int, str]:
-        """source_row -> reasons of the quarantined rows."""
-        frame = self.quarantine(table)
-        return dict(zip(frame["source_row"].astype(int), frame["quarantine_reason"], strict=True))
-
-    def clean(self, table: str = "orders") -> pd.DataFrame:
-        return pd.read_parquet(self.out / "clean" / f"{table}.parquet")
-
-
-def run(
-    tmp_path: Path,
-    orders: pd.DataFrame,
-    products: pd.DataFrame | None = None,
-    fmt: str = "csv",
-    chunk_rows: int = 1000,
-    **extra: pd.DataFrame,
-) -> Outcome:
-    tables = {"products": products if products is not None else products_frame(), "orders": orders, **extra}
-    data = write_tables(tmp_path / f"data_{fmt}", tables, fmt=fmt)
-    out = tmp_path / f"out_{fmt}_{chunk_rows}"
-    return Outcome(write_validated(read_dataset(data), AS_OF, out, chunk_rows), out)
+from tests.features.validation_case import AS_OF, run
 
 
 def test_valid_tables_keep_every_row_with_contract_types(tmp_path: Path) -> None:
@@ -99,14 +60,22 @@ def test_non_positive_prices_are_quarantined(tmp_path: Path) -> None:
     assert outcome.quarantined("products") == {3: "list_price_not_positive"}
 
 
-def test_unparseable_and_future_timestamps(tmp_path: Path) -> None:
+def test_unparseable_timestamps_are_quarantined_and_later_ones_are_out_of_the_window(tmp_path: Path) -> None:
     orders = orders_frame().astype(str)
     orders.loc[0, "ordered_at"] = "yesterday-ish"
     orders.loc[1, "ordered_at"] = "2025-02-30"
     orders.loc[2, "ordered_at"] = "2025-04-01 00:00:00"  # the first instant after the as-of date
     orders.loc[4, "ordered_at"] = "2025-03-31 23:59:59"  # still inside the as-of date
-    reasons = run(tmp_path, orders).quarantined()
-    assert reasons == {1: "unparseable_ordered_at", 2: "unparseable_ordered_at", 3: "ordered_at_after_as_of"}
+    outcome = run(tmp_path, orders)
+    assert outcome.quarantined() == {1: "unparseable_ordered_at", 2: "unparseable_ordered_at"}
+    report = outcome.report()
+    assert (report.rows_read, report.rows_kept, report.rows_quarantined, report.rows_out_of_window) == (
+        5,
+        2,
+        2,
+        1,
+    )
+    assert outcome.clean()["order_id"].tolist() == ["O3", "O4"]
 
 
 def test_unknown_product_is_quarantined(tmp_path: Path) -> None:
