@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from features.columns import Col, Table
@@ -243,7 +243,9 @@ EXPORTS: tuple[ExportFile, ...] = (
             _doc(ValidationKey.ROWS_READ, "data rows read"),
             _doc(ValidationKey.ROWS_KEPT, "rows that passed (in `clean/<table>.parquet`)"),
             _doc(ValidationKey.ROWS_QUARANTINED, "rows set aside (in `quarantine/<table>.csv`)"),
+            _doc(ValidationKey.ROWS_OUT_OF_WINDOW, "rows dated after the as-of date: not used, not quarantined"),
             _doc(ValidationKey.REASONS, "quarantined rows per reason"),
+            _doc(ValidationKey.FLAGGED, "kept rows per flagged reference (`validation.references: flag`)"),
         ),
     ),
     ExportFile(
@@ -554,6 +556,20 @@ EXPORTS: tuple[ExportFile, ...] = (
         ),
     ),
 )
+
+
+def _twin(csv: ExportFile) -> ExportFile:
+    """The Parquet twin of an Excel CSV: the same rows and columns, ids and text exactly as they are
+    (no formula quoting), for what the next night reads back and for machines."""
+    return replace(
+        csv,
+        name=StepFile.TWINS[csv.name],
+        audience="the pipeline (next night's history) and machines",
+        rows=f"the rows of `{csv.name}`, values exact (no Excel formula quoting)",
+    )
+
+
+EXPORTS += tuple(_twin(entry) for entry in EXPORTS if entry.name in StepFile.TWINS)
 
 
 def export_file(name: str) -> ExportFile:

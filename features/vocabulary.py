@@ -376,4 +376,6 @@ class ValidationKey:
     ROWS_READ = "rows_read"
     ROWS_KEPT = "rows_kept"
     ROWS_QUARANTINED = "rows_quarantined"
+    ROWS_OUT_OF_WINDOW = "rows_out_of_window"
     REASONS = "reasons"
+    FLAGGED = "flagged"

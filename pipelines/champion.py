@@ -118,11 +118,11 @@ def champion_lists(champion_artifact: Path, outputs: Path, folder: Path) -> dict
 
     from artifact.loader import load
     from features.columns import Col
-    from models.quality import QualityCol
+    from models.quality import pulled_products
+    from pipelines.steps.quality import read_levels
 
     champion = load(champion_artifact)
-    alerts = pd.read_csv(outputs / StepFile.QUALITY_ALERTS, encoding="utf-8-sig", dtype=str)
-    pulled = set(alerts.loc[alerts[QualityCol.LEVEL] == "pulled", Col.PRODUCT_ID])
+    pulled = set(pulled_products(read_levels(outputs)))
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, owner, lookup in (

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -98,7 +96,7 @@ def validate(
     day = _parse_as_of(as_of)
     try:
         with claim(out, "validate"):
-            validated = load_and_validate(data, _date_of(day), settings, out)
+            validated = load_and_validate(data, day, settings, out)
     except QuarantineLimitExceeded as error:
         _print_validation(out)
         typer.echo(f"validation failed: {error}", err=True)
@@ -143,9 +141,8 @@ def quality(
     settings = load_config(config)
     day = _parse_as_of(as_of)
     with claim(out, "quality"):
-        validated = load_and_validate(data, _date_of(day), settings, out / "validated")
-        with _previous_alerts_readable(previous):
-            outcome = run_quality(validated.clean_paths, validated.as_of, settings, out, previous)
+        validated = load_and_validate(data, day, settings, out / "validated")
+        outcome = run_quality(validated.clean_paths, validated.as_of, settings, out, previous)
     typer.echo(
         f"quality as of {validated.as_of}: "
         + ", ".join(f"{k}={v:,}" for k, v in outcome.level_counts.items())
@@ -178,7 +175,7 @@ def recommend(
         raise SiyuError(f"--k {k}: must be at least 1\n  fix: e.g. --k 50")
     day = _parse_as_of(as_of)
     with claim(out, "recommend"):
-        validated = load_and_validate(data, _date_of(day), settings, out / "validated")
+        validated = load_and_validate(data, day, settings, out / "validated")
         outcome = run_recommend(
             validated.clean_paths,
             validated.as_of,
@@ -221,7 +218,7 @@ def evaluate(
     for name, value in (("--holdout-days", holdout_days), ("--k", k)):
         if value is not None and value < 1:
             raise SiyuError(f"{name} {value}: must be at least 1\n  fix: e.g. {name} 10")
-    day = _date_of(_parse_as_of(as_of))
+    day = _parse_as_of(as_of)
     report = run_evaluation(data, settings.recommend, day, holdout_days, k, model or None)
     typer.echo(f"trained up to {report.cutoff}, tested up to {report.test_end}, metrics at k={report.k}")
     typer.echo(format_table(report.table))
@@ -248,7 +245,7 @@ def segment(
     settings = load_config(config)
     day = _parse_as_of(as_of)
     with claim(out, "segment"):
-        validated = load_and_validate(data, _date_of(day), settings, out / "validated")
+        validated = load_and_validate(data, day, settings, out / "validated")
         outcome = run_segmentation(
             validated.clean_paths, validated.as_of, settings.segmentation, out, previous
         )
@@ -290,7 +287,7 @@ def nightly(
     work = out or settings.work_dir
     day = _parse_as_of(as_of)
     try:
-        summary = run_nightly(config, data, _date_of(day), work, settings)
+        summary = run_nightly(config, data, day, work, settings)
     except QuarantineLimitExceeded as error:
         _print_validation(work / "validated")
         typer.echo(f"validation failed: {error}", err=True)
@@ -358,29 +355,6 @@ def _parse_as_of(text: str | None) -> AsOf | None:
             "(the day of the latest order)"
         )
     return as_of
-
-
-def _date_of(as_of: AsOf | None) -> date | None:
-    """The date the steps take (they accept a date or an ``AsOf``)."""
-    return None if as_of is None else as_of.date
-
-
-@contextmanager
-def _previous_alerts_readable(previous: Path | None) -> Iterator[None]:
-    """Turn an unreadable ``--previous`` alerts file into one message naming it and the fix."""
-    try:
-        yield
-    except (UnicodeDecodeError, ValueError, KeyError) as error:
-        if previous is None:
-            raise
-        from features.catalog import StepFile
-
-        raise SiyuError(
-            f"--previous {previous}: {previous / StepFile.QUALITY_ALERTS} cannot be read as an earlier "
-            f"run's quality alerts ({type(error).__name__}: {error})\n"
-            "  fix: pass --previous with the --out folder of an earlier `siyu quality` run "
-            "(its UTF-8 quality_alerts.csv unchanged), or leave --previous out"
-        ) from None
 
 
 def _print_validation(out_dir: Path) -> None:

@@ -146,6 +146,7 @@ def train_and_evaluate(
     from artifact.writer import write_artifact_from_lists
     from pipelines.steps.evaluate import run_evaluation
     from pipelines.steps.recommend import run_recommend
+    from pipelines.steps.segment import read_communities
 
     logger.info("evaluating recommenders on the holdout window before %s", validated.as_of)
     evaluation = run_evaluation(validated.clean_dir, settings.recommend, as_of=validated.as_of)
@@ -164,7 +165,7 @@ def train_and_evaluate(
         quality_alerts_path=outputs / StepFile.QUALITY_ALERTS,
     )
     meta = {"as_of": str(validated.as_of), "model": lists.model}
-    artifact = write_artifact_from_lists(outputs, outputs / Folder.ARTIFACT, meta, communities(outputs))
+    artifact = write_artifact_from_lists(outputs, outputs / Folder.ARTIFACT, meta, read_communities(outputs))
     return RecommenderOutcome(artifact, ndcg, evaluation_metrics(table), lists.model, _log_pyfunc)
 
 
@@ -183,22 +184,6 @@ def evaluation_metrics(table: Any) -> dict[str, float]:
             if name not in ("model", "protocol") and isinstance(value, int | float):
                 metrics[f"{row['protocol']}.{row['model']}.{name}"] = float(value)
     return metrics
-
-
-def communities(outputs: Path) -> Any:
-    """``consumer_id, distributor_id`` (home distributor) from consumer_tiers.csv, or None without it."""
-    import pandas as pd
-
-    from features.columns import Col
-    from features.consumer_features import ConsumerCol
-
-    path = outputs / StepFile.CONSUMER_TIERS
-    if not path.is_file():
-        return None
-    homes = pd.read_csv(
-        path, encoding="utf-8-sig", dtype=str, usecols=[Col.CONSUMER_ID, ConsumerCol.HOME_DISTRIBUTOR_ID]
-    )
-    return homes.rename(columns={ConsumerCol.HOME_DISTRIBUTOR_ID: Col.DISTRIBUTOR_ID}).dropna()
 
 
 def _log_pyfunc(artifact_dir: Path) -> str:

@@ -238,7 +238,7 @@ def test_a_run_killed_mid_publish_leaves_current_on_the_previous_export(tiny: di
     exports = work / "exports"
     before = exported(previous)
     marker = tiny["root"] / "publishing.marker"
-    later = (tiny["summary"].as_of - timedelta(days=1)).isoformat()
+    later = tiny["summary"].as_of.days_before(1).isoformat()
     env = {
         **os.environ,
         "PREFECT_HOME": str(work / "prefect"),
@@ -397,7 +397,7 @@ def test_a_table_the_previous_run_read_cannot_go_missing_silently(
     for table in tiny["data"].glob("*.parquet"):
         if table.stem != "complaints":
             (data / table.name).symlink_to(table)
-    later = (tiny["summary"].as_of + timedelta(days=1)).isoformat()
+    later = (tiny["summary"].as_of.date + timedelta(days=1)).isoformat()
     args = ["nightly", "--config", str(tiny["config"]), "--data", str(data), "--as-of", later]
     monkeypatch.setattr(sys, "argv", ["siyu", *args, "--out", str(tiny["work"])])
     with pytest.raises(SystemExit) as exit_:
