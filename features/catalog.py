@@ -243,7 +243,9 @@ EXPORTS: tuple[ExportFile, ...] = (
             _doc(ValidationKey.ROWS_READ, "data rows read"),
             _doc(ValidationKey.ROWS_KEPT, "rows that passed (in `clean/<table>.parquet`)"),
             _doc(ValidationKey.ROWS_QUARANTINED, "rows set aside (in `quarantine/<table>.csv`)"),
-            _doc(ValidationKey.ROWS_OUT_OF_WINDOW, "rows dated after the as-of date: not used, not quarantined"),
+            _doc(
+                ValidationKey.ROWS_OUT_OF_WINDOW, "rows dated after the as-of date: not used, not quarantined"
+            ),
             _doc(ValidationKey.REASONS, "quarantined rows per reason"),
             _doc(ValidationKey.FLAGGED, "kept rows per flagged reference (`validation.references: flag`)"),
         ),

@@ -1,15 +1,29 @@
-"""The settings of the segmentation step, one model per area, as the ``segmentation:`` config section."""
+"""Consumer segmentation as one pure function: RFM, member tier with movement, cluster and CLV.
+
+``SegmentationConfig`` is the ``segmentation:`` config section (one model per area);
+``segment_consumers`` joins the per-area models into one row per consumer plus the summary
+tables; ``clv_columns`` turns the BTYD fit into the export's CLV columns. No I/O: the step in
+``pipelines.steps.segment`` reads and writes.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.clusters import ClusterConfig
+from features.columns import Col
+from features.vocabulary import ClusterCol, ConsumerCol, ExportCol, TierCol
+from models.clusters import BehaviourClusters, ClusterConfig
 from models.clv import CLVConfig
 from models.distributor_tiers import DistributorTierConfig
-from models.member_tiers import MemberTierConfig
-from models.rfm import RFMConfig
+from models.member_tiers import MemberTierConfig, assign_tiers, migration_matrix, tier_movement
+from models.rfm import RFMConfig, rf_grid, score_rfm, segment_summary
 from models.tags import TagConfig
+
+logger = logging.getLogger(__name__)
 
 
 class SegmentationConfig(BaseModel):
@@ -25,3 +39,106 @@ class SegmentationConfig(BaseModel):
     clv: CLVConfig = Field(default_factory=CLVConfig)
     distributor_tiers: DistributorTierConfig = Field(default_factory=DistributorTierConfig)
     tags: TagConfig = Field(default_factory=TagConfig)
+
+
+class PreviousTiersMismatch(ValueError):
+    """The previous run's tiers name a tier the member-tier config does not have."""
+
+
+@dataclass(frozen=True)
+class ConsumerSummaries:
+    """Small tables that describe the consumer segmentation."""
+
+    rfm_segments: pd.DataFrame
+    rfm_grid: pd.DataFrame
+    migration: pd.DataFrame
+    cluster_profiles: pd.DataFrame | None
+    clusters: int | None
+
+
+def segment_consumers(
+    features: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    settings: SegmentationConfig,
+) -> tuple[pd.DataFrame, ConsumerSummaries]:
+    """RFM, member tier with movement and cluster of each consumer, plus the summary tables.
+
+    Raises ``PreviousTiersMismatch`` when ``previous`` names tiers the config does not have.
+    """
+    scored = score_rfm(features, settings.rfm)
+    current = pd.DataFrame(
+        {
+            Col.CONSUMER_ID: features[Col.CONSUMER_ID],
+            TierCol.MEMBER_TIER: assign_tiers(features, settings.member_tiers),
+        }
+    )
+    try:
+        moved = tier_movement(current, previous, settings.member_tiers)
+    except ValueError as error:
+        raise PreviousTiersMismatch(str(error)) from None
+    consumers = scored.rename(columns={ConsumerCol.ORDERS: ExportCol.FREQUENCY})
+    for column in (TierCol.MEMBER_TIER, TierCol.PREVIOUS_TIER, TierCol.MOVEMENT):
+        consumers[column] = moved[column]
+    for column in (ConsumerCol.HOME_DISTRIBUTOR_ID, ConsumerCol.ROLLING_SPEND, ConsumerCol.ROLLING_ORDERS):
+        consumers[column] = features[column]
+    consumers[ConsumerCol.TOP_CATEGORY] = features[ConsumerCol.TOP_CATEGORY]
+    clusters, profiles = _clusters(features, settings)
+    consumers[ClusterCol.CLUSTER] = clusters[ClusterCol.CLUSTER]
+    consumers[ClusterCol.LABEL] = clusters[ClusterCol.LABEL]
+    summaries = ConsumerSummaries(
+        rfm_segments=segment_summary(scored),
+        rfm_grid=rf_grid(scored, settings.rfm),
+        migration=migration_matrix(moved, settings.member_tiers),
+        cluster_profiles=profiles,
+        clusters=None if profiles is None else len(profiles),
+    )
+    return consumers, summaries
+
+
+def _clusters(
+    features: pd.DataFrame, settings: SegmentationConfig
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Cluster number and label of every consumer (empty for non-buyers or when disabled)."""
+    empty = pd.DataFrame(
+        {
+            ClusterCol.CLUSTER: pd.Series(pd.NA, index=features.index, dtype="Int64"),
+            ClusterCol.LABEL: pd.Series(pd.NA, index=features.index, dtype="string"),
+        }
+    )
+    buyers = features[features[ConsumerCol.ORDERS] > 0]
+    if not settings.clusters.enabled or len(buyers) <= settings.clusters.k_min:
+        if settings.clusters.enabled:
+            logger.warning("clusters: only %d buyers, too few to cluster; cluster left empty", len(buyers))
+        return empty, None
+    model = BehaviourClusters(settings.clusters).fit(buyers)
+    labels = model.predict(buyers)
+    profiles = model.profile(buyers, labels)
+    logger.info("clusters: k=%d chosen by silhouette %s", model.k_, model.silhouettes_)
+    empty.loc[buyers.index, ClusterCol.CLUSTER] = labels
+    names = profiles.set_index(ClusterCol.CLUSTER)[ClusterCol.LABEL]
+    empty.loc[buyers.index, ClusterCol.LABEL] = labels.map(names).astype("string")
+    return empty, profiles
+
+
+def clv_columns(summary: pd.DataFrame, settings: SegmentationConfig) -> pd.DataFrame:
+    """Expected purchases and value over the horizon, probability alive and churn risk per buyer,
+    from the BTYD summary (``features.clv.btyd_summary``); ``attrs['set_aside']`` counts the
+    buyers the fit left out."""
+    from models.clv import fit_clv
+
+    horizon = settings.clv.horizon_days
+    result = fit_clv(summary, settings.clv)
+    predictions = result.predictions
+    clv = pd.DataFrame(
+        {
+            Col.CONSUMER_ID: predictions[Col.CONSUMER_ID].astype("string"),
+            ExportCol.expected_purchases(horizon): predictions["expected_purchases"]
+            .astype("float64")
+            .round(4),
+            ExportCol.expected_value(horizon): predictions["expected_value"].astype("float64").round(2),
+            ExportCol.PROB_ALIVE: predictions["prob_alive"].astype("float64").round(4),
+            ExportCol.CHURN_RISK: (1 - predictions["prob_alive"].astype("float64")).round(4),
+        }
+    )
+    clv.attrs["set_aside"] = int(result.set_aside)
+    return clv

@@ -187,7 +187,7 @@ def evaluation_metrics(table: Any) -> dict[str, float]:
 
 
 def _log_pyfunc(artifact_dir: Path) -> str:
-    from pipelines.serving import log_recommender_model
+    from artifact.mlflow_model import log_recommender_model
 
     return log_recommender_model(artifact_dir).model_uri
 

@@ -25,11 +25,9 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import scipy.sparse as sp
 
 from features.asof import AsOf
 from features.catalog import StepFile
@@ -56,8 +54,6 @@ from models.recommenders.distributors import (
     outreach_lists,
 )
 from models.recommenders.fallback import (
-    SOURCE_COMMUNITY,
-    SOURCE_GLOBAL,
     SOURCE_MODEL,
     FallbackCol,
     FallbackLists,
@@ -65,6 +61,7 @@ from models.recommenders.fallback import (
     complete_lists,
 )
 from models.recommenders.filters import build_filters
+from models.recommenders.reasons import category_codes, consumer_reasons
 from models.recommenders.training import fit_production
 from pipelines.config import NightlyConfig
 from reporting.excel import read_history, twin_path
@@ -213,7 +210,7 @@ def _write_consumer_lists(
 ) -> tuple[int, int]:
     """Stream the lists chunk by chunk into ``path``; returns (consumers, consumers from the fallback)."""
     consumer_ids = homes.index.sort_values()
-    categories = _category_codes(data, filters)
+    categories = category_codes(data, filters)
     from_fallback = 0
     with atomic_path(path) as partial, pq.ParquetWriter(partial, _CONSUMER_SCHEMA) as writer:
         for start in range(0, len(consumer_ids), CHUNK_CONSUMERS):
@@ -227,7 +224,7 @@ def _write_consumer_lists(
             from_fallback += int(
                 completed.loc[completed[RecCol.RANK] == 1, FallbackCol.SOURCE].ne(SOURCE_MODEL).sum()
             )
-            frame = completed.assign(**{REASON: _consumer_reasons(completed, data, categories)})
+            frame = completed.assign(**{REASON: consumer_reasons(completed, data, categories)})
             rows = frame[list(CONSUMER_COLUMNS)]
             writer.write_table(pa.Table.from_pandas(rows, preserve_index=False, schema=_CONSUMER_SCHEMA))
             logger.info(
@@ -247,58 +244,6 @@ _CONSUMER_SCHEMA = pa.schema(
         (REASON, pa.string()),
     ]
 )
-
-
-def _category_codes(data: InteractionData, filters: RecommendFilters) -> tuple[np.ndarray, pd.Index]:
-    if filters.categories is not None:
-        names = pd.Series(filters.categories).reindex(data.product_ids).fillna("unknown").astype(str)
-    else:
-        names = pd.Series(
-            data.product_attribute(Col.CATEGORY)
-            if data.product_attribute(Col.CATEGORY) is not None
-            else "unknown",
-            index=data.product_ids,
-        )
-    codes, uniques = pd.factorize(names.to_numpy())
-    return codes, pd.Index(uniques)
-
-
-def _consumer_reasons(
-    completed: pd.DataFrame, data: InteractionData, categories: tuple[np.ndarray, pd.Index]
-) -> np.ndarray:
-    """A short reason per row, from the consumer's own history and the row's source."""
-    codes, names = categories
-    rows = data.rows_of(completed[RecCol.CONSUMER_ID])
-    columns = data.columns_of(completed[RecCol.PRODUCT_ID])
-    known = (rows >= 0) & (columns >= 0)
-    counts = data.purchases if data.purchases is not None else data.matrix
-    bought = np.zeros(len(completed))
-    in_category = np.zeros(len(completed))
-    if known.any():
-        bought[known] = np.asarray(counts[rows[known], columns[known]]).ravel()
-        one_hot = sp.csr_matrix(
-            (np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), len(names))
-        )
-        unique_rows, inverse = np.unique(rows[known], return_inverse=True)
-        history = data.matrix[unique_rows].copy()
-        history.data = np.ones_like(history.data)
-        per_category = (history @ one_hot).tocsr()
-        in_category[known] = np.asarray(per_category[inverse, codes[columns[known]]]).ravel()
-    source = completed[FallbackCol.SOURCE].to_numpy()
-    category_names = np.where(columns >= 0, names.to_numpy(dtype=object)[codes[np.maximum(columns, 0)]], "")
-    reasons = np.where(
-        source == SOURCE_COMMUNITY,
-        "popular in your group",
-        np.where(source == SOURCE_GLOBAL, "popular on the platform now", "customers like you buy it"),
-    ).astype(object)
-    model_rows = source == SOURCE_MODEL
-    taste = model_rows & (in_category > 0) & (bought == 0)
-    reasons[taste] = "matches your taste in " + category_names[taste].astype(str)
-    again = model_rows & (bought > 0)
-    reasons[again & (bought == 1)] = "you bought it before"
-    many = again & (bought > 1)
-    reasons[many] = np.char.add(np.char.add("you bought it ", bought[many].astype(int).astype(str)), " times")
-    return reasons
 
 
 # --- distributor lists ---------------------------------------------------------------------------
@@ -322,7 +267,7 @@ def _distributor_lists(
     member_homes = homes.dropna().astype(str)
     aggregated = aggregate_members(model, member_homes, weights, distributor_ids, filters, lists)
     signals = community_signals(data, member_homes, distributor_ids, lists)
-    codes, names = _category_codes(data, filters)
+    codes, names = category_codes(data, filters)
     categories = names.to_numpy(dtype=object)[codes]
     pushed = distributor_lists(aggregated, signals, filters, lists, categories)
     outreach = outreach_lists(model, member_homes, weights, pushed, lists, categories)

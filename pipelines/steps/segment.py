@@ -19,17 +19,15 @@ import duckdb
 import pandas as pd
 
 from features.asof import AsOf
-from features.catalog import StepFile
+from features.catalog import StepFile, export_file
 from features.columns import Col
 from features.consumer_features import ConsumerCol, consumer_features
 from features.distributor_features import distributor_features, distributor_monthly
 from features.engine import connect
 from features.errors import SiyuError
 from features.files import atomic_path
-from features.vocabulary import DistributorFeatureCol, ExportCol
-from models.clusters import BehaviourClusters, ClusterCol
+from features.vocabulary import DistributorFeatureCol
 from models.distributor_tiers import (
-    DistributorTierCol,
     assign_distributor_tiers,
     coaching_list,
     tier_counts,
@@ -37,68 +35,20 @@ from models.distributor_tiers import (
 from models.member_tiers import (
     MOVEMENTS,
     TierCol,
-    assign_tiers,
-    migration_matrix,
     tier_benefits,
-    tier_movement,
 )
-from models.rfm import RFMCol, rf_grid, score_rfm, segment_summary
-from models.segmentation import SegmentationConfig
+from models.rfm import RFMCol
+from models.segmentation import (
+    ConsumerSummaries,
+    PreviousTiersMismatch,
+    SegmentationConfig,
+    clv_columns,
+    segment_consumers,
+)
 from models.tags import profile_tags
 from reporting.excel import read_history, twin_path, write_excel_csv
 
 logger = logging.getLogger(__name__)
-
-
-def consumer_tier_columns(horizon_days: int) -> list[str]:
-    """The columns of consumer_tiers.csv, in order."""
-    return [
-        Col.CONSUMER_ID,
-        ConsumerCol.HOME_DISTRIBUTOR_ID,
-        ConsumerCol.RECENCY_DAYS,
-        ExportCol.FREQUENCY,
-        ConsumerCol.MONETARY,
-        RFMCol.R_SCORE,
-        RFMCol.F_SCORE,
-        RFMCol.M_SCORE,
-        RFMCol.RFM_CELL,
-        RFMCol.SEGMENT,
-        TierCol.MEMBER_TIER,
-        TierCol.PREVIOUS_TIER,
-        TierCol.MOVEMENT,
-        ConsumerCol.ROLLING_SPEND,
-        ConsumerCol.ROLLING_ORDERS,
-        ClusterCol.CLUSTER,
-        ClusterCol.LABEL,
-        ExportCol.expected_purchases(horizon_days),
-        ExportCol.expected_value(horizon_days),
-        ExportCol.PROB_ALIVE,
-        ExportCol.CHURN_RISK,
-        ConsumerCol.TOP_CATEGORY,
-    ]
-
-
-DISTRIBUTOR_TIER_COLUMNS: tuple[str, ...] = (
-    Col.DISTRIBUTOR_ID,
-    DistributorTierCol.RANK,
-    DistributorTierCol.TIER,
-    DistributorFeatureCol.MONTH,
-    DistributorFeatureCol.GMV_MONTH,
-    DistributorTierCol.GMV_SHARE,
-    DistributorFeatureCol.GMV_PREV_MONTH,
-    DistributorFeatureCol.GROWTH,
-    DistributorFeatureCol.ORDERS_MONTH,
-    DistributorFeatureCol.ACTIVE_CUSTOMERS,
-    DistributorFeatureCol.ACTIVE_CUSTOMERS_PREV,
-    DistributorFeatureCol.NEW_CUSTOMERS,
-    DistributorFeatureCol.REPEAT_RATE,
-    DistributorFeatureCol.SHARES_MONTH,
-    DistributorFeatureCol.ORDERS_PER_SHARE,
-    DistributorFeatureCol.ORDERS_PER_SHARE_PREV,
-    DistributorFeatureCol.COMMUNITY_SIZE,
-    DistributorTierCol.COACHING,
-    DistributorTierCol.COACHING_REASON,
-)
 
 
 @dataclass(frozen=True)
@@ -155,9 +105,15 @@ def run_segmentation(
         con, as_of, window_days=settings.member_tiers.window_days, recent_days=settings.recent_days
     )
     watch.lap("consumer features")
-    consumers, summaries = segment_consumers(features, previous, settings, previous_dir)
+    try:
+        consumers, summaries = segment_consumers(features, previous, settings)
+    except PreviousTiersMismatch as error:
+        where = previous_dir / StepFile.CONSUMER_TIERS if previous_dir else "previous tiers"
+        raise SiyuError(
+            f"{where}: {error}\n  fix: pass --previous with an earlier run made with the same member tiers"
+        ) from None
     watch.lap("rfm, member tiers and clusters")
-    clv = _clv_columns(con, as_of, settings)
+    clv = _clv(con, as_of, settings)
     if clv is not None:
         typed = clv.astype({Col.CONSUMER_ID: consumers[Col.CONSUMER_ID].dtype})
         consumers = consumers.merge(typed, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
@@ -185,109 +141,6 @@ def run_segmentation(
         clv_set_aside=None if clv is None else int(clv.attrs.get("set_aside", 0)),
         seconds=watch.seconds,
     )
-
-
-@dataclass(frozen=True)
-class ConsumerSummaries:
-    """Small tables that describe the consumer segmentation."""
-
-    rfm_segments: pd.DataFrame
-    rfm_grid: pd.DataFrame
-    migration: pd.DataFrame
-    cluster_profiles: pd.DataFrame | None
-    clusters: int | None
-
-
-def segment_consumers(
-    features: pd.DataFrame,
-    previous: pd.DataFrame | None,
-    settings: SegmentationConfig,
-    previous_dir: Path | None = None,
-) -> tuple[pd.DataFrame, ConsumerSummaries]:
-    """RFM, member tier with movement and cluster of each consumer, plus the summary tables."""
-    scored = score_rfm(features, settings.rfm)
-    current = pd.DataFrame(
-        {
-            Col.CONSUMER_ID: features[Col.CONSUMER_ID],
-            TierCol.MEMBER_TIER: assign_tiers(features, settings.member_tiers),
-        }
-    )
-    try:
-        moved = tier_movement(current, previous, settings.member_tiers)
-    except ValueError as error:
-        where = previous_dir / StepFile.CONSUMER_TIERS if previous_dir else "previous tiers"
-        raise SiyuError(
-            f"{where}: {error}\n  fix: pass --previous with an earlier run made with the same member tiers"
-        ) from None
-    consumers = scored.rename(columns={ConsumerCol.ORDERS: ExportCol.FREQUENCY})
-    for column in (TierCol.MEMBER_TIER, TierCol.PREVIOUS_TIER, TierCol.MOVEMENT):
-        consumers[column] = moved[column]
-    for column in (ConsumerCol.HOME_DISTRIBUTOR_ID, ConsumerCol.ROLLING_SPEND, ConsumerCol.ROLLING_ORDERS):
-        consumers[column] = features[column]
-    consumers[ConsumerCol.TOP_CATEGORY] = features[ConsumerCol.TOP_CATEGORY]
-    clusters, profiles = _clusters(features, settings)
-    consumers[ClusterCol.CLUSTER] = clusters[ClusterCol.CLUSTER]
-    consumers[ClusterCol.LABEL] = clusters[ClusterCol.LABEL]
-    summaries = ConsumerSummaries(
-        rfm_segments=segment_summary(scored),
-        rfm_grid=rf_grid(scored, settings.rfm),
-        migration=migration_matrix(moved, settings.member_tiers),
-        cluster_profiles=profiles,
-        clusters=None if profiles is None else len(profiles),
-    )
-    return consumers, summaries
-
-
-def _clusters(
-    features: pd.DataFrame, settings: SegmentationConfig
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Cluster number and label of every consumer (empty for non-buyers or when disabled)."""
-    empty = pd.DataFrame(
-        {
-            ClusterCol.CLUSTER: pd.Series(pd.NA, index=features.index, dtype="Int64"),
-            ClusterCol.LABEL: pd.Series(pd.NA, index=features.index, dtype="string"),
-        }
-    )
-    buyers = features[features[ConsumerCol.ORDERS] > 0]
-    if not settings.clusters.enabled or len(buyers) <= settings.clusters.k_min:
-        if settings.clusters.enabled:
-            logger.warning("clusters: only %d buyers, too few to cluster; cluster left empty", len(buyers))
-        return empty, None
-    model = BehaviourClusters(settings.clusters).fit(buyers)
-    labels = model.predict(buyers)
-    profiles = model.profile(buyers, labels)
-    logger.info("clusters: k=%d chosen by silhouette %s", model.k_, model.silhouettes_)
-    empty.loc[buyers.index, ClusterCol.CLUSTER] = labels
-    names = profiles.set_index(ClusterCol.CLUSTER)[ClusterCol.LABEL]
-    empty.loc[buyers.index, ClusterCol.LABEL] = labels.map(names).astype("string")
-    return empty, profiles
-
-
-def _clv_columns(
-    con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConfig
-) -> pd.DataFrame | None:
-    """Expected purchases and value over the horizon, probability alive and churn risk; None when off."""
-    if not settings.clv.enabled:
-        return None
-    from features.clv import btyd_summary
-    from models.clv import fit_clv
-
-    horizon = settings.clv.horizon_days
-    result = fit_clv(btyd_summary(con, as_of, settings.clv.returned_lines), settings.clv)
-    predictions = result.predictions
-    clv = pd.DataFrame(
-        {
-            Col.CONSUMER_ID: predictions[Col.CONSUMER_ID].astype("string"),
-            ExportCol.expected_purchases(horizon): predictions["expected_purchases"]
-            .astype("float64")
-            .round(4),
-            ExportCol.expected_value(horizon): predictions["expected_value"].astype("float64").round(2),
-            ExportCol.PROB_ALIVE: predictions["prob_alive"].astype("float64").round(4),
-            ExportCol.CHURN_RISK: (1 - predictions["prob_alive"].astype("float64")).round(4),
-        }
-    )
-    clv.attrs["set_aside"] = int(result.set_aside)
-    return clv
 
 
 def read_previous_tiers(previous_dir: Path | None) -> pd.DataFrame | None:
@@ -323,8 +176,8 @@ def read_communities(out_dir: Path) -> pd.DataFrame | None:
 def _write_consumer_files(
     consumers: pd.DataFrame, summaries: ConsumerSummaries, settings: SegmentationConfig, out_dir: Path
 ) -> dict[str, Path]:
-    columns = consumer_tier_columns(settings.clv.horizon_days)
-    export = consumers.reindex(columns=columns)
+    columns = export_file(StepFile.CONSUMER_TIERS).column_names(horizon_days=settings.clv.horizon_days)
+    export = consumers.reindex(columns=list(columns))
     paths = {
         StepFile.CONSUMER_TIERS: write_excel_csv(export, out_dir / StepFile.CONSUMER_TIERS, twin=True),
         StepFile.TIER_MIGRATION: write_excel_csv(summaries.migration, out_dir / StepFile.TIER_MIGRATION),
@@ -357,7 +210,7 @@ def _distributor_files(
     export = tiered.assign(
         **{DistributorFeatureCol.MONTH: tiered[DistributorFeatureCol.MONTH].dt.strftime("%Y-%m")}
     )
-    export = export[list(DISTRIBUTOR_TIER_COLUMNS)]
+    export = export[list(export_file(StepFile.DISTRIBUTOR_TIERS).column_names())]
     coached = coaching_list(export)
     paths = {
         StepFile.DISTRIBUTOR_TIERS: write_excel_csv(export, out_dir / StepFile.DISTRIBUTOR_TIERS),
@@ -378,3 +231,12 @@ def _counts(values: pd.Series) -> dict[str, int]:
     return {
         str(name): int(count) for name, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     }
+
+
+def _clv(con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConfig) -> pd.DataFrame | None:
+    """The CLV columns of every buyer (``models.segmentation.clv_columns``); None when CLV is off."""
+    if not settings.clv.enabled:
+        return None
+    from features.clv import btyd_summary
+
+    return clv_columns(btyd_summary(con, as_of, settings.clv.returned_lines), settings)

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("models.clv", reason="models/clv.py (the CLV model) is not in the tree yet")
 
-from features.catalog import StepFile
+from features.catalog import StepFile, export_file
 from features.columns import Col, Table
 from features.errors import SiyuError
 from models.clusters import ClusterConfig
@@ -22,8 +22,6 @@ from models.clv import CLVConfig
 from models.segmentation import SegmentationConfig
 from pipelines.config import NightlyConfig
 from pipelines.steps.segment import (
-    DISTRIBUTOR_TIER_COLUMNS,
-    consumer_tier_columns,
     read_communities,
     read_previous_tiers,
     run_segmentation,
@@ -76,7 +74,9 @@ def test_consumer_tiers_one_row_per_consumer_with_documented_columns(validated, 
     raw = (first_run / StepFile.CONSUMER_TIERS).read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     tiers = read(first_run / StepFile.CONSUMER_TIERS)
-    assert tiers.columns.tolist() == consumer_tier_columns(SETTINGS.clv.horizon_days)
+    assert tiers.columns.tolist() == list(
+        export_file(StepFile.CONSUMER_TIERS).column_names(horizon_days=SETTINGS.clv.horizon_days)
+    )
     registered = pd.read_parquet(validated.clean_paths[Table.CONSUMERS])[Col.CONSUMER_ID]
     assert tiers[Col.CONSUMER_ID].tolist() == sorted(registered)
     segments = {rule.name for rule in SETTINGS.rfm.segments} | {SETTINGS.rfm.no_purchase_segment}
@@ -93,7 +93,7 @@ def test_consumer_tiers_one_row_per_consumer_with_documented_columns(validated, 
 
 def test_distributor_tiers_sorted_by_rank_with_reasons(first_run: Path) -> None:
     tiers = read(first_run / StepFile.DISTRIBUTOR_TIERS)
-    assert tiers.columns.tolist() == list(DISTRIBUTOR_TIER_COLUMNS)
+    assert tiers.columns.tolist() == list(export_file(StepFile.DISTRIBUTOR_TIERS).column_names())
     assert tiers["gmv_rank"].tolist() == list(range(1, len(tiers) + 1))
     assert tiers["gmv_month"].is_monotonic_decreasing
     assert set(tiers["distributor_tier"]) <= {"pillar", "growth", "steady", "long tail", "dormant"}

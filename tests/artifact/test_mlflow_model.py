@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from artifact import mlflow_model as serving
 from artifact.loader import load
-from pipelines import serving, tracking
-from pipelines.serving import log_recommender_model
+from artifact.mlflow_model import log_recommender_model
+from pipelines import tracking
 from tests.artifact.test_writer import write_sample
 
 

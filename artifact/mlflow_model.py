@@ -46,14 +46,14 @@ OUTPUT_COLUMNS = ("request", CONSUMER_ID, DISTRIBUTOR_ID, "rank", "product_id", 
 # Packages the logged model needs at serving time (pinned to the versions it was logged with).
 SERVING_PACKAGES = ("mlflow", "numpy", "pandas", "pyarrow")
 
-_ENTRY = '''"""siyu recommender: MLflow models-from-code entry, written by pipelines.serving."""
+_ENTRY = '''"""siyu recommender: MLflow models-from-code entry, written by artifact.mlflow_model."""
 
 import mlflow
 
 try:
     from siyu_serving import RecommenderModel  # code/siyu_serving.py, logged with the model
 except ImportError:  # while logging, in the pipeline's own process
-    from pipelines.serving import RecommenderModel
+    from artifact.mlflow_model import RecommenderModel
 
 mlflow.models.set_model(RecommenderModel())
 '''

@@ -1,0 +1,69 @@
+"""Why a product is on a consumer's list: one short reason per row, from the consumer's own history.
+
+``consumer_reasons`` reads the row's source (model, community, global fallback) and what the
+consumer bought before: "you bought it 3 times", "matches your taste in <category>",
+"customers like you buy it", "popular in your group", "popular on the platform now".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from features.columns import Col
+from models.recommenders.base import InteractionData, RecCol, RecommendFilters
+from models.recommenders.fallback import SOURCE_COMMUNITY, SOURCE_GLOBAL, SOURCE_MODEL, FallbackCol
+
+
+def category_codes(data: InteractionData, filters: RecommendFilters) -> tuple[np.ndarray, pd.Index]:
+    """Each product's category as a code (in ``data.product_ids`` order) and the category names."""
+    if filters.categories is not None:
+        names = pd.Series(filters.categories).reindex(data.product_ids).fillna("unknown").astype(str)
+    else:
+        names = pd.Series(
+            data.product_attribute(Col.CATEGORY)
+            if data.product_attribute(Col.CATEGORY) is not None
+            else "unknown",
+            index=data.product_ids,
+        )
+    codes, uniques = pd.factorize(names.to_numpy())
+    return codes, pd.Index(uniques)
+
+
+def consumer_reasons(
+    completed: pd.DataFrame, data: InteractionData, categories: tuple[np.ndarray, pd.Index]
+) -> np.ndarray:
+    """A short reason per row, from the consumer's own history and the row's source."""
+    codes, names = categories
+    rows = data.rows_of(completed[RecCol.CONSUMER_ID])
+    columns = data.columns_of(completed[RecCol.PRODUCT_ID])
+    known = (rows >= 0) & (columns >= 0)
+    counts = data.purchases if data.purchases is not None else data.matrix
+    bought = np.zeros(len(completed))
+    in_category = np.zeros(len(completed))
+    if known.any():
+        bought[known] = np.asarray(counts[rows[known], columns[known]]).ravel()
+        one_hot = sp.csr_matrix(
+            (np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), len(names))
+        )
+        unique_rows, inverse = np.unique(rows[known], return_inverse=True)
+        history = data.matrix[unique_rows].copy()
+        history.data = np.ones_like(history.data)
+        per_category = (history @ one_hot).tocsr()
+        in_category[known] = np.asarray(per_category[inverse, codes[columns[known]]]).ravel()
+    source = completed[FallbackCol.SOURCE].to_numpy()
+    category_names = np.where(columns >= 0, names.to_numpy(dtype=object)[codes[np.maximum(columns, 0)]], "")
+    reasons = np.where(
+        source == SOURCE_COMMUNITY,
+        "popular in your group",
+        np.where(source == SOURCE_GLOBAL, "popular on the platform now", "customers like you buy it"),
+    ).astype(object)
+    model_rows = source == SOURCE_MODEL
+    taste = model_rows & (in_category > 0) & (bought == 0)
+    reasons[taste] = "matches your taste in " + category_names[taste].astype(str)
+    again = model_rows & (bought > 0)
+    reasons[again & (bought == 1)] = "you bought it before"
+    many = again & (bought > 1)
+    reasons[many] = np.char.add(np.char.add("you bought it ", bought[many].astype(int).astype(str)), " times")
+    return reasons
