@@ -379,3 +379,15 @@ class ValidationKey:
     ROWS_OUT_OF_WINDOW = "rows_out_of_window"
     REASONS = "reasons"
     FLAGGED = "flagged"
+
+
+# --- saved recommenders (models/recommenders/base.py) ------------------------------------------------
+
+
+class ModelFileKey:
+    """Keys of ``model.json``, the metadata a saved recommender is restored from."""
+
+    FORMAT = "format"
+    MODEL = "model"
+    PARAMS = "params"
+    ARRAYS = "arrays"

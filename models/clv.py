@@ -25,7 +25,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,9 @@ from features.vocabulary import CLVCol
 log = logging.getLogger(__name__)
 
 _CUSTOMER_ID = "customer_id"  # the id column pymc-marketing requires
+
+FitMethod = Literal["map", "mcmc", "advi"]  # vocabulary: a value, not a column
+MAP, MCMC, ADVI = get_args(FitMethod)
 
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -110,7 +113,7 @@ class CLVConfig(BaseModel):
         description="How a returned line counts against value: 'excluded' (it is the refunded line "
         "itself) or 'subtracted' (it is a separate refund line). Passed to btyd_summary.",
     )
-    fit_method: Literal["map", "mcmc", "advi"] = Field("map", description="pymc-marketing fit method.")
+    fit_method: FitMethod = Field(MAP, description="pymc-marketing fit method.")
     max_fit_customers: int | None = Field(
         None, gt=0, description="Fit on a seeded sample of this many consumers, predict for all; none = all."
     )
@@ -240,7 +243,7 @@ def _fit(
 ) -> object | None:
     """``model`` fitted on ``data``, or None (logged) when the fit fails or gives non-finite parameters."""
     kwargs: dict[str, object] = {"progressbar": False}
-    if config.fit_method == "map":
+    if config.fit_method == MAP:
         kwargs["maxeval"] = config.maxeval
     else:
         kwargs["random_seed"] = config.seed

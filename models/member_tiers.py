@@ -162,9 +162,9 @@ def tier_benefits(config: MemberTierConfig) -> pd.DataFrame:
     return pd.DataFrame(
         {
             TierCol.MEMBER_TIER: config.names,
-            "min_spend": [level.min_spend for level in config.levels],
-            "min_orders": [level.min_orders for level in config.levels],
-            "window_days": config.window_days,
-            "benefits": [level.benefits for level in config.levels],
+            TierCol.MIN_SPEND: [level.min_spend for level in config.levels],
+            TierCol.MIN_ORDERS: [level.min_orders for level in config.levels],
+            TierCol.WINDOW_DAYS: config.window_days,
+            TierCol.BENEFITS: [level.benefits for level in config.levels],
         }
     )

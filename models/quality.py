@@ -41,7 +41,8 @@ SEVERITY: dict[str, int] = {level: rank for rank, level in enumerate(LEVELS)}
 NEW, ESCALATED, DE_ESCALATED, UNCHANGED = LevelChange.ALL
 CHANGES: tuple[str, ...] = (NEW, ESCALATED, DE_ESCALATED, UNCHANGED)
 
-CONFIGURED, CATEGORY, GLOBAL = "configured", "category", "global"
+# Values of the thresholds' ``source``: where a category's threshold came from.
+CONFIGURED, CATEGORY, GLOBAL = "configured", "category", "global"  # vocabulary: a value, not a column
 
 # Absolute slack on every "bound >= threshold" comparison, so that a threshold typed equal
 # to a bound (or computed with a different order of floating-point operations) counts as met.

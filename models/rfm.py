@@ -193,13 +193,15 @@ def score_rfm(features: pd.DataFrame, config: RFMConfig) -> pd.DataFrame:
 def segment_summary(scored: pd.DataFrame) -> pd.DataFrame:
     """Consumers, share and mean recency / orders / spend per segment; biggest segment first."""
     summary = scored.groupby(RFMCol.SEGMENT, observed=True).agg(
-        consumers=(Col.CONSUMER_ID, "size"),
-        mean_recency_days=(ConsumerCol.RECENCY_DAYS, "mean"),
-        mean_orders=(ConsumerCol.ORDERS, "mean"),
-        mean_monetary=(ConsumerCol.MONETARY, "mean"),
+        **{
+            RFMCol.CONSUMERS: (Col.CONSUMER_ID, "size"),
+            RFMCol.MEAN_RECENCY_DAYS: (ConsumerCol.RECENCY_DAYS, "mean"),
+            RFMCol.MEAN_ORDERS: (ConsumerCol.ORDERS, "mean"),
+            RFMCol.MEAN_MONETARY: (ConsumerCol.MONETARY, "mean"),
+        }
     )
-    summary.insert(1, "share", summary["consumers"] / max(len(scored), 1))
-    summary = summary.reset_index().sort_values(["consumers", RFMCol.SEGMENT], ascending=[False, True])
+    summary.insert(1, RFMCol.SHARE, summary[RFMCol.CONSUMERS] / max(len(scored), 1))
+    summary = summary.reset_index().sort_values([RFMCol.CONSUMERS, RFMCol.SEGMENT], ascending=[False, True])
     return summary.round(4).reset_index(drop=True)
 
 
@@ -217,9 +219,9 @@ def rf_grid(scored: pd.DataFrame, config: RFMConfig) -> pd.DataFrame:
     grid = grouped.reindex(cells).reset_index()
     lookup = segment_lookup(config)
     grid.insert(2, RFMCol.SEGMENT, [lookup[r - 1, f - 1, 0] for r, f in cells])
-    grid["consumers"] = grid.pop("size").fillna(0).astype("int64")
-    grid["share"] = (grid["consumers"] / max(len(buyers), 1)).round(4)
-    grid["mean_monetary"] = grid.pop("mean").round(2)
+    grid[RFMCol.CONSUMERS] = grid.pop("size").fillna(0).astype("int64")
+    grid[RFMCol.SHARE] = (grid[RFMCol.CONSUMERS] / max(len(buyers), 1)).round(4)
+    grid[RFMCol.MEAN_MONETARY] = grid.pop("mean").round(2)
     return grid
 
 

@@ -24,17 +24,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.columns import Col
 from features.consumer_features import ConsumerCol
-from features.vocabulary import TagCol
+from features.vocabulary import TagCol, TagType
 
 TAG_COLUMNS: tuple[str, ...] = (Col.CONSUMER_ID, TagCol.TAG_TYPE, TagCol.TAG_VALUE)
 _TEXT = pd.StringDtype("pyarrow")
 TAG_TYPES: tuple[str, ...] = (
-    "age_band",
-    "spending_power",
-    "favourite_category",
-    "price_sensitivity",
-    "activity_level",
-    "lifecycle_stage",
+    TagType.AGE_BAND,
+    TagType.SPENDING_POWER,
+    TagType.FAVOURITE_CATEGORY,
+    TagType.PRICE_SENSITIVITY,
+    TagType.ACTIVITY_LEVEL,
+    TagType.LIFECYCLE_STAGE,
 )
 
 
@@ -66,13 +66,13 @@ def profile_tags(features: pd.DataFrame, config: TagConfig) -> pd.DataFrame:
     """The long tag table of every consumer in ``features``, sorted by consumer then tag type order."""
     buyer = features[ConsumerCol.ORDERS] > 0
     parts = [
-        ("age_band", features[ConsumerCol.AGE_BAND]),
-        ("spending_power", _spending_power(features, buyer, config)),
-        ("favourite_category", features[ConsumerCol.TOP_CATEGORY]),
-        ("favourite_category", features[ConsumerCol.SECOND_CATEGORY]),
-        ("price_sensitivity", _price_sensitivity(features, buyer, config)),
-        ("activity_level", _activity(features)),
-        ("lifecycle_stage", _lifecycle(features, buyer, config)),
+        (TagType.AGE_BAND, features[ConsumerCol.AGE_BAND]),
+        (TagType.SPENDING_POWER, _spending_power(features, buyer, config)),
+        (TagType.FAVOURITE_CATEGORY, features[ConsumerCol.TOP_CATEGORY]),
+        (TagType.FAVOURITE_CATEGORY, features[ConsumerCol.SECOND_CATEGORY]),
+        (TagType.PRICE_SENSITIVITY, _price_sensitivity(features, buyer, config)),
+        (TagType.ACTIVITY_LEVEL, _activity(features)),
+        (TagType.LIFECYCLE_STAGE, _lifecycle(features, buyer, config)),
     ]
     positions, orders, values = [], [], []
     for order, (_, tag_values) in enumerate(parts):

@@ -69,7 +69,7 @@ import scipy.sparse as sp
 from features.columns import Col
 from features.errors import SiyuError
 from features.interactions import InteractionCol, upper_bound
-from features.vocabulary import RecCol
+from features.vocabulary import ModelFileKey, RecCol
 
 logger = logging.getLogger(__name__)
 
@@ -550,10 +550,10 @@ class Recommender(ABC):
             else:
                 np.save(directory / f"{key}.npy", np.asarray(value), allow_pickle=False)
         meta = {
-            "format": FORMAT_VERSION,
-            "model": self.name,
-            "params": self.get_params(),
-            "arrays": sorted(arrays),
+            ModelFileKey.FORMAT: FORMAT_VERSION,
+            ModelFileKey.MODEL: self.name,
+            ModelFileKey.PARAMS: self.get_params(),
+            ModelFileKey.ARRAYS: sorted(arrays),
         }
         partial = directory / (MODEL_FILE + ".partial")
         partial.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
@@ -565,13 +565,14 @@ class Recommender(ABC):
         """Restore a model written by ``save`` (of this class or, from the base class, any)."""
         directory = Path(directory)
         meta = _read_meta(directory)
-        model_cls = _REGISTRY.get(meta["model"])
+        name = meta[ModelFileKey.MODEL]
+        model_cls = _REGISTRY.get(name)
         if model_cls is None or (cls is not Recommender and not issubclass(model_cls, cls)):
-            raise SiyuError(f"{directory / MODEL_FILE}: model {meta['model']!r} is not a {cls.name} model")
-        model = model_cls(**meta["params"])
+            raise SiyuError(f"{directory / MODEL_FILE}: model {name!r} is not a {cls.name} model")
+        model = model_cls(**meta[ModelFileKey.PARAMS])
         model.data_ = InteractionData.load(directory / "data")
         arrays: dict[str, Any] = {}
-        for key in meta["arrays"]:
+        for key in meta[ModelFileKey.ARRAYS]:
             npz = directory / f"{key}.npz"
             arrays[key] = (
                 sp.load_npz(npz).tocsr()
@@ -679,8 +680,9 @@ def _read_meta(directory: Path) -> dict[str, Any]:
             f"{path}: no saved recommender here\n  fix: point at a directory written by model.save()"
         )
     meta = json.loads(path.read_text(encoding="utf-8"))
-    if meta.get("format") != FORMAT_VERSION:
-        raise SiyuError(f"{path}: saved with format {meta.get('format')}, this code reads {FORMAT_VERSION}")
+    saved_format = meta.get(ModelFileKey.FORMAT)
+    if saved_format != FORMAT_VERSION:
+        raise SiyuError(f"{path}: saved with format {saved_format}, this code reads {FORMAT_VERSION}")
     return meta
 
 

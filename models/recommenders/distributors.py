@@ -45,7 +45,7 @@ import scipy.sparse as sp
 from features.asof import AsOf
 from features.columns import Col
 from features.sql import render
-from features.vocabulary import DistributorListCol as DistributorCol
+from features.vocabulary import DistributorListCol
 from models.recommenders.base import (
     InteractionData,
     Recommender,
@@ -63,19 +63,19 @@ _BASELINE_DAYS = 90.0
 
 
 DISTRIBUTOR_COLUMNS: tuple[str, ...] = (
-    DistributorCol.DISTRIBUTOR_ID,
-    DistributorCol.PRODUCT_ID,
-    DistributorCol.RANK,
-    DistributorCol.SCORE,
-    DistributorCol.REASON,
+    DistributorListCol.DISTRIBUTOR_ID,
+    DistributorListCol.PRODUCT_ID,
+    DistributorListCol.RANK,
+    DistributorListCol.SCORE,
+    DistributorListCol.REASON,
 )
 OUTREACH_COLUMNS: tuple[str, ...] = (
-    DistributorCol.DISTRIBUTOR_ID,
-    DistributorCol.CONSUMER_ID,
-    DistributorCol.PRODUCT_ID,
-    DistributorCol.RANK,
-    DistributorCol.SCORE,
-    DistributorCol.REASON,
+    DistributorListCol.DISTRIBUTOR_ID,
+    DistributorListCol.CONSUMER_ID,
+    DistributorListCol.PRODUCT_ID,
+    DistributorListCol.RANK,
+    DistributorListCol.SCORE,
+    DistributorListCol.REASON,
 )
 
 
@@ -280,13 +280,13 @@ def distributor_lists(
     picked = columns[valid]
     frame = pd.DataFrame(
         {
-            DistributorCol.DISTRIBUTOR_ID: aggregated.distributor_ids.to_numpy(dtype=object)[rows],
-            DistributorCol.PRODUCT_ID: aggregated.product_ids.to_numpy(dtype=object)[picked],
-            DistributorCol.RANK: np.broadcast_to(
+            DistributorListCol.DISTRIBUTOR_ID: aggregated.distributor_ids.to_numpy(dtype=object)[rows],
+            DistributorListCol.PRODUCT_ID: aggregated.product_ids.to_numpy(dtype=object)[picked],
+            DistributorListCol.RANK: np.broadcast_to(
                 np.arange(1, columns.shape[1] + 1, dtype=np.int32), columns.shape
             )[valid],
-            DistributorCol.SCORE: ranked[valid].astype(np.float32),
-            DistributorCol.REASON: _reasons(aggregated, signals, config, categories, rows, picked),
+            DistributorListCol.SCORE: ranked[valid].astype(np.float32),
+            DistributorListCol.REASON: _reasons(aggregated, signals, config, categories, rows, picked),
         }
     )
     return frame[list(DISTRIBUTOR_COLUMNS)]
@@ -338,7 +338,7 @@ def outreach_lists(
     distributor, then rank.
     """
     data = model.data_
-    distributor_ids = pd.Index(pushed[DistributorCol.DISTRIBUTOR_ID].unique())
+    distributor_ids = pd.Index(pushed[DistributorListCol.DISTRIBUTOR_ID].unique())
     product_columns = _pushed_columns(pushed, distributor_ids, data.product_ids)
     members = homes[homes.index.isin(data.consumer_ids) & homes.isin(distributor_ids)]
     frames = []
@@ -351,29 +351,29 @@ def outreach_lists(
     if not frames:
         return pd.DataFrame({column: pd.Series(dtype=object) for column in OUTREACH_COLUMNS})
     best = pd.concat(frames, ignore_index=True)
-    best[DistributorCol.SCORE] = (
+    best[DistributorListCol.SCORE] = (
         best["_raw"] * weights.reindex(best[Col.CONSUMER_ID]).fillna(0.0).to_numpy()
     ).astype(np.float32)
-    best = best[best[DistributorCol.SCORE] > 0]
+    best = best[best[DistributorListCol.SCORE] > 0]
     best = best.sort_values(
-        [DistributorCol.DISTRIBUTOR_ID, DistributorCol.SCORE, DistributorCol.CONSUMER_ID],
+        [DistributorListCol.DISTRIBUTOR_ID, DistributorListCol.SCORE, DistributorListCol.CONSUMER_ID],
         ascending=[True, False, True],
         kind="stable",
     )
-    best = best.groupby(DistributorCol.DISTRIBUTOR_ID, sort=False).head(config.outreach_size)
-    best[DistributorCol.RANK] = (
-        best.groupby(DistributorCol.DISTRIBUTOR_ID, sort=False).cumcount().astype(np.int32) + 1
+    best = best.groupby(DistributorListCol.DISTRIBUTOR_ID, sort=False).head(config.outreach_size)
+    best[DistributorListCol.RANK] = (
+        best.groupby(DistributorListCol.DISTRIBUTOR_ID, sort=False).cumcount().astype(np.int32) + 1
     )
-    best[DistributorCol.REASON] = _outreach_reasons(best, data, categories)
+    best[DistributorListCol.REASON] = _outreach_reasons(best, data, categories)
     return best[list(OUTREACH_COLUMNS)].reset_index(drop=True)
 
 
 def _pushed_columns(pushed: pd.DataFrame, distributor_ids: pd.Index, product_ids: pd.Index) -> np.ndarray:
-    depth = int(pushed.groupby(DistributorCol.DISTRIBUTOR_ID).size().max()) if len(pushed) else 1
+    depth = int(pushed.groupby(DistributorListCol.DISTRIBUTOR_ID).size().max()) if len(pushed) else 1
     columns = np.full((len(distributor_ids), depth), -1, dtype=np.int64)
-    rows = distributor_ids.get_indexer(pushed[DistributorCol.DISTRIBUTOR_ID])
-    columns[rows, pushed[DistributorCol.RANK].to_numpy() - 1] = product_ids.get_indexer(
-        pushed[DistributorCol.PRODUCT_ID]
+    rows = distributor_ids.get_indexer(pushed[DistributorListCol.DISTRIBUTOR_ID])
+    columns[rows, pushed[DistributorListCol.RANK].to_numpy() - 1] = product_ids.get_indexer(
+        pushed[DistributorListCol.PRODUCT_ID]
     )
     return columns
 
@@ -406,11 +406,11 @@ def _best_pushed(
     keep = np.isfinite(best_score)
     return pd.DataFrame(
         {
-            DistributorCol.DISTRIBUTOR_ID: distributor_ids.to_numpy(dtype=object)[community[keep]],
+            DistributorListCol.DISTRIBUTOR_ID: distributor_ids.to_numpy(dtype=object)[community[keep]],
             Col.CONSUMER_ID: ids.to_numpy(dtype=object)[keep],
             "_column": candidates[np.arange(len(ids)), best][keep],
             "_raw": np.clip(best_score[keep], 0.0, None),
-            DistributorCol.PRODUCT_ID: data.product_ids.to_numpy(dtype=object)[
+            DistributorListCol.PRODUCT_ID: data.product_ids.to_numpy(dtype=object)[
                 candidates[np.arange(len(ids)), best][keep]
             ],
         }

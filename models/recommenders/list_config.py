@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 MemberWeighting = Literal["recency", "spend", "uniform"]
-MemberScale = Literal["raw", "share"]
+MemberScale = Literal["raw", "share"]  # vocabulary: a value, not a column
 
 
 class ListsConfig(BaseModel):

@@ -17,7 +17,7 @@ list. Scores: popularity in [0, 1); own products of the repeat model above 2.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,9 @@ from features.errors import SiyuError
 from features.interactions import InteractionCol
 from models.recommenders.base import InteractionData, Recommender
 
-Scope = Literal["global", "category", "community"]
+Scope = Literal["global", "category", "community"]  # vocabulary: a value, not a column
+SCOPES: tuple[Scope, ...] = get_args(Scope)
+GLOBAL, CATEGORY, COMMUNITY = SCOPES
 _TIEBREAK = 1e-3
 _CATEGORY_FLOOR = 0.05
 
@@ -61,12 +63,12 @@ class PopularityRecommender(Recommender):
 
     name = "popularity"
 
-    def __init__(self, scope: Scope = "global", window_days: float | None = 30.0) -> None:
+    def __init__(self, scope: Scope = GLOBAL, window_days: float | None = 30.0) -> None:
         self.scope = scope
         self.window_days = window_days
 
     def _fit(self, data: InteractionData) -> None:
-        if self.scope not in ("global", "category", "community"):
+        if self.scope not in SCOPES:
             raise SiyuError(
                 f"popularity scope {self.scope!r} unknown\n  fix: use global, category or community"
             )
@@ -76,7 +78,7 @@ class PopularityRecommender(Recommender):
         self.popularity_ = _normalised(popularity).astype(np.float32)
         self.community_ids_ = np.array([], dtype=str)
         self.community_popularity_ = np.zeros((0, len(popularity)), dtype=np.float32)
-        if self.scope == "community":
+        if self.scope == COMMUNITY:
             self._fit_communities(data)
 
     def _fit_communities(self, data: InteractionData) -> None:
@@ -103,9 +105,9 @@ class PopularityRecommender(Recommender):
 
     def _score_rows(self, consumer_ids: pd.Index, rows: np.ndarray) -> np.ndarray:
         scores = np.broadcast_to(self.popularity_, (len(rows), len(self.popularity_))).copy()
-        if self.scope == "category":
+        if self.scope == CATEGORY:
             scores *= self._category_affinity(rows)
-        elif self.scope == "community":
+        elif self.scope == COMMUNITY:
             scores = self._community_scores(consumer_ids, scores)
         return scores
 

@@ -25,6 +25,7 @@ from features.interactions import (
     purchased_pairs,
 )
 from models.recommenders.base import InteractionData, Recommender, registered_models
+from models.recommenders.popularity import CATEGORY, COMMUNITY, GLOBAL
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +64,9 @@ def default_models() -> dict[str, ModelSpec]:
     specs: dict[str, tuple[str, dict[str, Any]]] = {
         "ranker": ("ranker", {}),
         "repeat": ("repeat", {}),
-        "popularity_global": ("popularity", {"scope": "global"}),
-        "popularity_category": ("popularity", {"scope": "category"}),
-        "popularity_community": ("popularity", {"scope": "community"}),
+        "popularity_global": ("popularity", {"scope": GLOBAL}),
+        "popularity_category": ("popularity", {"scope": CATEGORY}),
+        "popularity_community": ("popularity", {"scope": COMMUNITY}),
         "itemknn_bm25": ("itemknn", {"similarity": "bm25"}),
         "itemknn_cosine": ("itemknn", {"similarity": "cosine"}),
         "ease": ("ease", {"l2": 500.0}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from features.columns import Col
-from features.distributor_features import DistributorCol
+from features.vocabulary import DistributorFeatureCol
 from models.distributor_tiers import (
     DistributorTierCol,
     DistributorTierConfig,
@@ -46,17 +46,17 @@ def features() -> pd.DataFrame:
         ROWS,
         columns=[
             Col.DISTRIBUTOR_ID,
-            DistributorCol.GMV_MONTH,
-            DistributorCol.GMV_PREV_MONTH,
-            DistributorCol.ACTIVE_CUSTOMERS,
-            DistributorCol.ORDERS_PER_SHARE,
-            DistributorCol.ORDERS_PER_SHARE_PREV,
+            DistributorFeatureCol.GMV_MONTH,
+            DistributorFeatureCol.GMV_PREV_MONTH,
+            DistributorFeatureCol.ACTIVE_CUSTOMERS,
+            DistributorFeatureCol.ORDERS_PER_SHARE,
+            DistributorFeatureCol.ORDERS_PER_SHARE_PREV,
         ],
     )
-    previous = frame[DistributorCol.GMV_PREV_MONTH]
-    frame[DistributorCol.GROWTH] = (frame[DistributorCol.GMV_MONTH] / previous.where(previous > 0) - 1).round(
-        4
-    )
+    previous = frame[DistributorFeatureCol.GMV_PREV_MONTH]
+    frame[DistributorFeatureCol.GROWTH] = (
+        frame[DistributorFeatureCol.GMV_MONTH] / previous.where(previous > 0) - 1
+    ).round(4)
     # shuffled so that the ranking, not the input order, decides
     return frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
 
