@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +67,7 @@ import scipy.sparse as sp
 
 from features.columns import Col
 from features.errors import SiyuError
+from features.files import write_text_atomically
 from features.interactions import InteractionCol, upper_bound
 from features.vocabulary import ModelFileKey, RecCol
 
@@ -238,11 +238,7 @@ def _codes(ids: pd.Series, name: str) -> tuple[np.ndarray, pd.Index]:
 
 def _age_days(last_at: pd.Series, as_of: date | None) -> np.ndarray:
     stamps = pd.to_datetime(last_at)
-    end = (
-        pd.Timestamp(upper_bound(as_of))
-        if as_of is not None
-        else stamps.max().normalize() + pd.Timedelta(days=1)
-    )
+    end = pd.Timestamp(upper_bound(as_of if as_of is not None else stamps.max().date()))
     age = (end - stamps).dt.total_seconds().to_numpy(dtype=np.float64) / 86400.0
     return np.clip(np.nan_to_num(age, nan=365.0), 1.0 / 24, None)
 
@@ -555,9 +551,7 @@ class Recommender(ABC):
             ModelFileKey.PARAMS: self.get_params(),
             ModelFileKey.ARRAYS: sorted(arrays),
         }
-        partial = directory / (MODEL_FILE + ".partial")
-        partial.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
-        os.replace(partial, directory / MODEL_FILE)
+        write_text_atomically(directory / MODEL_FILE, json.dumps(meta, indent=2, default=str) + "\n")
         return directory
 
     @classmethod
