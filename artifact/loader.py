@@ -77,6 +77,21 @@ class Files:
     ALL: tuple[str, ...] = ID_MAPS + ARRAYS
 
 
+class Counts:
+    """Keys of the manifest's ``counts``: ids per map, list lengths and how many rows have a list."""
+
+    CONSUMERS = "consumers"
+    PRODUCTS = "products"
+    DISTRIBUTORS = "distributors"
+    CONSUMER_LIST_LENGTH = "consumer_list_length"
+    DISTRIBUTOR_LIST_LENGTH = "distributor_list_length"
+    SIMILAR_LIST_LENGTH = "similar_list_length"
+    COMMUNITY_LIST_LENGTH = "community_list_length"
+    GLOBAL_LIST_LENGTH = "global_list_length"
+    CONSUMERS_WITH_LIST = "consumers_with_list"
+    COMMUNITIES_WITH_LIST = "communities_with_list"
+
+
 class Source:
     """Where a recommended item came from."""
 
@@ -120,7 +135,7 @@ class Recommender:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Consumers, products and distributors the artifact knows, and its list lengths."""
+        """Consumers, products and distributors the artifact knows, and its list lengths (``Counts``)."""
         return dict(self.manifest["counts"])
 
     def knows_consumer(self, consumer_id: object) -> bool:

@@ -37,7 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artifact.loader import FORMAT, FORMAT_VERSION, ID_COLUMN, MANIFEST_FILE, Files, sha256_of
+from artifact.loader import FORMAT, FORMAT_VERSION, ID_COLUMN, MANIFEST_FILE, Counts, Files, sha256_of
 from features.catalog import StepFile
 from features.columns import Col
 from features.errors import SiyuError
@@ -61,16 +61,16 @@ class ArtifactArrays:
     def counts(self) -> dict[str, int]:
         """Sizes for the manifest: ids per map and the width (list length) of each list matrix."""
         return {
-            "consumers": len(self.consumer_ids),
-            "products": len(self.product_ids),
-            "distributors": len(self.distributor_ids),
-            "consumer_list_length": self.arrays[Files.CONSUMER_ITEMS].shape[1],
-            "distributor_list_length": self.arrays[Files.DISTRIBUTOR_ITEMS].shape[1],
-            "similar_list_length": self.arrays[Files.SIMILAR_ITEMS].shape[1],
-            "community_list_length": self.arrays[Files.COMMUNITY_ITEMS].shape[1],
-            "global_list_length": self.arrays[Files.GLOBAL_ITEMS].shape[0],
-            "consumers_with_list": int((self.arrays[Files.CONSUMER_ITEMS][:, :1] >= 0).sum()),
-            "communities_with_list": int((self.arrays[Files.COMMUNITY_ITEMS][:, :1] >= 0).sum()),
+            Counts.CONSUMERS: len(self.consumer_ids),
+            Counts.PRODUCTS: len(self.product_ids),
+            Counts.DISTRIBUTORS: len(self.distributor_ids),
+            Counts.CONSUMER_LIST_LENGTH: self.arrays[Files.CONSUMER_ITEMS].shape[1],
+            Counts.DISTRIBUTOR_LIST_LENGTH: self.arrays[Files.DISTRIBUTOR_ITEMS].shape[1],
+            Counts.SIMILAR_LIST_LENGTH: self.arrays[Files.SIMILAR_ITEMS].shape[1],
+            Counts.COMMUNITY_LIST_LENGTH: self.arrays[Files.COMMUNITY_ITEMS].shape[1],
+            Counts.GLOBAL_LIST_LENGTH: self.arrays[Files.GLOBAL_ITEMS].shape[0],
+            Counts.CONSUMERS_WITH_LIST: int((self.arrays[Files.CONSUMER_ITEMS][:, :1] >= 0).sum()),
+            Counts.COMMUNITIES_WITH_LIST: int((self.arrays[Files.COMMUNITY_ITEMS][:, :1] >= 0).sum()),
         }
 
 

@@ -423,7 +423,7 @@ def _kind_from_error(problem: Any, reference: Path) -> str:
         "float": "a number",
         "string": "text",
         "dict": "a mapping",
-        "model": "a mapping",
+        "model": "a mapping",  # vocabulary: a value, not a column
         "list": "a list",
         "tuple": "a list",
         "path": "a file or folder path (text)",

@@ -89,10 +89,11 @@ AND NOT EXISTS (
 )
 """
 
-_COUNT_NAMES = {
-    "orders_30d": ident(QualityCol.ORDERS_30D),
-    "complaints_30d": ident(QualityCol.COMPLAINTS_30D),
-}
+# The SQL's ``{orders_30d}`` and ``{complaints_30d}``: the quality gate's count columns.
+_COUNT_NAMES = dict(
+    orders_30d=ident(QualityCol.ORDERS_30D),
+    complaints_30d=ident(QualityCol.COMPLAINTS_30D),
+)
 
 
 def complaint_counts(

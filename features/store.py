@@ -51,6 +51,7 @@ from features.validate import (
     order_line_hashes,
     referenced_keys,
 )
+from features.vocabulary import ValidationKey
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,10 @@ def write_validated(
             reports.append(report)
             _log_report(report)
         result = ValidationResult(as_of, reports)
-        document = {"as_of": as_of.isoformat(), "tables": [asdict(r) for r in reports]}
+        document = {
+            ValidationKey.AS_OF: as_of.isoformat(),
+            ValidationKey.TABLES: [asdict(r) for r in reports],
+        }
         run.staging.partial(out_dir / StepFile.VALIDATION_REPORT).write_text(
             json.dumps(document, indent=2) + "\n"
         )

@@ -34,7 +34,7 @@ def clv_chart(values: pd.Series, horizon: str) -> Markup:
     axes.hist(values.clip(lower=1.0), bins=bins, color=BLUE)
     axes.set_xscale("log")
     axes.set_xlabel(f"expected spend, next {horizon} (log scale; below 1 counted at 1)")
-    axes.set_ylabel("consumers")
+    axes.set_ylabel("consumers")  # vocabulary: a value, not a column
     axes.spines[["top", "right"]].set_visible(False)
     return _svg(figure)
 

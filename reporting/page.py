@@ -26,6 +26,7 @@ import pandas as pd
 from features.catalog import RunFile, StepFile
 from features.distributor_features import DistributorCol
 from features.files import write_text_atomically
+from features.vocabulary import EvaluationKey
 from models.distributor_tiers import TIERS as DISTRIBUTOR_TIERS
 from models.distributor_tiers import DistributorTierCol
 from models.evaluation import MetricCol
@@ -131,7 +132,7 @@ def summary_table(run_dir: Path) -> list[dict[str, str]]:
         try:
             values = measure(files)
         except MissingFile:
-            values = {"status": NOT_PRODUCED}
+            values = {"status": NOT_PRODUCED}  # vocabulary: a value, not a column
         rows.extend({"area": area, "measure": name, "value": value} for name, value in values.items())
     return rows
 
@@ -147,7 +148,7 @@ def _segment_headlines(files: RunFiles) -> dict[str, str]:
     segments = files.csv(StepFile.RFM_SEGMENTS)
     largest = segments.sort_values(CONSUMERS, ascending=False).iloc[0]
     return {
-        "consumers": plain_integer(segments[CONSUMERS].sum()),
+        "consumers": plain_integer(segments[CONSUMERS].sum()),  # vocabulary: a value, not a column
         "segments": str(len(segments)),
         "largest segment": f"{largest[RFMCol.SEGMENT]} ({plain_percent(largest[SHARE])})",
     }
@@ -169,7 +170,7 @@ def _distributor_headlines(files: RunFiles) -> dict[str, str]:
 
 def _recommender_headlines(files: RunFiles) -> dict[str, str]:
     report = files.json(StepFile.EVALUATION)
-    results = pd.DataFrame(report["results"] if isinstance(report, dict) else report)
+    results = pd.DataFrame(report[EvaluationKey.RESULTS] if isinstance(report, dict) else report)
     model, ndcg = MetricCol.MODEL, MetricCol.NDCG
     values = {}
     for protocol, table in results.groupby(MetricCol.PROTOCOL, sort=False):

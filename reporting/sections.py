@@ -23,6 +23,7 @@ from markupsafe import Markup
 from features.catalog import StepFile
 from features.columns import Col
 from features.distributor_features import DistributorCol
+from features.vocabulary import EvaluationKey, ExportCol, Movement
 from models.distributor_tiers import TIERS as DISTRIBUTOR_TIERS
 from models.distributor_tiers import DistributorTierCol
 from models.evaluation import MetricCol
@@ -42,12 +43,14 @@ METRICS = (
     MetricCol.NDCG, MetricCol.RECALL, MetricCol.PRECISION, MetricCol.MAP, MetricCol.HIT_RATE,
     MetricCol.COVERAGE, MetricCol.NOVELTY,
 )  # fmt: skip
-NEW_TIER = "(new)"  # the migration row of consumers who had no tier in the previous run
+NEW_TIER = Movement.NEW_ROW  # the migration row of consumers who had no tier in the previous run
 # Summary columns of rfm_segments.csv / rfm_grid.csv (written by models.rfm).
-CONSUMERS, SHARE = "consumers", "share"
-MEAN_RECENCY, MEAN_ORDERS, MEAN_SPEND = "mean_recency_days", "mean_orders", "mean_monetary"
+CONSUMERS, SHARE = RFMCol.CONSUMERS, RFMCol.SHARE
+MEAN_RECENCY, MEAN_ORDERS, MEAN_SPEND = RFMCol.MEAN_RECENCY_DAYS, RFMCol.MEAN_ORDERS, RFMCol.MEAN_MONETARY
 # consumer_tiers.csv: the CLV column is expected_value_<horizon>; frequency is the BTYD one.
-EXPECTED_VALUE_PREFIX, FREQUENCY = "expected_value_", "frequency"
+EXPECTED_VALUE_PREFIX, FREQUENCY = "expected_value_", ExportCol.FREQUENCY
+# What the recommender section shows for k (NDCG@k) when evaluation.json does not say.
+UNKNOWN_K = "k"  # vocabulary: a value, not a column
 _SEVERITY = {level: order for order, level in enumerate(LEVELS)}
 
 
@@ -119,7 +122,7 @@ class Cell:
     """A formatted table cell: ``kind`` is ``"num"`` (right-aligned), ``"level"`` (a badge) or ``"text"``."""
 
     text: str
-    kind: Literal["text", "num", "level"] = "text"
+    kind: Literal["text", "num", "level"] = "text"  # vocabulary: a value, not a column
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ def frame_table(frame: pd.DataFrame, percent: Iterable[str] = (), levels: bool =
 def _cell(column: object, value: object, percent: set[str], levels: bool) -> Cell:
     """One value of ``frame_table``, formatted by its column and type."""
     if levels and column == QualityCol.LEVEL:
-        return Cell(str(value), "level")
+        return Cell(str(value), "level")  # vocabulary: a value, not a column
     if column in percent:
         return Cell(fmt.percent(value), "num")
     if isinstance(value, bool | np.bool_) or str(value) in ("True", "False"):
@@ -370,20 +373,18 @@ def distributors(files: RunFiles) -> Distributors:
     frame = files.csv(StepFile.DISTRIBUTOR_TIERS)
     tier, gmv = DistributorTierCol.TIER, DistributorCol.GMV_MONTH
     month = str(frame[DistributorCol.MONTH].iloc[0]) if len(frame) else "?"
-    grouped = frame.groupby(tier).agg(
-        distributors=(Col.DISTRIBUTOR_ID, "size"),
-        gmv=(gmv, "sum"),
-        customers=(DistributorCol.ACTIVE_CUSTOMERS, "sum"),
-        coached=(DistributorTierCol.COACHING, true_count),
-    )
+    by_tier = frame.groupby(tier)
+    members, tier_gmv = by_tier[Col.DISTRIBUTOR_ID].size(), by_tier[gmv].sum()
+    customers = by_tier[DistributorCol.ACTIVE_CUSTOMERS].sum()
+    coached = by_tier[DistributorTierCol.COACHING].agg(true_count)
     total_gmv = float(frame[gmv].sum())
-    order = [t for t in DISTRIBUTOR_TIERS if t in grouped.index] + sorted(
-        set(grouped.index) - set(DISTRIBUTOR_TIERS)
+    order = [t for t in DISTRIBUTOR_TIERS if t in members.index] + sorted(
+        set(members.index) - set(DISTRIBUTOR_TIERS)
     )
     rows = [
-        (t, int(grouped.loc[t, "distributors"]), [fmt.money(grouped.loc[t, "gmv"]),
-         fmt.percent(grouped.loc[t, "gmv"] / total_gmv if total_gmv else 0.0),
-         fmt.integer(grouped.loc[t, "customers"]), fmt.integer(grouped.loc[t, "coached"])])
+        (t, int(members[t]), [fmt.money(tier_gmv[t]),
+         fmt.percent(tier_gmv[t] / total_gmv if total_gmv else 0.0),
+         fmt.integer(customers[t]), fmt.integer(coached[t])])
         for t in order
     ]  # fmt: skip
     top = frame.sort_values(DistributorTierCol.RANK).head(TOP_DISTRIBUTORS)
@@ -396,7 +397,7 @@ def distributors(files: RunFiles) -> Distributors:
         month,
         len(frame),
         total_gmv,
-        int(grouped["coached"].sum()),
+        int(coached.sum()),
         bar_table("tier", rows, len(frame), ["GMV", "GMV share", "active customers", "coached"]),
         frame_table(top[[c for c in top_columns if c in top.columns]], percent=percent),
     )
@@ -451,17 +452,17 @@ def recommenders(files: RunFiles) -> Recommenders:
     """Every model × protocol from the evaluation JSON; baselines marked, lift over the best baseline."""
     report = files.json(StepFile.EVALUATION)
     details = report if isinstance(report, dict) else {}
-    results = pd.DataFrame(report["results"] if isinstance(report, dict) else report)
-    k = details.get("k", "k")
-    windowed = "cutoff" in details
+    results = pd.DataFrame(report[EvaluationKey.RESULTS] if isinstance(report, dict) else report)
+    k = details.get(EvaluationKey.K, UNKNOWN_K)
+    windowed = EvaluationKey.CUTOFF in details
     tables = tuple(
-        metrics_table(str(protocol), table, details.get("production"))
+        metrics_table(str(protocol), table, details.get(EvaluationKey.PRODUCTION))
         for protocol, table in results.groupby(MetricCol.PROTOCOL, sort=False)
     )
     return Recommenders(
         k,
-        str(details["cutoff"]) if windowed else None,
-        str(details["test_end"]) if windowed else None,
+        str(details[EvaluationKey.CUTOFF]) if windowed else None,
+        str(details[EvaluationKey.TEST_END]) if windowed else None,
         charts.metrics_chart(results, k, BASELINE_MODELS),
         tables,
         published_lists(files),
@@ -541,7 +542,7 @@ def quality(files: RunFiles) -> Quality:
     worst_table = (
         frame_table(worst[[c for c in columns if c in worst]], percent, levels=True) if len(worst) else None
     )
-    levels = bar_table("level", rows, len(alerts), levels=True)
+    levels = bar_table(level, rows, len(alerts), levels=True)
     return Quality(len(alerts), changes, suppliers, levels, worst_table)
 
 
@@ -552,7 +553,12 @@ SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec("migration", "Member-tier migration", "the segmentation step", migration),
     SectionSpec("rfm", "RFM heat map (recency × frequency)", "the segmentation step", rfm),
     SectionSpec("clv", "Customer lifetime value", "the segmentation step (CLV on)", clv),
-    SectionSpec("distributors", "Distributor tiers", "the segmentation step", distributors),
+    SectionSpec(
+        "distributors",  # vocabulary: a value, not a column
+        "Distributor tiers",
+        "the segmentation step",
+        distributors,
+    ),
     SectionSpec("recommenders", "Recommenders against the baselines", "the evaluation step", recommenders),
     SectionSpec("quality", "Product quality alerts", "the quality gate", quality),
 )

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 ARROW_TYPES: dict[str, pa.DataType] = {
     "id": pa.string(),
     "choice": pa.string(),
-    "category": pa.string(),
+    "category": pa.string(),  # vocabulary: a value, not a column
     "text": pa.string(),
     "integer": pa.int64(),
     "money": pa.float64(),
@@ -47,7 +47,7 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 _PANDAS_METADATA_TYPES: dict[str, str] = {
     "id": "string[pyarrow]",
     "choice": "string[pyarrow]",
-    "category": "string[pyarrow]",
+    "category": "string[pyarrow]",  # vocabulary: a value, not a column
     "text": "string[pyarrow]",
     "integer": "int64",
     "money": "float64",

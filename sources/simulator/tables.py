@@ -84,13 +84,21 @@ def simulate_chunk(
 
 _TRUTH_SCHEMAS = {
     Truth.CONSUMER_TASTES: arrow_schema(
-        [(Col.CONSUMER_ID, "id"), (Col.CATEGORY, "category"), (Truth.WEIGHT, "money")]
+        [
+            (Col.CONSUMER_ID, "id"),
+            (Col.CATEGORY, "category"),  # vocabulary: a value, not a column
+            (Truth.WEIGHT, "money"),
+        ]
     ),
     Truth.CONSUMER_BRAND_TASTES: arrow_schema(
         [(Col.CONSUMER_ID, "id"), (Col.SUPPLIER_ID, "id"), (Truth.WEIGHT, "money")]
     ),
     Truth.COMMUNITY_TASTES: arrow_schema(
-        [(Col.DISTRIBUTOR_ID, "id"), (Col.CATEGORY, "category"), (Truth.WEIGHT, "money")]
+        [
+            (Col.DISTRIBUTOR_ID, "id"),
+            (Col.CATEGORY, "category"),  # vocabulary: a value, not a column
+            (Truth.WEIGHT, "money"),
+        ]
     ),
     Truth.CONSUMER_TRAITS: arrow_schema(
         [

@@ -157,13 +157,13 @@ def _sale_windows(config: SimulationConfig, evergreen: np.ndarray, rng: np.rando
     open_end = evergreen | (last_day >= config.days - 1)
     last_day = np.where(open_end, config.days - 1, last_day)
     hour = np.where(rng.random(n) < 0.6, 10, 20)
-    return {
-        "sale_start": launch * DAY + hour * HOUR,
-        "sale_end": last_day * DAY + DAY - 1,
-        "open_end": open_end,
-        "first_day": launch,
-        "last_day": last_day,
-    }
+    return dict(
+        sale_start=launch * DAY + hour * HOUR,
+        sale_end=last_day * DAY + DAY - 1,
+        open_end=open_end,
+        first_day=launch,
+        last_day=last_day,
+    )
 
 
 def _prices(category: np.ndarray, evergreen: np.ndarray, rng: np.random.Generator) -> dict:
@@ -174,7 +174,7 @@ def _prices(category: np.ndarray, evergreen: np.ndarray, rng: np.random.Generato
         evergreen, rng.uniform(0.85, 1.0, len(category)), rng.uniform(0.55, 0.9, len(category))
     )
     log_relative = np.log(list_price * discount / median)
-    return {"list_price": list_price, "discount": discount, "log_relative_price": log_relative}
+    return dict(list_price=list_price, discount=discount, log_relative_price=log_relative)
 
 
 def _defects(
@@ -196,7 +196,7 @@ def _defects(
     defective[chosen] = True
     low, high = config.defect_multiplier
     probability[defective] = baseline[defective] * rng.uniform(low, high, planted)
-    return {"complaint_probability": np.minimum(probability, 0.5), "defective": defective}
+    return dict(complaint_probability=np.minimum(probability, 0.5), defective=defective)
 
 
 @dataclass(frozen=True)
