@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ from features.asof import AsOf
 from features.catalog import Folder, StepFile
 from features.columns import Col, Table
 from features.contract import VALIDATION_ORDER
+from features.files import atomic_path
 from features.reader import RawTable
 from features.validate import (
     KnownIds,
@@ -82,12 +83,12 @@ def write_validated(
     """
     as_of = AsOf.of(as_of)
     config = config or ValidationConfig()
-    run = _Run(as_of, config, chunk_rows or config.chunk_rows, now, out_dir, _Staging())
     needed_keys = referenced_keys(list(raw_tables))
     clean_ids: dict[tuple[str, str], SeenHashes] = {}
     order_lines = SeenHashes() if Table.COMPLAINTS in raw_tables else None
     reports: list[TableReport] = []
-    try:
+    with _Staging() as staging:
+        run = _Run(as_of, config, chunk_rows or config.chunk_rows, now, out_dir, staging)
         for table in (t for t in VALIDATION_ORDER if t in raw_tables):
             known = known_references(table, clean_ids, config.references)
             if table == Table.COMPLAINTS:
@@ -105,10 +106,6 @@ def write_validated(
         run.staging.partial(out_dir / StepFile.VALIDATION_REPORT).write_text(
             json.dumps(document, indent=2) + "\n"
         )
-    except BaseException:
-        run.staging.discard()
-        raise
-    run.staging.publish()
     return result
 
 
@@ -183,38 +180,33 @@ def _log_progress(raw: RawTable, done: int, chunk_rows: int) -> None:
 
 
 class _Staging:
-    """Files written beside their final names, renamed into place together at the end."""
+    """Files written beside their final names (``features.files.atomic_path``) and renamed into
+    place together when the staging closes without an error, all removed when it closes with
+    one; scratch files are removed either way."""
 
     def __init__(self) -> None:
-        self._finals: list[Path] = []
+        self._finals = ExitStack()
         self._scratch: list[Path] = []
 
+    def __enter__(self) -> _Staging:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        try:
+            self._finals.__exit__(kind, error, trace)
+        finally:
+            for path in self._scratch:
+                path.unlink(missing_ok=True)
+
     def partial(self, final: Path) -> Path:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self._finals.append(final)
-        return _partial(final)
+        return self._finals.enter_context(atomic_path(final))
 
     def scratch(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._scratch.append(path)
         return path
-
-    def publish(self) -> None:
-        for final in self._finals:
-            os.replace(_partial(final), final)
-        self._remove(self._scratch)
-
-    def discard(self) -> None:
-        self._remove([_partial(final) for final in self._finals] + self._scratch)
-
-    @staticmethod
-    def _remove(paths: list[Path]) -> None:
-        for path in paths:
-            path.unlink(missing_ok=True)
-
-
-def _partial(path: Path) -> Path:
-    return path.with_name(path.name + ".partial")
 
 
 class _CleanWriter:
