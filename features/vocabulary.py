@@ -379,3 +379,17 @@ class ValidationKey:
     ROWS_OUT_OF_WINDOW = "rows_out_of_window"
     REASONS = "reasons"
     FLAGGED = "flagged"
+
+
+# --- the export's manifest (pipelines/publish.py) -----------------------------------------------------
+
+
+class ExportManifestKey:
+    """Top-level keys of an export's manifest.json (``tables``: the input tables the run read)."""
+
+    MANIFEST_VERSION = "manifest_version"
+    AS_OF = "as_of"
+    FILES = "files"
+    VERSIONS = "versions"
+    RUN = "run"
+    TABLES = "tables"
