@@ -391,3 +391,17 @@ class ModelFileKey:
     MODEL = "model"
     PARAMS = "params"
     ARRAYS = "arrays"
+
+
+# --- the export's manifest (pipelines/publish.py) -----------------------------------------------------
+
+
+class ExportManifestKey:
+    """Top-level keys of an export's manifest.json (``tables``: the input tables the run read)."""
+
+    MANIFEST_VERSION = "manifest_version"
+    AS_OF = "as_of"
+    FILES = "files"
+    VERSIONS = "versions"
+    RUN = "run"
+    TABLES = "tables"

@@ -25,6 +25,9 @@ from pipelines.publish import sha256_of
 
 logger = logging.getLogger(__name__)
 
+# Where the champion's registered model is downloaded, under the work directory's champion folder.
+MODEL_FOLDER = "model"  # vocabulary: a value, not a column
+
 
 @dataclass(frozen=True)
 class RecommenderOutcome:
@@ -88,7 +91,7 @@ def choose_exports(
         shutil.rmtree(champion_dir)
     with tracking.using_tracking(config, work) as client:
         artifact = tracking.download_model_artifact(
-            client, config.model_name, decision.champion_version, champion_dir / "model"
+            client, config.model_name, decision.champion_version, champion_dir / MODEL_FOLDER
         )
     if same_artifact(artifact, recommenders.artifact_dir):
         logger.info("the champion's artifact is this run's (a rerun): publishing this run's lists")
@@ -118,6 +121,7 @@ def champion_lists(champion_artifact: Path, outputs: Path, folder: Path) -> dict
 
     from artifact.loader import load
     from features.columns import Col
+    from features.vocabulary import RecCol
     from models.quality import pulled_products
     from pipelines.steps.quality import read_levels
 
@@ -136,7 +140,8 @@ def champion_lists(champion_artifact: Path, outputs: Path, folder: Path) -> dict
             for owner_id, k in sorted(sizes.items())
             for rank, pick in enumerate(lookup(owner_id, int(k), exclude=pulled), start=1)
         ]
-        frame = pd.DataFrame(rows, columns=[owner, Col.PRODUCT_ID, "rank", "score", "reason"])
-        frame.astype({"rank": "int32", "score": "float32"}).to_parquet(folder / name, index=False)
+        frame = pd.DataFrame(rows, columns=[owner, Col.PRODUCT_ID, RecCol.RANK, RecCol.SCORE, RecCol.REASON])
+        frame = frame.astype({RecCol.RANK: "int32", RecCol.SCORE: "float32"})
+        frame.to_parquet(folder / name, index=False)
         written[name] = folder / name
     return written

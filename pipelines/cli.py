@@ -360,17 +360,21 @@ def _parse_as_of(text: str | None) -> AsOf | None:
 def _print_validation(out_dir: Path) -> None:
     import json
 
-    report_path = out_dir / "validation.json"
+    from features.catalog import StepFile
+    from features.vocabulary import ValidationKey as Key
+
+    report_path = out_dir / StepFile.VALIDATION_REPORT
     if not report_path.exists():
         return
     report = json.loads(report_path.read_text())
-    typer.echo(f"{'table':<13}{'read':>12}{'kept':>12}{'quarantined':>13}{'after as-of':>13}  reasons")
-    for table in report["tables"]:
-        reasons = ", ".join(f"{k}={v:,}" for k, v in table["reasons"].items()) or "-"
-        flagged = ", ".join(f"{k}={v:,}" for k, v in table.get("flagged", {}).items())
+    heading = "table"  # vocabulary: a value, not a column
+    typer.echo(f"{heading:<13}{'read':>12}{'kept':>12}{'quarantined':>13}{'after as-of':>13}  reasons")
+    for table in report[Key.TABLES]:
+        reasons = ", ".join(f"{k}={v:,}" for k, v in table[Key.REASONS].items()) or "-"
+        flagged = ", ".join(f"{k}={v:,}" for k, v in table.get(Key.FLAGGED, {}).items())
         typer.echo(
-            f"{table['table']:<13}{table['rows_read']:>12,}{table['rows_kept']:>12,}"
-            f"{table['rows_quarantined']:>13,}{table.get('rows_out_of_window', 0):>13,}  {reasons}"
+            f"{table[Key.TABLE]:<13}{table[Key.ROWS_READ]:>12,}{table[Key.ROWS_KEPT]:>12,}"
+            f"{table[Key.ROWS_QUARANTINED]:>13,}{table.get(Key.ROWS_OUT_OF_WINDOW, 0):>13,}  {reasons}"
             + (f"; kept, flagged: {flagged}" if flagged else "")
         )
 

@@ -20,6 +20,7 @@ from features.asof import AsOf
 from features.catalog import Folder, RunFile, StepFile
 from features.errors import SiyuError
 from features.files import write_text_atomically
+from features.vocabulary import EvaluationKey, ExportManifestKey, MetricCol
 from pipelines import tracking
 from pipelines.champion import RecommenderOutcome
 from pipelines.config import NightlyConfig
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Evaluation columns that are timings: logged to MLflow, left out of the export (reruns must match).
-TIMING_COLUMNS = ("fit_seconds", "recommend_seconds")
+TIMING_COLUMNS = MetricCol.TIMINGS
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def check_tables(previous: Path | None, present: Iterable[str], optional: Iterab
     """
     if previous is None:
         return []
-    before = read_manifest(previous).get("tables")
+    before = read_manifest(previous).get(ExportManifestKey.TABLES)
     if before is None:  # an export written before siyu recorded its tables
         return []
     missing = sorted(set(before) - set(present))
@@ -144,6 +145,7 @@ def train_and_evaluate(
     (pulled products out, warned ones demoted).
     """
     from artifact.writer import write_artifact_from_lists
+    from models.evaluation import Protocol
     from pipelines.steps.evaluate import run_evaluation
     from pipelines.steps.recommend import run_recommend
     from pipelines.steps.segment import read_communities
@@ -153,8 +155,8 @@ def train_and_evaluate(
     production = settings.recommend.production
     table = evaluation.table
     write_evaluation(evaluation.to_json(), production, outputs / StepFile.EVALUATION)
-    chosen = (table["model"] == production) & (table["protocol"] == "all_items")
-    ndcg = float(table.loc[chosen, "ndcg"].iloc[0])
+    chosen = (table[MetricCol.MODEL] == production) & (table[MetricCol.PROTOCOL] == Protocol.ALL_ITEMS)
+    ndcg = float(table.loc[chosen, MetricCol.NDCG].iloc[0])
     logger.info("production model %s: validation NDCG@%d %.4f", production, evaluation.k, ndcg)
     logger.info("fitting %s on everything up to %s and writing the lists", production, validated.as_of)
     lists = run_recommend(
@@ -164,15 +166,17 @@ def train_and_evaluate(
         outputs,
         quality_alerts_path=outputs / StepFile.QUALITY_ALERTS,
     )
-    meta = {"as_of": str(validated.as_of), "model": lists.model}
+    meta = {"as_of": str(validated.as_of), "model": lists.model}  # vocabulary: a value, not a column
     artifact = write_artifact_from_lists(outputs, outputs / Folder.ARTIFACT, meta, read_communities(outputs))
     return RecommenderOutcome(artifact, ndcg, evaluation_metrics(table), lists.model, _log_pyfunc)
 
 
 def write_evaluation(report: dict[str, Any], production: str, path: Path) -> None:
     """evaluation.json for the export and the report, without timings (reruns give the same file)."""
-    results = [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in report["results"]]
-    content = {**report, "production": production, "results": results}
+    results = [
+        {k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in report[EvaluationKey.RESULTS]
+    ]
+    content = {**report, EvaluationKey.PRODUCTION: production, EvaluationKey.RESULTS: results}
     write_text_atomically(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
@@ -181,8 +185,8 @@ def evaluation_metrics(table: Any) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for row in table.to_dict("records"):
         for name, value in row.items():
-            if name not in ("model", "protocol") and isinstance(value, int | float):
-                metrics[f"{row['protocol']}.{row['model']}.{name}"] = float(value)
+            if name not in (MetricCol.MODEL, MetricCol.PROTOCOL) and isinstance(value, int | float):
+                metrics[f"{row[MetricCol.PROTOCOL]}.{row[MetricCol.MODEL]}.{name}"] = float(value)
     return metrics
 
 

@@ -56,6 +56,7 @@ from features.asof import AsOf
 from features.catalog import RunFile
 from features.errors import SiyuError
 from features.files import move_into_place
+from features.vocabulary import ExportManifestKey
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ CURRENT_LINK = "current"
 CURRENT_FILE = "CURRENT"
 MANIFEST_VERSION = 1
 # Manifest fields that differ between two runs on the same inputs; everything else is reproducible.
-RUN_FIELDS = ("run",)
+RUN_FIELDS = (ExportManifestKey.RUN,)
 # Libraries whose versions go into the export manifest (deterministic for one environment).
 VERSIONED_PACKAGES = (
     "siyu",
@@ -173,12 +174,12 @@ def _publish_locked(
         staging.mkdir()
         entries = stage_files(sources, staging)
         manifest = {
-            "manifest_version": MANIFEST_VERSION,
-            "as_of": day,
-            "files": [asdict(entry) for entry in entries],
-            "versions": dict(sorted(versions.items())),
-            "run": dict(run),
-            **({"tables": sorted(tables)} if tables is not None else {}),
+            ExportManifestKey.MANIFEST_VERSION: MANIFEST_VERSION,
+            ExportManifestKey.AS_OF: day,
+            ExportManifestKey.FILES: [asdict(entry) for entry in entries],
+            ExportManifestKey.VERSIONS: dict(sorted(versions.items())),
+            ExportManifestKey.RUN: dict(run),
+            **({ExportManifestKey.TABLES: sorted(tables)} if tables is not None else {}),
         }
         _write_durably(staging / RunFile.MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         verify_export(staging)
@@ -286,7 +287,7 @@ def read_manifest(export_dir: Path) -> dict[str, Any]:
 def verify_export(export_dir: Path) -> None:
     """Re-read every file the manifest lists and check its size and SHA-256; raise on any mismatch."""
     manifest = read_manifest(export_dir)
-    for entry in manifest["files"]:
+    for entry in manifest[ExportManifestKey.FILES]:
         path = export_dir / entry["path"]
         if not path.is_file() or path.stat().st_size != entry["bytes"] or sha256_of(path) != entry["sha256"]:
             raise SiyuError(
@@ -428,7 +429,7 @@ def _same_files(existing: Path, entries: list[FileEntry]) -> bool | None:
     """Whether an earlier export of the same date holds exactly these files (None: there is none)."""
     if not (existing / RunFile.MANIFEST).is_file():
         return None
-    before = [FileEntry(**entry) for entry in read_manifest(existing)["files"]]
+    before = [FileEntry(**entry) for entry in read_manifest(existing)[ExportManifestKey.FILES]]
     same = before == entries
     if same:
         logger.info("rerun for %s: every file is identical to the export it replaces", existing.name)

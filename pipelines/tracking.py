@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from artifact.loader import sha256_of
 from features.errors import SiyuError
+from features.vocabulary import ValidationKey
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -145,34 +146,35 @@ def log_config(client: MlflowClient, run_id: str, settings: Mapping[str, Any]) -
 
 
 def data_manifest(validation_report: Path) -> dict[str, Any]:
-    """Per input table: its file, SHA-256, rows read, kept and quarantined (from validation.json)."""
+    """Per input table: its file, SHA-256, rows read, kept and quarantined (validation.json's keys)."""
     report = json.loads(validation_report.read_text(encoding="utf-8"))
     tables = []
-    for table in report["tables"]:
-        source = Path(table["source"])
+    for table in report[ValidationKey.TABLES]:
+        source = Path(table[ValidationKey.SOURCE])
         tables.append(
             {
-                "table": table["table"],
+                ValidationKey.TABLE: table[ValidationKey.TABLE],
                 "file": source.name,
                 "sha256": sha256_of(source) if source.is_file() else None,
-                "rows_read": table["rows_read"],
-                "rows_kept": table["rows_kept"],
-                "rows_quarantined": table["rows_quarantined"],
-                "reasons": table["reasons"],
+                ValidationKey.ROWS_READ: table[ValidationKey.ROWS_READ],
+                ValidationKey.ROWS_KEPT: table[ValidationKey.ROWS_KEPT],
+                ValidationKey.ROWS_QUARANTINED: table[ValidationKey.ROWS_QUARANTINED],
+                ValidationKey.REASONS: table[ValidationKey.REASONS],
             }
         )
-    return {"as_of": report["as_of"], "tables": tables}
+    return {ValidationKey.AS_OF: report[ValidationKey.AS_OF], ValidationKey.TABLES: tables}
 
 
 def log_data_manifest(client: MlflowClient, run_id: str, manifest: Mapping[str, Any]) -> None:
     """The manifest as ``data_manifest.json``, row counts as metrics, file hashes as tags."""
     client.log_dict(run_id, dict(manifest), "data_manifest.json")
     metrics: dict[str, float] = {}
-    for table in manifest["tables"]:
-        for count in ("rows_read", "rows_kept", "rows_quarantined"):
-            metrics[f"data.{table['table']}.{count}"] = table[count]
+    for table in manifest[ValidationKey.TABLES]:
+        name = table[ValidationKey.TABLE]
+        for count in (ValidationKey.ROWS_READ, ValidationKey.ROWS_KEPT, ValidationKey.ROWS_QUARANTINED):
+            metrics[f"data.{name}.{count}"] = table[count]
         if table["sha256"]:
-            client.set_tag(run_id, f"data.{table['table']}.sha256", table["sha256"])
+            client.set_tag(run_id, f"data.{name}.sha256", table["sha256"])
     log_metrics(client, run_id, metrics)
 
 

@@ -22,6 +22,7 @@ from features.engine import connect
 from features.errors import SiyuError
 from features.files import write_text_atomically
 from features.interactions import latest_activity
+from features.vocabulary import EvaluationKey
 from models.evaluation import EVALUATION_COLUMNS, MetricCol, TimeSplit, evaluate_models, make_task
 from models.recommenders.training import RecommendConfig, tune_on_window
 
@@ -39,10 +40,10 @@ class EvaluationReport:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "cutoff": str(self.cutoff),
-            "test_end": str(self.test_end),
-            "k": self.k,
-            "results": json.loads(self.table.to_json(orient="records")),
+            EvaluationKey.CUTOFF: str(self.cutoff),
+            EvaluationKey.TEST_END: str(self.test_end),
+            EvaluationKey.K: self.k,
+            EvaluationKey.RESULTS: json.loads(self.table.to_json(orient="records")),
         }
 
 
