@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.columns import Col
-from features.vocabulary import ClusterCol, ConsumerCol, ExportCol, TierCol
+from features.vocabulary import ClusterCol, CLVCol, ConsumerCol, ExportCol, TierCol
 from models.clusters import BehaviourClusters, ClusterConfig
 from models.clv import CLVConfig
 from models.distributor_tiers import DistributorTierConfig
@@ -132,12 +132,12 @@ def clv_columns(summary: pd.DataFrame, settings: SegmentationConfig) -> pd.DataF
     clv = pd.DataFrame(
         {
             Col.CONSUMER_ID: predictions[Col.CONSUMER_ID].astype("string"),
-            ExportCol.expected_purchases(horizon): predictions["expected_purchases"]
+            ExportCol.expected_purchases(horizon): predictions[CLVCol.EXPECTED_PURCHASES]
             .astype("float64")
             .round(4),
-            ExportCol.expected_value(horizon): predictions["expected_value"].astype("float64").round(2),
-            ExportCol.PROB_ALIVE: predictions["prob_alive"].astype("float64").round(4),
-            ExportCol.CHURN_RISK: (1 - predictions["prob_alive"].astype("float64")).round(4),
+            ExportCol.expected_value(horizon): predictions[CLVCol.EXPECTED_VALUE].astype("float64").round(2),
+            ExportCol.PROB_ALIVE: predictions[CLVCol.PROB_ALIVE].astype("float64").round(4),
+            ExportCol.CHURN_RISK: (1 - predictions[CLVCol.PROB_ALIVE].astype("float64")).round(4),
         }
     )
     clv.attrs["set_aside"] = int(result.set_aside)

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.asof import AsOf
-from features.catalog import StepFile
+from features.catalog import StepFile, export_file
 from features.columns import Col, Table
 from features.engine import connect, has_table
 from features.errors import SiyuError
@@ -68,8 +68,7 @@ from reporting.excel import read_history, twin_path
 
 logger = logging.getLogger(__name__)
 
-REASON = "reason"
-CONSUMER_COLUMNS: tuple[str, ...] = (RecCol.CONSUMER_ID, RecCol.PRODUCT_ID, RecCol.RANK, RecCol.SCORE, REASON)
+CONSUMER_COLUMNS: tuple[str, ...] = export_file(StepFile.CONSUMER_LISTS).column_names()
 SIMILAR_DEPTH = 20
 CHUNK_CONSUMERS = 100_000
 
@@ -224,7 +223,7 @@ def _write_consumer_lists(
             from_fallback += int(
                 completed.loc[completed[RecCol.RANK] == 1, FallbackCol.SOURCE].ne(SOURCE_MODEL).sum()
             )
-            frame = completed.assign(**{REASON: consumer_reasons(completed, data, categories)})
+            frame = completed.assign(**{RecCol.REASON: consumer_reasons(completed, data, categories)})
             rows = frame[list(CONSUMER_COLUMNS)]
             writer.write_table(pa.Table.from_pandas(rows, preserve_index=False, schema=_CONSUMER_SCHEMA))
             logger.info(
@@ -241,7 +240,7 @@ _CONSUMER_SCHEMA = pa.schema(
         (RecCol.PRODUCT_ID, pa.string()),
         (RecCol.RANK, pa.int32()),
         (RecCol.SCORE, pa.float32()),
-        (REASON, pa.string()),
+        (RecCol.REASON, pa.string()),
     ]
 )
 
