@@ -23,3 +23,7 @@ class ContractError(SiyuError):
 
 class QuarantineLimitExceeded(SiyuError):
     """More of a table's rows failed row-level checks than the configured share allows."""
+
+
+class MissingTableError(SiyuError):
+    """A table an earlier run read is missing now, and the config does not say that is wanted."""

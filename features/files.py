@@ -8,16 +8,22 @@ importers and the simulator) writes beside its target and renames into place:
 
 ``partial`` is ``<target>.partial`` in the same folder (so the rename is atomic on one
 file system); it is renamed onto ``target`` only when the block ends without an error, and
-removed when it raises. ``move_into_place`` does the same for a finished folder.
+removed when it raises. ``move_into_place`` does the same for a finished folder, and
+``replace_symlink`` for a link (through a temporary ``.<name>.link-<token>`` beside it).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -40,10 +46,21 @@ def atomic_path(target: Path) -> Iterator[Path]:
     os.replace(partial, target)
 
 
-def write_text_atomically(target: Path, text: str) -> Path:
-    """``text`` (UTF-8, ``\\n`` line ends) into ``target``, atomically."""
+def write_text_atomically(target: Path, text: str, *, durable: bool = False) -> Path:
+    """``text`` (UTF-8, ``\\n`` line ends) into ``target``, atomically; ``durable`` flushes it to
+    disk before the rename (for the files a crash must never leave empty: manifests, pointers)."""
+    with atomic_path(target) as partial, partial.open("w", encoding="utf-8", newline="\n") as writer:
+        writer.write(text)
+        if durable:
+            writer.flush()
+            os.fsync(writer.fileno())
+    return target
+
+
+def write_parquet_atomically(frame: pd.DataFrame, target: Path) -> Path:
+    """``frame`` (without its index) as the Parquet file ``target``, atomically."""
     with atomic_path(target) as partial:
-        partial.write_text(text, encoding="utf-8", newline="\n")
+        frame.to_parquet(partial, index=False)
     return target
 
 
@@ -57,6 +74,24 @@ def move_into_place(staging: Path, target: Path, token: str) -> None:
     os.replace(target, set_aside)
     os.replace(staging, target)
     shutil.rmtree(set_aside)
+
+
+def replace_symlink(link: Path, target: str) -> None:
+    """Make ``link`` a relative symlink to ``target`` in one rename: no moment without a link."""
+    temporary = link.with_name(f".{link.name}.link-{secrets.token_hex(4)}")
+    os.symlink(target, temporary, target_is_directory=True)
+    os.replace(temporary, link)
+
+
+def can_symlink(folder: Path) -> bool:
+    """Whether ``folder`` can hold symlinks (not e.g. Windows without the privilege)."""
+    probe = folder / f".probe.link-{secrets.token_hex(4)}"
+    try:
+        os.symlink(".", probe, target_is_directory=True)
+    except OSError:
+        return False
+    probe.unlink()
+    return True
 
 
 def _remove(path: Path) -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
@@ -72,7 +73,7 @@ from features.contract import (
     row_schema,
     typed_schema,
 )
-from features.errors import ContractError, QuarantineLimitExceeded
+from features.errors import ContractError, MissingTableError, QuarantineLimitExceeded
 from features.reader import RawTable
 
 logger = logging.getLogger(__name__)
@@ -733,3 +734,31 @@ def _finalise_clean(spec: TableSpec, clean: pd.DataFrame) -> pd.DataFrame:
     for name in clean.columns:
         clean[name] = clean[name].astype(dtype_of(spec.column(name).kind))
     return typed_schema(spec, list(clean.columns)).validate(clean)
+
+
+def tables_gone_missing(
+    before: Iterable[str] | None, present: Iterable[str], optional: Iterable[str], previous: str
+) -> list[str]:
+    """The tables the previous run (``previous``) read that this run lacks, when all of them are
+    in ``optional`` (``data.optional_tables``); ``before`` None: that run did not record them.
+
+    Raises ``MissingTableError`` for any other missing table: without ``complaints`` every
+    product would silently grade normal, without ``consumers`` consumers would vanish.
+    """
+    missing = sorted(set(before or ()) - set(present))
+    refused = [table for table in missing if table not in set(optional)]
+    if refused:
+        listed = ", ".join(refused)
+        raise MissingTableError(
+            f"table(s) {listed} were read by the previous run ({previous}) but are missing now\n"
+            f"  fix: restore the file(s) in the data directory, or, if this run should go without "
+            f"them, list them in the config under data.optional_tables: [{listed}]"
+        )
+    for table in missing:
+        logger.warning(
+            "table %s is missing (read by the previous run %s); going on without it as "
+            "data.optional_tables allows: results that depend on it change",
+            table,
+            previous,
+        )
+    return missing

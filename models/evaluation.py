@@ -242,6 +242,16 @@ def evaluate_models(
     return pd.DataFrame(rows, columns=list(EVALUATION_COLUMNS))
 
 
+def metrics_by_name(table: pd.DataFrame) -> dict[str, float]:
+    """``<protocol>.<model>.<metric>`` for every number of an ``evaluate_models`` table (for MLflow)."""
+    metrics: dict[str, float] = {}
+    for row in table.to_dict("records"):
+        for name, value in row.items():
+            if name not in (MetricCol.MODEL, MetricCol.PROTOCOL) and isinstance(value, int | float):
+                metrics[f"{row[MetricCol.PROTOCOL]}.{row[MetricCol.MODEL]}.{name}"] = float(value)
+    return metrics
+
+
 def protocol_truth(task: EvaluationTask, protocol: str) -> pd.DataFrame:
     """The truth a protocol measures against."""
     if protocol == Protocol.NEW_ITEMS:

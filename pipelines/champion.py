@@ -111,37 +111,13 @@ def same_artifact(first: Path, second: Path) -> bool:
 
 
 def champion_lists(champion_artifact: Path, outputs: Path, folder: Path) -> dict[str, Path]:
-    """The consumer and distributor lists rebuilt from the champion's artifact, for the same ids.
-
-    Every consumer and distributor of this run's lists gets the champion's list of the same
-    length, with this run's pulled products left out; ``reason`` says where each item came
-    from (``champion: personal``, ``champion: community``, ...).
-    """
-    import pandas as pd
-
+    """The consumer and distributor lists rebuilt from the champion's artifact for this run's ids
+    and list lengths, this run's pulled products left out (``artifact.relist``)."""
     from artifact.loader import load
-    from features.columns import Col
-    from features.vocabulary import RecCol
+    from artifact.relist import relist
     from models.quality import pulled_products
     from pipelines.steps.quality import read_levels
 
     champion = load(champion_artifact)
     pulled = set(pulled_products(read_levels(outputs)))
-    folder.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, owner, lookup in (
-        (StepFile.CONSUMER_LISTS, Col.CONSUMER_ID, champion.recommend),
-        (StepFile.DISTRIBUTOR_LISTS, Col.DISTRIBUTOR_ID, champion.for_distributor),
-    ):
-        current = pd.read_parquet(outputs / name, columns=[owner])
-        sizes = current[owner].value_counts(sort=False)
-        rows = [
-            (owner_id, pick.product_id, rank, pick.score, f"champion: {pick.source}")
-            for owner_id, k in sorted(sizes.items())
-            for rank, pick in enumerate(lookup(owner_id, int(k), exclude=pulled), start=1)
-        ]
-        frame = pd.DataFrame(rows, columns=[owner, Col.PRODUCT_ID, RecCol.RANK, RecCol.SCORE, RecCol.REASON])
-        frame = frame.astype({RecCol.RANK: "int32", RecCol.SCORE: "float32"})
-        frame.to_parquet(folder / name, index=False)
-        written[name] = folder / name
-    return written
+    return {name: relist(champion, outputs / name, pulled, folder / name) for name in StepFile.LISTS}

@@ -1,4 +1,4 @@
-"""The ``siyu`` command line. Commands resolve paths and options, then call ``pipelines.steps.validate``.
+"""The ``siyu`` command line. Commands resolve paths and options, then call the steps in ``pipelines.steps``.
 
 Any error a user can cause (a bad file, config or option) prints one message and exits
 with status 2; a validation run that quarantines too much exits with status 1. Every
@@ -211,8 +211,10 @@ def evaluate(
     config: ConfigOption = None,
 ) -> None:
     """Compare every configured recommender on a temporal holdout: one table of model x protocol."""
+    from models.evaluation import EVALUATION_COLUMNS
     from pipelines.config import load_config
-    from pipelines.steps.evaluate import format_table, run_evaluation, write_report
+    from pipelines.steps.evaluate import run_evaluation, write_report
+    from reporting.console import evaluation_table
 
     settings = load_config(config)
     for name, value in (("--holdout-days", holdout_days), ("--k", k)):
@@ -221,7 +223,7 @@ def evaluate(
     day = _parse_as_of(as_of)
     report = run_evaluation(data, settings.recommend, day, holdout_days, k, model or None)
     typer.echo(f"trained up to {report.cutoff}, tested up to {report.test_end}, metrics at k={report.k}")
-    typer.echo(format_table(report.table))
+    typer.echo(evaluation_table(report.table, EVALUATION_COLUMNS))
     if json_path is not None:
         typer.echo(f"wrote {write_report(report, json_path)}")
 
@@ -358,25 +360,11 @@ def _parse_as_of(text: str | None) -> AsOf | None:
 
 
 def _print_validation(out_dir: Path) -> None:
-    import json
-
     from features.catalog import StepFile
-    from features.vocabulary import ValidationKey as Key
+    from reporting.console import validation_table
 
-    report_path = out_dir / StepFile.VALIDATION_REPORT
-    if not report_path.exists():
-        return
-    report = json.loads(report_path.read_text())
-    heading = "table"  # vocabulary: a value, not a column
-    typer.echo(f"{heading:<13}{'read':>12}{'kept':>12}{'quarantined':>13}{'after as-of':>13}  reasons")
-    for table in report[Key.TABLES]:
-        reasons = ", ".join(f"{k}={v:,}" for k, v in table[Key.REASONS].items()) or "-"
-        flagged = ", ".join(f"{k}={v:,}" for k, v in table.get(Key.FLAGGED, {}).items())
-        typer.echo(
-            f"{table[Key.TABLE]:<13}{table[Key.ROWS_READ]:>12,}{table[Key.ROWS_KEPT]:>12,}"
-            f"{table[Key.ROWS_QUARANTINED]:>13,}{table.get(Key.ROWS_OUT_OF_WINDOW, 0):>13,}  {reasons}"
-            + (f"; kept, flagged: {flagged}" if flagged else "")
-        )
+    for line in validation_table(out_dir / StepFile.VALIDATION_REPORT):
+        typer.echo(line)
 
 
 def main() -> None:

@@ -38,10 +38,9 @@ from pipelines import champion, nightly_steps, tracking, workdir
 from pipelines import publish as publishing
 from pipelines.champion import RecommenderOutcome
 from pipelines.config import NightlyConfig, load_config
-from pipelines.nightly_steps import ValidatedPaths
 from pipelines.runtime import file_task, local_prefect, pure_task, terminate_as_interrupt
 from pipelines.steps.quality import QualityOutcome, run_quality
-from pipelines.steps.validate import load_and_validate, resolve_data_dir
+from pipelines.steps.validate import Validated, load_and_validate, resolve_data_dir
 
 if TYPE_CHECKING:
     from pipelines.steps.segment import SegmentationOutcome
@@ -142,14 +141,17 @@ def run_nightly(
 # --- load + validate ---------------------------------------------------------------------------
 
 
-@task(name="prepare data", **file_task())
-def prepare_data(settings: NightlyConfig, data_dir: Path | None) -> Path:
-    """The data directory: the one given, the configured one, or the demo set (simulated once)."""
-    return resolve_data_dir(settings, data_dir)
+# Tasks that are a function of a step module as it is.
+prepare_data = task(name="prepare data", **file_task())(resolve_data_dir)
+fresh_outputs = task(name="clear outputs", **file_task())(workdir.fresh_folder)
+train_recommenders = task(name="train and evaluate recommenders", **file_task())(
+    nightly_steps.train_and_evaluate
+)
+record_run = task(name="record run", **file_task())(nightly_steps.record_run)
 
 
 @task(name="load and validate", **file_task())
-def validate(data_dir: Path, as_of: date | None, settings: NightlyConfig, out_dir: Path) -> ValidatedPaths:
+def validate(data_dir: Path, as_of: date | None, settings: NightlyConfig, out_dir: Path) -> Validated:
     """Read and validate ``data_dir``; clean tables and quarantine files go under ``out_dir``."""
     get_run_logger().info("validating %s", data_dir)
     validated = load_and_validate(data_dir, as_of, settings, out_dir)
@@ -161,19 +163,13 @@ def validate(data_dir: Path, as_of: date | None, settings: NightlyConfig, out_di
             report.rows_kept,
             report.rows_quarantined,
         )
-    return ValidatedPaths(validated.as_of, validated.clean_paths, out_dir / StepFile.VALIDATION_REPORT)
+    return validated
 
 
 @task(name="check tables", **pure_task())
-def check_tables(previous: Path | None, validated: ValidatedPaths, settings: NightlyConfig) -> list[str]:
+def check_tables(previous: Path | None, validated: Validated, settings: NightlyConfig) -> list[str]:
     """Stop when a table the previous run read is missing, unless ``data.optional_tables`` lists it."""
     return nightly_steps.check_tables(previous, validated.tables, settings.data.optional_tables)
-
-
-@task(name="clear outputs", **file_task())
-def fresh_outputs(outputs: Path) -> Path:
-    """An empty outputs folder, so that nothing from an earlier run can be published by mistake."""
-    return workdir.fresh_folder(outputs)
 
 
 # --- segmentation, quality gate, recommenders --------------------------------------------------
@@ -181,7 +177,7 @@ def fresh_outputs(outputs: Path) -> Path:
 
 @task(name="segmentation", **file_task())
 def segment(
-    validated: ValidatedPaths, settings: NightlyConfig, outputs: Path, previous: Path | None
+    validated: Validated, settings: NightlyConfig, outputs: Path, previous: Path | None
 ) -> SegmentationOutcome:
     """RFM, member tiers, clusters, CLV, distributor tiers and tags (``pipelines.steps.segment``)."""
     from pipelines.steps.segment import run_segmentation
@@ -193,7 +189,7 @@ def segment(
 
 @task(name="quality gate", **file_task())
 def quality_gate(
-    validated: ValidatedPaths, settings: NightlyConfig, outputs: Path, previous: Path | None
+    validated: Validated, settings: NightlyConfig, outputs: Path, previous: Path | None
 ) -> QualityOutcome:
     """Grade every product's complaint rate; levels carry on from the previous export."""
     history = nightly_steps.history(previous, StepFile.QUALITY_ALERTS)
@@ -202,19 +198,11 @@ def quality_gate(
     return outcome
 
 
-@task(name="train and evaluate recommenders", **file_task())
-def train_recommenders(
-    validated: ValidatedPaths, settings: NightlyConfig, outputs: Path
-) -> RecommenderOutcome:
-    """Evaluate on the holdout window, fit the production model, write its lists and artifact."""
-    return nightly_steps.train_and_evaluate(validated, settings, outputs)
-
-
 # --- MLflow run, registration, publish, promotion ------------------------------------------------
 
 
 @task(name="open mlflow run", **file_task())
-def open_run(settings: NightlyConfig, work: Path, validated: ValidatedPaths, data_dir: Path) -> str:
+def open_run(settings: NightlyConfig, work: Path, validated: Validated, data_dir: Path) -> str:
     """Start this night's MLflow run (failing runs a kill left open); log config and data manifest."""
     tags = {"data_dir": str(data_dir.absolute()), **_prefect_tags()}
     return nightly_steps.open_run(settings, work, validated, tags, _flow_run_id())
@@ -244,7 +232,7 @@ def choose_exports(
 def publish(
     sources: dict[str, Path],
     exports_dir: Path,
-    validated: ValidatedPaths,
+    validated: Validated,
     settings: NightlyConfig,
     run_id: str,
     decision: tracking.GateDecision,
@@ -274,23 +262,6 @@ def promote(decision: tracking.GateDecision, settings: NightlyConfig, work: Path
 def run_report(outputs: Path, work: Path, as_of: date | AsOf, run_id: str) -> Path:
     """The HTML run report (work/report.html) and its Prefect markdown and table summaries."""
     return nightly_steps.write_run_report(outputs, work, as_of, run_id)
-
-
-@task(name="record run", **file_task())
-def record_run(
-    settings: NightlyConfig,
-    work: Path,
-    run_id: str,
-    segments: SegmentationOutcome,
-    quality_levels: dict[str, int],
-    published: publishing.Published,
-    report: Path,
-    missing_tables: list[str],
-) -> None:
-    """Counts, missing tables and the export manifest into the MLflow run."""
-    nightly_steps.record_run(
-        settings, work, run_id, segments, quality_levels, published, report, missing_tables
-    )
 
 
 @task(name="close mlflow run", **pure_task())

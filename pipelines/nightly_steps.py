@@ -11,15 +11,14 @@ import json
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from features.asof import AsOf
 from features.catalog import Folder, RunFile, StepFile
-from features.errors import SiyuError
 from features.files import write_text_atomically
+from features.validate import tables_gone_missing
 from features.vocabulary import EvaluationKey, ExportManifestKey, MetricCol
 from pipelines import tracking
 from pipelines.champion import RecommenderOutcome
@@ -28,6 +27,7 @@ from pipelines.publish import Published, read_manifest
 
 if TYPE_CHECKING:
     from pipelines.steps.segment import SegmentationOutcome
+    from pipelines.steps.validate import Validated
 
 logger = logging.getLogger(__name__)
 
@@ -35,60 +35,16 @@ logger = logging.getLogger(__name__)
 TIMING_COLUMNS = MetricCol.TIMINGS
 
 
-@dataclass(frozen=True)
-class ValidatedPaths:
-    """What load + validate hands on: the as-of date (as the validate step gave it) and the clean tables."""
-
-    as_of: date | AsOf
-    clean_paths: dict[str, Path]
-    report_path: Path
-
-    @property
-    def clean_dir(self) -> Path:
-        return next(iter(self.clean_paths.values())).parent
-
-    @property
-    def tables(self) -> list[str]:
-        """The input tables this run read."""
-        return sorted(self.clean_paths)
-
-
 # --- a missing table is a decision --------------------------------------------------------------
 
 
-class MissingTableError(SiyuError):
-    """A table an earlier run read is missing now, and the config does not say that is wanted."""
-
-
 def check_tables(previous: Path | None, present: Iterable[str], optional: Iterable[str]) -> list[str]:
-    """The tables the previous export read that this run lacks, when the config allows it.
-
-    Raises ``MissingTableError`` for a missing table not listed in ``data.optional_tables``:
-    without ``complaints`` every product would silently grade normal, without ``consumers``
-    consumers would vanish from the lists. ``previous`` is the previous export (None: first run).
-    """
+    """The tables the previous export read that this run lacks, when ``data.optional_tables``
+    allows it (``features.validate.tables_gone_missing``); ``previous`` None: the first run."""
     if previous is None:
         return []
     before = read_manifest(previous).get(ExportManifestKey.TABLES)
-    if before is None:  # an export written before siyu recorded its tables
-        return []
-    missing = sorted(set(before) - set(present))
-    refused = [table for table in missing if table not in set(optional)]
-    if refused:
-        listed = ", ".join(refused)
-        raise MissingTableError(
-            f"table(s) {listed} were read by the previous run ({previous.name}) but are missing now\n"
-            f"  fix: restore the file(s) in the data directory, or, if this run should go without "
-            f"them, list them in the config under data.optional_tables: [{listed}]"
-        )
-    for table in missing:
-        logger.warning(
-            "table %s is missing (read by the previous run %s); going on without it as "
-            "data.optional_tables allows: results that depend on it change",
-            table,
-            previous.name,
-        )
-    return missing
+    return tables_gone_missing(before, present, optional, previous.name)
 
 
 # --- MLflow runs that end however the flow ends ----------------------------------------------------
@@ -98,7 +54,7 @@ _OPEN_RUNS_LOCK = threading.Lock()
 
 
 def open_run(
-    settings: NightlyConfig, work: Path, validated: ValidatedPaths, tags: dict[str, str], flow_run_id: str
+    settings: NightlyConfig, work: Path, validated: Validated, tags: dict[str, str], flow_run_id: str
 ) -> str:
     """Fail the runs a killed run left RUNNING, start this night's run, log config and data manifest."""
     with tracking.using_tracking(settings.tracking, work) as client:
@@ -136,16 +92,14 @@ def fail_open_run(flow_run_id: str, reason: str) -> str | None:
 # --- the recommender step -------------------------------------------------------------------------
 
 
-def train_and_evaluate(
-    validated: ValidatedPaths, settings: NightlyConfig, outputs: Path
-) -> RecommenderOutcome:
+def train_and_evaluate(validated: Validated, settings: NightlyConfig, outputs: Path) -> RecommenderOutcome:
     """Evaluate the models on the holdout window, fit the production model, write its lists and artifact.
 
     Runs after the quality gate: its ``quality_alerts.csv`` in ``outputs`` filters the lists
     (pulled products out, warned ones demoted).
     """
     from artifact.writer import write_artifact_from_lists
-    from models.evaluation import Protocol
+    from models.evaluation import Protocol, metrics_by_name
     from pipelines.steps.evaluate import run_evaluation
     from pipelines.steps.recommend import run_recommend
     from pipelines.steps.segment import read_communities
@@ -168,7 +122,7 @@ def train_and_evaluate(
     )
     meta = {"as_of": str(validated.as_of), "model": lists.model}  # vocabulary: a value, not a column
     artifact = write_artifact_from_lists(outputs, outputs / Folder.ARTIFACT, meta, read_communities(outputs))
-    return RecommenderOutcome(artifact, ndcg, evaluation_metrics(table), lists.model, _log_pyfunc)
+    return RecommenderOutcome(artifact, ndcg, metrics_by_name(table), lists.model, _log_pyfunc)
 
 
 def write_evaluation(report: dict[str, Any], production: str, path: Path) -> None:
@@ -178,16 +132,6 @@ def write_evaluation(report: dict[str, Any], production: str, path: Path) -> Non
     ]
     content = {**report, EvaluationKey.PRODUCTION: production, EvaluationKey.RESULTS: results}
     write_text_atomically(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
-
-
-def evaluation_metrics(table: Any) -> dict[str, float]:
-    """``<protocol>.<model>.<metric>`` for every number of the evaluation table."""
-    metrics: dict[str, float] = {}
-    for row in table.to_dict("records"):
-        for name, value in row.items():
-            if name not in (MetricCol.MODEL, MetricCol.PROTOCOL) and isinstance(value, int | float):
-                metrics[f"{row[MetricCol.PROTOCOL]}.{row[MetricCol.MODEL]}.{name}"] = float(value)
-    return metrics
 
 
 def _log_pyfunc(artifact_dir: Path) -> str:

@@ -55,7 +55,13 @@ from artifact.loader import sha256_of
 from features.asof import AsOf
 from features.catalog import RunFile
 from features.errors import SiyuError
-from features.files import move_into_place
+from features.files import (
+    can_symlink,
+    move_into_place,
+    partial_path,
+    replace_symlink,
+    write_text_atomically,
+)
 from features.vocabulary import ExportManifestKey
 
 logger = logging.getLogger(__name__)
@@ -181,10 +187,12 @@ def _publish_locked(
             ExportManifestKey.RUN: dict(run),
             **({ExportManifestKey.TABLES: sorted(tables)} if tables is not None else {}),
         }
-        _write_durably(staging / RunFile.MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        write_text_atomically(
+            staging / RunFile.MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n", durable=True
+        )
         verify_export(staging)
         same = _same_files(exports_dir / day, entries)
-        if _can_symlink(exports_dir, token):
+        if can_symlink(exports_dir):
             replaced = _link_into_place(staging, exports_dir, day, token)
         else:
             replaced = _rename_into_place(staging, exports_dir, day, token)
@@ -223,13 +231,13 @@ def _link_into_place(staging: Path, exports_dir: Path, day: str, token: str) -> 
     if dated.is_symlink():
         replaced.append(exports_dir / os.readlink(dated))
     elif dated.exists():  # an export of the old layout (a real folder): current leaves it first
-        _switch(exports_dir, CURRENT_LINK, folder, token)
+        replace_symlink(exports_dir / CURRENT_LINK, folder)
         set_aside = exports_dir / f".{day}.previous-{token}"
         os.replace(dated, set_aside)
         replaced.append(set_aside)
-    _switch(exports_dir, day, folder, token)
-    _switch(exports_dir, CURRENT_LINK, day, token)
-    _write_durably(exports_dir / CURRENT_FILE, folder + "\n", token)
+    replace_symlink(exports_dir / day, folder)
+    replace_symlink(exports_dir / CURRENT_LINK, day)
+    write_text_atomically(exports_dir / CURRENT_FILE, folder + "\n", durable=True)
     return [path for path in replaced if path.name != folder]
 
 
@@ -237,7 +245,7 @@ def _rename_into_place(staging: Path, exports_dir: Path, day: str, token: str) -
     """Without symlinks: rename ``staging`` to ``<day>`` (an old one set aside first); CURRENT names it."""
     logger.warning("%s cannot hold symlinks: only %s is updated", exports_dir, CURRENT_FILE)
     move_into_place(staging, exports_dir / day, token)
-    _write_durably(exports_dir / CURRENT_FILE, day + "\n", token)
+    write_text_atomically(exports_dir / CURRENT_FILE, day + "\n", durable=True)
     return []
 
 
@@ -294,35 +302,6 @@ def verify_export(export_dir: Path) -> None:
                 f"{path}: does not match {export_dir / RunFile.MANIFEST}\n"
                 "  fix: the disk or a concurrent writer changed it; publish the run again"
             )
-
-
-def switch_current(exports_dir: Path, name: str) -> None:
-    """Point ``current`` (symlink) and ``CURRENT`` (text file) at ``name``, each atomically."""
-    token = secrets.token_hex(4)
-    _refuse_foreign_current(exports_dir)
-    if _can_symlink(exports_dir, token):
-        _switch(exports_dir, CURRENT_LINK, name, token)
-    target = exports_dir / name
-    real = os.readlink(target) if target.is_symlink() else name
-    _write_durably(exports_dir / CURRENT_FILE, real + "\n", token)
-
-
-def _switch(exports_dir: Path, link_name: str, target: str, token: str) -> None:
-    """Make ``exports_dir/link_name`` a relative symlink to ``target`` in one rename."""
-    temporary = exports_dir / f".{link_name}.link-{token}"
-    os.symlink(target, temporary, target_is_directory=True)
-    os.replace(temporary, exports_dir / link_name)
-
-
-def _can_symlink(exports_dir: Path, token: str) -> bool:
-    """Whether ``exports_dir`` can hold symlinks (not e.g. Windows without the privilege)."""
-    probe = exports_dir / f".probe.link-{token}"
-    try:
-        os.symlink(".", probe, target_is_directory=True)
-    except OSError:
-        return False
-    probe.unlink()
-    return True
 
 
 def _refuse_foreign_current(exports_dir: Path) -> Path:
@@ -395,8 +374,11 @@ def recover_interrupted(exports_dir: Path) -> None:
         elif ".staging-" in name:
             shutil.rmtree(leftover)
             logger.warning("removed %s, left by an interrupted publish", leftover)
-        elif ".link-" in name or name.startswith(f".{CURRENT_FILE}."):
+        elif ".link-" in name:
             leftover.unlink()
+    partial_pointer = partial_path(exports_dir / CURRENT_FILE)
+    if partial_pointer.exists():
+        partial_pointer.unlink()
     named = _named_folders(exports_dir)
     for folder in exports_dir.iterdir():
         if _EXPORT_FOLDER.match(folder.name) and not folder.is_symlink() and folder.name not in named:
@@ -438,16 +420,6 @@ def _same_files(existing: Path, entries: list[FileEntry]) -> bool | None:
         changed = sorted(path for path in old.keys() | new.keys() if old.get(path) != new.get(path))
         logger.warning("rerun for %s: files differ from the export it replaces: %s", existing.name, changed)
     return same
-
-
-def _write_durably(path: Path, text: str, token: str | None = None) -> None:
-    """Write ``text`` under a temporary name, flush it to disk, and rename it onto ``path``."""
-    temporary = path.with_name(f".{path.name}.{token or secrets.token_hex(4)}")
-    with temporary.open("w", encoding="utf-8", newline="\n") as writer:
-        writer.write(text)
-        writer.flush()
-        os.fsync(writer.fileno())
-    os.replace(temporary, path)
 
 
 def package_versions(packages: Sequence[str] = VERSIONED_PACKAGES) -> dict[str, str]:

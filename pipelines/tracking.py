@@ -263,13 +263,6 @@ def apply_gate(client: MlflowClient, model_name: str, decision: GateDecision) ->
     logger.info("model %s version %s now holds the alias %s", model_name, decision.version, decision.alias)
 
 
-def champion_gate(client: MlflowClient, model_name: str, version: str, margin: float) -> GateDecision:
-    """``judge`` and ``apply_gate`` at once (the nightly publishes in between)."""
-    decision = judge(client, model_name, version, margin)
-    apply_gate(client, model_name, decision)
-    return decision
-
-
 def alias_version(client: MlflowClient, model_name: str, alias: str) -> str | None:
     """The version holding ``alias``, or None when no version does."""
     from mlflow.exceptions import MlflowException

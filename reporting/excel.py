@@ -17,7 +17,7 @@ import pandas as pd
 
 from features.catalog import StepFile
 from features.errors import SiyuError
-from features.files import atomic_path
+from features.files import atomic_path, write_parquet_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,7 @@ def write_excel_csv(
     with atomic_path(path) as partial:
         neutralise_formulas(ordered).to_csv(partial, index=False, encoding="utf-8-sig", lineterminator="\n")
     if twin:
-        with atomic_path(twin_path(path)) as partial:
-            ordered.to_parquet(partial, index=False)
+        write_parquet_atomically(ordered, twin_path(path))
     return path
 
 

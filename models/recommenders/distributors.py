@@ -55,6 +55,7 @@ from models.recommenders.base import (
 )
 from models.recommenders.fallback import recent_indicator
 from models.recommenders.list_config import ListsConfig
+from models.recommenders.lists import category_codes
 from models.recommenders.popularity import recent_popularity
 
 logger = logging.getLogger(__name__)
@@ -440,3 +441,26 @@ def _outreach_reasons(best: pd.DataFrame, data: InteractionData, categories: np.
         else:
             reasons[i] = "customers like them buy it"
     return reasons
+
+
+def distributor_and_outreach_lists(
+    model: Recommender,
+    data: InteractionData,
+    homes: pd.Series,
+    listed_distributors: set[str],
+    filters: RecommendFilters,
+    lists: ListsConfig,
+    spend: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What each distributor should push (``distributor_lists``) and whom to message about it
+    (``outreach_lists``), for every distributor some consumer calls home or the distributors
+    table lists. ``spend``: ``decayed_spend`` when ``lists.member_weighting`` is ``spend``."""
+    member_homes = homes.dropna().astype(str)
+    distributor_ids = pd.Index(sorted(set(member_homes) | listed_distributors))
+    weights = member_weights(data, lists, spend)
+    aggregated = aggregate_members(model, member_homes, weights, distributor_ids, filters, lists)
+    signals = community_signals(data, member_homes, distributor_ids, lists)
+    codes, names = category_codes(data, filters)
+    categories = names.to_numpy(dtype=object)[codes]
+    pushed = distributor_lists(aggregated, signals, filters, lists, categories)
+    return pushed, outreach_lists(model, member_homes, weights, pushed, lists, categories)

@@ -23,7 +23,7 @@ from features.errors import SiyuError
 from features.files import write_text_atomically
 from features.interactions import latest_activity
 from features.vocabulary import EvaluationKey
-from models.evaluation import EVALUATION_COLUMNS, MetricCol, TimeSplit, evaluate_models, make_task
+from models.evaluation import TimeSplit, evaluate_models, make_task
 from models.recommenders.training import RecommendConfig, tune_on_window
 
 logger = logging.getLogger(__name__)
@@ -96,11 +96,3 @@ def run_evaluation(
 def write_report(report: EvaluationReport, path: Path) -> Path:
     """Write the JSON report atomically."""
     return write_text_atomically(path, json.dumps(report.to_json(), indent=2) + "\n")
-
-
-def format_table(table: pd.DataFrame) -> str:
-    """The table as aligned text, one row per model and protocol."""
-    shown = table[list(EVALUATION_COLUMNS)].copy()
-    for column in (MetricCol.FIT_SECONDS, MetricCol.RECOMMEND_SECONDS):
-        shown[column] = shown[column].map(lambda value: f"{value:.1f}")
-    return shown.to_string(index=False, float_format=lambda value: f"{value:.4f}")

@@ -34,9 +34,8 @@ from features.catalog import StepFile, export_file
 from features.columns import Col, Table
 from features.engine import connect, has_table
 from features.errors import SiyuError
-from features.files import atomic_path
+from features.files import atomic_path, write_parquet_atomically
 from features.interactions import (
-    InteractionCol,
     InteractionConfig,
     build_interactions,
     consumer_profiles,
@@ -46,22 +45,15 @@ from features.quality_counts import quality_counts
 from models.quality import QualityCol, assess
 from models.recommenders import InteractionData, RecCol, Recommender, RecommendFilters
 from models.recommenders.distributors import (
-    aggregate_members,
-    community_signals,
     decayed_spend,
-    distributor_lists,
-    member_weights,
-    outreach_lists,
+    distributor_and_outreach_lists,
 )
 from models.recommenders.fallback import (
-    SOURCE_MODEL,
-    FallbackCol,
     FallbackLists,
     build_fallback_lists,
-    complete_lists,
 )
 from models.recommenders.filters import build_filters
-from models.recommenders.reasons import category_codes, consumer_reasons
+from models.recommenders.lists import consumer_list_chunks, home_distributors
 from models.recommenders.training import fit_production
 from pipelines.config import NightlyConfig
 from reporting.excel import read_history, twin_path
@@ -119,22 +111,29 @@ def run_recommend(
         config.quality,
         exclude_purchased,
     )
-    homes = _homes(data)
+    homes = home_distributors(data)
     fallback = build_fallback_lists(data, filters, depth=3 * k, window_days=lists.fallback_window_days)
     paths: dict[str, Path] = {}
     consumers, from_fallback = _write_consumer_lists(
         model, data, homes, k, fallback, filters, out_dir / StepFile.CONSUMER_LISTS
     )
     paths[StepFile.CONSUMER_LISTS] = out_dir / StepFile.CONSUMER_LISTS
-    pushed, outreach = _distributor_lists(con, as_of, model, data, homes, filters, config)
-    paths[StepFile.DISTRIBUTOR_LISTS] = _write_parquet(pushed, out_dir / StepFile.DISTRIBUTOR_LISTS)
-    paths[StepFile.OUTREACH] = _write_parquet(outreach, out_dir / StepFile.OUTREACH)
+    spend = (
+        decayed_spend(con, as_of, lists.member_half_life_days) if lists.member_weighting == "spend" else None
+    )
+    pushed, outreach = distributor_and_outreach_lists(
+        model, data, homes, _distributor_table_ids(con), filters, lists, spend
+    )
+    paths[StepFile.DISTRIBUTOR_LISTS] = write_parquet_atomically(pushed, out_dir / StepFile.DISTRIBUTOR_LISTS)
+    paths[StepFile.OUTREACH] = write_parquet_atomically(outreach, out_dir / StepFile.OUTREACH)
     similar = model.similar_items(data.product_ids, SIMILAR_DEPTH)
-    paths[StepFile.SIMILAR_ITEMS] = _write_parquet(similar, out_dir / StepFile.SIMILAR_ITEMS)
-    paths[StepFile.FALLBACK_COMMUNITY] = _write_parquet(
+    paths[StepFile.SIMILAR_ITEMS] = write_parquet_atomically(similar, out_dir / StepFile.SIMILAR_ITEMS)
+    paths[StepFile.FALLBACK_COMMUNITY] = write_parquet_atomically(
         fallback.community, out_dir / StepFile.FALLBACK_COMMUNITY
     )
-    paths[StepFile.FALLBACK_GLOBAL] = _write_parquet(fallback.global_, out_dir / StepFile.FALLBACK_GLOBAL)
+    paths[StepFile.FALLBACK_GLOBAL] = write_parquet_atomically(
+        fallback.global_, out_dir / StepFile.FALLBACK_GLOBAL
+    )
     seconds = time.perf_counter() - started
     logger.info(
         "recommend: %d consumers (%d from the fallback chain), %.1fs", consumers, from_fallback, seconds
@@ -186,15 +185,6 @@ def _alerts(
     )
 
 
-def _homes(data: InteractionData) -> pd.Series:
-    """Consumer id → home distributor of every known consumer (consumers table ∪ buyers)."""
-    profiles = data.consumer_profiles
-    known = data.consumer_ids if profiles is None else profiles.index.union(data.consumer_ids)
-    if profiles is None or InteractionCol.HOME_DISTRIBUTOR_ID not in profiles:
-        return pd.Series(None, index=known, dtype=object)
-    return profiles[InteractionCol.HOME_DISTRIBUTOR_ID].reindex(known).astype(object)
-
-
 # --- consumer lists ------------------------------------------------------------------------------
 
 
@@ -208,30 +198,14 @@ def _write_consumer_lists(
     path: Path,
 ) -> tuple[int, int]:
     """Stream the lists chunk by chunk into ``path``; returns (consumers, consumers from the fallback)."""
-    consumer_ids = homes.index.sort_values()
-    categories = category_codes(data, filters)
     from_fallback = 0
     with atomic_path(path) as partial, pq.ParquetWriter(partial, _CONSUMER_SCHEMA) as writer:
-        for start in range(0, len(consumer_ids), CHUNK_CONSUMERS):
-            chunk = consumer_ids[start : start + CHUNK_CONSUMERS]
-            with_history = chunk[data.rows_of(chunk) >= 0]
-            recommended = model.recommend(with_history, k, filters)
-            completed = complete_lists(recommended, chunk, homes, k, fallback, data, filters)
-            missing = len(chunk) - completed[RecCol.CONSUMER_ID].nunique()
-            if missing:
-                raise SiyuError(f"{missing} consumers got an empty list\n  fix: widen lists.sale_window_days")
-            from_fallback += int(
-                completed.loc[completed[RecCol.RANK] == 1, FallbackCol.SOURCE].ne(SOURCE_MODEL).sum()
-            )
-            frame = completed.assign(**{RecCol.REASON: consumer_reasons(completed, data, categories)})
-            rows = frame[list(CONSUMER_COLUMNS)]
-            writer.write_table(pa.Table.from_pandas(rows, preserve_index=False, schema=_CONSUMER_SCHEMA))
-            logger.info(
-                "consumer lists: %d of %d consumers",
-                min(start + CHUNK_CONSUMERS, len(consumer_ids)),
-                len(consumer_ids),
-            )
-    return len(consumer_ids), from_fallback
+        for chunk in consumer_list_chunks(model, data, homes, k, fallback, filters, CHUNK_CONSUMERS):
+            from_fallback += chunk.from_fallback
+            rows = pa.Table.from_pandas(chunk.rows, preserve_index=False, schema=_CONSUMER_SCHEMA)
+            writer.write_table(rows)
+            logger.info("consumer lists: %d of %d consumers", chunk.done, len(homes))
+    return len(homes), from_fallback
 
 
 _CONSUMER_SCHEMA = pa.schema(
@@ -245,42 +219,8 @@ _CONSUMER_SCHEMA = pa.schema(
 )
 
 
-# --- distributor lists ---------------------------------------------------------------------------
-
-
-def _distributor_lists(
-    con: duckdb.DuckDBPyConnection,
-    as_of: AsOf,
-    model: Recommender,
-    data: InteractionData,
-    homes: pd.Series,
-    filters: RecommendFilters,
-    config: NightlyConfig,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    lists = config.lists
-    distributor_ids = pd.Index(sorted(set(homes.dropna().astype(str)) | _distributor_table_ids(con)))
-    spend = (
-        decayed_spend(con, as_of, lists.member_half_life_days) if lists.member_weighting == "spend" else None
-    )
-    weights = member_weights(data, lists, spend)
-    member_homes = homes.dropna().astype(str)
-    aggregated = aggregate_members(model, member_homes, weights, distributor_ids, filters, lists)
-    signals = community_signals(data, member_homes, distributor_ids, lists)
-    codes, names = category_codes(data, filters)
-    categories = names.to_numpy(dtype=object)[codes]
-    pushed = distributor_lists(aggregated, signals, filters, lists, categories)
-    outreach = outreach_lists(model, member_homes, weights, pushed, lists, categories)
-    return pushed, outreach
-
-
 def _distributor_table_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
     if not has_table(con, Table.DISTRIBUTORS):
         return set()
     frame = con.execute(f'SELECT DISTINCT "{Col.DISTRIBUTOR_ID}" FROM "{Table.DISTRIBUTORS}"').df()
     return set(frame[Col.DISTRIBUTOR_ID].dropna().astype(str))
-
-
-def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
-    with atomic_path(path) as partial:
-        frame.reset_index(drop=True).to_parquet(partial, index=False)
-    return path

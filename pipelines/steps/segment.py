@@ -10,7 +10,6 @@ Every column is documented in docs/segmentation.md.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -25,7 +24,8 @@ from features.consumer_features import ConsumerCol, consumer_features
 from features.distributor_features import distributor_features, distributor_monthly
 from features.engine import connect
 from features.errors import SiyuError
-from features.files import atomic_path
+from features.files import write_parquet_atomically
+from features.timing import Stopwatch
 from features.vocabulary import DistributorFeatureCol
 from models.distributor_tiers import (
     assign_distributor_tiers,
@@ -68,20 +68,6 @@ class SegmentationOutcome:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-class _Stopwatch:
-    """Seconds spent per stage, logged as each stage ends."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._started = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.seconds[stage] = round(now - self._started, 3)
-        logger.info("segmentation: %s done in %.1fs", stage, now - self._started)
-        self._started = now
-
-
 def run_segmentation(
     clean_paths: dict[str, Path],
     as_of: AsOf | date,
@@ -100,7 +86,7 @@ def run_segmentation(
     con = connect(clean_paths)
     # Every builder orders its result explicitly, so DuckDB need not keep scan order (faster, leaner).
     con.execute("SET preserve_insertion_order = false")
-    watch = _Stopwatch()
+    watch = Stopwatch("segmentation", logger)
     features = consumer_features(
         con, as_of, window_days=settings.member_tiers.window_days, recent_days=settings.recent_days
     )
@@ -119,7 +105,7 @@ def run_segmentation(
         consumers = consumers.merge(typed, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
     watch.lap("clv")
     paths = _write_consumer_files(consumers, summaries, settings, out_dir)
-    paths[StepFile.PROFILE_TAGS] = _write_parquet(
+    paths[StepFile.PROFILE_TAGS] = write_parquet_atomically(
         profile_tags(features, settings.tags), out_dir / StepFile.PROFILE_TAGS
     )
     watch.lap("consumer exports and tags")
@@ -215,15 +201,11 @@ def _distributor_files(
     paths = {
         StepFile.DISTRIBUTOR_TIERS: write_excel_csv(export, out_dir / StepFile.DISTRIBUTOR_TIERS),
         StepFile.DISTRIBUTOR_COACHING: write_excel_csv(coached, out_dir / StepFile.DISTRIBUTOR_COACHING),
-        StepFile.DISTRIBUTOR_MONTHLY: _write_parquet(monthly, out_dir / StepFile.DISTRIBUTOR_MONTHLY),
+        StepFile.DISTRIBUTOR_MONTHLY: write_parquet_atomically(
+            monthly, out_dir / StepFile.DISTRIBUTOR_MONTHLY
+        ),
     }
     return _DistributorResult(paths, tier_counts(tiered), len(coached))
-
-
-def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
-    with atomic_path(path) as partial:
-        frame.to_parquet(partial, index=False)
-    return path
 
 
 def _counts(values: pd.Series) -> dict[str, int]:

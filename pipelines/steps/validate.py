@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from features.asof import AsOf
+from features.catalog import StepFile
 from features.columns import Table
 from features.reader import read_dataset
 from features.store import clean_path, write_validated
@@ -25,12 +26,26 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Validated:
-    """The outcome of load + validate: where the clean tables are and what was set aside."""
+    """The outcome of load + validate: the as-of, where the clean tables are, what was set aside
+    (small: counts per table and reason). The flow's tasks hand this on."""
 
     as_of: AsOf
     out_dir: Path
     clean_paths: dict[str, Path]
     result: ValidationResult
+
+    @property
+    def clean_dir(self) -> Path:
+        return next(iter(self.clean_paths.values())).parent
+
+    @property
+    def report_path(self) -> Path:
+        return self.out_dir / StepFile.VALIDATION_REPORT
+
+    @property
+    def tables(self) -> list[str]:
+        """The input tables this run read."""
+        return sorted(self.clean_paths)
 
 
 def resolve_data_dir(config: NightlyConfig, data_dir: Path | None) -> Path:

@@ -200,7 +200,7 @@ def test_a_full_disk_stops_publishing_with_current_unchanged(tmp_path: Path, mon
 
 def test_an_export_of_the_old_layout_is_replaced_by_a_linked_one(tmp_path: Path, monkeypatch) -> None:
     exports, day = tmp_path / "exports", date(2025, 3, 31)
-    monkeypatch.setattr(publish, "_can_symlink", lambda exports_dir, token: False)
+    monkeypatch.setattr(publish, "can_symlink", lambda exports_dir: False)
     publish_export(outputs(tmp_path / "out", "normal"), exports, day, VERSIONS, {})
     assert (exports / "2025-03-31").is_dir() and not (exports / "2025-03-31").is_symlink()
     assert (exports / CURRENT_FILE).read_text() == "2025-03-31\n"

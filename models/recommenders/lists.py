@@ -1,0 +1,132 @@
+"""The consumer lists: every known consumer's top k, topped up by the fallback chain, with reasons.
+
+``consumer_list_chunks`` yields the finished lists a chunk of consumers at a time (the step
+streams them into ``consumer_recommendations.parquet``). ``consumer_reasons`` gives each row a
+short reason from the row's source (model, community, global fallback) and what the consumer
+bought before: "you bought it 3 times", "matches your taste in <category>", "customers like
+you buy it", "popular in your group", "popular on the platform now".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from features.catalog import StepFile, export_file
+from features.columns import Col
+from features.errors import SiyuError
+from features.interactions import InteractionCol
+from models.recommenders.base import InteractionData, RecCol, Recommender, RecommendFilters
+from models.recommenders.fallback import (
+    SOURCE_COMMUNITY,
+    SOURCE_GLOBAL,
+    SOURCE_MODEL,
+    FallbackCol,
+    FallbackLists,
+    complete_lists,
+)
+
+LIST_COLUMNS: tuple[str, ...] = export_file(StepFile.CONSUMER_LISTS).column_names()
+
+
+def home_distributors(data: InteractionData) -> pd.Series:
+    """Consumer id → home distributor of every known consumer (consumers table ∪ buyers)."""
+    profiles = data.consumer_profiles
+    known = data.consumer_ids if profiles is None else profiles.index.union(data.consumer_ids)
+    if profiles is None or InteractionCol.HOME_DISTRIBUTOR_ID not in profiles:
+        return pd.Series(None, index=known, dtype=object)
+    return profiles[InteractionCol.HOME_DISTRIBUTOR_ID].reindex(known).astype(object)
+
+
+@dataclass(frozen=True)
+class ListChunk:
+    """The finished lists of one chunk of consumers."""
+
+    rows: pd.DataFrame  # consumer_id, product_id, rank, score, reason
+    from_fallback: int  # consumers of the chunk whose first product came from the fallback chain
+    done: int  # consumers finished so far, this chunk included
+
+
+def consumer_list_chunks(
+    model: Recommender,
+    data: InteractionData,
+    homes: pd.Series,
+    k: int,
+    fallback: FallbackLists,
+    filters: RecommendFilters,
+    chunk_consumers: int,
+) -> Iterator[ListChunk]:
+    """Every known consumer's list (``homes``' index, sorted), ``chunk_consumers`` at a time: the
+    model's top ``k`` topped up by the fallback chain, each row with its reason. Never empty."""
+    consumer_ids = homes.index.sort_values()
+    categories = category_codes(data, filters)
+    for start in range(0, len(consumer_ids), chunk_consumers):
+        chunk = consumer_ids[start : start + chunk_consumers]
+        with_history = chunk[data.rows_of(chunk) >= 0]
+        recommended = model.recommend(with_history, k, filters)
+        completed = complete_lists(recommended, chunk, homes, k, fallback, data, filters)
+        missing = len(chunk) - completed[RecCol.CONSUMER_ID].nunique()
+        if missing:
+            raise SiyuError(f"{missing} consumers got an empty list\n  fix: widen lists.sale_window_days")
+        from_fallback = int(
+            completed.loc[completed[RecCol.RANK] == 1, FallbackCol.SOURCE].ne(SOURCE_MODEL).sum()
+        )
+        frame = completed.assign(**{RecCol.REASON: consumer_reasons(completed, data, categories)})
+        yield ListChunk(frame[list(LIST_COLUMNS)], from_fallback, start + len(chunk))
+
+
+def category_codes(data: InteractionData, filters: RecommendFilters) -> tuple[np.ndarray, pd.Index]:
+    """Each product's category as a code (in ``data.product_ids`` order) and the category names."""
+    if filters.categories is not None:
+        names = pd.Series(filters.categories).reindex(data.product_ids).fillna("unknown").astype(str)
+    else:
+        names = pd.Series(
+            data.product_attribute(Col.CATEGORY)
+            if data.product_attribute(Col.CATEGORY) is not None
+            else "unknown",
+            index=data.product_ids,
+        )
+    codes, uniques = pd.factorize(names.to_numpy())
+    return codes, pd.Index(uniques)
+
+
+def consumer_reasons(
+    completed: pd.DataFrame, data: InteractionData, categories: tuple[np.ndarray, pd.Index]
+) -> np.ndarray:
+    """A short reason per row, from the consumer's own history and the row's source."""
+    codes, names = categories
+    rows = data.rows_of(completed[RecCol.CONSUMER_ID])
+    columns = data.columns_of(completed[RecCol.PRODUCT_ID])
+    known = (rows >= 0) & (columns >= 0)
+    counts = data.purchases if data.purchases is not None else data.matrix
+    bought = np.zeros(len(completed))
+    in_category = np.zeros(len(completed))
+    if known.any():
+        bought[known] = np.asarray(counts[rows[known], columns[known]]).ravel()
+        one_hot = sp.csr_matrix(
+            (np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), len(names))
+        )
+        unique_rows, inverse = np.unique(rows[known], return_inverse=True)
+        history = data.matrix[unique_rows].copy()
+        history.data = np.ones_like(history.data)
+        per_category = (history @ one_hot).tocsr()
+        in_category[known] = np.asarray(per_category[inverse, codes[columns[known]]]).ravel()
+    source = completed[FallbackCol.SOURCE].to_numpy()
+    category_names = np.where(columns >= 0, names.to_numpy(dtype=object)[codes[np.maximum(columns, 0)]], "")
+    reasons = np.where(
+        source == SOURCE_COMMUNITY,
+        "popular in your group",
+        np.where(source == SOURCE_GLOBAL, "popular on the platform now", "customers like you buy it"),
+    ).astype(object)
+    model_rows = source == SOURCE_MODEL
+    taste = model_rows & (in_category > 0) & (bought == 0)
+    reasons[taste] = "matches your taste in " + category_names[taste].astype(str)
+    again = model_rows & (bought > 0)
+    reasons[again & (bought == 1)] = "you bought it before"
+    many = again & (bought > 1)
+    reasons[many] = np.char.add(np.char.add("you bought it ", bought[many].astype(int).astype(str)), " times")
+    return reasons
