@@ -52,6 +52,8 @@ class Folder:
     PREFECT = "prefect"
     CHAMPION = "champion"
     ARTIFACT = "artifact"
+    CHAMPION_MODEL = "model"
+    CHAMPION_LISTS = "lists"
 
 
 class StepFile:
@@ -93,6 +95,13 @@ class StepFile:
         CONSUMER_TIERS: CONSUMER_TIERS_TWIN,
         QUALITY_ALERTS: QUALITY_ALERTS_TWIN,
     }
+
+
+def output_names() -> frozenset[str]:
+    """Every name a run writes into ``outputs/`` (the step files and the artifact folder): what
+    siyu may clear there and what it exports. Anything else in the folder is someone else's."""
+    step_files = {v for k, v in vars(StepFile).items() if k.isupper() and isinstance(v, str)}
+    return frozenset(step_files - {StepFile.VALIDATION_REPORT} | {Folder.ARTIFACT})
 
 
 class RunFile:

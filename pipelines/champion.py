@@ -14,19 +14,18 @@ The transaction, in the order the flow runs it:
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from features.catalog import Folder, RunFile, StepFile
+from features.catalog import Folder, RunFile, StepFile, output_names
 from pipelines import tracking
 from pipelines.publish import sha256_of
+from pipelines.workdir import clear_own
 
 logger = logging.getLogger(__name__)
 
 # Where the champion's registered model is downloaded, under the work directory's champion folder.
-MODEL_FOLDER = "model"  # vocabulary: a value, not a column
 
 
 @dataclass(frozen=True)
@@ -79,19 +78,14 @@ def choose_exports(
     work: Path,
 ) -> dict[str, Path]:
     """Export name -> file or folder: every output, with the champion's artifact and lists when it stays."""
-    sources = {
-        path.name: path
-        for path in sorted(outputs.iterdir())
-        if not path.name.startswith(".") and not path.name.endswith(".partial")
-    }
+    sources = {path.name: path for path in sorted(outputs.iterdir()) if path.name in output_names()}
     if decision.promoted:
         return sources
     champion_dir = work / Folder.CHAMPION
-    if champion_dir.exists():
-        shutil.rmtree(champion_dir)
+    clear_own(champion_dir, {Folder.CHAMPION_MODEL, Folder.CHAMPION_LISTS})
     with tracking.using_tracking(config, work) as client:
         artifact = tracking.download_model_artifact(
-            client, config.model_name, decision.champion_version, champion_dir / MODEL_FOLDER
+            client, config.model_name, decision.champion_version, champion_dir / Folder.CHAMPION_MODEL
         )
     if same_artifact(artifact, recommenders.artifact_dir):
         logger.info("the champion's artifact is this run's (a rerun): publishing this run's lists")
@@ -101,7 +95,7 @@ def choose_exports(
         decision.champion_version,
     )
     sources[Folder.ARTIFACT] = artifact
-    sources.update(champion_lists(artifact, outputs, champion_dir / "lists"))
+    sources.update(champion_lists(artifact, outputs, champion_dir / Folder.CHAMPION_LISTS))
     return sources
 
 

@@ -12,7 +12,7 @@ Folders, under the work directory (``--out`` or ``work_dir``)::
     .siyu-workdir       marker: siyu owns this folder (a foreign non-empty folder is refused)
     .siyu.lock(.json)   the lock one run holds, and who holds it since when
     validated/          clean tables, quarantine files, validation.json
-    outputs/            this run's step outputs (recreated each run), the export's source
+    outputs/            this run's step outputs (siyu's own files cleared each run), the export's source
     mlflow.db           MLflow tracking + registry store; mlartifacts/ its artifacts
     prefect/            Prefect's home (its SQLite database) when no PREFECT_API_URL is set
     exports/<as_of>     the published export; exports/current and exports/CURRENT point at it
@@ -33,7 +33,7 @@ from prefect import flow, get_run_logger, task
 from prefect.context import FlowRunContext
 
 from features.asof import AsOf
-from features.catalog import Folder, StepFile
+from features.catalog import Folder, StepFile, output_names
 from pipelines import champion, nightly_steps, tracking, workdir
 from pipelines import publish as publishing
 from pipelines.champion import RecommenderOutcome
@@ -91,7 +91,7 @@ def nightly_flow(
         validated = validate(source, as_of, settings, work / Folder.VALIDATED)
         previous = publishing.previous_export(exports_dir, validated.as_of)
         missing = check_tables(previous, validated, settings)
-        outputs = fresh_outputs(work / Folder.OUTPUTS)
+        outputs = clear_outputs(work / Folder.OUTPUTS, output_names())
         run_id = open_run(settings, work, validated, source)
         segments = segment(validated, settings, outputs, previous)
         quality = quality_gate(validated, settings, outputs, previous)
@@ -143,7 +143,7 @@ def run_nightly(
 
 # Tasks that are a function of a step module as it is.
 prepare_data = task(name="prepare data", **file_task())(resolve_data_dir)
-fresh_outputs = task(name="clear outputs", **file_task())(workdir.fresh_folder)
+clear_outputs = task(name="clear outputs", **file_task())(workdir.clear_own)
 train_recommenders = task(name="train and evaluate recommenders", **file_task())(
     nightly_steps.train_and_evaluate
 )

@@ -5,8 +5,8 @@ Two rules keep an operator's folders safe:
 * **Ownership.** siyu writes a marker file ``.siyu-workdir`` into every work directory it
   creates. A folder that already holds files but no marker belongs to someone else: the
   command refuses it (exit 2) instead of emptying ``outputs/`` or overwriting anything.
-  Only inside an owned folder does siyu delete and recreate its own sub-folders
-  (``fresh_folder``).
+  Inside an owned folder siyu deletes only the files it writes itself (``clear_own``: the
+  names the catalog lists); anything else an operator puts there is left alone.
 * **One run at a time.** Every command that writes into a work directory holds the lock
   ``.siyu.lock`` (``filelock``: an OS lock that dies with the process, so a killed run
   leaves nothing to clean up) for as long as it runs. Beside it, ``.siyu.lock.json`` says
@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from features.errors import SiyuError
+from features.files import PARTIAL_SUFFIX
 
 logger = logging.getLogger(__name__)
 
@@ -91,18 +92,22 @@ def adopt(work_dir: Path) -> None:
     (work_dir / MARKER).write_text("This folder is a siyu work directory; siyu may rewrite it.\n")
 
 
-def fresh_folder(folder: Path) -> Path:
-    """An empty ``folder`` inside an owned work directory (its parent): removed and recreated."""
+def clear_own(folder: Path, names: Collection[str]) -> Path:
+    """``folder`` (inside an owned work directory) without the entries siyu writes there
+    (``names``, and their ``.partial`` leftovers); any other entry is left alone, with a warning."""
     if not (folder.parent / MARKER).is_file():
         raise SiyuError(
             f"{folder.parent}: not a siyu work directory (no {MARKER})\n"
             "  fix: run the command through the siyu CLI, which claims the folder first"
         )
-    if folder.is_symlink() or folder.is_file():
-        folder.unlink()
-    elif folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(folder.iterdir()):
+        if entry.name.removesuffix(PARTIAL_SUFFIX) not in names:
+            logger.warning("%s: not written by siyu; left alone (and not exported)", entry)
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
     return folder
 
 

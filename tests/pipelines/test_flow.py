@@ -153,6 +153,8 @@ def test_rerun_on_the_same_inputs_publishes_identical_files(tiny: dict, monkeypa
     summary, work = tiny["summary"], tiny["work"]
     before = exported(summary.export_dir)
     manifest_before = read_manifest(summary.export_dir)
+    notes = work / "outputs" / "precious.txt"  # an operator's file in siyu's own folder
+    notes.write_text("keep me")
     monkeypatch.setattr(
         sys,
         "argv",
@@ -183,6 +185,7 @@ def test_rerun_on_the_same_inputs_publishes_identical_files(tiny: dict, monkeypa
     strip = lambda m: {k: v for k, v in m.items() if k not in RUN_FIELDS}  # noqa: E731
     assert strip(manifest_after) == strip(manifest_before)
     assert manifest_after["run"]["mlflow_run_id"] != manifest_before["run"]["mlflow_run_id"]
+    assert notes.read_text() == "keep me" and "precious.txt" not in after  # left alone, not exported
 
 
 def test_a_worse_model_stays_challenger_and_the_champions_lists_are_published(tiny: dict, tmp_path) -> None:
@@ -378,7 +381,9 @@ def test_a_failing_run_ends_failed_and_moves_nothing(tiny: dict, monkeypatch) ->
     def broken(*args, **kwargs):
         raise SiyuError("boom: the recommender step broke\n  fix: none, a test")
 
-    monkeypatch.setattr(nightly_steps, "train_and_evaluate", broken)
+    import pipelines.steps.evaluate as evaluate_step
+
+    monkeypatch.setattr(evaluate_step, "run_evaluation", broken)
     with pytest.raises(SiyuError, match="boom"):
         run_nightly(tiny["config"], tiny["data"], tiny["summary"].as_of, work)
     with using_tracking(TrackingConfig(), work) as client:

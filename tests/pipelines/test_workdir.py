@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from features.catalog import output_names
 from features.errors import SiyuError
-from pipelines.workdir import LOCK_INFO, MARKER, adopt, claim, fresh_folder
+from pipelines.workdir import LOCK_INFO, MARKER, adopt, claim, clear_own
 from tests.cli import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,14 +85,20 @@ def test_a_users_folder_is_refused_and_keeps_its_files(tmp_path: Path, monkeypat
     assert not (folder / MARKER).exists()
 
 
-def test_an_owned_folder_is_cleaned_only_inside(tmp_path: Path) -> None:
+def test_an_owned_folder_loses_only_what_siyu_writes(tmp_path: Path, caplog) -> None:
     work = tmp_path / "work"
     adopt(work)
-    (work / "outputs").mkdir()
-    (work / "outputs" / "old.csv").write_text("from an earlier run")
-    assert list(fresh_folder(work / "outputs").iterdir()) == []
+    outputs = work / "outputs"
+    (outputs / "artifact").mkdir(parents=True)
+    (outputs / "consumer_tiers.csv").write_text("from an earlier run")
+    (outputs / "quality_alerts.csv.partial").write_text("a killed write")
+    (outputs / "artifact" / "manifest.json").write_text("{}")
+    (outputs / "precious.txt").write_text("an operator's notes")
+    names = output_names()
+    assert [p.name for p in clear_own(outputs, names).iterdir()] == ["precious.txt"]
+    assert "precious.txt: not written by siyu; left alone" in caplog.text
     with pytest.raises(SiyuError, match="not a siyu work directory"):
-        fresh_folder(tmp_path / "elsewhere" / "outputs")
+        clear_own(tmp_path / "elsewhere" / "outputs", names)
     adopt(tmp_path / "empty")  # an existing empty folder is adopted
     assert (tmp_path / "empty" / MARKER).is_file()
 
