@@ -1,0 +1,194 @@
+"""Progress a person can follow on a long step: counts, rate and ETA, on a terminal or in a log.
+
+Every long loop (validation chunks, model fits, score blocks, list writing) reports through
+one mechanism::
+
+    with progress("validating orders", total=rows, unit="rows") as bar:
+        for chunk in chunks:
+            ...
+            bar.advance(len(chunk))
+
+On a terminal (stderr is a TTY) the bar is a ``rich.progress`` bar; otherwise a plain log
+line (``logging`` at INFO) is written at most every ``LOG_EVERY_SECONDS`` and at the end,
+so that no stretch of a long step is silent in a log file or a Prefect run's logs. Extra
+observers (the nightly flow registers one that updates a Prefect progress artifact under a
+deployment) are added with ``add_listener``; this floor imports nothing above it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+logger = logging.getLogger("siyu.progress")
+
+LOG_EVERY_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """One observation of a step's progress, as a listener receives it."""
+
+    step: str
+    done: float
+    total: float | None
+    unit: str
+    elapsed: float
+    finished: bool
+
+    @property
+    def fraction(self) -> float | None:
+        """Share done in [0, 1], or None when the total is unknown."""
+        if not self.total:
+            return None
+        return min(1.0, self.done / self.total)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the rate so far, or None before any progress or without a total."""
+        fraction = self.fraction
+        if fraction is None or fraction <= 0 or self.finished:
+            return None
+        return self.elapsed * (1.0 - fraction) / fraction
+
+    def line(self) -> str:
+        """``validating orders: 3,000,000 / 10,000,000 rows (30%), 12s, ETA 28s``."""
+        done = f"{self.done:,.0f}"
+        if self.total:
+            text = f"{self.step}: {done} / {self.total:,.0f} {self.unit} ({100 * (self.fraction or 0):.0f}%)"
+        else:
+            text = f"{self.step}: {done} {self.unit}"
+        text += f", {_duration(self.elapsed)}"
+        if self.finished:
+            return text + ", done"
+        eta = self.eta_seconds
+        return text + (f", ETA {_duration(eta)}" if eta is not None else "")
+
+
+Listener = Callable[[ProgressUpdate], None]
+_LISTENERS: list[Listener] = []
+_LOCK = threading.Lock()
+
+
+def add_listener(listener: Listener) -> Callable[[], None]:
+    """Call ``listener`` on every update (throttled like the log lines); returns its remover."""
+    with _LOCK:
+        _LISTENERS.append(listener)
+
+    def remove() -> None:
+        with _LOCK:
+            if listener in _LISTENERS:
+                _LISTENERS.remove(listener)
+
+    return remove
+
+
+@dataclass
+class Progress:
+    """The handle ``progress`` yields: ``advance(n)`` as work gets done, ``total`` may be set late."""
+
+    step: str
+    total: float | None
+    unit: str
+    _started: float = field(default_factory=time.perf_counter)
+    _done: float = 0.0
+    _last_report: float = 0.0
+    _bar: object | None = None
+    _task: object | None = None
+
+    def advance(self, amount: float = 1) -> None:
+        self._done += amount
+        if self._bar is not None:
+            self._bar.update(self._task, advance=amount)  # type: ignore[attr-defined]
+        now = time.perf_counter()
+        if now - self._last_report >= LOG_EVERY_SECONDS:
+            self._last_report = now
+            self._report(finished=False, log=self._bar is None)
+
+    def set_total(self, total: float | None) -> None:
+        self.total = total
+        if self._bar is not None:
+            self._bar.update(self._task, total=total)  # type: ignore[attr-defined]
+
+    @property
+    def done(self) -> float:
+        return self._done
+
+    def _update(self, finished: bool) -> ProgressUpdate:
+        elapsed = time.perf_counter() - self._started
+        return ProgressUpdate(self.step, self._done, self.total, self.unit, elapsed, finished)
+
+    def _report(self, finished: bool, log: bool) -> None:
+        update = self._update(finished)
+        if log:
+            logger.info(update.line())
+        with _LOCK:
+            listeners = list(_LISTENERS)
+        for listener in listeners:
+            try:
+                listener(update)
+            except Exception:  # an observer never breaks the step it watches
+                logger.debug("progress listener failed", exc_info=True)
+
+
+@contextmanager
+def progress(step: str, total: float | None = None, unit: str = "items") -> Iterator[Progress]:
+    """Report the progress of ``step`` (see the module docstring); the last line says it is done."""
+    handle = Progress(step, total, unit)
+    bar = _terminal_bar()
+    if bar is None:
+        yield from _run(handle, log=True)
+        return
+    with bar:
+        handle._bar = bar
+        handle._task = bar.add_task(step, total=total)
+        yield from _run(handle, log=False)
+
+
+def _run(handle: Progress, log: bool) -> Iterator[Progress]:
+    yield handle
+    handle._report(finished=True, log=True)
+
+
+def _terminal_bar() -> object | None:
+    """A rich progress bar when stderr is an interactive terminal (and ``SIYU_PROGRESS`` isn't ``log``)."""
+    if os.environ.get("SIYU_PROGRESS", "").lower() == "log" or not sys.stderr.isatty():
+        return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import (
+        Progress as RichProgress,
+    )
+
+    return RichProgress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{rest:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
