@@ -38,7 +38,7 @@ from sklearn.preprocessing import StandardScaler
 
 from features.clv import ActivityCol
 from features.columns import Col
-from features.vocabulary import BTYDCol, CLVCol
+from features.vocabulary import BTYDCol, CLVCol, ExportCol
 from models.clv import CLVConfig, fit_clv
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,9 @@ ForecastCandidate = Literal["bgnbd", "gradient_boosting"]
 CHURN_CANDIDATES: tuple[str, ...] = get_args(ChurnCandidate)
 FORECAST_CANDIDATES: tuple[str, ...] = get_args(ForecastCandidate)
 BANDS: tuple[str, ...] = ("low", "medium", "high")
-CHURN_RISK = "churn_risk"
-CHURN_BAND = "churn_band"
+RISK_FLOOR = 0.001  # churn_risk is kept within [RISK_FLOOR, 1 - RISK_FLOOR]
+CHURN_RISK = ExportCol.CHURN_RISK
+CHURN_BAND = ExportCol.CHURN_BAND
 
 
 class ChurnConfig(BaseModel):
@@ -352,7 +353,8 @@ def choose_and_predict(
         validation = current.iloc[:0] if validation is None else validation
     forecast = tuple(dict.fromkeys(("bgnbd", chosen["purchases"], chosen["value"])))
     final = score_candidates(validation, current, clv, config, churn=(chosen["churn"],), forecast=forecast)
-    risk = pd.Series(final.churn[chosen["churn"]], dtype="float64")
+    # no model is sure of a person's next 90 days: keep risk off 0 and 1 (and off them after rounding)
+    risk = pd.Series(np.clip(final.churn[chosen["churn"]], RISK_FLOOR, 1 - RISK_FLOOR), dtype="float64")
     predictions = pd.DataFrame(
         {
             Col.CONSUMER_ID: current[Col.CONSUMER_ID].reset_index(drop=True),

@@ -219,6 +219,11 @@ def _clv(con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConf
     """The CLV columns of every buyer (``models.segmentation.clv_columns``); None when CLV is off."""
     if not settings.clv.enabled:
         return None
-    from features.clv import btyd_summary
+    from features.clv import model_frames
 
-    return clv_columns(btyd_summary(con, as_of, settings.clv.returned_lines), settings)
+    train, validation, current = model_frames(
+        con, as_of, settings.clv.horizon_days, settings.clv.returned_lines
+    )
+    clv = clv_columns(current, settings, train, validation)
+    logger.info("churn / value models chosen on the window before %s: %s", as_of, clv.attrs["chosen"])
+    return clv
