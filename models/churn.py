@@ -351,7 +351,8 @@ def choose_and_predict(
         metrics = pd.DataFrame(columns=["target", "candidate", "metric", "value"])
         chosen = {"churn": "mbgnbd", "purchases": "bgnbd", "value": "bgnbd"}
         validation = current.iloc[:0] if validation is None else validation
-    forecast = tuple(dict.fromkeys(("bgnbd", chosen["purchases"], chosen["value"])))
+    keep_bgnbd = ("bgnbd",) if "bgnbd" in config.forecast_candidates else ()  # prob_alive comes from it
+    forecast = tuple(dict.fromkeys((*keep_bgnbd, chosen["purchases"], chosen["value"])))
     final = score_candidates(validation, current, clv, config, churn=(chosen["churn"],), forecast=forecast)
     # no model is sure of a person's next 90 days: keep risk off 0 and 1 (and off them after rounding)
     risk = pd.Series(np.clip(final.churn[chosen["churn"]], RISK_FLOOR, 1 - RISK_FLOOR), dtype="float64")
@@ -367,3 +368,81 @@ def choose_and_predict(
     )
     log.info("churn: chose %s on the validation window; %s", chosen, "; ".join(notes) or "")
     return ChurnResult(predictions, chosen, metrics, final.set_aside, notes)
+
+
+# --- evaluation on a held-out window (siyu evaluate-segments) ------------------------------------
+
+
+def baseline_scores(validation: pd.DataFrame, test: pd.DataFrame, horizon_days: int) -> Scores:
+    """The simple baselines: recency and -frequency (ranks only), the base rate, rate x time, the mean.
+
+    ``base_rate`` and ``validation_mean`` are the validation window's churn rate and mean
+    purchases / value per buyer, the same number for every buyer.
+    """
+    days = test[BTYDCol.T].to_numpy(dtype="float64")
+    per_day = np.divide(1.0, days, out=np.zeros_like(days), where=days > 0) * horizon_days
+    rate = test[BTYDCol.FREQUENCY].to_numpy(dtype="float64") * per_day
+    value_rate = test[ActivityCol.VALUE_TOTAL].to_numpy(dtype="float64") * per_day
+    constant = np.ones(len(test))
+    return Scores(
+        churn={
+            "recency": test[ActivityCol.DAYS_SINCE_LAST].to_numpy(dtype="float64"),
+            "frequency": -test[BTYDCol.FREQUENCY].to_numpy(dtype="float64"),
+            "base_rate": constant * churn_label(validation).mean(),
+        },
+        purchases={
+            "rate_x_time": rate,
+            "validation_mean": constant * validation[ActivityCol.FUTURE_PURCHASE_DAYS].mean(),
+        },
+        value={
+            "rate_x_time": value_rate,
+            "validation_mean": constant * validation[ActivityCol.FUTURE_VALUE].mean(),
+        },
+        prob_alive=np.full(len(test), np.nan),
+        set_aside=0,
+    )
+
+
+RANK_ONLY = ("recency", "frequency")  # baselines that rank but are no probability: AUC only
+
+
+@dataclass(frozen=True)
+class SegmentEvaluation:
+    """Every candidate and baseline on the held-out window, the choice made before it, calibration."""
+
+    chosen: dict[str, str]
+    validation: pd.DataFrame  # the metrics the choice was made on
+    test: (
+        pd.DataFrame
+    )  # target, candidate, metric, value on the held-out window; role: chosen/candidate/baseline
+    calibration: pd.DataFrame  # decile table of the chosen churn model on the held-out window
+
+
+def evaluate_segments(
+    train: pd.DataFrame, validation: pd.DataFrame, test: pd.DataFrame, clv: CLVConfig, config: ChurnConfig
+) -> SegmentEvaluation:
+    """Choose as the nightly would (``choose_and_predict`` sees ``train`` and ``validation`` only), then
+    score every candidate and baseline on ``test``, whose labels are the held-out window."""
+    unlabelled = test.drop(columns=[ActivityCol.FUTURE_PURCHASE_DAYS, ActivityCol.FUTURE_VALUE])
+    result = choose_and_predict(train, validation, unlabelled, clv, config)
+    candidates = validation_metrics(score_candidates(validation, test, clv, config), test)
+    baselines = validation_metrics(baseline_scores(validation, test, clv.horizon_days), test)
+    rank_only = baselines["candidate"].isin(RANK_ONLY) & (baselines["metric"] != "auc")
+    baselines.loc[rank_only & (baselines["target"] == "churn"), "value"] = np.nan
+    table = pd.concat([candidates.assign(role="candidate"), baselines.assign(role="baseline")])
+    for kind, name in result.chosen.items():
+        chosen_rows = (
+            (table["target"] == kind) & (table["candidate"] == name) & (table["role"] == "candidate")
+        )
+        table.loc[chosen_rows, "role"] = "chosen"
+    calibration = calibration_table(churn_label(test), result.predictions[CHURN_RISK].to_numpy())
+    return SegmentEvaluation(result.chosen, result.validation, table.reset_index(drop=True), calibration)
+
+
+def tracking_metrics(evaluation_table: pd.DataFrame, prefix: str) -> dict[str, float]:
+    """``<prefix>.<target>.<candidate>.<metric>`` -> value, finite values only (for MLflow)."""
+    return {
+        f"{prefix}.{row.target}.{row.candidate}.{row.metric}": float(row.value)
+        for row in evaluation_table.itertuples()
+        if np.isfinite(row.value)
+    }
