@@ -39,7 +39,7 @@ from sklearn.preprocessing import StandardScaler
 from features.clv import ActivityCol
 from features.columns import Col
 from features.vocabulary import BTYDCol, CLVCol, ExportCol
-from models.clv import CLVConfig, fit_clv
+from models.clv import MAP, CLVConfig, fit_clv
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ CHURN_CANDIDATES: tuple[str, ...] = get_args(ChurnCandidate)
 FORECAST_CANDIDATES: tuple[str, ...] = get_args(ForecastCandidate)
 BANDS: tuple[str, ...] = ("low", "medium", "high")
 RISK_FLOOR = 0.001  # churn_risk is kept within [RISK_FLOOR, 1 - RISK_FLOOR]
+RECENCY_BASELINE, FREQUENCY_BASELINE = "recency", "frequency"  # vocabulary: a value, not a column
+RANK_ONLY = (RECENCY_BASELINE, FREQUENCY_BASELINE)  # baselines that rank but are no probability: AUC only
 CHURN_RISK = ExportCol.CHURN_RISK
 CHURN_BAND = ExportCol.CHURN_BAND
 
@@ -179,7 +181,7 @@ def _mbgnbd_churn(train: pd.DataFrame, target: pd.DataFrame, horizon: int, confi
     model = ModifiedBetaGeoModel(model_config={name: Prior("HalfFlat") for name in ("r", "alpha", "a", "b")})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.fit(data=data, method="map", progressbar=False, maxeval=5000)
+        model.fit(data=data, method=MAP, progressbar=False, maxeval=5000)
     params = {name: float(model.fit_result[name].mean()) for name in ("r", "alpha")}
     alive = model.expected_probability_alive(data=data).mean(("chain", "draw")).to_numpy()
     t_now = data[BTYDCol.T].to_numpy() + params["alpha"]
@@ -386,8 +388,8 @@ def baseline_scores(validation: pd.DataFrame, test: pd.DataFrame, horizon_days: 
     constant = np.ones(len(test))
     return Scores(
         churn={
-            "recency": test[ActivityCol.DAYS_SINCE_LAST].to_numpy(dtype="float64"),
-            "frequency": -test[BTYDCol.FREQUENCY].to_numpy(dtype="float64"),
+            RECENCY_BASELINE: test[ActivityCol.DAYS_SINCE_LAST].to_numpy(dtype="float64"),
+            FREQUENCY_BASELINE: -test[BTYDCol.FREQUENCY].to_numpy(dtype="float64"),
             "base_rate": constant * churn_label(validation).mean(),
         },
         purchases={
@@ -401,9 +403,6 @@ def baseline_scores(validation: pd.DataFrame, test: pd.DataFrame, horizon_days: 
         prob_alive=np.full(len(test), np.nan),
         set_aside=0,
     )
-
-
-RANK_ONLY = ("recency", "frequency")  # baselines that rank but are no probability: AUC only
 
 
 @dataclass(frozen=True)

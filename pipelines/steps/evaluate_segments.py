@@ -19,6 +19,7 @@ from features.clv import labelled_activity, model_frames
 from features.columns import Table
 from features.engine import connect
 from features.errors import SiyuError
+from features.sql import render
 from models.churn import SegmentEvaluation, evaluate_segments
 from models.segmentation import SegmentationConfig
 from reporting.charts import reliability_chart
@@ -34,15 +35,16 @@ def run_segment_evaluation(
     data_dir: Path, as_of: AsOf, settings: SegmentationConfig, out_dir: Path
 ) -> SegmentEvaluation:
     """Evaluate the churn and value models of ``settings`` as of ``as_of``; write the files."""
-    orders = next((p for p in (data_dir / "orders.parquet", data_dir / "orders") if p.exists()), None)
+    candidates = (data_dir / f"{Table.ORDERS}.parquet", data_dir / Table.ORDERS)
+    orders = next((path for path in candidates if path.exists()), None)
     if orders is None:
         raise SiyuError(
-            f"{data_dir / 'orders.parquet'}: not found\n"
+            f"{candidates[0]}: not found\n"
             "  fix: point --data at a directory of contract Parquet files (e.g. siyu validate's clean/)"
         )
     horizon, returns = settings.clv.horizon_days, settings.clv.returned_lines
     con = connect({Table.ORDERS: orders})
-    last = con.execute("SELECT max(ordered_at)::DATE FROM orders").fetchone()[0]
+    last = con.execute(render("SELECT max({ordered_at})::DATE FROM {orders}")).fetchone()[0]
     if last is None or last < as_of.date + timedelta(days=horizon):
         raise SiyuError(
             f"{orders}: the last order is on {last}, before the end of the {horizon}-day test window "

@@ -209,6 +209,7 @@ def test_clv_columns_are_filled(validated, tmp_path: Path) -> None:
     assert risk.notna().all() and risk.between(0, 1, inclusive="neither").all()
     assert set(buyers["churn_band"].dropna()) <= {"low", "medium", "high"}
     assert outcome.clv_set_aside is not None
+    assert outcome.churn_chosen["churn"] in {"mbgnbd", "logistic", "gradient_boosting", "logistic_rf"}
 
 
 SMALL_CONFIG = """
