@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features.columns import Col
 from features.vocabulary import ClusterCol, CLVCol, ConsumerCol, ExportCol, TierCol
-from models.clusters import BehaviourClusters, ClusterConfig
 from models.churn import ChurnConfig
+from models.clusters import BehaviourClusters, ClusterConfig
 from models.clv import CLVConfig
 from models.distributor_tiers import DistributorTierConfig
 from models.member_tiers import MemberTierConfig, assign_tiers, migration_matrix, tier_movement
