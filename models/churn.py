@@ -35,6 +35,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from features.clv import ActivityCol
 from features.columns import Col
@@ -72,6 +73,9 @@ class ChurnConfig(BaseModel):
     )
     min_customers: int = Field(50, ge=10, description="Fewer labelled buyers than this: BG/NBD only.")
     seed: int = Field(0, description="Seed of the training sample and of gradient boosting.")
+    threads: int | None = Field(
+        1, gt=0, description="OpenMP / BLAS threads of the scikit-learn fits; none = the library default."
+    )
 
     @model_validator(mode="after")
     def _ordered_bands(self) -> ChurnConfig:
@@ -141,11 +145,11 @@ def _supervised_churn(make: Callable[[int], object], columns: list[str] | None =
         sample = _sample(train, config)
         inputs = feature_matrix(sample)
         model = make(config.seed)
-        with warnings.catch_warnings():
+        target_inputs = feature_matrix(target)
+        with warnings.catch_warnings(), threadpool_limits(limits=config.threads):
             warnings.simplefilter("ignore")
             model.fit(inputs if columns is None else inputs[columns], churn_label(sample))  # type: ignore[attr-defined]
-        target_inputs = feature_matrix(target)
-        return model.predict_proba(target_inputs if columns is None else target_inputs[columns])[:, 1]  # type: ignore[attr-defined]
+            return model.predict_proba(target_inputs if columns is None else target_inputs[columns])[:, 1]  # type: ignore[attr-defined]
 
     return score
 
@@ -224,8 +228,9 @@ def _boosting_forecast(
             loss="poisson", max_iter=150, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=50,
             random_state=config.seed,
         )  # fmt: skip
-        model.fit(inputs, sample[column].astype("float64").clip(lower=0))
-        forecasts.append(model.predict(target_inputs))
+        with threadpool_limits(limits=config.threads):
+            model.fit(inputs, sample[column].astype("float64").clip(lower=0))
+            forecasts.append(model.predict(target_inputs))
     return forecasts[0], forecasts[1], np.full(len(target), np.nan), 0
 
 
