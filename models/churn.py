@@ -183,10 +183,19 @@ def _mbgnbd_churn(train: pd.DataFrame, target: pd.DataFrame, horizon: int, confi
         }
     )
     model = ModifiedBetaGeoModel(model_config={name: Prior("HalfFlat") for name in ("r", "alpha", "a", "b")})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(data=data, method=MAP, progressbar=False, maxeval=5000)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(data=data, method=MAP, progressbar=False, maxeval=5000)
+    except (ValueError, FloatingPointError, RuntimeError) as error:
+        log.warning(
+            "churn: modified BG/NBD fit failed on %d buyers (%s); churn_risk left empty", len(data), error
+        )
+        return np.full(len(data), np.nan)
     params = {name: float(model.fit_result[name].mean()) for name in ("r", "alpha")}
+    if not all(np.isfinite(value) and value > 0 for value in params.values()):
+        log.warning("churn: modified BG/NBD gave parameters %s; churn_risk left empty", params)
+        return np.full(len(data), np.nan)
     alive = model.expected_probability_alive(data=data).mean(("chain", "draw")).to_numpy()
     t_now = data[BTYDCol.T].to_numpy() + params["alpha"]
     silent = (t_now / (t_now + horizon)) ** (params["r"] + data[BTYDCol.FREQUENCY].to_numpy())
