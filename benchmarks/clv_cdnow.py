@@ -9,6 +9,12 @@ The 2,357-customer CDNOW sample (Fader, Hardie & Lee 2005) is turned into contra
 priors and, for comparison, the pymc-marketing default priors and a fit in days. Holdout repeat
 purchases (the next 39 weeks) are the growth of ``frequency`` from the calibration end to
 1998-06-30; the plain forecast is each customer's calibration rate ``frequency / T`` times 39 weeks.
+
+Churn (issue #12): the label is "no purchase in the 39 holdout weeks"; the modified BG/NBD's
+probability of no purchase (``models.churn``, the candidate the nightly falls back to when no
+labelled window exists, as here: every customer's first purchase is in the first 12 weeks, so
+there is no earlier 39-week window to train a classifier on) is compared with days since the
+last purchase alone and -frequency alone by ROC AUC.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from features.asof import AsOf
 from features.clv import btyd_summary
 from features.columns import Col, OrderStatus, Table
 from features.engine import connect
+from models.churn import CHURN_SCORERS, ChurnConfig, churn_metrics
 from models.clv import CLVConfig, CLVResult, fit_clv
 
 CALIBRATION_END = AsOf(date(1997, 9, 30))
@@ -144,6 +151,31 @@ def main() -> None:
     for name, forecast in {"BG/NBD": bgnbd, "rate x time": rate}.items():
         off = 100 * (forecast.sum() - actual.sum()) / actual.sum()
         print(f"  {name:<22} {forecast.sum():>8.0f} {off:>+9.1f}% {np.abs(forecast - actual).mean():>7.3f}")
+
+    churn_check(calibration, holdout.to_numpy())
+
+
+def churn_check(calibration: pd.DataFrame, holdout: np.ndarray) -> dict[str, float]:
+    """ROC AUC and Brier of the modified BG/NBD churn risk against recency and frequency alone."""
+    churned = (holdout == 0).astype("int64")
+    days_since_last = (calibration["T"] - calibration["recency"]).to_numpy(dtype="float64")
+    frame = calibration.assign(days_since_last=days_since_last)
+    risk = CHURN_SCORERS["mbgnbd"](None, frame, HOLDOUT_WEEKS * 7, ChurnConfig())
+    scores = {
+        "modified BG/NBD": risk,
+        "days since last purchase": days_since_last,
+        "-frequency": -calibration["frequency"].to_numpy(dtype="float64"),
+    }
+    print(f"\nChurn = no purchase in the {HOLDOUT_WEEKS} holdout weeks ({churned.mean():.1%} of customers)")
+    aucs = {}
+    for name, score in scores.items():
+        metrics = churn_metrics(churned, score)
+        aucs[name] = metrics["auc"]
+        brier = f"{metrics['brier']:.4f}" if name == "modified BG/NBD" else ""
+        print(f"  {name:<26} AUC {metrics['auc']:.4f}  {brier}")
+    best_simple = max(aucs["days since last purchase"], aucs["-frequency"])
+    print(f"  modified BG/NBD - best simple = {aucs['modified BG/NBD'] - best_simple:+.4f} (target >= +0.03)")
+    return aucs
 
 
 if __name__ == "__main__":

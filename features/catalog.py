@@ -284,14 +284,31 @@ EXPORTS: tuple[ExportFile, ...] = (
             _doc(ClusterCol.LABEL, "the cluster's readable label"),
             _doc(
                 ExportCol.EXPECTED_PURCHASES,
-                "expected purchases in the next `segmentation.clv.horizon_days` days (BG/NBD; "
-                "empty when CLV is off or the consumer was set aside)",
+                "expected purchase days in the next `segmentation.clv.horizon_days` days (BG/NBD or "
+                "gradient boosting, whichever had the smaller error on the window before; docs/clv.md; "
+                "empty for non-buyers and when CLV is off)",
             ),
-            _doc(ExportCol.EXPECTED_VALUE, "expected spend over the same horizon (BG/NBD x Gamma-Gamma)"),
             _doc(
-                ExportCol.PROB_ALIVE, "probability the consumer is still active (BG/NBD; 1 without a repeat)"
+                ExportCol.EXPECTED_VALUE,
+                "expected net spend over the same horizon (BG/NBD x Gamma-Gamma or gradient boosting, "
+                "chosen the same way)",
             ),
-            _doc(ExportCol.CHURN_RISK, "`1 - prob_alive`"),
+            _doc(
+                ExportCol.PROB_ALIVE,
+                "probability the consumer has not silently dropped out (BG/NBD; 1 without a repeat: "
+                "not a churn score, use `churn_risk`)",
+            ),
+            _doc(
+                ExportCol.CHURN_RISK,
+                "probability of **no** paid purchase in the next `horizon_days` days, for every buyer "
+                "(one-time buyers included); the model with the best Brier score on the window before "
+                "the as-of date (docs/clv.md)",
+            ),
+            _doc(
+                ExportCol.CHURN_BAND,
+                "`low` / `medium` / `high` churn risk (`segmentation.churn.medium_from` / `high_from`; "
+                "default 0.5 / 0.7); empty for non-buyers",
+            ),
             _doc(ConsumerCol.TOP_CATEGORY, "category with the most spend"),
         ),
     ),

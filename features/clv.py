@@ -25,10 +25,17 @@ as-of date, in the conventions of ``lifetimes`` and ``pymc-marketing``, all in w
 
 Only rows with ``ordered_at`` before the end of the as-of date are read, so appending later
 rows changes nothing.
+
+``activity_summary`` adds, for the same buyers, the trailing-window counts the churn and
+value models learn from (``ActivityCol``); ``future_activity`` counts what each consumer did
+in the ``horizon_days`` *after* a date: the label of a model trained on an earlier as-of
+date, and the truth of ``siyu evaluate-segments``. It is the only reader of rows after an
+as-of date, and the nightly calls it only for dates at least one horizon before its own.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Literal
 
 import duckdb
@@ -38,6 +45,33 @@ from features.asof import AsOf
 from features.columns import Col
 from features.sql import render
 from features.vocabulary import BTYDCol
+
+TRAILING_DAYS: tuple[int, ...] = (30, 90, 180, 365)
+_EARLIEST = datetime(1900, 1, 1)  # before any order: the whole history
+
+
+class ActivityCol:
+    """Columns of ``activity_summary`` (besides the BTYD summary's) and of ``future_activity``."""
+
+    DAYS_SINCE_LAST = "days_since_last"
+    MEAN_GAP_DAYS = "mean_gap_days"
+    SILENCE_RATIO = "silence_ratio"
+    PURCHASE_DAYS = "purchase_days_{days}d"
+    VALUE = "value_{days}d"
+    VALUE_TOTAL = "value_total"
+    FUTURE_PURCHASE_DAYS = "future_purchase_days"
+    FUTURE_VALUE = "future_value"
+
+    @staticmethod
+    def purchase_days(days: int) -> str:
+        """``purchase_days_<days>d``: purchase days in the trailing ``days`` ending with the as-of date."""
+        return ActivityCol.PURCHASE_DAYS.format(days=days)
+
+    @staticmethod
+    def value(days: int) -> str:
+        """``value_<days>d``: net value of the trailing ``days`` ending with the as-of date."""
+        return ActivityCol.VALUE.format(days=days)
+
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     Col.CONSUMER_ID,
@@ -105,3 +139,117 @@ def btyd_summary(
             BTYDCol.MONETARY_VALUE: "float64",
         }
     )[list(SUMMARY_COLUMNS)].reset_index(drop=True)
+
+
+_WINDOW_SQL = """
+WITH lines_by_day AS (
+    SELECT {consumer_id}, {ordered_at}::DATE AS day,
+        count(*) FILTER (WHERE {status} = {paid}) AS paid_lines,
+        coalesce(sum(round({quantity} * {unit_price} * 100)::BIGINT) FILTER (WHERE {status} = {paid}), 0)
+        - $returned_weight * coalesce(sum(round(abs({quantity}) * {unit_price} * 100)::BIGINT)
+            FILTER (WHERE {status} = {returned}), 0) AS net_cents
+    FROM {orders}
+    WHERE {ordered_at} >= $start AND {ordered_at} < $end AND {status} IN ({paid}, {returned})
+    GROUP BY 1, 2
+)
+SELECT {consumer_id}, {columns}
+FROM lines_by_day GROUP BY 1 ORDER BY 1
+"""
+
+
+def activity_summary(
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, returns: ReturnsRule = "excluded"
+) -> pd.DataFrame:
+    """``btyd_summary`` plus trailing-window activity of every buyer (``ActivityCol``), summary order.
+
+    Purchase days and net value (paid minus returned, as ``returns`` says) in the trailing
+    ``TRAILING_DAYS`` ending with ``as_of``, the whole history's net value, days since the last
+    purchase day (``T - recency``), the mean gap between purchase days (``recency / frequency``,
+    empty without repeats) and the silence in units of that gap (empty without repeats).
+    """
+    summary = btyd_summary(con, as_of, returns)
+    columns = [
+        f"count(*) FILTER (WHERE paid_lines > 0 AND day > $as_of::DATE - {days}) "
+        f"AS {ActivityCol.purchase_days(days)}"
+        for days in TRAILING_DAYS
+    ] + [
+        f"coalesce(sum(net_cents) FILTER (WHERE day > $as_of::DATE - {days}), 0) / 100.0 "
+        f"AS {ActivityCol.value(days)}"
+        for days in TRAILING_DAYS
+    ]
+    columns.append(f"sum(net_cents) / 100.0 AS {ActivityCol.VALUE_TOTAL}")
+    params = {
+        "start": _EARLIEST,
+        "end": as_of.end,
+        "as_of": as_of.date,
+        "returned_weight": int(returns == "subtracted"),
+    }
+    windows = con.execute(render(_WINDOW_SQL, columns=", ".join(columns)), params).df()
+    merged = summary.merge(windows, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
+    since_last = merged[BTYDCol.T] - merged[BTYDCol.RECENCY]
+    repeat = merged[BTYDCol.FREQUENCY] > 0
+    gap = (merged[BTYDCol.RECENCY] / merged[BTYDCol.FREQUENCY].where(repeat)).astype("float64")
+    merged[ActivityCol.DAYS_SINCE_LAST] = since_last.astype("int64")
+    merged[ActivityCol.MEAN_GAP_DAYS] = gap
+    merged[ActivityCol.SILENCE_RATIO] = since_last / gap.where(gap > 0)
+    return merged
+
+
+def future_activity(
+    con: duckdb.DuckDBPyConnection,
+    as_of: AsOf,
+    horizon_days: int,
+    consumers: pd.Series,
+    returns: ReturnsRule = "excluded",
+) -> pd.DataFrame:
+    """Purchase days and net value of each of ``consumers`` in the ``horizon_days`` after ``as_of``.
+
+    One row per entry of ``consumers`` (same order): ``future_purchase_days`` (calendar days
+    with a paid line, after the end of ``as_of`` and before the end of ``as_of`` + horizon) and
+    ``future_value``; 0 for a consumer who did nothing then. Reads rows after ``as_of``: the
+    label of an earlier as-of date, or the truth of an evaluation, never a nightly feature.
+    """
+    columns = (
+        f"count(*) FILTER (WHERE paid_lines > 0) AS {ActivityCol.FUTURE_PURCHASE_DAYS}, "
+        f"sum(net_cents) / 100.0 AS {ActivityCol.FUTURE_VALUE}"
+    )
+    params = {
+        "start": as_of.end,
+        "end": AsOf(as_of.date + timedelta(days=horizon_days)).end,
+        "returned_weight": int(returns == "subtracted"),
+    }
+    future = con.execute(render(_WINDOW_SQL, columns=columns), params).df()
+    ids = pd.DataFrame({Col.CONSUMER_ID: consumers.to_numpy()})
+    merged = ids.merge(
+        future.astype({Col.CONSUMER_ID: ids[Col.CONSUMER_ID].dtype}), on=Col.CONSUMER_ID, how="left"
+    )
+    return merged.fillna({ActivityCol.FUTURE_PURCHASE_DAYS: 0, ActivityCol.FUTURE_VALUE: 0.0}).astype(
+        {ActivityCol.FUTURE_PURCHASE_DAYS: "int64", ActivityCol.FUTURE_VALUE: "float64"}
+    )
+
+
+def labelled_activity(
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, horizon_days: int, returns: ReturnsRule = "excluded"
+) -> pd.DataFrame:
+    """``activity_summary`` as of ``as_of`` with each buyer's ``future_activity`` over the horizon."""
+    frame = activity_summary(con, as_of, returns)
+    future = future_activity(con, as_of, horizon_days, frame[Col.CONSUMER_ID], returns)
+    return pd.concat([frame, future.drop(columns=Col.CONSUMER_ID)], axis=1)
+
+
+def model_frames(
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, horizon_days: int, returns: ReturnsRule = "excluded"
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Training, validation and current frames of the churn and value models as of ``as_of``.
+
+    Training: labelled, as of two horizons before ``as_of``; validation: labelled, as of one
+    horizon before (its label window ends with ``as_of``); current: unlabelled, as of
+    ``as_of``. No row after the end of ``as_of`` is read.
+    """
+    validation_as_of = AsOf(as_of.date - timedelta(days=horizon_days))
+    train_as_of = AsOf(as_of.date - timedelta(days=2 * horizon_days))
+    return (
+        labelled_activity(con, train_as_of, horizon_days, returns),
+        labelled_activity(con, validation_as_of, horizon_days, returns),
+        activity_summary(con, as_of, returns),
+    )

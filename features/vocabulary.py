@@ -226,6 +226,7 @@ class ExportCol:
     FREQUENCY = "frequency"
     PROB_ALIVE = CLVCol.PROB_ALIVE
     CHURN_RISK = "churn_risk"
+    CHURN_BAND = "churn_band"
     EXPECTED_PURCHASES = CLVCol.EXPECTED_PURCHASES + "_{horizon_days}d"
     EXPECTED_VALUE = CLVCol.EXPECTED_VALUE + "_{horizon_days}d"
 

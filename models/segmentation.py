@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features.columns import Col
 from features.vocabulary import ClusterCol, CLVCol, ConsumerCol, ExportCol, TierCol
+from models.churn import ChurnConfig
 from models.clusters import BehaviourClusters, ClusterConfig
 from models.clv import CLVConfig
 from models.distributor_tiers import DistributorTierConfig
@@ -37,6 +38,7 @@ class SegmentationConfig(BaseModel):
     member_tiers: MemberTierConfig = Field(default_factory=MemberTierConfig)
     clusters: ClusterConfig = Field(default_factory=ClusterConfig)
     clv: CLVConfig = Field(default_factory=CLVConfig)
+    churn: ChurnConfig = Field(default_factory=ChurnConfig)
     distributor_tiers: DistributorTierConfig = Field(default_factory=DistributorTierConfig)
     tags: TagConfig = Field(default_factory=TagConfig)
 
@@ -120,14 +122,25 @@ def _clusters(
     return empty, profiles
 
 
-def clv_columns(summary: pd.DataFrame, settings: SegmentationConfig) -> pd.DataFrame:
-    """Expected purchases and value over the horizon, probability alive and churn risk per buyer,
-    from the BTYD summary (``features.clv.btyd_summary``); ``attrs['set_aside']`` counts the
-    buyers the fit left out."""
-    from models.clv import fit_clv
+def clv_columns(
+    current: pd.DataFrame,
+    settings: SegmentationConfig,
+    train: pd.DataFrame | None = None,
+    validation: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Expected purchases and value over the horizon, probability alive, churn risk and band per buyer.
+
+    ``current`` is the buyers' ``features.clv.activity_summary`` (a plain ``btyd_summary``
+    is enough without ``train`` and ``validation``); ``train`` and ``validation`` are the
+    labelled frames of ``features.clv.model_frames``, on which ``models.churn`` chooses the
+    churn and value models. ``attrs``: ``set_aside`` (buyers the Gamma-Gamma fit left out),
+    ``chosen`` (candidate per target) and ``validation`` (records of the metrics the choice
+    was made on).
+    """
+    from models.churn import CHURN_BAND, CHURN_RISK, choose_and_predict
 
     horizon = settings.clv.horizon_days
-    result = fit_clv(summary, settings.clv)
+    result = choose_and_predict(train, validation, current, settings.clv, settings.churn)
     predictions = result.predictions
     clv = pd.DataFrame(
         {
@@ -137,8 +150,11 @@ def clv_columns(summary: pd.DataFrame, settings: SegmentationConfig) -> pd.DataF
             .round(4),
             ExportCol.expected_value(horizon): predictions[CLVCol.EXPECTED_VALUE].astype("float64").round(2),
             ExportCol.PROB_ALIVE: predictions[CLVCol.PROB_ALIVE].astype("float64").round(4),
-            ExportCol.CHURN_RISK: (1 - predictions[CLVCol.PROB_ALIVE].astype("float64")).round(4),
+            ExportCol.CHURN_RISK: predictions[CHURN_RISK].astype("float64").round(4),
+            ExportCol.CHURN_BAND: predictions[CHURN_BAND],
         }
     )
-    clv.attrs["set_aside"] = int(result.set_aside)
+    clv.attrs.update(
+        set_aside=int(result.set_aside), chosen=result.chosen, validation=result.validation.to_dict("records")
+    )
     return clv

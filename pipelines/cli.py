@@ -228,6 +228,43 @@ def evaluate(
         typer.echo(f"wrote {write_report(report, json_path)}")
 
 
+@app.command("evaluate-segments")
+def evaluate_segments(
+    data: Annotated[Path, typer.Option("--data", help="Directory of contract Parquet files.")],
+    as_of: Annotated[str, typer.Option("--as-of", help="Choose the models as of this date (YYYY-MM-DD).")],
+    horizon_days: Annotated[
+        int | None, typer.Option("--horizon-days", help="Test window after --as-of (default: clv horizon).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where the evaluation files go.")] = Path(
+        "segment_evaluation"
+    ),
+    config: ConfigOption = None,
+) -> None:
+    """Judge churn risk and expected purchases / value on the days after AS_OF, against simple baselines."""
+    from pipelines.config import load_config
+    from pipelines.steps.evaluate_segments import run_segment_evaluation
+
+    settings = load_config(config).segmentation
+    if horizon_days is not None:
+        if horizon_days < 1:
+            raise SiyuError(
+                f"--horizon-days {horizon_days}: must be at least 1\n  fix: e.g. --horizon-days 90"
+            )
+        settings = settings.model_copy(
+            update={"clv": settings.clv.model_copy(update={"horizon_days": horizon_days})}
+        )
+    day = _parse_as_of(as_of)
+    evaluation = run_segment_evaluation(data, day, settings, out)
+    typer.echo(f"chosen on the window before {day}: {evaluation.chosen}")
+    wide = evaluation.test.pivot_table(
+        index=["target", "role", "candidate"], columns="metric", values="value", sort=True
+    )
+    typer.echo(wide.to_string(float_format=lambda value: f"{value:,.4f}"))
+    typer.echo("churn calibration (deciles of the chosen model's risk):")
+    typer.echo(evaluation.calibration.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    typer.echo(f"wrote {out}")
+
+
 @app.command()
 def segment(
     data: Annotated[Path, typer.Option("--data", help="Directory of contract files (Parquet/CSV).")],

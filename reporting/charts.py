@@ -39,6 +39,22 @@ def clv_chart(values: pd.Series, horizon: str) -> Markup:
     return _svg(figure)
 
 
+def reliability_chart(calibration: pd.DataFrame) -> Markup:
+    """Reliability plot of churn risk: observed churn against mean predicted risk per decile."""
+    figure = _figure(4.2, 3.6)
+    if figure is None or not len(calibration):
+        return NO_CHART
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], color=GREY, linestyle="--", linewidth=1)
+    axes.plot(calibration["mean_risk"], calibration["observed_churn"], marker="o", color=BLUE)
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("mean predicted churn risk (decile)")
+    axes.set_ylabel("observed churn (no purchase in the horizon)")
+    axes.spines[["top", "right"]].set_visible(False)
+    return _svg(figure)
+
+
 def metrics_chart(results: pd.DataFrame, k: object, baselines: Collection[str]) -> Markup:
     """NDCG@k per model, one panel per protocol; ``baselines`` in grey, the rest in blue."""
     model, protocol_col, ndcg_col = MetricCol.MODEL, MetricCol.PROTOCOL, MetricCol.NDCG

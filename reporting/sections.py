@@ -314,8 +314,18 @@ class TierValue:
 
 
 @dataclass(frozen=True)
+class ChurnBand:
+    """The buyers of one churn band (consumer_tiers.csv ``churn_band``)."""
+
+    band: str
+    buyers: int
+    mean_risk: float
+    expected_value: float  # their summed expected spend over the horizon
+
+
+@dataclass(frozen=True)
 class CLV:
-    """The CLV section: the distribution of expected spend and its split by member tier."""
+    """The CLV section: the distribution of expected spend, its split by member tier, churn bands."""
 
     value_column: str
     horizon: str
@@ -323,6 +333,8 @@ class CLV:
     chart: Markup = charts.NO_CHART
     stats: tuple[tuple[str, str], ...] = ()  # (label, formatted value)
     tiers: tuple[TierValue, ...] = ()  # highest mean first
+    bands: tuple[ChurnBand, ...] = ()  # low, medium, high; empty when the export has no churn_band
+    tier_risk: tuple[tuple[str, float], ...] = ()  # (member tier, mean churn risk of its buyers)
 
 
 def clv(files: RunFiles) -> CLV:
@@ -349,7 +361,25 @@ def clv(files: RunFiles) -> CLV:
         TierValue(str(tier), group.size, group.median(), group.mean(), group.sum())
         for tier, group in sorted(by_tier, key=lambda item: -item[1].mean())
     )
-    return CLV(value_column, horizon, True, charts.clv_chart(values, horizon), stats, tiers)
+    bands, tier_risk = _churn(files, value_column, columns)
+    return CLV(value_column, horizon, True, charts.clv_chart(values, horizon), stats, tiers, bands, tier_risk)
+
+
+def _churn(
+    files: RunFiles, value_column: str, columns: list[str]
+) -> tuple[tuple[ChurnBand, ...], tuple[tuple[str, float], ...]]:
+    """Buyers, mean risk and expected spend per churn band; mean churn risk per member tier."""
+    if ExportCol.CHURN_BAND not in columns:
+        return (), ()
+    wanted = [ExportCol.CHURN_BAND, ExportCol.CHURN_RISK, value_column, TierCol.MEMBER_TIER]
+    frame = files.csv(StepFile.CONSUMER_TIERS, wanted).dropna(subset=[ExportCol.CHURN_RISK])
+    bands = tuple(
+        ChurnBand(band, len(group), group[ExportCol.CHURN_RISK].mean(), group[value_column].sum())
+        for band in ("low", "medium", "high")
+        if len(group := frame[frame[ExportCol.CHURN_BAND] == band])
+    )
+    by_tier = frame.groupby(TierCol.MEMBER_TIER)[ExportCol.CHURN_RISK].mean().sort_values()
+    return bands, tuple((str(tier), float(risk)) for tier, risk in by_tier.items())
 
 
 # --- distributor tiers ------------------------------------------------------------------------------

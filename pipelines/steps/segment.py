@@ -66,6 +66,9 @@ class SegmentationOutcome:
     clusters: int | None
     clv_set_aside: int | None
     seconds: dict[str, float] = field(default_factory=dict)
+    # churn / value models: validation-window metrics as MLflow names (models.churn.tracking_metrics)
+    churn_metrics: dict[str, float] = field(default_factory=dict)
+    churn_chosen: dict[str, str] = field(default_factory=dict)
 
 
 def run_segmentation(
@@ -126,6 +129,8 @@ def run_segmentation(
         clusters=summaries.clusters,
         clv_set_aside=None if clv is None else int(clv.attrs.get("set_aside", 0)),
         seconds=watch.seconds,
+        churn_metrics={} if clv is None else _churn_metrics(clv.attrs.get("validation", [])),
+        churn_chosen={} if clv is None else dict(clv.attrs.get("chosen", {})),
     )
 
 
@@ -215,10 +220,21 @@ def _counts(values: pd.Series) -> dict[str, int]:
     }
 
 
+def _churn_metrics(records: list[dict[str, object]]) -> dict[str, float]:
+    from models.churn import tracking_metrics
+
+    return tracking_metrics(pd.DataFrame(records), "churn_validation") if records else {}
+
+
 def _clv(con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConfig) -> pd.DataFrame | None:
     """The CLV columns of every buyer (``models.segmentation.clv_columns``); None when CLV is off."""
     if not settings.clv.enabled:
         return None
-    from features.clv import btyd_summary
+    from features.clv import model_frames
 
-    return clv_columns(btyd_summary(con, as_of, settings.clv.returned_lines), settings)
+    train, validation, current = model_frames(
+        con, as_of, settings.clv.horizon_days, settings.clv.returned_lines
+    )
+    clv = clv_columns(current, settings, train, validation)
+    logger.info("churn / value models chosen on the window before %s: %s", as_of, clv.attrs["chosen"])
+    return clv

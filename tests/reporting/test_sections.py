@@ -77,3 +77,28 @@ def test_a_missing_file_makes_an_absent_section(tmp_path: Path) -> None:
     assert [s.anchor for s in built] == [spec.anchor for spec in sections.SECTIONS]
     assert not any(s.produced for s in built)
     assert built[-1].missing == StepFile.QUALITY_ALERTS
+
+
+def test_clv_section_counts_churn_bands_and_tier_risk(tmp_path: Path) -> None:
+    import pandas as pd
+
+    run = write_run(tmp_path / "run")
+    path = run / StepFile.CONSUMER_TIERS
+    tiers = pd.read_csv(path, encoding="utf-8-sig")
+    risk = [0.1, 0.2, 0.6, 0.9, 0.8, None][: len(tiers)]
+    tiers["expected_value_90d"] = [10.0, 20.0, 5.0, 1.0, 2.0, None][: len(tiers)]
+    tiers["churn_risk"] = risk
+    tiers["churn_band"] = [None, None, None, None, None, None][: len(tiers)]
+    for row, value in enumerate(risk):
+        if value is not None:
+            tiers.loc[row, "churn_band"] = "low" if value < 0.5 else "medium" if value < 0.7 else "high"
+    tiers.to_csv(path, index=False, encoding="utf-8-sig")
+    data = sections.clv(RunFiles(run))
+    assert [(b.band, b.buyers, b.expected_value) for b in data.bands] == [
+        ("low", 2, 30.0),
+        ("medium", 1, 5.0),
+        ("high", 2, 3.0),
+    ]
+    expected = tiers.groupby("member_tier")["churn_risk"].mean().sort_values()
+    assert [tier for tier, _ in data.tier_risk] == expected.index.tolist()
+    assert [round(risk, 6) for _, risk in data.tier_risk] == [round(v, 6) for v in expected]

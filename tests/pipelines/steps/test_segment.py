@@ -205,8 +205,11 @@ def test_clv_columns_are_filled(validated, tmp_path: Path) -> None:
     assert buyers[f"expected_purchases_{horizon}d"].notna().mean() > 0.9
     alive = buyers["prob_alive"].dropna()
     assert alive.between(0, 1).all()
-    assert (buyers["churn_risk"].dropna() - (1 - alive)).abs().max() < 1e-3
+    risk = buyers["churn_risk"]
+    assert risk.notna().all() and risk.between(0, 1, inclusive="neither").all()
+    assert set(buyers["churn_band"].dropna()) <= {"low", "medium", "high"}
     assert outcome.clv_set_aside is not None
+    assert outcome.churn_chosen["churn"] in {"mbgnbd", "logistic", "gradient_boosting", "logistic_rf"}
 
 
 SMALL_CONFIG = """
