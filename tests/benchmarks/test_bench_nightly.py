@@ -1,0 +1,107 @@
+"""The nightly benchmark's pure parts: run_timings.json, the scaling exponent, landing a lake."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from benchmarks.bench_nightly import (
+    Night,
+    RunTimings,
+    SizeRun,
+    land,
+    last_day,
+    markdown,
+    parse_run_timings,
+    partition_day,
+    peak_rss_from_time,
+    scaling_exponent,
+    sizes_argument,
+)
+
+
+def test_run_timings_are_read_with_their_four_keys() -> None:
+    text = json.dumps(
+        {
+            "tasks": {"validate": 12.5, "segment": 3},
+            "wall_seconds": 40.25,
+            "peak_rss_bytes": 2**31,
+            "orders_scans": 4,
+            "rows": {"orders": 10},
+        }
+    )
+    assert parse_run_timings(text) == RunTimings({"validate": 12.5, "segment": 3.0}, 40.25, 2**31, 4)
+
+
+def test_missing_or_malformed_keys_read_as_absent() -> None:
+    text = json.dumps(
+        {"tasks": {"validate": "slow", "segment": 1.0}, "wall_seconds": None, "orders_scans": True}
+    )
+    assert parse_run_timings(text) == RunTimings({"segment": 1.0}, None, None, None)
+    assert parse_run_timings("[]") == RunTimings({}, None, None, None)
+
+
+def test_the_scaling_exponent_is_one_for_linear_time_and_exact_otherwise() -> None:
+    assert scaling_exponent((1_000_000, 60.0), (10_000_000, 600.0)) == pytest.approx(1.0)
+    assert scaling_exponent((1_000_000, 60.0), (10_000_000, 60.0 * 10**1.05)) == pytest.approx(1.05)
+    assert scaling_exponent((100, 10.0), (400, 20.0)) == pytest.approx(math.log(2) / math.log(4))
+    with pytest.raises(ValueError, match="two different positive sizes"):
+        scaling_exponent((100, 10.0), (100, 20.0))
+
+
+def test_partition_folders_peak_rss_and_sizes_are_parsed() -> None:
+    assert partition_day("dt=2025-12-31") == date(2025, 12, 31)
+    assert partition_day("dt=latest") is None
+    assert partition_day("day=2025-12-31") is None
+    report = (
+        "\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02.50\n\tMaximum resident set size (kbytes): 2048\n"
+    )
+    assert peak_rss_from_time(report) == 2 * 2**20
+    assert peak_rss_from_time("no report") is None
+    assert sizes_argument("100000,1_000_000") == [100_000, 1_000_000]
+
+
+def _touch(path: Path, text: str = "x") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_a_lake_gets_every_day_up_to_the_night_and_the_next_day_later(tmp_path: Path) -> None:
+    source, lake = tmp_path / "source", tmp_path / "lake"
+    for day in ("2025-12-29", "2025-12-30", "2025-12-31"):
+        _touch(source / "orders" / f"dt={day}" / "part-0.parquet", day)
+    _touch(source / "events" / "dt=2025-12-31" / "part-0.parquet")
+    _touch(source / "products.parquet")
+    _touch(source / "truth" / "consumer_traits.parquet")
+    assert last_day(source) == date(2025, 12, 31)
+
+    assert land(source, lake, date(2025, 12, 30)) == 3
+    files = sorted(str(p.relative_to(lake)) for p in lake.rglob("*") if p.is_file())
+    assert files == [
+        "orders/dt=2025-12-29/part-0.parquet",
+        "orders/dt=2025-12-30/part-0.parquet",
+        "products.parquet",
+    ]
+    assert (lake / "orders/dt=2025-12-29/part-0.parquet").stat().st_ino == (
+        source / "orders/dt=2025-12-29/part-0.parquet"
+    ).stat().st_ino  # a hard link: the same bytes, no copy
+
+    assert land(source, lake, date(2025, 12, 31)) == 2  # the last day's orders and events
+    assert (lake / "orders/dt=2025-12-31/part-0.parquet").read_text() == "2025-12-31"
+    assert not (lake / "truth").exists()
+
+
+def test_the_report_says_n_a_for_what_the_flow_did_not_write_and_gives_the_share() -> None:
+    first = Night(
+        "first", "2025-12-30", 100.0, 3 * 2**30, 1.0, 2.0, 10, RunTimings({"validate": 40.0}, 95.0, None, 4)
+    )
+    second = Night("next", "2025-12-31", 50.0, None, 2.0, 2.0, 2, None, share_of_first=0.5)
+    table = markdown([SizeRun(5_000, 300, 51_234, "/data", 3.0, [first, second])], None, "psutil")
+    rows = table.splitlines()
+    assert "| 5,000 | 300 | 51,234 | first | 2025-12-30 | 100.0 | 3.00 | 95.0 | n/a | 4 | n/a |" in rows[2]
+    assert "| next | 2025-12-31 | 50.0 | n/a | n/a | n/a | n/a | 50% |" in rows[3]
+    assert "| validate | 40.0 | n/a |" in table
