@@ -15,9 +15,11 @@ Each night is measured from outside: wall time (``time.perf_counter``) and peak 
 process tree (psutil, sampled; without psutil ``/usr/bin/time -v``'s maximum resident set
 size of the largest single process; the report says which). From inside, when the flow
 writes ``<work>/run_timings.json``: seconds per task, the flow's own wall and peak RSS, and
-how often it scanned the orders data ("n/a" when the file is absent). With two sizes the
-scaling exponent ``log(t_big / t_small) / log(lines_big / lines_small)`` of the first nights
-is reported too. Output: a markdown table on stdout and, with ``--json``, a JSON file. Every
+how often it scanned the orders data ("n/a" when the file is absent). With several sizes
+(``--sizes``, each ``consumers[:distributors]``) the first and the last are compared on their
+first nights: the scaling exponent ``log(t_big / t_small) / log(lines_big / lines_small)``
+when their order lines differ, the peak memory per added distributor when only their
+distributors differ. Output: a markdown table on stdout and, with ``--json``, a JSON file. Every
 figure is an upper bound on a shared machine; the load average is recorded with it. Nothing
 here asserts a speed.
 
@@ -25,7 +27,7 @@ Run from the repository root (the ``siyu`` of ``--code``, default this checkout,
 
     python benchmarks/bench_nightly.py --consumers 20000
     python benchmarks/bench_nightly.py --sizes 100000,1000000 --json /tmp/bench/nightly.json
-    python benchmarks/bench_nightly.py --consumers 1000000 --distributors 300000
+    python benchmarks/bench_nightly.py --sizes 1000000:300,1000000:300000   # memory per distributor
     python benchmarks/bench_nightly.py --data /tmp/data/online_retail --as-of 2010-09-09
 """
 
@@ -111,15 +113,46 @@ def peak_rss_from_time(report: str) -> int | None:
     return int(match.group(1)) * 1024 if match else None
 
 
-def sizes_argument(text: str) -> list[int]:
-    """``--sizes 100000,1000000`` as consumer counts."""
-    try:
-        sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected consumer counts like 100000,1000000") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected positive consumer counts")
+def kib_per_distributor(small: tuple[int, int], big: tuple[int, int]) -> float:
+    """Peak memory per added distributor, KiB, from two (distributors, peak RSS bytes) pairs."""
+    (distributors_small, peak_small), (distributors_big, peak_big) = small, big
+    if distributors_small == distributors_big:
+        raise ValueError(f"need two different distributor counts, got {distributors_small} twice")
+    return (peak_big - peak_small) / (distributors_big - distributors_small) / 1024
+
+
+def sizes_argument(text: str) -> list[tuple[int, int | None]]:
+    """``--sizes 100000,1000000:30000`` as (consumers, distributors or None for --distributors)."""
+    sizes: list[tuple[int, int | None]] = []
+    for part in filter(None, (part.strip() for part in text.split(","))):
+        consumers, _, distributors = part.replace("_", "").partition(":")
+        if not consumers.isdigit() or not (distributors.isdigit() or not distributors):
+            raise argparse.ArgumentTypeError(
+                f"{part!r}: expected consumers[:distributors], e.g. 100000,1000000 or 1000000:300000"
+            )
+        sizes.append((int(consumers), int(distributors) if distributors else None))
+    if not sizes or min(min(consumers, distributors or 1) for consumers, distributors in sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive counts")
     return sizes
+
+
+def compare(runs: list[SizeRun]) -> dict[str, float | None]:
+    """The first and the last run's first nights compared: the scaling exponent over order
+    lines, and KiB of peak RSS per added distributor when only the distributors differ."""
+    found: dict[str, float | None] = {"scaling_exponent": None, "kib_per_distributor": None}
+    if len(runs) < 2 or not (runs[0].nights and runs[-1].nights):
+        return found
+    small, big = runs[0], runs[-1]
+    if small.order_lines != big.order_lines and small.consumers != big.consumers:
+        found["scaling_exponent"] = scaling_exponent(
+            (small.order_lines, small.nights[0].wall_seconds), (big.order_lines, big.nights[0].wall_seconds)
+        )
+    peaks = small.nights[0].peak_rss_bytes, big.nights[0].peak_rss_bytes
+    if small.consumers == big.consumers and small.distributors != big.distributors and None not in peaks:
+        found["kib_per_distributor"] = kib_per_distributor(
+            (small.distributors or 0, peaks[0] or 0), (big.distributors or 0, peaks[1] or 0)
+        )
+    return found
 
 
 # --- landing data as a lake does ---------------------------------------------------------------
@@ -165,11 +198,13 @@ def partitioned_copy(source: Path, target: Path) -> Path:
     partitions ``<table>/dt=YYYY-MM-DD/`` (DuckDB); the other files linked. Returns ``target``."""
     import duckdb
 
+    connection = duckdb.connect()
+    connection.execute("SET enable_progress_bar = false")
     for path in sorted(source.iterdir()):
         table = path.name.removesuffix(".parquet")
         if path.is_file() and path.suffix == ".parquet" and table in DAY_TABLES:
             day = f"strftime(CAST({DAY_TABLES[table]} AS DATE), '%Y-%m-%d')"
-            duckdb.sql(
+            connection.execute(
                 f"COPY (SELECT *, {day} AS {PARTITION_KEY} FROM read_parquet('{path}')) TO "
                 f"'{target / table}' (FORMAT parquet, PARTITION_BY ({PARTITION_KEY}), "
                 "FILENAME_PATTERN 'part-{i}')"
@@ -293,8 +328,8 @@ def siyu(*args: str) -> list[str]:
     return [sys.executable, "-c", SIYU, *args]
 
 
-def simulate(args: argparse.Namespace, consumers: int, out: Path) -> float:
-    sizes = ["--consumers", consumers, "--distributors", args.distributors, "--products", args.products]
+def simulate(args: argparse.Namespace, consumers: int, distributors: int, out: Path) -> float:
+    sizes = ["--consumers", consumers, "--distributors", distributors, "--products", args.products]
     sizes += ["--days", args.days, "--seed", args.seed]
     command = siyu("simulate", "--out", str(out), "--layout", "partitioned", *map(str, sizes))
     logger.info("simulating %s consumers into %s", f"{consumers:,}", out)
@@ -326,7 +361,7 @@ def run_nights(args: argparse.Namespace, source: Path, folder: Path, run: SizeRu
 # --- report --------------------------------------------------------------------------------
 
 
-def markdown(runs: list[SizeRun], exponent: float | None, method: str) -> str:
+def markdown(runs: list[SizeRun], comparison: dict[str, float | None], method: str) -> str:
     lines = [
         "| consumers | distributors | order lines | night | as of | wall s | peak RSS GiB "
         "| flow wall s | flow peak GiB | orders scans | share of first night | load 1m |",
@@ -351,11 +386,16 @@ def markdown(runs: list[SizeRun], exponent: float | None, method: str) -> str:
             ]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *steps_table(runs), ""]
-    if exponent is not None:
-        first, last = runs[0], runs[-1]
+    first, last = runs[0], runs[-1]
+    if comparison["scaling_exponent"] is not None:
         lines.append(
             f"scaling exponent (first nights, {first.order_lines:,} → {last.order_lines:,} order lines): "
-            f"{exponent:.3f}"
+            f"{comparison['scaling_exponent']:.3f}"
+        )
+    if comparison["kib_per_distributor"] is not None:
+        lines.append(
+            f"peak RSS per added distributor (first nights, {_count(first.distributors)} → "
+            f"{_count(last.distributors)} distributors): {comparison['kib_per_distributor']:.1f} KiB"
         )
     lines.append(f"peak RSS: {method}")
     return "\n".join(lines)
@@ -369,7 +409,7 @@ def steps_table(runs: list[SizeRun]) -> list[str]:
         steps += [step for step in (night.timings.tasks if night.timings else {}) if step not in steps]
     if not steps:
         return ["per-step seconds: n/a (the flow wrote no run_timings.json)"]
-    header = [f"{_count(run.consumers or run.order_lines)} {night.name}" for run, night in nights]
+    header = [f"{_label(run)} {night.name}" for run, night in nights]
     lines = ["| step | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
     for step in steps:
         cells = [
@@ -377,6 +417,12 @@ def steps_table(runs: list[SizeRun]) -> list[str]:
         ]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _label(run: SizeRun) -> str:
+    if run.consumers is None:
+        return f"{run.order_lines:,} lines"
+    return f"{run.consumers:,}:{run.distributors:,}"
 
 
 def _count(value: int | None) -> str:
@@ -392,7 +438,7 @@ def _maybe(value: object, spec: str) -> str:
 
 
 def _json(
-    runs: list[SizeRun], exponent: float | None, method: str, args: argparse.Namespace
+    runs: list[SizeRun], comparison: dict[str, float | None], method: str, args: argparse.Namespace
 ) -> dict[str, Any]:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=args.code, capture_output=True, text=True, check=False
@@ -403,7 +449,7 @@ def _json(
         "cores": os.cpu_count(),
         "peak_rss_method": method,
         "runs": [asdict(run) for run in runs],
-        "scaling_exponent": exponent,
+        **comparison,
     }
 
 
@@ -414,7 +460,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--consumers", type=int, default=5_000, help="Consumers simulated (~10 lines each).")
-    size.add_argument("--sizes", type=sizes_argument, help="Several consumer counts, e.g. 100000,1000000.")
+    size.add_argument(
+        "--sizes", type=sizes_argument, help="Several consumers[:distributors], e.g. 100000,1000000."
+    )
     size.add_argument("--data", type=Path, help="Use this data folder instead of simulating.")
     parser.add_argument("--distributors", type=int, default=300)
     parser.add_argument("--products", type=int, default=2_000)
@@ -439,30 +487,28 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args.code = args.code.resolve()
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="bench_nightly_"))
+    sizes = [(None, None)] if args.data else args.sizes or [(args.consumers, None)]
     runs = []
     try:
-        for consumers in [None] if args.data else args.sizes or [args.consumers]:
-            runs.append(measure_size(args, consumers, scratch))
+        for consumers, distributors in sizes:
+            runs.append(measure_size(args, consumers, distributors or args.distributors, scratch))
     finally:
         if args.scratch is None:
             shutil.rmtree(scratch, ignore_errors=True)
-    exponent = None
-    if len(runs) >= 2:
-        first, last = runs[0], runs[-1]
-        exponent = scaling_exponent(
-            (first.order_lines, first.nights[0].wall_seconds), (last.order_lines, last.nights[0].wall_seconds)
-        )
+    comparison = compare(runs)
     method = rss_method(args.sample_seconds)
-    print(markdown(runs, exponent, method))
+    print(markdown(runs, comparison, method))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(_json(runs, exponent, method, args), indent=2) + "\n")
+        args.json.write_text(json.dumps(_json(runs, comparison, method, args), indent=2) + "\n")
         print(f"wrote {args.json}")
 
 
-def measure_size(args: argparse.Namespace, consumers: int | None, scratch: Path) -> SizeRun:
+def measure_size(
+    args: argparse.Namespace, consumers: int | None, distributors: int, scratch: Path
+) -> SizeRun:
     """Simulate (or take ``--data``), then run the nights."""
-    folder = scratch / (f"consumers-{consumers}" if consumers else "data")
+    folder = scratch / (f"size-{consumers}-{distributors}" if consumers else "data")
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     if consumers is None:
@@ -472,8 +518,8 @@ def measure_size(args: argparse.Namespace, consumers: int | None, scratch: Path)
         run = SizeRun(None, None, order_lines(source), str(data), None)
     else:
         source = folder / "simulated"
-        seconds = simulate(args, consumers, source)
-        run = SizeRun(consumers, args.distributors, order_lines(source), str(source), seconds)
+        seconds = simulate(args, consumers, distributors, source)
+        run = SizeRun(consumers, distributors, order_lines(source), str(source), seconds)
     run_nights(args, source, folder, run)
     return run
 

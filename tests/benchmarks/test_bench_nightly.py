@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from datetime import date
@@ -13,6 +14,7 @@ from benchmarks.bench_nightly import (
     Night,
     RunTimings,
     SizeRun,
+    compare,
     land,
     last_day,
     markdown,
@@ -62,7 +64,9 @@ def test_partition_folders_peak_rss_and_sizes_are_parsed() -> None:
     )
     assert peak_rss_from_time(report) == 2 * 2**20
     assert peak_rss_from_time("no report") is None
-    assert sizes_argument("100000,1_000_000") == [100_000, 1_000_000]
+    assert sizes_argument("100000,1_000_000:300000") == [(100_000, None), (1_000_000, 300_000)]
+    with pytest.raises(argparse.ArgumentTypeError, match="consumers\\[:distributors\\]"):
+        sizes_argument("1e6")
 
 
 def _touch(path: Path, text: str = "x") -> None:
@@ -100,8 +104,30 @@ def test_the_report_says_n_a_for_what_the_flow_did_not_write_and_gives_the_share
         "first", "2025-12-30", 100.0, 3 * 2**30, 1.0, 2.0, 10, RunTimings({"validate": 40.0}, 95.0, None, 4)
     )
     second = Night("next", "2025-12-31", 50.0, None, 2.0, 2.0, 2, None, share_of_first=0.5)
-    table = markdown([SizeRun(5_000, 300, 51_234, "/data", 3.0, [first, second])], None, "psutil")
+    run = SizeRun(5_000, 300, 51_234, "/data", 3.0, [first, second])
+    table = markdown([run], compare([run]), "psutil")
     rows = table.splitlines()
     assert "| 5,000 | 300 | 51,234 | first | 2025-12-30 | 100.0 | 3.00 | 95.0 | n/a | 4 | n/a |" in rows[2]
     assert "| next | 2025-12-31 | 50.0 | n/a | n/a | n/a | n/a | 50% |" in rows[3]
     assert "| validate | 40.0 | n/a |" in table
+
+
+def _run(consumers: int, distributors: int, lines: int, wall: float, peak: int) -> SizeRun:
+    night = Night("first", "2025-12-30", wall, peak, 1.0, 1.0, 10)
+    return SizeRun(consumers, distributors, lines, "/data", 1.0, [night])
+
+
+def test_two_sizes_give_the_exponent_and_two_distributor_counts_the_memory_per_distributor() -> None:
+    by_lines = compare(
+        [_run(100_000, 300, 1_000_000, 60.0, 2**30), _run(1_000_000, 300, 10_000_000, 600.0, 2**32)]
+    )
+    assert by_lines == {"scaling_exponent": pytest.approx(1.0), "kib_per_distributor": None}
+    added = 300_000 - 300
+    by_distributors = compare(
+        [
+            _run(1_000_000, 300, 10_000_000, 600.0, 2**32),
+            _run(1_000_000, 300_000, 10_000_100, 650.0, 2**32 + added * 1024),
+        ]
+    )
+    assert by_distributors == {"scaling_exponent": None, "kib_per_distributor": pytest.approx(1.0)}
+    assert compare([_run(100, 3, 1_000, 6.0, 1)]) == {"scaling_exponent": None, "kib_per_distributor": None}
