@@ -90,7 +90,7 @@ class Sinks:
         for path in self._writer.empty():
             logger.warning("%s: no rows simulated, so no file is written", path.stem)
         for name, spool in self._spools.items():
-            if not spool.rows:
+            if spool.chunks and not spool.rows:
                 logger.warning("%s: no rows simulated, so no partition is written", name)
         self._remove_other_layout()
 
@@ -127,7 +127,7 @@ class Sinks:
         """Rows written per contract table (0 for an optional table left out)."""
         rows = self._writer.rows
         counted = {name: rows[self._path(name)] for name in Table.ALL if self._path(name) in rows}
-        counted |= {name: spool.rows for name, spool in self._spools.items()}
+        counted |= {name: spool.rows for name, spool in self._spools.items() if spool.chunks}
         return {name: counted[name] for name in Table.ALL if name in counted}
 
     def _path(self, name: str) -> Path:
@@ -168,6 +168,7 @@ class DaySpool:
         self._day_column = day_column
         self._pieces: dict[date, list[tuple[Path, int]]] = defaultdict(list)
         self._files: list[Path] = []
+        self.chunks = 0  # tables added, with rows or without
         self.rows = 0
 
     def __len__(self) -> int:
@@ -175,6 +176,7 @@ class DaySpool:
 
     def add(self, table: pa.Table) -> None:
         """Spool ``table`` (one chunk's rows), one row group per day."""
+        self.chunks += 1
         self.rows += table.num_rows
         if not table.num_rows:
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import date
 from pathlib import Path
 
@@ -124,3 +125,19 @@ def test_simulate_command_takes_the_layout_and_refuses_an_unknown_one(
     assert run_cli(monkeypatch, "simulate", "--out", str(tmp_path), "--layout", "lake") == 2
     error = capsys.readouterr().err
     assert "--layout lake" in error and "'single' or 'partitioned'" in error and "fix:" in error
+
+
+def test_a_partitioned_table_without_rows_leaves_no_folder_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One consumer over a week: with this seed they order nothing (as in test_sinks).
+    nothing = SimulationConfig(
+        consumers=1, distributors=1, products=24, days=7, seed=1, defective_share=0.0, events=False
+    )
+    with caplog.at_level(logging.WARNING):
+        summary = simulate(tmp_path, nothing.model_copy(update={"layout": Layout.PARTITIONED}))
+    assert summary.rows[Table.ORDERS] == summary.rows[Table.COMPLAINTS] == 0
+    assert not any((tmp_path / name).exists() for name in DAY_COLUMNS)
+    assert f"{Table.ORDERS}: no rows simulated, so no partition is written" in caplog.text
+    assert Table.EVENTS not in caplog.text  # not simulated at all (events=False): nothing to say
+    assert Table.EVENTS not in summary.rows
