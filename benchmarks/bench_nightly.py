@@ -312,7 +312,10 @@ def _rss(process: Any, psutil: Any) -> int:
 
 def rss_method(every: float) -> str:
     if _psutil() is not None:
-        return f"psutil: RSS of the nightly process and its children, summed, sampled every {every:g} s"
+        return (
+            f"psutil: RSS of the nightly process and its children summed (pages they share count once "
+            f"per process), sampled every {every:g} s"
+        )
     return "/usr/bin/time -v: maximum resident set size of the largest single process"
 
 
