@@ -143,9 +143,11 @@ def compare(runs: list[SizeRun]) -> dict[str, float | None]:
     if len(runs) < 2 or not (runs[0].nights and runs[-1].nights):
         return found
     small, big = runs[0], runs[-1]
-    if small.order_lines != big.order_lines and small.consumers != big.consumers:
+    first_small, first_big = small.nights[0], big.nights[0]
+    if first_small.order_lines != first_big.order_lines and small.consumers != big.consumers:
         found["scaling_exponent"] = scaling_exponent(
-            (small.order_lines, small.nights[0].wall_seconds), (big.order_lines, big.nights[0].wall_seconds)
+            (first_small.order_lines, first_small.wall_seconds),
+            (first_big.order_lines, first_big.wall_seconds),
         )
     peaks = small.nights[0].peak_rss_bytes, big.nights[0].peak_rss_bytes
     if small.consumers == big.consumers and small.distributors != big.distributors and None not in peaks:
@@ -243,6 +245,7 @@ class Night:
     load_before: float
     load_after: float
     files_landed: int
+    order_lines: int  # in the lake that night
     timings: RunTimings | None = None
     share_of_first: float | None = None
 
@@ -352,7 +355,8 @@ def run_nights(args: argparse.Namespace, source: Path, folder: Path, run: SizeRu
         logger.info("%s night as of %s (%d files landed)", name, day, landed)
         command = siyu("nightly", "--data", str(lake), "--as-of", day.isoformat(), "--out", str(work), *extra)
         wall, peak = run_measured(command, args.code, folder / f"nightly-{name}.log", args.sample_seconds)
-        night = Night(name, day.isoformat(), wall, peak, load_before, os.getloadavg()[0], landed)
+        load_after = os.getloadavg()[0]
+        night = Night(name, day.isoformat(), wall, peak, load_before, load_after, landed, order_lines(lake))
         night.timings = read_timings(work, started)
         run.nights.append(night)
         if args.first_night_only:
@@ -376,7 +380,7 @@ def markdown(runs: list[SizeRun], comparison: dict[str, float | None], method: s
             cells = [
                 _count(run.consumers),
                 _count(run.distributors),
-                _count(run.order_lines),
+                _count(night.order_lines),
                 night.name,
                 night.as_of,
                 f"{night.wall_seconds:.1f}",
@@ -392,7 +396,8 @@ def markdown(runs: list[SizeRun], comparison: dict[str, float | None], method: s
     first, last = runs[0], runs[-1]
     if comparison["scaling_exponent"] is not None:
         lines.append(
-            f"scaling exponent (first nights, {first.order_lines:,} → {last.order_lines:,} order lines): "
+            f"scaling exponent (first nights, {first.nights[0].order_lines:,} → "
+            f"{last.nights[0].order_lines:,} order lines): "
             f"{comparison['scaling_exponent']:.3f}"
         )
     if comparison["kib_per_distributor"] is not None:

@@ -101,19 +101,27 @@ def test_a_lake_gets_every_day_up_to_the_night_and_the_next_day_later(tmp_path: 
 
 def test_the_report_says_n_a_for_what_the_flow_did_not_write_and_gives_the_share() -> None:
     first = Night(
-        "first", "2025-12-30", 100.0, 3 * 2**30, 1.0, 2.0, 10, RunTimings({"validate": 40.0}, 95.0, None, 4)
+        "first",
+        "2025-12-30",
+        100.0,
+        3 * 2**30,
+        1.0,
+        2.0,
+        10,
+        51_234,
+        RunTimings({"validate": 40.0}, 95.0, None, 4),
     )
-    second = Night("next", "2025-12-31", 50.0, None, 2.0, 2.0, 2, None, share_of_first=0.5)
-    run = SizeRun(5_000, 300, 51_234, "/data", 3.0, [first, second])
+    second = Night("next", "2025-12-31", 50.0, None, 2.0, 2.0, 2, 51_300, None, share_of_first=0.5)
+    run = SizeRun(5_000, 300, 51_400, "/data", 3.0, [first, second])
     table = markdown([run], compare([run]), "psutil")
     rows = table.splitlines()
     assert "| 5,000 | 300 | 51,234 | first | 2025-12-30 | 100.0 | 3.00 | 95.0 | n/a | 4 | n/a |" in rows[2]
-    assert "| next | 2025-12-31 | 50.0 | n/a | n/a | n/a | n/a | 50% |" in rows[3]
+    assert "| 51,300 | next | 2025-12-31 | 50.0 | n/a | n/a | n/a | n/a | 50% |" in rows[3]
     assert "| validate | 40.0 | n/a |" in table
 
 
 def _run(consumers: int, distributors: int, lines: int, wall: float, peak: int) -> SizeRun:
-    night = Night("first", "2025-12-30", wall, peak, 1.0, 1.0, 10)
+    night = Night("first", "2025-12-30", wall, peak, 1.0, 1.0, 10, lines)
     return SizeRun(consumers, distributors, lines, "/data", 1.0, [night])
 
 
