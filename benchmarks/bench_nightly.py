@@ -11,6 +11,9 @@ one work folder:
 - the next night: the last day's partitions appended, ``--as-of`` the last day; its wall time
   is reported as a share of the first night's.
 
+With ``--layout single`` the lake holds each of those tables as one file instead, rewritten
+each night (today's layout, to measure a baseline checkout given by ``--code``).
+
 Each night is measured from outside: wall time (``time.perf_counter``) and peak RSS of the
 process tree (psutil, sampled; without psutil ``/usr/bin/time -v``'s maximum resident set
 size of the largest single process; the report says which). From inside, when the flow
@@ -188,6 +191,34 @@ def land(source: Path, lake: Path, until: date) -> int:
     return linked
 
 
+def land_single(source: Path, lake: Path, until: date) -> int:
+    """As ``land``, but each partitioned table (re)written as one file ``<table>.parquet`` of
+    its days up to ``until``, in day order: today's single-file layout, for measuring code
+    that reads no partitions. Returns the number of files linked or written."""
+    import pyarrow.parquet as pq
+
+    partitioned = {p.parent.parent for p in source.glob(f"*/{PARTITION_KEY}=*/*.parquet")}
+    written = 0
+    for table in sorted(partitioned):
+        parts = sorted(table.glob(f"{PARTITION_KEY}=*/*.parquet"))
+        parts = [part for part in parts if (day := partition_day(part.parent.name)) and day <= until]
+        if not parts:
+            continue
+        target, partial = lake / f"{table.name}.parquet", lake / f".{table.name}.parquet.partial"
+        lake.mkdir(parents=True, exist_ok=True)
+        with pq.ParquetWriter(partial, pq.read_schema(parts[0])) as writer:
+            for part in parts:
+                writer.write_table(pq.read_table(part))
+        os.replace(partial, target)
+        written += 1
+    singles = [path for path in source.iterdir() if path.is_file() and not path.name.startswith(".")]
+    for path in singles:
+        if not (lake / path.name).exists():
+            _link(path, lake / path.name)
+            written += 1
+    return written
+
+
 def _link(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
@@ -349,7 +380,7 @@ def run_nights(args: argparse.Namespace, source: Path, folder: Path, run: SizeRu
     lake, work = folder / "lake", folder / "work"
     extra = ["--config", str(args.config)] if args.config else []
     for name, day in (("first", as_of - timedelta(days=1)), ("next", as_of)):
-        landed = land(source, lake, day)
+        landed = (land_single if args.layout == "single" else land)(source, lake, day)
         load_before = os.getloadavg()[0]
         started = time.time()
         logger.info("%s night as of %s (%d files landed)", name, day, landed)
@@ -486,6 +517,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="Also write the results as JSON here.")
     parser.add_argument("--first-night-only", action="store_true", help="Skip the next night.")
+    parser.add_argument(
+        "--layout",
+        choices=("partitioned", "single"),
+        default="partitioned",
+        help="How the lake holds orders, events, complaints: day partitions, or one file each "
+        "rewritten every night (for code that reads no partitions, e.g. a baseline).",
+    )
     parser.add_argument("--sample-seconds", type=float, default=0.2, help="RSS sampling interval (psutil).")
     return parser.parse_args(argv)
 

@@ -8,6 +8,8 @@ import math
 from datetime import date
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.bench_nightly import (
@@ -16,6 +18,7 @@ from benchmarks.bench_nightly import (
     SizeRun,
     compare,
     land,
+    land_single,
     last_day,
     markdown,
     parse_run_timings,
@@ -139,3 +142,19 @@ def test_two_sizes_give_the_exponent_and_two_distributor_counts_the_memory_per_d
     )
     assert by_distributors == {"scaling_exponent": None, "kib_per_distributor": pytest.approx(1.0)}
     assert compare([_run(100, 3, 1_000, 6.0, 1)]) == {"scaling_exponent": None, "kib_per_distributor": None}
+
+
+def test_a_single_file_lake_holds_each_table_up_to_the_night_in_day_order(tmp_path: Path) -> None:
+    source, lake = tmp_path / "source", tmp_path / "lake"
+    for day, quantity in (("2025-12-31", 3), ("2025-12-29", 1), ("2025-12-30", 2)):
+        part = source / "orders" / f"dt={day}" / "part-0.parquet"
+        part.parent.mkdir(parents=True)
+        pq.write_table(pa.table({"quantity": [quantity, quantity]}), part)
+    _touch(source / "products.parquet")
+
+    assert land_single(source, lake, date(2025, 12, 30)) == 2
+    assert pq.read_table(lake / "orders.parquet").column_names == ["quantity"]  # no dt column
+    assert pq.read_table(lake / "orders.parquet")["quantity"].to_pylist() == [1, 1, 2, 2]
+    assert land_single(source, lake, date(2025, 12, 31)) == 1  # orders rewritten, products kept
+    assert pq.read_table(lake / "orders.parquet")["quantity"].to_pylist() == [1, 1, 2, 2, 3, 3]
+    assert sorted(p.name for p in lake.iterdir()) == ["orders.parquet", "products.parquet"]
