@@ -233,6 +233,7 @@ def partitioned_copy(source: Path, target: Path) -> Path:
 
     connection = duckdb.connect()
     connection.execute("SET enable_progress_bar = false")
+    target.mkdir(parents=True, exist_ok=True)
     for path in sorted(source.iterdir()):
         table = path.name.removesuffix(".parquet")
         if path.is_file() and path.suffix == ".parquet" and table in DAY_TABLES:
@@ -243,7 +244,6 @@ def partitioned_copy(source: Path, target: Path) -> Path:
                 "FILENAME_PATTERN 'part-{i}')"
             )
         elif path.is_file() and path.suffix in (".parquet", ".csv"):
-            target.mkdir(parents=True, exist_ok=True)
             _link(path, target / path.name)
         elif path.is_dir() and path.name != "truth":
             shutil.copytree(path, target / path.name, copy_function=os.link)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,8 +21,10 @@ from benchmarks.bench_nightly import (
     land_single,
     last_day,
     markdown,
+    order_lines,
     parse_run_timings,
     partition_day,
+    partitioned_copy,
     peak_rss_from_time,
     scaling_exponent,
     sizes_argument,
@@ -158,3 +160,22 @@ def test_a_single_file_lake_holds_each_table_up_to_the_night_in_day_order(tmp_pa
     assert land_single(source, lake, date(2025, 12, 31)) == 1  # orders rewritten, products kept
     assert pq.read_table(lake / "orders.parquet")["quantity"].to_pylist() == [1, 1, 2, 2, 3, 3]
     assert sorted(p.name for p in lake.iterdir()) == ["orders.parquet", "products.parquet"]
+
+
+def test_a_single_file_data_set_is_split_into_day_partitions_without_the_day_column(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    at = pa.array([datetime(2025, 12, 30, 23, 59), datetime(2025, 12, 31, 0, 1)], pa.timestamp("ns"))
+    pq.write_table(
+        pa.table({"complaint_id": ["K1", "K2"], "complained_at": at}), source / "complaints.parquet"
+    )
+    pq.write_table(pa.table({"order_id": ["O1", "O2"], "ordered_at": at}), source / "orders.parquet")
+    _touch(source / "products.parquet")
+
+    target = partitioned_copy(source, tmp_path / "partitioned")
+    assert last_day(target) == date(2025, 12, 31)
+    assert order_lines(target) == order_lines(source) == 2
+    for table in ("complaints", "orders"):
+        late = pq.read_table(next((target / table / "dt=2025-12-31").glob("*.parquet")))
+        assert late.num_rows == 1 and "dt" not in late.column_names
+    assert (target / "products.parquet").exists()
