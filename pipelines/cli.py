@@ -63,17 +63,33 @@ def simulate(
     products: Annotated[int, typer.Option(help="Products in the catalogue over the period.")] = 2_000,
     days: Annotated[int, typer.Option(help="Days simulated.")] = 365,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes byte-identical files.")] = 42,
+    layout: Annotated[
+        str,
+        typer.Option(
+            help="single: one file per table (orders.parquet, ...). partitioned: orders, events and "
+            "complaints as a data lake lands them, one folder per day of the row's date, "
+            "orders/dt=YYYY-MM-DD/part-0.parquet (the other tables one file each).",
+        ),
+    ] = "single",
 ) -> None:
     """Simulate a contract-valid S2b2C data set with ground truth under OUT/truth/."""
+    from pydantic import ValidationError
+
     from sources.simulator import SimulationConfig
     from sources.simulator import simulate as run_simulation
 
-    config = SimulationConfig(
-        consumers=consumers, distributors=distributors, products=products, days=days, seed=seed
-    )
+    sizes = {"consumers": consumers, "distributors": distributors, "products": products, "days": days}
+    try:
+        config = SimulationConfig(**sizes, seed=seed, layout=layout)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        option = "--" + str(problem["loc"][0]).replace("_", "-")
+        raise SiyuError(
+            f"{option} {problem['input']}: {problem['msg'].lower()}\n  fix: see siyu simulate --help"
+        ) from None
     summary = run_simulation(out, config)
     typer.echo(
-        f"wrote {out}: "
+        f"wrote {out} ({config.layout} layout): "
         + ", ".join(f"{t}={n:,}" for t, n in summary.rows.items())
         + f" rows; last day {summary.as_of}; {summary.seconds:.1f}s"
     )

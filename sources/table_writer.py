@@ -14,6 +14,7 @@ itself, so every source writes the same types the same way:
     with TableWriter() as writer:
         writer.write(out_dir / "orders.parquet", orders)            # a pyarrow Table, or
         writer.write_frame(out_dir / "products.parquet", products)  # a pandas DataFrame
+        writer.close(out_dir / "orders.parquet")   # optional: finish a file early (few open at once)
 """
 
 from __future__ import annotations
@@ -118,6 +119,13 @@ class TableWriter:
             self._writers[path] = self._stack.enter_context(pq.ParquetWriter(partial, table.schema))
         if table.num_rows:
             self._writers[path].write_table(table)
+
+    def close(self, path: Path) -> None:
+        """Finish the Parquet file ``path`` now (no more writes to it); it is still renamed into
+        place, or removed, with the rest. A source writing many files keeps few of them open."""
+        writer = self._writers.get(path)
+        if writer is not None:
+            writer.close()
 
     def write_frame(self, path: Path, frame: pd.DataFrame) -> None:
         """Append a pandas frame to ``path`` as ``DataFrame.to_parquet(index=False)`` would write it."""

@@ -12,6 +12,9 @@ through their home distributor. ``simulate`` writes into ``out_dir``::
     truth/community_tastes.parquet      distributor_id, category, weight  (category shares, sum 1)
     truth/consumer_traits.parquet       consumer_id, purchase_rate, price_sensitivity, churned_at
 
+With ``layout="partitioned"`` orders, events and complaints land as a data lake lands them,
+one Hive-style partition per day: ``orders/dt=2025-12-31/part-0.parquet`` (see ``sinks``).
+
 What is planted, so that models can be checked against it:
 
 - heavy-tailed community sizes (Zipf-like: a few pillar distributors, a long tail of small ones);
@@ -90,7 +93,7 @@ def simulate(out_dir: Path, config: SimulationConfig) -> SimulationSummary:
     out_dir = Path(out_dir)
     (out_dir / TRUTH_DIR).mkdir(parents=True, exist_ok=True)
     world = _world(config)
-    with Sinks(out_dir) as sinks:
+    with Sinks(out_dir, config.layout) as sinks:
         sinks.write_world(world)
         order_offset = complaint_offset = 0
         chunks = range(0, config.consumers, CHUNK_CONSUMERS)
@@ -109,6 +112,7 @@ def simulate(out_dir: Path, config: SimulationConfig) -> SimulationSummary:
                 chunk.tables[Table.ORDERS].num_rows,
                 chunk.tables[Table.EVENTS].num_rows if Table.EVENTS in chunk.tables else 0,
             )
+        sinks.finish()
     rows = sinks.rows
     seconds = time.perf_counter() - began
     summary = SimulationSummary(out_dir, rows, rows[Table.ORDERS], order_offset, config.last_day, seconds)

@@ -9,13 +9,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from features.columns import Col, Table
 from sources.simulator.market import CATEGORIES
 
 TRUTH_DIR = "truth"
+PARTITION_KEY = "dt"
+# The tables a partitioned layout splits by day, and the column whose (local) date is the day.
+DAY_COLUMNS: dict[str, str] = {
+    Table.ORDERS: Col.ORDERED_AT,
+    Table.EVENTS: Col.EVENT_AT,
+    Table.COMPLAINTS: Col.COMPLAINED_AT,
+}
+
+
+class Layout(StrEnum):
+    """How the contract tables land in the output folder.
+
+    ``single``: one file per table, ``<table>.parquet``. ``partitioned``: as a data lake lands
+    them, the tables of ``DAY_COLUMNS`` as Hive-style day partitions
+    ``<table>/dt=YYYY-MM-DD/part-0.parquet`` (the day of the row's timestamp; the partition key
+    is in the folder name only), the others one file each as in ``single``.
+    """
+
+    SINGLE = "single"
+    PARTITIONED = "partitioned"
 
 
 class Truth:
@@ -73,6 +95,11 @@ class SimulationConfig(BaseModel):
         "unless the consumer goes dormant after a basket earlier.",
     )
     events: bool = Field(True, description="Write browse/share events (about 2.5 per order line).")
+    layout: Layout = Field(
+        Layout.SINGLE,
+        description="single: one file per table; partitioned: orders, events and complaints "
+        "in day partitions <table>/dt=YYYY-MM-DD/part-0.parquet.",
+    )
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SimulationConfig:

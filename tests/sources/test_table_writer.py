@@ -94,3 +94,17 @@ def test_conform_to_contract_keeps_contract_columns_in_order_with_contract_dtype
     assert conformed[Col.PRODUCT_ID].dtype == dtype_of("id")
     assert conformed[Col.LIST_PRICE].dtype == dtype_of("money")
     assert conformed[Col.LIST_PRICE].tolist() == [3.0]
+
+
+def test_a_closed_file_is_finished_but_still_renamed_with_the_rest(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="disk full"), TableWriter() as writer:
+        writer.write(tmp_path / "a.parquet", _rows(1, 2))
+        writer.close(tmp_path / "a.parquet")
+        assert pq.ParquetFile(tmp_path / "a.parquet.partial").metadata.num_rows == 2  # complete
+        raise RuntimeError("disk full")
+    assert _files(tmp_path) == []
+    with TableWriter() as writer:
+        writer.write(tmp_path / "a.parquet", _rows(1, 2))
+        writer.close(tmp_path / "a.parquet")
+        writer.close(tmp_path / "never-written.parquet")  # nothing to finish
+    assert _files(tmp_path) == ["a.parquet"]

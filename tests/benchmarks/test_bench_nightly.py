@@ -1,0 +1,181 @@
+"""The nightly benchmark's pure parts: run_timings.json, the scaling exponent, landing a lake."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from datetime import date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from benchmarks.bench_nightly import (
+    Night,
+    RunTimings,
+    SizeRun,
+    compare,
+    land,
+    land_single,
+    last_day,
+    markdown,
+    order_lines,
+    parse_run_timings,
+    partition_day,
+    partitioned_copy,
+    peak_rss_from_time,
+    scaling_exponent,
+    sizes_argument,
+)
+
+
+def test_run_timings_are_read_with_their_four_keys() -> None:
+    text = json.dumps(
+        {
+            "tasks": {"validate": 12.5, "segment": 3},
+            "wall_seconds": 40.25,
+            "peak_rss_bytes": 2**31,
+            "orders_scans": 4,
+            "rows": {"orders": 10},
+        }
+    )
+    assert parse_run_timings(text) == RunTimings({"validate": 12.5, "segment": 3.0}, 40.25, 2**31, 4)
+
+
+def test_missing_or_malformed_keys_read_as_absent() -> None:
+    text = json.dumps(
+        {"tasks": {"validate": "slow", "segment": 1.0}, "wall_seconds": None, "orders_scans": True}
+    )
+    assert parse_run_timings(text) == RunTimings({"segment": 1.0}, None, None, None)
+    assert parse_run_timings("[]") == RunTimings({}, None, None, None)
+
+
+def test_the_scaling_exponent_is_one_for_linear_time_and_exact_otherwise() -> None:
+    assert scaling_exponent((1_000_000, 60.0), (10_000_000, 600.0)) == pytest.approx(1.0)
+    assert scaling_exponent((1_000_000, 60.0), (10_000_000, 60.0 * 10**1.05)) == pytest.approx(1.05)
+    assert scaling_exponent((100, 10.0), (400, 20.0)) == pytest.approx(math.log(2) / math.log(4))
+    with pytest.raises(ValueError, match="two different positive sizes"):
+        scaling_exponent((100, 10.0), (100, 20.0))
+
+
+def test_partition_folders_peak_rss_and_sizes_are_parsed() -> None:
+    assert partition_day("dt=2025-12-31") == date(2025, 12, 31)
+    assert partition_day("dt=latest") is None
+    assert partition_day("day=2025-12-31") is None
+    report = (
+        "\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02.50\n\tMaximum resident set size (kbytes): 2048\n"
+    )
+    assert peak_rss_from_time(report) == 2 * 2**20
+    assert peak_rss_from_time("no report") is None
+    assert sizes_argument("100000,1_000_000:300000") == [(100_000, None), (1_000_000, 300_000)]
+    with pytest.raises(argparse.ArgumentTypeError, match="consumers\\[:distributors\\]"):
+        sizes_argument("1e6")
+
+
+def _touch(path: Path, text: str = "x") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_a_lake_gets_every_day_up_to_the_night_and_the_next_day_later(tmp_path: Path) -> None:
+    source, lake = tmp_path / "source", tmp_path / "lake"
+    for day in ("2025-12-29", "2025-12-30", "2025-12-31"):
+        _touch(source / "orders" / f"dt={day}" / "part-0.parquet", day)
+    _touch(source / "events" / "dt=2025-12-31" / "part-0.parquet")
+    _touch(source / "products.parquet")
+    _touch(source / "truth" / "consumer_traits.parquet")
+    assert last_day(source) == date(2025, 12, 31)
+
+    assert land(source, lake, date(2025, 12, 30)) == 3
+    files = sorted(str(p.relative_to(lake)) for p in lake.rglob("*") if p.is_file())
+    assert files == [
+        "orders/dt=2025-12-29/part-0.parquet",
+        "orders/dt=2025-12-30/part-0.parquet",
+        "products.parquet",
+    ]
+    assert (lake / "orders/dt=2025-12-29/part-0.parquet").stat().st_ino == (
+        source / "orders/dt=2025-12-29/part-0.parquet"
+    ).stat().st_ino  # a hard link: the same bytes, no copy
+
+    assert land(source, lake, date(2025, 12, 31)) == 2  # the last day's orders and events
+    assert (lake / "orders/dt=2025-12-31/part-0.parquet").read_text() == "2025-12-31"
+    assert not (lake / "truth").exists()
+
+
+def test_the_report_says_n_a_for_what_the_flow_did_not_write_and_gives_the_share() -> None:
+    first = Night(
+        "first",
+        "2025-12-30",
+        100.0,
+        3 * 2**30,
+        1.0,
+        2.0,
+        10,
+        51_234,
+        RunTimings({"validate": 40.0}, 95.0, None, 4),
+    )
+    second = Night("next", "2025-12-31", 50.0, None, 2.0, 2.0, 2, 51_300, None, share_of_first=0.5)
+    run = SizeRun(5_000, 300, 51_400, "/data", 3.0, [first, second])
+    table = markdown([run], compare([run]), "psutil")
+    rows = table.splitlines()
+    assert "| 5,000 | 300 | 51,234 | first | 2025-12-30 | 100.0 | 3.00 | 95.0 | n/a | 4 | n/a |" in rows[2]
+    assert "| 51,300 | next | 2025-12-31 | 50.0 | n/a | n/a | n/a | n/a | 50% |" in rows[3]
+    assert "| validate | 40.0 | n/a |" in table
+
+
+def _run(consumers: int, distributors: int, lines: int, wall: float, peak: int) -> SizeRun:
+    night = Night("first", "2025-12-30", wall, peak, 1.0, 1.0, 10, lines)
+    return SizeRun(consumers, distributors, lines, "/data", 1.0, [night])
+
+
+def test_two_sizes_give_the_exponent_and_two_distributor_counts_the_memory_per_distributor() -> None:
+    by_lines = compare(
+        [_run(100_000, 300, 1_000_000, 60.0, 2**30), _run(1_000_000, 300, 10_000_000, 600.0, 2**32)]
+    )
+    assert by_lines == {"scaling_exponent": pytest.approx(1.0), "kib_per_distributor": None}
+    added = 300_000 - 300
+    by_distributors = compare(
+        [
+            _run(1_000_000, 300, 10_000_000, 600.0, 2**32),
+            _run(1_000_000, 300_000, 10_000_100, 650.0, 2**32 + added * 1024),
+        ]
+    )
+    assert by_distributors == {"scaling_exponent": None, "kib_per_distributor": pytest.approx(1.0)}
+    assert compare([_run(100, 3, 1_000, 6.0, 1)]) == {"scaling_exponent": None, "kib_per_distributor": None}
+
+
+def test_a_single_file_lake_holds_each_table_up_to_the_night_in_day_order(tmp_path: Path) -> None:
+    source, lake = tmp_path / "source", tmp_path / "lake"
+    for day, quantity in (("2025-12-31", 3), ("2025-12-29", 1), ("2025-12-30", 2)):
+        part = source / "orders" / f"dt={day}" / "part-0.parquet"
+        part.parent.mkdir(parents=True)
+        pq.write_table(pa.table({"quantity": [quantity, quantity]}), part)
+    _touch(source / "products.parquet")
+
+    assert land_single(source, lake, date(2025, 12, 30)) == 2
+    assert pq.read_table(lake / "orders.parquet").column_names == ["quantity"]  # no dt column
+    assert pq.read_table(lake / "orders.parquet")["quantity"].to_pylist() == [1, 1, 2, 2]
+    assert land_single(source, lake, date(2025, 12, 31)) == 1  # orders rewritten, products kept
+    assert pq.read_table(lake / "orders.parquet")["quantity"].to_pylist() == [1, 1, 2, 2, 3, 3]
+    assert sorted(p.name for p in lake.iterdir()) == ["orders.parquet", "products.parquet"]
+
+
+def test_a_single_file_data_set_is_split_into_day_partitions_without_the_day_column(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    at = pa.array([datetime(2025, 12, 30, 23, 59), datetime(2025, 12, 31, 0, 1)], pa.timestamp("ns"))
+    pq.write_table(
+        pa.table({"complaint_id": ["K1", "K2"], "complained_at": at}), source / "complaints.parquet"
+    )
+    pq.write_table(pa.table({"order_id": ["O1", "O2"], "ordered_at": at}), source / "orders.parquet")
+    _touch(source / "products.parquet")
+
+    target = partitioned_copy(source, tmp_path / "partitioned")
+    assert last_day(target) == date(2025, 12, 31)
+    assert order_lines(target) == order_lines(source) == 2
+    for table in ("complaints", "orders"):
+        late = pq.read_table(next((target / table / "dt=2025-12-31").glob("*.parquet")))
+        assert late.num_rows == 1 and "dt" not in late.column_names
+    assert (target / "products.parquet").exists()
