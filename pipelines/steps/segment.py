@@ -22,7 +22,7 @@ from features.catalog import StepFile, export_file
 from features.columns import Col
 from features.consumer_features import ConsumerCol, consumer_features
 from features.distributor_features import distributor_features, distributor_monthly
-from features.engine import connect
+from features.engine import connect, setting
 from features.errors import SiyuError
 from features.files import write_parquet_atomically
 from features.timing import Stopwatch
@@ -74,18 +74,31 @@ def run_segmentation(
     settings: SegmentationConfig,
     out_dir: Path,
     previous_dir: Path | None,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> SegmentationOutcome:
     """Segment every consumer and distributor as of ``as_of``; write the exports under ``out_dir``.
 
     ``settings`` is the ``segmentation`` section of the nightly config. ``previous_dir`` is an
     earlier run's output directory; its consumer tiers (``read_previous_tiers``) give each
-    consumer's previous tier and movement.
+    consumer's previous tier and movement. ``con`` is the run's engine session (the nightly
+    hands its own); None opens one over ``clean_paths``.
     """
     as_of = AsOf.of(as_of)
     previous = read_previous_tiers(previous_dir)
-    con = connect(clean_paths)
+    con = con if con is not None else connect(clean_paths)
     # Every builder orders its result explicitly, so DuckDB need not keep scan order (faster, leaner).
-    con.execute("SET preserve_insertion_order = false")
+    with setting(con, "preserve_insertion_order", False):
+        return _segment(con, as_of, settings, out_dir, previous, previous_dir)
+
+
+def _segment(
+    con: duckdb.DuckDBPyConnection,
+    as_of: AsOf,
+    settings: SegmentationConfig,
+    out_dir: Path,
+    previous: pd.DataFrame | None,
+    previous_dir: Path | None,
+) -> SegmentationOutcome:
     watch = Stopwatch("segmentation", logger)
     features = consumer_features(
         con, as_of, window_days=settings.member_tiers.window_days, recent_days=settings.recent_days
