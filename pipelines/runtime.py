@@ -237,9 +237,15 @@ class RunClock:
     started: float = field(default_factory=time.perf_counter)
     reads_before: dict[str, int] = field(default_factory=table_reads)
     tasks: dict[str, float] = field(default_factory=dict)
+    task_reads: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def add(self, task_name: str, seconds: float) -> None:
+    def add(self, task_name: str, seconds: float, reads: dict[str, int] | None = None) -> None:
+        """Add ``seconds`` (and the table ``reads`` made meanwhile) to ``task_name``'s account."""
         self.tasks[task_name] = round(self.tasks.get(task_name, 0.0) + seconds, 3)
+        for table, count in (reads or {}).items():
+            if count:
+                counted = self.task_reads.setdefault(task_name, {})
+                counted[table] = counted.get(table, 0) + count
 
     def reads(self) -> dict[str, int]:
         """Full reads of each table's files since the run started (validation's and the engine's)."""
@@ -256,6 +262,7 @@ class RunClock:
             "peak_rss_bytes": peak_rss_bytes(),
             "orders_scans": reads.get(Table.ORDERS, 0),
             "table_reads": reads,
+            "task_reads": {name: dict(counts) for name, counts in self.task_reads.items()},
             "rows": dict(sorted(rows.items())),
         }
 
@@ -278,17 +285,19 @@ def run_clock(flow_run_id: str) -> Iterator[RunClock]:
 
 
 def timed(task_name: str, fn: Fn) -> Fn:
-    """``fn`` adding its seconds to its flow run's ``RunClock`` as ``task_name`` (when one is open)."""
+    """``fn`` adding its seconds and the table reads it made to its flow run's ``RunClock`` as
+    ``task_name`` (when one is open; tasks of one run run one after the other)."""
 
     @functools.wraps(fn)
     def timed_call(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+        started, reads_before = time.perf_counter(), table_reads()
         try:
             return fn(*args, **kwargs)
         finally:
             clock = _clock_of_this_run()
             if clock is not None:
-                clock.add(task_name, time.perf_counter() - started)
+                reads = {table: n - reads_before.get(table, 0) for table, n in table_reads().items()}
+                clock.add(task_name, time.perf_counter() - started, reads)
 
     return timed_call  # type: ignore[return-value]
 

@@ -17,12 +17,14 @@ def test_run_clock_sums_the_seconds_of_a_task_and_counts_only_this_runs_reads() 
     clock = RunClock()
     clock.add("segmentation", 1.25)
     clock.add("segmentation", 0.5)  # a retry adds up
-    clock.add("quality gate", 2.0)
+    clock.add("quality gate", 2.0, {"orders": 1, "products": 0})
+    clock.add("quality gate", 0.5, {"orders": 1})
     count_table_read("orders")
     count_table_read("orders")
     count_table_read("products")
     summary = clock.summary({"orders": 12, "products": 3})
-    assert summary["tasks"] == {"segmentation": 1.75, "quality gate": 2.0}
+    assert summary["tasks"] == {"segmentation": 1.75, "quality gate": 2.5}
+    assert summary["task_reads"] == {"quality gate": {"orders": 2}}
     assert summary["orders_scans"] == 2
     assert summary["table_reads"] == {"orders": 2, "products": 1}
     assert summary["rows"] == {"orders": 12, "products": 3}
@@ -36,10 +38,15 @@ def test_timed_records_into_the_clock_of_its_run_even_when_the_task_fails(monkey
     def boom() -> None:
         raise OSError("disk full")
 
-    assert timed("double", lambda x: 2 * x)(21) == 42
+    def read_orders() -> int:
+        count_table_read("orders")
+        return 42
+
+    assert timed("read", read_orders)() == 42
     with pytest.raises(OSError):
         timed("boom", boom)()
-    assert set(clock.tasks) == {"double", "boom"}
+    assert set(clock.tasks) == {"read", "boom"}
+    assert clock.task_reads == {"read": {"orders": 1}}
 
 
 def test_timed_outside_a_run_just_calls() -> None:
