@@ -9,7 +9,10 @@ Every column is documented in docs/segmentation.md.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import sys
+import threading
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -100,9 +103,12 @@ def _segment(
     previous_dir: Path | None,
 ) -> SegmentationOutcome:
     watch = Stopwatch("segmentation", logger)
+    clv_libraries = _import_clv_libraries_meanwhile(settings)
     features = consumer_features(
         con, as_of, window_days=settings.member_tiers.window_days, recent_days=settings.recent_days
     )
+    if clv_libraries is not None:
+        clv_libraries.join()
     watch.lap("consumer features")
     try:
         consumers, summaries = segment_consumers(features, previous, settings)
@@ -226,6 +232,27 @@ def _counts(values: pd.Series) -> dict[str, int]:
     return {
         str(name): int(count) for name, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     }
+
+
+def _import_clv_libraries_meanwhile(settings: SegmentationConfig) -> threading.Thread | None:
+    """Import PyMC and pymc-marketing (seconds of pure Python) on a thread while DuckDB, which
+    lets go of the GIL, builds the consumer features; the CLV fit then finds them loaded.
+
+    Nothing else is imported meanwhile (the caller joins before going on), and a failed import
+    is left for the CLV step to meet and report as it always did.
+    """
+    if not settings.clv.enabled or "pymc_marketing.clv" in sys.modules:
+        return None
+
+    def load() -> None:
+        try:
+            importlib.import_module("pymc_marketing.clv")
+        except Exception:  # the CLV step imports it again and reports the error
+            logger.debug("importing pymc_marketing ahead of the CLV fit failed", exc_info=True)
+
+    thread = threading.Thread(target=load, name="siyu-import-clv-libraries", daemon=True)
+    thread.start()
+    return thread
 
 
 def _clv(con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConfig) -> pd.DataFrame | None:
