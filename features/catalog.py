@@ -110,6 +110,7 @@ class RunFile:
     MANIFEST = "manifest.json"
     REPORT_HTML = "report.html"
     MLFLOW_DB = "mlflow.db"
+    RUN_TIMINGS = "run_timings.json"  # seconds per task, wall, peak RSS, orders scans (work dir)
 
 
 # --- the columns of every exported file --------------------------------------------------------------

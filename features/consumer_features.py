@@ -111,30 +111,24 @@ def _events_sql(con: duckdb.DuckDBPyConnection) -> str:
     )
 
 
+# ``order_baskets`` and ``paid_lines`` are the engine's shared definitions (features.engine).
 _BASKETS_CTE = """
-baskets AS (
-    SELECT {consumer_id}, {order_id}, min({distributor_id}) AS distributor, min({ordered_at}) AS placed_at,
-        sum(round({quantity} * {unit_price} * 100)::BIGINT) FILTER (WHERE {status} = {paid}) AS paid_cents,
-        count(*) FILTER (WHERE {status} = {paid}) AS paid_lines,
-        count(*) FILTER (WHERE {status} = {returned}) AS returned_lines
-    FROM {orders} WHERE {ordered_at} < $end GROUP BY {consumer_id}, {order_id}
-)"""
+baskets AS (SELECT * FROM order_baskets($end))"""
 
 _PAID_LINES_CTE = """
-paid_lines AS (
+category_lines AS (
     SELECT o.{consumer_id}, coalesce(p.{category}, {unknown}) AS category, p.{supplier_id} AS brand,
-        o.{quantity} AS quantity, o.{unit_price} AS unit_price,
-        round(o.{quantity} * o.{unit_price} * 100)::BIGINT AS cents
-    FROM {orders} o JOIN {products} p ON p.{product_id} = o.{product_id}
-    WHERE o.{status} = {paid} AND o.{ordered_at} < $end
+        o.{quantity} AS quantity, o.{unit_price} AS unit_price, o.cents
+    FROM paid_lines o JOIN {products} p ON p.{product_id} = o.{product_id}
+    WHERE o.{ordered_at} < $end
 ),
 category_price AS (
-    SELECT category, round(median(unit_price) * 100)::BIGINT AS median_cents FROM paid_lines GROUP BY 1
+    SELECT category, round(median(unit_price) * 100)::BIGINT AS median_cents FROM category_lines GROUP BY 1
 ),
 by_category AS (
     SELECT l.{consumer_id}, l.category, sum(l.cents) AS cents,
         sum(l.quantity * c.median_cents) AS reference_cents
-    FROM paid_lines l JOIN category_price c ON c.category = l.category GROUP BY 1, 2
+    FROM category_lines l JOIN category_price c ON c.category = l.category GROUP BY 1, 2
 ),
 ranked AS (
     SELECT *, row_number() OVER (PARTITION BY {consumer_id} ORDER BY cents DESC, category) AS rank,
@@ -177,7 +171,7 @@ categories AS (
         sum(cents) / nullif(sum(reference_cents), 0) AS price_index
     FROM ranked GROUP BY 1
 ),
-brands AS (SELECT {consumer_id}, count(DISTINCT brand) AS brands FROM paid_lines GROUP BY 1),
+brands AS (SELECT {consumer_id}, count(DISTINCT brand) AS brands FROM category_lines GROUP BY 1),
 profile AS ({profile_cte}),
 complained AS ({complaints_cte}),
 recent_events AS ({events_cte})

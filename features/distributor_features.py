@@ -167,9 +167,8 @@ def _shares_sql(con: duckdb.DuckDBPyConnection) -> str:
 
 _MONTHLY_SQL = """
 WITH paid AS (
-    SELECT {distributor_id}, {consumer_id}, {order_id}, {ordered_at},
-        round({quantity} * {unit_price} * 100)::BIGINT AS cents
-    FROM {orders} WHERE {status} = {paid} AND {ordered_at} < $month_end
+    SELECT {distributor_id}, {consumer_id}, {order_id}, {ordered_at}, cents
+    FROM paid_lines WHERE {ordered_at} < $month_end
 ),
 baskets AS (
     SELECT {distributor_id}, date_trunc('month', min({ordered_at})) AS month, {consumer_id}, {order_id},

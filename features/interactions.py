@@ -137,8 +137,8 @@ def purchased_pairs(con: duckdb.DuckDBPyConnection, after: Cutoff, until: Cutoff
     """Distinct (consumer, product) pairs with a paid line from ``upper_bound(after)`` up to
     ``upper_bound(until)``: the truth of an evaluation window. Columns consumer_id, product_id; sorted."""
     sql = render(
-        "SELECT DISTINCT {consumer_id}, {product_id} FROM {orders} "
-        "WHERE {status} = {paid} AND {ordered_at} >= $start AND {ordered_at} < $end "
+        "SELECT DISTINCT {consumer_id}, {product_id} FROM paid_lines "
+        "WHERE {ordered_at} >= $start AND {ordered_at} < $end "
         "ORDER BY {consumer_id}, {product_id}"
     )
     return con.execute(sql, {"start": upper_bound(after), "end": upper_bound(until)}).df()

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features.columns import Table
 from features.contract import CONTRACT
+from features.engine import count_table_read
 from features.errors import ContractError
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class RawTable:
         ``only`` restricts the read to these contract columns. A chunk's index is a
         RangeIndex starting at 0.
         """
+        count_table_read(self.name)
         wanted = {c: f for c, f in self.columns.items() if only is None or c in only}
         renames = {file_name: contract for contract, file_name in wanted.items()}
         if self.path.suffix == ".parquet":

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from features.columns import Table
 from features.config_errors import ConfigError, describe_errors, read_yaml
+from features.engine import EngineConfig
 from features.reader import DataSourceConfig
 from features.validate import ValidationConfig
 from models.quality import QualityConfig
@@ -66,6 +67,7 @@ class NightlyConfig(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig)
     demo: SimulationConfig = Field(default_factory=SimulationConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     lists: ListsConfig = Field(default_factory=ListsConfig)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)

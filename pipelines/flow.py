@@ -12,6 +12,8 @@ Folders, under the work directory (``--out`` or ``work_dir``)::
     .siyu-workdir       marker: siyu owns this folder (a foreign non-empty folder is refused)
     .siyu.lock(.json)   the lock one run holds, and who holds it since when
     validated/          clean tables, quarantine files, validation.json
+    duckdb_tmp/         DuckDB's spill folder while the run's engine session is open (engine:)
+    run_timings.json    seconds per task, wall, peak RSS, Parquet reads of orders (the benchmark reads it)
     outputs/            this run's step outputs (siyu's own files cleared each run), the export's source
     mlflow.db           MLflow tracking + registry store; mlartifacts/ its artifacts
     prefect/            Prefect's home (its SQLite database) when no PREFECT_API_URL is set
@@ -20,25 +22,44 @@ Folders, under the work directory (``--out`` or ``work_dir``)::
 The MLflow run ends FINISHED after the last task, and FAILED from the flow's
 ``on_failure`` / ``on_crashed`` hooks (an error, Ctrl+C, SIGTERM); a run a ``kill -9`` left
 RUNNING is marked FAILED by the next run in the same work directory.
+
+After validation the flow opens one DuckDB session (``features.engine``: the clean orders read
+once, shared views, ``engine:`` memory limit and spill folder) and hands it to segmentation,
+the quality gate and the recommenders; it is closed before registration. Every task's seconds
+go to ``run_timings.json`` (``pipelines.runtime.timed``), and the steps' progress to Prefect
+progress artifacts (``pipelines.runtime.ProgressArtifacts``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 from prefect import flow, get_run_logger, task
 from prefect.context import FlowRunContext
 
+from features import engine
 from features.asof import AsOf
 from features.catalog import Folder, StepFile, output_names
 from pipelines import champion, nightly_steps, tracking, workdir
 from pipelines import publish as publishing
 from pipelines.champion import RecommenderOutcome
 from pipelines.config import NightlyConfig, load_config
-from pipelines.runtime import file_task, local_prefect, pure_task, terminate_as_interrupt
+from pipelines.runtime import (
+    Fn,
+    file_task,
+    local_prefect,
+    progress_artifacts,
+    pure_task,
+    run_clock,
+    terminate_as_interrupt,
+    timed,
+)
 from pipelines.steps.quality import QualityOutcome, run_quality
 from pipelines.steps.validate import Validated, load_and_validate, resolve_data_dir
 
@@ -85,7 +106,7 @@ def nightly_flow(
     """One night: validate, segment, grade quality, recommend, register, publish, promote."""
     settings = config or load_config(config_path)
     work = out_dir or settings.work_dir
-    with workdir.claim(work, "nightly"):
+    with workdir.claim(work, "nightly"), run_clock(_flow_run_id()) as clock, progress_artifacts():
         exports_dir = settings.publish.exports_dir or work / Folder.EXPORTS
         source = prepare_data(settings, data_dir)
         validated = validate(source, as_of, settings, work / Folder.VALIDATED)
@@ -93,15 +114,17 @@ def nightly_flow(
         missing = check_tables(previous, validated, settings)
         outputs = clear_outputs(work / Folder.OUTPUTS, output_names())
         run_id = open_run(settings, work, validated, source)
-        segments = segment(validated, settings, outputs, previous)
-        quality = quality_gate(validated, settings, outputs, previous)
-        recommenders = train_recommenders(validated, settings, outputs)
+        with engine_session(validated, settings, work) as con:
+            segments = segment(validated, settings, outputs, previous, con)
+            quality = quality_gate(validated, settings, outputs, previous, con)
+            recommenders = train_recommenders(validated, settings, outputs, con)
         decision = register(recommenders, settings, work, run_id)
         sources = choose_exports(outputs, recommenders, decision, settings, work)
         published = publish(sources, exports_dir, validated, settings, run_id, decision)
         promote(decision, settings, work)
         report = run_report(outputs, work, validated.as_of, run_id)
         record_run(settings, work, run_id, segments, quality.level_counts, published, report, missing)
+        record_timings(settings, work, run_id, clock.summary(_rows(validated)))
         close_run(settings, work, run_id)
     return NightlySummary(
         as_of=validated.as_of,
@@ -141,16 +164,26 @@ def run_nightly(
 # --- load + validate ---------------------------------------------------------------------------
 
 
+def nightly_task(name: str, options: dict[str, Any]) -> Callable[[Fn], Fn]:
+    """A Prefect task named ``name`` with ``options`` whose seconds go to the run's ``run_timings.json``."""
+
+    def wrap(fn: Fn) -> Fn:
+        return task(name=name, **options)(timed(name, fn))  # type: ignore[return-value]
+
+    return wrap
+
+
 # Tasks that are a function of a step module as it is.
-prepare_data = task(name="prepare data", **file_task())(resolve_data_dir)
-clear_outputs = task(name="clear outputs", **file_task())(workdir.clear_own)
-train_recommenders = task(name="train and evaluate recommenders", **file_task())(
+prepare_data = nightly_task("prepare data", file_task())(resolve_data_dir)
+clear_outputs = nightly_task("clear outputs", file_task())(workdir.clear_own)
+train_recommenders = nightly_task("train and evaluate recommenders", file_task())(
     nightly_steps.train_and_evaluate
 )
-record_run = task(name="record run", **file_task())(nightly_steps.record_run)
+record_run = nightly_task("record run", file_task())(nightly_steps.record_run)
+record_timings = nightly_task("record timings", file_task())(nightly_steps.write_run_timings)
 
 
-@task(name="load and validate", **file_task())
+@nightly_task("load and validate", file_task())
 def validate(data_dir: Path, as_of: date | None, settings: NightlyConfig, out_dir: Path) -> Validated:
     """Read and validate ``data_dir``; clean tables and quarantine files go under ``out_dir``."""
     get_run_logger().info("validating %s", data_dir)
@@ -166,34 +199,67 @@ def validate(data_dir: Path, as_of: date | None, settings: NightlyConfig, out_di
     return validated
 
 
-@task(name="check tables", **pure_task())
+@nightly_task("check tables", pure_task())
 def check_tables(previous: Path | None, validated: Validated, settings: NightlyConfig) -> list[str]:
     """Stop when a table the previous run read is missing, unless ``data.optional_tables`` lists it."""
     return nightly_steps.check_tables(previous, validated.tables, settings.data.optional_tables)
 
 
-# --- segmentation, quality gate, recommenders --------------------------------------------------
+# --- the run's engine session, segmentation, quality gate, recommenders -----------------------------
 
 
-@task(name="segmentation", **file_task())
+@contextmanager
+def engine_session(
+    validated: Validated, settings: NightlyConfig, work: Path
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One DuckDB connection over the clean tables for the steps of the block (``engine:``); closed,
+    and its spill folder removed, when the block ends however it ends."""
+    con = open_engine(validated, settings, work)
+    try:
+        yield con
+    finally:
+        engine.close(con, settings.engine.spill_dir(work))
+
+
+@nightly_task("open engine session", file_task())
+def open_engine(validated: Validated, settings: NightlyConfig, work: Path) -> duckdb.DuckDBPyConnection:
+    """Read the clean orders into one DuckDB session (``features.engine.connect``) the steps share."""
+    spill = settings.engine.spill_dir(work)
+    get_run_logger().info(
+        "engine session: memory limit %s, spill folder %s", settings.engine.memory_limit, spill
+    )
+    return engine.connect(validated.clean_paths, config=settings.engine, temp_directory=spill)
+
+
+@nightly_task("segmentation", file_task())
 def segment(
-    validated: Validated, settings: NightlyConfig, outputs: Path, previous: Path | None
+    validated: Validated,
+    settings: NightlyConfig,
+    outputs: Path,
+    previous: Path | None,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> SegmentationOutcome:
     """RFM, member tiers, clusters, CLV, distributor tiers and tags (``pipelines.steps.segment``)."""
     from pipelines.steps.segment import run_segmentation
 
     history = nightly_steps.history(previous, StepFile.CONSUMER_TIERS)
     get_run_logger().info("segmenting consumers and distributors as of %s", validated.as_of)
-    return run_segmentation(validated.clean_paths, validated.as_of, settings.segmentation, outputs, history)
+    return run_segmentation(
+        validated.clean_paths, validated.as_of, settings.segmentation, outputs, history, con
+    )
 
 
-@task(name="quality gate", **file_task())
+@nightly_task("quality gate", file_task())
 def quality_gate(
-    validated: Validated, settings: NightlyConfig, outputs: Path, previous: Path | None
+    validated: Validated,
+    settings: NightlyConfig,
+    outputs: Path,
+    previous: Path | None,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> QualityOutcome:
     """Grade every product's complaint rate; levels carry on from the previous export."""
     history = nightly_steps.history(previous, StepFile.QUALITY_ALERTS)
-    outcome = run_quality(validated.clean_paths, validated.as_of, settings, outputs, history)
+    outcome = run_quality(validated.clean_paths, validated.as_of, settings, outputs, history, con)
     get_run_logger().info("quality levels: %s", outcome.level_counts)
     return outcome
 
@@ -201,14 +267,14 @@ def quality_gate(
 # --- MLflow run, registration, publish, promotion ------------------------------------------------
 
 
-@task(name="open mlflow run", **file_task())
+@nightly_task("open mlflow run", file_task())
 def open_run(settings: NightlyConfig, work: Path, validated: Validated, data_dir: Path) -> str:
     """Start this night's MLflow run (failing runs a kill left open); log config and data manifest."""
     tags = {"data_dir": str(data_dir.absolute()), **_prefect_tags()}
     return nightly_steps.open_run(settings, work, validated, tags, _flow_run_id())
 
 
-@task(name="register model", **file_task())
+@nightly_task("register model", file_task())
 def register(
     recommenders: RecommenderOutcome, settings: NightlyConfig, work: Path, run_id: str
 ) -> tracking.GateDecision:
@@ -216,7 +282,7 @@ def register(
     return champion.register_recommender(recommenders, settings.tracking, work, run_id)
 
 
-@task(name="choose exports", **file_task())
+@nightly_task("choose exports", file_task())
 def choose_exports(
     outputs: Path,
     recommenders: RecommenderOutcome,
@@ -228,7 +294,7 @@ def choose_exports(
     return champion.choose_exports(outputs, recommenders, decision, settings.tracking, work)
 
 
-@task(name="publish", **pure_task())
+@nightly_task("publish", pure_task())
 def publish(
     sources: dict[str, Path],
     exports_dir: Path,
@@ -252,22 +318,26 @@ def publish(
     )
 
 
-@task(name="promote model", **file_task())
+@nightly_task("promote model", file_task())
 def promote(decision: tracking.GateDecision, settings: NightlyConfig, work: Path) -> None:
     """The new version takes its alias (champion or challenger) now that its export is published."""
     champion.promote(decision, settings.tracking, work)
 
 
-@task(name="run report", **file_task())
+@nightly_task("run report", file_task())
 def run_report(outputs: Path, work: Path, as_of: date | AsOf, run_id: str) -> Path:
     """The HTML run report (work/report.html) and its Prefect markdown and table summaries."""
     return nightly_steps.write_run_report(outputs, work, as_of, run_id)
 
 
-@task(name="close mlflow run", **pure_task())
+@nightly_task("close mlflow run", pure_task())
 def close_run(settings: NightlyConfig, work: Path, run_id: str) -> None:
     """Mark the MLflow run FINISHED (a failure is marked by the flow's hooks)."""
     nightly_steps.close_run(settings, work, run_id, _flow_run_id())
+
+
+def _rows(validated: Validated) -> dict[str, int]:
+    return {report.table: int(report.rows_kept) for report in validated.result.reports}
 
 
 def _flow_run_id() -> str:

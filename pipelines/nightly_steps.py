@@ -15,8 +15,11 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
+
 from features.asof import AsOf
 from features.catalog import Folder, RunFile, StepFile
+from features.columns import Table
 from features.files import write_text_atomically
 from features.validate import tables_gone_missing
 from features.vocabulary import EvaluationKey, ExportManifestKey, MetricCol
@@ -92,11 +95,13 @@ def fail_open_run(flow_run_id: str, reason: str) -> str | None:
 # --- the recommender step -------------------------------------------------------------------------
 
 
-def train_and_evaluate(validated: Validated, settings: NightlyConfig, outputs: Path) -> RecommenderOutcome:
+def train_and_evaluate(
+    validated: Validated, settings: NightlyConfig, outputs: Path, con: duckdb.DuckDBPyConnection | None = None
+) -> RecommenderOutcome:
     """Evaluate the models on the holdout window, fit the production model, write its lists and artifact.
 
     Runs after the quality gate: its ``quality_alerts.csv`` in ``outputs`` filters the lists
-    (pulled products out, warned ones demoted).
+    (pulled products out, warned ones demoted). ``con`` is the run's engine session.
     """
     from artifact.writer import write_artifact_from_lists
     from models.evaluation import Protocol, metrics_by_name
@@ -175,6 +180,31 @@ def record_run(
         client.set_tag(run_id, "export_dir", str(published.export_dir.absolute()))
         if missing_tables:
             client.set_tag(run_id, "missing_tables", ",".join(missing_tables))
+
+
+def write_run_timings(settings: NightlyConfig, work: Path, run_id: str, timings: dict[str, Any]) -> Path:
+    """``run_timings.json`` in the work dir (not exported: it changes every run), the seconds of
+    every task as MLflow metrics ``time.<task>`` and the run's size as ``run.*``."""
+    path = write_text_atomically(
+        work / RunFile.RUN_TIMINGS, json.dumps(timings, indent=2, sort_keys=True) + "\n"
+    )
+    reads = timings.get("table_reads", {})
+    logger.info(
+        "run: %.0fs wall, peak RSS %.2f GiB, orders Parquet read %d times",
+        timings["wall_seconds"],
+        timings["peak_rss_bytes"] / 2**30,
+        reads.get(Table.ORDERS, 0),
+    )
+    with tracking.using_tracking(settings.tracking, work) as client:
+        seconds = {name.replace(" ", "_"): value for name, value in timings["tasks"].items()}
+        tracking.log_metrics(client, run_id, seconds, prefix="time.")
+        size = {
+            "wall_seconds": timings["wall_seconds"],
+            "peak_rss_bytes": timings["peak_rss_bytes"],
+            "orders_scans": timings["orders_scans"],
+        }
+        tracking.log_metrics(client, run_id, size, prefix="run.")
+    return path
 
 
 def write_run_report(outputs: Path, work: Path, as_of: date | AsOf, run_id: str) -> Path:

@@ -12,23 +12,37 @@ server is stopped when the block ends.
 ``terminate_as_interrupt`` turns SIGTERM (systemd, ``kill``, a scheduler's timeout) into an
 exception, so that Prefect marks the flow run CRASHED and runs its ``on_crashed`` hooks
 (the MLflow run is marked FAILED) instead of the process vanishing mid-step.
+
+``timed`` and ``RunClock`` time every task of a flow run (seconds per task, wall, peak RSS and
+the Parquet reads of each table), for ``run_timings.json``; ``ProgressArtifacts`` turns the
+``features.progress`` updates of a flow run into Prefect progress artifacts (one per step,
+updated at most every ``ARTIFACT_EVERY_SECONDS``), for a person following a deployment in the UI.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
+import resource
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID
 
 from features.catalog import Folder
+from features.columns import Table
+from features.engine import table_reads
 from features.errors import SiyuError
+from features.progress import ProgressUpdate, add_listener
 
 EPHEMERAL_STARTUP_SECONDS = 180
 
@@ -208,3 +222,157 @@ class _DropTemporaryServerNotes(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "temporary server" not in record.getMessage()
+
+
+# --- seconds per task, peak memory and Parquet reads of one flow run -----------------------------------
+
+Fn = TypeVar("Fn", bound=Callable[..., Any])
+
+
+@dataclass
+class RunClock:
+    """What one flow run spent: seconds per task (retries included), since when, and the reads of
+    each table's files counted by ``features.engine.count_table_read`` since it started."""
+
+    started: float = field(default_factory=time.perf_counter)
+    reads_before: dict[str, int] = field(default_factory=table_reads)
+    tasks: dict[str, float] = field(default_factory=dict)
+    task_reads: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, task_name: str, seconds: float, reads: dict[str, int] | None = None) -> None:
+        """Add ``seconds`` (and the table ``reads`` made meanwhile) to ``task_name``'s account."""
+        self.tasks[task_name] = round(self.tasks.get(task_name, 0.0) + seconds, 3)
+        for table, count in (reads or {}).items():
+            if count:
+                counted = self.task_reads.setdefault(task_name, {})
+                counted[table] = counted.get(table, 0) + count
+
+    def reads(self) -> dict[str, int]:
+        """Full reads of each table's files since the run started (validation's and the engine's)."""
+        now = table_reads()
+        counted = {table: now[table] - self.reads_before.get(table, 0) for table in now}
+        return {table: count for table, count in sorted(counted.items()) if count}
+
+    def summary(self, rows: dict[str, int]) -> dict[str, Any]:
+        """The content of ``run_timings.json``: tasks, wall_seconds, peak_rss_bytes, orders_scans, ..."""
+        reads = self.reads()
+        return {
+            "tasks": dict(self.tasks),
+            "wall_seconds": round(time.perf_counter() - self.started, 3),
+            "peak_rss_bytes": peak_rss_bytes(),
+            "orders_scans": reads.get(Table.ORDERS, 0),
+            "table_reads": reads,
+            "task_reads": {name: dict(counts) for name, counts in self.task_reads.items()},
+            "rows": dict(sorted(rows.items())),
+        }
+
+
+_CLOCKS: dict[str, RunClock] = {}
+_CLOCKS_LOCK = threading.Lock()
+
+
+@contextmanager
+def run_clock(flow_run_id: str) -> Iterator[RunClock]:
+    """Time the tasks (``timed``) of flow run ``flow_run_id`` for the block."""
+    clock = RunClock()
+    with _CLOCKS_LOCK:
+        _CLOCKS[flow_run_id] = clock
+    try:
+        yield clock
+    finally:
+        with _CLOCKS_LOCK:
+            _CLOCKS.pop(flow_run_id, None)
+
+
+def timed(task_name: str, fn: Fn) -> Fn:
+    """``fn`` adding its seconds and the table reads it made to its flow run's ``RunClock`` as
+    ``task_name`` (when one is open; tasks of one run run one after the other)."""
+
+    @functools.wraps(fn)
+    def timed_call(*args: Any, **kwargs: Any) -> Any:
+        started, reads_before = time.perf_counter(), table_reads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            clock = _clock_of_this_run()
+            if clock is not None:
+                reads = {table: n - reads_before.get(table, 0) for table, n in table_reads().items()}
+                clock.add(task_name, time.perf_counter() - started, reads)
+
+    return timed_call  # type: ignore[return-value]
+
+
+def _clock_of_this_run() -> RunClock | None:
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.id
+    with _CLOCKS_LOCK:
+        return _CLOCKS.get(str(run_id)) if run_id else None
+
+
+def peak_rss_bytes() -> int:
+    """The largest resident set this process has had (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+# --- Prefect progress artifacts for the long steps ----------------------------------------------------
+
+ARTIFACT_EVERY_SECONDS = 10.0
+
+
+class ProgressArtifacts:
+    """A ``features.progress`` listener: one Prefect progress artifact per step, created at its first
+    update and updated at most every ``every`` seconds (and when the step finishes).
+
+    ``create`` and ``update`` are Prefect's ``create_progress_artifact`` and
+    ``update_progress_artifact`` unless given (tests pass fakes). A step without a total shows 0%
+    until it finishes.
+    """
+
+    def __init__(
+        self,
+        create: Callable[..., UUID] | None = None,
+        update: Callable[..., UUID] | None = None,
+        every: float = ARTIFACT_EVERY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if create is None or update is None:
+            from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+            create, update = create_progress_artifact, update_progress_artifact
+        self._create, self._update = create, update
+        self._every, self._clock = every, clock
+        self._artifacts: dict[str, tuple[UUID, float]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, update: ProgressUpdate) -> None:
+        percent = 100.0 if update.finished else round(100.0 * (update.fraction or 0.0), 1)
+        now = self._clock()
+        with self._lock:
+            known = self._artifacts.get(update.step)
+            if known is None:
+                artifact_id = self._create(
+                    progress=percent, key=artifact_key(update.step), description=update.line()
+                )
+            elif update.finished or now - known[1] >= self._every:
+                artifact_id = self._update(known[0], progress=percent, description=update.line())
+            else:
+                return
+            self._artifacts[update.step] = (artifact_id, now)
+
+
+def artifact_key(step: str) -> str:
+    """A Prefect artifact key for ``step``: lowercase letters, digits and dashes only."""
+    slug = re.sub(r"[^a-z0-9]+", "-", step.lower()).strip("-")
+    return f"siyu-progress-{slug or 'step'}"
+
+
+@contextmanager
+def progress_artifacts(listener: ProgressArtifacts | None = None) -> Iterator[None]:
+    """Mirror every ``features.progress`` update into Prefect progress artifacts for the block."""
+    remove = add_listener(listener or ProgressArtifacts())
+    try:
+        yield
+    finally:
+        remove()

@@ -125,6 +125,35 @@ def test_mlflow_run_holds_config_data_manifest_and_counts(tiny: dict) -> None:
     assert {"config.json", "data_manifest.json", "export"} <= artifacts
 
 
+def test_run_timings_name_every_task_and_the_orders_are_read_at_most_five_times(tiny: dict) -> None:
+    """run_timings.json (the benchmark reads it) and the time.<task> metrics; the steps share one
+    engine session, so validation's passes plus the engine's reads of orders stay within 5."""
+    summary, work = tiny["summary"], tiny["work"]
+    timings = json.loads((work / RunFile.RUN_TIMINGS).read_text())
+    assert {"tasks", "wall_seconds", "peak_rss_bytes", "orders_scans", "table_reads", "rows"} <= set(timings)
+    tasks = timings["tasks"]
+    assert {"load and validate", "open engine session", "segmentation", "quality gate", "publish"} <= set(
+        tasks
+    )
+    assert all(seconds >= 0 for seconds in tasks.values())
+    assert sum(tasks.values()) <= timings["wall_seconds"]
+    assert timings["peak_rss_bytes"] > 50 * 2**20
+    reads = timings["task_reads"]
+    assert reads["open engine session"] == {"orders": 1}
+    assert "segmentation" not in reads and "quality gate" not in reads  # both ran on the session
+    # evaluation and the production lists open their own connection until they take the session
+    assert reads.get("train and evaluate recommenders", {}).get("orders", 0) <= 2
+    assert timings["orders_scans"] == sum(counts.get("orders", 0) for counts in reads.values())
+    validation = json.loads((work / "validated" / "validation.json").read_text())
+    orders = next(t for t in validation["tables"] if t["table"] == "orders")
+    assert timings["rows"]["orders"] == orders["rows_kept"]
+    assert not (work / "duckdb_tmp").exists()  # the spill folder goes with the session
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work.absolute()}/mlflow.db")
+    metrics = client.get_run(summary.mlflow_run_id).data.metrics
+    assert metrics["time.segmentation"] == tasks["segmentation"]
+    assert metrics["run.orders_scans"] == timings["orders_scans"]
+
+
 def test_the_first_model_is_registered_as_champion_with_its_artifact_published(tiny: dict) -> None:
     summary, work = tiny["summary"], tiny["work"]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work.absolute()}/mlflow.db")

@@ -14,8 +14,10 @@ import pytest
 
 pytest.importorskip("models.clv", reason="models/clv.py (the CLV model) is not in the tree yet")
 
+import pipelines.steps.segment as segment_step
 from features.catalog import StepFile, export_file
 from features.columns import Col, Table
+from features.engine import EngineConfig, session
 from features.errors import SiyuError
 from models.clusters import ClusterConfig
 from models.clv import CLVConfig
@@ -117,6 +119,24 @@ def test_rerun_is_byte_identical_and_previous_gives_movement(
     assert outcome.movement_counts["same"] == len(tiers)
     matrix = read(second / StepFile.TIER_MIGRATION).set_index("previous")
     assert matrix.loc["(new)", "total"] == 0 and matrix["total"].sum() == len(tiers)
+
+
+def test_a_shared_session_gives_the_same_files_and_is_left_as_it_was(
+    validated, first_run: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The nightly hands the run's engine session: no second connection, the same bytes, and the
+    session's settings as they were for the next step."""
+
+    def no_second_connection(*args, **kwargs):
+        raise AssertionError("run_segmentation opened its own connection although given one")
+
+    with session(validated.clean_paths, EngineConfig(threads=1), tmp_path / "work") as con:
+        monkeypatch.setattr(segment_step, "connect", no_second_connection)
+        run_segmentation(validated.clean_paths, validated.as_of, SETTINGS, tmp_path / "out", None, con)
+        kept = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    assert kept == (True,)
+    for name in CSV_FILES:
+        assert (tmp_path / "out" / name).read_bytes() == (first_run / name).read_bytes(), name
 
 
 def test_movement_up_and_down_against_an_edited_previous_run(
