@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from features.asof import AsOf
@@ -40,12 +41,18 @@ def run_quality(
     config: NightlyConfig,
     out_dir: Path,
     previous_dir: Path | None,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> QualityOutcome:
-    """Grade every product, carry the previous run's levels forward, write the Excel CSVs."""
+    """Grade every product, carry the previous run's levels forward, write the Excel CSVs.
+
+    ``con`` is an open connection over the clean tables (the nightly's run context); without
+    it the step opens its own over ``clean_paths``.
+    """
     as_of = AsOf.of(as_of)
     previous = read_previous_alerts(previous_dir)
     settings = config.quality
-    counts = quality_counts(connect(clean_paths), as_of, settings.window_days, settings.maturity_days)
+    con = con if con is not None else connect(clean_paths)
+    counts = quality_counts(con, as_of, settings.window_days, settings.maturity_days)
     report = assess(counts, as_of, settings, previous)
     alerts_path = write_excel_csv(report.alerts, out_dir / StepFile.QUALITY_ALERTS, twin=True)
     suppliers_path = write_excel_csv(report.suppliers, out_dir / StepFile.QUALITY_SUPPLIERS)
