@@ -5,9 +5,7 @@ for size, seed and ``onset_share``: half of the planted defects turn defective o
 their sale instead of from launch; browse events are off, they are drawn after orders and
 complaints), then runs the gate (``models.quality.assess`` with the default ``QualityConfig``,
 or the one ``--set`` gives) as of **every day** whose order window lies inside the year, and
-compares the levels with ``truth/defective_products.csv``. The daily counts come from one
-SQL over all days; the benchmark checks them against ``features.quality_counts`` on the month
-ends before it uses them.
+compares the levels with ``truth/defective_products.csv``.
 
 Truth per product on an as-of date: *defective* when it was defective for the whole order
 window (lifelong, or its onset on or before the window's first day), *healthy* when it was
@@ -56,7 +54,7 @@ import pandas as pd
 
 from features.asof import AsOf
 from features.columns import Col, OrderStatus, Table
-from features.quality_counts import COUNT_COLUMNS, quality_counts, window_bounds
+from features.quality_counts import quality_counts, window_bounds
 from models.quality import PULLED, WARNING, QualityCol, QualityConfig, assess
 from sources.simulator import SimulationConfig, Truth, simulate
 
@@ -66,31 +64,6 @@ TRUTH_FILE = Path("truth") / f"{Truth.DEFECTIVE_PRODUCTS}.csv"
 BUCKETS = ((0, 30, "<30"), (30, 100, "30-99"), (100, None, ">=100"))
 ALARM_MIN_LINES = 30
 DELAY_MIN_MULTIPLE, DELAY_MIN_DAILY_LINES, DELAY_RATE_DAYS = 3.0, 5.0, 30
-
-_DAILY_SQL = """
-WITH counted AS (
-    SELECT {order_id}, {product_id}, min({ordered_at}) AS ordered_at, count(*) AS n FROM orders
-    WHERE {status} IN ('{paid}', '{returned}') GROUP BY ALL
-), lines AS (
-    SELECT {product_id}, CAST(ordered_at AS DATE) AS od, sum(n) AS n FROM counted GROUP BY ALL
-), filed AS (
-    SELECT c.{product_id}, CAST(l.ordered_at AS DATE) AS od, CAST(c.{complained_at} AS DATE) AS cd,
-        count(*) AS k
-    FROM complaints c JOIN counted l ON l.{order_id} = c.{order_id} AND l.{product_id} = c.{product_id}
-    GROUP BY ALL
-), days AS (SELECT unnest($days)::DATE AS as_of
-), window_lines AS (
-    SELECT d.as_of, l.{product_id}, sum(l.n) AS {orders_30d}
-    FROM days d JOIN lines l ON l.od BETWEEN d.as_of - $first AND d.as_of - $last GROUP BY ALL
-), window_filed AS (
-    SELECT d.as_of, f.{product_id}, sum(f.k) AS {complaints_30d}
-    FROM days d JOIN filed f ON f.od BETWEEN d.as_of - $first AND d.as_of - $last AND f.cd <= d.as_of
-    GROUP BY ALL
-)
-SELECT as_of, {product_id}, {orders_30d}::BIGINT AS {orders_30d},
-    coalesce({complaints_30d}, 0)::BIGINT AS {complaints_30d}
-FROM window_lines LEFT JOIN window_filed USING (as_of, {product_id})
-"""
 
 
 def load(data: Path) -> duckdb.DuckDBPyConnection:
@@ -110,41 +83,12 @@ def gated_days(first: date, last: date, config: QualityConfig) -> list[date]:
 
 
 def daily_counts(con: duckdb.DuckDBPyConnection, days: list[date], config: QualityConfig) -> pd.DataFrame:
-    """``COUNT_COLUMNS`` of every product on every day (zeros included), with an ``as_of`` column."""
-    sql = _DAILY_SQL.format(
-        order_id=Col.ORDER_ID,
-        product_id=Col.PRODUCT_ID,
-        ordered_at=Col.ORDERED_AT,
-        status=Col.STATUS,
-        complained_at=Col.COMPLAINED_AT,
-        paid=OrderStatus.PAID,
-        returned=OrderStatus.RETURNED,
-        orders_30d=QualityCol.ORDERS_30D,
-        complaints_30d=QualityCol.COMPLAINTS_30D,
-    )
-    last = config.maturity_days  # the window's last order day is as_of - maturity_days
-    params = {"days": days, "first": last + config.window_days - 1, "last": last}
-    sold = con.execute(sql, params).df()
-    products = con.execute(
-        f"SELECT {Col.PRODUCT_ID}, {Col.SUPPLIER_ID}, coalesce({Col.CATEGORY}, 'unknown') AS {Col.CATEGORY} "
-        f"FROM {Table.PRODUCTS} ORDER BY {Col.PRODUCT_ID}"
-    ).df()
-    grid = pd.MultiIndex.from_product(
-        [pd.to_datetime(days), products[Col.PRODUCT_ID]], names=["as_of", Col.PRODUCT_ID]
-    )
-    sold = sold.assign(as_of=pd.to_datetime(sold["as_of"])).set_index(["as_of", Col.PRODUCT_ID])
-    full = sold.reindex(grid, fill_value=0).reset_index().merge(products, on=Col.PRODUCT_ID)
-    return full.astype({QualityCol.ORDERS_30D: "int64", QualityCol.COMPLAINTS_30D: "int64"})
-
-
-def check_counts(
-    con: duckdb.DuckDBPyConnection, daily: pd.DataFrame, days: list[date], config: QualityConfig
-) -> None:
-    """Stop when the benchmark's daily counts differ from the gate's own on any of ``days``."""
+    """The gate's own counts (``features.quality_counts``) of every product on every day, with ``as_of``."""
+    frames = []
     for day in days:
-        gate = quality_counts(con, AsOf(day), config.window_days, config.maturity_days)
-        ours = daily[daily["as_of"] == pd.Timestamp(day)][list(COUNT_COLUMNS)].reset_index(drop=True)
-        pd.testing.assert_frame_equal(gate.reset_index(drop=True), ours, check_dtype=False)
+        counts = quality_counts(con, AsOf(day), config.window_days, config.maturity_days, config.recent_days)
+        frames.append(counts.assign(as_of=pd.Timestamp(day)))
+    return pd.concat(frames, ignore_index=True)
 
 
 def month_ends(days: list[date]) -> list[date]:
@@ -156,7 +100,7 @@ def grade_days(daily: pd.DataFrame, config: QualityConfig) -> pd.DataFrame:
     """The gate's alerts on every day of ``daily``, one frame with an ``as_of`` column."""
     frames = []
     for as_of, counts in daily.groupby("as_of", sort=True):
-        counts = counts[list(COUNT_COLUMNS)].reset_index(drop=True)
+        counts = counts.drop(columns="as_of").reset_index(drop=True)
         alerts = assess(counts, AsOf(as_of.date()), config).alerts
         frames.append(
             alerts.drop(columns=[QualityCol.PREVIOUS_LEVEL, QualityCol.CHANGE, QualityCol.SINCE]).assign(
@@ -209,7 +153,6 @@ def run_one(consumers: int, seed: int, args: argparse.Namespace, config: Quality
         con = load(data)
     days = gated_days(simulation.start, summary.as_of, config)
     daily = daily_counts(con, days, config)
-    check_counts(con, daily, month_ends(days)[:3], config)
     graded = label(grade_days(daily, config), truth, config)
     defects = defect_rows(graded, truth, lines_per_day(con), summary.as_of)
     con.close()

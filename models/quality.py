@@ -104,6 +104,9 @@ class QualityConfig(BaseModel):
     prior_lines: float = Field(
         50.0, gt=0, description="Weight of the category prior, in order lines at the category's rate."
     )
+    recent_days: int = Field(
+        7, ge=0, description="Days of the recent window, weighed by complaint arrival (0: not used)."
+    )
     min_pull_orders: int = Field(30, ge=1, description="Order lines a product needs to be pulled.")
     confidence: float = Field(0.90, gt=0, lt=1, description="Two-sided level of the evidence interval.")
     default_multiplier: float = Field(2.0, gt=0, description="Derived threshold = base rate x this.")
@@ -172,6 +175,30 @@ def evidence_interval(
     a, b = config.prior_lines * rate + k, config.prior_lines * (1 - rate) + n - k
     tail = (1 - config.confidence) / 2
     return beta.ppf(tail, a, b), beta.ppf(1 - tail, a, b)
+
+
+def strongest_evidence(
+    counts: pd.DataFrame, threshold: pd.Series, config: QualityConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The evidence interval of the order window or of the recent window, whichever lower end is higher.
+
+    The recent window counts its young lines by their exposure (the share of complaints that
+    have had time to arrive), so a defect that began a few days ago is judged on its own lines
+    instead of being diluted by a month of healthy ones. Without its columns only the order
+    window counts.
+    """
+    lower, upper = evidence_interval(
+        counts[QualityCol.COMPLAINTS_30D], counts[QualityCol.ORDERS_30D], threshold, config
+    )
+    if QualityCol.RECENT_EXPOSURE not in counts or config.recent_days == 0:
+        return lower, upper
+    exposure = counts[QualityCol.RECENT_EXPOSURE].to_numpy(dtype=float)
+    complaints = counts[QualityCol.RECENT_COMPLAINTS].to_numpy(dtype=float)
+    recent_lower, recent_upper = evidence_interval(
+        complaints, np.maximum(exposure, complaints), threshold, config
+    )
+    recent = recent_lower > lower
+    return np.where(recent, recent_lower, lower), np.where(recent, recent_upper, upper)
 
 
 def derived_threshold(base_rate: float, config: QualityConfig) -> float:
@@ -269,7 +296,7 @@ def _score(counts: pd.DataFrame, thresholds: pd.DataFrame, config: QualityConfig
     complaints = counts[QualityCol.COMPLAINTS_30D]
     by_category = thresholds.set_index(Col.CATEGORY)[QualityCol.THRESHOLD]
     threshold = counts[Col.CATEGORY].map(by_category).astype("float64")
-    lower, upper = evidence_interval(complaints, orders, threshold, config)
+    lower, upper = strongest_evidence(counts, threshold, config)
     scored = counts.assign(
         **{
             QualityCol.COMPLAINT_RATE: (complaints / orders.where(orders > 0)).astype("float64"),

@@ -52,7 +52,7 @@ def run_quality(
     previous = read_previous_alerts(previous_dir)
     settings = config.quality
     con = con if con is not None else connect(clean_paths)
-    counts = quality_counts(con, as_of, settings.window_days, settings.maturity_days)
+    counts = quality_counts(con, as_of, settings.window_days, settings.maturity_days, settings.recent_days)
     report = assess(counts, as_of, settings, previous)
     alerts_path = write_excel_csv(report.alerts, out_dir / StepFile.QUALITY_ALERTS, twin=True)
     suppliers_path = write_excel_csv(report.suppliers, out_dir / StepFile.QUALITY_SUPPLIERS)
