@@ -51,6 +51,9 @@ CONFIGURED, CATEGORY, GLOBAL = "configured", "category", "global"  # vocabulary:
 # to a bound (or computed with a different order of floating-point operations) counts as met.
 TOLERANCE = 1e-9
 
+# Highest centre of the prior (a derived threshold can exceed 1 when complaints outnumber lines).
+MAX_PRIOR_RATE = 0.999
+
 # Rounds of leaving out outliers before a base rate is taken as it stands (it settles in 2-4).
 MAX_ROUNDS = 20
 
@@ -152,7 +155,9 @@ def wilson_interval(
 def prior_rate(threshold: np.ndarray | pd.Series, config: QualityConfig) -> np.ndarray:
     """The rate a category's threshold was set for: ``threshold / default_multiplier`` (at most the
     threshold itself), the centre of the prior every product of the category starts from."""
-    return np.asarray(threshold, dtype=float) / max(config.default_multiplier, 1.0)
+    return np.minimum(
+        np.asarray(threshold, dtype=float) / max(config.default_multiplier, 1.0), MAX_PRIOR_RATE
+    )
 
 
 def evidence_interval(
