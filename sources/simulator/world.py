@@ -221,13 +221,14 @@ def _onsets(
     config: SimulationConfig, defective: np.ndarray, first_day: np.ndarray, last_day: np.ndarray
 ) -> np.ndarray:
     """The second each defective product turns defective: ``LIFELONG`` for most, or, for a share
-    ``onset_share`` of them, the start of a day drawn uniformly from its sale days inside the period.
+    ``onset_share`` of them, the start of a day drawn uniformly from its sale days inside the period
+    (a product whose sale ended before the period stays lifelong: it sells nothing in it).
 
     Drawn from a stream of their own, so that a config without onsets simulates exactly as before.
     """
     rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(2,)))
     n = len(defective)
-    turns = defective & (rng.random(n) < config.onset_share)
+    turns = defective & (rng.random(n) < config.onset_share) & (last_day >= 0)
     first = np.clip(first_day, 0, config.days - 1)
     day = first + np.floor(rng.random(n) * (np.maximum(last_day, first) - first + 1)).astype(np.int64)
     return np.where(turns, day * DAY, LIFELONG).astype(np.int64)
