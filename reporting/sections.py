@@ -509,14 +509,51 @@ def published_lists(files: RunFiles) -> tuple[PublishedList, ...]:
 
 @dataclass(frozen=True)
 class Quality:
-    """The quality section: products per level, changes since the last run, the worst products."""
+    """The quality section: products per level, changes since the last run, the worst products,
+    and each category's complaint rate against its threshold."""
 
     products: int
     changes: tuple[tuple[str, int], ...]  # (change, products), most frequent first
     suppliers: int | None  # suppliers with two or more flagged products; None: file absent
     levels: BarTable
     worst: Table | None  # None: no product above normal
+    categories: Table | None = None  # None: the alerts lack the threshold column
     top_n: int = TOP_ALERTS
+
+
+# Columns of the per-category table (display names: the report's own, not an exported file's).
+_CATEGORY_RATE_COLUMNS = (
+    "products",
+    "order_lines",
+    "complaints",
+    "complaint_rate",
+    "threshold",
+    "rate_vs_threshold",
+)
+
+
+def category_rates(alerts: pd.DataFrame) -> Table | None:
+    """Per category: products, order lines and complaints of the window, the pooled complaint rate,
+    the threshold, their ratio and the products at warning and pulled; highest ratio first."""
+    if QualityCol.THRESHOLD not in alerts or Col.CATEGORY not in alerts:
+        return None
+    level = alerts[QualityCol.LEVEL].astype(str)
+    grouped = alerts.assign(_warning=level == LEVELS[2], _pulled=level == LEVELS[3]).groupby(Col.CATEGORY)
+    table = pd.DataFrame(
+        {
+            "products": grouped.size(),
+            "order_lines": grouped[QualityCol.ORDERS_30D].sum(),
+            "complaints": grouped[QualityCol.COMPLAINTS_30D].sum(),
+            "threshold": grouped[QualityCol.THRESHOLD].max(),
+            LEVELS[2]: grouped["_warning"].sum().astype(int),
+            LEVELS[3]: grouped["_pulled"].sum().astype(int),
+        }
+    )
+    table["complaint_rate"] = table["complaints"] / table["order_lines"].where(table["order_lines"] > 0)
+    table["rate_vs_threshold"] = (table["complaint_rate"] / table["threshold"]).round(2)
+    table = table.sort_values(["rate_vs_threshold", "complaint_rate"], ascending=False, na_position="last")
+    columns = [*_CATEGORY_RATE_COLUMNS, LEVELS[2], LEVELS[3]]
+    return frame_table(table.reset_index()[[Col.CATEGORY, *columns]], {"complaint_rate", "threshold"})
 
 
 def quality(files: RunFiles) -> Quality:
@@ -543,7 +580,7 @@ def quality(files: RunFiles) -> Quality:
         frame_table(worst[[c for c in columns if c in worst]], percent, levels=True) if len(worst) else None
     )
     levels = bar_table(level, rows, len(alerts), levels=True)
-    return Quality(len(alerts), changes, suppliers, levels, worst_table)
+    return Quality(len(alerts), changes, suppliers, levels, worst_table, category_rates(alerts))
 
 
 # --- all sections -----------------------------------------------------------------------------------
