@@ -521,15 +521,7 @@ class Quality:
     top_n: int = TOP_ALERTS
 
 
-# Columns of the per-category table (display names: the report's own, not an exported file's).
-_CATEGORY_RATE_COLUMNS = (
-    "products",
-    "order_lines",
-    "complaints",
-    "complaint_rate",
-    "threshold",
-    "rate_vs_threshold",
-)
+_RATE_VS_THRESHOLD = "rate_vs_threshold"  # the report's own column, in no exported file
 
 
 def category_rates(alerts: pd.DataFrame) -> Table | None:
@@ -537,23 +529,28 @@ def category_rates(alerts: pd.DataFrame) -> Table | None:
     the threshold, their ratio and the products at warning and pulled; highest ratio first."""
     if QualityCol.THRESHOLD not in alerts or Col.CATEGORY not in alerts:
         return None
+    rate, threshold = QualityCol.COMPLAINT_RATE, QualityCol.THRESHOLD
     level = alerts[QualityCol.LEVEL].astype(str)
     grouped = alerts.assign(_warning=level == LEVELS[2], _pulled=level == LEVELS[3]).groupby(Col.CATEGORY)
     table = pd.DataFrame(
         {
-            "products": grouped.size(),
-            "order_lines": grouped[QualityCol.ORDERS_30D].sum(),
-            "complaints": grouped[QualityCol.COMPLAINTS_30D].sum(),
-            "threshold": grouped[QualityCol.THRESHOLD].max(),
+            QualityCol.PRODUCTS: grouped.size(),
+            QualityCol.ORDERS_30D: grouped[QualityCol.ORDERS_30D].sum(),
+            QualityCol.COMPLAINTS_30D: grouped[QualityCol.COMPLAINTS_30D].sum(),
+            threshold: grouped[threshold].max(),
             LEVELS[2]: grouped["_warning"].sum().astype(int),
             LEVELS[3]: grouped["_pulled"].sum().astype(int),
         }
     )
-    table["complaint_rate"] = table["complaints"] / table["order_lines"].where(table["order_lines"] > 0)
-    table["rate_vs_threshold"] = (table["complaint_rate"] / table["threshold"]).round(2)
-    table = table.sort_values(["rate_vs_threshold", "complaint_rate"], ascending=False, na_position="last")
-    columns = [*_CATEGORY_RATE_COLUMNS, LEVELS[2], LEVELS[3]]
-    return frame_table(table.reset_index()[[Col.CATEGORY, *columns]], {"complaint_rate", "threshold"})
+    lines = table[QualityCol.ORDERS_30D]
+    table[rate] = table[QualityCol.COMPLAINTS_30D] / lines.where(lines > 0)
+    table[_RATE_VS_THRESHOLD] = (table[rate] / table[threshold]).round(2)
+    table = table.sort_values([_RATE_VS_THRESHOLD, rate], ascending=False, na_position="last")
+    columns = [
+        Col.CATEGORY, QualityCol.PRODUCTS, QualityCol.ORDERS_30D, QualityCol.COMPLAINTS_30D, rate, threshold,
+        _RATE_VS_THRESHOLD, LEVELS[2], LEVELS[3],
+    ]  # fmt: skip
+    return frame_table(table.reset_index()[columns], {rate, threshold})
 
 
 def quality(files: RunFiles) -> Quality:

@@ -82,7 +82,7 @@ def test_a_missing_file_makes_an_absent_section(tmp_path: Path) -> None:
 def test_quality_shows_each_categorys_rate_against_its_threshold(files: RunFiles) -> None:
     table = sections.quality(files).categories
     assert table is not None
-    head = ("category", "products", "order lines", "complaints", "complaint rate", "threshold")
+    head = ("category", "products", "orders 30d", "complaints 30d", "complaint rate", "threshold")
     assert table.head[:7] == (*head, "rate vs threshold")
     snacks, beauty = ([cell.text for cell in row] for row in table.rows)
     # snacks: 10 complaints on 140 lines = 7.1 % against 2 %, 3.57x; one pulled.
