@@ -519,9 +519,9 @@ def test_complaints_present_give_no_warning(caplog: pytest.LogCaptureFixture) ->
 
 # --- history across runs ---------------------------------------------------------------------
 
-# With threshold 0.05 and the defaults (min_orders 100, confidence 0.90): PP pulled (40/100,
-# lower ~0.323), PW warning (12/100: lower ~0.076, under 0.1), PV watch (1/10, low volume),
-# 1001 normal, PN normal and new.
+# With threshold 0.05 and the defaults (prior 50 lines at 2.5 %, confidence 0.90): PP pulled
+# (40/100, lower ~0.217), PW warning (12/100: lower ~0.054, under 0.1), PV watch (1/10: lower
+# ~0.008), 1001 normal, PN normal and new. The same levels as under the old 100-line floor.
 HISTORY_ROWS: list[Row] = [
     ("PP", "S1", "snacks", 100, 40),
     ("PW", "S1", "snacks", 100, 12),
