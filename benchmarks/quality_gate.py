@@ -143,7 +143,12 @@ def lines_per_day(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 def run_one(consumers: int, seed: int, args: argparse.Namespace, config: QualityConfig) -> dict[str, object]:
     """Simulate one data set, grade it every day; the labelled month ends and one row per defect."""
     simulation = SimulationConfig(
-        consumers=consumers, products=args.products, seed=seed, events=False, onset_share=args.onset_share
+        consumers=consumers,
+        products=args.products,
+        seed=seed,
+        events=False,
+        onset_share=args.onset_share,
+        defective_share=args.defective_share,
     )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -298,6 +303,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--tuning", action="store_true", help="Run TUNING_SEEDS instead.")
     parser.add_argument("--products", type=int, default=2_000)
     parser.add_argument("--onset-share", type=float, default=0.5)
+    parser.add_argument("--defective-share", type=float, default=0.02, help="More onsets for a delay study.")
     parser.add_argument("--set", nargs="*", default=[], help="QualityConfig overrides, key=value.")
     parser.add_argument("--json", type=Path, default=None, help="Also write every number to this file.")
     return parser.parse_args()
