@@ -11,6 +11,11 @@ every other builder. The gate's rules (thresholds, levels, history) live in
   ordered inside the window.
 - A **complaint counts** when it names such a line (same order and product) and was filed
   before the end of the as-of date (``AsOf.end``).
+- The **recent window** is the ``recent_days`` days that end with the as-of date, without
+  maturity days: its lines are young, so each counts as the share of complaints that arrive
+  within its age (its **exposure**). That share comes from the data: the delays of the
+  complaints about lines ordered between ``DELAY_COHORT_DAYS + DELAY_HORIZON_DAYS`` and
+  ``DELAY_HORIZON_DAYS`` days before the cutoff, whose complaints have all had time to arrive.
 """
 
 from __future__ import annotations
@@ -38,6 +43,17 @@ COUNT_COLUMNS: tuple[str, ...] = (
     QualityCol.ORDERS_30D,
     QualityCol.COMPLAINTS_30D,
 )
+RECENT_COLUMNS: tuple[str, ...] = (
+    QualityCol.RECENT_ORDERS,
+    QualityCol.RECENT_EXPOSURE,
+    QualityCol.RECENT_COMPLAINTS,
+)
+
+# Complaints are taken to arrive within DELAY_HORIZON_DAYS of the order; the delay distribution
+# is measured on the DELAY_COHORT_DAYS of lines before that, and needs MIN_DELAY_COMPLAINTS.
+DELAY_HORIZON_DAYS = 30
+DELAY_COHORT_DAYS = 90
+MIN_DELAY_COMPLAINTS = 20
 
 
 def window_bounds(as_of: AsOf, window_days: int, maturity_days: int = 0) -> tuple[datetime, datetime]:
@@ -89,10 +105,35 @@ AND NOT EXISTS (
 )
 """
 
-# The SQL's ``{orders_30d}`` and ``{complaints_30d}``: the quality gate's count columns.
+_DELAYS_SQL = """
+SELECT least(date_diff('second', o.{ordered_at}, c.{complained_at}) // 86400, $horizon - 1) AS delay_day,
+    count(*) AS complaints
+FROM {complaints} c JOIN {orders} o ON o.{order_id} = c.{order_id} AND o.{product_id} = c.{product_id}
+WHERE c.{complained_at} < $end AND {cohort_o}
+GROUP BY ALL
+"""
+
+_RECENT_SQL = """
+WITH arrived AS (SELECT * FROM (VALUES {arrived}) AS a(age_day, share)),
+lines AS (
+    SELECT o.{product_id}, count(*) AS {recent_orders}, sum(a.share) AS {recent_exposure}
+    FROM {orders} o JOIN arrived a
+        ON a.age_day = least(date_diff('second', o.{ordered_at}, $end) // 86400, $last_age)
+    WHERE {counted_o} GROUP BY o.{product_id}
+), filed AS ({filed})
+SELECT l.{product_id}, l.{recent_orders}::BIGINT AS {recent_orders},
+    l.{recent_exposure}::DOUBLE AS {recent_exposure},
+    coalesce(f.{complaints_30d}, 0)::BIGINT AS {recent_complaints}
+FROM lines l LEFT JOIN filed f ON f.{product_id} = l.{product_id}
+"""
+
+# The SQL's ``{orders_30d}``, ``{complaints_30d}`` and recent names: the gate's count columns.
 _COUNT_NAMES = dict(
     orders_30d=ident(QualityCol.ORDERS_30D),
     complaints_30d=ident(QualityCol.COMPLAINTS_30D),
+    recent_orders=ident(QualityCol.RECENT_ORDERS),
+    recent_exposure=ident(QualityCol.RECENT_EXPOSURE),
+    recent_complaints=ident(QualityCol.RECENT_COMPLAINTS),
 )
 
 
@@ -122,6 +163,57 @@ def complaint_counts(
     return counts.astype({QualityCol.ORDERS_30D: "int64", QualityCol.COMPLAINTS_30D: "int64"})
 
 
+def complaint_arrival(con: duckdb.DuckDBPyConnection, as_of: AsOf, horizon_days: int) -> list[float] | None:
+    """Share of complaints filed within ``d + 1`` days of their order, for ``d`` in ``0..horizon_days-1``.
+
+    Measured on the lines ordered ``DELAY_COHORT_DAYS`` days before the last ``DELAY_HORIZON_DAYS``
+    (all their complaints have arrived by the cutoff); a delay of ``DELAY_HORIZON_DAYS`` or more
+    counts in the last day. None without a complaints view or with fewer than
+    ``MIN_DELAY_COMPLAINTS`` such complaints: the recent window is then not used.
+    """
+    if not has_table(con, Table.COMPLAINTS):
+        return None
+    cohort_end = as_of.days_before(DELAY_HORIZON_DAYS).end
+    cohort_start = as_of.days_before(DELAY_HORIZON_DAYS + DELAY_COHORT_DAYS).end
+    sql = render(_DELAYS_SQL, cohort_o=render(_COUNTED_LINE, alias="o"))
+    params = {
+        "horizon": DELAY_HORIZON_DAYS,
+        "end": as_of.end,
+        "start": cohort_start,
+        "window_end": cohort_end,
+    }
+    delays = dict(con.execute(sql, params).fetchall())
+    total = sum(delays.values())
+    if total < MIN_DELAY_COMPLAINTS:
+        return None
+    counts = [delays.get(day, 0) for day in range(horizon_days)]
+    return [sum(counts[: day + 1]) / total for day in range(horizon_days)]
+
+
+def recent_counts(con: duckdb.DuckDBPyConnection, as_of: AsOf, recent_days: int) -> pd.DataFrame:
+    """Lines of the recent window, their exposure and the complaints about them, per product with lines.
+
+    Columns ``product_id`` and ``RECENT_COLUMNS``; empty when ``recent_days`` is 0 or the
+    complaint delays cannot be measured (``complaint_arrival``).
+    """
+    arrival = complaint_arrival(con, as_of, min(recent_days, DELAY_HORIZON_DAYS)) if recent_days else None
+    if arrival is None:
+        empty = {Col.PRODUCT_ID: pd.Series(dtype=object)}
+        return pd.DataFrame(empty | {c: pd.Series(dtype="float64") for c in RECENT_COLUMNS})
+    counted = render(_COUNTED_LINE, alias="o")
+    values = ", ".join(f"({day}, {share!r})" for day, share in enumerate(arrival))
+    sql = render(
+        _RECENT_SQL,
+        arrived=values,
+        counted_o=counted,
+        filed=render(_FILED_SQL, counted_o=counted, **_COUNT_NAMES),
+        **_COUNT_NAMES,
+    )
+    start = as_of.days_before(recent_days).end
+    params = {"start": start, "window_end": as_of.end, "end": as_of.end, "last_age": len(arrival) - 1}
+    return con.execute(sql, params).df()
+
+
 def unmatched_complaints(con: duckdb.DuckDBPyConnection, as_of: AsOf) -> int:
     """Complaints filed by the end of the as-of date that name no order line (order id and product id)."""
     if not has_table(con, Table.COMPLAINTS):
@@ -139,10 +231,15 @@ def has_complaints(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def quality_counts(
-    con: duckdb.DuckDBPyConnection, as_of: AsOf, window_days: int, maturity_days: int = 0
+    con: duckdb.DuckDBPyConnection,
+    as_of: AsOf,
+    window_days: int,
+    maturity_days: int = 0,
+    recent_days: int = 0,
 ) -> pd.DataFrame:
-    """``complaint_counts``, logging what the data leave out: no complaints at all (every
-    product will grade normal) or complaints that name no order line (not counted)."""
+    """``complaint_counts`` with the ``recent_counts`` columns (0 for a product without recent
+    lines), logging what the data leave out: no complaints at all (every product will grade
+    normal) or complaints that name no order line (not counted)."""
     if not has_complaints(con):
         logger.warning("quality gate: no complaints in the data set; every product is graded normal")
     else:
@@ -155,4 +252,8 @@ def quality_counts(
             )
     start, end = window_bounds(as_of, window_days, maturity_days)
     logger.info("quality gate as of %s: order lines from %s to %s (exclusive)", as_of, start, end)
-    return complaint_counts(con, as_of, window_days, maturity_days)
+    counts = complaint_counts(con, as_of, window_days, maturity_days)
+    recent = recent_counts(con, as_of, recent_days)
+    merged = counts.merge(recent, on=Col.PRODUCT_ID, how="left", validate="one_to_one")
+    filled = merged.fillna({c: 0 for c in RECENT_COLUMNS})
+    return filled.astype({QualityCol.RECENT_ORDERS: "int64", QualityCol.RECENT_COMPLAINTS: "int64"})

@@ -249,6 +249,10 @@ class QualityCol:
 
     ORDERS_30D = "orders_30d"
     COMPLAINTS_30D = "complaints_30d"
+    # the recent window (models.quality: evidence of a defect that started days ago)
+    RECENT_ORDERS = "recent_orders"
+    RECENT_EXPOSURE = "recent_exposure"
+    RECENT_COMPLAINTS = "recent_complaints"
     COMPLAINT_RATE = "complaint_rate"
     RATE_LOWER_BOUND = "rate_lower_bound"
     RATE_UPPER_BOUND = "rate_upper_bound"

@@ -3,12 +3,15 @@
 For every product as of a date the gate takes the order lines of a trailing 30-day window
 and the complaints filed about those lines up to the as-of date (counted by
 ``features.quality_counts``; the window ends ``maturity_days`` before the as-of date so that
-complaints have had time to arrive), puts a Wilson score interval around the complaint rate, compares
-it with its category's threshold (configured, or derived from the category's own pooled
-rate once its outliers are left out, starting from its line-weighted median rate) and
-grades the product normal / watch / warning / pulled. The previous run's alerts carry each
-product's level history forward, and a supplier roll-up names the brands with several
-flagged products.
+complaints have had time to arrive), weighs the evidence that its complaint rate is above its
+category's threshold (configured, or derived from the category's own pooled rate once its
+outliers are left out, starting from its line-weighted median rate) and grades the product
+normal / watch / warning / pulled. The evidence is a Beta posterior of the rate that starts
+from the category (``prior_lines`` lines at the rate the threshold was set for) and adds the
+product's own lines and complaints: a product with a handful of lines stays near its category
+until its complaints prove otherwise, a product with many lines is judged on its own. The
+previous run's alerts carry each product's level history forward, and a supplier roll-up
+names the brands with several flagged products.
 
 Recommenders use ``pulled_products`` (ids to exclude from every list) and
 ``demoted_products`` (the warning products, whose scores they multiply by
@@ -25,7 +28,7 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.stats import norm
+from scipy.stats import beta, norm
 
 from features.asof import AsOf
 from features.columns import Col
@@ -47,6 +50,9 @@ CONFIGURED, CATEGORY, GLOBAL = "configured", "category", "global"  # vocabulary:
 # Absolute slack on every "bound >= threshold" comparison, so that a threshold typed equal
 # to a bound (or computed with a different order of floating-point operations) counts as met.
 TOLERANCE = 1e-9
+
+# Highest centre of the prior (a derived threshold can exceed 1 when complaints outnumber lines).
+MAX_PRIOR_RATE = 0.999
 
 # Rounds of leaving out outliers before a base rate is taken as it stands (it settles in 2-4).
 MAX_ROUNDS = 20
@@ -89,7 +95,7 @@ Rate = Annotated[float, Field(gt=0, le=1)]
 class QualityConfig(BaseModel):
     """Settings of the quality gate; see ``docs/quality_gate.md`` for how each one is used.
 
-    The defaults were calibrated on simulated data (seeds 101-105), see the doc's section 8.
+    The defaults were calibrated on simulated data (tuning seeds 101-103), see the doc's section 8.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -98,8 +104,14 @@ class QualityConfig(BaseModel):
     maturity_days: int = Field(
         7, ge=0, description="The order window ends this many days before the as-of date."
     )
-    min_orders: int = Field(100, ge=1, description="Order lines a product needs to reach warning or pulled.")
-    confidence: float = Field(0.90, gt=0, lt=1, description="Two-sided confidence of the Wilson interval.")
+    prior_lines: float = Field(
+        50.0, gt=0, description="Weight of the category prior, in order lines at the category's rate."
+    )
+    recent_days: int = Field(
+        7, ge=0, description="Days of the recent window, weighed by complaint arrival (0: not used)."
+    )
+    min_pull_orders: int = Field(30, ge=1, description="Order lines a product needs to be pulled.")
+    confidence: float = Field(0.90, gt=0, lt=1, description="Two-sided level of the evidence interval.")
     default_multiplier: float = Field(2.0, gt=0, description="Derived threshold = base rate x this.")
     floor: Rate = Field(0.01, description="Lowest derived threshold.")
     reference_min_orders: int = Field(20, ge=1, description="Order lines a reference product needs.")
@@ -138,6 +150,60 @@ def wilson_interval(
     lower = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
     upper = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
     return lower, upper
+
+
+def prior_rate(threshold: np.ndarray | pd.Series, config: QualityConfig) -> np.ndarray:
+    """The rate a category's threshold was set for: ``threshold / default_multiplier`` (at most the
+    threshold itself), the centre of the prior every product of the category starts from."""
+    return np.minimum(
+        np.asarray(threshold, dtype=float) / max(config.default_multiplier, 1.0), MAX_PRIOR_RATE
+    )
+
+
+def evidence_interval(
+    complaints: np.ndarray | pd.Series,
+    orders: np.ndarray | pd.Series,
+    threshold: np.ndarray | pd.Series,
+    config: QualityConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-tailed ``confidence`` interval of the Beta posterior of each product's complaint rate.
+
+    Prior: ``Beta(s r, s (1 - r))`` with ``s = prior_lines`` and ``r = prior_rate(threshold)``,
+    as if the product had already sold ``s`` lines at its category's rate; posterior:
+    ``Beta(s r + k, s (1 - r) + n - k)`` with ``n`` order lines and ``k`` complaints (capped at
+    ``n``). A product without orders keeps the prior's interval, whose lower end lies below the
+    threshold, so it cannot be flagged.
+    """
+    n = np.asarray(orders, dtype=float)
+    k = np.minimum(np.asarray(complaints, dtype=float), n)
+    rate = prior_rate(threshold, config)
+    a, b = config.prior_lines * rate + k, config.prior_lines * (1 - rate) + n - k
+    tail = (1 - config.confidence) / 2
+    return beta.ppf(tail, a, b), beta.ppf(1 - tail, a, b)
+
+
+def strongest_evidence(
+    counts: pd.DataFrame, threshold: pd.Series, config: QualityConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The evidence interval of the order window or of the recent window, whichever lower end is higher.
+
+    The recent window counts its young lines by their exposure (the share of complaints that
+    have had time to arrive), so a defect that began a few days ago is judged on its own lines
+    instead of being diluted by a month of healthy ones. Without its columns only the order
+    window counts.
+    """
+    lower, upper = evidence_interval(
+        counts[QualityCol.COMPLAINTS_30D], counts[QualityCol.ORDERS_30D], threshold, config
+    )
+    if QualityCol.RECENT_EXPOSURE not in counts or config.recent_days == 0:
+        return lower, upper
+    exposure = counts[QualityCol.RECENT_EXPOSURE].to_numpy(dtype=float)
+    complaints = counts[QualityCol.RECENT_COMPLAINTS].to_numpy(dtype=float)
+    recent_lower, recent_upper = evidence_interval(
+        complaints, np.maximum(exposure, complaints), threshold, config
+    )
+    recent = recent_lower > lower
+    return np.where(recent, recent_lower, lower), np.where(recent, recent_upper, upper)
 
 
 def derived_threshold(base_rate: float, config: QualityConfig) -> float:
@@ -214,16 +280,17 @@ def category_thresholds(counts: pd.DataFrame, config: QualityConfig) -> pd.DataF
 
 
 def grade(scored: pd.DataFrame, config: QualityConfig) -> pd.Series:
-    """The level of each row of ``scored`` (rates, bounds, threshold and order counts).
+    """The level of each row of ``scored`` (rates, evidence bounds, threshold and order counts).
 
-    pulled: enough volume and lower bound >= threshold x pull_multiplier; warning: enough
-    volume and lower bound >= threshold; watch: point rate >= threshold; else normal.
+    pulled: at least ``min_pull_orders`` lines and lower bound >= threshold x pull_multiplier;
+    warning: lower bound >= threshold (any volume: the prior is what small products need to
+    overcome); watch: point rate >= threshold; else normal.
     """
     threshold = scored[QualityCol.THRESHOLD]
     lower = scored[QualityCol.RATE_LOWER_BOUND]
-    enough = scored[QualityCol.ORDERS_30D] >= config.min_orders
+    enough = scored[QualityCol.ORDERS_30D] >= config.min_pull_orders
     watch = (scored[QualityCol.COMPLAINT_RATE] >= threshold - TOLERANCE).fillna(False)
-    warning = enough & (lower >= threshold - TOLERANCE)
+    warning = lower >= threshold - TOLERANCE
     pulled = enough & (lower >= threshold * config.pull_multiplier - TOLERANCE)
     levels = np.select([pulled, warning, watch], [PULLED, WARNING, WATCH], default=NORMAL)
     return pd.Series(levels, index=scored.index, name=QualityCol.LEVEL, dtype="string")
@@ -232,14 +299,15 @@ def grade(scored: pd.DataFrame, config: QualityConfig) -> pd.Series:
 def _score(counts: pd.DataFrame, thresholds: pd.DataFrame, config: QualityConfig) -> pd.DataFrame:
     orders = counts[QualityCol.ORDERS_30D]
     complaints = counts[QualityCol.COMPLAINTS_30D]
-    lower, upper = wilson_interval(complaints, orders, config.confidence)
     by_category = thresholds.set_index(Col.CATEGORY)[QualityCol.THRESHOLD]
+    threshold = counts[Col.CATEGORY].map(by_category).astype("float64")
+    lower, upper = strongest_evidence(counts, threshold, config)
     scored = counts.assign(
         **{
             QualityCol.COMPLAINT_RATE: (complaints / orders.where(orders > 0)).astype("float64"),
             QualityCol.RATE_LOWER_BOUND: lower,
             QualityCol.RATE_UPPER_BOUND: upper,
-            QualityCol.THRESHOLD: counts[Col.CATEGORY].map(by_category).astype("float64"),
+            QualityCol.THRESHOLD: threshold,
         }
     )
     return scored.assign(**{QualityCol.LEVEL: grade(scored, config)})

@@ -539,14 +539,48 @@ def published_lists(files: RunFiles) -> tuple[PublishedList, ...]:
 
 @dataclass(frozen=True)
 class Quality:
-    """The quality section: products per level, changes since the last run, the worst products."""
+    """The quality section: products per level, changes since the last run, the worst products,
+    and each category's complaint rate against its threshold."""
 
     products: int
     changes: tuple[tuple[str, int], ...]  # (change, products), most frequent first
     suppliers: int | None  # suppliers with two or more flagged products; None: file absent
     levels: BarTable
     worst: Table | None  # None: no product above normal
+    categories: Table | None = None  # None: the alerts lack the threshold column
     top_n: int = TOP_ALERTS
+
+
+_RATE_VS_THRESHOLD = "rate_vs_threshold"  # the report's own column, in no exported file
+
+
+def category_rates(alerts: pd.DataFrame) -> Table | None:
+    """Per category: products, order lines and complaints of the window, the pooled complaint rate,
+    the threshold, their ratio and the products at warning and pulled; highest ratio first."""
+    if QualityCol.THRESHOLD not in alerts or Col.CATEGORY not in alerts:
+        return None
+    rate, threshold = QualityCol.COMPLAINT_RATE, QualityCol.THRESHOLD
+    level = alerts[QualityCol.LEVEL].astype(str)
+    grouped = alerts.assign(_warning=level == LEVELS[2], _pulled=level == LEVELS[3]).groupby(Col.CATEGORY)
+    table = pd.DataFrame(
+        {
+            QualityCol.PRODUCTS: grouped.size(),
+            QualityCol.ORDERS_30D: grouped[QualityCol.ORDERS_30D].sum(),
+            QualityCol.COMPLAINTS_30D: grouped[QualityCol.COMPLAINTS_30D].sum(),
+            threshold: grouped[threshold].max(),
+            LEVELS[2]: grouped["_warning"].sum().astype(int),
+            LEVELS[3]: grouped["_pulled"].sum().astype(int),
+        }
+    )
+    lines = table[QualityCol.ORDERS_30D]
+    table[rate] = table[QualityCol.COMPLAINTS_30D] / lines.where(lines > 0)
+    table[_RATE_VS_THRESHOLD] = (table[rate] / table[threshold]).round(2)
+    table = table.sort_values([_RATE_VS_THRESHOLD, rate], ascending=False, na_position="last")
+    columns = [
+        Col.CATEGORY, QualityCol.PRODUCTS, QualityCol.ORDERS_30D, QualityCol.COMPLAINTS_30D, rate, threshold,
+        _RATE_VS_THRESHOLD, LEVELS[2], LEVELS[3],
+    ]  # fmt: skip
+    return frame_table(table.reset_index()[columns], {rate, threshold})
 
 
 def quality(files: RunFiles) -> Quality:
@@ -573,7 +607,7 @@ def quality(files: RunFiles) -> Quality:
         frame_table(worst[[c for c in columns if c in worst]], percent, levels=True) if len(worst) else None
     )
     levels = bar_table(level, rows, len(alerts), levels=True)
-    return Quality(len(alerts), changes, suppliers, levels, worst_table)
+    return Quality(len(alerts), changes, suppliers, levels, worst_table, category_rates(alerts))
 
 
 # --- all sections -----------------------------------------------------------------------------------

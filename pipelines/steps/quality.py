@@ -45,13 +45,14 @@ def run_quality(
 ) -> QualityOutcome:
     """Grade every product, carry the previous run's levels forward, write the Excel CSVs.
 
-    ``con``: the run's engine session (the nightly's); None opens one over ``clean_paths``.
+    ``con`` is an open connection over the clean tables (the nightly's run context); without
+    it the step opens its own over ``clean_paths``.
     """
     as_of = AsOf.of(as_of)
     previous = read_previous_alerts(previous_dir)
     settings = config.quality
     con = con if con is not None else connect(clean_paths)
-    counts = quality_counts(con, as_of, settings.window_days, settings.maturity_days)
+    counts = quality_counts(con, as_of, settings.window_days, settings.maturity_days, settings.recent_days)
     report = assess(counts, as_of, settings, previous)
     alerts_path = write_excel_csv(report.alerts, out_dir / StepFile.QUALITY_ALERTS, twin=True)
     suppliers_path = write_excel_csv(report.suppliers, out_dir / StepFile.QUALITY_SUPPLIERS)

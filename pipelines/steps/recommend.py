@@ -171,7 +171,9 @@ def _alerts(
             "no --quality given: running the quality gate as of %s for the pulled / warned lists", as_of
         )
         settings = config.quality
-        counts = quality_counts(con, as_of, settings.window_days, settings.maturity_days)
+        counts = quality_counts(
+            con, as_of, settings.window_days, settings.maturity_days, settings.recent_days
+        )
         return assess(counts, as_of, settings).alerts
     if path.is_dir():
         path = path / StepFile.QUALITY_ALERTS

@@ -6,7 +6,8 @@ through their home distributor. ``simulate`` writes into ``out_dir``::
 
     orders.parquet products.parquet consumers.parquet distributors.parquet
     events.parquet complaints.parquet
-    truth/defective_products.csv        product_id, category, complaint_probability, category_baseline
+    truth/defective_products.csv        product_id, category, complaint_probability, category_baseline,
+                                        defect_onset (date it turned defective; empty: from launch)
     truth/consumer_tastes.parquet       consumer_id, category, weight  (category shares, sum 1)
     truth/consumer_brand_tastes.parquet consumer_id, supplier_id, weight  (choice boost of a favourite)
     truth/community_tastes.parquet      distributor_id, category, weight  (category shares, sum 1)
@@ -34,6 +35,8 @@ What is planted, so that models can be checked against it:
 - about 4% returned lines (more for apparel and defective products) and 1.5% cancelled orders;
 - defective products (``defective_share``) whose complaint probability is 6-10 times their
   category's baseline (0.5-2% of lines, by category); complaints come a few days after the order.
+  A share ``onset_share`` of them (default none) turn defective on a day of their sale instead of
+  from launch: lines ordered before that day complain at the product's healthy rate.
 
 Ids are compact and fixed-width: C0000001 (consumer), D00001, P000001, S0001 (supplier),
 O000000001 (order), K0000001 (complaint).

@@ -51,6 +51,7 @@ class Truth:
 
     WEIGHT = "weight"
     COMPLAINT_PROBABILITY = "complaint_probability"
+    DEFECT_ONSET = "defect_onset"
     CATEGORY_BASELINE = "category_baseline"
     PURCHASE_RATE = "purchase_rate"
     PRICE_SENSITIVITY = "price_sensitivity"
@@ -85,6 +86,13 @@ class SimulationConfig(BaseModel):
     defective_share: float = Field(0.02, ge=0, le=0.5, description="Share of products planted defective.")
     defect_multiplier: tuple[float, float] = Field(
         (6.0, 10.0), description="Range of a defective product's complaint probability / category baseline."
+    )
+    onset_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of defective products that turn defective on a day of their sale "
+        "(truth: defect_onset); the rest are defective from launch.",
     )
     cancel_rate: float = Field(0.015, ge=0, le=1, description="Probability an order is cancelled.")
     return_scale: float = Field(1.0, ge=0, le=5, description="Multiplier on category return rates (~4%).")

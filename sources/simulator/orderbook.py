@@ -3,7 +3,8 @@
 The order book numbers baskets as orders (by time), prices each line (list price, discount,
 coupons, festival prices) and gives it a status (a few cancelled orders, returned lines by
 category, more for defective products). Complaints follow a line a few days later with its
-product's complaint probability and a reason (defective products mostly "quality_issue").
+product's complaint probability at the time of the order (a product with a defect onset turns
+defective that day) and a reason (defective products mostly "quality_issue").
 Events are the browsing before each line (view, click, cart, favourite; candidates viewed but
 not chosen), shares by community members, and browse-only sessions.
 """
@@ -60,7 +61,7 @@ def order_book(
     coupon = np.where(rng.random(n) < 0.2, rng.uniform(0.9, 0.98, n), 1.0)
     price = catalogue.list_price[product] * catalogue.discount[product] * coupon
     price = np.maximum(np.round(price * world.calendar.price_factor[moment // DAY], 2), 0.01)
-    status = _statuses(world, basket, product, count, rng)
+    status = _statuses(world, basket, product, moment, count, rng)
     return OrderBook(
         offset + rank[basket],
         baskets.owner[basket],
@@ -76,12 +77,18 @@ def order_book(
 
 
 def _statuses(
-    world: World, basket: np.ndarray, product: np.ndarray, baskets: int, rng: np.random.Generator
+    world: World,
+    basket: np.ndarray,
+    product: np.ndarray,
+    moment: np.ndarray,
+    baskets: int,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     catalogue = world.catalogue
     cancelled = rng.random(baskets) < world.config.cancel_rate
     return_rate = np.array([c.return_rate for c in CATEGORIES])[catalogue.category[product]]
-    return_rate = return_rate * world.config.return_scale * np.where(catalogue.defective[product], 2.5, 1.0)
+    defective = catalogue.defective_at(product, moment)
+    return_rate = return_rate * world.config.return_scale * np.where(defective, 2.5, 1.0)
     returned = rng.random(len(basket)) < return_rate
     return np.where(cancelled[basket], 1, np.where(returned, 2, 0))
 
@@ -96,14 +103,16 @@ class Complaints:
 
 def draw_complaints(world: World, book: OrderBook, offset: int, rng: np.random.Generator) -> Complaints:
     catalogue = world.catalogue
-    chance = np.where(book.status == 1, 0.0, catalogue.complaint_probability[book.product])
+    chance = np.where(book.status == 1, 0.0, catalogue.complaint_chance(book.product, book.time))
     line = np.flatnonzero(rng.random(len(book.product)) < chance)
     delay = (0.3 + rng.lognormal(np.log(2.5), 0.6, len(line))) * DAY
     moment = book.time[line] + delay.astype(np.int64)
     kept = moment < world.end
     line, moment = line[kept], moment[kept]
     shares = np.where(
-        catalogue.defective[book.product[line], None], REASON_SHARES_DEFECTIVE, REASON_SHARES_HEALTHY
+        catalogue.defective_at(book.product[line], book.time[line])[:, None],
+        REASON_SHARES_DEFECTIVE,
+        REASON_SHARES_HEALTHY,
     )
     reason = pick(rng, shares) if len(line) else np.zeros(0, dtype=np.int64)
     reason[rng.random(len(line)) < 0.05] = len(COMPLAINT_REASONS)

@@ -48,7 +48,7 @@ from sources.simulator.orderbook import (
     order_book,
 )
 from sources.simulator.people import People, draw_people
-from sources.simulator.world import World
+from sources.simulator.world import LIFELONG, World
 from sources.table_writer import arrow_schema, contract_schema
 
 
@@ -296,6 +296,12 @@ def community_tastes_table(world: World) -> pa.Table:
     )
 
 
+def _onset_dates(world: World, onset: np.ndarray) -> list[str]:
+    """Onset seconds as ISO dates; empty for a lifelong defect."""
+    start = pd.Timestamp(world.config.start)
+    return ["" if s == LIFELONG else (start + pd.Timedelta(seconds=int(s))).date().isoformat() for s in onset]
+
+
 def defective_frame(world: World) -> pd.DataFrame:
     catalogue = world.catalogue
     planted = np.flatnonzero(catalogue.defective)
@@ -306,5 +312,6 @@ def defective_frame(world: World) -> pd.DataFrame:
             Col.CATEGORY: [CATEGORIES[i].name for i in catalogue.category[planted]],
             Truth.COMPLAINT_PROBABILITY: np.round(catalogue.complaint_probability[planted], 6),
             Truth.CATEGORY_BASELINE: baseline,
+            Truth.DEFECT_ONSET: _onset_dates(world, catalogue.defect_onset[planted]),
         }
     )

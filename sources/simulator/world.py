@@ -112,8 +112,19 @@ class Catalogue:
     open_end: np.ndarray
     first_day: np.ndarray  # first and last day index on sale (may lie outside the period)
     last_day: np.ndarray
-    complaint_probability: np.ndarray
+    complaint_probability: np.ndarray  # once defective (the only one for a healthy product)
+    healthy_probability: np.ndarray  # before a defective product's onset
     defective: np.ndarray
+    defect_onset: np.ndarray  # seconds; a lifelong defect starts at LIFELONG
+
+    def defective_at(self, product: np.ndarray, moment: np.ndarray) -> np.ndarray:
+        """Whether ``product`` is defective at ``moment`` (seconds): planted and past its onset."""
+        return self.defective[product] & (moment >= self.defect_onset[product])
+
+    def complaint_chance(self, product: np.ndarray, moment: np.ndarray) -> np.ndarray:
+        """The complaint probability of a line of ``product`` ordered at ``moment``."""
+        defective = self.defective_at(product, moment)
+        return np.where(defective, self.complaint_probability[product], self.healthy_probability[product])
 
     def __len__(self) -> int:
         return len(self.category)
@@ -135,6 +146,7 @@ def _catalogue(config: SimulationConfig, rng: np.random.Generator) -> Catalogue:
     window = _sale_windows(config, evergreen, rng)
     prices = _prices(category, evergreen, rng)
     quality = _defects(config, category, supplier, suppliers, rng)
+    quality["defect_onset"] = _onsets(config, quality["defective"], window["first_day"], window["last_day"])
     appeal = rng.lognormal(0.0, 1.1, n) * np.sqrt(strength[supplier])
     return Catalogue(
         category=category,
@@ -195,8 +207,31 @@ def _defects(
     defective = np.zeros(n, dtype=bool)
     defective[chosen] = True
     low, high = config.defect_multiplier
+    healthy = probability.copy()
     probability[defective] = baseline[defective] * rng.uniform(low, high, planted)
-    return dict(complaint_probability=np.minimum(probability, 0.5), defective=defective)
+    return dict(
+        complaint_probability=np.minimum(probability, 0.5), healthy_probability=healthy, defective=defective
+    )
+
+
+LIFELONG = np.iinfo(np.int64).min  # the onset of a product defective from its launch
+
+
+def _onsets(
+    config: SimulationConfig, defective: np.ndarray, first_day: np.ndarray, last_day: np.ndarray
+) -> np.ndarray:
+    """The second each defective product turns defective: ``LIFELONG`` for most, or, for a share
+    ``onset_share`` of them, the start of a day drawn uniformly from its sale days inside the period
+    (a product whose sale ended before the period stays lifelong: it sells nothing in it).
+
+    Drawn from a stream of their own, so that a config without onsets simulates exactly as before.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(2,)))
+    n = len(defective)
+    turns = defective & (rng.random(n) < config.onset_share) & (last_day >= 0)
+    first = np.clip(first_day, 0, config.days - 1)
+    day = first + np.floor(rng.random(n) * (np.maximum(last_day, first) - first + 1)).astype(np.int64)
+    return np.where(turns, day * DAY, LIFELONG).astype(np.int64)
 
 
 @dataclass(frozen=True)

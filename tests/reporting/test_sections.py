@@ -102,3 +102,15 @@ def test_clv_section_counts_churn_bands_and_tier_risk(tmp_path: Path) -> None:
     expected = tiers.groupby("member_tier")["churn_risk"].mean().sort_values()
     assert [tier for tier, _ in data.tier_risk] == expected.index.tolist()
     assert [round(risk, 6) for _, risk in data.tier_risk] == [round(v, 6) for v in expected]
+
+
+def test_quality_shows_each_categorys_rate_against_its_threshold(files: RunFiles) -> None:
+    table = sections.quality(files).categories
+    assert table is not None
+    head = ("category", "products", "orders 30d", "complaints 30d", "complaint rate", "threshold")
+    assert table.head[:7] == (*head, "rate vs threshold")
+    snacks, beauty = ([cell.text for cell in row] for row in table.rows)
+    # snacks: 10 complaints on 140 lines = 7.1 % against 2 %, 3.57x; one pulled.
+    assert snacks[0] == "snacks" and snacks[4] == "7.1%" and snacks[6] == "3.57" and snacks[8] == "1"
+    # beauty: 4 on 60 = 6.7 % against 3 %, 2.22x; one at warning.
+    assert beauty[0] == "beauty" and beauty[4] == "6.7%" and beauty[6] == "2.22" and beauty[7] == "1"

@@ -11,6 +11,7 @@ import pytest
 from features.asof import AsOf
 from features.catalog import StepFile
 from features.columns import Col, OrderStatus, Table
+from features.engine import connect
 from features.errors import SiyuError
 from pipelines.config import NightlyConfig
 from pipelines.steps.quality import read_levels, read_previous_alerts, run_quality
@@ -162,3 +163,13 @@ def test_previous_alerts_written_by_hand_for_excel_still_read(tmp_path: Path) ->
     write_excel_csv(frame, tmp_path / StepFile.QUALITY_ALERTS)  # CSV only: no twin
     previous = read_previous_alerts(tmp_path)
     assert previous[Col.PRODUCT_ID].tolist() == ["=X", "P2"]
+
+
+def test_an_open_connection_is_used_instead_of_the_paths(tables: dict[str, Path], tmp_path: Path) -> None:
+    """The nightly hands its run context's connection; the paths are then not opened at all."""
+    con = connect(tables)
+    nowhere = {name: tmp_path / "missing" / path.name for name, path in tables.items()}
+    outcome = run_quality(nowhere, FIRST, NightlyConfig(), tmp_path / "out", None, con=con)
+    assert sum(outcome.level_counts.values()) == len(AWKWARD_IDS)
+    with pytest.raises(Exception, match="missing"):
+        run_quality(nowhere, FIRST, NightlyConfig(), tmp_path / "out2", None)
