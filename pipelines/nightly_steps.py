@@ -175,6 +175,9 @@ def record_run(
         tracking.log_metrics(client, run_id, segments.tier_counts, prefix="member_tier.")
         tracking.log_metrics(client, run_id, segments.movement_counts, prefix="tier_movement.")
         tracking.log_metrics(client, run_id, segments.distributor_tier_counts, prefix="distributor_tier.")
+        tracking.log_metrics(client, run_id, segments.churn_metrics)
+        for target, chosen in segments.churn_chosen.items():
+            client.set_tag(run_id, f"churn_model.{target}", chosen)
         tracking.log_file(client, run_id, published.manifest_path, "export")
         tracking.log_file(client, run_id, report)
         client.set_tag(run_id, "export_dir", str(published.export_dir.absolute()))
