@@ -188,7 +188,9 @@ def tune_on_window(
     tune = getattr(model, "tune", None)
     if tune is None:
         return model
-    train, truth = window or validation_window(con, as_of, validation_days, interactions)
+    train, truth = (
+        window if window is not None else validation_window(con, as_of, validation_days, interactions)
+    )
     logger.info("tuning %s on the %d days before %s", model.name, validation_days, as_of)
     tune(train, truth)
     return model
