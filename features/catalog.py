@@ -34,6 +34,7 @@ from features.vocabulary import (
     QualityLevel,
     RecCol,
     RFMCol,
+    SampleKey,
     TagCol,
     TagType,
     TierCol,
@@ -475,6 +476,12 @@ EXPORTS: tuple[ExportFile, ...] = (
             _doc(EvaluationKey.K, "list length the metrics are computed at"),
             _doc(EvaluationKey.PRODUCTION, "the model that wrote this export's lists"),
             _doc(
+                EvaluationKey.SAMPLE,
+                f"the test consumers measured: `{SampleKey.TEST_CONSUMERS}` in the window, "
+                f"`{SampleKey.SAMPLED}` of them drawn with `{SampleKey.SEED}`, "
+                f"`{SampleKey.CONFIDENCE}` how the intervals are computed",
+            ),
+            _doc(
                 EvaluationKey.RESULTS,
                 "one object per model and protocol with the fields below (timings left out)",
             ),
@@ -488,6 +495,11 @@ EXPORTS: tuple[ExportFile, ...] = (
             _doc(MetricCol.HIT_RATE, "share of consumers with at least one hit in the top k"),
             _doc(MetricCol.COVERAGE, "share of the catalogue recommended to anyone"),
             _doc(MetricCol.NOVELTY, "mean -log2 of a recommended product's share of training consumers"),
+            *(
+                _doc(column, f"{side} end of the 95% confidence interval of `{metric}`")
+                for metric, *bounds in MetricCol.INTERVALS
+                for column, side in zip(bounds, ("low", "high"), strict=True)
+            ),
         ),
     ),
     ExportFile(

@@ -354,8 +354,27 @@ class MetricCol:
     NOVELTY = "novelty"
     FIT_SECONDS = "fit_seconds"
     RECOMMEND_SECONDS = "recommend_seconds"
+    # 95% confidence interval of each per-consumer metric: mean ± 1.96 · sd / √n.
+    NDCG_LOW = "ndcg_ci_low"
+    NDCG_HIGH = "ndcg_ci_high"
+    RECALL_LOW = "recall_ci_low"
+    RECALL_HIGH = "recall_ci_high"
+    PRECISION_LOW = "precision_ci_low"
+    PRECISION_HIGH = "precision_ci_high"
+    MAP_LOW = "map_ci_low"
+    MAP_HIGH = "map_ci_high"
+    HIT_RATE_LOW = "hit_rate_ci_low"
+    HIT_RATE_HIGH = "hit_rate_ci_high"
 
     TIMINGS: tuple[str, ...] = (FIT_SECONDS, RECOMMEND_SECONDS)
+    # (metric, low, high): the columns of each metric's confidence interval
+    INTERVALS: tuple[tuple[str, str, str], ...] = (
+        (NDCG, NDCG_LOW, NDCG_HIGH),
+        (RECALL, RECALL_LOW, RECALL_HIGH),
+        (PRECISION, PRECISION_LOW, PRECISION_HIGH),
+        (MAP, MAP_LOW, MAP_HIGH),
+        (HIT_RATE, HIT_RATE_LOW, HIT_RATE_HIGH),
+    )
 
 
 class EvaluationKey:
@@ -366,6 +385,16 @@ class EvaluationKey:
     K = "k"
     PRODUCTION = "production"
     RESULTS = "results"
+    SAMPLE = "sample"
+
+
+class SampleKey:
+    """Keys of evaluation.json's ``sample`` object: which test consumers the metrics average over."""
+
+    TEST_CONSUMERS = "test_consumers"
+    SAMPLED = "sampled"
+    SEED = "seed"
+    CONFIDENCE = "confidence"
 
 
 # --- validation (features/store.py) -----------------------------------------------------------------

@@ -5,12 +5,17 @@
 - ``make_task``: the training ``InteractionData`` and the truth of a split: distinct
   (consumer, product) pairs bought (paid) in the test window, kept for consumers who bought
   before the cutoff and products in the training catalogue.
+- ``EvaluationTask.sample``: a seeded sample of the test consumers (deterministic for a seed,
+  whatever the models); every model is measured on the same sample.
 - Metrics at ``k``, averaged over the task's consumers (a consumer with no list scores 0):
   ``ndcg`` (binary gains; ideal = min(|truth|, k) hits at the top), ``recall`` (hits / |truth|),
   ``precision`` (hits / k), ``map`` (average precision, normalised by min(|truth|, k)),
   ``hit_rate`` (share with at least one hit), ``coverage`` (share of the catalogue recommended
   to someone) and ``novelty`` (mean −log2 of a recommended product's share of training
   consumers; higher = less obvious products).
+- Each per-consumer metric comes with a 95% confidence interval, mean ± 1.96 · sd / √n over the
+  consumers' values (``confidence_interval``; NaN below two consumers). Coverage and novelty
+  are properties of the lists, not means over consumers, and have none.
 - Protocols: ``all_items`` (repurchases count) and ``new_items`` (products the consumer
   bought before the cutoff are filtered from the list *and* from the truth; consumers left
   with no truth drop out).
@@ -39,6 +44,7 @@ from features.interactions import (
     product_profiles,
     purchased_pairs,
 )
+from features.progress import progress
 from features.vocabulary import MetricCol
 from models.recommenders.base import InteractionData, RecCol, Recommender, RecommendFilters
 
@@ -61,6 +67,7 @@ RANKING_METRICS: tuple[str, ...] = (
     MetricCol.MAP,
     MetricCol.HIT_RATE,
 )
+INTERVAL_COLUMNS: tuple[str, ...] = tuple(bound for _, *bounds in MetricCol.INTERVALS for bound in bounds)
 EVALUATION_COLUMNS: tuple[str, ...] = (
     MetricCol.MODEL,
     MetricCol.PROTOCOL,
@@ -68,9 +75,12 @@ EVALUATION_COLUMNS: tuple[str, ...] = (
     *RANKING_METRICS,
     MetricCol.COVERAGE,
     MetricCol.NOVELTY,
+    *INTERVAL_COLUMNS,
     MetricCol.FIT_SECONDS,
     MetricCol.RECOMMEND_SECONDS,
 )
+CONFIDENCE_Z = 1.96  # two-sided 95% interval of a mean (normal approximation)
+CONFIDENCE_METHOD = "mean ± 1.96·sd/√n over per-consumer values"
 
 
 # --- splitting -----------------------------------------------------------------------------------
@@ -108,6 +118,30 @@ class EvaluationTask:
     @property
     def consumer_ids(self) -> pd.Index:
         return pd.Index(self.truth[Col.CONSUMER_ID].unique())
+
+    @property
+    def consumers(self) -> int:
+        """How many test consumers the truth holds."""
+        return int(self.truth[Col.CONSUMER_ID].nunique())
+
+    def sample(self, size: int | None, seed: int = 0) -> EvaluationTask:
+        """The task restricted to ``sample_consumers(self.consumer_ids, size, seed)``."""
+        kept = sample_consumers(self.consumer_ids, size, seed)
+        if len(kept) == len(self.consumer_ids):
+            return self
+        truth = self.truth[self.truth[Col.CONSUMER_ID].isin(kept)].reset_index(drop=True)
+        logger.info("evaluating on %d of %d test consumers (seed %d)", len(kept), self.consumers, seed)
+        return EvaluationTask(self.split, self.train, truth)
+
+
+def sample_consumers(consumer_ids: pd.Index, size: int | None, seed: int = 0) -> pd.Index:
+    """A seeded sample of ``size`` distinct consumers, sorted; all of them when ``size`` is None or
+    not smaller. Depends only on the set of ids and the seed (not on their order)."""
+    population = pd.Index(consumer_ids).unique().sort_values()
+    if size is None or len(population) <= size:
+        return population
+    picked = np.random.default_rng(seed).choice(len(population), size, replace=False)
+    return population[np.sort(picked)]
 
 
 def make_task(
@@ -162,10 +196,47 @@ def ranking_metrics(recommendations: pd.DataFrame, truth: pd.DataFrame, k: int) 
     ``recommendations``: consumer_id, product_id, rank (1 = best); ranks above ``k`` are ignored.
     ``truth``: consumer_id, product_id (relevant pairs; duplicates ignored).
     """
+    return metric_means(consumer_metrics(recommendations, truth, k))
+
+
+def metric_means(values: pd.DataFrame) -> dict[str, float]:
+    """The ``RANKING_METRICS`` averaged over the consumers of ``consumer_metrics`` output (NaN if none)."""
+    if values.empty:
+        return {metric: float("nan") for metric in RANKING_METRICS}
+    return {metric: float(values[metric].mean()) for metric in RANKING_METRICS}
+
+
+def metric_intervals(values: pd.DataFrame) -> dict[str, float]:
+    """The 95% confidence interval columns (``MetricCol.INTERVALS``) of ``consumer_metrics`` output."""
+    bounds: dict[str, float] = {}
+    for metric, low, high in MetricCol.INTERVALS:
+        bounds[low], bounds[high] = confidence_interval(values[metric].to_numpy(dtype=np.float64))
+    return bounds
+
+
+def interval_of(metric: str) -> tuple[str, str]:
+    """The (low, high) columns of ``metric``'s confidence interval."""
+    for name, low, high in MetricCol.INTERVALS:
+        if name == metric:
+            return low, high
+    raise ValueError(f"{metric!r} has no confidence interval; one of {RANKING_METRICS} has")
+
+
+def confidence_interval(values: np.ndarray, z: float = CONFIDENCE_Z) -> tuple[float, float]:
+    """mean ± z · sd / √n (sample sd); NaN for fewer than two values."""
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    mean = float(np.mean(values))
+    half = z * float(np.std(values, ddof=1)) / np.sqrt(len(values))
+    return mean - half, mean + half
+
+
+def consumer_metrics(recommendations: pd.DataFrame, truth: pd.DataFrame, k: int) -> pd.DataFrame:
+    """One row per consumer in ``truth`` (index consumer_id, sorted): ``RANKING_METRICS`` at ``k``."""
     truth = truth[[Col.CONSUMER_ID, Col.PRODUCT_ID]].drop_duplicates()
     sizes = truth.groupby(Col.CONSUMER_ID).size()
     if sizes.empty:
-        return {metric: float("nan") for metric in RANKING_METRICS}
+        return pd.DataFrame(columns=list(RANKING_METRICS), dtype=np.float64)
     top = recommendations.loc[
         recommendations[RecCol.RANK] <= k, [Col.CONSUMER_ID, Col.PRODUCT_ID, RecCol.RANK]
     ]
@@ -184,13 +255,14 @@ def ranking_metrics(recommendations: pd.DataFrame, truth: pd.DataFrame, k: int) 
     ideal_hits = np.minimum(sizes.to_numpy(), k)
     ideal_dcg = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))[ideal_hits - 1]
     n_hits = per_consumer["hits"].to_numpy(dtype=np.float64)
-    return {
-        MetricCol.NDCG: float(np.mean(per_consumer["dcg"].to_numpy() / ideal_dcg)),
-        MetricCol.RECALL: float(np.mean(n_hits / sizes.to_numpy())),
-        MetricCol.PRECISION: float(np.mean(n_hits / k)),
-        MetricCol.MAP: float(np.mean(per_consumer["ap"].to_numpy() / ideal_hits)),
-        MetricCol.HIT_RATE: float(np.mean(n_hits > 0)),
+    values = {
+        MetricCol.NDCG: per_consumer["dcg"].to_numpy(dtype=np.float64) / ideal_dcg,
+        MetricCol.RECALL: n_hits / sizes.to_numpy(),
+        MetricCol.PRECISION: n_hits / k,
+        MetricCol.MAP: per_consumer["ap"].to_numpy(dtype=np.float64) / ideal_hits,
+        MetricCol.HIT_RATE: (n_hits > 0).astype(np.float64),
     }
+    return pd.DataFrame(values, index=sizes.index)
 
 
 def catalogue_coverage(recommendations: pd.DataFrame, catalogue_size: int, k: int) -> float:
@@ -227,19 +299,39 @@ def evaluate_models(
     protocols: Sequence[str] = Protocol.ALL,
     fit: bool = True,
 ) -> pd.DataFrame:
-    """Fit (unless ``fit=False``) and measure every model under every protocol; ``EVALUATION_COLUMNS``."""
-    rows = []
+    """Fit (unless ``fit=False``) and measure every model under every protocol; ``EVALUATION_COLUMNS``.
+
+    Progress (models done of all) goes through ``features.progress``.
+    """
+    rows: list[dict[str, object]] = []
     popularity = consumer_share(task.train)
-    for name, model in models.items():
-        fit_seconds = 0.0
-        if fit:
-            began = time.perf_counter()
-            model.fit(task.train)
-            fit_seconds = time.perf_counter() - began
-        for protocol in protocols:
-            rows.append(_measure(name, model, task, protocol, k, popularity, fit_seconds))
-            logger.info("%s / %s: ndcg@%d %.4f", name, protocol, k, rows[-1][MetricCol.NDCG])
+    with progress(f"evaluating {len(models)} recommenders", total=len(models), unit="models") as bar:
+        for position, (name, model) in enumerate(models.items(), start=1):
+            logger.info("evaluating %s (%d of %d)", name, position, len(models))
+            rows.extend(_evaluate_one(name, model, task, k, protocols, fit, popularity))
+            bar.advance()
     return pd.DataFrame(rows, columns=list(EVALUATION_COLUMNS))
+
+
+def _evaluate_one(
+    name: str,
+    model: Recommender,
+    task: EvaluationTask,
+    k: int,
+    protocols: Sequence[str],
+    fit: bool,
+    popularity: pd.Series,
+) -> list[dict[str, object]]:
+    fit_seconds = 0.0
+    if fit:
+        began = time.perf_counter()
+        model.fit(task.train)
+        fit_seconds = time.perf_counter() - began
+    rows = []
+    for protocol in protocols:
+        rows.append(_measure(name, model, task, protocol, k, popularity, fit_seconds))
+        logger.info("%s / %s: ndcg@%d %.4f", name, protocol, k, rows[-1][MetricCol.NDCG])
+    return rows
 
 
 def metrics_by_name(table: pd.DataFrame) -> dict[str, float]:
@@ -248,8 +340,13 @@ def metrics_by_name(table: pd.DataFrame) -> dict[str, float]:
     for row in table.to_dict("records"):
         for name, value in row.items():
             if name not in (MetricCol.MODEL, MetricCol.PROTOCOL) and isinstance(value, int | float):
-                metrics[f"{row[MetricCol.PROTOCOL]}.{row[MetricCol.MODEL]}.{name}"] = float(value)
+                metrics[metric_name(row[MetricCol.PROTOCOL], row[MetricCol.MODEL], name)] = float(value)
     return metrics
+
+
+def metric_name(protocol: str, model: str, metric: str) -> str:
+    """The name ``metrics_by_name`` gives one number: ``<protocol>.<model>.<metric>``."""
+    return f"{protocol}.{model}.{metric}"
 
 
 def protocol_truth(task: EvaluationTask, protocol: str) -> pd.DataFrame:
@@ -280,13 +377,15 @@ def _measure(
     began = time.perf_counter()
     recommendations = model.recommend(consumers, k, protocol_filters(protocol))
     recommend_seconds = time.perf_counter() - began
+    values = consumer_metrics(recommendations, truth, k)
     return {
         MetricCol.MODEL: name,
         MetricCol.PROTOCOL: protocol,
         MetricCol.CONSUMERS: len(consumers),
-        **ranking_metrics(recommendations, truth, k),
+        **metric_means(values),
         MetricCol.COVERAGE: catalogue_coverage(recommendations, task.train.shape[1], k),
         MetricCol.NOVELTY: novelty(recommendations, popularity, k),
+        **metric_intervals(values),
         MetricCol.FIT_SECONDS: fit_seconds,
         MetricCol.RECOMMEND_SECONDS: recommend_seconds,
     }
@@ -311,10 +410,12 @@ def grid_search(
 
     keys = list(grid)
     tried, scores = [], []
+    popularity = consumer_share(task.train)
     for values in product(*(grid[key] for key in keys)):
         params = {**(fixed or {}), **dict(zip(keys, values, strict=True))}
-        table = evaluate_models({kind: build_component({"kind": kind, **params})}, task, k, (protocol,))
+        model = build_component({"kind": kind, **params})
+        rows = _evaluate_one(kind, model, task, k, (protocol,), True, popularity)
         tried.append(params)
-        scores.append(float(table[MetricCol.NDCG].iloc[0]))
+        scores.append(float(rows[0][MetricCol.NDCG]))  # type: ignore[arg-type]
     tries = pd.DataFrame(tried).assign(**{MetricCol.NDCG: scores})
     return dict(tried[int(np.argmax(scores))]), tries

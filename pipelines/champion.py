@@ -3,12 +3,19 @@
 The transaction, in the order the flow runs it:
 
 1. ``register_recommender`` logs the production model in the night's MLflow run, registers
-   it as a new version (no alias yet) and lets the gate *judge* it (``tracking.judge``).
+   it as a new version (no alias yet), tagged with its name in ``recommend.models`` and the
+   evaluation sample its NDCG comes from, and lets the gate *judge* it (``tracking.judge``).
 2. ``choose_exports`` picks the files to publish: this run's outputs, with the champion's
    artifact and lists instead of the new ones when the new version loses the gate.
 3. The flow publishes (``pipelines.publish``).
 4. ``promote`` gives the new version its alias (``champion`` or ``challenger``) — only after
    a successful publish, so ``models:/<name>@champion`` and ``exports/current`` move together.
+
+Same sample: when the champion was trained as another configured model than tonight's
+production model and the nightly measured that model tonight (it is among
+``evaluation.nightly_models``), the gate compares tonight's numbers of both, measured on
+tonight's test sample (``remeasured_ndcg``). Otherwise the champion's NDCG is the one it was
+registered with (the same model on an earlier night's window and sample).
 """
 
 from __future__ import annotations
@@ -17,15 +24,23 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from features.catalog import Folder, RunFile, StepFile, output_names
+from features.vocabulary import MetricCol
+from models.evaluation import Protocol, metric_name
 from pipelines import tracking
 from pipelines.publish import sha256_of
 from pipelines.workdir import clear_own
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
 logger = logging.getLogger(__name__)
 
-# Where the champion's registered model is downloaded, under the work directory's champion folder.
+# Model-version tags: the name of the model in recommend.models, and the sample its NDCG was measured on.
+MODEL_TAG = "siyu.model"
+SAMPLE_TAG = "siyu.evaluation_sample"
 
 
 @dataclass(frozen=True)
@@ -36,7 +51,9 @@ class RecommenderOutcome:
     ``validation_ndcg``: the production model's NDCG@k (all-items protocol) on the holdout
     window before the as-of date, which the champion gate compares; ``metrics``: the
     evaluator's numbers for MLflow; ``model``: the production model's name; ``log_model``:
-    logs ``artifact_dir`` as a pyfunc model in the active MLflow run, returning its URI.
+    logs ``artifact_dir`` as a pyfunc model in the active MLflow run, returning its URI;
+    ``configured``: the production model's name in ``recommend.models``; ``sample``: the
+    evaluation window and sample that ``metrics`` were measured on, in words.
     """
 
     artifact_dir: Path
@@ -44,6 +61,8 @@ class RecommenderOutcome:
     metrics: dict[str, float]
     model: str
     log_model: Callable[[Path], str]
+    configured: str | None = None
+    sample: str | None = None
 
 
 def register_recommender(
@@ -61,7 +80,35 @@ def register_recommender(
         version = tracking.register_version(
             client, config.model_name, model_uri, run_id, recommenders.validation_ndcg
         )
-        return tracking.judge(client, config.model_name, str(version.version), config.champion_margin)
+        tags = {MODEL_TAG: recommenders.configured, SAMPLE_TAG: recommenders.sample}
+        for key, value in tags.items():
+            if value is not None:
+                client.set_model_version_tag(config.model_name, version.version, key, value)
+        return tracking.judge(
+            client,
+            config.model_name,
+            str(version.version),
+            config.champion_margin,
+            lambda champion: remeasured_ndcg(client, config.model_name, champion, recommenders),
+        )
+
+
+def remeasured_ndcg(
+    client: MlflowClient, model_name: str, champion_version: str, tonight: RecommenderOutcome
+) -> float | None:
+    """The champion's NDCG on tonight's sample, or None when tonight did not measure it.
+
+    Tonight measured it when the champion was trained as a configured model (its ``MODEL_TAG``)
+    other than tonight's production model and tonight's evaluation holds that model.
+    """
+    tags = client.get_model_version(model_name, champion_version).tags
+    trained_as = tags.get(MODEL_TAG)
+    if trained_as is None or trained_as == tonight.configured:
+        return None
+    ndcg = tonight.metrics.get(metric_name(Protocol.ALL_ITEMS, trained_as, MetricCol.NDCG))
+    if ndcg is not None:
+        logger.info("champion %s (%s) on tonight's sample: NDCG %.4f", champion_version, trained_as, ndcg)
+    return ndcg
 
 
 def promote(decision: tracking.GateDecision, config: tracking.TrackingConfig, work: Path) -> None:

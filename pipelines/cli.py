@@ -227,7 +227,8 @@ def evaluate(
     config: ConfigOption = None,
 ) -> None:
     """Compare every configured recommender on a temporal holdout: one table of model x protocol."""
-    from models.evaluation import EVALUATION_COLUMNS
+    from features.vocabulary import MetricCol
+    from models.evaluation import EVALUATION_COLUMNS, INTERVAL_COLUMNS, interval_of
     from pipelines.config import load_config
     from pipelines.steps.evaluate import run_evaluation, write_report
     from reporting.console import evaluation_table
@@ -239,7 +240,14 @@ def evaluate(
     day = _parse_as_of(as_of)
     report = run_evaluation(data, settings.recommend, day, holdout_days, k, model or None)
     typer.echo(f"trained up to {report.cutoff}, tested up to {report.test_end}, metrics at k={report.k}")
-    typer.echo(evaluation_table(report.table, EVALUATION_COLUMNS))
+    if report.sample is not None:
+        typer.echo(
+            f"measured on {report.sample.sampled:,} of {report.sample.test_consumers:,} test consumers "
+            f"(seed {report.sample.seed}); every metric's 95% interval is in --json"
+        )
+    ndcg_interval = interval_of(MetricCol.NDCG)
+    shown = tuple(c for c in EVALUATION_COLUMNS if c not in INTERVAL_COLUMNS or c in ndcg_interval)
+    typer.echo(evaluation_table(report.table, shown))
     if json_path is not None:
         typer.echo(f"wrote {write_report(report, json_path)}")
 

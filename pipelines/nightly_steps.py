@@ -29,6 +29,8 @@ from pipelines.config import NightlyConfig
 from pipelines.publish import Published, read_manifest
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from pipelines.steps.segment import SegmentationOutcome
     from pipelines.steps.validate import Validated
 
@@ -96,27 +98,27 @@ def fail_open_run(flow_run_id: str, reason: str) -> str | None:
 
 
 def train_and_evaluate(
-    validated: Validated, settings: NightlyConfig, outputs: Path, con: duckdb.DuckDBPyConnection | None = None
+    validated: Validated,
+    settings: NightlyConfig,
+    outputs: Path,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> RecommenderOutcome:
-    """Evaluate the models on the holdout window, fit the production model, write its lists and artifact.
+    """Evaluate the nightly models on the holdout window, fit the production model, write its lists
+    and artifact.
 
-    Runs after the quality gate: its ``quality_alerts.csv`` in ``outputs`` filters the lists
-    (pulled products out, warned ones demoted). ``con`` is the run's engine session.
+    The nightly evaluates ``recommend.nightly_model_names()`` (the production model and the
+    cheap baselines; ``siyu evaluate`` runs the rest) on the seeded test sample. Runs after the
+    quality gate: its ``quality_alerts.csv`` in ``outputs`` filters the lists (pulled products
+    out, warned ones demoted). ``con``: the run's connection over the clean tables (None: the
+    evaluation opens its own).
     """
     from artifact.writer import write_artifact_from_lists
-    from models.evaluation import Protocol, metrics_by_name
-    from pipelines.steps.evaluate import run_evaluation
+    from models.evaluation import metrics_by_name
     from pipelines.steps.recommend import run_recommend
     from pipelines.steps.segment import read_communities
 
-    logger.info("evaluating recommenders on the holdout window before %s", validated.as_of)
-    evaluation = run_evaluation(validated.clean_dir, settings.recommend, as_of=validated.as_of)
+    table, ndcg, sample = _evaluate_tonight(validated, settings, outputs, con)
     production = settings.recommend.production
-    table = evaluation.table
-    write_evaluation(evaluation.to_json(), production, outputs / StepFile.EVALUATION)
-    chosen = (table[MetricCol.MODEL] == production) & (table[MetricCol.PROTOCOL] == Protocol.ALL_ITEMS)
-    ndcg = float(table.loc[chosen, MetricCol.NDCG].iloc[0])
-    logger.info("production model %s: validation NDCG@%d %.4f", production, evaluation.k, ndcg)
     logger.info("fitting %s on everything up to %s and writing the lists", production, validated.as_of)
     lists = run_recommend(
         validated.clean_paths,
@@ -127,7 +129,46 @@ def train_and_evaluate(
     )
     meta = {"as_of": str(validated.as_of), "model": lists.model}  # vocabulary: a value, not a column
     artifact = write_artifact_from_lists(outputs, outputs / Folder.ARTIFACT, meta, read_communities(outputs))
-    return RecommenderOutcome(artifact, ndcg, metrics_by_name(table), lists.model, _log_pyfunc)
+    return RecommenderOutcome(
+        artifact, ndcg, metrics_by_name(table), lists.model, _log_pyfunc, production, sample
+    )
+
+
+def _evaluate_tonight(
+    validated: Validated, settings: NightlyConfig, outputs: Path, con: duckdb.DuckDBPyConnection | None
+) -> tuple[pd.DataFrame, float, str]:
+    """Evaluate the nightly models and write evaluation.json: (table, the production model's
+    all-items NDCG, the window and sample in words)."""
+    from models.evaluation import Protocol, interval_of
+    from pipelines.steps.evaluate import run_evaluation
+
+    recommend = settings.recommend
+    names = recommend.nightly_model_names()
+    logger.info("evaluating %s on the holdout window before %s", ", ".join(names), validated.as_of)
+    evaluation = run_evaluation(
+        validated.clean_dir, recommend, as_of=validated.as_of, model_names=names, con=con
+    )
+    table = evaluation.table
+    write_evaluation(evaluation.to_json(), recommend.production, outputs / StepFile.EVALUATION)
+    chosen = (table[MetricCol.MODEL] == recommend.production) & (
+        table[MetricCol.PROTOCOL] == Protocol.ALL_ITEMS
+    )
+    row = table.loc[chosen].iloc[0]
+    low, high = interval_of(MetricCol.NDCG)
+    logger.info(
+        "production model %s: validation NDCG@%d %.4f (95%% CI %.4f .. %.4f, %d consumers)",
+        recommend.production,
+        evaluation.k,
+        row[MetricCol.NDCG],
+        row[low],
+        row[high],
+        row[MetricCol.CONSUMERS],
+    )
+    sample = evaluation.sample
+    words = f"{evaluation.cutoff}..{evaluation.test_end}"
+    if sample is not None:
+        words += f", {sample.sampled} of {sample.test_consumers} consumers, seed {sample.seed}"
+    return table, float(row[MetricCol.NDCG]), words
 
 
 def write_evaluation(report: dict[str, Any], production: str, path: Path) -> None:

@@ -27,7 +27,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -232,18 +232,29 @@ def register_version(
     return version
 
 
-def judge(client: MlflowClient, model_name: str, version: str, margin: float) -> GateDecision:
+def judge(
+    client: MlflowClient,
+    model_name: str,
+    version: str,
+    margin: float,
+    remeasured: Callable[[str], float | None] | None = None,
+) -> GateDecision:
     """What the champion gate decides for ``version``; moves no alias (``apply_gate`` does, after publishing).
 
     ``version`` becomes champion if its NDCG beats the champion's by more than ``margin``
     (the first version always does); otherwise it becomes the challenger and the champion stays.
+    The champion's NDCG is ``remeasured(champion_version)`` (measured on ``version``'s sample)
+    when that gives one, else the one it was registered with.
     """
     new_ndcg = version_ndcg(client, model_name, version)
     champion = alias_version(client, model_name, CHAMPION)
-    if champion is None or new_ndcg > version_ndcg(client, model_name, champion) + margin:
+    champion_ndcg = math.nan
+    if champion is not None:
+        again = remeasured(champion) if remeasured is not None else None
+        champion_ndcg = again if again is not None else version_ndcg(client, model_name, champion)
+    if champion is None or new_ndcg > champion_ndcg + margin:
         decision = GateDecision(version, CHAMPION, new_ndcg, version, new_ndcg, champion)
     else:
-        champion_ndcg = version_ndcg(client, model_name, champion)
         decision = GateDecision(version, CHALLENGER, new_ndcg, champion, champion_ndcg, champion)
     logger.info(
         "champion gate: version %s (NDCG %.4f) is %s; champion is version %s (NDCG %.4f, margin %.4f)",

@@ -21,7 +21,9 @@ community. The ranker is trained where the truth is known, never on the test win
   labels = ``truth`` (pairs bought in the validation window); the learned weights are handed
   to the **next** ``fit``, which refits the components on its data and uses them.
   ``fit_production`` in ``models.recommenders.training`` does this with the window before
-  the as-of date.
+  the as-of date. ``tune_fitted(truth)`` learns the weights over the components the last
+  ``fit`` left (no second fit): ``fit_production`` uses it on the ranker that evaluation
+  already fitted at the tuning window's start.
 - Every other ``fit(data)`` starts from scratch (``fit(a).fit(b)`` is ``fit(b)``): it tunes
   on a holdout carved out of ``data`` itself: purchases whose latest interaction lies in the
   last ``validation_days`` become labels and are taken out of (or, for repeat buys,
@@ -105,6 +107,17 @@ class RankerRecommender(Recommender):
         self._tuned = None
         self._fit_components(train)
         self._tuned = self._learn_weights(train, truth)
+        self._set_weights(self._tuned)
+        return self
+
+    def tune_fitted(self, truth: pd.DataFrame) -> RankerRecommender:
+        """Like ``tune(self.data_, truth)`` without fitting the components again: the weights are
+        learned over the components as the last ``fit`` left them, for the next ``fit`` to use.
+
+        Production reuses the ranker that evaluation fitted at its cutoff this way, when that
+        cutoff is where the production tuning window starts.
+        """
+        self._tuned = self._learn_weights(self._data, truth)
         self._set_weights(self._tuned)
         return self
 

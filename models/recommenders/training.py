@@ -1,18 +1,23 @@
 """Recommender settings (the ``recommend:`` config section) and fitting models the way production does.
 
 ``RecommendConfig`` names every model to build (``models``: name → ``{kind, params}``), which
-one is production, the interaction weights and the evaluation windows. ``fit_production``
+one is production, the interaction weights and the evaluation windows and sample. ``fit_production``
 trains a model as of a date: models that learn from a validation window (the ranker) are
 tuned on the ``validation_days`` before the as-of date, then every model is fitted on all
-data up to the as-of date. ``build_data`` is the one way interaction data are assembled.
+data up to the as-of date. When the evaluation already fitted the same model at the start of
+that window (``FittedModel``; the nightly with ``validation_days == holdout_days``), its
+components are reused and only the weights are learned (``RankerRecommender.tune_fitted``).
+``build_data`` is the one way interaction data are assembled.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.interactions import (
@@ -59,6 +64,10 @@ class ModelSpec(BaseModel):
         return registered_models()[self.kind](**self.params)
 
 
+# Kinds too slow to fit every night at scale (tens of minutes at 10M lines): left to `siyu evaluate`.
+EXPENSIVE_KINDS: frozenset[str] = frozenset({"als", "bpr", "lightfm"})
+
+
 def default_models() -> dict[str, ModelSpec]:
     """The models ``siyu evaluate`` compares by default (tuned on Online Retail's validation window)."""
     specs: dict[str, tuple[str, dict[str, Any]]] = {
@@ -85,7 +94,18 @@ class EvaluationSettings(BaseModel):
     holdout_days: int = Field(30, gt=0, description="Test window: the last days of the data.")
     validation_days: int = Field(30, gt=0, description="Tuning window: the days before the test window.")
     k: int = Field(10, gt=0, description="List length the metrics are computed at.")
-    models: list[str] | None = Field(None, description="Models to evaluate (names in models:); empty = all.")
+    models: list[str] | None = Field(
+        None, description="Models siyu evaluate compares (names in models:); empty = all."
+    )
+    nightly_models: list[str] | None = Field(
+        None,
+        description="Models the nightly evaluates (the production model always is); "
+        "empty = every model whose kind is not als, bpr or lightfm.",
+    )
+    sample_consumers: int | None = Field(
+        50_000, gt=0, description="Test consumers measured (a seeded sample); empty = all."
+    )
+    seed: int = Field(0, description="Seed of the test-consumer sample.")
 
 
 class RecommendConfig(BaseModel):
@@ -105,10 +125,32 @@ class RecommendConfig(BaseModel):
             raise ValueError(
                 f"production model {self.production!r} is not in models: ({sorted(self.models)})"
             )
-        unknown = set(self.evaluation.models or ()) - set(self.models)
-        if unknown:
-            raise ValueError(f"evaluation.models names unknown models {sorted(unknown)}")
+        for key in ("models", "nightly_models"):
+            unknown = set(getattr(self.evaluation, key) or ()) - set(self.models)
+            if unknown:
+                raise ValueError(
+                    f"evaluation.{key} names unknown models {sorted(unknown)}; "
+                    f"configured: {sorted(self.models)}"
+                )
         return self
+
+    def nightly_model_names(self) -> list[str]:
+        """The models the nightly evaluates: the production model first, then ``nightly_models``
+        (default: every configured model whose kind is not in ``EXPENSIVE_KINDS``)."""
+        chosen = self.evaluation.nightly_models
+        if chosen is None:
+            chosen = [name for name, spec in self.models.items() if spec.kind not in EXPENSIVE_KINDS]
+        return [self.production, *(name for name in chosen if name != self.production)]
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """A configured model (``name`` in ``recommend.models``) fitted on the data up to ``cutoff``:
+    what the evaluation hands to production so that production need not fit it again."""
+
+    name: str
+    model: Recommender
+    cutoff: Cutoff
 
 
 def build_data(
@@ -121,21 +163,35 @@ def build_data(
     )
 
 
+def validation_window(
+    con: duckdb.DuckDBPyConnection,
+    as_of: Cutoff,
+    validation_days: int,
+    interactions: InteractionConfig | None = None,
+) -> tuple[InteractionData, pd.DataFrame]:
+    """The data up to the start of the ``validation_days`` ending at ``as_of``, and the pairs
+    bought in that window (what ``tune`` learns from)."""
+    start = cutoff_before(as_of, validation_days)
+    return build_data(con, start, interactions), purchased_pairs(con, start, as_of)
+
+
 def tune_on_window(
     model: Recommender,
     con: duckdb.DuckDBPyConnection,
     as_of: Cutoff,
     validation_days: int,
     interactions: InteractionConfig | None = None,
+    window: tuple[InteractionData, pd.DataFrame] | None = None,
 ) -> Recommender:
-    """Tune ``model`` (if it has ``tune``) on the ``validation_days`` ending at ``as_of``."""
+    """Tune ``model`` (if it has ``tune``) on the ``validation_days`` ending at ``as_of``;
+    ``window``: that window's ``validation_window`` when the caller already built it."""
     tune = getattr(model, "tune", None)
     if tune is None:
         return model
-    start = cutoff_before(as_of, validation_days)
-    train = build_data(con, start, interactions)
-    truth = purchased_pairs(con, start, as_of)
-    logger.info("tuning %s on the window %s .. %s", model.name, start, as_of)
+    train, truth = (
+        window if window is not None else validation_window(con, as_of, validation_days, interactions)
+    )
+    logger.info("tuning %s on the %d days before %s", model.name, validation_days, as_of)
     tune(train, truth)
     return model
 
@@ -146,8 +202,30 @@ def fit_production(
     config: RecommendConfig,
     name: str | None = None,
     data: InteractionData | None = None,
+    evaluated: FittedModel | None = None,
 ) -> Recommender:
-    """Tune (on the window before ``as_of``) and fit the named model (default: production) as of ``as_of``."""
-    spec = config.models[name or config.production]
-    model = tune_on_window(spec.build(), con, as_of, config.evaluation.validation_days, config.interactions)
+    """Tune (on the window before ``as_of``) and fit the named model (default: production) as of ``as_of``.
+
+    ``evaluated``: the same model as the evaluation fitted it. When it was fitted at the start of
+    the tuning window (``cutoff_before(as_of, validation_days)``) and can learn its weights over
+    fitted components (``tune_fitted``), it is reused: the weights are learned on the window and
+    only the fit up to ``as_of`` remains; otherwise a fresh model is tuned as always.
+    """
+    name = name or config.production
+    days = config.evaluation.validation_days
+    if evaluated is not None and _reusable(evaluated, name, cutoff_before(as_of, days)):
+        logger.info("tuning %s on the components the evaluation fitted at %s", name, evaluated.cutoff)
+        model = evaluated.model
+        model.tune_fitted(purchased_pairs(con, evaluated.cutoff, as_of))  # type: ignore[attr-defined]
+    else:
+        model = tune_on_window(config.models[name].build(), con, as_of, days, config.interactions)
     return model.fit(data if data is not None else build_data(con, as_of, config.interactions))
+
+
+def _reusable(evaluated: FittedModel, name: str, window_start: Cutoff) -> bool:
+    """Whether ``evaluated`` is model ``name`` fitted at ``window_start`` and can be tuned as fitted."""
+    return (
+        evaluated.name == name
+        and evaluated.cutoff == window_start
+        and hasattr(evaluated.model, "tune_fitted")
+    )

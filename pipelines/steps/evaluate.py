@@ -1,19 +1,26 @@
 """The ``siyu evaluate`` step: every configured model × protocol on a temporal holdout, as one table.
 
-Reads the data directory through the DuckDB engine, splits at ``last order day − holdout_days``
-(or ``--as-of``), tunes the models that learn from a validation window on the days *before*
-that cutoff, fits everything up to the cutoff and measures the next ``holdout_days`` with
-``models.evaluation.evaluate_models``. Writes nothing but the optional JSON report.
+Reads the data directory through the DuckDB engine (or the run's connection), splits at
+``last order day − holdout_days`` (or ``--as-of``), tunes the models that learn from a
+validation window on the days *before* that cutoff (the window is built once for all of them),
+fits everything up to the cutoff and measures the next ``holdout_days`` with
+``models.evaluation.evaluate_models`` on a seeded sample of the test consumers
+(``evaluation.sample_consumers``, ``evaluation.seed``): every model on the same sample.
+
+The report keeps the fitted models and the data at the cutoff, so that production can reuse
+them (``EvaluationReport.fitted``, ``models.recommenders.training.fit_production``). Writes
+nothing but the optional JSON report.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from features.asof import AsOf
@@ -22,29 +29,64 @@ from features.engine import connect
 from features.errors import SiyuError
 from features.files import write_text_atomically
 from features.interactions import latest_activity
-from features.vocabulary import EvaluationKey
-from models.evaluation import TimeSplit, evaluate_models, make_task
-from models.recommenders.training import RecommendConfig, tune_on_window
+from features.vocabulary import EvaluationKey, SampleKey
+from models.evaluation import CONFIDENCE_METHOD, TimeSplit, evaluate_models, make_task
+from models.recommenders.base import InteractionData, Recommender
+from models.recommenders.training import (
+    FittedModel,
+    RecommendConfig,
+    tune_on_window,
+    validation_window,
+)
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class EvaluationSample:
+    """The test consumers the metrics average over: ``sampled`` of ``test_consumers``, seeded."""
+
+    test_consumers: int
+    sampled: int
+    seed: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            SampleKey.TEST_CONSUMERS: self.test_consumers,
+            SampleKey.SAMPLED: self.sampled,
+            SampleKey.SEED: self.seed,
+            SampleKey.CONFIDENCE: CONFIDENCE_METHOD,
+        }
+
+
+@dataclass(frozen=True)
 class EvaluationReport:
-    """The measured table and the windows it comes from."""
+    """The measured table, the windows and the sample it comes from; the fitted models (name →
+    model, fitted on ``train``, the data up to ``split.cutoff``) for production to reuse."""
 
     table: pd.DataFrame
     cutoff: date
     test_end: date
     k: int
+    sample: EvaluationSample | None = None
+    split: TimeSplit | None = None
+    train: InteractionData | None = field(default=None, repr=False)
+    models: dict[str, Recommender] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, object]:
         return {
             EvaluationKey.CUTOFF: str(self.cutoff),
             EvaluationKey.TEST_END: str(self.test_end),
             EvaluationKey.K: self.k,
+            EvaluationKey.SAMPLE: self.sample.to_json() if self.sample is not None else None,
             EvaluationKey.RESULTS: json.loads(self.table.to_json(orient="records")),
         }
+
+    def fitted(self, name: str) -> FittedModel | None:
+        """Model ``name`` as this evaluation fitted it (at the split's cutoff), or None."""
+        if name not in self.models or self.split is None:
+            return None
+        return FittedModel(name, self.models[name], self.split.cutoff)
 
 
 def contract_tables(data_dir: Path) -> dict[str, Path]:
@@ -68,29 +110,50 @@ def run_evaluation(
     holdout_days: int | None = None,
     k: int | None = None,
     model_names: list[str] | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> EvaluationReport:
     """Evaluate the configured models; ``as_of`` (default: the day of the latest order line) is
-    the last day of the test window."""
+    the last day of the test window. ``model_names`` default: ``evaluation.models``, else all.
+    ``con``: the run's connection over the clean tables; None opens one over ``data_dir``."""
     settings = config.evaluation
     holdout_days = holdout_days or settings.holdout_days
     k = k or settings.k
-    con = connect(contract_tables(data_dir))
+    names = _model_names(config, model_names)
+    con = con if con is not None else connect(contract_tables(data_dir))
     last = AsOf.of(as_of if as_of is not None else latest_activity(con))
     split = TimeSplit.holdout(last, holdout_days)
-    names = model_names or settings.models or list(config.models)
+    full = make_task(con, split, config.interactions)
+    task = full.sample(settings.sample_consumers, settings.seed)
+    models = _tuned_models(con, config, names, split)
+    table = evaluate_models(models, task, k)
+    sample = EvaluationSample(full.consumers, task.consumers, settings.seed)
+    return EvaluationReport(
+        table, last.days_before(holdout_days).date, last.date, k, sample, split, task.train, models
+    )
+
+
+def _model_names(config: RecommendConfig, model_names: list[str] | None) -> list[str]:
+    names = model_names or config.evaluation.models or list(config.models)
     unknown = [name for name in names if name not in config.models]
     if unknown:
         raise SiyuError(
             f"models {unknown} are not configured\n"
             f"  fix: use names from recommend.models: {sorted(config.models)}"
         )
-    task = make_task(con, split, config.interactions)
-    models = {}
-    for name in names:
-        model = config.models[name].build()
-        models[name] = tune_on_window(model, con, split.cutoff, settings.validation_days, config.interactions)
-    table = evaluate_models(models, task, k)
-    return EvaluationReport(table, last.days_before(holdout_days).date, last.date, k)
+    return names
+
+
+def _tuned_models(
+    con: duckdb.DuckDBPyConnection, config: RecommendConfig, names: list[str], split: TimeSplit
+) -> dict[str, Recommender]:
+    """Fresh models; those that learn from a window are tuned on the one validation window."""
+    models = {name: config.models[name].build() for name in names}
+    days = config.evaluation.validation_days
+    if any(hasattr(model, "tune") for model in models.values()):
+        window = validation_window(con, split.cutoff, days, config.interactions)
+        for model in models.values():
+            tune_on_window(model, con, split.cutoff, days, config.interactions, window=window)
+    return models
 
 
 def write_report(report: EvaluationReport, path: Path) -> Path:

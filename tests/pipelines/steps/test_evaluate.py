@@ -38,8 +38,11 @@ def test_evaluate_prints_one_table_and_writes_json(
     assert run_cli(monkeypatch, *args, "--model", "repeat", "--model", "popularity_global") == 0
     out = capsys.readouterr().out
     assert "metrics at k=5" in out and "popularity_global" in out and "new_items" in out
+    assert "test consumers (seed 0)" in out and "ndcg_ci_low" in out and "recall_ci_low" not in out
     written = json.loads(report.read_text())
     assert written["k"] == 5
+    assert written["sample"]["sampled"] == written["sample"]["test_consumers"]  # fewer than 50,000
+    assert all(r["ndcg_ci_low"] <= r["ndcg"] <= r["ndcg_ci_high"] for r in written["results"])
     assert {(r["model"], r["protocol"]) for r in written["results"]} == {
         (m, p) for m in ("repeat", "popularity_global") for p in ("all_items", "new_items")
     }
