@@ -330,13 +330,87 @@ def known_ids(seen: SeenHashes, ids: pd.Series) -> pd.Series:
     return pd.Series(seen.contains(id_hashes(ids)), index=ids.index) & ids.notna()
 
 
+@dataclass
+class ColumnNotes:
+    """What a table's values say about whole columns, gathered chunk by chunk (and file by file):
+    a column none of whose values can be read, or whose dates are all day/month texts, stops
+    the run (``check``) once the whole table has been seen."""
+
+    readable: set[str] = field(default_factory=set)
+    unreadable_example: dict[str, object] = field(default_factory=dict)
+    day_month_example: dict[str, str] = field(default_factory=dict)
+    other_forms: set[str] = field(default_factory=set)
+
+    def merge(self, later: ColumnNotes) -> None:
+        """Add the notes of the table's next file (examples: the first one met is kept)."""
+        self.readable |= later.readable
+        self.other_forms |= later.other_forms
+        for name, example in later.unreadable_example.items():
+            self.unreadable_example.setdefault(name, example)
+        for name, text in later.day_month_example.items():
+            self.day_month_example.setdefault(name, text)
+
+    def check(self, spec: TableSpec, source: str) -> None:
+        """Raise ``ContractError`` for a column with no readable value, or dates only day/month."""
+        for name in spec.column_names:
+            if name in self.day_month_example and name not in self.other_forms:
+                raise ContractError(
+                    source,
+                    f"dates are written day/month or month/day (e.g. {self.day_month_example[name]!r}), "
+                    "which cannot be read without guessing",
+                    "write dates as ISO 8601: YYYY-MM-DD or YYYY-MM-DD HH:MM:SS",
+                    column=name,
+                )
+            if name in self.unreadable_example and name not in self.readable:
+                example = self.unreadable_example[name]
+                raise ContractError(
+                    source,
+                    f"no value can be read as {_KIND_WORDS[spec.column(name).kind]} (e.g. {example!r})",
+                    f"check that this is the right column, or map the right one in the config "
+                    f"(data.columns.{spec.name})",
+                    column=name,
+                )
+
+
+class SeenRows:
+    """The hashes of the rows (and of each key) a table has met so far, across its files in
+    order: a later copy of any of them is a duplicate."""
+
+    def __init__(self, spec: TableSpec) -> None:
+        self.rows = SeenHashes()
+        self.keys = {(key,): SeenHashes() for key in spec.key}
+        if spec.line_key:
+            self.keys[spec.line_key] = SeenHashes()
+
+    def named(self) -> dict[str, SeenHashes]:
+        """Every set by a name fit for a file: ``row`` and the key's columns joined by ``+``."""
+        return {ROW_HASHES: self.rows, **{"+".join(key): seen for key, seen in self.keys.items()}}
+
+
+ROW_HASHES = "row"
+ORDER_LINE_IDS = "order_line"
+
+
+@dataclass(frozen=True)
+class PartFacts:
+    """What one file of a table holds that decides how other tables and the as-of date act on
+    it, whatever the run: its latest event or other non-scheduled time (None: none readable),
+    and per referencing column (and ``order_line`` for complaints, ``order_id`` for orders) the
+    distinct id hashes of all its rows."""
+
+    latest_time: pd.Timestamp | None
+    ids: dict[str, np.ndarray]
+
+
 class TableValidator:
     """Validates one table chunk by chunk, in file order.
 
     ``as_of`` places the run in time (rows after ``as_of.end`` are out of the window),
     ``config`` holds the row rules, ``known`` the ids references may take and
     ``inconsistent_orders`` the order ids ``find_inconsistent_orders`` found. ``now`` is
-    the run's wall-clock time (default: the clock). Call ``check`` on every chunk, then
+    the run's wall-clock time (default: the clock). ``seen`` carries the rows of the
+    table's earlier files (a table landed as several files is validated file by file, each
+    by its own validator sharing one ``SeenRows``). Call ``check`` on every chunk, then
     ``report``.
     """
 
@@ -349,6 +423,7 @@ class TableValidator:
         known: KnownIds | None = None,
         inconsistent_orders: SeenHashes | None = None,
         now: datetime | None = None,
+        seen: SeenRows | None = None,
     ) -> None:
         self.spec = CONTRACT[table]
         self.source = source
@@ -362,14 +437,11 @@ class TableValidator:
         self._rows_out_of_window = 0
         self._reasons: Counter[str] = Counter()
         self._flagged: Counter[str] = Counter()
-        self._seen_rows = SeenHashes()
-        self._seen_keys = {(key,): SeenHashes() for key in self.spec.key}
-        if self.spec.line_key:
-            self._seen_keys[self.spec.line_key] = SeenHashes()
-        self._readable: set[str] = set()
-        self._unreadable_example: dict[str, object] = {}
-        self._day_month_example: dict[str, str] = {}
-        self._other_forms: set[str] = set()
+        self._seen = seen or SeenRows(self.spec)
+        self._met: dict[str, list[np.ndarray]] = {name: [] for name in self._seen.named()}
+        self.notes = ColumnNotes()
+        self._ids: dict[str, list[np.ndarray]] = {column: [] for column in _fact_columns(self.spec)}
+        self._latest_time: pd.Timestamp | None = None
 
     def check(self, chunk: pd.DataFrame) -> CheckedChunk:
         """Split one chunk (the next rows of the file, as read) into clean and quarantined rows;
@@ -378,6 +450,7 @@ class TableValidator:
         typed, unparseable = coerce_table(self.spec, whole, self.config.timezone)
         self._note_readability(whole, unparseable)
         self._note_timestamp_forms(whole)
+        self._note_facts(typed)
         in_window = self._in_window(typed)
         source_rows = np.flatnonzero(in_window) + self._rows_read + 1
         source = whole.loc[in_window].reset_index(drop=True)
@@ -404,26 +477,11 @@ class TableValidator:
     def rows_read(self) -> int:
         return self._rows_read
 
-    def report(self) -> TableReport:
-        """What was done to the table; fails when a column has no readable value in the whole file."""
-        for name in self.spec.column_names:
-            if name in self._day_month_example and name not in self._other_forms:
-                raise ContractError(
-                    self.source,
-                    f"dates are written day/month or month/day (e.g. {self._day_month_example[name]!r}), "
-                    "which cannot be read without guessing",
-                    "write dates as ISO 8601: YYYY-MM-DD or YYYY-MM-DD HH:MM:SS",
-                    column=name,
-                )
-            if name in self._unreadable_example and name not in self._readable:
-                example = self._unreadable_example[name]
-                raise ContractError(
-                    self.source,
-                    f"no value can be read as {_KIND_WORDS[self.spec.column(name).kind]} (e.g. {example!r})",
-                    f"check that this is the right column, or map the right one in the config "
-                    f"(data.columns.{self.spec.name})",
-                    column=name,
-                )
+    def report(self, check_columns: bool = True) -> TableReport:
+        """What was done to the table; fails when a column has no readable value in the whole
+        file (``check_columns`` False: the caller checks the notes of all of a table's files)."""
+        if check_columns:
+            self.notes.check(self.spec, self.source)
         return TableReport(
             table=self.spec.name,
             source=self.source,
@@ -435,6 +493,27 @@ class TableValidator:
             flagged=dict(sorted(self._flagged.items())),
         )
 
+    def met(self) -> dict[str, np.ndarray]:
+        """Per ``SeenRows.named`` set, the hashes this validator's rows added to it."""
+        return {name: _concat_hashes(arrays) for name, arrays in self._met.items()}
+
+    def facts(self) -> PartFacts:
+        """The facts of the rows checked (see ``PartFacts``)."""
+        ids = {column: np.unique(_concat_hashes(arrays)) for column, arrays in self._ids.items()}
+        return PartFacts(self._latest_time, ids)
+
+    def _note_facts(self, typed: pd.DataFrame) -> None:
+        for column in self._ids:
+            names = column.split("+")
+            if set(names) <= set(typed.columns):
+                ids = typed[names].dropna().drop_duplicates()
+                self._ids[column].append(_id_hashes(ids))
+        for column in self.spec.columns:
+            if column.kind == "timestamp" and not column.scheduled and column.name in typed.columns:
+                latest = typed[column.name].max()
+                if pd.notna(latest) and (self._latest_time is None or latest > self._latest_time):
+                    self._latest_time = latest
+
     def _in_window(self, typed: pd.DataFrame) -> np.ndarray:
         """Rows whose event time is before the as-of end, or impossible (those are judged)."""
         column = self.spec.event_time
@@ -444,39 +523,45 @@ class TableValidator:
         return ~((times >= self._end) & (times <= self._rules.latest)).to_numpy()
 
     def _note_readability(self, source: pd.DataFrame, unparseable: dict[str, pd.Series]) -> None:
+        notes = self.notes
         for name, failed in unparseable.items():
-            if name in self._readable:
+            if name in notes.readable:
                 continue
             if (source[name].notna() & ~failed).any():
-                self._readable.add(name)
-            elif failed.any() and name not in self._unreadable_example:
-                self._unreadable_example[name] = source[name][failed].iloc[0]
+                notes.readable.add(name)
+            elif failed.any() and name not in notes.unreadable_example:
+                notes.unreadable_example[name] = source[name][failed].iloc[0]
 
     def _note_timestamp_forms(self, source: pd.DataFrame) -> None:
         """Remember, per timestamp column, a day/month value and whether any value has another form."""
+        notes = self.notes
         for name in source.columns:
-            if self.spec.column(name).kind != "timestamp" or name in self._other_forms:
+            if self.spec.column(name).kind != "timestamp" or name in notes.other_forms:
                 continue
             text = _text(source[name])
             if text is None:
-                self._other_forms.add(name)
+                notes.other_forms.add(name)
                 continue
             day_month = text.str.match(_DAY_MONTH).fillna(False).astype(bool)
             if (text.notna() & ~day_month).any():
-                self._other_forms.add(name)
+                notes.other_forms.add(name)
             ambiguous = _ambiguous_day_month(text)
-            if ambiguous.any() and name not in self._day_month_example:
-                self._day_month_example[name] = str(text[ambiguous].iloc[0])
+            if ambiguous.any() and name not in notes.day_month_example:
+                notes.day_month_example[name] = str(text[ambiguous].iloc[0])
 
     def _duplicates(self, typed: pd.DataFrame) -> dict[str, np.ndarray]:
         """Per duplicate reason, the rows that repeat an earlier row (or key) of the file.
         A row that repeats a whole earlier row is reported once, as duplicate_row."""
-        exact = self._seen_rows.repeats(_row_hashes(typed))
+        rows = _row_hashes(typed)
+        exact = self._seen.rows.repeats(rows)
+        self._met[ROW_HASHES].append(rows[~exact])
         found = {DUPLICATE_ROW: exact}
-        for key, seen in self._seen_keys.items():
+        for key, seen in self._seen.keys.items():
             present = typed[list(key)].notna().all(axis=1).to_numpy()
             repeated = np.zeros(len(typed), dtype=bool)
-            repeated[present] = seen.repeats(_row_hashes(typed.loc[present, list(key)]))
+            hashes = _row_hashes(typed.loc[present, list(key)])
+            repeated[present] = seen.repeats(hashes)
+            self._met["+".join(key)].append(hashes[~repeated[present]])
             reason = DUPLICATE_ORDER_LINE if key == self.spec.line_key else reason_duplicate_key(key[0])
             found[reason] = repeated & ~exact
         return found
@@ -509,6 +594,20 @@ class TableValidator:
                 unknown = int((clean[column].notna() & ~known_ids(seen, clean[column])).sum())
                 if unknown:
                     self._flagged[reason_unknown_reference(column)] += unknown
+
+
+def _fact_columns(spec: TableSpec) -> list[str]:
+    """The id columns whose distinct values ``PartFacts`` keeps for a table (pairs joined by +)."""
+    columns = [column for (table, column) in REFERENCES if table == spec.name]
+    if spec.name == Table.COMPLAINTS:
+        columns.append(f"{Col.ORDER_ID}+{Col.PRODUCT_ID}")
+    if spec.name == Table.ORDERS:
+        columns.append(Col.ORDER_ID)
+    return columns
+
+
+def _concat_hashes(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.empty(0, dtype=np.uint64), *arrays]).astype(np.uint64)
 
 
 def order_line_hashes(orders: pd.DataFrame) -> np.ndarray:
