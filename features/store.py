@@ -271,6 +271,7 @@ def _validate_part(
         ):
             for chunk in part.chunks(run.chunk_rows):
                 checked = validator.check(chunk)
+                bar.advance(len(chunk))
                 clean.write(checked.clean)
                 if len(checked.quarantine):
                     pickle.dump(checked.quarantine, spool, protocol=pickle.HIGHEST_PROTOCOL)
