@@ -235,14 +235,16 @@ def _validate_table(
 def _inconsistent_orders(entries: list[FileEntry], run: _Run) -> SeenHashes:
     """The orders whose in-window lines disagree, over every file (each file's distinct
     headers are read once and kept in its cache folder)."""
-    frames = []
-    for entry in entries:
-        headers = entry.headers()
-        if headers is None:
+    frames = {entry.key: entry.headers() for entry in entries}
+    missing = [entry for entry in entries if frames[entry.key] is None]
+    total = sum(entry.part.rows or 0 for entry in missing)
+    with progress("reading order headers", total=total or None, unit="rows") as bar:
+        for entry in missing:
             headers = order_headers(entry.part, run.config, run.chunk_rows).distinct()
             entry.save_headers(headers)
-        frames.append(headers)
-    return OrderHeaders(frames).conflicting(run.as_of.end_timestamp, run.latest)
+            frames[entry.key] = headers
+            bar.advance(entry.part.rows or 0)
+    return OrderHeaders(frames.values()).conflicting(run.as_of.end_timestamp, run.latest)
 
 
 def _validate_part(

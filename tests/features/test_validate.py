@@ -254,3 +254,22 @@ def test_seen_hashes_flag_repeats_within_and_across_chunks() -> None:
     assert first.tolist() == [False, False, True]
     assert second.tolist() == [True, False, True, False]
     assert len(seen) == 4
+
+
+def test_seen_hashes_answer_like_a_set_over_many_chunks() -> None:
+    """The sorted runs merge as chunks arrive; every answer is what a plain set would give."""
+    rng = np.random.default_rng(7)
+    seen, reference = SeenHashes(), set()
+    for size in [1, 5, 3, 40, 2, 2, 100, 7, 1, 60]:
+        chunk = rng.integers(0, 200, size=size).astype(np.uint64)
+        expected = []
+        for value in chunk.tolist():
+            expected.append(value in reference)
+            reference.add(value)
+        assert seen.repeats(chunk).tolist() == expected
+    assert len(seen) == len(reference) and seen.values().tolist() == sorted(reference)
+    assert len(seen._runs) <= 1 + int(np.log2(len(reference)))  # a few runs, not one per chunk
+    probe = np.array([0, 199, 500], dtype=np.uint64)
+    assert seen.contains(probe).tolist() == [v in reference for v in probe.tolist()]
+    seen.add(np.array([500, 500], dtype=np.uint64))
+    assert seen.contains(probe).tolist()[2] and len(seen) == len(reference) + 1
