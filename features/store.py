@@ -1,20 +1,27 @@
-"""Validating a data set table by table, a chunk at a time, and writing what comes out.
+"""Validating a data set table by table, file by file, a chunk at a time, and writing what comes out.
 
 Layout under ``out_dir``::
 
-    clean/<table>.parquet        typed rows that passed every check
+    clean/<table>.parquet        typed rows that passed every check (one file per table, also
+                                 when the table was read from a directory of parts)
     quarantine/<table>.csv       rows set aside, as read, with source_row and quarantine_reason
     validation.json              rows read / kept / quarantined / out of the window per table,
                                  quarantine reasons and flagged references
+    cache/<table>/...            each input file's outcome, reused by later runs
+                                 (``features.validation_cache``)
 
-Only one chunk of a table (plus the 64-bit hashes ``features.validate`` keeps between
-chunks: of rows and keys met, and of the clean ids other tables refer to) is in memory at
-a time: clean rows are appended to a Parquet file, and quarantined rows to a spool that is
-rendered as CSV once the table is done (so that a
-date column is formatted the same way in every row, as pandas would format the whole
-quarantine). Every file is written beside its final name (``.partial``) and all are
+A table is validated file by file in path order (one file, or the parts of a directory),
+each file either validated into a new cache folder or, when nothing it depends on changed,
+taken from the cache; the clean file and the quarantine file are then joined from the
+files' outcomes. Only one chunk of a file (plus the 64-bit hashes ``features.validate``
+keeps between chunks and files: of rows and keys met, and of the clean ids other tables
+refer to) is in memory at a time: clean rows are appended to a Parquet file, and
+quarantined rows to a spool that is rendered as CSV once the table is done (so that a date
+column is formatted the same way in every row, as pandas would format the whole
+quarantine). Every output file is written beside its final name (``.partial``) and all are
 renamed into place only when every table has been validated: a run stopped by a
-file-level error leaves no half-written file and replaces none of an earlier run's.
+file-level error leaves no half-written file, replaces none of an earlier run's, and
+removes the cache folders it made.
 """
 
 from __future__ import annotations
