@@ -5,7 +5,7 @@ kept under ``validated/cache/<table>/`` in two levels::
 
     <file key>/                 the file's content (sha256 of its bytes) + the settings
         facts.json, facts_ids.npz   facts that do not depend on the run (``PartFacts``)
-        headers.parquet         orders only: the distinct (order, header, time) of its lines
+        headers.npz             orders only: the distinct (order, header, time) of its lines
         <run key>/              the outcome of one validation of it:
             clean.parquet         its clean rows
             quarantine.pkl        its quarantined rows as read (source_row counted in the file)
@@ -159,14 +159,19 @@ class FileEntry:
         _write_text(self.path / "facts.json", json.dumps({"latest_time": latest}) + "\n")
 
     def headers(self) -> pd.DataFrame | None:
-        path = self.path / "headers.parquet"
-        return pd.read_parquet(path) if path.exists() else None
+        """The file's distinct (order, header, time) triples (``OrderHeaders.distinct``), if kept."""
+        path = self.path / "headers.npz"
+        if not path.exists():
+            return None
+        with np.load(path) as stored:
+            return pd.DataFrame({name: stored[name] for name in ("order", "header", "time")})
 
     def save_headers(self, headers: pd.DataFrame) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        target = self.path / "headers.parquet"
+        target = self.path / "headers.npz"
         partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
-        headers.to_parquet(partial, index=False)
+        with partial.open("wb") as handle:
+            np.savez(handle, **{name: headers[name].to_numpy() for name in ("order", "header", "time")})
         partial.replace(target)
 
     def result(self, run: str) -> ResultEntry:
