@@ -335,9 +335,12 @@ class _TableTally:
     def feed_pending(self) -> None:
         """Remember the rows of the cached files before a file that is validated again."""
         named = self.seen.named()
+        gathered: dict[str, list[np.ndarray]] = {name: [] for name in named}
         for result in self._pending:
             for name, hashes in result.seen().items():
-                named[name].add(hashes)
+                gathered[name].append(hashes)
+        for name, arrays in gathered.items():
+            named[name].add(_concat(arrays))  # one sort for all of them
         self._pending.clear()
 
     def _add(self, result: ResultEntry, outcome: PartOutcome) -> None:
