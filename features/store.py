@@ -247,10 +247,9 @@ def _inconsistent_orders(entries: list[FileEntry], run: _Run) -> SeenHashes:
     total = sum(entry.part.rows or 0 for entry in missing)
     with progress("reading order headers", total=total or None, unit="rows") as bar:
         for entry in missing:
-            headers = order_headers(entry.part, run.config, run.chunk_rows).distinct()
+            headers = order_headers(entry.part, run.config, run.chunk_rows, bar).distinct()
             entry.save_headers(headers)
             frames[entry.key] = headers
-            bar.advance(entry.part.rows or 0)
     return OrderHeaders(frames.values()).conflicting(run.as_of.end_timestamp, run.latest)
 
 

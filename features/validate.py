@@ -75,6 +75,7 @@ from features.contract import (
     typed_schema,
 )
 from features.errors import ContractError, MissingTableError, QuarantineLimitExceeded
+from features.progress import Progress
 from features.reader import RawTable
 
 logger = logging.getLogger(__name__)
@@ -642,10 +643,14 @@ def find_inconsistent_orders(
 
 
 def order_headers(
-    orders: RawTable, config: ValidationConfig, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    orders: RawTable,
+    config: ValidationConfig,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    bar: Progress | None = None,
 ) -> OrderHeaders:
     """The distinct (order, header, time) of the order lines with readable, plain ids and a
-    time not before ``validation.earliest``, whatever the as-of date (see ``OrderHeaders``)."""
+    time not before ``validation.earliest``, whatever the as-of date (see ``OrderHeaders``);
+    ``bar`` is advanced by the rows of each chunk read."""
     spec, earliest = CONTRACT[Table.ORDERS], pd.Timestamp(config.earliest)
     header = [Col.CONSUMER_ID, Col.DISTRIBUTOR_ID, Col.ORDERED_AT]
     headers = OrderHeaders()
@@ -657,6 +662,8 @@ def order_headers(
         lines = typed.loc[usable]
         times = lines[Col.ORDERED_AT].to_numpy(dtype="datetime64[ns]").view(np.int64)
         headers.add(_id_hashes(lines[[Col.ORDER_ID]]), _row_hashes(lines[header]), times)
+        if bar is not None:
+            bar.advance(len(chunk))
     return headers
 
 
