@@ -300,6 +300,8 @@ class OrderHeaders:
         empty = pd.DataFrame(
             {"order": np.empty(0, np.uint64), "header": np.empty(0, np.uint64), "time": np.empty(0, np.int64)}
         )
+        if len(self._frames) == 1:
+            return self._frames[0].drop_duplicates(["order", "header"])
         return pd.concat([empty, *self._frames], ignore_index=True).drop_duplicates(["order", "header"])
 
     def conflicting(self, end: pd.Timestamp, latest: pd.Timestamp) -> SeenHashes:
@@ -307,8 +309,9 @@ class OrderHeaders:
         timed before ``end`` (and not after ``latest``, the bound of an impossible future)."""
         lines = self.distinct()
         lines = lines[(lines["time"] < end.value) & (lines["time"] <= latest.value)]
-        headers_per_order = lines.groupby("order")["header"].nunique()
-        return SeenHashes(headers_per_order.index[headers_per_order > 1].to_numpy(dtype=np.uint64))
+        # One row per distinct (order, header): an order met twice has two headers.
+        repeated = lines["order"].duplicated(keep=False).to_numpy()
+        return SeenHashes(lines["order"].to_numpy(dtype=np.uint64)[repeated])
 
 
 @dataclass(frozen=True)
