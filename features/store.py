@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 import secrets
 import shutil
@@ -397,12 +396,14 @@ def _write_table(raw: TableInput, tally: _TableTally, run: _Run) -> None:
 
 
 def _join_clean(parts: list[Path], target: Path) -> None:
-    """One Parquet file of the clean parts in order (a single part is linked, not copied)."""
+    """One Parquet file of the clean parts in order (a single part is copied as it is).
+
+    Not a hard link: renaming a link onto another link of the same file does nothing (POSIX
+    rename), which would leave the ``.partial`` behind and share the cache's file.
+    """
+    target.unlink(missing_ok=True)
     if len(parts) == 1:
-        try:
-            os.link(parts[0], target)
-        except OSError:
-            shutil.copyfile(parts[0], target)
+        shutil.copyfile(parts[0], target)
         return
     schema = pa.unify_schemas([pq.read_schema(part) for part in parts])
     with pq.ParquetWriter(target, schema) as writer:
