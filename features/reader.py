@@ -306,15 +306,24 @@ def open_table_file(
     return RawTable(table, path, columns, rows, float_columns, object_columns)
 
 
+def _first_repeat(names: list[str]) -> str | None:
+    """The first name that appears a second time in ``names`` (None when all differ)."""
+    met: set[str] = set()
+    for name in names:
+        if name in met:
+            return name
+        met.add(name)
+    return None
+
+
 def _refuse_duplicated_names(path: Path, header: list[str]) -> None:
-    names = pd.Index([name.strip() for name in header])
-    duplicated = names[names.duplicated()].tolist()
-    if duplicated:
+    duplicated = _first_repeat([name.strip() for name in header])
+    if duplicated is not None:
         raise ContractError(
             path,
-            f"the header names column '{duplicated[0]}' more than once",
+            f"the header names column '{duplicated}' more than once",
             "rename or drop the extra copies so that every column name appears once",
-            column=duplicated[0],
+            column=duplicated,
         )
 
 
@@ -478,10 +487,10 @@ def _map_columns(table: str, path: Path, header: list[str], mapping: dict[str, s
             f"the column mapping targets {sorted(bad_targets)}, which {table} does not have",
             f"map onto {table} columns: {spec.column_names}",
         )
-    duplicated = pd.Index(mapped)[pd.Index(mapped).duplicated()].tolist()
-    if duplicated:
+    duplicated = _first_repeat(mapped)
+    if duplicated is not None:
         raise ContractError(
-            path, "the header names a column twice (after mapping)", "keep one of them", column=duplicated[0]
+            path, "the header names a column twice (after mapping)", "keep one of them", column=duplicated
         )
     missing = [c for c in spec.required_columns if c not in mapped]
     if missing:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
@@ -46,6 +46,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow.parquet as pq
+from pyarrow import types as pa_types
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
 
 from features.asof import AsOf
@@ -76,7 +78,7 @@ from features.contract import (
 )
 from features.errors import ContractError, MissingTableError, QuarantineLimitExceeded
 from features.progress import Progress
-from features.reader import RawTable
+from features.reader import RawTable, TableInput
 
 logger = logging.getLogger(__name__)
 
@@ -675,23 +677,26 @@ def order_headers(
 
 
 def latest_order_date(
-    raw_tables: dict[str, RawTable],
+    raw_tables: Mapping[str, TableInput],
     today: date | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     timezone: str = DEFAULT_TIMEZONE,
 ) -> date:
     """The default as-of date: the day of the latest readable order, but never after today.
 
-    Reads only the ``ordered_at`` column, a chunk at a time.
+    Per file, the Parquet statistics answer when they show its latest order before the end
+    of today (a timestamp column's every value is readable); otherwise only the
+    ``ordered_at`` column is read, a chunk at a time.
     """
     end = AsOf.of(today or date.today()).end_timestamp
     orders = raw_tables[Table.ORDERS]
     latest = pd.NaT
-    for chunk in orders.chunks(chunk_rows, only=[Col.ORDERED_AT]):
-        ordered_at = _to_timestamp(chunk[Col.ORDERED_AT], timezone)
-        chunk_latest = ordered_at[ordered_at < end].max()
-        if pd.notna(chunk_latest) and (pd.isna(latest) or chunk_latest > latest):
-            latest = chunk_latest
+    for part in orders.parts:
+        part_latest = _latest_from_statistics(part, timezone)
+        if part_latest is None or part_latest >= end:
+            part_latest = _latest_by_reading(part, end, chunk_rows, timezone)
+        if pd.notna(part_latest) and (pd.isna(latest) or part_latest > latest):
+            latest = part_latest
     if pd.isna(latest):
         raise ContractError(
             orders.path,
@@ -700,6 +705,41 @@ def latest_order_date(
             column=Col.ORDERED_AT,
         )
     return latest.date()
+
+
+def _latest_by_reading(part: RawTable, end: pd.Timestamp, chunk_rows: int, timezone: str) -> pd.Timestamp:
+    latest = pd.NaT
+    for chunk in part.chunks(chunk_rows, only=[Col.ORDERED_AT]):
+        ordered_at = _to_timestamp(chunk[Col.ORDERED_AT], timezone)
+        chunk_latest = ordered_at[ordered_at < end].max()
+        if pd.notna(chunk_latest) and (pd.isna(latest) or chunk_latest > latest):
+            latest = chunk_latest
+    return latest
+
+
+def _latest_from_statistics(part: RawTable, timezone: str) -> pd.Timestamp | None:
+    """The latest ``ordered_at`` of a Parquet file from its row groups' statistics, in the
+    platform's time zone; None when the column is not a timestamp or a group lacks them."""
+    name = part.columns.get(Col.ORDERED_AT)
+    if part.path.suffix != ".parquet" or name is None:
+        return None
+    with pq.ParquetFile(part.path) as parquet:
+        index = parquet.schema_arrow.get_field_index(name)
+        if index < 0 or not pa_types.is_timestamp(parquet.schema_arrow.field(index).type):
+            return None
+        maxima = []
+        for group in range(parquet.metadata.num_row_groups):
+            column = parquet.metadata.row_group(group).column(index)
+            statistics = column.statistics
+            if statistics is None or not statistics.has_min_max:
+                if statistics is not None and statistics.null_count == column.num_values:
+                    continue  # no value in this group
+                return None
+            maxima.append(statistics.max)
+    if not maxima:
+        return None
+    latest = _to_timestamp(pd.Series([max(maxima)]), timezone).iloc[0]
+    return None if pd.isna(latest) else latest
 
 
 def check_quarantine_limits(result: ValidationResult, config: ValidationConfig) -> None:

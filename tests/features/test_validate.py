@@ -273,3 +273,15 @@ def test_seen_hashes_answer_like_a_set_over_many_chunks() -> None:
     assert seen.contains(probe).tolist() == [v in reference for v in probe.tolist()]
     seen.add(np.array([500, 500], dtype=np.uint64))
     assert seen.contains(probe).tolist()[2] and len(seen) == len(reference) + 1
+
+
+def test_latest_order_date_from_parquet_statistics_agrees_with_reading(tmp_path: Path) -> None:
+    """Statistics answer when the latest order is before today's end; a later one makes the
+    file be read (the latest order up to today); aware times are in the platform's zone."""
+    orders = orders_frame()
+    orders["ordered_at"] = orders["ordered_at"].dt.tz_localize("UTC")  # 2025-03-30 23:59 UTC
+    orders.to_parquet(tmp_path / "orders.parquet", index=False)
+    raw = {"orders": open_table_file("orders", tmp_path / "orders.parquet")}
+    assert latest_order_date(raw, today=date(2025, 6, 1)) == date(2025, 3, 31)  # 07:59 in Shanghai
+    assert latest_order_date(raw, today=date(2025, 3, 21)) == date(2025, 3, 20)  # read: 03-30 is later
+    assert latest_order_date(raw, today=date(2025, 6, 1), timezone="UTC") == date(2025, 3, 30)
