@@ -75,7 +75,7 @@ def settings_digest(config: ValidationConfig, part: RawTable) -> str:
     """What, beside its bytes, decides how a file reads and is judged (see the module docstring)."""
     settings = {
         "version": CACHE_VERSION,
-        "table": part.name,
+        "contract_table": part.name,
         "config": config.model_dump(mode="json", exclude={"chunk_rows"}),
         "columns": part.columns,
     }
