@@ -73,12 +73,12 @@ def file_sha256(path: Path) -> str:
 
 def settings_digest(config: ValidationConfig, part: RawTable) -> str:
     """What, beside its bytes, decides how a file reads and is judged (see the module docstring)."""
-    settings = {
-        "version": CACHE_VERSION,
-        "contract_table": part.name,
-        "config": config.model_dump(mode="json", exclude={"chunk_rows"}),
-        "columns": part.columns,
-    }
+    settings = dict(
+        version=CACHE_VERSION,
+        table=part.name,
+        config=config.model_dump(mode="json", exclude={"chunk_rows"}),
+        columns=part.columns,
+    )
     return _digest(json.dumps(settings, sort_keys=True))
 
 
