@@ -55,6 +55,7 @@ class Folder:
     ARTIFACT = "artifact"
     CHAMPION_MODEL = "model"
     CHAMPION_LISTS = "lists"
+    VALIDATION_CACHE = "cache"
 
 
 class StepFile:

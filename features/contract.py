@@ -330,14 +330,29 @@ def typed_schema(spec: TableSpec, present: list[str]) -> pa.DataFrameSchema:
 _CONTROL_CHARACTER = r"[\x00-\x1f\x7f]"
 
 
+def is_null_marker(ids: pd.Series, markers: tuple[str, ...]) -> pd.Series:
+    """Whether each id is one of ``markers``, compared without case (empty ids are not).
+
+    Only ids no longer than the longest marker are case-folded (casefolding never shortens a
+    text), so the per-cell Python call runs on a few short values instead of every id.
+    """
+    folded = [m.casefold() for m in markers]
+    longest = max((len(m) for m in markers), default=0)
+    short = (ids.str.len() <= longest).fillna(False).to_numpy(dtype=bool)
+    found = np.zeros(len(ids), dtype=bool)
+    if short.any():
+        found[short] = ids[short].str.casefold().isin(folded).to_numpy(dtype=bool)
+    return pd.Series(found, index=ids.index)
+
+
 def _column_checks(column: ColumnSpec, rules: RowRules, known_ids: IdMembership | None) -> list[pa.Check]:
     checks: list[pa.Check] = []
     name = column.name
     if not column.nullable:
         checks.append(pa.Check(lambda s: s.notna(), name=reason_missing(name), ignore_na=False))
     if column.kind == "id":
-        markers = [m.casefold() for m in rules.null_markers]
-        checks.append(pa.Check(lambda s: ~s.str.casefold().isin(markers), name=reason_null_marker(name)))
+        markers = rules.null_markers
+        checks.append(pa.Check(lambda s: ~is_null_marker(s, markers), name=reason_null_marker(name)))
         checks.append(
             pa.Check(lambda s: ~s.str.contains(_CONTROL_CHARACTER), name=reason_control_character(name))
         )
@@ -393,6 +408,7 @@ def contract_markdown() -> str:
         f"fine). Required tables: {', '.join(Table.REQUIRED)}; optional: {', '.join(Table.OPTIONAL)}.",
         "Your own column names can be mapped onto these in the config (`data.columns`).",
         "",
+        *_partitioned_doc(),
         "**Time zone.** Timestamps are read in the platform's time zone, `validation.timezone`",
         f"(default `{DEFAULT_TIMEZONE}`): a time-zone-aware value (a Parquet timestamp with a zone, or a",
         "text such as `2025-03-01T10:00:00+00:00`) is converted to it; a naive value is taken as already",
@@ -468,12 +484,40 @@ QUARANTINE_REASONS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _partitioned_doc() -> list[str]:
+    return [
+        "**A table as a directory of Parquet parts.** A table may instead be a directory, `<table>/`",
+        "or `<table>.parquet/`, of Parquet files as a data lake lands them, Hive-style",
+        "(`orders/dt=2025-12-31/part-0.parquet`) or plain (`orders/part-00000.parquet`). Every",
+        "`*.parquet` file below it is a part, read in path order (daily `dt=YYYY-MM-DD` folders: oldest",
+        "first); names starting with `.` or `_` (`_SUCCESS`, `.crc`) are skipped, a part without rows is",
+        "left out, any other file stops the run. The partition values in folder names (`dt=...`) are",
+        "not read: they are not contract columns, and each row is placed in time by its own event time",
+        "(a lake's `dt` is often a UTC or load date). The rules are those of one file: a row that",
+        "repeats a row of an earlier part is a duplicate, an order's lines may disagree across parts.",
+        "",
+        "**Incremental validation.** Validation keeps each file's outcome in `validated/cache/` keyed",
+        "by the sha256 of the file's bytes (not its size and time: a copy resets times, a rewrite in",
+        "the same second keeps them), the `validation:` settings (but `chunk_rows`) and the column",
+        "mapping, and by what the outcome depends on beyond the file: the as-of date (only when the",
+        "file has times at or after its end), the parts before it in the table, and which of its ids",
+        "the referenced tables hold (and, for orders, which of its orders are inconsistent). A night",
+        "that adds one day's parts validates only those; a changed, new or deleted part validates",
+        "itself and the parts after it again; a config change validates everything. The clean tables",
+        "(`clean/<table>.parquet`, one file per table as before), the quarantine files and",
+        "validation.json are exactly those of a full validation. A run keeps only the cache entries",
+        "it used; deleting `validated/cache/` is always safe (the next run validates everything).",
+        "",
+    ]
+
+
 def _quarantine_doc() -> list[str]:
     return [
         "## Quarantine reasons",
         "",
         "A row that breaks a rule is set aside, as read, in `quarantine/<table>.csv` with `source_row`",
-        "(1 = first data row of the file) and `quarantine_reason` (all its reasons, `;`-separated):",
+        "(1 = first data row of the file; for a directory of parts, rows are counted across the parts in",
+        "path order) and `quarantine_reason` (all its reasons, `;`-separated):",
         "",
         "| reason | rule |",
         "|---|---|",

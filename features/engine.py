@@ -77,15 +77,17 @@ _TABLE_READS: Counter[str] = Counter()
 _READS_LOCK = threading.Lock()
 
 
-def count_table_read(table: str) -> None:
-    """Record one full read of ``table``'s files (the engine's ``connect`` and validation's
-    ``features.reader.RawTable.chunks`` call this; the nightly reports them per run)."""
+def count_table_read(table: str, share: float = 1.0) -> None:
+    """Record a read of ``table``'s files: 1 for all of them, a part's share of the table's rows
+    for one part of a directory table (the engine's ``connect`` and validation's
+    ``features.reader.RawTable.chunks`` call this; the nightly reports them per run), so that
+    the count is in passes over the whole table's data."""
     with _READS_LOCK:
-        _TABLE_READS[table] += 1
+        _TABLE_READS[table] += share
 
 
-def table_reads() -> dict[str, int]:
-    """Full reads of each table's files (Parquet or CSV) in this process so far; compare two
+def table_reads() -> dict[str, float]:
+    """Passes over each table's files (Parquet or CSV) in this process so far; compare two
     snapshots for one run."""
     with _READS_LOCK:
         return dict(_TABLE_READS)

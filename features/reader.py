@@ -9,12 +9,24 @@ makes a *file* unusable stops with a ``ContractError`` naming the file, the colu
 fix, also when it is found in a later chunk (a CSV that is not UTF-8 or has a ragged row).
 Row-level problems are left to ``features.validate``.
 
+**Partitioned tables.** A table may also be a directory of Parquet files, as a data lake
+lands it: ``orders/dt=2025-12-31/part-0.parquet`` (Hive-style), or a plain directory of
+parts (``orders/`` or ``orders.parquet/``). Its parts are every ``*.parquet`` file below
+the directory, in path order (so daily ``dt=YYYY-MM-DD`` folders read oldest first);
+names starting with ``.`` or ``_`` (``_SUCCESS``, ``.crc`` files) are skipped, and parts
+with no rows are left out. The partition values in folder names (``dt=...``) are not
+read: they are not contract columns, and each row is placed in time by its own event
+time (a lake's ``dt`` is often a UTC or load date). Each part is opened and checked as a
+file of its own (``PartitionedTable.parts``), so validation can keep results per part.
+
 Each chunk has the pandas dtypes the whole file would have read as: CSV cells are text,
 and a Parquet integer (or boolean) column that holds an empty cell anywhere in the file
 reads as float (or object) in every chunk, as ``pyarrow.Table.to_pandas`` reads the file.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import codecs
 import csv
@@ -76,6 +88,12 @@ class RawTable:
     rows: int | None = None
     float_columns: tuple[str, ...] = ()
     object_columns: tuple[str, ...] = ()
+    share: float = 1.0  # this file's share of its table's rows (a part of a directory table: < 1)
+
+    @property
+    def parts(self) -> tuple[RawTable, ...]:
+        """The files the table is made of: this one."""
+        return (self,)
 
     def chunks(self, chunk_rows: int, only: list[str] | None = None) -> Iterator[pd.DataFrame]:
         """The file's rows, ``chunk_rows`` at a time, with contract column names.
@@ -83,7 +101,7 @@ class RawTable:
         ``only`` restricts the read to these contract columns. A chunk's index is a
         RangeIndex starting at 0.
         """
-        count_table_read(self.name)
+        count_table_read(self.name, self.share)
         wanted = {c: f for c, f in self.columns.items() if only is None or c in only}
         renames = {file_name: contract for contract, file_name in wanted.items()}
         if self.path.suffix == ".parquet":
@@ -115,8 +133,40 @@ class RawTable:
             yield from reader
 
 
+@dataclass(frozen=True)
+class PartitionedTable:
+    """A contract table landed as a directory of Parquet parts, each opened as a ``RawTable``.
+
+    ``columns`` are the contract columns any part has (contract order); ``chunks`` reads
+    the parts one after the other (a column a part lacks is left out of its chunks).
+    """
+
+    name: str
+    path: Path
+    parts: tuple[RawTable, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(part.rows or 0 for part in self.parts)
+
+    @property
+    def columns(self) -> dict[str, str]:
+        present = {name for part in self.parts for name in part.columns}
+        return {name: name for name in CONTRACT[self.name].column_names if name in present}
+
+    def chunks(self, chunk_rows: int, only: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        """Every part's rows in path order, ``chunk_rows`` (or fewer) at a time."""
+        for part in self.parts:
+            wanted = None if only is None else [name for name in only if name in part.columns]
+            yield from part.chunks(chunk_rows, wanted)
+
+
+TableInput = RawTable | PartitionedTable
+
+
 def find_table_files(data_dir: Path) -> dict[str, Path]:
-    """The file of each contract table present in ``data_dir``; fails on a missing required one."""
+    """The file (or directory of Parquet parts) of each contract table present in ``data_dir``;
+    fails on a missing required one."""
     if not data_dir.is_dir():
         raise ContractError(
             data_dir,
@@ -125,10 +175,11 @@ def find_table_files(data_dir: Path) -> dict[str, Path]:
         )
     found: dict[str, Path] = {}
     for table in Table.ALL:
+        names = [f"{table}{suffix}" for suffix in SUFFIXES] + [table]
         candidates = [
-            _usable_file(data_dir / f"{table}{suffix}")
-            for suffix in SUFFIXES
-            if (data_dir / f"{table}{suffix}").exists() or (data_dir / f"{table}{suffix}").is_symlink()
+            _usable_source(data_dir / name)
+            for name in names
+            if (data_dir / name).exists() or (data_dir / name).is_symlink()
         ]
         if len(candidates) > 1:
             raise ContractError(
@@ -142,9 +193,18 @@ def find_table_files(data_dir: Path) -> dict[str, Path]:
             raise ContractError(
                 data_dir / f"{table}.parquet",
                 f"required table '{table}' is missing",
-                f"add {table}.parquet or {table}.csv to {data_dir}",
+                f"add {table}.parquet or {table}.csv (or a directory {table}/ of Parquet parts) "
+                f"to {data_dir}",
             )
     return found
+
+
+def _usable_source(path: Path) -> Path:
+    """``path``, once it is a readable file or a directory of Parquet parts (``<table>/``,
+    ``<table>.parquet/``)."""
+    if path.is_dir() and path.suffix != ".csv":
+        return path
+    return _usable_file(path)
 
 
 def _usable_file(path: Path) -> Path:
@@ -159,12 +219,13 @@ def _usable_file(path: Path) -> Path:
         raise ContractError(
             path,
             "a directory, not a file",
-            f"put the table in one file named {path.name}, or move the directory out of {path.parent}",
+            f"put the table in one file named {path.name} (or Parquet parts in a directory "
+            f"{path.stem}/), or move the directory out of {path.parent}",
         )
     return path
 
 
-def read_dataset(data_dir: Path, config: DataSourceConfig | None = None) -> dict[str, RawTable]:
+def read_dataset(data_dir: Path, config: DataSourceConfig | None = None) -> dict[str, TableInput]:
     """Open every contract table in ``data_dir`` and map its column names to the contract's."""
     config = config or DataSourceConfig()
     unknown = set(config.columns) - set(Table.ALL)
@@ -176,14 +237,64 @@ def read_dataset(data_dir: Path, config: DataSourceConfig | None = None) -> dict
         )
     tables = {}
     for table, path in find_table_files(data_dir).items():
-        tables[table] = open_table_file(table, path, config.columns.get(table, {}))
-        rows = tables[table].rows
-        logger.info("opened %s: %s rows in %s", table, f"{rows:,}" if rows is not None else "?", path.name)
+        mapping = config.columns.get(table, {})
+        opened: TableInput = (
+            open_table_dir(table, path, mapping) if path.is_dir() else open_table_file(table, path, mapping)
+        )
+        tables[table] = opened
+        rows = opened.rows
+        logger.info(
+            "opened %s: %s rows in %s (%d file%s)",
+            table,
+            f"{rows:,}" if rows is not None else "?",
+            path.name,
+            len(opened.parts),
+            "" if len(opened.parts) == 1 else "s",
+        )
     return tables
 
 
-def open_table_file(table: str, path: Path, mapping: dict[str, str] | None = None) -> RawTable:
-    """Open one Parquet or CSV file of ``table``: check it has rows and the contract's columns."""
+def open_table_dir(table: str, directory: Path, mapping: dict[str, str] | None = None) -> PartitionedTable:
+    """Open every Parquet part below ``directory`` (see the module docstring); parts without
+    rows are left out, a directory without any row is refused."""
+    files = _part_files(directory)
+    opened = [open_table_file(table, path, mapping, allow_empty=True) for path in files]
+    parts = tuple(part for part in opened if part.rows)
+    if not parts:
+        raise ContractError(
+            directory,
+            f"the directory has no rows in any Parquet part ({len(files)} part file(s) found)",
+            f"land the table's parts as <name>.parquet files under {directory.name}/ "
+            "(e.g. dt=2025-12-31/part-0.parquet)",
+        )
+    total = sum(part.rows or 0 for part in parts)
+    parts = tuple(dataclasses.replace(part, share=(part.rows or 0) / total) for part in parts)
+    return PartitionedTable(table, directory, parts)
+
+
+def _part_files(directory: Path) -> list[Path]:
+    """The Parquet files below ``directory`` in path order, skipping names starting with . or _."""
+    found: list[Path] = []
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory).parts
+        if any(name.startswith((".", "_")) for name in relative) or path.is_dir():
+            continue
+        if path.suffix != ".parquet":
+            raise ContractError(
+                path,
+                "a file that is not a Parquet part inside a partitioned table's directory",
+                "keep only .parquet files there (names starting with '.' or '_' are skipped), "
+                "or move the file out",
+            )
+        found.append(_usable_file(path))
+    return found
+
+
+def open_table_file(
+    table: str, path: Path, mapping: dict[str, str] | None = None, allow_empty: bool = False
+) -> RawTable:
+    """Open one Parquet or CSV file of ``table``: check it has rows (unless ``allow_empty``, for a
+    part of a partitioned table) and the contract's columns."""
     path = _usable_file(path)
     boolean_fields: list[str] = []
     if path.suffix == ".parquet":
@@ -191,7 +302,7 @@ def open_table_file(table: str, path: Path, mapping: dict[str, str] | None = Non
     else:
         header, rows, float_columns, object_columns = _inspect_csv(path), None, (), ()
     _refuse_duplicated_names(path, header)
-    if rows == 0:
+    if rows == 0 and not allow_empty:
         raise ContractError(
             path,
             "the file has no data rows",
@@ -202,15 +313,24 @@ def open_table_file(table: str, path: Path, mapping: dict[str, str] | None = Non
     return RawTable(table, path, columns, rows, float_columns, object_columns)
 
 
+def _first_repeat(names: list[str]) -> str | None:
+    """The first name that appears a second time in ``names`` (None when all differ)."""
+    met: set[str] = set()
+    for name in names:
+        if name in met:
+            return name
+        met.add(name)
+    return None
+
+
 def _refuse_duplicated_names(path: Path, header: list[str]) -> None:
-    names = pd.Index([name.strip() for name in header])
-    duplicated = names[names.duplicated()].tolist()
-    if duplicated:
+    duplicated = _first_repeat([name.strip() for name in header])
+    if duplicated is not None:
         raise ContractError(
             path,
-            f"the header names column '{duplicated[0]}' more than once",
+            f"the header names column '{duplicated}' more than once",
             "rename or drop the extra copies so that every column name appears once",
-            column=duplicated[0],
+            column=duplicated,
         )
 
 
@@ -374,10 +494,10 @@ def _map_columns(table: str, path: Path, header: list[str], mapping: dict[str, s
             f"the column mapping targets {sorted(bad_targets)}, which {table} does not have",
             f"map onto {table} columns: {spec.column_names}",
         )
-    duplicated = pd.Index(mapped)[pd.Index(mapped).duplicated()].tolist()
-    if duplicated:
+    duplicated = _first_repeat(mapped)
+    if duplicated is not None:
         raise ContractError(
-            path, "the header names a column twice (after mapping)", "keep one of them", column=duplicated[0]
+            path, "the header names a column twice (after mapping)", "keep one of them", column=duplicated
         )
     missing = [c for c in spec.required_columns if c not in mapped]
     if missing:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
@@ -46,6 +46,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow.parquet as pq
+from pyarrow import types as pa_types
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
 
 from features.asof import AsOf
@@ -66,6 +68,7 @@ from features.contract import (
     RowRules,
     TableSpec,
     dtype_of,
+    is_null_marker,
     reason_duplicate_key,
     reason_missing,
     reason_unknown_reference,
@@ -74,7 +77,8 @@ from features.contract import (
     typed_schema,
 )
 from features.errors import ContractError, MissingTableError, QuarantineLimitExceeded
-from features.reader import RawTable
+from features.progress import Progress
+from features.reader import RawTable, TableInput
 
 logger = logging.getLogger(__name__)
 
@@ -215,63 +219,101 @@ class CheckedChunk:
 
 
 class SeenHashes:
-    """The 64-bit hashes met so far, kept sorted: tells which of a chunk's values came before.
+    """The 64-bit hashes met so far: tells which of a chunk's values came before.
+
+    The hashes are kept as a few sorted runs whose sizes halve from the first to the last
+    (a log-structured set): a chunk's new hashes become a run of their own and merge with
+    the runs no larger than twice their size, so every hash is copied O(log n) times in
+    all, and a lookup is one binary search per run. (One sorted array that every chunk is
+    inserted into copies the whole set per chunk: quadratic in the number of chunks.)
 
     Two different values share a hash with probability 2**-64, so among n distinct values
     the chance that any pair collides (and a row is wrongly called a duplicate) is about
     n**2 / 2**65: 3e-6 for 10 million rows, 2e-5 for 28 million.
     """
 
-    def __init__(self) -> None:
-        self._sorted = np.empty(0, dtype=np.uint64)
+    def __init__(self, hashes: np.ndarray | None = None) -> None:
+        self._runs: list[np.ndarray] = []
+        if hashes is not None:
+            self.add(hashes)
 
     def __len__(self) -> int:
-        return len(self._sorted)
+        return sum(len(run) for run in self._runs)
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         """Per hash, whether it was met before; remembers nothing."""
         hashes = np.asarray(hashes, dtype=np.uint64)
-        if not len(self._sorted):
+        if not self._runs:
             return np.zeros(len(hashes), dtype=bool)
-        position = np.minimum(np.searchsorted(self._sorted, hashes), len(self._sorted) - 1)
-        return self._sorted[position] == hashes
+        # Sorted needles walk each run front to back (binary searches that reuse the last
+        # position): several times faster than random probes into a large array.
+        order = np.argsort(hashes, kind="stable")
+        needles = hashes[order]
+        found_sorted = np.zeros(len(hashes), dtype=bool)
+        for run in self._runs:
+            position = np.minimum(np.searchsorted(run, needles), len(run) - 1)
+            found_sorted |= run[position] == needles
+        found = np.empty(len(hashes), dtype=bool)
+        found[order] = found_sorted
+        return found
 
     def repeats(self, hashes: np.ndarray) -> np.ndarray:
         """Per hash, whether it was met before (in an earlier chunk or earlier in this one);
         remembers the new ones."""
         hashes = np.asarray(hashes, dtype=np.uint64)
         repeated = pd.Series(hashes).duplicated(keep="first").to_numpy() | self.contains(hashes)
-        new = np.sort(hashes[~repeated])
-        self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, new), new)
+        self._add_run(np.sort(hashes[~repeated]))
         return repeated
 
+    def add(self, hashes: np.ndarray) -> None:
+        """Remember ``hashes`` (in any order, repeats allowed)."""
+        distinct = np.unique(np.asarray(hashes, dtype=np.uint64))
+        self._add_run(distinct[~self.contains(distinct)])
 
-class _OrderHeaders:
-    """Per order (id hash), the hash of its first line's header (consumer, distributor, time);
-    collects the orders met again with another header."""
+    def values(self) -> np.ndarray:
+        """Every hash met, sorted."""
+        return np.sort(np.concatenate([np.empty(0, dtype=np.uint64), *self._runs]))
 
-    def __init__(self) -> None:
-        self._orders = np.empty(0, dtype=np.uint64)
-        self._headers = np.empty(0, dtype=np.uint64)
-        self.conflicting = SeenHashes()
+    def _add_run(self, run: np.ndarray) -> None:
+        """Append a sorted run of new hashes; merge the tail while a run is not twice the next."""
+        if not len(run):
+            return
+        self._runs.append(run)
+        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+            last = self._runs.pop()
+            # Two sorted runs side by side: timsort ("stable") merges them in linear time.
+            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]), kind="stable")
 
-    def add(self, orders: np.ndarray, headers: np.ndarray) -> None:
-        lines = pd.DataFrame({"order": orders, "header": headers}).drop_duplicates()
-        per_order = lines.groupby("order")["header"].nunique()
-        within = per_order.index[per_order > 1].to_numpy(dtype=np.uint64)
-        first = lines.drop_duplicates("order")
-        order, header = first["order"].to_numpy(np.uint64), first["header"].to_numpy(np.uint64)
-        known = np.zeros(len(order), dtype=bool)
-        across = np.empty(0, dtype=np.uint64)
-        if len(self._orders):
-            position = np.minimum(np.searchsorted(self._orders, order), len(self._orders) - 1)
-            known = self._orders[position] == order
-            across = order[known & (self._headers[position] != header)]
-        new = np.argsort(order[~known])
-        at = np.searchsorted(self._orders, order[~known][new])
-        self._orders = np.insert(self._orders, at, order[~known][new])
-        self._headers = np.insert(self._headers, at, header[~known][new])
-        self.conflicting.repeats(np.concatenate([within, across]))
+
+class OrderHeaders:
+    """Per order line usable for the consistency check, the order's id hash, the hash of its
+    header (consumer, distributor, time) and its time; collected a chunk at a time and reduced
+    to distinct triples (an order with two headers is inconsistent: ``conflicting``)."""
+
+    def __init__(self, frames: Iterable[pd.DataFrame] = ()) -> None:
+        self._frames: list[pd.DataFrame] = list(frames)
+
+    def add(self, orders: np.ndarray, headers: np.ndarray, times: np.ndarray) -> None:
+        lines = pd.DataFrame({"order": orders, "header": headers, "time": times})
+        self._frames.append(lines.drop_duplicates(["order", "header"]))
+
+    def distinct(self) -> pd.DataFrame:
+        """The distinct (order, header, time) triples met (time: nanoseconds since 1970)."""
+        empty = pd.DataFrame(
+            {"order": np.empty(0, np.uint64), "header": np.empty(0, np.uint64), "time": np.empty(0, np.int64)}
+        )
+        if len(self._frames) == 1:
+            return self._frames[0].drop_duplicates(["order", "header"])
+        return pd.concat([empty, *self._frames], ignore_index=True).drop_duplicates(["order", "header"])
+
+    def conflicting(self, end: pd.Timestamp, latest: pd.Timestamp) -> SeenHashes:
+        """The orders (id hashes) with more than one header among the lines in the run's window:
+        timed before ``end`` (and not after ``latest``, the bound of an impossible future)."""
+        lines = self.distinct()
+        lines = lines[(lines["time"] < end.value) & (lines["time"] <= latest.value)]
+        # One row per distinct (order, header): an order met twice has two headers.
+        repeated = lines["order"].duplicated(keep=False).to_numpy()
+        return SeenHashes(lines["order"].to_numpy(dtype=np.uint64)[repeated])
 
 
 @dataclass(frozen=True)
@@ -303,13 +345,87 @@ def known_ids(seen: SeenHashes, ids: pd.Series) -> pd.Series:
     return pd.Series(seen.contains(id_hashes(ids)), index=ids.index) & ids.notna()
 
 
+@dataclass
+class ColumnNotes:
+    """What a table's values say about whole columns, gathered chunk by chunk (and file by file):
+    a column none of whose values can be read, or whose dates are all day/month texts, stops
+    the run (``check``) once the whole table has been seen."""
+
+    readable: set[str] = field(default_factory=set)
+    unreadable_example: dict[str, object] = field(default_factory=dict)
+    day_month_example: dict[str, str] = field(default_factory=dict)
+    other_forms: set[str] = field(default_factory=set)
+
+    def merge(self, later: ColumnNotes) -> None:
+        """Add the notes of the table's next file (examples: the first one met is kept)."""
+        self.readable |= later.readable
+        self.other_forms |= later.other_forms
+        for name, example in later.unreadable_example.items():
+            self.unreadable_example.setdefault(name, example)
+        for name, text in later.day_month_example.items():
+            self.day_month_example.setdefault(name, text)
+
+    def check(self, spec: TableSpec, source: str) -> None:
+        """Raise ``ContractError`` for a column with no readable value, or dates only day/month."""
+        for name in spec.column_names:
+            if name in self.day_month_example and name not in self.other_forms:
+                raise ContractError(
+                    source,
+                    f"dates are written day/month or month/day (e.g. {self.day_month_example[name]!r}), "
+                    "which cannot be read without guessing",
+                    "write dates as ISO 8601: YYYY-MM-DD or YYYY-MM-DD HH:MM:SS",
+                    column=name,
+                )
+            if name in self.unreadable_example and name not in self.readable:
+                example = self.unreadable_example[name]
+                raise ContractError(
+                    source,
+                    f"no value can be read as {_KIND_WORDS[spec.column(name).kind]} (e.g. {example!r})",
+                    f"check that this is the right column, or map the right one in the config "
+                    f"(data.columns.{spec.name})",
+                    column=name,
+                )
+
+
+class SeenRows:
+    """The hashes of the rows (and of each key) a table has met so far, across its files in
+    order: a later copy of any of them is a duplicate."""
+
+    def __init__(self, spec: TableSpec) -> None:
+        self.rows = SeenHashes()
+        self.keys = {(key,): SeenHashes() for key in spec.key}
+        if spec.line_key:
+            self.keys[spec.line_key] = SeenHashes()
+
+    def named(self) -> dict[str, SeenHashes]:
+        """Every set by a name fit for a file: ``row`` and the key's columns joined by ``+``."""
+        return {ROW_HASHES: self.rows, **{"+".join(key): seen for key, seen in self.keys.items()}}
+
+
+ROW_HASHES = "row"
+ORDER_LINE_IDS = "order_line"
+
+
+@dataclass(frozen=True)
+class PartFacts:
+    """What one file of a table holds that decides how other tables and the as-of date act on
+    it, whatever the run: its latest event or other non-scheduled time (None: none readable),
+    and per referencing column (and ``order_line`` for complaints, ``order_id`` for orders) the
+    distinct id hashes of all its rows."""
+
+    latest_time: pd.Timestamp | None
+    ids: dict[str, np.ndarray]
+
+
 class TableValidator:
     """Validates one table chunk by chunk, in file order.
 
     ``as_of`` places the run in time (rows after ``as_of.end`` are out of the window),
     ``config`` holds the row rules, ``known`` the ids references may take and
     ``inconsistent_orders`` the order ids ``find_inconsistent_orders`` found. ``now`` is
-    the run's wall-clock time (default: the clock). Call ``check`` on every chunk, then
+    the run's wall-clock time (default: the clock). ``seen`` carries the rows of the
+    table's earlier files (a table landed as several files is validated file by file, each
+    by its own validator sharing one ``SeenRows``). Call ``check`` on every chunk, then
     ``report``.
     """
 
@@ -322,6 +438,7 @@ class TableValidator:
         known: KnownIds | None = None,
         inconsistent_orders: SeenHashes | None = None,
         now: datetime | None = None,
+        seen: SeenRows | None = None,
     ) -> None:
         self.spec = CONTRACT[table]
         self.source = source
@@ -335,14 +452,11 @@ class TableValidator:
         self._rows_out_of_window = 0
         self._reasons: Counter[str] = Counter()
         self._flagged: Counter[str] = Counter()
-        self._seen_rows = SeenHashes()
-        self._seen_keys = {(key,): SeenHashes() for key in self.spec.key}
-        if self.spec.line_key:
-            self._seen_keys[self.spec.line_key] = SeenHashes()
-        self._readable: set[str] = set()
-        self._unreadable_example: dict[str, object] = {}
-        self._day_month_example: dict[str, str] = {}
-        self._other_forms: set[str] = set()
+        self._seen = seen or SeenRows(self.spec)
+        self._met: dict[str, list[np.ndarray]] = {name: [] for name in self._seen.named()}
+        self.notes = ColumnNotes()
+        self._ids: dict[str, list[np.ndarray]] = {column: [] for column in _fact_columns(self.spec)}
+        self._latest_time: pd.Timestamp | None = None
 
     def check(self, chunk: pd.DataFrame) -> CheckedChunk:
         """Split one chunk (the next rows of the file, as read) into clean and quarantined rows;
@@ -351,6 +465,7 @@ class TableValidator:
         typed, unparseable = coerce_table(self.spec, whole, self.config.timezone)
         self._note_readability(whole, unparseable)
         self._note_timestamp_forms(whole)
+        self._note_facts(typed)
         in_window = self._in_window(typed)
         source_rows = np.flatnonzero(in_window) + self._rows_read + 1
         source = whole.loc[in_window].reset_index(drop=True)
@@ -377,26 +492,11 @@ class TableValidator:
     def rows_read(self) -> int:
         return self._rows_read
 
-    def report(self) -> TableReport:
-        """What was done to the table; fails when a column has no readable value in the whole file."""
-        for name in self.spec.column_names:
-            if name in self._day_month_example and name not in self._other_forms:
-                raise ContractError(
-                    self.source,
-                    f"dates are written day/month or month/day (e.g. {self._day_month_example[name]!r}), "
-                    "which cannot be read without guessing",
-                    "write dates as ISO 8601: YYYY-MM-DD or YYYY-MM-DD HH:MM:SS",
-                    column=name,
-                )
-            if name in self._unreadable_example and name not in self._readable:
-                example = self._unreadable_example[name]
-                raise ContractError(
-                    self.source,
-                    f"no value can be read as {_KIND_WORDS[self.spec.column(name).kind]} (e.g. {example!r})",
-                    f"check that this is the right column, or map the right one in the config "
-                    f"(data.columns.{self.spec.name})",
-                    column=name,
-                )
+    def report(self, check_columns: bool = True) -> TableReport:
+        """What was done to the table; fails when a column has no readable value in the whole
+        file (``check_columns`` False: the caller checks the notes of all of a table's files)."""
+        if check_columns:
+            self.notes.check(self.spec, self.source)
         return TableReport(
             table=self.spec.name,
             source=self.source,
@@ -408,6 +508,31 @@ class TableValidator:
             flagged=dict(sorted(self._flagged.items())),
         )
 
+    def met(self) -> dict[str, np.ndarray]:
+        """Per ``SeenRows.named`` set, the hashes this validator's rows added to it."""
+        return {name: _concat_hashes(arrays) for name, arrays in self._met.items()}
+
+    def facts(self) -> PartFacts:
+        """The facts of the rows checked (see ``PartFacts``)."""
+        ids = {column: np.unique(_concat_hashes(arrays)) for column, arrays in self._ids.items()}
+        return PartFacts(self._latest_time, ids)
+
+    def _note_facts(self, typed: pd.DataFrame) -> None:
+        for column in self._ids:
+            names = column.split("+")
+            if not set(names) <= set(typed.columns):
+                continue
+            if len(names) == 1:  # Arrow's unique kernel first: hash each distinct id once
+                ids = pd.DataFrame({column: typed[column].dropna().unique()})
+            else:
+                ids = typed[names].dropna().drop_duplicates()
+            self._ids[column].append(_id_hashes(ids))
+        for column in self.spec.columns:
+            if column.kind == "timestamp" and not column.scheduled and column.name in typed.columns:
+                latest = typed[column.name].max()
+                if pd.notna(latest) and (self._latest_time is None or latest > self._latest_time):
+                    self._latest_time = latest
+
     def _in_window(self, typed: pd.DataFrame) -> np.ndarray:
         """Rows whose event time is before the as-of end, or impossible (those are judged)."""
         column = self.spec.event_time
@@ -417,39 +542,45 @@ class TableValidator:
         return ~((times >= self._end) & (times <= self._rules.latest)).to_numpy()
 
     def _note_readability(self, source: pd.DataFrame, unparseable: dict[str, pd.Series]) -> None:
+        notes = self.notes
         for name, failed in unparseable.items():
-            if name in self._readable:
+            if name in notes.readable:
                 continue
             if (source[name].notna() & ~failed).any():
-                self._readable.add(name)
-            elif failed.any() and name not in self._unreadable_example:
-                self._unreadable_example[name] = source[name][failed].iloc[0]
+                notes.readable.add(name)
+            elif failed.any() and name not in notes.unreadable_example:
+                notes.unreadable_example[name] = source[name][failed].iloc[0]
 
     def _note_timestamp_forms(self, source: pd.DataFrame) -> None:
         """Remember, per timestamp column, a day/month value and whether any value has another form."""
+        notes = self.notes
         for name in source.columns:
-            if self.spec.column(name).kind != "timestamp" or name in self._other_forms:
+            if self.spec.column(name).kind != "timestamp" or name in notes.other_forms:
                 continue
             text = _text(source[name])
             if text is None:
-                self._other_forms.add(name)
+                notes.other_forms.add(name)
                 continue
             day_month = text.str.match(_DAY_MONTH).fillna(False).astype(bool)
             if (text.notna() & ~day_month).any():
-                self._other_forms.add(name)
+                notes.other_forms.add(name)
             ambiguous = _ambiguous_day_month(text)
-            if ambiguous.any() and name not in self._day_month_example:
-                self._day_month_example[name] = str(text[ambiguous].iloc[0])
+            if ambiguous.any() and name not in notes.day_month_example:
+                notes.day_month_example[name] = str(text[ambiguous].iloc[0])
 
     def _duplicates(self, typed: pd.DataFrame) -> dict[str, np.ndarray]:
         """Per duplicate reason, the rows that repeat an earlier row (or key) of the file.
         A row that repeats a whole earlier row is reported once, as duplicate_row."""
-        exact = self._seen_rows.repeats(_row_hashes(typed))
+        rows = _row_hashes(typed)
+        exact = self._seen.rows.repeats(rows)
+        self._met[ROW_HASHES].append(rows[~exact])
         found = {DUPLICATE_ROW: exact}
-        for key, seen in self._seen_keys.items():
+        for key, seen in self._seen.keys.items():
             present = typed[list(key)].notna().all(axis=1).to_numpy()
             repeated = np.zeros(len(typed), dtype=bool)
-            repeated[present] = seen.repeats(_row_hashes(typed.loc[present, list(key)]))
+            hashes = _row_hashes(typed.loc[present, list(key)])
+            repeated[present] = seen.repeats(hashes)
+            self._met["+".join(key)].append(hashes[~repeated[present]])
             reason = DUPLICATE_ORDER_LINE if key == self.spec.line_key else reason_duplicate_key(key[0])
             found[reason] = repeated & ~exact
         return found
@@ -484,6 +615,20 @@ class TableValidator:
                     self._flagged[reason_unknown_reference(column)] += unknown
 
 
+def _fact_columns(spec: TableSpec) -> list[str]:
+    """The id columns whose distinct values ``PartFacts`` keeps for a table (pairs joined by +)."""
+    columns = [column for (table, column) in REFERENCES if table == spec.name]
+    if spec.name == Table.COMPLAINTS:
+        columns.append(f"{Col.ORDER_ID}+{Col.PRODUCT_ID}")
+    if spec.name == Table.ORDERS:
+        columns.append(Col.ORDER_ID)
+    return columns
+
+
+def _concat_hashes(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.empty(0, dtype=np.uint64), *arrays]).astype(np.uint64)
+
+
 def order_line_hashes(orders: pd.DataFrame) -> np.ndarray:
     """The ``(order_id, product_id)`` hash of each order line (what complaints are matched on)."""
     return _id_hashes(orders[[Col.ORDER_ID, Col.PRODUCT_ID]])
@@ -502,40 +647,56 @@ def find_inconsistent_orders(
     id or time, or out of the window, take no part (they are judged on their own).
     """
     config = config or ValidationConfig()
-    spec, rules, end = CONTRACT[Table.ORDERS], config.rules(now), AsOf.of(as_of).end_timestamp
+    headers = order_headers(orders, config, chunk_rows)
+    return headers.conflicting(AsOf.of(as_of).end_timestamp, config.rules(now).latest)
+
+
+def order_headers(
+    orders: RawTable,
+    config: ValidationConfig,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    bar: Progress | None = None,
+) -> OrderHeaders:
+    """The distinct (order, header, time) of the order lines with readable, plain ids and a
+    time not before ``validation.earliest``, whatever the as-of date (see ``OrderHeaders``);
+    ``bar`` is advanced by the rows of each chunk read."""
+    spec, earliest = CONTRACT[Table.ORDERS], pd.Timestamp(config.earliest)
     header = [Col.CONSUMER_ID, Col.DISTRIBUTOR_ID, Col.ORDERED_AT]
-    headers = _OrderHeaders()
+    headers = OrderHeaders()
     for chunk in orders.chunks(chunk_rows, only=[Col.ORDER_ID, *header]):
         typed, _ = coerce_table(spec, chunk, config.timezone)
-        times = typed[Col.ORDERED_AT]
-        usable = (
-            typed.notna().all(axis=1) & (times >= rules.earliest) & (times < end) & (times <= rules.latest)
-        )
+        usable = typed.notna().all(axis=1) & (typed[Col.ORDERED_AT] >= earliest)
         for column in (Col.ORDER_ID, Col.CONSUMER_ID, Col.DISTRIBUTOR_ID):
-            usable &= _plain_id(typed[column], rules.null_markers)
+            usable &= _plain_id(typed[column], config.null_markers)
         lines = typed.loc[usable]
-        headers.add(_id_hashes(lines[[Col.ORDER_ID]]), _row_hashes(lines[header]))
-    return headers.conflicting
+        times = lines[Col.ORDERED_AT].to_numpy(dtype="datetime64[ns]").view(np.int64)
+        headers.add(_id_hashes(lines[[Col.ORDER_ID]]), _row_hashes(lines[header]), times)
+        if bar is not None:
+            bar.advance(len(chunk))
+    return headers
 
 
 def latest_order_date(
-    raw_tables: dict[str, RawTable],
+    raw_tables: Mapping[str, TableInput],
     today: date | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     timezone: str = DEFAULT_TIMEZONE,
 ) -> date:
     """The default as-of date: the day of the latest readable order, but never after today.
 
-    Reads only the ``ordered_at`` column, a chunk at a time.
+    Per file, the Parquet statistics answer when they show its latest order before the end
+    of today (a timestamp column's every value is readable); otherwise only the
+    ``ordered_at`` column is read, a chunk at a time.
     """
     end = AsOf.of(today or date.today()).end_timestamp
     orders = raw_tables[Table.ORDERS]
     latest = pd.NaT
-    for chunk in orders.chunks(chunk_rows, only=[Col.ORDERED_AT]):
-        ordered_at = _to_timestamp(chunk[Col.ORDERED_AT], timezone)
-        chunk_latest = ordered_at[ordered_at < end].max()
-        if pd.notna(chunk_latest) and (pd.isna(latest) or chunk_latest > latest):
-            latest = chunk_latest
+    for part in orders.parts:
+        part_latest = _latest_from_statistics(part, timezone)
+        if part_latest is None or part_latest >= end:
+            part_latest = _latest_by_reading(part, end, chunk_rows, timezone)
+        if pd.notna(part_latest) and (pd.isna(latest) or part_latest > latest):
+            latest = part_latest
     if pd.isna(latest):
         raise ContractError(
             orders.path,
@@ -544,6 +705,41 @@ def latest_order_date(
             column=Col.ORDERED_AT,
         )
     return latest.date()
+
+
+def _latest_by_reading(part: RawTable, end: pd.Timestamp, chunk_rows: int, timezone: str) -> pd.Timestamp:
+    latest = pd.NaT
+    for chunk in part.chunks(chunk_rows, only=[Col.ORDERED_AT]):
+        ordered_at = _to_timestamp(chunk[Col.ORDERED_AT], timezone)
+        chunk_latest = ordered_at[ordered_at < end].max()
+        if pd.notna(chunk_latest) and (pd.isna(latest) or chunk_latest > latest):
+            latest = chunk_latest
+    return latest
+
+
+def _latest_from_statistics(part: RawTable, timezone: str) -> pd.Timestamp | None:
+    """The latest ``ordered_at`` of a Parquet file from its row groups' statistics, in the
+    platform's time zone; None when the column is not a timestamp or a group lacks them."""
+    name = part.columns.get(Col.ORDERED_AT)
+    if part.path.suffix != ".parquet" or name is None:
+        return None
+    with pq.ParquetFile(part.path) as parquet:
+        index = parquet.schema_arrow.get_field_index(name)
+        if index < 0 or not pa_types.is_timestamp(parquet.schema_arrow.field(index).type):
+            return None
+        maxima = []
+        for group in range(parquet.metadata.num_row_groups):
+            column = parquet.metadata.row_group(group).column(index)
+            statistics = column.statistics
+            if statistics is None or not statistics.has_min_max:
+                if statistics is not None and statistics.null_count == column.num_values:
+                    continue  # no value in this group
+                return None
+            maxima.append(statistics.max)
+    if not maxima:
+        return None
+    latest = _to_timestamp(pd.Series([max(maxima)]), timezone).iloc[0]
+    return None if pd.isna(latest) else latest
 
 
 def check_quarantine_limits(result: ValidationResult, config: ValidationConfig) -> None:
@@ -612,8 +808,7 @@ def _id_hashes(ids: pd.DataFrame) -> np.ndarray:
 
 def _plain_id(ids: pd.Series, null_markers: tuple[str, ...]) -> pd.Series:
     """Whether each id is neither a null marker nor holds a control character."""
-    markers = [m.casefold() for m in null_markers]
-    return ~ids.str.casefold().isin(markers) & ~ids.str.contains(r"[\x00-\x1f\x7f]").fillna(False)
+    return ~is_null_marker(ids, null_markers) & ~ids.str.contains(r"[\x00-\x1f\x7f]").fillna(False)
 
 
 def _row_hashes(typed: pd.DataFrame) -> np.ndarray:

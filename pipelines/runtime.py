@@ -235,22 +235,23 @@ class RunClock:
     each table's files counted by ``features.engine.count_table_read`` since it started."""
 
     started: float = field(default_factory=time.perf_counter)
-    reads_before: dict[str, int] = field(default_factory=table_reads)
+    reads_before: dict[str, float] = field(default_factory=table_reads)
     tasks: dict[str, float] = field(default_factory=dict)
-    task_reads: dict[str, dict[str, int]] = field(default_factory=dict)
+    task_reads: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    def add(self, task_name: str, seconds: float, reads: dict[str, int] | None = None) -> None:
+    def add(self, task_name: str, seconds: float, reads: dict[str, float] | None = None) -> None:
         """Add ``seconds`` (and the table ``reads`` made meanwhile) to ``task_name``'s account."""
         self.tasks[task_name] = round(self.tasks.get(task_name, 0.0) + seconds, 3)
         for table, count in (reads or {}).items():
             if count:
                 counted = self.task_reads.setdefault(task_name, {})
-                counted[table] = counted.get(table, 0) + count
+                counted[table] = round(counted.get(table, 0) + count, 3)
 
-    def reads(self) -> dict[str, int]:
-        """Full reads of each table's files since the run started (validation's and the engine's)."""
+    def reads(self) -> dict[str, float]:
+        """Passes over each table's files since the run started (validation's and the engine's;
+        reading one part of a directory table counts its share of the rows)."""
         now = table_reads()
-        counted = {table: now[table] - self.reads_before.get(table, 0) for table in now}
+        counted = {table: round(now[table] - self.reads_before.get(table, 0), 3) for table in now}
         return {table: count for table, count in sorted(counted.items()) if count}
 
     def summary(self, rows: dict[str, int]) -> dict[str, Any]:

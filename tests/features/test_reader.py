@@ -187,3 +187,68 @@ def test_a_broken_link_names_its_target(tmp_path: Path) -> None:
         ContractError, match=r"orders.csv: a broken link to .*exports/orders.csv.*\n  fix: point"
     ):
         read_dataset(data)
+
+
+def test_a_table_as_a_hive_partitioned_directory_is_read_part_by_part(tmp_path: Path) -> None:
+    data = write_tables(tmp_path / "d", {"products": products_frame()})
+    orders = orders_frame()
+    for day, rows in (("2025-03-01", [0, 1]), ("2025-03-05", [2]), ("2025-03-20", [3, 4])):
+        folder = data / "orders" / f"dt={day}"
+        folder.mkdir(parents=True)
+        orders.iloc[rows].to_parquet(folder / "part-0.parquet", index=False)
+    orders.iloc[:0].to_parquet(data / "orders" / "dt=2025-03-05" / "part-1.parquet", index=False)  # no rows
+    (data / "orders" / "_SUCCESS").write_text("")
+    (data / "orders" / "dt=2025-03-01" / ".part-0.parquet.crc").write_text("crc")
+    table = read_dataset(data)["orders"]
+    assert [part.path.parent.name for part in table.parts] == [
+        "dt=2025-03-01",
+        "dt=2025-03-05",
+        "dt=2025-03-20",
+    ]
+    assert table.rows == 5 and list(table.columns) == list(orders.columns)  # no dt column
+    read = pd.concat(table.chunks(2), ignore_index=True)
+    pd.testing.assert_frame_equal(read, orders)
+
+
+def test_a_plain_directory_of_parts_named_like_the_table_file(tmp_path: Path) -> None:
+    data = write_tables(tmp_path / "d", {"products": products_frame()})
+    (data / "orders.parquet").mkdir()
+    orders_frame().iloc[:2].to_parquet(data / "orders.parquet" / "part-00000.parquet", index=False)
+    orders_frame().iloc[2:].to_parquet(data / "orders.parquet" / "part-00001.parquet", index=False)
+    assert read_dataset(data)["orders"].rows == 5
+
+
+def test_a_partitioned_directory_with_another_kind_of_file(tmp_path: Path) -> None:
+    data = write_tables(tmp_path / "d", {"products": products_frame()})
+    (data / "orders").mkdir()
+    orders_frame().to_parquet(data / "orders" / "part-0.parquet", index=False)
+    orders_frame().to_csv(data / "orders" / "part-1.csv", index=False)
+    with pytest.raises(ContractError, match=r"part-1.csv: a file that is not a Parquet part"):
+        read_dataset(data)
+
+
+def test_a_partitioned_directory_without_rows(tmp_path: Path) -> None:
+    data = write_tables(tmp_path / "d", {"products": products_frame()})
+    (data / "orders").mkdir()
+    orders_frame().iloc[:0].to_parquet(data / "orders" / "part-0.parquet", index=False)
+    with pytest.raises(ContractError, match=r"orders: the directory has no rows in any Parquet part"):
+        read_dataset(data)
+
+
+def test_reading_a_part_counts_its_share_of_a_pass_over_the_table(tmp_path: Path) -> None:
+    """Scans of a table are counted in passes over its rows: a whole pass is 1, a part its share."""
+    from features.engine import table_reads
+
+    data = write_tables(tmp_path / "d", {"products": products_frame()})
+    orders = orders_frame()
+    for day, rows in (("2025-03-01", [0, 1, 2, 3]), ("2025-03-20", [4])):
+        folder = data / "orders" / f"dt={day}"
+        folder.mkdir(parents=True)
+        orders.iloc[rows].to_parquet(folder / "part-0.parquet", index=False)
+    table = read_dataset(data)["orders"]
+    before = table_reads().get("orders", 0)
+    list(table.chunks(10))
+    after_pass = table_reads()["orders"]
+    list(table.parts[1].chunks(10))
+    assert after_pass - before == pytest.approx(1.0)
+    assert table_reads()["orders"] - after_pass == pytest.approx(0.2)

@@ -254,3 +254,34 @@ def test_seen_hashes_flag_repeats_within_and_across_chunks() -> None:
     assert first.tolist() == [False, False, True]
     assert second.tolist() == [True, False, True, False]
     assert len(seen) == 4
+
+
+def test_seen_hashes_answer_like_a_set_over_many_chunks() -> None:
+    """The sorted runs merge as chunks arrive; every answer is what a plain set would give."""
+    rng = np.random.default_rng(7)
+    seen, reference = SeenHashes(), set()
+    for size in [1, 5, 3, 40, 2, 2, 100, 7, 1, 60]:
+        chunk = rng.integers(0, 200, size=size).astype(np.uint64)
+        expected = []
+        for value in chunk.tolist():
+            expected.append(value in reference)
+            reference.add(value)
+        assert seen.repeats(chunk).tolist() == expected
+    assert len(seen) == len(reference) and seen.values().tolist() == sorted(reference)
+    assert len(seen._runs) <= 1 + int(np.log2(len(reference)))  # a few runs, not one per chunk
+    probe = np.array([0, 199, 500], dtype=np.uint64)
+    assert seen.contains(probe).tolist() == [v in reference for v in probe.tolist()]
+    seen.add(np.array([500, 500], dtype=np.uint64))
+    assert seen.contains(probe).tolist()[2] and len(seen) == len(reference) + 1
+
+
+def test_latest_order_date_from_parquet_statistics_agrees_with_reading(tmp_path: Path) -> None:
+    """Statistics answer when the latest order is before today's end; a later one makes the
+    file be read (the latest order up to today); aware times are in the platform's zone."""
+    orders = orders_frame()
+    orders["ordered_at"] = orders["ordered_at"].dt.tz_localize("UTC")  # 2025-03-30 23:59 UTC
+    orders.to_parquet(tmp_path / "orders.parquet", index=False)
+    raw = {"orders": open_table_file("orders", tmp_path / "orders.parquet")}
+    assert latest_order_date(raw, today=date(2025, 6, 1)) == date(2025, 3, 31)  # 07:59 in Shanghai
+    assert latest_order_date(raw, today=date(2025, 3, 21)) == date(2025, 3, 20)  # read: 03-30 is later
+    assert latest_order_date(raw, today=date(2025, 6, 1), timezone="UTC") == date(2025, 3, 30)
