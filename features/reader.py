@@ -26,10 +26,9 @@ reads as float (or object) in every chunk, as ``pyarrow.Table.to_pandas`` reads 
 
 from __future__ import annotations
 
-import dataclasses
-
 import codecs
 import csv
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
