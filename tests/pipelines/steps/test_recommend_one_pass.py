@@ -75,5 +75,7 @@ def test_one_pass_equals_three_passes(
         expected = _sorted(pd.read_parquet(FIXTURE / world / name), keys)
         written = pd.read_parquet(outcome.paths[name])
         assert list(written.columns) == list(expected.columns), name
-        pd.testing.assert_frame_equal(_sorted(written, keys), expected, check_exact=False, rtol=1e-5, obj=name)
+        pd.testing.assert_frame_equal(
+            _sorted(written, keys), expected, check_exact=False, rtol=1e-5, obj=name
+        )
     assert outcome.outreach_rows == len(pd.read_parquet(FIXTURE / world / StepFile.OUTREACH))
