@@ -519,15 +519,13 @@ class TopProducts:
         """The members where ``keep`` is true."""
         return TopProducts(self.ids[keep], self.community[keep], self.columns[keep], self.scores[keep])
 
-    def settle(self, product_columns: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray]:
-        """(kept scores of each member's pushed candidates, -inf where not kept; settled mask).
+    def settle(self, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(kept scores of each member's pushed ``candidates``, -inf where not kept; settled mask).
 
         A member is settled when its best kept candidate beats the lowest kept score (every
         candidate tied with it is then kept, so the pushed order breaks ties as on the full
         row), or when fewer scores than slots are finite (every score is kept).
-        ``offset``: the distributor code of ``product_columns``' first row.
         """
-        candidates = product_columns[self.community - offset]
         hits = (self.columns[:, :, None] == candidates[:, None, :]) & (candidates[:, None, :] >= 0)
         gathered = np.where(hits, self.scores[:, :, None], -np.inf).max(axis=1)
         floor = self.scores[:, -1]
@@ -569,11 +567,13 @@ class DistributorStream:
 
     Feed ``add`` the scored members of each block in distributor-code order (then consumer
     id); each call returns the lists of the distributors the block completed (in code order)
-    and ``finish`` the rest. The members' aggregates are dense only for the distributors still
-    open (those of the current block), so memory grows with ``batch_size × products``, not
-    with distributors × products. A member whose distributor stays open after its block keeps
-    its best ``2 × distributor_top_n`` products (``TopProducts``); when its distributor's list
-    is known, those settle its outreach product, and the few they cannot are scored again.
+    and ``finish`` the rest. Dense ``products``-wide rows exist only for the open distributors
+    that have members in the pass (at most one block's worth); distributors without a scored
+    member all get the same trend-only list, made once. So memory grows with ``batch_size ×
+    products``, not with distributors × products. A member whose distributor stays open after
+    its block keeps its best ``2 × distributor_top_n`` products (``TopProducts``); when its
+    distributor's list is known, those settle its outreach product, and the few they cannot
+    are scored again.
     """
 
     def __init__(
@@ -594,14 +594,16 @@ class DistributorStream:
         self.categories = categories
         self.signals = member_signals(self.data, config)
         self.mask = filters.column_mask(self.data.product_ids)
-        self.first = 0  # first distributor code not finished: row 0 of the accumulators
+        self.first = 0  # first distributor code not finished
         n_products = len(self.data.product_ids)
+        self.open_codes = np.zeros(0, dtype=np.int64)  # codes with accumulator rows, ascending
         self.expected = np.zeros((0, n_products), dtype=np.float64)
         self.likely = np.zeros((0, n_products), dtype=np.float64)
         self.member_rows = np.zeros(0, dtype=np.int64)  # data rows of the open distributors' members
         self.member_codes = np.zeros(0, dtype=np.int64)
         self.carried: list[TopProducts] = []
         self.rescored = 0
+        self._memberless: pd.DataFrame | None = None
 
     def add(
         self, ids: pd.Index, codes: np.ndarray, scores: np.ndarray, complete_before: int
@@ -613,9 +615,10 @@ class DistributorStream:
         known = ~np.isnan(scores).all(axis=1)
         ids, codes, scores = ids[known], codes[known], scores[known]
         if len(ids):
-            self._grow(int(codes[-1]) + 1)
+            self._open(np.setdiff1d(codes, self.open_codes))
             weight = self.weights.reindex(ids).fillna(0.0).to_numpy(dtype=np.float64)
-            accumulate(scores, codes - self.first, weight, self.mask, self.config, self.expected, self.likely)
+            local = np.searchsorted(self.open_codes, codes)
+            accumulate(scores, local, weight, self.mask, self.config, self.expected, self.likely)
         lists = self._finish_until(complete_before, ids, codes, scores)
         staying = codes >= complete_before
         if staying.any():
@@ -636,66 +639,104 @@ class DistributorStream:
             )
         return lists
 
-    def _grow(self, n_codes: int) -> None:
-        missing = n_codes - self.first - len(self.expected)
-        if missing > 0:
-            self.expected = np.pad(self.expected, ((0, missing), (0, 0)))
-            self.likely = np.pad(self.likely, ((0, missing), (0, 0)))
+    def _open(self, codes: np.ndarray) -> None:
+        if len(codes):
+            self.open_codes = np.concatenate([self.open_codes, codes])
+            self.expected = np.pad(self.expected, ((0, len(codes)), (0, 0)))
+            self.likely = np.pad(self.likely, ((0, len(codes)), (0, 0)))
 
     def _finish_until(
         self, upto: int, ids: pd.Index, codes: np.ndarray, scores: np.ndarray
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if upto <= self.first:
+            return _empty_distributor_lists(), _empty_outreach()
+        present = np.union1d(
+            self.open_codes[self.open_codes < upto], self.member_codes[self.member_codes < upto]
+        )
         pushed, outreach = [], []
         window = max(self.config.batch_size, 1)
-        for start in range(self.first, upto, window):
-            stop = min(start + window, upto)
-            done = (codes >= start) & (codes < stop)
-            lists = self._window(start, stop, ids[done], codes[done], scores[done])
+        for start in range(0, len(present), window):
+            done = present[start : start + window]
+            in_window = np.isin(codes, done)
+            lists = self._window(done, ids[in_window], codes[in_window], scores[in_window])
             pushed.append(lists[0])
             outreach.append(lists[1])
+        memberless = np.setdiff1d(np.arange(self.first, upto), present)
+        if len(memberless):
+            pushed.append(self._memberless_lists(memberless))
         self._forget(upto)
-        return _concat(pushed, _empty_distributor_lists()), _concat(outreach, _empty_outreach())
+        return _in_code_order(_concat(pushed, _empty_distributor_lists()), self.distributor_ids), _concat(
+            outreach, _empty_outreach()
+        )
 
     def _window(
-        self, start: int, stop: int, ids: pd.Index, codes: np.ndarray, scores: np.ndarray
+        self, done: np.ndarray, ids: pd.Index, codes: np.ndarray, scores: np.ndarray
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The lists of distributors ``start`` .. ``stop`` - 1, all of whose members are aggregated."""
-        data, n = self.data, stop - start
-        rows = slice(start - self.first, stop - self.first)
-        expected, likely = _padded(self.expected[rows], n), _padded(self.likely[rows], n)
-        members = (self.member_codes >= start) & (self.member_codes < stop)
-        member_of = self.member_codes[members] - start
+        """The lists of the distributors ``done`` (codes, ascending), all of whose members are aggregated."""
+        data, n = self.data, len(done)
+        expected = np.zeros((n, len(data.product_ids)), dtype=np.float64)
+        likely = np.zeros_like(expected)
+        rows = np.minimum(np.searchsorted(self.open_codes, done), max(len(self.open_codes) - 1, 0))
+        has = (
+            (rows < len(self.open_codes)) & (self.open_codes[rows] == done)
+            if len(self.open_codes)
+            else rows < 0
+        )
+        expected[has], likely[has] = self.expected[rows[has]], self.likely[rows[has]]
+        members = np.isin(self.member_codes, done)
+        member_of = np.searchsorted(done, self.member_codes[members])
         signals = self.signals.of_members(self.member_rows[members], member_of, n)
-        window_ids = self.distributor_ids[start:stop]
+        window_ids = self.distributor_ids[done]
         aggregated = CommunityScores(
             window_ids, data.product_ids, expected, likely, np.bincount(member_of, minlength=n)
         )
         pushed = distributor_lists(aggregated, signals, self.filters, self.config, self.categories)
         product_columns = _pushed_columns(pushed, window_ids, data.product_ids)
-        best = [_best_pushed(scores, ids, codes - start, window_ids, product_columns, data)]
-        best += self._carried_best(start, stop, window_ids, product_columns)
+        community = np.searchsorted(done, codes)
+        best = [_best_pushed(scores, ids, community, window_ids, product_columns, data)]
+        best += self._carried_best(done, window_ids, product_columns)
         frames = [frame for frame in best if frame is not None and len(frame)]
         if not frames:
             return pushed, _empty_outreach()
         best_frame = pd.concat(frames, ignore_index=True)
         return pushed, ranked_outreach(best_frame, self.weights, self.config, data, self.categories)
 
+    def _memberless_lists(self, codes: np.ndarray) -> pd.DataFrame:
+        """The list of distributors without a member in the data: the same trend-only list for each."""
+        if self._memberless is None:
+            data = self.data
+            zeros = np.zeros((1, len(data.product_ids)), dtype=np.float64)
+            aggregated = CommunityScores(
+                pd.Index([""]), data.product_ids, zeros, zeros, np.zeros(1, np.int64)
+            )
+            signals = self.signals.of_members(np.zeros(0, np.int64), np.zeros(0, np.int64), 1)
+            self._memberless = distributor_lists(
+                aggregated, signals, self.filters, self.config, self.categories
+            )
+        template = self._memberless
+        frame = pd.concat([template] * len(codes), ignore_index=True) if len(template) else template
+        frame[DistributorListCol.DISTRIBUTOR_ID] = np.repeat(
+            self.distributor_ids.to_numpy(dtype=object)[codes], len(template)
+        )
+        return frame
+
     def _carried_best(
-        self, start: int, stop: int, window_ids: pd.Index, product_columns: np.ndarray
+        self, done: np.ndarray, window_ids: pd.Index, product_columns: np.ndarray
     ) -> list[pd.DataFrame | None]:
-        parts = [part.take((part.community >= start) & (part.community < stop)) for part in self.carried]
+        parts = [part.take(np.isin(part.community, done)) for part in self.carried]
         parts = [part for part in parts if len(part.ids)]
         if not parts:
             return []
         kept = TopProducts.concat(parts)
-        gathered, settled = kept.settle(product_columns, start)
-        candidates = product_columns[kept.community - start]
+        community = np.searchsorted(done, kept.community)
+        candidates = product_columns[community]
+        gathered, settled = kept.settle(candidates)
         frames = [
             _best_frame(
                 gathered[settled],
                 candidates[settled],
                 kept.ids[settled],
-                kept.community[settled] - start,
+                community[settled],
                 window_ids,
                 self.data,
             )
@@ -703,31 +744,30 @@ class DistributorStream:
         again = kept.take(~settled)
         self.rescored += len(again.ids)
         for block in self.model.score_blocks(again.ids, self.config.batch_size):
-            community = again.community[again.ids.get_indexer(block.consumer_ids)] - start
+            local = np.searchsorted(done, again.community[again.ids.get_indexer(block.consumer_ids)])
             frames.append(
-                _best_pushed(
-                    block.scores, block.consumer_ids, community, window_ids, product_columns, self.data
-                )
+                _best_pushed(block.scores, block.consumer_ids, local, window_ids, product_columns, self.data)
             )
         return frames
 
     def _forget(self, upto: int) -> None:
         """Drop what the distributors below ``upto`` held."""
-        if upto <= self.first:
-            return
-        drop = min(upto - self.first, len(self.expected))
-        self.expected, self.likely = self.expected[drop:].copy(), self.likely[drop:].copy()
         self.first = upto
+        staying = self.open_codes >= upto
+        self.open_codes = self.open_codes[staying]
+        self.expected, self.likely = self.expected[staying], self.likely[staying]
         staying = self.member_codes >= upto
         self.member_rows, self.member_codes = self.member_rows[staying], self.member_codes[staying]
         self.carried = [part.take(part.community >= upto) for part in self.carried]
         self.carried = [part for part in self.carried if len(part.ids)]
 
 
-def _padded(rows: np.ndarray, n: int) -> np.ndarray:
-    if len(rows) == n:
-        return rows
-    return np.vstack([rows, np.zeros((n - len(rows), rows.shape[1]), dtype=rows.dtype)])
+def _in_code_order(pushed: pd.DataFrame, distributor_ids: pd.Index) -> pd.DataFrame:
+    """Rows by distributor (code order), each list kept in rank order."""
+    if pushed.empty:
+        return pushed
+    order = np.argsort(distributor_ids.get_indexer(pushed[DistributorListCol.DISTRIBUTOR_ID]), kind="stable")
+    return pushed.iloc[order].reset_index(drop=True)
 
 
 def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
