@@ -6,10 +6,12 @@
                 + community_weight · norm_d(Σ_members 0.5 ** (age_mp / community_half_life))
                 + trend_weight · norm(platform-wide distinct buyers in the last trend_days)
 
-``s_m`` are the production model's scores of member ``m`` (``Recommender.score_blocks``,
-batched: memory is ``batch_size × products`` floats plus two ``distributors × products``
-accumulators, whatever the number of consumers); with ``member_scale = share`` each member's
-scores are first divided by its best score. ``w_m`` is the member's value: ``recency`` =
+``s_m`` are the production model's scores of member ``m``, from the one scoring pass
+(``DistributorStream``, fed by ``models.recommenders.scoring_pass``: members come grouped by
+distributor, so a distributor's dense row lives only while its members are scored; memory is
+``batch_size × products`` floats, whatever the number of consumers or distributors;
+``aggregate_members`` is the dense all-at-once form for studies); with ``member_scale = share``
+each member's scores are first divided by its best score. ``w_m`` is the member's value: ``recency`` =
 ``0.5 ** (days since its last interaction / member_half_life_days)`` (how likely it still
 buys), ``spend`` = its spend decayed with the same half-life, or ``uniform``. ``norm_d``
 divides a distributor's row by its largest value. ``age_mp`` is the days since the member's
@@ -28,8 +30,9 @@ in the last 7 days)"``.
 **Outreach list** (``outreach_lists``): every member is matched with its best product among
 its distributor's pushed list (highest model score; blocked pairs skipped), so that nobody gets
 more than one message; the distributor's ``outreach_size`` members with the highest
-``model score × member weight`` are kept. Reasons: ``"bought it 3 times before"``,
-``"buys snacks (4 products)"``, ``"customers like them buy it"``.
+``model score × member weight`` are kept (in the one pass: ``DistributorStream``, see its
+docstring for members whose distributor is still open when their block ends). Reasons:
+``"bought it 3 times before"``, ``"buys snacks (4 products)"``, ``"customers like them buy it"``.
 """
 
 from __future__ import annotations
