@@ -38,6 +38,7 @@ docstring for members whose distributor is still open when their block ends). Re
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -391,7 +392,7 @@ def outreach_lists(
         if frame is not None:
             frames.append(frame)
     if not frames:
-        return _empty_outreach()
+        return empty_outreach()
     return ranked_outreach(pd.concat(frames, ignore_index=True), weights, config, data, categories)
 
 
@@ -401,7 +402,7 @@ def ranked_outreach(
     """Members matched with their best pushed product (``_best_pushed``'s frames) → the outreach rows:
     ``model score × member weight`` > 0, the best ``outreach_size`` per distributor, with reasons."""
     if best.empty:
-        return _empty_outreach()
+        return empty_outreach()
     best[DistributorListCol.SCORE] = (
         best["_raw"] * weights.reindex(best[Col.CONSUMER_ID]).fillna(0.0).to_numpy()
     ).astype(np.float32)
@@ -419,7 +420,8 @@ def ranked_outreach(
     return best[list(OUTREACH_COLUMNS)].reset_index(drop=True)
 
 
-def _empty_outreach() -> pd.DataFrame:
+def empty_outreach() -> pd.DataFrame:
+    """An outreach frame without rows (``OUTREACH_COLUMNS``)."""
     return pd.DataFrame({column: pd.Series(dtype=object) for column in OUTREACH_COLUMNS})
 
 
@@ -536,7 +538,8 @@ class TopProducts:
         return gathered, settled
 
 
-def _empty_distributor_lists() -> pd.DataFrame:
+def empty_distributor_lists() -> pd.DataFrame:
+    """A distributor-list frame without rows (``DISTRIBUTOR_COLUMNS``)."""
     return pd.DataFrame({column: pd.Series(dtype=object) for column in DISTRIBUTOR_COLUMNS})
 
 
@@ -610,9 +613,13 @@ class DistributorStream:
 
     def add(
         self, ids: pd.Index, codes: np.ndarray, scores: np.ndarray, complete_before: int
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
         """Aggregate one block's members (``codes``: their distributor codes, non-decreasing);
-        distributors with a code below ``complete_before`` have no member left to come."""
+        distributors with a code below ``complete_before`` have no member left to come.
+
+        Yields (distributor rows, outreach rows) of the completed distributors, at most
+        ``batch_size`` distributors at a time; consume it whole before the next ``add``.
+        """
         self.member_rows = np.concatenate([self.member_rows, self.data.rows_of(ids)])
         self.member_codes = np.concatenate([self.member_codes, codes])
         known = ~np.isnan(scores).all(axis=1)
@@ -622,25 +629,24 @@ class DistributorStream:
             weight = self.weights.reindex(ids).fillna(0.0).to_numpy(dtype=np.float64)
             local = np.searchsorted(self.open_codes, codes)
             accumulate(scores, local, weight, self.mask, self.config, self.expected, self.likely)
-        lists = self._finish_until(complete_before, ids, codes, scores)
         staying = codes >= complete_before
         if staying.any():
             depth = 2 * self.config.distributor_top_n
             self.carried.append(
                 TopProducts.of(scores[staying], ids[staying], codes[staying], self.data, depth)
             )
-        return lists
+        done = ~staying
+        return self._finish_until(complete_before, ids[done], codes[done], scores[done])
 
-    def finish(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def finish(self) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
         """The lists of every distributor not finished yet (those without members included)."""
         empty = np.zeros(0, dtype=np.int64)
         scores = np.zeros((0, len(self.data.product_ids)), dtype=np.float32)
-        lists = self._finish_until(len(self.distributor_ids), pd.Index([], dtype=object), empty, scores)
+        yield from self._finish_until(len(self.distributor_ids), pd.Index([], dtype=object), empty, scores)
         if self.rescored:
             logger.info(
                 "outreach: %d members scored again (their kept products held no pushed one)", self.rescored
             )
-        return lists
 
     def _open(self, codes: np.ndarray) -> None:
         if len(codes):
@@ -650,27 +656,26 @@ class DistributorStream:
 
     def _finish_until(
         self, upto: int, ids: pd.Index, codes: np.ndarray, scores: np.ndarray
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        if upto <= self.first:
-            return _empty_distributor_lists(), _empty_outreach()
+    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+        """Finish the distributors below ``upto`` in code order, ``batch_size`` codes at a time."""
         present = np.union1d(
             self.open_codes[self.open_codes < upto], self.member_codes[self.member_codes < upto]
         )
-        pushed, outreach = [], []
         window = max(self.config.batch_size, 1)
-        for start in range(0, len(present), window):
-            done = present[start : start + window]
-            in_window = np.isin(codes, done)
-            lists = self._window(done, ids[in_window], codes[in_window], scores[in_window])
-            pushed.append(lists[0])
-            outreach.append(lists[1])
-        memberless = np.setdiff1d(np.arange(self.first, upto), present)
-        if len(memberless):
-            pushed.append(self._memberless_lists(memberless))
+        for start in range(self.first, upto, window):
+            codes_here = np.arange(start, min(start + window, upto))
+            done = np.intersect1d(present, codes_here)
+            pushed, outreach = [], empty_outreach()
+            if len(done):
+                in_window = np.isin(codes, done)
+                lists = self._window(done, ids[in_window], codes[in_window], scores[in_window])
+                pushed.append(lists[0])
+                outreach = lists[1]
+            memberless = np.setdiff1d(codes_here, done)
+            if len(memberless):
+                pushed.append(self._memberless_lists(memberless))
+            yield _in_code_order(_concat(pushed, empty_distributor_lists()), self.distributor_ids), outreach
         self._forget(upto)
-        return _in_code_order(_concat(pushed, _empty_distributor_lists()), self.distributor_ids), _concat(
-            outreach, _empty_outreach()
-        )
 
     def _window(
         self, done: np.ndarray, ids: pd.Index, codes: np.ndarray, scores: np.ndarray
@@ -700,7 +705,7 @@ class DistributorStream:
         best += self._carried_best(done, window_ids, product_columns)
         frames = [frame for frame in best if frame is not None and len(frame)]
         if not frames:
-            return pushed, _empty_outreach()
+            return pushed, empty_outreach()
         best_frame = pd.concat(frames, ignore_index=True)
         return pushed, ranked_outreach(best_frame, self.weights, self.config, data, self.categories)
 
@@ -755,7 +760,7 @@ class DistributorStream:
 
     def _forget(self, upto: int) -> None:
         """Drop what the distributors below ``upto`` held."""
-        self.first = upto
+        self.first = max(self.first, upto)
         staying = self.open_codes >= upto
         self.open_codes = self.open_codes[staying]
         self.expected, self.likely = self.expected[staying], self.likely[staying]

@@ -30,12 +30,18 @@ import numpy as np
 import pandas as pd
 
 from models.recommenders.base import InteractionData, Recommender, RecommendFilters, ScoreBlock
-from models.recommenders.distributors import DistributorStream, member_weights
+from models.recommenders.distributors import (
+    DistributorStream,
+    empty_distributor_lists,
+    empty_outreach,
+    member_weights,
+)
 from models.recommenders.fallback import FallbackLists
 from models.recommenders.list_config import ListsConfig
 from models.recommenders.lists import LIST_COLUMNS, category_codes, finished_lists
 
 _COLD_FACTOR = 8
+_NO_CONSUMERS = pd.DataFrame(columns=list(LIST_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -106,12 +112,21 @@ def list_pass(
         members = member_codes < n_distributors
         later = np.searchsorted(history_at, stop)
         complete_before = int(order.codes[history_at[later]]) if later < len(history_at) else n_distributors
-        pushed, outreach = stream.add(
+        finished = stream.add(
             block.consumer_ids[members], member_codes[members], block.scores[members], complete_before
         )
-        yield PassChunk(rows, pushed, outreach, from_fallback, len(ids))
-    pushed, outreach = stream.finish()
-    yield PassChunk(pd.DataFrame(columns=list(LIST_COLUMNS)), pushed, outreach, 0, 0)
+        yield PassChunk(rows, *_no_distributors(), from_fallback, len(ids))
+        yield from _distributor_chunks(finished)
+    yield from _distributor_chunks(stream.finish())
+
+
+def _distributor_chunks(finished: Iterator[tuple[pd.DataFrame, pd.DataFrame]]) -> Iterator[PassChunk]:
+    for pushed, outreach in finished:
+        yield PassChunk(_NO_CONSUMERS, pushed, outreach, 0, 0)
+
+
+def _no_distributors() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return empty_distributor_lists(), empty_outreach()
 
 
 def _blocks(history_at: np.ndarray, n_consumers: int, batch_size: int) -> list[tuple[int, int]]:

@@ -162,8 +162,8 @@ def test_the_one_pass_stream_equals_the_dense_lists(
     streamed = []
     for i, block in enumerate(model.score_blocks(members, batch_size=1)):  # D1 spans three blocks
         later = codes[i + 1] if i + 1 < len(codes) else len(distributors)
-        streamed.append(stream.add(block.consumer_ids, codes[i : i + 1], block.scores, later))
-    streamed.append(stream.finish())
+        streamed.extend(stream.add(block.consumer_ids, codes[i : i + 1], block.scores, later))
+    streamed.extend(stream.finish())
     pd.testing.assert_frame_equal(pd.concat([p for p, _ in streamed if len(p)], ignore_index=True), pushed)
     assert set(pushed["distributor_id"]) == {"D0", "D1", "D2", "D3"}
     pd.testing.assert_frame_equal(pd.concat([o for _, o in streamed if len(o)], ignore_index=True), outreach)
