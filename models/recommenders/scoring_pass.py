@@ -46,7 +46,7 @@ _NO_CONSUMERS = pd.DataFrame(columns=list(LIST_COLUMNS))
 
 @dataclass(frozen=True)
 class PassChunk:
-    """What one block of the pass finished: rows for each of the three list files."""
+    """A piece of the pass: a block's consumer rows, or the rows of distributors it finished."""
 
     consumer_rows: pd.DataFrame  # consumer_id, product_id, rank, score, reason
     distributor_rows: pd.DataFrame  # DISTRIBUTOR_COLUMNS of the distributors the block completed
@@ -57,7 +57,8 @@ class PassChunk:
 
 @dataclass(frozen=True)
 class PassOrder:
-    """The known consumers in pass order and each one's home distributor code (``len(ids)`` = none)."""
+    """The known consumers in pass order and each one's home distributor code
+    (``len(distributor_ids)``: none)."""
 
     consumer_ids: pd.Index
     codes: np.ndarray
@@ -87,8 +88,9 @@ def list_pass(
     listed_distributors: set[str],
     spend: pd.Series | None = None,
 ) -> Iterator[PassChunk]:
-    """Every list from one pass (see the module docstring); the last chunk also carries the
-    distributors without any member. ``spend``: ``decayed_spend`` for ``spend`` weighting."""
+    """Every list from one pass (see the module docstring), as pieces in file order: each block's
+    consumer rows, then the distributors it finished (at most ``batch_size`` at a time).
+    ``spend``: ``decayed_spend`` for ``spend`` weighting."""
     order = PassOrder.of(homes, listed_distributors)
     n_distributors = len(order.distributor_ids)
     codes, names = category_codes(data, filters)
