@@ -27,7 +27,7 @@ import logging
 import secrets
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from artifact.loader import FORMAT, FORMAT_VERSION, ID_COLUMN, MANIFEST_FILE, Counts, Files, sha256_of
@@ -47,6 +48,7 @@ from models.recommenders.base import RecCol
 logger = logging.getLogger(__name__)
 
 PAD_ITEM = -1
+BATCH_ROWS = 1 << 20  # list rows read at a time by write_artifact_from_lists
 
 
 @dataclass(frozen=True)
@@ -116,36 +118,224 @@ def write_artifact_from_lists(
 
     ``consumer_community``: ``consumer_id, distributor_id`` (e.g. ``consumer_tiers.csv``'s
     ``home_distributor_id`` renamed), so that consumers get their community list on top-ups.
+    The files are streamed in batches of ``BATCH_ROWS`` rows, never read whole: memory is the
+    id maps and the arrays the artifact holds, not the list rows (50M at 10M order lines). The
+    artifact is byte for byte the one ``write_artifact`` makes from the same rows as frames.
     """
-    consumers = _read_lists(lists_dir / StepFile.CONSUMER_LISTS, required=True)
-    community = _read_lists(lists_dir / StepFile.FALLBACK_COMMUNITY)
-    global_list = _read_lists(lists_dir / StepFile.FALLBACK_GLOBAL)
-    fallback = None
-    if community is not None or global_list is not None:
-        parts = [part for part in (community, global_list) if part is not None]
-        fallback = pd.concat(
-            [part.astype({Col.PRODUCT_ID: object}) for part in parts], ignore_index=True
-        ).reindex(columns=[Col.DISTRIBUTOR_ID, Col.PRODUCT_ID, RecCol.RANK, RecCol.SCORE])
-    return write_artifact(
-        out_dir,
-        consumers,
-        _read_lists(lists_dir / StepFile.DISTRIBUTOR_LISTS),
-        _read_lists(lists_dir / StepFile.SIMILAR_ITEMS),
-        fallback,
-        consumer_community,
-        meta,
+    started = time.perf_counter()
+    if not (lists_dir / StepFile.CONSUMER_LISTS).is_file():
+        raise SiyuError(
+            f"{lists_dir / StepFile.CONSUMER_LISTS}: not found\n"
+            "  fix: run the recommend step first (siyu recommend)"
+        )
+    built = arrays_from_files(lists_dir, consumer_community)
+    path = write_arrays(out_dir, built, meta)
+    logger.info(
+        "artifact: %d consumers, %d products, %d distributors streamed from %s to %s in %.1fs",
+        len(built.consumer_ids),
+        len(built.product_ids),
+        len(built.distributor_ids),
+        lists_dir,
+        path,
+        time.perf_counter() - started,
+    )
+    return path
+
+
+@dataclass(frozen=True)
+class _ListFile:
+    """One list file of the recommend step: its name in messages, path, owner and item columns."""
+
+    name: str
+    path: Path
+    owner: str | None  # None: one list (the global fallback)
+    item: str = Col.PRODUCT_ID
+
+    @property
+    def present(self) -> bool:
+        return self.path.is_file()
+
+    def batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        """``columns`` of the file, ``BATCH_ROWS`` rows at a time (ids as dictionaries)."""
+        ids = [column for column in columns if column.endswith("_id")]
+        reader = pq.ParquetFile(self.path, read_dictionary=ids)
+        missing = [column for column in columns if column not in reader.schema_arrow.names]
+        if missing:
+            raise SiyuError(
+                f"{self.name}: missing column(s) {', '.join(missing)}\n"
+                f"  fix: pass a frame with columns {', '.join(columns)}"
+            )
+        yield from reader.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+
+    def distinct(self, column: str) -> np.ndarray:
+        """The distinct ids (text) of ``column``; empty when the file is absent."""
+        if not self.present:
+            return np.array([], dtype=object)
+        parts = [_distinct_arrow(self.name, batch.column(0), column) for batch in self.batches([column])]
+        return pd.unique(np.concatenate(parts)) if parts else np.array([], dtype=object)
+
+
+def arrays_from_files(lists_dir: Path, consumer_community: pd.DataFrame | None) -> ArtifactArrays:
+    """``build_arrays`` over the list files in ``lists_dir``, streamed (see ``write_artifact_from_lists``)."""
+    consumers = _ListFile("consumer_lists", lists_dir / StepFile.CONSUMER_LISTS, Col.CONSUMER_ID)
+    distributors = _ListFile("distributor_lists", lists_dir / StepFile.DISTRIBUTOR_LISTS, Col.DISTRIBUTOR_ID)
+    similar = _ListFile(
+        "similar_items", lists_dir / StepFile.SIMILAR_ITEMS, Col.PRODUCT_ID, RecCol.SIMILAR_PRODUCT_ID
+    )
+    communities = _ListFile("fallback", lists_dir / StepFile.FALLBACK_COMMUNITY, Col.DISTRIBUTOR_ID)
+    global_list = _ListFile("fallback (global)", lists_dir / StepFile.FALLBACK_GLOBAL, None)
+    community = _checked("consumer_community", consumer_community, (Col.CONSUMER_ID, Col.DISTRIBUTOR_ID))
+    consumer_ids = _IdMap(
+        Col.CONSUMER_ID, [consumers.distinct(Col.CONSUMER_ID), _frame_ids(community, Col.CONSUMER_ID)]
+    )
+    product_ids = _IdMap(
+        Col.PRODUCT_ID,
+        [
+            consumers.distinct(Col.PRODUCT_ID),
+            distributors.distinct(Col.PRODUCT_ID),
+            similar.distinct(Col.PRODUCT_ID),
+            similar.distinct(RecCol.SIMILAR_PRODUCT_ID),
+            communities.distinct(Col.PRODUCT_ID),
+            global_list.distinct(Col.PRODUCT_ID),
+        ],
+    )
+    distributor_ids = _IdMap(
+        Col.DISTRIBUTOR_ID,
+        [
+            distributors.distinct(Col.DISTRIBUTOR_ID),
+            communities.distinct(Col.DISTRIBUTOR_ID),
+            _frame_ids(community, Col.DISTRIBUTOR_ID),
+        ],
+    )
+    arrays: dict[str, np.ndarray] = {}
+    for source, owners, items, scores in (
+        (consumers, consumer_ids, Files.CONSUMER_ITEMS, Files.CONSUMER_SCORES),
+        (distributors, distributor_ids, Files.DISTRIBUTOR_ITEMS, Files.DISTRIBUTOR_SCORES),
+        (similar, product_ids, Files.SIMILAR_ITEMS, Files.SIMILAR_SCORES),
+        (communities, distributor_ids, Files.COMMUNITY_ITEMS, Files.COMMUNITY_SCORES),
+    ):
+        arrays[items], arrays[scores] = _streamed_matrix(source, owners, product_ids)
+    global_items, global_scores = _streamed_matrix(global_list, None, product_ids)
+    arrays[Files.GLOBAL_ITEMS], arrays[Files.GLOBAL_SCORES] = global_items[0], global_scores[0]
+    arrays[Files.CONSUMER_COMMUNITY] = _community_rows(community, consumer_ids, distributor_ids)
+    if not len(arrays[Files.GLOBAL_ITEMS]):
+        logger.warning("artifact: no global fallback list; unknown consumers will get empty lists")
+    return ArtifactArrays(consumer_ids.ids, product_ids.ids, distributor_ids.ids, arrays)
+
+
+def _frame_ids(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return _distinct_text(frame[column]) if len(frame) else np.array([], dtype=object)
+
+
+def _distinct_arrow(name: str, values: pa.Array, column: str) -> np.ndarray:
+    if values.null_count:
+        raise SiyuError(f"{name}: column '{column}' has empty ids\n  fix: drop or fill those rows")
+    if pa.types.is_dictionary(values.type):
+        used = np.unique(values.indices.to_numpy(zero_copy_only=False))
+        values = values.dictionary.take(pa.array(used, pa.int64()))
+    else:
+        values = pc.unique(values)
+    return np.asarray(pc.cast(values, pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _streamed_matrix(
+    source: _ListFile, owners: _IdMap | None, product_ids: _IdMap
+) -> tuple[np.ndarray, np.ndarray]:
+    """``ranked_matrix`` of a list file, filled batch by batch (one owner's rows may span batches,
+    in rank order); a file whose ranks go back across batches is read whole instead."""
+    n_owners = len(owners) if owners is not None else 1
+    filling = _Filling(source.name, n_owners, owners.ids if owners is not None else None)
+    if not source.present:
+        return filling.matrices()
+    columns = [column for column in (source.owner, source.item, RecCol.RANK) if column is not None]
+    names = pq.read_schema(source.path).names
+    has_score = RecCol.SCORE in names
+    for batch in source.batches(columns + ([RecCol.SCORE] if has_score else [])):
+        frame = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+        owner_codes = (
+            owners.arrow_codes(source.name, frame[source.owner], source.owner)
+            if owners is not None and source.owner is not None
+            else np.zeros(batch.num_rows, np.int64)
+        )
+        item_codes = product_ids.arrow_codes(source.name, frame[source.item], source.item)
+        ranks = _ranks(source.name, frame[RecCol.RANK].to_pandas())
+        scores = (
+            frame[RecCol.SCORE].to_numpy(zero_copy_only=False).astype(np.float32)
+            if has_score
+            else np.full(batch.num_rows, np.nan, np.float32)
+        )
+        if not filling.add(owner_codes, item_codes, ranks, scores):
+            logger.info(
+                "artifact: %s is not in rank order across batches; reading it whole", source.path.name
+            )
+            return _whole_matrix(source, owners, product_ids)
+    return filling.matrices()
+
+
+def _whole_matrix(
+    source: _ListFile, owners: _IdMap | None, product_ids: _IdMap
+) -> tuple[np.ndarray, np.ndarray]:
+    frame = pq.read_table(source.path).to_pandas()
+    owner_codes = owners.codes(frame, source.owner) if owners is not None else np.zeros(len(frame), np.int64)
+    n_owners = len(owners) if owners is not None else 1
+    owner_ids = owners.ids if owners is not None else None
+    return ranked_matrix(
+        source.name, owner_codes, product_ids.codes(frame, source.item), frame, n_owners, owner_ids
     )
 
 
-def _read_lists(path: Path, required: bool = False) -> pd.DataFrame | None:
-    """A list file with its id columns as categoricals (50M rows stay small), or None when absent."""
-    if not path.is_file():
-        if required:
-            raise SiyuError(f"{path}: not found\n  fix: run the recommend step first (siyu recommend)")
-        return None
-    names = pq.read_schema(path).names
-    ids = [c for c in names if c.endswith("_id")]
-    return pq.read_table(path, read_dictionary=ids).to_pandas()
+class _Filling:
+    """``ranked_matrix``'s padded matrices, filled a batch of rows at a time."""
+
+    def __init__(self, name: str, n_owners: int, owner_ids: np.ndarray | None) -> None:
+        self.name = name
+        self.owner_ids = owner_ids
+        self.items = np.full((n_owners, 0), PAD_ITEM, np.int32)
+        self.scores = np.full((n_owners, 0), np.nan, np.float32)
+        self.filled = np.zeros(n_owners, np.int64)
+        self.last_rank = np.zeros(n_owners, np.int64)
+
+    def add(self, owners: np.ndarray, items: np.ndarray, ranks: np.ndarray, scores: np.ndarray) -> bool:
+        """Place one batch's rows; False when an owner's rank goes back below an earlier batch's."""
+        if not len(owners):
+            return True
+        order = np.lexsort((ranks, owners))
+        owners, items, ranks, scores = owners[order], items[order], ranks[order], scores[order]
+        first = np.r_[True, owners[1:] != owners[:-1]]
+        repeated = np.flatnonzero(~first[1:] & (ranks[1:] == ranks[:-1]))
+        if len(repeated):
+            self._repeated(owners[repeated[0]], ranks[repeated[0]])
+        previous = self.last_rank[owners[first]]
+        if (ranks[first] < previous).any():
+            return False
+        clash = np.flatnonzero(ranks[first] == previous)
+        if len(clash):
+            self._repeated(owners[first][clash[0]], ranks[first][clash[0]])
+        starts = np.flatnonzero(first)
+        group = np.cumsum(first) - 1
+        position = self.filled[owners] + np.arange(len(owners)) - starts[group]
+        self._widen(int(position.max()) + 1)
+        self.items[owners, position] = items
+        self.scores[owners, position] = scores
+        self.filled[owners[first]] += np.diff(np.r_[starts, len(owners)])
+        self.last_rank[owners[first]] = ranks[np.r_[starts[1:], len(owners)] - 1]
+        return True
+
+    def matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.items, self.scores
+
+    def _widen(self, width: int) -> None:
+        extra = width - self.items.shape[1]
+        if extra > 0:
+            self.items = np.pad(self.items, ((0, 0), (0, extra)), constant_values=PAD_ITEM)
+            self.scores = np.pad(self.scores, ((0, 0), (0, extra)), constant_values=np.nan)
+
+    def _repeated(self, owner: int, rank: int) -> None:
+        who = f" of {self.owner_ids[owner]}" if self.owner_ids is not None else ""
+        raise SiyuError(
+            f"{self.name}: rank {rank} appears twice in the list{who}\n"
+            "  fix: give every row of a list its own rank (1 = best)"
+        )
 
 
 def build_arrays(
@@ -168,8 +358,10 @@ def build_arrays(
     is_global = fallback_rows[Col.DISTRIBUTOR_ID].isna().to_numpy()
     global_rows, community_rows = fallback_rows[is_global], fallback_rows[~is_global]
 
-    consumer_ids = _IdMap(Col.CONSUMER_ID, [(consumers, Col.CONSUMER_ID), (community, Col.CONSUMER_ID)])
-    product_ids = _IdMap(
+    consumer_ids = _IdMap.of_frames(
+        Col.CONSUMER_ID, [(consumers, Col.CONSUMER_ID), (community, Col.CONSUMER_ID)]
+    )
+    product_ids = _IdMap.of_frames(
         Col.PRODUCT_ID,
         [
             (consumers, Col.PRODUCT_ID),
@@ -179,7 +371,7 @@ def build_arrays(
             (fallback_rows, Col.PRODUCT_ID),
         ],
     )
-    distributor_ids = _IdMap(
+    distributor_ids = _IdMap.of_frames(
         Col.DISTRIBUTOR_ID,
         [
             (distributors, Col.DISTRIBUTOR_ID),
@@ -228,7 +420,7 @@ def ranked_matrix(
     ``owners`` and ``items`` are the rows' owner and item codes; ranks and scores come from
     ``frame``. The width is the longest list.
     """
-    ranks = _ranks(name, frame)
+    ranks = _ranks(name, frame[RecCol.RANK])
     scores = (
         frame[RecCol.SCORE].to_numpy(np.float32, na_value=np.nan)
         if RecCol.SCORE in frame
@@ -314,14 +506,19 @@ class _Lists:
 
 
 class _IdMap:
-    """Sorted distinct ids (as text) over some columns of some frames, and codes into them."""
+    """Sorted distinct ids (as text) from some id arrays, and codes into them."""
 
-    def __init__(self, name: str, columns: list[tuple[pd.DataFrame, str]]) -> None:
+    def __init__(self, name: str, parts: list[np.ndarray]) -> None:
         self.name = name
-        parts = [_distinct_text(frame[column]) for frame, column in columns if len(frame)]
+        parts = [part for part in parts if len(part)]
         distinct = pd.unique(np.concatenate(parts)) if parts else np.array([], dtype=object)
         self.ids = np.sort(distinct.astype(object))
         self._index = pd.Index(self.ids)
+
+    @classmethod
+    def of_frames(cls, name: str, columns: list[tuple[pd.DataFrame, str]]) -> _IdMap:
+        """The ids of some columns of some frames."""
+        return cls(name, [_distinct_text(frame[column]) for frame, column in columns if len(frame)])
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -334,6 +531,18 @@ class _IdMap:
             return local[values.cat.codes.to_numpy(np.int64)].astype(np.int64)
         codes, uniques = pd.factorize(values)
         return self._index.get_indexer(pd.Index(uniques).astype(str))[codes].astype(np.int64)
+
+    def arrow_codes(self, name: str, values: pa.Array, column: str) -> np.ndarray:
+        """Row numbers (int64) of an Arrow column's ids (a dictionary column maps its dictionary once)."""
+        if values.null_count:
+            raise SiyuError(f"{name}: column '{column}' has empty ids\n  fix: drop or fill those rows")
+        if pa.types.is_dictionary(values.type):
+            dictionary = pc.cast(values.dictionary, pa.string()).to_numpy(zero_copy_only=False)
+            local = self._index.get_indexer(pd.Index(dictionary, dtype=object))
+            return local[values.indices.to_numpy(zero_copy_only=False).astype(np.int64)].astype(np.int64)
+        text = pc.cast(values, pa.string()).to_numpy(zero_copy_only=False)
+        codes, uniques = pd.factorize(text)
+        return self._index.get_indexer(pd.Index(uniques, dtype=object))[codes].astype(np.int64)
 
 
 def _distinct_text(values: pd.Series) -> np.ndarray:
@@ -365,8 +574,7 @@ def _checked(name: str, frame: pd.DataFrame | None, columns: tuple[str, ...]) ->
     return frame
 
 
-def _ranks(name: str, frame: pd.DataFrame) -> np.ndarray:
-    ranks = frame[RecCol.RANK]
+def _ranks(name: str, ranks: pd.Series) -> np.ndarray:
     if ranks.isna().any() or not pd.api.types.is_numeric_dtype(ranks):
         raise SiyuError(
             f"{name}: column '{RecCol.RANK}' must be whole numbers\n  fix: rank each list 1, 2, 3, ..."

@@ -506,7 +506,8 @@ EXPORTS: tuple[ExportFile, ...] = (
     ExportFile(
         name=StepFile.CONSUMER_LISTS,
         audience="backend",
-        rows="k rows for every known consumer (consumers table and buyers), by `consumer_id`, `rank`",
+        rows="k rows for every known consumer (consumers table and buyers), by home distributor, "
+        "`consumer_id`, `rank`",
         docs=_LISTS_DOCS,
         columns=(
             _doc(RecCol.CONSUMER_ID, "the consumer"),

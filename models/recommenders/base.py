@@ -36,7 +36,8 @@ checks it for each):
   for aggregations such as per-distributor lists; ``model.score(consumer_ids, product_ids)``
   gives a long frame of selected pairs; ``recommend_from_block(block, k, filters)`` turns a
   block into the same lists as ``recommend``, so consumer lists and distributor aggregates
-  can share ONE scoring pass. ``similar_items(product_ids, k)`` returns
+  share ONE scoring pass (``models.recommenders.scoring_pass.list_pass``, what the recommend
+  step runs). ``similar_items(product_ids, k)`` returns
   ``product_id, similar_product_id, score, rank``.
 - **Production training.** ``models.recommenders.training.fit_production(con, as_of,
   config.recommend, data=data)`` builds the configured production model, tunes it on the

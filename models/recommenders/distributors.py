@@ -6,10 +6,12 @@
                 + community_weight · norm_d(Σ_members 0.5 ** (age_mp / community_half_life))
                 + trend_weight · norm(platform-wide distinct buyers in the last trend_days)
 
-``s_m`` are the production model's scores of member ``m`` (``Recommender.score_blocks``,
-batched: memory is ``batch_size × products`` floats plus two ``distributors × products``
-accumulators, whatever the number of consumers); with ``member_scale = share`` each member's
-scores are first divided by its best score. ``w_m`` is the member's value: ``recency`` =
+``s_m`` are the production model's scores of member ``m``, from the one scoring pass
+(``DistributorStream``, fed by ``models.recommenders.scoring_pass``: members come grouped by
+distributor, so a distributor's dense row lives only while its members are scored; memory is
+``batch_size × products`` floats, whatever the number of consumers or distributors;
+``aggregate_members`` is the dense all-at-once form for studies); with ``member_scale = share``
+each member's scores are first divided by its best score. ``w_m`` is the member's value: ``recency`` =
 ``0.5 ** (days since its last interaction / member_half_life_days)`` (how likely it still
 buys), ``spend`` = its spend decayed with the same half-life, or ``uniform``. ``norm_d``
 divides a distributor's row by its largest value. ``age_mp`` is the days since the member's
@@ -28,13 +30,15 @@ in the last 7 days)"``.
 **Outreach list** (``outreach_lists``): every member is matched with its best product among
 its distributor's pushed list (highest model score; blocked pairs skipped), so that nobody gets
 more than one message; the distributor's ``outreach_size`` members with the highest
-``model score × member weight`` are kept. Reasons: ``"bought it 3 times before"``,
-``"buys snacks (4 products)"``, ``"customers like them buy it"``.
+``model score × member weight`` are kept (in the one pass: ``DistributorStream``, see its
+docstring for members whose distributor is still open when their block ends). Reasons:
+``"bought it 3 times before"``, ``"buys snacks (4 products)"``, ``"customers like them buy it"``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -55,7 +59,6 @@ from models.recommenders.base import (
 )
 from models.recommenders.fallback import recent_indicator
 from models.recommenders.list_config import ListsConfig
-from models.recommenders.lists import category_codes
 from models.recommenders.popularity import recent_popularity
 
 logger = logging.getLogger(__name__)
@@ -128,7 +131,11 @@ def decayed_spend(con: duckdb.DuckDBPyConnection, as_of: AsOf, half_life_days: f
 
 @dataclass(frozen=True)
 class CommunityScores:
-    """Per distributor × product: the members' weighted model scores and 'likely buyer' counts."""
+    """Per distributor × product: the members' weighted model scores and 'likely buyer' counts.
+
+    Dense over the distributors it is made for: the one pass (``DistributorStream``) makes one
+    for each window of distributors whose members are all scored, never for all of them at once.
+    """
 
     distributor_ids: pd.Index
     product_ids: pd.Index
@@ -145,7 +152,7 @@ def aggregate_members(
     filters: RecommendFilters,
     config: ListsConfig,
 ) -> CommunityScores:
-    """One batched pass over the members' scores (consumers in ``homes`` the model can score).
+    """All of ``distributor_ids`` at once, dense (for studies of the blend; the nightly streams).
 
     ``homes``: consumer id → home distributor id; ``weights``: consumer id → member weight.
     """
@@ -154,25 +161,31 @@ def aggregate_members(
     expected = np.zeros((len(distributor_ids), len(data.product_ids)), dtype=np.float64)
     likely = np.zeros_like(expected)
     members = homes[homes.index.isin(data.consumer_ids) & homes.isin(distributor_ids)]
-    scored = 0
     for block in model.score_blocks(members.index, config.batch_size):
         known = ~np.isnan(block.scores).all(axis=1)
-        if not known.any():
-            continue
-        scores = block.scores[known]
         ids = block.consumer_ids[known]
         rows = distributor_ids.get_indexer(members.reindex(ids))
         weight = weights.reindex(ids).fillna(0.0).to_numpy(dtype=np.float64)
-        to_community = sp.csr_matrix(
-            (weight, (rows, np.arange(len(ids)))), shape=(len(distributor_ids), len(ids))
-        )
-        expected += to_community @ _scaled(scores, config.member_scale).astype(np.float64)
-        likely += _likely_counts(scores, mask, rows, len(distributor_ids), config.likely_top_k)
-        scored += len(ids)
-        logger.debug("aggregated %d of %d members", scored, len(members))
+        accumulate(block.scores[known], rows, weight, mask, config, expected, likely)
     counts = np.bincount(distributor_ids.get_indexer(members), minlength=len(distributor_ids))
-    logger.info("distributor lists: aggregated %d members of %d distributors", scored, len(distributor_ids))
     return CommunityScores(distributor_ids, data.product_ids, expected, likely, counts)
+
+
+def accumulate(
+    scores: np.ndarray,
+    rows: np.ndarray,
+    weight: np.ndarray,
+    mask: np.ndarray,
+    config: ListsConfig,
+    expected: np.ndarray,
+    likely: np.ndarray,
+) -> None:
+    """Add members' scores (``rows``: their distributor's row in ``expected``) in place."""
+    if not len(rows):
+        return
+    to_community = sp.csr_matrix((weight, (rows, np.arange(len(rows)))), shape=(len(expected), len(rows)))
+    expected += to_community @ _scaled(scores, config.member_scale).astype(np.float64)
+    likely += _likely_counts(scores, mask, rows, len(expected), config.likely_top_k)
 
 
 def _scaled(scores: np.ndarray, scale: str) -> np.ndarray:
@@ -211,17 +224,36 @@ class CommunitySignals:
     trending: np.ndarray
 
 
-def community_signals(
-    data: InteractionData, homes: pd.Series, distributor_ids: pd.Index, config: ListsConfig
-) -> CommunitySignals:
-    """Members' recent and repeat buyers per distributor × product, and the platform-wide trend."""
-    member_of = distributor_ids.get_indexer(homes.reindex(data.consumer_ids).astype(object))
-    known = member_of >= 0
-    membership = sp.csr_matrix(
-        (np.ones(known.sum()), (member_of[known], np.flatnonzero(known))),
-        shape=(len(distributor_ids), len(data.consumer_ids)),
-    )
-    recent = recent_indicator(data, config.fallback_window_days)
+@dataclass(frozen=True)
+class MemberSignals:
+    """Per consumer × product (sparse, the fitted data's rows): what ``CommunitySignals`` sums per
+    distributor; and the platform-wide trend per product. Computed once per run."""
+
+    recent: sp.csr_matrix
+    decayed: sp.csr_matrix
+    repeat: sp.csr_matrix
+    trend_buyers: np.ndarray
+    trending: np.ndarray
+
+    def of_members(
+        self, member_rows: np.ndarray, member_of: np.ndarray, n_communities: int
+    ) -> CommunitySignals:
+        """The signals of ``n_communities`` distributors from their members' data rows and community rows."""
+        membership = sp.csr_matrix(
+            (np.ones(len(member_rows)), (member_of, np.arange(len(member_rows)))),
+            shape=(n_communities, len(member_rows)),
+        )
+        return CommunitySignals(
+            recent_members=(membership @ self.recent[member_rows]).toarray(),
+            decayed_members=(membership @ self.decayed[member_rows]).toarray(),
+            repeat_members=(membership @ self.repeat[member_rows]).toarray(),
+            trend_buyers=self.trend_buyers,
+            trending=self.trending,
+        )
+
+
+def member_signals(data: InteractionData, config: ListsConfig) -> MemberSignals:
+    """Each consumer's recent, decayed and repeat products, and the platform-wide trend."""
     decayed = recent_indicator(data, None).astype(np.float64)
     if config.community_half_life_days is not None and data.age_days is not None:
         decayed = data.age_days.astype(np.float64).copy()
@@ -233,13 +265,22 @@ def community_signals(
     trending = (trend_buyers >= config.trend_min_buyers) & (
         trend_buyers >= config.trend_min_ratio * np.maximum(baseline, 1e-9)
     )
-    return CommunitySignals(
-        recent_members=(membership @ recent).toarray(),
-        decayed_members=(membership @ decayed).toarray(),
-        repeat_members=(membership @ repeat).toarray(),
-        trend_buyers=trend_buyers,
-        trending=trending,
+    return MemberSignals(
+        recent_indicator(data, config.fallback_window_days).tocsr(),
+        decayed.tocsr(),
+        repeat.tocsr(),
+        trend_buyers,
+        trending,
     )
+
+
+def community_signals(
+    data: InteractionData, homes: pd.Series, distributor_ids: pd.Index, config: ListsConfig
+) -> CommunitySignals:
+    """Members' recent and repeat buyers per distributor × product, and the platform-wide trend."""
+    member_of = distributor_ids.get_indexer(homes.reindex(data.consumer_ids).astype(object))
+    known = np.flatnonzero(member_of >= 0)
+    return member_signals(data, config).of_members(known, member_of[known], len(distributor_ids))
 
 
 def blend_scores(aggregated: CommunityScores, signals: CommunitySignals, config: ListsConfig) -> np.ndarray:
@@ -344,14 +385,24 @@ def outreach_lists(
     members = homes[homes.index.isin(data.consumer_ids) & homes.isin(distributor_ids)]
     frames = []
     for block in model.score_blocks(members.index, config.batch_size):
-        frame = _best_pushed(
-            block.scores, block.consumer_ids, members, distributor_ids, product_columns, data
-        )
+        known = ~np.isnan(block.scores).all(axis=1)
+        ids = block.consumer_ids[known]
+        community = distributor_ids.get_indexer(members.reindex(ids))
+        frame = _best_pushed(block.scores[known], ids, community, distributor_ids, product_columns, data)
         if frame is not None:
             frames.append(frame)
     if not frames:
-        return pd.DataFrame({column: pd.Series(dtype=object) for column in OUTREACH_COLUMNS})
-    best = pd.concat(frames, ignore_index=True)
+        return empty_outreach()
+    return ranked_outreach(pd.concat(frames, ignore_index=True), weights, config, data, categories)
+
+
+def ranked_outreach(
+    best: pd.DataFrame, weights: pd.Series, config: ListsConfig, data: InteractionData, categories: np.ndarray
+) -> pd.DataFrame:
+    """Members matched with their best pushed product (``_best_pushed``'s frames) → the outreach rows:
+    ``model score × member weight`` > 0, the best ``outreach_size`` per distributor, with reasons."""
+    if best.empty:
+        return empty_outreach()
     best[DistributorListCol.SCORE] = (
         best["_raw"] * weights.reindex(best[Col.CONSUMER_ID]).fillna(0.0).to_numpy()
     ).astype(np.float32)
@@ -369,6 +420,11 @@ def outreach_lists(
     return best[list(OUTREACH_COLUMNS)].reset_index(drop=True)
 
 
+def empty_outreach() -> pd.DataFrame:
+    """An outreach frame without rows (``OUTREACH_COLUMNS``)."""
+    return pd.DataFrame({column: pd.Series(dtype=object) for column in OUTREACH_COLUMNS})
+
+
 def _pushed_columns(pushed: pd.DataFrame, distributor_ids: pd.Index, product_ids: pd.Index) -> np.ndarray:
     depth = int(pushed.groupby(DistributorListCol.DISTRIBUTOR_ID).size().max()) if len(pushed) else 1
     columns = np.full((len(distributor_ids), depth), -1, dtype=np.int64)
@@ -381,17 +437,18 @@ def _pushed_columns(pushed: pd.DataFrame, distributor_ids: pd.Index, product_ids
 
 def _best_pushed(
     scores: np.ndarray,
-    consumer_ids: pd.Index,
-    members: pd.Series,
+    ids: pd.Index,
+    community: np.ndarray,
     distributor_ids: pd.Index,
     product_columns: np.ndarray,
     data: InteractionData,
 ) -> pd.DataFrame | None:
-    known = ~np.isnan(scores).all(axis=1)
-    if not known.any():
+    """Each member's best product of its distributor's pushed list, from its full score rows.
+
+    ``community``: each member's row in ``distributor_ids`` and ``product_columns``.
+    """
+    if not len(ids):
         return None
-    ids, scores = consumer_ids[known], scores[known]
-    community = distributor_ids.get_indexer(members.reindex(ids))
     candidates = product_columns[community]
     gathered = np.take_along_axis(scores, np.maximum(candidates, 0), axis=1)
     gathered[candidates < 0] = -np.inf
@@ -402,20 +459,88 @@ def _best_pushed(
             blocked[np.repeat(np.arange(len(ids)), candidates.shape[1]), np.maximum(candidates, 0).ravel()]
         ).reshape(candidates.shape)
         gathered[is_blocked != 0] = -np.inf
+    return _best_frame(gathered, candidates, ids, community, distributor_ids, data)
+
+
+def _best_frame(
+    gathered: np.ndarray,
+    candidates: np.ndarray,
+    ids: pd.Index,
+    community: np.ndarray,
+    distributor_ids: pd.Index,
+    data: InteractionData,
+) -> pd.DataFrame:
+    """The first best candidate of each member (pushed order breaks ties); members without one left out."""
     best = np.argmax(gathered, axis=1)
     best_score = gathered[np.arange(len(ids)), best]
     keep = np.isfinite(best_score)
+    column = candidates[np.arange(len(ids)), best][keep]
     return pd.DataFrame(
         {
             DistributorListCol.DISTRIBUTOR_ID: distributor_ids.to_numpy(dtype=object)[community[keep]],
             Col.CONSUMER_ID: ids.to_numpy(dtype=object)[keep],
-            "_column": candidates[np.arange(len(ids)), best][keep],
+            "_column": column,
             "_raw": np.clip(best_score[keep], 0.0, None),
-            DistributorListCol.PRODUCT_ID: data.product_ids.to_numpy(dtype=object)[
-                candidates[np.arange(len(ids)), best][keep]
-            ],
+            DistributorListCol.PRODUCT_ID: data.product_ids.to_numpy(dtype=object)[column],
         }
     )
+
+
+@dataclass(frozen=True)
+class TopProducts:
+    """Members' best ``depth`` products by raw model score (blocked pairs excluded), best first.
+
+    What the one pass keeps of a member whose distributor is still open, to find its best
+    pushed product once the distributor's list is known (``settle``).
+    """
+
+    ids: pd.Index
+    community: np.ndarray  # distributor code of each member
+    columns: np.ndarray  # (members, depth), -1 where fewer candidates
+    scores: np.ndarray  # (members, depth), -inf where fewer candidates
+
+    @classmethod
+    def of(
+        cls, scores: np.ndarray, ids: pd.Index, community: np.ndarray, data: InteractionData, depth: int
+    ) -> TopProducts:
+        """Keep the top ``depth`` of each member's raw score row (blocked pairs excluded)."""
+        raw = np.nan_to_num(scores, nan=-np.inf).astype(np.float32, copy=True)
+        blocked = data.blocked[data.rows_of(ids)].tocoo()
+        raw[blocked.row, blocked.col] = -np.inf
+        columns, ranked = top_k(raw, min(depth, raw.shape[1]))
+        return cls(ids, community, columns, ranked)
+
+    @classmethod
+    def concat(cls, parts: list[TopProducts]) -> TopProducts:
+        """One set of members from several."""
+        return cls(
+            pd.Index(np.concatenate([part.ids.to_numpy(dtype=object) for part in parts])),
+            np.concatenate([part.community for part in parts]),
+            np.concatenate([part.columns for part in parts]),
+            np.concatenate([part.scores for part in parts]),
+        )
+
+    def take(self, keep: np.ndarray) -> TopProducts:
+        """The members where ``keep`` is true."""
+        return TopProducts(self.ids[keep], self.community[keep], self.columns[keep], self.scores[keep])
+
+    def settle(self, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(kept scores of each member's pushed ``candidates``, -inf where not kept; settled mask).
+
+        A member is settled when its best kept candidate beats the lowest kept score (every
+        candidate tied with it is then kept, so the pushed order breaks ties as on the full
+        row), or when fewer scores than slots are finite (every score is kept).
+        """
+        hits = (self.columns[:, :, None] == candidates[:, None, :]) & (candidates[:, None, :] >= 0)
+        gathered = np.where(hits, self.scores[:, :, None], -np.inf).max(axis=1)
+        floor = self.scores[:, -1]
+        settled = (gathered.max(axis=1) > floor) | ~np.isfinite(floor)
+        return gathered, settled
+
+
+def empty_distributor_lists() -> pd.DataFrame:
+    """A distributor-list frame without rows (``DISTRIBUTOR_COLUMNS``)."""
+    return pd.DataFrame({column: pd.Series(dtype=object) for column in DISTRIBUTOR_COLUMNS})
 
 
 def _outreach_reasons(best: pd.DataFrame, data: InteractionData, categories: np.ndarray) -> np.ndarray:
@@ -443,24 +568,216 @@ def _outreach_reasons(best: pd.DataFrame, data: InteractionData, categories: np.
     return reasons
 
 
-def distributor_and_outreach_lists(
-    model: Recommender,
-    data: InteractionData,
-    homes: pd.Series,
-    listed_distributors: set[str],
-    filters: RecommendFilters,
-    lists: ListsConfig,
-    spend: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """What each distributor should push (``distributor_lists``) and whom to message about it
-    (``outreach_lists``), for every distributor some consumer calls home or the distributors
-    table lists. ``spend``: ``decayed_spend`` when ``lists.member_weighting`` is ``spend``."""
-    member_homes = homes.dropna().astype(str)
-    distributor_ids = pd.Index(sorted(set(member_homes) | listed_distributors))
-    weights = member_weights(data, lists, spend)
-    aggregated = aggregate_members(model, member_homes, weights, distributor_ids, filters, lists)
-    signals = community_signals(data, member_homes, distributor_ids, lists)
-    codes, names = category_codes(data, filters)
-    categories = names.to_numpy(dtype=object)[codes]
-    pushed = distributor_lists(aggregated, signals, filters, lists, categories)
-    return pushed, outreach_lists(model, member_homes, weights, pushed, lists, categories)
+class DistributorStream:
+    """Distributor and outreach lists from ONE pass over the members' scores, grouped by distributor.
+
+    Feed ``add`` the scored members of each block in distributor-code order (then consumer
+    id); each call returns the lists of the distributors the block completed (in code order)
+    and ``finish`` the rest. Dense ``products``-wide rows exist only for the open distributors
+    that have members in the pass (at most one block's worth); distributors without a scored
+    member all get the same trend-only list, made once. So memory grows with ``batch_size ×
+    products``, not with distributors × products. A member whose distributor stays open after
+    its block keeps its best ``2 × distributor_top_n`` products (``TopProducts``); when its
+    distributor's list is known, those settle its outreach product, and the few they cannot
+    are scored again.
+    """
+
+    def __init__(
+        self,
+        model: Recommender,
+        distributor_ids: pd.Index,
+        weights: pd.Series,
+        filters: RecommendFilters,
+        config: ListsConfig,
+        categories: np.ndarray,
+    ) -> None:
+        self.model = model
+        self.data = model.data_
+        self.distributor_ids = distributor_ids
+        self.weights = weights
+        self.filters = filters
+        self.config = config
+        self.categories = categories
+        self.signals = member_signals(self.data, config)
+        self.mask = filters.column_mask(self.data.product_ids)
+        self.first = 0  # first distributor code not finished
+        n_products = len(self.data.product_ids)
+        self.open_codes = np.zeros(0, dtype=np.int64)  # codes with accumulator rows, ascending
+        self.expected = np.zeros((0, n_products), dtype=np.float64)
+        self.likely = np.zeros((0, n_products), dtype=np.float64)
+        self.member_rows = np.zeros(0, dtype=np.int64)  # data rows of the open distributors' members
+        self.member_codes = np.zeros(0, dtype=np.int64)
+        self.carried: list[TopProducts] = []
+        self.rescored = 0
+        self._memberless: pd.DataFrame | None = None
+
+    def add(
+        self, ids: pd.Index, codes: np.ndarray, scores: np.ndarray, complete_before: int
+    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+        """Aggregate one block's members (``codes``: their distributor codes, non-decreasing);
+        distributors with a code below ``complete_before`` have no member left to come.
+
+        Yields (distributor rows, outreach rows) of the completed distributors, at most
+        ``batch_size`` distributors at a time; consume it whole before the next ``add``.
+        """
+        self.member_rows = np.concatenate([self.member_rows, self.data.rows_of(ids)])
+        self.member_codes = np.concatenate([self.member_codes, codes])
+        known = ~np.isnan(scores).all(axis=1)
+        ids, codes, scores = ids[known], codes[known], scores[known]
+        if len(ids):
+            self._open(np.setdiff1d(codes, self.open_codes))
+            weight = self.weights.reindex(ids).fillna(0.0).to_numpy(dtype=np.float64)
+            local = np.searchsorted(self.open_codes, codes)
+            accumulate(scores, local, weight, self.mask, self.config, self.expected, self.likely)
+        staying = codes >= complete_before
+        if staying.any():
+            depth = 2 * self.config.distributor_top_n
+            self.carried.append(
+                TopProducts.of(scores[staying], ids[staying], codes[staying], self.data, depth)
+            )
+        done = ~staying
+        return self._finish_until(complete_before, ids[done], codes[done], scores[done])
+
+    def finish(self) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+        """The lists of every distributor not finished yet (those without members included)."""
+        empty = np.zeros(0, dtype=np.int64)
+        scores = np.zeros((0, len(self.data.product_ids)), dtype=np.float32)
+        yield from self._finish_until(len(self.distributor_ids), pd.Index([], dtype=object), empty, scores)
+        if self.rescored:
+            logger.info(
+                "outreach: %d members scored again (their kept products held no pushed one)", self.rescored
+            )
+
+    def _open(self, codes: np.ndarray) -> None:
+        if len(codes):
+            self.open_codes = np.concatenate([self.open_codes, codes])
+            self.expected = np.pad(self.expected, ((0, len(codes)), (0, 0)))
+            self.likely = np.pad(self.likely, ((0, len(codes)), (0, 0)))
+
+    def _finish_until(
+        self, upto: int, ids: pd.Index, codes: np.ndarray, scores: np.ndarray
+    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+        """Finish the distributors below ``upto`` in code order, ``batch_size`` codes at a time."""
+        present = np.union1d(
+            self.open_codes[self.open_codes < upto], self.member_codes[self.member_codes < upto]
+        )
+        window = max(self.config.batch_size, 1)
+        for start in range(self.first, upto, window):
+            codes_here = np.arange(start, min(start + window, upto))
+            done = np.intersect1d(present, codes_here)
+            pushed, outreach = [], empty_outreach()
+            if len(done):
+                in_window = np.isin(codes, done)
+                lists = self._window(done, ids[in_window], codes[in_window], scores[in_window])
+                pushed.append(lists[0])
+                outreach = lists[1]
+            memberless = np.setdiff1d(codes_here, done)
+            if len(memberless):
+                pushed.append(self._memberless_lists(memberless))
+            yield _in_code_order(_concat(pushed, empty_distributor_lists()), self.distributor_ids), outreach
+        self._forget(upto)
+
+    def _window(
+        self, done: np.ndarray, ids: pd.Index, codes: np.ndarray, scores: np.ndarray
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The lists of the distributors ``done`` (codes, ascending), all of whose members are aggregated."""
+        data, n = self.data, len(done)
+        expected = np.zeros((n, len(data.product_ids)), dtype=np.float64)
+        likely = np.zeros_like(expected)
+        rows = np.minimum(np.searchsorted(self.open_codes, done), max(len(self.open_codes) - 1, 0))
+        has = (
+            (rows < len(self.open_codes)) & (self.open_codes[rows] == done)
+            if len(self.open_codes)
+            else rows < 0
+        )
+        expected[has], likely[has] = self.expected[rows[has]], self.likely[rows[has]]
+        members = np.isin(self.member_codes, done)
+        member_of = np.searchsorted(done, self.member_codes[members])
+        signals = self.signals.of_members(self.member_rows[members], member_of, n)
+        window_ids = self.distributor_ids[done]
+        aggregated = CommunityScores(
+            window_ids, data.product_ids, expected, likely, np.bincount(member_of, minlength=n)
+        )
+        pushed = distributor_lists(aggregated, signals, self.filters, self.config, self.categories)
+        product_columns = _pushed_columns(pushed, window_ids, data.product_ids)
+        community = np.searchsorted(done, codes)
+        best = [_best_pushed(scores, ids, community, window_ids, product_columns, data)]
+        best += self._carried_best(done, window_ids, product_columns)
+        frames = [frame for frame in best if frame is not None and len(frame)]
+        if not frames:
+            return pushed, empty_outreach()
+        best_frame = pd.concat(frames, ignore_index=True)
+        return pushed, ranked_outreach(best_frame, self.weights, self.config, data, self.categories)
+
+    def _memberless_lists(self, codes: np.ndarray) -> pd.DataFrame:
+        """The list of distributors without a member in the data: the same trend-only list for each."""
+        if self._memberless is None:
+            data = self.data
+            zeros = np.zeros((1, len(data.product_ids)), dtype=np.float64)
+            aggregated = CommunityScores(
+                pd.Index([""]), data.product_ids, zeros, zeros, np.zeros(1, np.int64)
+            )
+            signals = self.signals.of_members(np.zeros(0, np.int64), np.zeros(0, np.int64), 1)
+            self._memberless = distributor_lists(
+                aggregated, signals, self.filters, self.config, self.categories
+            )
+        template = self._memberless
+        frame = pd.concat([template] * len(codes), ignore_index=True) if len(template) else template
+        frame[DistributorListCol.DISTRIBUTOR_ID] = np.repeat(
+            self.distributor_ids.to_numpy(dtype=object)[codes], len(template)
+        )
+        return frame
+
+    def _carried_best(
+        self, done: np.ndarray, window_ids: pd.Index, product_columns: np.ndarray
+    ) -> list[pd.DataFrame | None]:
+        parts = [part.take(np.isin(part.community, done)) for part in self.carried]
+        parts = [part for part in parts if len(part.ids)]
+        if not parts:
+            return []
+        kept = TopProducts.concat(parts)
+        community = np.searchsorted(done, kept.community)
+        candidates = product_columns[community]
+        gathered, settled = kept.settle(candidates)
+        frames = [
+            _best_frame(
+                gathered[settled],
+                candidates[settled],
+                kept.ids[settled],
+                community[settled],
+                window_ids,
+                self.data,
+            )
+        ]
+        again = kept.take(~settled)
+        self.rescored += len(again.ids)
+        for block in self.model.score_blocks(again.ids, self.config.batch_size):
+            local = np.searchsorted(done, again.community[again.ids.get_indexer(block.consumer_ids)])
+            frames.append(
+                _best_pushed(block.scores, block.consumer_ids, local, window_ids, product_columns, self.data)
+            )
+        return frames
+
+    def _forget(self, upto: int) -> None:
+        """Drop what the distributors below ``upto`` held."""
+        self.first = max(self.first, upto)
+        staying = self.open_codes >= upto
+        self.open_codes = self.open_codes[staying]
+        self.expected, self.likely = self.expected[staying], self.likely[staying]
+        staying = self.member_codes >= upto
+        self.member_rows, self.member_codes = self.member_rows[staying], self.member_codes[staying]
+        self.carried = [part.take(part.community >= upto) for part in self.carried]
+        self.carried = [part for part in self.carried if len(part.ids)]
+
+
+def _in_code_order(pushed: pd.DataFrame, distributor_ids: pd.Index) -> pd.DataFrame:
+    """Rows by distributor (code order), each list kept in rank order."""
+    if pushed.empty:
+        return pushed
+    order = np.argsort(distributor_ids.get_indexer(pushed[DistributorListCol.DISTRIBUTOR_ID]), kind="stable")
+    return pushed.iloc[order].reset_index(drop=True)
+
+
+def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    frames = [frame for frame in frames if len(frame)]
+    return pd.concat(frames, ignore_index=True) if frames else empty

@@ -11,7 +11,9 @@ Both lists are popularity over the trailing ``window_days``: the number of disti
 whose latest interaction with the product lies in the window (all history when the window is
 empty). They pass the same ``RecommendFilters`` as the model's lists (sellable window, pulled,
 demoted, category cap); the consumer's blocked pairs (returned / complained) and, with
-``exclude_purchased``, its own products are skipped while topping up. Only when no product at
+``exclude_purchased``, the products it bought are skipped while topping up. "Bought" has one
+definition for the model's rows and the top-up: ``InteractionData.bought``, the pairs with a
+paid purchase (``purchases`` > 0), so a product only viewed can still be recommended. Only when no product at
 all survives the filters is the sale window dropped for the fallback (with a warning); when
 even that leaves nothing (every product pulled) a ``SiyuError`` says so.
 
@@ -305,14 +307,15 @@ def _top_up(
 
 
 def _excluded(candidates: pd.DataFrame, data: InteractionData, filters: RecommendFilters) -> np.ndarray:
-    """Blocked pairs always; the consumer's own products with ``exclude_purchased``."""
+    """Blocked pairs always; with ``exclude_purchased`` the products the consumer bought
+    (``InteractionData.bought``: paid purchases, the model's lists' definition too)."""
     rows = data.rows_of(candidates[RecCol.CONSUMER_ID])
     columns = data.columns_of(candidates[RecCol.PRODUCT_ID])
     excluded = np.zeros(len(candidates), dtype=bool)
     known = (rows >= 0) & (columns >= 0)
     if not known.any():
         return excluded
-    matrices = [data.blocked] + ([data.matrix] if filters.exclude_purchased else [])
+    matrices = [data.blocked] + ([data.bought] if filters.exclude_purchased else [])
     for matrix in matrices:
         excluded[known] |= np.asarray(matrix[rows[known], columns[known]]).ravel() != 0
     return excluded

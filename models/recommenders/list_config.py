@@ -77,4 +77,9 @@ class ListsConfig(BaseModel):
     outreach_size: int = Field(50, ge=1, description="Customers per distributor on the outreach list.")
 
     # speed
-    batch_size: int = Field(4096, ge=1, description="Consumers scored per block (memory: batch x products).")
+    batch_size: int = Field(
+        4096,
+        ge=1,
+        description="Consumers scored per block of the one scoring pass, and the most distributors "
+        "finished at once (memory: batch x products).",
+    )

@@ -1,16 +1,13 @@
 """The consumer lists: every known consumer's top k, topped up by the fallback chain, with reasons.
 
-``consumer_list_chunks`` yields the finished lists a chunk of consumers at a time (the step
-streams them into ``consumer_recommendations.parquet``). ``consumer_reasons`` gives each row a
+``finished_lists`` completes one block's lists (the one scoring pass,
+``models.recommenders.scoring_pass``, calls it per block of consumers). ``consumer_reasons`` gives each row a
 short reason from the row's source (model, community, global fallback) and what the consumer
 bought before: "you bought it 3 times", "matches your taste in <category>", "customers like
 you buy it", "popular in your group", "popular on the platform now".
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -20,7 +17,7 @@ from features.catalog import StepFile, export_file
 from features.columns import Col
 from features.errors import SiyuError
 from features.interactions import InteractionCol
-from models.recommenders.base import InteractionData, RecCol, Recommender, RecommendFilters
+from models.recommenders.base import InteractionData, RecCol, RecommendFilters
 from models.recommenders.fallback import (
     SOURCE_COMMUNITY,
     SOURCE_GLOBAL,
@@ -42,41 +39,26 @@ def home_distributors(data: InteractionData) -> pd.Series:
     return profiles[InteractionCol.HOME_DISTRIBUTOR_ID].reindex(known).astype(object)
 
 
-@dataclass(frozen=True)
-class ListChunk:
-    """The finished lists of one chunk of consumers."""
-
-    rows: pd.DataFrame  # consumer_id, product_id, rank, score, reason
-    from_fallback: int  # consumers of the chunk whose first product came from the fallback chain
-    done: int  # consumers finished so far, this chunk included
-
-
-def consumer_list_chunks(
-    model: Recommender,
-    data: InteractionData,
+def finished_lists(
+    recommended: pd.DataFrame,
+    consumer_ids: pd.Index,
     homes: pd.Series,
     k: int,
     fallback: FallbackLists,
+    data: InteractionData,
     filters: RecommendFilters,
-    chunk_consumers: int,
-) -> Iterator[ListChunk]:
-    """Every known consumer's list (``homes``' index, sorted), ``chunk_consumers`` at a time: the
-    model's top ``k`` topped up by the fallback chain, each row with its reason. Never empty."""
-    consumer_ids = homes.index.sort_values()
-    categories = category_codes(data, filters)
-    for start in range(0, len(consumer_ids), chunk_consumers):
-        chunk = consumer_ids[start : start + chunk_consumers]
-        with_history = chunk[data.rows_of(chunk) >= 0]
-        recommended = model.recommend(with_history, k, filters)
-        completed = complete_lists(recommended, chunk, homes, k, fallback, data, filters)
-        missing = len(chunk) - completed[RecCol.CONSUMER_ID].nunique()
-        if missing:
-            raise SiyuError(f"{missing} consumers got an empty list\n  fix: widen lists.sale_window_days")
-        from_fallback = int(
-            completed.loc[completed[RecCol.RANK] == 1, FallbackCol.SOURCE].ne(SOURCE_MODEL).sum()
-        )
-        frame = completed.assign(**{RecCol.REASON: consumer_reasons(completed, data, categories)})
-        yield ListChunk(frame[list(LIST_COLUMNS)], from_fallback, start + len(chunk))
+    categories: tuple[np.ndarray, pd.Index],
+) -> tuple[pd.DataFrame, int]:
+    """The lists of ``consumer_ids`` (in that order): the model's rows (``recommended``) topped up by
+    the fallback chain, each row with its reason; and how many consumers' first product came from
+    the fallback chain. Never empty: a consumer left without a row raises."""
+    completed = complete_lists(recommended, consumer_ids, homes, k, fallback, data, filters)
+    missing = len(consumer_ids) - completed[RecCol.CONSUMER_ID].nunique()
+    if missing:
+        raise SiyuError(f"{missing} consumers got an empty list\n  fix: widen lists.sale_window_days")
+    from_fallback = int(completed.loc[completed[RecCol.RANK] == 1, FallbackCol.SOURCE].ne(SOURCE_MODEL).sum())
+    frame = completed.assign(**{RecCol.REASON: consumer_reasons(completed, data, categories)})
+    return frame[list(LIST_COLUMNS)], from_fallback
 
 
 def category_codes(data: InteractionData, filters: RecommendFilters) -> tuple[np.ndarray, pd.Index]:

@@ -77,11 +77,13 @@ class PopularityRecommender(Recommender):
             popularity = recent_popularity(data, None)
         self.popularity_ = _normalised(popularity).astype(np.float32)
         self.community_ids_ = np.array([], dtype=str)
-        self.community_popularity_ = np.zeros((0, len(popularity)), dtype=np.float32)
+        self.community_popularity_ = sp.csr_matrix((0, len(popularity)), dtype=np.float32)
         if self.scope == COMMUNITY:
             self._fit_communities(data)
 
     def _fit_communities(self, data: InteractionData) -> None:
+        """Sparse community × product popularity: memory grows with the members' products, not with
+        communities × catalogue."""
         home = data.consumer_attribute(data.consumer_ids, InteractionCol.HOME_DISTRIBUTOR_ID)
         if home is None:
             return
@@ -91,14 +93,12 @@ class PopularityRecommender(Recommender):
             (np.ones(known.sum(), np.float32), (codes, np.flatnonzero(known))),
             shape=(len(communities), len(data.consumer_ids)),
         )
-        counts = np.asarray(
-            (membership @ recent_indicator(data, self.window_days)).todense(), dtype=np.float64
-        )
-        top = counts.max(axis=1, keepdims=True)
+        counts = (membership @ recent_indicator(data, self.window_days)).tocsr().astype(np.float64)
+        top = np.asarray(counts.max(axis=1).todense(), dtype=np.float64).ravel()
+        counts.data = counts.data / np.repeat(np.where(top > 0, top, 1.0), np.diff(counts.indptr))
+        counts.data *= 1 - _TIEBREAK
         self.community_ids_ = np.asarray(communities, dtype=str)
-        self.community_popularity_ = (
-            np.divide(counts, np.where(top > 0, top, 1.0)) * (1 - _TIEBREAK)
-        ).astype(np.float32)
+        self.community_popularity_ = counts.astype(np.float32)
 
     def _can_score_cold(self, consumer_ids: pd.Index) -> np.ndarray:
         return np.ones(len(consumer_ids), dtype=bool)
@@ -131,10 +131,11 @@ class PopularityRecommender(Recommender):
             return scores
         index = pd.Index(self.community_ids_).get_indexer(pd.Index([str(h) for h in home]))
         found = index >= 0
-        scores[found] = self.community_popularity_[index[found]] + _TIEBREAK * self.popularity_[None, :]
+        community = self.community_popularity_[index[found]].toarray()
+        scores[found] = community + _TIEBREAK * self.popularity_[None, :]
         return scores
 
-    def _state(self) -> dict[str, np.ndarray]:
+    def _state(self) -> dict[str, np.ndarray | sp.csr_matrix]:
         return {
             "popularity": self.popularity_,
             "community_ids": self.community_ids_.astype(str),
@@ -144,7 +145,7 @@ class PopularityRecommender(Recommender):
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.popularity_ = arrays["popularity"]
         self.community_ids_ = arrays["community_ids"]
-        self.community_popularity_ = arrays["community_popularity"]
+        self.community_popularity_ = sp.csr_matrix(arrays["community_popularity"], dtype=np.float32)
 
 
 class RepeatPurchaseRecommender(Recommender):

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -41,28 +43,23 @@ from features.interactions import (
     consumer_profiles,
     product_profiles,
 )
+from features.progress import progress
 from features.quality_counts import quality_counts
+from features.vocabulary import DistributorListCol
 from models.quality import QualityCol, assess
-from models.recommenders import InteractionData, RecCol, Recommender, RecommendFilters
-from models.recommenders.distributors import (
-    decayed_spend,
-    distributor_and_outreach_lists,
-)
-from models.recommenders.fallback import (
-    FallbackLists,
-    build_fallback_lists,
-)
+from models.recommenders import InteractionData, RecCol, Recommender
+from models.recommenders.distributors import DISTRIBUTOR_COLUMNS, OUTREACH_COLUMNS, decayed_spend
+from models.recommenders.fallback import build_fallback_lists
 from models.recommenders.filters import build_filters
-from models.recommenders.lists import consumer_list_chunks, home_distributors
+from models.recommenders.lists import home_distributors
+from models.recommenders.scoring_pass import PassChunk, list_pass
 from models.recommenders.training import fit_production
 from pipelines.config import NightlyConfig
 from reporting.excel import read_history, twin_path
 
 logger = logging.getLogger(__name__)
 
-CONSUMER_COLUMNS: tuple[str, ...] = export_file(StepFile.CONSUMER_LISTS).column_names()
 SIMILAR_DEPTH = 20
-CHUNK_CONSUMERS = 100_000
 
 
 @dataclass(frozen=True)
@@ -86,22 +83,29 @@ def run_recommend(
     k: int | None = None,
     exclude_purchased: bool | None = None,
     quality_alerts_path: Path | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+    data: InteractionData | None = None,
+    model: Recommender | None = None,
 ) -> RecommendOutcome:
     """Fit the production model on data up to ``as_of`` and write every list under ``out_dir``.
 
     The production model is ``config.recommend``'s (``fit_production``: tuned on the window
     before ``as_of``, then fitted up to it). ``k`` None takes ``recommend.k``;
-    ``exclude_purchased`` None takes ``lists.exclude_purchased``.
+    ``exclude_purchased`` None takes ``lists.exclude_purchased``. A run context may hand over
+    what it already has: ``con`` (an open DuckDB session over ``clean_paths``' tables),
+    ``data`` (the interaction data as of ``as_of``) and ``model`` (the production model
+    fitted on ``data``); each one missing is made here.
     """
     as_of = AsOf.of(as_of)
     started = time.perf_counter()
     lists = config.lists
     k = k or config.recommend.k
     out_dir.mkdir(parents=True, exist_ok=True)
-    con = connect(clean_paths)
-    data = _interaction_data(con, as_of, config.recommend.interactions)
-    logger.info("recommend as of %s: fitting on %d consumers x %d products", as_of, *data.shape)
-    model = fit_production(con, as_of, config.recommend, data=data)
+    con = con if con is not None else connect(clean_paths)
+    data = data if data is not None else _interaction_data(con, as_of, config.recommend.interactions)
+    if model is None:
+        logger.info("recommend as of %s: fitting on %d consumers x %d products", as_of, *data.shape)
+        model = fit_production(con, as_of, config.recommend, data=data)
     products = con.execute(f'SELECT * FROM "{Table.PRODUCTS}"').df()
     filters = build_filters(
         products,
@@ -113,19 +117,12 @@ def run_recommend(
     )
     homes = home_distributors(data)
     fallback = build_fallback_lists(data, filters, depth=3 * k, window_days=lists.fallback_window_days)
-    paths: dict[str, Path] = {}
-    consumers, from_fallback = _write_consumer_lists(
-        model, data, homes, k, fallback, filters, out_dir / StepFile.CONSUMER_LISTS
-    )
-    paths[StepFile.CONSUMER_LISTS] = out_dir / StepFile.CONSUMER_LISTS
     spend = (
         decayed_spend(con, as_of, lists.member_half_life_days) if lists.member_weighting == "spend" else None
     )
-    pushed, outreach = distributor_and_outreach_lists(
-        model, data, homes, _distributor_table_ids(con), filters, lists, spend
-    )
-    paths[StepFile.DISTRIBUTOR_LISTS] = write_parquet_atomically(pushed, out_dir / StepFile.DISTRIBUTOR_LISTS)
-    paths[StepFile.OUTREACH] = write_parquet_atomically(outreach, out_dir / StepFile.OUTREACH)
+    chunks = list_pass(model, data, homes, k, fallback, filters, lists, _distributor_table_ids(con), spend)
+    written = _write_lists(chunks, out_dir, len(homes))
+    paths = dict(written.paths)
     similar = model.similar_items(data.product_ids, SIMILAR_DEPTH)
     paths[StepFile.SIMILAR_ITEMS] = write_parquet_atomically(similar, out_dir / StepFile.SIMILAR_ITEMS)
     paths[StepFile.FALLBACK_COMMUNITY] = write_parquet_atomically(
@@ -136,15 +133,18 @@ def run_recommend(
     )
     seconds = time.perf_counter() - started
     logger.info(
-        "recommend: %d consumers (%d from the fallback chain), %.1fs", consumers, from_fallback, seconds
+        "recommend: %d consumers (%d from the fallback chain), %.1fs",
+        len(homes),
+        written.from_fallback,
+        seconds,
     )
     return RecommendOutcome(
         paths,
         model.name,
-        consumers,
-        from_fallback,
-        int(pushed[Col.DISTRIBUTOR_ID].nunique()),
-        len(outreach),
+        len(homes),
+        written.from_fallback,
+        written.distributors,
+        written.outreach_rows,
         seconds,
     )
 
@@ -187,38 +187,60 @@ def _alerts(
     )
 
 
-# --- consumer lists ------------------------------------------------------------------------------
+# --- the list files --------------------------------------------------------------------------------
 
 
-def _write_consumer_lists(
-    model: Recommender,
-    data: InteractionData,
-    homes: pd.Series,
-    k: int,
-    fallback: FallbackLists,
-    filters: RecommendFilters,
-    path: Path,
-) -> tuple[int, int]:
-    """Stream the lists chunk by chunk into ``path``; returns (consumers, consumers from the fallback)."""
-    from_fallback = 0
-    with atomic_path(path) as partial, pq.ParquetWriter(partial, _CONSUMER_SCHEMA) as writer:
-        for chunk in consumer_list_chunks(model, data, homes, k, fallback, filters, CHUNK_CONSUMERS):
+@dataclass(frozen=True)
+class _Written:
+    paths: dict[str, Path]
+    from_fallback: int
+    distributors: int
+    outreach_rows: int
+
+
+def _write_lists(chunks: Iterator[PassChunk], out_dir: Path, consumers: int) -> _Written:
+    """Stream the one pass's chunks into the consumer, distributor and outreach files (atomically)."""
+    targets = {name: out_dir / name for name in _SCHEMAS}
+    from_fallback = outreach_rows = 0
+    distributors: set[str] = set()
+    with (
+        ExitStack() as stack,
+        progress("scoring and writing lists", total=consumers, unit="consumers") as bar,
+    ):
+        writers = {
+            name: pq.ParquetWriter(stack.enter_context(atomic_path(target)), _SCHEMAS[name])
+            for name, target in targets.items()
+        }
+        for writer in writers.values():
+            stack.callback(writer.close)
+        for chunk in chunks:
+            for name, rows in (
+                (StepFile.CONSUMER_LISTS, chunk.consumer_rows),
+                (StepFile.DISTRIBUTOR_LISTS, chunk.distributor_rows),
+                (StepFile.OUTREACH, chunk.outreach_rows),
+            ):
+                if len(rows):
+                    writers[name].write_table(
+                        pa.Table.from_pandas(rows, preserve_index=False, schema=_SCHEMAS[name])
+                    )
             from_fallback += chunk.from_fallback
-            rows = pa.Table.from_pandas(chunk.rows, preserve_index=False, schema=_CONSUMER_SCHEMA)
-            writer.write_table(rows)
-            logger.info("consumer lists: %d of %d consumers", chunk.done, len(homes))
-    return len(homes), from_fallback
+            outreach_rows += len(chunk.outreach_rows)
+            distributors.update(chunk.distributor_rows[DistributorListCol.DISTRIBUTOR_ID].unique())
+            bar.advance(chunk.consumers)
+    return _Written(targets, from_fallback, len(distributors), outreach_rows)
 
 
-_CONSUMER_SCHEMA = pa.schema(
-    [
-        (RecCol.CONSUMER_ID, pa.string()),
-        (RecCol.PRODUCT_ID, pa.string()),
-        (RecCol.RANK, pa.int32()),
-        (RecCol.SCORE, pa.float32()),
-        (RecCol.REASON, pa.string()),
-    ]
-)
+def _list_schema(columns: tuple[str, ...]) -> pa.Schema:
+    """Text ids and reasons, int32 ranks, float32 scores: the list files' Parquet types."""
+    types = {RecCol.RANK: pa.int32(), RecCol.SCORE: pa.float32()}
+    return pa.schema([(column, types.get(column, pa.string())) for column in columns])
+
+
+_SCHEMAS: dict[str, pa.Schema] = {
+    StepFile.CONSUMER_LISTS: _list_schema(export_file(StepFile.CONSUMER_LISTS).column_names()),
+    StepFile.DISTRIBUTOR_LISTS: _list_schema(DISTRIBUTOR_COLUMNS),
+    StepFile.OUTREACH: _list_schema(OUTREACH_COLUMNS),
+}
 
 
 def _distributor_table_ids(con: duckdb.DuckDBPyConnection) -> set[str]:

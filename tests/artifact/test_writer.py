@@ -223,3 +223,61 @@ def test_the_recommend_steps_files_give_the_same_artifact(tmp_path: Path) -> Non
     (lists / StepFile.CONSUMER_LISTS).unlink()
     with pytest.raises(SiyuError, match="consumer_recommendations.parquet: not found"):
         write_artifact_from_lists(lists, tmp_path / "none", META)
+
+
+def _write_list_files(lists: Path, frames: dict[str, pd.DataFrame]) -> None:
+    lists.mkdir(exist_ok=True)
+    fallback = frames["fallback"]
+    files = {
+        StepFile.CONSUMER_LISTS: frames["consumer_lists"],
+        StepFile.DISTRIBUTOR_LISTS: frames["distributor_lists"],
+        StepFile.SIMILAR_ITEMS: frames["similar_items"],
+        StepFile.FALLBACK_COMMUNITY: fallback[fallback["distributor_id"].notna()],
+        StepFile.FALLBACK_GLOBAL: fallback[fallback["distributor_id"].isna()].drop(columns="distributor_id"),
+    }
+    for name, frame in files.items():
+        frame.to_parquet(lists / name, index=False, row_group_size=3)
+
+
+@pytest.mark.parametrize("in_rank_order", [True, False])
+def test_streamed_in_small_batches_gives_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_rank_order: bool
+) -> None:
+    # batches of 2 rows: C1's list spans batches (streamed), or goes back in rank (read whole)
+    frames = sample_frames()
+    if in_rank_order:
+        frames["consumer_lists"] = frames["consumer_lists"].sort_values(["consumer_id", "rank"])
+    _write_list_files(tmp_path / "lists", frames)
+    monkeypatch.setattr(artifact_module, "BATCH_ROWS", 2)
+    read_whole: list[str] = []
+    whole_matrix = artifact_module._whole_matrix
+    monkeypatch.setattr(
+        artifact_module,
+        "_whole_matrix",
+        lambda source, *rest: read_whole.append(source.name) or whole_matrix(source, *rest),
+    )
+    streamed = write_artifact_from_lists(
+        tmp_path / "lists", tmp_path / "streamed", META, frames["consumer_community"]
+    )
+    direct = write_artifact(tmp_path / "direct", meta=META, **frames)
+    assert (streamed / MANIFEST_FILE).read_bytes() == (direct / MANIFEST_FILE).read_bytes()
+    assert read_whole == ([] if in_rank_order else ["consumer_lists"])
+
+
+def test_streamed_one_pass_lists_give_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # real lists (grouped by home distributor, not by consumer id) in batches of 1,000 rows
+    fixture = Path(__file__).parents[1] / "pipelines" / "steps" / "fixtures" / "three_pass" / "small"
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    consumers = pd.read_parquet(fixture / StepFile.CONSUMER_LISTS)
+    consumers = consumers.sample(frac=1.0, random_state=3)  # owners in any order, ranks in order
+    consumers = consumers.sort_values("rank", kind="stable")
+    consumers = consumers.sort_values("consumer_id", key=lambda ids: ids.str[::-1], kind="stable")
+    consumers.to_parquet(lists / StepFile.CONSUMER_LISTS, index=False, row_group_size=700)
+    distributors = pd.read_parquet(fixture / StepFile.DISTRIBUTOR_LISTS)
+    distributors.to_parquet(lists / StepFile.DISTRIBUTOR_LISTS, index=False)
+    monkeypatch.setattr(artifact_module, "BATCH_ROWS", 1000)
+    streamed = write_artifact_from_lists(lists, tmp_path / "streamed", META)
+    direct = write_artifact(tmp_path / "direct", consumers, distributors, None, None, None, META)
+    assert (streamed / MANIFEST_FILE).read_bytes() == (direct / MANIFEST_FILE).read_bytes()
+    assert _manifest(streamed)["counts"]["consumers"] == consumers["consumer_id"].nunique()

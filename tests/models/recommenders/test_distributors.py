@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from features.interactions import InteractionCol
 from models.recommenders import InteractionData, Recommender, RecommendFilters
 from models.recommenders.distributors import (
+    DistributorStream,
     aggregate_members,
     community_signals,
     distributor_lists,
@@ -136,3 +138,35 @@ def test_outreach_skips_blocked_pairs() -> None:
     outreach = outreach_lists(model, HOMES, member_weights(model.data_, config), lists, config, CATEGORIES)
     c1 = outreach[outreach["consumer_id"] == "C1"]
     assert c1["product_id"].tolist() == ["P3"]
+
+
+@pytest.mark.parametrize("top_n", [3, 1])  # 1: members keep 2 of 4 products, some scored again
+@pytest.mark.parametrize("blocked", [None, ("C2", "P1")])
+def test_the_one_pass_stream_equals_the_dense_lists(
+    top_n: int, blocked: tuple[str, str] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # C5 (in D1) ranks D1's pushed P3 last: its kept products cannot settle it, it is scored again
+    monkeypatch.setitem(SCORES, "C5", [0.5, 0.4, 0.1, 0.3])
+    homes = pd.concat([HOMES, pd.Series({"C5": "D1"})])
+    model = FixedScores().fit(_data(blocked))
+    config = _config(distributor_top_n=top_n, outreach_size=5)
+    weights = member_weights(model.data_, config)
+    distributors = pd.Index(["D0", "D1", "D2", "D3"])  # D0 and D3: listed, no member
+    aggregated = aggregate_members(model, homes, weights, distributors, RecommendFilters(), config)
+    signals = community_signals(model.data_, homes, distributors, config)
+    pushed = distributor_lists(aggregated, signals, RecommendFilters(), config, CATEGORIES)
+    outreach = outreach_lists(model, homes, weights, pushed, config, CATEGORIES)
+    stream = DistributorStream(model, distributors, weights, RecommendFilters(), config, CATEGORIES)
+    members = pd.Index(["C1", "C2", "C3", "C5", "C4"])
+    codes = distributors.get_indexer(homes.reindex(members))
+    streamed = []
+    for i, block in enumerate(model.score_blocks(members, batch_size=1)):  # D1 spans three blocks
+        later = codes[i + 1] if i + 1 < len(codes) else len(distributors)
+        streamed.extend(stream.add(block.consumer_ids, codes[i : i + 1], block.scores, later))
+    streamed.extend(stream.finish())
+    pd.testing.assert_frame_equal(pd.concat([p for p, _ in streamed if len(p)], ignore_index=True), pushed)
+    assert set(pushed["distributor_id"]) == {"D0", "D1", "D2", "D3"}
+    pd.testing.assert_frame_equal(pd.concat([o for _, o in streamed if len(o)], ignore_index=True), outreach)
+    assert len(outreach) >= 3
+    assert (stream.rescored > 0) == (top_n == 1)
+    assert "C5" in set(outreach["consumer_id"])

@@ -98,3 +98,21 @@ def test_category_cap_applies_to_fallback_rows() -> None:
     fallback = build_fallback_lists(data, filters, depth=10, window_days=None)
     lists = complete_lists(_empty(), pd.Index(["NEW1"]), _homes(data), 3, fallback, data, filters)
     assert lists["product_id"].tolist() == ["P3", "P4"]
+
+
+def test_exclude_purchased_skips_paid_purchases_not_views() -> None:
+    # the model's lists and the top-up share one definition: paid purchases (InteractionData.bought)
+    frame = pd.DataFrame(
+        {
+            "consumer_id": ["C1", "C1", "C2", "C2", "C3"],
+            "product_id": ["P1", "P2", "P1", "P2", "P2"],
+            InteractionCol.WEIGHT: [1.0, 0.2, 1.0, 1.0, 1.0],
+            InteractionCol.PURCHASES: [1, 0, 1, 1, 1],  # C1 only viewed P2
+        }
+    )
+    data = InteractionData.from_frames(frame)
+    filters = RecommendFilters(exclude_purchased=True)
+    fallback = build_fallback_lists(data, filters, depth=10, window_days=None)
+    lists = complete_lists(_empty(), pd.Index(["C1"]), pd.Series(dtype=object), 2, fallback, data, filters)
+    assert lists["product_id"].tolist() == ["P2"]  # P1 bought: skipped; P2 viewed: kept
+    assert data.bought[0].indices.tolist() == [0]

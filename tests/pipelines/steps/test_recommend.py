@@ -199,3 +199,40 @@ def test_cli_recommend_with_quality_dir(world: dict, monkeypatch: pytest.MonkeyP
     lists = pd.read_parquet(out / StepFile.CONSUMER_LISTS)
     assert (lists.groupby("consumer_id").size() == 5).all()
     assert world["alerts"]["product_id"].iloc[0] not in set(lists["product_id"])
+
+
+def test_a_run_context_hands_over_connection_data_and_model(
+    world: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from features.engine import connect
+    from features.progress import add_listener
+    from pipelines.steps.recommend import _interaction_data
+
+    def no_fit(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the handed-over model must be used, not fitted again")
+
+    monkeypatch.setattr("pipelines.steps.recommend.fit_production", no_fit)
+    validated, config = world["validated"], NightlyConfig()
+    con = connect(validated.clean_paths)
+    data = _interaction_data(con, AsOf.of(validated.as_of), config.recommend.interactions)
+    updates = []
+    remove = add_listener(updates.append)
+    try:
+        outcome = run_recommend(
+            validated.clean_paths,
+            validated.as_of,
+            config,
+            world["root"] / "context",
+            K,
+            None,
+            world["root"] / "quality_alerts.csv",
+            con=con,
+            data=data,
+            model=_als().fit(data),
+        )
+    finally:
+        remove()
+    for name in LISTS:  # the same lists as fitting inside the step
+        pd.testing.assert_frame_equal(_read(outcome, name), _read(world["gated"], name))
+    scoring = [update for update in updates if update.step == "scoring and writing lists"]
+    assert scoring[-1].finished and scoring[-1].done == scoring[-1].total == outcome.consumers

@@ -1,0 +1,147 @@
+"""ONE scoring pass over the production model's score blocks makes every published list.
+
+``list_pass`` walks the known consumers (consumers table ∪ buyers) grouped by home
+distributor (distributor id order; consumers without one last), then by consumer id, in
+blocks of ``lists.batch_size`` consumers with history. Each block is scored once
+(``Recommender.score_blocks``) and gives:
+
+- the block's **consumer lists**: the model's top ``k`` (``Recommender.recommend_from_block``,
+  the same filters as ``recommend``) topped up by the fallback chain, with reasons
+  (``lists.finished_lists``); consumers without history get the fallback chain;
+- the **distributor aggregation** of its members (``distributors.DistributorStream``): as the
+  consumers come grouped by distributor, each distributor is complete once the pass moves past
+  it; its list (top ``distributor_top_n``) and its **outreach** are made then and the dense
+  distributor × product rows are dropped.
+
+Memory is one block's scores plus the open distributors' rows (``batch_size × products``
+each), whatever the number of consumers or distributors. The lists equal those of scoring
+every consumer separately for each list (the three passes this replaces;
+``tests/pipelines/steps/test_recommend_one_pass.py`` holds them to a fixture); only the
+consumer file's row order changed: by home distributor, then consumer id, then rank.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.recommenders.base import InteractionData, Recommender, RecommendFilters, ScoreBlock
+from models.recommenders.distributors import (
+    DistributorStream,
+    empty_distributor_lists,
+    empty_outreach,
+    member_weights,
+)
+from models.recommenders.fallback import FallbackLists
+from models.recommenders.list_config import ListsConfig
+from models.recommenders.lists import LIST_COLUMNS, category_codes, finished_lists
+
+_COLD_FACTOR = 8
+_NO_CONSUMERS = pd.DataFrame(columns=list(LIST_COLUMNS))
+
+
+@dataclass(frozen=True)
+class PassChunk:
+    """A piece of the pass: a block's consumer rows, or the rows of distributors it finished."""
+
+    consumer_rows: pd.DataFrame  # consumer_id, product_id, rank, score, reason
+    distributor_rows: pd.DataFrame  # DISTRIBUTOR_COLUMNS of the distributors the block completed
+    outreach_rows: pd.DataFrame  # OUTREACH_COLUMNS of the same distributors
+    from_fallback: int  # consumers of the block whose first product came from the fallback chain
+    consumers: int  # consumers in the block
+
+
+@dataclass(frozen=True)
+class PassOrder:
+    """The known consumers in pass order and each one's home distributor code
+    (``len(distributor_ids)``: none)."""
+
+    consumer_ids: pd.Index
+    codes: np.ndarray
+    distributor_ids: pd.Index
+
+    @classmethod
+    def of(cls, homes: pd.Series, listed_distributors: set[str]) -> PassOrder:
+        """``homes``: consumer id → home distributor id (missing: none); ``listed_distributors``:
+        the distributors table's ids (they get a list even without members)."""
+        member_homes = homes.dropna().astype(str)
+        distributor_ids = pd.Index(sorted(set(member_homes) | set(listed_distributors)))
+        consumer_ids = homes.index.astype(str).sort_values()
+        codes = distributor_ids.get_indexer(member_homes.reindex(consumer_ids))
+        codes = np.where(codes >= 0, codes, len(distributor_ids))
+        order = np.argsort(codes, kind="stable")
+        return cls(consumer_ids[order], codes[order], distributor_ids)
+
+
+def list_pass(
+    model: Recommender,
+    data: InteractionData,
+    homes: pd.Series,
+    k: int,
+    fallback: FallbackLists,
+    filters: RecommendFilters,
+    lists: ListsConfig,
+    listed_distributors: set[str],
+    spend: pd.Series | None = None,
+) -> Iterator[PassChunk]:
+    """Every list from one pass (see the module docstring), as pieces in file order: each block's
+    consumer rows, then the distributors it finished (at most ``batch_size`` at a time).
+    ``spend``: ``decayed_spend`` for ``spend`` weighting."""
+    order = PassOrder.of(homes, listed_distributors)
+    n_distributors = len(order.distributor_ids)
+    codes, names = category_codes(data, filters)
+    categories = (codes, names)
+    stream = DistributorStream(
+        model,
+        order.distributor_ids,
+        member_weights(data, lists, spend),
+        filters,
+        lists,
+        names.to_numpy(dtype=object)[codes],
+    )
+    history = data.rows_of(order.consumer_ids) >= 0
+    history_at = np.flatnonzero(history)
+    for start, stop in _blocks(history_at, len(history), lists.batch_size):
+        ids = order.consumer_ids[start:stop]
+        block = _score(model, ids[history[start:stop]], data)
+        recommended = model.recommend_from_block(block, k, filters)
+        rows, from_fallback = finished_lists(recommended, ids, homes, k, fallback, data, filters, categories)
+        member_codes = order.codes[start:stop][history[start:stop]]
+        members = member_codes < n_distributors
+        later = np.searchsorted(history_at, stop)
+        complete_before = int(order.codes[history_at[later]]) if later < len(history_at) else n_distributors
+        finished = stream.add(
+            block.consumer_ids[members], member_codes[members], block.scores[members], complete_before
+        )
+        yield PassChunk(rows, *_no_distributors(), from_fallback, len(ids))
+        yield from _distributor_chunks(finished)
+    yield from _distributor_chunks(stream.finish())
+
+
+def _distributor_chunks(finished: Iterator[tuple[pd.DataFrame, pd.DataFrame]]) -> Iterator[PassChunk]:
+    for pushed, outreach in finished:
+        yield PassChunk(_NO_CONSUMERS, pushed, outreach, 0, 0)
+
+
+def _no_distributors() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return empty_distributor_lists(), empty_outreach()
+
+
+def _blocks(history_at: np.ndarray, n_consumers: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each block: ``batch_size`` consumers with history, at most
+    ``_COLD_FACTOR × batch_size`` consumers in all (those without history are not scored)."""
+    cuts = set(history_at[batch_size::batch_size].tolist())
+    cuts |= set(range(0, n_consumers, _COLD_FACTOR * batch_size))
+    bounds = sorted(cuts | {0, n_consumers})
+    return list(itertools.pairwise(bounds))
+
+
+def _score(model: Recommender, ids: pd.Index, data: InteractionData) -> ScoreBlock:
+    """One block's raw scores (NaN rows: consumers the model cannot score)."""
+    if not len(ids):
+        return ScoreBlock(ids, data.product_ids, np.zeros((0, len(data.product_ids)), dtype=np.float32))
+    return next(model.score_blocks(ids, len(ids)))
