@@ -31,6 +31,7 @@ from pipelines.publish import Published, read_manifest
 if TYPE_CHECKING:
     import pandas as pd
 
+    from models.recommenders.training import FittedModel
     from pipelines.steps.segment import SegmentationOutcome
     from pipelines.steps.validate import Validated
 
@@ -113,19 +114,29 @@ def train_and_evaluate(
     evaluation opens its own).
     """
     from artifact.writer import write_artifact_from_lists
+    from features.engine import connect
     from models.evaluation import metrics_by_name
+    from models.recommenders.training import build_data, fit_production
     from pipelines.steps.recommend import run_recommend
     from pipelines.steps.segment import read_communities
 
-    table, ndcg, sample = _evaluate_tonight(validated, settings, outputs, con)
-    production = settings.recommend.production
+    con = con if con is not None else connect(validated.clean_paths)
+    table, ndcg, sample, evaluated = _evaluate_tonight(validated, settings, outputs, con)
+    recommend = settings.recommend
+    production = recommend.production
     logger.info("fitting %s on everything up to %s and writing the lists", production, validated.as_of)
+    data = build_data(con, validated.as_of, recommend.interactions)
+    model = fit_production(con, validated.as_of, recommend, data=data, evaluated=evaluated)
+    del evaluated  # the evaluation's models are done with: let their memory go before the lists
     lists = run_recommend(
         validated.clean_paths,
         validated.as_of,
         settings,
         outputs,
         quality_alerts_path=outputs / StepFile.QUALITY_ALERTS,
+        con=con,
+        data=data,
+        model=model,
     )
     meta = {"as_of": str(validated.as_of), "model": lists.model}  # vocabulary: a value, not a column
     artifact = write_artifact_from_lists(outputs, outputs / Folder.ARTIFACT, meta, read_communities(outputs))
@@ -135,10 +146,11 @@ def train_and_evaluate(
 
 
 def _evaluate_tonight(
-    validated: Validated, settings: NightlyConfig, outputs: Path, con: duckdb.DuckDBPyConnection | None
-) -> tuple[pd.DataFrame, float, str]:
+    validated: Validated, settings: NightlyConfig, outputs: Path, con: duckdb.DuckDBPyConnection
+) -> tuple[pd.DataFrame, float, str, FittedModel | None]:
     """Evaluate the nightly models and write evaluation.json: (table, the production model's
-    all-items NDCG, the window and sample in words)."""
+    all-items NDCG, the window and sample in words, the production model as the evaluation
+    fitted it, for ``fit_production`` to reuse)."""
     from models.evaluation import Protocol, interval_of
     from pipelines.steps.evaluate import run_evaluation
 
@@ -168,7 +180,7 @@ def _evaluate_tonight(
     words = f"{evaluation.cutoff}..{evaluation.test_end}"
     if sample is not None:
         words += f", {sample.sampled} of {sample.test_consumers} consumers, seed {sample.seed}"
-    return table, float(row[MetricCol.NDCG]), words
+    return table, float(row[MetricCol.NDCG]), words, evaluation.fitted(recommend.production)
 
 
 def write_evaluation(report: dict[str, Any], production: str, path: Path) -> None:
