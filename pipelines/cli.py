@@ -78,9 +78,15 @@ def simulate(
     from sources.simulator import SimulationConfig
     from sources.simulator import simulate as run_simulation
 
-    sizes = {"consumers": consumers, "distributors": distributors, "products": products, "days": days}
     try:
-        config = SimulationConfig(**sizes, seed=seed, layout=layout)
+        config = SimulationConfig(
+            consumers=consumers,
+            distributors=distributors,
+            products=products,
+            days=days,
+            seed=seed,
+            layout=layout,
+        )
     except ValidationError as error:
         problem = error.errors()[0]
         option = "--" + str(problem["loc"][0]).replace("_", "-")

@@ -203,10 +203,8 @@ def _write_lists(chunks: Iterator[PassChunk], out_dir: Path, consumers: int) -> 
     targets = {name: out_dir / name for name in _SCHEMAS}
     from_fallback = outreach_rows = 0
     distributors: set[str] = set()
-    with (
-        ExitStack() as stack,
-        progress("scoring and writing lists", total=consumers, unit="consumers") as bar,
-    ):
+    unit = "consumers"  # vocabulary: a value, not a column
+    with ExitStack() as stack, progress("scoring and writing lists", total=consumers, unit=unit) as bar:
         writers = {
             name: pq.ParquetWriter(stack.enter_context(atomic_path(target)), _SCHEMAS[name])
             for name, target in targets.items()
