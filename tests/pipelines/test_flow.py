@@ -465,4 +465,3 @@ def test_optional_tables_must_be_optional_contract_tables(tmp_path: Path) -> Non
     assert "data.optional_tables" in str(error.value) and "event, orders: not an optional table" in str(
         error.value
     )
-
