@@ -39,7 +39,6 @@ FORMAT = "siyu-recommendation-artifact"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 ID_COLUMN = "id"
-_CHUNK = 1 << 20
 
 
 class Files:
@@ -285,12 +284,9 @@ def verify_files(root: Path, manifest: dict[str, Any]) -> None:
 
 
 def sha256_of(path: Path) -> str:
-    """The SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
+    """The SHA-256 of a file (read in blocks by ``hashlib.file_digest``)."""
     with path.open("rb") as reader:
-        while chunk := reader.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(reader, "sha256").hexdigest()
 
 
 def _load_array(path: Path, mmap: bool) -> np.ndarray:

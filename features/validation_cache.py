@@ -58,17 +58,13 @@ from features.validate import ColumnNotes, KnownIds, PartFacts, SeenHashes, Tabl
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
-_BLOCK_BYTES = 1 << 20
 _IN_WINDOW = "in-window"
 
 
 def file_sha256(path: Path) -> str:
     """The sha256 of a file's bytes."""
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while block := handle.read(_BLOCK_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def settings_digest(config: ValidationConfig, part: RawTable) -> str:
