@@ -363,6 +363,9 @@ def protocol_filters(protocol: str) -> RecommendFilters:
     return RecommendFilters(exclude_purchased=protocol == Protocol.NEW_ITEMS)
 
 
+_SCORING_SLICE = 10_000  # consumers scored per progress step (lists do not depend on it)
+
+
 def _measure(
     name: str,
     model: Recommender,
@@ -375,7 +378,14 @@ def _measure(
     truth = protocol_truth(task, protocol)
     consumers = pd.Index(truth[Col.CONSUMER_ID].unique())
     began = time.perf_counter()
-    recommendations = model.recommend(consumers, k, protocol_filters(protocol))
+    filters = protocol_filters(protocol)
+    lists = []
+    with progress(f"{name} / {protocol}: scoring", total=len(consumers), unit="consumers") as bar:
+        for start in range(0, len(consumers), _SCORING_SLICE):
+            part = consumers[start : start + _SCORING_SLICE]
+            lists.append(model.recommend(part, k, filters))
+            bar.advance(len(part))
+    recommendations = pd.concat(lists, ignore_index=True) if lists else model.recommend(consumers, k, filters)
     recommend_seconds = time.perf_counter() - began
     values = consumer_metrics(recommendations, truth, k)
     return {

@@ -45,6 +45,7 @@ from sklearn.linear_model import LogisticRegression
 
 from features.columns import Col
 from features.errors import SiyuError
+from features.progress import Progress, progress
 from models.recommenders.base import InteractionData, Recommender, registered_models
 from models.recommenders.popularity import recent_popularity
 
@@ -140,10 +141,11 @@ class RankerRecommender(Recommender):
         known = (label_rows >= 0) & (label_columns >= 0)
         labels = np.unique(label_rows[known].astype(np.int64) * n_products + label_columns[known])
         features, targets = [], []
-        for batch, rows, columns, block in self._candidate_batches(consumers):
-            pair_keys = train.rows_of(batch)[rows].astype(np.int64) * n_products + columns
-            targets.append(np.isin(pair_keys, labels))
-            features.append(block)
+        with progress("ranker: tuning window", total=len(consumers), unit="consumers") as bar:
+            for batch, rows, columns, block in self._candidate_batches(consumers, bar):
+                pair_keys = train.rows_of(batch)[rows].astype(np.int64) * n_products + columns
+                targets.append(np.isin(pair_keys, labels))
+                features.append(block)
         x, y = np.vstack(features).astype(np.float64), np.concatenate(targets)
         if y.all() or not y.any():
             raise SiyuError(
@@ -181,7 +183,11 @@ class RankerRecommender(Recommender):
 
     def _fit_components(self, data: InteractionData) -> None:
         self.data_ = data
-        self.models_ = {name: build_component(spec).fit(data) for name, spec in self.components.items()}
+        self.models_ = {}
+        with progress("ranker: fitting components", total=len(self.components), unit="models") as bar:
+            for name, spec in self.components.items():
+                self.models_[name] = build_component(spec).fit(data)
+                bar.advance()
         self._fit_popularity(data)
 
     def _fit_popularity(self, data: InteractionData) -> None:
@@ -205,12 +211,14 @@ class RankerRecommender(Recommender):
     def _can_score_cold(self, consumer_ids: pd.Index) -> np.ndarray:
         return np.zeros(len(consumer_ids), dtype=bool)
 
-    def _candidate_batches(self, consumers: pd.Index):
+    def _candidate_batches(self, consumers: pd.Index, bar: Progress | None = None):
         for start in range(0, len(consumers), self.batch_size):
             batch = consumers[start : start + self.batch_size]
             rows = self._data.rows_of(batch)
             for batch_rows, columns, block in self._candidates(batch, rows):
                 yield batch, batch_rows, columns, block
+            if bar is not None:
+                bar.advance(len(batch))
 
     def _candidates(self, consumer_ids: pd.Index, rows: np.ndarray):
         """Yield (row positions in the batch, product columns, float32 feature block) of the candidates."""
