@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 logger = logging.getLogger("siyu.progress")
 
 LOG_EVERY_SECONDS = 10.0
+# The unit of the loops over consumers (scoring, tuning, lists).
+CONSUMERS = "consumers"  # vocabulary: a value, not a column
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from features.interactions import (
     product_profiles,
     purchased_pairs,
 )
-from features.progress import progress
+from features.progress import CONSUMERS, progress
 from features.vocabulary import MetricCol
 from models.recommenders.base import InteractionData, RecCol, Recommender, RecommendFilters
 
@@ -380,7 +380,7 @@ def _measure(
     began = time.perf_counter()
     filters = protocol_filters(protocol)
     lists = []
-    with progress(f"{name} / {protocol}: scoring", total=len(consumers), unit="consumers") as bar:
+    with progress(f"{name} / {protocol}: scoring", total=len(consumers), unit=CONSUMERS) as bar:
         for start in range(0, len(consumers), _SCORING_SLICE):
             part = consumers[start : start + _SCORING_SLICE]
             lists.append(model.recommend(part, k, filters))

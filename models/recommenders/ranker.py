@@ -45,7 +45,7 @@ from sklearn.linear_model import LogisticRegression
 
 from features.columns import Col
 from features.errors import SiyuError
-from features.progress import Progress, progress
+from features.progress import CONSUMERS, Progress, progress
 from models.recommenders.base import InteractionData, Recommender, registered_models
 from models.recommenders.popularity import recent_popularity
 
@@ -141,7 +141,7 @@ class RankerRecommender(Recommender):
         known = (label_rows >= 0) & (label_columns >= 0)
         labels = np.unique(label_rows[known].astype(np.int64) * n_products + label_columns[known])
         features, targets = [], []
-        with progress("ranker: tuning window", total=len(consumers), unit="consumers") as bar:
+        with progress("ranker: tuning window", total=len(consumers), unit=CONSUMERS) as bar:
             for batch, rows, columns, block in self._candidate_batches(consumers, bar):
                 pair_keys = train.rows_of(batch)[rows].astype(np.int64) * n_products + columns
                 targets.append(np.isin(pair_keys, labels))

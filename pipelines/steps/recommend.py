@@ -43,7 +43,7 @@ from features.interactions import (
     consumer_profiles,
     product_profiles,
 )
-from features.progress import progress
+from features.progress import CONSUMERS, progress
 from features.quality_counts import quality_counts
 from features.vocabulary import DistributorListCol
 from models.quality import QualityCol, assess
@@ -203,8 +203,7 @@ def _write_lists(chunks: Iterator[PassChunk], out_dir: Path, consumers: int) -> 
     targets = {name: out_dir / name for name in _SCHEMAS}
     from_fallback = outreach_rows = 0
     distributors: set[str] = set()
-    unit = "consumers"  # vocabulary: a value, not a column
-    with ExitStack() as stack, progress("scoring and writing lists", total=consumers, unit=unit) as bar:
+    with ExitStack() as stack, progress("scoring and writing lists", total=consumers, unit=CONSUMERS) as bar:
         writers = {
             name: pq.ParquetWriter(stack.enter_context(atomic_path(target)), _SCHEMAS[name])
             for name, target in targets.items()
