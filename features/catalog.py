@@ -32,6 +32,7 @@ from features.vocabulary import (
     Movement,
     QualityCol,
     QualityLevel,
+    ReasonCode,
     RecCol,
     RFMCol,
     SampleKey,
@@ -699,9 +700,11 @@ EXPORTS: tuple[ExportFile, ...] = (
             _doc(RecCol.PRODUCT_ID, "recommended product"),
             _doc(RecCol.RANK, "1 = show first"),
             _doc(RecCol.SCORE, "model score for model rows; popularity share in [0, 1] for fallback rows"),
+            _doc(RecCol.REASON_CODE, "why, as a stable code: " + _one_of(ReasonCode.CONSUMER)),
             _doc(
                 RecCol.REASON,
-                "why, e.g. `you bought it 3 times`, `matches your taste in <category>`, "
+                "why, in the config's `locale` (features/messages), e.g. `you bought it 3 times`, "
+                "`matches your taste in <category>`, "
                 "`customers like you buy it`, `popular in your group`, `popular on the platform now`",
             ),
         ),
@@ -720,9 +723,11 @@ EXPORTS: tuple[ExportFile, ...] = (
                 "members' model scores weighted by recency, blended with community buyers and "
                 "platform trend, after demotion",
             ),
+            _doc(DistributorListCol.REASON_CODE, "why, as a stable code: " + _one_of(ReasonCode.DISTRIBUTOR)),
             _doc(
                 DistributorListCol.REASON,
-                "why, e.g. `12 of your customers are likely to buy`, `trending in <category>`",
+                "why, in the config's `locale`, e.g. `12 of your customers are likely to buy`, "
+                "`trending in <category>` (zh-CN: `你的 12 位顾客可能会买`)",
             ),
         ),
     ),
@@ -740,9 +745,11 @@ EXPORTS: tuple[ExportFile, ...] = (
             ),
             _doc(DistributorListCol.RANK, "1 = message first"),
             _doc(DistributorListCol.SCORE, "member's model score for the product x member weight"),
+            _doc(DistributorListCol.REASON_CODE, "why, as a stable code: " + _one_of(ReasonCode.OUTREACH)),
             _doc(
                 DistributorListCol.REASON,
-                "why, e.g. `bought it N times before`, `buys <category> (N products)`",
+                "why, in the config's `locale`, e.g. `bought it N times before`, "
+                "`buys <category> (N products)`",
             ),
         ),
     ),
