@@ -157,3 +157,14 @@ def test_a_key_in_two_files_of_a_locale_is_an_error(tmp_path: Path, monkeypatch:
             Messages.load("en")
     finally:
         messages_module._load.cache_clear()
+
+
+@pytest.mark.parametrize("locale", [locale for locale in SUPPORTED_LOCALES if locale != "en"])
+def test_headers_and_labels_of_a_kind_are_unique(locale: str) -> None:
+    """A CSV read back (the run report) maps each header and label to one column and code."""
+    messages = Messages.load(locale)
+    headers = [value for key, value in messages.entries.items() if key.startswith("header.")]
+    assert len(headers) == len(set(headers))
+    for kind in CODES:
+        labels = list(messages.labels(kind).values())
+        assert len(labels) == len(set(labels)), kind
