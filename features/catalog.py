@@ -596,7 +596,12 @@ EXPORTS: tuple[ExportFile, ...] = (
                 TagCol.TAG_TYPE,
                 _one_of(TagType.ALL) + " (a consumer gets a row only where the tag applies)",
             ),
-            _doc(TagCol.TAG_VALUE, "the tag, e.g. `high`, `premium`, `at risk`"),
+            _doc(TagCol.TAG_VALUE, "the tag as a stable code, e.g. `high`, `premium`, `at risk`"),
+            _doc(
+                TagCol.TAG_LABEL,
+                "the tag in the config's `locale` (zh-CN: `高`, `高端`, `有流失风险`); age bands and "
+                "categories as they are",
+            ),
         ),
     ),
     ExportFile(

@@ -24,6 +24,8 @@ from features.vocabulary import (
     Movement,
     QualityCol,
     RFMCol,
+    TagCol,
+    TagValue,
     TierCol,
 )
 
@@ -174,3 +176,13 @@ def _codes_of(values: pd.Series, kind: str, messages: Messages) -> pd.Series:
             )
         )
     return values.map(lambda value: inverse.get(value, value))
+
+
+def tag_labels(tags: pd.DataFrame, messages: Messages) -> pd.Series:
+    """The readable label of each row of the profile-tag table: a computed tag value's label in
+    ``messages``' locale; an age band or category (the data's own values) as it is."""
+    computed = ~tags[TagCol.TAG_TYPE].astype(str).isin(TagValue.DATA_TYPES)
+    values = tags[TagCol.TAG_VALUE].astype("string")
+    labels = values.copy()
+    labels[computed] = localize_values(values[computed], LabelKind.TAG_VALUE, messages)
+    return labels.rename(TagCol.TAG_LABEL)

@@ -169,3 +169,12 @@ def test_a_zh_cn_csv_read_back_is_the_en_csv(runs: dict[str, Path], file: str) -
 def test_en_is_returned_as_it_is() -> None:
     frame = pd.DataFrame({"movement": ["up"], "member_tier": ["gold"]})
     assert localize_frame(frame, Messages.load("en")) is frame
+
+
+def test_profile_tags_carry_a_localized_label_beside_the_code(runs: dict[str, Path]) -> None:
+    english, localized = (pd.read_parquet(runs[name] / StepFile.PROFILE_TAGS) for name in ("en", "zh"))
+    pd.testing.assert_series_equal(localized["tag_value"], english["tag_value"])
+    assert (english["tag_label"] == english["tag_value"]).all()
+    computed = ~localized["tag_type"].astype(str).isin(["age_band", "favourite_category"])
+    assert computed.any() and not localized.loc[computed, "tag_label"].str.contains(LETTERS).any()
+    assert (localized.loc[~computed, "tag_label"] == localized.loc[~computed, "tag_value"]).all()
