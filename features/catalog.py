@@ -11,6 +11,7 @@ backend tooling and the docs generator as well.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -165,6 +166,25 @@ class ExportFile:
                 names.extend(_fill(c.name, {**values, c.per: value}) for c in group)
             index += len(group)
         return tuple(names)
+
+    def doc(self, column: str) -> ColumnDoc:
+        """The ColumnDoc of the concrete ``column`` (a family member such as ``median_orders`` or
+        ``expected_value_90d`` included): its meaning and unit. KeyError when not a column here."""
+        for doc in self.columns:
+            if doc.name == column:
+                return doc
+        for doc in self.columns:
+            if "{" in doc.name and not doc.name.startswith("{") and _family(doc.name).fullmatch(column):
+                return doc
+        for doc in self.columns:  # a family named by a value alone (tier_migration's member tiers)
+            if doc.name.startswith("{") and doc.name.endswith("}"):
+                return doc
+        raise KeyError(f"{self.name}: no column {column!r} in the catalog")
+
+
+def _family(name: str) -> re.Pattern[str]:
+    """A family's name (``median_{feature}``) as a pattern its members match."""
+    return re.compile(re.sub(r"\\\{\w+\\\}", ".+", re.escape(name)))
 
 
 def _run_length(columns: Sequence[ColumnDoc], start: int) -> int:

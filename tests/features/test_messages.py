@@ -168,3 +168,13 @@ def test_headers_and_labels_of_a_kind_are_unique(locale: str) -> None:
     for kind in CODES:
         labels = list(messages.labels(kind).values())
         assert len(labels) == len(set(labels)), kind
+
+
+def test_the_catalog_finds_a_concrete_columns_doc_and_unit() -> None:
+    from features.catalog import StepFile, export_file
+
+    assert export_file(StepFile.CLUSTER_PROFILES).doc("median_orders").unit == Unit.RATIO
+    assert export_file(StepFile.CONSUMER_TIERS).doc("expected_value_90d").unit == Unit.YUAN
+    assert export_file(StepFile.TIER_MIGRATION).doc("gold").unit == Unit.COUNT
+    with pytest.raises(KeyError, match="no column 'gold'"):
+        export_file(StepFile.CONSUMER_TIERS).doc("gold")
