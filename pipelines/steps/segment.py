@@ -234,7 +234,9 @@ def _write_consumer_files(
 def for_people(export: pd.DataFrame, settings: SegmentationConfig) -> pd.DataFrame:
     """consumer_tiers rows in the order marketing works them: segments in the configured order
     (the no-purchase segment last), then expected value, then spend, both highest first, then id."""
-    priority = {rule.name: rank for rank, rule in enumerate(settings.rfm.segments)}
+    priority: dict[str, int] = {}
+    for rule in settings.rfm.segments:  # a segment of several rules ranks by its first
+        priority.setdefault(rule.name, len(priority))
     segment_rank = export[RFMCol.SEGMENT].map(priority).fillna(len(priority)).rename(_SEGMENT_RANK)
     value = export[ExportCol.expected_value(settings.clv.horizon_days)].astype("float64").rename(_VALUE)
     keyed = pd.concat([export, segment_rank, value], axis=1)
