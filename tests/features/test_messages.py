@@ -118,10 +118,8 @@ def test_zh_reason_sentences_fill_their_numbers() -> None:
     assert zh.texts("reason.bought_times", times=[2, 3]) == ["你买过 2 次", "你买过 3 次"]
 
 
-@pytest.mark.parametrize("locale", SUPPORTED_LOCALES)
+@pytest.mark.parametrize("locale", [locale for locale in SUPPORTED_LOCALES if locale != "en"])
 def test_no_ascii_letters_in_zh_labels_and_headers_alone(locale: str) -> None:
-    if locale == "en":
-        pytest.skip("English is allowed in en")
     zh = Messages.load(locale)
     english = {
         key: value
