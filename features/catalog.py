@@ -11,6 +11,7 @@ backend tooling and the docs generator as well.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -32,6 +33,7 @@ from features.vocabulary import (
     Movement,
     QualityCol,
     QualityLevel,
+    ReasonCode,
     RecCol,
     RFMCol,
     SampleKey,
@@ -131,6 +133,7 @@ class ColumnDoc:
     name: str
     meaning: str
     per: str = ""
+    unit: str = ""  # one of ``Unit.ALL``: how a person reads the value (number formats, id or label)
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,25 @@ class ExportFile:
             index += len(group)
         return tuple(names)
 
+    def doc(self, column: str) -> ColumnDoc:
+        """The ColumnDoc of the concrete ``column`` (a family member such as ``median_orders`` or
+        ``expected_value_90d`` included): its meaning and unit. KeyError when not a column here."""
+        for doc in self.columns:
+            if doc.name == column:
+                return doc
+        for doc in self.columns:
+            if "{" in doc.name and not doc.name.startswith("{") and _family(doc.name).fullmatch(column):
+                return doc
+        for doc in self.columns:  # a family named by a value alone (tier_migration's member tiers)
+            if doc.name.startswith("{") and doc.name.endswith("}"):
+                return doc
+        raise KeyError(f"{self.name}: no column {column!r} in the catalog")
+
+
+def _family(name: str) -> re.Pattern[str]:
+    """A family's name (``median_{feature}``) as a pattern its members match."""
+    return re.compile(re.sub(r"\\\{\w+\\\}", ".+", re.escape(name)))
+
 
 def _run_length(columns: Sequence[ColumnDoc], start: int) -> int:
     """How many consecutive columns from ``start`` share its ``per``."""
@@ -186,8 +208,189 @@ def _fill(name: str, values: Mapping[str, object]) -> str:
         return name
 
 
+class Unit:
+    """What a column's values are, for number formats and for telling ids and codes from labels.
+
+    ``id`` and ``code`` stay as they are in every locale (identifiers, stable English codes, data
+    categories); ``label`` and ``text`` are what a person reads and are localized.
+    """
+
+    ID = "id"
+    TEXT = "text"
+    CODE = "code"
+    LABEL = "label"
+    COUNT = "count"
+    YUAN = "yuan"
+    PERCENT = "percent"
+    RATIO = "ratio"
+    SCORE = "score"
+    PROBABILITY = "probability"
+    DAYS = "days"
+    DATE = "date"
+    DATETIME = "datetime"
+    FLAG = "flag"
+
+    ALL: tuple[str, ...] = (
+        ID,
+        TEXT,
+        CODE,
+        LABEL,
+        COUNT,
+        YUAN,
+        PERCENT,
+        RATIO,
+        SCORE,
+        PROBABILITY,
+        DAYS,
+        DATE,
+        DATETIME,
+        FLAG,
+    )
+    UNTRANSLATED: tuple[str, ...] = (ID, CODE)
+
+
+def _units(unit: str, *names: str) -> dict[str, str]:
+    return dict.fromkeys(names, unit)
+
+
+# the unit of every exported column, by name (a name means the same kind of value in every file)
+UNITS: dict[str, str] = {
+    **_units(
+        Unit.ID,
+        Col.CONSUMER_ID,
+        Col.DISTRIBUTOR_ID,
+        Col.PRODUCT_ID,
+        Col.SUPPLIER_ID,
+        ConsumerCol.HOME_DISTRIBUTOR_ID,
+        RecCol.SIMILAR_PRODUCT_ID,
+    ),
+    **_units(
+        Unit.CODE,
+        Col.CATEGORY,
+        ConsumerCol.TOP_CATEGORY,
+        RFMCol.RFM_CELL,
+        ClusterCol.CLUSTER,
+        TagCol.TAG_TYPE,
+        TagCol.TAG_VALUE,
+        ValidationKey.TABLE,
+        EvaluationKey.PRODUCTION,
+        MetricCol.MODEL,
+        MetricCol.PROTOCOL,
+        RecCol.REASON_CODE,
+    ),
+    **_units(
+        Unit.LABEL,
+        RFMCol.SEGMENT,
+        TierCol.MEMBER_TIER,
+        TierCol.PREVIOUS_TIER,
+        TierCol.MOVEMENT,
+        TierCol.PREVIOUS,
+        ClusterCol.LABEL,
+        ExportCol.CHURN_BAND,
+        TagCol.TAG_LABEL,
+        DistributorTierCol.TIER,
+        DistributorTierCol.COACHING_REASON,
+        QualityCol.LEVEL,
+        QualityCol.PREVIOUS_LEVEL,
+        QualityCol.CHANGE,
+        RecCol.REASON,
+    ),
+    **_units(
+        Unit.TEXT,
+        TierCol.BENEFITS,
+        ValidationKey.TABLES,
+        ValidationKey.SOURCE,
+        EvaluationKey.SAMPLE,
+        EvaluationKey.RESULTS,
+    ),
+    **_units(
+        Unit.COUNT,
+        ExportCol.FREQUENCY,
+        ConsumerCol.ROLLING_ORDERS,
+        TierCol.MIN_ORDERS,
+        TierCol.TOTAL,
+        "{member_tier}",
+        RFMCol.CONSUMERS,
+        DistributorTierCol.RANK,
+        DistributorFeatureCol.ORDERS,
+        DistributorFeatureCol.ORDERS_MONTH,
+        DistributorFeatureCol.ACTIVE_CUSTOMERS,
+        DistributorFeatureCol.ACTIVE_CUSTOMERS_PREV,
+        DistributorFeatureCol.NEW_CUSTOMERS,
+        DistributorFeatureCol.REPEAT_CUSTOMERS,
+        DistributorFeatureCol.SHARES,
+        DistributorFeatureCol.SHARES_MONTH,
+        DistributorFeatureCol.COMMUNITY_SIZE,
+        QualityCol.ORDERS_30D,
+        QualityCol.COMPLAINTS_30D,
+        QualityCol.PRODUCTS,
+        QualityCol.FLAGGED,
+        *QualityLevel.ALL,
+        ValidationKey.ROWS_READ,
+        ValidationKey.ROWS_KEPT,
+        ValidationKey.ROWS_QUARANTINED,
+        ValidationKey.ROWS_OUT_OF_WINDOW,
+        ValidationKey.REASONS,
+        EvaluationKey.K,
+        RecCol.RANK,
+        FallbackCol.BUYERS,
+    ),
+    **_units(
+        Unit.YUAN,
+        ConsumerCol.MONETARY,
+        ConsumerCol.ROLLING_SPEND,
+        ExportCol.EXPECTED_VALUE,
+        TierCol.MIN_SPEND,
+        RFMCol.MEAN_MONETARY,
+        DistributorFeatureCol.GMV,
+        DistributorFeatureCol.GMV_MONTH,
+        DistributorFeatureCol.GMV_PREV_MONTH,
+    ),
+    **_units(
+        Unit.PERCENT,
+        RFMCol.SHARE,
+        DistributorTierCol.GMV_SHARE,
+        DistributorFeatureCol.GROWTH,
+        DistributorFeatureCol.REPEAT_RATE,
+        QualityCol.COMPLAINT_RATE,
+        QualityCol.RATE_LOWER_BOUND,
+        QualityCol.RATE_UPPER_BOUND,
+        QualityCol.THRESHOLD,
+        QualityCol.FLAGGED_SHARE,
+    ),
+    **_units(
+        Unit.RATIO,
+        ExportCol.EXPECTED_PURCHASES,
+        RFMCol.MEAN_ORDERS,
+        ClusterCol.MEDIAN,
+        DistributorFeatureCol.ORDERS_PER_SHARE,
+        DistributorFeatureCol.ORDERS_PER_SHARE_PREV,
+        MetricCol.NDCG,
+        MetricCol.RECALL,
+        MetricCol.PRECISION,
+        MetricCol.MAP,
+        MetricCol.HIT_RATE,
+        MetricCol.COVERAGE,
+        MetricCol.NOVELTY,
+        *(bound for _, *bounds in MetricCol.INTERVALS for bound in bounds),
+    ),
+    **_units(Unit.SCORE, RFMCol.R_SCORE, RFMCol.F_SCORE, RFMCol.M_SCORE, ClusterCol.Z_SCORE, RecCol.SCORE),
+    **_units(Unit.PROBABILITY, ExportCol.PROB_ALIVE, ExportCol.CHURN_RISK),
+    **_units(Unit.DAYS, ConsumerCol.RECENCY_DAYS, TierCol.WINDOW_DAYS, RFMCol.MEAN_RECENCY_DAYS),
+    **_units(
+        Unit.DATE,
+        ValidationKey.AS_OF,
+        DistributorFeatureCol.MONTH,
+        QualityCol.SINCE,
+        EvaluationKey.CUTOFF,
+        EvaluationKey.TEST_END,
+    ),
+    **_units(Unit.FLAG, DistributorTierCol.COACHING),
+}
+
+
 def _doc(name: str, meaning: str, per: str = "") -> ColumnDoc:
-    return ColumnDoc(name, meaning, per)
+    return ColumnDoc(name, meaning, per, UNITS.get(name, ""))
 
 
 def _one_of(values: Sequence[str]) -> str:
@@ -199,23 +402,19 @@ _QUALITY_DOCS = "docs/quality_gate.md"
 _LISTS_DOCS = "docs/recommendation_lists.md"
 
 _DISTRIBUTOR_TIER_COLUMNS: tuple[ColumnDoc, ...] = (
+    # identity, tier and coaching first, then the month's main numbers, technical ones after (issue #13)
     _doc(Col.DISTRIBUTOR_ID, "the distributor"),
-    _doc(DistributorTierCol.RANK, "rank by `gmv_month`, 1 = highest (ties: id)"),
     _doc(DistributorTierCol.TIER, _one_of(DistributorTier.ALL) + " (first matching rule wins)"),
+    _doc(DistributorTierCol.COACHING, "True when on the coaching list"),
+    _doc(DistributorTierCol.COACHING_REASON, "why it is coached, with the numbers (empty when not coached)"),
+    _doc(DistributorTierCol.RANK, "rank by `gmv_month`, 1 = highest (ties: id)"),
     _doc(DistributorFeatureCol.MONTH, "the reference month (last full month by the as-of date), `YYYY-MM`"),
     _doc(DistributorFeatureCol.GMV_MONTH, "GMV of the month: spend of paid lines through the distributor"),
-    _doc(DistributorTierCol.GMV_SHARE, "share of all distributors' GMV in the month, 4 decimals"),
-    _doc(DistributorFeatureCol.GMV_PREV_MONTH, "GMV of the month before"),
     _doc(
         DistributorFeatureCol.GROWTH,
         "month-on-month GMV growth, 4 decimals (empty when the month before had none)",
     ),
-    _doc(DistributorFeatureCol.ORDERS_MONTH, "purchases (orders with a paid line) through it in the month"),
     _doc(DistributorFeatureCol.ACTIVE_CUSTOMERS, "consumers with a purchase through it in the month"),
-    _doc(
-        DistributorFeatureCol.ACTIVE_CUSTOMERS_PREV,
-        "consumers with a purchase through it in the month before",
-    ),
     _doc(
         DistributorFeatureCol.NEW_CUSTOMERS,
         "consumers whose first-ever purchase through it fell in the month",
@@ -225,6 +424,17 @@ _DISTRIBUTOR_TIER_COLUMNS: tuple[ColumnDoc, ...] = (
         "share of the month's active customers with 2+ purchases in the month",
     ),
     _doc(
+        DistributorFeatureCol.COMMUNITY_SIZE,
+        "consumers whose home distributor it is (0 without a consumers table)",
+    ),
+    _doc(DistributorTierCol.GMV_SHARE, "share of all distributors' GMV in the month, 4 decimals"),
+    _doc(DistributorFeatureCol.GMV_PREV_MONTH, "GMV of the month before"),
+    _doc(DistributorFeatureCol.ORDERS_MONTH, "purchases (orders with a paid line) through it in the month"),
+    _doc(
+        DistributorFeatureCol.ACTIVE_CUSTOMERS_PREV,
+        "consumers with a purchase through it in the month before",
+    ),
+    _doc(
         DistributorFeatureCol.SHARES_MONTH, "`share` events carrying its id in the month (0 without events)"
     ),
     _doc(
@@ -232,12 +442,6 @@ _DISTRIBUTOR_TIER_COLUMNS: tuple[ColumnDoc, ...] = (
         "`orders_month / shares_month`: share-to-order conversion (empty without shares)",
     ),
     _doc(DistributorFeatureCol.ORDERS_PER_SHARE_PREV, "the same conversion in the month before"),
-    _doc(
-        DistributorFeatureCol.COMMUNITY_SIZE,
-        "consumers whose home distributor it is (0 without a consumers table)",
-    ),
-    _doc(DistributorTierCol.COACHING, "True when on the coaching list"),
-    _doc(DistributorTierCol.COACHING_REASON, "why it is coached, with the numbers (empty when not coached)"),
 )
 
 EXPORTS: tuple[ExportFile, ...] = (
@@ -265,11 +469,30 @@ EXPORTS: tuple[ExportFile, ...] = (
     ExportFile(
         name=StepFile.CONSUMER_TIERS,
         audience="marketing",
-        rows="one row per consumer (registered or seen in orders), sorted by `consumer_id`",
+        rows="one row per consumer (registered or seen in orders): segments in the configured order "
+        "(the no-purchase segment last), then expected value, then spend (highest first), then `consumer_id`",
         docs=_SEGMENTATION_DOCS,
         columns=(
+            # identity and campaign columns first, technical scores after (issue #13)
             _doc(Col.CONSUMER_ID, "the consumer"),
             _doc(ConsumerCol.HOME_DISTRIBUTOR_ID, "home distributor (community)"),
+            _doc(RFMCol.SEGMENT, "named segment of the R x F map, or `No purchase yet`"),
+            _doc(TierCol.MEMBER_TIER, "member level (configured; default regular / silver / gold / diamond)"),
+            _doc(TierCol.MOVEMENT, _one_of(Movement.ALL)),
+            _doc(
+                ExportCol.CHURN_BAND,
+                "`low` / `medium` / `high` churn risk (`segmentation.churn.medium_from` / `high_from`; "
+                "default 0.5 / 0.7); empty for non-buyers",
+            ),
+            _doc(
+                ExportCol.EXPECTED_VALUE,
+                "expected net spend in the next `segmentation.clv.horizon_days` days (BG/NBD x "
+                "Gamma-Gamma or gradient boosting, chosen as for the expected purchases; docs/clv.md)",
+            ),
+            _doc(ConsumerCol.TOP_CATEGORY, "category with the most spend"),
+            _doc(TierCol.PREVIOUS_TIER, "the level in the previous run's file (empty: not there, or none)"),
+            _doc(ClusterCol.LABEL, "the cluster's readable label"),
+            _doc(ClusterCol.CLUSTER, "behaviour cluster 1..k (1 = highest spend; empty without a purchase)"),
             _doc(ConsumerCol.RECENCY_DAYS, "days since the latest purchase (empty: none)"),
             _doc(ExportCol.FREQUENCY, "purchases (orders with a paid line) up to the as-of date"),
             _doc(ConsumerCol.MONETARY, "spend net of returns up to the as-of date"),
@@ -277,24 +500,13 @@ EXPORTS: tuple[ExportFile, ...] = (
             _doc(RFMCol.F_SCORE, "frequency score 1-5, 5 best (empty without a purchase)"),
             _doc(RFMCol.M_SCORE, "monetary score 1-5, 5 best (empty without a purchase)"),
             _doc(RFMCol.RFM_CELL, "the three scores as text, e.g. `545`"),
-            _doc(RFMCol.SEGMENT, "named segment of the R x F map, or `No purchase yet`"),
-            _doc(TierCol.MEMBER_TIER, "member level (configured; default regular / silver / gold / diamond)"),
-            _doc(TierCol.PREVIOUS_TIER, "the level in the previous run's file (empty: not there, or none)"),
-            _doc(TierCol.MOVEMENT, _one_of(Movement.ALL)),
             _doc(ConsumerCol.ROLLING_SPEND, "spend in the tier window (365 days)"),
             _doc(ConsumerCol.ROLLING_ORDERS, "purchases in the tier window (365 days)"),
-            _doc(ClusterCol.CLUSTER, "behaviour cluster 1..k (1 = highest spend; empty without a purchase)"),
-            _doc(ClusterCol.LABEL, "the cluster's readable label"),
             _doc(
                 ExportCol.EXPECTED_PURCHASES,
-                "expected purchase days in the next `segmentation.clv.horizon_days` days (BG/NBD or "
+                "expected purchase days over the same horizon (BG/NBD or "
                 "gradient boosting, whichever had the smaller error on the window before; docs/clv.md; "
                 "empty for non-buyers and when CLV is off)",
-            ),
-            _doc(
-                ExportCol.EXPECTED_VALUE,
-                "expected net spend over the same horizon (BG/NBD x Gamma-Gamma or gradient boosting, "
-                "chosen the same way)",
             ),
             _doc(
                 ExportCol.PROB_ALIVE,
@@ -307,12 +519,6 @@ EXPORTS: tuple[ExportFile, ...] = (
                 "(one-time buyers included); the model with the best Brier score on the window before "
                 "the as-of date (docs/clv.md)",
             ),
-            _doc(
-                ExportCol.CHURN_BAND,
-                "`low` / `medium` / `high` churn risk (`segmentation.churn.medium_from` / `high_from`; "
-                "default 0.5 / 0.7); empty for non-buyers",
-            ),
-            _doc(ConsumerCol.TOP_CATEGORY, "category with the most spend"),
         ),
     ),
     ExportFile(
@@ -410,7 +616,12 @@ EXPORTS: tuple[ExportFile, ...] = (
                 TagCol.TAG_TYPE,
                 _one_of(TagType.ALL) + " (a consumer gets a row only where the tag applies)",
             ),
-            _doc(TagCol.TAG_VALUE, "the tag, e.g. `high`, `premium`, `at risk`"),
+            _doc(TagCol.TAG_VALUE, "the tag as a stable code, e.g. `high`, `premium`, `at risk`"),
+            _doc(
+                TagCol.TAG_LABEL,
+                "the tag in the config's `locale` (zh-CN: `高`, `高端`, `有流失风险`); age bands and "
+                "categories as they are",
+            ),
         ),
     ),
     ExportFile(
@@ -514,9 +725,11 @@ EXPORTS: tuple[ExportFile, ...] = (
             _doc(RecCol.PRODUCT_ID, "recommended product"),
             _doc(RecCol.RANK, "1 = show first"),
             _doc(RecCol.SCORE, "model score for model rows; popularity share in [0, 1] for fallback rows"),
+            _doc(RecCol.REASON_CODE, "why, as a stable code: " + _one_of(ReasonCode.CONSUMER)),
             _doc(
                 RecCol.REASON,
-                "why, e.g. `you bought it 3 times`, `matches your taste in <category>`, "
+                "why, in the config's `locale` (features/messages), e.g. `you bought it 3 times`, "
+                "`matches your taste in <category>`, "
                 "`customers like you buy it`, `popular in your group`, `popular on the platform now`",
             ),
         ),
@@ -535,9 +748,11 @@ EXPORTS: tuple[ExportFile, ...] = (
                 "members' model scores weighted by recency, blended with community buyers and "
                 "platform trend, after demotion",
             ),
+            _doc(DistributorListCol.REASON_CODE, "why, as a stable code: " + _one_of(ReasonCode.DISTRIBUTOR)),
             _doc(
                 DistributorListCol.REASON,
-                "why, e.g. `12 of your customers are likely to buy`, `trending in <category>`",
+                "why, in the config's `locale`, e.g. `12 of your customers are likely to buy`, "
+                "`trending in <category>` (zh-CN: `你的 12 位顾客可能会买`)",
             ),
         ),
     ),
@@ -555,9 +770,11 @@ EXPORTS: tuple[ExportFile, ...] = (
             ),
             _doc(DistributorListCol.RANK, "1 = message first"),
             _doc(DistributorListCol.SCORE, "member's model score for the product x member weight"),
+            _doc(DistributorListCol.REASON_CODE, "why, as a stable code: " + _one_of(ReasonCode.OUTREACH)),
             _doc(
                 DistributorListCol.REASON,
-                "why, e.g. `bought it N times before`, `buys <category> (N products)`",
+                "why, in the config's `locale`, e.g. `bought it N times before`, "
+                "`buys <category> (N products)`",
             ),
         ),
     ),
@@ -641,7 +858,11 @@ def exports_markdown() -> str:
         "Every file below is written by a step into `outputs/` (validation.json into `validated/`) and",
         "published in `exports/<as_of>/`. A name in `<angle brackets>` is filled from configuration;",
         "a column marked *one per …* repeats for each value, in order. CSVs are UTF-8 with BOM for",
-        "Excel, with a fixed row order.",
+        "Excel, with a fixed row order. `unit` says what a column holds: `id` and `code` values stay",
+        "as they are in every locale; with `locale: zh-CN` a CSV's headers and its `label` and `text`",
+        "values are Chinese (the message catalog, `features/messages/`), while the Parquet files keep",
+        "the English column names and codes shown here (only their `reason` and `tag_label` follow",
+        "the locale).",
         "",
         "| file | audience | rows |",
         "|---|---|---|",
@@ -655,11 +876,11 @@ def exports_markdown() -> str:
             f"Rules: [{entry.docs}]({_link(entry.docs)}).",
             "",
         ]
-        lines += ["| column | meaning |", "|---|---|"]
+        lines += ["| column | unit | meaning |", "|---|---|---|"]
         for column in entry.columns:
             name = column.name.replace("{", "<").replace("}", ">")
             each = f" (*one per {column.per.replace('_', ' ')}*)" if column.per else ""
-            lines.append(f"| `{name}` | {column.meaning}{each} |")
+            lines.append(f"| `{name}` | {column.unit} | {column.meaning}{each} |")
     return "\n".join(lines) + "\n"
 
 

@@ -9,12 +9,14 @@ and the fix (``features.config_errors`` derives it from the models themselves).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.columns import Table
 from features.config_errors import ConfigError, describe_errors, read_yaml
 from features.engine import EngineConfig
+from features.messages import check_locale
 from features.reader import DataSourceConfig
 from features.validate import ValidationConfig
 from models.quality import QualityConfig
@@ -28,7 +30,7 @@ from sources.simulator import SimulationConfig
 
 DEFAULT_CONFIG = Path("configs/nightly.yaml")
 
-__all__ = ["DEFAULT_CONFIG", "ConfigError", "DataConfig", "NightlyConfig", "load_config"]
+__all__ = ["DEFAULT_CONFIG", "ConfigError", "DataConfig", "NightlyConfig", "load_config", "with_locale"]
 
 
 class DataConfig(DataSourceConfig):
@@ -78,6 +80,12 @@ class NightlyConfig(BaseModel):
     work_dir: Path = Field(
         Path("work"), description="Working folder: validated data, features, MLflow store, exports."
     )
+    # --- locale (issue #13): the language of every label and header a person reads ---
+    locale: Literal["en", "zh-CN"] = Field(
+        "en",
+        description="Language of the marketing files' headers and labels and of the list reasons "
+        "(features/messages); machine files keep English codes.",
+    )
 
 
 def load_config(path: Path | None) -> NightlyConfig:
@@ -104,3 +112,10 @@ def load_config(path: Path | None) -> NightlyConfig:
         return NightlyConfig.model_validate(content)
     except ValidationError as error:
         raise ConfigError(describe_errors(path, error, NightlyConfig, DEFAULT_CONFIG)) from None
+
+
+def with_locale(settings: NightlyConfig, locale: str | None) -> NightlyConfig:
+    """``settings`` with ``locale`` (``--locale``) in place of the config's, when given."""
+    if locale is None:
+        return settings
+    return settings.model_copy(update={"locale": check_locale(locale)})
