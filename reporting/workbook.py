@@ -1,0 +1,274 @@
+"""Excel workbooks (.xlsx) for people: typed cells, number formats, frozen header, filters, a
+data dictionary, and the same bytes on every rerun.
+
+Written with openpyxl (already pinned; the tests read the files back with it) in write-only
+mode, which streams rows to disk instead of holding a cell object per value. Every cell is
+typed from its column's *unit* (``ColumnDoc.unit`` in ``features.catalog``): numbers carry a
+number format (``#,##0`` counts, ``"¥"#,##0.00`` amounts, ``0.0%`` shares, ``yyyy-mm-dd``
+dates), text is stored as text. A text that looks like a formula (``=…``, ``+…``, ``-…``,
+``@…``) is an inline string with Excel's quote prefix, never a formula: it shows as written
+and stays text when a person edits the cell.
+
+Reruns are byte-identical: the document's created/modified times are fixed and the zip
+entries are rewritten with a fixed timestamp (openpyxl stamps them with the clock).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import unicodedata
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import pandas as pd
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.errors import SiyuError
+from features.files import atomic_path
+
+logger = logging.getLogger(__name__)
+
+EXCEL_MAX_ROWS = 1_048_576  # rows of a sheet, the header row included
+SHEET_NAME_MAX = 31
+_FORBIDDEN_IN_SHEET_NAMES = str.maketrans({ch: "_" for ch in "[]:*?/\\"})
+
+# Fixed document and zip-entry times: the same inputs write the same bytes.
+FIXED_TIME = datetime(2000, 1, 1)
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+_FORMULA_PREFIXES = ("=", "+", "-", "@")
+_WIDTH_SAMPLE = 2_000  # rows looked at to size a column
+_MIN_WIDTH, _MAX_WIDTH = 6, 60
+
+
+class Unit:
+    """The units of exported columns (``ColumnDoc.unit``) and how each is shown in Excel."""
+
+    ID = "id"
+    TEXT = "text"
+    CODE = "code"
+    LABEL = "label"
+    COUNT = "count"
+    YUAN = "yuan"
+    PERCENT = "percent"
+    RATIO = "ratio"
+    SCORE = "score"
+    PROBABILITY = "probability"
+    DAYS = "days"
+    DATE = "date"
+    DATETIME = "datetime"
+    FLAG = "flag"
+
+    TEXTUAL: frozenset[str] = frozenset({ID, TEXT, CODE, LABEL, FLAG})
+    NUMBER_FORMATS: dict[str, str] = {  # noqa: RUF012 - a constant table
+        COUNT: "#,##0",
+        YUAN: '"¥"#,##0.00',
+        PERCENT: "0.0%",
+        RATIO: "0.00",
+        SCORE: "0.000",
+        PROBABILITY: "0.0%",
+        DAYS: "#,##0",
+        DATE: "yyyy-mm-dd",
+        DATETIME: "yyyy-mm-dd hh:mm:ss",
+    }
+    ALL: tuple[str, ...] = (
+        ID, TEXT, CODE, LABEL, COUNT, YUAN, PERCENT, RATIO, SCORE, PROBABILITY, DAYS, DATE, DATETIME, FLAG
+    )  # fmt: skip
+
+
+class WorkbookConfig(BaseModel):
+    """``workbooks:`` in the nightly config: how large the workbooks may grow."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    consumer_rows: int = Field(
+        100_000,
+        ge=1,
+        le=EXCEL_MAX_ROWS - 1,
+        description="Rows of the consumers sheet: the first rows of consumer_tiers.csv (its order: "
+        "segment priority, then value); the CSV keeps every consumer.",
+    )
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """One sheet: its tab name, the frame (headers as shown) and one unit per column."""
+
+    name: str
+    frame: pd.DataFrame
+    units: Sequence[str] = field(default_factory=tuple)
+
+    def unit_of(self, index: int) -> str:
+        """The unit of column ``index`` (a missing or unknown unit: guessed from the dtype)."""
+        unit = self.units[index] if index < len(self.units) else ""
+        return unit if unit in Unit.ALL else guess_unit(self.frame.iloc[:, index])
+
+
+def guess_unit(series: pd.Series) -> str:
+    """A unit for a column the catalog does not describe: counts, ratios, dates or text."""
+    if pd.api.types.is_bool_dtype(series):
+        return Unit.FLAG
+    if pd.api.types.is_integer_dtype(series):
+        return Unit.COUNT
+    if pd.api.types.is_float_dtype(series):
+        whole = series.dropna()
+        return Unit.COUNT if len(whole) and (whole == whole.round()).all() else Unit.RATIO
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return Unit.DATETIME
+    return Unit.TEXT
+
+
+def sheet_name(name: str) -> str:
+    """``name`` as a valid tab name: at most 31 characters, none of ``[]:*?/\\``."""
+    return name.translate(_FORBIDDEN_IN_SHEET_NAMES)[:SHEET_NAME_MAX]
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes on screen: a wide (CJK) character counts double."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+# --- writing ----------------------------------------------------------------------------------------
+
+
+def write_workbook(sheets: Sequence[Sheet], path: Path) -> Path:
+    """Write ``sheets`` to ``path`` (.xlsx), whole or not at all; the same sheets give the same bytes.
+
+    A sheet with more rows than Excel holds raises a ``SiyuError`` (the caller caps it).
+    """
+    names = [sheet_name(sheet.name) for sheet in sheets]
+    if len(set(names)) != len(names):
+        raise SiyuError(f"{path}: two sheets share a name in {names}\n  fix: give every sheet its own name")
+    book = Workbook(write_only=True)
+    book.properties.creator = "siyu"
+    book.properties.created = book.properties.modified = FIXED_TIME
+    for sheet, name in zip(sheets, names, strict=True):
+        _check_size(sheet, path)
+        _write_sheet(book.create_sheet(name), sheet)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    with atomic_path(path) as partial:
+        _write_fixed_times(buffer.getvalue(), partial)
+    logger.info("wrote %s (%s)", path, ", ".join(f"{n}: {len(s.frame)} rows" for n, s in zip(names, sheets)))
+    return path
+
+
+def _check_size(sheet: Sheet, path: Path) -> None:
+    if len(sheet.frame) + 1 > EXCEL_MAX_ROWS:
+        raise SiyuError(
+            f"{path}: sheet {sheet.name!r} has {len(sheet.frame):,} rows, Excel holds "
+            f"{EXCEL_MAX_ROWS - 1:,} below the header\n  fix: cap the rows (workbooks.consumer_rows)"
+        )
+
+
+def _write_sheet(worksheet: WriteOnlyWorksheet, sheet: Sheet) -> None:
+    """Header row (frozen, with a filter), then one typed row per frame row."""
+    frame = sheet.frame
+    units = [sheet.unit_of(i) for i in range(frame.shape[1])]
+    headers = [str(column) for column in frame.columns]
+    for index, width in enumerate(_widths(frame, headers, units), start=1):
+        worksheet.column_dimensions[get_column_letter(index)].width = width
+    worksheet.freeze_panes = "A2"
+    if headers:
+        last = f"{get_column_letter(len(headers))}{len(frame) + 1}"
+        worksheet.auto_filter.ref = f"A1:{last}"
+    worksheet.append(_header_cells(worksheet, headers))
+    writers = [_CellWriter(worksheet, unit) for unit in units]
+    columns = [_cell_values(frame.iloc[:, i], unit) for i, unit in enumerate(units)]
+    for values in zip(*columns, strict=True) if columns else ():
+        worksheet.append([writer.cell(value) for writer, value in zip(writers, values, strict=True)])
+
+
+def _header_cells(worksheet: WriteOnlyWorksheet, headers: list[str]) -> list[WriteOnlyCell]:
+    cells = []
+    for header in headers:
+        cell = WriteOnlyCell(worksheet, value=header)
+        cell.data_type = "s"
+        cell.font = cell.font.copy(bold=True)
+        cells.append(cell)
+    return cells
+
+
+def _cell_values(series: pd.Series, unit: str) -> list[object]:
+    """The column's values as Python objects for openpyxl: missing -> None, dates -> datetime."""
+    if unit in (Unit.DATE, Unit.DATETIME):
+        parsed = pd.to_datetime(series, errors="coerce")
+        if parsed.notna().sum() == series.notna().sum():
+            return [None if pd.isna(v) else v.to_pydatetime() for v in parsed]
+    values = series.astype(object).where(series.notna(), None).tolist()
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+
+
+class _CellWriter:
+    """One reusable cell per column and style: write-only sheets write a cell as it is appended."""
+
+    def __init__(self, worksheet: WriteOnlyWorksheet, unit: str) -> None:
+        self.plain = WriteOnlyCell(worksheet)
+        self.number = WriteOnlyCell(worksheet)
+        self.number.number_format = Unit.NUMBER_FORMATS.get(unit, "General")
+        self.quoted = WriteOnlyCell(worksheet)
+        self.quoted.quotePrefix = True
+
+    def cell(self, value: object) -> WriteOnlyCell | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            cell = self.quoted if value.startswith(_FORMULA_PREFIXES) else self.plain
+            cell.value = value
+            cell.data_type = "s"  # text, never a formula
+            return cell
+        if isinstance(value, bool):
+            self.plain.value = value
+            return self.plain
+        if isinstance(value, int | float | date):
+            self.number.value = value
+            return self.number
+        self.plain.value = str(value)
+        self.plain.data_type = "s"
+        return self.plain
+
+
+def _widths(frame: pd.DataFrame, headers: list[str], units: list[str]) -> list[float]:
+    """Column widths from the header and the first rows' text (CJK counted double), within limits."""
+    sample = frame.head(_WIDTH_SAMPLE)
+    widths = []
+    for index, (header, unit) in enumerate(zip(headers, units, strict=True)):
+        longest = display_width(header) + 2  # room for the filter button
+        for value in sample.iloc[:, index].dropna():
+            longest = max(longest, _shown_width(value, unit))
+        widths.append(float(min(max(longest + 1, _MIN_WIDTH), _MAX_WIDTH)))
+    return widths
+
+
+def _shown_width(value: object, unit: str) -> int:
+    if unit in (Unit.DATE,):
+        return 10
+    if unit == Unit.DATETIME:
+        return 19
+    if isinstance(value, float) and unit not in Unit.TEXTUAL:
+        return len(f"{value:,.3f}") + 2
+    if isinstance(value, int) and not isinstance(value, bool):
+        return len(f"{value:,}") + 1
+    return display_width(str(value))
+
+
+def _write_fixed_times(xlsx: bytes, target: Path) -> None:
+    """Copy the zip ``xlsx`` to ``target`` with every entry stamped with the same fixed time."""
+    with (
+        zipfile.ZipFile(io.BytesIO(xlsx)) as source,
+        zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as fixed,
+    ):
+        for entry in source.infolist():
+            info = zipfile.ZipInfo(entry.filename, date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o600 << 16
+            fixed.writestr(info, source.read(entry.filename))
