@@ -137,6 +137,7 @@ class ColumnDoc:
     name: str
     meaning: str
     per: str = ""
+    unit: str = ""  # one of ``Unit.ALL``: how a person reads the value (number formats, id or label)
 
 
 @dataclass(frozen=True)
@@ -192,8 +193,189 @@ def _fill(name: str, values: Mapping[str, object]) -> str:
         return name
 
 
+class Unit:
+    """What a column's values are, for number formats and for telling ids and codes from labels.
+
+    ``id`` and ``code`` stay as they are in every locale (identifiers, stable English codes, data
+    categories); ``label`` and ``text`` are what a person reads and are localized.
+    """
+
+    ID = "id"
+    TEXT = "text"
+    CODE = "code"
+    LABEL = "label"
+    COUNT = "count"
+    YUAN = "yuan"
+    PERCENT = "percent"
+    RATIO = "ratio"
+    SCORE = "score"
+    PROBABILITY = "probability"
+    DAYS = "days"
+    DATE = "date"
+    DATETIME = "datetime"
+    FLAG = "flag"
+
+    ALL: tuple[str, ...] = (
+        ID,
+        TEXT,
+        CODE,
+        LABEL,
+        COUNT,
+        YUAN,
+        PERCENT,
+        RATIO,
+        SCORE,
+        PROBABILITY,
+        DAYS,
+        DATE,
+        DATETIME,
+        FLAG,
+    )
+    UNTRANSLATED: tuple[str, ...] = (ID, CODE)
+
+
+def _units(unit: str, *names: str) -> dict[str, str]:
+    return dict.fromkeys(names, unit)
+
+
+# the unit of every exported column, by name (a name means the same kind of value in every file)
+UNITS: dict[str, str] = {
+    **_units(
+        Unit.ID,
+        Col.CONSUMER_ID,
+        Col.DISTRIBUTOR_ID,
+        Col.PRODUCT_ID,
+        Col.SUPPLIER_ID,
+        ConsumerCol.HOME_DISTRIBUTOR_ID,
+        RecCol.SIMILAR_PRODUCT_ID,
+    ),
+    **_units(
+        Unit.CODE,
+        Col.CATEGORY,
+        ConsumerCol.TOP_CATEGORY,
+        RFMCol.RFM_CELL,
+        ClusterCol.CLUSTER,
+        TagCol.TAG_TYPE,
+        TagCol.TAG_VALUE,
+        ValidationKey.TABLE,
+        EvaluationKey.PRODUCTION,
+        MetricCol.MODEL,
+        MetricCol.PROTOCOL,
+        RecCol.REASON_CODE,
+    ),
+    **_units(
+        Unit.LABEL,
+        RFMCol.SEGMENT,
+        TierCol.MEMBER_TIER,
+        TierCol.PREVIOUS_TIER,
+        TierCol.MOVEMENT,
+        TierCol.PREVIOUS,
+        ClusterCol.LABEL,
+        ExportCol.CHURN_BAND,
+        TagCol.TAG_LABEL,
+        DistributorTierCol.TIER,
+        DistributorTierCol.COACHING_REASON,
+        QualityCol.LEVEL,
+        QualityCol.PREVIOUS_LEVEL,
+        QualityCol.CHANGE,
+        RecCol.REASON,
+    ),
+    **_units(
+        Unit.TEXT,
+        TierCol.BENEFITS,
+        ValidationKey.TABLES,
+        ValidationKey.SOURCE,
+        EvaluationKey.SAMPLE,
+        EvaluationKey.RESULTS,
+    ),
+    **_units(
+        Unit.COUNT,
+        ExportCol.FREQUENCY,
+        ConsumerCol.ROLLING_ORDERS,
+        TierCol.MIN_ORDERS,
+        TierCol.TOTAL,
+        "{member_tier}",
+        RFMCol.CONSUMERS,
+        DistributorTierCol.RANK,
+        DistributorFeatureCol.ORDERS,
+        DistributorFeatureCol.ORDERS_MONTH,
+        DistributorFeatureCol.ACTIVE_CUSTOMERS,
+        DistributorFeatureCol.ACTIVE_CUSTOMERS_PREV,
+        DistributorFeatureCol.NEW_CUSTOMERS,
+        DistributorFeatureCol.REPEAT_CUSTOMERS,
+        DistributorFeatureCol.SHARES,
+        DistributorFeatureCol.SHARES_MONTH,
+        DistributorFeatureCol.COMMUNITY_SIZE,
+        QualityCol.ORDERS_30D,
+        QualityCol.COMPLAINTS_30D,
+        QualityCol.PRODUCTS,
+        QualityCol.FLAGGED,
+        *QualityLevel.ALL,
+        ValidationKey.ROWS_READ,
+        ValidationKey.ROWS_KEPT,
+        ValidationKey.ROWS_QUARANTINED,
+        ValidationKey.ROWS_OUT_OF_WINDOW,
+        ValidationKey.REASONS,
+        EvaluationKey.K,
+        RecCol.RANK,
+        FallbackCol.BUYERS,
+    ),
+    **_units(
+        Unit.YUAN,
+        ConsumerCol.MONETARY,
+        ConsumerCol.ROLLING_SPEND,
+        ExportCol.EXPECTED_VALUE,
+        TierCol.MIN_SPEND,
+        RFMCol.MEAN_MONETARY,
+        DistributorFeatureCol.GMV,
+        DistributorFeatureCol.GMV_MONTH,
+        DistributorFeatureCol.GMV_PREV_MONTH,
+    ),
+    **_units(
+        Unit.PERCENT,
+        RFMCol.SHARE,
+        DistributorTierCol.GMV_SHARE,
+        DistributorFeatureCol.GROWTH,
+        DistributorFeatureCol.REPEAT_RATE,
+        QualityCol.COMPLAINT_RATE,
+        QualityCol.RATE_LOWER_BOUND,
+        QualityCol.RATE_UPPER_BOUND,
+        QualityCol.THRESHOLD,
+        QualityCol.FLAGGED_SHARE,
+    ),
+    **_units(
+        Unit.RATIO,
+        ExportCol.EXPECTED_PURCHASES,
+        RFMCol.MEAN_ORDERS,
+        ClusterCol.MEDIAN,
+        DistributorFeatureCol.ORDERS_PER_SHARE,
+        DistributorFeatureCol.ORDERS_PER_SHARE_PREV,
+        MetricCol.NDCG,
+        MetricCol.RECALL,
+        MetricCol.PRECISION,
+        MetricCol.MAP,
+        MetricCol.HIT_RATE,
+        MetricCol.COVERAGE,
+        MetricCol.NOVELTY,
+        *(bound for _, *bounds in MetricCol.INTERVALS for bound in bounds),
+    ),
+    **_units(Unit.SCORE, RFMCol.R_SCORE, RFMCol.F_SCORE, RFMCol.M_SCORE, ClusterCol.Z_SCORE, RecCol.SCORE),
+    **_units(Unit.PROBABILITY, ExportCol.PROB_ALIVE, ExportCol.CHURN_RISK),
+    **_units(Unit.DAYS, ConsumerCol.RECENCY_DAYS, TierCol.WINDOW_DAYS, RFMCol.MEAN_RECENCY_DAYS),
+    **_units(
+        Unit.DATE,
+        ValidationKey.AS_OF,
+        DistributorFeatureCol.MONTH,
+        QualityCol.SINCE,
+        EvaluationKey.CUTOFF,
+        EvaluationKey.TEST_END,
+    ),
+    **_units(Unit.FLAG, DistributorTierCol.COACHING),
+}
+
+
 def _doc(name: str, meaning: str, per: str = "") -> ColumnDoc:
-    return ColumnDoc(name, meaning, per)
+    return ColumnDoc(name, meaning, per, UNITS.get(name, ""))
 
 
 def _one_of(values: Sequence[str]) -> str:
@@ -764,11 +946,11 @@ def exports_markdown() -> str:
             f"Rules: [{entry.docs}]({_link(entry.docs)}).",
             "",
         ]
-        lines += ["| column | meaning |", "|---|---|"]
+        lines += ["| column | unit | meaning |", "|---|---|---|"]
         for column in entry.columns:
             name = column.name.replace("{", "<").replace("}", ">")
             each = f" (*one per {column.per.replace('_', ' ')}*)" if column.per else ""
-            lines.append(f"| `{name}` | {column.meaning}{each} |")
+            lines.append(f"| `{name}` | {column.unit} | {column.meaning}{each} |")
     return "\n".join(lines) + "\n"
 
 

@@ -172,6 +172,7 @@ class TagCol:
 
     TAG_TYPE = "tag_type"
     TAG_VALUE = "tag_value"
+    TAG_LABEL = "tag_label"
 
 
 class TagType:
@@ -194,6 +195,42 @@ class TagType:
     )
 
 
+class TagValue:
+    """Values of ``tag_value`` that siyu computes (age bands and categories are the data's own)."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    PRICE_SENSITIVE = "price sensitive"
+    MAINSTREAM = "mainstream"
+    PREMIUM = "premium"
+    ACTIVE = "active"
+    BROWSING = "browsing"
+    QUIET = "quiet"
+    PROSPECT = "prospect"
+    NEW = "new"
+    AT_RISK = "at risk"
+    LAPSED = "lapsed"
+
+    ALL: tuple[str, ...] = (
+        HIGH,
+        MEDIUM,
+        LOW,
+        PRICE_SENSITIVE,
+        MAINSTREAM,
+        PREMIUM,
+        ACTIVE,
+        BROWSING,
+        QUIET,
+        PROSPECT,
+        NEW,
+        AT_RISK,
+        LAPSED,
+    )
+    # tag types whose values are the data's own (age bands, category codes): shown as they are
+    DATA_TYPES: tuple[str, ...] = (TagType.AGE_BAND, TagType.FAVOURITE_CATEGORY)
+
+
 class DistributorTierCol:
     """Columns added by distributor tiering."""
 
@@ -214,6 +251,16 @@ class DistributorTier:
     DORMANT = "dormant"
 
     ALL: tuple[str, ...] = (PILLAR, GROWTH, STEADY, LONG_TAIL, DORMANT)
+
+
+class ChurnBand:
+    """Values of ``churn_band``, least risk first."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+    ALL: tuple[str, ...] = (LOW, MEDIUM, HIGH)
 
 
 class ExportCol:
@@ -308,6 +355,7 @@ class RecCol:
     SCORE = "score"
     RANK = "rank"
     REASON = "reason"
+    REASON_CODE = "reason_code"
 
 
 class FallbackCol:
@@ -326,6 +374,39 @@ class ListSource:
     GLOBAL = "global"
 
     ALL: tuple[str, ...] = (MODEL, COMMUNITY, GLOBAL)
+
+
+class ReasonCode:
+    """Values of ``reason_code`` in the lists: why a row is there (``reason`` is its sentence)."""
+
+    # consumer lists
+    BOUGHT_BEFORE = "bought_before"
+    BOUGHT_TIMES = "bought_times"
+    TASTE = "taste"
+    SIMILAR = "similar"
+    COMMUNITY = "community"
+    GLOBAL = "global"
+    # distributor lists
+    LIKELY_BUYERS = "likely_buyers"
+    REPEAT_FAVOURITE = "repeat_favourite"
+    TRENDING = "trending"
+    RECENT_BUYERS = "recent_buyers"
+    PLATFORM_POPULAR = "platform_popular"
+    # outreach
+    OUTREACH_BOUGHT = "outreach_bought"
+    BUYS_CATEGORY = "buys_category"
+    SIMILAR_MEMBERS = "similar_members"
+
+    CONSUMER: tuple[str, ...] = (BOUGHT_BEFORE, BOUGHT_TIMES, TASTE, SIMILAR, COMMUNITY, GLOBAL)
+    DISTRIBUTOR: tuple[str, ...] = (
+        LIKELY_BUYERS,
+        REPEAT_FAVOURITE,
+        TRENDING,
+        RECENT_BUYERS,
+        PLATFORM_POPULAR,
+    )
+    OUTREACH: tuple[str, ...] = (OUTREACH_BOUGHT, BUYS_CATEGORY, SIMILAR_MEMBERS)
+    ALL: tuple[str, ...] = CONSUMER + DISTRIBUTOR + OUTREACH
 
 
 class DistributorListCol:
