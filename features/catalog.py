@@ -834,7 +834,14 @@ class WorkbookSheet:
 
 
 _WORKBOOK_DOCS = "README.md"
-_DICTIONARY_SHEET = _doc(
+
+
+def _sheet(code: str, meaning: str) -> ColumnDoc:
+    """A workbook's sheet, listed as the workbook's 'column' (its tab name is localized)."""
+    return ColumnDoc(code, meaning, unit=Unit.TEXT)
+
+
+_DICTIONARY_SHEET = _sheet(
     WorkbookSheet.DICTIONARY,
     "data dictionary: one row per sheet, then one per column: sheet, column, meaning, unit, source",
 )
@@ -847,16 +854,16 @@ EXPORTS += (
         "and a data dictionary; sheet names and headers in the run's locale",
         docs=_WORKBOOK_DOCS,
         columns=(
-            _doc(
+            _sheet(
                 WorkbookSheet.CONSUMERS,
                 f"`{StepFile.CONSUMER_TIERS}`: its first `workbooks.consumer_rows` rows (default "
                 "100,000; the CSV has every consumer)",
             ),
-            _doc(WorkbookSheet.SEGMENTS, f"`{StepFile.RFM_SEGMENTS}`: the segment summary"),
-            _doc(WorkbookSheet.MEMBER_TIERS, f"`{StepFile.MEMBER_TIERS}`: the member levels"),
-            _doc(WorkbookSheet.TIER_MIGRATION, f"`{StepFile.TIER_MIGRATION}`: previous x current tier"),
-            _doc(WorkbookSheet.DISTRIBUTORS, f"`{StepFile.DISTRIBUTOR_TIERS}`: every distributor"),
-            _doc(WorkbookSheet.COACHING, f"`{StepFile.DISTRIBUTOR_COACHING}`: the coaching list"),
+            _sheet(WorkbookSheet.SEGMENTS, f"`{StepFile.RFM_SEGMENTS}`: the segment summary"),
+            _sheet(WorkbookSheet.MEMBER_TIERS, f"`{StepFile.MEMBER_TIERS}`: the member levels"),
+            _sheet(WorkbookSheet.TIER_MIGRATION, f"`{StepFile.TIER_MIGRATION}`: previous x current tier"),
+            _sheet(WorkbookSheet.DISTRIBUTORS, f"`{StepFile.DISTRIBUTOR_TIERS}`: every distributor"),
+            _sheet(WorkbookSheet.COACHING, f"`{StepFile.DISTRIBUTOR_COACHING}`: the coaching list"),
             _DICTIONARY_SHEET,
         ),
     ),
@@ -866,8 +873,8 @@ EXPORTS += (
         rows="an Excel workbook of the quality gate's CSVs and a data dictionary",
         docs=_WORKBOOK_DOCS,
         columns=(
-            _doc(WorkbookSheet.ALERTS, f"`{StepFile.QUALITY_ALERTS}`: every product's level"),
-            _doc(WorkbookSheet.SUPPLIERS, f"`{StepFile.QUALITY_SUPPLIERS}`: suppliers with flagged products"),
+            _sheet(WorkbookSheet.ALERTS, f"`{StepFile.QUALITY_ALERTS}`: every product's level"),
+            _sheet(WorkbookSheet.SUPPLIERS, f"`{StepFile.QUALITY_SUPPLIERS}`: flagged suppliers"),
             _DICTIONARY_SHEET,
         ),
     ),
@@ -882,14 +889,17 @@ EXPORTS += (
             _doc(ShareKitCol.RANK, "1 = share first"),
             _doc(ShareKitCol.PRODUCT_ID, "the product (products have no name column in the data contract)"),
             _doc(ShareKitCol.CATEGORY, "its category (`unknown` when the quality gate did not grade it)"),
-            _doc(
+            ColumnDoc(
                 ShareKitCol.LIKELY_BUYERS,
                 "members of the distributor's community whose own recommendation list holds the product",
+                unit=Unit.COUNT,
             ),
             _doc(ShareKitCol.REASON, "why it is pushed (the distributor list's reason)"),
-            _doc(
+            ColumnDoc(
                 ShareKitCol.SHARE_TEXT,
-                "a ready-to-paste sentence for the group: product, category, reason and likely buyers",
+                "a ready-to-paste sentence for the group: product, category, a group-facing reason "
+                "and the likely buyers",
+                unit=Unit.TEXT,
             ),
         ),
     ),
@@ -899,7 +909,7 @@ EXPORTS += (
         rows="an Excel workbook of the share kit and a data dictionary",
         docs=_WORKBOOK_DOCS,
         columns=(
-            _doc(WorkbookSheet.SHARE_KIT, f"`{StepFile.SHARE_KIT}`, typed"),
+            _sheet(WorkbookSheet.SHARE_KIT, f"`{StepFile.SHARE_KIT}`, typed"),
             _DICTIONARY_SHEET,
         ),
     ),

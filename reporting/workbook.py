@@ -28,10 +28,12 @@ from pathlib import Path
 import pandas as pd
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.catalog import Unit
 from features.errors import SiyuError
 from features.files import atomic_path
 
@@ -50,39 +52,20 @@ _WIDTH_SAMPLE = 2_000  # rows looked at to size a column
 _MIN_WIDTH, _MAX_WIDTH = 6, 60
 
 
-class Unit:
-    """The units of exported columns (``ColumnDoc.unit``) and how each is shown in Excel."""
-
-    ID = "id"
-    TEXT = "text"
-    CODE = "code"
-    LABEL = "label"
-    COUNT = "count"
-    YUAN = "yuan"
-    PERCENT = "percent"
-    RATIO = "ratio"
-    SCORE = "score"
-    PROBABILITY = "probability"
-    DAYS = "days"
-    DATE = "date"
-    DATETIME = "datetime"
-    FLAG = "flag"
-
-    TEXTUAL: frozenset[str] = frozenset({ID, TEXT, CODE, LABEL, FLAG})
-    NUMBER_FORMATS: dict[str, str] = {  # noqa: RUF012 - a constant table
-        COUNT: "#,##0",
-        YUAN: '"¥"#,##0.00',
-        PERCENT: "0.0%",
-        RATIO: "0.00",
-        SCORE: "0.000",
-        PROBABILITY: "0.0%",
-        DAYS: "#,##0",
-        DATE: "yyyy-mm-dd",
-        DATETIME: "yyyy-mm-dd hh:mm:ss",
-    }
-    ALL: tuple[str, ...] = (
-        ID, TEXT, CODE, LABEL, COUNT, YUAN, PERCENT, RATIO, SCORE, PROBABILITY, DAYS, DATE, DATETIME, FLAG
-    )  # fmt: skip
+# How each unit of ``features.catalog.Unit`` is shown; the units not named here are text.
+NUMBER_FORMATS: dict[str, str] = {
+    Unit.COUNT: "#,##0",
+    Unit.YUAN: '"¥"#,##0.00',
+    Unit.PERCENT: "0.0%",
+    Unit.RATIO: "0.00",
+    Unit.SCORE: "0.000",
+    Unit.PROBABILITY: "0.0%",
+    Unit.DAYS: "#,##0",
+    Unit.DATE: "yyyy-mm-dd",
+    Unit.DATETIME: "yyyy-mm-dd hh:mm:ss",
+}
+WHOLE_NUMBER_FORMAT = "#,##0"  # a ratio or score column whose values are all whole (RFM scores 1-5)
+TEXT_UNITS: frozenset[str] = frozenset({Unit.ID, Unit.TEXT, Unit.CODE, Unit.LABEL, Unit.FLAG})
 
 
 class WorkbookConfig(BaseModel):
@@ -158,7 +141,8 @@ def write_workbook(sheets: Sequence[Sheet], path: Path) -> Path:
     book.save(buffer)
     with atomic_path(path) as partial:
         _write_fixed_times(buffer.getvalue(), partial)
-    logger.info("wrote %s (%s)", path, ", ".join(f"{n}: {len(s.frame)} rows" for n, s in zip(names, sheets)))
+    rows = ", ".join(f"{name}: {len(sheet.frame)} rows" for name, sheet in zip(names, sheets, strict=True))
+    logger.info("wrote %s (%s)", path, rows)
     return path
 
 
@@ -175,17 +159,21 @@ def _write_sheet(worksheet: WriteOnlyWorksheet, sheet: Sheet) -> None:
     frame = sheet.frame
     units = [sheet.unit_of(i) for i in range(frame.shape[1])]
     headers = [str(column) for column in frame.columns]
-    for index, width in enumerate(_widths(frame, headers, units), start=1):
+    columns = [_cell_values(frame.iloc[:, i], unit) for i, unit in enumerate(units)]
+    for index, width in enumerate(_widths(columns, headers, units), start=1):
         worksheet.column_dimensions[get_column_letter(index)].width = width
     worksheet.freeze_panes = "A2"
     if headers:
-        last = f"{get_column_letter(len(headers))}{len(frame) + 1}"
-        worksheet.auto_filter.ref = f"A1:{last}"
+        worksheet.auto_filter.ref = f"A1:{get_column_letter(len(headers))}{len(frame) + 1}"
     worksheet.append(_header_cells(worksheet, headers))
-    writers = [_CellWriter(worksheet, unit) for unit in units]
-    columns = [_cell_values(frame.iloc[:, i], unit) for i, unit in enumerate(units)]
-    for values in zip(*columns, strict=True) if columns else ():
-        worksheet.append([writer.cell(value) for writer, value in zip(writers, values, strict=True)])
+    if not columns:
+        return
+    writers = [
+        _CellWriter(worksheet, number_format(values, unit))
+        for values, unit in zip(columns, units, strict=True)
+    ]
+    for row in zip(*columns, strict=True):
+        worksheet.append([writer.cell(value) for writer, value in zip(writers, row, strict=True)])
 
 
 def _header_cells(worksheet: WriteOnlyWorksheet, headers: list[str]) -> list[WriteOnlyCell]:
@@ -193,32 +181,52 @@ def _header_cells(worksheet: WriteOnlyWorksheet, headers: list[str]) -> list[Wri
     for header in headers:
         cell = WriteOnlyCell(worksheet, value=header)
         cell.data_type = "s"
-        cell.font = cell.font.copy(bold=True)
+        cell.font = Font(bold=True)
         cells.append(cell)
     return cells
 
 
+def number_format(values: Sequence[object], unit: str) -> str:
+    """The Excel number format of a column of ``unit`` (whole ratios and scores: no decimals)."""
+    fmt = NUMBER_FORMATS.get(unit, "General")
+    if unit in (Unit.RATIO, Unit.SCORE) and all(
+        float(v).is_integer() for v in values if isinstance(v, int | float) and not isinstance(v, bool)
+    ):
+        return WHOLE_NUMBER_FORMAT
+    return fmt
+
+
 def _cell_values(series: pd.Series, unit: str) -> list[object]:
-    """The column's values as Python objects for openpyxl: missing -> None, dates -> datetime."""
+    """The column's values as Python objects for openpyxl: missing -> None, dates -> datetime,
+    ids, codes and labels -> text (a numeric id keeps its digits)."""
+    present = series.notna()
     if unit in (Unit.DATE, Unit.DATETIME):
         parsed = pd.to_datetime(series, errors="coerce")
-        if parsed.notna().sum() == series.notna().sum():
+        if parsed.notna().sum() == present.sum():
             return [None if pd.isna(v) else v.to_pydatetime() for v in parsed]
-    values = series.astype(object).where(series.notna(), None).tolist()
-    return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+    if unit in TEXT_UNITS:
+        return [str(v) if ok else None for v, ok in zip(series.tolist(), present.tolist(), strict=True)]
+    values = series.astype(object).where(present, None).tolist()
+    return [None if isinstance(v, float) and math.isnan(v) else _plain(v) for v in values]
+
+
+def _plain(value: object) -> object:
+    """numpy scalars as Python ones (openpyxl knows numpy, but bool_ and int64 compare oddly)."""
+    return value.item() if hasattr(value, "item") else value
 
 
 class _CellWriter:
-    """One reusable cell per column and style: write-only sheets write a cell as it is appended."""
+    """Reusable cells of one column: a write-only sheet writes a cell out as it is appended."""
 
-    def __init__(self, worksheet: WriteOnlyWorksheet, unit: str) -> None:
+    def __init__(self, worksheet: WriteOnlyWorksheet, fmt: str) -> None:
         self.plain = WriteOnlyCell(worksheet)
         self.number = WriteOnlyCell(worksheet)
-        self.number.number_format = Unit.NUMBER_FORMATS.get(unit, "General")
+        self.number.number_format = fmt
         self.quoted = WriteOnlyCell(worksheet)
         self.quoted.quotePrefix = True
 
     def cell(self, value: object) -> WriteOnlyCell | None:
+        """The cell holding ``value`` (None: an empty cell)."""
         if value is None:
             return None
         if isinstance(value, str):
@@ -237,24 +245,24 @@ class _CellWriter:
         return self.plain
 
 
-def _widths(frame: pd.DataFrame, headers: list[str], units: list[str]) -> list[float]:
-    """Column widths from the header and the first rows' text (CJK counted double), within limits."""
-    sample = frame.head(_WIDTH_SAMPLE)
+def _widths(columns: list[list[object]], headers: list[str], units: list[str]) -> list[float]:
+    """Column widths from the header and the first rows (CJK counted double), within limits."""
     widths = []
-    for index, (header, unit) in enumerate(zip(headers, units, strict=True)):
+    for values, header, unit in zip(columns, headers, units, strict=True):
         longest = display_width(header) + 2  # room for the filter button
-        for value in sample.iloc[:, index].dropna():
-            longest = max(longest, _shown_width(value, unit))
+        for value in values[:_WIDTH_SAMPLE]:
+            if value is not None:
+                longest = max(longest, _shown_width(value, unit))
         widths.append(float(min(max(longest + 1, _MIN_WIDTH), _MAX_WIDTH)))
     return widths
 
 
 def _shown_width(value: object, unit: str) -> int:
-    if unit in (Unit.DATE,):
+    if unit == Unit.DATE:
         return 10
     if unit == Unit.DATETIME:
         return 19
-    if isinstance(value, float) and unit not in Unit.TEXTUAL:
+    if isinstance(value, float):
         return len(f"{value:,.3f}") + 2
     if isinstance(value, int) and not isinstance(value, bool):
         return len(f"{value:,}") + 1
