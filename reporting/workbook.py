@@ -80,6 +80,13 @@ class WorkbookConfig(BaseModel):
         description="Rows of the consumers sheet: the first rows of consumer_tiers.csv (its order: "
         "segment priority, then value); the CSV keeps every consumer.",
     )
+    share_kit_rows: int = Field(
+        100_000,
+        ge=1,
+        le=EXCEL_MAX_ROWS - 1,
+        description="Rows of the share kit sheet: the first rows of share_kit.csv (by distributor, "
+        "rank); the CSV keeps every row.",
+    )
 
 
 @dataclass(frozen=True)
