@@ -28,9 +28,12 @@ from pathlib import Path
 import pandas as pd
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.packaging.core import DocumentProperties
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from openpyxl.xml.constants import ARC_CORE
+from openpyxl.xml.functions import tostring
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.catalog import Unit
@@ -45,6 +48,7 @@ _FORBIDDEN_IN_SHEET_NAMES = str.maketrans({ch: "_" for ch in "[]:*?/\\"})
 
 # Fixed document and zip-entry times: the same inputs write the same bytes.
 FIXED_TIME = datetime(2000, 1, 1)
+CREATOR = "siyu"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@")
@@ -65,6 +69,7 @@ NUMBER_FORMATS: dict[str, str] = {
     Unit.DATETIME: "yyyy-mm-dd hh:mm:ss",
 }
 WHOLE_NUMBER_FORMAT = "#,##0"  # a ratio or score column whose values are all whole (RFM scores 1-5)
+FRACTIONAL_DAYS_FORMAT = "#,##0.0"  # mean days
 TEXT_UNITS: frozenset[str] = frozenset({Unit.ID, Unit.TEXT, Unit.CODE, Unit.LABEL, Unit.FLAG})
 
 
@@ -139,8 +144,6 @@ def write_workbook(sheets: Sequence[Sheet], path: Path) -> Path:
     if len(set(names)) != len(names):
         raise SiyuError(f"{path}: two sheets share a name in {names}\n  fix: give every sheet its own name")
     book = Workbook(write_only=True)
-    book.properties.creator = "siyu"
-    book.properties.created = book.properties.modified = FIXED_TIME
     for sheet, name in zip(sheets, names, strict=True):
         _check_size(sheet, path)
         _write_sheet(book.create_sheet(name), sheet)
@@ -194,13 +197,15 @@ def _header_cells(worksheet: WriteOnlyWorksheet, headers: list[str]) -> list[Wri
 
 
 def number_format(values: Sequence[object], unit: str) -> str:
-    """The Excel number format of a column of ``unit`` (whole ratios and scores: no decimals)."""
-    fmt = NUMBER_FORMATS.get(unit, "General")
-    if unit in (Unit.RATIO, Unit.SCORE) and all(
-        float(v).is_integer() for v in values if isinstance(v, int | float) and not isinstance(v, bool)
-    ):
+    """The Excel number format of a column of ``unit``: whole ratios and scores (RFM scores 1-5)
+    without decimals, fractional days (a mean) with one."""
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    whole = all(float(v).is_integer() for v in numbers)
+    if unit in (Unit.RATIO, Unit.SCORE) and whole:
         return WHOLE_NUMBER_FORMAT
-    return fmt
+    if unit == Unit.DAYS and not whole:
+        return FRACTIONAL_DAYS_FORMAT
+    return NUMBER_FORMATS.get(unit, "General")
 
 
 def _cell_values(series: pd.Series, unit: str) -> list[object]:
@@ -276,8 +281,15 @@ def _shown_width(value: object, unit: str) -> int:
     return display_width(str(value))
 
 
+def _fixed_core_properties() -> bytes:
+    """docProps/core.xml with fixed created and modified times (openpyxl stamps "modified" on save)."""
+    properties = DocumentProperties(creator=CREATOR, created=FIXED_TIME, modified=FIXED_TIME)
+    return tostring(properties.to_tree())
+
+
 def _write_fixed_times(xlsx: bytes, target: Path) -> None:
-    """Copy the zip ``xlsx`` to ``target`` with every entry stamped with the same fixed time."""
+    """Copy the zip ``xlsx`` to ``target`` with fixed document times and every entry stamped
+    with the same fixed time."""
     with (
         zipfile.ZipFile(io.BytesIO(xlsx)) as source,
         zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as fixed,
@@ -286,4 +298,5 @@ def _write_fixed_times(xlsx: bytes, target: Path) -> None:
             info = zipfile.ZipInfo(entry.filename, date_time=_ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o600 << 16
-            fixed.writestr(info, source.read(entry.filename))
+            content = _fixed_core_properties() if entry.filename == ARC_CORE else source.read(entry.filename)
+            fixed.writestr(info, content)

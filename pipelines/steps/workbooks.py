@@ -21,8 +21,7 @@ import pyarrow.parquet as pq
 from features.catalog import ShareKitCol, StepFile, WorkbookSheet, export_file
 from features.columns import Col
 from features.messages import DEFAULT_LOCALE, Messages
-from features.vocabulary import DistributorListCol, RecCol
-from pipelines.steps.segment import read_communities
+from features.vocabulary import ConsumerCol, DistributorListCol, RecCol
 from reporting.excel import read_history, twin_path, write_excel_csv
 from reporting.share_kit import SHARE_KIT_COLUMNS, likely_buyers, share_kit
 from reporting.workbook import WorkbookConfig, write_workbook
@@ -105,7 +104,7 @@ def write_share_kit(
     if lists_path is None or not lists_path.is_file():
         logger.info("no distributor lists to publish: no share kit")
         return {}
-    kit = build_share_kit(sources, outputs, messages)
+    kit = build_share_kit(sources, messages)
     csv_path = outputs / StepFile.SHARE_KIT
     shown = kit.rename(columns=messages.headers(list(SHARE_KIT_COLUMNS)))
     write_excel_csv(shown, csv_path)
@@ -117,23 +116,30 @@ def write_share_kit(
     return {StepFile.SHARE_KIT: csv_path, StepFile.SHARE_KIT_WORKBOOK: book}
 
 
-def build_share_kit(sources: Mapping[str, Path], outputs: Path, messages: Messages) -> pd.DataFrame:
+def build_share_kit(sources: Mapping[str, Path], messages: Messages) -> pd.DataFrame:
     """The share kit frame: the published lists, likely buyers from the published consumer lists
     and the communities of consumer_tiers, categories from the quality gate's alerts."""
     lists = pd.read_parquet(sources[StepFile.DISTRIBUTOR_LISTS])
-    homes = read_communities(outputs)
+    homes = _homes(sources.get(StepFile.CONSUMER_TIERS))
     consumer_lists = sources.get(StepFile.CONSUMER_LISTS)
     if homes is None or consumer_lists is None or not consumer_lists.is_file():
         buyers = pd.DataFrame({Col.DISTRIBUTOR_ID: [], Col.PRODUCT_ID: [], ShareKitCol.LIKELY_BUYERS: []})
     else:
         picks = pd.read_parquet(consumer_lists, columns=[RecCol.CONSUMER_ID, RecCol.PRODUCT_ID])
         buyers = likely_buyers(picks, homes, pd.Index(lists[DistributorListCol.PRODUCT_ID].unique()))
-    return share_kit(lists, buyers, _categories(outputs), messages)
+    return share_kit(lists, buyers, _categories(sources.get(StepFile.QUALITY_ALERTS)), messages)
 
 
-def _categories(outputs: Path) -> pd.DataFrame:
+def _homes(consumer_tiers: Path | None) -> pd.DataFrame | None:
+    """``consumer_id, distributor_id`` (home distributor) of the published consumer tiers, ids exact."""
+    if consumer_tiers is None:
+        return None
+    homes = read_history(consumer_tiers, [Col.CONSUMER_ID, ConsumerCol.HOME_DISTRIBUTOR_ID], _FIX)
+    return homes.rename(columns={ConsumerCol.HOME_DISTRIBUTOR_ID: Col.DISTRIBUTOR_ID}).dropna()
+
+
+def _categories(quality_alerts: Path | None) -> pd.DataFrame:
     """``product_id, category`` of every graded product (empty without a quality gate run)."""
-    path = outputs / StepFile.QUALITY_ALERTS
-    if not path.is_file() and not twin_path(path).is_file():
+    if quality_alerts is None:
         return pd.DataFrame({Col.PRODUCT_ID: pd.Series(dtype=object), Col.CATEGORY: pd.Series(dtype=object)})
-    return read_history(path, [Col.PRODUCT_ID, Col.CATEGORY], _FIX)
+    return read_history(quality_alerts, [Col.PRODUCT_ID, Col.CATEGORY], _FIX)
