@@ -387,23 +387,19 @@ _QUALITY_DOCS = "docs/quality_gate.md"
 _LISTS_DOCS = "docs/recommendation_lists.md"
 
 _DISTRIBUTOR_TIER_COLUMNS: tuple[ColumnDoc, ...] = (
+    # identity, tier and coaching first, then the month's main numbers, technical ones after (issue #13)
     _doc(Col.DISTRIBUTOR_ID, "the distributor"),
-    _doc(DistributorTierCol.RANK, "rank by `gmv_month`, 1 = highest (ties: id)"),
     _doc(DistributorTierCol.TIER, _one_of(DistributorTier.ALL) + " (first matching rule wins)"),
+    _doc(DistributorTierCol.COACHING, "True when on the coaching list"),
+    _doc(DistributorTierCol.COACHING_REASON, "why it is coached, with the numbers (empty when not coached)"),
+    _doc(DistributorTierCol.RANK, "rank by `gmv_month`, 1 = highest (ties: id)"),
     _doc(DistributorFeatureCol.MONTH, "the reference month (last full month by the as-of date), `YYYY-MM`"),
     _doc(DistributorFeatureCol.GMV_MONTH, "GMV of the month: spend of paid lines through the distributor"),
-    _doc(DistributorTierCol.GMV_SHARE, "share of all distributors' GMV in the month, 4 decimals"),
-    _doc(DistributorFeatureCol.GMV_PREV_MONTH, "GMV of the month before"),
     _doc(
         DistributorFeatureCol.GROWTH,
         "month-on-month GMV growth, 4 decimals (empty when the month before had none)",
     ),
-    _doc(DistributorFeatureCol.ORDERS_MONTH, "purchases (orders with a paid line) through it in the month"),
     _doc(DistributorFeatureCol.ACTIVE_CUSTOMERS, "consumers with a purchase through it in the month"),
-    _doc(
-        DistributorFeatureCol.ACTIVE_CUSTOMERS_PREV,
-        "consumers with a purchase through it in the month before",
-    ),
     _doc(
         DistributorFeatureCol.NEW_CUSTOMERS,
         "consumers whose first-ever purchase through it fell in the month",
@@ -413,6 +409,17 @@ _DISTRIBUTOR_TIER_COLUMNS: tuple[ColumnDoc, ...] = (
         "share of the month's active customers with 2+ purchases in the month",
     ),
     _doc(
+        DistributorFeatureCol.COMMUNITY_SIZE,
+        "consumers whose home distributor it is (0 without a consumers table)",
+    ),
+    _doc(DistributorTierCol.GMV_SHARE, "share of all distributors' GMV in the month, 4 decimals"),
+    _doc(DistributorFeatureCol.GMV_PREV_MONTH, "GMV of the month before"),
+    _doc(DistributorFeatureCol.ORDERS_MONTH, "purchases (orders with a paid line) through it in the month"),
+    _doc(
+        DistributorFeatureCol.ACTIVE_CUSTOMERS_PREV,
+        "consumers with a purchase through it in the month before",
+    ),
+    _doc(
         DistributorFeatureCol.SHARES_MONTH, "`share` events carrying its id in the month (0 without events)"
     ),
     _doc(
@@ -420,12 +427,6 @@ _DISTRIBUTOR_TIER_COLUMNS: tuple[ColumnDoc, ...] = (
         "`orders_month / shares_month`: share-to-order conversion (empty without shares)",
     ),
     _doc(DistributorFeatureCol.ORDERS_PER_SHARE_PREV, "the same conversion in the month before"),
-    _doc(
-        DistributorFeatureCol.COMMUNITY_SIZE,
-        "consumers whose home distributor it is (0 without a consumers table)",
-    ),
-    _doc(DistributorTierCol.COACHING, "True when on the coaching list"),
-    _doc(DistributorTierCol.COACHING_REASON, "why it is coached, with the numbers (empty when not coached)"),
 )
 
 EXPORTS: tuple[ExportFile, ...] = (
@@ -453,11 +454,30 @@ EXPORTS: tuple[ExportFile, ...] = (
     ExportFile(
         name=StepFile.CONSUMER_TIERS,
         audience="marketing",
-        rows="one row per consumer (registered or seen in orders), sorted by `consumer_id`",
+        rows="one row per consumer (registered or seen in orders): segments in the configured order "
+        "(the no-purchase segment last), then expected value, then spend (highest first), then `consumer_id`",
         docs=_SEGMENTATION_DOCS,
         columns=(
+            # identity and campaign columns first, technical scores after (issue #13)
             _doc(Col.CONSUMER_ID, "the consumer"),
             _doc(ConsumerCol.HOME_DISTRIBUTOR_ID, "home distributor (community)"),
+            _doc(RFMCol.SEGMENT, "named segment of the R x F map, or `No purchase yet`"),
+            _doc(TierCol.MEMBER_TIER, "member level (configured; default regular / silver / gold / diamond)"),
+            _doc(TierCol.MOVEMENT, _one_of(Movement.ALL)),
+            _doc(
+                ExportCol.CHURN_BAND,
+                "`low` / `medium` / `high` churn risk (`segmentation.churn.medium_from` / `high_from`; "
+                "default 0.5 / 0.7); empty for non-buyers",
+            ),
+            _doc(
+                ExportCol.EXPECTED_VALUE,
+                "expected net spend in the next `segmentation.clv.horizon_days` days (BG/NBD x "
+                "Gamma-Gamma or gradient boosting, chosen as for the expected purchases; docs/clv.md)",
+            ),
+            _doc(ConsumerCol.TOP_CATEGORY, "category with the most spend"),
+            _doc(TierCol.PREVIOUS_TIER, "the level in the previous run's file (empty: not there, or none)"),
+            _doc(ClusterCol.LABEL, "the cluster's readable label"),
+            _doc(ClusterCol.CLUSTER, "behaviour cluster 1..k (1 = highest spend; empty without a purchase)"),
             _doc(ConsumerCol.RECENCY_DAYS, "days since the latest purchase (empty: none)"),
             _doc(ExportCol.FREQUENCY, "purchases (orders with a paid line) up to the as-of date"),
             _doc(ConsumerCol.MONETARY, "spend net of returns up to the as-of date"),
@@ -465,24 +485,13 @@ EXPORTS: tuple[ExportFile, ...] = (
             _doc(RFMCol.F_SCORE, "frequency score 1-5, 5 best (empty without a purchase)"),
             _doc(RFMCol.M_SCORE, "monetary score 1-5, 5 best (empty without a purchase)"),
             _doc(RFMCol.RFM_CELL, "the three scores as text, e.g. `545`"),
-            _doc(RFMCol.SEGMENT, "named segment of the R x F map, or `No purchase yet`"),
-            _doc(TierCol.MEMBER_TIER, "member level (configured; default regular / silver / gold / diamond)"),
-            _doc(TierCol.PREVIOUS_TIER, "the level in the previous run's file (empty: not there, or none)"),
-            _doc(TierCol.MOVEMENT, _one_of(Movement.ALL)),
             _doc(ConsumerCol.ROLLING_SPEND, "spend in the tier window (365 days)"),
             _doc(ConsumerCol.ROLLING_ORDERS, "purchases in the tier window (365 days)"),
-            _doc(ClusterCol.CLUSTER, "behaviour cluster 1..k (1 = highest spend; empty without a purchase)"),
-            _doc(ClusterCol.LABEL, "the cluster's readable label"),
             _doc(
                 ExportCol.EXPECTED_PURCHASES,
-                "expected purchase days in the next `segmentation.clv.horizon_days` days (BG/NBD or "
+                "expected purchase days over the same horizon (BG/NBD or "
                 "gradient boosting, whichever had the smaller error on the window before; docs/clv.md; "
                 "empty for non-buyers and when CLV is off)",
-            ),
-            _doc(
-                ExportCol.EXPECTED_VALUE,
-                "expected net spend over the same horizon (BG/NBD x Gamma-Gamma or gradient boosting, "
-                "chosen the same way)",
             ),
             _doc(
                 ExportCol.PROB_ALIVE,
@@ -495,12 +504,6 @@ EXPORTS: tuple[ExportFile, ...] = (
                 "(one-time buyers included); the model with the best Brier score on the window before "
                 "the as-of date (docs/clv.md)",
             ),
-            _doc(
-                ExportCol.CHURN_BAND,
-                "`low` / `medium` / `high` churn risk (`segmentation.churn.medium_from` / `high_from`; "
-                "default 0.5 / 0.7); empty for non-buyers",
-            ),
-            _doc(ConsumerCol.TOP_CATEGORY, "category with the most spend"),
         ),
     ),
     ExportFile(

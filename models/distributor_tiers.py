@@ -25,6 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.columns import Col
+from features.messages import Messages
 from features.vocabulary import DistributorFeatureCol, DistributorTier, DistributorTierCol
 
 PILLAR, GROWTH, STEADY, LONG_TAIL, DORMANT = DistributorTier.ALL
@@ -66,8 +67,14 @@ def rank_by_gmv(features: pd.DataFrame) -> pd.DataFrame:
     return ranked
 
 
-def assign_distributor_tiers(features: pd.DataFrame, config: DistributorTierConfig) -> pd.DataFrame:
-    """Ranked features with distributor_tier, coaching and coaching_reason; sorted by rank."""
+def assign_distributor_tiers(
+    features: pd.DataFrame, config: DistributorTierConfig, messages: Messages | None = None
+) -> pd.DataFrame:
+    """Ranked features with distributor_tier, coaching and coaching_reason; sorted by rank.
+
+    The tier is a code (``DistributorTier``); the coaching reason is a sentence in the locale of
+    ``messages`` (default English), since it carries the numbers.
+    """
     ranked = rank_by_gmv(features)
     gmv = ranked[DistributorFeatureCol.GMV_MONTH]
     rank = ranked[DistributorTierCol.RANK]
@@ -85,14 +92,17 @@ def assign_distributor_tiers(features: pd.DataFrame, config: DistributorTierConf
     ]
     tier = np.select(conditions, [DORMANT, PILLAR, GROWTH, STEADY], default=LONG_TAIL)
     ranked[DistributorTierCol.TIER] = pd.Series(tier, index=ranked.index, dtype="string")
-    reasons = coaching_reasons(ranked, active, config)
+    reasons = coaching_reasons(ranked, active, config, messages or Messages.load())
     ranked[DistributorTierCol.COACHING] = reasons.notna()
     ranked[DistributorTierCol.COACHING_REASON] = reasons
     return ranked
 
 
-def coaching_reasons(ranked: pd.DataFrame, active: pd.Series, config: DistributorTierConfig) -> pd.Series:
-    """Why each distributor needs coaching, or <NA> when it does not."""
+def coaching_reasons(
+    ranked: pd.DataFrame, active: pd.Series, config: DistributorTierConfig, messages: Messages
+) -> pd.Series:
+    """Why each distributor needs coaching (a sentence in ``messages``' locale), or <NA> when it
+    does not."""
     customers = ranked[DistributorFeatureCol.ACTIVE_CUSTOMERS]
     bar = max(config.coaching_min_customers, _quantile(customers[active], config.coaching_customer_quantile))
     many = active & (customers >= bar)
@@ -108,23 +118,32 @@ def coaching_reasons(ranked: pd.DataFrame, active: pd.Series, config: Distributo
         parts = []
         if gmv_fell[index]:
             parts.append(
-                f"GMV {row[DistributorFeatureCol.GROWTH]:+.0%} month on month "
-                f"({row[DistributorFeatureCol.GMV_PREV_MONTH]:,.2f} -> "
-                f"{row[DistributorFeatureCol.GMV_MONTH]:,.2f})"
+                messages.text(
+                    "coaching.gmv_fell",
+                    growth=row[DistributorFeatureCol.GROWTH],
+                    before=row[DistributorFeatureCol.GMV_PREV_MONTH],
+                    now=row[DistributorFeatureCol.GMV_MONTH],
+                )
             )
         if conversion_fell[index]:
-            change = (
-                row[DistributorFeatureCol.ORDERS_PER_SHARE] / row[DistributorFeatureCol.ORDERS_PER_SHARE_PREV]
-                - 1
+            share_now, share_before = (
+                row[DistributorFeatureCol.ORDERS_PER_SHARE],
+                row[DistributorFeatureCol.ORDERS_PER_SHARE_PREV],
             )
             parts.append(
-                f"orders per share {row[DistributorFeatureCol.ORDERS_PER_SHARE_PREV]:.2f} -> "
-                f"{row[DistributorFeatureCol.ORDERS_PER_SHARE]:.2f} ({change:+.0%})"
+                messages.text(
+                    "coaching.conversion_fell",
+                    before=share_before,
+                    now=share_now,
+                    change=share_now / share_before - 1,
+                )
             )
         parts.append(
-            f"{row[DistributorFeatureCol.ACTIVE_CUSTOMERS]:,} active customers (coaching bar {bar:,})"
+            messages.text(
+                "coaching.customers", customers=row[DistributorFeatureCol.ACTIVE_CUSTOMERS], bar=bar
+            )
         )
-        reasons[index] = "; ".join(parts)
+        reasons[index] = messages.text("coaching.separator").join(parts)
     return reasons
 
 

@@ -13,13 +13,16 @@ import logging
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from features.asof import AsOf
 from features.errors import QuarantineLimitExceeded, SiyuError
 from pipelines.workdir import claim
+
+if TYPE_CHECKING:  # the config (pydantic models of every layer) is imported by the commands that need it
+    from pipelines.config import NightlyConfig
 
 app = typer.Typer(
     help="siyu: nightly segmentation, recommendation and quality gate for S2b2C social retail.",
@@ -38,6 +41,25 @@ AsOfOption = Annotated[
     str | None,
     typer.Option("--as-of", help="As-of date YYYY-MM-DD (default: day of the latest order, at most today)."),
 ]
+# --- locale (issue #13) ---
+LocaleOption = Annotated[
+    str | None,
+    typer.Option(
+        "--locale", help="Language of the files people read: en or zh-CN (default: locale in config)."
+    ),
+]
+
+
+def _load_settings(config: Path | None, locale: str | None) -> NightlyConfig:
+    """The config file's settings, with ``--locale`` (when given) in place of its ``locale``."""
+    from features.messages import check_locale
+    from pipelines.config import load_config
+
+    settings = load_config(config)
+    return settings if locale is None else settings.model_copy(update={"locale": check_locale(locale)})
+
+
+# --- end locale ---
 
 
 @app.callback()
@@ -154,13 +176,13 @@ def quality(
         typer.Option("--previous", help="Output directory of the previous run, for level history."),
     ] = None,
     config: ConfigOption = None,
+    locale: LocaleOption = None,
 ) -> None:
     """Grade every product's 30-day complaint rate: normal / watch / warning / pulled."""
-    from pipelines.config import load_config
     from pipelines.steps.quality import run_quality
     from pipelines.steps.validate import load_and_validate
 
-    settings = load_config(config)
+    settings = _load_settings(config, locale)
     day = _parse_as_of(as_of)
     with claim(out, "quality"):
         validated = load_and_validate(data, day, settings, out / "validated")
@@ -186,13 +208,13 @@ def recommend(
         typer.Option("--quality", help="Output directory of siyu quality (default: run the gate here)."),
     ] = None,
     config: ConfigOption = None,
+    locale: LocaleOption = None,
 ) -> None:
     """Train the production model on data up to the as-of date; write consumer and distributor lists."""
-    from pipelines.config import load_config
     from pipelines.steps.recommend import run_recommend
     from pipelines.steps.validate import load_and_validate
 
-    settings = load_config(config)
+    settings = _load_settings(config, locale)
     if k is not None and k < 1:
         raise SiyuError(f"--k {k}: must be at least 1\n  fix: e.g. --k 50")
     day = _parse_as_of(as_of)
@@ -305,18 +327,23 @@ def segment(
         typer.Option("--previous", help="Output directory of the previous run, for tier movement."),
     ] = None,
     config: ConfigOption = None,
+    locale: LocaleOption = None,
 ) -> None:
     """Segment consumers (RFM, member tiers, clusters, CLV, tags) and rank distributors."""
-    from pipelines.config import load_config
     from pipelines.steps.segment import run_segmentation
     from pipelines.steps.validate import load_and_validate
 
-    settings = load_config(config)
+    settings = _load_settings(config, locale)
     day = _parse_as_of(as_of)
     with claim(out, "segment"):
         validated = load_and_validate(data, day, settings, out / "validated")
         outcome = run_segmentation(
-            validated.clean_paths, validated.as_of, settings.segmentation, out, previous
+            validated.clean_paths,
+            validated.as_of,
+            settings.segmentation,
+            out,
+            previous,
+            locale=settings.locale,
         )
     typer.echo(
         f"segmentation as of {validated.as_of}: {outcome.consumers:,} consumers, {outcome.buyers:,} buyers"
@@ -343,16 +370,16 @@ def nightly(
     out: Annotated[
         Path | None, typer.Option("--out", help="Work directory (default: work_dir in config).")
     ] = None,
+    locale: LocaleOption = None,
 ) -> None:
     """Run the nightly Prefect flow: validate, segment, quality gate, recommend, register, publish.
 
     No arguments: the demo data. Needs no server (Prefect's temporary local API, MLflow's
     SQLite store under the work directory).
     """
-    from pipelines.config import load_config
     from pipelines.flow import run_nightly
 
-    settings = load_config(config)
+    settings = _load_settings(config, locale)
     work = out or settings.work_dir
     day = _parse_as_of(as_of)
     try:

@@ -9,6 +9,7 @@ and the fix (``features.config_errors`` derives it from the models themselves).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -79,6 +80,12 @@ class NightlyConfig(BaseModel):
     workbooks: WorkbookConfig = Field(default_factory=WorkbookConfig)
     work_dir: Path = Field(
         Path("work"), description="Working folder: validated data, features, MLflow store, exports."
+    )
+    # --- locale (issue #13): the language of every label and header a person reads ---
+    locale: Literal["en", "zh-CN"] = Field(
+        "en",
+        description="Language of the marketing files' headers and labels and of the list reasons "
+        "(features/messages); machine files keep English codes.",
     )
 
 

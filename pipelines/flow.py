@@ -248,7 +248,7 @@ def segment(
     history = nightly_steps.history(previous, StepFile.CONSUMER_TIERS)
     get_run_logger().info("segmenting consumers and distributors as of %s", validated.as_of)
     return run_segmentation(
-        validated.clean_paths, validated.as_of, settings.segmentation, outputs, history, con
+        validated.clean_paths, validated.as_of, settings.segmentation, outputs, history, con, settings.locale
     )
 
 

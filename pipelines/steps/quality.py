@@ -18,10 +18,13 @@ from features.catalog import StepFile
 from features.columns import Col
 from features.engine import connect
 from features.errors import SiyuError
+from features.files import write_parquet_atomically
+from features.messages import Messages
 from features.quality_counts import quality_counts
 from models.quality import LEVELS, QualityCol, assess, previous_levels
 from pipelines.config import NightlyConfig
 from reporting.excel import read_history, twin_path, write_excel_csv
+from reporting.localize import localize_frame
 
 _PREVIOUS_FIX = "pass --previous with the output directory of an earlier `siyu quality` run"
 
@@ -46,7 +49,8 @@ def run_quality(
     """Grade every product, carry the previous run's levels forward, write the Excel CSVs.
 
     ``con`` is an open connection over the clean tables (the nightly's run context); without
-    it the step opens its own over ``clean_paths``.
+    it the step opens its own over ``clean_paths``. The CSVs are in ``config.locale``; the
+    Parquet twin keeps the English level codes that the next run reads back.
     """
     as_of = AsOf.of(as_of)
     previous = read_previous_alerts(previous_dir)
@@ -54,8 +58,13 @@ def run_quality(
     con = con if con is not None else connect(clean_paths)
     counts = quality_counts(con, as_of, settings.window_days, settings.maturity_days, settings.recent_days)
     report = assess(counts, as_of, settings, previous)
-    alerts_path = write_excel_csv(report.alerts, out_dir / StepFile.QUALITY_ALERTS, twin=True)
-    suppliers_path = write_excel_csv(report.suppliers, out_dir / StepFile.QUALITY_SUPPLIERS)
+    messages = Messages.load(config.locale)
+    alerts_csv = out_dir / StepFile.QUALITY_ALERTS
+    alerts_path = write_excel_csv(localize_frame(report.alerts, messages), alerts_csv)
+    write_parquet_atomically(report.alerts, twin_path(alerts_csv))  # codes, for the next run's history
+    suppliers_path = write_excel_csv(
+        localize_frame(report.suppliers, messages), out_dir / StepFile.QUALITY_SUPPLIERS
+    )
     counts = report.alerts[QualityCol.LEVEL].value_counts()
     return QualityOutcome(alerts_path, suppliers_path, {level: int(counts.get(level, 0)) for level in LEVELS})
 

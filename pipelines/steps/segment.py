@@ -29,8 +29,9 @@ from features.distributor_features import distributor_features, distributor_mont
 from features.engine import connect, setting
 from features.errors import SiyuError
 from features.files import write_parquet_atomically
+from features.messages import DEFAULT_LOCALE, Messages
 from features.timing import Stopwatch
-from features.vocabulary import DistributorFeatureCol
+from features.vocabulary import DistributorFeatureCol, ExportCol
 from models.distributor_tiers import (
     assign_distributor_tiers,
     coaching_list,
@@ -51,8 +52,12 @@ from models.segmentation import (
 )
 from models.tags import profile_tags
 from reporting.excel import read_history, twin_path, write_excel_csv
+from reporting.localize import localize_frame
 
 logger = logging.getLogger(__name__)
+
+# sort keys of consumer_tiers' rows (dropped before writing)
+_SEGMENT_RANK, _VALUE = "_segment_rank", "_expected_value"
 
 
 @dataclass(frozen=True)
@@ -82,20 +87,23 @@ def run_segmentation(
     out_dir: Path,
     previous_dir: Path | None,
     con: duckdb.DuckDBPyConnection | None = None,
+    locale: str = DEFAULT_LOCALE,
 ) -> SegmentationOutcome:
     """Segment every consumer and distributor as of ``as_of``; write the exports under ``out_dir``.
 
     ``settings`` is the ``segmentation`` section of the nightly config. ``previous_dir`` is an
     earlier run's output directory; its consumer tiers (``read_previous_tiers``) give each
     consumer's previous tier and movement. ``con`` is the run's engine session (the nightly
-    hands its own); None opens one over ``clean_paths``.
+    hands its own); None opens one over ``clean_paths``. ``locale`` (the config's ``locale``)
+    is the language of the CSVs' headers and labels; the Parquet files keep English codes.
     """
     as_of = AsOf.of(as_of)
+    messages = Messages.load(locale)
     previous = read_previous_tiers(previous_dir)
     con = con if con is not None else connect(clean_paths)
     # Every builder orders its result explicitly, so DuckDB need not keep scan order (faster, leaner).
     with setting(con, "preserve_insertion_order", False):
-        return _segment(con, as_of, settings, out_dir, previous, previous_dir)
+        return _segment(con, as_of, settings, out_dir, previous, previous_dir, messages)
 
 
 def _segment(
@@ -105,6 +113,7 @@ def _segment(
     out_dir: Path,
     previous: pd.DataFrame | None,
     previous_dir: Path | None,
+    messages: Messages,
 ) -> SegmentationOutcome:
     watch = Stopwatch("segmentation", logger)
     clv_libraries = _import_clv_libraries_meanwhile(settings)
@@ -131,12 +140,12 @@ def _segment(
         typed = clv.astype({Col.CONSUMER_ID: consumers[Col.CONSUMER_ID].dtype})
         consumers = consumers.merge(typed, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
     watch.lap("clv")
-    paths = _write_consumer_files(consumers, summaries, settings, out_dir)
+    paths = _write_consumer_files(consumers, summaries, settings, out_dir, messages)
     paths[StepFile.PROFILE_TAGS] = write_parquet_atomically(
         profile_tags(features, settings.tags), out_dir / StepFile.PROFILE_TAGS
     )
     watch.lap("consumer exports and tags")
-    distributors = _distributor_files(con, as_of, settings, out_dir)
+    distributors = _distributor_files(con, as_of, settings, out_dir, messages)
     paths.update(distributors.paths)
     watch.lap("distributor tiers")
     return SegmentationOutcome(
@@ -189,25 +198,53 @@ def read_communities(out_dir: Path) -> pd.DataFrame | None:
 
 
 def _write_consumer_files(
-    consumers: pd.DataFrame, summaries: ConsumerSummaries, settings: SegmentationConfig, out_dir: Path
+    consumers: pd.DataFrame,
+    summaries: ConsumerSummaries,
+    settings: SegmentationConfig,
+    out_dir: Path,
+    messages: Messages,
 ) -> dict[str, Path]:
     columns = export_file(StepFile.CONSUMER_TIERS).column_names(horizon_days=settings.clv.horizon_days)
-    export = consumers.reindex(columns=list(columns))
+    export = for_people(consumers.reindex(columns=list(columns)), settings)
+    tiers_csv = out_dir / StepFile.CONSUMER_TIERS
     paths = {
-        StepFile.CONSUMER_TIERS: write_excel_csv(export, out_dir / StepFile.CONSUMER_TIERS, twin=True),
-        StepFile.TIER_MIGRATION: write_excel_csv(summaries.migration, out_dir / StepFile.TIER_MIGRATION),
-        StepFile.MEMBER_TIERS: write_excel_csv(
-            tier_benefits(settings.member_tiers), out_dir / StepFile.MEMBER_TIERS
+        StepFile.CONSUMER_TIERS: write_excel_csv(localize_frame(export, messages), tiers_csv),
+        StepFile.CONSUMER_TIERS_TWIN: write_parquet_atomically(export, twin_path(tiers_csv)),
+        StepFile.TIER_MIGRATION: write_excel_csv(
+            localize_frame(summaries.migration, messages, tier_columns=settings.member_tiers.names),
+            out_dir / StepFile.TIER_MIGRATION,
         ),
-        StepFile.RFM_SEGMENTS: write_excel_csv(summaries.rfm_segments, out_dir / StepFile.RFM_SEGMENTS),
-        StepFile.RFM_GRID: write_excel_csv(summaries.rfm_grid, out_dir / StepFile.RFM_GRID),
+        StepFile.MEMBER_TIERS: write_excel_csv(
+            localize_frame(tier_benefits(settings.member_tiers), messages), out_dir / StepFile.MEMBER_TIERS
+        ),
+        StepFile.RFM_SEGMENTS: write_excel_csv(
+            localize_frame(summaries.rfm_segments, messages), out_dir / StepFile.RFM_SEGMENTS
+        ),
+        StepFile.RFM_GRID: write_excel_csv(
+            localize_frame(summaries.rfm_grid, messages), out_dir / StepFile.RFM_GRID
+        ),
     }
-    paths[StepFile.CONSUMER_TIERS_TWIN] = twin_path(paths[StepFile.CONSUMER_TIERS])
     if summaries.cluster_profiles is not None:
         paths[StepFile.CLUSTER_PROFILES] = write_excel_csv(
-            summaries.cluster_profiles, out_dir / StepFile.CLUSTER_PROFILES
+            localize_frame(summaries.cluster_profiles, messages), out_dir / StepFile.CLUSTER_PROFILES
         )
     return paths
+
+
+def for_people(export: pd.DataFrame, settings: SegmentationConfig) -> pd.DataFrame:
+    """consumer_tiers rows in the order marketing works them: segments in the configured order
+    (the no-purchase segment last), then expected value, then spend, both highest first, then id."""
+    priority = {rule.name: rank for rank, rule in enumerate(settings.rfm.segments)}
+    segment_rank = export[RFMCol.SEGMENT].map(priority).fillna(len(priority)).rename(_SEGMENT_RANK)
+    value = export[ExportCol.expected_value(settings.clv.horizon_days)].astype("float64").rename(_VALUE)
+    keyed = pd.concat([export, segment_rank, value], axis=1)
+    keyed = keyed.sort_values(
+        [_SEGMENT_RANK, _VALUE, ConsumerCol.MONETARY, Col.CONSUMER_ID],
+        ascending=[True, False, False, True],
+        na_position="last",
+        kind="mergesort",
+    )
+    return keyed.drop(columns=[_SEGMENT_RANK, _VALUE]).reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -218,18 +255,28 @@ class _DistributorResult:
 
 
 def _distributor_files(
-    con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConfig, out_dir: Path
+    con: duckdb.DuckDBPyConnection,
+    as_of: AsOf,
+    settings: SegmentationConfig,
+    out_dir: Path,
+    messages: Messages,
 ) -> _DistributorResult:
     monthly = distributor_monthly(con, as_of, months=settings.history_months)
-    tiered = assign_distributor_tiers(distributor_features(con, as_of, monthly), settings.distributor_tiers)
+    tiered = assign_distributor_tiers(
+        distributor_features(con, as_of, monthly), settings.distributor_tiers, messages
+    )
     export = tiered.assign(
         **{DistributorFeatureCol.MONTH: tiered[DistributorFeatureCol.MONTH].dt.strftime("%Y-%m")}
     )
     export = export[list(export_file(StepFile.DISTRIBUTOR_TIERS).column_names())]
     coached = coaching_list(export)
     paths = {
-        StepFile.DISTRIBUTOR_TIERS: write_excel_csv(export, out_dir / StepFile.DISTRIBUTOR_TIERS),
-        StepFile.DISTRIBUTOR_COACHING: write_excel_csv(coached, out_dir / StepFile.DISTRIBUTOR_COACHING),
+        StepFile.DISTRIBUTOR_TIERS: write_excel_csv(
+            localize_frame(export, messages), out_dir / StepFile.DISTRIBUTOR_TIERS
+        ),
+        StepFile.DISTRIBUTOR_COACHING: write_excel_csv(
+            localize_frame(coached, messages), out_dir / StepFile.DISTRIBUTOR_COACHING
+        ),
         StepFile.DISTRIBUTOR_MONTHLY: write_parquet_atomically(
             monthly, out_dir / StepFile.DISTRIBUTOR_MONTHLY
         ),

@@ -80,7 +80,12 @@ def test_consumer_tiers_one_row_per_consumer_with_documented_columns(validated, 
         export_file(StepFile.CONSUMER_TIERS).column_names(horizon_days=SETTINGS.clv.horizon_days)
     )
     registered = pd.read_parquet(validated.clean_paths[Table.CONSUMERS])[Col.CONSUMER_ID]
-    assert tiers[Col.CONSUMER_ID].tolist() == sorted(registered)
+    assert sorted(tiers[Col.CONSUMER_ID]) == sorted(registered)
+    # rows for people: segments in the configured order (no purchase last), then spend (CLV off)
+    priority = [rule.name for rule in SETTINGS.rfm.segments] + [SETTINGS.rfm.no_purchase_segment]
+    ranks = tiers["rfm_segment"].map(priority.index)
+    assert ranks.is_monotonic_increasing
+    assert all(group["monetary"].is_monotonic_decreasing for _, group in tiers.groupby(ranks))
     segments = {rule.name for rule in SETTINGS.rfm.segments} | {SETTINGS.rfm.no_purchase_segment}
     assert set(tiers["rfm_segment"]) <= segments and set(tiers["movement"]) == {"new"}
     assert set(tiers["member_tier"]) <= set(SETTINGS.member_tiers.names)
