@@ -121,7 +121,7 @@ def nightly_flow(
             recommenders = train_recommenders(validated, settings, outputs, con)
         decision = register(recommenders, settings, work, run_id)
         sources = choose_exports(outputs, recommenders, decision, settings, work)
-        sources = workbooks(sources, outputs, settings.workbooks, getattr(settings, "locale", "en"))
+        sources = workbooks(sources, outputs, settings.workbooks, settings.locale)
         published = publish(sources, exports_dir, validated, settings, run_id, decision)
         promote(decision, settings, work)
         report = run_report(outputs, work, validated.as_of, run_id)
