@@ -822,18 +822,18 @@ class ShareKitCol:
 
 
 class WorkbookSheet:
-    """The sheets of the workbooks, by code (their tab names are localized: ``workbook.sheet.<code>``)."""
+    """The sheets of the workbooks, by code (tab names are localized: ``text.workbook.<code>``)."""
 
-    CONSUMERS = "consumers"
-    SEGMENTS = "segments"
-    MEMBER_TIERS = "member_tiers"
-    TIER_MIGRATION = "tier_migration"
-    DISTRIBUTORS = "distributors"
-    COACHING = "coaching"
-    ALERTS = "alerts"
-    SUPPLIERS = "suppliers"
-    SHARE_KIT = "share_kit"
-    DICTIONARY = "dictionary"
+    CONSUMERS = "consumers_sheet"
+    SEGMENTS = "segments_sheet"
+    MEMBER_TIERS = "member_tiers_sheet"
+    TIER_MIGRATION = "tier_migration_sheet"
+    DISTRIBUTORS = "distributors_sheet"
+    COACHING = "coaching_sheet"
+    ALERTS = "alerts_sheet"
+    SUPPLIERS = "suppliers_sheet"
+    SHARE_KIT = "share_kit_sheet"
+    DICTIONARY = "dictionary_sheet"
 
 
 _WORKBOOK_DOCS = "README.md"

@@ -44,7 +44,7 @@ class SheetPart:
 
 def sheet_title(code: str, messages: Messages) -> str:
     """The tab name of sheet ``code`` in the run's locale."""
-    return messages.text(f"workbook.sheet.{code}")
+    return messages.text(f"workbook.{code}")
 
 
 def read_export_csv(
