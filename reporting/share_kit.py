@@ -11,6 +11,7 @@ community (home distributor) whose own recommendation list holds the product.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from features.catalog import ShareKitCol
@@ -35,16 +36,27 @@ def likely_buyers(
 ) -> pd.DataFrame:
     """``distributor_id, product_id, likely_buyers``: members per community whose list holds the product.
 
-    ``consumer_lists``: ``consumer_id, product_id`` rows of the consumer lists; ``homes``:
-    ``consumer_id, distributor_id`` (each consumer's home distributor); ``products``: count only
-    these (the products on some distributor list), to keep the join small.
+    ``consumer_lists``: ``consumer_id, product_id`` rows of the consumer lists (millions of rows:
+    counted over integer codes, categorical columns welcome); ``homes``: ``consumer_id,
+    distributor_id`` (each consumer's home distributor); ``products``: count only these.
     """
     picks = consumer_lists[[RecCol.CONSUMER_ID, RecCol.PRODUCT_ID]]
     if products is not None:
         picks = picks[picks[RecCol.PRODUCT_ID].isin(products)]
-    joined = picks.merge(homes[[Col.CONSUMER_ID, Col.DISTRIBUTOR_ID]], on=Col.CONSUMER_ID, how="inner")
-    counts = joined.groupby([Col.DISTRIBUTOR_ID, RecCol.PRODUCT_ID], sort=False, observed=True).size()
-    return counts.rename(ShareKitCol.LIKELY_BUYERS).reset_index()
+    consumer_codes, consumers = pd.factorize(picks[RecCol.CONSUMER_ID])
+    product_codes, product_ids = pd.factorize(picks[RecCol.PRODUCT_ID])
+    home = homes.drop_duplicates(Col.CONSUMER_ID).set_index(Col.CONSUMER_ID)[Col.DISTRIBUTOR_ID]
+    home_codes, distributor_ids = pd.factorize(pd.Index(consumers).map(home))  # -1: no home
+    row_homes = home_codes[consumer_codes]
+    known = row_homes >= 0
+    pairs, counts = np.unique(row_homes[known] * len(product_ids) + product_codes[known], return_counts=True)
+    return pd.DataFrame(
+        {
+            Col.DISTRIBUTOR_ID: np.asarray(distributor_ids, dtype=object)[pairs // max(len(product_ids), 1)],
+            RecCol.PRODUCT_ID: np.asarray(product_ids, dtype=object)[pairs % max(len(product_ids), 1)],
+            ShareKitCol.LIKELY_BUYERS: counts.astype("int64"),
+        }
+    )
 
 
 def share_kit(

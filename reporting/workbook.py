@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import unicodedata
 import zipfile
 from collections.abc import Sequence
@@ -53,6 +52,7 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@")
 _WIDTH_SAMPLE = 2_000  # rows looked at to size a column
+_BLOCK_ROWS = 20_000  # rows turned into Python objects at once
 _MIN_WIDTH, _MAX_WIDTH = 6, 60
 
 
@@ -165,25 +165,43 @@ def _check_size(sheet: Sheet, path: Path) -> None:
 
 
 def _write_sheet(worksheet: WriteOnlyWorksheet, sheet: Sheet) -> None:
-    """Header row (frozen, with a filter), then one typed row per frame row."""
-    frame = sheet.frame
-    units = [sheet.unit_of(i) for i in range(frame.shape[1])]
+    """Header row (frozen, with a filter), then one typed row per frame row, a block of rows at a
+    time (the Python objects of one block only are alive at once)."""
+    units = [sheet.unit_of(i) for i in range(sheet.frame.shape[1])]
+    frame = _with_dates(sheet.frame, units)
     headers = [str(column) for column in frame.columns]
-    columns = [_cell_values(frame.iloc[:, i], unit) for i, unit in enumerate(units)]
-    for index, width in enumerate(_widths(columns, headers, units), start=1):
+    head = [_cell_values(frame.iloc[:_WIDTH_SAMPLE, i], unit) for i, unit in enumerate(units)]
+    for index, width in enumerate(_widths(head, headers, units), start=1):
         worksheet.column_dimensions[get_column_letter(index)].width = width
     worksheet.freeze_panes = "A2"
     if headers:
         worksheet.auto_filter.ref = f"A1:{get_column_letter(len(headers))}{len(frame) + 1}"
     worksheet.append(_header_cells(worksheet, headers))
-    if not columns:
+    if not headers:
         return
-    writers = [
-        _CellWriter(worksheet, number_format(values, unit))
-        for values, unit in zip(columns, units, strict=True)
-    ]
-    for row in zip(*columns, strict=True):
-        worksheet.append([writer.cell(value) for writer, value in zip(writers, row, strict=True)])
+    writers = [_CellWriter(worksheet, number_format(frame.iloc[:, i], unit)) for i, unit in enumerate(units)]
+    for start in range(0, len(frame), _BLOCK_ROWS):
+        block = frame.iloc[start : start + _BLOCK_ROWS]
+        columns = [_cell_values(block.iloc[:, i], unit) for i, unit in enumerate(units)]
+        for row in zip(*columns, strict=True):
+            worksheet.append([writer.cell(value) for writer, value in zip(writers, row, strict=True)])
+
+
+def _with_dates(frame: pd.DataFrame, units: list[str]) -> pd.DataFrame:
+    """``frame`` with its date columns parsed, where every present value parses (else as it is)."""
+    parsed = {}
+    for index, unit in enumerate(units):
+        if unit in (Unit.DATE, Unit.DATETIME):
+            column = frame.iloc[:, index]
+            dates = pd.to_datetime(column, errors="coerce")
+            if dates.notna().sum() == column.notna().sum():
+                parsed[index] = dates
+    if not parsed:
+        return frame
+    dated = frame.copy()
+    for index, dates in parsed.items():
+        dated.isetitem(index, dates)
+    return dated
 
 
 def _header_cells(worksheet: WriteOnlyWorksheet, headers: list[str]) -> list[WriteOnlyCell]:
@@ -196,11 +214,13 @@ def _header_cells(worksheet: WriteOnlyWorksheet, headers: list[str]) -> list[Wri
     return cells
 
 
-def number_format(values: Sequence[object], unit: str) -> str:
+def number_format(values: pd.Series | Sequence[object], unit: str) -> str:
     """The Excel number format of a column of ``unit``: whole ratios and scores (RFM scores 1-5)
     without decimals, fractional days (a mean) with one."""
-    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-    whole = all(float(v).is_integer() for v in numbers)
+    series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    numeric = unit in NUMBER_FORMATS and not pd.api.types.is_datetime64_any_dtype(series)
+    numbers = pd.to_numeric(series if numeric else series[:0], errors="coerce").astype(float).dropna()
+    whole = bool((numbers == numbers.round()).all())
     if unit in (Unit.RATIO, Unit.SCORE) and whole:
         return WHOLE_NUMBER_FORMAT
     if unit == Unit.DAYS and not whole:
@@ -211,15 +231,12 @@ def number_format(values: Sequence[object], unit: str) -> str:
 def _cell_values(series: pd.Series, unit: str) -> list[object]:
     """The column's values as Python objects for openpyxl: missing -> None, dates -> datetime,
     ids, codes and labels -> text (a numeric id keeps its digits)."""
-    present = series.notna()
-    if unit in (Unit.DATE, Unit.DATETIME):
-        parsed = pd.to_datetime(series, errors="coerce")
-        if parsed.notna().sum() == present.sum():
-            return [None if pd.isna(v) else v.to_pydatetime() for v in parsed]
+    present = series.notna().tolist()
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return [v.to_pydatetime() if ok else None for v, ok in zip(series, present, strict=True)]
     if unit in TEXT_UNITS:
-        return [str(v) if ok else None for v, ok in zip(series.tolist(), present.tolist(), strict=True)]
-    values = series.astype(object).where(present, None).tolist()
-    return [None if isinstance(v, float) and math.isnan(v) else _plain(v) for v in values]
+        return [str(v) if ok else None for v, ok in zip(series.tolist(), present, strict=True)]
+    return [_plain(v) if ok else None for v, ok in zip(series.tolist(), present, strict=True)]
 
 
 def _plain(value: object) -> object:

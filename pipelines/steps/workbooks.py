@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.catalog import ShareKitCol, StepFile, WorkbookSheet, export_file
@@ -43,6 +45,7 @@ QUALITY_SHEETS: tuple[tuple[str, str], ...] = (
     (WorkbookSheet.SUPPLIERS, StepFile.QUALITY_SUPPLIERS),
 )
 _FIX = "rerun the nightly into this work directory"
+_BATCH_ROWS = 500_000  # consumer-list rows read at once for the likely buyers
 
 
 def run_workbooks(
@@ -125,16 +128,35 @@ def build_share_kit(sources: Mapping[str, Path], messages: Messages) -> pd.DataF
     if homes is None or consumer_lists is None or not consumer_lists.is_file():
         buyers = pd.DataFrame({Col.DISTRIBUTOR_ID: [], Col.PRODUCT_ID: [], ShareKitCol.LIKELY_BUYERS: []})
     else:
-        picks = pd.read_parquet(consumer_lists, columns=[RecCol.CONSUMER_ID, RecCol.PRODUCT_ID])
-        buyers = likely_buyers(picks, homes, pd.Index(lists[DistributorListCol.PRODUCT_ID].unique()))
+        pushed = lists[DistributorListCol.PRODUCT_ID].unique().tolist()
+        buyers = likely_buyers(_picks_of(consumer_lists, pushed), homes, pd.Index(pushed))
     return share_kit(lists, buyers, _categories(sources.get(StepFile.QUALITY_ALERTS)), messages)
+
+
+def _picks_of(consumer_lists: Path, products: list[object]) -> pd.DataFrame:
+    """``consumer_id, product_id`` rows of the consumer lists whose product is in ``products``,
+    read a batch at a time: the lists hold k rows per consumer, few of them pushed products."""
+    columns = [RecCol.CONSUMER_ID, RecCol.PRODUCT_ID]
+    file = pq.ParquetFile(consumer_lists)
+    wanted = pa.array(products).cast(file.schema_arrow.field(RecCol.PRODUCT_ID).type)
+    kept = [
+        batch.filter(pc.is_in(batch.column(1), value_set=wanted))
+        for batch in file.iter_batches(batch_size=_BATCH_ROWS, columns=columns)
+    ]
+    table = pa.Table.from_batches(kept, schema=None if kept else file.schema_arrow.select(columns))
+    return table.to_pandas(strings_to_categorical=True)
 
 
 def _homes(consumer_tiers: Path | None) -> pd.DataFrame | None:
     """``consumer_id, distributor_id`` (home distributor) of the published consumer tiers, ids exact."""
     if consumer_tiers is None:
         return None
-    homes = read_history(consumer_tiers, [Col.CONSUMER_ID, ConsumerCol.HOME_DISTRIBUTOR_ID], _FIX)
+    columns = [Col.CONSUMER_ID, ConsumerCol.HOME_DISTRIBUTOR_ID]
+    twin = twin_path(consumer_tiers)
+    if twin.is_file():  # only the two columns (read_history reads the whole twin)
+        homes = pd.read_parquet(twin, columns=columns)
+    else:
+        homes = read_history(consumer_tiers, columns, _FIX)
     return homes.rename(columns={ConsumerCol.HOME_DISTRIBUTOR_ID: Col.DISTRIBUTOR_ID}).dropna()
 
 
