@@ -25,7 +25,7 @@ from features.columns import Col
 from features.messages import DEFAULT_LOCALE, Messages
 from features.vocabulary import ConsumerCol, DistributorListCol, RecCol
 from reporting.excel import read_history, twin_path, write_excel_csv
-from reporting.share_kit import SHARE_KIT_COLUMNS, likely_buyers, share_kit
+from reporting.share_kit import SHARE_KIT_COLUMNS, add_counts, home_of, likely_buyers, share_kit
 from reporting.workbook import WorkbookConfig, write_workbook
 from reporting.workbook_sheets import SheetPart, read_export_csv, workbook_sheets
 
@@ -129,22 +129,21 @@ def build_share_kit(sources: Mapping[str, Path], messages: Messages) -> pd.DataF
         buyers = pd.DataFrame({Col.DISTRIBUTOR_ID: [], Col.PRODUCT_ID: [], ShareKitCol.LIKELY_BUYERS: []})
     else:
         pushed = lists[DistributorListCol.PRODUCT_ID].unique().tolist()
-        buyers = likely_buyers(_picks_of(consumer_lists, pushed), homes, pd.Index(pushed))
+        buyers = _likely_buyers(consumer_lists, home_of(homes), pushed)
     return share_kit(lists, buyers, _categories(sources.get(StepFile.QUALITY_ALERTS)), messages)
 
 
-def _picks_of(consumer_lists: Path, products: list[object]) -> pd.DataFrame:
-    """``consumer_id, product_id`` rows of the consumer lists whose product is in ``products``,
-    read a batch at a time: the lists hold k rows per consumer, few of them pushed products."""
+def _likely_buyers(consumer_lists: Path, home: pd.Series, products: list[object]) -> pd.DataFrame:
+    """``likely_buyers`` over the consumer lists read a batch at a time (they hold k rows per
+    consumer: 50 million at 1 million consumers), only the rows of ``products`` kept."""
     columns = [RecCol.CONSUMER_ID, RecCol.PRODUCT_ID]
     file = pq.ParquetFile(consumer_lists)
     wanted = pa.array(products).cast(file.schema_arrow.field(RecCol.PRODUCT_ID).type)
-    kept = [
-        batch.filter(pc.is_in(batch.column(1), value_set=wanted))
-        for batch in file.iter_batches(batch_size=_BATCH_ROWS, columns=columns)
-    ]
-    table = pa.Table.from_batches(kept, schema=None if kept else file.schema_arrow.select(columns))
-    return table.to_pandas(strings_to_categorical=True)
+    parts = []
+    for batch in file.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+        kept = batch.filter(pc.is_in(batch.column(1), value_set=wanted))
+        parts.append(likely_buyers(kept.to_pandas(strings_to_categorical=True), home))
+    return add_counts(parts)
 
 
 def _homes(consumer_tiers: Path | None) -> pd.DataFrame | None:

@@ -8,7 +8,7 @@ from features.catalog import ShareKitCol
 from features.columns import Col
 from features.messages import Messages
 from features.vocabulary import ReasonCode, RecCol
-from reporting.share_kit import SHARE_KIT_COLUMNS, likely_buyers, share_kit
+from reporting.share_kit import SHARE_KIT_COLUMNS, add_counts, home_of, likely_buyers, share_kit
 
 
 def _homes() -> pd.DataFrame:
@@ -45,22 +45,35 @@ def _lists(codes: bool = True) -> pd.DataFrame:
     return lists
 
 
+def _buyers() -> pd.DataFrame:
+    return likely_buyers(_consumer_lists(), home_of(_homes()))
+
+
 def _categories() -> pd.DataFrame:
     return pd.DataFrame({Col.PRODUCT_ID: ["P1", "P2"], Col.CATEGORY: ["beauty", "snacks"]})
 
 
 def test_likely_buyers_count_community_members_whose_list_holds_the_product() -> None:
-    counts = likely_buyers(_consumer_lists(), _homes())
+    counts = likely_buyers(_consumer_lists(), home_of(_homes()))
     got = {(d, p): n for d, p, n in counts.itertuples(index=False)}
     # c9 has no home: not counted; c4 is D2's
     assert got == {("D1", "P1"): 3, ("D1", "P2"): 1, ("D2", "P1"): 1}
-    only = likely_buyers(_consumer_lists(), _homes(), pd.Index(["P2"]))
+    only = likely_buyers(_consumer_lists(), home_of(_homes()), pd.Index(["P2"]))
     assert only[ShareKitCol.LIKELY_BUYERS].tolist() == [1]
+
+
+def test_counts_of_parts_of_the_lists_add_up() -> None:
+    lists, home = _consumer_lists(), home_of(_homes())
+    parts = [likely_buyers(lists.iloc[:3], home), likely_buyers(lists.iloc[3:], home)]
+    whole = likely_buyers(lists, home).sort_values([Col.DISTRIBUTOR_ID, RecCol.PRODUCT_ID])
+    added = add_counts(parts).sort_values([Col.DISTRIBUTOR_ID, RecCol.PRODUCT_ID])
+    assert added.to_numpy().tolist() == whole.to_numpy().tolist()
+    assert add_counts([]).empty
 
 
 def test_the_zh_sentence_for_a_hand_made_list() -> None:
     zh = Messages.load("zh-CN")
-    kit = share_kit(_lists(), likely_buyers(_consumer_lists(), _homes()), _categories(), zh)
+    kit = share_kit(_lists(), _buyers(), _categories(), zh)
     assert kit.columns.tolist() == list(SHARE_KIT_COLUMNS)
     assert kit[ShareKitCol.PRODUCT_ID].tolist() == ["P1", "P2", "P3"]  # by distributor, rank
     assert kit[ShareKitCol.LIKELY_BUYERS].tolist() == [3, 1, 0]
@@ -75,7 +88,7 @@ def test_the_zh_sentence_for_a_hand_made_list() -> None:
 
 def test_the_en_sentence_and_a_list_without_reason_codes() -> None:
     en = Messages.load("en")
-    kit = share_kit(_lists(codes=False), likely_buyers(_consumer_lists(), _homes()), _categories(), en)
+    kit = share_kit(_lists(codes=False), _buyers(), _categories(), en)
     assert kit[ShareKitCol.SHARE_TEXT].tolist()[0] == (
         "[beauty] P1: 你的 3 位顾客可能会买; 3 people in our group may like it, message me if you want one"
     )
@@ -83,7 +96,7 @@ def test_the_en_sentence_and_a_list_without_reason_codes() -> None:
 
 def test_a_trending_pitch_names_the_category() -> None:
     lists = _lists().iloc[[1]].assign(**{RecCol.REASON_CODE: ReasonCode.TRENDING})
-    kit = share_kit(lists, likely_buyers(_consumer_lists(), _homes()), _categories(), Messages.load("zh-CN"))
+    kit = share_kit(lists, _buyers(), _categories(), Messages.load("zh-CN"))
     assert kit[ShareKitCol.SHARE_TEXT].tolist() == [
         "【beauty】P1：这阵子 beauty 里卖得最火的一款，群里有 3 位朋友可能会喜欢，想要的话私我～"
     ]
