@@ -835,6 +835,19 @@ class WorkbookSheet:
     SHARE_KIT = "share_kit_sheet"
     DICTIONARY = "dictionary_sheet"
 
+    ALL: tuple[str, ...] = (
+        CONSUMERS,
+        SEGMENTS,
+        MEMBER_TIERS,
+        TIER_MIGRATION,
+        DISTRIBUTORS,
+        COACHING,
+        ALERTS,
+        SUPPLIERS,
+        SHARE_KIT,
+        DICTIONARY,
+    )
+
 
 _WORKBOOK_DOCS = "README.md"
 
