@@ -207,3 +207,15 @@ def test_a_rerun_writes_the_same_bytes(run: dict, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(time, "time", lambda: later)
     run_workbooks(run["sources"], run["outputs"], WorkbookConfig(consumer_rows=100), run["locale"])
     assert {name: (run["outputs"] / name).read_bytes() for name in names} == before
+
+
+def test_the_share_kit_follows_the_lists_that_are_published(run: dict, tmp_path: Path) -> None:
+    """When the new model loses the gate the champion's lists are published: the kit is theirs."""
+    ours = pd.read_parquet(run["outputs"] / StepFile.DISTRIBUTOR_LISTS)
+    champions = tmp_path / StepFile.DISTRIBUTOR_LISTS
+    ours.iloc[[1]].assign(**{RecCol.RANK: 1}).to_parquet(champions)
+    sources = {**run["sources"], StepFile.DISTRIBUTOR_LISTS: champions}
+    published = run_workbooks(sources, tmp_path / "outputs", WorkbookConfig(consumer_rows=100), run["locale"])
+    kit = pd.read_csv(published[StepFile.SHARE_KIT], encoding="utf-8-sig", dtype=str)
+    assert kit.iloc[:, 2].tolist() == [ours.iloc[1][Col.PRODUCT_ID]]
+    assert published[StepFile.DISTRIBUTOR_LISTS] == champions
