@@ -11,6 +11,7 @@ backend tooling and the docs generator as well.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -32,6 +33,7 @@ from features.vocabulary import (
     Movement,
     QualityCol,
     QualityLevel,
+    ReasonCode,
     RecCol,
     RFMCol,
     SampleKey,
@@ -170,6 +172,25 @@ class ExportFile:
                 names.extend(_fill(c.name, {**values, c.per: value}) for c in group)
             index += len(group)
         return tuple(names)
+
+    def doc(self, column: str) -> ColumnDoc:
+        """The ColumnDoc of the concrete ``column`` (a family member such as ``median_orders`` or
+        ``expected_value_90d`` included): its meaning and unit. KeyError when not a column here."""
+        for doc in self.columns:
+            if doc.name == column:
+                return doc
+        for doc in self.columns:
+            if "{" in doc.name and not doc.name.startswith("{") and _family(doc.name).fullmatch(column):
+                return doc
+        for doc in self.columns:  # a family named by a value alone (tier_migration's member tiers)
+            if doc.name.startswith("{") and doc.name.endswith("}"):
+                return doc
+        raise KeyError(f"{self.name}: no column {column!r} in the catalog")
+
+
+def _family(name: str) -> re.Pattern[str]:
+    """A family's name (``median_{feature}``) as a pattern its members match."""
+    return re.compile(re.sub(r"\\\{\w+\\\}", ".+", re.escape(name)))
 
 
 def _run_length(columns: Sequence[ColumnDoc], start: int) -> int:
@@ -601,7 +622,12 @@ EXPORTS: tuple[ExportFile, ...] = (
                 TagCol.TAG_TYPE,
                 _one_of(TagType.ALL) + " (a consumer gets a row only where the tag applies)",
             ),
-            _doc(TagCol.TAG_VALUE, "the tag, e.g. `high`, `premium`, `at risk`"),
+            _doc(TagCol.TAG_VALUE, "the tag as a stable code, e.g. `high`, `premium`, `at risk`"),
+            _doc(
+                TagCol.TAG_LABEL,
+                "the tag in the config's `locale` (zh-CN: `高`, `高端`, `有流失风险`); age bands and "
+                "categories as they are",
+            ),
         ),
     ),
     ExportFile(
@@ -705,9 +731,11 @@ EXPORTS: tuple[ExportFile, ...] = (
             _doc(RecCol.PRODUCT_ID, "recommended product"),
             _doc(RecCol.RANK, "1 = show first"),
             _doc(RecCol.SCORE, "model score for model rows; popularity share in [0, 1] for fallback rows"),
+            _doc(RecCol.REASON_CODE, "why, as a stable code: " + _one_of(ReasonCode.CONSUMER)),
             _doc(
                 RecCol.REASON,
-                "why, e.g. `you bought it 3 times`, `matches your taste in <category>`, "
+                "why, in the config's `locale` (features/messages), e.g. `you bought it 3 times`, "
+                "`matches your taste in <category>`, "
                 "`customers like you buy it`, `popular in your group`, `popular on the platform now`",
             ),
         ),
@@ -726,9 +754,11 @@ EXPORTS: tuple[ExportFile, ...] = (
                 "members' model scores weighted by recency, blended with community buyers and "
                 "platform trend, after demotion",
             ),
+            _doc(DistributorListCol.REASON_CODE, "why, as a stable code: " + _one_of(ReasonCode.DISTRIBUTOR)),
             _doc(
                 DistributorListCol.REASON,
-                "why, e.g. `12 of your customers are likely to buy`, `trending in <category>`",
+                "why, in the config's `locale`, e.g. `12 of your customers are likely to buy`, "
+                "`trending in <category>` (zh-CN: `你的 12 位顾客可能会买`)",
             ),
         ),
     ),
@@ -746,9 +776,11 @@ EXPORTS: tuple[ExportFile, ...] = (
             ),
             _doc(DistributorListCol.RANK, "1 = message first"),
             _doc(DistributorListCol.SCORE, "member's model score for the product x member weight"),
+            _doc(DistributorListCol.REASON_CODE, "why, as a stable code: " + _one_of(ReasonCode.OUTREACH)),
             _doc(
                 DistributorListCol.REASON,
-                "why, e.g. `bought it N times before`, `buys <category> (N products)`",
+                "why, in the config's `locale`, e.g. `bought it N times before`, "
+                "`buys <category> (N products)`",
             ),
         ),
     ),
@@ -958,7 +990,11 @@ def exports_markdown() -> str:
         "Every file below is written by a step into `outputs/` (validation.json into `validated/`) and",
         "published in `exports/<as_of>/`. A name in `<angle brackets>` is filled from configuration;",
         "a column marked *one per …* repeats for each value, in order. CSVs are UTF-8 with BOM for",
-        "Excel, with a fixed row order.",
+        "Excel, with a fixed row order. `unit` says what a column holds: `id` and `code` values stay",
+        "as they are in every locale; with `locale: zh-CN` a CSV's headers and its `label` and `text`",
+        "values are Chinese (the message catalog, `features/messages/`), while the Parquet files keep",
+        "the English column names and codes shown here (only their `reason` and `tag_label` follow",
+        "the locale).",
         "",
         "| file | audience | rows |",
         "|---|---|---|",

@@ -132,22 +132,30 @@ class Messages:
 
     def texts(self, key: str, **columns: Any) -> list[str]:
         """The sentence ``key`` for many rows at once: each placeholder filled from a sequence
-        (one value per row) or a scalar of ``columns``."""
+        (one value per row) or a scalar of ``columns``. Each distinct set of values is
+        formatted once, so long columns of few distinct values are cheap."""
         template = self._entry(f"{Section.TEXT}.{key}")
-        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-        absent = sorted(set(fields) - set(columns))
+        fields = sorted({name for _, name, _, _ in string.Formatter().parse(template) if name is not None})
+        absent = [name for name in fields if name not in columns]
         if absent:
             raise SiyuError(
                 f"message catalog {self.locale}: text.{key} uses {absent}, not given "
                 f"(given {sorted(columns)})\n  fix: use only the placeholders the English text uses"
             )
-        rows = {name: value for name, value in columns.items() if _is_sequence(value)}
-        size = len(next(iter(rows.values()))) if rows else 1
-        scalars = {name: value for name, value in columns.items() if name not in rows}
-        return [
-            template.format(**scalars, **{name: values[i] for name, values in rows.items()})
-            for i in range(size)
-        ]
+        rows = {name: list(columns[name]) for name in fields if _is_sequence(columns[name])}
+        scalars = {name: columns[name] for name in fields if name not in rows}
+        size = len(next(iter(rows.values()))) if rows else _longest(columns)
+        if not rows:
+            return [template.format(**scalars)] * size
+        names = list(rows)
+        done: dict[tuple[object, ...], str] = {}
+        out = []
+        for values in zip(*rows.values(), strict=True):
+            sentence = done.get(values)
+            if sentence is None:
+                sentence = done[values] = template.format(**scalars, **dict(zip(names, values, strict=True)))
+            out.append(sentence)
+        return out
 
     def meaning(self, file: str, column: str) -> str:
         """What ``column`` of the exported ``file`` means (``en``: the catalog's ColumnDoc)."""
@@ -228,6 +236,11 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(content, dict) or unknown:
         raise SiyuError(f"{path}: unknown section(s) {unknown}\n  fix: use only {', '.join(Section.ALL)}")
     return content
+
+
+def _longest(columns: Mapping[str, Any]) -> int:
+    """The number of rows: the length of the longest sequence among ``columns`` (1 without one)."""
+    return max((len(value) for value in columns.values() if _is_sequence(value)), default=1)
 
 
 def _is_sequence(value: object) -> bool:

@@ -417,6 +417,7 @@ class DistributorListCol:
     PRODUCT_ID = Col.PRODUCT_ID
     RANK = RecCol.RANK
     SCORE = RecCol.SCORE
+    REASON_CODE = RecCol.REASON_CODE
     REASON = RecCol.REASON
 
 

@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits
 
 from features.clv import ActivityCol
 from features.columns import Col
-from features.vocabulary import BTYDCol, CLVCol, ExportCol
+from features.vocabulary import BTYDCol, ChurnBand, CLVCol, ExportCol
 from models.clv import MAP, CLVConfig, fit_clv
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ ChurnCandidate = Literal["mbgnbd", "logistic", "gradient_boosting", "logistic_rf
 ForecastCandidate = Literal["bgnbd", "gradient_boosting"]
 CHURN_CANDIDATES: tuple[str, ...] = get_args(ChurnCandidate)
 FORECAST_CANDIDATES: tuple[str, ...] = get_args(ForecastCandidate)
-BANDS: tuple[str, ...] = ("low", "medium", "high")
+BANDS: tuple[str, ...] = ChurnBand.ALL
 RISK_FLOOR = 0.001  # churn_risk is kept within [RISK_FLOOR, 1 - RISK_FLOOR]
 RECENCY_BASELINE, FREQUENCY_BASELINE = "recency", "frequency"  # vocabulary: a value, not a column
 RANK_ONLY = (RECENCY_BASELINE, FREQUENCY_BASELINE)  # baselines that rank but are no probability: AUC only

@@ -14,6 +14,8 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from reporting.localize import delocalize_frame, is_localized
+
 
 class MissingFile(Exception):
     """A section's input file (or column) is not in the run folder; ``args[0]`` names it."""
@@ -32,11 +34,17 @@ class RunFiles:
     def csv(self, name: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """A CSV the pipeline wrote for Excel (UTF-8 with BOM), only ``columns`` when given."""
         path = self._path(name)
+        if is_localized(self._header(name)):  # a zh-CN run: back to English names and codes
+            frame = delocalize_frame(pd.read_csv(path, encoding="utf-8-sig", keep_default_na=True))
+            return frame if columns is None else frame[[c for c in frame.columns if c in columns]]
         wanted = None if columns is None else (lambda column: column in columns)
         return pd.read_csv(path, encoding="utf-8-sig", usecols=wanted, keep_default_na=True)
 
     def columns(self, name: str) -> list[str]:
-        """The header of a CSV."""
+        """The header of a CSV (English column names, whatever the run's locale)."""
+        return delocalize_frame(pd.DataFrame(columns=self._header(name))).columns.tolist()
+
+    def _header(self, name: str) -> list[str]:
         return pd.read_csv(self._path(name), encoding="utf-8-sig", nrows=0).columns.tolist()
 
     def json(self, name: str) -> Any:

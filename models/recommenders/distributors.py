@@ -48,8 +48,9 @@ import scipy.sparse as sp
 
 from features.asof import AsOf
 from features.columns import Col
+from features.messages import Messages
 from features.sql import render
-from features.vocabulary import DistributorListCol
+from features.vocabulary import DistributorListCol, ReasonCode
 from models.recommenders.base import (
     InteractionData,
     Recommender,
@@ -60,6 +61,7 @@ from models.recommenders.base import (
 from models.recommenders.fallback import recent_indicator
 from models.recommenders.list_config import ListsConfig
 from models.recommenders.popularity import recent_popularity
+from models.recommenders.reasons import reason_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ DISTRIBUTOR_COLUMNS: tuple[str, ...] = (
     DistributorListCol.PRODUCT_ID,
     DistributorListCol.RANK,
     DistributorListCol.SCORE,
+    DistributorListCol.REASON_CODE,
     DistributorListCol.REASON,
 )
 OUTREACH_COLUMNS: tuple[str, ...] = (
@@ -79,6 +82,7 @@ OUTREACH_COLUMNS: tuple[str, ...] = (
     DistributorListCol.PRODUCT_ID,
     DistributorListCol.RANK,
     DistributorListCol.SCORE,
+    DistributorListCol.REASON_CODE,
     DistributorListCol.REASON,
 )
 
@@ -304,10 +308,12 @@ def distributor_lists(
     filters: RecommendFilters,
     config: ListsConfig,
     categories: np.ndarray,
+    messages: Messages | None = None,
 ) -> pd.DataFrame:
     """Top ``distributor_top_n`` products per distributor with a reason; ``DISTRIBUTOR_COLUMNS``.
 
-    ``categories``: each product's category in ``aggregated.product_ids`` order.
+    ``categories``: each product's category in ``aggregated.product_ids`` order. The reason is
+    a ``ReasonCode`` and its sentence in the locale of ``messages`` (default English).
     """
     scores = blend_scores(aggregated, signals, config)
     scores = np.where(filters.column_mask(aggregated.product_ids)[None, :], scores, -np.inf)
@@ -328,9 +334,12 @@ def distributor_lists(
                 np.arange(1, columns.shape[1] + 1, dtype=np.int32), columns.shape
             )[valid],
             DistributorListCol.SCORE: ranked[valid].astype(np.float32),
-            DistributorListCol.REASON: _reasons(aggregated, signals, config, categories, rows, picked),
         }
     )
+    codes, reasons = _reasons(
+        aggregated, signals, config, categories, rows, picked, messages or Messages.load()
+    )
+    frame[DistributorListCol.REASON_CODE], frame[DistributorListCol.REASON] = codes, reasons
     return frame[list(DISTRIBUTOR_COLUMNS)]
 
 
@@ -341,26 +350,43 @@ def _reasons(
     categories: np.ndarray,
     rows: np.ndarray,
     columns: np.ndarray,
-) -> np.ndarray:
+    messages: Messages,
+) -> tuple[np.ndarray, np.ndarray]:
     likely = aggregated.likely_buyers[rows, columns].astype(np.int64)
     repeat = signals.repeat_members[rows, columns].astype(np.int64)
     recent = signals.recent_members[rows, columns].astype(np.int64)
     trending = signals.trending[columns]
     buyers = signals.trend_buyers[columns].astype(np.int64)
-    window = f"{config.fallback_window_days:g}"
-    reasons = np.empty(len(rows), dtype=object)
-    for i in range(len(rows)):
-        if likely[i] >= config.reason_min_customers:
-            reasons[i] = f"{likely[i]} of your customers are likely to buy"
-        elif repeat[i] >= config.reason_min_repeat_buyers:
-            reasons[i] = f"repeat favourite in your group ({repeat[i]} customers bought it more than once)"
-        elif trending[i]:
-            reasons[i] = f"trending in {categories[columns[i]]}"
-        elif recent[i] >= 1:
-            reasons[i] = f"{recent[i]} of your customers bought it in the last {window} days"
-        else:
-            reasons[i] = f"popular on the platform ({buyers[i]} buyers in the last {config.trend_days} days)"
-    return reasons
+    codes = np.select(
+        [
+            likely >= config.reason_min_customers,
+            repeat >= config.reason_min_repeat_buyers,
+            trending,
+            recent >= 1,
+        ],
+        [
+            ReasonCode.LIKELY_BUYERS,
+            ReasonCode.REPEAT_FAVOURITE,
+            ReasonCode.TRENDING,
+            ReasonCode.RECENT_BUYERS,
+        ],
+        default=ReasonCode.PLATFORM_POPULAR,
+    ).astype(object)
+    # the number each sentence quotes, and its window in days
+    n = np.select(
+        [
+            codes == ReasonCode.LIKELY_BUYERS,
+            codes == ReasonCode.REPEAT_FAVOURITE,
+            codes == ReasonCode.RECENT_BUYERS,
+        ],
+        [likely, repeat, recent],
+        default=buyers,
+    )
+    days = np.where(
+        codes == ReasonCode.RECENT_BUYERS, f"{config.fallback_window_days:g}", f"{config.trend_days}"
+    ).astype(object)
+    category = np.asarray(categories, dtype=object)[columns]
+    return codes, reason_sentences(codes, messages, n=n, days=days, category=category)
 
 
 # --- outreach ------------------------------------------------------------------------------------
@@ -373,6 +399,7 @@ def outreach_lists(
     pushed: pd.DataFrame,
     config: ListsConfig,
     categories: np.ndarray,
+    messages: Messages | None = None,
 ) -> pd.DataFrame:
     """Per distributor, its ``outreach_size`` best customers to message, each about one pushed product.
 
@@ -393,11 +420,16 @@ def outreach_lists(
             frames.append(frame)
     if not frames:
         return empty_outreach()
-    return ranked_outreach(pd.concat(frames, ignore_index=True), weights, config, data, categories)
+    return ranked_outreach(pd.concat(frames, ignore_index=True), weights, config, data, categories, messages)
 
 
 def ranked_outreach(
-    best: pd.DataFrame, weights: pd.Series, config: ListsConfig, data: InteractionData, categories: np.ndarray
+    best: pd.DataFrame,
+    weights: pd.Series,
+    config: ListsConfig,
+    data: InteractionData,
+    categories: np.ndarray,
+    messages: Messages | None = None,
 ) -> pd.DataFrame:
     """Members matched with their best pushed product (``_best_pushed``'s frames) → the outreach rows:
     ``model score × member weight`` > 0, the best ``outreach_size`` per distributor, with reasons."""
@@ -416,7 +448,8 @@ def ranked_outreach(
     best[DistributorListCol.RANK] = (
         best.groupby(DistributorListCol.DISTRIBUTOR_ID, sort=False).cumcount().astype(np.int32) + 1
     )
-    best[DistributorListCol.REASON] = _outreach_reasons(best, data, categories)
+    codes, reasons = _outreach_reasons(best, data, categories, messages or Messages.load())
+    best[DistributorListCol.REASON_CODE], best[DistributorListCol.REASON] = codes, reasons
     return best[list(OUTREACH_COLUMNS)].reset_index(drop=True)
 
 
@@ -543,29 +576,33 @@ def empty_distributor_lists() -> pd.DataFrame:
     return pd.DataFrame({column: pd.Series(dtype=object) for column in DISTRIBUTOR_COLUMNS})
 
 
-def _outreach_reasons(best: pd.DataFrame, data: InteractionData, categories: np.ndarray) -> np.ndarray:
+def _outreach_reasons(
+    best: pd.DataFrame, data: InteractionData, categories: np.ndarray, messages: Messages
+) -> tuple[np.ndarray, np.ndarray]:
     rows = data.rows_of(best[Col.CONSUMER_ID])
     columns = best["_column"].to_numpy()
     counts = data.purchases if data.purchases is not None else data.matrix
     bought = np.asarray(counts[rows, columns]).ravel()
-    codes, names = pd.factorize(categories)
+    category_codes, names = pd.factorize(categories)
     one_hot = sp.csr_matrix(
-        (np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), len(names))
+        (np.ones(len(category_codes)), (np.arange(len(category_codes)), category_codes)),
+        shape=(len(category_codes), len(names)),
     )
     own = data.matrix[rows].copy()
     own.data = np.ones_like(own.data)
     per_category = own @ one_hot
-    in_category = np.asarray(per_category[np.arange(len(rows)), codes[columns]]).ravel()
-    reasons = np.empty(len(rows), dtype=object)
-    for i in range(len(rows)):
-        if bought[i] >= 1:
-            times = "once" if bought[i] == 1 else f"{int(bought[i])} times"
-            reasons[i] = f"bought it {times} before"
-        elif in_category[i] >= 1:
-            reasons[i] = f"buys {names[codes[columns[i]]]} ({int(in_category[i])} products)"
-        else:
-            reasons[i] = "customers like them buy it"
-    return reasons
+    in_category = np.asarray(per_category[np.arange(len(rows)), category_codes[columns]]).ravel()
+    codes_of_columns = category_codes[columns]
+    codes = np.select(
+        [bought >= 1, in_category >= 1],
+        [ReasonCode.OUTREACH_BOUGHT, ReasonCode.BUYS_CATEGORY],
+        default=ReasonCode.SIMILAR_MEMBERS,
+    ).astype(object)
+    # "bought it once before" has its own sentence (no number to fill)
+    keys = np.where(bought == 1, "outreach_bought_once", codes).astype(object)
+    n = np.where(codes == ReasonCode.BUYS_CATEGORY, in_category, bought).astype(np.int64)
+    category = np.asarray(names, dtype=object)[codes_of_columns]
+    return codes, reason_sentences(keys, messages, times=n, n=n, category=category)
 
 
 class DistributorStream:
@@ -590,8 +627,10 @@ class DistributorStream:
         filters: RecommendFilters,
         config: ListsConfig,
         categories: np.ndarray,
+        messages: Messages | None = None,
     ) -> None:
         self.model = model
+        self.messages = messages or Messages.load()
         self.data = model.data_
         self.distributor_ids = distributor_ids
         self.weights = weights
@@ -698,7 +737,9 @@ class DistributorStream:
         aggregated = CommunityScores(
             window_ids, data.product_ids, expected, likely, np.bincount(member_of, minlength=n)
         )
-        pushed = distributor_lists(aggregated, signals, self.filters, self.config, self.categories)
+        pushed = distributor_lists(
+            aggregated, signals, self.filters, self.config, self.categories, self.messages
+        )
         product_columns = _pushed_columns(pushed, window_ids, data.product_ids)
         community = np.searchsorted(done, codes)
         best = [_best_pushed(scores, ids, community, window_ids, product_columns, data)]
@@ -707,7 +748,9 @@ class DistributorStream:
         if not frames:
             return pushed, empty_outreach()
         best_frame = pd.concat(frames, ignore_index=True)
-        return pushed, ranked_outreach(best_frame, self.weights, self.config, data, self.categories)
+        return pushed, ranked_outreach(
+            best_frame, self.weights, self.config, data, self.categories, self.messages
+        )
 
     def _memberless_lists(self, codes: np.ndarray) -> pd.DataFrame:
         """The list of distributors without a member in the data: the same trend-only list for each."""
@@ -719,7 +762,7 @@ class DistributorStream:
             )
             signals = self.signals.of_members(np.zeros(0, np.int64), np.zeros(0, np.int64), 1)
             self._memberless = distributor_lists(
-                aggregated, signals, self.filters, self.config, self.categories
+                aggregated, signals, self.filters, self.config, self.categories, self.messages
             )
         template = self._memberless
         frame = pd.concat([template] * len(codes), ignore_index=True) if len(template) else template

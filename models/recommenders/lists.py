@@ -17,6 +17,8 @@ from features.catalog import StepFile, export_file
 from features.columns import Col
 from features.errors import SiyuError
 from features.interactions import InteractionCol
+from features.messages import Messages
+from features.vocabulary import ReasonCode
 from models.recommenders.base import InteractionData, RecCol, RecommendFilters
 from models.recommenders.fallback import (
     SOURCE_COMMUNITY,
@@ -26,6 +28,7 @@ from models.recommenders.fallback import (
     FallbackLists,
     complete_lists,
 )
+from models.recommenders.reasons import reason_sentences
 
 LIST_COLUMNS: tuple[str, ...] = export_file(StepFile.CONSUMER_LISTS).column_names()
 
@@ -48,6 +51,7 @@ def finished_lists(
     data: InteractionData,
     filters: RecommendFilters,
     categories: tuple[np.ndarray, pd.Index],
+    messages: Messages | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """The lists of ``consumer_ids`` (in that order): the model's rows (``recommended``) topped up by
     the fallback chain, each row with its reason; and how many consumers' first product came from
@@ -57,7 +61,8 @@ def finished_lists(
     if missing:
         raise SiyuError(f"{missing} consumers got an empty list\n  fix: widen lists.sale_window_days")
     from_fallback = int(completed.loc[completed[RecCol.RANK] == 1, FallbackCol.SOURCE].ne(SOURCE_MODEL).sum())
-    frame = completed.assign(**{RecCol.REASON: consumer_reasons(completed, data, categories)})
+    reason_codes, reasons = consumer_reasons(completed, data, categories, messages)
+    frame = completed.assign(**{RecCol.REASON_CODE: reason_codes, RecCol.REASON: reasons})
     return frame[list(LIST_COLUMNS)], from_fallback
 
 
@@ -77,9 +82,14 @@ def category_codes(data: InteractionData, filters: RecommendFilters) -> tuple[np
 
 
 def consumer_reasons(
-    completed: pd.DataFrame, data: InteractionData, categories: tuple[np.ndarray, pd.Index]
-) -> np.ndarray:
-    """A short reason per row, from the consumer's own history and the row's source."""
+    completed: pd.DataFrame,
+    data: InteractionData,
+    categories: tuple[np.ndarray, pd.Index],
+    messages: Messages | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A short reason per row, from the consumer's own history and the row's source: its code
+    (``ReasonCode``) and its sentence in the locale of ``messages`` (default English)."""
+    messages = messages or Messages.load()
     codes, names = categories
     rows = data.rows_of(completed[RecCol.CONSUMER_ID])
     columns = data.columns_of(completed[RecCol.PRODUCT_ID])
@@ -99,16 +109,16 @@ def consumer_reasons(
         in_category[known] = np.asarray(per_category[inverse, codes[columns[known]]]).ravel()
     source = completed[FallbackCol.SOURCE].to_numpy()
     category_names = np.where(columns >= 0, names.to_numpy(dtype=object)[codes[np.maximum(columns, 0)]], "")
-    reasons = np.where(
+    reason_codes = np.where(
         source == SOURCE_COMMUNITY,
-        "popular in your group",
-        np.where(source == SOURCE_GLOBAL, "popular on the platform now", "customers like you buy it"),
+        ReasonCode.COMMUNITY,
+        np.where(source == SOURCE_GLOBAL, ReasonCode.GLOBAL, ReasonCode.SIMILAR),
     ).astype(object)
     model_rows = source == SOURCE_MODEL
-    taste = model_rows & (in_category > 0) & (bought == 0)
-    reasons[taste] = "matches your taste in " + category_names[taste].astype(str)
+    reason_codes[model_rows & (in_category > 0) & (bought == 0)] = ReasonCode.TASTE
     again = model_rows & (bought > 0)
-    reasons[again & (bought == 1)] = "you bought it before"
-    many = again & (bought > 1)
-    reasons[many] = np.char.add(np.char.add("you bought it ", bought[many].astype(int).astype(str)), " times")
-    return reasons
+    reason_codes[again & (bought == 1)] = ReasonCode.BOUGHT_BEFORE
+    reason_codes[again & (bought > 1)] = ReasonCode.BOUGHT_TIMES
+    return reason_codes, reason_sentences(
+        reason_codes, messages, times=bought.astype(np.int64), category=category_names
+    )

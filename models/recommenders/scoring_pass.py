@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.messages import Messages
 from models.recommenders.base import InteractionData, Recommender, RecommendFilters, ScoreBlock
 from models.recommenders.distributors import (
     DistributorStream,
@@ -87,10 +88,12 @@ def list_pass(
     lists: ListsConfig,
     listed_distributors: set[str],
     spend: pd.Series | None = None,
+    messages: Messages | None = None,
 ) -> Iterator[PassChunk]:
     """Every list from one pass (see the module docstring), as pieces in file order: each block's
     consumer rows, then the distributors it finished (at most ``batch_size`` at a time).
-    ``spend``: ``decayed_spend`` for ``spend`` weighting."""
+    ``spend``: ``decayed_spend`` for ``spend`` weighting. ``messages``: the locale of the
+    reasons' sentences (default English)."""
     order = PassOrder.of(homes, listed_distributors)
     n_distributors = len(order.distributor_ids)
     codes, names = category_codes(data, filters)
@@ -102,6 +105,7 @@ def list_pass(
         filters,
         lists,
         names.to_numpy(dtype=object)[codes],
+        messages,
     )
     history = data.rows_of(order.consumer_ids) >= 0
     history_at = np.flatnonzero(history)
@@ -109,7 +113,9 @@ def list_pass(
         ids = order.consumer_ids[start:stop]
         block = _score(model, ids[history[start:stop]], data)
         recommended = model.recommend_from_block(block, k, filters)
-        rows, from_fallback = finished_lists(recommended, ids, homes, k, fallback, data, filters, categories)
+        rows, from_fallback = finished_lists(
+            recommended, ids, homes, k, fallback, data, filters, categories, messages
+        )
         member_codes = order.codes[start:stop][history[start:stop]]
         members = member_codes < n_distributors
         later = np.searchsorted(history_at, stop)

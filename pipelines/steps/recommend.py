@@ -43,6 +43,7 @@ from features.interactions import (
     consumer_profiles,
     product_profiles,
 )
+from features.messages import Messages
 from features.progress import CONSUMERS, progress
 from features.quality_counts import quality_counts
 from features.vocabulary import DistributorListCol
@@ -94,7 +95,8 @@ def run_recommend(
     ``exclude_purchased`` None takes ``lists.exclude_purchased``. A run context may hand over
     what it already has: ``con`` (an open DuckDB session over ``clean_paths``' tables),
     ``data`` (the interaction data as of ``as_of``) and ``model`` (the production model
-    fitted on ``data``); each one missing is made here.
+    fitted on ``data``); each one missing is made here. The reasons' sentences are in
+    ``config.locale``; each row also carries its ``reason_code``.
     """
     as_of = AsOf.of(as_of)
     started = time.perf_counter()
@@ -120,7 +122,18 @@ def run_recommend(
     spend = (
         decayed_spend(con, as_of, lists.member_half_life_days) if lists.member_weighting == "spend" else None
     )
-    chunks = list_pass(model, data, homes, k, fallback, filters, lists, _distributor_table_ids(con), spend)
+    chunks = list_pass(
+        model,
+        data,
+        homes,
+        k,
+        fallback,
+        filters,
+        lists,
+        _distributor_table_ids(con),
+        spend,
+        Messages.load(config.locale),
+    )
     written = _write_lists(chunks, out_dir, len(homes))
     paths = dict(written.paths)
     similar = model.similar_items(data.product_ids, SIMILAR_DEPTH)

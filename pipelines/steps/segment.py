@@ -31,7 +31,7 @@ from features.errors import SiyuError
 from features.files import write_parquet_atomically
 from features.messages import DEFAULT_LOCALE, Messages
 from features.timing import Stopwatch
-from features.vocabulary import DistributorFeatureCol, ExportCol
+from features.vocabulary import DistributorFeatureCol, ExportCol, TagCol
 from models.distributor_tiers import (
     assign_distributor_tiers,
     coaching_list,
@@ -52,7 +52,7 @@ from models.segmentation import (
 )
 from models.tags import profile_tags
 from reporting.excel import read_history, twin_path, write_excel_csv
-from reporting.localize import localize_frame
+from reporting.localize import localize_frame, tag_labels
 
 logger = logging.getLogger(__name__)
 
@@ -141,9 +141,9 @@ def _segment(
         consumers = consumers.merge(typed, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
     watch.lap("clv")
     paths = _write_consumer_files(consumers, summaries, settings, out_dir, messages)
-    paths[StepFile.PROFILE_TAGS] = write_parquet_atomically(
-        profile_tags(features, settings.tags), out_dir / StepFile.PROFILE_TAGS
-    )
+    tags = profile_tags(features, settings.tags)
+    tags[TagCol.TAG_LABEL] = tag_labels(tags, messages)
+    paths[StepFile.PROFILE_TAGS] = write_parquet_atomically(tags, out_dir / StepFile.PROFILE_TAGS)
     watch.lap("consumer exports and tags")
     distributors = _distributor_files(con, as_of, settings, out_dir, messages)
     paths.update(distributors.paths)
@@ -234,7 +234,9 @@ def _write_consumer_files(
 def for_people(export: pd.DataFrame, settings: SegmentationConfig) -> pd.DataFrame:
     """consumer_tiers rows in the order marketing works them: segments in the configured order
     (the no-purchase segment last), then expected value, then spend, both highest first, then id."""
-    priority = {rule.name: rank for rank, rule in enumerate(settings.rfm.segments)}
+    priority: dict[str, int] = {}
+    for rule in settings.rfm.segments:  # a segment of several rules ranks by its first
+        priority.setdefault(rule.name, len(priority))
     segment_rank = export[RFMCol.SEGMENT].map(priority).fillna(len(priority)).rename(_SEGMENT_RANK)
     value = export[ExportCol.expected_value(settings.clv.horizon_days)].astype("float64").rename(_VALUE)
     keyed = pd.concat([export, segment_rank, value], axis=1)

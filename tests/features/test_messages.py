@@ -157,3 +157,24 @@ def test_a_key_in_two_files_of_a_locale_is_an_error(tmp_path: Path, monkeypatch:
             Messages.load("en")
     finally:
         messages_module._load.cache_clear()
+
+
+@pytest.mark.parametrize("locale", [locale for locale in SUPPORTED_LOCALES if locale != "en"])
+def test_headers_and_labels_of_a_kind_are_unique(locale: str) -> None:
+    """A CSV read back (the run report) maps each header and label to one column and code."""
+    messages = Messages.load(locale)
+    headers = [value for key, value in messages.entries.items() if key.startswith("header.")]
+    assert len(headers) == len(set(headers))
+    for kind in CODES:
+        labels = list(messages.labels(kind).values())
+        assert len(labels) == len(set(labels)), kind
+
+
+def test_the_catalog_finds_a_concrete_columns_doc_and_unit() -> None:
+    from features.catalog import StepFile, export_file
+
+    assert export_file(StepFile.CLUSTER_PROFILES).doc("median_orders").unit == Unit.RATIO
+    assert export_file(StepFile.CONSUMER_TIERS).doc("expected_value_90d").unit == Unit.YUAN
+    assert export_file(StepFile.TIER_MIGRATION).doc("gold").unit == Unit.COUNT
+    with pytest.raises(KeyError, match="no column 'gold'"):
+        export_file(StepFile.CONSUMER_TIERS).doc("gold")

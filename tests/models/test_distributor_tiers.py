@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from features.columns import Col
+from features.messages import Messages
 from features.vocabulary import DistributorFeatureCol
 from models.distributor_tiers import (
     DistributorTierCol,
@@ -87,3 +88,11 @@ def test_coaching_list_with_reasons() -> None:
     flagged = set(tiered.loc[tiered[DistributorTierCol.COACHING], Col.DISTRIBUTOR_ID])
     assert flagged == {"D02", "D05", "D07"}
     assert tiered.loc[~tiered[DistributorTierCol.COACHING], DistributorTierCol.COACHING_REASON].isna().all()
+
+
+def test_coaching_reasons_in_chinese_carry_the_same_numbers() -> None:
+    tiered = assign_distributor_tiers(features(), CONFIG, Messages.load("zh-CN"))
+    reasons = dict(zip(tiered[Col.DISTRIBUTOR_ID], tiered[DistributorTierCol.COACHING_REASON], strict=True))
+    assert reasons["D07"] == "本月成交额环比 -20%（500.00 → 400.00）；活跃顾客 90 位（辅导门槛 40）"
+    assert reasons["D05"] == "每次分享带来订单 6.00 → 4.00（-33%）；活跃顾客 40 位（辅导门槛 40）"
+    assert tiered[DistributorTierCol.TIER].tolist()[0] == "pillar"  # tiers stay codes

@@ -72,7 +72,7 @@ def test_every_known_consumer_gets_k_rows(world: dict) -> None:
     )
     sizes = lists.groupby("consumer_id").size()
     assert set(sizes.index) == known and (sizes == K).all()
-    assert list(lists.columns) == ["consumer_id", "product_id", "rank", "score", "reason"]
+    assert list(lists.columns) == ["consumer_id", "product_id", "rank", "score", "reason_code", "reason"]
     assert lists["reason"].notna().all() and (lists["reason"] != "").all()
     assert not lists.duplicated(["consumer_id", "product_id"]).any()
     assert world["gated"].consumers_from_fallback > 0  # registered consumers without orders
