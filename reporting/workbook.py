@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.catalog import Unit
 from features.errors import SiyuError
 from features.files import atomic_path
+from features.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _FORMULA_PREFIXES = ("=", "+", "-", "@")
 _WIDTH_SAMPLE = 2_000  # rows looked at to size a column
 _BLOCK_ROWS = 20_000  # rows turned into Python objects at once
+_ROWS = "rows"  # the progress unit
 _MIN_WIDTH, _MAX_WIDTH = 6, 60
 
 
@@ -180,11 +182,13 @@ def _write_sheet(worksheet: WriteOnlyWorksheet, sheet: Sheet) -> None:
     if not headers:
         return
     writers = [_CellWriter(worksheet, number_format(frame.iloc[:, i], unit)) for i, unit in enumerate(units)]
-    for start in range(0, len(frame), _BLOCK_ROWS):
-        block = frame.iloc[start : start + _BLOCK_ROWS]
-        columns = [_cell_values(block.iloc[:, i], unit) for i, unit in enumerate(units)]
-        for row in zip(*columns, strict=True):
-            worksheet.append([writer.cell(value) for writer, value in zip(writers, row, strict=True)])
+    with progress(f"writing sheet {sheet.name}", total=len(frame), unit=_ROWS) as bar:
+        for start in range(0, len(frame), _BLOCK_ROWS):
+            block = frame.iloc[start : start + _BLOCK_ROWS]
+            columns = [_cell_values(block.iloc[:, i], unit) for i, unit in enumerate(units)]
+            for row in zip(*columns, strict=True):
+                worksheet.append([writer.cell(value) for writer, value in zip(writers, row, strict=True)])
+            bar.advance(len(block))
 
 
 def _with_dates(frame: pd.DataFrame, units: list[str]) -> pd.DataFrame:

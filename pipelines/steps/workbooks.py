@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from features.catalog import ShareKitCol, StepFile, WorkbookSheet, export_file
 from features.columns import Col
 from features.messages import DEFAULT_LOCALE, Messages
+from features.progress import progress
 from features.vocabulary import ConsumerCol, DistributorListCol, RecCol
 from reporting.excel import read_history, twin_path, write_excel_csv
 from reporting.share_kit import SHARE_KIT_COLUMNS, add_counts, home_of, likely_buyers, share_kit
@@ -46,6 +47,7 @@ QUALITY_SHEETS: tuple[tuple[str, str], ...] = (
 )
 _FIX = "rerun the nightly into this work directory"
 _BATCH_ROWS = 500_000  # consumer-list rows read at once for the likely buyers
+_ROWS = "rows"  # the progress unit
 
 
 def run_workbooks(
@@ -140,9 +142,12 @@ def _likely_buyers(consumer_lists: Path, home: pd.Series, products: list[object]
     file = pq.ParquetFile(consumer_lists)
     wanted = pa.array(products).cast(file.schema_arrow.field(RecCol.PRODUCT_ID).type)
     parts = []
-    for batch in file.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
-        kept = batch.filter(pc.is_in(batch.column(1), value_set=wanted))
-        parts.append(likely_buyers(kept.to_pandas(strings_to_categorical=True), home))
+    total = file.metadata.num_rows
+    with progress("share kit: counting likely buyers", total=total, unit=_ROWS) as bar:
+        for batch in file.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+            kept = batch.filter(pc.is_in(batch.column(1), value_set=wanted))
+            parts.append(likely_buyers(kept.to_pandas(strings_to_categorical=True), home))
+            bar.advance(batch.num_rows)
     return add_counts(parts)
 
 
