@@ -13,16 +13,13 @@ import logging
 import sys
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from features.asof import AsOf
 from features.errors import QuarantineLimitExceeded, SiyuError
 from pipelines.workdir import claim
-
-if TYPE_CHECKING:  # the config (pydantic models of every layer) is imported by the commands that need it
-    from pipelines.config import NightlyConfig
 
 app = typer.Typer(
     help="siyu: nightly segmentation, recommendation and quality gate for S2b2C social retail.",
@@ -48,17 +45,6 @@ LocaleOption = Annotated[
         "--locale", help="Language of the files people read: en or zh-CN (default: locale in config)."
     ),
 ]
-
-
-def _load_settings(config: Path | None, locale: str | None) -> NightlyConfig:
-    """The config file's settings, with ``--locale`` (when given) in place of its ``locale``."""
-    from features.messages import check_locale
-    from pipelines.config import load_config
-
-    settings = load_config(config)
-    return settings if locale is None else settings.model_copy(update={"locale": check_locale(locale)})
-
-
 # --- end locale ---
 
 
@@ -179,10 +165,11 @@ def quality(
     locale: LocaleOption = None,
 ) -> None:
     """Grade every product's 30-day complaint rate: normal / watch / warning / pulled."""
+    from pipelines.config import load_config, with_locale
     from pipelines.steps.quality import run_quality
     from pipelines.steps.validate import load_and_validate
 
-    settings = _load_settings(config, locale)
+    settings = with_locale(load_config(config), locale)
     day = _parse_as_of(as_of)
     with claim(out, "quality"):
         validated = load_and_validate(data, day, settings, out / "validated")
@@ -211,10 +198,11 @@ def recommend(
     locale: LocaleOption = None,
 ) -> None:
     """Train the production model on data up to the as-of date; write consumer and distributor lists."""
+    from pipelines.config import load_config, with_locale
     from pipelines.steps.recommend import run_recommend
     from pipelines.steps.validate import load_and_validate
 
-    settings = _load_settings(config, locale)
+    settings = with_locale(load_config(config), locale)
     if k is not None and k < 1:
         raise SiyuError(f"--k {k}: must be at least 1\n  fix: e.g. --k 50")
     day = _parse_as_of(as_of)
@@ -330,10 +318,11 @@ def segment(
     locale: LocaleOption = None,
 ) -> None:
     """Segment consumers (RFM, member tiers, clusters, CLV, tags) and rank distributors."""
+    from pipelines.config import load_config, with_locale
     from pipelines.steps.segment import run_segmentation
     from pipelines.steps.validate import load_and_validate
 
-    settings = _load_settings(config, locale)
+    settings = with_locale(load_config(config), locale)
     day = _parse_as_of(as_of)
     with claim(out, "segment"):
         validated = load_and_validate(data, day, settings, out / "validated")
@@ -377,9 +366,10 @@ def nightly(
     No arguments: the demo data. Needs no server (Prefect's temporary local API, MLflow's
     SQLite store under the work directory).
     """
+    from pipelines.config import load_config, with_locale
     from pipelines.flow import run_nightly
 
-    settings = _load_settings(config, locale)
+    settings = with_locale(load_config(config), locale)
     work = out or settings.work_dir
     day = _parse_as_of(as_of)
     try:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from features.columns import Table
 from features.config_errors import ConfigError, describe_errors, read_yaml
 from features.engine import EngineConfig
+from features.messages import check_locale
 from features.reader import DataSourceConfig
 from features.validate import ValidationConfig
 from models.quality import QualityConfig
@@ -30,7 +31,7 @@ from sources.simulator import SimulationConfig
 
 DEFAULT_CONFIG = Path("configs/nightly.yaml")
 
-__all__ = ["DEFAULT_CONFIG", "ConfigError", "DataConfig", "NightlyConfig", "load_config"]
+__all__ = ["DEFAULT_CONFIG", "ConfigError", "DataConfig", "NightlyConfig", "load_config", "with_locale"]
 
 
 class DataConfig(DataSourceConfig):
@@ -113,3 +114,10 @@ def load_config(path: Path | None) -> NightlyConfig:
         return NightlyConfig.model_validate(content)
     except ValidationError as error:
         raise ConfigError(describe_errors(path, error, NightlyConfig, DEFAULT_CONFIG)) from None
+
+
+def with_locale(settings: NightlyConfig, locale: str | None) -> NightlyConfig:
+    """``settings`` with ``locale`` (``--locale``) in place of the config's, when given."""
+    if locale is None:
+        return settings
+    return settings.model_copy(update={"locale": check_locale(locale)})
