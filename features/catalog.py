@@ -90,6 +90,12 @@ class StepFile:
 
     LISTS: tuple[str, ...] = (CONSUMER_LISTS, DISTRIBUTOR_LISTS)
 
+    # workbooks and the distributor share kit (reporting/workbook.py, pipelines/steps/workbooks.py)
+    MARKETING_WORKBOOK = "marketing.xlsx"
+    QUALITY_WORKBOOK = "quality.xlsx"
+    SHARE_KIT = "share_kit.csv"
+    SHARE_KIT_WORKBOOK = "share_kit.xlsx"
+
     # machine twins: the exact frames behind the Excel CSVs that later runs read back (previous
     # tiers, quality history, communities); the CSVs quote formula-like ids, these keep them exactly
     CONSUMER_TIERS_TWIN = "consumer_tiers.parquet"
@@ -830,6 +836,132 @@ def _twin(csv: ExportFile) -> ExportFile:
 
 
 EXPORTS += tuple(_twin(entry) for entry in EXPORTS if entry.name in StepFile.TWINS)
+
+
+# --- workbooks and the distributor share kit (reporting/workbook.py, pipelines/steps/workbooks.py) ----
+
+
+class ShareKitCol:
+    """Columns of the distributor share kit (ids come from the distributor lists)."""
+
+    DISTRIBUTOR_ID = DistributorListCol.DISTRIBUTOR_ID
+    RANK = DistributorListCol.RANK
+    PRODUCT_ID = DistributorListCol.PRODUCT_ID
+    CATEGORY = Col.CATEGORY
+    LIKELY_BUYERS = "likely_buyers"
+    REASON = DistributorListCol.REASON
+    SHARE_TEXT = "share_text"
+
+
+class WorkbookSheet:
+    """The sheets of the workbooks, by code (tab names are localized: ``text.workbook.<code>``)."""
+
+    CONSUMERS = "consumers_sheet"
+    SEGMENTS = "segments_sheet"
+    MEMBER_TIERS = "member_tiers_sheet"
+    TIER_MIGRATION = "tier_migration_sheet"
+    DISTRIBUTORS = "distributors_sheet"
+    COACHING = "coaching_sheet"
+    ALERTS = "alerts_sheet"
+    SUPPLIERS = "suppliers_sheet"
+    SHARE_KIT = "share_kit_sheet"
+    DICTIONARY = "dictionary_sheet"
+
+    ALL: tuple[str, ...] = (
+        CONSUMERS,
+        SEGMENTS,
+        MEMBER_TIERS,
+        TIER_MIGRATION,
+        DISTRIBUTORS,
+        COACHING,
+        ALERTS,
+        SUPPLIERS,
+        SHARE_KIT,
+        DICTIONARY,
+    )
+
+
+_WORKBOOK_DOCS = "README.md"
+
+
+def _sheet(code: str, meaning: str) -> ColumnDoc:
+    """A workbook's sheet, listed as the workbook's 'column' (its tab name is localized)."""
+    return ColumnDoc(code, meaning, unit=Unit.TEXT)
+
+
+_DICTIONARY_SHEET = _sheet(
+    WorkbookSheet.DICTIONARY,
+    "data dictionary: one row per sheet, then one per column: sheet, column, meaning, unit, source",
+)
+
+EXPORTS += (
+    ExportFile(
+        name=StepFile.MARKETING_WORKBOOK,
+        audience="marketing",
+        rows="an Excel workbook, one sheet per marketing CSV (typed cells, frozen header, filters) "
+        "and a data dictionary; sheet names and headers in the run's locale",
+        docs=_WORKBOOK_DOCS,
+        columns=(
+            _sheet(
+                WorkbookSheet.CONSUMERS,
+                f"`{StepFile.CONSUMER_TIERS}`: its first `workbooks.consumer_rows` rows (default "
+                "100,000; the CSV has every consumer)",
+            ),
+            _sheet(WorkbookSheet.SEGMENTS, f"`{StepFile.RFM_SEGMENTS}`: the segment summary"),
+            _sheet(WorkbookSheet.MEMBER_TIERS, f"`{StepFile.MEMBER_TIERS}`: the member levels"),
+            _sheet(WorkbookSheet.TIER_MIGRATION, f"`{StepFile.TIER_MIGRATION}`: previous x current tier"),
+            _sheet(WorkbookSheet.DISTRIBUTORS, f"`{StepFile.DISTRIBUTOR_TIERS}`: every distributor"),
+            _sheet(WorkbookSheet.COACHING, f"`{StepFile.DISTRIBUTOR_COACHING}`: the coaching list"),
+            _DICTIONARY_SHEET,
+        ),
+    ),
+    ExportFile(
+        name=StepFile.QUALITY_WORKBOOK,
+        audience="category managers",
+        rows="an Excel workbook of the quality gate's CSVs and a data dictionary",
+        docs=_WORKBOOK_DOCS,
+        columns=(
+            _sheet(WorkbookSheet.ALERTS, f"`{StepFile.QUALITY_ALERTS}`: every product's level"),
+            _sheet(WorkbookSheet.SUPPLIERS, f"`{StepFile.QUALITY_SUPPLIERS}`: flagged suppliers"),
+            _DICTIONARY_SHEET,
+        ),
+    ),
+    ExportFile(
+        name=StepFile.SHARE_KIT,
+        audience="distributors",
+        rows="one row per product of a distributor's list (the published distributor lists), by "
+        "`distributor_id`, `rank`",
+        docs=_WORKBOOK_DOCS,
+        columns=(
+            _doc(ShareKitCol.DISTRIBUTOR_ID, "the distributor who shares"),
+            _doc(ShareKitCol.RANK, "1 = share first"),
+            _doc(ShareKitCol.PRODUCT_ID, "the product (products have no name column in the data contract)"),
+            _doc(ShareKitCol.CATEGORY, "its category (`unknown` when the quality gate did not grade it)"),
+            ColumnDoc(
+                ShareKitCol.LIKELY_BUYERS,
+                "members of the distributor's community whose own recommendation list holds the product",
+                unit=Unit.COUNT,
+            ),
+            _doc(ShareKitCol.REASON, "why it is pushed (the distributor list's reason)"),
+            ColumnDoc(
+                ShareKitCol.SHARE_TEXT,
+                "a ready-to-paste sentence for the group: product, category, a group-facing reason "
+                "and the likely buyers",
+                unit=Unit.TEXT,
+            ),
+        ),
+    ),
+    ExportFile(
+        name=StepFile.SHARE_KIT_WORKBOOK,
+        audience="distributors",
+        rows="an Excel workbook of the share kit and a data dictionary",
+        docs=_WORKBOOK_DOCS,
+        columns=(
+            _sheet(WorkbookSheet.SHARE_KIT, f"`{StepFile.SHARE_KIT}`, typed"),
+            _DICTIONARY_SHEET,
+        ),
+    ),
+)
 
 
 def export_file(name: str) -> ExportFile:

@@ -26,6 +26,7 @@ from models.segmentation import SegmentationConfig
 from pipelines.publish import PublishConfig
 from pipelines.schedule import ScheduleConfig
 from pipelines.tracking import TrackingConfig
+from reporting.workbook import WorkbookConfig
 from sources.simulator import SimulationConfig
 
 DEFAULT_CONFIG = Path("configs/nightly.yaml")
@@ -77,6 +78,7 @@ class NightlyConfig(BaseModel):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    workbooks: WorkbookConfig = Field(default_factory=WorkbookConfig)
     work_dir: Path = Field(
         Path("work"), description="Working folder: validated data, features, MLflow store, exports."
     )

@@ -62,6 +62,7 @@ from pipelines.runtime import (
 )
 from pipelines.steps.quality import QualityOutcome, run_quality
 from pipelines.steps.validate import Validated, load_and_validate, resolve_data_dir
+from pipelines.steps.workbooks import run_workbooks
 
 if TYPE_CHECKING:
     from pipelines.steps.segment import SegmentationOutcome
@@ -120,6 +121,7 @@ def nightly_flow(
             recommenders = train_recommenders(validated, settings, outputs, con)
         decision = register(recommenders, settings, work, run_id)
         sources = choose_exports(outputs, recommenders, decision, settings, work)
+        sources = workbooks(sources, outputs, settings.workbooks, settings.locale)
         published = publish(sources, exports_dir, validated, settings, run_id, decision)
         promote(decision, settings, work)
         report = run_report(outputs, work, validated.as_of, run_id)
@@ -181,6 +183,7 @@ train_recommenders = nightly_task("train and evaluate recommenders", file_task()
 )
 record_run = nightly_task("record run", file_task())(nightly_steps.record_run)
 record_timings = nightly_task("record timings", file_task())(nightly_steps.write_run_timings)
+workbooks = nightly_task("workbooks and share kit", file_task())(run_workbooks)
 
 
 @nightly_task("load and validate", file_task())

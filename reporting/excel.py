@@ -97,6 +97,11 @@ def _checked(frame: pd.DataFrame, columns: list[str], path: Path, fix: str) -> p
     return frame[columns]
 
 
+def unguard_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """The inverse of ``neutralise_formulas``: text as it was before the CSV quoted it (workbooks)."""
+    return _unguarded(frame)
+
+
 def _unguarded(frame: pd.DataFrame) -> pd.DataFrame:
     """Text cells with the formula guard's quote taken off (the inverse of ``neutralise_formulas``)."""
     plain = frame.copy()

@@ -9,6 +9,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import openpyxl
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -18,10 +19,12 @@ from features.catalog import (
     ColumnDoc,
     ExportFile,
     StepFile,
+    WorkbookSheet,
     export_columns,
     export_file,
     exports_markdown,
 )
+from features.messages import Messages
 from features.vocabulary import MetricCol
 from models.clusters import FEATURES, ClusterConfig
 from models.clv import CLVConfig
@@ -33,6 +36,7 @@ from pipelines.steps.quality import run_quality
 from pipelines.steps.recommend import run_recommend
 from pipelines.steps.segment import run_segmentation
 from pipelines.steps.validate import load_and_validate
+from pipelines.steps.workbooks import run_workbooks
 from sources.simulator import SimulationConfig, simulate
 
 ROOT = Path(__file__).parents[2]
@@ -117,7 +121,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     run_segmentation(validated.clean_paths, validated.as_of, SETTINGS, out, None)
     quality = run_quality(validated.clean_paths, validated.as_of, config, out, None)
     run_recommend(validated.clean_paths, validated.as_of, config, out, 5, None, quality.alerts_path)
-    files = {path.name: path for path in out.iterdir()}
+    files = run_workbooks({path.name: path for path in out.iterdir()}, out)  # + workbooks, share kit
     files[StepFile.VALIDATION_REPORT] = root / "validated" / StepFile.VALIDATION_REPORT
     return files
 
@@ -127,6 +131,10 @@ def _header(path: Path) -> tuple[str, ...]:
         return tuple(pd.read_csv(path, encoding="utf-8-sig", nrows=0).columns)
     if path.suffix == ".parquet":
         return tuple(pq.read_schema(path).names)
+    if path.suffix == ".xlsx":  # a workbook's "columns" are its sheets, by code
+        en = Messages.load("en")
+        codes = {en.text(f"workbook.{code}"): code for code in WorkbookSheet.ALL}
+        return tuple(codes[title] for title in openpyxl.load_workbook(path, read_only=True).sheetnames)
     document = json.loads(path.read_text(encoding="utf-8"))
     return (*document, *document["tables"][0])
 

@@ -1,0 +1,171 @@
+"""The workbooks step: marketing.xlsx, quality.xlsx and the distributor share kit, built from the
+files a run is about to publish.
+
+It runs after the exports are chosen, so the share kit follows the lists that are published
+(the champion's when the new model lost the gate), and it adds its files to them. The sheets
+are the exported CSVs, typed (``reporting.workbook_sheets``); the consumers sheet holds the
+first ``workbooks.consumer_rows`` rows of consumer_tiers.csv (whose order is segment priority,
+then value) and the share kit workbook the first ``workbooks.share_kit_rows`` rows of
+share_kit.csv: the CSVs keep every row, the data dictionary says when a sheet is cut.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from features.catalog import ShareKitCol, StepFile, WorkbookSheet, export_file
+from features.columns import Col
+from features.messages import DEFAULT_LOCALE, Messages
+from features.progress import progress
+from features.vocabulary import ConsumerCol, DistributorListCol, RecCol
+from reporting.excel import read_history, twin_path, write_excel_csv
+from reporting.share_kit import SHARE_KIT_COLUMNS, add_counts, home_of, likely_buyers, share_kit
+from reporting.workbook import WorkbookConfig, write_workbook
+from reporting.workbook_sheets import SheetPart, read_export_csv, workbook_sheets
+
+logger = logging.getLogger(__name__)
+
+# (sheet, exported file it shows) per workbook, in tab order
+MARKETING_SHEETS: tuple[tuple[str, str], ...] = (
+    (WorkbookSheet.CONSUMERS, StepFile.CONSUMER_TIERS),
+    (WorkbookSheet.SEGMENTS, StepFile.RFM_SEGMENTS),
+    (WorkbookSheet.MEMBER_TIERS, StepFile.MEMBER_TIERS),
+    (WorkbookSheet.TIER_MIGRATION, StepFile.TIER_MIGRATION),
+    (WorkbookSheet.DISTRIBUTORS, StepFile.DISTRIBUTOR_TIERS),
+    (WorkbookSheet.COACHING, StepFile.DISTRIBUTOR_COACHING),
+)
+QUALITY_SHEETS: tuple[tuple[str, str], ...] = (
+    (WorkbookSheet.ALERTS, StepFile.QUALITY_ALERTS),
+    (WorkbookSheet.SUPPLIERS, StepFile.QUALITY_SUPPLIERS),
+)
+_FIX = "rerun the nightly into this work directory"
+_BATCH_ROWS = 500_000  # consumer-list rows read at once for the likely buyers
+_ROWS = "rows"  # the progress unit
+
+
+def run_workbooks(
+    sources: Mapping[str, Path],
+    outputs: Path,
+    config: WorkbookConfig | None = None,
+    locale: str = DEFAULT_LOCALE,
+) -> dict[str, Path]:
+    """Write the workbooks and the share kit into ``outputs``; ``sources`` with them added.
+
+    ``sources``: export name -> path of what the run publishes (``choose_exports``). A workbook
+    whose files are all absent (a step that did not run) is not written.
+    """
+    config = config or WorkbookConfig()
+    messages = Messages.load(locale)
+    written: dict[str, Path] = {}
+    books = (
+        (StepFile.MARKETING_WORKBOOK, MARKETING_SHEETS, {StepFile.CONSUMER_TIERS: config.consumer_rows}),
+        (StepFile.QUALITY_WORKBOOK, QUALITY_SHEETS, {}),
+    )
+    for name, sheets, caps in books:
+        parts = [
+            _part(code, name, sources[file], caps.get(file), messages)
+            for code, file in sheets
+            if file in sources
+        ]
+        if parts:
+            written[name] = write_workbook(workbook_sheets(parts, messages), outputs / name)
+    written.update(write_share_kit(sources, outputs, config, messages))
+    return {**sources, **written}
+
+
+def _part(code: str, workbook: str, path: Path, max_rows: int | None, messages: Messages) -> SheetPart:
+    source = export_file(path.name)
+    frame, docs = read_export_csv(path, source, messages, max_rows)
+    total = _row_count(path) if max_rows is not None and len(frame) >= max_rows else None
+    if total is not None and total > len(frame):
+        logger.info("%s: the %s sheet shows the first %d of %d rows", workbook, code, len(frame), total)
+    return SheetPart(code, workbook, source, frame, docs, total)
+
+
+def _row_count(csv_path: Path) -> int:
+    """Data rows of an exported CSV: from its Parquet twin's metadata when there is one."""
+    twin = twin_path(csv_path)
+    if twin.is_file():
+        return pq.ParquetFile(twin).metadata.num_rows
+    with csv_path.open("rb") as file:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b"")) - 1
+
+
+# --- the share kit ---------------------------------------------------------------------------------
+
+
+def write_share_kit(
+    sources: Mapping[str, Path], outputs: Path, config: WorkbookConfig, messages: Messages
+) -> dict[str, Path]:
+    """share_kit.csv and share_kit.xlsx from the published distributor lists (nothing without them)."""
+    lists_path = sources.get(StepFile.DISTRIBUTOR_LISTS)
+    if lists_path is None or not lists_path.is_file():
+        logger.info("no distributor lists to publish: no share kit")
+        return {}
+    kit = build_share_kit(sources, messages)
+    csv_path = outputs / StepFile.SHARE_KIT
+    shown = kit.rename(columns=messages.headers(list(SHARE_KIT_COLUMNS)))
+    write_excel_csv(shown, csv_path)
+    source = export_file(StepFile.SHARE_KIT)
+    cut = shown.head(config.share_kit_rows)
+    docs = tuple(source.columns)
+    part = SheetPart(WorkbookSheet.SHARE_KIT, StepFile.SHARE_KIT_WORKBOOK, source, cut, docs, len(shown))
+    book = write_workbook(workbook_sheets([part], messages), outputs / StepFile.SHARE_KIT_WORKBOOK)
+    return {StepFile.SHARE_KIT: csv_path, StepFile.SHARE_KIT_WORKBOOK: book}
+
+
+def build_share_kit(sources: Mapping[str, Path], messages: Messages) -> pd.DataFrame:
+    """The share kit frame: the published lists, likely buyers from the published consumer lists
+    and the communities of consumer_tiers, categories from the quality gate's alerts."""
+    lists = pd.read_parquet(sources[StepFile.DISTRIBUTOR_LISTS])
+    homes = _homes(sources.get(StepFile.CONSUMER_TIERS))
+    consumer_lists = sources.get(StepFile.CONSUMER_LISTS)
+    if homes is None or consumer_lists is None or not consumer_lists.is_file():
+        buyers = pd.DataFrame({Col.DISTRIBUTOR_ID: [], Col.PRODUCT_ID: [], ShareKitCol.LIKELY_BUYERS: []})
+    else:
+        pushed = lists[DistributorListCol.PRODUCT_ID].unique().tolist()
+        buyers = _likely_buyers(consumer_lists, home_of(homes), pushed)
+    return share_kit(lists, buyers, _categories(sources.get(StepFile.QUALITY_ALERTS)), messages)
+
+
+def _likely_buyers(consumer_lists: Path, home: pd.Series, products: list[object]) -> pd.DataFrame:
+    """``likely_buyers`` over the consumer lists read a batch at a time (they hold k rows per
+    consumer: 50 million at 1 million consumers), only the rows of ``products`` kept."""
+    columns = [RecCol.CONSUMER_ID, RecCol.PRODUCT_ID]
+    file = pq.ParquetFile(consumer_lists)
+    wanted = pa.array(products).cast(file.schema_arrow.field(RecCol.PRODUCT_ID).type)
+    parts = []
+    total = file.metadata.num_rows
+    with progress("share kit: counting likely buyers", total=total, unit=_ROWS) as bar:
+        for batch in file.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+            kept = batch.filter(pc.is_in(batch.column(1), value_set=wanted))
+            parts.append(likely_buyers(kept.to_pandas(strings_to_categorical=True), home))
+            bar.advance(batch.num_rows)
+    return add_counts(parts)
+
+
+def _homes(consumer_tiers: Path | None) -> pd.DataFrame | None:
+    """``consumer_id, distributor_id`` (home distributor) of the published consumer tiers, ids exact."""
+    if consumer_tiers is None:
+        return None
+    columns = [Col.CONSUMER_ID, ConsumerCol.HOME_DISTRIBUTOR_ID]
+    twin = twin_path(consumer_tiers)
+    if twin.is_file():  # only the two columns (read_history reads the whole twin)
+        homes = pd.read_parquet(twin, columns=columns)
+    else:
+        homes = read_history(consumer_tiers, columns, _FIX)
+    return homes.rename(columns={ConsumerCol.HOME_DISTRIBUTOR_ID: Col.DISTRIBUTOR_ID}).dropna()
+
+
+def _categories(quality_alerts: Path | None) -> pd.DataFrame:
+    """``product_id, category`` of every graded product (empty without a quality gate run)."""
+    if quality_alerts is None:
+        return pd.DataFrame({Col.PRODUCT_ID: pd.Series(dtype=object), Col.CATEGORY: pd.Series(dtype=object)})
+    return read_history(quality_alerts, [Col.PRODUCT_ID, Col.CATEGORY], _FIX)

@@ -1,0 +1,221 @@
+"""The workbooks step over a small simulated run: marketing.xlsx, quality.xlsx and the share kit,
+opened with openpyxl in both locales — sheets, typed cells, frozen header, filters, a complete
+data dictionary, the consumers sheet cut with a note, and the same bytes on a rerun."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pytest
+
+from features.catalog import ShareKitCol, StepFile, WorkbookSheet
+from features.columns import Col
+from features.messages import Messages
+from features.vocabulary import ReasonCode, RecCol
+from models.clusters import ClusterConfig
+from models.clv import CLVConfig
+from models.segmentation import SegmentationConfig
+from pipelines.config import NightlyConfig
+from pipelines.steps.quality import run_quality
+from pipelines.steps.segment import run_segmentation
+from pipelines.steps.validate import load_and_validate
+from pipelines.steps.workbooks import MARKETING_SHEETS, QUALITY_SHEETS, run_workbooks
+from reporting.workbook import WorkbookConfig
+from sources.simulator import SimulationConfig, simulate
+
+SEGMENTATION = SegmentationConfig(
+    clv=CLVConfig(enabled=False),
+    clusters=ClusterConfig(k_min=2, k_max=3, fit_sample=1_000, silhouette_sample=300, n_init=1),
+)
+CSV_FILES = [file for _, file in MARKETING_SHEETS + QUALITY_SHEETS]
+WORKBOOKS = (StepFile.MARKETING_WORKBOOK, StepFile.QUALITY_WORKBOOK, StepFile.SHARE_KIT_WORKBOOK)
+
+
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory: pytest.TempPathFactory):
+    data = tmp_path_factory.mktemp("workbooks") / "data"
+    simulate(data, SimulationConfig(consumers=300, distributors=8, products=40, days=90, seed=11))
+    return load_and_validate(data, None, NightlyConfig(), data.parent / "validated")
+
+
+def _lists(outputs: Path) -> dict[str, Path]:
+    """Hand-made published lists: 2 products per distributor, every consumer's list = 2 products."""
+    homes = pd.read_parquet(outputs / StepFile.CONSUMER_TIERS_TWIN)
+    distributors = sorted(homes["home_distributor_id"].dropna().unique())
+    products = pd.read_parquet(outputs / StepFile.QUALITY_ALERTS_TWIN)[Col.PRODUCT_ID].tolist()[:2]
+    distributor_lists = pd.DataFrame(
+        {
+            Col.DISTRIBUTOR_ID: [d for d in distributors for _ in products],
+            Col.PRODUCT_ID: products * len(distributors),
+            RecCol.RANK: [1, 2] * len(distributors),
+            RecCol.SCORE: [0.9, 0.5] * len(distributors),
+            RecCol.REASON: ["r1", "r2"] * len(distributors),
+            RecCol.REASON_CODE: [ReasonCode.LIKELY_BUYERS, ReasonCode.PLATFORM_POPULAR] * len(distributors),
+        }
+    )
+    consumers = homes[Col.CONSUMER_ID].tolist()
+    consumer_lists = pd.DataFrame(
+        {
+            RecCol.CONSUMER_ID: [c for c in consumers for _ in range(2)],
+            RecCol.PRODUCT_ID: [products[0], "P-other"] * len(consumers),
+            RecCol.RANK: [1, 2] * len(consumers),
+        }
+    )
+    distributor_lists.to_parquet(outputs / StepFile.DISTRIBUTOR_LISTS)
+    consumer_lists.to_parquet(outputs / StepFile.CONSUMER_LISTS)
+    return {StepFile.DISTRIBUTOR_LISTS: outputs / StepFile.DISTRIBUTOR_LISTS,
+            StepFile.CONSUMER_LISTS: outputs / StepFile.CONSUMER_LISTS}  # fmt: skip
+
+
+def _run(validated, outputs: Path, locale: str) -> dict[str, Path]:
+    run_segmentation(validated.clean_paths, validated.as_of, SEGMENTATION, outputs, None, locale=locale)
+    run_quality(validated.clean_paths, validated.as_of, NightlyConfig(locale=locale), outputs, None)
+    sources = {file: outputs / file for file in CSV_FILES}
+    return {**sources, **_lists(outputs)}
+
+
+@pytest.fixture(scope="module", params=["en", "zh-CN"])
+def run(request, validated, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    outputs = tmp_path_factory.mktemp(f"outputs-{request.param}")
+    sources = _run(validated, outputs, request.param)
+    published = run_workbooks(sources, outputs, WorkbookConfig(consumer_rows=100), request.param)
+    return {"locale": request.param, "outputs": outputs, "sources": sources, "published": published}
+
+
+def _rows(sheet) -> list[list[object]]:
+    return [[cell.value for cell in row] for row in sheet.iter_rows()]
+
+
+def test_the_workbooks_and_the_share_kit_are_added_to_what_is_published(run: dict) -> None:
+    added = set(run["published"]) - set(run["sources"])
+    assert added == {
+        StepFile.MARKETING_WORKBOOK,
+        StepFile.QUALITY_WORKBOOK,
+        StepFile.SHARE_KIT,
+        StepFile.SHARE_KIT_WORKBOOK,
+    }
+    assert all(run["published"][name].parent == run["outputs"] for name in added)
+
+
+def test_each_sheet_holds_its_csv_typed_under_a_frozen_filtered_header(run: dict) -> None:
+    messages = Messages.load(run["locale"])
+    for workbook, sheets in (
+        (StepFile.MARKETING_WORKBOOK, MARKETING_SHEETS),
+        (StepFile.QUALITY_WORKBOOK, QUALITY_SHEETS),
+    ):
+        book = openpyxl.load_workbook(run["outputs"] / workbook)
+        titles = [messages.text(f"workbook.{code}") for code, _ in sheets]
+        assert book.sheetnames == [*titles, messages.text(f"workbook.{WorkbookSheet.DICTIONARY}")]
+        for title, (code, file) in zip(titles, sheets, strict=True):
+            csv = pd.read_csv(run["outputs"] / file, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+            sheet = book[title]
+            rows = _rows(sheet)
+            assert rows[0] == csv.columns.tolist()
+            expected = min(len(csv), 100) if code == WorkbookSheet.CONSUMERS else len(csv)
+            assert len(rows) - 1 == expected
+            assert sheet.freeze_panes == "A2"
+            assert sheet.auto_filter.ref == f"A1:{sheet.cell(1, len(rows[0])).column_letter}{len(rows)}"
+            if expected:  # the first row's cells are the CSV's, numbers as numbers
+                for cell, text in zip(sheet[2], csv.iloc[0].tolist(), strict=True):
+                    if cell.data_type == "n" and cell.value is not None:
+                        assert cell.value == pytest.approx(float(text))
+                    elif cell.value is not None and cell.data_type == "s":
+                        assert cell.value == text
+
+
+def test_money_shares_and_dates_carry_their_number_formats(run: dict) -> None:
+    messages = Messages.load(run["locale"])
+    book = openpyxl.load_workbook(run["outputs"] / StepFile.MARKETING_WORKBOOK)
+    sheet = book[messages.text(f"workbook.{WorkbookSheet.DISTRIBUTORS}")]
+    formats = {cell.value: below.number_format for cell, below in zip(sheet[1], sheet[2], strict=True)}
+    assert formats[messages.header("gmv_month")] == '"¥"#,##0.00'
+    assert formats[messages.header("gmv_share")] == "0.0%"
+    assert formats[messages.header("month")] == "yyyy-mm-dd"
+    assert formats[messages.header("orders_month")] == "#,##0"
+    assert sheet.cell(2, 1).data_type == "s"  # an id is text
+
+
+def test_the_dictionary_describes_every_column_of_every_sheet(run: dict) -> None:
+    messages = Messages.load(run["locale"])
+    for workbook in WORKBOOKS:
+        book = openpyxl.load_workbook(run["outputs"] / workbook)
+        dictionary = _rows(book[messages.text(f"workbook.{WorkbookSheet.DICTIONARY}")])
+        described = {(row[0], row[1]): row for row in dictionary[1:]}
+        for sheet in book.worksheets[:-1]:
+            assert (sheet.title, messages.text("workbook.dictionary.whole_sheet")) in described
+            for header in _rows(sheet)[0]:
+                row = described[(sheet.title, header)]
+                assert row[2] and row[3] and row[4], row  # meaning, unit, source
+
+
+def test_the_consumers_sheet_is_cut_with_a_note(run: dict) -> None:
+    messages = Messages.load(run["locale"])
+    book = openpyxl.load_workbook(run["outputs"] / StepFile.MARKETING_WORKBOOK)
+    dictionary = _rows(book[messages.text(f"workbook.{WorkbookSheet.DICTIONARY}")])
+    note = dictionary[1][2]
+    assert dictionary[1][0] == messages.text(f"workbook.{WorkbookSheet.CONSUMERS}")
+    assert "100" in note and "300" in note and StepFile.CONSUMER_TIERS in note
+
+
+def test_the_share_kit_has_a_sentence_per_list_row(run: dict) -> None:
+    messages = Messages.load(run["locale"])
+    kit = pd.read_csv(run["outputs"] / StepFile.SHARE_KIT, encoding="utf-8-sig", dtype=str)
+    assert kit.columns.tolist() == [messages.header(c) for c in (
+        ShareKitCol.DISTRIBUTOR_ID, ShareKitCol.RANK, ShareKitCol.PRODUCT_ID, ShareKitCol.CATEGORY,
+        ShareKitCol.LIKELY_BUYERS, ShareKitCol.REASON, ShareKitCol.SHARE_TEXT,
+    )]  # fmt: skip
+    lists = pd.read_parquet(run["outputs"] / StepFile.DISTRIBUTOR_LISTS)
+    assert len(kit) == len(lists)
+    homes = pd.read_parquet(run["outputs"] / StepFile.CONSUMER_TIERS_TWIN)
+    first = kit.iloc[0]
+    community = int((homes["home_distributor_id"] == first.iloc[0]).sum())
+    assert int(first.iloc[4]) == community  # every member's list holds the first product
+    assert first.iloc[6] == messages.text(
+        "share_kit.sentence",
+        category=first.iloc[3],
+        product=first.iloc[2],
+        pitch=messages.text("share_kit.pitch.likely_buyers"),
+        n=community,
+    )
+    book = openpyxl.load_workbook(run["outputs"] / StepFile.SHARE_KIT_WORKBOOK)
+    assert _rows(book.worksheets[0])[1][6] == first.iloc[6]
+
+
+def test_zh_sheet_names_and_headers_have_no_english(run: dict) -> None:
+    if run["locale"] != "zh-CN":
+        pytest.skip("English is the en locale's language")
+    for workbook in WORKBOOKS:
+        book = openpyxl.load_workbook(run["outputs"] / workbook)
+        for sheet in book.worksheets:
+            texts = [sheet.title, *(str(cell.value) for cell in sheet[1])]
+            assert not [text for text in texts if re.search("[A-Za-z]", text)], workbook
+
+
+def test_a_rerun_writes_the_same_bytes(run: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    names = (
+        StepFile.MARKETING_WORKBOOK,
+        StepFile.QUALITY_WORKBOOK,
+        StepFile.SHARE_KIT_WORKBOOK,
+        StepFile.SHARE_KIT,
+    )
+    before = {name: (run["outputs"] / name).read_bytes() for name in names}
+    later = time.time() + 86_400
+    monkeypatch.setattr(time, "time", lambda: later)
+    run_workbooks(run["sources"], run["outputs"], WorkbookConfig(consumer_rows=100), run["locale"])
+    assert {name: (run["outputs"] / name).read_bytes() for name in names} == before
+
+
+def test_the_share_kit_follows_the_lists_that_are_published(run: dict, tmp_path: Path) -> None:
+    """When the new model loses the gate the champion's lists are published: the kit is theirs."""
+    ours = pd.read_parquet(run["outputs"] / StepFile.DISTRIBUTOR_LISTS)
+    champions = tmp_path / StepFile.DISTRIBUTOR_LISTS
+    ours.iloc[[1]].assign(**{RecCol.RANK: 1}).to_parquet(champions)
+    sources = {**run["sources"], StepFile.DISTRIBUTOR_LISTS: champions}
+    published = run_workbooks(sources, tmp_path / "outputs", WorkbookConfig(consumer_rows=100), run["locale"])
+    kit = pd.read_csv(published[StepFile.SHARE_KIT], encoding="utf-8-sig", dtype=str)
+    assert kit.iloc[:, 2].tolist() == [ours.iloc[1][Col.PRODUCT_ID]]
+    assert published[StepFile.DISTRIBUTOR_LISTS] == champions

@@ -1,0 +1,102 @@
+"""The distributor share kit: likely buyers per community and the ready-to-paste sentence."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.catalog import ShareKitCol
+from features.columns import Col
+from features.messages import Messages
+from features.vocabulary import ReasonCode, RecCol
+from reporting.share_kit import SHARE_KIT_COLUMNS, add_counts, home_of, likely_buyers, share_kit
+
+
+def _homes() -> pd.DataFrame:
+    return pd.DataFrame(
+        {Col.CONSUMER_ID: ["c1", "c2", "c3", "c4"], Col.DISTRIBUTOR_ID: ["D1", "D1", "D1", "D2"]}
+    )
+
+
+def _consumer_lists() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            RecCol.CONSUMER_ID: ["c1", "c1", "c2", "c3", "c4", "c9"],
+            RecCol.PRODUCT_ID: ["P1", "P2", "P1", "P1", "P1", "P1"],
+        }
+    )
+
+
+def _lists(codes: bool = True) -> pd.DataFrame:
+    lists = pd.DataFrame(
+        {
+            Col.DISTRIBUTOR_ID: ["D1", "D1", "D2"],
+            Col.PRODUCT_ID: ["P2", "P1", "P3"],
+            RecCol.RANK: [2, 1, 1],
+            RecCol.SCORE: [0.5, 0.9, 0.1],
+            RecCol.REASON: ["你的 1 位顾客可能会买", "你的 3 位顾客可能会买", "平台热门（近 7 天 5 人购买）"],
+        }
+    )
+    if codes:
+        lists[RecCol.REASON_CODE] = [
+            ReasonCode.LIKELY_BUYERS,
+            ReasonCode.LIKELY_BUYERS,
+            ReasonCode.PLATFORM_POPULAR,
+        ]
+    return lists
+
+
+def _buyers() -> pd.DataFrame:
+    return likely_buyers(_consumer_lists(), home_of(_homes()))
+
+
+def _categories() -> pd.DataFrame:
+    return pd.DataFrame({Col.PRODUCT_ID: ["P1", "P2"], Col.CATEGORY: ["beauty", "snacks"]})
+
+
+def test_likely_buyers_count_community_members_whose_list_holds_the_product() -> None:
+    counts = likely_buyers(_consumer_lists(), home_of(_homes()))
+    got = {(d, p): n for d, p, n in counts.itertuples(index=False)}
+    # c9 has no home: not counted; c4 is D2's
+    assert got == {("D1", "P1"): 3, ("D1", "P2"): 1, ("D2", "P1"): 1}
+    only = likely_buyers(_consumer_lists(), home_of(_homes()), pd.Index(["P2"]))
+    assert only[ShareKitCol.LIKELY_BUYERS].tolist() == [1]
+
+
+def test_counts_of_parts_of_the_lists_add_up() -> None:
+    lists, home = _consumer_lists(), home_of(_homes())
+    parts = [likely_buyers(lists.iloc[:3], home), likely_buyers(lists.iloc[3:], home)]
+    whole = likely_buyers(lists, home).sort_values([Col.DISTRIBUTOR_ID, RecCol.PRODUCT_ID])
+    added = add_counts(parts).sort_values([Col.DISTRIBUTOR_ID, RecCol.PRODUCT_ID])
+    assert added.to_numpy().tolist() == whole.to_numpy().tolist()
+    assert add_counts([]).empty
+
+
+def test_the_zh_sentence_for_a_hand_made_list() -> None:
+    zh = Messages.load("zh-CN")
+    kit = share_kit(_lists(), _buyers(), _categories(), zh)
+    assert kit.columns.tolist() == list(SHARE_KIT_COLUMNS)
+    assert kit[ShareKitCol.PRODUCT_ID].tolist() == ["P1", "P2", "P3"]  # by distributor, rank
+    assert kit[ShareKitCol.LIKELY_BUYERS].tolist() == [3, 1, 0]
+    assert kit[ShareKitCol.SHARE_TEXT].tolist() == [
+        "【beauty】P1：好几位群友都很适合，群里有 3 位朋友可能会喜欢，想要的话私我～",
+        "【snacks】P2：好几位群友都很适合，群里有 1 位朋友可能会喜欢，想要的话私我～",
+        # no likely buyer: no count; a product the quality gate did not grade: category unknown
+        "【unknown】P3：全平台都在抢的热门款，想要的话私我～",
+    ]
+    assert kit[ShareKitCol.REASON].tolist()[0] == "你的 3 位顾客可能会买"  # the list's reason, as is
+
+
+def test_the_en_sentence_and_a_list_without_reason_codes() -> None:
+    en = Messages.load("en")
+    kit = share_kit(_lists(codes=False), _buyers(), _categories(), en)
+    assert kit[ShareKitCol.SHARE_TEXT].tolist()[0] == (
+        "[beauty] P1: 你的 3 位顾客可能会买; 3 people in our group may like it, message me if you want one"
+    )
+
+
+def test_a_trending_pitch_names_the_category() -> None:
+    lists = _lists().iloc[[1]].assign(**{RecCol.REASON_CODE: ReasonCode.TRENDING})
+    kit = share_kit(lists, _buyers(), _categories(), Messages.load("zh-CN"))
+    assert kit[ShareKitCol.SHARE_TEXT].tolist() == [
+        "【beauty】P1：这阵子 beauty 里卖得最火的一款，群里有 3 位朋友可能会喜欢，想要的话私我～"
+    ]
