@@ -9,7 +9,6 @@ once instead of mixing its files with the first's.
 
 from __future__ import annotations
 
-import logging
 import sys
 from datetime import date
 from pathlib import Path
@@ -19,6 +18,7 @@ import typer
 
 from features.asof import AsOf
 from features.errors import QuarantineLimitExceeded, SiyuError
+from pipelines.logs import configure_logging
 from pipelines.workdir import claim
 
 app = typer.Typer(
@@ -26,8 +26,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: typer's rich panels print every flag as "--flag <bool>".
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
-import_app = typer.Typer(help="Turn a public data set into the siyu data contract.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Turn a public data set into the siyu data contract.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(import_app, name="import")
 
 ConfigOption = Annotated[
@@ -42,17 +47,12 @@ AsOfOption = Annotated[
 
 @app.callback()
 def _configure(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging, library chatter included.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
 ) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
+    configure_logging(verbose, quiet)
 
 
 @app.command()
@@ -179,8 +179,13 @@ def recommend(
     as_of: AsOfOption = None,
     k: Annotated[int | None, typer.Option("--k", help="Products per consumer (default: lists.k).")] = None,
     exclude_purchased: Annotated[
-        bool, typer.Option("--exclude-purchased", help="Leave out products the consumer already bought.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--exclude-purchased/--keep-purchased",
+            help="Leave out (or keep) products the consumer already bought "
+            "(default: lists.exclude_purchased).",
+        ),
+    ] = None,
     quality_dir: Annotated[
         Path | None,
         typer.Option("--quality", help="Output directory of siyu quality (default: run the gate here)."),
@@ -204,7 +209,7 @@ def recommend(
             settings,
             out,
             k=k,
-            exclude_purchased=True if exclude_purchased else None,
+            exclude_purchased=exclude_purchased,
             quality_alerts_path=quality_dir,
         )
     typer.echo(
@@ -218,7 +223,7 @@ def recommend(
 
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Option("--data", help="Directory of contract Parquet files.")],
+    data: Annotated[Path, typer.Option("--data", help="Directory of contract files (Parquet/CSV).")],
     holdout_days: Annotated[
         int | None, typer.Option("--holdout-days", help="Test window: the last N days (default 30).")
     ] = None,
@@ -230,21 +235,38 @@ def evaluate(
     model: Annotated[
         list[str] | None, typer.Option("--model", help="Only this configured model (repeatable).")
     ] = None,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Where the validated tables go (validated/; reused by the next run)."),
+    ] = Path("evaluation"),
     config: ConfigOption = None,
 ) -> None:
-    """Compare every configured recommender on a temporal holdout: one table of model x protocol."""
+    """Compare every configured recommender on a temporal holdout: one table of model x protocol.
+
+    Rows are sorted by NDCG@k (the production metric) within each protocol; the production
+    model and the best baseline (repeat / popularity models) are marked, and vs_best_baseline
+    is each model's NDCG over the best baseline's.
+    """
+    from features.engine import connect
     from features.vocabulary import MetricCol
     from models.evaluation import EVALUATION_COLUMNS, INTERVAL_COLUMNS, interval_of
     from pipelines.config import load_config
-    from pipelines.steps.evaluate import run_evaluation, write_report
-    from reporting.console import evaluation_table
+    from pipelines.steps.evaluate import baseline_models, run_evaluation, write_report
+    from pipelines.steps.validate import load_and_validate
+    from reporting.console import evaluation_table, evaluation_verdicts, rank_evaluation
 
     settings = load_config(config)
     for name, value in (("--holdout-days", holdout_days), ("--k", k)):
         if value is not None and value < 1:
             raise SiyuError(f"{name} {value}: must be at least 1\n  fix: e.g. {name} 10")
     day = _parse_as_of(as_of)
-    report = run_evaluation(data, settings.recommend, day, holdout_days, k, model or None)
+    recommend_settings = settings.recommend
+    with claim(out, "evaluate"):
+        validated = load_and_validate(data, day, settings, out / "validated")
+        con = connect(validated.clean_paths)
+        report = run_evaluation(
+            validated.clean_dir, recommend_settings, validated.as_of, holdout_days, k, model or None, con
+        )
     typer.echo(f"trained up to {report.cutoff}, tested up to {report.test_end}, metrics at k={report.k}")
     if report.sample is not None:
         typer.echo(
@@ -253,7 +275,11 @@ def evaluate(
         )
     ndcg_interval = interval_of(MetricCol.NDCG)
     shown = tuple(c for c in EVALUATION_COLUMNS if c not in INTERVAL_COLUMNS or c in ndcg_interval)
-    typer.echo(evaluation_table(report.table, shown))
+    production = recommend_settings.production
+    ranked = rank_evaluation(report.table, production, baseline_models(recommend_settings))
+    typer.echo(evaluation_table(ranked, shown))
+    for line in evaluation_verdicts(ranked, production):
+        typer.echo(line)
     if json_path is not None:
         typer.echo(f"wrote {write_report(report, json_path)}")
 

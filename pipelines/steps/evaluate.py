@@ -132,6 +132,16 @@ def run_evaluation(
     )
 
 
+# Model kinds that are the simple baselines a learned model has to beat (repeat purchase,
+# popularity): ``siyu evaluate`` marks the best of them and measures every model against it.
+BASELINE_KINDS: tuple[str, ...] = ("repeat", "popularity")
+
+
+def baseline_models(config: RecommendConfig) -> list[str]:
+    """The configured models whose kind is a baseline (``BASELINE_KINDS``), in config order."""
+    return [name for name, spec in config.models.items() if spec.kind in BASELINE_KINDS]
+
+
 def _model_names(config: RecommendConfig, model_names: list[str] | None) -> list[str]:
     names = model_names or config.evaluation.models or list(config.models)
     unknown = [name for name in names if name not in config.models]
