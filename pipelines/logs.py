@@ -8,7 +8,7 @@ log to what the run does:
 - Prefect's "Finished in state Completed()" line after every task is left out (any other
   final state, a failure above all, stays);
 - Python warnings raised inside those libraries are dropped, all others become one log line;
-- MLflow's artifact download bars are off;
+- MLflow's artifact download bars are off, and its lines use this log's handler and format;
 - ANSI colour codes are stripped from every line, so a log file reads as text.
 
 ``--verbose`` (``-v``) turns all of that off and logs at DEBUG; ``--quiet`` (``-q``) shows
@@ -36,6 +36,8 @@ CHATTY_LIBRARIES: tuple[str, ...] = (
 )
 # MLflow's switch for its tqdm download bars (read when it downloads).
 MLFLOW_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+# MLflow's switch for configuring its own loggers on import (off: its lines go through this log).
+MLFLOW_OWN_LOGGING = "MLFLOW_CONFIGURE_LOGGING"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DATE_FORMAT = "%H:%M:%S"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -55,6 +57,8 @@ def configure_logging(verbose: bool = False, quiet: bool = False, stream: TextIO
     logging.captureWarnings(True)
     for name in CHATTY_LIBRARIES:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+    # MLflow otherwise gives its loggers a handler of their own at INFO when it is imported.
+    os.environ.setdefault(MLFLOW_OWN_LOGGING, "false")
     if not verbose:
         os.environ.setdefault(MLFLOW_PROGRESS_BAR, "false")
 

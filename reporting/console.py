@@ -41,7 +41,7 @@ def validation_table(report_path: Path) -> list[str]:
 # Columns the ranked evaluation table adds (the console's own, in no exported file).
 MARK = "mark"
 VS_BEST_BASELINE = "vs_best_baseline"
-PRODUCTION_MARK = "production"
+PRODUCTION_MARK = "production"  # vocabulary: a value, not a column
 BEST_BASELINE_MARK = "best baseline"
 BASELINE_MARK = "baseline"
 PRODUCTION_METRIC = MetricCol.NDCG
