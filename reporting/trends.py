@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.catalog import RunFile, StepFile
+from features.catalog import Folder, RunFile, StepFile
 from features.distributor_features import DistributorCol
 from features.vocabulary import EvaluationKey, Movement
 from models.evaluation import MetricCol, Protocol
@@ -31,7 +31,7 @@ from reporting.run_files import RunFiles
 
 TREND_NIGHTS = 14  # nights the trend section shows, tonight included
 CURRENT_FILE = "CURRENT"  # the exports folder's marker: names the current export
-EXPORTS = "exports"  # the exports folder beside a work directory's outputs (default layout)
+EXPORTS = Folder.EXPORTS  # the exports folder beside a work directory's outputs (default layout)
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 # The measures of one night (the report's own names, in no exported file).
