@@ -236,9 +236,13 @@ def evaluate(
         list[str] | None, typer.Option("--model", help="Only this configured model (repeatable).")
     ] = None,
     out: Annotated[
-        Path,
-        typer.Option("--out", help="Where the validated tables go (validated/; reused by the next run)."),
-    ] = Path("evaluation"),
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where the validated tables go (OUT/validated, reused by the next run; "
+            "default: <work_dir>/evaluation).",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Compare every configured recommender on a temporal holdout: one table of model x protocol.
@@ -251,7 +255,7 @@ def evaluate(
     from features.vocabulary import MetricCol
     from models.evaluation import EVALUATION_COLUMNS, INTERVAL_COLUMNS, interval_of
     from pipelines.config import load_config
-    from pipelines.steps.evaluate import baseline_models, run_evaluation, write_report
+    from pipelines.steps.evaluate import baseline_models, chosen_models, run_evaluation, write_report
     from pipelines.steps.validate import load_and_validate
     from reporting.console import evaluation_table, evaluation_verdicts, rank_evaluation
 
@@ -261,6 +265,8 @@ def evaluate(
             raise SiyuError(f"{name} {value}: must be at least 1\n  fix: e.g. {name} 10")
     day = _parse_as_of(as_of)
     recommend_settings = settings.recommend
+    chosen_models(recommend_settings, model or None)  # an unknown --model fails before validating
+    out = out or settings.work_dir / "evaluation"
     with claim(out, "evaluate"):
         validated = load_and_validate(data, day, settings, out / "validated")
         con = connect(validated.clean_paths)

@@ -118,7 +118,7 @@ def run_evaluation(
     settings = config.evaluation
     holdout_days = holdout_days or settings.holdout_days
     k = k or settings.k
-    names = _model_names(config, model_names)
+    names = chosen_models(config, model_names)
     con = con if con is not None else connect(contract_tables(data_dir))
     last = AsOf.of(as_of if as_of is not None else latest_activity(con))
     split = TimeSplit.holdout(last, holdout_days)
@@ -142,7 +142,9 @@ def baseline_models(config: RecommendConfig) -> list[str]:
     return [name for name, spec in config.models.items() if spec.kind in BASELINE_KINDS]
 
 
-def _model_names(config: RecommendConfig, model_names: list[str] | None) -> list[str]:
+def chosen_models(config: RecommendConfig, model_names: list[str] | None) -> list[str]:
+    """The models to evaluate: ``model_names``, else ``evaluation.models``, else all configured;
+    an unknown name is a ``SiyuError`` naming the configured ones."""
     names = model_names or config.evaluation.models or list(config.models)
     unknown = [name for name in names if name not in config.models]
     if unknown:
