@@ -61,7 +61,7 @@ def clv_bands_chart(bands: pd.Series, consumers: pd.Series, value: pd.Series, ho
     axes.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     axes.set_xlabel(f"share of consumers and of expected spend, next {horizon}")
     axes.set_ylabel(f"expected spend, next {horizon}")
-    axes.legend(loc="lower right", fontsize=8, frameon=False)
+    axes.legend(loc="upper right", fontsize=8, frameon=False)
     axes.spines[["top", "right"]].set_visible(False)
     return _svg(figure)
 
@@ -127,7 +127,7 @@ def category_rates_chart(rates: pd.Series, thresholds: pd.Series) -> Markup:
     axes.set_yticks(positions, names)
     axes.invert_yaxis()
     axes.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
-    axes.set_xlabel("complaints per order line, last 30 days (bar) against the threshold (tick)")
+    axes.set_xlabel("complaint rate, last 30 days (bar) and threshold (tick)")
     axes.legend(loc="lower right", fontsize=8, frameon=False)
     axes.spines[["top", "right"]].set_visible(False)
     return _svg(figure)
@@ -139,6 +139,8 @@ def trends_chart(measures: pd.DataFrame, segments: pd.DataFrame) -> Markup:
     figure = _figure(8.5, 5.2)
     if figure is None or not len(measures):
         return NO_CHART
+    from matplotlib.ticker import FuncFormatter
+
     nights = [str(night)[5:] if len(str(night)) == 10 else str(night) for night in measures.index]
     (top_left, top_right), (bottom_left, bottom_right) = figure.subplots(2, 2, sharex=True)
     for name, counts in segments.iterrows():
@@ -157,12 +159,18 @@ def trends_chart(measures: pd.DataFrame, segments: pd.DataFrame) -> Markup:
                 values = measures[column].to_numpy(dtype=float)
                 axes.plot(nights, values, marker="o", color=color, label=column)
         axes.set_title(title, fontsize=9)
+        axes.yaxis.set_major_formatter(FuncFormatter(_plain_number))
         if len(columns) > 1:
             axes.legend(fontsize=7, frameon=False)
     for axes in (top_left, top_right, bottom_left, bottom_right):
         axes.spines[["top", "right"]].set_visible(False)
         axes.tick_params(axis="x", labelrotation=45, labelsize=7)
     return _svg(figure)
+
+
+def _plain_number(value: float, _position: object = None) -> str:
+    """An axis label without scientific notation: 752,757 and 0.3866."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
 
 
 def _figure(width: float, height: float) -> Any:

@@ -397,7 +397,8 @@ def clv(files: RunFiles) -> CLV:
     bands, tier_risk = _churn(files, value_column, columns)
     value_bands = clv_bands(values)
     chart = charts.clv_bands_chart(value_bands[BAND], value_bands[SHARE], value_bands[VALUE_SHARE], horizon)
-    table = frame_table(value_bands, percent=(SHARE, VALUE_SHARE))
+    money = value_bands.assign(**{VALUE: value_bands[VALUE].map(fmt.money)})
+    table = frame_table(money, (SHARE, VALUE_SHARE))
     return CLV(value_column, horizon, True, chart, stats, tiers, bands, tier_risk, table)
 
 
