@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,10 @@ from features.asof import AsOf
 from features.errors import QuarantineLimitExceeded, SiyuError
 from pipelines.logs import configure_logging
 from pipelines.workdir import claim
+
+if TYPE_CHECKING:  # the commands import their steps when they run, so that --help stays fast
+    from models.recommenders.training import RecommendConfig
+    from pipelines.steps.evaluate import EvaluationReport
 
 app = typer.Typer(
     help="siyu: nightly segmentation, recommendation and quality gate for S2b2C social retail.",
@@ -252,12 +256,9 @@ def evaluate(
     is each model's NDCG over the best baseline's.
     """
     from features.engine import connect
-    from features.vocabulary import MetricCol
-    from models.evaluation import EVALUATION_COLUMNS, INTERVAL_COLUMNS, interval_of
     from pipelines.config import load_config
-    from pipelines.steps.evaluate import baseline_models, chosen_models, run_evaluation, write_report
+    from pipelines.steps.evaluate import chosen_models, run_evaluation, write_report
     from pipelines.steps.validate import load_and_validate
-    from reporting.console import evaluation_table, evaluation_verdicts, rank_evaluation
 
     settings = load_config(config)
     for name, value in (("--holdout-days", holdout_days), ("--k", k)):
@@ -270,9 +271,24 @@ def evaluate(
     with claim(out, "evaluate"):
         validated = load_and_validate(data, day, settings, out / "validated")
         con = connect(validated.clean_paths)
-        report = run_evaluation(
-            validated.clean_dir, recommend_settings, validated.as_of, holdout_days, k, model or None, con
-        )
+        try:
+            report = run_evaluation(
+                validated.clean_dir, recommend_settings, validated.as_of, holdout_days, k, model or None, con
+            )
+        finally:
+            con.close()
+    _print_evaluation(report, recommend_settings)
+    if json_path is not None:
+        typer.echo(f"wrote {write_report(report, json_path)}")
+
+
+def _print_evaluation(report: EvaluationReport, settings: RecommendConfig) -> None:
+    """The windows, the sample, the ranked and marked table, and one verdict line per protocol."""
+    from features.vocabulary import MetricCol
+    from models.evaluation import EVALUATION_COLUMNS, INTERVAL_COLUMNS, interval_of
+    from pipelines.steps.evaluate import baseline_models
+    from reporting.console import evaluation_table, evaluation_verdicts, rank_evaluation
+
     typer.echo(f"trained up to {report.cutoff}, tested up to {report.test_end}, metrics at k={report.k}")
     if report.sample is not None:
         typer.echo(
@@ -281,13 +297,10 @@ def evaluate(
         )
     ndcg_interval = interval_of(MetricCol.NDCG)
     shown = tuple(c for c in EVALUATION_COLUMNS if c not in INTERVAL_COLUMNS or c in ndcg_interval)
-    production = recommend_settings.production
-    ranked = rank_evaluation(report.table, production, baseline_models(recommend_settings))
+    ranked = rank_evaluation(report.table, settings.production, baseline_models(settings))
     typer.echo(evaluation_table(ranked, shown))
-    for line in evaluation_verdicts(ranked, production):
+    for line in evaluation_verdicts(ranked, settings.production):
         typer.echo(line)
-    if json_path is not None:
-        typer.echo(f"wrote {write_report(report, json_path)}")
 
 
 @app.command("evaluate-segments")
