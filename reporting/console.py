@@ -65,8 +65,9 @@ def _rank_protocol(part: pd.DataFrame, production: str | None, baselines: Collec
     ranked = part.sort_values(PRODUCTION_METRIC, ascending=False, kind="stable")
     is_baseline = ranked[MetricCol.MODEL].isin(list(baselines))
     scores = ranked[PRODUCTION_METRIC]
-    best = scores[is_baseline].max() if is_baseline.any() else np.nan
-    best_model = ranked.loc[scores[is_baseline].idxmax(), MetricCol.MODEL] if is_baseline.any() else None
+    measured = scores[is_baseline].dropna()
+    best = measured.max() if len(measured) else np.nan
+    best_model = ranked.loc[measured.idxmax(), MetricCol.MODEL] if len(measured) else None
     marks = np.where(is_baseline, BASELINE_MARK, "")
     marks = np.where(ranked[MetricCol.MODEL] == best_model, BEST_BASELINE_MARK, marks)
     marks = np.where(ranked[MetricCol.MODEL] == production, PRODUCTION_MARK, marks)

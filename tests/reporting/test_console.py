@@ -57,3 +57,9 @@ def test_the_printed_table_leads_with_the_mark_and_ends_with_the_comparison() ->
     assert lines[0].split() == ["mark", "model", "protocol", "ndcg", "fit_seconds", "vs_best_baseline"]
     assert lines[1].startswith("production ") and lines[1].rstrip().endswith("+25.0%")
     assert lines[2].startswith("best baseline ") and lines[2].rstrip().endswith("+0.0%")
+
+
+def test_a_baseline_without_a_score_is_no_best_baseline() -> None:
+    table = _table().assign(ndcg=lambda frame: frame["ndcg"].where(frame["model"] != "repeat"))
+    ranked = rank_evaluation(table, "ranker", ["repeat"])
+    assert "best baseline" not in set(ranked["mark"]) and ranked["vs_best_baseline"].isna().all()
