@@ -4,7 +4,8 @@
 log to what the run does:
 
 - libraries that narrate their internals (arviz's optional-package notes, pytensor's compile
-  paths, matplotlib's font cache, MLflow's and alembic's database set-up) only show warnings;
+  notes, also from loggers named by file path, matplotlib's font cache, MLflow's and alembic's
+  database set-up) only show warnings;
 - Prefect's "Finished in state Completed()" line after every task is left out (any other
   final state, a failure above all, stays);
 - Python warnings raised inside those libraries are dropped, all others become one log line;
@@ -42,7 +43,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DATE_FORMAT = "%H:%M:%S"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _PREFECT_DONE = "Finished in state Completed()"
-_LIBRARY_FILE = re.compile(r"[/\\](?:" + "|".join(CHATTY_LIBRARIES) + r")[/\\][^:]*\.py:\d+: ")
+_LIBRARY_PATH = r"[/\\](?:" + "|".join(CHATTY_LIBRARIES) + r")[/\\]"
+_LIBRARY_FILE = re.compile(_LIBRARY_PATH + r"[^:]*\.py:\d+: ")
+# pytensor names some loggers by their file ("/…/site-packages/pytensor/link/c/lazylinker_c.py").
+_LIBRARY_LOGGER = re.compile(_LIBRARY_PATH)
 
 
 def configure_logging(verbose: bool = False, quiet: bool = False, stream: TextIO | None = None) -> None:
@@ -71,9 +75,12 @@ class PlainFormatter(logging.Formatter):
 
 
 class DropChatter(logging.Filter):
-    """Leave out Prefect's per-task "Completed" lines and Python warnings raised in a chatty library."""
+    """Leave out Prefect's per-task "Completed" lines, Python warnings raised in a chatty library,
+    and the notes of loggers named after a chatty library's file (pytensor's compile notes)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING and _LIBRARY_LOGGER.search(record.name):
+            return False
         message = record.getMessage()
         if record.name.startswith("prefect") and message.endswith(_PREFECT_DONE):
             return False
