@@ -9,25 +9,34 @@ once instead of mixing its files with the first's.
 
 from __future__ import annotations
 
-import logging
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from features.asof import AsOf
 from features.errors import QuarantineLimitExceeded, SiyuError
+from pipelines.logs import configure_logging
 from pipelines.workdir import claim
+
+if TYPE_CHECKING:  # the commands import their steps when they run, so that --help stays fast
+    from models.recommenders.training import RecommendConfig
+    from pipelines.steps.evaluate import EvaluationReport
 
 app = typer.Typer(
     help="siyu: nightly segmentation, recommendation and quality gate for S2b2C social retail.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: typer's rich panels print every flag as "--flag <bool>".
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
-import_app = typer.Typer(help="Turn a public data set into the siyu data contract.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Turn a public data set into the siyu data contract.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(import_app, name="import")
 
 ConfigOption = Annotated[
@@ -50,17 +59,12 @@ LocaleOption = Annotated[
 
 @app.callback()
 def _configure(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging, library chatter included.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
 ) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
+    configure_logging(verbose, quiet)
 
 
 @app.command()
@@ -188,8 +192,13 @@ def recommend(
     as_of: AsOfOption = None,
     k: Annotated[int | None, typer.Option("--k", help="Products per consumer (default: lists.k).")] = None,
     exclude_purchased: Annotated[
-        bool, typer.Option("--exclude-purchased", help="Leave out products the consumer already bought.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--exclude-purchased/--keep-purchased",
+            help="Leave out (or keep) products the consumer already bought "
+            "(default: lists.exclude_purchased).",
+        ),
+    ] = None,
     quality_dir: Annotated[
         Path | None,
         typer.Option("--quality", help="Output directory of siyu quality (default: run the gate here)."),
@@ -214,7 +223,7 @@ def recommend(
             settings,
             out,
             k=k,
-            exclude_purchased=True if exclude_purchased else None,
+            exclude_purchased=exclude_purchased,
             quality_alerts_path=quality_dir,
         )
     typer.echo(
@@ -228,7 +237,7 @@ def recommend(
 
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Option("--data", help="Directory of contract Parquet files.")],
+    data: Annotated[Path, typer.Option("--data", help="Directory of contract files (Parquet/CSV).")],
     holdout_days: Annotated[
         int | None, typer.Option("--holdout-days", help="Test window: the last N days (default 30).")
     ] = None,
@@ -240,21 +249,56 @@ def evaluate(
     model: Annotated[
         list[str] | None, typer.Option("--model", help="Only this configured model (repeatable).")
     ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where the validated tables go (OUT/validated, reused by the next run; "
+            "default: <work_dir>/evaluation).",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Compare every configured recommender on a temporal holdout: one table of model x protocol."""
-    from features.vocabulary import MetricCol
-    from models.evaluation import EVALUATION_COLUMNS, INTERVAL_COLUMNS, interval_of
+    """Compare every configured recommender on a temporal holdout: one table of model x protocol.
+
+    Rows are sorted by NDCG@k (the production metric) within each protocol; the production
+    model and the best baseline (repeat / popularity models) are marked, and vs_best_baseline
+    is each model's NDCG over the best baseline's.
+    """
+    from features.engine import connect
     from pipelines.config import load_config
-    from pipelines.steps.evaluate import run_evaluation, write_report
-    from reporting.console import evaluation_table
+    from pipelines.steps.evaluate import chosen_models, run_evaluation, write_report
+    from pipelines.steps.validate import load_and_validate
 
     settings = load_config(config)
     for name, value in (("--holdout-days", holdout_days), ("--k", k)):
         if value is not None and value < 1:
             raise SiyuError(f"{name} {value}: must be at least 1\n  fix: e.g. {name} 10")
     day = _parse_as_of(as_of)
-    report = run_evaluation(data, settings.recommend, day, holdout_days, k, model or None)
+    recommend_settings = settings.recommend
+    chosen_models(recommend_settings, model or None)  # an unknown --model fails before validating
+    out = out or settings.work_dir / "evaluation"
+    with claim(out, "evaluate"):
+        validated = load_and_validate(data, day, settings, out / "validated")
+        con = connect(validated.clean_paths)
+        try:
+            report = run_evaluation(
+                validated.clean_dir, recommend_settings, validated.as_of, holdout_days, k, model or None, con
+            )
+        finally:
+            con.close()
+    _print_evaluation(report, recommend_settings)
+    if json_path is not None:
+        typer.echo(f"wrote {write_report(report, json_path)}")
+
+
+def _print_evaluation(report: EvaluationReport, settings: RecommendConfig) -> None:
+    """The windows, the sample, the ranked and marked table, and one verdict line per protocol."""
+    from features.vocabulary import MetricCol
+    from models.evaluation import EVALUATION_COLUMNS, INTERVAL_COLUMNS, interval_of
+    from pipelines.steps.evaluate import baseline_models
+    from reporting.console import evaluation_table, evaluation_verdicts, rank_evaluation
+
     typer.echo(f"trained up to {report.cutoff}, tested up to {report.test_end}, metrics at k={report.k}")
     if report.sample is not None:
         typer.echo(
@@ -263,9 +307,10 @@ def evaluate(
         )
     ndcg_interval = interval_of(MetricCol.NDCG)
     shown = tuple(c for c in EVALUATION_COLUMNS if c not in INTERVAL_COLUMNS or c in ndcg_interval)
-    typer.echo(evaluation_table(report.table, shown))
-    if json_path is not None:
-        typer.echo(f"wrote {write_report(report, json_path)}")
+    ranked = rank_evaluation(report.table, settings.production, baseline_models(settings))
+    typer.echo(evaluation_table(ranked, shown))
+    for line in evaluation_verdicts(ranked, settings.production):
+        typer.echo(line)
 
 
 @app.command("evaluate-segments")

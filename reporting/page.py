@@ -45,6 +45,7 @@ from reporting.sections import (
     tier_order,
     true_count,
 )
+from reporting.trends import TREND_NIGHTS, earlier_nights, exports_beside
 
 logger = logging.getLogger(__name__)
 
@@ -63,18 +64,28 @@ RUN_FACTS = (
 
 
 def write_report(
-    run_dir: Path, out_path: Path, as_of: date | None = None, run_info: Mapping[str, Any] | None = None
+    run_dir: Path,
+    out_path: Path,
+    as_of: date | None = None,
+    run_info: Mapping[str, Any] | None = None,
+    exports_dir: Path | None = None,
+    trend_nights: int = TREND_NIGHTS,
 ) -> Path:
     """Write the HTML report of the run in ``run_dir`` to ``out_path`` (atomically); return ``out_path``.
 
     ``as_of`` and ``run_info`` (MLflow run id, model version, ...) default to what the folder's
-    ``manifest.json`` says, when it has one.
+    ``manifest.json`` says, when it has one. The trend section reads the ``trend_nights`` − 1
+    newest exports before ``as_of`` in ``exports_dir`` (default: the exports folder beside
+    ``run_dir``, see ``reporting.trends.exports_beside``).
     """
     files = RunFiles(run_dir)
     manifest = files.json(RunFile.MANIFEST) if files.has(RunFile.MANIFEST) else {}
-    as_of_text = str(as_of or manifest.get("as_of") or _month_of(files) or "unknown date")
+    night = as_of or manifest.get("as_of")
+    as_of_text = str(night or _month_of(files) or "unknown date")
     info = dict(run_info if run_info is not None else manifest.get("run", {}))
-    sections = build_sections(files)
+    history = exports_dir if exports_dir is not None else exports_beside(run_dir)
+    earlier = earlier_nights(history, str(night), trend_nights - 1) if night else []
+    sections = build_sections(RunFiles(run_dir, str(night) if night else None, earlier))
     write_text_atomically(out_path, render_page(as_of_text, info, sections, run_dir))
     logger.info(
         "report: %d of %d sections produced, written to %s",

@@ -22,10 +22,18 @@ class MissingFile(Exception):
 
 
 class RunFiles:
-    """The files of the run in ``run_dir``; names come from ``features.catalog``."""
+    """The files of the run in ``run_dir``; names come from ``features.catalog``.
 
-    def __init__(self, run_dir: Path) -> None:
+    ``as_of`` names the run's night and ``earlier`` the (date, folder) of earlier nights' exports,
+    oldest first, for the trend section; both are optional.
+    """
+
+    def __init__(
+        self, run_dir: Path, as_of: str | None = None, earlier: Sequence[tuple[str, Path]] = ()
+    ) -> None:
         self.run_dir = run_dir
+        self.as_of = as_of
+        self.earlier = tuple(earlier)
 
     def has(self, name: str) -> bool:
         """Whether the run wrote ``name``."""

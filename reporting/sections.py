@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -32,6 +33,7 @@ from models.quality import LEVELS, QualityCol
 from models.rfm import RFMCol
 from reporting import charts
 from reporting import formatting as fmt
+from reporting import trends as trend
 from reporting.run_files import MissingFile, RunFiles
 
 # Models counted as baselines when the evaluation compares the production model with them.
@@ -76,6 +78,8 @@ class BarTable:
     rows: tuple[BarRow, ...]
     extra: tuple[str, ...] = ()
     levels: bool = False  # draw the labels as quality-level badges
+    # what the share and the bar are a share of (the count, unless a weight is given)
+    share_label: str = "share"  # vocabulary: a value, not a column
 
 
 def bar_table(
@@ -335,6 +339,35 @@ class CLV:
     tiers: tuple[TierValue, ...] = ()  # highest mean first
     bands: tuple[ChurnBand, ...] = ()  # low, medium, high; empty when the export has no churn_band
     tier_risk: tuple[tuple[str, float], ...] = ()  # (member tier, mean churn risk of its buyers)
+    value_bands: Table | None = None  # consumers and expected spend per band of expected spend
+
+
+# Bands of expected spend (powers of ten: CLV is heavy-tailed, a linear histogram is one spike at 0).
+CLV_BAND_EDGES: tuple[float, ...] = (0.0, 1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, np.inf)
+BAND, VALUE, VALUE_SHARE = "expected_spend", "total_expected_spend", "share_of_expected_spend"
+
+
+def clv_bands(values: pd.Series) -> pd.DataFrame:
+    """Consumers and their summed expected spend per band of ``CLV_BAND_EDGES`` (left-closed;
+    negative values count in the first band), from the first band to the last that is not empty:
+    ``expected_spend`` (the band's label), ``consumers``, ``share``, the total and its share."""
+    edges = CLV_BAND_EDGES
+    labels = [_band_label(low, high) for low, high in pairwise(edges)]
+    band = pd.cut(values.clip(lower=0.0), list(edges), right=False, labels=labels)
+    grouped = values.groupby(band, observed=False)
+    frame = pd.DataFrame({CONSUMERS: grouped.size(), VALUE: grouped.sum()})
+    last = int(np.flatnonzero(frame[CONSUMERS].to_numpy())[-1]) + 1 if len(values) else 0
+    frame = frame.iloc[:last]
+    total_value = float(values.sum())
+    frame[SHARE] = frame[CONSUMERS] / max(len(values), 1)
+    frame[VALUE_SHARE] = frame[VALUE] / total_value if total_value else np.nan
+    return frame.rename_axis(BAND).reset_index()[[BAND, CONSUMERS, SHARE, VALUE, VALUE_SHARE]]
+
+
+def _band_label(low: float, high: float) -> str:
+    if low == 0:
+        return f"under {high:,.0f}"
+    return f"{low:,.0f} and more" if not np.isfinite(high) else f"{low:,.0f} to {high:,.0f}"
 
 
 def clv(files: RunFiles) -> CLV:
@@ -362,7 +395,11 @@ def clv(files: RunFiles) -> CLV:
         for tier, group in sorted(by_tier, key=lambda item: -item[1].mean())
     )
     bands, tier_risk = _churn(files, value_column, columns)
-    return CLV(value_column, horizon, True, charts.clv_chart(values, horizon), stats, tiers, bands, tier_risk)
+    value_bands = clv_bands(values)
+    chart = charts.clv_bands_chart(value_bands[BAND], value_bands[SHARE], value_bands[VALUE_SHARE], horizon)
+    money = value_bands.assign(**{VALUE: value_bands[VALUE].map(fmt.money)})
+    table = frame_table(money, (SHARE, VALUE_SHARE))
+    return CLV(value_column, horizon, True, chart, stats, tiers, bands, tier_risk, table)
 
 
 def _churn(
@@ -399,7 +436,8 @@ class Distributors:
 
 
 def distributors(files: RunFiles) -> Distributors:
-    """Distributors per tier with their GMV, and the top distributors of the month."""
+    """Distributors per tier with their GMV, and the top distributors of the month; the bars and
+    shares are of GMV (a tier of many small distributors gets a short bar), counts beside them."""
     frame = files.csv(StepFile.DISTRIBUTOR_TIERS)
     tier, gmv = DistributorTierCol.TIER, DistributorCol.GMV_MONTH
     month = str(frame[DistributorCol.MONTH].iloc[0]) if len(frame) else "?"
@@ -412,9 +450,9 @@ def distributors(files: RunFiles) -> Distributors:
         set(members.index) - set(DISTRIBUTOR_TIERS)
     )
     rows = [
-        (t, int(members[t]), [fmt.money(tier_gmv[t]),
-         fmt.percent(tier_gmv[t] / total_gmv if total_gmv else 0.0),
-         fmt.integer(customers[t]), fmt.integer(coached[t])])
+        (t, int(members[t]), float(tier_gmv[t]),
+         [fmt.money(tier_gmv[t]), fmt.percent(members[t] / len(frame)),
+          fmt.integer(customers[t]), fmt.integer(coached[t])])
         for t in order
     ]  # fmt: skip
     top = frame.sort_values(DistributorTierCol.RANK).head(TOP_DISTRIBUTORS)
@@ -423,13 +461,36 @@ def distributors(files: RunFiles) -> Distributors:
         DistributorCol.ACTIVE_CUSTOMERS, DistributorCol.REPEAT_RATE, DistributorTierCol.COACHING,
     ]  # fmt: skip
     percent = {DistributorTierCol.GMV_SHARE, DistributorCol.GROWTH, DistributorCol.REPEAT_RATE}
+    extra = ["GMV", "share of distributors", "active customers", "coached"]
     return Distributors(
         month,
         len(frame),
         total_gmv,
         int(coached.sum()),
-        bar_table("tier", rows, len(frame), ["GMV", "GMV share", "active customers", "coached"]),
+        weighted_bar_table("tier", rows, "GMV share", extra),
         frame_table(top[[c for c in top_columns if c in top.columns]], percent=percent),
+    )
+
+
+def weighted_bar_table(
+    label: str,
+    rows: Iterable[tuple[str, int, float, Iterable[str]]],
+    share_label: str,
+    extra: Iterable[str] = (),
+) -> BarTable:
+    """A ``BarTable`` from ``(name, count, weight, extra cells)`` rows whose share and bar are of the
+    weight (e.g. GMV), not of the count; negative weights count as 0."""
+    rows = list(rows)
+    weights = [max(weight, 0.0) if np.isfinite(weight) else 0.0 for _, _, weight, _ in rows]
+    total, widest = sum(weights), max(weights, default=0.0) or 1.0
+    return BarTable(
+        label,
+        tuple(
+            BarRow(name, count, weight / total if total else 0.0, 100 * weight / widest, tuple(cells))
+            for (name, count, _, cells), weight in zip(rows, weights, strict=True)
+        ),
+        tuple(extra),
+        share_label=share_label,
     )
 
 
@@ -549,14 +610,16 @@ class Quality:
     worst: Table | None  # None: no product above normal
     categories: Table | None = None  # None: the alerts lack the threshold column
     top_n: int = TOP_ALERTS
+    category_chart: Markup = charts.NO_CHART  # each category's rate against its threshold
 
 
 _RATE_VS_THRESHOLD = "rate_vs_threshold"  # the report's own column, in no exported file
 
 
-def category_rates(alerts: pd.DataFrame) -> Table | None:
-    """Per category: products, order lines and complaints of the window, the pooled complaint rate,
-    the threshold, their ratio and the products at warning and pulled; highest ratio first."""
+def category_rate_frame(alerts: pd.DataFrame) -> pd.DataFrame | None:
+    """Per category (the index): products, order lines and complaints of the window, the pooled
+    complaint rate, the threshold, their ratio and the products at warning and pulled; highest
+    ratio first. None when the alerts lack the threshold or category column."""
     if QualityCol.THRESHOLD not in alerts or Col.CATEGORY not in alerts:
         return None
     rate, threshold = QualityCol.COMPLAINT_RATE, QualityCol.THRESHOLD
@@ -575,7 +638,15 @@ def category_rates(alerts: pd.DataFrame) -> Table | None:
     lines = table[QualityCol.ORDERS_30D]
     table[rate] = table[QualityCol.COMPLAINTS_30D] / lines.where(lines > 0)
     table[_RATE_VS_THRESHOLD] = (table[rate] / table[threshold]).round(2)
-    table = table.sort_values([_RATE_VS_THRESHOLD, rate], ascending=False, na_position="last")
+    return table.sort_values([_RATE_VS_THRESHOLD, rate], ascending=False, na_position="last")
+
+
+def category_rates(alerts: pd.DataFrame) -> Table | None:
+    """``category_rate_frame`` as a table of formatted cells (None without thresholds)."""
+    table = category_rate_frame(alerts)
+    if table is None:
+        return None
+    rate, threshold = QualityCol.COMPLAINT_RATE, QualityCol.THRESHOLD
     columns = [
         Col.CATEGORY, QualityCol.PRODUCTS, QualityCol.ORDERS_30D, QualityCol.COMPLAINTS_30D, rate, threshold,
         _RATE_VS_THRESHOLD, LEVELS[2], LEVELS[3],
@@ -607,7 +678,52 @@ def quality(files: RunFiles) -> Quality:
         frame_table(worst[[c for c in columns if c in worst]], percent, levels=True) if len(worst) else None
     )
     levels = bar_table(level, rows, len(alerts), levels=True)
-    return Quality(len(alerts), changes, suppliers, levels, worst_table, category_rates(alerts))
+    by_category = category_rate_frame(alerts)
+    chart = (
+        charts.category_rates_chart(by_category[QualityCol.COMPLAINT_RATE], by_category[QualityCol.THRESHOLD])
+        if by_category is not None
+        else charts.NO_CHART
+    )
+    return Quality(
+        len(alerts), changes, suppliers, levels, worst_table, category_rates(alerts), category_chart=chart
+    )
+
+
+# --- trends across nights ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trends:
+    """The trend section: tonight and the earlier nights' exports, oldest first."""
+
+    nights: int
+    first_night: bool  # no earlier export: the trends start with the next night
+    measures: Table  # one row per night: consumers, tier movement, production NDCG, GMV
+    segments: Table  # consumers per segment (rows) and night (columns)
+    chart: Markup = charts.NO_CHART
+
+
+def trends(files: RunFiles) -> Trends:
+    """Segment sizes, member-tier movement, production NDCG and platform GMV over the last nights
+    (``reporting.trends``): the earlier nights' exports, then this run's own files."""
+    if not files.has(StepFile.RFM_SEGMENTS):  # the segment sizes are the trend's backbone
+        raise MissingFile(StepFile.RFM_SEGMENTS)
+    tonight = files.as_of or "this run"
+    nights = [(as_of, RunFiles(folder)) for as_of, folder in files.earlier] + [(tonight, files)]
+    measures = trend.trend_frame(nights)
+    segment_counts = trend.segment_frame(nights)
+    chart = charts.trends_chart(measures, segment_counts) if len(nights) > 1 else charts.NO_CHART
+    shown = measures.reset_index().dropna(axis=1, how="all")
+    for column, style in ((trend.PRODUCTION_NDCG, lambda v: fmt.fixed(v, 4)), (trend.GMV_MONTH, fmt.money)):
+        if column in shown:
+            shown[column] = shown[column].map(style)
+    return Trends(
+        len(nights),
+        len(nights) == 1,
+        frame_table(shown),
+        frame_table(segment_counts.rename_axis(RFMCol.SEGMENT).reset_index()),
+        chart,
+    )
 
 
 # --- all sections -----------------------------------------------------------------------------------
@@ -625,6 +741,7 @@ SECTIONS: tuple[SectionSpec, ...] = (
     ),
     SectionSpec("recommenders", "Recommenders against the baselines", "the evaluation step", recommenders),
     SectionSpec("quality", "Product quality alerts", "the quality gate", quality),
+    SectionSpec("trends", "Trends across the last nights", "the segmentation step", trends),
 )
 
 

@@ -118,7 +118,7 @@ def run_evaluation(
     settings = config.evaluation
     holdout_days = holdout_days or settings.holdout_days
     k = k or settings.k
-    names = _model_names(config, model_names)
+    names = chosen_models(config, model_names)
     con = con if con is not None else connect(contract_tables(data_dir))
     last = AsOf.of(as_of if as_of is not None else latest_activity(con))
     split = TimeSplit.holdout(last, holdout_days)
@@ -132,7 +132,19 @@ def run_evaluation(
     )
 
 
-def _model_names(config: RecommendConfig, model_names: list[str] | None) -> list[str]:
+# Model kinds that are the simple baselines a learned model has to beat (repeat purchase,
+# popularity): ``siyu evaluate`` marks the best of them and measures every model against it.
+BASELINE_KINDS: tuple[str, ...] = ("repeat", "popularity")
+
+
+def baseline_models(config: RecommendConfig) -> list[str]:
+    """The configured models whose kind is a baseline (``BASELINE_KINDS``), in config order."""
+    return [name for name, spec in config.models.items() if spec.kind in BASELINE_KINDS]
+
+
+def chosen_models(config: RecommendConfig, model_names: list[str] | None) -> list[str]:
+    """The models to evaluate: ``model_names``, else ``evaluation.models``, else all configured;
+    an unknown name is a ``SiyuError`` naming the configured ones."""
     names = model_names or config.evaluation.models or list(config.models)
     unknown = [name for name in names if name not in config.models]
     if unknown:

@@ -24,6 +24,7 @@ TITLES = (
     "Distributor tiers",
     "Recommenders against the baselines",
     "Product quality alerts",
+    "Trends across the last nights",
 )
 
 
@@ -143,7 +144,8 @@ def test_every_section_renders_from_its_files(page: str) -> None:
     assert "At risk" in page and "6 consumers" in page  # segment sizes
     assert "Month 2025-03: 3 distributors" in page
     assert "+20%" in page  # ranker 0.30 against the best baseline, repeat 0.25
-    assert page.count("<svg") == 2  # the CLV histogram and the NDCG chart
+    # the CLV bands, the NDCG chart, the category rates; no trend chart on a first night
+    assert page.count("<svg") == 3
 
 
 def test_the_page_is_self_contained_and_escapes_text(page: str) -> None:

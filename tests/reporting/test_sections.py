@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from features.catalog import StepFile
@@ -76,7 +77,8 @@ def test_a_missing_file_makes_an_absent_section(tmp_path: Path) -> None:
     built = sections.build_sections(RunFiles(empty))
     assert [s.anchor for s in built] == [spec.anchor for spec in sections.SECTIONS]
     assert not any(s.produced for s in built)
-    assert built[-1].missing == StepFile.QUALITY_ALERTS
+    missing = {s.anchor: s.missing for s in built}
+    assert missing["quality"] == StepFile.QUALITY_ALERTS and missing["trends"] == StepFile.RFM_SEGMENTS
 
 
 def test_clv_section_counts_churn_bands_and_tier_risk(tmp_path: Path) -> None:
@@ -114,3 +116,49 @@ def test_quality_shows_each_categorys_rate_against_its_threshold(files: RunFiles
     assert snacks[0] == "snacks" and snacks[4] == "7.1%" and snacks[6] == "3.57" and snacks[8] == "1"
     # beauty: 4 on 60 = 6.7 % against 3 %, 2.22x; one at warning.
     assert beauty[0] == "beauty" and beauty[4] == "6.7%" and beauty[6] == "2.22" and beauty[7] == "1"
+
+
+def test_distributor_tiers_share_and_bars_are_of_gmv_not_count(files: RunFiles) -> None:
+    tiers = sections.distributors(files).tiers
+    assert tiers.share_label == "GMV share"
+    pillar, growth, dormant = tiers.rows  # 5,000 + 1,200 + 0 of GMV, one distributor each
+    assert (pillar.name, pillar.count, round(pillar.share, 4), pillar.width) == ("pillar", 1, 0.8065, 100.0)
+    assert (growth.name, round(growth.share, 4), growth.width) == ("growth", 0.1935, 24.0)
+    assert (dormant.share, dormant.width) == (0.0, 0.0)
+    assert pillar.cells[1] == "33.3%"  # the share of distributors is still shown, beside it
+
+
+def test_a_long_tail_of_many_small_distributors_gets_a_short_bar() -> None:
+    table = sections.weighted_bar_table(
+        "tier", [("pillar", 2, 900.0, []), ("long tail", 50, 100.0, [])], "GMV share"
+    )
+    pillar, tail = table.rows
+    assert (pillar.width, tail.width) == (100.0, 100 * 100 / 900)
+    assert (pillar.share, tail.share) == (0.9, 0.1)
+
+
+def test_clv_bands_are_powers_of_ten_with_their_share_of_the_value() -> None:
+    values = pd.Series([0.2, 0.5, 3.0, 120.0, 450.5, 900.0])
+    bands = sections.clv_bands(values)
+    assert bands["expected_spend"].tolist() == ["under 1", "1 to 10", "10 to 100", "100 to 1,000"]
+    assert bands["consumers"].tolist() == [2, 1, 0, 3]
+    total = values.sum()
+    assert bands["share_of_expected_spend"].round(6).tolist() == [
+        round(0.7 / total, 6),
+        round(3.0 / total, 6),
+        0.0,
+        round(1470.5 / total, 6),
+    ]
+
+
+def test_the_clv_section_has_the_band_table(files: RunFiles) -> None:
+    data = sections.clv(files)
+    assert data.value_bands is not None
+    rows = [[cell.text for cell in row] for row in data.value_bands.rows]
+    assert [row[0] for row in rows] == ["under 1", "1 to 10", "10 to 100", "100 to 1,000"]
+    assert [row[1] for row in rows] == ["1", "1", "0", "3"]  # 0.2 | 3.0 | - | 120, 450.5, 900
+
+
+def test_quality_draws_each_categorys_rate_against_its_threshold(files: RunFiles) -> None:
+    chart = str(sections.quality(files).category_chart)
+    assert chart.startswith("<svg") and "snacks" in chart and "beauty" in chart and "threshold" in chart

@@ -34,6 +34,8 @@ def test_evaluate_prints_one_table_and_writes_json(
         "5",
         "--json",
         str(report),
+        "--out",
+        str(tmp_path / "evaluation"),
     ]
     assert run_cli(monkeypatch, *args, "--model", "repeat", "--model", "popularity_global") == 0
     out = capsys.readouterr().out
@@ -49,12 +51,16 @@ def test_evaluate_prints_one_table_and_writes_json(
     assert all(0 <= r["ndcg"] <= 1 for r in written["results"])
 
 
-def test_evaluate_refuses_unknown_models_and_bad_options(tiny_platform: Path, monkeypatch, capsys) -> None:
-    assert run_cli(monkeypatch, "evaluate", "--data", str(tiny_platform), "--model", "nope") == 2
+def test_evaluate_refuses_unknown_models_and_bad_options(
+    tiny_platform: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    out = ["--out", str(tmp_path / "evaluation")]
+    assert run_cli(monkeypatch, "evaluate", "--data", str(tiny_platform), *out, "--model", "nope") == 2
     assert "not configured" in capsys.readouterr().err
-    assert run_cli(monkeypatch, "evaluate", "--data", str(tiny_platform), "--k", "0") == 2
-    assert run_cli(monkeypatch, "evaluate", "--data", str(tiny_platform / "missing")) == 2
-    assert "orders.parquet: not found" in capsys.readouterr().err
+    assert not (tmp_path / "evaluation").exists()  # refused before validating anything
+    assert run_cli(monkeypatch, "evaluate", "--data", str(tiny_platform), *out, "--k", "0") == 2
+    assert run_cli(monkeypatch, "evaluate", "--data", str(tiny_platform / "missing"), *out) == 2
+    assert "data directory not found" in capsys.readouterr().err
 
 
 def test_recommend_config_checks_kinds_parameters_and_production() -> None:
