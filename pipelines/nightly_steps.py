@@ -211,6 +211,10 @@ def history(previous: Path | None, file_name: str) -> Path | None:
     return previous
 
 
+# The metric group of the tier movement counts (record_run).
+_MOVEMENT_GROUP = "movement"  # vocabulary: a value, not a column
+
+
 def record_run(
     settings: NightlyConfig,
     work: Path,
@@ -232,7 +236,7 @@ def record_run(
         **tracking.grouped(quality_levels, "quality"),
         **tracking.grouped(segments.segment_counts, "segments", "size"),
         **tracking.grouped(segments.tier_counts, "tiers", "member"),
-        **tracking.grouped(segments.movement_counts, "tiers", "movement"),
+        **tracking.grouped(segments.movement_counts, "tiers", _MOVEMENT_GROUP),
         **tracking.grouped(segments.distributor_tier_counts, "tiers", "distributor"),
         **{tracking.metric_key(*name.split(".")): value for name, value in segments.churn_metrics.items()},
     }
