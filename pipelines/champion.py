@@ -90,6 +90,8 @@ def register_recommender(
         with mlflow.start_run(run_id=model_run):
             model_uri = recommenders.log_model(recommenders.artifact_dir)
             logged = mlflow.last_logged_model()
+        if logged is not None:  # MLflow names the process's script as its source: name siyu's
+            client.set_logged_model_tags(logged.model_id, tracking.run_context_tags())
         if model_run == run_id:
             client.update_run(run_id, status="RUNNING")  # leaving start_run's block marked it FINISHED
         tracking.log_metrics(client, run_id, {GATE_NDCG_METRIC: recommenders.validation_ndcg})

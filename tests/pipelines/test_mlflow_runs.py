@@ -276,7 +276,7 @@ def test_the_registered_version_is_linked_to_its_logged_model_and_its_metrics(ni
     shown = {metric.key: metric.value for metric in logged.metrics or []}
     assert shown["all_items/ndcg_at_10"] == pytest.approx(0.5)
     assert not [key for key in shown if key.startswith("data/")], "row counts are not model metrics"
-    assert logged.params["kind"] == "ranker"
+    assert logged.params["kind"] == "ranker" and logged.tags["mlflow.source.name"] == "siyu nightly"
     with tracking.using_tracking(config, Path(client.tracking_uri.removeprefix("sqlite:///")).parent):
         served = mlflow.pyfunc.load_model(f"models:/{config.model_name}/{version.version}")
     assert len(served.predict(pd.DataFrame({"distributor_id": ["D1"]}), params={"k": 2})) == 2
