@@ -531,7 +531,8 @@ def log_model_runs(
     ``recommend.models.<model>.*`` params), its metrics (``model_run_metrics``), the parent's
     input datasets in the context ``evaluation``, the parent's source tags and the tag
     ``siyu.production``; it ends FINISHED. The parent gets every model's headline numbers
-    as ``eval/<model>/ndcg_at_<k>`` (new-items protocol: ``eval_new_items/...``).
+    as ``eval/<model>/ndcg_at_<k>`` (new-items protocol: ``eval_new_items/...``). A model run
+    that an earlier try of the same registration finished is reused, not made twice.
     """
     from mlflow.entities import DatasetInput, InputTag, Param
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
@@ -545,12 +546,25 @@ def log_model_runs(
         DatasetInput(found.dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, EVALUATION_CONTEXT)])
         for found in (parent.inputs.dataset_inputs if parent.inputs else [])
     ]
+    done = {  # a retried registration reuses the model runs it finished before
+        run.info.run_name: run.info.run_id
+        for run in client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{parent_run_id}' "
+            "and attributes.status = 'FINISHED'",
+        )
+    }
     runs: dict[str, str] = {}
     summary: dict[str, float] = {}
     for model, by_protocol in evaluation_by_model(metrics).items():
+        name = f"{model}-{tags.get('as_of', parent.info.run_name)}"
+        summary.update(_summary(model, by_protocol, k))
+        if name in done:
+            runs[model] = done[name]
+            continue
         run = client.create_run(
             parent.info.experiment_id,
-            run_name=f"{model}-{tags.get('as_of', parent.info.run_name)}",
+            run_name=name,
             tags={
                 **inherited,
                 MLFLOW_PARENT_RUN_ID: parent_run_id,
@@ -570,7 +584,6 @@ def log_model_runs(
         if datasets:
             client.log_inputs(run.info.run_id, datasets=datasets)
         client.set_terminated(run.info.run_id, status="FINISHED")
-        summary.update(_summary(model, by_protocol, k))
     log_metrics(client, parent_run_id, summary)
     logger.info("mlflow: %d nested model runs under %s", len(runs), parent_run_id)
     return runs

@@ -280,3 +280,14 @@ def test_the_registered_version_is_linked_to_its_logged_model_and_its_metrics(ni
     with tracking.using_tracking(config, Path(client.tracking_uri.removeprefix("sqlite:///")).parent):
         served = mlflow.pyfunc.load_model(f"models:/{config.model_name}/{version.version}")
     assert len(served.predict(pd.DataFrame({"distributor_id": ["D1"]}), params={"k": 2})) == 2
+
+
+def test_a_retried_registration_makes_no_second_model_runs(store, tmp_path: Path) -> None:
+    _, _, client = store
+    run_id = open_night(store, tmp_path)
+    first = tracking.log_model_runs(client, run_id, evaluation_metrics(), "ranker")
+    again = tracking.log_model_runs(client, run_id, evaluation_metrics(), "ranker")
+    assert again == first and len(first) == 2
+    experiment = client.get_run(run_id).info.experiment_id
+    children = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+    assert len(children) == 2
