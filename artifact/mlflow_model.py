@@ -7,19 +7,24 @@ script plus copies of this file (``siyu_serving.py``) and the loader (``siyu_loa
 so ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` work without siyu installed
 (numpy, pandas, pyarrow and mlflow suffice).
 
-Input: a frame with ``consumer_id`` and optionally ``distributor_id``; the parameter ``k``
-(default 10). A row with a consumer gets ``recommend(consumer_id, k, distributor_id=...)``
-(the distributor is the community to fall back on for consumers the artifact does not
-know); a row with only a distributor gets ``for_distributor(distributor_id, k)``. Output:
-one row per recommended product, ``request`` (the input row's position), ``consumer_id``,
-``distributor_id``, ``rank``, ``product_id``, ``score``, ``source``.
+Input: a frame with ``consumer_id``, ``distributor_id`` or both (either may be empty in a
+row); the parameter ``k`` (default 10). A row with a consumer gets ``recommend(consumer_id,
+k, distributor_id=...)`` (the distributor is the community to fall back on for consumers the
+artifact does not know); a row with only a distributor gets ``for_distributor(distributor_id,
+k)``; a frame of distributors alone is fine. Output: one row per recommended product,
+``request`` (the input row's position), ``consumer_id``, ``distributor_id``, ``rank``,
+``product_id``, ``score``, ``source``.
+
+The model is logged with its signature and an input example (a known consumer, and a
+distributor alone, from the artifact's own ids); ``predict`` is type-hinted
+(``pd.DataFrame``), which MLflow takes as "validate against the signature" and which
+keeps it from warning about missing type hints on every load.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,9 +33,9 @@ import mlflow
 import pandas as pd
 
 try:  # the copy logged beside this file inside an MLflow model (siyu need not be installed there)
-    from siyu_loader import Recommender, load
+    from siyu_loader import ID_COLUMN, Files, Recommender, load
 except ImportError:  # in the pipeline itself
-    from artifact.loader import Recommender, load
+    from artifact.loader import ID_COLUMN, Files, Recommender, load
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
@@ -69,17 +74,19 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         """Open the artifact (its checksums are verified once, here)."""
         self._recommender = load(context.artifacts[ARTIFACT_KEY])
 
-    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         """Top ``params['k']`` products per input row, as a long frame (see the module docstring).
 
-        ``model_input`` has no type hint on purpose: MLflow would read one as an input schema.
+        ``pd.DataFrame`` is a type hint MLflow infers no schema from: the signature describes the input.
         """
         if self._recommender is None:
             self.load_context(context)
         k = _k(params)
         frame = pd.DataFrame(model_input)
         if CONSUMER_ID not in frame and DISTRIBUTOR_ID not in frame:
-            raise ValueError(f"input needs a '{CONSUMER_ID}' column (and optionally '{DISTRIBUTOR_ID}')")
+            raise ValueError(f"input needs a '{CONSUMER_ID}' or a '{DISTRIBUTOR_ID}' column, or both")
         consumers = _ids(frame, CONSUMER_ID)
         distributors = _ids(frame, DISTRIBUTOR_ID)
         rows: list[tuple[Any, ...]] = []
@@ -100,11 +107,13 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
 
 
 def model_signature() -> ModelSignature:
-    """Ids in (``distributor_id`` optional), ``k`` as a parameter, the long list frame out."""
+    """Ids in (either column may be left out), ``k`` as a parameter, the long list frame out."""
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
-    inputs = Schema([ColSpec("string", CONSUMER_ID), ColSpec("string", DISTRIBUTOR_ID, required=False)])
+    inputs = Schema(
+        [ColSpec("string", CONSUMER_ID, required=False), ColSpec("string", DISTRIBUTOR_ID, required=False)]
+    )
     outputs = Schema(
         [
             ColSpec("long", "request"),
@@ -135,16 +144,33 @@ def log_recommender_model(artifact_dir: Path, name: str = "recommender") -> Mode
 
         shutil.copyfile(Path(__file__), folder / "siyu_serving.py")
         shutil.copyfile(Path(artifact_loader.__file__), folder / "siyu_loader.py")
-        with warnings.catch_warnings():  # no input example on purpose: the signature describes the input
-            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
-            return mlflow.pyfunc.log_model(
-                name=name,
-                python_model=str(entry),
-                artifacts={ARTIFACT_KEY: str(artifact_dir)},
-                code_paths=[str(folder / "siyu_serving.py"), str(folder / "siyu_loader.py")],
-                signature=model_signature(),
-                pip_requirements=serving_requirements(),
-            )
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(entry),
+            artifacts={ARTIFACT_KEY: str(artifact_dir)},
+            code_paths=[str(folder / "siyu_serving.py"), str(folder / "siyu_loader.py")],
+            signature=model_signature(),
+            input_example=input_example(artifact_dir),
+            pip_requirements=serving_requirements(),
+        )
+
+
+def input_example(artifact_dir: Path) -> pd.DataFrame:
+    """Two requests from the artifact's own ids: its first consumer, and its first distributor
+    alone (the distributor's list); the model is checked on it when logged."""
+    consumer = _first_id(Path(artifact_dir) / Files.CONSUMER_IDS)
+    distributor = _first_id(Path(artifact_dir) / Files.DISTRIBUTOR_IDS)
+    return pd.DataFrame({CONSUMER_ID: [consumer, None], DISTRIBUTOR_ID: [None, distributor]}, dtype=object)
+
+
+def _first_id(path: Path) -> str | None:
+    """The first id of an artifact's id map (read a batch, not the whole file)."""
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1, columns=[ID_COLUMN]):
+        if batch.num_rows:
+            return str(batch.column(0)[0].as_py())
+    return None
 
 
 def serving_requirements() -> list[str]:

@@ -2,9 +2,11 @@
 
 The transaction, in the order the flow runs it:
 
-1. ``register_recommender`` logs the production model in the night's MLflow run, registers
-   it as a new version (no alias yet), tagged with its name in ``recommend.models`` and the
-   evaluation sample its NDCG comes from, and lets the gate *judge* it (``tracking.judge``).
+1. ``register_recommender`` gives every evaluated model a nested run under the night's
+   MLflow run, logs the production model in its nested run, registers it as a new version
+   (no alias yet; linked to the logged model, with a description, the as-of date, its name in
+   ``recommend.models`` and the evaluation sample its NDCG comes from) and lets the gate
+   *judge* it (``tracking.judge``).
 2. ``choose_exports`` picks the files to publish: this run's outputs, with the champion's
    artifact and lists instead of the new ones when the new version loses the gate.
 3. The flow publishes (``pipelines.publish``).
@@ -41,6 +43,9 @@ logger = logging.getLogger(__name__)
 # Model-version tags: the name of the model in recommend.models, and the sample its NDCG was measured on.
 MODEL_TAG = "siyu.model"
 SAMPLE_TAG = "siyu.evaluation_sample"
+AS_OF_TAG = "as_of"  # the night's date, as on the nightly run
+# The nightly run's metric of the number the gate compares.
+GATE_NDCG_METRIC = "champion_gate/validation_ndcg"
 
 
 @dataclass(frozen=True)
@@ -68,22 +73,39 @@ class RecommenderOutcome:
 def register_recommender(
     recommenders: RecommenderOutcome, config: tracking.TrackingConfig, work: Path, run_id: str
 ) -> tracking.GateDecision:
-    """Log the pyfunc model in ``run_id``, register it as a new version and judge it; no alias moves."""
+    """Log a nested run per evaluated model, log the production model (pyfunc) in its own
+    nested run, register it as a new version and judge it; no alias moves.
+
+    Logged in its model's nested run, the pyfunc model carries that run's evaluation metrics
+    (MLflow links a run's metrics to the model logged in it) and its config as params; the
+    version is registered with the logged model's ``model_id``, a description and the tags
+    ``as_of``, ``siyu.model`` and ``siyu.evaluation_sample``. Without a nested run for the
+    production model (no evaluation numbers for it), the model is logged in the nightly run.
+    """
     import mlflow
 
     with tracking.using_tracking(config, work) as client:
-        with mlflow.start_run(run_id=run_id):
+        model_runs = tracking.log_model_runs(client, run_id, recommenders.metrics, recommenders.configured)
+        model_run = model_runs.get(recommenders.configured or "", run_id)
+        with mlflow.start_run(run_id=model_run):
             model_uri = recommenders.log_model(recommenders.artifact_dir)
-        client.update_run(run_id, status="RUNNING")  # leaving start_run's block marked it FINISHED
-        tracking.log_metrics(client, run_id, recommenders.metrics)
-        tracking.log_metrics(client, run_id, {"validation_ndcg": recommenders.validation_ndcg})
+            logged = mlflow.last_logged_model()
+        if logged is not None:  # MLflow names the process's script as its source: name siyu's
+            client.set_logged_model_tags(logged.model_id, tracking.run_context_tags())
+        if model_run == run_id:
+            client.update_run(run_id, status="RUNNING")  # leaving start_run's block marked it FINISHED
+        tracking.log_metrics(client, run_id, {GATE_NDCG_METRIC: recommenders.validation_ndcg})
+        as_of = client.get_run(run_id).data.tags.get(AS_OF_TAG)
         version = tracking.register_version(
-            client, config.model_name, model_uri, run_id, recommenders.validation_ndcg
+            client,
+            config.model_name,
+            model_uri,
+            model_run,
+            recommenders.validation_ndcg,
+            model_id=logged.model_id if logged is not None else None,
+            description=version_description(recommenders, as_of),
+            tags={AS_OF_TAG: as_of, MODEL_TAG: recommenders.configured, SAMPLE_TAG: recommenders.sample},
         )
-        tags = {MODEL_TAG: recommenders.configured, SAMPLE_TAG: recommenders.sample}
-        for key, value in tags.items():
-            if value is not None:
-                client.set_model_version_tag(config.model_name, version.version, key, value)
         return tracking.judge(
             client,
             config.model_name,
@@ -91,6 +113,15 @@ def register_recommender(
             config.champion_margin,
             lambda champion: remeasured_ndcg(client, config.model_name, champion, recommenders),
         )
+
+
+def version_description(recommenders: RecommenderOutcome, as_of: str | None) -> str:
+    """What a registered version is, in words: model, data date, validation NDCG and its sample."""
+    model = recommenders.configured or recommenders.model
+    words = f"siyu nightly: {model} fitted on the data up to {as_of or 'the run date'}; "
+    words += f"validation NDCG {recommenders.validation_ndcg:.4f} (all-items protocol"
+    words += f", {recommenders.sample})." if recommenders.sample else ")."
+    return words + " The published lists come from this version only while it holds the alias 'champion'."
 
 
 def remeasured_ndcg(

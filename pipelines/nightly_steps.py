@@ -211,6 +211,10 @@ def history(previous: Path | None, file_name: str) -> Path | None:
     return previous
 
 
+# The metric group of the tier movement counts (record_run).
+_MOVEMENT_GROUP = "movement"  # vocabulary: a value, not a column
+
+
 def record_run(
     settings: NightlyConfig,
     work: Path,
@@ -221,14 +225,23 @@ def record_run(
     report: Path,
     missing_tables: list[str],
 ) -> None:
-    """Counts, the tables the run went without, and the export manifest into the MLflow run."""
+    """Counts, the tables the run went without, and the export manifest into the MLflow run.
+
+    Counts are grouped metric keys (``quality/<level>``, ``segments/size/<segment>``,
+    ``tiers/member/<tier>``, ``tiers/movement/<movement>``, ``tiers/distributor/<tier>``); a
+    name's own "/" never opens a group (``tracking.metric_key``). The churn models' numbers
+    (``<prefix>.<target>.<candidate>.<metric>``) are grouped on their dots.
+    """
+    counts = {
+        **tracking.grouped(quality_levels, "quality"),
+        **tracking.grouped(segments.segment_counts, "segments", "size"),
+        **tracking.grouped(segments.tier_counts, "tiers", "member"),
+        **tracking.grouped(segments.movement_counts, "tiers", _MOVEMENT_GROUP),
+        **tracking.grouped(segments.distributor_tier_counts, "tiers", "distributor"),
+        **{tracking.metric_key(*name.split(".")): value for name, value in segments.churn_metrics.items()},
+    }
     with tracking.using_tracking(settings.tracking, work) as client:
-        tracking.log_metrics(client, run_id, quality_levels, prefix="quality.")
-        tracking.log_metrics(client, run_id, segments.segment_counts, prefix="segment.")
-        tracking.log_metrics(client, run_id, segments.tier_counts, prefix="member_tier.")
-        tracking.log_metrics(client, run_id, segments.movement_counts, prefix="tier_movement.")
-        tracking.log_metrics(client, run_id, segments.distributor_tier_counts, prefix="distributor_tier.")
-        tracking.log_metrics(client, run_id, segments.churn_metrics)
+        tracking.log_metrics(client, run_id, counts)
         for target, chosen in segments.churn_chosen.items():
             client.set_tag(run_id, f"churn_model.{target}", chosen)
         tracking.log_file(client, run_id, published.manifest_path, "export")
@@ -240,7 +253,7 @@ def record_run(
 
 def write_run_timings(settings: NightlyConfig, work: Path, run_id: str, timings: dict[str, Any]) -> Path:
     """``run_timings.json`` in the work dir (not exported: it changes every run), the seconds of
-    every task as MLflow metrics ``time.<task>`` and the run's size as ``run.*``."""
+    every task as MLflow metrics ``time/<task>`` and the run's size as ``run/*``."""
     path = write_text_atomically(
         work / RunFile.RUN_TIMINGS, json.dumps(timings, indent=2, sort_keys=True) + "\n"
     )
@@ -252,14 +265,14 @@ def write_run_timings(settings: NightlyConfig, work: Path, run_id: str, timings:
         reads.get(Table.ORDERS, 0),
     )
     with tracking.using_tracking(settings.tracking, work) as client:
-        seconds = {name.replace(" ", "_"): value for name, value in timings["tasks"].items()}
-        tracking.log_metrics(client, run_id, seconds, prefix="time.")
+        seconds = tracking.grouped(timings["tasks"], "time")
+        tracking.log_metrics(client, run_id, seconds)
         size = {
             "wall_seconds": timings["wall_seconds"],
             "peak_rss_bytes": timings["peak_rss_bytes"],
             "orders_scans": timings["orders_scans"],
         }
-        tracking.log_metrics(client, run_id, size, prefix="run.")
+        tracking.log_metrics(client, run_id, tracking.grouped(size, "run"))
     return path
 
 

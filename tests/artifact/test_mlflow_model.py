@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -121,3 +122,50 @@ def test_the_logged_model_loads_without_siyu(logged) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=logged[2])
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "['P1', 'P2']"
+
+
+def test_a_frame_of_distributors_alone_gets_the_distributors_lists(
+    model: mlflow.pyfunc.PyFuncModel, logged
+) -> None:
+    served = model.predict(pd.DataFrame({"distributor_id": ["D1", "D2"]}), params={"k": 2})
+    recommender = load(logged[1])
+    expected = [*recommender.for_distributor("D1", 2), *recommender.for_distributor("D2", 2)]
+    assert list(served["product_id"]) == [pick.product_id for pick in expected]
+    assert list(served["request"]) == [0, 0, 1, 1]
+    assert served["consumer_id"].isna().all()
+
+
+def test_a_frame_with_neither_id_column_is_refused(model: mlflow.pyfunc.PyFuncModel) -> None:
+    with pytest.raises(Exception, match="consumer_id"):
+        model.predict(pd.DataFrame({"customer": ["C1"]}))
+
+
+def test_the_model_has_an_input_example_from_its_own_ids(logged) -> None:
+    info = mlflow.models.get_model_info(logged[0])
+    assert info.saved_input_example_info is not None
+    example = mlflow.pyfunc.load_model(logged[0]).input_example
+    assert example["consumer_id"].tolist()[0] == "C1" and pd.isna(example["consumer_id"].tolist()[1])
+    assert pd.isna(example["distributor_id"].tolist()[0]) and example["distributor_id"].tolist()[1] == "D1"
+
+
+def test_loading_the_model_warns_about_nothing(logged) -> None:
+    """No "add type hints to predict" warning (MLflow prints it in colour on every load)."""
+    script = textwrap.dedent(f"""
+        import warnings
+        warnings.simplefilter("always")
+        import mlflow
+        with warnings.catch_warnings(record=True) as caught:
+            mlflow.pyfunc.load_model({logged[0]!r})
+        print([str(w.message) for w in caught if "type hint" in str(w.message).lower()])
+        """)
+    uri = f"sqlite:///{logged[2] / 'mlflow.db'}"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert "type hints" not in done.stderr

@@ -112,13 +112,13 @@ def test_mlflow_run_holds_config_data_manifest_and_counts(tiny: dict) -> None:
     assert client.get_experiment(run.info.experiment_id).name == "test-nightly"
     validation = json.loads((work / "validated" / "validation.json").read_text())
     orders = next(t for t in validation["tables"] if t["table"] == "orders")
-    assert run.data.metrics["data.orders.rows_read"] == orders["rows_read"]
-    assert run.data.metrics["data.orders.rows_kept"] == orders["rows_kept"]
+    assert run.data.metrics["data/orders/rows_read"] == orders["rows_read"]
+    assert run.data.metrics["data/orders/rows_kept"] == orders["rows_kept"]
     assert run.data.tags["data.orders.sha256"] == sha256_of(tiny["data"] / "orders.parquet")
     assert run.data.params["tracking.experiment"] == "test-nightly"
-    assert sum(v for k, v in run.data.metrics.items() if k.startswith("quality.")) == 50
+    assert sum(v for k, v in run.data.metrics.items() if k.startswith("quality/")) == 50
     if summary.segments:
-        assert sum(v for k, v in run.data.metrics.items() if k.startswith("segment.")) == sum(
+        assert sum(v for k, v in run.data.metrics.items() if k.startswith("segments/size/")) == sum(
             summary.segments.values()
         )
     artifacts = {a.path for a in client.list_artifacts(summary.mlflow_run_id)}
@@ -150,8 +150,8 @@ def test_run_timings_name_every_task_and_the_orders_are_read_at_most_five_times(
     assert not (work / "duckdb_tmp").exists()  # the spill folder goes with the session
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work.absolute()}/mlflow.db")
     metrics = client.get_run(summary.mlflow_run_id).data.metrics
-    assert metrics["time.segmentation"] == tasks["segmentation"]
-    assert metrics["run.orders_scans"] == timings["orders_scans"]
+    assert metrics["time/segmentation"] == tasks["segmentation"]
+    assert metrics["run/orders_scans"] == timings["orders_scans"]
 
 
 def test_the_first_model_is_registered_as_champion_with_its_artifact_published(tiny: dict) -> None:
@@ -161,7 +161,7 @@ def test_the_first_model_is_registered_as_champion_with_its_artifact_published(t
     assert model.version == "1" and model.promoted and model.champion_version == "1"
     version = client.get_model_version_by_alias("siyu-recommender", "champion")
     assert str(version.version) == "1" and float(version.tags["validation_ndcg"]) == model.validation_ndcg
-    assert version.run_id == summary.mlflow_run_id
+    assert client.get_run(version.run_id).data.tags["mlflow.parentRunId"] == summary.mlflow_run_id
     names = {entry["path"] for entry in read_manifest(summary.export_dir)["files"]}
     assert {
         "consumer_recommendations.parquet",
@@ -174,7 +174,7 @@ def test_the_first_model_is_registered_as_champion_with_its_artifact_published(t
     lists = loaded.predict(pd.DataFrame({"consumer_id": ["nobody"]}), params={"k": 3})
     assert len(lists) == 3  # an unknown consumer still gets the fallback list
     run = client.get_run(summary.mlflow_run_id)
-    assert run.data.metrics["validation_ndcg"] == pytest.approx(model.validation_ndcg)
+    assert run.data.metrics["champion_gate/validation_ndcg"] == pytest.approx(model.validation_ndcg)
     assert "report.html" in {a.path for a in client.list_artifacts(summary.mlflow_run_id)}
 
 

@@ -36,6 +36,6 @@ def test_record_run_logs_the_churn_models_validation_metrics_and_choice(tmp_path
     published = Published(tmp_path / "export", manifest, (), None)
     nightly_steps.record_run(settings, tmp_path, run_id, segments, {"normal": 5}, published, report, [])
     run = mlflow.MlflowClient(tracking_uri=settings.tracking.tracking_uri(tmp_path)).get_run(run_id)
-    assert run.data.metrics["churn_validation.churn.logistic.auc"] == 0.71
+    assert run.data.metrics["churn_validation/churn/logistic/auc"] == 0.71
     assert run.data.tags["churn_model.churn"] == "logistic"
     assert run.data.tags["churn_model.purchases"] == "bgnbd"

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 
 from artifact.loader import sha256_of
@@ -31,7 +32,7 @@ from pipelines.tracking import (
 class EchoRecommender(mlflow.pyfunc.PythonModel):
     """A stand-in pyfunc: returns the ids it gets. Only its artifact matters to the gate."""
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return model_input
 
 
@@ -139,7 +140,10 @@ def test_data_manifest_counts_rows_and_hashes_inputs(tmp_path: Path) -> None:
         {
             "table": "orders",
             "file": "orders.csv",
+            "path": str(orders),
             "sha256": sha256_of(orders),
+            "files_sha256": [sha256_of(orders)],
+            "columns": {},  # no clean table beside the report
             "rows_read": 5,
             "rows_kept": 4,
             "rows_quarantined": 1,
