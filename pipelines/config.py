@@ -22,6 +22,7 @@ from models.recommenders.list_config import ListsConfig
 from models.recommenders.training import RecommendConfig
 from models.segmentation import SegmentationConfig
 from pipelines.publish import PublishConfig
+from pipelines.runtime import FlowConfig
 from pipelines.schedule import ScheduleConfig
 from pipelines.tracking import TrackingConfig
 from sources.simulator import SimulationConfig
@@ -75,6 +76,7 @@ class NightlyConfig(BaseModel):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    flow: FlowConfig = Field(default_factory=FlowConfig)
     work_dir: Path = Field(
         Path("work"), description="Working folder: validated data, features, MLflow store, exports."
     )

@@ -58,6 +58,8 @@ CONFIG = {
     "segmentation": {"clv": {"enabled": False}},
     # the production model and one baseline are enough to gate on; every model has its own tests
     "recommend": {"evaluation": {"models": ["ranker", "popularity_global"]}},
+    # segmentation and the quality gate side by side, whatever memory the test machine has
+    "flow": {"concurrent_steps": True},
 }
 
 
@@ -136,7 +138,7 @@ def test_run_timings_name_every_task_and_the_orders_are_read_at_most_five_times(
         tasks
     )
     assert all(seconds >= 0 for seconds in tasks.values())
-    assert sum(tasks.values()) <= timings["wall_seconds"]
+    assert max(tasks.values()) <= timings["wall_seconds"]
     assert timings["peak_rss_bytes"] > 50 * 2**20
     reads = timings["task_reads"]
     assert reads["open engine session"] == {"orders": 1}
