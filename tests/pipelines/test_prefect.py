@@ -66,7 +66,7 @@ def _counting(calls: Counter, name: str, fn):
     return counted
 
 
-def _night(paths: dict, **patches) -> tuple[Counter, object]:
+def _night(paths: dict, patches: dict | None = None) -> tuple[Counter, object]:
     """Run the tiny night, counting the calls of the three resumable steps; (calls, summary or error)."""
     import pipelines.steps.evaluate as evaluate_step
     import pipelines.steps.segment as segment_step
@@ -77,7 +77,7 @@ def _night(paths: dict, **patches) -> tuple[Counter, object]:
         patch.setattr(flow_module, "run_quality", _counting(calls, "quality gate", run_quality))
         evaluation = _counting(calls, "evaluation", evaluate_step.run_evaluation)
         patch.setattr(evaluate_step, "run_evaluation", evaluation)
-        for (owner, name), value in patches.items():
+        for (owner, name), value in (patches or {}).items():
             patch.setattr(owner, name, value)
         try:
             outcome = run_nightly(paths["config"], paths["data"], None, paths["work"])
@@ -99,7 +99,7 @@ def nights(tmp_path_factory: pytest.TempPathFactory) -> dict:
     def broken(*args, **kwargs):
         raise SiyuError("boom: registration broke\n  fix: none, a test")
 
-    failed = _night(paths, **{(champion, "register_recommender"): broken})
+    failed = _night(paths, {(champion, "register_recommender"): broken})
     resumed = _night(paths)
     again = _night(paths)
     return {**paths, "failed": failed, "resumed": resumed, "again": again}
@@ -158,11 +158,10 @@ def test_module_logs_and_link_artifacts_reach_the_prefect_ui(nights: dict) -> No
     summary = nights["again"][1]
     rows = db.execute("select key, type, description, data from artifact where key like 'siyu-%'")
     artifacts = {key: (kind, description, data) for key, kind, description, data in rows}
-    assert {key: artifacts[key][0] for key in ("siyu-mlflow-run", "siyu-report", "siyu-export")} == {
-        "siyu-mlflow-run": "link",
-        "siyu-report": "link",
-        "siyu-export": "link",
-    }
+    # Prefect stores a link artifact as the markdown link [text](link)
+    export = summary.export_dir.absolute()
+    assert artifacts["siyu-export"][2] == f'"[export {export}]({export.as_uri()})"'
+    assert artifacts["siyu-report"][2].endswith(f'({(nights["work"] / "report.html").absolute().as_uri()})"')
     assert summary.mlflow_run_id in artifacts["siyu-mlflow-run"][2]
     assert artifacts["siyu-nightly-summary"][1] == f"siyu nightly, as of {summary.as_of}"
     assert any(kind == "progress" for kind, _, _ in artifacts.values())
