@@ -14,10 +14,11 @@ still there. ``begin_night`` keeps that promise with a stamp file in the work di
   result of an earlier night can be mistaken for tonight's.
 
 ``cache_key`` is the Prefect ``cache_key_fn`` of those tasks: task name + source + generation +
-the previous export it reads history from. It never hashes the DuckDB connection (unpicklable and
-different every run); the task results themselves (small outcome objects with paths and counts) are
-persisted under ``<work_dir>/prefect/results``. A finished night closes its generation
-(``end_night``), so rerunning a night that succeeded computes it again.
+the paths among its parameters (the previous export it reads history from, ...). It never hashes
+the DuckDB connection (unpicklable and different every run); the task results themselves (small
+outcome objects with paths and counts) are persisted under ``<work_dir>/prefect/task_results``.
+A finished night closes its generation (``end_night``), so rerunning a night that succeeded
+computes it again.
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ from features.catalog import Folder
 logger = logging.getLogger(__name__)
 
 STAMP = ".siyu-night.json"
-RESULTS = "results"
+RESULTS = "task_results"
 # Config sections that change how a night is driven, not what its steps compute.
 DRIVING_SECTIONS = frozenset({"flow", "schedule"})
 
 
 def results_dir(work: Path) -> Path:
-    """Where the cached tasks' results are persisted: ``<work_dir>/prefect/results``."""
+    """Where the cached tasks' results are persisted: ``<work_dir>/prefect/task_results``."""
     return (work / Folder.PREFECT / RESULTS).absolute()
 
 
@@ -51,7 +52,7 @@ def night_key(as_of: object, config: Mapping[str, Any], clean_paths: Mapping[str
     """SHA-256 of the as-of date, the config (less ``DRIVING_SECTIONS``) and every clean table's bytes."""
     computing = {key: value for key, value in config.items() if key not in DRIVING_SECTIONS}
     tables = {table: _digest(path) for table, path in sorted(clean_paths.items())}
-    content = {"as_of": str(as_of), "config": computing, "tables": tables}
+    content = {"as_of": str(as_of), "config": computing, "clean": tables}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -114,8 +115,9 @@ def cache_key(context: Any, parameters: Mapping[str, Any]) -> str | None:
         return None
     task = context.task
     source = _source_digest(task.fn)
-    previous = parameters.get("previous")
-    parts = [task.name, source, str(stamp["generation"]), str(previous)]
+    # the paths it reads and writes (the previous export its history comes from, ...)
+    paths = sorted((name, str(value)) for name, value in parameters.items() if isinstance(value, Path))
+    parts = [task.name, source, str(stamp["generation"]), json.dumps(paths)]
     return f"siyu-{_slug(task.name)}-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
