@@ -403,7 +403,7 @@ def serve(
         f"serving deployment {settings.schedule.deployment_name!r} on cron {settings.schedule.cron!r} "
         f"({settings.schedule.timezone}); Ctrl+C stops"
     )
-    serve_nightly(settings.schedule, config, data, out, settings.flow)
+    serve_nightly(settings.schedule, config, data, out)
 
 
 def _parse_as_of(text: str | None) -> AsOf | None:

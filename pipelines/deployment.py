@@ -3,7 +3,9 @@
 Serving needs a running Prefect server (``prefect server start``) and ``PREFECT_API_URL``
 pointing at it; a plain cron line calling ``siyu nightly`` needs neither. The deployment runs one
 night at a time (``concurrency_limit=1``: a run that comes due while another is going waits for
-it), on top of the work directory's lock that refuses a second run into the same folder.
+it), on top of the work directory's lock that refuses a second run into the same folder. The
+served runs load the flow from its module; the flow applies the config's ``flow.timeout_minutes``
+itself (``pipelines.runtime.flow_deadline``).
 """
 
 from __future__ import annotations
@@ -12,23 +14,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from features.errors import SiyuError
-from pipelines.runtime import FlowConfig, quiet_prefect_client
+from pipelines.runtime import quiet_prefect_client
 from pipelines.schedule import ScheduleConfig, build_schedule
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
 
 
-def build_deployment(
-    config: ScheduleConfig, parameters: dict[str, Any], flow_config: FlowConfig | None = None
-) -> RunnerDeployment:
+def build_deployment(config: ScheduleConfig, parameters: dict[str, Any]) -> RunnerDeployment:
     """The deployment of the nightly flow on ``config``'s schedule, with fixed flow ``parameters``,
-    one run at a time, with ``flow_config``'s flow timeout."""
+    one run at a time."""
     from pipelines.flow import nightly_flow
 
     quiet_prefect_client()
-    timeout = (flow_config or FlowConfig()).timeout_seconds
-    return nightly_flow.with_options(timeout_seconds=timeout).to_deployment(
+    return nightly_flow.to_deployment(
         name=config.deployment_name,
         schedule=build_schedule(config),
         parameters=parameters,
@@ -39,11 +38,7 @@ def build_deployment(
 
 
 def serve(
-    config: ScheduleConfig,
-    config_path: Path | None,
-    data_dir: Path | None,
-    out_dir: Path | None,
-    flow_config: FlowConfig | None = None,
+    config: ScheduleConfig, config_path: Path | None, data_dir: Path | None, out_dir: Path | None
 ) -> None:
     """Serve the nightly deployment until interrupted; fails clearly when no Prefect server is set."""
     from prefect import serve as prefect_serve
@@ -60,4 +55,4 @@ def serve(
         for name, value in {"config_path": config_path, "data_dir": data_dir, "out_dir": out_dir}.items()
         if value is not None
     }
-    prefect_serve(build_deployment(config, parameters, flow_config))
+    prefect_serve(build_deployment(config, parameters))

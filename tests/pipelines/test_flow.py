@@ -336,6 +336,7 @@ def test_serve_builds_the_cron_deployment_from_config() -> None:
     assert [s.schedule.cron for s in deployment.schedules] == ["30 1 * * *"]
     assert deployment.schedules[0].schedule.timezone == "UTC"
     assert deployment.parameters == {"config_path": "/srv/siyu/configs/nightly.yaml"}
+    assert deployment.concurrency_limit == 1, "one night at a time"
 
 
 def test_schedule_config_refuses_bad_cron_and_timezone(tmp_path: Path) -> None:
