@@ -72,6 +72,7 @@ from pipelines.runtime import (
     local_prefect,
     progress_artifacts,
     pure_task,
+    quiet_prefect_client,
     resumable_task,
     run_clock,
     run_link_artifacts,
@@ -157,6 +158,7 @@ def nightly_flow(
     config: NightlyConfig | None = None,
 ) -> NightlySummary:
     """One night: validate, segment, grade quality, recommend, register, publish, promote."""
+    quiet_prefect_client()  # also in a served run's own process
     settings = config or load_config(config_path)
     work = out_dir or settings.work_dir
     limits = TaskLimits(settings.flow.task_timeout_seconds, resume.results_dir(work))

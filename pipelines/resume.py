@@ -1,7 +1,8 @@
 """Resuming a failed night: the expensive file-producing tasks are cached, keyed on the night.
 
 A night is identified by its **night key**: the SHA-256 of the as-of date, the config (less the
-``flow:`` and ``schedule:`` sections, which change how the run is driven, not what it computes)
+``flow:``, ``schedule:``, ``tracking:`` and ``publish:`` sections, which change how the night is
+driven and where its results go, not what the cached steps compute)
 and the SHA-256 of every clean table validation wrote. The steps write into ``outputs/``, which a
 new night clears; so a cached result is only worth something while the files it describes are
 still there. ``begin_night`` keeps that promise with a stamp file in the work directory
@@ -39,8 +40,9 @@ logger = logging.getLogger(__name__)
 
 STAMP = ".siyu-night.json"
 RESULTS = "task_results"
-# Config sections that change how a night is driven, not what its steps compute.
-DRIVING_SECTIONS = frozenset({"flow", "schedule"})
+# Config sections that do not change what the cached steps (segmentation, quality gate,
+# recommenders) compute: how the night is driven, where MLflow and the export go.
+DRIVING_SECTIONS = frozenset({"flow", "schedule", "tracking", "publish"})
 
 
 def results_dir(work: Path) -> Path:

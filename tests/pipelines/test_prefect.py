@@ -313,13 +313,15 @@ def test_cache_keys_follow_the_generation_and_never_without_an_open_night(tmp_pa
     assert resume.cache_key(task, {"outputs": outputs, "previous": None}) is None
 
 
-def test_the_night_key_changes_with_data_config_and_as_of_not_with_timeouts(tmp_path: Path) -> None:
+def test_the_night_key_follows_data_config_and_as_of_not_timeouts_or_export_folder(tmp_path: Path) -> None:
     orders = tmp_path / "orders.parquet"
     orders.write_bytes(b"one")
     config = NightlyConfig().model_dump(mode="json")
     key = resume.night_key("2025-01-02", config, {"orders": orders})
     slower = NightlyConfig.model_validate({"flow": {"timeout_minutes": 1}}).model_dump(mode="json")
     assert resume.night_key("2025-01-02", slower, {"orders": orders}) == key
+    elsewhere = NightlyConfig.model_validate({"publish": {"exports_dir": "/srv/exports"}})
+    assert resume.night_key("2025-01-02", elsewhere.model_dump(mode="json"), {"orders": orders}) == key
     assert resume.night_key("2025-01-03", config, {"orders": orders}) != key
     stricter = NightlyConfig.model_validate({"quality": {"floor": 0.02}}).model_dump(mode="json")
     assert resume.night_key("2025-01-02", stricter, {"orders": orders}) != key
