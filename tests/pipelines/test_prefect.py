@@ -381,3 +381,42 @@ def test_mlflow_links_point_at_the_ui_or_the_store() -> None:
     assert link == "http://127.0.0.1:5000/#/experiments/3/runs/abc" and "abc" in text
     link, text = mlflow_run_link("sqlite:////srv/work/mlflow.db", "3", "abc")
     assert link == "file:///srv/work/mlflow.db" and text == "MLflow run abc in /srv/work/mlflow.db"
+
+
+def test_flow_deadline_applies_the_config_only_to_a_flow_that_carries_another_timeout(monkeypatch) -> None:
+    """A served run loads the flow with the module's default timeout: the config's is applied inside."""
+    from contextlib import contextmanager
+
+    import prefect.utilities.timeout as timeouts
+    from prefect.context import FlowRunContext
+
+    from pipelines.runtime import NightTimedOut, flow_deadline
+
+    entered = []
+
+    @contextmanager
+    def recording(seconds, exc_type):
+        entered.append((seconds, exc_type))
+        yield
+
+    monkeypatch.setattr(timeouts, "timeout", recording)
+    running = SimpleNamespace(flow=SimpleNamespace(timeout_seconds=360 * 60))
+    monkeypatch.setattr(FlowRunContext, "get", lambda: running)
+    with flow_deadline(FlowConfig()):
+        pass
+    assert entered == []
+    with flow_deadline(FlowConfig(timeout_minutes=1)):
+        pass
+    assert entered == [(60, NightTimedOut)]
+
+
+def test_task_limits_give_a_copy_the_task_timeout_and_the_work_dirs_result_storage(tmp_path: Path) -> None:
+    from pipelines.flow import segment
+    from pipelines.runtime import TaskLimits
+
+    limits = TaskLimits(90.0, resume.results_dir(tmp_path))
+    limited = limits(segment)
+    assert limited.timeout_seconds == 90.0 and limited.result_storage == tmp_path / "prefect" / "task_results"
+    assert limited.cache_key_fn is resume.cache_key and limited.persist_result is True
+    assert segment.timeout_seconds is None, "the module's task is left as it is"
+    assert limits.in_thread(segment).timeout_seconds is None
