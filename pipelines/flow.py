@@ -10,13 +10,15 @@ work directory's ownership and lock are ``pipelines.workdir``.
 Folders, under the work directory (``--out`` or ``work_dir``)::
 
     .siyu-workdir       marker: siyu owns this folder (a foreign non-empty folder is refused)
-    .siyu.lock(.json)   the lock one run holds, and who holds it since when
+    .siyu.lock(.json)   the lock one run holds, and who holds it (pid, host, command) since when
+    .siyu-night.json    which night outputs/ holds and whether it finished (``pipelines.resume``)
     validated/          clean tables, quarantine files, validation.json
     duckdb_tmp/         DuckDB's spill folder while the run's engine session is open (engine:)
     run_timings.json    seconds per task, wall, peak RSS, Parquet reads of orders (the benchmark reads it)
     outputs/            this run's step outputs (siyu's own files cleared each run), the export's source
     mlflow.db           MLflow tracking + registry store; mlartifacts/ its artifacts
-    prefect/            Prefect's home (its SQLite database) when no PREFECT_API_URL is set
+    prefect/            Prefect's home (its SQLite database) when no PREFECT_API_URL is set;
+                        prefect/task_results/ the persisted results of the resumable steps
     exports/<as_of>     the published export; exports/current and exports/CURRENT point at it
 
 Flow runs are named ``nightly-<as_of>`` (``nightly-latest`` until validation has found the latest
