@@ -56,6 +56,7 @@ import duckdb
 from prefect import flow, get_run_logger, task
 from prefect.context import FlowRunContext
 from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from features import engine
 from features.asof import AsOf
@@ -146,6 +147,8 @@ def _settings_of(parameters: dict[str, Any]) -> tuple[NightlyConfig, Path]:
     name="siyu-nightly",
     flow_run_name=_run_name,
     timeout_seconds=FlowConfig().timeout_seconds,
+    # two workers: segmentation and the quality gate side by side; every other task runs in the flow
+    task_runner=ThreadPoolTaskRunner(max_workers=2),
     log_prints=False,
     validate_parameters=True,
     on_failure=[_mlflow_run_failed],
