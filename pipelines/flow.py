@@ -116,20 +116,24 @@ def _run_name() -> str:
 
 def _mlflow_run_failed(flow: Any, flow_run: Any, state: Any) -> None:
     """Flow hook (failure, timeout): the night's MLflow run ends FAILED, with the reason as a tag."""
-    _end_mlflow_run(flow_run, state, "FAILED")
+    nightly_steps.fail_open_run(str(flow_run.id), _reason(state), "FAILED")
 
 
-def _mlflow_run_killed(flow: Any, flow_run: Any, state: Any) -> None:
-    """Flow hook (crash: Ctrl+C, SIGTERM; cancellation): the night's MLflow run ends KILLED."""
-    _end_mlflow_run(flow_run, state, "KILLED")
+def _mlflow_run_crashed(flow: Any, flow_run: Any, state: Any) -> None:
+    """Flow hook (crash: Ctrl+C, SIGTERM): the night's MLflow run ends KILLED."""
+    nightly_steps.fail_open_run(str(flow_run.id), _reason(state), "KILLED")
 
 
-def _end_mlflow_run(flow_run: Any, state: Any, status: str) -> None:
-    reason = f"{state.type.value}: {state.message}"
-    if nightly_steps.fail_open_run(str(flow_run.id), reason, status) is None:
-        # a hook run in another process (Prefect runs on_cancellation in the runner): find it by tag
+def _mlflow_run_cancelled(flow: Any, flow_run: Any, state: Any) -> None:
+    """Flow hook (cancelled in the UI): the night's MLflow run ends KILLED. Prefect may run this hook
+    in the process that served the run, which opened no MLflow run: then it is found by its tag."""
+    if nightly_steps.fail_open_run(str(flow_run.id), _reason(state), "KILLED") is None:
         settings, work = _settings_of(flow_run.parameters)
-        nightly_steps.end_run_of_flow_run(settings, work, str(flow_run.id), reason, status)
+        nightly_steps.end_run_of_flow_run(settings, work, str(flow_run.id), _reason(state), "KILLED")
+
+
+def _reason(state: Any) -> str:
+    return f"{state.type.value}: {state.message}"
 
 
 def _settings_of(parameters: dict[str, Any]) -> tuple[NightlyConfig, Path]:
@@ -152,8 +156,8 @@ def _settings_of(parameters: dict[str, Any]) -> tuple[NightlyConfig, Path]:
     log_prints=False,
     validate_parameters=True,
     on_failure=[_mlflow_run_failed],
-    on_crashed=[_mlflow_run_killed],
-    on_cancellation=[_mlflow_run_killed],
+    on_crashed=[_mlflow_run_crashed],
+    on_cancellation=[_mlflow_run_cancelled],
 )
 def nightly_flow(
     config_path: Path | None = None,

@@ -195,7 +195,7 @@ def test_a_cancelled_nights_hook_finds_its_mlflow_run_by_tag_and_ends_it_killed(
         other = start_nightly_run(client, TrackingConfig(experiment="test-cancel"), work, "2025-01-02", {})
     flow_run = SimpleNamespace(id=flow_run_id, parameters={"config_path": str(config), "out_dir": str(work)})
     state = SimpleNamespace(type=SimpleNamespace(value="CANCELLING"), message="cancelled in the UI")
-    flow_module._mlflow_run_killed(None, flow_run, state)
+    flow_module._mlflow_run_cancelled(None, flow_run, state)
     with using_tracking(TrackingConfig(experiment="test-cancel"), work) as client:
         assert client.get_run(mine).info.status == "KILLED"
         assert client.get_run(mine).data.tags["siyu.ended"] == "CANCELLING: cancelled in the UI"
