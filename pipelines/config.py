@@ -24,6 +24,7 @@ from models.recommenders.list_config import ListsConfig
 from models.recommenders.training import RecommendConfig
 from models.segmentation import SegmentationConfig
 from pipelines.publish import PublishConfig
+from pipelines.runtime import FlowConfig
 from pipelines.schedule import ScheduleConfig
 from pipelines.tracking import TrackingConfig
 from reporting.workbook import WorkbookConfig
@@ -79,6 +80,7 @@ class NightlyConfig(BaseModel):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     workbooks: WorkbookConfig = Field(default_factory=WorkbookConfig)
+    flow: FlowConfig = Field(default_factory=FlowConfig)
     work_dir: Path = Field(
         Path("work"), description="Working folder: validated data, features, MLflow store, exports."
     )

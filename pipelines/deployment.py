@@ -1,7 +1,11 @@
 """The Prefect deployment of the nightly flow that ``siyu serve`` serves on the config's cron.
 
 Serving needs a running Prefect server (``prefect server start``) and ``PREFECT_API_URL``
-pointing at it; a plain cron line calling ``siyu nightly`` needs neither.
+pointing at it; a plain cron line calling ``siyu nightly`` needs neither. The deployment runs one
+night at a time (``concurrency_limit=1``: a run that comes due while another is going waits for
+it), on top of the work directory's lock that refuses a second run into the same folder. The
+served runs load the flow from its module; the flow applies the config's ``flow.timeout_minutes``
+itself (``pipelines.runtime.flow_deadline``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ if TYPE_CHECKING:
 
 
 def build_deployment(config: ScheduleConfig, parameters: dict[str, Any]) -> RunnerDeployment:
-    """The deployment of the nightly flow on ``config``'s schedule, with fixed flow ``parameters``."""
+    """The deployment of the nightly flow on ``config``'s schedule, with fixed flow ``parameters``,
+    one run at a time."""
     from pipelines.flow import nightly_flow
 
     quiet_prefect_client()
@@ -28,6 +33,7 @@ def build_deployment(config: ScheduleConfig, parameters: dict[str, Any]) -> Runn
         parameters=parameters,
         description="siyu nightly: validate, segment, quality gate, recommend, register, publish",
         tags=["siyu", "nightly"],
+        concurrency_limit=1,
     )
 
 

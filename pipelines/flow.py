@@ -10,18 +10,31 @@ work directory's ownership and lock are ``pipelines.workdir``.
 Folders, under the work directory (``--out`` or ``work_dir``)::
 
     .siyu-workdir       marker: siyu owns this folder (a foreign non-empty folder is refused)
-    .siyu.lock(.json)   the lock one run holds, and who holds it since when
+    .siyu.lock(.json)   the lock one run holds, and who holds it (pid, host, command) since when
+    .siyu-night.json    which night outputs/ holds and whether it finished (``pipelines.resume``)
     validated/          clean tables, quarantine files, validation.json
     duckdb_tmp/         DuckDB's spill folder while the run's engine session is open (engine:)
     run_timings.json    seconds per task, wall, peak RSS, Parquet reads of orders (the benchmark reads it)
     outputs/            this run's step outputs (siyu's own files cleared each run), the export's source
     mlflow.db           MLflow tracking + registry store; mlartifacts/ its artifacts
-    prefect/            Prefect's home (its SQLite database) when no PREFECT_API_URL is set
+    prefect/            Prefect's home (its SQLite database) when no PREFECT_API_URL is set;
+                        prefect/task_results/ the persisted results of the resumable steps
     exports/<as_of>     the published export; exports/current and exports/CURRENT point at it
 
-The MLflow run ends FINISHED after the last task, and FAILED from the flow's
-``on_failure`` / ``on_crashed`` hooks (an error, Ctrl+C, SIGTERM); a run a ``kill -9`` left
-RUNNING is marked FAILED by the next run in the same work directory.
+Flow runs are named ``nightly-<as_of>`` (``nightly-latest`` until validation has found the latest
+order day, then renamed). The flow and every task stop as TimedOut after ``flow.timeout_minutes``
+and ``flow.task_timeout_minutes``. The MLflow run ends FINISHED after the last task, FAILED from
+the flow's ``on_failure`` hook (an error, a timeout) and KILLED from its ``on_crashed`` /
+``on_cancellation`` hooks (Ctrl+C, SIGTERM, a cancel in the UI); a run a ``kill -9`` left RUNNING
+is marked FAILED by the next run in the same work directory. None of them touches the exports:
+``exports/current`` only ever moves in ``publish``.
+
+Segmentation, the quality gate and the recommenders are resumable (``pipelines.resume``): their
+results are persisted and cached for the night, so a retried or rerun night that failed later
+skips them. Segmentation and the quality gate run side by side (each on its own cursor of the
+session) when ``flow.concurrent_steps`` allows. Log lines of siyu's modules reach the Prefect UI
+(``pipelines.runtime.forward_module_logs``); the flow run gets link artifacts to its MLflow run,
+its report and its export, and a summary.
 
 After validation the flow opens one DuckDB session (``features.engine``: the clean orders read
 once, shared views, ``engine:`` memory limit and spill folder) and hands it to segmentation,
@@ -33,7 +46,7 @@ progress artifacts (``pipelines.runtime.ProgressArtifacts``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -42,21 +55,30 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 from prefect import flow, get_run_logger, task
 from prefect.context import FlowRunContext
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from features import engine
 from features.asof import AsOf
 from features.catalog import Folder, StepFile, output_names
-from pipelines import champion, nightly_steps, tracking, workdir
+from pipelines import champion, nightly_steps, resume, tracking, workdir
 from pipelines import publish as publishing
 from pipelines.champion import RecommenderOutcome
 from pipelines.config import NightlyConfig, load_config
 from pipelines.runtime import (
+    FlowConfig,
     Fn,
+    TaskLimits,
     file_task,
+    flow_deadline,
+    forward_module_logs,
     local_prefect,
     progress_artifacts,
     pure_task,
+    quiet_prefect_client,
+    resumable_task,
     run_clock,
+    run_link_artifacts,
     terminate_as_interrupt,
     timed,
 )
@@ -85,17 +107,58 @@ class NightlySummary:
     missing_tables: list[str] = field(default_factory=list)
 
 
-def _mark_mlflow_run_failed(flow: Any, flow_run: Any, state: Any) -> None:
-    """Flow hook (failure or crash): the night's MLflow run ends FAILED, with the reason as a tag."""
-    nightly_steps.fail_open_run(str(flow_run.id), f"{state.type.value}: {state.message}")
+def _run_name() -> str:
+    """``nightly-<as_of>``; ``nightly-latest`` when the as-of is the latest order day (renamed once known)."""
+    from prefect.runtime import flow_run
+
+    as_of = flow_run.parameters.get("as_of")
+    return f"nightly-{as_of}" if as_of else "nightly-latest"
+
+
+def _mlflow_run_failed(flow: Any, flow_run: Any, state: Any) -> None:
+    """Flow hook (failure, timeout): the night's MLflow run ends FAILED, with the reason as a tag."""
+    nightly_steps.fail_open_run(str(flow_run.id), _reason(state), "FAILED")
+
+
+def _mlflow_run_crashed(flow: Any, flow_run: Any, state: Any) -> None:
+    """Flow hook (crash: Ctrl+C, SIGTERM): the night's MLflow run ends KILLED."""
+    nightly_steps.fail_open_run(str(flow_run.id), _reason(state), "KILLED")
+
+
+def _mlflow_run_cancelled(flow: Any, flow_run: Any, state: Any) -> None:
+    """Flow hook (cancelled in the UI): the night's MLflow run ends KILLED. Prefect may run this hook
+    in the process that served the run, which opened no MLflow run: then it is found by its tag."""
+    if nightly_steps.fail_open_run(str(flow_run.id), _reason(state), "KILLED") is None:
+        settings, work = _settings_of(flow_run.parameters)
+        nightly_steps.end_run_of_flow_run(settings, work, str(flow_run.id), _reason(state), "KILLED")
+
+
+def _reason(state: Any) -> str:
+    return f"{state.type.value}: {state.message}"
+
+
+def _settings_of(parameters: dict[str, Any]) -> tuple[NightlyConfig, Path]:
+    """The config and work directory a flow run was started with (its parameters)."""
+    given = parameters.get("config")
+    config_path = parameters.get("config_path")
+    if given is not None:
+        settings = given if isinstance(given, NightlyConfig) else NightlyConfig.model_validate(given)
+    else:
+        settings = load_config(Path(config_path) if config_path else None)
+    return settings, Path(parameters.get("out_dir") or settings.work_dir)
 
 
 @flow(
     name="siyu-nightly",
+    flow_run_name=_run_name,
+    timeout_seconds=FlowConfig().timeout_seconds,
+    # two workers: segmentation and the quality gate side by side; every other task runs in the flow
+    task_runner=ThreadPoolTaskRunner(max_workers=2),
     log_prints=False,
     validate_parameters=True,
-    on_failure=[_mark_mlflow_run_failed],
-    on_crashed=[_mark_mlflow_run_failed],
+    on_failure=[_mlflow_run_failed],
+    on_crashed=[_mlflow_run_crashed],
+    on_cancellation=[_mlflow_run_cancelled],
 )
 def nightly_flow(
     config_path: Path | None = None,
@@ -105,29 +168,38 @@ def nightly_flow(
     config: NightlyConfig | None = None,
 ) -> NightlySummary:
     """One night: validate, segment, grade quality, recommend, register, publish, promote."""
+    quiet_prefect_client()  # also in a served run's own process
     settings = config or load_config(config_path)
     work = out_dir or settings.work_dir
-    with workdir.claim(work, "nightly"), run_clock(_flow_run_id()) as clock, progress_artifacts():
+    limits = TaskLimits(settings.flow.task_timeout_seconds, resume.results_dir(work))
+    with (
+        workdir.claim(work, "nightly"),
+        flow_deadline(settings.flow),
+        forward_module_logs(),
+        run_clock(_flow_run_id()) as clock,
+        progress_artifacts(),
+    ):
         exports_dir = settings.publish.exports_dir or work / Folder.EXPORTS
-        source = prepare_data(settings, data_dir)
-        validated = validate(source, as_of, settings, work / Folder.VALIDATED)
+        source = limits(prepare_data)(settings, data_dir)
+        validated = limits(validate)(source, as_of, settings, work / Folder.VALIDATED)
+        _name_run(validated.as_of)
         previous = publishing.previous_export(exports_dir, validated.as_of)
-        missing = check_tables(previous, validated, settings)
-        outputs = clear_outputs(work / Folder.OUTPUTS, output_names())
-        run_id = open_run(settings, work, validated, source)
-        with engine_session(validated, settings, work) as con:
-            segments = segment(validated, settings, outputs, previous, con)
-            quality = quality_gate(validated, settings, outputs, previous, con)
-            recommenders = train_recommenders(validated, settings, outputs, con)
-        decision = register(recommenders, settings, work, run_id)
-        sources = choose_exports(outputs, recommenders, decision, settings, work)
-        sources = workbooks(sources, outputs, settings.workbooks, settings.locale)
-        published = publish(sources, exports_dir, validated, settings, run_id, decision)
-        promote(decision, settings, work)
-        report = run_report(outputs, work, validated.as_of, run_id)
-        record_run(settings, work, run_id, segments, quality.level_counts, published, report, missing)
-        record_timings(settings, work, run_id, clock.summary(_rows(validated)))
-        close_run(settings, work, run_id)
+        missing = limits(check_tables)(previous, validated, settings)
+        outputs = limits(prepare_outputs)(work, validated, settings)
+        run_id = limits(open_run)(settings, work, validated, source)
+        with engine_session(validated, settings, work, limits) as con:
+            segments, quality = segment_and_grade(limits, validated, settings, outputs, previous, con)
+            recommenders = limits(train_recommenders)(validated, settings, outputs, con)
+        decision = limits(register)(recommenders, settings, work, run_id)
+        sources = limits(choose_exports)(outputs, recommenders, decision, settings, work)
+        sources = limits(workbooks)(sources, outputs, settings.workbooks, settings.locale)
+        published = limits(publish)(sources, exports_dir, validated, settings, run_id, decision)
+        limits(promote)(decision, settings, work)
+        report = limits(run_report)(outputs, work, validated.as_of, run_id, exports_dir)
+        limits(link_run)(settings, work, run_id, validated.as_of, outputs, report, published.export_dir)
+        limits(record_run)(settings, work, run_id, segments, quality.level_counts, published, report, missing)
+        limits(record_timings)(settings, work, run_id, clock.summary(_rows(validated)))
+        limits(close_run)(settings, work, run_id)
     return NightlySummary(
         as_of=validated.as_of,
         work_dir=work,
@@ -157,10 +229,22 @@ def run_nightly(
     settings = config or load_config(config_path)
     work = out_dir or settings.work_dir
     day = AsOf.of(as_of).date if as_of is not None else None
+    limited = nightly_flow.with_options(timeout_seconds=settings.flow.timeout_seconds)
     with workdir.claim(work, "nightly"), terminate_as_interrupt(), local_prefect(work):
-        return nightly_flow(
-            config_path=config_path, data_dir=data_dir, as_of=day, out_dir=work, config=settings
-        )
+        return limited(config_path=config_path, data_dir=data_dir, as_of=day, out_dir=work, config=settings)
+
+
+def _name_run(as_of: AsOf) -> None:
+    """Rename the flow run ``nightly-<as_of>`` once the as-of date is known (the latest order day)."""
+    from prefect.client.orchestration import get_client
+
+    context = FlowRunContext.get()
+    name = f"nightly-{as_of}"
+    if context is None or context.flow_run is None or context.flow_run.name == name:
+        return
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(context.flow_run.id, name=name)
+    context.flow_run.name = name
 
 
 # --- load + validate ---------------------------------------------------------------------------
@@ -177,8 +261,7 @@ def nightly_task(name: str, options: dict[str, Any]) -> Callable[[Fn], Fn]:
 
 # Tasks that are a function of a step module as it is.
 prepare_data = nightly_task("prepare data", file_task())(resolve_data_dir)
-clear_outputs = nightly_task("clear outputs", file_task())(workdir.clear_own)
-train_recommenders = nightly_task("train and evaluate recommenders", file_task())(
+train_recommenders = nightly_task("train and evaluate recommenders", resumable_task())(
     nightly_steps.train_and_evaluate
 )
 record_run = nightly_task("record run", file_task())(nightly_steps.record_run)
@@ -208,16 +291,28 @@ def check_tables(previous: Path | None, validated: Validated, settings: NightlyC
     return nightly_steps.check_tables(previous, validated.tables, settings.data.optional_tables)
 
 
+@nightly_task("prepare outputs", file_task())
+def prepare_outputs(work: Path, validated: Validated, settings: NightlyConfig) -> Path:
+    """``outputs/`` for tonight: kept when this resumes an unfinished night on the same as-of, data
+    and config (``flow.resume``), else cleared of siyu's files (``pipelines.resume.begin_night``)."""
+    key = resume.night_key(validated.as_of, settings.model_dump(mode="json"), validated.clean_paths)
+    outputs = work / Folder.OUTPUTS
+    clear = lambda: workdir.clear_own(outputs, output_names())  # noqa: E731
+    if resume.begin_night(work, key, settings.flow.resume, clear):
+        get_run_logger().info("resuming an unfinished night: steps that completed are skipped")
+    return outputs
+
+
 # --- the run's engine session, segmentation, quality gate, recommenders -----------------------------
 
 
 @contextmanager
 def engine_session(
-    validated: Validated, settings: NightlyConfig, work: Path
+    validated: Validated, settings: NightlyConfig, work: Path, limits: TaskLimits
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """One DuckDB connection over the clean tables for the steps of the block (``engine:``); closed,
     and its spill folder removed, when the block ends however it ends."""
-    con = open_engine(validated, settings, work)
+    con = limits(open_engine)(validated, settings, work)
     try:
         yield con
     finally:
@@ -234,7 +329,31 @@ def open_engine(validated: Validated, settings: NightlyConfig, work: Path) -> du
     return engine.connect(validated.clean_paths, config=settings.engine, temp_directory=spill)
 
 
-@nightly_task("segmentation", file_task())
+def segment_and_grade(
+    limits: TaskLimits,
+    validated: Validated,
+    settings: NightlyConfig,
+    outputs: Path,
+    previous: Path | None,
+    con: duckdb.DuckDBPyConnection,
+) -> tuple[SegmentationOutcome, QualityOutcome]:
+    """Segmentation and the quality gate (independent of each other): side by side, each on its own
+    cursor of the session, when ``flow.concurrent_steps`` allows; else one after the other.
+
+    Side by side they run in Prefect's worker threads, which a task timeout cannot interrupt, so
+    only the flow's timeout bounds them there."""
+    if not settings.flow.side_by_side():
+        segments = limits(segment)(validated, settings, outputs, previous, con)
+        return segments, limits(quality_gate)(validated, settings, outputs, previous, con)
+    get_run_logger().info("segmentation and quality gate side by side (flow.concurrent_steps)")
+    with closing(con.cursor()) as segment_con, closing(con.cursor()) as quality_con:
+        segments = limits.in_thread(segment).submit(validated, settings, outputs, previous, segment_con)
+        quality = limits.in_thread(quality_gate).submit(validated, settings, outputs, previous, quality_con)
+        wait([segments, quality])  # both finish before their cursors close, even when one fails
+        return segments.result(), quality.result()
+
+
+@nightly_task("segmentation", resumable_task())
 def segment(
     validated: Validated,
     settings: NightlyConfig,
@@ -252,7 +371,7 @@ def segment(
     )
 
 
-@nightly_task("quality gate", file_task())
+@nightly_task("quality gate", resumable_task())
 def quality_gate(
     validated: Validated,
     settings: NightlyConfig,
@@ -328,15 +447,34 @@ def promote(decision: tracking.GateDecision, settings: NightlyConfig, work: Path
 
 
 @nightly_task("run report", file_task())
-def run_report(outputs: Path, work: Path, as_of: date | AsOf, run_id: str) -> Path:
+def run_report(outputs: Path, work: Path, as_of: date | AsOf, run_id: str, exports_dir: Path) -> Path:
     """The HTML run report (work/report.html) and its Prefect markdown and table summaries."""
-    return nightly_steps.write_run_report(outputs, work, as_of, run_id)
+    return nightly_steps.write_run_report(outputs, work, as_of, run_id, exports_dir)
+
+
+@nightly_task("link artifacts", pure_task())
+def link_run(
+    settings: NightlyConfig,
+    work: Path,
+    run_id: str,
+    as_of: AsOf,
+    outputs: Path,
+    report: Path,
+    export_dir: Path,
+) -> None:
+    """The flow run's summary and its links to the MLflow run, the report and the export."""
+    with tracking.using_tracking(settings.tracking, work) as client:
+        experiment_id = client.get_run(run_id).info.experiment_id
+    mlflow_uri = settings.tracking.tracking_uri(work)
+    run_link_artifacts(as_of, mlflow_uri, experiment_id, run_id, outputs, report, export_dir)
 
 
 @nightly_task("close mlflow run", pure_task())
 def close_run(settings: NightlyConfig, work: Path, run_id: str) -> None:
-    """Mark the MLflow run FINISHED (a failure is marked by the flow's hooks)."""
+    """Mark the MLflow run FINISHED (a failure is marked by the flow's hooks) and the night finished
+    (a rerun computes every step again)."""
     nightly_steps.close_run(settings, work, run_id, _flow_run_id())
+    resume.end_night(work)
 
 
 def _rows(validated: Validated) -> dict[str, int]:

@@ -81,8 +81,9 @@ def close_run(settings: NightlyConfig, work: Path, run_id: str, flow_run_id: str
         _OPEN_RUNS.pop(flow_run_id, None)
 
 
-def fail_open_run(flow_run_id: str, reason: str) -> str | None:
-    """Mark FAILED the MLflow run opened by flow run ``flow_run_id`` (the flow failed or crashed)."""
+def fail_open_run(flow_run_id: str, reason: str, status: str = "FAILED") -> str | None:
+    """Close as ``status`` (FAILED; KILLED for a crash or cancel) the MLflow run opened by flow run
+    ``flow_run_id`` in this process, with the reason as a tag; None when it opened none here."""
     with _OPEN_RUNS_LOCK:
         opened = _OPEN_RUNS.pop(flow_run_id, None)
     if opened is None:
@@ -90,9 +91,30 @@ def fail_open_run(flow_run_id: str, reason: str) -> str | None:
     config, work, run_id = opened
     with tracking.using_tracking(config, work) as client:
         client.set_tag(run_id, tracking.ENDED_TAG, reason[:5000])
-        tracking.finish_run(client, run_id, succeeded=False)
-    logger.info("mlflow run %s marked FAILED", run_id)
+    tracking.close_run(config, work, run_id, status)
+    logger.info("mlflow run %s marked %s", run_id, status)
     return run_id
+
+
+def end_run_of_flow_run(
+    settings: NightlyConfig, work: Path, flow_run_id: str, reason: str, status: str
+) -> list[str]:
+    """Close as ``status`` the RUNNING MLflow runs tagged with Prefect flow run ``flow_run_id`` (a
+    hook that runs in another process than the flow, as Prefect's cancellation hooks do)."""
+    with tracking.using_tracking(settings.tracking, work) as client:
+        experiment = client.get_experiment_by_name(settings.tracking.experiment)
+        if experiment is None:
+            return []
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"attributes.status = 'RUNNING' and tags.prefect_flow_run_id = '{flow_run_id}'",
+        )
+        for run in runs:
+            client.set_tag(run.info.run_id, tracking.ENDED_TAG, reason[:5000])
+    for run in runs:
+        tracking.close_run(settings.tracking, work, run.info.run_id, status)
+        logger.info("mlflow run %s marked %s", run.info.run_id, status)
+    return [run.info.run_id for run in runs]
 
 
 # --- the recommender step -------------------------------------------------------------------------
@@ -276,15 +298,11 @@ def write_run_timings(settings: NightlyConfig, work: Path, run_id: str, timings:
     return path
 
 
-def write_run_report(outputs: Path, work: Path, as_of: date | AsOf, run_id: str) -> Path:
-    """The HTML run report under the work dir (not exported: it names the run), plus Prefect artifacts."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+def write_run_report(
+    outputs: Path, work: Path, as_of: date | AsOf, run_id: str, exports_dir: Path | None = None
+) -> Path:
+    """The HTML run report under the work dir (not exported: it names the run); the flow run's
+    Prefect artifacts are ``pipelines.runtime.run_link_artifacts``."""
+    from reporting.report import write_report
 
-    from reporting.report import summary_markdown, summary_table, write_report
-
-    report = write_report(outputs, work / RunFile.REPORT_HTML, as_of, {"mlflow_run_id": run_id})
-    create_markdown_artifact(
-        summary_markdown(outputs), key="siyu-nightly-summary", description="siyu nightly"
-    )
-    create_table_artifact(summary_table(outputs), key="siyu-nightly-headlines", description="siyu nightly")
-    return report
+    return write_report(outputs, work / RunFile.REPORT_HTML, as_of, {"mlflow_run_id": run_id}, exports_dir)

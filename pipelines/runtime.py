@@ -13,6 +13,11 @@ server is stopped when the block ends.
 exception, so that Prefect marks the flow run CRASHED and runs its ``on_crashed`` hooks
 (the MLflow run is marked FAILED) instead of the process vanishing mid-step.
 
+``FlowConfig`` (the config's ``flow:`` section) holds the flow's and the tasks' timeouts, whether a
+failed night resumes, and whether segmentation and the quality gate run side by side;
+``TaskLimits`` applies it to a task. ``forward_module_logs`` sends the log lines of siyu's own
+modules (features, models, pipelines, ...) to the flow run in the Prefect UI as well.
+
 ``timed`` and ``RunClock`` time every task of a flow run (seconds per task, wall, peak RSS and
 the Parquet reads of each table), for ``run_timings.json``; ``ProgressArtifacts`` turns the
 ``features.progress`` updates of a flow run into Prefect progress artifacts (one per step,
@@ -35,8 +40,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from features.catalog import Folder
 from features.columns import Table
@@ -45,6 +52,8 @@ from features.errors import SiyuError
 from features.progress import ProgressUpdate, add_listener
 
 EPHEMERAL_STARTUP_SECONDS = 180
+# siyu's own packages: their module loggers reach the Prefect UI during a flow run.
+SIYU_PACKAGES = ("features", "sources", "models", "artifact", "reporting", "pipelines")
 
 # Runs uvicorn (argv[2:]) and exits as soon as the process that started it (argv[1]) is gone.
 _LAUNCHER = """
@@ -84,11 +93,211 @@ def file_task() -> dict[str, Any]:
     }
 
 
+def resumable_task() -> dict[str, Any]:
+    """Options of a long task that writes files into ``outputs/``: retried like ``file_task``, its
+    result persisted and cached for the night (``pipelines.resume.cache_key``), so that a retried
+    or rerun night skips it once it has completed."""
+    from pipelines.resume import cache_key
+
+    options = file_task()
+    del options["cache_policy"]
+    return {**options, "cache_key_fn": cache_key, "persist_result": True}
+
+
 def pure_task() -> dict[str, Any]:
     """Options of a task that must run exactly once: no retries, no cache."""
     from prefect.cache_policies import NO_CACHE
 
     return {"cache_policy": NO_CACHE}
+
+
+class FlowConfig(BaseModel):
+    """How the nightly flow is driven (``flow:``): timeouts, resuming, concurrency."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_minutes: float = Field(
+        360, gt=0, description="The whole flow run stops (TimedOut) after this many minutes."
+    )
+    task_timeout_minutes: float = Field(
+        120, gt=0, description="Any one task stops (TimedOut) after this many minutes."
+    )
+    resume: bool = Field(
+        True,
+        description="A rerun of a failed night (same as-of, data, config, work dir) skips the steps "
+        "that completed (segmentation, quality gate, recommenders).",
+    )
+    concurrent_steps: bool | Literal["auto"] = Field(
+        "auto",
+        description="Run segmentation and the quality gate side by side: true, false, or auto "
+        "(when at least concurrent_min_free_gb of memory is available).",
+    )
+    concurrent_min_free_gb: float = Field(
+        8.0, ge=0, description="auto: the memory that must be available to run the two side by side."
+    )
+
+    @property
+    def timeout_seconds(self) -> float:
+        return self.timeout_minutes * 60
+
+    @property
+    def task_timeout_seconds(self) -> float:
+        return self.task_timeout_minutes * 60
+
+    def side_by_side(self, available_bytes: int | None = None) -> bool:
+        """Whether segmentation and the quality gate run concurrently now."""
+        if self.concurrent_steps != "auto":
+            return bool(self.concurrent_steps)
+        if available_bytes is None:
+            import psutil
+
+            available_bytes = psutil.virtual_memory().available
+        return available_bytes >= self.concurrent_min_free_gb * 2**30
+
+
+@dataclass(frozen=True)
+class TaskLimits:
+    """The options a night gives every task it calls: the task timeout (``flow.task_timeout_minutes``)
+    and, for the results it persists, storage under the work directory."""
+
+    timeout_seconds: float
+    result_storage: Path
+
+    def __call__(self, task: Any) -> Any:
+        """``task`` with these options (a copy; the module-level task is not changed)."""
+        return task.with_options(timeout_seconds=self.timeout_seconds, result_storage=self.result_storage)
+
+    def in_thread(self, task: Any) -> Any:
+        """``task`` for a worker thread: the result storage, no timeout (a thread cannot be interrupted)."""
+        return task.with_options(result_storage=self.result_storage)
+
+
+class NightTimedOut(TimeoutError):
+    """The night ran past ``flow.timeout_minutes`` (Prefect marks the flow run TimedOut)."""
+
+
+@contextmanager
+def flow_deadline(config: FlowConfig) -> Iterator[None]:
+    """``flow.timeout_minutes`` for a flow run whose flow object carries another timeout.
+
+    ``run_nightly`` sets the flow's own ``timeout_seconds`` from the config; a deployment served by
+    ``siyu serve`` runs the flow as its module defines it (the default timeout), so the config's
+    limit is enforced here, with Prefect's timeout helper, for such runs only.
+    """
+    from prefect.context import FlowRunContext
+    from prefect.utilities.timeout import timeout
+
+    context = FlowRunContext.get()
+    if context is None or context.flow is None or context.flow.timeout_seconds == config.timeout_seconds:
+        yield
+        return
+    with timeout(config.timeout_seconds, NightTimedOut):
+        yield
+
+
+def mlflow_run_link(tracking_uri: str, experiment_id: str, run_id: str) -> tuple[str, str]:
+    """(link, text) to an MLflow run: its page when ``tracking_uri`` is a server, else the store file."""
+    if tracking_uri.startswith(("http://", "https://")):
+        link = f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return link, f"MLflow run {run_id}"
+    if tracking_uri.startswith("sqlite:///"):
+        store = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not store.is_absolute():
+            store = store.absolute()
+        return store.as_uri(), f"MLflow run {run_id} in {store}"
+    return tracking_uri, f"MLflow run {run_id} in {tracking_uri}"
+
+
+def run_link_artifacts(
+    as_of: object,
+    tracking_uri: str,
+    experiment_id: str,
+    run_id: str,
+    outputs: Path,
+    report: Path,
+    export_dir: Path,
+) -> None:
+    """The flow run's artifacts: links to its MLflow run, its HTML report and its export folder, and a
+    summary titled with the as-of date (headline numbers and the same links)."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+    from reporting.report import summary_table
+
+    mlflow_link, mlflow_text = mlflow_run_link(tracking_uri, experiment_id, run_id)
+    links = {
+        "siyu-mlflow-run": (mlflow_link, mlflow_text, "The night's MLflow run"),
+        "siyu-report": (report.absolute().as_uri(), f"report {report.absolute()}", "The night's HTML report"),
+        "siyu-export": (export_dir.absolute().as_uri(), f"export {export_dir.absolute()}", "The export"),
+    }
+    for key, (link, text, description) in links.items():
+        create_link_artifact(link=link, link_text=text, key=key, description=f"{description}, as of {as_of}")
+    headlines = summary_table(outputs)
+    lines = [f"# siyu nightly, as of {as_of}", "", "| area | measure | value |", "|---|---|---|"]
+    lines += [f"| {row['area']} | {row['measure']} | {row['value']} |" for row in headlines]
+    lines += ["", *(f"- [{text}]({link})" for link, text, _ in links.values())]
+    create_markdown_artifact(
+        "\n".join(lines) + "\n", key="siyu-nightly-summary", description=f"siyu nightly, as of {as_of}"
+    )
+    create_table_artifact(
+        headlines, key="siyu-nightly-headlines", description=f"headline numbers, as of {as_of}"
+    )
+
+
+@contextmanager
+def forward_module_logs(packages: tuple[str, ...] = SIYU_PACKAGES) -> Iterator[None]:
+    """Send the log records of ``packages`` to the flow run in the Prefect API for the block.
+
+    Prefect's ``PREFECT_LOGGING_EXTRA_LOGGERS`` does the same but is read once at ``import prefect``;
+    this adds Prefect's API handler to the package loggers directly (records still reach the
+    console through the root logger, once). Lines logged outside a run's context (a thread of
+    siyu's own) stay on the console only. A package logger left at NOTSET under a WARNING root
+    (a served run, where no CLI set the level) is set to INFO for the block.
+    """
+    handler = _ApiHandlerOutsideRunsQuiet()
+    changed: list[tuple[logging.Logger, int]] = []
+    for name in packages:
+        package_logger = logging.getLogger(name)
+        package_logger.addHandler(handler)
+        if package_logger.level == logging.NOTSET and package_logger.getEffectiveLevel() > logging.INFO:
+            changed.append((package_logger, package_logger.level))
+            package_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for name in packages:
+            logging.getLogger(name).removeHandler(handler)
+        for package_logger, level in changed:
+            package_logger.setLevel(level)
+
+
+def _api_handler_class() -> type[logging.Handler]:
+    from prefect.logging.handlers import APILogHandler
+
+    return APILogHandler
+
+
+class _ApiHandlerOutsideRunsQuiet(logging.Handler):
+    """Prefect's ``APILogHandler``, silent (no warning) for a record made outside a run's context."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._api = _api_handler_class()()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from prefect.exceptions import MissingContextError
+
+        try:
+            from prefect.context import get_settings_context
+
+            if not get_settings_context().settings.logging.to_api.enabled:
+                return
+            from prefect.logging.handlers import emit_api_log
+
+            emit_api_log(self._api.prepare(record))
+        except MissingContextError:
+            return
+        except Exception:
+            self.handleError(record)
 
 
 @contextmanager
@@ -239,13 +448,17 @@ class RunClock:
     tasks: dict[str, float] = field(default_factory=dict)
     task_reads: dict[str, dict[str, float]] = field(default_factory=dict)
 
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
     def add(self, task_name: str, seconds: float, reads: dict[str, float] | None = None) -> None:
-        """Add ``seconds`` (and the table ``reads`` made meanwhile) to ``task_name``'s account."""
-        self.tasks[task_name] = round(self.tasks.get(task_name, 0.0) + seconds, 3)
-        for table, count in (reads or {}).items():
-            if count:
-                counted = self.task_reads.setdefault(task_name, {})
-                counted[table] = round(counted.get(table, 0) + count, 3)
+        """Add ``seconds`` (and the table ``reads`` made meanwhile) to ``task_name``'s account
+        (tasks running side by side each count the reads made while they ran)."""
+        with self._lock:
+            self.tasks[task_name] = round(self.tasks.get(task_name, 0.0) + seconds, 3)
+            for table, count in (reads or {}).items():
+                if count:
+                    counted = self.task_reads.setdefault(task_name, {})
+                    counted[table] = round(counted.get(table, 0) + count, 3)
 
     def reads(self) -> dict[str, float]:
         """Passes over each table's files since the run started (validation's and the engine's;
@@ -287,7 +500,7 @@ def run_clock(flow_run_id: str) -> Iterator[RunClock]:
 
 def timed(task_name: str, fn: Fn) -> Fn:
     """``fn`` adding its seconds and the table reads it made to its flow run's ``RunClock`` as
-    ``task_name`` (when one is open; tasks of one run run one after the other)."""
+    ``task_name`` (when one is open)."""
 
     @functools.wraps(fn)
     def timed_call(*args: Any, **kwargs: Any) -> Any:

@@ -766,3 +766,9 @@ def flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _param_value(value: Any) -> str:
     text = json.dumps(value, default=str) if isinstance(value, list | dict) else str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+def close_run(config: TrackingConfig, work_dir: Path, run_id: str, status: str) -> None:
+    """Close ``run_id`` with ``status`` (FINISHED, FAILED or KILLED) in the configured store."""
+    with using_tracking(config, work_dir) as client:
+        client.set_terminated(run_id, status=status)

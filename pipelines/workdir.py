@@ -10,7 +10,8 @@ Two rules keep an operator's folders safe:
 * **One run at a time.** Every command that writes into a work directory holds the lock
   ``.siyu.lock`` (``filelock``: an OS lock that dies with the process, so a killed run
   leaves nothing to clean up) for as long as it runs. Beside it, ``.siyu.lock.json`` says
-  which process holds it since when; a second run fails at once with that in its message.
+  which process (pid, host, command) holds it since when; a second run fails at once with
+  the lock file and that holder in its message.
   The info file is only read to explain a refusal and is overwritten by whoever takes the
   lock next, so a stale one never blocks.
 
@@ -25,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -112,7 +114,12 @@ def clear_own(folder: Path, names: Collection[str]) -> Path:
 
 
 def _write_info(work_dir: Path, command: str) -> None:
-    info = {"pid": os.getpid(), "started": datetime.now().isoformat(timespec="seconds"), "command": command}
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "command": command,
+    }
     try:
         (work_dir / LOCK_INFO).write_text(json.dumps(info) + "\n", encoding="utf-8")
     except OSError as error:  # the lock holds anyway; the info only explains a refusal
@@ -120,13 +127,15 @@ def _write_info(work_dir: Path, command: str) -> None:
 
 
 def _busy_message(work_dir: Path) -> str:
+    lock = work_dir / LOCK
     try:
         info = json.loads((work_dir / LOCK_INFO).read_text(encoding="utf-8"))
-        since = datetime.fromisoformat(info["started"]).strftime("%H:%M")
-        holder = f" since {since} (pid {info['pid']}): siyu {info.get('command', '?')}"
+        since = datetime.fromisoformat(info["started"]).strftime("%Y-%m-%d %H:%M")
+        host = f" on {info['host']}" if info.get("host") else ""
+        holder = f" since {since} (pid {info['pid']}{host}): siyu {info.get('command', '?')}"
     except (OSError, ValueError, KeyError, TypeError):
         holder = ""
     return (
-        f"another siyu run is in progress in {work_dir}{holder}\n"
+        f"another siyu run is in progress in {work_dir}{holder}; it holds the lock {lock}\n"
         "  fix: wait for it to finish, or pass --out with another folder"
     )

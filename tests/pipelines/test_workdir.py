@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from features.catalog import output_names
 from features.errors import SiyuError
-from pipelines.workdir import LOCK_INFO, MARKER, adopt, claim, clear_own
+from pipelines.workdir import LOCK, LOCK_INFO, MARKER, adopt, claim, clear_own
 from tests.cli import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +52,8 @@ def test_a_second_run_is_refused_at_once_naming_the_first(
     err = capsys.readouterr().err
     assert status == 2 and "Traceback" not in err
     assert f"another siyu run is in progress in {work} since " in err
-    assert f"(pid {holder.pid})" in err and "fix:" in err
+    assert f"(pid {holder.pid} on {socket.gethostname()}): siyu nightly" in err and "fix:" in err
+    assert f"it holds the lock {work / LOCK}" in err
     assert not (work / "clean").exists(), "the refused run wrote nothing"
 
 
