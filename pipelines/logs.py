@@ -61,8 +61,13 @@ def configure_logging(verbose: bool = False, quiet: bool = False, stream: TextIO
     logging.captureWarnings(True)
     for name in CHATTY_LIBRARIES:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
-    # MLflow otherwise gives its loggers a handler of their own at INFO when it is imported.
+    # MLflow otherwise gives its loggers a handler of their own at INFO when it is imported; when
+    # it was imported before this call, take that handler off so its lines come through this log.
     os.environ.setdefault(MLFLOW_OWN_LOGGING, "false")
+    mlflow_logger = logging.getLogger("mlflow")
+    for own in list(mlflow_logger.handlers):
+        mlflow_logger.removeHandler(own)
+    mlflow_logger.propagate = True
     if not verbose:
         os.environ.setdefault(MLFLOW_PROGRESS_BAR, "false")
 
