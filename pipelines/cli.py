@@ -231,6 +231,14 @@ def evaluate(
         list[str] | None, typer.Option("--model", help="Only this configured model (repeatable).")
     ] = None,
     config: ConfigOption = None,
+    folds: Annotated[
+        int,
+        typer.Option(
+            "--folds",
+            help="Rolling folds: test windows of --holdout-days ending 1, 2, .. windows before the "
+            "end, each tuned on the days before it; the table is the mean over folds (1: one window).",
+        ),
+    ] = 3,
 ) -> None:
     """Compare every configured recommender on a temporal holdout: one table of model x protocol."""
     from features.vocabulary import MetricCol
@@ -240,16 +248,23 @@ def evaluate(
     from reporting.console import evaluation_table
 
     settings = load_config(config)
-    for name, value in (("--holdout-days", holdout_days), ("--k", k)):
+    for name, value in (("--holdout-days", holdout_days), ("--k", k), ("--folds", folds)):
         if value is not None and value < 1:
             raise SiyuError(f"{name} {value}: must be at least 1\n  fix: e.g. {name} 10")
     day = _parse_as_of(as_of)
-    report = run_evaluation(data, settings.recommend, day, holdout_days, k, model or None)
+    report = run_evaluation(data, settings.recommend, day, holdout_days, k, model or None, folds=folds)
     typer.echo(f"trained up to {report.cutoff}, tested up to {report.test_end}, metrics at k={report.k}")
     if report.sample is not None:
         typer.echo(
             f"measured on {report.sample.sampled:,} of {report.sample.test_consumers:,} test consumers "
             f"(seed {report.sample.seed}); every metric's 95% interval is in --json"
+        )
+    if report.folds > 1:
+        window = holdout_days or settings.recommend.evaluation.holdout_days
+        typer.echo(
+            f"mean over {report.folds} rolling folds of {window} days ending {report.test_end} (the "
+            f"first is the window above); intervals: {report.sample.confidence if report.sample else ''}"
+            "; per-fold rows in --json"
         )
     ndcg_interval = interval_of(MetricCol.NDCG)
     shown = tuple(c for c in EVALUATION_COLUMNS if c not in INTERVAL_COLUMNS or c in ndcg_interval)

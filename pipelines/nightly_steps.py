@@ -178,6 +178,8 @@ def _evaluate_tonight(
     )
     sample = evaluation.sample
     words = f"{evaluation.cutoff}..{evaluation.test_end}"
+    if evaluation.folds > 1:  # the gate's numbers are means over these folds, every model the same
+        words = f"mean over {evaluation.folds} rolling folds, the latest {words}"
     if sample is not None:
         words += f", {sample.sampled} of {sample.test_consumers} consumers, seed {sample.seed}"
     return table, float(row[MetricCol.NDCG]), words, evaluation.fitted(recommend.production)
@@ -185,10 +187,10 @@ def _evaluate_tonight(
 
 def write_evaluation(report: dict[str, Any], production: str, path: Path) -> None:
     """evaluation.json for the export and the report, without timings (reruns give the same file)."""
-    results = [
-        {k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in report[EvaluationKey.RESULTS]
-    ]
-    content = {**report, EvaluationKey.PRODUCTION: production, EvaluationKey.RESULTS: results}
+    content = {**report, EvaluationKey.PRODUCTION: production}
+    for key in (EvaluationKey.RESULTS, EvaluationKey.FOLDS):
+        if key in report:
+            content[key] = [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in report[key]]
     write_text_atomically(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
