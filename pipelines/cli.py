@@ -398,6 +398,47 @@ def nightly(
 
 
 @app.command()
+def backfill(
+    start: Annotated[str, typer.Option("--from", help="First as-of date, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--to", help="Last as-of date at most, YYYY-MM-DD.")],
+    every: Annotated[
+        str, typer.Option("--every", help="Step between as-of dates: 1M (months), 1W / 2W, 7D (days).")
+    ] = "1M",
+    config: ConfigOption = None,
+    data: DataOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Work directory of the backfill (default: work_dir in config)."),
+    ] = None,
+) -> None:
+    """Run the nightly once per as-of date, oldest first: one export per date, with its history.
+
+    Tier migration, quality levels and the champion gate carry on from date to date as on
+    consecutive nights; backfill.csv in the work directory sums up each date.
+    """
+    from pipelines.config import load_config
+    from pipelines.steps.backfill import run_backfill
+
+    settings = load_config(config)
+    first, last = _backfill_date("--from", start), _backfill_date("--to", end)
+    work = out or settings.work_dir
+    outcome = run_backfill(config, data, first, last, every, work, settings)
+    for summary in outcome.summaries:
+        typer.echo(f"as of {summary.as_of}: {summary.export_dir}")
+    typer.echo(f"backfilled {len(outcome.summaries)} exports; summary in {outcome.path}")
+
+
+def _backfill_date(option: str, text: str) -> date:
+    """A ``backfill`` date option: an as-of date, not after today (``_parse_as_of``'s rules)."""
+    try:
+        parsed = _parse_as_of(text)
+    except SiyuError as error:
+        raise SiyuError(str(error).replace("--as-of", option, 1)) from None
+    assert parsed is not None  # the option is required
+    return parsed.date
+
+
+@app.command()
 def serve(
     config: ConfigOption = None,
     data: DataOption = None,
