@@ -2,7 +2,7 @@
 
 Run from the repository root on the data imported with ``siyu import online-retail``::
 
-    python benchmarks/recommenders_online_retail.py --data /tmp/data/online_retail [--json FILE]
+    python benchmarks/recommenders_online_retail.py --data /tmp/data/online_retail [--folds 3] [--json FILE]
 
 Protocol: cutoff = the last order timestamp minus 30 days (an exact instant); training = every
 paid line before it, interactions = distinct invoices per consumer-product (no decay, no
@@ -15,6 +15,12 @@ chosen on the validation window cutoff − 30 days → cutoff, with training dat
 cutoff − 30 days; then the models are refitted on everything before the cutoff and the test
 window is measured once. Baselines are tuned separately for each protocol; the production
 ranker is one model for both.
+
+Rolling origin (``--folds N``, ``models.evaluation.rolling_folds``): fold 1 is the window above;
+fold ``i`` moves the cutoff ``30·(i−1)`` days earlier, with its own validation window (the 30
+days before its cutoff) where every grid and the ranker are tuned again. Printed: fold 1's
+table (the single window), the mean over folds with a 95% t-interval over the fold means, and
+each fold's NDCG@10.
 """
 
 from __future__ import annotations
@@ -25,14 +31,23 @@ import logging
 import os
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 
 from features.engine import connect
 from features.interactions import InteractionConfig, latest_activity, purchased_pairs
-from models.evaluation import MetricCol, Protocol, TimeSplit, evaluate_models, grid_search, make_task
+from models.evaluation import (
+    MetricCol,
+    Protocol,
+    RollingFold,
+    evaluate_models,
+    fold_rows,
+    grid_search,
+    make_task,
+    rolling_folds,
+    summarise_folds,
+)
 from models.recommenders.ranker import RankerRecommender, build_component
 
 PROTOCOL_INTERACTIONS = InteractionConfig(
@@ -61,25 +76,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="Online Retail II imported to the contract.")
     parser.add_argument("--json", type=Path, default=None, help="Also write the table as JSON.")
     parser.add_argument("--skip", nargs="*", default=[], help="Baselines to leave out (names as printed).")
+    parser.add_argument("--folds", type=int, default=1, help="Rolling folds (1: the single window).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tables = {t: args.data / f"{t}.parquet" for t in ("orders", "products", "consumers")}
     con = connect({t: p for t, p in tables.items() if p.exists()})
-    last = latest_activity(con)
-    split = TimeSplit(last - timedelta(days=30), last)
-    validation = split.validation(30)
     began = time.perf_counter()
-    test_task = make_task(con, split, PROTOCOL_INTERACTIONS)
-    validation_task = make_task(con, validation, PROTOCOL_INTERACTIONS)
-    print(f"cutoff {split.cutoff}, test until {split.test_end}; validation from {validation.cutoff}")
-    print(f"test: {test_task.truth['consumer_id'].nunique()} consumers, {len(test_task.truth)} truth pairs")
+    per_fold = []
+    for fold in rolling_folds(latest_activity(con), args.folds, 30, 30):
+        per_fold.append(_run_fold(con, fold, args.skip))
+        print(f"fold {fold.number} done after {time.perf_counter() - began:.0f}s")
+    table = pd.concat(per_fold, ignore_index=True)
+    single = table[table[MetricCol.FOLD] == 1]
+    print("\n###### fold 1: the single window ######")
+    _print(single)
+    if args.folds > 1:
+        _print_folds(table)
+    print(f"total {time.perf_counter() - began:.0f}s; load {os.getloadavg()[0]:.2f} (1-min average)")
+    if args.json:
+        args.json.write_text(table.to_json(orient="records", indent=2) + "\n", encoding="utf-8")
+    return 0
 
+
+def _run_fold(con: object, fold: RollingFold, skip: list[str]) -> pd.DataFrame:
+    """Every model of the fold: tuned on the fold's validation window, measured on its test window."""
+    test_task = make_task(con, fold.test, PROTOCOL_INTERACTIONS)
+    validation_task = make_task(con, fold.tuning, PROTOCOL_INTERACTIONS)
+    print(
+        f"fold {fold.number}: cutoff {fold.cutoff}, test until {fold.test.test_end}; "
+        f"validation from {fold.tuning.cutoff}; {test_task.consumers} test consumers, "
+        f"{len(test_task.truth)} truth pairs"
+    )
     rows = []
     ranker = RankerRecommender()
-    ranker.tune(validation_task.train, purchased_pairs(con, validation.cutoff, validation.test_end))
+    ranker.tune(validation_task.train, purchased_pairs(con, fold.tuning.cutoff, fold.tuning.test_end))
     rows.append(_test_rows("ranker (production)", {}, ranker, test_task, Protocol.ALL))
     for label, (kind, grid) in GRIDS.items():
-        if label in args.skip:
+        if label in skip:
             continue
         for protocol in Protocol.ALL:
             params, _ = grid_search(kind, grid, validation_task, 10, protocol)
@@ -87,11 +120,27 @@ def main(argv: list[str] | None = None) -> int:
                 _test_rows(label, params, build_component({"kind": kind, **params}), test_task, (protocol,))
             )
     table = pd.concat(rows, ignore_index=True)
-    _print(table)
-    print(f"total {time.perf_counter() - began:.0f}s; load {os.getloadavg()[0]:.2f} (1-min average)")
-    if args.json:
-        args.json.write_text(table.to_json(orient="records", indent=2) + "\n", encoding="utf-8")
-    return 0
+    return fold_rows(table, fold).assign(params=table["params"].to_numpy())
+
+
+def _print_folds(table: pd.DataFrame) -> None:
+    """The mean over folds with its t-interval, and each fold's NDCG@10, per protocol."""
+    summary = summarise_folds(table)
+    by_fold = table.pivot_table(
+        index=[MetricCol.PROTOCOL, MetricCol.MODEL], columns=MetricCol.FOLD, values=MetricCol.NDCG
+    )
+    by_fold.columns = [f"fold {number}" for number in by_fold.columns]
+    columns = [MetricCol.NDCG, MetricCol.NDCG_LOW, MetricCol.NDCG_HIGH, MetricCol.RECALL, MetricCol.MAP]
+    folds = int(table[MetricCol.FOLD].nunique())
+    for protocol in Protocol.ALL:
+        part = summary[summary[MetricCol.PROTOCOL] == protocol].set_index(MetricCol.MODEL)[columns]
+        part = part.join(by_fold.loc[protocol]).sort_values(MetricCol.NDCG, ascending=False)
+        print(f"\n== {protocol}: mean over {folds} folds (95% t-interval over the fold means) ==")
+        print(part.to_string(float_format=lambda v: f"{v:.4f}"))
+        baselines = by_fold.loc[protocol].drop(index="ranker (production)", errors="ignore")
+        if "ranker (production)" in by_fold.loc[protocol].index and not baselines.empty:
+            ahead = by_fold.loc[(protocol, "ranker (production)")] > baselines.max()
+            print(f"ranker ahead of every baseline: {dict(ahead)}")
 
 
 def _test_rows(
