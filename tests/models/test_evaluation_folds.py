@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date, datetime
 from pathlib import Path
@@ -25,6 +26,8 @@ from models.evaluation import (
     TimeSplit,
     confidence_method,
     fold_metrics_by_name,
+    metric_name,
+    metrics_by_name,
     rolling_folds,
     summarise_folds,
     t_interval,
@@ -33,6 +36,7 @@ from models.recommenders.base import InteractionData
 from models.recommenders.popularity import PopularityRecommender
 from models.recommenders.training import ModelSpec, RecommendConfig, build_data, evaluate_folds
 from sources.simulator import SimulationConfig, simulate
+from tests.cli import run_cli
 
 # --- fold windows --------------------------------------------------------------------------------
 
@@ -202,3 +206,25 @@ def test_every_model_is_measured_on_the_same_consumers_and_fold_1_is_the_single_
     means = per_fold.groupby([MetricCol.MODEL, MetricCol.PROTOCOL], sort=False)[MetricCol.NDCG].mean()
     assert two.summary[MetricCol.NDCG].to_numpy() == pytest.approx(means.to_numpy())
     assert set(two.latest_models) == {"spy", "pop"} and two.latest_task.split == two.folds[0].test
+    # what the champion gate reads for a champion trained as "pop": its mean over tonight's folds
+    gate_key = metric_name("all_items", "pop", MetricCol.NDCG)
+    assert metrics_by_name(two.summary)[gate_key] == pytest.approx(means[("pop", "all_items")])
+
+
+def test_siyu_evaluate_folds_prints_the_mean_and_writes_every_fold(
+    world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    report = tmp_path / "evaluation.json"
+    args = ["evaluate", "--data", str(world), "--folds", "2", "--k", "5", "--model", "popularity_global"]
+    assert run_cli(monkeypatch, *args, "--json", str(report)) == 0
+    out = capsys.readouterr().out
+    assert "mean over 2 rolling folds of 30 days" in out and "t(0.975" in out
+    written = json.loads(report.read_text())
+    assert {row["fold"] for row in written["folds"]} == {1, 2}
+    assert [row["folds"] for row in written["results"]] == [2, 2]  # all_items, new_items
+    assert written["sample"]["confidence"] == FOLDS_CONFIDENCE_METHOD
+    mean = np.mean([row["ndcg"] for row in written["folds"] if row["protocol"] == "all_items"])
+    assert written["results"][0]["ndcg"] == pytest.approx(mean)
+    assert run_cli(monkeypatch, "evaluate", "--data", str(world), "--folds", "0") == 2
+    assert run_cli(monkeypatch, "evaluate", "--data", str(world), "--folds", "9") == 2
+    assert "too short for this many folds" in capsys.readouterr().err
