@@ -112,12 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     per_fold = []
     for fold in rolling_folds(latest_activity(con), args.folds, 30, 30):
         per_fold.append(_run_fold(con, fold, args.skip))
-        print(f"fold {fold.number} done after {time.perf_counter() - began:.0f}s")
+        print(f"fold {fold.number} done after {time.perf_counter() - began:.0f}s", flush=True)
+        if args.json:  # after every fold: a long run interrupted keeps the folds it finished
+            done = pd.concat(per_fold, ignore_index=True)
+            args.json.write_text(done.to_json(orient="records", indent=2) + "\n", encoding="utf-8")
     table = pd.concat(per_fold, ignore_index=True)
     _print_all(table)
     print(f"total {time.perf_counter() - began:.0f}s; load {os.getloadavg()[0]:.2f} (1-min average)")
-    if args.json:
-        args.json.write_text(table.to_json(orient="records", indent=2) + "\n", encoding="utf-8")
     return 0
 
 
