@@ -198,7 +198,7 @@ def _print_folds(table: pd.DataFrame) -> None:
         baselines = by_fold.loc[protocol].drop(index=RANKER, errors="ignore")
         if RANKER in by_fold.loc[protocol].index and not baselines.empty:
             ahead = by_fold.loc[(protocol, RANKER)] > baselines.max()
-            print(f"ranker ahead of every baseline: {dict(ahead)}")
+            print(f"ranker ahead of every baseline: { {fold: bool(v) for fold, v in ahead.items()} }")
 
 
 def _test_rows(
