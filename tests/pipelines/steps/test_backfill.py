@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -61,22 +62,23 @@ CONFIG = {
     "tracking": {"experiment": "test-backfill"},
     "publish": {"keep_last": 2},  # fewer than the backfill's dates: the backfill keeps them all
     "segmentation": {"clv": {"enabled": False}},
-    "recommend": {"evaluation": {"models": ["ranker", "popularity_global"]}},
+    # two rolling folds: the nightly's gate then compares means over the same two folds
+    "recommend": {"evaluation": {"models": ["ranker", "popularity_global"], "folds": 2}},
 }
 
 
 @pytest.fixture(scope="module")
 def backfilled(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A simulated world (300 consumers, 120 days) backfilled every two weeks over its last 4 weeks."""
+    """A simulated world (300 consumers, 120 days) backfilled every week over its last 2 weeks."""
     root = tmp_path_factory.mktemp("backfill")
     data = root / "data"
     simulate(data, SimulationConfig(consumers=300, distributors=10, products=50, days=120, seed=7))
     config = root / "nightly.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     last = pd.read_parquet(data / "orders.parquet")["ordered_at"].max().date()
-    dates = [last - timedelta(days=28), last - timedelta(days=14), last]
+    dates = [last - timedelta(days=14), last - timedelta(days=7), last]
     work = root / "work"
-    args = ["backfill", "--from", str(dates[0]), "--to", str(last), "--every", "2W"]
+    args = ["backfill", "--from", str(dates[0]), "--to", str(last), "--every", "1W"]
     args += ["--config", str(config), "--data", str(data), "--out", str(work)]
     with pytest.MonkeyPatch.context() as monkeypatch:
         status = run_cli(monkeypatch, *args)
@@ -117,6 +119,14 @@ def test_backfill_csv_sums_up_each_date(backfilled: dict) -> None:
     assert table.loc[0, "movement.new"] > 0 and pd.isna(table.loc[0].get("movement.same"))
     moved = table.reindex(columns=["movement.same", "movement.up", "movement.down"]).fillna(0)
     assert moved.loc[0].sum() == 0 and moved.loc[1].sum() > 0
+
+
+def test_each_export_holds_the_evaluation_of_both_folds_without_timings(backfilled: dict) -> None:
+    for export in dated_exports(backfilled["work"] / Folder.EXPORTS):
+        evaluation = json.loads((export / StepFile.EVALUATION).read_text())
+        assert {row["fold"] for row in evaluation["folds"]} == {1, 2}
+        assert all("fit_seconds" not in row for row in evaluation["folds"] + evaluation["results"])
+        assert {row["folds"] for row in evaluation["results"]} == {2}
 
 
 def test_a_second_backfill_over_the_same_dates_is_refused(backfilled: dict, monkeypatch, capsys) -> None:
