@@ -14,6 +14,7 @@ from features.catalog import Folder, StepFile
 from features.errors import SiyuError
 from pipelines.publish import current_export, dated_exports
 from pipelines.steps.backfill import BACKFILL_FILE, backfill_dates, parse_every
+from pipelines.tracking import TrackingConfig, using_tracking
 from sources.simulator import SimulationConfig, simulate
 from tests.cli import run_cli
 
@@ -132,3 +133,16 @@ def test_each_export_holds_the_evaluation_of_both_folds_without_timings(backfill
 def test_a_second_backfill_over_the_same_dates_is_refused(backfilled: dict, monkeypatch, capsys) -> None:
     assert run_cli(monkeypatch, *backfilled["args"]) == 2
     assert "already holds exports dated" in capsys.readouterr().err
+
+
+def test_every_nightly_run_logs_each_folds_numbers_to_mlflow(backfilled: dict) -> None:
+    with using_tracking(TrackingConfig(experiment="test-backfill"), backfilled["work"]) as client:
+        experiment = client.get_experiment_by_name("test-backfill")
+        runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 3
+    for run in runs:
+        metrics = run.data.metrics
+        assert {"fold1.all_items.ranker.ndcg", "fold2.all_items.ranker.ndcg"} <= set(metrics)
+        mean = (metrics["fold1.all_items.ranker.ndcg"] + metrics["fold2.all_items.ranker.ndcg"]) / 2
+        assert metrics["all_items.ranker.ndcg"] == pytest.approx(mean)
+        assert metrics["validation_ndcg"] == pytest.approx(mean)  # what the champion gate compares
