@@ -291,14 +291,19 @@ def _tuning_window(
 ) -> tuple[InteractionData, pd.DataFrame]:
     """The fold's tuning data and truth: nothing after ``fold.tuning.test_end`` (≤ the test cutoff)."""
     tuning = fold.tuning
-    train = build_data(con, tuning.cutoff, config.interactions)
+    train = _require_history(fold, build_data(con, tuning.cutoff, config.interactions), "its tuning window")
+    return train, purchased_pairs(con, tuning.cutoff, tuning.test_end)
+
+
+def _require_history(fold: RollingFold, train: InteractionData, before: str) -> InteractionData:
+    """``train``, or a ``SiyuError`` naming the fold when it holds no consumer at all."""
     if train.shape[0] == 0:
         raise SiyuError(
-            f"evaluation fold {fold.number}: no order lines before its tuning window starts "
-            f"({tuning.cutoff}); the data are too short for this many folds\n"
+            f"evaluation fold {fold.number}: no order lines before {before} starts; the data are "
+            "too short for this many folds\n"
             "  fix: pass fewer --folds (or a smaller evaluation.folds / holdout_days / validation_days)"
         )
-    return train, purchased_pairs(con, tuning.cutoff, tuning.test_end)
+    return train
 
 
 def evaluate_folds(
@@ -326,6 +331,7 @@ def evaluate_folds(
         for fold in reversed(made):
             logger.info("fold %d of %d: test after %s", fold.number, len(made), fold.cutoff)
             full = make_task(con, fold.test, config.interactions)
+            _require_history(fold, full.train, f"its test window ({fold.cutoff})")
             task = full.sample(settings.sample_consumers, settings.seed)
             models = tuned_models(con, config, names, fold)
             rows[fold.number] = fold_rows(evaluate_models(models, task, k or settings.k), fold)
