@@ -14,8 +14,13 @@ popularity (the community's distinct buyers, last 90 days), community-aggregated
 the members' ALS scores). Ours: ``models.recommenders.distributors`` over the member scores of
 ALS, repeat purchase and the production model.
 
+Rolling origin (``--folds N``): fold 1 is the protocol above; fold ``i`` moves both windows
+``30·(i−1)`` days earlier (``models.evaluation.rolling_folds``), and the ALS grid and the blends
+are tuned again on its own validation window. Printed: fold 1 (the single window), then the
+mean test NDCG@20 over folds with a 95% t-interval over the fold values, and each fold's.
+
     python benchmarks/distributor_lists_online_retail.py --data /tmp/data/online_retail \
-        [--sim /tmp/data/sim100k] [--json out.json]
+        [--folds 3] [--sim /tmp/data/sim100k] [--json out.json]
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import pandas as pd
 
 from features.asof import AsOf
 from features.engine import connect
+from models.evaluation import rolling_folds, t_interval
 from models.recommenders import (
     ALSRecommender,
     InteractionData,
@@ -153,16 +159,57 @@ def tuned_als(validation: Window) -> dict:
     return best
 
 
-def run_online_retail(data_dir: Path) -> dict:
+def run_online_retail(data_dir: Path, folds: int = 1) -> dict:
+    """Fold 1's results (the single window) with, from two folds on, every fold's and the summary."""
     tables = {
         name: pd.read_parquet(data_dir / f"{name}.parquet") for name in ("orders", "products", "consumers")
     }
     interactions = RecommendConfig().interactions
     last = tables["orders"]["ordered_at"].max()
-    windows = {
-        "validation": Window(tables, last - pd.Timedelta(days=60), interactions),
-        "test": Window(tables, last - pd.Timedelta(days=30), interactions),
-    }
+    cache: dict[pd.Timestamp, Window] = {}  # fold i's validation window is fold i+1's test window
+
+    def window(cutoff: pd.Timestamp) -> Window:
+        if cutoff not in cache:
+            cache[cutoff] = Window(tables, cutoff, interactions)
+        return cache[cutoff]
+
+    results: dict[str, dict] = {}
+    for fold in rolling_folds(last.to_pydatetime(), folds, 30, 30):
+        windows = {
+            "validation": window(pd.Timestamp(fold.tuning.cutoff)),
+            "test": window(pd.Timestamp(fold.cutoff)),
+        }
+        results[f"fold {fold.number}"] = run_fold(windows)
+        cache.pop(pd.Timestamp(fold.cutoff), None)  # the next fold tests at this fold's validation cutoff
+        logger.info("fold %d of %d done", fold.number, folds)
+    single = dict(results["fold 1"])
+    if folds > 1:
+        single["folds"] = results
+        single["summary"] = summarise_folds(results)
+    return single
+
+
+def summarise_folds(results: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Per list: the mean test NDCG@20 (graded and binary) over folds and its 95% t-interval."""
+    summary = {}
+    for label in next(iter(results.values()))["rows"]:
+        values = {
+            kind: np.array([fold["rows"][label]["test"][kind] for fold in results.values()])
+            for kind in ("graded", "binary")
+        }
+        low, high = t_interval(values["graded"])
+        summary[label] = {
+            "graded": float(values["graded"].mean()),
+            "graded_ci_low": low,
+            "graded_ci_high": high,
+            "binary": float(values["binary"].mean()),
+            "graded_by_fold": [round(float(v), 4) for v in values["graded"]],
+        }
+    return summary
+
+
+def run_fold(windows: dict[str, Window]) -> dict:
+    """Tune on the fold's validation window, measure every list on both windows."""
     results: dict[str, dict] = {"communities": {name: len(w.truth) for name, w in windows.items()}}
     als_params = tuned_als(windows["validation"])
     results["als_params"] = als_params
@@ -290,13 +337,25 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--sim", type=Path)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--folds", type=int, default=1, help="Rolling folds (1: the single window).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    results = {"online_retail": run_online_retail(args.data)}
+    began = time.perf_counter()
+    results = {"online_retail": run_online_retail(args.data, args.folds)}
+    print("fold 1 (the single window)")
     print(f"{'lists':<75}{'val graded':>11}{'test graded':>12}{'test binary':>12}")
     for label, by_window in results["online_retail"]["rows"].items():
         v, t = by_window["validation"], by_window["test"]
         print(f"{label:<75}{v['graded']:>11.4f}{t['graded']:>12.4f}{t['binary']:>12.4f}")
+    if args.folds > 1:
+        print(f"\nmean test NDCG@20 over {args.folds} folds (95% t-interval over the fold values)")
+        print(f"{'lists':<75}{'graded':>8}{'ci low':>8}{'ci high':>8}{'binary':>8}  graded by fold")
+        for label, row in results["online_retail"]["summary"].items():
+            print(
+                f"{label:<75}{row['graded']:>8.4f}{row['graded_ci_low']:>8.4f}{row['graded_ci_high']:>8.4f}"
+                f"{row['binary']:>8.4f}  {row['graded_by_fold']}"
+            )
+    print(f"online retail: {time.perf_counter() - began:.0f}s")
     if args.sim is not None:
         results["simulator"] = run_simulator(args.sim)
         print(json.dumps(results["simulator"], indent=2))

@@ -447,6 +447,11 @@ class MetricCol:
     MAP_HIGH = "map_ci_high"
     HIT_RATE_LOW = "hit_rate_ci_low"
     HIT_RATE_HIGH = "hit_rate_ci_high"
+    # Rolling-origin evaluation (models.evaluation.rolling_folds): the fold (1 = the latest test
+    # window) and its cutoff, the end of its training data, in the per-fold rows.
+    FOLD = "fold"
+    FOLD_CUTOFF = "fold_cutoff"
+    FOLDS = "folds"
 
     TIMINGS: tuple[str, ...] = (FIT_SECONDS, RECOMMEND_SECONDS)
     # (metric, low, high): the columns of each metric's confidence interval
@@ -468,6 +473,7 @@ class EvaluationKey:
     PRODUCTION = "production"
     RESULTS = "results"
     SAMPLE = "sample"
+    FOLDS = "folds"  # the per-fold rows of a rolling evaluation (results: the mean over folds)
 
 
 class SampleKey:

@@ -21,6 +21,14 @@
   with no truth drop out).
 - ``evaluate_models``: fits each model on the task's training data and measures it under
   each protocol; every number reported by ``siyu evaluate`` and the benchmarks comes from here.
+- Rolling origin (``rolling_folds``): fold ``i`` (1 = the latest) tests the ``holdout_days``
+  after the cutoff ``last − i·holdout_days`` and tunes on the ``validation_days`` before that
+  cutoff; a ``RollingFold`` whose tuning window reaches into its test window cannot be built.
+  ``summarise_folds`` turns the per-fold rows into one row per model and protocol: the mean
+  over folds and, from two folds on, a 95% t-interval over the fold means
+  (mean ± t₀.₉₇₅,ₙ₋₁ · sd / √n, n = folds): how much a metric moves from one time window to
+  the next, which the per-consumer interval of one window does not show. One fold keeps the
+  per-consumer interval.
 """
 
 from __future__ import annotations
@@ -29,12 +37,15 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import duckdb
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from features.columns import Col
+from features.errors import SiyuError
 from features.interactions import (
     Cutoff,
     InteractionConfig,
@@ -43,6 +54,7 @@ from features.interactions import (
     cutoff_before,
     product_profiles,
     purchased_pairs,
+    upper_bound,
 )
 from features.progress import CONSUMERS, progress
 from features.vocabulary import MetricCol
@@ -81,6 +93,9 @@ EVALUATION_COLUMNS: tuple[str, ...] = (
 )
 CONFIDENCE_Z = 1.96  # two-sided 95% interval of a mean (normal approximation)
 CONFIDENCE_METHOD = "mean ± 1.96·sd/√n over per-consumer values"
+FOLDS_CONFIDENCE_METHOD = "mean over folds ± t(0.975, folds−1)·sd/√folds over the fold means"
+FOLD_COLUMNS: tuple[str, ...] = (MetricCol.FOLD, MetricCol.FOLD_CUTOFF, *EVALUATION_COLUMNS)
+SUMMARY_COLUMNS: tuple[str, ...] = (*EVALUATION_COLUMNS, MetricCol.FOLDS)
 
 
 # --- splitting -----------------------------------------------------------------------------------
@@ -105,6 +120,63 @@ class TimeSplit:
     def validation(self, days: int) -> TimeSplit:
         """The window of ``days`` ending at this split's cutoff: where tuning happens."""
         return TimeSplit(cutoff_before(self.cutoff, days), self.cutoff)
+
+
+class FoldLeakError(SiyuError):
+    """A fold whose tuning window would see its test window (or whose test window is empty)."""
+
+
+@dataclass(frozen=True)
+class RollingFold:
+    """One fold of a rolling-origin evaluation: ``test`` measures, ``tuning`` is where models learn
+    their settings. Refuses (``FoldLeakError``) a tuning window that ends after the test cutoff or
+    a test window that ends before it starts: nothing is tuned on the data it is tested on."""
+
+    number: int
+    test: TimeSplit
+    tuning: TimeSplit
+
+    def __post_init__(self) -> None:
+        tuning_end, cutoff = upper_bound(self.tuning.test_end), upper_bound(self.test.cutoff)
+        if tuning_end > cutoff:
+            raise FoldLeakError(
+                f"fold {self.number}: its tuning window ends at {tuning_end}, after its test cutoff "
+                f"{cutoff}; tuning would see the test window\n"
+                "  fix: build folds with models.evaluation.rolling_folds (tuning ends at the cutoff)"
+            )
+        if upper_bound(self.test.test_end) <= cutoff:
+            raise FoldLeakError(
+                f"fold {self.number}: test window {cutoff} .. {upper_bound(self.test.test_end)} is empty"
+                "\n  fix: give the test window at least one day"
+            )
+
+    @property
+    def cutoff(self) -> Cutoff:
+        """The end of the fold's training data (the start of its test window)."""
+        return self.test.cutoff
+
+
+def rolling_folds(last: Cutoff, folds: int, holdout_days: int, validation_days: int) -> list[RollingFold]:
+    """``folds`` rolling-origin folds ending at ``last``, the latest first.
+
+    Fold ``i`` (1-based) tests ``(last − i·holdout_days, last − (i−1)·holdout_days]`` and tunes on
+    the ``validation_days`` before its cutoff; test windows tile the time before ``last`` without
+    overlapping. Fold 1 is the single-window protocol (``TimeSplit.holdout(last, holdout_days)``).
+    """
+    if folds < 1:
+        raise ValueError(f"folds must be at least 1, got {folds}")
+    made = []
+    for number in range(1, folds + 1):
+        test_end = last if number == 1 else cutoff_before(last, (number - 1) * holdout_days)
+        test = TimeSplit(cutoff_before(last, number * holdout_days), test_end)
+        made.append(RollingFold(number, test, test.validation(validation_days)))
+    return made
+
+
+def cutoff_date(cutoff: Cutoff) -> str:
+    """A cutoff as its exclusive end instant in ISO form (what the per-fold rows record)."""
+    end: datetime = upper_bound(cutoff)
+    return end.isoformat(sep=" ")
 
 
 @dataclass(frozen=True)
@@ -228,6 +300,16 @@ def confidence_interval(values: np.ndarray, z: float = CONFIDENCE_Z) -> tuple[fl
         return float("nan"), float("nan")
     mean = float(np.mean(values))
     half = z * float(np.std(values, ddof=1)) / np.sqrt(len(values))
+    return mean - half, mean + half
+
+
+def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """mean ± t(1 − (1 − level)/2, n − 1) · sd / √n (sample sd); NaN for fewer than two values."""
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    mean = float(np.mean(values))
+    t = float(stats.t.ppf(1 - (1 - level) / 2, len(values) - 1))
+    half = t * float(np.std(values, ddof=1)) / np.sqrt(len(values))
     return mean - half, mean + half
 
 
@@ -429,3 +511,52 @@ def grid_search(
         scores.append(float(rows[0][MetricCol.NDCG]))  # type: ignore[arg-type]
     tries = pd.DataFrame(tried).assign(**{MetricCol.NDCG: scores})
     return dict(tried[int(np.argmax(scores))]), tries
+
+
+# --- rolling folds -------------------------------------------------------------------------------
+
+
+def fold_rows(table: pd.DataFrame, fold: RollingFold) -> pd.DataFrame:
+    """An ``evaluate_models`` table of ``fold`` as per-fold rows (``FOLD_COLUMNS``)."""
+    marked = table.assign(**{MetricCol.FOLD: fold.number, MetricCol.FOLD_CUTOFF: cutoff_date(fold.cutoff)})
+    return marked[list(FOLD_COLUMNS)]
+
+
+def summarise_folds(per_fold: pd.DataFrame) -> pd.DataFrame:
+    """One row per model and protocol (``SUMMARY_COLUMNS``, first-seen order) from per-fold rows.
+
+    Metrics, coverage, novelty and timings are means over folds; ``consumers`` is the sum (the
+    consumer-windows measured); ``folds`` how many folds. Intervals: one fold keeps its
+    per-consumer interval; two or more get ``t_interval`` over the fold means.
+    """
+    rows = []
+    for (model, protocol), part in per_fold.groupby([MetricCol.MODEL, MetricCol.PROTOCOL], sort=False):
+        row: dict[str, object] = {
+            MetricCol.MODEL: model,
+            MetricCol.PROTOCOL: protocol,
+            MetricCol.CONSUMERS: int(part[MetricCol.CONSUMERS].sum()),
+            MetricCol.FOLDS: len(part),
+        }
+        for column in (*RANKING_METRICS, MetricCol.COVERAGE, MetricCol.NOVELTY, *MetricCol.TIMINGS):
+            row[column] = float(part[column].mean())
+        for metric, low, high in MetricCol.INTERVALS:
+            if len(part) == 1:
+                row[low], row[high] = float(part[low].iloc[0]), float(part[high].iloc[0])
+            else:
+                row[low], row[high] = t_interval(part[metric].to_numpy(dtype=np.float64))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def confidence_method(folds: int) -> str:
+    """What the intervals of a ``summarise_folds`` table over ``folds`` folds are."""
+    return CONFIDENCE_METHOD if folds == 1 else FOLDS_CONFIDENCE_METHOD
+
+
+def fold_metrics_by_name(per_fold: pd.DataFrame) -> dict[str, float]:
+    """``fold<i>.<protocol>.<model>.<metric>`` for every number of the per-fold rows (for MLflow)."""
+    metrics: dict[str, float] = {}
+    for number, part in per_fold.groupby(MetricCol.FOLD):
+        named = metrics_by_name(part.drop(columns=[MetricCol.FOLD, MetricCol.FOLD_CUTOFF]))
+        metrics.update({f"fold{number}.{name}": value for name, value in named.items()})
+    return metrics

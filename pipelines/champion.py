@@ -18,6 +18,10 @@ production model and the nightly measured that model tonight (it is among
 ``evaluation.nightly_models``), the gate compares tonight's numbers of both, measured on
 tonight's test sample (``remeasured_ndcg``). Otherwise the champion's NDCG is the one it was
 registered with (the same model on an earlier night's window and sample).
+
+Same folds: with ``recommend.evaluation.folds`` > 1 both numbers are means over tonight's
+rolling folds (``models.recommenders.training.evaluate_folds``: the same cutoffs and, per fold,
+the same seeded consumer sample for every model), and the version's sample tag names the folds.
 """
 
 from __future__ import annotations

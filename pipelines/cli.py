@@ -258,6 +258,14 @@ def evaluate(
         ),
     ] = None,
     config: ConfigOption = None,
+    folds: Annotated[
+        int,
+        typer.Option(
+            "--folds",
+            help="Rolling folds: test windows of --holdout-days ending 1, 2, .. windows before the "
+            "end, each tuned on the days before it; the table is the mean over folds (1: one window).",
+        ),
+    ] = 3,
 ) -> None:
     """Compare every configured recommender on a temporal holdout: one table of model x protocol.
 
@@ -271,7 +279,7 @@ def evaluate(
     from pipelines.steps.validate import load_and_validate
 
     settings = load_config(config)
-    for name, value in (("--holdout-days", holdout_days), ("--k", k)):
+    for name, value in (("--holdout-days", holdout_days), ("--k", k), ("--folds", folds)):
         if value is not None and value < 1:
             raise SiyuError(f"{name} {value}: must be at least 1\n  fix: e.g. {name} 10")
     day = _parse_as_of(as_of)
@@ -283,7 +291,14 @@ def evaluate(
         con = connect(validated.clean_paths)
         try:
             report = run_evaluation(
-                validated.clean_dir, recommend_settings, validated.as_of, holdout_days, k, model or None, con
+                validated.clean_dir,
+                recommend_settings,
+                validated.as_of,
+                holdout_days,
+                k,
+                model or None,
+                con,
+                folds=folds,
             )
         finally:
             con.close()
@@ -304,6 +319,13 @@ def _print_evaluation(report: EvaluationReport, settings: RecommendConfig) -> No
         typer.echo(
             f"measured on {report.sample.sampled:,} of {report.sample.test_consumers:,} test consumers "
             f"(seed {report.sample.seed}); every metric's 95% interval is in --json"
+        )
+    if report.folds > 1:
+        window = (report.test_end - report.cutoff).days
+        typer.echo(
+            f"mean over {report.folds} rolling folds of {window} days ending {report.test_end} (the "
+            f"first is the window above); intervals: {report.sample.confidence if report.sample else ''}"
+            "; per-fold rows in --json"
         )
     ndcg_interval = interval_of(MetricCol.NDCG)
     shown = tuple(c for c in EVALUATION_COLUMNS if c not in INTERVAL_COLUMNS or c in ndcg_interval)
@@ -442,6 +464,47 @@ def nightly(
     typer.echo(f"published {summary.files} files to {summary.export_dir} (now current)")
     typer.echo(f"mlflow run {summary.mlflow_run_id}")
     typer.echo(f"nightly done: as of {summary.as_of}, outputs in {work}")
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option("--from", help="First as-of date, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--to", help="Last as-of date at most, YYYY-MM-DD.")],
+    every: Annotated[
+        str, typer.Option("--every", help="Step between as-of dates: 1M (months), 1W / 2W, 7D (days).")
+    ] = "1M",
+    config: ConfigOption = None,
+    data: DataOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Work directory of the backfill (default: work_dir in config)."),
+    ] = None,
+) -> None:
+    """Run the nightly once per as-of date, oldest first: one export per date, with its history.
+
+    Tier migration, quality levels and the champion gate carry on from date to date as on
+    consecutive nights; backfill.csv in the work directory sums up each date.
+    """
+    from pipelines.config import load_config
+    from pipelines.steps.backfill import run_backfill
+
+    settings = load_config(config)
+    first, last = _backfill_date("--from", start), _backfill_date("--to", end)
+    work = out or settings.work_dir
+    outcome = run_backfill(config, data, first, last, every, work, settings)
+    for summary in outcome.summaries:
+        typer.echo(f"as of {summary.as_of}: {summary.export_dir}")
+    typer.echo(f"backfilled {len(outcome.summaries)} exports; summary in {outcome.path}")
+
+
+def _backfill_date(option: str, text: str) -> date:
+    """A ``backfill`` date option: an as-of date, not after today (``_parse_as_of``'s rules)."""
+    try:
+        parsed = _parse_as_of(text)
+    except SiyuError as error:
+        raise SiyuError(str(error).replace("--as-of", option, 1)) from None
+    assert parsed is not None  # the option is required
+    return parsed.date
 
 
 @app.command()

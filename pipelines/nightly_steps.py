@@ -29,8 +29,6 @@ from pipelines.config import NightlyConfig
 from pipelines.publish import Published, read_manifest
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from models.recommenders.training import FittedModel
     from pipelines.steps.segment import SegmentationOutcome
     from pipelines.steps.validate import Validated
@@ -137,13 +135,12 @@ def train_and_evaluate(
     """
     from artifact.writer import write_artifact_from_lists
     from features.engine import connect
-    from models.evaluation import metrics_by_name
     from models.recommenders.training import build_data, fit_production
     from pipelines.steps.recommend import run_recommend
     from pipelines.steps.segment import read_communities
 
     con = con if con is not None else connect(validated.clean_paths)
-    table, ndcg, sample, evaluated = _evaluate_tonight(validated, settings, outputs, con)
+    metrics, ndcg, sample, evaluated = _evaluate_tonight(validated, settings, outputs, con)
     recommend = settings.recommend
     production = recommend.production
     logger.info("fitting %s on everything up to %s and writing the lists", production, validated.as_of)
@@ -162,18 +159,17 @@ def train_and_evaluate(
     )
     meta = {"as_of": str(validated.as_of), "model": lists.model}  # vocabulary: a value, not a column
     artifact = write_artifact_from_lists(outputs, outputs / Folder.ARTIFACT, meta, read_communities(outputs))
-    return RecommenderOutcome(
-        artifact, ndcg, metrics_by_name(table), lists.model, _log_pyfunc, production, sample
-    )
+    return RecommenderOutcome(artifact, ndcg, metrics, lists.model, _log_pyfunc, production, sample)
 
 
 def _evaluate_tonight(
     validated: Validated, settings: NightlyConfig, outputs: Path, con: duckdb.DuckDBPyConnection
-) -> tuple[pd.DataFrame, float, str, FittedModel | None]:
-    """Evaluate the nightly models and write evaluation.json: (table, the production model's
-    all-items NDCG, the window and sample in words, the production model as the evaluation
-    fitted it, for ``fit_production`` to reuse)."""
-    from models.evaluation import Protocol, interval_of
+) -> tuple[dict[str, float], float, str, FittedModel | None]:
+    """Evaluate the nightly models and write evaluation.json: (the numbers for MLflow — with
+    several folds their means and each fold's ``fold<i>.*`` —, the production model's all-items
+    NDCG, the window and sample in words, the production model as the evaluation fitted it, for
+    ``fit_production`` to reuse)."""
+    from models.evaluation import Protocol, fold_metrics_by_name, interval_of, metrics_by_name
     from pipelines.steps.evaluate import run_evaluation
 
     recommend = settings.recommend
@@ -200,17 +196,22 @@ def _evaluate_tonight(
     )
     sample = evaluation.sample
     words = f"{evaluation.cutoff}..{evaluation.test_end}"
+    if evaluation.folds > 1:  # the gate's numbers are means over these folds, every model the same
+        words = f"mean over {evaluation.folds} rolling folds, the latest {words}"
     if sample is not None:
         words += f", {sample.sampled} of {sample.test_consumers} consumers, seed {sample.seed}"
-    return table, float(row[MetricCol.NDCG]), words, evaluation.fitted(recommend.production)
+    metrics = metrics_by_name(table)
+    if evaluation.per_fold is not None and evaluation.folds > 1:
+        metrics.update(fold_metrics_by_name(evaluation.per_fold))
+    return metrics, float(row[MetricCol.NDCG]), words, evaluation.fitted(recommend.production)
 
 
 def write_evaluation(report: dict[str, Any], production: str, path: Path) -> None:
     """evaluation.json for the export and the report, without timings (reruns give the same file)."""
-    results = [
-        {k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in report[EvaluationKey.RESULTS]
-    ]
-    content = {**report, EvaluationKey.PRODUCTION: production, EvaluationKey.RESULTS: results}
+    content = {**report, EvaluationKey.PRODUCTION: production}
+    for key in (EvaluationKey.RESULTS, EvaluationKey.FOLDS):
+        if key in report:
+            content[key] = [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in report[key]]
     write_text_atomically(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 

@@ -478,22 +478,28 @@ PRODUCTION_TAG = "siyu.production"
 TIMING_GROUP = "time"
 SUMMARY_GROUP = "eval"  # the parent run's section of every model's headline numbers
 SUMMARY_METRICS: tuple[str, ...] = (MetricCol.NDCG, MetricCol.RECALL)
+_FOLD_PREFIX = re.compile(r"(fold\d+)\.")
 
 
 def evaluation_by_model(metrics: Mapping[str, float]) -> dict[str, dict[str, dict[str, float]]]:
     """model -> protocol -> metric -> value, from the evaluator's ``<protocol>.<model>.<metric>``
-    names (``models.evaluation.metrics_by_name``); other names are left out."""
+    names (``models.evaluation.metrics_by_name``); a rolling fold's ``fold<i>.<protocol>.…``
+    (``fold_metrics_by_name``) goes under the protocol ``fold<i>/<protocol>``; other names are
+    left out."""
     from models.evaluation import EVALUATION_COLUMNS, Protocol
 
     numbers = sorted(set(EVALUATION_COLUMNS) - {MetricCol.MODEL, MetricCol.PROTOCOL}, key=len, reverse=True)
     found: dict[str, dict[str, dict[str, float]]] = {}
-    for name, value in metrics.items():
+    for full_name, value in metrics.items():
+        fold = _FOLD_PREFIX.match(full_name)
+        name = full_name[fold.end() :] if fold else full_name
         protocol = next((p for p in Protocol.ALL if name.startswith(f"{p}.")), None)
         number = next((n for n in numbers if name.endswith(f".{n}")), None)
         if protocol is None or number is None or len(name) <= len(protocol) + len(number) + 2:
             continue
         model = name[len(protocol) + 1 : -len(number) - 1]
-        found.setdefault(model, {}).setdefault(protocol, {})[number] = value
+        group = f"{fold.group(1)}/{protocol}" if fold else protocol
+        found.setdefault(model, {}).setdefault(group, {})[number] = value
     return found
 
 
@@ -503,12 +509,13 @@ def model_run_metrics(by_protocol: Mapping[str, Mapping[str, float]], k: int | N
     keys: dict[str, float] = {}
     for protocol, numbers in by_protocol.items():
         for number, value in numbers.items():
+            parts = protocol.split("/")  # fold<i>/<protocol> for a rolling fold's numbers
             if number == MetricCol.FIT_SECONDS:
-                keys[metric_key(TIMING_GROUP, number)] = value
+                keys[metric_key(TIMING_GROUP, *parts[:-1], number)] = value
             elif number in MetricCol.TIMINGS:
-                keys[metric_key(TIMING_GROUP, protocol, number)] = value
+                keys[metric_key(TIMING_GROUP, *parts, number)] = value
             else:
-                keys[metric_key(protocol, at_k(number, k))] = value
+                keys[metric_key(*parts, at_k(number, k))] = value
     return keys
 
 
@@ -594,6 +601,8 @@ def _summary(model: str, by_protocol: Mapping[str, Mapping[str, float]], k: int 
 
     keys: dict[str, float] = {}
     for protocol, numbers in by_protocol.items():
+        if protocol not in Protocol.ALL:  # a rolling fold's numbers stay in the model's own run
+            continue
         group = SUMMARY_GROUP if protocol == Protocol.ALL_ITEMS else f"{SUMMARY_GROUP}_{protocol}"
         for metric in SUMMARY_METRICS:
             if metric in numbers:

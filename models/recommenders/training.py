@@ -8,6 +8,13 @@ data up to the as-of date. When the evaluation already fitted the same model at 
 that window (``FittedModel``; the nightly with ``validation_days == holdout_days``), its
 components are reused and only the weights are learned (``RankerRecommender.tune_fitted``).
 ``build_data`` is the one way interaction data are assembled.
+
+``evaluate_folds`` is the one rolling-origin evaluation (``siyu evaluate --folds``, the nightly
+with ``evaluation.folds``, the benchmarks' fold loop): for each fold of
+``models.evaluation.rolling_folds`` it builds the test task, samples its consumers with the
+configured seed, tunes fresh models on the fold's own tuning window (``tuned_models``) and
+measures them; the per-fold rows and their summary (mean and interval over folds) come back
+with the latest fold's fitted models, which production can reuse like a single window's.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import duckdb
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from features.errors import SiyuError
 from features.interactions import (
     Cutoff,
     InteractionConfig,
@@ -28,6 +36,16 @@ from features.interactions import (
     cutoff_before,
     product_profiles,
     purchased_pairs,
+)
+from features.progress import progress
+from models.evaluation import (
+    EvaluationTask,
+    RollingFold,
+    evaluate_models,
+    fold_rows,
+    make_task,
+    rolling_folds,
+    summarise_folds,
 )
 from models.recommenders.base import InteractionData, Recommender, registered_models
 from models.recommenders.popularity import CATEGORY, COMMUNITY, GLOBAL
@@ -106,6 +124,12 @@ class EvaluationSettings(BaseModel):
         50_000, gt=0, description="Test consumers measured (a seeded sample); empty = all."
     )
     seed: int = Field(0, description="Seed of the test-consumer sample.")
+    folds: int = Field(
+        1,
+        ge=1,
+        description="Rolling folds the nightly evaluates: test windows of holdout_days ending at the "
+        "as-of date, each tuned on the validation_days before it (siyu evaluate: --folds, default 3).",
+    )
 
 
 class RecommendConfig(BaseModel):
@@ -228,4 +252,101 @@ def _reusable(evaluated: FittedModel, name: str, window_start: Cutoff) -> bool:
         evaluated.name == name
         and evaluated.cutoff == window_start
         and hasattr(evaluated.model, "tune_fitted")
+    )
+
+
+# --- rolling-origin evaluation -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FoldedEvaluation:
+    """What ``evaluate_folds`` measured: ``per_fold`` rows (``FOLD_COLUMNS``, fold 1 first), their
+    ``summary`` (``SUMMARY_COLUMNS``), each fold's test consumers and sample size, and the models
+    fitted at fold 1's cutoff with their training data (``latest_task.train``)."""
+
+    folds: list[RollingFold]
+    per_fold: pd.DataFrame
+    summary: pd.DataFrame
+    test_consumers: list[int]
+    sampled: list[int]
+    latest_task: EvaluationTask
+    latest_models: dict[str, Recommender]
+
+
+def tuned_models(
+    con: duckdb.DuckDBPyConnection, config: RecommendConfig, names: list[str], fold: RollingFold
+) -> dict[str, Recommender]:
+    """Fresh models ``names``; those that learn from a window are tuned on ``fold.tuning`` (built once)."""
+    models = {name: config.models[name].build() for name in names}
+    if any(hasattr(model, "tune") for model in models.values()):
+        window = _tuning_window(con, config, fold)
+        days = config.evaluation.validation_days
+        for model in models.values():
+            tune_on_window(model, con, fold.cutoff, days, config.interactions, window=window)
+    return models
+
+
+def _tuning_window(
+    con: duckdb.DuckDBPyConnection, config: RecommendConfig, fold: RollingFold
+) -> tuple[InteractionData, pd.DataFrame]:
+    """The fold's tuning data and truth: nothing after ``fold.tuning.test_end`` (≤ the test cutoff)."""
+    tuning = fold.tuning
+    train = _require_history(fold, build_data(con, tuning.cutoff, config.interactions), "its tuning window")
+    return train, purchased_pairs(con, tuning.cutoff, tuning.test_end)
+
+
+def _require_history(fold: RollingFold, train: InteractionData, before: str) -> InteractionData:
+    """``train``, or a ``SiyuError`` naming the fold when it holds no consumer at all."""
+    if train.shape[0] == 0:
+        raise SiyuError(
+            f"evaluation fold {fold.number}: no order lines before {before} starts; the data are "
+            "too short for this many folds\n"
+            "  fix: pass fewer --folds (or a smaller evaluation.folds / holdout_days / validation_days)"
+        )
+    return train
+
+
+def evaluate_folds(
+    con: duckdb.DuckDBPyConnection,
+    config: RecommendConfig,
+    names: list[str],
+    last: Cutoff,
+    folds: int | None = None,
+    k: int | None = None,
+    holdout_days: int | None = None,
+) -> FoldedEvaluation:
+    """Measure models ``names`` on ``folds`` rolling folds ending at ``last`` (defaults: ``evaluation``).
+
+    Every fold uses the configured consumer sample size and seed, so every model (champion and
+    challenger alike) is measured on the same consumers of the same windows. Folds run oldest
+    first, so only the latest fold's models are held when the call returns.
+    """
+    settings = config.evaluation
+    made = rolling_folds(
+        last, folds or settings.folds, holdout_days or settings.holdout_days, settings.validation_days
+    )
+    rows, test_consumers, sampled = {}, {}, {}
+    latest: tuple[EvaluationTask, dict[str, Recommender]] | None = None
+    with progress(f"evaluating {len(made)} rolling folds", total=len(made), unit="folds") as bar:
+        for fold in reversed(made):
+            logger.info("fold %d of %d: test after %s", fold.number, len(made), fold.cutoff)
+            full = make_task(con, fold.test, config.interactions)
+            _require_history(fold, full.train, f"its test window ({fold.cutoff})")
+            task = full.sample(settings.sample_consumers, settings.seed)
+            models = tuned_models(con, config, names, fold)
+            rows[fold.number] = fold_rows(evaluate_models(models, task, k or settings.k), fold)
+            test_consumers[fold.number], sampled[fold.number] = full.consumers, task.consumers
+            if fold.number == 1:
+                latest = (task, models)
+            del models
+            bar.advance()
+    assert latest is not None  # rolling_folds always makes fold 1
+    per_fold = pd.concat([rows[fold.number] for fold in made], ignore_index=True)
+    return FoldedEvaluation(
+        made,
+        per_fold,
+        summarise_folds(per_fold),
+        [test_consumers[fold.number] for fold in made],
+        [sampled[fold.number] for fold in made],
+        *latest,
     )

@@ -10,6 +10,11 @@ fits everything up to the cutoff and measures the next ``holdout_days`` with
 The report keeps the fitted models and the data at the cutoff, so that production can reuse
 them (``EvaluationReport.fitted``, ``models.recommenders.training.fit_production``). Writes
 nothing but the optional JSON report.
+
+``folds`` (``siyu evaluate --folds``, the nightly's ``evaluation.folds``): the rolling-origin
+evaluation of ``models.recommenders.training.evaluate_folds``; ``table`` is then the mean over
+folds (one row per model and protocol, intervals over the folds) and ``per_fold`` the rows of
+each fold. The fitted models are fold 1's, the single window's.
 """
 
 from __future__ import annotations
@@ -29,15 +34,10 @@ from features.engine import connect
 from features.errors import SiyuError
 from features.files import write_text_atomically
 from features.interactions import latest_activity
-from features.vocabulary import EvaluationKey, SampleKey
-from models.evaluation import CONFIDENCE_METHOD, TimeSplit, evaluate_models, make_task
+from features.vocabulary import EvaluationKey, MetricCol, SampleKey
+from models.evaluation import CONFIDENCE_METHOD, TimeSplit, confidence_method
 from models.recommenders.base import InteractionData, Recommender
-from models.recommenders.training import (
-    FittedModel,
-    RecommendConfig,
-    tune_on_window,
-    validation_window,
-)
+from models.recommenders.training import FittedModel, RecommendConfig, evaluate_folds
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +49,14 @@ class EvaluationSample:
     test_consumers: int
     sampled: int
     seed: int
+    confidence: str = CONFIDENCE_METHOD
 
     def to_json(self) -> dict[str, object]:
         return {
             SampleKey.TEST_CONSUMERS: self.test_consumers,
             SampleKey.SAMPLED: self.sampled,
             SampleKey.SEED: self.seed,
-            SampleKey.CONFIDENCE: CONFIDENCE_METHOD,
+            SampleKey.CONFIDENCE: self.confidence,
         }
 
 
@@ -72,15 +73,24 @@ class EvaluationReport:
     split: TimeSplit | None = None
     train: InteractionData | None = field(default=None, repr=False)
     models: dict[str, Recommender] = field(default_factory=dict, repr=False)
+    per_fold: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def folds(self) -> int:
+        """How many rolling folds ``table`` averages over."""
+        return 1 if self.per_fold is None else int(self.per_fold[MetricCol.FOLD].nunique())
 
     def to_json(self) -> dict[str, object]:
-        return {
+        report = {
             EvaluationKey.CUTOFF: str(self.cutoff),
             EvaluationKey.TEST_END: str(self.test_end),
             EvaluationKey.K: self.k,
             EvaluationKey.SAMPLE: self.sample.to_json() if self.sample is not None else None,
             EvaluationKey.RESULTS: json.loads(self.table.to_json(orient="records")),
         }
+        if self.per_fold is not None and self.folds > 1:
+            report[EvaluationKey.FOLDS] = json.loads(self.per_fold.to_json(orient="records"))
+        return report
 
     def fitted(self, name: str) -> FittedModel | None:
         """Model ``name`` as this evaluation fitted it (at the split's cutoff), or None."""
@@ -111,24 +121,36 @@ def run_evaluation(
     k: int | None = None,
     model_names: list[str] | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    folds: int | None = None,
 ) -> EvaluationReport:
     """Evaluate the configured models; ``as_of`` (default: the day of the latest order line) is
     the last day of the test window. ``model_names`` default: ``evaluation.models``, else all.
-    ``con``: the run's connection over the clean tables; None opens one over ``data_dir``."""
+    ``con``: the run's connection over the clean tables; None opens one over ``data_dir``.
+    ``folds``: rolling folds (default ``evaluation.folds``); sample sizes are summed over folds."""
     settings = config.evaluation
     holdout_days = holdout_days or settings.holdout_days
     k = k or settings.k
     names = chosen_models(config, model_names)
     con = con if con is not None else connect(contract_tables(data_dir))
     last = AsOf.of(as_of if as_of is not None else latest_activity(con))
-    split = TimeSplit.holdout(last, holdout_days)
-    full = make_task(con, split, config.interactions)
-    task = full.sample(settings.sample_consumers, settings.seed)
-    models = _tuned_models(con, config, names, split)
-    table = evaluate_models(models, task, k)
-    sample = EvaluationSample(full.consumers, task.consumers, settings.seed)
+    folded = evaluate_folds(con, config, names, last, folds, k, holdout_days)
+    sample = EvaluationSample(
+        sum(folded.test_consumers),
+        sum(folded.sampled),
+        settings.seed,
+        confidence_method(len(folded.folds)),
+    )
+    task = folded.latest_task
     return EvaluationReport(
-        table, last.days_before(holdout_days).date, last.date, k, sample, split, task.train, models
+        folded.summary,
+        last.days_before(holdout_days).date,
+        last.date,
+        k,
+        sample,
+        task.split,
+        task.train,
+        folded.latest_models,
+        folded.per_fold,
     )
 
 
@@ -153,19 +175,6 @@ def chosen_models(config: RecommendConfig, model_names: list[str] | None) -> lis
             f"  fix: use names from recommend.models: {sorted(config.models)}"
         )
     return names
-
-
-def _tuned_models(
-    con: duckdb.DuckDBPyConnection, config: RecommendConfig, names: list[str], split: TimeSplit
-) -> dict[str, Recommender]:
-    """Fresh models; those that learn from a window are tuned on the one validation window."""
-    models = {name: config.models[name].build() for name in names}
-    days = config.evaluation.validation_days
-    if any(hasattr(model, "tune") for model in models.values()):
-        window = validation_window(con, split.cutoff, days, config.interactions)
-        for model in models.values():
-            tune_on_window(model, con, split.cutoff, days, config.interactions, window=window)
-    return models
 
 
 def write_report(report: EvaluationReport, path: Path) -> Path:
