@@ -26,13 +26,15 @@ from typing import Any
 import pandas as pd
 
 from features.engine import connect
-from features.interactions import latest_activity, purchased_pairs
+from features.interactions import InteractionConfig, latest_activity, purchased_pairs
 from models.evaluation import MetricCol, Protocol, TimeSplit, evaluate_models, make_task
 from models.recommenders.ranker import RankerRecommender
 from models.recommenders.ranker_features import COMPONENT_GROUP, FEATURE_GROUPS
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recommenders_online_retail import PROTOCOL_INTERACTIONS  # noqa: E402
+# the protocol of recommenders_online_retail.py: distinct invoices, no decay, returns or events
+PROTOCOL_INTERACTIONS = InteractionConfig(
+    half_life_days=None, return_weight=0, complaint_weight=0, use_events=False
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ unit):
 - ``popularity``: distinct buyers over the last 7 / 30 days and all history (scaled to the
   top product), and the trend: the 7-day rate over the 30-day rate.
 - ``consumer``: distinct products, purchases, days since the last activity (logs).
-- ``category``: the consumer's share of purchases in the candidate's category.
+- ``category_affinity``: the consumer's share of purchases in the candidate's category.
 - ``price``: the candidate's price band (``p1``..``pN``, within its category) minus the
   consumer's usual band (purchase-weighted mean), and its absolute value.
 - ``components``: each candidate generator's score (over the consumer's best) and rank (log,
@@ -56,7 +56,7 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "copurchase": ("copurchase_recent_sum", "copurchase_recent_mean"),
     "popularity": ("popularity_7d", "popularity_30d", "popularity_all", "popularity_trend"),
     "consumer": ("consumer_products_log", "consumer_purchases_log", "consumer_days_since_log"),
-    "category": ("category_share",),
+    "category_affinity": ("category_share",),
     "price": ("price_band_gap", "price_band_gap_abs"),
 }
 COMPONENT_GROUP = "components"
@@ -65,7 +65,7 @@ COMPONENT_GROUP = "components"
 def feature_names(components: list[str]) -> list[str]:
     """Column names of ``candidate_features``' matrix, in order."""
     fixed = [name for names in FEATURE_GROUPS.values() for name in names]
-    return fixed + [f"{name}_{part}" for name in components for part in ("score", "rank")]
+    return fixed + [f"{name}_{part}" for name in components for part in ("generator_score", "generator_rank")]
 
 
 def group_columns(components: list[str]) -> dict[str, np.ndarray]:
