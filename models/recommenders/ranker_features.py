@@ -8,7 +8,9 @@ slices of the sparse history, as the scoring pass already holds for the scores),
 computes them inside its one scoring pass. The groups (``FEATURE_GROUPS``, also the ablation's
 unit):
 
-- ``history``: purchases (log), owned flag, days since the last interaction (log; owned only).
+- ``history``: purchases (log), owned flag, days since the last interaction (log; owned only),
+  and the product's place in the consumer's own history: share of their purchases, rank by
+  purchases and rank by recency (1 = most bought / most recent; logs; NaN when not owned).
 - ``timing`` ("is it due?"): the pair's own repurchase interval (first to last paid order over
   purchases − 1), the consumer's typical interval (over all their repeated products) and the
   product's typical interval (over every consumer who bought it twice or more), and the days
@@ -44,7 +46,14 @@ RECENT_BASKET_DAYS = 14.0
 COPURCHASE_NEIGHBOURS = 100
 
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
-    "history": ("purchases_log", "owned", "days_since_last_log"),
+    "history": (
+        "purchases_log",
+        "owned",
+        "days_since_last_log",
+        "purchase_share",
+        "purchase_rank_log",
+        "recency_rank_log",
+    ),
     "timing": (
         "pair_interval_log",
         "consumer_interval_log",
@@ -154,6 +163,7 @@ def candidate_features(
     ages = _dense(data.age_days, rows) if data.age_days is not None else None
     parts = [
         _history(own, ages, batch_rows, columns),
+        _own_ranks(data, rows, batch_rows, columns),
         _timing(data, stats, own, ages, rows, batch_rows, columns),
         _copurchase(stats, own, ages, batch_rows, columns),
         _popularity(stats, columns),
@@ -173,6 +183,45 @@ def _history(
     owned = purchases > 0
     age = _pair_age(ages, batch_rows, columns)
     return np.column_stack([np.log1p(purchases), owned, np.where(owned, np.log1p(age), np.nan)])
+
+
+def _own_ranks(
+    data: InteractionData, rows: np.ndarray, batch_rows: np.ndarray, columns: np.ndarray
+) -> np.ndarray:
+    """Share of the consumer's purchases, rank by purchases and rank by recency among the products
+    the consumer owns (computed over the sparse history only)."""
+    bought = data.bought[rows].tocsr()
+    bought.sort_indices()
+    totals = np.asarray(bought.sum(axis=1)).ravel()
+    share = bought.multiply(1.0 / np.where(totals > 0, totals, 1.0)[:, None]).tocsr()
+    out = np.full((len(columns), 3), np.nan, dtype=np.float32)
+    out[:, 0] = _at(share, batch_rows, columns)
+    out[:, 1] = _at(_row_ranks(bought, bought.data, descending=True), batch_rows, columns)
+    if data.age_days is not None:
+        ages = data.age_days[rows].multiply(bought > 0).tocsr()
+        ages.sort_indices()
+        out[:, 2] = _at(_row_ranks(ages, ages.data, descending=False), batch_rows, columns)
+    with np.errstate(invalid="ignore"):
+        out[:, 1:] = np.log(out[:, 1:])
+    return out
+
+
+def _row_ranks(matrix: sp.csr_matrix, values: np.ndarray, descending: bool) -> sp.csr_matrix:
+    """Per row, the 1-based rank of each stored value (ties by column order)."""
+    lengths = np.diff(matrix.indptr)
+    row_of = np.repeat(np.arange(matrix.shape[0]), lengths)
+    order = np.lexsort((matrix.indices, -values if descending else values, row_of))
+    ranks = np.empty(len(order), dtype=np.float32)
+    ranks[order] = np.arange(len(order)) - np.repeat(matrix.indptr[:-1], lengths) + 1
+    return sp.csr_matrix((ranks, matrix.indices, matrix.indptr), shape=matrix.shape)
+
+
+def _at(matrix: sp.csr_matrix, batch_rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Stored values at (batch_rows, columns), NaN where nothing is stored."""
+    dense = np.full(matrix.shape, np.nan, dtype=np.float32)
+    coo = matrix.tocoo()
+    dense[coo.row, coo.col] = coo.data
+    return dense[batch_rows, columns]
 
 
 def _timing(

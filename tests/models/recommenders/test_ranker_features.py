@@ -151,3 +151,15 @@ def test_leaving_a_feature_group_out_changes_the_trees(planted_data: Interaction
     without = RankerRecommender(**PARAMS, exclude_features=["history"]).fit(planted_data)
     assert not same_trees(full.learned_state(), without.learned_state())
     assert len(without.recommend(planted_data.consumer_ids[:3], 5)) == 15
+
+
+def test_place_of_a_product_in_the_consumers_own_history() -> None:
+    data = _history(HISTORY)
+    c2 = _features(data, "C2", ["A", "C", "D"])
+    # C2 bought A twice (20 days ago) and C once (3 days ago)
+    assert c2.loc["A", "purchase_share"] == pytest.approx(2 / 3)
+    assert c2.loc["A", "purchase_rank_log"] == pytest.approx(np.log(1))
+    assert c2.loc["C", "purchase_rank_log"] == pytest.approx(np.log(2))
+    assert c2.loc["C", "recency_rank_log"] == pytest.approx(np.log(1))
+    assert c2.loc["A", "recency_rank_log"] == pytest.approx(np.log(2))
+    assert np.isnan(c2.loc["D", ["purchase_share", "purchase_rank_log", "recency_rank_log"]]).all()
