@@ -1,10 +1,12 @@
-"""Gradient-boosted trees for the ranker: fit on candidate features, score, save as plain arrays.
+"""The ranker's learners: fit on candidate features, score, save as plain arrays.
 
-Two learners, chosen by the ranker's ``learner`` parameter (docs/recommenders.md has the
-measurement that picked the default):
+Chosen by the ranker's ``learner`` parameter (docs/recommenders.md has the measurement that
+picked the default):
 
 - ``hgb``: scikit-learn's ``HistGradientBoostingClassifier`` (binary: bought in the window or not);
-- ``lambdarank``: LightGBM with the LambdaRank objective, one query per consumer.
+- ``lambdarank``: LightGBM with the LambdaRank objective, one query per consumer;
+- ``logistic``: scikit-learn's ``LogisticRegression`` on standardised features (missing = 0),
+  the earlier production learner, kept as the reference the trees are measured against.
 
 ``score`` is always in (0, 1) (the logistic of the trees' raw output), so the scores of a
 community's members add up sensibly. Both are deterministic for a seed (no row or column
@@ -22,7 +24,7 @@ import numpy as np
 
 from features.errors import SiyuError
 
-LEARNERS = ("hgb", "lambdarank")
+LEARNERS = ("hgb", "lambdarank", "logistic")
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,13 @@ class BoostedTrees:
             return cls(learner, _fit_hgb(x, y, params))
         if learner == "lambdarank":
             return cls(learner, _fit_lambdarank(x, y, group_sizes, params))
+        if learner == "logistic":
+            return cls(learner, _Logistic.fit(x, y, params))
         raise SiyuError(f"ranker: unknown learner {learner!r}\n  fix: use one of {list(LEARNERS)}")
 
     def predict(self, x: np.ndarray, threads: int = 2) -> np.ndarray:
         """Scores in (0, 1), float32."""
-        if self.learner == "hgb":
+        if self.learner in ("hgb", "logistic"):
             raw = self.model.raw(x, threads)
         else:
             raw = self.model.predict(x, raw_score=True, num_threads=threads)
@@ -67,7 +71,7 @@ class BoostedTrees:
 
     def state(self) -> dict[str, np.ndarray]:
         """Arrays that ``from_state`` restores (no pickle)."""
-        if self.learner == "hgb":
+        if self.learner in ("hgb", "logistic"):
             return self.model.state()
         return {"booster": np.array(self.model.model_to_string())}
 
@@ -75,6 +79,10 @@ class BoostedTrees:
     def from_state(cls, learner: str, arrays: dict[str, np.ndarray]) -> BoostedTrees:
         if learner == "hgb":
             return cls(learner, _HGBTrees.from_state(arrays))
+        if learner == "logistic":
+            return cls(
+                learner, _Logistic(**{key: arrays[key] for key in ("coef", "intercept", "mean", "scale")})
+            )
         import lightgbm
 
         return cls(learner, lightgbm.Booster(model_str=str(arrays["booster"])))
@@ -112,6 +120,32 @@ class _HGBTrees:
             for start, end in itertools.pairwise(bounds)
         ]
         return cls(predictors, float(arrays["hgb_baseline"][0]))
+
+
+class _Logistic:
+    """A logistic regression over standardised features; missing values read as 0."""
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> None:
+        self.coef, self.intercept, self.mean, self.scale = coef, intercept, mean, scale
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, params: BoostingParams) -> _Logistic:
+        from sklearn.linear_model import LogisticRegression
+
+        x = np.nan_to_num(x.astype(np.float64))
+        mean, std = x.mean(axis=0), x.std(axis=0)
+        scale = np.where(std > 0, std, 1.0)
+        regression = LogisticRegression(C=1.0 / max(params.l2, 1e-9), max_iter=2000)
+        regression.fit((x - mean) / scale, y)
+        return cls(regression.coef_.ravel(), regression.intercept_.astype(np.float64), mean, scale)
+
+    def raw(self, x: np.ndarray, threads: int) -> np.ndarray:
+        return ((np.nan_to_num(x.astype(np.float64)) - self.mean) / self.scale) @ self.coef + self.intercept[
+            0
+        ]
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"coef": self.coef, "intercept": self.intercept, "mean": self.mean, "scale": self.scale}
 
 
 def _fit_hgb(x: np.ndarray, y: np.ndarray, params: BoostingParams) -> _HGBTrees:
