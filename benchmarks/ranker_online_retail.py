@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     measured = make_task(con, validation, PROTOCOL_INTERACTIONS)
     learn_on = make_task(con, nested, PROTOCOL_INTERACTIONS).train
     labels = purchased_pairs(con, nested.cutoff, nested.test_end)
-    print(f"trees learn on {nested.cutoff} -> {nested.test_end}; measured on {validation.cutoff} -> {validation.test_end}")
+    print(
+        f"trees learn on {nested.cutoff} -> {nested.test_end}; measured on {validation.cutoff} -> {validation.test_end}"
+    )
     variants: dict[str, dict[str, Any]] = {learner: {"learner": learner} for learner in args.learners}
     if args.ablation:
         for group in [*FEATURE_GROUPS, COMPONENT_GROUP]:

@@ -83,9 +83,7 @@ class BoostedTrees:
             return cls(
                 learner, _Logistic(**{key: arrays[key] for key in ("coef", "intercept", "mean", "scale")})
             )
-        import lightgbm
-
-        return cls(learner, lightgbm.Booster(model_str=str(arrays["booster"])))
+        return cls(learner, _lightgbm().Booster(model_str=str(arrays["booster"])))
 
 
 class _HGBTrees:
@@ -168,8 +166,20 @@ def _fit_hgb(x: np.ndarray, y: np.ndarray, params: BoostingParams) -> _HGBTrees:
     return _HGBTrees(predictors, float(np.ravel(classifier._baseline_prediction)[0]))
 
 
+def _lightgbm() -> Any:
+    """LightGBM, an optional dependency (not pinned: only ``learner: lambdarank`` needs it)."""
+    try:
+        import lightgbm
+    except ImportError as error:
+        raise SiyuError(
+            "ranker: learner 'lambdarank' needs LightGBM, which is not installed\n"
+            "  fix: pip install lightgbm==4.7.0, or set the ranker's learner to logistic or hgb"
+        ) from error
+    return lightgbm
+
+
 def _fit_lambdarank(x: np.ndarray, y: np.ndarray, group_sizes: np.ndarray, params: BoostingParams) -> Any:
-    import lightgbm
+    lightgbm = _lightgbm()
 
     settings = {
         "objective": "lambdarank",

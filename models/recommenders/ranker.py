@@ -91,7 +91,7 @@ class RankerRecommender(Recommender):
         candidates_per_model: int = 50,
         popular_candidates: int = 50,
         validation_days: float = 30.0,
-        learner: str = "hgb",
+        learner: str = "logistic",
         iterations: int = 200,
         learning_rate: float = 0.05,
         leaves: int = 31,

@@ -130,11 +130,13 @@ def test_unknown_learner_or_feature_group_is_a_clear_error() -> None:
         RankerRecommender(exclude_features=["colour"])
 
 
-def test_lambdarank_learner_is_deterministic_and_round_trips(
-    planted_data: InteractionData, other_data: InteractionData, tmp_path: Path
+@pytest.mark.parametrize("learner", ["hgb", "lambdarank"])
+def test_tree_learners_are_deterministic_and_round_trip(
+    learner: str, planted_data: InteractionData, tmp_path: Path
 ) -> None:
-    pytest.importorskip("lightgbm")
-    params = {**PARAMS, "learner": "lambdarank", "iterations": 20}
+    if learner == "lambdarank":
+        pytest.importorskip("lightgbm")
+    params = {**PARAMS, "learner": learner, "iterations": 20}
     first = RankerRecommender(**params).fit(planted_data)
     second = RankerRecommender(**params).fit(planted_data)
     assert same_trees(first.learned_state(), second.learned_state())
