@@ -216,12 +216,21 @@ def _row_ranks(matrix: sp.csr_matrix, values: np.ndarray, descending: bool) -> s
     return sp.csr_matrix((ranks, matrix.indices, matrix.indptr), shape=matrix.shape)
 
 
-def _at(matrix: sp.csr_matrix, batch_rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """Stored values at (batch_rows, columns), NaN where nothing is stored."""
-    dense = np.full(matrix.shape, np.nan, dtype=np.float32)
-    coo = matrix.tocoo()
-    dense[coo.row, coo.col] = coo.data
-    return dense[batch_rows, columns]
+def _at(
+    matrix: sp.csr_matrix, batch_rows: np.ndarray, columns: np.ndarray, missing: float = np.nan
+) -> np.ndarray:
+    """Stored values at (batch_rows, columns), ``missing`` where nothing is stored (no dense copy)."""
+    matrix = matrix.tocsr()
+    matrix.sum_duplicates()  # canonical: sorted indices, so the keys below are sorted
+    n_columns = matrix.shape[1]
+    row_of = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    keys = row_of * n_columns + matrix.indices
+    wanted = batch_rows.astype(np.int64) * n_columns + columns
+    position = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    found = (keys[position] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
+    values = np.full(len(wanted), missing, dtype=np.float32)
+    values[found] = matrix.data[position[found]]
+    return values
 
 
 def _timing(
@@ -238,8 +247,8 @@ def _timing(
     span, repeats = _spans_and_repeats(data)
     if span is None or ages is None:
         return out
-    span_block, repeats_block = _dense(span, rows), _dense(repeats, rows)
-    pair = _ratio(span_block[batch_rows, columns], repeats_block[batch_rows, columns])
+    span_block, repeats_block = span[rows], repeats[rows]
+    pair = _ratio(_at(span_block, batch_rows, columns, 0.0), _at(repeats_block, batch_rows, columns, 0.0))
     consumer = _ratio(span_block.sum(axis=1), repeats_block.sum(axis=1))[batch_rows]
     product = stats.repurchase_interval[columns]
     owned = own[batch_rows, columns] > 0
@@ -270,8 +279,8 @@ def _copurchase(
         aged = np.where(own > 0, ages, np.inf)
         latest = aged.min(axis=1, keepdims=True)
         recent = aged <= latest + RECENT_BASKET_DAYS
-    basket = sp.csr_matrix(recent.astype(np.float32))
-    strength = np.asarray((basket @ stats.copurchase).todense())[batch_rows, columns]
+    basket = sp.csr_matrix(recent, dtype=np.float32)
+    strength = _at(basket @ stats.copurchase, batch_rows, columns, 0.0)
     size = recent.sum(axis=1)[batch_rows]
     return np.column_stack([strength, strength / np.maximum(size, 1)])
 
