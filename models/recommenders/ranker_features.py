@@ -2,11 +2,11 @@
 
 ``ProductStats.fit(data)`` learns what is global (per product, from all fitted data); then
 ``candidate_features(data, stats, rows, columns, ...)`` builds a float32 matrix, one row per
-candidate, with NaN where a value does not exist (the gradient-boosted trees route missing
-values on their own). Every feature is vectorised over the block (dense ``batch × products``
-slices of the sparse history, as the scoring pass already holds for the scores), so the nightly
-computes them inside its one scoring pass. The groups (``FEATURE_GROUPS``, also the ablation's
-unit):
+candidate, with NaN where a value does not exist (the trees route missing values on their
+own; the logistic learner reads them as 0). Every feature is vectorised over the block: dense
+``batch × products`` slices of purchases and ages, as the scoring pass already holds for the
+scores, and lookups in the block's sparse rows for the rest, so the nightly computes them
+inside its one scoring pass. The groups (``FEATURE_GROUPS``, also the ablation's unit):
 
 - ``history``: purchases (log), owned flag, days since the last interaction (log; owned only),
   and the product's place in the consumer's own history: share of their purchases, rank by
