@@ -13,6 +13,7 @@ from features.columns import Col
 from features.errors import SiyuError
 from features.vocabulary import InteractionCol
 from models.recommenders import InteractionData, RankerRecommender, load_recommender
+from models.recommenders.ranker import holdout_from
 from models.recommenders.ranker_features import (
     ProductStats,
     candidate_features,
@@ -165,3 +166,15 @@ def test_place_of_a_product_in_the_consumers_own_history() -> None:
     assert c2.loc["C", "recency_rank_log"] == pytest.approx(np.log(1))
     assert c2.loc["A", "recency_rank_log"] == pytest.approx(np.log(2))
     assert np.isnan(c2.loc["D", ["purchase_share", "purchase_rank_log", "recency_rank_log"]]).all()
+
+
+def test_the_holdout_takes_the_last_purchase_out_of_the_repurchase_span() -> None:
+    data = _history(HISTORY)
+    view, truth = holdout_from(data, 15.0)
+    held = set(zip(truth[Col.CONSUMER_ID], truth[Col.PRODUCT_ID], strict=True))
+    assert ("C1", "A") in held and ("C2", "A") not in held  # C2 last bought A 20 days ago
+    row, column = view.rows_of(["C1"])[0], view.columns_of(["A"])[0]
+    assert view.purchases[row, column] == 2
+    assert view.purchase_span_days[row, column] == pytest.approx(14.0)  # 28 days over 2 gaps -> 1 gap
+    row = view.rows_of(["C2"])[0]
+    assert view.purchase_span_days[row, column] == pytest.approx(20.0)  # untouched
