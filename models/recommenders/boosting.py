@@ -135,12 +135,13 @@ class _Logistic:
         scale = np.where(std > 0, std, 1.0)
         regression = LogisticRegression(C=1.0 / max(params.l2, 1e-9), max_iter=2000)
         regression.fit((x - mean) / scale, y)
-        return cls(regression.coef_.ravel(), regression.intercept_.astype(np.float64), mean, scale)
+        coef = regression.coef_.ravel().astype(np.float64)
+        return cls(coef, regression.intercept_.astype(np.float64), mean, scale)
 
     def raw(self, x: np.ndarray, threads: int) -> np.ndarray:
-        return ((np.nan_to_num(x.astype(np.float64)) - self.mean) / self.scale) @ self.coef + self.intercept[
-            0
-        ]
+        weights = (self.coef / self.scale).astype(np.float32)
+        offset = float(self.intercept[0] - np.dot(self.mean / self.scale, self.coef))
+        return np.nan_to_num(x, copy=False) @ weights + offset
 
     def state(self) -> dict[str, np.ndarray]:
         return {"coef": self.coef, "intercept": self.intercept, "mean": self.mean, "scale": self.scale}
