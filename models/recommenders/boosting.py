@@ -130,11 +130,13 @@ class _Logistic:
     def fit(cls, x: np.ndarray, y: np.ndarray, params: BoostingParams) -> _Logistic:
         from sklearn.linear_model import LogisticRegression
 
-        x = np.nan_to_num(x.astype(np.float64))
+        x = np.nan_to_num(x.astype(np.float64), copy=False)
         mean, std = x.mean(axis=0), x.std(axis=0)
         scale = np.where(std > 0, std, 1.0)
+        x -= mean  # standardised in place: one float64 copy of the training rows, not three
+        x /= scale
         regression = LogisticRegression(C=1.0 / max(params.l2, 1e-9), max_iter=2000)
-        regression.fit((x - mean) / scale, y)
+        regression.fit(x, y)
         coef = regression.coef_.ravel().astype(np.float64)
         return cls(coef, regression.intercept_.astype(np.float64), mean, scale)
 
