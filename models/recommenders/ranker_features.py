@@ -161,19 +161,27 @@ def candidate_features(
     """One float32 row per candidate (``batch_rows[i]``, ``columns[i]``); columns ``feature_names``."""
     own = _dense(data.purchases if data.purchases is not None else data.bought, rows)
     ages = _dense(data.age_days, rows) if data.age_days is not None else None
-    parts = [
-        _history(own, ages, batch_rows, columns),
-        _own_ranks(data, rows, batch_rows, columns),
-        _timing(data, stats, own, ages, rows, batch_rows, columns),
-        _copurchase(stats, own, ages, batch_rows, columns),
-        _popularity(stats, columns),
-        _consumer(own, ages, batch_rows),
-        _category(own, category_codes, batch_rows, columns)[:, None],
-        _price(data, own, batch_rows, columns),
-    ]
+    out = np.empty((len(columns), len(feature_names([""] * len(component_scores)))), dtype=np.float32)
+    parts = (
+        lambda: _history(own, ages, batch_rows, columns),
+        lambda: _own_ranks(data, rows, batch_rows, columns),
+        lambda: _timing(data, stats, own, ages, rows, batch_rows, columns),
+        lambda: _copurchase(stats, own, ages, batch_rows, columns),
+        lambda: _popularity(stats, columns),
+        lambda: _consumer(own, ages, batch_rows),
+        lambda: _category(own, category_codes, batch_rows, columns)[:, None],
+        lambda: _price(data, own, batch_rows, columns),
+    )
+    position = 0
+    for part in parts:  # one part at a time into the float32 matrix: no float64 copy of the whole
+        values = part()
+        out[:, position : position + values.shape[1]] = values
+        position += values.shape[1]
     for score, rank in zip(component_scores, component_ranks, strict=True):
-        parts.append(np.column_stack([score[batch_rows, columns], np.log1p(rank[batch_rows, columns])]))
-    return np.hstack(parts).astype(np.float32)
+        out[:, position] = score[batch_rows, columns]
+        out[:, position + 1] = np.log1p(rank[batch_rows, columns])
+        position += 2
+    return out
 
 
 def _history(
