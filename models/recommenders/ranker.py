@@ -65,6 +65,9 @@ DEFAULT_COMPONENTS: dict[str, dict[str, Any]] = {
     "ease": {"kind": "ease", "l2": 500.0},
     "als": {"kind": "als", "factors": 64, "iterations": 8},
 }
+# Co-purchase with the recent basket measured no gain on the tuning window (docs/recommenders.md)
+# and is the costliest group to compute in the scoring pass: left out unless asked for.
+DEFAULT_EXCLUDED_FEATURES: tuple[str, ...] = ("copurchase",)
 _STATS_PREFIX = "stats__"
 _TREES_PREFIX = "trees__"
 
@@ -113,7 +116,9 @@ class RankerRecommender(Recommender):
         self.leaves = leaves
         self.min_leaf = min_leaf
         self.l2 = l2
-        self.exclude_features = list(exclude_features or [])
+        self.exclude_features = list(
+            DEFAULT_EXCLUDED_FEATURES if exclude_features is None else exclude_features
+        )
         self.max_training_consumers = max_training_consumers
         self.random_state = random_state
         _check_settings(learner, self.exclude_features)
@@ -270,6 +275,7 @@ class RankerRecommender(Recommender):
             columns,
             component_scores,
             component_ranks,
+            skip=frozenset(self.exclude_features),
         )
         yield batch_rows, columns, self._without_excluded(features)
 

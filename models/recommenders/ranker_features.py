@@ -157,26 +157,29 @@ def candidate_features(
     columns: np.ndarray,
     component_scores: list[np.ndarray],
     component_ranks: list[np.ndarray],
+    skip: frozenset[str] = frozenset(),
 ) -> np.ndarray:
-    """One float32 row per candidate (``batch_rows[i]``, ``columns[i]``); columns ``feature_names``."""
+    """One float32 row per candidate (``batch_rows[i]``, ``columns[i]``); columns ``feature_names``.
+
+    Groups in ``skip`` are not computed (their columns hold NaN).
+    """
     own = _dense(data.purchases if data.purchases is not None else data.bought, rows)
     ages = _dense(data.age_days, rows) if data.age_days is not None else None
     out = np.empty((len(columns), len(feature_names([""] * len(component_scores)))), dtype=np.float32)
     parts = (
-        lambda: _history(own, ages, batch_rows, columns),
-        lambda: _own_ranks(data, rows, batch_rows, columns),
-        lambda: _timing(data, stats, own, ages, rows, batch_rows, columns),
-        lambda: _copurchase(stats, own, ages, batch_rows, columns),
-        lambda: _popularity(stats, columns),
-        lambda: _consumer(own, ages, batch_rows),
-        lambda: _category(own, category_codes, batch_rows, columns)[:, None],
-        lambda: _price(data, own, batch_rows, columns),
+        ("history", 3, lambda: _history(own, ages, batch_rows, columns)),
+        ("history", 3, lambda: _own_ranks(data, rows, batch_rows, columns)),
+        ("timing", 6, lambda: _timing(data, stats, own, ages, rows, batch_rows, columns)),
+        ("copurchase", 2, lambda: _copurchase(stats, own, ages, batch_rows, columns)),
+        ("popularity", 4, lambda: _popularity(stats, columns)),
+        ("consumer", 3, lambda: _consumer(own, ages, batch_rows)),
+        ("category_affinity", 1, lambda: _category(own, category_codes, batch_rows, columns)[:, None]),
+        ("price", 2, lambda: _price(data, own, batch_rows, columns)),
     )
     position = 0
-    for part in parts:  # one part at a time into the float32 matrix: no float64 copy of the whole
-        values = part()
-        out[:, position : position + values.shape[1]] = values
-        position += values.shape[1]
+    for group, width, part in parts:  # one part at a time into the float32 matrix, no float64 copy
+        out[:, position : position + width] = np.nan if group in skip else part()
+        position += width
     for score, rank in zip(component_scores, component_ranks, strict=True):
         out[:, position] = score[batch_rows, columns]
         out[:, position + 1] = np.log1p(rank[batch_rows, columns])
