@@ -5,11 +5,11 @@ Run from the repository root on the data imported with ``siyu import online-reta
     python benchmarks/ranker_online_retail.py --data /tmp/data/online_retail [--learners hgb lambdarank]
 
 Windows (the benchmark protocol of ``recommenders_online_retail.py``, one step earlier, so the
-test window of that benchmark is never looked at): the trees learn on the 30 days before the
+test window of that benchmark is never looked at): the learner learns on the 30 days before the
 validation cutoff (data before cutoff − 60 days, labels cutoff − 60 → cutoff − 30), the
 components are refitted on the data before cutoff − 30 days and NDCG@10 (all items, new items)
 is measured on cutoff − 30 → cutoff, the window the benchmark tunes on. Components are fitted
-once per window and shared by every variant; each variant learns its own trees.
+once per window and shared by every variant; each variant fits its own learner.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ PROTOCOL_INTERACTIONS = InteractionConfig(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="Online Retail II imported to the contract.")
-    parser.add_argument("--learners", nargs="*", default=["hgb", "lambdarank"], help="Learners to compare.")
+    parser.add_argument(
+        "--learners", nargs="*", default=["logistic", "hgb", "lambdarank"], help="Learners to compare."
+    )
     parser.add_argument("--ablation", action="store_true", help="Leave each feature group out in turn.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     learn_on = make_task(con, nested, PROTOCOL_INTERACTIONS).train
     labels = purchased_pairs(con, nested.cutoff, nested.test_end)
     print(
-        f"trees learn on {nested.cutoff} -> {nested.test_end}; measured on {validation.cutoff} -> {validation.test_end}"
+        f"learners learn on {nested.cutoff} -> {nested.test_end}; "
+        f"measured on {validation.cutoff} -> {validation.test_end}"
     )
     variants: dict[str, dict[str, Any]] = {learner: {"learner": learner} for learner in args.learners}
     if args.ablation:
