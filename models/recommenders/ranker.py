@@ -1,23 +1,24 @@
-"""The production blend: gradient-boosted trees over candidates from several models (two-stage ranking).
+"""The production blend: a learned ranker over candidates from several models (two-stage ranking).
 
 Stage 1, candidates per consumer: every product they bought, the top ``candidates_per_model``
 of each component model (item-kNN BM25, EASE, ALS by default) and the ``popular_candidates``
 most popular products of the last 30 days.
 
-Stage 2, gradient-boosted trees (``models.recommenders.boosting``: scikit-learn's
-``HistGradientBoostingClassifier`` by default, LightGBM LambdaRank as ``learner="lambdarank"``)
-score each candidate from the features of ``models.recommenders.ranker_features``: purchase
-history, repurchase timing ("is it due?"), co-purchase with the recent basket, popularity and
-its trend, the consumer's activity, category share, price band against the consumer's usual
-band, and each component's score and rank. ``exclude_features`` leaves feature groups out
-(the ablation in docs/recommenders.md).
+Stage 2, a learner (``models.recommenders.boosting``: a logistic regression by default, which
+led on the tuning window; scikit-learn's ``HistGradientBoostingClassifier`` as
+``learner="hgb"``, LightGBM LambdaRank as ``learner="lambdarank"``) scores each candidate from
+the features of ``models.recommenders.ranker_features``: purchase history, repurchase timing
+("is it due?"), co-purchase with the recent basket, popularity and its trend, the consumer's
+activity, category share, price band against the consumer's usual band, and each
+component's score and rank. ``exclude_features`` leaves feature groups out (the ablation in
+docs/recommenders.md). The learned model is called "the trees" below whatever the learner.
 
 ``score`` is in (0, 1), a probability-like score of buying in the next window (non-candidates
 get a tiny popularity score below every candidate), so scores add up meaningfully across a
 community. The ranker is trained where the truth is known, never on the test window:
 
 - ``tune(train, truth)``: components fitted on ``train`` (data up to the validation cutoff),
-  labels = ``truth`` (pairs bought in the validation window); the learned trees are handed
+  labels = ``truth`` (pairs bought in the validation window); the learned model is handed
   to the **next** ``fit``, which refits the components on its data and uses them.
   ``fit_production`` in ``models.recommenders.training`` does this with the window before
   the as-of date. ``tune_fitted(truth)`` learns the trees over the components the last
@@ -84,7 +85,7 @@ def build_component(spec: dict[str, Any]) -> Recommender:
 
 
 class RankerRecommender(Recommender):
-    """Gradient-boosted ranker over candidates of several component models (see module doc)."""
+    """Learned ranker over candidates of several component models (see module doc)."""
 
     name = "ranker"
     batch_size = 4096
