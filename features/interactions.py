@@ -15,8 +15,9 @@ given, and returns one row per (consumer, product) pair:
 
 Cancelled lines count for nothing. Pairs whose summed weight is ≤ 0 stay in the table
 (the recommenders never recommend them: see ``models.recommenders.base``). Besides
-``weight`` the table carries ``purchases`` (distinct paid orders), ``last_purchase_at`` and
-``last_interaction_at`` for models that use frequency and recency directly.
+``weight`` the table carries ``purchases`` (distinct paid orders), ``first_purchase_at``,
+``last_purchase_at`` and ``last_interaction_at`` for models that use frequency, recency and
+repurchase intervals directly.
 
 ``consumer_profiles`` and ``product_profiles`` give the side features the feature-aware
 models read: home distributor and age band / city tier; category, supplier (brand) and
@@ -45,6 +46,7 @@ INTERACTION_COLUMNS: tuple[str, ...] = (
     Col.PRODUCT_ID,
     InteractionCol.WEIGHT,
     InteractionCol.PURCHASES,
+    InteractionCol.FIRST_PURCHASE_AT,
     InteractionCol.LAST_PURCHASE_AT,
     InteractionCol.LAST_INTERACTION_AT,
 )
@@ -274,6 +276,7 @@ WITH contributions AS ({contributions})
 SELECT consumer AS {consumer_id}, product AS {product_id},
        sum(raw_weight * {decay}) AS weight,
        count(*) FILTER (WHERE is_purchase) AS purchases,
+       min(happened_at) FILTER (WHERE is_purchase) AS first_purchase_at,
        max(happened_at) FILTER (WHERE is_purchase) AS last_purchase_at,
        max(happened_at) AS last_interaction_at
 FROM contributions

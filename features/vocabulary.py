@@ -74,6 +74,7 @@ class InteractionCol:
 
     WEIGHT = "weight"
     PURCHASES = "purchases"
+    FIRST_PURCHASE_AT = "first_purchase_at"
     LAST_PURCHASE_AT = "last_purchase_at"
     LAST_INTERACTION_AT = "last_interaction_at"
     HOME_DISTRIBUTOR_ID = "home_distributor_id"

@@ -91,8 +91,9 @@ class InteractionData:
 
     ``matrix`` (CSR, float32) holds the positive weights; ``blocked`` (CSR, bool) the pairs
     with weight ≤ 0. When the interaction frame has them, ``purchases`` (distinct paid
-    orders) and ``age_days`` (days from the last interaction to the end of the as-of date,
-    at least 1/24) are CSR matrices with exactly ``matrix``'s sparsity. ``consumer_profiles``
+    orders), ``age_days`` (days from the last interaction to the end of the as-of date,
+    at least 1/24) and ``purchase_span_days`` (days from the first to the last paid order,
+    0 for one order) are CSR matrices with exactly ``matrix``'s sparsity. ``consumer_profiles``
     is indexed by consumer id and may include consumers without interactions (cold start);
     ``product_profiles`` is indexed by the catalogue's product ids in matrix column order.
     """
@@ -105,6 +106,7 @@ class InteractionData:
     product_profiles: pd.DataFrame | None = None
     purchases: sp.csr_matrix | None = field(default=None, repr=False)
     age_days: sp.csr_matrix | None = field(default=None, repr=False)
+    purchase_span_days: sp.csr_matrix | None = field(default=None, repr=False)
 
     @classmethod
     def from_frames(
@@ -144,6 +146,7 @@ class InteractionData:
             _profiles(products, Col.PRODUCT_ID, product_ids),
             purchases,
             age_days,
+            _purchase_span(interactions, aligned),
         )
 
     @property
@@ -187,7 +190,11 @@ class InteractionData:
         pd.DataFrame({Col.PRODUCT_ID: self.product_ids}).to_parquet(directory / "products.parquet")
         sp.save_npz(directory / "matrix.npz", self.matrix)
         sp.save_npz(directory / "blocked.npz", self.blocked)
-        for name, extra in (("purchases", self.purchases), ("age_days", self.age_days)):
+        for name, extra in (
+            ("purchases", self.purchases),
+            ("age_days", self.age_days),
+            ("purchase_span_days", self.purchase_span_days),
+        ):
             if extra is not None:
                 sp.save_npz(directory / f"{name}.npz", extra)
         for name, profile in (
@@ -224,6 +231,7 @@ class InteractionData:
             profile("product_profiles", Col.PRODUCT_ID),
             extra("purchases"),
             extra("age_days"),
+            extra("purchase_span_days"),
         )
 
 
@@ -235,6 +243,16 @@ def _codes(ids: pd.Series, name: str) -> tuple[np.ndarray, pd.Index]:
     if (codes < 0).any():
         raise SiyuError(f"interactions frame: empty {name}\n  fix: drop rows without a {name}")
     return codes, pd.Index(np.asarray(uniques, dtype=object).astype(str), name=name)
+
+
+def _purchase_span(interactions: pd.DataFrame, aligned: Any) -> sp.csr_matrix | None:
+    """Days from the first to the last paid order per pair (0 when bought once or never), or None."""
+    if not {InteractionCol.FIRST_PURCHASE_AT, InteractionCol.LAST_PURCHASE_AT} <= set(interactions.columns):
+        return None
+    first = pd.to_datetime(interactions[InteractionCol.FIRST_PURCHASE_AT])
+    last = pd.to_datetime(interactions[InteractionCol.LAST_PURCHASE_AT])
+    span = (last - first).dt.total_seconds().to_numpy(dtype=np.float64) / 86400.0
+    return aligned(np.clip(np.nan_to_num(span, nan=0.0), 0.0, None))
 
 
 def _age_days(last_at: pd.Series, as_of: date | None) -> np.ndarray:

@@ -4,24 +4,24 @@ Stage 1, candidates per consumer: every product they bought, the top ``candidate
 of each component model (item-kNN BM25, EASE, ALS by default) and the ``popular_candidates``
 most popular products of the last 30 days.
 
-Stage 2, a logistic regression scores each candidate from these features:
+Stage 2, a learner (``models.recommenders.boosting``: a logistic regression by default, which
+led on the tuning window; scikit-learn's ``HistGradientBoostingClassifier`` as
+``learner="hgb"``, LightGBM LambdaRank as ``learner="lambdarank"``) scores each candidate from
+the features of ``models.recommenders.ranker_features``: purchase history, repurchase timing
+("is it due?"), co-purchase with the recent basket, popularity and its trend, the consumer's
+activity, category share, price band against the consumer's usual band, and each
+component's score and rank. ``exclude_features`` leaves feature groups out (the ablation in
+docs/recommenders.md). The learned model is called "the trees" below whatever the learner.
 
-- the pair: purchases (log), owned flag, days since the last interaction (log, owned only),
-  share of the consumer's purchases in the product's category;
-- the product: popularity over the last 7 / 30 days and all history;
-- the consumer: distinct products, purchases, days since the last activity (logs);
-- each component: its score divided by the consumer's best score, and its rank (log,
-  capped at ``candidates_per_model + 1``).
-
-``score`` is the predicted probability of buying in the next window (non-candidates get a
-tiny popularity score below every candidate), so scores add up meaningfully across a
+``score`` is in (0, 1), a probability-like score of buying in the next window (non-candidates
+get a tiny popularity score below every candidate), so scores add up meaningfully across a
 community. The ranker is trained where the truth is known, never on the test window:
 
 - ``tune(train, truth)``: components fitted on ``train`` (data up to the validation cutoff),
-  labels = ``truth`` (pairs bought in the validation window); the learned weights are handed
+  labels = ``truth`` (pairs bought in the validation window); the learned model is handed
   to the **next** ``fit``, which refits the components on its data and uses them.
   ``fit_production`` in ``models.recommenders.training`` does this with the window before
-  the as-of date. ``tune_fitted(truth)`` learns the weights over the components the last
+  the as-of date. ``tune_fitted(truth)`` learns the trees over the components the last
   ``fit`` left (no second fit): ``fit_production`` uses it on the ranker that evaluation
   already fitted at the tuning window's start.
 - Every other ``fit(data)`` starts from scratch (``fit(a).fit(b)`` is ``fit(b)``): it tunes
@@ -30,7 +30,8 @@ community. The ranker is trained where the truth is known, never on the test win
   decremented in) the training view — an approximation of the real window for when only an
   ``InteractionData`` is at hand.
 
-Persistence: the components' arrays and the regression's coefficients and scaler, no pickle.
+Persistence: the components' arrays, the product statistics and the trees as plain arrays
+(no pickle).
 """
 
 from __future__ import annotations
@@ -41,13 +42,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.linear_model import LogisticRegression
 
 from features.columns import Col
 from features.errors import SiyuError
 from features.progress import CONSUMERS, Progress, progress
 from models.recommenders.base import InteractionData, Recommender, registered_models
-from models.recommenders.popularity import recent_popularity
+from models.recommenders.boosting import LEARNERS, BoostedTrees, BoostingParams
+from models.recommenders.ranker_features import (
+    COMPONENT_GROUP,
+    FEATURE_GROUPS,
+    ProductStats,
+    candidate_features,
+    category_codes,
+    group_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +66,12 @@ DEFAULT_COMPONENTS: dict[str, dict[str, Any]] = {
     "ease": {"kind": "ease", "l2": 500.0},
     "als": {"kind": "als", "factors": 64, "iterations": 8},
 }
-_NO_AGE_DAYS = 3650.0
+# Every group by default. Co-purchase is the costliest group in the scoring pass and was neutral on
+# the Online Retail tuning window but helped the distributor lists' validation window
+# (docs/recommenders.md); ("copurchase",) here or in the config trades that for speed.
+DEFAULT_EXCLUDED_FEATURES: tuple[str, ...] = ()
+_STATS_PREFIX = "stats__"
+_TREES_PREFIX = "trees__"
 
 
 def build_component(spec: dict[str, Any]) -> Recommender:
@@ -72,7 +85,7 @@ def build_component(spec: dict[str, Any]) -> Recommender:
 
 
 class RankerRecommender(Recommender):
-    """Logistic-regression ranker over candidates of several component models (see module doc)."""
+    """Learned ranker over candidates of several component models (see module doc)."""
 
     name = "ranker"
     batch_size = 4096
@@ -83,7 +96,13 @@ class RankerRecommender(Recommender):
         candidates_per_model: int = 50,
         popular_candidates: int = 50,
         validation_days: float = 30.0,
-        regularization: float = 1.0,
+        learner: str = "logistic",
+        iterations: int = 200,
+        learning_rate: float = 0.05,
+        leaves: int = 31,
+        min_leaf: int = 50,
+        l2: float = 1.0,
+        exclude_features: list[str] | None = None,
         max_training_consumers: int = 20_000,
         random_state: int = 42,
     ) -> None:
@@ -93,37 +112,79 @@ class RankerRecommender(Recommender):
         self.candidates_per_model = candidates_per_model
         self.popular_candidates = popular_candidates
         self.validation_days = validation_days
-        self.regularization = regularization
+        self.learner = learner
+        self.iterations = iterations
+        self.learning_rate = learning_rate
+        self.leaves = leaves
+        self.min_leaf = min_leaf
+        self.l2 = l2
+        self.exclude_features = list(
+            DEFAULT_EXCLUDED_FEATURES if exclude_features is None else exclude_features
+        )
         self.max_training_consumers = max_training_consumers
         self.random_state = random_state
-        self._tuned: dict[str, np.ndarray] | None = None  # weights from tune(), for the next fit only
+        _check_settings(learner, self.exclude_features)
+        self._tuned: BoostedTrees | None = None  # trees from tune(), for the next fit only
 
     # -- training ----------------------------------------------------------------------------
 
     def tune(self, train: InteractionData, truth: pd.DataFrame) -> RankerRecommender:
-        """Learn the ranker's weights on a validation window, for the next ``fit`` to use.
+        """Learn the ranker's trees on a validation window, for the next ``fit`` to use.
 
         Components are fitted on ``train``, labels are ``truth`` (consumer_id, product_id).
         """
         self._tuned = None
         self._fit_components(train)
-        self._tuned = self._learn_weights(train, truth)
-        self._set_weights(self._tuned)
+        self._tuned = self.trees_ = self._learn_trees(train, truth)
         return self
 
     def tune_fitted(self, truth: pd.DataFrame) -> RankerRecommender:
-        """Like ``tune(self.data_, truth)`` without fitting the components again: the weights are
+        """Like ``tune(self.data_, truth)`` without fitting the components again: the trees are
         learned over the components as the last ``fit`` left them, for the next ``fit`` to use.
 
         Production reuses the ranker that evaluation fitted at its cutoff this way, when that
         cutoff is where the production tuning window starts.
         """
-        self._tuned = self._learn_weights(self._data, truth)
-        self._set_weights(self._tuned)
+        self._tuned = self.trees_ = self._learn_trees(self._data, truth)
         return self
 
-    def _learn_weights(self, train: InteractionData, truth: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Logistic-regression weights over the candidates of the components fitted on ``train``."""
+    def learned_state(self) -> dict[str, np.ndarray]:
+        """The fitted trees as arrays (what ``save`` writes for them)."""
+        return self.trees_.state()
+
+    def _learn_trees(self, train: InteractionData, truth: pd.DataFrame) -> BoostedTrees:
+        """Gradient-boosted trees over the candidates of the components fitted on ``train``."""
+        consumers = self._training_consumers(train, truth)
+        n_products = train.shape[1]
+        label_rows = train.rows_of(truth[Col.CONSUMER_ID])
+        label_columns = train.columns_of(truth[Col.PRODUCT_ID])
+        known = (label_rows >= 0) & (label_columns >= 0)
+        labels = np.unique(label_rows[known].astype(np.int64) * n_products + label_columns[known])
+        features, targets, groups = [], [], []
+        with progress("ranker: tuning window", total=len(consumers), unit=CONSUMERS) as bar:
+            for batch, rows, columns, block in self._candidate_batches(consumers, bar):
+                pair_keys = train.rows_of(batch)[rows].astype(np.int64) * n_products + columns
+                targets.append(np.isin(pair_keys, labels))
+                features.append(block)
+                sizes = np.bincount(rows, minlength=len(batch))
+                groups.append(sizes[sizes > 0])
+        x, y = np.vstack(features), np.concatenate(targets)
+        if y.all() or not y.any():
+            raise SiyuError(
+                "ranker: the validation window gives only one class of labels\n  fix: widen validation_days"
+            )
+        trees = BoostedTrees.fit(self.learner, x, y, np.concatenate(groups), self._boosting_params())
+        logger.info(
+            "ranker (%s) tuned on %d candidates of %d consumers (%.1f%% positive)",
+            self.learner,
+            len(y),
+            len(consumers),
+            100 * y.mean(),
+        )
+        return trees
+
+    def _training_consumers(self, train: InteractionData, truth: pd.DataFrame) -> pd.Index:
+        """The window's buyers with history, a seeded sample of ``max_training_consumers`` at most."""
         consumers = pd.Index(truth[Col.CONSUMER_ID].astype(str).unique())
         consumers = consumers[train.rows_of(consumers) >= 0]
         if len(consumers) == 0:
@@ -135,51 +196,26 @@ class RankerRecommender(Recommender):
                 len(consumers), self.max_training_consumers, replace=False
             )
             consumers = consumers[np.sort(picked)]
-        n_products = train.shape[1]
-        label_rows = train.rows_of(truth[Col.CONSUMER_ID])
-        label_columns = train.columns_of(truth[Col.PRODUCT_ID])
-        known = (label_rows >= 0) & (label_columns >= 0)
-        labels = np.unique(label_rows[known].astype(np.int64) * n_products + label_columns[known])
-        features, targets = [], []
-        with progress("ranker: tuning window", total=len(consumers), unit=CONSUMERS) as bar:
-            for batch, rows, columns, block in self._candidate_batches(consumers, bar):
-                pair_keys = train.rows_of(batch)[rows].astype(np.int64) * n_products + columns
-                targets.append(np.isin(pair_keys, labels))
-                features.append(block)
-        x, y = np.vstack(features).astype(np.float64), np.concatenate(targets)
-        if y.all() or not y.any():
-            raise SiyuError(
-                "ranker: the validation window gives only one class of labels\n  fix: widen validation_days"
-            )
-        mean = x.mean(axis=0)
-        scale = np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
-        regression = LogisticRegression(C=self.regularization, max_iter=2000)
-        regression.fit((x - mean) / scale, y)
-        logger.info(
-            "ranker tuned on %d candidates of %d consumers (%.1f%% positive)",
-            len(y),
-            len(consumers),
-            100 * y.mean(),
-        )
-        return {
-            "coef": regression.coef_.ravel().astype(np.float64),
-            "intercept": np.array([float(regression.intercept_[0])]),
-            "mean": mean,
-            "scale": scale,
-        }
+        return consumers
 
-    def _set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        self.coef_, self.intercept_ = weights["coef"], weights["intercept"]
-        self.mean_, self.scale_ = weights["mean"], weights["scale"]
+    def _boosting_params(self) -> BoostingParams:
+        return BoostingParams(
+            iterations=self.iterations,
+            learning_rate=self.learning_rate,
+            leaves=self.leaves,
+            min_leaf=self.min_leaf,
+            l2=self.l2,
+            seed=self.random_state,
+        )
 
     def _fit(self, data: InteractionData) -> None:
-        weights, self._tuned = self._tuned, None  # a tune() counts for one fit only
-        if weights is None:
+        trees, self._tuned = self._tuned, None  # a tune() counts for one fit only
+        if trees is None:
             train, truth = holdout_from(data, self.validation_days)
             self._fit_components(train)
-            weights = self._learn_weights(train, truth)
+            trees = self._learn_trees(train, truth)
         self._fit_components(data)
-        self._set_weights(weights)
+        self.trees_ = trees
 
     def _fit_components(self, data: InteractionData) -> None:
         self.data_ = data
@@ -188,24 +224,15 @@ class RankerRecommender(Recommender):
             for name, spec in self.components.items():
                 self.models_[name] = build_component(spec).fit(data)
                 bar.advance()
-        self._fit_popularity(data)
-
-    def _fit_popularity(self, data: InteractionData) -> None:
-        self.popularity_ = {
-            window: _scaled(recent_popularity(data, None if window == "all" else float(window)))
-            for window in ("7", "30", "all")
-        }
+        self.stats_ = ProductStats.fit(data)
 
     # -- scoring -----------------------------------------------------------------------------
 
     def _score_rows(self, consumer_ids: pd.Index, rows: np.ndarray) -> np.ndarray:
         scores = np.empty((len(rows), self._data.shape[1]), dtype=np.float32)
-        scores[:] = 1e-6 * self.popularity_["30"]
-        weights = (self.coef_ / self.scale_).astype(np.float32)
-        offset = float(self.intercept_[0] - np.dot(self.mean_ / self.scale_, self.coef_))
+        scores[:] = 1e-6 * self.stats_.popularity_30d
         for batch_rows, columns, block in self._candidates(consumer_ids, rows):
-            logit = block @ weights + offset
-            scores[batch_rows, columns] = 1.0 / (1.0 + np.exp(-logit))
+            scores[batch_rows, columns] = self.trees_.predict(block)
         return scores
 
     def _can_score_cold(self, consumer_ids: pd.Index) -> np.ndarray:
@@ -223,11 +250,9 @@ class RankerRecommender(Recommender):
     def _candidates(self, consumer_ids: pd.Index, rows: np.ndarray):
         """Yield (row positions in the batch, product columns, float32 feature block) of the candidates."""
         data = self._data
-        n_products = data.shape[1]
-        own = (data.purchases if data.purchases is not None else data.bought)[rows].toarray()
-        mask = own > 0
+        mask = data.bought[rows].toarray() > 0
         component_scores, component_ranks = [], []
-        depth = min(self.candidates_per_model, n_products)
+        depth = min(self.candidates_per_model, data.shape[1])
         for model in self.models_.values():
             block = np.asarray(model._score_rows(consumer_ids, rows), dtype=np.float32)
             top = np.argpartition(-block, depth - 1, axis=1)[:, :depth]  # robust to many tied zeros
@@ -240,87 +265,64 @@ class RankerRecommender(Recommender):
             block /= np.where(best > 0, best, 1.0)
             component_scores.append(block)
             component_ranks.append(rank)
-        popular = np.argsort(-self.popularity_["30"], kind="stable")[: self.popular_candidates]
+        popular = np.argsort(-self.stats_.popularity_30d, kind="stable")[: self.popular_candidates]
         mask[:, popular] = True
         batch_rows, columns = np.nonzero(mask)
-        features = self._features(rows, own, batch_rows, columns, component_scores, component_ranks)
-        yield batch_rows, columns, features
+        features = candidate_features(
+            data,
+            self.stats_,
+            category_codes(data),
+            rows,
+            batch_rows,
+            columns,
+            component_scores,
+            component_ranks,
+            skip=frozenset(self.exclude_features),
+        )
+        yield batch_rows, columns, self._without_excluded(features)
 
-    def _features(
-        self,
-        rows: np.ndarray,
-        own: np.ndarray,
-        batch_rows: np.ndarray,
-        columns: np.ndarray,
-        component_scores: list[np.ndarray],
-        component_ranks: list[np.ndarray],
-    ) -> np.ndarray:
-        """One float32 row per candidate; the columns are listed in the module docstring."""
-        data = self._data
-        out = np.empty((len(columns), 10 + 2 * len(component_scores)), dtype=np.float32)
-        purchases = own[batch_rows, columns]
-        owned = purchases > 0
-        out[:, 0] = np.log1p(purchases)
-        out[:, 1] = owned
-        last_activity = np.full(len(rows), _NO_AGE_DAYS, dtype=np.float32)
-        if data.age_days is not None:
-            ages = data.age_days[rows]
-            last_activity = _row_min(ages)
-            pair_age = ages.toarray()[batch_rows, columns]
-            out[:, 2] = np.log1p(np.where(pair_age > 0, pair_age, _NO_AGE_DAYS)) * owned
-        else:
-            out[:, 2] = np.log1p(_NO_AGE_DAYS) * owned
-        out[:, 3] = self._category_share(own, batch_rows, columns)
-        for position, window in enumerate(("7", "30", "all"), start=4):
-            out[:, position] = np.log1p(100 * self.popularity_[window][columns])
-        out[:, 7] = np.log1p((own > 0).sum(axis=1, dtype=np.float32))[batch_rows]
-        out[:, 8] = np.log1p(own.sum(axis=1, dtype=np.float32))[batch_rows]
-        out[:, 9] = np.log1p(last_activity)[batch_rows]
-        for position, (score, rank) in enumerate(zip(component_scores, component_ranks, strict=True)):
-            out[:, 10 + 2 * position] = score[batch_rows, columns]
-            out[:, 11 + 2 * position] = np.log1p(rank[batch_rows, columns])
-        return out
-
-    def _category_share(self, own: np.ndarray, batch_rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        codes = self._category_codes()
-        if codes is None:
-            return np.zeros(len(columns), dtype=np.float32)
-        per_category = np.zeros((own.shape[0], codes.max() + 1), dtype=np.float32)
-        for code in range(codes.max() + 1):
-            per_category[:, code] = own[:, codes == code].sum(axis=1)
-        totals = per_category.sum(axis=1)
-        return per_category[batch_rows, codes[columns]] / np.where(totals > 0, totals, 1.0)[batch_rows]
-
-    def _category_codes(self) -> np.ndarray | None:
-        categories = self._data.product_attribute(Col.CATEGORY)
-        return None if categories is None else pd.factorize(categories)[0]
+    def _without_excluded(self, features: np.ndarray) -> np.ndarray:
+        if not self.exclude_features:
+            return features
+        groups = group_columns(list(self.components))
+        dropped = np.concatenate([groups[group] for group in self.exclude_features])
+        return np.delete(features, dropped, axis=1)
 
     # -- persistence -------------------------------------------------------------------------
 
     def _state(self) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "coef": self.coef_,
-            "intercept": self.intercept_,
-            "mean": self.mean_,
-            "scale": self.scale_,
-            **{f"popularity_{w}": values for w, values in self.popularity_.items()},
+            **{f"{_STATS_PREFIX}{key}": value for key, value in self.stats_.arrays().items()},
+            **{f"{_TREES_PREFIX}{key}": value for key, value in self.trees_.state().items()},
         }
         for name, model in self.models_.items():
             state.update({f"component__{name}__{key}": value for key, value in model._state().items()})
         return state
 
     def _set_state(self, arrays: dict[str, Any]) -> None:
-        self._set_weights(arrays)
-        self.popularity_ = {w: arrays[f"popularity_{w}"] for w in ("7", "30", "all")}
+        self.stats_ = ProductStats.from_arrays(_with_prefix(arrays, _STATS_PREFIX))
+        self.trees_ = BoostedTrees.from_state(self.learner, _with_prefix(arrays, _TREES_PREFIX))
         self.models_ = {}
         for name, spec in self.components.items():
             model = build_component(spec)
             model.data_ = self.data_
-            prefix = f"component__{name}__"
-            model._set_state(
-                {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
-            )
+            model._set_state(_with_prefix(arrays, f"component__{name}__"))
             self.models_[name] = model
+
+
+def _with_prefix(arrays: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
+
+
+def _check_settings(learner: str, exclude_features: list[str]) -> None:
+    if learner not in LEARNERS:
+        raise SiyuError(f"ranker: learner {learner!r} is unknown\n  fix: use one of {list(LEARNERS)}")
+    groups = [*FEATURE_GROUPS, COMPONENT_GROUP]
+    unknown = sorted(set(exclude_features) - set(groups))
+    if unknown:
+        raise SiyuError(
+            f"ranker: exclude_features names unknown groups {unknown}\n  fix: use some of {groups}"
+        )
 
 
 def holdout_from(data: InteractionData, days: float) -> tuple[InteractionData, pd.DataFrame]:
@@ -363,8 +365,19 @@ def holdout_from(data: InteractionData, days: float) -> tuple[InteractionData, p
         data.product_profiles,
         purchases,
         ages,
+        _held_out_span(data, recent, keep),
     )
     return view, truth
+
+
+def _held_out_span(data: InteractionData, recent: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix | None:
+    """Purchase spans without the held-out last purchase: a span over n purchases shrinks to
+    (n − 2) / (n − 1) of itself (evenly spaced purchases assumed)."""
+    if data.purchase_span_days is None or data.purchases is None:
+        return None
+    n = data.purchases.data
+    share = np.where((recent.data > 0) & (n > 1), np.maximum(n - 2, 0) / np.maximum(n - 1, 1), 1.0)
+    return _subset(data.purchase_span_days, keep, data.purchase_span_days.data * share)
 
 
 def _subset(like: sp.csr_matrix, keep: np.ndarray, values: np.ndarray) -> sp.csr_matrix:
@@ -372,16 +385,3 @@ def _subset(like: sp.csr_matrix, keep: np.ndarray, values: np.ndarray) -> sp.csr
     row_of = np.repeat(np.arange(like.shape[0]), np.diff(like.indptr))
     indptr = np.concatenate([[0], np.cumsum(np.bincount(row_of[keep], minlength=like.shape[0]))])
     return sp.csr_matrix((values[keep].astype(np.float32), like.indices[keep], indptr), shape=like.shape)
-
-
-def _scaled(values: np.ndarray) -> np.ndarray:
-    top = values.max() if len(values) else 0.0
-    return (values / top if top > 0 else values).astype(np.float32)
-
-
-def _row_min(matrix: sp.csr_matrix) -> np.ndarray:
-    result = np.full(matrix.shape[0], _NO_AGE_DAYS, dtype=np.float32)
-    non_empty = np.diff(matrix.indptr) > 0
-    if non_empty.any():
-        result[non_empty] = np.minimum.reduceat(matrix.data, matrix.indptr[:-1][non_empty])
-    return result

@@ -29,6 +29,8 @@ def planted_frames(seed: int = 7, consumers: int = 60, products: int = 24) -> tu
     end = pd.Timestamp("2025-03-01")
     frame[InteractionCol.LAST_PURCHASE_AT] = end - pd.to_timedelta(frame.pop("age"), unit="D")
     frame[InteractionCol.LAST_INTERACTION_AT] = frame[InteractionCol.LAST_PURCHASE_AT]
+    repeats = pd.to_timedelta(14 * (frame[InteractionCol.PURCHASES] - 1), unit="D")  # one order every 14 days
+    frame[InteractionCol.FIRST_PURCHASE_AT] = frame[InteractionCol.LAST_PURCHASE_AT] - repeats
     products_frame = pd.DataFrame(
         {
             "product_id": product_ids,

@@ -64,8 +64,10 @@ def test_production_reuses_the_evaluated_ranker_and_gets_the_same_weights_and_li
     reused = fit_production(con, as_of, config, data=data, evaluated=evaluated)
 
     assert reused is evaluated.model and built == []  # no data built again at the cutoff
-    for key in ("coef_", "intercept_", "mean_", "scale_"):
-        assert np.array_equal(getattr(reused, key), getattr(fresh, key)), key
+    learned, expected = reused.learned_state(), fresh.learned_state()
+    assert learned.keys() == expected.keys()
+    for key in learned:
+        assert np.array_equal(learned[key], expected[key]), key
     ids = data.consumer_ids
     pd.testing.assert_frame_equal(reused.recommend(ids, 10), fresh.recommend(ids, 10), check_exact=True)
 

@@ -1,0 +1,202 @@
+"""The ranker's learners: fit on candidate features, score, save as plain arrays.
+
+Chosen by the ranker's ``learner`` parameter (docs/recommenders.md has the measurement that
+picked the default):
+
+- ``hgb``: scikit-learn's ``HistGradientBoostingClassifier`` (binary: bought in the window or not);
+- ``lambdarank``: LightGBM with the LambdaRank objective, one query per consumer;
+- ``logistic``: scikit-learn's ``LogisticRegression`` on standardised features (missing = 0),
+  the earlier production learner, kept as the reference the trees are measured against.
+
+``score`` is always in (0, 1) (the logistic of the trees' raw output), so the scores of a
+community's members add up sensibly. Both are deterministic for a seed (no row or column
+subsampling; LightGBM runs with ``deterministic``). Saving never pickles: the scikit-learn
+trees are their node arrays, the LightGBM booster its text model.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from features.errors import SiyuError
+
+LEARNERS = ("hgb", "lambdarank", "logistic")
+
+
+@dataclass(frozen=True)
+class BoostingParams:
+    """Tree hyper-parameters shared by both learners."""
+
+    iterations: int = 200
+    learning_rate: float = 0.05
+    leaves: int = 31
+    min_leaf: int = 50
+    l2: float = 1.0
+    seed: int = 42
+    threads: int = 2
+
+
+class BoostedTrees:
+    """A fitted learner: ``predict(x)`` in (0, 1), ``state()`` / ``from_state`` for saving."""
+
+    def __init__(self, learner: str, model: Any) -> None:
+        self.learner = learner
+        self.model = model
+
+    @classmethod
+    def fit(
+        cls, learner: str, x: np.ndarray, y: np.ndarray, group_sizes: np.ndarray, params: BoostingParams
+    ) -> BoostedTrees:
+        """Fit on feature rows ``x`` (NaN = missing), labels ``y``; ``group_sizes``: candidates per
+        consumer, in row order (LambdaRank's queries)."""
+        if learner == "hgb":
+            return cls(learner, _fit_hgb(x, y, params))
+        if learner == "lambdarank":
+            return cls(learner, _fit_lambdarank(x, y, group_sizes, params))
+        if learner == "logistic":
+            return cls(learner, _Logistic.fit(x, y, params))
+        raise SiyuError(f"ranker: unknown learner {learner!r}\n  fix: use one of {list(LEARNERS)}")
+
+    def predict(self, x: np.ndarray, threads: int = 2) -> np.ndarray:
+        """Scores in (0, 1), float32."""
+        if self.learner in ("hgb", "logistic"):
+            raw = self.model.raw(x, threads)
+        else:
+            raw = self.model.predict(x, raw_score=True, num_threads=threads)
+        return (1.0 / (1.0 + np.exp(-np.asarray(raw, dtype=np.float64)))).astype(np.float32)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Arrays that ``from_state`` restores (no pickle)."""
+        if self.learner in ("hgb", "logistic"):
+            return self.model.state()
+        return {"booster": np.array(self.model.model_to_string())}
+
+    @classmethod
+    def from_state(cls, learner: str, arrays: dict[str, np.ndarray]) -> BoostedTrees:
+        if learner == "hgb":
+            return cls(learner, _HGBTrees.from_state(arrays))
+        if learner == "logistic":
+            return cls(
+                learner, _Logistic(**{key: arrays[key] for key in ("coef", "intercept", "mean", "scale")})
+            )
+        return cls(learner, _lightgbm().Booster(model_str=str(arrays["booster"])))
+
+
+class _HGBTrees:
+    """The trees of a binary ``HistGradientBoostingClassifier``, restorable from node arrays."""
+
+    def __init__(self, predictors: list[Any], baseline: float) -> None:
+        self.predictors = predictors
+        self.baseline = baseline
+
+    def raw(self, x: np.ndarray, threads: int) -> np.ndarray:
+        known_categories = np.zeros((0, 8), dtype=np.uint32)
+        feature_map = np.zeros(0, dtype=np.uint32)
+        raw = np.full(len(x), self.baseline, dtype=np.float64)
+        features = np.ascontiguousarray(x, dtype=np.float64)
+        for predictor in self.predictors:
+            raw += predictor.predict(features, known_categories, feature_map, threads)
+        return raw
+
+    def state(self) -> dict[str, np.ndarray]:
+        sizes = np.array([len(p.nodes) for p in self.predictors], dtype=np.int64)
+        nodes = np.concatenate([p.nodes for p in self.predictors])
+        return {"hgb_nodes": nodes, "hgb_tree_sizes": sizes, "hgb_baseline": np.array([self.baseline])}
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray]) -> _HGBTrees:
+        from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+        no_categories = np.zeros((0, 8), dtype=np.uint32)
+        bounds = np.concatenate([[0], np.cumsum(arrays["hgb_tree_sizes"])])
+        predictors = [
+            TreePredictor(arrays["hgb_nodes"][start:end].copy(), no_categories, no_categories)
+            for start, end in itertools.pairwise(bounds)
+        ]
+        return cls(predictors, float(arrays["hgb_baseline"][0]))
+
+
+class _Logistic:
+    """A logistic regression over standardised features; missing values read as 0."""
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> None:
+        self.coef, self.intercept, self.mean, self.scale = coef, intercept, mean, scale
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, params: BoostingParams) -> _Logistic:
+        from sklearn.linear_model import LogisticRegression
+
+        x = np.nan_to_num(x.astype(np.float64), copy=False)
+        mean, std = x.mean(axis=0), x.std(axis=0)
+        scale = np.where(std > 0, std, 1.0)
+        x -= mean  # standardised in place: one float64 copy of the training rows, not three
+        x /= scale
+        regression = LogisticRegression(C=1.0 / max(params.l2, 1e-9), max_iter=2000)
+        regression.fit(x, y)
+        coef = regression.coef_.ravel().astype(np.float64)
+        return cls(coef, regression.intercept_.astype(np.float64), mean, scale)
+
+    def raw(self, x: np.ndarray, threads: int) -> np.ndarray:
+        weights = (self.coef / self.scale).astype(np.float32)
+        offset = float(self.intercept[0] - np.dot(self.mean / self.scale, self.coef))
+        return np.nan_to_num(x, copy=False) @ weights + offset
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"coef": self.coef, "intercept": self.intercept, "mean": self.mean, "scale": self.scale}
+
+
+def _fit_hgb(x: np.ndarray, y: np.ndarray, params: BoostingParams) -> _HGBTrees:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    classifier = HistGradientBoostingClassifier(
+        max_iter=params.iterations,
+        learning_rate=params.learning_rate,
+        max_leaf_nodes=params.leaves,
+        min_samples_leaf=params.min_leaf,
+        l2_regularization=params.l2,
+        early_stopping=False,
+        random_state=params.seed,
+    )
+    empty = np.isnan(x).all(axis=0)
+    if empty.any():  # the binner cannot bin a column without values; constant columns never split
+        x = np.where(empty[None, :], 0.0, x).astype(x.dtype)
+    classifier.fit(x, y)
+    predictors = [iteration[0] for iteration in classifier._predictors]
+    return _HGBTrees(predictors, float(np.ravel(classifier._baseline_prediction)[0]))
+
+
+def _lightgbm() -> Any:
+    """LightGBM, an optional dependency (not pinned: only ``learner: lambdarank`` needs it)."""
+    try:
+        import lightgbm
+    except ImportError as error:
+        raise SiyuError(
+            "ranker: learner 'lambdarank' needs LightGBM, which is not installed\n"
+            "  fix: pip install lightgbm==4.7.0, or set the ranker's learner to logistic or hgb"
+        ) from error
+    return lightgbm
+
+
+def _fit_lambdarank(x: np.ndarray, y: np.ndarray, group_sizes: np.ndarray, params: BoostingParams) -> Any:
+    lightgbm = _lightgbm()
+
+    settings = {
+        "objective": "lambdarank",
+        "learning_rate": params.learning_rate,
+        "num_leaves": params.leaves,
+        "min_data_in_leaf": params.min_leaf,
+        "lambda_l2": params.l2,
+        "lambdarank_truncation_level": 20,
+        "eval_at": [10],
+        "seed": params.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": params.threads,
+        "verbosity": -1,
+    }
+    dataset = lightgbm.Dataset(x, label=y.astype(np.float64), group=group_sizes, free_raw_data=True)
+    return lightgbm.train(settings, dataset, num_boost_round=params.iterations)
