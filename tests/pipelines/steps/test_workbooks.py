@@ -12,7 +12,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from features.catalog import ShareKitCol, StepFile, WorkbookSheet
+from features.catalog import ShareKitCol, StepFile, Unit, WorkbookSheet, export_file
 from features.columns import Col
 from features.messages import Messages
 from features.vocabulary import ReasonCode, RecCol
@@ -53,7 +53,7 @@ def _lists(outputs: Path) -> dict[str, Path]:
             Col.PRODUCT_ID: products * len(distributors),
             RecCol.RANK: [1, 2] * len(distributors),
             RecCol.SCORE: [0.9, 0.5] * len(distributors),
-            RecCol.REASON: ["r1", "r2"] * len(distributors),
+            RecCol.REASON: ["理由一", "理由二"] * len(distributors),
             RecCol.REASON_CODE: [ReasonCode.LIKELY_BUYERS, ReasonCode.PLATFORM_POPULAR] * len(distributors),
         }
     )
@@ -193,6 +193,44 @@ def test_zh_sheet_names_and_headers_have_no_english(run: dict) -> None:
         for sheet in book.worksheets:
             texts = [sheet.title, *(str(cell.value) for cell in sheet[1])]
             assert not [text for text in texts if re.search("[A-Za-z]", text)], workbook
+
+
+# file names and docs paths a dictionary cites ("来自 rfm_segments.csv，规则详见 docs/segmentation.md")
+FILE_NAMES = re.compile(r"[\w./-]+\.(?:csv|md|xlsx|parquet|json|yaml)")
+
+
+def _data_codes(outputs: Path) -> set[str]:
+    """Every id and data code of the run (consumer, distributor, product, supplier ids, categories):
+    the values of the twins' and lists' columns whose catalog unit is untranslated."""
+    codes: set[str] = set()
+    for file, twin in ((StepFile.CONSUMER_TIERS, StepFile.CONSUMER_TIERS_TWIN),
+                       (StepFile.QUALITY_ALERTS, StepFile.QUALITY_ALERTS_TWIN)):  # fmt: skip
+        frame = pd.read_parquet(outputs / twin)
+        for column in frame.columns:
+            if export_file(file).doc(column).unit in Unit.UNTRANSLATED:
+                codes |= set(frame[column].dropna().astype(str))
+    lists = pd.read_parquet(outputs / StepFile.DISTRIBUTOR_LISTS)
+    return codes | set(lists[Col.DISTRIBUTOR_ID]) | set(lists[Col.PRODUCT_ID])
+
+
+def test_zh_workbooks_have_no_english_in_any_cell(run: dict) -> None:
+    """Every cell of every sheet, the data dictionary included: ASCII letters only in ids and
+    data codes (categories come from the platform's own data) and in cited file names."""
+    if run["locale"] != "zh-CN":
+        pytest.skip("English is the en locale's language")
+    codes = sorted(_data_codes(run["outputs"]), key=len, reverse=True)
+    code_pattern = re.compile("|".join(re.escape(code) for code in codes))
+    english: list[str] = []
+    for workbook in WORKBOOKS:
+        book = openpyxl.load_workbook(run["outputs"] / workbook, read_only=True)
+        for sheet in book.worksheets:
+            for row in sheet.iter_rows(values_only=True):
+                for value in row:
+                    if isinstance(value, str):
+                        rest = code_pattern.sub("", FILE_NAMES.sub("", value))
+                        if re.search("[A-Za-z]", rest):
+                            english.append(f"{workbook}/{sheet.title}: {value!r}")
+    assert not english, sorted(set(english))
 
 
 def test_a_rerun_writes_the_same_bytes(run: dict, monkeypatch: pytest.MonkeyPatch) -> None:
