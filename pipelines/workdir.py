@@ -81,7 +81,8 @@ def adopt(work_dir: Path) -> None:
     if (work_dir / MARKER).is_file():
         return
     present = work_dir.iterdir() if work_dir.exists() else iter(())
-    foreign = sorted(p.name for p in present if p.name not in _HARMLESS)
+    # a folder that is itself a siyu work directory (siyu evaluate's, a notebook's) is siyu's too
+    foreign = sorted(p.name for p in present if p.name not in _HARMLESS and not (p / MARKER).is_file())
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         raise SiyuError(

@@ -87,6 +87,21 @@ def test_a_users_folder_is_refused_and_keeps_its_files(tmp_path: Path, monkeypat
     assert not (folder / MARKER).exists()
 
 
+def test_a_folder_holding_only_siyu_work_directories_is_adopted(tmp_path: Path) -> None:
+    """`siyu evaluate` (work/evaluation) or a notebook (work/notebook-demo) may claim a folder
+    inside work/ before any nightly did: work/ is then still siyu's, a user's file is not."""
+    work = tmp_path / "work"
+    adopt(work / "evaluation")
+    adopt(work / "notebook-demo")
+    adopt(work)
+    assert (work / MARKER).is_file()
+    mixed = tmp_path / "mixed"
+    adopt(mixed / "evaluation")
+    (mixed / "notes.txt").write_text("mine")
+    with pytest.raises(SiyuError, match=r"holds files siyu did not write \(notes.txt\)"):
+        adopt(mixed)
+
+
 def test_an_owned_folder_loses_only_what_siyu_writes(tmp_path: Path, caplog) -> None:
     work = tmp_path / "work"
     adopt(work)
