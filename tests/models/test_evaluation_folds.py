@@ -215,8 +215,9 @@ def test_siyu_evaluate_folds_prints_the_mean_and_writes_every_fold(
     world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     report = tmp_path / "evaluation.json"
-    out = ["--out", str(tmp_path / "work")]  # not the checkout's work/
-    args = ["evaluate", "--data", str(world), *out, "--folds", "2", "--k", "5", "--model", "popularity_global"]
+    work = ["--out", str(tmp_path / "work")]  # not the checkout's work/
+    args = ["evaluate", "--data", str(world), *work, "--folds", "2", "--k", "5"]
+    args += ["--model", "popularity_global"]
     assert run_cli(monkeypatch, *args, "--json", str(report)) == 0
     out = capsys.readouterr().out
     assert "mean over 2 rolling folds of 30 days" in out and "t(0.975" in out
@@ -226,6 +227,6 @@ def test_siyu_evaluate_folds_prints_the_mean_and_writes_every_fold(
     assert written["sample"]["confidence"] == FOLDS_CONFIDENCE_METHOD
     mean = np.mean([row["ndcg"] for row in written["folds"] if row["protocol"] == "all_items"])
     assert written["results"][0]["ndcg"] == pytest.approx(mean)
-    assert run_cli(monkeypatch, "evaluate", "--data", str(world), *out, "--folds", "0") == 2
-    assert run_cli(monkeypatch, "evaluate", "--data", str(world), *out, "--folds", "9") == 2
+    assert run_cli(monkeypatch, "evaluate", "--data", str(world), *work, "--folds", "0") == 2
+    assert run_cli(monkeypatch, "evaluate", "--data", str(world), *work, "--folds", "9") == 2
     assert "too short for this many folds" in capsys.readouterr().err
