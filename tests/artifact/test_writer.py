@@ -206,17 +206,7 @@ def _manifest(artifact: Path) -> dict:
 def test_the_recommend_steps_files_give_the_same_artifact(tmp_path: Path) -> None:
     frames = sample_frames()
     lists = tmp_path / "lists"
-    lists.mkdir()
-    fallback = frames["fallback"]
-    files = {
-        StepFile.CONSUMER_LISTS: frames["consumer_lists"],
-        StepFile.DISTRIBUTOR_LISTS: frames["distributor_lists"],
-        StepFile.SIMILAR_ITEMS: frames["similar_items"],
-        StepFile.FALLBACK_COMMUNITY: fallback[fallback["distributor_id"].notna()],
-        StepFile.FALLBACK_GLOBAL: fallback[fallback["distributor_id"].isna()].drop(columns="distributor_id"),
-    }
-    for name, frame in files.items():
-        frame.to_parquet(lists / name, index=False)
+    _write_list_files(lists, frames)
     from_files = write_artifact_from_lists(lists, tmp_path / "from_files", META, frames["consumer_community"])
     direct = write_sample(tmp_path / "direct")
     assert (from_files / MANIFEST_FILE).read_bytes() == (direct / MANIFEST_FILE).read_bytes()
