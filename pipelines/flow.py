@@ -176,7 +176,7 @@ def nightly_flow(
         workdir.claim(work, "nightly"),
         flow_deadline(settings.flow),
         forward_module_logs(),
-        run_clock(_flow_run_id()) as clock,
+        run_clock(_flow_run_id(), settings.flow) as clock,
         progress_artifacts(),
     ):
         exports_dir = settings.publish.exports_dir or work / Folder.EXPORTS

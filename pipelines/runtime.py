@@ -43,13 +43,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ByteSize, ConfigDict, Field
 
 from features.catalog import Folder
 from features.columns import Table
 from features.engine import table_reads
 from features.errors import SiyuError
-from features.progress import ProgressUpdate, add_listener
+from features.progress import ProgressUpdate, add_listener, duration
+
+logger = logging.getLogger(__name__)
 
 EPHEMERAL_STARTUP_SECONDS = 180
 # siyu's own packages: their module loggers reach the Prefect UI during a flow run.
@@ -135,6 +137,16 @@ class FlowConfig(BaseModel):
     concurrent_min_free_gb: float = Field(
         8.0, ge=0, description="auto: the memory that must be available to run the two side by side."
     )
+    # --- step memory budget (#18) ---
+    step_memory_budget: ByteSize | None = Field(
+        ByteSize(8_000_000_000),
+        description="Each task's peak RSS of the run's process tree (e.g. 8GB, 6GiB; empty = no "
+        "budget): a task that goes over is named in the log, run_timings.json and MLflow.",
+    )
+    enforce_memory_budget: bool = Field(
+        False, description="A task that went over step_memory_budget fails the night when it ends."
+    )
+    # --- end step memory budget ---
 
     @property
     def timeout_seconds(self) -> float:
@@ -447,6 +459,7 @@ class RunClock:
     reads_before: dict[str, float] = field(default_factory=table_reads)
     tasks: dict[str, float] = field(default_factory=dict)
     task_reads: dict[str, dict[str, float]] = field(default_factory=dict)
+    memory: MemoryWatch = field(default_factory=lambda: MemoryWatch())
 
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -478,6 +491,7 @@ class RunClock:
             "table_reads": reads,
             "task_reads": {name: dict(counts) for name, counts in self.task_reads.items()},
             "rows": dict(sorted(rows.items())),
+            **self.memory.summary(),
         }
 
 
@@ -486,32 +500,43 @@ _CLOCKS_LOCK = threading.Lock()
 
 
 @contextmanager
-def run_clock(flow_run_id: str) -> Iterator[RunClock]:
-    """Time the tasks (``timed``) of flow run ``flow_run_id`` for the block."""
-    clock = RunClock()
+def run_clock(flow_run_id: str, config: FlowConfig | None = None) -> Iterator[RunClock]:
+    """Time the tasks (``timed``) of flow run ``flow_run_id`` for the block, and watch their memory
+    against ``config``'s step memory budget (``MemoryWatch``)."""
+    config = config or FlowConfig()
+    budget = int(config.step_memory_budget) if config.step_memory_budget else None
+    clock = RunClock(memory=MemoryWatch(budget, config.enforce_memory_budget))
     with _CLOCKS_LOCK:
         _CLOCKS[flow_run_id] = clock
     try:
-        yield clock
+        with clock.memory.watching():
+            yield clock
     finally:
         with _CLOCKS_LOCK:
             _CLOCKS.pop(flow_run_id, None)
 
 
 def timed(task_name: str, fn: Fn) -> Fn:
-    """``fn`` adding its seconds and the table reads it made to its flow run's ``RunClock`` as
-    ``task_name`` (when one is open)."""
+    """``fn`` adding its seconds, the table reads it made and its peak memory to its flow run's
+    ``RunClock`` as ``task_name`` (when one is open); with ``flow.enforce_memory_budget`` a task
+    that went over the budget fails as it ends (``MemoryBudgetExceeded``)."""
 
     @functools.wraps(fn)
     def timed_call(*args: Any, **kwargs: Any) -> Any:
+        clock = _clock_of_this_run()
+        if clock is not None:
+            clock.memory.begin(task_name)
         started, reads_before = time.perf_counter(), table_reads()
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         finally:
-            clock = _clock_of_this_run()
             if clock is not None:
+                clock.memory.end(task_name)
                 reads = {table: n - reads_before.get(table, 0) for table, n in table_reads().items()}
                 clock.add(task_name, time.perf_counter() - started, reads)
+        if clock is not None:
+            clock.memory.check(task_name)
+        return result
 
     return timed_call  # type: ignore[return-value]
 
@@ -528,6 +553,169 @@ def peak_rss_bytes() -> int:
     """The largest resident set this process has had (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+# --- the process tree's memory per task, against flow.step_memory_budget -----------------------------
+
+MEMORY_EVERY_SECONDS = 1.0
+# A log quiet this long while a task runs gets a line with the task's time and memory.
+SILENCE_SECONDS = 9.0
+_GIB = 2**30
+
+
+class MemoryBudgetExceeded(SiyuError):
+    """A task went over ``flow.step_memory_budget`` while ``flow.enforce_memory_budget`` is on."""
+
+
+def process_tree_rss() -> int:
+    """The summed RSS of this process and its descendants (the local Prefect server included; pages
+    they share count once per process, as the benchmark counts them)."""
+    import psutil
+
+    root = psutil.Process()
+    try:
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        processes = [root]
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:  # a child that ended meanwhile
+            continue
+    return total
+
+
+class MemoryWatch:
+    """The peak RSS of the process tree while each task runs, sampled every ``every`` seconds in a
+    daemon thread (and as each task begins and ends), checked against ``budget`` bytes.
+
+    Tasks running side by side share the process, so each is charged the tree's RSS while it ran.
+    The first sample over the budget logs a warning naming the task; ``check`` fails the task as it
+    ends when ``enforce`` is on (the step is not stopped midway: its memory is already in use).
+    While a task runs and the log has been quiet for ``silence`` seconds (a long fit, a big write),
+    the watch logs the task's time and memory, so no stretch of a night is silent.
+    """
+
+    def __init__(
+        self,
+        budget: int | None = None,
+        enforce: bool = False,
+        every: float = MEMORY_EVERY_SECONDS,
+        silence: float = SILENCE_SECONDS,
+        sample: Callable[[], int] = process_tree_rss,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.budget, self.enforce = budget, enforce
+        self.peaks: dict[str, int] = {}
+        self.over: dict[str, int] = {}
+        self._every, self._silence = every, silence
+        self._sample, self._clock = sample, clock
+        self._running: dict[str, float] = {}
+        self._last_line = clock()
+        self._lock = threading.Lock()
+
+    def begin(self, task: str) -> None:
+        with self._lock:
+            self._running[task] = self._clock()
+        self.sample_now()
+
+    def end(self, task: str) -> None:
+        self.sample_now()
+        with self._lock:
+            self._running.pop(task, None)
+
+    def heard(self) -> None:
+        """A log line was written (the silence starts again)."""
+        self._last_line = self._clock()
+
+    def sample_now(self) -> int:
+        """Charge the tree's RSS now to every running task; warn once per task over the budget."""
+        rss = self._sample()
+        newly_over: list[str] = []
+        with self._lock:
+            for task in self._running:
+                self.peaks[task] = max(self.peaks.get(task, 0), rss)
+                if self.budget is not None and rss > self.budget:
+                    if task not in self.over:
+                        newly_over.append(task)
+                    self.over[task] = max(self.over.get(task, 0), rss)
+        for task in newly_over:
+            logger.warning(
+                "%s: the run's processes use %.2f GiB, over flow.step_memory_budget %.2f GiB%s",
+                task,
+                rss / _GIB,
+                (self.budget or 0) / _GIB,
+                " (the night fails when the step ends)" if self.enforce else "",
+            )
+        return rss
+
+    def tick(self) -> None:
+        """One sample; a line with the running tasks' time and memory after ``silence`` quiet seconds."""
+        rss = self.sample_now()
+        now = self._clock()
+        with self._lock:
+            running = [(task, now - began, self.peaks.get(task, 0)) for task, began in self._running.items()]
+        if running and now - self._last_line >= self._silence:
+            tasks = ", ".join(
+                f"{task} {duration(age)} (peak {peak / _GIB:.2f} GiB)" for task, age, peak in running
+            )
+            logger.info("still running: %s; the run's processes use %.2f GiB now", tasks, rss / _GIB)
+            self.heard()
+
+    def check(self, task: str) -> None:
+        """Fail ``task`` when it went over the budget and the budget is enforced."""
+        if not self.enforce or task not in self.over:
+            return
+        raise MemoryBudgetExceeded(
+            f"{task}: the run's processes used {self.over[task] / _GIB:.2f} GiB, over "
+            f"flow.step_memory_budget {(self.budget or 0) / _GIB:.2f} GiB"
+            "\n  fix: give the step more memory (flow.step_memory_budget), lower engine.memory_limit, "
+            "or set flow.enforce_memory_budget: false to only warn"
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """``task_peak_rss_bytes``, ``memory_budget_bytes`` and ``tasks_over_memory_budget`` (peaks)."""
+        with self._lock:
+            return {
+                "task_peak_rss_bytes": dict(sorted(self.peaks.items())),
+                "memory_budget_bytes": self.budget,
+                "tasks_over_memory_budget": dict(sorted(self.over.items())),
+            }
+
+    @contextmanager
+    def watching(self) -> Iterator[MemoryWatch]:
+        """Sample in a daemon thread, and hear the log's lines, for the block."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(self._every):
+                try:
+                    self.tick()
+                except Exception:  # the watch never breaks the run it watches
+                    logger.debug("memory watch failed", exc_info=True)
+
+        ear = _LineHeard(self)
+        logging.getLogger().addHandler(ear)
+        thread = threading.Thread(target=loop, name="siyu-memory-watch", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+            logging.getLogger().removeHandler(ear)
+
+
+class _LineHeard(logging.Handler):
+    """Tells a ``MemoryWatch`` that a line reached the log."""
+
+    def __init__(self, watch: MemoryWatch) -> None:
+        super().__init__(level=logging.INFO)
+        self._watch = watch
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._watch.heard()
 
 
 # --- Prefect progress artifacts for the long steps ----------------------------------------------------
