@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 logger = logging.getLogger("siyu.progress")
 
-LOG_EVERY_SECONDS = 10.0
+LOG_EVERY_SECONDS = 8.0
 # The unit of the loops over consumers (scoring, tuning, lists).
 CONSUMERS = "consumers"  # vocabulary: a value, not a column
 
