@@ -263,15 +263,15 @@ def record_run(
         **tracking.grouped(segments.distributor_tier_counts, "tiers", "distributor"),
         **{tracking.metric_key(*name.split(".")): value for name, value in segments.churn_metrics.items()},
     }
+    tags = {f"churn_model.{target}": chosen for target, chosen in segments.churn_chosen.items()}
+    tags["export_dir"] = str(published.export_dir.absolute())
+    if missing_tables:
+        tags["missing_tables"] = ",".join(missing_tables)
     with tracking.using_tracking(settings.tracking, work) as client:
         tracking.log_metrics(client, run_id, counts)
-        for target, chosen in segments.churn_chosen.items():
-            client.set_tag(run_id, f"churn_model.{target}", chosen)
+        tracking.set_tags(client, run_id, tags)
         tracking.log_file(client, run_id, published.manifest_path, "export")
         tracking.log_file(client, run_id, report)
-        client.set_tag(run_id, "export_dir", str(published.export_dir.absolute()))
-        if missing_tables:
-            client.set_tag(run_id, "missing_tables", ",".join(missing_tables))
 
 
 def write_run_timings(settings: NightlyConfig, work: Path, run_id: str, timings: dict[str, Any]) -> Path:

@@ -26,6 +26,7 @@ updated at most every ``ARTIFACT_EVERY_SECONDS``), for a person following a depl
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import os
@@ -37,6 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,13 +315,19 @@ class _ApiHandlerOutsideRunsQuiet(logging.Handler):
 
 
 @contextmanager
-def local_prefect(work: Path) -> Iterator[None]:
+def local_prefect(work: Path, meanwhile: Callable[[], object] | None = None) -> Iterator[None]:
     """With no PREFECT_API_URL: Prefect's home under ``work/prefect`` and a temporary API server
-    that ends with this process; no telemetry; a quiet log."""
+    that ends with this process; no telemetry; a quiet log.
+
+    The server takes seconds to come up in its own process; ``meanwhile`` (work the run would do
+    anyway, e.g. imports and opening the MLflow store) runs in this process while it does. It is
+    only a head start: an error in it is logged at DEBUG and left for the step that needs it.
+    """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     quiet_prefect_client()
     if PREFECT_API_URL.value():
+        _head_start(meanwhile)
         yield
         return
     home = Path(os.environ.get("PREFECT_HOME") or work / Folder.PREFECT).absolute()
@@ -333,15 +341,18 @@ def local_prefect(work: Path) -> Iterator[None]:
     }
     with (
         temporary_settings(updates=updates),
-        _server_of_this_process() as api_url,
+        _server_of_this_process(meanwhile) as api_url,
         temporary_settings(updates={"api.url": api_url}),
     ):
         yield
 
 
 @contextmanager
-def _server_of_this_process() -> Iterator[str]:
-    """Prefect's temporary API server, started behind the parent-death launcher; yields its API URL."""
+def _server_of_this_process(meanwhile: Callable[[], object] | None = None) -> Iterator[str]:
+    """Prefect's temporary API server, started behind the parent-death launcher; yields its API URL.
+
+    The start (a child process, then polling its health) waits on a thread with this context's
+    settings, while ``meanwhile`` runs here."""
     from prefect.server.api.server import SubprocessASGIServer
 
     class ServerOfThisProcess(SubprocessASGIServer):
@@ -353,12 +364,29 @@ def _server_of_this_process() -> Iterator[str]:
             return _launch_server(self.port)
 
     server = ServerOfThisProcess()
-    server.start()
     try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-prefect-start") as pool:
+            starting = pool.submit(contextvars.copy_context().run, server.start)
+            try:
+                _head_start(meanwhile)
+            finally:
+                starting.result()
         yield server.api_url
     finally:
         _flush_run_logs()
         server.stop()
+
+
+def _head_start(meanwhile: Callable[[], object] | None) -> None:
+    """Run ``meanwhile``; an error is the business of the step that needs the work (it meets it again)."""
+    if meanwhile is None:
+        return
+    started = time.perf_counter()
+    try:
+        meanwhile()
+    except Exception:
+        logger.debug("head start while the Prefect server starts failed", exc_info=True)
+    logger.debug("head start while the Prefect server starts: %.1fs", time.perf_counter() - started)
 
 
 def _flush_run_logs() -> None:

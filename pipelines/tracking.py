@@ -335,12 +335,14 @@ def log_data_manifest(client: MlflowClient, run_id: str, manifest: Mapping[str, 
     file hashes as tags, and one input dataset per table (``input_datasets``)."""
     client.log_dict(run_id, dict(manifest), "data_manifest.json")
     metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
     for table in manifest[ValidationKey.TABLES]:
         name = table[ValidationKey.TABLE]
         for count in (ValidationKey.ROWS_READ, ValidationKey.ROWS_KEPT, ValidationKey.ROWS_QUARANTINED):
             metrics[metric_key("data", name, count)] = table[count]
         if table["sha256"]:
-            client.set_tag(run_id, f"data.{name}.sha256", table["sha256"])
+            tags[f"data.{name}.sha256"] = table["sha256"]
+    set_tags(client, run_id, tags)
     log_metrics(client, run_id, metrics)
     client.log_inputs(run_id, datasets=input_datasets(manifest, TRAINING_CONTEXT))
 
@@ -464,6 +466,15 @@ def _safe_key(name: str) -> str:
 
 def _disambiguated(key: str, name: str) -> str:
     return f"{key[: _MAX_KEY_LENGTH - 9]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
+    """Set ``tags`` on the run in one batch (one store transaction, where ``set_tag`` makes one each)."""
+    from mlflow.entities import RunTag
+
+    rows = [RunTag(key, str(value)) for key, value in sorted(tags.items())]
+    for start in range(0, len(rows), _PARAMS_PER_BATCH):
+        client.log_batch(run_id, tags=rows[start : start + _PARAMS_PER_BATCH])
 
 
 def log_file(client: MlflowClient, run_id: str, path: Path, folder: str | None = None) -> None:

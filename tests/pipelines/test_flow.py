@@ -321,12 +321,19 @@ def test_without_a_server_prefect_lives_under_the_work_dir(tmp_path: Path, monke
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
     monkeypatch.delenv("PREFECT_HOME", raising=False)
-    with temporary_settings(restore_defaults={PREFECT_API_URL}), local_prefect(tmp_path):
+    seen: list[Path] = []
+
+    def meanwhile() -> None:  # the run's head start, while the server comes up; its error is not fatal
+        seen.append(get_current_settings().home)
+        raise OSError("a head start that fails")
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}), local_prefect(tmp_path, meanwhile):
         settings = get_current_settings()
-        assert settings.home == (tmp_path / "prefect").absolute()
+        assert settings.home == (tmp_path / "prefect").absolute() and seen == [settings.home]
         assert settings.server.analytics_enabled is False
         assert settings.server.ephemeral.startup_timeout_seconds >= 120
         assert settings.api.url.startswith("http://127.0.0.1:")  # the server this process started
+        assert (tmp_path / "prefect" / "prefect.db").exists()  # started (on a thread) with these settings
         server = _children(os.getpid())
         assert server
     assert not [pid for pid in server if _running(pid)], "the server stops with the block"
