@@ -4,7 +4,7 @@ With no ``PREFECT_API_URL``, Prefect would start its own temporary API server in
 process and stop it at exit (``atexit``). A ``kill -9`` of the run skips ``atexit``: the
 child is reparented to pid 1 and keeps ``<work_dir>/prefect`` (its SQLite database) open.
 Prefect offers no setting against that, so ``local_prefect`` starts the same server
-itself (Prefect's ``SubprocessASGIServer``, the same command and start-up checks) behind a
+itself (as Prefect's ``SubprocessASGIServer`` does: the same command and start-up checks) behind a
 small launcher whose watchdog thread ends the server as soon as its parent process is
 gone (its parent pid changes). ``PREFECT_API_URL`` then points at it for the block, and the
 server is stopped when the block ends.
@@ -26,23 +26,22 @@ updated at most every ``ARTIFACT_EVERY_SECONDS``), for a person following a depl
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import logging
 import os
 import re
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field
@@ -351,26 +350,15 @@ def local_prefect(work: Path, meanwhile: Callable[[], object] | None = None) -> 
 def _server_of_this_process(meanwhile: Callable[[], object] | None = None) -> Iterator[str]:
     """Prefect's temporary API server, started behind the parent-death launcher; yields its API URL.
 
-    The start (a child process, then polling its health) waits on a thread with this context's
-    settings, while ``meanwhile`` runs here."""
-    from prefect.server.api.server import SubprocessASGIServer
-
-    class ServerOfThisProcess(SubprocessASGIServer):
-        """Prefect's server with its start-up checks and port retries; only the command differs."""
-
-        _instances: ClassVar[dict[int | None, SubprocessASGIServer]] = {}
-
-        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-            return _launch_server(self.port)
-
-    server = ServerOfThisProcess()
+    Started as Prefect's ``SubprocessASGIServer`` starts it (the same uvicorn command, a free
+    port, a new port if the server exits at once, then polling ``/health`` until
+    ``server.ephemeral.startup_timeout_seconds``), but without importing that module, which loads
+    the whole server app (FastAPI, its database models: seconds) into a process that only talks
+    to it over HTTP. ``meanwhile`` runs while the server comes up in its own process."""
+    server = _LocalServer.launch()
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-prefect-start") as pool:
-            starting = pool.submit(contextvars.copy_context().run, server.start)
-            try:
-                _head_start(meanwhile)
-            finally:
-                starting.result()
+        _head_start(meanwhile)
+        server.until_healthy()
         yield server.api_url
     finally:
         _flush_run_logs()
@@ -389,6 +377,67 @@ def _head_start(meanwhile: Callable[[], object] | None) -> None:
     logger.debug("head start while the Prefect server starts: %.1fs", time.perf_counter() - started)
 
 
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class _LocalServer:
+    """The temporary API server's process and port."""
+
+    process: subprocess.Popen[Any]
+    port: int
+
+    @classmethod
+    def launch(cls) -> _LocalServer:
+        port = _free_port()
+        return cls(_launch_server(port), port)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def until_healthy(self, tries: int = 3) -> None:
+        """Wait until the server answers ``/health``; relaunch on a new port when it exits at once
+        (the port was taken meanwhile)."""
+        import httpx
+        from prefect.settings import get_current_settings
+
+        timeout = get_current_settings().server.ephemeral.startup_timeout_seconds
+        deadline = time.monotonic() + timeout
+        with httpx.Client() as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    tries -= 1
+                    if tries <= 0:
+                        raise RuntimeError(
+                            f"the local Prefect API server exited with code {self.process.returncode}"
+                        )
+                    self.port = _free_port()
+                    self.process = _launch_server(self.port)
+                try:
+                    if client.get(f"{self.api_url}/health", timeout=5).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        raise RuntimeError(f"the local Prefect API server did not answer within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        """Stop the server as Prefect stops its own: terminate, then kill after 5 s."""
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 def _flush_run_logs() -> None:
     """Send the run's queued log lines to the API while it still runs (else: "Error logging to API")."""
     from prefect.events.worker import EventsWorker
@@ -401,7 +450,7 @@ def _flush_run_logs() -> None:
         logging.getLogger(__name__).debug("cannot flush Prefect's run logs: %s", error)
 
 
-def _launch_server(port: int | None) -> subprocess.Popen[Any]:
+def _launch_server(port: int) -> subprocess.Popen[Any]:
     """Prefect's uvicorn command (as ``SubprocessASGIServer`` runs it) through ``_LAUNCHER``."""
     import prefect
     from prefect.settings import get_current_settings
