@@ -14,7 +14,8 @@ Folders, under the work directory (``--out`` or ``work_dir``)::
     .siyu-night.json    which night outputs/ holds and whether it finished (``pipelines.resume``)
     validated/          clean tables, quarantine files, validation.json
     duckdb_tmp/         DuckDB's spill folder while the run's engine session is open (engine:)
-    run_timings.json    seconds per task, wall, peak RSS, Parquet reads of orders (the benchmark reads it)
+    run_timings.json    seconds and peak RSS per task (flow.step_memory_budget), wall, peak RSS, Parquet
+                        reads of orders (the benchmark reads it)
     outputs/            this run's step outputs (siyu's own files cleared each run), the export's source
     mlflow.db           MLflow tracking + registry store; mlartifacts/ its artifacts
     prefect/            Prefect's home (its SQLite database) when no PREFECT_API_URL is set;
@@ -265,7 +266,8 @@ def _name_run(as_of: AsOf) -> None:
 
 
 def nightly_task(name: str, options: dict[str, Any]) -> Callable[[Fn], Fn]:
-    """A Prefect task named ``name`` with ``options`` whose seconds go to the run's ``run_timings.json``."""
+    """A Prefect task named ``name`` with ``options`` whose seconds and peak memory go to the run's
+    ``run_timings.json`` (``pipelines.runtime.timed``)."""
 
     def wrap(fn: Fn) -> Fn:
         return task(name=name, **options)(timed(name, fn))  # type: ignore[return-value]

@@ -283,10 +283,13 @@ def write_run_timings(settings: NightlyConfig, work: Path, run_id: str, timings:
         work / RunFile.RUN_TIMINGS, json.dumps(timings, indent=2, sort_keys=True) + "\n"
     )
     reads = timings.get("table_reads", {})
+    peaks = timings.get("task_peak_rss_bytes", {})
+    largest = max(peaks, key=peaks.__getitem__) if peaks else None
     logger.info(
-        "run: %.0fs wall, peak RSS %.2f GiB, orders Parquet read %d times",
+        "run: %.0fs wall, peak RSS %.2f GiB%s, orders Parquet read %d times",
         timings["wall_seconds"],
         timings["peak_rss_bytes"] / 2**30,
+        f" (largest step: {largest}, {peaks[largest] / 2**30:.2f} GiB with its processes)" if largest else "",
         reads.get(Table.ORDERS, 0),
     )
     over = timings.get("tasks_over_memory_budget", {})
