@@ -1,4 +1,5 @@
-"""The pure parts of a flow run's context: task timings, Parquet reads per run, progress artifacts."""
+"""The pure parts of a flow run's context: task timings, Parquet reads per run, each task's memory
+against the budget, progress artifacts."""
 
 from __future__ import annotations
 
@@ -11,14 +12,12 @@ import pytest
 import pipelines.runtime as runtime
 from features.engine import count_table_read
 from features.progress import ProgressUpdate, progress
+from pipelines.memory import MemoryBudgetExceeded, MemoryWatch, process_tree_rss
 from pipelines.runtime import (
     FlowConfig,
-    MemoryBudgetExceeded,
-    MemoryWatch,
     ProgressArtifacts,
     RunClock,
     artifact_key,
-    process_tree_rss,
     progress_artifacts,
     timed,
 )
@@ -164,7 +163,7 @@ def test_an_enforced_budget_fails_the_task_that_went_over_and_names_it() -> None
 def test_a_quiet_log_during_a_task_gets_a_line_with_its_time_and_memory(caplog) -> None:
     clock = FakeTime()
     watch = MemoryWatch(budget=None, silence=9.0, sample=lambda: 3 * 2**30, clock=clock)
-    caplog.set_level("INFO", logger="pipelines.runtime")
+    caplog.set_level("INFO", logger="pipelines.memory")
     watch.tick()  # nothing runs: no line
     watch.begin("segmentation")
     clock.now = 5.0
@@ -173,12 +172,12 @@ def test_a_quiet_log_during_a_task_gets_a_line_with_its_time_and_memory(caplog) 
     watch.tick()
     clock.now = 12.0
     watch.tick()  # the line itself broke the silence 2.5 s ago
-    lines = [r.getMessage() for r in caplog.records if r.name == "pipelines.runtime"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "pipelines.memory"]
     assert lines == ["still running: segmentation 10s (peak 3.00 GiB); the run's processes use 3.00 GiB now"]
     watch.heard()
     clock.now = 20.0
     watch.tick()  # 8 s after a line someone else logged: still quiet enough
-    assert len([r for r in caplog.records if r.name == "pipelines.runtime"]) == 1
+    assert len([r for r in caplog.records if r.name == "pipelines.memory"]) == 1
 
 
 def test_timed_with_a_tiny_enforced_budget_fails_the_task_after_recording_it(monkeypatch) -> None:
