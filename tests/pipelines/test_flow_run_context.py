@@ -212,3 +212,35 @@ def test_memory_budget_is_read_from_the_flow_config_as_an_amount() -> None:
     assert FlowConfig(step_memory_budget=None).step_memory_budget is None
     with pytest.raises(ValueError):
         FlowConfig(step_memory_budget="a lot")
+
+
+HEALTHY = """
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class Ok(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/api/health" else 404)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Ok).serve_forever()
+"""
+
+
+def test_a_server_that_exits_at_once_is_relaunched_on_a_new_port_and_stopped_at_the_end(monkeypatch) -> None:
+    """As Prefect's own start-up: a port taken meanwhile makes the server exit; a new port is tried."""
+    launched: list[int] = []
+
+    def launch(port: int) -> subprocess.Popen:
+        launched.append(port)
+        if len(launched) == 1:
+            return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+        return subprocess.Popen([sys.executable, "-c", HEALTHY, str(port)])
+
+    monkeypatch.setattr(runtime, "_launch_server", launch)
+    server = runtime._LocalServer.launch()
+    server.until_healthy()
+    assert len(launched) == 2 and server.port == launched[1]
+    assert server.api_url == f"http://127.0.0.1:{launched[1]}/api"
+    server.stop()
+    assert server.process.poll() is not None
