@@ -17,8 +17,10 @@ each night (today's layout, to measure a baseline checkout given by ``--code``).
 Each night is measured from outside: wall time (``time.perf_counter``) and peak RSS of the
 process tree (psutil, sampled; without psutil ``/usr/bin/time -v``'s maximum resident set
 size of the largest single process; the report says which). From inside, when the flow
-writes ``<work>/run_timings.json``: seconds per task, the flow's own wall and peak RSS, and
-how often it scanned the orders data ("n/a" when the file is absent). With several sizes
+writes ``<work>/run_timings.json``: seconds per task, each task's peak RSS of the process
+tree (against ``flow.step_memory_budget``), the flow's own wall and peak RSS, and how often it
+scanned the orders data ("n/a" when the file is absent). "outside flow" is the night's wall
+less the flow's: the process start, imports, the local Prefect server's start and stop. With several sizes
 (``--sizes``, each ``consumers[:distributors]``) the first and the last are compared on their
 first nights: the scaling exponent ``log(t_big / t_small) / log(lines_big / lines_small)``
 when their order lines differ, the peak memory per added distributor when only their
@@ -73,22 +75,34 @@ class RunTimings:
     wall_seconds: float | None
     peak_rss_bytes: int | None
     orders_scans: int | None
+    task_peak_rss_bytes: dict[str, int] = field(default_factory=dict)
+    memory_budget_bytes: int | None = None
 
 
 def parse_run_timings(text: str) -> RunTimings:
     """``run_timings.json``'s keys ``tasks`` {name: seconds}, ``wall_seconds``,
-    ``peak_rss_bytes`` and ``orders_scans``; a missing or malformed key reads as absent."""
+    ``peak_rss_bytes``, ``orders_scans``, ``task_peak_rss_bytes`` {name: bytes} and
+    ``memory_budget_bytes``; a missing or malformed key reads as absent."""
     data = json.loads(text)
     if not isinstance(data, dict):
         return RunTimings({}, None, None, None)
-    tasks = data.get("tasks")
-    tasks = {str(k): float(v) for k, v in tasks.items() if _is_number(v)} if isinstance(tasks, dict) else {}
     return RunTimings(
-        tasks=tasks,
+        tasks=_numbers(data.get("tasks"), float),
         wall_seconds=float(data["wall_seconds"]) if _is_number(data.get("wall_seconds")) else None,
         peak_rss_bytes=int(data["peak_rss_bytes"]) if _is_number(data.get("peak_rss_bytes")) else None,
         orders_scans=int(data["orders_scans"]) if _is_number(data.get("orders_scans")) else None,
+        task_peak_rss_bytes=_numbers(data.get("task_peak_rss_bytes"), int),
+        memory_budget_bytes=(
+            int(data["memory_budget_bytes"]) if _is_number(data.get("memory_budget_bytes")) else None
+        ),
     )
+
+
+def _numbers(values: object, kind: type) -> dict[str, Any]:
+    """{name: number} of a JSON object, leaving out what is not a number."""
+    if not isinstance(values, dict):
+        return {}
+    return {str(name): kind(value) for name, value in values.items() if _is_number(value)}
 
 
 def _is_number(value: object) -> bool:
@@ -402,8 +416,8 @@ def run_nights(args: argparse.Namespace, source: Path, folder: Path, run: SizeRu
 def markdown(runs: list[SizeRun], comparison: dict[str, float | None], method: str) -> str:
     lines = [
         "| consumers | distributors | order lines | night | as of | wall s | peak RSS GiB "
-        "| flow wall s | flow peak GiB | orders scans | share of first night | load 1m |",
-        "|" + "---|" * 12,
+        "| flow wall s | flow peak GiB | orders scans | share of first night | load 1m | outside flow s |",
+        "|" + "---|" * 13,
     ]
     for run in runs:
         for night in run.nights:
@@ -421,9 +435,12 @@ def markdown(runs: list[SizeRun], comparison: dict[str, float | None], method: s
                 _maybe(timings and timings.orders_scans, "{}"),
                 _maybe(night.share_of_first, "{:.0%}"),
                 f"{night.load_before:.1f}→{night.load_after:.1f}",
+                _maybe(
+                    timings and timings.wall_seconds and night.wall_seconds - timings.wall_seconds, "{:.1f}"
+                ),
             ]
             lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", *steps_table(runs), ""]
+    lines += ["", *steps_table(runs), "", *steps_memory_table(runs), ""]
     first, last = runs[0], runs[-1]
     if comparison["scaling_exponent"] is not None:
         lines.append(
@@ -456,6 +473,38 @@ def steps_table(runs: list[SizeRun]) -> list[str]:
         ]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     return lines
+
+
+def steps_memory_table(runs: list[SizeRun]) -> list[str]:
+    """Peak RSS GiB of the process tree per flow task (``task_peak_rss_bytes``), one column per
+    night, a ``!`` after a task over the run's ``flow.step_memory_budget``."""
+    nights = [(run, night) for run in runs for night in run.nights]
+    steps: list[str] = []
+    for _, night in nights:
+        known = night.timings.task_peak_rss_bytes if night.timings else {}
+        steps += [step for step in known if step not in steps]
+    if not steps:
+        return ["per-step peak RSS: n/a (run_timings.json has no task_peak_rss_bytes)"]
+    header = [f"{_label(run)} {night.name}" for run, night in nights]
+    lines = ["| step peak RSS GiB | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
+    for step in steps:
+        cells = [_step_peak(night.timings, step) for _, night in nights]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    budgets = {night.timings.memory_budget_bytes for _, night in nights if night.timings}
+    budget = next(iter(budgets)) if len(budgets) == 1 else None
+    lines.append("")
+    lines.append(f"step memory budget: {_gib(budget)} GiB" if budget else "step memory budget: n/a")
+    return lines
+
+
+def _step_peak(timings: RunTimings | None, step: str) -> str:
+    peak = timings.task_peak_rss_bytes.get(step) if timings else None
+    if peak is None:
+        return "n/a"
+    over = (
+        timings is not None and timings.memory_budget_bytes is not None and peak > timings.memory_budget_bytes
+    )
+    return f"{peak / GIB:.2f}" + (" !" if over else "")
 
 
 def _label(run: SizeRun) -> str:

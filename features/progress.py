@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 logger = logging.getLogger("siyu.progress")
 
-LOG_EVERY_SECONDS = 10.0
+LOG_EVERY_SECONDS = 8.0
 # The unit of the loops over consumers (scoring, tuning, lists).
 CONSUMERS = "consumers"  # vocabulary: a value, not a column
 
@@ -66,11 +66,11 @@ class ProgressUpdate:
             text = f"{self.step}: {done} / {self.total:,.0f} {self.unit} ({100 * (self.fraction or 0):.0f}%)"
         else:
             text = f"{self.step}: {done} {self.unit}"
-        text += f", {_duration(self.elapsed)}"
+        text += f", {duration(self.elapsed)}"
         if self.finished:
             return text + ", done"
         eta = self.eta_seconds
-        return text + (f", ETA {_duration(eta)}" if eta is not None else "")
+        return text + (f", ETA {duration(eta)}" if eta is not None else "")
 
 
 Listener = Callable[[ProgressUpdate], None]
@@ -183,7 +183,8 @@ def _terminal_bar() -> object | None:
     )
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
+    """``42s``, ``3m05s``, ``1h02m`` (``?`` when unknown)."""
     if seconds is None:
         return "?"
     seconds = max(0.0, seconds)

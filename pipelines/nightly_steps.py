@@ -263,39 +263,56 @@ def record_run(
         **tracking.grouped(segments.distributor_tier_counts, "tiers", "distributor"),
         **{tracking.metric_key(*name.split(".")): value for name, value in segments.churn_metrics.items()},
     }
+    tags = {f"churn_model.{target}": chosen for target, chosen in segments.churn_chosen.items()}
+    tags["export_dir"] = str(published.export_dir.absolute())
+    if missing_tables:
+        tags["missing_tables"] = ",".join(missing_tables)
     with tracking.using_tracking(settings.tracking, work) as client:
         tracking.log_metrics(client, run_id, counts)
-        for target, chosen in segments.churn_chosen.items():
-            client.set_tag(run_id, f"churn_model.{target}", chosen)
+        tracking.set_tags(client, run_id, tags)
         tracking.log_file(client, run_id, published.manifest_path, "export")
         tracking.log_file(client, run_id, report)
-        client.set_tag(run_id, "export_dir", str(published.export_dir.absolute()))
-        if missing_tables:
-            client.set_tag(run_id, "missing_tables", ",".join(missing_tables))
 
 
 def write_run_timings(settings: NightlyConfig, work: Path, run_id: str, timings: dict[str, Any]) -> Path:
     """``run_timings.json`` in the work dir (not exported: it changes every run), the seconds of
-    every task as MLflow metrics ``time/<task>`` and the run's size as ``run/*``."""
+    every task as MLflow metrics ``time/<task>``, each task's peak RSS of the process tree as
+    ``memory/<task>`` and the run's size as ``run/*``, in one batch; a warning names the tasks
+    that went over ``flow.step_memory_budget``."""
     path = write_text_atomically(
         work / RunFile.RUN_TIMINGS, json.dumps(timings, indent=2, sort_keys=True) + "\n"
     )
     reads = timings.get("table_reads", {})
+    peaks = timings.get("task_peak_rss_bytes", {})
+    largest = max(peaks, key=peaks.__getitem__) if peaks else None
     logger.info(
-        "run: %.0fs wall, peak RSS %.2f GiB, orders Parquet read %d times",
+        "run: %.0fs wall, peak RSS %.2f GiB%s, orders Parquet read %d times",
         timings["wall_seconds"],
         timings["peak_rss_bytes"] / 2**30,
+        f" (largest step: {largest}, {peaks[largest] / 2**30:.2f} GiB with its processes)" if largest else "",
         reads.get(Table.ORDERS, 0),
     )
+    over = timings.get("tasks_over_memory_budget", {})
+    if over:
+        logger.warning(
+            "over flow.step_memory_budget (%.2f GiB): %s",
+            timings["memory_budget_bytes"] / 2**30,
+            ", ".join(f"{task} {peak / 2**30:.2f} GiB" for task, peak in over.items()),
+        )
+    size = {
+        "wall_seconds": timings["wall_seconds"],
+        "peak_rss_bytes": timings["peak_rss_bytes"],
+        "orders_scans": timings["orders_scans"],
+        "memory_budget_bytes": timings.get("memory_budget_bytes"),
+        "tasks_over_memory_budget": len(over),
+    }
+    metrics = {
+        **tracking.grouped(timings["tasks"], "time"),
+        **tracking.grouped(timings.get("task_peak_rss_bytes", {}), "memory"),
+        **tracking.grouped(size, "run"),
+    }
     with tracking.using_tracking(settings.tracking, work) as client:
-        seconds = tracking.grouped(timings["tasks"], "time")
-        tracking.log_metrics(client, run_id, seconds)
-        size = {
-            "wall_seconds": timings["wall_seconds"],
-            "peak_rss_bytes": timings["peak_rss_bytes"],
-            "orders_scans": timings["orders_scans"],
-        }
-        tracking.log_metrics(client, run_id, tracking.grouped(size, "run"))
+        tracking.log_metrics(client, run_id, metrics)
     return path
 
 

@@ -4,7 +4,7 @@ With no ``PREFECT_API_URL``, Prefect would start its own temporary API server in
 process and stop it at exit (``atexit``). A ``kill -9`` of the run skips ``atexit``: the
 child is reparented to pid 1 and keeps ``<work_dir>/prefect`` (its SQLite database) open.
 Prefect offers no setting against that, so ``local_prefect`` starts the same server
-itself (Prefect's ``SubprocessASGIServer``, the same command and start-up checks) behind a
+itself (as Prefect's ``SubprocessASGIServer`` does: the same command and start-up checks) behind a
 small launcher whose watchdog thread ends the server as soon as its parent process is
 gone (its parent pid changes). ``PREFECT_API_URL`` then points at it for the block, and the
 server is stopped when the block ends.
@@ -18,8 +18,9 @@ failed night resumes, and whether segmentation and the quality gate run side by 
 ``TaskLimits`` applies it to a task. ``forward_module_logs`` sends the log lines of siyu's own
 modules (features, models, pipelines, ...) to the flow run in the Prefect UI as well.
 
-``timed`` and ``RunClock`` time every task of a flow run (seconds per task, wall, peak RSS and
-the Parquet reads of each table), for ``run_timings.json``; ``ProgressArtifacts`` turns the
+``timed`` and ``RunClock`` time every task of a flow run (seconds per task, wall, peak RSS, the
+Parquet reads of each table, and each task's peak memory against ``flow.step_memory_budget``
+through ``pipelines.memory.MemoryWatch``), for ``run_timings.json``; ``ProgressArtifacts`` turns the
 ``features.progress`` updates of a flow run into Prefect progress artifacts (one per step,
 updated at most every ``ARTIFACT_EVERY_SECONDS``), for a person following a deployment in the UI.
 """
@@ -32,6 +33,7 @@ import os
 import re
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -40,16 +42,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ByteSize, ConfigDict, Field
 
 from features.catalog import Folder
 from features.columns import Table
 from features.engine import table_reads
 from features.errors import SiyuError
 from features.progress import ProgressUpdate, add_listener
+from pipelines.memory import MemoryWatch
+
+logger = logging.getLogger(__name__)
 
 EPHEMERAL_STARTUP_SECONDS = 180
 # siyu's own packages: their module loggers reach the Prefect UI during a flow run.
@@ -135,6 +140,16 @@ class FlowConfig(BaseModel):
     concurrent_min_free_gb: float = Field(
         8.0, ge=0, description="auto: the memory that must be available to run the two side by side."
     )
+    # --- step memory budget (#18) ---
+    step_memory_budget: ByteSize | None = Field(
+        ByteSize(8_000_000_000),
+        description="Each task's peak RSS of the run's process tree (e.g. 8GB, 6GiB; empty = no "
+        "budget): a task that goes over is named in the log, run_timings.json and MLflow.",
+    )
+    enforce_memory_budget: bool = Field(
+        False, description="A task that went over step_memory_budget fails the night when it ends."
+    )
+    # --- end step memory budget ---
 
     @property
     def timeout_seconds(self) -> float:
@@ -301,13 +316,19 @@ class _ApiHandlerOutsideRunsQuiet(logging.Handler):
 
 
 @contextmanager
-def local_prefect(work: Path) -> Iterator[None]:
+def local_prefect(work: Path, meanwhile: Callable[[], object] | None = None) -> Iterator[None]:
     """With no PREFECT_API_URL: Prefect's home under ``work/prefect`` and a temporary API server
-    that ends with this process; no telemetry; a quiet log."""
+    that ends with this process; no telemetry; a quiet log.
+
+    The server takes seconds to come up in its own process; ``meanwhile`` (work the run would do
+    anyway, e.g. imports and opening the MLflow store) runs in this process while it does. It is
+    only a head start: an error in it is logged at DEBUG and left for the step that needs it.
+    """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     quiet_prefect_client()
     if PREFECT_API_URL.value():
+        _head_start(meanwhile)
         yield
         return
     home = Path(os.environ.get("PREFECT_HOME") or work / Folder.PREFECT).absolute()
@@ -321,32 +342,102 @@ def local_prefect(work: Path) -> Iterator[None]:
     }
     with (
         temporary_settings(updates=updates),
-        _server_of_this_process() as api_url,
+        _server_of_this_process(meanwhile) as api_url,
         temporary_settings(updates={"api.url": api_url}),
     ):
         yield
 
 
 @contextmanager
-def _server_of_this_process() -> Iterator[str]:
-    """Prefect's temporary API server, started behind the parent-death launcher; yields its API URL."""
-    from prefect.server.api.server import SubprocessASGIServer
+def _server_of_this_process(meanwhile: Callable[[], object] | None = None) -> Iterator[str]:
+    """Prefect's temporary API server, started behind the parent-death launcher; yields its API URL.
 
-    class ServerOfThisProcess(SubprocessASGIServer):
-        """Prefect's server with its start-up checks and port retries; only the command differs."""
-
-        _instances: ClassVar[dict[int | None, SubprocessASGIServer]] = {}
-
-        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-            return _launch_server(self.port)
-
-    server = ServerOfThisProcess()
-    server.start()
+    Started as Prefect's ``SubprocessASGIServer`` starts it (the same uvicorn command, a free
+    port, a new port if the server exits at once, then polling ``/health`` until
+    ``server.ephemeral.startup_timeout_seconds``), but without importing that module, which loads
+    the whole server app (FastAPI, its database models: seconds) into a process that only talks
+    to it over HTTP. ``meanwhile`` runs while the server comes up in its own process."""
+    server = _LocalServer.launch()
     try:
+        _head_start(meanwhile)
+        server.until_healthy()
         yield server.api_url
     finally:
         _flush_run_logs()
         server.stop()
+
+
+def _head_start(meanwhile: Callable[[], object] | None) -> None:
+    """Run ``meanwhile``; an error is the business of the step that needs the work (it meets it again)."""
+    if meanwhile is None:
+        return
+    started = time.perf_counter()
+    try:
+        meanwhile()
+    except Exception:
+        logger.debug("head start while the Prefect server starts failed", exc_info=True)
+    logger.debug("head start while the Prefect server starts: %.1fs", time.perf_counter() - started)
+
+
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class _LocalServer:
+    """The temporary API server's process and port."""
+
+    process: subprocess.Popen[Any]
+    port: int
+
+    @classmethod
+    def launch(cls) -> _LocalServer:
+        port = _free_port()
+        return cls(_launch_server(port), port)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def until_healthy(self, tries: int = 3) -> None:
+        """Wait until the server answers ``/health``; relaunch on a new port when it exits at once
+        (the port was taken meanwhile)."""
+        import httpx
+        from prefect.settings import get_current_settings
+
+        timeout = get_current_settings().server.ephemeral.startup_timeout_seconds
+        deadline = time.monotonic() + timeout
+        with httpx.Client() as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    tries -= 1
+                    if tries <= 0:
+                        raise RuntimeError(
+                            f"the local Prefect API server exited with code {self.process.returncode}"
+                        )
+                    self.port = _free_port()
+                    self.process = _launch_server(self.port)
+                try:
+                    if client.get(f"{self.api_url}/health", timeout=5).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        raise RuntimeError(f"the local Prefect API server did not answer within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        """Stop the server as Prefect stops its own: terminate, then kill after 5 s."""
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def _flush_run_logs() -> None:
@@ -361,7 +452,7 @@ def _flush_run_logs() -> None:
         logging.getLogger(__name__).debug("cannot flush Prefect's run logs: %s", error)
 
 
-def _launch_server(port: int | None) -> subprocess.Popen[Any]:
+def _launch_server(port: int) -> subprocess.Popen[Any]:
     """Prefect's uvicorn command (as ``SubprocessASGIServer`` runs it) through ``_LAUNCHER``."""
     import prefect
     from prefect.settings import get_current_settings
@@ -447,6 +538,7 @@ class RunClock:
     reads_before: dict[str, float] = field(default_factory=table_reads)
     tasks: dict[str, float] = field(default_factory=dict)
     task_reads: dict[str, dict[str, float]] = field(default_factory=dict)
+    memory: MemoryWatch = field(default_factory=lambda: MemoryWatch())
 
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -478,6 +570,7 @@ class RunClock:
             "table_reads": reads,
             "task_reads": {name: dict(counts) for name, counts in self.task_reads.items()},
             "rows": dict(sorted(rows.items())),
+            **self.memory.summary(),
         }
 
 
@@ -486,32 +579,43 @@ _CLOCKS_LOCK = threading.Lock()
 
 
 @contextmanager
-def run_clock(flow_run_id: str) -> Iterator[RunClock]:
-    """Time the tasks (``timed``) of flow run ``flow_run_id`` for the block."""
-    clock = RunClock()
+def run_clock(flow_run_id: str, config: FlowConfig | None = None) -> Iterator[RunClock]:
+    """Time the tasks (``timed``) of flow run ``flow_run_id`` for the block, and watch their memory
+    against ``config``'s step memory budget (``MemoryWatch``)."""
+    config = config or FlowConfig()
+    budget = int(config.step_memory_budget) if config.step_memory_budget else None
+    clock = RunClock(memory=MemoryWatch(budget, config.enforce_memory_budget))
     with _CLOCKS_LOCK:
         _CLOCKS[flow_run_id] = clock
     try:
-        yield clock
+        with clock.memory.watching():
+            yield clock
     finally:
         with _CLOCKS_LOCK:
             _CLOCKS.pop(flow_run_id, None)
 
 
 def timed(task_name: str, fn: Fn) -> Fn:
-    """``fn`` adding its seconds and the table reads it made to its flow run's ``RunClock`` as
-    ``task_name`` (when one is open)."""
+    """``fn`` adding its seconds, the table reads it made and its peak memory to its flow run's
+    ``RunClock`` as ``task_name`` (when one is open); with ``flow.enforce_memory_budget`` a task
+    that went over the budget fails as it ends (``MemoryBudgetExceeded``)."""
 
     @functools.wraps(fn)
     def timed_call(*args: Any, **kwargs: Any) -> Any:
+        clock = _clock_of_this_run()
+        if clock is not None:
+            clock.memory.begin(task_name)
         started, reads_before = time.perf_counter(), table_reads()
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         finally:
-            clock = _clock_of_this_run()
             if clock is not None:
+                clock.memory.end(task_name)
                 reads = {table: n - reads_before.get(table, 0) for table, n in table_reads().items()}
                 clock.add(task_name, time.perf_counter() - started, reads)
+        if clock is not None:
+            clock.memory.check(task_name)
+        return result
 
     return timed_call  # type: ignore[return-value]
 

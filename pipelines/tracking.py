@@ -43,7 +43,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -60,7 +60,7 @@ from features.vocabulary import MetricCol, ValidationKey
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.entities import Dataset, DatasetInput
+    from mlflow.entities import Dataset, DatasetInput, Param
     from mlflow.entities.model_registry import ModelVersion
 
     from features.asof import AsOf
@@ -335,12 +335,14 @@ def log_data_manifest(client: MlflowClient, run_id: str, manifest: Mapping[str, 
     file hashes as tags, and one input dataset per table (``input_datasets``)."""
     client.log_dict(run_id, dict(manifest), "data_manifest.json")
     metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
     for table in manifest[ValidationKey.TABLES]:
         name = table[ValidationKey.TABLE]
         for count in (ValidationKey.ROWS_READ, ValidationKey.ROWS_KEPT, ValidationKey.ROWS_QUARANTINED):
             metrics[metric_key("data", name, count)] = table[count]
         if table["sha256"]:
-            client.set_tag(run_id, f"data.{name}.sha256", table["sha256"])
+            tags[f"data.{name}.sha256"] = table["sha256"]
+    set_tags(client, run_id, tags)
     log_metrics(client, run_id, metrics)
     client.log_inputs(run_id, datasets=input_datasets(manifest, TRAINING_CONTEXT))
 
@@ -432,8 +434,10 @@ def log_metrics(
     metrics: Mapping[str, float],
     prefix: str = "",
     model_id: str | None = None,
+    params: Sequence[Param] = (),
 ) -> None:
-    """Log the finite numbers of ``metrics`` (``model_id``: also on that logged model).
+    """Log the finite numbers of ``metrics`` (``model_id``: also on that logged model), and
+    ``params`` with them in the same batches.
 
     Keys are ``prefix`` + name, with "/" kept as the group separator and any other character
     MLflow refuses made "_" (build keys from data with ``metric_key``). Two names that would
@@ -447,8 +451,9 @@ def log_metrics(
     rows = [
         Metric(keys[name], float(value), now, 0, model_id=model_id) for name, value in sorted(finite.items())
     ]
-    for start in range(0, len(rows), _PARAMS_PER_BATCH):
-        client.log_batch(run_id, metrics=rows[start : start + _PARAMS_PER_BATCH])
+    for start in range(0, max(len(rows), len(params)), _PARAMS_PER_BATCH):
+        end = start + _PARAMS_PER_BATCH
+        client.log_batch(run_id, metrics=rows[start:end], params=list(params[start:end]))
 
 
 def _finite(value: object) -> bool:
@@ -464,6 +469,15 @@ def _safe_key(name: str) -> str:
 
 def _disambiguated(key: str, name: str) -> str:
     return f"{key[: _MAX_KEY_LENGTH - 9]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
+    """Set ``tags`` on the run in one batch (one store transaction, where ``set_tag`` makes one each)."""
+    from mlflow.entities import RunTag
+
+    rows = [RunTag(key, str(value)) for key, value in sorted(tags.items())]
+    for start in range(0, len(rows), _PARAMS_PER_BATCH):
+        client.log_batch(run_id, tags=rows[start : start + _PARAMS_PER_BATCH])
 
 
 def log_file(client: MlflowClient, run_id: str, path: Path, folder: str | None = None) -> None:
@@ -585,9 +599,7 @@ def log_model_runs(
             for key, value in sorted(params.items())
             if key.startswith(prefix)
         ]
-        for start in range(0, len(own), _PARAMS_PER_BATCH):
-            client.log_batch(run.info.run_id, params=own[start : start + _PARAMS_PER_BATCH])
-        log_metrics(client, run.info.run_id, model_run_metrics(by_protocol, k))
+        log_metrics(client, run.info.run_id, model_run_metrics(by_protocol, k), params=own)
         if datasets:
             client.log_inputs(run.info.run_id, datasets=datasets)
         client.set_terminated(run.info.run_id, status="FINISHED")

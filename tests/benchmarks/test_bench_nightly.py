@@ -44,6 +44,26 @@ def test_run_timings_are_read_with_their_four_keys() -> None:
     assert parse_run_timings(text) == RunTimings({"validate": 12.5, "segment": 3.0}, 40.25, 2**31, 4)
 
 
+def test_each_tasks_peak_memory_and_the_budget_are_read_and_tabled_with_the_tasks_over_it() -> None:
+    text = json.dumps(
+        {
+            "tasks": {"validate": 12.5, "segment": 3},
+            "wall_seconds": 40.0,
+            "task_peak_rss_bytes": {"validate": 2**30, "segment": 3 * 2**30, "odd": "big"},
+            "memory_budget_bytes": 2 * 2**30,
+        }
+    )
+    timings = parse_run_timings(text)
+    assert timings.task_peak_rss_bytes == {"validate": 2**30, "segment": 3 * 2**30}
+    assert timings.memory_budget_bytes == 2 * 2**30
+    night = Night("first", "2025-12-30", 45.5, 3 * 2**30, 1.0, 1.0, 10, 1_000, timings)
+    run = SizeRun(5_000, 300, 1_000, "/data", 1.0, [night])
+    table = markdown([run], compare([run]), "psutil")
+    assert "| validate | 1.00 |" in table and "| segment | 3.00 ! |" in table
+    assert "step memory budget: 2.00 GiB" in table
+    assert table.splitlines()[2].endswith("| 5.5 |")  # outside the flow: 45.5 s less its 40 s
+
+
 def test_missing_or_malformed_keys_read_as_absent() -> None:
     text = json.dumps(
         {"tasks": {"validate": "slow", "segment": 1.0}, "wall_seconds": None, "orders_scans": True}

@@ -154,6 +154,12 @@ def test_run_timings_name_every_task_and_the_orders_are_read_at_most_five_times(
     metrics = client.get_run(summary.mlflow_run_id).data.metrics
     assert metrics["time/segmentation"] == tasks["segmentation"]
     assert metrics["run/orders_scans"] == timings["orders_scans"]
+    # every task's peak RSS of the process tree, against the default budget (8 GB: none over)
+    peaks = timings["task_peak_rss_bytes"]
+    assert set(peaks) == set(tasks) and min(peaks.values()) > 50 * 2**20
+    assert max(peaks.values()) <= timings["memory_budget_bytes"] and timings["tasks_over_memory_budget"] == {}
+    assert metrics["memory/segmentation"] == peaks["segmentation"]
+    assert metrics["run/tasks_over_memory_budget"] == 0
 
 
 def test_the_first_model_is_registered_as_champion_with_its_artifact_published(tiny: dict) -> None:
@@ -315,12 +321,19 @@ def test_without_a_server_prefect_lives_under_the_work_dir(tmp_path: Path, monke
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
     monkeypatch.delenv("PREFECT_HOME", raising=False)
-    with temporary_settings(restore_defaults={PREFECT_API_URL}), local_prefect(tmp_path):
+    seen: list[Path] = []
+
+    def meanwhile() -> None:  # the run's head start, while the server comes up; its error is not fatal
+        seen.append(get_current_settings().home)
+        raise OSError("a head start that fails")
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}), local_prefect(tmp_path, meanwhile):
         settings = get_current_settings()
-        assert settings.home == (tmp_path / "prefect").absolute()
+        assert settings.home == (tmp_path / "prefect").absolute() and seen == [settings.home]
         assert settings.server.analytics_enabled is False
         assert settings.server.ephemeral.startup_timeout_seconds >= 120
         assert settings.api.url.startswith("http://127.0.0.1:")  # the server this process started
+        assert (tmp_path / "prefect" / "prefect.db").exists()  # started (on a thread) with these settings
         server = _children(os.getpid())
         assert server
     assert not [pid for pid in server if _running(pid)], "the server stops with the block"
@@ -424,6 +437,22 @@ def test_a_failing_run_ends_failed_and_moves_nothing(tiny: dict, monkeypatch) ->
         assert latest.info.status == "FAILED" and "boom" in latest.data.tags[ENDED_TAG]
         assert alias_version(client, "siyu-recommender", "champion") == champion_before
     assert current_export(exports) == current_before
+
+
+def test_an_enforced_memory_budget_stops_the_night_at_the_first_task_over_it(tiny: dict, tmp_path) -> None:
+    """A 1 MB budget: the first task is over it, and the night fails naming it before any output."""
+    config = {
+        **CONFIG,
+        "flow": {**CONFIG["flow"], "step_memory_budget": "1MB", "enforce_memory_budget": True},
+    }
+    config_path = tmp_path / "budget.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    work = tmp_path / "work"
+    with pytest.raises(
+        SiyuError, match=r"prepare data: the run's processes used .* over flow.step_memory_budget"
+    ):
+        run_nightly(config_path=config_path, data_dir=tiny["data"], out_dir=work)
+    assert not (work / "exports").exists() and not (work / "validated").exists()
 
 
 def test_a_table_the_previous_run_read_cannot_go_missing_silently(
