@@ -119,6 +119,7 @@ def test_the_rows_xml_is_byte_for_byte_openpyxls(tmp_path: Path) -> None:
     assert fast == _reference(sheets, tmp_path / "openpyxl.xlsx")
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the unsaved book
 def test_illegal_characters_are_refused_as_openpyxl_refuses_them(tmp_path: Path) -> None:
     from openpyxl.utils.exceptions import IllegalCharacterError
 
