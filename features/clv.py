@@ -35,6 +35,9 @@ as-of date, and the nightly calls it only for dates at least one horizon before 
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -81,18 +84,23 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     BTYDCol.MONETARY_VALUE,
 )
 
+# One row per (consumer, calendar day) with a paid or returned line before ``$end``: every frame
+# below is a query over this table, so a night aggregates the orders once for all its as-of dates.
+_DAYS_SQL = """
+CREATE TEMP TABLE {days} AS
+SELECT {consumer_id}, {ordered_at}::DATE AS day,
+    count(*) FILTER (WHERE {status} = {paid}) AS paid_lines,
+    coalesce(sum(round({quantity} * {unit_price} * 100)::BIGINT) FILTER (WHERE {status} = {paid}), 0)
+        AS paid_cents,
+    coalesce(sum(round(abs({quantity}) * {unit_price} * 100)::BIGINT) FILTER (WHERE {status} = {returned}), 0)
+        AS returned_cents
+FROM {orders}
+WHERE {ordered_at} < $end AND {status} IN ({paid}, {returned})
+GROUP BY 1, 2
+"""
+
 _SUMMARY_SQL = """
-WITH lines_by_day AS (
-    SELECT {consumer_id}, {ordered_at}::DATE AS day,
-        count(*) FILTER (WHERE {status} = {paid}) AS paid_lines,
-        coalesce(sum(round({quantity} * {unit_price} * 100)::BIGINT)
-            FILTER (WHERE {status} = {paid}), 0) AS paid_cents,
-        coalesce(sum(round(abs({quantity}) * {unit_price} * 100)::BIGINT)
-            FILTER (WHERE {status} = {returned}), 0) AS returned_cents
-    FROM {orders}
-    WHERE {ordered_at} < $end AND {status} IN ({paid}, {returned})
-    GROUP BY 1, 2
-),
+WITH lines_by_day AS (SELECT * FROM {days} WHERE day <= $as_of::DATE),
 purchases AS (
     SELECT {consumer_id}, count(*) AS purchase_days, min(day) AS first_day, max(day) AS last_day
     FROM lines_by_day WHERE paid_lines > 0 GROUP BY 1
@@ -112,9 +120,34 @@ FROM purchases p LEFT JOIN repeat_value r ON r.{consumer_id} = p.{consumer_id}
 ORDER BY p.{consumer_id}
 """
 
+_WINDOW_SQL = """
+WITH lines_by_day AS (
+    SELECT {consumer_id}, day, paid_lines, paid_cents - $returned_weight * returned_cents AS net_cents
+    FROM {days} WHERE day >= $start::DATE AND day < $end::DATE
+)
+SELECT {consumer_id}, {columns}
+FROM lines_by_day GROUP BY 1 ORDER BY 1
+"""
+
 
 ReturnsRule = Literal["excluded", "subtracted"]
 RETURNS_RULES: tuple[str, ...] = ("excluded", "subtracted")
+
+
+@contextmanager
+def purchase_days(con: duckdb.DuckDBPyConnection, end: datetime) -> Iterator[str]:
+    """The name of a temporary table of every consumer's days with a paid or returned line before
+    ``end`` (paid lines, paid and returned cents per day), dropped when the block ends.
+
+    The frames of this module are queries over it: one aggregation of the orders serves every
+    as-of date and window up to ``end``.
+    """
+    name = f"clv_purchase_days_{uuid.uuid4().hex}"
+    con.execute(render(_DAYS_SQL, days=name), {"end": end})
+    try:
+        yield name
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def btyd_summary(
@@ -127,10 +160,19 @@ def btyd_summary(
     columns ``SUMMARY_COLUMNS``. ``returns`` says whether a returned line is left out of the
     value (``"excluded"``) or taken off it (``"subtracted"``); see the module docstring.
     """
+    _check_returns(returns)
+    with purchase_days(con, as_of.end) as days:
+        return _summary(con, days, as_of, returns)
+
+
+def _check_returns(returns: str) -> None:
     if returns not in RETURNS_RULES:
         raise ValueError(f"returns must be one of {RETURNS_RULES}, got {returns!r}")
-    params = {"end": as_of.end, "as_of": as_of.date, "returned_weight": int(returns == "subtracted")}
-    summary = con.execute(render(_SUMMARY_SQL), params).df()
+
+
+def _summary(con: duckdb.DuckDBPyConnection, days: str, as_of: AsOf, returns: ReturnsRule) -> pd.DataFrame:
+    params = {"as_of": as_of.date, "returned_weight": int(returns == "subtracted")}
+    summary = con.execute(render(_SUMMARY_SQL, days=days), params).df()
     return summary.astype(
         {
             BTYDCol.FREQUENCY: "int64",
@@ -139,22 +181,6 @@ def btyd_summary(
             BTYDCol.MONETARY_VALUE: "float64",
         }
     )[list(SUMMARY_COLUMNS)].reset_index(drop=True)
-
-
-_WINDOW_SQL = """
-WITH lines_by_day AS (
-    SELECT {consumer_id}, {ordered_at}::DATE AS day,
-        count(*) FILTER (WHERE {status} = {paid}) AS paid_lines,
-        coalesce(sum(round({quantity} * {unit_price} * 100)::BIGINT) FILTER (WHERE {status} = {paid}), 0)
-        - $returned_weight * coalesce(sum(round(abs({quantity}) * {unit_price} * 100)::BIGINT)
-            FILTER (WHERE {status} = {returned}), 0) AS net_cents
-    FROM {orders}
-    WHERE {ordered_at} >= $start AND {ordered_at} < $end AND {status} IN ({paid}, {returned})
-    GROUP BY 1, 2
-)
-SELECT {consumer_id}, {columns}
-FROM lines_by_day GROUP BY 1 ORDER BY 1
-"""
 
 
 def activity_summary(
@@ -167,24 +193,30 @@ def activity_summary(
     purchase day (``T - recency``), the mean gap between purchase days (``recency / frequency``,
     empty without repeats) and the silence in units of that gap (empty without repeats).
     """
-    summary = btyd_summary(con, as_of, returns)
+    _check_returns(returns)
+    with purchase_days(con, as_of.end) as days:
+        return _activity(con, days, as_of, returns)
+
+
+def _activity(con: duckdb.DuckDBPyConnection, days: str, as_of: AsOf, returns: ReturnsRule) -> pd.DataFrame:
+    summary = _summary(con, days, as_of, returns)
     columns = [
-        f"count(*) FILTER (WHERE paid_lines > 0 AND day > $as_of::DATE - {days}) "
-        f"AS {ActivityCol.purchase_days(days)}"
-        for days in TRAILING_DAYS
+        f"count(*) FILTER (WHERE paid_lines > 0 AND day > $as_of::DATE - {days_back}) "
+        f"AS {ActivityCol.purchase_days(days_back)}"
+        for days_back in TRAILING_DAYS
     ] + [
-        f"coalesce(sum(net_cents) FILTER (WHERE day > $as_of::DATE - {days}), 0) / 100.0 "
-        f"AS {ActivityCol.value(days)}"
-        for days in TRAILING_DAYS
+        f"coalesce(sum(net_cents) FILTER (WHERE day > $as_of::DATE - {days_back}), 0) / 100.0 "
+        f"AS {ActivityCol.value(days_back)}"
+        for days_back in TRAILING_DAYS
     ]
     columns.append(f"sum(net_cents) / 100.0 AS {ActivityCol.VALUE_TOTAL}")
     params = {
-        "start": _EARLIEST,
-        "end": as_of.end,
+        "start": _EARLIEST.date(),
+        "end": as_of.end.date(),
         "as_of": as_of.date,
         "returned_weight": int(returns == "subtracted"),
     }
-    windows = con.execute(render(_WINDOW_SQL, columns=", ".join(columns)), params).df()
+    windows = con.execute(render(_WINDOW_SQL, days=days, columns=", ".join(columns)), params).df()
     merged = summary.merge(windows, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
     since_last = merged[BTYDCol.T] - merged[BTYDCol.RECENCY]
     repeat = merged[BTYDCol.FREQUENCY] > 0
@@ -209,16 +241,33 @@ def future_activity(
     ``future_value``; 0 for a consumer who did nothing then. Reads rows after ``as_of``: the
     label of an earlier as-of date, or the truth of an evaluation, never a nightly feature.
     """
+    _check_returns(returns)
+    with purchase_days(con, _horizon_end(as_of, horizon_days)) as days:
+        return _future(con, days, as_of, horizon_days, consumers, returns)
+
+
+def _horizon_end(as_of: AsOf, horizon_days: int) -> datetime:
+    return AsOf(as_of.date + timedelta(days=horizon_days)).end
+
+
+def _future(
+    con: duckdb.DuckDBPyConnection,
+    days: str,
+    as_of: AsOf,
+    horizon_days: int,
+    consumers: pd.Series,
+    returns: ReturnsRule,
+) -> pd.DataFrame:
     columns = (
         f"count(*) FILTER (WHERE paid_lines > 0) AS {ActivityCol.FUTURE_PURCHASE_DAYS}, "
         f"sum(net_cents) / 100.0 AS {ActivityCol.FUTURE_VALUE}"
     )
     params = {
-        "start": as_of.end,
-        "end": AsOf(as_of.date + timedelta(days=horizon_days)).end,
+        "start": as_of.end.date(),
+        "end": _horizon_end(as_of, horizon_days).date(),
         "returned_weight": int(returns == "subtracted"),
     }
-    future = con.execute(render(_WINDOW_SQL, columns=columns), params).df()
+    future = con.execute(render(_WINDOW_SQL, days=days, columns=columns), params).df()
     ids = pd.DataFrame({Col.CONSUMER_ID: consumers.to_numpy()})
     merged = ids.merge(
         future.astype({Col.CONSUMER_ID: ids[Col.CONSUMER_ID].dtype}), on=Col.CONSUMER_ID, how="left"
@@ -232,8 +281,16 @@ def labelled_activity(
     con: duckdb.DuckDBPyConnection, as_of: AsOf, horizon_days: int, returns: ReturnsRule = "excluded"
 ) -> pd.DataFrame:
     """``activity_summary`` as of ``as_of`` with each buyer's ``future_activity`` over the horizon."""
-    frame = activity_summary(con, as_of, returns)
-    future = future_activity(con, as_of, horizon_days, frame[Col.CONSUMER_ID], returns)
+    _check_returns(returns)
+    with purchase_days(con, _horizon_end(as_of, horizon_days)) as days:
+        return _labelled(con, days, as_of, horizon_days, returns)
+
+
+def _labelled(
+    con: duckdb.DuckDBPyConnection, days: str, as_of: AsOf, horizon_days: int, returns: ReturnsRule
+) -> pd.DataFrame:
+    frame = _activity(con, days, as_of, returns)
+    future = _future(con, days, as_of, horizon_days, frame[Col.CONSUMER_ID], returns)
     return pd.concat([frame, future.drop(columns=Col.CONSUMER_ID)], axis=1)
 
 
@@ -244,12 +301,15 @@ def model_frames(
 
     Training: labelled, as of two horizons before ``as_of``; validation: labelled, as of one
     horizon before (its label window ends with ``as_of``); current: unlabelled, as of
-    ``as_of``. No row after the end of ``as_of`` is read.
+    ``as_of``. No row after the end of ``as_of`` is read, and the orders are aggregated once
+    (``purchase_days``) for all three.
     """
+    _check_returns(returns)
     validation_as_of = AsOf(as_of.date - timedelta(days=horizon_days))
     train_as_of = AsOf(as_of.date - timedelta(days=2 * horizon_days))
-    return (
-        labelled_activity(con, train_as_of, horizon_days, returns),
-        labelled_activity(con, validation_as_of, horizon_days, returns),
-        activity_summary(con, as_of, returns),
-    )
+    with purchase_days(con, as_of.end) as days:
+        return (
+            _labelled(con, days, train_as_of, horizon_days, returns),
+            _labelled(con, days, validation_as_of, horizon_days, returns),
+            _activity(con, days, as_of, returns),
+        )

@@ -7,7 +7,7 @@ from datetime import date
 import pandas as pd
 
 from features.asof import AsOf
-from features.clv import ActivityCol, activity_summary, future_activity, model_frames
+from features.clv import ActivityCol, activity_summary, future_activity, labelled_activity, model_frames
 from features.columns import Col, Table
 from features.engine import connect
 
@@ -67,3 +67,21 @@ def test_model_frames_read_nothing_after_the_as_of_date() -> None:
     for before, after in zip((train, validation, current), model_frames(cut, AS_OF, 30), strict=True):
         pd.testing.assert_frame_equal(before, after)
     assert validation[ActivityCol.FUTURE_PURCHASE_DAYS].tolist() == [1, 0]  # C1 bought on 03-31
+
+
+def test_model_frames_from_one_aggregation_equal_the_frames_built_one_at_a_time() -> None:
+    """model_frames aggregates the orders into purchase days once for its three as-of dates; each
+    frame equals the one its own function builds from the orders alone."""
+    rows = [
+        *ROWS,
+        ("O9", "C2", 1, 3.0, "2025-03-20 09:00", "returned"),
+        ("O10", "C3", 1, 8.0, "2025-02-01 08:00", "paid"),
+    ]
+    con = _con(rows)
+    for returns in ("excluded", "subtracted"):
+        train, validation, current = model_frames(con, AS_OF, 30, returns)
+        pd.testing.assert_frame_equal(train, labelled_activity(con, AsOf(date(2025, 1, 30)), 30, returns))
+        pd.testing.assert_frame_equal(validation, labelled_activity(con, AsOf(date(2025, 3, 1)), 30, returns))
+        pd.testing.assert_frame_equal(current, activity_summary(con, AS_OF, returns))
+    # as of 03-01: C1 buys on 03-31 (03-01 itself is history), C2 only returns, C3 is silent
+    assert validation[ActivityCol.FUTURE_PURCHASE_DAYS].tolist() == [1, 0, 0]

@@ -257,3 +257,35 @@ def test_the_share_kit_follows_the_lists_that_are_published(run: dict, tmp_path:
     kit = pd.read_csv(published[StepFile.SHARE_KIT], encoding="utf-8-sig", dtype=str)
     assert kit.iloc[:, 2].tolist() == [ours.iloc[1][Col.PRODUCT_ID]]
     assert published[StepFile.DISTRIBUTOR_LISTS] == champions
+
+
+def test_likely_buyers_counted_over_the_lists_file_equal_the_pandas_count(tmp_path: Path) -> None:
+    """The step counts the consumer lists file with DuckDB; the counts are share_kit.likely_buyers'."""
+    from pipelines.steps.workbooks import _likely_buyers
+    from reporting.share_kit import home_of, likely_buyers
+
+    homes = pd.DataFrame(
+        {Col.CONSUMER_ID: ["C1", "C2", "C3", "C3", "C5"], Col.DISTRIBUTOR_ID: ["D1", "D1", "D2", "D9", "D2"]}
+    )  # C3 twice: its first home counts; C4 has no home
+    lists = pd.DataFrame(
+        {
+            RecCol.CONSUMER_ID: ["C1", "C1", "C2", "C3", "C3", "C4", "C5", "C5"],
+            RecCol.PRODUCT_ID: ["P1", "P2", "P1", "P1", "P3", "P1", "P2", "P9"],
+        }
+    )
+    path = tmp_path / StepFile.CONSUMER_LISTS
+    lists.to_parquet(path)
+    counted = _likely_buyers(path, home_of(homes), ["P1", "P2", "P3"])
+    keys = [Col.DISTRIBUTOR_ID, Col.PRODUCT_ID]
+    counted = counted.sort_values(keys).reset_index(drop=True)
+    expected = likely_buyers(lists, home_of(homes), pd.Index(["P1", "P2", "P3"]))
+    pd.testing.assert_frame_equal(
+        counted, expected.sort_values(keys).reset_index(drop=True), check_dtype=False
+    )
+    assert counted.values.tolist() == [
+        ["D1", "P1", 2],
+        ["D1", "P2", 1],
+        ["D2", "P1", 1],
+        ["D2", "P2", 1],
+        ["D2", "P3", 1],
+    ]
