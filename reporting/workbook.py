@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import unicodedata
 import zipfile
 from collections.abc import Sequence
@@ -28,12 +27,9 @@ from pathlib import Path
 import pandas as pd
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.packaging.core import DocumentProperties
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
-from openpyxl.utils.datetime import to_excel
-from openpyxl.utils.exceptions import IllegalCharacterError
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from openpyxl.xml.constants import ARC_CORE
 from openpyxl.xml.functions import tostring
@@ -56,10 +52,6 @@ CREATOR = "siyu"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@")
-_MAX_TEXT = 32_767  # characters of a cell; openpyxl cuts longer text there
-_PRESERVE = ' xml:space="preserve"'  # on a text with leading or trailing blanks, as openpyxl writes it
-_SHEET_DATA_END = b"</sheetData>"
-_SHEET_ENTRY = "xl/worksheets/sheet{number}.xml"  # openpyxl numbers the sheets in order on saving
 _WIDTH_SAMPLE = 2_000  # rows looked at to size a column
 _BLOCK_ROWS = 20_000  # rows turned into Python objects at once
 _ROWS = "rows"  # the progress unit
@@ -154,14 +146,13 @@ def write_workbook(sheets: Sequence[Sheet], path: Path) -> Path:
     if len(set(names)) != len(names):
         raise SiyuError(f"{path}: two sheets share a name in {names}\n  fix: give every sheet its own name")
     book = Workbook(write_only=True)
-    data_rows: dict[str, bytes] = {}
-    for number, (sheet, name) in enumerate(zip(sheets, names, strict=True), start=1):
+    for sheet, name in zip(sheets, names, strict=True):
         _check_size(sheet, path)
-        data_rows[_SHEET_ENTRY.format(number=number)] = _write_sheet(book.create_sheet(name), sheet)
+        _write_sheet(book.create_sheet(name), sheet)
     buffer = io.BytesIO()
     book.save(buffer)
     with atomic_path(path) as partial:
-        _write_fixed_times(buffer.getvalue(), partial, data_rows)
+        _write_fixed_times(buffer.getvalue(), partial)
     rows = ", ".join(f"{name}: {len(sheet.frame)} rows" for name, sheet in zip(names, sheets, strict=True))
     logger.info("wrote %s (%s)", path, rows)
     return path
@@ -175,9 +166,9 @@ def _check_size(sheet: Sheet, path: Path) -> None:
         )
 
 
-def _write_sheet(worksheet: WriteOnlyWorksheet, sheet: Sheet) -> bytes:
-    """Header row (frozen, with a filter) through openpyxl; the data rows' XML, returned for
-    ``_write_fixed_times`` to put into the sheet (``_CellWriter.xml``), a block of rows at a time."""
+def _write_sheet(worksheet: WriteOnlyWorksheet, sheet: Sheet) -> None:
+    """Header row (frozen, with a filter), then one typed row per frame row, a block of rows at a
+    time (the Python objects of one block only are alive at once)."""
     units = [sheet.unit_of(i) for i in range(sheet.frame.shape[1])]
     frame = _with_dates(sheet.frame, units)
     headers = [str(column) for column in frame.columns]
@@ -189,33 +180,15 @@ def _write_sheet(worksheet: WriteOnlyWorksheet, sheet: Sheet) -> bytes:
         worksheet.auto_filter.ref = f"A1:{get_column_letter(len(headers))}{len(frame) + 1}"
     worksheet.append(_header_cells(worksheet, headers))
     if not headers:
-        return b""
+        return
     writers = [_CellWriter(worksheet, number_format(frame.iloc[:, i], unit)) for i, unit in enumerate(units)]
-    letters = [get_column_letter(index) for index in range(1, len(headers) + 1)]
-    blocks = []
     with progress(f"writing sheet {sheet.name}", total=len(frame), unit=_ROWS) as bar:
         for start in range(0, len(frame), _BLOCK_ROWS):
             block = frame.iloc[start : start + _BLOCK_ROWS]
             columns = [_cell_values(block.iloc[:, i], unit) for i, unit in enumerate(units)]
-            blocks.append(_rows_xml(columns, writers, letters, first_row=start + 2).encode("utf-8"))
+            for row in zip(*columns, strict=True):
+                worksheet.append([writer.cell(value) for writer, value in zip(writers, row, strict=True)])
             bar.advance(len(block))
-    return b"".join(blocks)
-
-
-def _rows_xml(
-    columns: list[list[object]], writers: list[_CellWriter], letters: list[str], first_row: int
-) -> str:
-    """The ``<row>`` elements of a block, row by row as openpyxl writes them (styles take their
-    ids in the order cells first use them, as they do in openpyxl)."""
-    rows = []
-    for number, values in enumerate(zip(*columns, strict=True), start=first_row):
-        cells = "".join(
-            writer.xml(value, f"{letter}{number}")
-            for writer, letter, value in zip(writers, letters, values, strict=True)
-            if value is not None
-        )
-        rows.append(f'<row r="{number}">{cells}</row>')
-    return "".join(rows)
 
 
 def _with_dates(frame: pd.DataFrame, units: list[str]) -> pd.DataFrame:
@@ -276,10 +249,7 @@ def _plain(value: object) -> object:
 
 
 class _CellWriter:
-    """The cells of one column in the sheet's XML, exactly as openpyxl's write-only sheet writes
-    them (tests/reporting/test_workbook.py compares the bytes), without a cell object per value:
-    openpyxl's per-cell serialisation took 90% of the workbooks step. The cells below carry the
-    column's styles (number format, the quote prefix); openpyxl gives each its style id."""
+    """Reusable cells of one column: a write-only sheet writes a cell out as it is appended."""
 
     def __init__(self, worksheet: WriteOnlyWorksheet, fmt: str) -> None:
         self.plain = WriteOnlyCell(worksheet)
@@ -287,44 +257,25 @@ class _CellWriter:
         self.number.number_format = fmt
         self.quoted = WriteOnlyCell(worksheet)
         self.quoted.quotePrefix = True
-        self._styles: dict[int, str] = {}
 
-    def xml(self, value: object, coordinate: str) -> str:
-        """The ``<c>`` element of ``value`` (not None) at ``coordinate``."""
+    def cell(self, value: object) -> WriteOnlyCell | None:
+        """The cell holding ``value`` (None: an empty cell)."""
+        if value is None:
+            return None
         if isinstance(value, str):
-            return self._text(value, coordinate)
+            cell = self.quoted if value.startswith(_FORMULA_PREFIXES) else self.plain
+            cell.value = value
+            cell.data_type = "s"  # text, never a formula
+            return cell
         if isinstance(value, bool):
-            return f'<c r="{coordinate}"{self._style(self.plain)} t="b"><v>{int(value)}</v></c>'
-        if isinstance(value, date):
-            self.number.value = value  # openpyxl's date handling (a time format where none is set)
-            self._styles.pop(id(self.number), None)
-            value = to_excel(value)
-        if isinstance(value, int | float):
-            style = self._style(self.number)
-            if not math.isfinite(value):
-                return f'<c r="{coordinate}"{style} t="n"><v /></c>'
-            return f'<c r="{coordinate}"{style} t="n"><v>{value:.16g}</v></c>'
-        return self._text(str(value), coordinate, guard=False)  # as openpyxl: plain text, unquoted
-
-    def _text(self, value: str, coordinate: str, guard: bool = True) -> str:
-        cell = self.quoted if guard and value.startswith(_FORMULA_PREFIXES) else self.plain
-        text = value[:_MAX_TEXT]
-        if ILLEGAL_CHARACTERS_RE.search(text):
-            raise IllegalCharacterError(f"{text} cannot be used in worksheets.")
-        if not text:
-            return f'<c r="{coordinate}"{self._style(cell)} t="inlineStr" />'
-        stripped = text.strip()
-        space = _PRESERVE if stripped and stripped != text else ""
-        escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        return f'<c r="{coordinate}"{self._style(cell)} t="inlineStr"><is><t{space}>{escaped}</t></is></c>'
-
-    def _style(self, cell: WriteOnlyCell) -> str:
-        """`` s="<id>"`` of ``cell``'s style ('' for none), asked of openpyxl at its first use."""
-        found = self._styles.get(id(cell))
-        if found is None:
-            found = f' s="{cell.style_id}"' if cell.has_style else ""
-            self._styles[id(cell)] = found
-        return found
+            self.plain.value = value
+            return self.plain
+        if isinstance(value, int | float | date):
+            self.number.value = value
+            return self.number
+        self.plain.value = str(value)
+        self.plain.data_type = "s"
+        return self.plain
 
 
 def _widths(columns: list[list[object]], headers: list[str], units: list[str]) -> list[float]:
@@ -357,11 +308,9 @@ def _fixed_core_properties() -> bytes:
     return tostring(properties.to_tree())
 
 
-def _write_fixed_times(xlsx: bytes, target: Path, data_rows: dict[str, bytes] | None = None) -> None:
-    """Copy the zip ``xlsx`` to ``target`` with fixed document times, every entry stamped with the
-    same fixed time, and each sheet's data rows (``data_rows``: entry name -> rows' XML) after
-    its header row."""
-    data_rows = data_rows or {}
+def _write_fixed_times(xlsx: bytes, target: Path) -> None:
+    """Copy the zip ``xlsx`` to ``target`` with fixed document times and every entry stamped
+    with the same fixed time."""
     with (
         zipfile.ZipFile(io.BytesIO(xlsx)) as source,
         zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as fixed,
@@ -371,7 +320,4 @@ def _write_fixed_times(xlsx: bytes, target: Path, data_rows: dict[str, bytes] | 
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o600 << 16
             content = _fixed_core_properties() if entry.filename == ARC_CORE else source.read(entry.filename)
-            rows = data_rows.get(entry.filename)
-            if rows:
-                content = content.replace(_SHEET_DATA_END, rows + _SHEET_DATA_END, 1)
             fixed.writestr(info, content)
