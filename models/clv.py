@@ -123,7 +123,7 @@ class CLVConfig(BaseModel):
         "all; none = all.",
     )
     min_customers: int = Field(20, ge=2, description="Fewer consumers (or GG repeaters) than this: no fit.")
-    maxeval: int = Field(5000, gt=0, description="Most log-posterior evaluations of a PyMC MAP fit.")
+    maxeval: int = Field(5000, gt=0, description="Most log-posterior evaluations of a MAP fit.")
     seed: int = Field(0, description="Seed of the fit sample and of MCMC / ADVI.")
     bgnbd_priors: BGNBDPriors = Field(default_factory=BGNBDPriors)
     gamma_gamma_priors: GammaGammaPriors = Field(default_factory=GammaGammaPriors)
