@@ -32,7 +32,6 @@ from features.files import write_parquet_atomically
 from features.messages import DEFAULT_LOCALE, Messages
 from features.timing import Stopwatch
 from features.vocabulary import DistributorFeatureCol, ExportCol, TagCol
-from models.clv import closed_form
 from models.distributor_tiers import (
     assign_distributor_tiers,
     coaching_list,
@@ -305,10 +304,9 @@ def _import_clv_libraries_meanwhile(settings: SegmentationConfig) -> threading.T
     lets go of the GIL, builds the consumer features; the CLV fit then finds them loaded.
 
     Nothing else is imported meanwhile (the caller joins before going on), and a failed import
-    is left for the CLV step to meet and report as it always did. With the default flat priors
-    and MAP the fits are closed-form (``models.clv.closed_form``) and PyMC is not needed at all.
+    is left for the CLV step to meet and report as it always did.
     """
-    if not settings.clv.enabled or closed_form(settings.clv) or "pymc_marketing.clv" in sys.modules:
+    if not settings.clv.enabled or "pymc_marketing.clv" in sys.modules:
         return None
 
     def load() -> None:
