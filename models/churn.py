@@ -40,8 +40,7 @@ from threadpoolctl import threadpool_limits
 from features.clv import ActivityCol
 from features.columns import Col
 from features.vocabulary import BTYDCol, ChurnBand, CLVCol, ExportCol
-from models import btyd
-from models.clv import CLVConfig, fit_clv
+from models.clv import MAP, CLVConfig, fit_clv
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +69,7 @@ class ChurnConfig(BaseModel):
     medium_from: float = Field(0.5, gt=0, lt=1, description="churn_risk from here: band medium.")
     high_from: float = Field(0.7, gt=0, lt=1, description="churn_risk from here: band high.")
     max_train_customers: int | None = Field(
-        100_000,
-        gt=0,
-        description="Supervised and modified BG/NBD fits on a seeded sample of this many buyers; none = all.",
+        200_000, gt=0, description="Supervised fits on a seeded sample of this many buyers; none = all."
     )
     min_customers: int = Field(50, ge=10, description="Fewer labelled buyers than this: BG/NBD only.")
     seed: int = Field(0, description="Seed of the training sample and of gradient boosting.")
@@ -140,15 +137,6 @@ def _sample(frame: pd.DataFrame, config: ChurnConfig) -> pd.DataFrame:
     return frame.sample(n=config.max_train_customers, random_state=config.seed)
 
 
-def _sample_rows(rows: int, config: ChurnConfig) -> np.ndarray:
-    """Positions of a seeded sample of ``max_train_customers`` of ``rows`` (all when fewer)."""
-    if config.max_train_customers is None or rows <= config.max_train_customers:
-        return np.arange(rows)
-    return np.sort(
-        np.random.default_rng(config.seed).choice(rows, size=config.max_train_customers, replace=False)
-    )
-
-
 # --- churn candidates: (train, target, horizon, config) -> probability per target row -------------
 
 
@@ -178,26 +166,39 @@ def _gradient_boosting(seed: int) -> object:
 
 
 def _mbgnbd_churn(train: pd.DataFrame, target: pd.DataFrame, horizon: int, config: ChurnConfig) -> np.ndarray:
-    """1 - P(a purchase in the horizon) under the modified BG/NBD fitted on the target's own history
-    (on a seeded sample of ``max_train_customers`` of it; maximum likelihood, ``models.btyd``).
+    """1 - P(a purchase in the horizon) under the modified BG/NBD fitted on the target's own history.
 
     P(no purchase in t) = 1 - P(alive) x (1 - ((alpha + T) / (alpha + T + t)) ** (r + x)): a
     consumer alive at T buys at a rate whose posterior is Gamma(r + x, alpha + T).
     """
-    x = target[BTYDCol.FREQUENCY].to_numpy(dtype="float64")
-    t_x = target[BTYDCol.RECENCY].to_numpy(dtype="float64")
-    big_t = target[BTYDCol.T].to_numpy(dtype="float64")
-    sample = _sample_rows(len(target), config)
+    from pymc_extras.prior import Prior
+    from pymc_marketing.clv import ModifiedBetaGeoModel
+
+    data = pd.DataFrame(
+        {
+            "customer_id": np.arange(len(target)),
+            BTYDCol.FREQUENCY: target[BTYDCol.FREQUENCY].to_numpy(dtype="float64"),
+            BTYDCol.RECENCY: target[BTYDCol.RECENCY].to_numpy(dtype="float64"),
+            BTYDCol.T: target[BTYDCol.T].to_numpy(dtype="float64"),
+        }
+    )
+    model = ModifiedBetaGeoModel(model_config={name: Prior("HalfFlat") for name in ("r", "alpha", "a", "b")})
     try:
-        params = btyd.fit_bgnbd(x[sample], t_x[sample], big_t[sample], modified=True)
-    except btyd.FitError as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(data=data, method=MAP, progressbar=False, maxeval=5000)
+    except (ValueError, FloatingPointError, RuntimeError) as error:
         log.warning(
-            "churn: modified BG/NBD fit failed on %d buyers (%s); churn_risk left empty", len(x), error
+            "churn: modified BG/NBD fit failed on %d buyers (%s); churn_risk left empty", len(data), error
         )
-        return np.full(len(x), np.nan)
-    alive = btyd.mbgnbd_prob_alive(params, x, t_x, big_t)
-    t_now = big_t + params["alpha"]
-    silent = (t_now / (t_now + horizon)) ** (params["r"] + x)
+        return np.full(len(data), np.nan)
+    params = {name: float(model.fit_result[name].mean()) for name in ("r", "alpha")}
+    if not all(np.isfinite(value) and value > 0 for value in params.values()):
+        log.warning("churn: modified BG/NBD gave parameters %s; churn_risk left empty", params)
+        return np.full(len(data), np.nan)
+    alive = model.expected_probability_alive(data=data).mean(("chain", "draw")).to_numpy()
+    t_now = data[BTYDCol.T].to_numpy() + params["alpha"]
+    silent = (t_now / (t_now + horizon)) ** (params["r"] + data[BTYDCol.FREQUENCY].to_numpy())
     return np.clip(1 - alive * (1 - silent), 0.0, 1.0)
 
 

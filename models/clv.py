@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -36,7 +35,6 @@ from features.clv import SUMMARY_COLUMNS, BTYDCol, ReturnsRule
 from features.columns import Col
 from features.errors import SiyuError
 from features.vocabulary import CLVCol
-from models import btyd
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +115,7 @@ class CLVConfig(BaseModel):
     )
     fit_method: FitMethod = Field(MAP, description="pymc-marketing fit method.")
     max_fit_customers: int | None = Field(
-        100_000,
-        gt=0,
-        description="Fit BG/NBD and Gamma-Gamma on a seeded sample of this many consumers, predict for "
-        "all; none = all.",
+        None, gt=0, description="Fit on a seeded sample of this many consumers, predict for all; none = all."
     )
     min_customers: int = Field(20, ge=2, description="Fewer consumers (or GG repeaters) than this: no fit.")
     maxeval: int = Field(5000, gt=0, description="Most log-posterior evaluations of a MAP fit.")
@@ -143,16 +138,14 @@ class CLVResult:
 
 
 def fit_clv(summary: pd.DataFrame, config: CLVConfig) -> CLVResult:
-    """Fit BG/NBD and Gamma-Gamma on ``summary`` (or a seeded sample of it); predict for every consumer."""
+    """Fit BG/NBD and Gamma-Gamma on ``summary`` and predict for every consumer in it."""
     data = _model_frame(summary, config.time_unit_days)
-    fit_data = data.iloc[fit_rows(len(data), config)].reset_index(drop=True)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    bgnbd = _fit_bgnbd(fit_data, config)
+    bgnbd, fitted = _fit_bgnbd(data, config)
     timings["bgnbd_fit_s"] = time.perf_counter() - started
 
-    spend_data, _ = _gamma_gamma_frame(fit_data)
-    set_aside = _gamma_gamma_frame(data)[1]
+    spend_data, set_aside = _gamma_gamma_frame(data)
     started = time.perf_counter()
     gamma_gamma = _fit_gamma_gamma(spend_data, config)
     timings["gamma_gamma_fit_s"] = time.perf_counter() - started
@@ -162,43 +155,27 @@ def fit_clv(summary: pd.DataFrame, config: CLVConfig) -> CLVResult:
     timings["predict_s"] = time.perf_counter() - started
     result = CLVResult(
         predictions=predictions,
-        bgnbd_params={} if bgnbd is None else bgnbd.params,
-        gamma_gamma_params={} if gamma_gamma is None else gamma_gamma.params,
+        bgnbd_params=_params(bgnbd, ("r", "alpha", "a", "b")),
+        gamma_gamma_params=_params(gamma_gamma, ("p", "q", "v")),
         set_aside=set_aside,
-        fitted_customers=len(fit_data) if bgnbd is not None else 0,
+        fitted_customers=fitted,
         gamma_gamma_customers=len(spend_data),
         timings=timings,
     )
     log.info(
-        "CLV: %d consumers (fitted on %d), BG/NBD %s, Gamma-Gamma %s on %d, %d set aside; %s",
-        len(data), len(fit_data), _rounded(result.bgnbd_params), _rounded(result.gamma_gamma_params),
+        "CLV: %d consumers, BG/NBD %s, Gamma-Gamma %s on %d, %d set aside; %s",
+        len(data), _rounded(result.bgnbd_params), _rounded(result.gamma_gamma_params),
         len(spend_data), set_aside, _rounded(timings),
     )  # fmt: skip
     return result
 
 
 def fit_rows(consumers: int, config: CLVConfig) -> np.ndarray:
-    """Positions of the consumers the models are fitted on: all, or a seeded sample of that many."""
+    """Positions of the consumers the BG/NBD is fitted on: all, or a seeded sample of that many."""
     if config.max_fit_customers is None or consumers <= config.max_fit_customers:
         return np.arange(consumers)
     rng = np.random.default_rng(config.seed)
     return np.sort(rng.choice(consumers, size=config.max_fit_customers, replace=False))
-
-
-def closed_form(config: CLVConfig) -> bool:
-    """Whether the fits are the closed-form maximum-likelihood ones of ``models.btyd``: MAP with the
-    default flat priors (the same optimum, without PyMC's seconds of compiling per fit)."""
-    flat = PriorSpec()
-    priors = [*(spec for _, spec in config.bgnbd_priors), *(spec for _, spec in config.gamma_gamma_priors)]
-    return config.fit_method == MAP and all(spec == flat for spec in priors)
-
-
-@dataclass(frozen=True)
-class _Fitted:
-    """A fitted model's point parameters and, fitted with PyMC, the pymc-marketing model itself."""
-
-    params: dict[str, float]
-    model: object | None = None
 
 
 def _model_frame(summary: pd.DataFrame, time_unit_days: float) -> pd.DataFrame:
@@ -228,65 +205,43 @@ def _gamma_gamma_frame(data: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return spend_data.reset_index(drop=True), int((repeat & ~positive).sum())
 
 
-def _fit_bgnbd(fit_data: pd.DataFrame, config: CLVConfig) -> _Fitted | None:
-    if len(fit_data) < config.min_customers:
-        log.warning(
-            "CLV: %d consumers, fewer than min_customers=%d; no BG/NBD fit",
-            len(fit_data),
-            config.min_customers,
-        )
-        return None
-    if closed_form(config):
-        return _closed_form_fit(
-            "BG/NBD",
-            lambda: btyd.fit_bgnbd(
-                fit_data[BTYDCol.FREQUENCY], fit_data[BTYDCol.RECENCY], fit_data[BTYDCol.T]
-            ),
-        )
+def _fit_bgnbd(data: pd.DataFrame, config: CLVConfig) -> tuple[object | None, int]:
     from pymc_marketing.clv import BetaGeoModel
 
+    if len(data) < config.min_customers:
+        log.warning(
+            "CLV: %d consumers, fewer than min_customers=%d; no BG/NBD fit", len(data), config.min_customers
+        )
+        return None, 0
+    fit_data = data.iloc[fit_rows(len(data), config)].reset_index(drop=True)
     priors = {name: spec.to_prior() for name, spec in config.bgnbd_priors}
     model = BetaGeoModel(model_config=priors)
     columns = [_CUSTOMER_ID, BTYDCol.FREQUENCY, BTYDCol.RECENCY, BTYDCol.T]
-    return _fit(model, fit_data[columns], config, "BG/NBD", btyd.BGNBD_PARAMS)
+    fitted = _fit(model, fit_data[columns], config, "BG/NBD", ("r", "alpha", "a", "b"))
+    return fitted, len(fit_data) if fitted is not None else 0
 
 
-def _fit_gamma_gamma(spend_data: pd.DataFrame, config: CLVConfig) -> _Fitted | None:
+def _fit_gamma_gamma(spend_data: pd.DataFrame, config: CLVConfig) -> object | None:
+    from pymc_marketing.clv import GammaGammaModel
+
     if len(spend_data) < config.min_customers:
         log.warning(
             "CLV: %d repeat buyers with positive value, fewer than min_customers=%d; no Gamma-Gamma fit",
             len(spend_data), config.min_customers,
         )  # fmt: skip
         return None
-    if closed_form(config):
-        fitted = _closed_form_fit(
-            "Gamma-Gamma",
-            lambda: btyd.fit_gamma_gamma(spend_data[BTYDCol.FREQUENCY], spend_data[BTYDCol.MONETARY_VALUE]),
-        )
-    else:
-        from pymc_marketing.clv import GammaGammaModel
-
-        priors = {name: spec.to_prior() for name, spec in config.gamma_gamma_priors}
-        model = GammaGammaModel(model_config=priors)
-        fitted = _fit(model, spend_data, config, "Gamma-Gamma", btyd.GAMMA_GAMMA_PARAMS)
-    if fitted is not None and fitted.params["q"] <= 1:
+    priors = {name: spec.to_prior() for name, spec in config.gamma_gamma_priors}
+    model = _fit(GammaGammaModel(model_config=priors), spend_data, config, "Gamma-Gamma", ("p", "q", "v"))
+    if model is not None and _params(model, ("q",))["q"] <= 1:
         log.warning("CLV: Gamma-Gamma q <= 1 (population mean value undefined); expected_value left empty")
         return None
-    return fitted
-
-
-def _closed_form_fit(name: str, fit: Callable[[], dict[str, float]]) -> _Fitted | None:
-    try:
-        return _Fitted(fit())
-    except (btyd.FitError, FloatingPointError) as error:
-        log.warning("CLV: %s fit failed (%s); its outputs are left empty", name, error)
-        return None
+    return model
 
 
 def _fit(
     model: object, data: pd.DataFrame, config: CLVConfig, name: str, params: tuple[str, ...]
-) -> _Fitted | None:
-    """``model`` fitted by PyMC on ``data``; None (logged) when it fails or gives non-finite parameters."""
+) -> object | None:
+    """``model`` fitted on ``data``, or None (logged) when the fit fails or gives non-finite parameters."""
     kwargs: dict[str, object] = {"progressbar": False}
     if config.fit_method == MAP:
         kwargs["maxeval"] = config.maxeval
@@ -303,39 +258,31 @@ def _fit(
     if not all(np.isfinite(value) and value > 0 for value in values.values()):
         log.warning("CLV: %s fit gave parameters %s; its outputs are left empty", name, values)
         return None
-    return _Fitted(values, model)
+    return model
 
 
 def _predict(
-    data: pd.DataFrame, bgnbd: _Fitted | None, gamma_gamma: _Fitted | None, config: CLVConfig, ids: pd.Series
+    data: pd.DataFrame, bgnbd: object | None, gamma_gamma: object | None, config: CLVConfig, ids: pd.Series
 ) -> pd.DataFrame:
     nan = np.full(len(data), np.nan)
     purchases, alive, spend = nan, nan, nan
-    x, t_x, big_t = data[BTYDCol.FREQUENCY], data[BTYDCol.RECENCY], data[BTYDCol.T]
     if bgnbd is not None:
         future_t = config.horizon_days / config.time_unit_days
-        if bgnbd.model is None:
-            purchases = btyd.bgnbd_expected_purchases(bgnbd.params, x, t_x, big_t, future_t)
-            alive = btyd.bgnbd_prob_alive(bgnbd.params, x, t_x, big_t)
-        else:
-            purchases = _point(bgnbd.model.expected_purchases(data=data, future_t=future_t), len(data))  # type: ignore[attr-defined]
-            alive = _point(bgnbd.model.expected_probability_alive(data=data), len(data))  # type: ignore[attr-defined]
+        purchases = _point(bgnbd.expected_purchases(data=data, future_t=future_t), len(data))  # type: ignore[attr-defined]
+        alive = _point(bgnbd.expected_probability_alive(data=data), len(data))  # type: ignore[attr-defined]
         broken = int((~np.isfinite(purchases)).sum())
         if broken:
             log.warning("CLV: BG/NBD gave no finite expected purchases for %d consumers (left empty)", broken)
     if gamma_gamma is not None:
-        if gamma_gamma.model is None:
-            spend = btyd.gamma_gamma_spend(gamma_gamma.params, x, data[BTYDCol.MONETARY_VALUE])
-        else:
-            spend = _point(gamma_gamma.model.expected_customer_spend(data=data), len(data))  # type: ignore[attr-defined]
-        set_aside = (x > 0) & (data[BTYDCol.MONETARY_VALUE] <= 0)
+        spend = _point(gamma_gamma.expected_customer_spend(data=data), len(data))  # type: ignore[attr-defined]
+        set_aside = (data[BTYDCol.FREQUENCY] > 0) & (data[BTYDCol.MONETARY_VALUE] <= 0)
         spend = np.where(set_aside.to_numpy(), 0.0, spend)
     return pd.DataFrame(
         {
             Col.CONSUMER_ID: ids.reset_index(drop=True),
-            CLVCol.EXPECTED_PURCHASES: np.asarray(purchases, dtype="float64"),
-            CLVCol.EXPECTED_VALUE: np.asarray(purchases, dtype="float64") * spend,
-            CLVCol.PROB_ALIVE: np.asarray(alive, dtype="float64"),
+            CLVCol.EXPECTED_PURCHASES: purchases,
+            CLVCol.EXPECTED_VALUE: purchases * spend,
+            CLVCol.PROB_ALIVE: alive,
         }
     )
 
@@ -346,7 +293,9 @@ def _point(draws: object, size: int) -> np.ndarray:
     return mean.sel({_CUSTOMER_ID: np.arange(size)}).to_numpy().astype("float64")
 
 
-def _params(model: object, names: tuple[str, ...]) -> dict[str, float]:
+def _params(model: object | None, names: tuple[str, ...]) -> dict[str, float]:
+    if model is None:
+        return {}
     posterior = model.fit_result  # type: ignore[attr-defined]
     return {name: float(posterior[name].mean()) for name in names}
 

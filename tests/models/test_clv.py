@@ -133,18 +133,15 @@ def test_zero_and_negative_spend_are_set_aside_and_do_not_change_the_spend_fit()
     assert predictions["prob_alive"].between(0, 1).all()
     assert np.isfinite(predictions["expected_purchases"]).all()
 
-    # Without the set-aside consumers, the Gamma-Gamma fit is the same.
-    without = fit_clv(spoiled.drop(index=repeat_rows[:5]).reset_index(drop=True), CLVConfig())
+    # Without the set-aside consumers, the Gamma-Gamma fit is the same. (This second fit also runs
+    # the BG/NBD on a seeded sample, which the Gamma-Gamma fit does not use, to save a test fit.)
+    without = fit_clv(
+        spoiled.drop(index=repeat_rows[:5]).reset_index(drop=True), CLVConfig(max_fit_customers=40)
+    )
     for name, value in without.gamma_gamma_params.items():
         assert result.gamma_gamma_params[name] == pytest.approx(value, rel=1e-6)
-
-    # On a seeded sample both models are fitted on it (its repeat buyers for the Gamma-Gamma) and
-    # predict for everyone; the set-aside count is still of everyone.
-    sampled = fit_clv(spoiled, CLVConfig(max_fit_customers=40))
-    assert sampled.fitted_customers == 40 and sampled.gamma_gamma_customers < 40
-    assert sampled.set_aside == 5
-    assert sampled.predictions["expected_purchases"].notna().all()
-    assert sampled.predictions["expected_value"].notna().all()
+    assert without.fitted_customers == 40
+    assert without.predictions["expected_purchases"].notna().all()
 
 
 def test_fit_sample_is_seeded_sorted_and_all_when_small() -> None:
