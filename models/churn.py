@@ -69,7 +69,7 @@ class ChurnConfig(BaseModel):
     medium_from: float = Field(0.5, gt=0, lt=1, description="churn_risk from here: band medium.")
     high_from: float = Field(0.7, gt=0, lt=1, description="churn_risk from here: band high.")
     max_train_customers: int | None = Field(
-        200_000, gt=0, description="Supervised fits on a seeded sample of this many buyers; none = all."
+        100_000, gt=0, description="Supervised fits on a seeded sample of this many buyers; none = all."
     )
     min_customers: int = Field(50, ge=10, description="Fewer labelled buyers than this: BG/NBD only.")
     seed: int = Field(0, description="Seed of the training sample and of gradient boosting.")
