@@ -146,6 +146,18 @@ def purchased_pairs(con: duckdb.DuckDBPyConnection, after: Cutoff, until: Cutoff
     return con.execute(sql, {"start": upper_bound(after), "end": upper_bound(until)}).df()
 
 
+def history_fingerprint(con: duckdb.DuckDBPyConnection, as_of: Cutoff) -> str:
+    """A digest of the order lines before ``upper_bound(as_of)`` (consumer, product, order, time;
+    not the status, which a later return may change): equal on two nights when the later night's
+    history up to that date is the earlier one's, whatever was appended after it."""
+    sql = render(
+        "SELECT count(*), coalesce(sum(hash({consumer_id}, {product_id}, {order_id}, {ordered_at})"
+        "::HUGEINT), 0) FROM {orders} WHERE {ordered_at} < $end"
+    )
+    lines, digest = con.execute(sql, {"end": upper_bound(as_of)}).fetchone() or (0, 0)
+    return f"{int(lines)}:{int(digest):x}"
+
+
 def latest_activity(con: duckdb.DuckDBPyConnection) -> datetime:
     """Timestamp of the latest order line (any status)."""
     found = con.execute(render("SELECT max({ordered_at}) FROM {orders}")).fetchone()

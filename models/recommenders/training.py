@@ -142,6 +142,12 @@ class RecommendConfig(BaseModel):
     interactions: InteractionConfig = Field(default_factory=InteractionConfig)
     models: dict[str, ModelSpec] = Field(default_factory=default_models)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    refit_every_days: int = Field(
+        7,
+        ge=1,
+        description="Fit (and evaluate) the production model when the stored one is this many days "
+        "old; nights in between score the stored model on tonight's data (1 = every night).",
+    )
 
     @model_validator(mode="after")
     def _production_known(self) -> RecommendConfig:
@@ -157,6 +163,15 @@ class RecommendConfig(BaseModel):
                     f"configured: {sorted(self.models)}"
                 )
         return self
+
+    def model_hash(self) -> str:
+        """A digest of everything that shapes the fitted model and its evaluation (not the list
+        length ``k`` nor the cadence): a stored model with another hash is refitted."""
+        import hashlib
+        import json
+
+        settings = self.model_dump(mode="json", exclude={"k", "refit_every_days"})
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def nightly_model_names(self) -> list[str]:
         """The models the nightly evaluates: the production model first, then ``nightly_models``
