@@ -6,8 +6,9 @@ arrays and the ranker's learned weights) with what it was trained on (``ModelKey
 ``recommend:`` config hash, the as-of date and a fingerprint of the order history up to it)
 and the evaluation that measured it. A later night reuses it (``StoredModel.carried_onto``:
 tonight's data, no learning) unless ``refit_reason`` names a reason to fit again: none stored,
-a cadence of 1, another config, a model as old as the cadence, a model fitted after tonight,
-or a history up to its as-of date that is not the one it was fitted on (another data set, or
+a cadence of 1, another config, a model as old as the cadence, a model fitted for this same
+night (a rerun does what the night did, so its files come out identical) or after it, or a
+history up to its as-of date that is not the one it was fitted on (another data set, or
 restated orders).
 
 On disk (a folder, e.g. ``<work>/production_model``), no pickle anywhere::
@@ -80,11 +81,18 @@ class CarriedEvaluation:
     report: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"metrics": self.metrics, "ndcg": self.ndcg, "sample": self.sample, "report": self.report}
+        return {
+            "metrics": self.metrics,
+            "gate_ndcg": self.ndcg,
+            "sample_words": self.sample,
+            "report": self.report,
+        }
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> CarriedEvaluation:
-        return cls(dict(values["metrics"]), float(values["ndcg"]), values["sample"], values["report"])
+        return cls(
+            dict(values["metrics"]), float(values["gate_ndcg"]), values["sample_words"], values["report"]
+        )
 
 
 @dataclass(frozen=True)
@@ -212,6 +220,8 @@ def refit_reason(
     age = (tonight - fitted).days
     if age < 0:
         return f"the stored model was fitted as of {fitted}, after tonight's {tonight}: it saw later data"
+    if age == 0:
+        return f"the stored model was fitted for this same night ({fitted}): a rerun fits again, as the night did"
     if age >= refit_every_days:
         return f"the stored model is {age} days old (recommend.refit_every_days: {refit_every_days})"
     if fingerprint_at(fitted) != stored.key.fingerprint:

@@ -170,7 +170,8 @@ class RecommendConfig(BaseModel):
         import hashlib
         import json
 
-        settings = self.model_dump(mode="json", exclude={"k", "refit_every_days"})
+        ignored = {"k", "refit_every_days"}  # vocabulary: a value, not a column
+        settings = self.model_dump(mode="json", exclude=ignored)
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def nightly_model_names(self) -> list[str]:

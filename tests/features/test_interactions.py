@@ -14,6 +14,7 @@ from features.interactions import (
     InteractionConfig,
     build_interactions,
     consumer_profiles,
+    history_fingerprint,
     product_profiles,
     purchased_pairs,
 )
@@ -127,3 +128,21 @@ def test_profiles_fall_back_to_the_main_distributor_and_band_prices() -> None:
     }
     bands = product_profiles(con, price_bands=2).set_index("product_id")["price_band"].to_dict()
     assert bands == {"P1": "p2", "P2": "p1", "P3": "p1"}  # snacks: P3 (5.5) cheaper than P1 (10)
+
+
+def test_history_fingerprint_sees_the_history_up_to_a_date_not_what_came_after_or_a_status() -> None:
+    orders = _orders_with_extras()
+    day = AsOf(date(2025, 3, 31))
+    fingerprint = history_fingerprint(connect({"orders": orders, "products": products_frame()}), day)
+    assert fingerprint.startswith(f"{int((orders['ordered_at'] < day.end).sum())}:")
+
+    def of(changed: pd.DataFrame) -> str:
+        return history_fingerprint(connect({"orders": changed, "products": products_frame()}), day)
+
+    later = orders.iloc[[0]].assign(order_id="O9", ordered_at=pd.Timestamp("2025-04-05"))
+    assert of(pd.concat([orders, later], ignore_index=True)) == fingerprint  # appended after the date
+    assert of(orders.assign(status="returned")) == fingerprint  # a status changed later: same history
+    restated = orders.copy()
+    restated.loc[0, "product_id"] = "P2"
+    assert of(restated) != fingerprint
+    assert of(orders.iloc[1:]) != fingerprint
