@@ -221,7 +221,7 @@ def refit_reason(
     if age < 0:
         return f"the stored model was fitted as of {fitted}, after tonight's {tonight}: it saw later data"
     if age == 0:
-        return f"the stored model was fitted for this same night ({fitted}): a rerun fits again, as the night did"
+        return f"the stored model was fitted for this same night ({fitted}): a rerun fits again"
     if age >= refit_every_days:
         return f"the stored model is {age} days old (recommend.refit_every_days: {refit_every_days})"
     if fingerprint_at(fitted) != stored.key.fingerprint:
