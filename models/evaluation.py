@@ -223,7 +223,7 @@ def make_task(
     with_profiles: bool = True,
 ) -> EvaluationTask:
     """Build the training data up to the cutoff and the truth of the test window."""
-    frame = build_interactions(con, split.cutoff, interactions)
+    frame = build_interactions(con, split.cutoff, interactions, ordered=False)
     consumers = consumer_profiles(con, split.cutoff) if with_profiles else None
     products = product_profiles(con) if with_profiles else None
     train = InteractionData.from_frames(frame, consumers, products, as_of=split.cutoff)

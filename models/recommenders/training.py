@@ -197,7 +197,7 @@ def build_data(
     con: duckdb.DuckDBPyConnection, as_of: Cutoff, interactions: InteractionConfig | None = None
 ) -> InteractionData:
     """Interactions with consumer and product profiles, as of ``as_of``."""
-    frame = build_interactions(con, as_of, interactions)
+    frame = build_interactions(con, as_of, interactions, ordered=False)
     return InteractionData.from_frames(
         frame, consumer_profiles(con, as_of), product_profiles(con), as_of=as_of
     )

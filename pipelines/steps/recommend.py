@@ -266,7 +266,7 @@ def run_recommend(
 def _interaction_data(
     con: duckdb.DuckDBPyConnection, as_of: AsOf, interaction_config: InteractionConfig
 ) -> InteractionData:
-    interactions = build_interactions(con, as_of, interaction_config)
+    interactions = build_interactions(con, as_of, interaction_config, ordered=False)
     if interactions.empty:
         raise SiyuError(
             f"no orders or events up to {as_of}: nothing to recommend from\n"
