@@ -24,6 +24,7 @@ model or none, never a mix.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -66,8 +67,9 @@ class ModelKey:
 
     @property
     def label(self) -> str:
-        """A short id for tags and logs: ``<as_of>/<config hash>``."""
-        return f"{self.as_of}/{self.config_hash}"
+        """A short id for tags and logs: ``<as_of>/<config hash>/<8 hex of the fingerprint>``."""
+        history = hashlib.sha256(self.fingerprint.encode()).hexdigest()[:8]
+        return f"{self.as_of}/{self.config_hash}/{history}"
 
 
 @dataclass(frozen=True)

@@ -161,3 +161,8 @@ def test_a_night_refits_and_says_why(stored: StoredModel, changes: dict, words: 
 
 def test_a_night_without_a_stored_model_fits(stored: StoredModel) -> None:
     assert _reason(None) == "no stored production model"
+
+
+def test_a_key_label_tells_apart_models_of_one_date_and_config_fitted_on_other_histories() -> None:
+    other_history = ModelKey(KEY.config_hash, KEY.as_of, "101:ff")
+    assert KEY.label.startswith("2025-02-28/cafe/") and other_history.label != KEY.label
