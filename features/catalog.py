@@ -58,6 +58,7 @@ class Folder:
     CHAMPION_MODEL = "model"
     CHAMPION_LISTS = "lists"
     VALIDATION_CACHE = "cache"
+    PRODUCTION_MODEL = "production_model"  # the stored production model (recommend.refit_every_days)
 
 
 class StepFile:

@@ -102,11 +102,14 @@ def build_interactions(
     as_of: Cutoff,
     config: InteractionConfig | None = None,
     start: date | None = None,
+    ordered: bool = True,
 ) -> pd.DataFrame:
     """One row per (consumer, product) pair seen before ``upper_bound(as_of)``; ``INTERACTION_COLUMNS``.
 
     ``start`` (inclusive, a date) or ``config.window_days`` bound the history from below;
-    the later of the two wins. Sorted by consumer id then product id.
+    the later of the two wins. Sorted by consumer id then product id; ``ordered=False`` leaves
+    the rows in DuckDB's order, for callers that do not depend on it (``InteractionData.from_frames``
+    gives the same data either way): the sort is about a quarter of the query at 1M lines.
     """
     config = config or InteractionConfig()
     end = upper_bound(as_of)
@@ -116,7 +119,12 @@ def build_interactions(
         parts.append(render(_EVENTS_SQL, event_weight=_event_weight_sql(config.event_weights)))
     if config.complaint_weight != 0 and has_table(con, Table.COMPLAINTS):
         parts.append(render(_COMPLAINTS_SQL))
-    sql = render(_INTERACTIONS_SQL, contributions=" UNION ALL ".join(parts), decay=_decay_sql(config))
+    sql = render(
+        _INTERACTIONS_SQL,
+        contributions=" UNION ALL ".join(parts),
+        decay=_decay_sql(config),
+        order=render("ORDER BY {consumer_id}, {product_id}") if ordered else "",
+    )
     params = {
         "end": end,
         "lower": lower,
@@ -144,6 +152,18 @@ def purchased_pairs(con: duckdb.DuckDBPyConnection, after: Cutoff, until: Cutoff
         "ORDER BY {consumer_id}, {product_id}"
     )
     return con.execute(sql, {"start": upper_bound(after), "end": upper_bound(until)}).df()
+
+
+def history_fingerprint(con: duckdb.DuckDBPyConnection, as_of: Cutoff) -> str:
+    """A digest of the order lines before ``upper_bound(as_of)`` (consumer, product, order, time;
+    not the status, which a later return may change): equal on two nights when the later night's
+    history up to that date is the earlier one's, whatever was appended after it."""
+    sql = render(
+        "SELECT count(*), coalesce(sum(hash({consumer_id}, {product_id}, {order_id}, {ordered_at})"
+        "::HUGEINT), 0) FROM {orders} WHERE {ordered_at} < $end"
+    )
+    lines, digest = con.execute(sql, {"end": upper_bound(as_of)}).fetchone() or (0, 0)
+    return f"{int(lines)}:{int(digest):x}"
 
 
 def latest_activity(con: duckdb.DuckDBPyConnection) -> datetime:
@@ -281,7 +301,7 @@ SELECT consumer AS {consumer_id}, product AS {product_id},
        max(happened_at) AS last_interaction_at
 FROM contributions
 GROUP BY consumer, product
-ORDER BY consumer, product
+{order}
 """
 
 _HOME_FROM_ORDERS_SQL = """

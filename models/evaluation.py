@@ -223,7 +223,7 @@ def make_task(
     with_profiles: bool = True,
 ) -> EvaluationTask:
     """Build the training data up to the cutoff and the truth of the test window."""
-    frame = build_interactions(con, split.cutoff, interactions)
+    frame = build_interactions(con, split.cutoff, interactions, ordered=False)
     consumers = consumer_profiles(con, split.cutoff) if with_profiles else None
     products = product_profiles(con) if with_profiles else None
     train = InteractionData.from_frames(frame, consumers, products, as_of=split.cutoff)
@@ -387,12 +387,35 @@ def evaluate_models(
     """
     rows: list[dict[str, object]] = []
     popularity = consumer_share(task.train)
+    fitted: list[Recommender] = []
     with progress(f"evaluating {len(models)} recommenders", total=len(models), unit="models") as bar:
         for position, (name, model) in enumerate(models.items(), start=1):
             logger.info("evaluating %s (%d of %d)", name, position, len(models))
-            rows.extend(_evaluate_one(name, model, task, k, protocols, fit, popularity))
+            twin = _fitted_twin(model, fitted, task.train) if fit else None
+            if twin is not None:
+                logger.info("%s: the same model as a component fitted on this data, not fitted again", name)
+            chosen = twin if twin is not None else model
+            rows.extend(_evaluate_one(name, chosen, task, k, protocols, fit and twin is None, popularity))
+            fitted.append(chosen)
             bar.advance()
     return pd.DataFrame(rows, columns=list(EVALUATION_COLUMNS))
+
+
+def _fitted_twin(
+    model: Recommender, fitted: Sequence[Recommender], train: InteractionData
+) -> Recommender | None:
+    """A component of an already fitted model (the ranker's item-kNN, EASE, ...) of ``model``'s
+    class and parameters, fitted on ``train``: fits are deterministic, so it is what fitting
+    ``model`` would give (the nightly's itemknn_bm25 and ease are the ranker's own components)."""
+    for done in fitted:
+        for component in getattr(done, "models_", {}).values():
+            if (
+                type(component) is type(model)
+                and getattr(component, "data_", None) is train
+                and component.get_params() == model.get_params()
+            ):
+                return component
+    return None
 
 
 def _evaluate_one(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,12 @@ SAMPLE_TAG = "siyu.evaluation_sample"
 AS_OF_TAG = "as_of"  # the night's date, as on the nightly run
 # The nightly run's metric of the number the gate compares.
 GATE_NDCG_METRIC = "champion_gate/validation_ndcg"
+# Refit cadence: what the production model was trained on (same on every night that reuses it), and
+# the nightly run's metrics of whether tonight reused it and how old it is.
+MODEL_KEY_TAG = "siyu.model_key"
+FITTED_AS_OF_TAG = "siyu.fitted_as_of"
+REUSED_METRIC = "recommend/reused_model"
+MODEL_AGE_METRIC = "recommend/model_age_days"
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,10 @@ class RecommenderOutcome:
     evaluator's numbers for MLflow; ``model``: the production model's name; ``log_model``:
     logs ``artifact_dir`` as a pyfunc model in the active MLflow run, returning its URI;
     ``configured``: the production model's name in ``recommend.models``; ``sample``: the
-    evaluation window and sample that ``metrics`` were measured on, in words.
+    evaluation window and sample that ``metrics`` were measured on, in words; ``model_key``: what
+    the production model was trained on (``models.recommenders.store.ModelKey.label``),
+    ``fitted_as_of`` when, and ``reused`` whether tonight carried the stored model instead of
+    fitting (``recommend.refit_every_days``; ``metrics`` are then its fitting night's).
     """
 
     artifact_dir: Path
@@ -72,6 +82,9 @@ class RecommenderOutcome:
     log_model: Callable[[Path], str]
     configured: str | None = None
     sample: str | None = None
+    model_key: str | None = None
+    fitted_as_of: str | None = None
+    reused: bool = False
 
 
 def register_recommender(
@@ -98,8 +111,12 @@ def register_recommender(
             client.set_logged_model_tags(logged.model_id, tracking.run_context_tags())
         if model_run == run_id:
             client.update_run(run_id, status="RUNNING")  # leaving start_run's block marked it FINISHED
-        tracking.log_metrics(client, run_id, {GATE_NDCG_METRIC: recommenders.validation_ndcg})
         as_of = client.get_run(run_id).data.tags.get(AS_OF_TAG)
+        tracking.log_metrics(
+            client,
+            run_id,
+            {GATE_NDCG_METRIC: recommenders.validation_ndcg, **cadence_metrics(recommenders, as_of)},
+        )
         version = tracking.register_version(
             client,
             config.model_name,
@@ -108,8 +125,17 @@ def register_recommender(
             recommenders.validation_ndcg,
             model_id=logged.model_id if logged is not None else None,
             description=version_description(recommenders, as_of),
-            tags={AS_OF_TAG: as_of, MODEL_TAG: recommenders.configured, SAMPLE_TAG: recommenders.sample},
+            tags={
+                AS_OF_TAG: as_of,
+                MODEL_TAG: recommenders.configured,
+                SAMPLE_TAG: recommenders.sample,
+                MODEL_KEY_TAG: recommenders.model_key,
+                FITTED_AS_OF_TAG: recommenders.fitted_as_of,
+            },
         )
+        kept = same_model_as_champion(client, config.model_name, str(version.version), recommenders)
+        if kept is not None:
+            return kept
         return tracking.judge(
             client,
             config.model_name,
@@ -119,10 +145,48 @@ def register_recommender(
         )
 
 
+def cadence_metrics(recommenders: RecommenderOutcome, as_of: str | None) -> dict[str, float]:
+    """Whether tonight reused the stored production model (1) or fitted it (0), and its age in days."""
+    metrics = {REUSED_METRIC: float(recommenders.reused)}
+    if as_of and recommenders.fitted_as_of:
+        age = date.fromisoformat(as_of[:10]) - date.fromisoformat(recommenders.fitted_as_of)
+        metrics[MODEL_AGE_METRIC] = float(age.days)
+    return metrics
+
+
+def same_model_as_champion(
+    client: MlflowClient, model_name: str, version: str, tonight: RecommenderOutcome
+) -> tracking.GateDecision | None:
+    """On a night that reused the stored model: when the champion is a version of that same fitted
+    model (its ``MODEL_KEY_TAG``), the new version (the same model on fresher data) takes over as
+    champion without a comparison (it was judged the night it was fitted); else None (judge it)."""
+    if not tonight.reused or tonight.model_key is None:
+        return None
+    champion = tracking.alias_version(client, model_name, tracking.CHAMPION)
+    if (
+        champion is None
+        or client.get_model_version(model_name, champion).tags.get(MODEL_KEY_TAG) != tonight.model_key
+    ):
+        return None
+    logger.info(
+        "champion gate: version %s carries champion version %s's model (fitted as of %s) onto tonight's "
+        "data: it becomes champion without a new comparison",
+        version,
+        champion,
+        tonight.fitted_as_of,
+    )
+    ndcg = tonight.validation_ndcg
+    return tracking.GateDecision(version, tracking.CHAMPION, ndcg, version, ndcg, champion)
+
+
 def version_description(recommenders: RecommenderOutcome, as_of: str | None) -> str:
     """What a registered version is, in words: model, data date, validation NDCG and its sample."""
     model = recommenders.configured or recommenders.model
-    words = f"siyu nightly: {model} fitted on the data up to {as_of or 'the run date'}; "
+    if recommenders.reused:
+        words = f"siyu nightly: {model} fitted on the data up to {recommenders.fitted_as_of}, scored on "
+        words += f"the data up to {as_of or 'the run date'} (recommend.refit_every_days); "
+    else:
+        words = f"siyu nightly: {model} fitted on the data up to {as_of or 'the run date'}; "
     words += f"validation NDCG {recommenders.validation_ndcg:.4f} (all-items protocol"
     words += f", {recommenders.sample})." if recommenders.sample else ")."
     return words + " The published lists come from this version only while it holds the alias 'champion'."

@@ -427,6 +427,13 @@ def nightly(
         Path | None, typer.Option("--out", help="Work directory (default: work_dir in config).")
     ] = None,
     locale: LocaleOption = None,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit",
+            help="Fit the production model tonight (not the stored one: recommend.refit_every_days).",
+        ),
+    ] = False,
 ) -> None:
     """Run the nightly Prefect flow: validate, segment, quality gate, recommend, register, publish.
 
@@ -437,6 +444,9 @@ def nightly(
     from pipelines.flow import run_nightly
 
     settings = with_locale(load_config(config), locale)
+    if refit:  # a cadence of 1 for tonight: fit, evaluate and store the production model
+        recommend = settings.recommend.model_copy(update={"refit_every_days": 1})
+        settings = settings.model_copy(update={"recommend": recommend})
     work = out or settings.work_dir
     day = _parse_as_of(as_of)
     try:

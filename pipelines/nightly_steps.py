@@ -135,18 +135,21 @@ def train_and_evaluate(
     """
     from artifact.writer import write_artifact_from_lists
     from features.engine import connect
-    from models.recommenders.training import build_data, fit_production
-    from pipelines.steps.recommend import run_recommend
+    from pipelines.steps.recommend import production_model, run_recommend
     from pipelines.steps.segment import read_communities
 
     con = con if con is not None else connect(validated.clean_paths)
-    metrics, ndcg, sample, evaluated = _evaluate_tonight(validated, settings, outputs, con)
-    recommend = settings.recommend
-    production = recommend.production
-    logger.info("fitting %s on everything up to %s and writing the lists", production, validated.as_of)
-    data = build_data(con, validated.as_of, recommend.interactions)
-    model = fit_production(con, validated.as_of, recommend, data=data, evaluated=evaluated)
-    del evaluated  # the evaluation's models are done with: let their memory go before the lists
+    production = settings.recommend.production
+    store = outputs.parent / Folder.PRODUCTION_MODEL  # recommend.refit_every_days: fitted or reused
+    tonight = production_model(
+        con,
+        validated.as_of,
+        settings,
+        outputs,
+        store,
+        lambda: _evaluate_tonight(validated, settings, outputs, con),
+    )
+    logger.info("writing the lists of %s as of %s", production, validated.as_of)
     lists = run_recommend(
         validated.clean_paths,
         validated.as_of,
@@ -154,12 +157,24 @@ def train_and_evaluate(
         outputs,
         quality_alerts_path=outputs / StepFile.QUALITY_ALERTS,
         con=con,
-        data=data,
-        model=model,
+        data=tonight.data,
+        model=tonight.model,
     )
     meta = {"as_of": str(validated.as_of), "model": lists.model}  # vocabulary: a value, not a column
     artifact = write_artifact_from_lists(outputs, outputs / Folder.ARTIFACT, meta, read_communities(outputs))
-    return RecommenderOutcome(artifact, ndcg, metrics, lists.model, _log_pyfunc, production, sample)
+    evaluation = tonight.evaluation
+    return RecommenderOutcome(
+        artifact,
+        evaluation.ndcg,
+        evaluation.metrics,
+        lists.model,
+        _log_pyfunc,
+        production,
+        evaluation.sample,
+        model_key=tonight.key,
+        fitted_as_of=str(tonight.fitted_as_of),
+        reused=tonight.reused,
+    )
 
 
 def _evaluate_tonight(

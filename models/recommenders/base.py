@@ -44,6 +44,13 @@ checks it for each):
   ``validation_days`` before ``as_of`` when it learns from a window (the ranker) and fits it
   on ``data``. A bare ``RankerRecommender().fit(data)`` only approximates that window inside
   ``data`` and ranks clearly worse (see docs/recommenders.md).
+- **Carry to newer data** (the nightly's refit cadence, ``models.recommenders.store``):
+  ``model.portable_state()`` is the learned state that does not depend on the consumers
+  (product-side arrays: similarities, item factors, the ranker's weights), keyed to
+  ``model.product_ids``; ``Model(**params).carried_onto(data, state, product_ids)`` puts it onto a
+  newer ``data``: products map by id (a product new since then gets zeros), the consumer side
+  is recomputed from ``data`` without learning (ALS solves each consumer's factors against the
+  kept item factors), and counting models (popularity, repeat) count ``data`` again.
 - **Save/load.** ``model.save(dir)`` writes ``model.json`` (class and hyper-parameters),
   the fitted data (id lists and matrices as Parquet / ``.npz``) and the learned arrays as
   ``.npy``; ``load_recommender(dir)`` (or ``Class.load(dir)``) restores an object whose
@@ -595,7 +602,31 @@ class Recommender(ABC):
         model._set_state(arrays)
         return model
 
+    def portable_state(self) -> dict[str, Any]:
+        """Learned arrays that hold without the consumers they were fitted on (see ``carried_onto``)."""
+        return self._portable_state()
+
+    def carried_onto(
+        self, data: InteractionData, state: Mapping[str, Any], product_ids: pd.Index
+    ) -> Recommender:
+        """This (unfitted) model with ``portable_state`` output of a model fitted on the catalogue
+        ``product_ids``, carried onto ``data`` without learning; returns ``self``."""
+        if data.matrix.nnz == 0:
+            raise SiyuError("no positive interactions to score\n  fix: check the as-of date and the data")
+        self.data_ = data
+        self._carry(data, dict(state), pd.Index(product_ids).astype(str).get_indexer(data.product_ids))
+        return self
+
     # -- hooks -------------------------------------------------------------------------------
+
+    def _portable_state(self) -> dict[str, Any]:
+        """Default: nothing learned beyond counts of the data (``_carry`` counts again)."""
+        return {}
+
+    def _carry(self, data: InteractionData, state: dict[str, Any], columns: np.ndarray) -> None:
+        """Restore ``state`` onto ``data``; ``columns``: each product's column in the fitted
+        catalogue (-1: new). Default: fit on ``data`` (models whose state is counted from it)."""
+        self._fit(data)
 
     @abstractmethod
     def _fit(self, data: InteractionData) -> None: ...
@@ -697,6 +728,25 @@ def _read_meta(directory: Path) -> dict[str, Any]:
     if saved_format != FORMAT_VERSION:
         raise SiyuError(f"{path}: saved with format {saved_format}, this code reads {FORMAT_VERSION}")
     return meta
+
+
+def carried_rows(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``values``' rows (one per fitted product) in the order of ``columns``; zeros where -1."""
+    carried = np.zeros((len(columns), *values.shape[1:]), dtype=values.dtype)
+    known = columns >= 0
+    carried[known] = values[columns[known]]
+    return carried
+
+
+def carried_square(values: np.ndarray | sp.spmatrix, columns: np.ndarray) -> np.ndarray | sp.csr_matrix:
+    """A product × product array re-indexed on both axes by ``columns`` (zeros where -1)."""
+    if not sp.issparse(values):
+        return carried_rows(carried_rows(values, columns).T, columns).T.copy()
+    known = np.flatnonzero(columns >= 0)
+    pick = sp.csr_matrix(
+        (np.ones(len(known), values.dtype), (known, columns[known])), shape=(len(columns), values.shape[0])
+    )
+    return (pick @ values @ pick.T).tocsr().astype(values.dtype)
 
 
 def _long_frame(

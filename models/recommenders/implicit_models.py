@@ -21,7 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from models.recommenders.base import InteractionData, Recommender
+from models.recommenders.base import InteractionData, Recommender, carried_rows, carried_square
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,27 @@ class ALSRecommender(_FactorModel):
             model.fit(matrix.astype(np.float32).tocsr(), show_progress=False)
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+
+    def _portable_state(self) -> dict[str, np.ndarray]:
+        return {"item_factors": self.item_factors_}
+
+    def _carry(self, data: InteractionData, state: dict[str, np.ndarray], columns: np.ndarray) -> None:
+        """Kept item factors; each consumer's factors solved against them (one ALS half-step)."""
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        self.item_factors_ = np.ascontiguousarray(carried_rows(state["item_factors"], columns))
+        matrix = bm25_weight(data.matrix) if self.bm25 else data.matrix
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                random_state=self.random_state,
+                num_threads=self.num_threads,
+            )
+            model.item_factors = self.item_factors_
+            users = model.recalculate_user(np.arange(data.shape[0]), matrix.astype(np.float32).tocsr())
+        self.user_factors_ = np.ascontiguousarray(users, dtype=np.float32)
 
 
 class BPRRecommender(_FactorModel):
@@ -187,6 +208,12 @@ class ItemKNNRecommender(Recommender):
     def _set_state(self, arrays: dict[str, sp.csr_matrix]) -> None:
         self.similarity_ = arrays["similarity"]
 
+    def _portable_state(self) -> dict[str, sp.csr_matrix]:
+        return self._state()
+
+    def _carry(self, data: InteractionData, state: dict[str, sp.csr_matrix], columns: np.ndarray) -> None:
+        self.similarity_ = carried_square(state["similarity"], columns)
+
 
 class EASERecommender(Recommender):
     """EASE^R: B = I − P / diag(P) with P = (XᵀX + λI)⁻¹; scores = X B (zero diagonal)."""
@@ -235,6 +262,12 @@ class EASERecommender(Recommender):
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.weights_ = arrays["weights"]
+
+    def _portable_state(self) -> dict[str, np.ndarray]:
+        return self._state()
+
+    def _carry(self, data: InteractionData, state: dict[str, np.ndarray], columns: np.ndarray) -> None:
+        self.weights_ = carried_square(state["weights"], columns)
 
 
 def bm25_weight(matrix: sp.csr_matrix, k1: float = 100.0, b: float = 0.8) -> sp.csr_matrix:

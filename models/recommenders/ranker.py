@@ -309,6 +309,26 @@ class RankerRecommender(Recommender):
             model._set_state(_with_prefix(arrays, f"component__{name}__"))
             self.models_[name] = model
 
+    def _portable_state(self) -> dict[str, Any]:
+        """The trees and each component's portable state (the product statistics are counts)."""
+        state: dict[str, Any] = {f"{_TREES_PREFIX}{key}": value for key, value in self.trees_.state().items()}
+        for name, model in self.models_.items():
+            state.update(
+                {f"component__{name}__{key}": value for key, value in model.portable_state().items()}
+            )
+        return state
+
+    def _carry(self, data: InteractionData, state: dict[str, Any], columns: np.ndarray) -> None:
+        """Kept trees and components carried onto ``data``; product statistics counted on it."""
+        self.trees_ = BoostedTrees.from_state(self.learner, _with_prefix(state, _TREES_PREFIX))
+        self.models_ = {}
+        for name, spec in self.components.items():
+            model = build_component(spec)
+            model.data_ = data
+            model._carry(data, _with_prefix(state, f"component__{name}__"), columns)
+            self.models_[name] = model
+        self.stats_ = ProductStats.fit(data)
+
 
 def _with_prefix(arrays: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}

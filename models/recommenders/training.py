@@ -142,6 +142,12 @@ class RecommendConfig(BaseModel):
     interactions: InteractionConfig = Field(default_factory=InteractionConfig)
     models: dict[str, ModelSpec] = Field(default_factory=default_models)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    refit_every_days: int = Field(
+        7,
+        ge=1,
+        description="Fit (and evaluate) the production model when the stored one is this many days "
+        "old; nights in between score the stored model on tonight's data (1 = every night).",
+    )
 
     @model_validator(mode="after")
     def _production_known(self) -> RecommendConfig:
@@ -157,6 +163,16 @@ class RecommendConfig(BaseModel):
                     f"configured: {sorted(self.models)}"
                 )
         return self
+
+    def model_hash(self) -> str:
+        """A digest of everything that shapes the fitted model and its evaluation (not the list
+        length ``k`` nor the cadence): a stored model with another hash is refitted."""
+        import hashlib
+        import json
+
+        ignored = {"k", "refit_every_days"}  # vocabulary: a value, not a column
+        settings = self.model_dump(mode="json", exclude=ignored)
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def nightly_model_names(self) -> list[str]:
         """The models the nightly evaluates: the production model first, then ``nightly_models``
@@ -181,7 +197,7 @@ def build_data(
     con: duckdb.DuckDBPyConnection, as_of: Cutoff, interactions: InteractionConfig | None = None
 ) -> InteractionData:
     """Interactions with consumer and product profiles, as of ``as_of``."""
-    frame = build_interactions(con, as_of, interactions)
+    frame = build_interactions(con, as_of, interactions, ordered=False)
     return InteractionData.from_frames(
         frame, consumer_profiles(con, as_of), product_profiles(con), as_of=as_of
     )

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import duckdb
 import pandas as pd
@@ -36,11 +37,12 @@ from features.catalog import StepFile, export_file
 from features.columns import Col, Table
 from features.engine import connect, has_table
 from features.errors import SiyuError
-from features.files import atomic_path, write_parquet_atomically
+from features.files import atomic_path, write_parquet_atomically, write_text_atomically
 from features.interactions import (
     InteractionConfig,
     build_interactions,
     consumer_profiles,
+    history_fingerprint,
     product_profiles,
 )
 from features.messages import Messages
@@ -54,13 +56,112 @@ from models.recommenders.fallback import build_fallback_lists
 from models.recommenders.filters import build_filters
 from models.recommenders.lists import home_distributors
 from models.recommenders.scoring_pass import PassChunk, list_pass
+from models.recommenders.store import (
+    CarriedEvaluation,
+    ModelKey,
+    StoredModel,
+    read_stored,
+    refit_reason,
+    write_stored,
+)
 from models.recommenders.training import fit_production
 from pipelines.config import NightlyConfig
 from reporting.excel import read_history, twin_path
 
+if TYPE_CHECKING:
+    from models.recommenders.training import FittedModel
+
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SIMILAR_DEPTH = 20
+
+
+@dataclass(frozen=True)
+class ProductionModel:
+    """Tonight's production model on tonight's data, and the evaluation its numbers come from.
+
+    ``reused``: the stored model carried onto tonight's data (no fit, no evaluation tonight;
+    ``evaluation`` is the one of the night it was fitted, ``fitted_as_of``); ``key``: what it was
+    trained on (``ModelKey.label``), the same on every night that reuses it."""
+
+    model: Recommender
+    data: InteractionData
+    evaluation: CarriedEvaluation
+    fitted_as_of: date
+    key: str
+    reused: bool
+
+
+Evaluate = Callable[[], tuple[dict[str, float], float, str | None, "FittedModel | None"]]
+
+
+def production_model(
+    con: duckdb.DuckDBPyConnection,
+    as_of: AsOf | date,
+    config: NightlyConfig,
+    outputs: Path,
+    store: Path,
+    evaluate: Evaluate,
+) -> ProductionModel:
+    """Tonight's production model under the refit cadence (``recommend.refit_every_days``).
+
+    When the model stored in ``store`` can serve tonight (``models.recommenders.store.refit_reason``
+    gives no reason to fit), it is carried onto tonight's interaction data and its night's
+    ``evaluation.json`` is written to ``outputs`` again. Otherwise ``evaluate()`` runs (it writes
+    ``outputs/evaluation.json`` and returns the numbers, the gate's NDCG, the sample in words and
+    the production model as the evaluation fitted it), the model is fitted (``fit_production``,
+    reusing that) and stored for the next nights.
+    """
+    as_of = AsOf.of(as_of)
+    recommend = config.recommend
+    config_hash = recommend.model_hash()
+    stored = read_stored(store)
+    reason = refit_reason(
+        stored,
+        recommend.production,
+        config_hash,
+        as_of,
+        recommend.refit_every_days,
+        lambda day: history_fingerprint(con, AsOf.of(day)),
+    )
+    if reason is None and stored is not None:
+        return _reused(con, as_of, config, outputs, stored)
+    logger.info("fitting the production model tonight: %s", reason)
+    metrics, ndcg, sample, evaluated = _timed("evaluation", evaluate)()
+    data = _timed("interaction data", _interaction_data)(con, as_of, recommend.interactions)
+    model = _timed("production fit", fit_production)(con, as_of, recommend, data=data, evaluated=evaluated)
+    del evaluated
+    key = ModelKey(config_hash, as_of.date, history_fingerprint(con, as_of))
+    report = (outputs / StepFile.EVALUATION).read_text(encoding="utf-8")
+    evaluation = CarriedEvaluation(metrics, ndcg, sample, report)
+    write_stored(store, StoredModel.of(recommend.production, model, key, evaluation))
+    return ProductionModel(model, data, evaluation, as_of.date, key.label, False)
+
+
+def _reused(
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, config: NightlyConfig, outputs: Path, stored: StoredModel
+) -> ProductionModel:
+    """The stored model carried onto tonight's data, with its night's evaluation."""
+    age = (as_of.date - stored.key.as_of).days
+    logger.info(
+        "reusing the production model fitted as of %s (%d days old; recommend.refit_every_days %d): "
+        "tonight's interaction data, no fit, no evaluation (its numbers are that night's)",
+        stored.key.as_of,
+        age,
+        config.recommend.refit_every_days,
+    )
+    data = _timed("interaction data", _interaction_data)(con, as_of, config.recommend.interactions)
+    model = _timed("carry stored model", stored.carried_onto)(data)
+    write_text_atomically(outputs / StepFile.EVALUATION, stored.evaluation.report)
+    return ProductionModel(model, data, stored.evaluation, stored.key.as_of, stored.key.label, True)
+
+
+def _timed(stage: str, fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn`` whose seconds go to the run's ``run_timings.json`` as ``recommenders: <stage>``."""
+    from pipelines.runtime import timed
+
+    return timed(f"recommenders: {stage}", fn)
 
 
 @dataclass(frozen=True)
@@ -165,7 +266,7 @@ def run_recommend(
 def _interaction_data(
     con: duckdb.DuckDBPyConnection, as_of: AsOf, interaction_config: InteractionConfig
 ) -> InteractionData:
-    interactions = build_interactions(con, as_of, interaction_config)
+    interactions = build_interactions(con, as_of, interaction_config, ordered=False)
     if interactions.empty:
         raise SiyuError(
             f"no orders or events up to {as_of}: nothing to recommend from\n"

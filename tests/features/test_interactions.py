@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,6 +15,7 @@ from features.interactions import (
     InteractionConfig,
     build_interactions,
     consumer_profiles,
+    history_fingerprint,
     product_profiles,
     purchased_pairs,
 )
@@ -127,3 +129,49 @@ def test_profiles_fall_back_to_the_main_distributor_and_band_prices() -> None:
     }
     bands = product_profiles(con, price_bands=2).set_index("product_id")["price_band"].to_dict()
     assert bands == {"P1": "p2", "P2": "p1", "P3": "p1"}  # snacks: P3 (5.5) cheaper than P1 (10)
+
+
+def test_history_fingerprint_sees_the_history_up_to_a_date_not_what_came_after_or_a_status() -> None:
+    orders = _orders_with_extras()
+    day = AsOf(date(2025, 3, 31))
+    fingerprint = history_fingerprint(connect({"orders": orders, "products": products_frame()}), day)
+    assert fingerprint.startswith(f"{int((orders['ordered_at'] < day.end).sum())}:")
+
+    def of(changed: pd.DataFrame) -> str:
+        return history_fingerprint(connect({"orders": changed, "products": products_frame()}), day)
+
+    later = orders.iloc[[0]].assign(order_id="O9", ordered_at=pd.Timestamp("2025-04-05"))
+    assert of(pd.concat([orders, later], ignore_index=True)) == fingerprint  # appended after the date
+    assert of(orders.assign(status="returned")) == fingerprint  # a status changed later: same history
+    restated = orders.copy()
+    restated.loc[0, "product_id"] = "P2"
+    assert of(restated) != fingerprint
+    assert of(orders.iloc[1:]) != fingerprint
+
+
+def test_unordered_rows_build_the_same_interaction_data_as_sorted_ones(tmp_path) -> None:
+    """``ordered=False`` (what the recommenders' data builders use) changes nothing they see."""
+    from models.recommenders.base import InteractionData
+    from sources.simulator import SimulationConfig, simulate
+
+    simulate(tmp_path, SimulationConfig(consumers=400, distributors=5, products=60, days=90, seed=5))
+    tables = {name: tmp_path / f"{name}.parquet" for name in ("orders", "products", "events", "complaints")}
+    con = connect(tables)
+    latest = con.execute("SELECT max(ordered_at) FROM orders").fetchone()[0]
+    day = AsOf(latest.date())
+    sorted_rows = build_interactions(con, day)
+    loose_rows = build_interactions(con, day, ordered=False)
+    assert not loose_rows.equals(sorted_rows)  # the test means something: DuckDB's own order differs
+    pd.testing.assert_frame_equal(
+        loose_rows.sort_values(["consumer_id", "product_id"]).reset_index(drop=True), sorted_rows
+    )
+    profiles = consumer_profiles(con, day), product_profiles(con)
+    expected = InteractionData.from_frames(sorted_rows, *profiles, as_of=day.date)
+    built = InteractionData.from_frames(loose_rows, *profiles, as_of=day.date)
+    assert built.consumer_ids.equals(expected.consumer_ids) and built.product_ids.equals(expected.product_ids)
+    for name in ("matrix", "blocked", "purchases", "age_days", "purchase_span_days"):
+        left, right = getattr(built, name), getattr(expected, name)
+        for part in ("data", "indices", "indptr"):
+            np.testing.assert_array_equal(getattr(left, part), getattr(right, part), err_msg=f"{name}.{part}")
+    pd.testing.assert_frame_equal(built.consumer_profiles, expected.consumer_profiles)
+    pd.testing.assert_frame_equal(built.product_profiles, expected.product_profiles)

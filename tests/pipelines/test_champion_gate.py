@@ -65,3 +65,51 @@ def test_without_tonights_measure_of_the_champion_its_registered_ndcg_counts(sto
     # the same model as the champion: its registered NDCG, not tonight's number of the same model
     same = night(store, outcome(tmp_path, "three", "ease", 0.45, {"ease": 0.45}))
     assert same.champion_version == first.version and same.champion_ndcg == pytest.approx(0.50)
+
+
+def test_a_reuse_night_carries_the_champions_own_model_forward_and_records_the_cadence(
+    store, tmp_path: Path
+) -> None:
+    """Refit cadence: the stored champion model on fresher data takes champion without a comparison
+    (its NDCG equals the champion's, which the margin alone would refuse); another model is judged."""
+    from dataclasses import replace
+
+    from pipelines.champion import FITTED_AS_OF_TAG, MODEL_AGE_METRIC, MODEL_KEY_TAG, REUSED_METRIC
+
+    config, _, client = store
+    fitted = replace(
+        outcome(tmp_path, "one", "ranker", 0.40, {"ranker": 0.40}),
+        model_key="2025-03-29/cafe",
+        fitted_as_of="2025-03-29",
+    )
+    first = night(store, fitted)
+    reused = night(
+        store,
+        replace(
+            outcome(tmp_path, "two", "ranker", 0.40, {"ranker": 0.40}),
+            reused=True,
+            model_key="2025-03-29/cafe",
+            fitted_as_of="2025-03-29",
+        ),
+    )
+    assert reused.alias == CHAMPION and reused.previous_champion == first.version
+    version = client.get_model_version(config.model_name, reused.version)
+    assert version.tags[MODEL_KEY_TAG] == "2025-03-29/cafe" and version.tags[FITTED_AS_OF_TAG] == "2025-03-29"
+    assert "fitted on the data up to 2025-03-29, scored on" in version.description
+    runs = client.search_runs(
+        [client.get_experiment_by_name(config.experiment).experiment_id],
+        filter_string="tags.mlflow.runName LIKE 'nightly-%'",
+    )
+    recorded = [(run.data.metrics.get(REUSED_METRIC), run.data.metrics.get(MODEL_AGE_METRIC)) for run in runs]
+    assert (1.0, 2.0) in recorded and (0.0, 2.0) in recorded  # nights as of 2025-03-31: reused / fitted
+    # a stored model that is not the champion's is judged as always (0.40 does not beat 0.40 + margin)
+    other = night(
+        store,
+        replace(
+            outcome(tmp_path, "three", "ranker", 0.40, {"ranker": 0.40}),
+            reused=True,
+            model_key="2025-03-30/beef",
+            fitted_as_of="2025-03-30",
+        ),
+    )
+    assert other.alias == CHALLENGER and other.champion_version == reused.version

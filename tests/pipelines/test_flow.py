@@ -426,9 +426,10 @@ def test_a_failing_run_ends_failed_and_moves_nothing(tiny: dict, monkeypatch) ->
     def broken(*args, **kwargs):
         raise SiyuError("boom: the recommender step broke\n  fix: none, a test")
 
-    import pipelines.steps.evaluate as evaluate_step
+    import pipelines.steps.recommend as recommend_step
 
-    monkeypatch.setattr(evaluate_step, "run_evaluation", broken)
+    # production_model runs every night (a fit, or the stored model carried: refit_every_days)
+    monkeypatch.setattr(recommend_step, "production_model", broken)
     with pytest.raises(SiyuError, match="boom"):
         run_nightly(tiny["config"], tiny["data"], tiny["summary"].as_of, work)
     with using_tracking(TrackingConfig(), work) as client:

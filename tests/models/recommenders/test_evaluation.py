@@ -100,3 +100,35 @@ def test_task_keeps_returning_buyers_and_known_products_and_new_items_drop_repur
     all_items = table.set_index(MetricCol.PROTOCOL).loc[Protocol.ALL_ITEMS]
     assert all_items[MetricCol.CONSUMERS] == 1
     assert all_items[MetricCol.HIT_RATE] == 1.0  # repeat purchase puts P1 (bought before) first
+
+
+def test_a_model_that_is_a_fitted_components_twin_is_measured_on_that_component(
+    planted_data, other_data
+) -> None:
+    """The nightly's itemknn_bm25 and ease are the ranker's own components: not fitted twice, same numbers."""
+    from models.evaluation import EvaluationTask
+    from models.recommenders import EASERecommender, ItemKNNRecommender, RankerRecommender
+    from tests.models.recommenders.test_ranker import PARAMS
+
+    truth = pd.DataFrame(
+        {
+            "consumer_id": other_data.consumer_ids[:30].intersection(planted_data.consumer_ids),
+        }
+    ).assign(product_id=planted_data.product_ids[0])
+    task = EvaluationTask(TimeSplit(AsOf(date(2025, 2, 28)), AsOf(date(2025, 3, 30))), planted_data, truth)
+    ranker = RankerRecommender(**PARAMS)
+    twin, other = ItemKNNRecommender(neighbours=20), ItemKNNRecommender(neighbours=10)
+    together = evaluate_models({"ranker": ranker, "itemknn": twin, "itemknn10": other}, task, k=5)
+    assert not hasattr(twin, "data_")  # measured on the ranker's component, never fitted itself
+    assert hasattr(other, "data_")  # other parameters: fitted as always
+    alone = evaluate_models(
+        {"itemknn": ItemKNNRecommender(neighbours=20), "itemknn10": ItemKNNRecommender(neighbours=10)},
+        task,
+        k=5,
+    )
+    numbers = [c for c in together.columns if c not in MetricCol.TIMINGS]
+    pd.testing.assert_frame_equal(
+        together[numbers].iloc[2:].reset_index(drop=True), alone[numbers].reset_index(drop=True)
+    )
+    no_twin = evaluate_models({"ease": EASERecommender()}, task, k=5)  # no ranker before it: fitted
+    assert no_twin[MetricCol.FIT_SECONDS].iloc[0] > 0
