@@ -68,13 +68,13 @@ def land(data: Path, days: dict[int, pd.DataFrame], products: pd.DataFrame | Non
 def validated_parts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files each validation reads again (not reused from the cache), in order."""
     seen: list[str] = []
-    validate_part = store._validate_part
+    validate_parts = store._validate_parts
 
-    def spy(entry, *args, **kwargs):
-        seen.append(f"{entry.part.name}:{entry.part.path.parent.name}")
-        return validate_part(entry, *args, **kwargs)
+    def spy(entries, *args, **kwargs):
+        seen.extend(f"{entry.part.name}:{entry.part.path.parent.name}" for entry in entries)
+        return validate_parts(entries, *args, **kwargs)
 
-    monkeypatch.setattr(store, "_validate_part", spy)
+    monkeypatch.setattr(store, "_validate_parts", spy)
     return seen
 
 
