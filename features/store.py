@@ -2,32 +2,33 @@
 
 Layout under ``out_dir``::
 
-    clean/<table>.parquet        typed rows that passed every check (one file per table, also
-                                 when the table was read from a directory of parts)
+    clean/<table>.parquet/       typed rows that passed every check: a folder of Parquet parts,
+                                 ``part-000000.parquet`` onwards, one per input file in file
+                                 order (hard links to the cache's files), read as one table
     quarantine/<table>.csv       rows set aside, as read, with source_row and quarantine_reason
     validation.json              rows read / kept / quarantined / out of the window per table,
                                  quarantine reasons and flagged references
     cache/<table>/...            each input file's outcome, reused by later runs
                                  (``features.validation_cache``)
 
-A table is validated file by file in path order (one file, or the parts of a directory),
-each file either validated into a new cache folder or, when nothing it depends on changed,
-taken from the cache; the clean file and the quarantine file are then joined from the
-files' outcomes. Only one chunk of a file (plus the 64-bit hashes ``features.validate``
-keeps between chunks and files: of rows and keys met, and of the clean ids other tables
-refer to) is in memory at a time: clean rows are appended to a Parquet file, and
-quarantined rows to a spool that is rendered as CSV once the table is done (so that a date
-column is formatted the same way in every row, as pandas would format the whole
-quarantine). Every output file is written beside its final name (``.partial``) and all are
-renamed into place only when every table has been validated: a run stopped by a
-file-level error leaves no half-written file, replaces none of an earlier run's, and
-removes the cache folders it made.
+A table's files (one file, or the parts of a directory) are taken in path order, each from
+the cache when nothing it depends on changed; the files that are not are validated together,
+their rows gathered into chunks of at most ``chunk_rows`` rows across files
+(``TableValidator.check_files``), each file's outcome kept in a cache folder of its own. The
+clean folder is then linked from the files' outcomes and the quarantine file joined from
+them. Only one chunk (plus the 64-bit hashes ``features.validate`` keeps between chunks and
+files: of rows and keys met, and of the clean ids other tables refer to) is in memory at a
+time. Every output is written beside its final name (``.partial``) and all are renamed into
+place only when every table has been validated: a run stopped by a file-level error leaves
+no half-written output, replaces none of an earlier run's, and removes the cache folders it
+made.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import shutil
 from collections import Counter
@@ -47,7 +48,7 @@ from features.asof import AsOf
 from features.catalog import Folder, StepFile
 from features.columns import Col, Table
 from features.contract import CONTRACT, VALIDATION_ORDER, TableSpec
-from features.files import atomic_path
+from features.files import atomic_path, move_into_place, partial_path
 from features.progress import Progress, progress
 from features.reader import TableInput, chunks_of_parts
 from features.validate import (
@@ -86,8 +87,13 @@ from features.vocabulary import ValidationKey
 logger = logging.getLogger(__name__)
 
 
+CLEAN_PART_NAME = "part-{:06d}.parquet"
+
+
 def clean_path(out_dir: Path, table: str) -> Path:
-    """Where ``write_validated`` puts the clean rows of ``table``."""
+    """Where ``write_validated`` puts the clean rows of ``table``: a folder of Parquet parts
+    (``CLEAN_PART_NAME``, one per input file, in file order) that DuckDB, pyarrow and pandas
+    read as one table."""
     return out_dir / Folder.CLEAN / f"{table}.parquet"
 
 
@@ -441,8 +447,9 @@ class _TableTally:
 
 def _write_table(raw: TableInput, tally: _TableTally, run: _Run) -> None:
     """The table's clean file and quarantine file, from its files' outcomes in file order."""
-    target = run.staging.partial(clean_path(run.out_dir, raw.name))
-    _join_clean([result.clean for result, _ in tally.parts], target)
+    _link_clean(
+        [result.clean for result, _ in tally.parts], run.staging.folder(clean_path(run.out_dir, raw.name))
+    )
     columns = [Col.SOURCE_ROW, *raw.columns, Col.QUARANTINE_REASON]
     _write_quarantine(tally.parts, columns, run.staging.partial(quarantine_path(run.out_dir, raw.name)))
 
@@ -473,24 +480,30 @@ def _write_quarantine(parts: list[tuple[ResultEntry, TableReport]], columns: lis
             offset += report.rows_read
 
 
-def _join_clean(parts: list[Path], target: Path) -> None:
-    """One Parquet file of the clean parts in order (a single part is copied as it is).
+def _link_clean(parts: list[Path], folder: Path) -> None:
+    """The clean table as a folder of the files' clean parts in file order (``part-NNNNNN.parquet``),
+    each a hard link to the cache's file (a copy across file systems): an unchanged file costs
+    nothing a later night. A part whose columns differ from the table's (a file lacking an
+    optional column) is written again with the table's schema, so that every part reads alike."""
+    schemas = [pq.read_schema(part) for part in parts]
+    schema = pa.unify_schemas(schemas) if len(parts) > 1 else schemas[0]
+    for index, (part, own) in enumerate(zip(parts, schemas, strict=True)):
+        target = folder / CLEAN_PART_NAME.format(index)
+        if own.equals(schema, check_metadata=False):
+            _link(part, target)
+            continue
+        table = pq.read_table(part)
+        for field in schema:
+            if field.name not in table.column_names:
+                table = table.append_column(field, pa.nulls(len(table), field.type))
+        pq.write_table(table.select(schema.names).cast(schema), target)
 
-    Not a hard link: renaming a link onto another link of the same file does nothing (POSIX
-    rename), which would leave the ``.partial`` behind and share the cache's file.
-    """
-    target.unlink(missing_ok=True)
-    if len(parts) == 1:
-        shutil.copyfile(parts[0], target)
-        return
-    schema = pa.unify_schemas([pq.read_schema(part) for part in parts])
-    with pq.ParquetWriter(target, schema) as writer:
-        for part in parts:
-            table = pq.read_table(part)
-            for field in schema:
-                if field.name not in table.column_names:
-                    table = table.append_column(field, pa.nulls(len(table), field.type))
-            writer.write_table(table.select(schema.names).cast(schema))
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system: a copy holds the same bytes
+        shutil.copyfile(source, target)
 
 
 class _Staging:
@@ -511,6 +524,25 @@ class _Staging:
 
     def partial(self, final: Path) -> Path:
         return self._finals.enter_context(atomic_path(final))
+
+    def folder(self, final: Path) -> Path:
+        """A new, empty folder beside ``final`` (``<final>.partial``), moved into its place
+        (``features.files.move_into_place``) when the staging closes without an error."""
+        return self._finals.enter_context(_staged_folder(final))
+
+
+@contextmanager
+def _staged_folder(final: Path) -> Iterator[Path]:
+    partial = partial_path(final)
+    if partial.exists():  # left by a run that was killed
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    move_into_place(partial, final, secrets.token_hex(4))
 
 
 class _CleanWriter:
