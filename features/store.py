@@ -53,7 +53,6 @@ from features.progress import Progress, progress
 from features.reader import TableInput, chunks_of_parts
 from features.validate import (
     ORDER_LINE_IDS,
-    CheckedChunk,
     ColumnNotes,
     KnownIds,
     OrderHeaders,
@@ -304,8 +303,11 @@ def _validate_parts(
         for pieces, finished in chunks_of_parts([entry.part for entry in entries], run.chunk_rows):
             if pieces:
                 checked = validator.check_files([(files[k].tally, chunk) for k, chunk in pieces])
-                for (k, chunk), outcome in zip(pieces, checked, strict=True):
-                    files[k].write(outcome)
+                clean, ids = _clean_arrow(checked.clean, table)
+                for piece, (k, chunk) in enumerate(pieces):
+                    rows = slice(checked.clean_at[piece], checked.clean_at[piece + 1])
+                    files[k].write(clean.slice(rows.start, rows.stop - rows.start), checked.quarantine[piece])
+                    files[k].add_ids({name: hashes[rows] for name, hashes in ids.items()})
                     bar.advance(len(chunk))
             for k in finished:
                 result, facts = files[k].commit(run, checks, earlier)
@@ -317,6 +319,15 @@ def _validate_parts(
     return earlier
 
 
+def _clean_arrow(clean: pd.DataFrame, table: str) -> tuple[pa.Table, dict[str, np.ndarray]]:
+    """Clean rows as Arrow (converted once for all the pieces they hold), and per row the hash of
+    each id other tables refer to (and, for orders, of each order line)."""
+    ids = {column: id_hashes(clean[column]) for column in _REFERENCED_KEYS.get(table, [])}
+    if table == Table.ORDERS:
+        ids[ORDER_LINE_IDS] = order_line_hashes(clean)
+    return pa.Table.from_pandas(clean, preserve_index=False), ids
+
+
 class _PartRun:
     """One file being validated: its tally, and its clean and quarantined rows written into a
     scratch folder of its cache entry, moved into place by ``commit`` (removed on an error)."""
@@ -325,8 +336,9 @@ class _PartRun:
         self.entry = entry
         self.tally = validator.start_file(str(entry.part.path))
         self.outcome: PartOutcome | None = None
-        self._id_columns = _REFERENCED_KEYS.get(entry.part.name, [])
-        self._ids: dict[str, list[np.ndarray]] = {column: [] for column in self._id_columns}
+        self._ids: dict[str, list[np.ndarray]] = {
+            column: [] for column in _REFERENCED_KEYS.get(entry.part.name, [])
+        }
         if entry.part.name == Table.ORDERS:
             self._ids[ORDER_LINE_IDS] = []
         self._scratch = entry.path / f".validating-{secrets.token_hex(4)}"
@@ -342,14 +354,14 @@ class _PartRun:
         if kind is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
-    def write(self, checked: CheckedChunk) -> None:
-        self._clean.write(checked.clean)
-        if len(checked.quarantine):
-            self._quarantine.write(checked.quarantine)
-        for column in self._id_columns:
-            self._ids[column].append(id_hashes(checked.clean[column].drop_duplicates()))
-        if ORDER_LINE_IDS in self._ids:
-            self._ids[ORDER_LINE_IDS].append(order_line_hashes(checked.clean))
+    def write(self, clean: pa.Table, quarantine: pd.DataFrame) -> None:
+        self._clean.write(clean)
+        if len(quarantine):
+            self._quarantine.write(quarantine)
+
+    def add_ids(self, ids: dict[str, np.ndarray]) -> None:
+        for name, hashes in ids.items():
+            self._ids[name].append(hashes)
 
     def commit(self, run: _Run, checks: _Checks, earlier: str) -> tuple[ResultEntry, PartFacts]:
         """Move the file's outcome into the cache under its run key; return it and the file's facts."""
@@ -546,19 +558,17 @@ def _staged_folder(final: Path) -> Iterator[Path]:
 
 
 class _CleanWriter:
-    """Appends clean chunks to one Parquet file; the schema is the first chunk's."""
+    """Appends clean rows to one Parquet file; the schema is the first rows'."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._schema: pa.Schema | None = None
         self._writer: pq.ParquetWriter | None = None
 
-    def write(self, clean: pd.DataFrame) -> None:
+    def write(self, clean: pa.Table) -> None:
         if self._writer is None:
-            self._schema = pa.Schema.from_pandas(clean, preserve_index=False)
-            self._writer = pq.ParquetWriter(self._path, self._schema)
-        if len(clean):
-            self._writer.write_table(pa.Table.from_pandas(clean, schema=self._schema, preserve_index=False))
+            self._writer = pq.ParquetWriter(self._path, clean.schema)
+        if clean.num_rows:
+            self._writer.write_table(clean)
 
     def close(self) -> None:
         if self._writer is not None:

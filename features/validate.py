@@ -218,6 +218,21 @@ class CheckedChunk:
     quarantine: pd.DataFrame
 
 
+@dataclass(frozen=True)
+class CheckedPieces:
+    """The next rows of several files split as ``CheckedChunk`` splits one file's: the clean rows
+    of all pieces in one frame (piece ``k``'s are rows ``clean_at[k]`` to ``clean_at[k + 1]``),
+    the quarantined rows per piece."""
+
+    clean: pd.DataFrame
+    clean_at: np.ndarray
+    quarantine: list[pd.DataFrame]
+
+    def piece(self, k: int) -> CheckedChunk:
+        rows = slice(self.clean_at[k], self.clean_at[k + 1])
+        return CheckedChunk(self.clean.iloc[rows].reset_index(drop=True), self.quarantine[k])
+
+
 class SeenHashes:
     """The 64-bit hashes met so far: tells which of a chunk's values came before.
 
@@ -509,9 +524,9 @@ class TableValidator:
     def check(self, chunk: pd.DataFrame) -> CheckedChunk:
         """Split one chunk (the next rows of the file, as read) into clean and quarantined rows;
         rows out of the run's window are dropped and counted."""
-        return self.check_files([(self._file, chunk)])[0]
+        return self.check_files([(self._file, chunk)]).piece(0)
 
-    def check_files(self, pieces: list[tuple[FileTally, pd.DataFrame]]) -> list[CheckedChunk]:
+    def check_files(self, pieces: list[tuple[FileTally, pd.DataFrame]]) -> CheckedPieces:
         """``check`` for the next rows of several files at once, in file order (each piece: a
         file's next rows as read; all pieces with the same columns and dtypes, so that they
         read as one frame): every check runs once, the outcome is split per piece."""
@@ -563,11 +578,12 @@ class TableValidator:
         quarantine_owner: np.ndarray,
         rows_read: np.ndarray,
         out_of_window: np.ndarray,
-    ) -> list[CheckedChunk]:
-        """Each piece's clean and quarantined rows, and its counts added to its file's tally."""
+    ) -> CheckedPieces:
+        """Each piece's quarantined rows and where its clean rows are; its counts added to its
+        file's tally."""
         unknown = self._unknown_references(clean)
         clean_at, quarantine_at = _starts(clean_owner, len(tallies)), _starts(quarantine_owner, len(tallies))
-        checked = []
+        quarantined = []
         for k, tally in enumerate(tallies):
             kept = slice(clean_at[k], clean_at[k + 1])
             bad = quarantine.iloc[quarantine_at[k] : quarantine_at[k + 1]].reset_index(drop=True)
@@ -579,8 +595,8 @@ class TableValidator:
                     tally.flagged[reason] += count
             if len(bad):
                 tally.reasons.update(bad[Col.QUARANTINE_REASON].str.split(";").explode().tolist())
-            checked.append(CheckedChunk(clean.iloc[kept].reset_index(drop=True), bad))
-        return checked
+            quarantined.append(bad)
+        return CheckedPieces(clean, clean_at, quarantined)
 
     @property
     def rows_read(self) -> int:
