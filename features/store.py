@@ -248,7 +248,7 @@ def _validate_table(
     tally.log(raw.name)
     tally.notes.check(spec, str(raw.path))
     _write_table(raw, tally, run)
-    return tally.report(raw.name, str(raw.path)), tally.ids
+    return tally.report(raw.name, str(raw.path)), tally.finish()
 
 
 @dataclass(frozen=True)
@@ -393,8 +393,9 @@ class _TableTally:
     def __init__(self, spec: TableSpec, id_columns: list[str], order_lines: SeenHashes | None) -> None:
         self.seen = SeenRows(spec)
         self.notes = ColumnNotes()
-        self.ids = {column: SeenHashes() for column in id_columns}
         self.order_lines = order_lines
+        self._ids: dict[str, list[np.ndarray]] = {column: [] for column in id_columns}
+        self._lines: list[np.ndarray] = []
         self.parts: list[tuple[ResultEntry, TableReport]] = []
         self._pending: list[ResultEntry] = []
         self.cached_rows = 0
@@ -423,10 +424,17 @@ class _TableTally:
     def _add(self, result: ResultEntry, outcome: PartOutcome) -> None:
         self.parts.append((result, outcome.report))
         self.notes.merge(outcome.notes)
-        for column, seen in self.ids.items():
-            seen.add(outcome.ids[column])
+        for column, arrays in self._ids.items():
+            arrays.append(outcome.ids[column])
         if self.order_lines is not None and ORDER_LINE_IDS in outcome.ids:
-            self.order_lines.add(outcome.ids[ORDER_LINE_IDS])
+            self._lines.append(outcome.ids[ORDER_LINE_IDS])
+
+    def finish(self) -> dict[str, SeenHashes]:
+        """The table's clean ids (per key other tables refer to), each set built in one go; the
+        clean order lines added to ``order_lines``."""
+        if self.order_lines is not None and self._lines:
+            self.order_lines.add(_concat(self._lines))
+        return {column: SeenHashes(_concat(arrays)) for column, arrays in self._ids.items()}
 
     def report(self, table: str, source: str) -> TableReport:
         reports = [report for _, report in self.parts]
