@@ -68,6 +68,7 @@ from features.validate import (
     known_references,
     order_line_hashes,
     referenced_keys,
+    unique_hashes,
 )
 from features.validation_cache import (
     CLEAN_PART,
@@ -371,7 +372,7 @@ class _PartRun:
         window = window_of(facts, run.as_of.end_timestamp, run.latest)
         references = references_digest(facts, checks.known, checks.inconsistent)
         result = self.entry.result(run_key(self.entry.settings, window, earlier, references))
-        kept = {column: np.unique(_concat(arrays)) for column, arrays in self._ids.items()}
+        kept = {column: unique_hashes(_concat(arrays)) for column, arrays in self._ids.items()}
         self.outcome = PartOutcome(
             self.tally.report(check_columns=False), self.tally.notes, self.tally.met(), kept
         )

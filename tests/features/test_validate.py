@@ -22,6 +22,7 @@ from features.validate import (
     check_quarantine_limits,
     frame_hashes,
     latest_order_date,
+    unique_hashes,
 )
 from tests.data import orders_frame, products_frame, write_tables
 from tests.features.validation_case import AS_OF, run
@@ -310,3 +311,10 @@ def test_frame_hashes_are_pandas_hashes() -> None:
     ids = frame[["arrow_text"]]  # ids hash alike whatever string dtype holds them
     np.testing.assert_array_equal(frame_hashes(ids), frame_hashes(ids.astype(object)))
     assert len(set(frame_hashes(ids).tolist())) == 5  # C1 twice
+
+
+def test_unique_hashes_are_numpys_unique() -> None:
+    hashes = np.random.default_rng(3).integers(0, 2**63, 1000, dtype=np.int64).astype(np.uint64)
+    repeated = np.concatenate([hashes, hashes[:300], np.array([0, 2**64 - 1], dtype=np.uint64)])
+    np.testing.assert_array_equal(unique_hashes(repeated), np.unique(repeated))
+    assert len(unique_hashes(np.empty(0, dtype=np.uint64))) == 0
