@@ -4,7 +4,8 @@ A table is validated in chunks of bounded size by a ``TableValidator``. For each
 raw values are coerced to the contract's types, then the table's pandera schema
 (``features.contract.row_schema``) is run lazily; every failing check names a quarantine
 reason. What spans chunks is remembered by the validator, so the outcome does not depend
-on the chunk size:
+on the chunk size, nor on whether a chunk holds the rows of several small files
+(``TableValidator.check_files``: the checks run once, each file keeps its own counts):
 
 - duplicates: a 64-bit hash of every typed row (and of every key value, and of every
   order line's ``(order_id, product_id)``) met so far is kept, so the first copy in the
