@@ -419,7 +419,7 @@ class _TableTally:
             for name, hashes in result.seen().items():
                 gathered[name].append(hashes)
         for name, arrays in gathered.items():
-            named[name].add(_concat(arrays))  # one sort for all of them
+            named[name].add(_concat(arrays), runs=True)  # one merge of the files' sorted hashes
         self._pending.clear()
 
     def _add(self, result: ResultEntry, outcome: PartOutcome) -> None:

@@ -282,9 +282,9 @@ class SeenHashes:
         self._add_run(np.sort(hashes[~repeated]))
         return repeated
 
-    def add(self, hashes: np.ndarray) -> None:
-        """Remember ``hashes`` (in any order, repeats allowed)."""
-        distinct = unique_hashes(hashes)
+    def add(self, hashes: np.ndarray, runs: bool = False) -> None:
+        """Remember ``hashes`` (in any order, repeats allowed; ``runs``: sorted runs side by side)."""
+        distinct = unique_hashes(hashes, runs)
         self._add_run(distinct[~self.contains(distinct)])
 
     def values(self) -> np.ndarray:
@@ -302,10 +302,11 @@ class SeenHashes:
             self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]), kind="stable")
 
 
-def unique_hashes(hashes: np.ndarray) -> np.ndarray:
+def unique_hashes(hashes: np.ndarray, runs: bool = False) -> np.ndarray:
     """The distinct hashes, sorted: ``np.unique``'s answer, by a sort (numpy 2's hash-table
-    unique is over ten times slower on millions of random 64-bit values)."""
-    ordered = np.sort(np.asarray(hashes, dtype=np.uint64))
+    unique is over ten times slower on millions of random 64-bit values). ``runs``: the hashes
+    are sorted runs side by side (each file's, kept sorted), which timsort merges in a few passes."""
+    ordered = np.sort(np.asarray(hashes, dtype=np.uint64), kind="stable" if runs else None)
     first = np.ones(len(ordered), dtype=bool)
     np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
     return ordered[first]
@@ -477,8 +478,8 @@ class FileTally:
         )
 
     def met(self) -> dict[str, np.ndarray]:
-        """Per ``SeenRows.named`` set, the hashes this file's rows added to it."""
-        return {name: _concat_hashes(arrays) for name, arrays in self._met.items()}
+        """Per ``SeenRows.named`` set, the hashes this file's rows added to it (sorted)."""
+        return {name: np.sort(_concat_hashes(arrays)) for name, arrays in self._met.items()}
 
     def facts(self) -> PartFacts:
         """The facts of the rows checked (see ``PartFacts``)."""
