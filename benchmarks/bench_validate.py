@@ -42,9 +42,10 @@ def run_validate(data: Path, out: Path, code: Path, extra: list[str]) -> dict[st
 
 
 def clean_checksum(path: Path) -> tuple[int, str]:
-    """Row count and an order-independent checksum of a Parquet file's rows."""
+    """Row count and an order-independent checksum of a Parquet file's rows (or a folder of parts')."""
+    files = f"{path}/*.parquet" if path.is_dir() else str(path)
     row = duckdb.sql(
-        f"SELECT count(*), bit_xor(hash(t)), sum(hash(t)::HUGEINT) FROM read_parquet('{path}') t"
+        f"SELECT count(*), bit_xor(hash(t)), sum(hash(t)::HUGEINT) FROM read_parquet('{files}') t"
     ).fetchall()[0]
     return int(row[0]), f"{row[1]:x}:{row[2]:x}"
 

@@ -65,15 +65,15 @@ def write_parquet_atomically(frame: pd.DataFrame, target: Path) -> Path:
 
 
 def move_into_place(staging: Path, target: Path, token: str) -> None:
-    """Rename the finished folder ``staging`` to ``target``; an existing ``target`` (a rerun)
-    is set aside as ``.<name>.previous-<token>`` first, then removed."""
+    """Rename the finished folder ``staging`` to ``target``; an existing ``target`` (a rerun;
+    a file or a folder) is set aside as ``.<name>.previous-<token>`` first, then removed."""
     if not target.exists():
         os.replace(staging, target)
         return
     set_aside = target.with_name(f".{target.name}.previous-{token}")
     os.replace(target, set_aside)
     os.replace(staging, target)
-    shutil.rmtree(set_aside)
+    _remove(set_aside)
 
 
 def replace_symlink(link: Path, target: str) -> None:

@@ -31,7 +31,7 @@ import csv
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +161,36 @@ class PartitionedTable:
 
 
 TableInput = RawTable | PartitionedTable
+
+
+def chunks_of_parts(
+    parts: Sequence[RawTable], chunk_rows: int, only: list[str] | None = None
+) -> Iterator[tuple[list[tuple[int, pd.DataFrame]], list[int]]]:
+    """The rows of consecutive files gathered into chunks of at most ``chunk_rows`` rows, so that
+    many small files are handled a chunk at a time rather than a file at a time.
+
+    Yields ``(pieces, finished)``: ``pieces`` are (index in ``parts``, that file's next rows)
+    in file order, all with the same columns and dtypes (a file that reads otherwise starts a
+    new chunk); ``finished`` are the files whose last rows are among these pieces or earlier.
+    """
+    pieces: list[tuple[int, pd.DataFrame]] = []
+    finished: list[int] = []
+    rows = 0
+    for index, part in enumerate(parts):
+        for chunk in part.chunks(chunk_rows, only):
+            if pieces and (rows + len(chunk) > chunk_rows or not _same_shape(pieces[0][1], chunk)):
+                yield pieces, finished
+                pieces, finished, rows = [], [], 0
+            pieces.append((index, chunk))
+            rows += len(chunk)
+        finished.append(index)
+    if pieces or finished:
+        yield pieces, finished
+
+
+def _same_shape(first: pd.DataFrame, other: pd.DataFrame) -> bool:
+    """Whether two frames have the same columns with the same dtypes (they concatenate unchanged)."""
+    return list(first.columns) == list(other.columns) and first.dtypes.equals(other.dtypes)
 
 
 def find_table_files(data_dir: Path) -> dict[str, Path]:

@@ -2,33 +2,33 @@
 
 Layout under ``out_dir``::
 
-    clean/<table>.parquet        typed rows that passed every check (one file per table, also
-                                 when the table was read from a directory of parts)
+    clean/<table>.parquet/       typed rows that passed every check: a folder of Parquet parts,
+                                 ``part-000000.parquet`` onwards, one per input file in file
+                                 order (hard links to the cache's files), read as one table
     quarantine/<table>.csv       rows set aside, as read, with source_row and quarantine_reason
     validation.json              rows read / kept / quarantined / out of the window per table,
                                  quarantine reasons and flagged references
     cache/<table>/...            each input file's outcome, reused by later runs
                                  (``features.validation_cache``)
 
-A table is validated file by file in path order (one file, or the parts of a directory),
-each file either validated into a new cache folder or, when nothing it depends on changed,
-taken from the cache; the clean file and the quarantine file are then joined from the
-files' outcomes. Only one chunk of a file (plus the 64-bit hashes ``features.validate``
-keeps between chunks and files: of rows and keys met, and of the clean ids other tables
-refer to) is in memory at a time: clean rows are appended to a Parquet file, and
-quarantined rows to a spool that is rendered as CSV once the table is done (so that a date
-column is formatted the same way in every row, as pandas would format the whole
-quarantine). Every output file is written beside its final name (``.partial``) and all are
-renamed into place only when every table has been validated: a run stopped by a
-file-level error leaves no half-written file, replaces none of an earlier run's, and
-removes the cache folders it made.
+A table's files (one file, or the parts of a directory) are taken in path order, each from
+the cache when nothing it depends on changed; the files that are not are validated together,
+their rows gathered into chunks of at most ``chunk_rows`` rows across files
+(``TableValidator.check_files``), each file's outcome kept in a cache folder of its own. The
+clean folder is then linked from the files' outcomes and the quarantine file joined from
+them. Only one chunk (plus the 64-bit hashes ``features.validate`` keeps between chunks and
+files: of rows and keys met, and of the clean ids other tables refer to) is in memory at a
+time. Every output is written beside its final name (``.partial``) and all are renamed into
+place only when every table has been validated: a run stopped by a file-level error leaves
+no half-written output, replaces none of an earlier run's, and removes the cache folders it
+made.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import pickle
+import os
 import secrets
 import shutil
 from collections import Counter
@@ -48,9 +48,9 @@ from features.asof import AsOf
 from features.catalog import Folder, StepFile
 from features.columns import Col, Table
 from features.contract import CONTRACT, VALIDATION_ORDER, TableSpec
-from features.files import atomic_path
+from features.files import atomic_path, move_into_place, partial_path
 from features.progress import Progress, progress
-from features.reader import TableInput
+from features.reader import TableInput, chunks_of_parts
 from features.validate import (
     ORDER_LINE_IDS,
     ColumnNotes,
@@ -63,13 +63,16 @@ from features.validate import (
     TableValidator,
     ValidationConfig,
     ValidationResult,
+    headers_of_parts,
     id_hashes,
     known_references,
-    order_headers,
     order_line_hashes,
     referenced_keys,
+    unique_hashes,
 )
 from features.validation_cache import (
+    CLEAN_PART,
+    QUARANTINE_PART,
     FileEntry,
     PartOutcome,
     ResultEntry,
@@ -84,8 +87,13 @@ from features.vocabulary import ValidationKey
 logger = logging.getLogger(__name__)
 
 
+CLEAN_PART_NAME = "part-{:06d}.parquet"
+
+
 def clean_path(out_dir: Path, table: str) -> Path:
-    """Where ``write_validated`` puts the clean rows of ``table``."""
+    """Where ``write_validated`` puts the clean rows of ``table``: a folder of Parquet parts
+    (``CLEAN_PART_NAME``, one per input file, in file order) that DuckDB, pyarrow and pandas
+    read as one table."""
     return out_dir / Folder.CLEAN / f"{table}.parquet"
 
 
@@ -204,38 +212,63 @@ def _validate_table(
 ) -> tuple[TableReport, dict[str, SeenHashes]]:
     """Validate one table file by file, reusing each file's cached outcome when its run key
     matches, and write its clean and quarantine files; return the report and its clean ids
-    (hashed, per key other tables refer to). ``order_lines`` collects the clean order lines."""
+    (hashed, per key other tables refer to). ``order_lines`` collects the clean order lines.
+
+    Files that are not reused wait, in order, until the next reused one (or the end), and are
+    then validated together (``_validate_parts``); a file after a waiting file that was never
+    validated cannot be looked up (its run key needs that file's facts) and waits too.
+    """
     spec = CONTRACT[raw.name]
     root = cache_root(run.out_dir) / raw.name
     entries = [FileEntry(root, part, run.config) for part in raw.parts]
     inconsistent = _inconsistent_orders(entries, run) if raw.name == Table.ORDERS else None
     tally = _TableTally(spec, _REFERENCED_KEYS.get(raw.name, []), order_lines)
-    earlier = ""
+    checks = _Checks(known, inconsistent)
+    earlier, lookahead = "", ""
+    waiting: list[FileEntry] = []
     with progress(f"validating {raw.name}", total=raw.rows, unit="rows") as bar:
         for entry in entries:
-            facts = entry.facts()
-            window = window_of(facts, run.as_of.end_timestamp, run.latest) if facts is not None else None
-            result = None
-            if facts is not None and window is not None:
-                references = references_digest(facts, known, inconsistent)
-                result = entry.result(run_key(entry.settings, window, earlier, references))
-            if result is not None and result.exists:
-                outcome = result.load(with_seen=False)
-                tally.add_cached(result, outcome)
-                bar.advance(outcome.report.rows_read)
-            else:
-                tally.feed_pending()
-                outcome, result, facts = _validate_part(
-                    entry, known, inconsistent, tally.seen, run, earlier, bar
-                )
-                window = window_of(facts, run.as_of.end_timestamp, run.latest)
-                tally.add_fresh(result, outcome)
+            found = _cached(entry, lookahead, checks, run) if lookahead is not None else None
+            if found is None:
+                waiting.append(entry)
+                facts = entry.facts()
+                window = window_of(facts, run.as_of.end_timestamp, run.latest) if facts is not None else None
+                lookahead = chain(lookahead, entry.key, window) if lookahead is not None and window else None
+                continue
+            if waiting:
+                earlier = _validate_parts(waiting, checks, tally, run, earlier, bar)
+                waiting = []
+            result, window = found
+            outcome = result.load(with_seen=False)
+            tally.add_cached(result, outcome)
+            bar.advance(outcome.report.rows_read)
             run.used.update({entry.path, result.path})
-            earlier = chain(earlier, entry.key, window)
+            earlier = lookahead = chain(earlier, entry.key, window)
+        if waiting:
+            _validate_parts(waiting, checks, tally, run, earlier, bar)
     tally.log(raw.name)
     tally.notes.check(spec, str(raw.path))
     _write_table(raw, tally, run)
-    return tally.report(raw.name, str(raw.path)), tally.ids
+    return tally.report(raw.name, str(raw.path)), tally.finish()
+
+
+@dataclass(frozen=True)
+class _Checks:
+    """What a table's files are checked against beyond their own rows."""
+
+    known: KnownIds
+    inconsistent: SeenHashes | None
+
+
+def _cached(entry: FileEntry, earlier: str, checks: _Checks, run: _Run) -> tuple[ResultEntry, str] | None:
+    """The file's kept outcome under this run's key, and its window, when there is one."""
+    facts = entry.facts()
+    if facts is None:
+        return None
+    window = window_of(facts, run.as_of.end_timestamp, run.latest)
+    references = references_digest(facts, checks.known, checks.inconsistent)
+    result = entry.result(run_key(entry.settings, window, earlier, references))
+    return (result, window) if result.exists else None
 
 
 def _inconsistent_orders(entries: list[FileEntry], run: _Run) -> SeenHashes:
@@ -245,62 +278,109 @@ def _inconsistent_orders(entries: list[FileEntry], run: _Run) -> SeenHashes:
     missing = [entry for entry in entries if frames[entry.key] is None]
     total = sum(entry.part.rows or 0 for entry in missing)
     with progress("reading order headers", total=total or None, unit="rows") as bar:
-        for entry in missing:
-            headers = order_headers(entry.part, run.config, run.chunk_rows, bar).distinct()
+        parts = [entry.part for entry in missing]
+        for entry, headers in zip(
+            missing, headers_of_parts(parts, run.config, run.chunk_rows, bar), strict=True
+        ):
             entry.save_headers(headers)
             frames[entry.key] = headers
     return OrderHeaders(frames.values()).conflicting(run.as_of.end_timestamp, run.latest)
 
 
-def _validate_part(
-    entry: FileEntry,
-    known: KnownIds,
-    inconsistent: SeenHashes | None,
-    seen: SeenRows,
-    run: _Run,
-    earlier: str,
-    bar: Progress,
-) -> tuple[PartOutcome, ResultEntry, PartFacts]:
-    """Validate one file into a new cache folder (its run key is known once its facts are)."""
-    part = entry.part
+def _validate_parts(
+    entries: list[FileEntry], checks: _Checks, tally: _TableTally, run: _Run, earlier: str, bar: Progress
+) -> str:
+    """Validate consecutive files of a table into new cache folders, the rows of several small
+    files checked in one go (``TableValidator.check_files``, at most ``chunk_rows`` rows at a
+    time); each file is committed once its last rows are checked (its run key is known once its
+    facts are). Returns the ``earlier`` part of the next file's run key."""
+    tally.feed_pending()
+    table = entries[0].part.name
     validator = TableValidator(
-        part.name, str(part.path), run.as_of, run.config, known, inconsistent, run.now, seen
+        table, "", run.as_of, run.config, checks.known, checks.inconsistent, run.now, tally.seen
     )
-    id_columns = _REFERENCED_KEYS.get(part.name, [])
-    ids = {column: [] for column in id_columns}
-    lines: list[np.ndarray] = []
-    scratch = entry.path / f".validating-{secrets.token_hex(4)}"
-    scratch.mkdir(parents=True)
-    try:
-        with (
-            _CleanWriter(scratch / "clean.parquet") as clean,
-            (scratch / "quarantine.pkl").open("wb") as spool,
-        ):
-            for chunk in part.chunks(run.chunk_rows):
-                checked = validator.check(chunk)
-                bar.advance(len(chunk))
-                clean.write(checked.clean)
-                if len(checked.quarantine):
-                    pickle.dump(checked.quarantine, spool, protocol=pickle.HIGHEST_PROTOCOL)
-                for column in id_columns:
-                    ids[column].append(id_hashes(checked.clean[column].drop_duplicates()))
-                if part.name == Table.ORDERS:
-                    lines.append(order_line_hashes(checked.clean))
-        facts = validator.facts()
-        entry.save_facts(facts)
+    with ExitStack() as open_files:
+        files = [open_files.enter_context(_PartRun(entry, validator)) for entry in entries]
+        for pieces, finished in chunks_of_parts([entry.part for entry in entries], run.chunk_rows):
+            if pieces:
+                checked = validator.check_files([(files[k].tally, chunk) for k, chunk in pieces])
+                clean, ids = _clean_arrow(checked.clean, table)
+                for piece, (k, chunk) in enumerate(pieces):
+                    rows = slice(checked.clean_at[piece], checked.clean_at[piece + 1])
+                    files[k].write(clean.slice(rows.start, rows.stop - rows.start), checked.quarantine[piece])
+                    files[k].add_ids({name: hashes[rows] for name, hashes in ids.items()})
+                    bar.advance(len(chunk))
+            for k in finished:
+                result, facts = files[k].commit(run, checks, earlier)
+                tally.add_fresh(result, files[k].outcome)
+                run.used.update({entries[k].path, result.path})
+                earlier = chain(
+                    earlier, entries[k].key, window_of(facts, run.as_of.end_timestamp, run.latest)
+                )
+    return earlier
+
+
+def _clean_arrow(clean: pd.DataFrame, table: str) -> tuple[pa.Table, dict[str, np.ndarray]]:
+    """Clean rows as Arrow (converted once for all the pieces they hold), and per row the hash of
+    each id other tables refer to (and, for orders, of each order line)."""
+    ids = {column: id_hashes(clean[column]) for column in _REFERENCED_KEYS.get(table, [])}
+    if table == Table.ORDERS:
+        ids[ORDER_LINE_IDS] = order_line_hashes(clean)
+    return pa.Table.from_pandas(clean, preserve_index=False), ids
+
+
+class _PartRun:
+    """One file being validated: its tally, and its clean and quarantined rows written into a
+    scratch folder of its cache entry, moved into place by ``commit`` (removed on an error)."""
+
+    def __init__(self, entry: FileEntry, validator: TableValidator) -> None:
+        self.entry = entry
+        self.tally = validator.start_file(str(entry.part.path))
+        self.outcome: PartOutcome | None = None
+        self._ids: dict[str, list[np.ndarray]] = {
+            column: [] for column in _REFERENCED_KEYS.get(entry.part.name, [])
+        }
+        if entry.part.name == Table.ORDERS:
+            self._ids[ORDER_LINE_IDS] = []
+        self._scratch = entry.path / f".validating-{secrets.token_hex(4)}"
+        self._scratch.mkdir(parents=True)
+        self._clean = _CleanWriter(self._scratch / CLEAN_PART)
+        self._quarantine = _QuarantineParts(self._scratch)
+
+    def __enter__(self) -> _PartRun:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: BaseException | TracebackType | None) -> None:
+        self._close()
+        if kind is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def write(self, clean: pa.Table, quarantine: pd.DataFrame) -> None:
+        self._clean.write(clean)
+        if len(quarantine):
+            self._quarantine.write(quarantine)
+
+    def add_ids(self, ids: dict[str, np.ndarray]) -> None:
+        for name, hashes in ids.items():
+            self._ids[name].append(hashes)
+
+    def commit(self, run: _Run, checks: _Checks, earlier: str) -> tuple[ResultEntry, PartFacts]:
+        """Move the file's outcome into the cache under its run key; return it and the file's facts."""
+        self._close()
+        facts = self.tally.facts()
+        self.entry.save_facts(facts)
         window = window_of(facts, run.as_of.end_timestamp, run.latest)
-        result = entry.result(
-            run_key(entry.settings, window, earlier, references_digest(facts, known, inconsistent))
+        references = references_digest(facts, checks.known, checks.inconsistent)
+        result = self.entry.result(run_key(self.entry.settings, window, earlier, references))
+        kept = {column: unique_hashes(_concat(arrays)) for column, arrays in self._ids.items()}
+        self.outcome = PartOutcome(
+            self.tally.report(check_columns=False), self.tally.notes, self.tally.met(), kept
         )
-        kept = {column: np.unique(_concat(arrays)) for column, arrays in ids.items()}
-        if part.name == Table.ORDERS:
-            kept[ORDER_LINE_IDS] = np.unique(_concat(lines))
-        outcome = PartOutcome(validator.report(check_columns=False), validator.notes, validator.met(), kept)
-        result.commit(scratch, outcome)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    return outcome, result, facts
+        result.commit(self._scratch, self.outcome)
+        return result, facts
+
+    def _close(self) -> None:
+        self._clean.close()
 
 
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:
@@ -314,8 +394,9 @@ class _TableTally:
     def __init__(self, spec: TableSpec, id_columns: list[str], order_lines: SeenHashes | None) -> None:
         self.seen = SeenRows(spec)
         self.notes = ColumnNotes()
-        self.ids = {column: SeenHashes() for column in id_columns}
         self.order_lines = order_lines
+        self._ids: dict[str, list[np.ndarray]] = {column: [] for column in id_columns}
+        self._lines: list[np.ndarray] = []
         self.parts: list[tuple[ResultEntry, TableReport]] = []
         self._pending: list[ResultEntry] = []
         self.cached_rows = 0
@@ -338,16 +419,23 @@ class _TableTally:
             for name, hashes in result.seen().items():
                 gathered[name].append(hashes)
         for name, arrays in gathered.items():
-            named[name].add(_concat(arrays))  # one sort for all of them
+            named[name].add(_concat(arrays), runs=True)  # one merge of the files' sorted hashes
         self._pending.clear()
 
     def _add(self, result: ResultEntry, outcome: PartOutcome) -> None:
         self.parts.append((result, outcome.report))
         self.notes.merge(outcome.notes)
-        for column, seen in self.ids.items():
-            seen.add(outcome.ids[column])
+        for column, arrays in self._ids.items():
+            arrays.append(outcome.ids[column])
         if self.order_lines is not None and ORDER_LINE_IDS in outcome.ids:
-            self.order_lines.add(outcome.ids[ORDER_LINE_IDS])
+            self._lines.append(outcome.ids[ORDER_LINE_IDS])
+
+    def finish(self) -> dict[str, SeenHashes]:
+        """The table's clean ids (per key other tables refer to), each set built in one go; the
+        clean order lines added to ``order_lines``."""
+        if self.order_lines is not None and self._lines:
+            self.order_lines.add(_concat(self._lines))
+        return {column: SeenHashes(_concat(arrays)) for column, arrays in self._ids.items()}
 
     def report(self, table: str, source: str) -> TableReport:
         reports = [report for _, report in self.parts]
@@ -380,49 +468,72 @@ class _TableTally:
 
 def _write_table(raw: TableInput, tally: _TableTally, run: _Run) -> None:
     """The table's clean file and quarantine file, from its files' outcomes in file order."""
-    target = run.staging.partial(clean_path(run.out_dir, raw.name))
-    _join_clean([result.clean for result, _ in tally.parts], target)
-    quarantine_columns = [Col.SOURCE_ROW, *raw.columns, Col.QUARANTINE_REASON]
-    spool = run.staging.scratch(quarantine_path(run.out_dir, raw.name).with_suffix(".spool"))
-    quarantine_file = run.staging.partial(quarantine_path(run.out_dir, raw.name))
-    with _QuarantineWriter(quarantine_file, spool, quarantine_columns) as bad:
+    _link_clean(
+        [result.clean for result, _ in tally.parts], run.staging.folder(clean_path(run.out_dir, raw.name))
+    )
+    columns = [Col.SOURCE_ROW, *raw.columns, Col.QUARANTINE_REASON]
+    _write_quarantine(tally.parts, columns, run.staging.partial(quarantine_path(run.out_dir, raw.name)))
+
+
+def _write_quarantine(parts: list[tuple[ResultEntry, TableReport]], columns: list[str], target: Path) -> None:
+    """One CSV of the files' quarantined rows in file order, ``source_row`` counted across files.
+
+    pandas writes a date/time column as dates only when every value is at midnight, and with
+    as many decimals as its most precise value needs; a first pass over the rows finds each
+    column's precision, so that the CSV formats every row as the whole quarantine would have
+    been formatted."""
+    precision: dict[str, int] = {}
+    for result, _ in parts:
+        for frame in result.quarantined():
+            for name in frame.columns:
+                if name in columns and _is_naive_datetime(frame[name]):
+                    precision[name] = max(precision.get(name, 0), _precision(frame[name]))
+    with target.open("w", encoding="utf-8", newline="") as handle:
+        pd.DataFrame(columns=columns).to_csv(handle, index=False)
         offset = 0
-        for result, report in tally.parts:
+        for result, report in parts:
             for frame in result.quarantined():
                 frame[Col.SOURCE_ROW] += offset
-                bad.write(frame.reindex(columns=quarantine_columns))
+                frame = frame.reindex(columns=columns)
+                for name, digits in precision.items():
+                    frame[name] = _format_datetimes(frame[name], digits)
+                frame.to_csv(handle, index=False, header=False)
             offset += report.rows_read
-        bad.render()
 
 
-def _join_clean(parts: list[Path], target: Path) -> None:
-    """One Parquet file of the clean parts in order (a single part is copied as it is).
+def _link_clean(parts: list[Path], folder: Path) -> None:
+    """The clean table as a folder of the files' clean parts in file order (``part-NNNNNN.parquet``),
+    each a hard link to the cache's file (a copy across file systems): an unchanged file costs
+    nothing a later night. A part whose columns differ from the table's (a file lacking an
+    optional column) is written again with the table's schema, so that every part reads alike."""
+    schemas = [pq.read_schema(part) for part in parts]
+    schema = pa.unify_schemas(schemas) if len(parts) > 1 else schemas[0]
+    for index, (part, own) in enumerate(zip(parts, schemas, strict=True)):
+        target = folder / CLEAN_PART_NAME.format(index)
+        if own.equals(schema, check_metadata=False):
+            _link(part, target)
+            continue
+        table = pq.read_table(part)
+        for field in schema:
+            if field.name not in table.column_names:
+                table = table.append_column(field, pa.nulls(len(table), field.type))
+        pq.write_table(table.select(schema.names).cast(schema), target)
 
-    Not a hard link: renaming a link onto another link of the same file does nothing (POSIX
-    rename), which would leave the ``.partial`` behind and share the cache's file.
-    """
-    target.unlink(missing_ok=True)
-    if len(parts) == 1:
-        shutil.copyfile(parts[0], target)
-        return
-    schema = pa.unify_schemas([pq.read_schema(part) for part in parts])
-    with pq.ParquetWriter(target, schema) as writer:
-        for part in parts:
-            table = pq.read_table(part)
-            for field in schema:
-                if field.name not in table.column_names:
-                    table = table.append_column(field, pa.nulls(len(table), field.type))
-            writer.write_table(table.select(schema.names).cast(schema))
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system: a copy holds the same bytes
+        shutil.copyfile(source, target)
 
 
 class _Staging:
     """Files written beside their final names (``features.files.atomic_path``) and renamed into
     place together when the staging closes without an error, all removed when it closes with
-    one; scratch files are removed either way."""
+    one."""
 
     def __init__(self) -> None:
         self._finals = ExitStack()
-        self._scratch: list[Path] = []
 
     def __enter__(self) -> _Staging:
         return self
@@ -430,89 +541,61 @@ class _Staging:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        try:
-            self._finals.__exit__(kind, error, trace)
-        finally:
-            for path in self._scratch:
-                path.unlink(missing_ok=True)
+        self._finals.__exit__(kind, error, trace)
 
     def partial(self, final: Path) -> Path:
         return self._finals.enter_context(atomic_path(final))
 
-    def scratch(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._scratch.append(path)
-        return path
+    def folder(self, final: Path) -> Path:
+        """A new, empty folder beside ``final`` (``<final>.partial``), moved into its place
+        (``features.files.move_into_place``) when the staging closes without an error."""
+        return self._finals.enter_context(_staged_folder(final))
+
+
+@contextmanager
+def _staged_folder(final: Path) -> Iterator[Path]:
+    partial = partial_path(final)
+    if partial.exists():  # left by a run that was killed
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    move_into_place(partial, final, secrets.token_hex(4))
 
 
 class _CleanWriter:
-    """Appends clean chunks to one Parquet file; the schema is the first chunk's."""
+    """Appends clean rows to one Parquet file; the schema is the first rows'."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._schema: pa.Schema | None = None
         self._writer: pq.ParquetWriter | None = None
 
-    def write(self, clean: pd.DataFrame) -> None:
+    def write(self, clean: pa.Table) -> None:
         if self._writer is None:
-            self._schema = pa.Schema.from_pandas(clean, preserve_index=False)
-            self._writer = pq.ParquetWriter(self._path, self._schema)
-        if len(clean):
-            self._writer.write_table(pa.Table.from_pandas(clean, schema=self._schema, preserve_index=False))
+            self._writer = pq.ParquetWriter(self._path, clean.schema)
+        if clean.num_rows:
+            self._writer.write_table(clean)
 
-    def __enter__(self) -> _CleanWriter:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+    def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
 
 
-class _QuarantineWriter:
-    """Spools quarantined chunks, then renders them as one CSV (``render``).
+class _QuarantineParts:
+    """Writes a file's quarantined chunks as numbered Parquet files (each with its own dtypes,
+    as read: a column may be empty in one chunk and text in the next)."""
 
-    pandas writes a date/time column as dates only when every value is at midnight, and
-    with as many decimals as its most precise value needs; each chunk's precision is noted
-    so that the CSV formats every row as the whole quarantine would have been formatted.
-    """
-
-    def __init__(self, path: Path, spool: Path, columns: list[str]) -> None:
-        self._path = path
-        self._spool_path = spool
-        self._spool = spool.open("wb")
-        self._columns = columns
-        self._precision: dict[str, int] = {}
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._written = 0
 
     def write(self, quarantine: pd.DataFrame) -> None:
-        if quarantine.empty:
-            return
-        for name in quarantine.columns:
-            if _is_naive_datetime(quarantine[name]):
-                self._precision[name] = max(self._precision.get(name, 0), _precision(quarantine[name]))
-        pickle.dump(quarantine, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def render(self) -> None:
-        self._spool.close()
-        with self._path.open("w", encoding="utf-8", newline="") as handle:
-            pd.DataFrame(columns=self._columns).to_csv(handle, index=False)
-            for frame in self._unspool():
-                for name, precision in self._precision.items():
-                    frame[name] = _format_datetimes(frame[name], precision)
-                frame.to_csv(handle, index=False, header=False)
-
-    def _unspool(self) -> Iterator[pd.DataFrame]:
-        with self._spool_path.open("rb") as spool:
-            while True:
-                try:
-                    yield pickle.load(spool)  # our own spool, written just above
-                except EOFError:
-                    return
-
-    def __enter__(self) -> _QuarantineWriter:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self._spool.close()
+        quarantine.to_parquet(self._folder / QUARANTINE_PART.format(self._written), index=False)
+        self._written += 1
 
 
 # How pandas writes a date/time column: the most precise value decides for all of them.

@@ -4,7 +4,8 @@ A table is validated in chunks of bounded size by a ``TableValidator``. For each
 raw values are coerced to the contract's types, then the table's pandera schema
 (``features.contract.row_schema``) is run lazily; every failing check names a quarantine
 reason. What spans chunks is remembered by the validator, so the outcome does not depend
-on the chunk size:
+on the chunk size, nor on whether a chunk holds the rows of several small files
+(``TableValidator.check_files``: the checks run once, each file keeps its own counts):
 
 - duplicates: a 64-bit hash of every typed row (and of every key value, and of every
   order line's ``(order_id, product_id)``) met so far is kept, so the first copy in the
@@ -36,7 +37,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
@@ -46,6 +47,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
 import pyarrow.parquet as pq
 from pyarrow import types as pa_types
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
@@ -78,7 +80,7 @@ from features.contract import (
 )
 from features.errors import ContractError, MissingTableError, QuarantineLimitExceeded
 from features.progress import Progress
-from features.reader import RawTable, TableInput
+from features.reader import RawTable, TableInput, chunks_of_parts
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +220,21 @@ class CheckedChunk:
     quarantine: pd.DataFrame
 
 
+@dataclass(frozen=True)
+class CheckedPieces:
+    """The next rows of several files split as ``CheckedChunk`` splits one file's: the clean rows
+    of all pieces in one frame (piece ``k``'s are rows ``clean_at[k]`` to ``clean_at[k + 1]``),
+    the quarantined rows per piece."""
+
+    clean: pd.DataFrame
+    clean_at: np.ndarray
+    quarantine: list[pd.DataFrame]
+
+    def piece(self, k: int) -> CheckedChunk:
+        rows = slice(self.clean_at[k], self.clean_at[k + 1])
+        return CheckedChunk(self.clean.iloc[rows].reset_index(drop=True), self.quarantine[k])
+
+
 class SeenHashes:
     """The 64-bit hashes met so far: tells which of a chunk's values came before.
 
@@ -265,9 +282,9 @@ class SeenHashes:
         self._add_run(np.sort(hashes[~repeated]))
         return repeated
 
-    def add(self, hashes: np.ndarray) -> None:
-        """Remember ``hashes`` (in any order, repeats allowed)."""
-        distinct = np.unique(np.asarray(hashes, dtype=np.uint64))
+    def add(self, hashes: np.ndarray, runs: bool = False) -> None:
+        """Remember ``hashes`` (in any order, repeats allowed; ``runs``: sorted runs side by side)."""
+        distinct = unique_hashes(hashes, runs)
         self._add_run(distinct[~self.contains(distinct)])
 
     def values(self) -> np.ndarray:
@@ -283,6 +300,16 @@ class SeenHashes:
             last = self._runs.pop()
             # Two sorted runs side by side: timsort ("stable") merges them in linear time.
             self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]), kind="stable")
+
+
+def unique_hashes(hashes: np.ndarray, runs: bool = False) -> np.ndarray:
+    """The distinct hashes, sorted: ``np.unique``'s answer, by a sort (numpy 2's hash-table
+    unique is over ten times slower on millions of random 64-bit values). ``runs``: the hashes
+    are sorted runs side by side (each file's, kept sorted), which timsort merges in a few passes."""
+    ordered = np.sort(np.asarray(hashes, dtype=np.uint64), kind="stable" if runs else None)
+    first = np.ones(len(ordered), dtype=bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return ordered[first]
 
 
 class OrderHeaders:
@@ -417,6 +444,59 @@ class PartFacts:
     ids: dict[str, np.ndarray]
 
 
+class FileTally:
+    """What one file's rows added up to as a ``TableValidator`` checked them: counts, reasons,
+    flagged references, column notes, facts, and the row and key hashes the file added."""
+
+    def __init__(self, spec: TableSpec, source: str, seen_names: Iterable[str]) -> None:
+        self.spec = spec
+        self.source = source
+        self.rows_read = 0
+        self.rows_kept = 0
+        self.rows_out_of_window = 0
+        self.reasons: Counter[str] = Counter()
+        self.flagged: Counter[str] = Counter()
+        self.notes = ColumnNotes()
+        self.latest_time: pd.Timestamp | None = None
+        self._met: dict[str, list[np.ndarray]] = {name: [] for name in seen_names}
+        self._ids: dict[str, list[np.ndarray]] = {column: [] for column in _fact_columns(spec)}
+
+    def report(self, check_columns: bool = True) -> TableReport:
+        """What was done to the file's rows; fails when a column has no readable value in the
+        whole file (``check_columns`` False: the caller checks the notes of all of a table's files)."""
+        if check_columns:
+            self.notes.check(self.spec, self.source)
+        return TableReport(
+            table=self.spec.name,
+            source=self.source,
+            rows_read=self.rows_read,
+            rows_kept=self.rows_kept,
+            rows_quarantined=self.rows_read - self.rows_kept - self.rows_out_of_window,
+            rows_out_of_window=self.rows_out_of_window,
+            reasons=dict(sorted(self.reasons.items())),
+            flagged=dict(sorted(self.flagged.items())),
+        )
+
+    def met(self) -> dict[str, np.ndarray]:
+        """Per ``SeenRows.named`` set, the hashes this file's rows added to it (sorted)."""
+        return {name: np.sort(_concat_hashes(arrays)) for name, arrays in self._met.items()}
+
+    def facts(self) -> PartFacts:
+        """The facts of the rows checked (see ``PartFacts``)."""
+        ids = {column: unique_hashes(_concat_hashes(arrays)) for column, arrays in self._ids.items()}
+        return PartFacts(self.latest_time, ids)
+
+    def add_met(self, name: str, hashes: np.ndarray) -> None:
+        self._met[name].append(hashes)
+
+    def add_ids(self, column: str, hashes: np.ndarray) -> None:
+        self._ids[column].append(hashes)
+
+    def note_time(self, latest: pd.Timestamp) -> None:
+        if self.latest_time is None or latest > self.latest_time:
+            self.latest_time = latest
+
+
 class TableValidator:
     """Validates one table chunk by chunk, in file order.
 
@@ -424,9 +504,9 @@ class TableValidator:
     ``config`` holds the row rules, ``known`` the ids references may take and
     ``inconsistent_orders`` the order ids ``find_inconsistent_orders`` found. ``now`` is
     the run's wall-clock time (default: the clock). ``seen`` carries the rows of the
-    table's earlier files (a table landed as several files is validated file by file, each
-    by its own validator sharing one ``SeenRows``). Call ``check`` on every chunk, then
-    ``report``.
+    table's earlier files. Call ``check`` on every chunk of the file ``source``, then
+    ``report``; or, for several files at once, ``check_files`` with a ``FileTally`` per file
+    (``start_file``): the checks then run once over the rows of many small files.
     """
 
     def __init__(
@@ -441,97 +521,136 @@ class TableValidator:
         seen: SeenRows | None = None,
     ) -> None:
         self.spec = CONTRACT[table]
-        self.source = source
         self.config = config or ValidationConfig()
         self._end = AsOf.of(as_of).end_timestamp
         self._rules = self.config.rules(now)
         self._known = known or KnownIds()
         self._inconsistent_orders = inconsistent_orders
-        self._rows_read = 0
-        self._rows_kept = 0
-        self._rows_out_of_window = 0
-        self._reasons: Counter[str] = Counter()
-        self._flagged: Counter[str] = Counter()
         self._seen = seen or SeenRows(self.spec)
-        self._met: dict[str, list[np.ndarray]] = {name: [] for name in self._seen.named()}
-        self.notes = ColumnNotes()
-        self._ids: dict[str, list[np.ndarray]] = {column: [] for column in _fact_columns(self.spec)}
-        self._latest_time: pd.Timestamp | None = None
+        self._file = self.start_file(source)
+
+    def start_file(self, source: str) -> FileTally:
+        """The tally of a file whose rows ``check_files`` will be given."""
+        return FileTally(self.spec, source, self._seen.named())
 
     def check(self, chunk: pd.DataFrame) -> CheckedChunk:
         """Split one chunk (the next rows of the file, as read) into clean and quarantined rows;
         rows out of the run's window are dropped and counted."""
-        whole = chunk.reset_index(drop=True)
+        return self.check_files([(self._file, chunk)]).piece(0)
+
+    def check_files(self, pieces: list[tuple[FileTally, pd.DataFrame]]) -> CheckedPieces:
+        """``check`` for the next rows of several files at once, in file order (each piece: a
+        file's next rows as read; all pieces with the same columns and dtypes, so that they
+        read as one frame): every check runs once, the outcome is split per piece."""
+        frames = [frame for _, frame in pieces]
+        whole = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+        tallies = [tally for tally, _ in pieces]
+        bounds = np.cumsum([0, *(len(frame) for frame in frames)])
+        owner = np.repeat(np.arange(len(pieces)), np.diff(bounds))
         typed, unparseable = coerce_table(self.spec, whole, self.config.timezone)
-        self._note_readability(whole, unparseable)
-        self._note_timestamp_forms(whole)
-        self._note_facts(typed)
+        _note_readability(whole, unparseable, tallies, bounds)
+        _note_timestamp_forms(self.spec, whole, tallies, bounds)
+        self._note_facts(typed, tallies, owner, bounds)
         in_window = self._in_window(typed)
-        source_rows = np.flatnonzero(in_window) + self._rows_read + 1
+        first_row = _first_rows(tallies, bounds)
+        source_rows = (np.arange(len(whole)) + first_row[owner])[in_window]
+        owner_in_window = owner[in_window]
         source = whole.loc[in_window].reset_index(drop=True)
         typed = typed.loc[in_window].reset_index(drop=True)
         schema = row_schema(self.spec, list(typed.columns), self._rules, self._known.membership())
-        reasons = _failed_checks(schema, typed, self._duplicates(typed) | self._cross_row(typed))
+        beyond_row = self._duplicates(typed, tallies, owner_in_window) | self._cross_row(typed)
+        reasons = _failed_checks(schema, typed, beyond_row)
         for column, mask in unparseable.items():
             mask = mask.loc[in_window].reset_index(drop=True)
             if mask.any():
                 reasons = _add_reason(reasons, mask, reason_unparseable(column), drop=reason_missing(column))
         bad = reasons.notna()
         clean = _finalise_clean(self.spec, typed.loc[~bad].reset_index(drop=True))
-        self._count_flagged(clean)
         quarantine = source.loc[bad].copy()
         quarantine.insert(0, Col.SOURCE_ROW, source_rows[bad.to_numpy()])
         quarantine[Col.QUARANTINE_REASON] = reasons[bad]
-        self._rows_read += len(whole)
-        self._rows_out_of_window += int((~in_window).sum())
-        self._rows_kept += len(clean)
-        self._reasons.update(reasons[bad].str.split(";").explode().tolist() if bad.any() else [])
-        return CheckedChunk(clean, quarantine.reset_index(drop=True))
+        quarantine = quarantine.reset_index(drop=True)
+        out_of_window = np.bincount(owner[~in_window], minlength=len(pieces))
+        return self._split(
+            tallies,
+            clean,
+            owner_in_window[~bad.to_numpy()],
+            quarantine,
+            owner_in_window[bad.to_numpy()],
+            np.diff(bounds),
+            out_of_window,
+        )
+
+    def _split(
+        self,
+        tallies: list[FileTally],
+        clean: pd.DataFrame,
+        clean_owner: np.ndarray,
+        quarantine: pd.DataFrame,
+        quarantine_owner: np.ndarray,
+        rows_read: np.ndarray,
+        out_of_window: np.ndarray,
+    ) -> CheckedPieces:
+        """Each piece's quarantined rows and where its clean rows are; its counts added to its
+        file's tally."""
+        unknown = self._unknown_references(clean)
+        clean_at, quarantine_at = _starts(clean_owner, len(tallies)), _starts(quarantine_owner, len(tallies))
+        quarantined = []
+        for k, tally in enumerate(tallies):
+            kept = slice(clean_at[k], clean_at[k + 1])
+            bad = quarantine.iloc[quarantine_at[k] : quarantine_at[k + 1]].reset_index(drop=True)
+            tally.rows_read += int(rows_read[k])
+            tally.rows_out_of_window += int(out_of_window[k])
+            tally.rows_kept += int(kept.stop - kept.start)
+            for reason, mask in unknown.items():
+                if count := int(mask[kept].sum()):
+                    tally.flagged[reason] += count
+            if len(bad):
+                tally.reasons.update(bad[Col.QUARANTINE_REASON].str.split(";").explode().tolist())
+            quarantined.append(bad)
+        return CheckedPieces(clean, clean_at, quarantined)
 
     @property
     def rows_read(self) -> int:
-        return self._rows_read
+        return self._file.rows_read
+
+    @property
+    def notes(self) -> ColumnNotes:
+        return self._file.notes
 
     def report(self, check_columns: bool = True) -> TableReport:
-        """What was done to the table; fails when a column has no readable value in the whole
-        file (``check_columns`` False: the caller checks the notes of all of a table's files)."""
-        if check_columns:
-            self.notes.check(self.spec, self.source)
-        return TableReport(
-            table=self.spec.name,
-            source=self.source,
-            rows_read=self._rows_read,
-            rows_kept=self._rows_kept,
-            rows_quarantined=self._rows_read - self._rows_kept - self._rows_out_of_window,
-            rows_out_of_window=self._rows_out_of_window,
-            reasons=dict(sorted(self._reasons.items())),
-            flagged=dict(sorted(self._flagged.items())),
-        )
+        """What was done to the file ``check`` was given (see ``FileTally.report``)."""
+        return self._file.report(check_columns)
 
     def met(self) -> dict[str, np.ndarray]:
-        """Per ``SeenRows.named`` set, the hashes this validator's rows added to it."""
-        return {name: _concat_hashes(arrays) for name, arrays in self._met.items()}
+        """Per ``SeenRows.named`` set, the hashes the rows given to ``check`` added to it."""
+        return self._file.met()
 
     def facts(self) -> PartFacts:
-        """The facts of the rows checked (see ``PartFacts``)."""
-        ids = {column: np.unique(_concat_hashes(arrays)) for column, arrays in self._ids.items()}
-        return PartFacts(self._latest_time, ids)
+        """The facts of the rows given to ``check`` (see ``PartFacts``)."""
+        return self._file.facts()
 
-    def _note_facts(self, typed: pd.DataFrame) -> None:
-        for column in self._ids:
+    def _note_facts(
+        self, typed: pd.DataFrame, tallies: list[FileTally], owner: np.ndarray, bounds: np.ndarray
+    ) -> None:
+        for column in _fact_columns(self.spec):
             names = column.split("+")
             if not set(names) <= set(typed.columns):
                 continue
-            if len(names) == 1:  # Arrow's unique kernel first: hash each distinct id once
-                ids = pd.DataFrame({column: typed[column].dropna().unique()})
-            else:
-                ids = typed[names].dropna().drop_duplicates()
-            self._ids[column].append(_id_hashes(ids))
+            lines = typed[names].assign(_file=owner).dropna()
+            distinct = lines.drop_duplicates()
+            hashes = _id_hashes(distinct[names])
+            at = _starts(distinct["_file"].to_numpy(), len(tallies))
+            for k, tally in enumerate(tallies):
+                tally.add_ids(column, hashes[at[k] : at[k + 1]])
         for column in self.spec.columns:
             if column.kind == "timestamp" and not column.scheduled and column.name in typed.columns:
-                latest = typed[column.name].max()
-                if pd.notna(latest) and (self._latest_time is None or latest > self._latest_time):
-                    self._latest_time = latest
+                times = typed[column.name].to_numpy(dtype="datetime64[ns]")
+                for k, tally in enumerate(tallies):
+                    within = times[bounds[k] : bounds[k + 1]]
+                    within = within[~np.isnat(within)]
+                    if len(within):
+                        tally.note_time(pd.Timestamp(within.max()))
 
     def _in_window(self, typed: pd.DataFrame) -> np.ndarray:
         """Rows whose event time is before the as-of end, or impossible (those are judged)."""
@@ -541,46 +660,22 @@ class TableValidator:
         times = typed[column]
         return ~((times >= self._end) & (times <= self._rules.latest)).to_numpy()
 
-    def _note_readability(self, source: pd.DataFrame, unparseable: dict[str, pd.Series]) -> None:
-        notes = self.notes
-        for name, failed in unparseable.items():
-            if name in notes.readable:
-                continue
-            if (source[name].notna() & ~failed).any():
-                notes.readable.add(name)
-            elif failed.any() and name not in notes.unreadable_example:
-                notes.unreadable_example[name] = source[name][failed].iloc[0]
-
-    def _note_timestamp_forms(self, source: pd.DataFrame) -> None:
-        """Remember, per timestamp column, a day/month value and whether any value has another form."""
-        notes = self.notes
-        for name in source.columns:
-            if self.spec.column(name).kind != "timestamp" or name in notes.other_forms:
-                continue
-            text = _text(source[name])
-            if text is None:
-                notes.other_forms.add(name)
-                continue
-            day_month = text.str.match(_DAY_MONTH).fillna(False).astype(bool)
-            if (text.notna() & ~day_month).any():
-                notes.other_forms.add(name)
-            ambiguous = _ambiguous_day_month(text)
-            if ambiguous.any() and name not in notes.day_month_example:
-                notes.day_month_example[name] = str(text[ambiguous].iloc[0])
-
-    def _duplicates(self, typed: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Per duplicate reason, the rows that repeat an earlier row (or key) of the file.
+    def _duplicates(
+        self, typed: pd.DataFrame, tallies: list[FileTally], owner: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Per duplicate reason, the rows that repeat an earlier row (or key) of the table.
         A row that repeats a whole earlier row is reported once, as duplicate_row."""
         rows = _row_hashes(typed)
         exact = self._seen.rows.repeats(rows)
-        self._met[ROW_HASHES].append(rows[~exact])
+        _add_met(tallies, ROW_HASHES, rows[~exact], owner[~exact])
         found = {DUPLICATE_ROW: exact}
         for key, seen in self._seen.keys.items():
             present = typed[list(key)].notna().all(axis=1).to_numpy()
             repeated = np.zeros(len(typed), dtype=bool)
             hashes = _row_hashes(typed.loc[present, list(key)])
             repeated[present] = seen.repeats(hashes)
-            self._met["+".join(key)].append(hashes[~repeated[present]])
+            new = ~repeated[present]
+            _add_met(tallies, "+".join(key), hashes[new], owner[present][new])
             reason = DUPLICATE_ORDER_LINE if key == self.spec.line_key else reason_duplicate_key(key[0])
             found[reason] = repeated & ~exact
         return found
@@ -607,12 +702,78 @@ class TableValidator:
             found[PRODUCT_NOT_ON_ORDER] = missing
         return found
 
-    def _count_flagged(self, clean: pd.DataFrame) -> None:
+    def _unknown_references(self, clean: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Per flagged reference reason, which clean rows name an id the referenced table lacks."""
+        unknown = {}
         for column, seen in self._known.flag.items():
             if column in clean.columns:
-                unknown = int((clean[column].notna() & ~known_ids(seen, clean[column])).sum())
-                if unknown:
-                    self._flagged[reason_unknown_reference(column)] += unknown
+                mask = (clean[column].notna() & ~known_ids(seen, clean[column])).to_numpy(dtype=bool)
+                unknown[reason_unknown_reference(column)] = mask
+        return unknown
+
+
+def _first_rows(tallies: list[FileTally], bounds: np.ndarray) -> np.ndarray:
+    """Per piece, what to add to a row's position in the whole chunk to get its ``source_row``
+    (a file may have several pieces in a row)."""
+    first = np.empty(len(tallies), dtype=np.int64)
+    read: dict[int, int] = {}
+    for k, tally in enumerate(tallies):
+        before = read.get(id(tally), tally.rows_read)
+        first[k] = before - bounds[k] + 1
+        read[id(tally)] = before + int(bounds[k + 1] - bounds[k])
+    return first
+
+
+def _starts(owner: np.ndarray, files: int) -> np.ndarray:
+    """Where each file's rows start in rows ordered by file (``owner``: each row's file), and the end."""
+    return np.searchsorted(owner, np.arange(files + 1))
+
+
+def _add_met(tallies: list[FileTally], name: str, hashes: np.ndarray, owner: np.ndarray) -> None:
+    at = _starts(owner, len(tallies))
+    for k, tally in enumerate(tallies):
+        tally.add_met(name, hashes[at[k] : at[k + 1]])
+
+
+def _note_readability(
+    source: pd.DataFrame, unparseable: dict[str, pd.Series], tallies: list[FileTally], bounds: np.ndarray
+) -> None:
+    """Per file, which number and time columns have a readable value, and an unreadable example."""
+    for name, failed in unparseable.items():
+        failed_rows = failed.to_numpy(dtype=bool)
+        readable = source[name].notna().to_numpy(dtype=bool) & ~failed_rows
+        for k, tally in enumerate(tallies):
+            notes, rows = tally.notes, slice(bounds[k], bounds[k + 1])
+            if name in notes.readable:
+                continue
+            if readable[rows].any():
+                notes.readable.add(name)
+            elif failed_rows[rows].any() and name not in notes.unreadable_example:
+                notes.unreadable_example[name] = source[name].iloc[rows.start + np.argmax(failed_rows[rows])]
+
+
+def _note_timestamp_forms(
+    spec: TableSpec, source: pd.DataFrame, tallies: list[FileTally], bounds: np.ndarray
+) -> None:
+    """Remember, per file and timestamp column, a day/month value and whether any value has another form."""
+    for name in source.columns:
+        open_tallies = [k for k, tally in enumerate(tallies) if name not in tally.notes.other_forms]
+        if spec.column(name).kind != "timestamp" or not open_tallies:
+            continue
+        text = _text(source[name])
+        if text is None:
+            for k in open_tallies:
+                tallies[k].notes.other_forms.add(name)
+            continue
+        day_month = text.str.match(_DAY_MONTH).fillna(False).to_numpy(dtype=bool)
+        other = text.notna().to_numpy(dtype=bool) & ~day_month
+        ambiguous = _ambiguous_day_month(text).to_numpy(dtype=bool)
+        for k in open_tallies:
+            notes, rows = tallies[k].notes, slice(bounds[k], bounds[k + 1])
+            if other[rows].any():
+                notes.other_forms.add(name)
+            if ambiguous[rows].any() and name not in notes.day_month_example:
+                notes.day_month_example[name] = str(text.iloc[rows.start + np.argmax(ambiguous[rows])])
 
 
 def _fact_columns(spec: TableSpec) -> list[str]:
@@ -652,28 +813,49 @@ def find_inconsistent_orders(
 
 
 def order_headers(
-    orders: RawTable,
+    orders: TableInput,
     config: ValidationConfig,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     bar: Progress | None = None,
 ) -> OrderHeaders:
-    """The distinct (order, header, time) of the order lines with readable, plain ids and a
-    time not before ``validation.earliest``, whatever the as-of date (see ``OrderHeaders``);
-    ``bar`` is advanced by the rows of each chunk read."""
+    """The distinct (order, header, time) of the order lines of all of ``orders``' files
+    (see ``headers_of_parts``)."""
+    return OrderHeaders(headers_of_parts(orders.parts, config, chunk_rows, bar))
+
+
+def headers_of_parts(
+    parts: Sequence[RawTable],
+    config: ValidationConfig,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    bar: Progress | None = None,
+) -> list[pd.DataFrame]:
+    """Per file of orders, the distinct (order, header, time) of its lines with readable, plain
+    ids and a time not before ``validation.earliest``, whatever the as-of date (see
+    ``OrderHeaders``); the files are read together (``chunks_of_parts``), ``bar`` is advanced
+    by the rows of each chunk read."""
     spec, earliest = CONTRACT[Table.ORDERS], pd.Timestamp(config.earliest)
     header = [Col.CONSUMER_ID, Col.DISTRIBUTOR_ID, Col.ORDERED_AT]
-    headers = OrderHeaders()
-    for chunk in orders.chunks(chunk_rows, only=[Col.ORDER_ID, *header]):
-        typed, _ = coerce_table(spec, chunk, config.timezone)
+    per_file = [OrderHeaders() for _ in parts]
+    for pieces, _ in chunks_of_parts(parts, chunk_rows, only=[Col.ORDER_ID, *header]):
+        if not pieces:
+            continue
+        frames = [chunk for _, chunk in pieces]
+        owner = np.repeat([index for index, _ in pieces], [len(chunk) for chunk in frames])
+        whole = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        typed, _ = coerce_table(spec, whole, config.timezone)
         usable = typed.notna().all(axis=1) & (typed[Col.ORDERED_AT] >= earliest)
         for column in (Col.ORDER_ID, Col.CONSUMER_ID, Col.DISTRIBUTOR_ID):
             usable &= _plain_id(typed[column], config.null_markers)
         lines = typed.loc[usable]
+        owner = owner[usable.to_numpy()]
         times = lines[Col.ORDERED_AT].to_numpy(dtype="datetime64[ns]").view(np.int64)
-        headers.add(_id_hashes(lines[[Col.ORDER_ID]]), _row_hashes(lines[header]), times)
+        orders, headers = _id_hashes(lines[[Col.ORDER_ID]]), _row_hashes(lines[header])
+        for index in sorted({index for index, _ in pieces}):
+            mine = slice(np.searchsorted(owner, index), np.searchsorted(owner, index, side="right"))
+            per_file[index].add(orders[mine], headers[mine], times[mine])
         if bar is not None:
-            bar.advance(len(chunk))
-    return headers
+            bar.advance(len(whole))
+    return [headers.distinct() for headers in per_file]
 
 
 def latest_order_date(
@@ -803,7 +985,42 @@ def coerce_table(
 
 def _id_hashes(ids: pd.DataFrame) -> np.ndarray:
     """A 64-bit hash of each row of id columns, alike whatever string dtype holds them."""
-    return pd.util.hash_pandas_object(ids.astype(object), index=False).to_numpy()
+    return frame_hashes(ids)
+
+
+def frame_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """``pd.util.hash_pandas_object(frame, index=False)``, the same values, sooner: a text
+    column is hashed through Arrow's dictionary encoding, each distinct text once and no
+    Python string made per row (pandas hashes text as it hashes the same values as objects)."""
+    columns = [_column_hashes(frame[name]) for name in frame.columns]
+    if not columns:
+        return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    # pandas.core.util.hashing.combine_hash_arrays, step for step
+    multiplier, combined = np.uint64(1000003), np.zeros(len(frame), dtype=np.uint64) + np.uint64(0x345678)
+    for position, hashes in enumerate(columns):
+        remaining = len(columns) - position
+        combined ^= hashes
+        combined *= multiplier
+        multiplier += np.uint64(82520 + remaining + remaining)
+    return combined + np.uint64(97531)
+
+
+_NULL_HASH = np.iinfo(np.uint64).max  # what pandas gives an empty value in a hashed text column
+
+
+def _column_hashes(values: pd.Series) -> np.ndarray:
+    if not isinstance(values.dtype, pd.StringDtype):
+        return pd.util.hash_pandas_object(values, index=False).to_numpy()
+    texts = pyarrow.array(values)
+    if isinstance(texts, pyarrow.ChunkedArray):
+        texts = texts.combine_chunks()
+    encoded = texts.dictionary_encode()
+    distinct = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    hashed = pd.util.hash_array(distinct, categorize=False)
+    codes = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
+    hashes = hashed.take(codes) if len(hashed) else np.zeros(len(values), dtype=np.uint64)
+    hashes[encoded.indices.is_null().to_numpy(zero_copy_only=False)] = _NULL_HASH
+    return hashes
 
 
 def _plain_id(ids: pd.Series, null_markers: tuple[str, ...]) -> pd.Series:
@@ -818,7 +1035,7 @@ def _row_hashes(typed: pd.DataFrame) -> np.ndarray:
     for name in hashable.columns:
         if pd.api.types.is_float_dtype(hashable[name]):
             hashable[name] = hashable[name].where(hashable[name].notna()) + 0.0
-    return pd.util.hash_pandas_object(hashable, index=False).to_numpy()
+    return frame_hashes(hashable)
 
 
 def _coerce(column: ColumnSpec, values: pd.Series, timezone: str) -> pd.Series:

@@ -8,7 +8,8 @@ kept under ``validated/cache/<table>/`` in two levels::
         headers.npz             orders only: the distinct (order, header, time) of its lines
         <run key>/              the outcome of one validation of it:
             clean.parquet         its clean rows
-            quarantine.pkl        its quarantined rows as read (source_row counted in the file)
+            quarantine-NNNNN.parquet  its quarantined rows as read, a file per chunk that had
+                                  any (source_row counted in the file)
             seen.npz              the row and key hashes it added (duplicates in later files)
             ids.npz               its clean ids other tables refer to, and its order lines
             result.json           its counts, reasons, flagged references and column notes
@@ -40,7 +41,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pickle
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -57,7 +57,9 @@ from features.validate import ColumnNotes, KnownIds, PartFacts, SeenHashes, Tabl
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+CLEAN_PART = "clean.parquet"
+QUARANTINE_PART = "quarantine-{:05d}.parquet"
 _IN_WINDOW = "in-window"
 
 
@@ -186,11 +188,7 @@ class ResultEntry:
 
     @property
     def clean(self) -> Path:
-        return self.path / "clean.parquet"
-
-    @property
-    def quarantine(self) -> Path:
-        return self.path / "quarantine.pkl"
+        return self.path / CLEAN_PART
 
     def staging(self) -> Path:
         """A fresh folder to write the outcome into before ``commit``."""
@@ -222,15 +220,9 @@ class ResultEntry:
             return {name: stored[name] for name in stored.files}
 
     def quarantined(self) -> Iterator[pd.DataFrame]:
-        """The quarantined rows, a chunk at a time (our own pickles, written by this module)."""
-        if not self.quarantine.exists():
-            return
-        with self.quarantine.open("rb") as spool:
-            while True:
-                try:
-                    yield pickle.load(spool)
-                except EOFError:
-                    return
+        """The quarantined rows, a chunk at a time, with the dtypes they were read with."""
+        for path in sorted(self.path.glob(QUARANTINE_PART.replace("{:05d}", "*"))):
+            yield pd.read_parquet(path)
 
 
 def prune(root: Path, used: set[Path]) -> None:

@@ -322,12 +322,13 @@ def _combined_digest(files: list[str]) -> str | None:
 
 
 def parquet_columns(path: Path) -> dict[str, str]:
-    """Column -> Arrow type of a Parquet file, from its footer (no rows read); {} when absent."""
-    import pyarrow.parquet as pq
+    """Column -> Arrow type of a Parquet file or folder of parts, from a footer (no rows read);
+    {} when absent."""
+    import pyarrow.dataset as ds
 
-    if not path.is_file():
+    if not path.exists():
         return {}
-    return {field.name: str(field.type) for field in pq.read_schema(path)}
+    return {field.name: str(field.type) for field in ds.dataset(path, format="parquet").schema}
 
 
 def log_data_manifest(client: MlflowClient, run_id: str, manifest: Mapping[str, Any]) -> None:

@@ -100,9 +100,10 @@ class EvaluationReport:
 
 
 def contract_tables(data_dir: Path) -> dict[str, Path]:
-    """The contract tables present in ``data_dir`` as Parquet files (orders and products required)."""
+    """The contract tables present in ``data_dir`` as Parquet files or folders of Parquet parts
+    (validation's ``clean/<table>.parquet/``); orders and products required."""
     tables = {
-        name: data_dir / f"{name}.parquet" for name in Table.ALL if (data_dir / f"{name}.parquet").is_file()
+        name: data_dir / f"{name}.parquet" for name in Table.ALL if (data_dir / f"{name}.parquet").exists()
     }
     for required in Table.REQUIRED:
         if required not in tables:

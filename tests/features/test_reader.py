@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.errors import ContractError
-from features.reader import DataSourceConfig, read_dataset
+from features.reader import DataSourceConfig, chunks_of_parts, read_dataset
 from tests.data import orders_frame, products_frame, write_tables
 
 
@@ -252,3 +252,25 @@ def test_reading_a_part_counts_its_share_of_a_pass_over_the_table(tmp_path: Path
     list(table.parts[1].chunks(10))
     assert after_pass - before == pytest.approx(1.0)
     assert table_reads()["orders"] - after_pass == pytest.approx(0.2)
+
+
+def test_small_parts_are_read_together_up_to_a_chunk(tmp_path: Path) -> None:
+    orders = orders_frame()  # 5 lines
+    folder = tmp_path / "data" / "orders"
+    folder.mkdir(parents=True)
+    orders.iloc[:2].to_parquet(folder / "part-0.parquet", index=False)
+    orders.iloc[2:4].to_parquet(folder / "part-1.parquet", index=False)
+    odd = orders.iloc[4:].astype({"quantity": "float64"})  # reads otherwise: a chunk of its own
+    odd.to_parquet(folder / "part-2.parquet", index=False)
+    products_frame().to_parquet(tmp_path / "data" / "products.parquet", index=False)
+    parts = read_dataset(tmp_path / "data")["orders"].parts
+    grouped = [
+        ([(index, len(chunk)) for index, chunk in pieces], finished)
+        for pieces, finished in chunks_of_parts(parts, chunk_rows=4)
+    ]
+    assert grouped == [([(0, 2), (1, 2)], [0, 1]), ([(2, 1)], [2])]
+    assert [([(i, len(c)) for i, c in p], f) for p, f in chunks_of_parts(parts, chunk_rows=3)] == [
+        ([(0, 2)], [0]),
+        ([(1, 2)], [1]),
+        ([(2, 1)], [2]),
+    ]

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 import features.store as store
+from features.engine import connect
 from features.reader import read_dataset
 from features.store import write_validated
 from features.validate import ValidationConfig
@@ -68,13 +69,13 @@ def land(data: Path, days: dict[int, pd.DataFrame], products: pd.DataFrame | Non
 def validated_parts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files each validation reads again (not reused from the cache), in order."""
     seen: list[str] = []
-    validate_part = store._validate_part
+    validate_parts = store._validate_parts
 
-    def spy(entry, *args, **kwargs):
-        seen.append(f"{entry.part.name}:{entry.part.path.parent.name}")
-        return validate_part(entry, *args, **kwargs)
+    def spy(entries, *args, **kwargs):
+        seen.extend(f"{entry.part.name}:{entry.part.path.parent.name}" for entry in entries)
+        return validate_parts(entries, *args, **kwargs)
 
-    monkeypatch.setattr(store, "_validate_part", spy)
+    monkeypatch.setattr(store, "_validate_parts", spy)
     return seen
 
 
@@ -233,3 +234,50 @@ def test_a_single_file_table_is_validated_once_and_reused(tmp_path: Path, valida
         validate(data, tmp_path / "out", date(2025, 3, 3))
         assert not list((tmp_path / "out").rglob("*.partial"))  # every output renamed into place
     assert validated_parts == ["products:data", "orders:data"]
+
+
+def cache_outcomes(out: Path) -> dict[str, str]:
+    """Every file's kept outcome in the cache (its counts, reasons and notes), by cache path."""
+    return {
+        str(path.relative_to(out)): path.read_text() for path in sorted((out / "cache").rglob("result.json"))
+    }
+
+
+def test_files_checked_together_give_what_each_file_checked_alone_gives(tmp_path: Path) -> None:
+    odd_day = day_orders(4, [("O9", "C5", "P1"), ("O3", "C7", "P2"), ("O1", "C1", "P1")])
+    odd_day.loc[0, "quantity"] = None  # this file's quantity reads as float: a chunk of its own
+    days = {**DAYS, 4: odd_day}  # O3 and O1 now disagree across files; O1's P1 line repeats day 1's
+    data = land(tmp_path / "data", days)
+    alone, together = tmp_path / "alone", tmp_path / "together"
+    write_validated(read_dataset(data), date(2025, 3, 4), alone, chunk_rows=1, now=NOW)
+    write_validated(read_dataset(data), date(2025, 3, 4), together, chunk_rows=1000, now=NOW)
+    assert_same(together, alone)
+    assert cache_outcomes(together) == cache_outcomes(alone)
+    reasons = pd.read_csv(together / "quarantine" / "orders.csv").set_index("source_row")["quarantine_reason"]
+    assert reasons.to_dict() == {
+        1: "order_inconsistent",
+        2: "order_inconsistent",
+        3: "unknown_product",
+        4: "order_inconsistent",
+        7: "duplicate_row",
+        8: "missing_quantity",
+        9: "order_inconsistent",
+        10: "duplicate_order_line;order_inconsistent",
+    }
+
+
+def test_a_clean_table_is_a_folder_of_the_cached_parts(tmp_path: Path) -> None:
+    data = land(tmp_path / "data", DAYS)
+    out = tmp_path / "out"
+    (out / "clean").mkdir(parents=True)
+    (out / "clean" / "orders.parquet").write_bytes(b"an earlier layout's single file")
+    validate(data, out, date(2025, 3, 3))
+    land(data, {**DAYS, 4: day_orders(4, [("O6", "C1", "P3")])})
+    validate(data, out, date(2025, 3, 4))
+    parts = sorted((out / "clean" / "orders.parquet").iterdir())
+    assert [part.name for part in parts] == [f"part-{index:06d}.parquet" for index in range(4)]
+    assert all(part.stat().st_nlink == 2 for part in parts)  # linked from the cache, not rewritten
+    con = connect({"orders": out / "clean" / "orders.parquet"})
+    read_by_duckdb = con.execute("SELECT order_id FROM orders").fetchdf()["order_id"].tolist()
+    assert read_by_duckdb == ["O1", "O1", "O3", "O4", "O5", "O6"]
+    assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.partial"))

@@ -16,7 +16,14 @@ import pytest
 from features.errors import ContractError, QuarantineLimitExceeded
 from features.reader import open_table_file, read_dataset
 from features.store import write_validated
-from features.validate import SeenHashes, ValidationConfig, check_quarantine_limits, latest_order_date
+from features.validate import (
+    SeenHashes,
+    ValidationConfig,
+    check_quarantine_limits,
+    frame_hashes,
+    latest_order_date,
+    unique_hashes,
+)
 from tests.data import orders_frame, products_frame, write_tables
 from tests.features.validation_case import AS_OF, run
 
@@ -285,3 +292,29 @@ def test_latest_order_date_from_parquet_statistics_agrees_with_reading(tmp_path:
     assert latest_order_date(raw, today=date(2025, 6, 1)) == date(2025, 3, 31)  # 07:59 in Shanghai
     assert latest_order_date(raw, today=date(2025, 3, 21)) == date(2025, 3, 20)  # read: 03-30 is later
     assert latest_order_date(raw, today=date(2025, 6, 1), timezone="UTC") == date(2025, 3, 30)
+
+
+def test_frame_hashes_are_pandas_hashes() -> None:
+    frame = pd.DataFrame(
+        {
+            "arrow_text": pd.Series(["C1", None, "C2", "C1", "", "中文"], dtype="string[pyarrow]"),
+            "python_text": pd.Series(["paid", "paid", None, "x", "y", "paid"], dtype="string[python]"),
+            "objects": ["a", "b", None, "a", "c", "d"],
+            "number": [1.5, np.nan, 0.0, 1.5, -2.0, 3.0],
+            "time": pd.to_datetime(
+                ["2025-03-01", None, "2025-03-02", "2025-03-01", "2025-03-03", "2025-03-04"]
+            ),
+        }
+    )
+    expected = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    np.testing.assert_array_equal(frame_hashes(frame), expected)
+    ids = frame[["arrow_text"]]  # ids hash alike whatever string dtype holds them
+    np.testing.assert_array_equal(frame_hashes(ids), frame_hashes(ids.astype(object)))
+    assert len(set(frame_hashes(ids).tolist())) == 5  # C1 twice
+
+
+def test_unique_hashes_are_numpys_unique() -> None:
+    hashes = np.random.default_rng(3).integers(0, 2**63, 1000, dtype=np.int64).astype(np.uint64)
+    repeated = np.concatenate([hashes, hashes[:300], np.array([0, 2**64 - 1], dtype=np.uint64)])
+    np.testing.assert_array_equal(unique_hashes(repeated), np.unique(repeated))
+    assert len(unique_hashes(np.empty(0, dtype=np.uint64))) == 0

@@ -35,7 +35,7 @@ def test_evaluate_reads_a_csv_directory_through_validation_and_ranks_the_rows(
     args = ["--data", str(csv_data), "--out", str(out), "--json", str(report), "--config", str(config)]
     assert run_cli(monkeypatch, "evaluate", *args, *(f"--model={m}" for m in models)) == 0
 
-    assert (out / "validated" / "clean" / "orders.parquet").is_file()  # validated, like every command
+    assert (out / "validated" / "clean" / "orders.parquet").is_dir()  # validated, like every command
     assert (out / "validated" / "validation.json").is_file()
     printed = capsys.readouterr().out
     results = pd.DataFrame(json.loads(report.read_text())["results"])

@@ -25,7 +25,7 @@ def test_a_partitioned_orders_table_validates_into_one_clean_file(tmp_path: Path
 
     assert validated.as_of == AsOf.of(date(2025, 3, 30))  # the latest order's day, across the parts
     clean = pd.read_parquet(validated.clean_paths["orders"])
-    assert validated.clean_paths["orders"].is_file() and len(clean) == len(orders)
+    assert validated.clean_paths["orders"].is_dir() and len(clean) == len(orders)
     assert validated.result.reports[-1].source == str(data / "orders")
     again = load_and_validate(data, None, NightlyConfig(), tmp_path / "validated")
     pd.testing.assert_frame_equal(pd.read_parquet(again.clean_paths["orders"]), clean)
