@@ -18,7 +18,10 @@ Reported, on the month ends (a product on a month end is a "product-month"):
 - recall: defective product-months at warning or pulled / all defective product-months, by
   volume bucket of ``orders_30d`` (< 30, 30-99, >= 100 lines in the window);
 - false alarms: healthy product-months with >= 30 lines at warning or pulled / all such, pooled
-  and the worst single as-of date;
+  and the worst single as-of date; and the same without the healthy products whose own
+  complaint probability is at or above their category's alarm value (``default_multiplier`` x
+  the category baseline; the simulator spreads healthy products' rates, ``healthy_complaint_rates``):
+  by the gate's own definition those are above the alarm value, though never planted;
 
 and, on the daily runs, for every onset:
 
