@@ -51,6 +51,9 @@ CONFIGURED, CATEGORY, GLOBAL = "configured", "category", "global"  # vocabulary:
 # to a bound (or computed with a different order of floating-point operations) counts as met.
 TOLERANCE = 1e-9
 
+# Decimals of the shown interval: a prior's 5 % point can be 1e-7, which a CSV writes as "1e-07".
+SHOWN_DECIMALS = 6
+
 # Highest centre of the prior (a derived threshold can exceed 1 when complaints outnumber lines).
 MAX_PRIOR_RATE = 0.999
 
@@ -374,8 +377,8 @@ def _score(
     scored = counts.assign(
         **{
             QualityCol.COMPLAINT_RATE: (complaints / orders.where(orders > 0)).astype("float64"),
-            QualityCol.RATE_LOWER_BOUND: lower,
-            QualityCol.RATE_UPPER_BOUND: upper,
+            QualityCol.RATE_LOWER_BOUND: np.round(lower, SHOWN_DECIMALS),
+            QualityCol.RATE_UPPER_BOUND: np.round(upper, SHOWN_DECIMALS),
             QualityCol.THRESHOLD: threshold,
             QualityCol.EVIDENCE: counts[Col.PRODUCT_ID].map(evidence[QualityCol.EVIDENCE]).fillna(0.0),
             QualityCol.RUN_LINES: counts[Col.PRODUCT_ID].map(evidence[QualityCol.RUN_LINES]).fillna(0),
