@@ -118,7 +118,7 @@ class QualityConfig(BaseModel):
         6.0, gt=1, description="The evidence weighs rate = reference rate x this against the reference rate."
     )
     warning_evidence: float = Field(
-        4.0, gt=0, description="Warning when the evidence (log likelihood ratio) reaches this."
+        5.0, gt=0, description="Warning when the evidence (log likelihood ratio) reaches this."
     )
     pull_evidence: float = Field(
         8.0, gt=0, description="Pulled when the evidence reaches this (and min_pull_orders lines)."

@@ -234,7 +234,7 @@ def test_one_complaint_in_two_lines_stays_below_warning(threshold: float) -> Non
 
 @pytest.mark.parametrize(("complaints", "expected"), [(2, "watch"), (3, "warning")])
 def test_no_product_is_flagged_on_two_complaints(complaints: int, expected: str) -> None:
-    # 2 ln 6 ~ 3.58 < 4 whatever the volume; 3 complaints in 3 lines: 5.38 - 5 x 0.005 x 3 > 4.
+    # 2 ln 6 ~ 3.58 < 5 whatever the volume; 3 complaints in 3 lines: 5.38 - 5 x 0.005 x 3 > 5.
     config = QualityConfig(category_thresholds={"snacks": 0.01})
     assert levels(run(catalogue([("P1", "S1", "snacks", 3, complaints)]), config)) == {"P1": expected}
 
@@ -383,18 +383,16 @@ def test_without_a_measured_delay_lines_count_from_maturity_days() -> None:
     assert by_day.loc[("P2", 10), QualityCol.DAY_EXPOSURE] == 100.0
 
 
-@pytest.mark.parametrize(("recent_complaints", "expected"), [(3, "watch"), (4, "warning"), (6, "pulled")])
+@pytest.mark.parametrize(("recent_complaints", "expected"), [(3, "normal"), (5, "warning"), (6, "pulled")])
 def test_a_defect_that_began_days_ago_is_caught_on_its_young_lines(
     recent_complaints: int, expected: str
 ) -> None:
     # A 30-day history leaves the matured lines out (they only set the delay curve): k
     # complaints on 40 lines aged 2.5 days, 20 exposed, at r = 2.5 %: k ln 6 - 2.5, i.e.
-    # 2.88 (3), 4.67 (4), 8.25 (6); the point rate of the (empty) matured window is NaN.
+    # 2.88 (3), 6.46 (5), 8.25 (6); the point rate of the (empty) matured window is NaN: no watch.
     config = QualityConfig(history_days=30, category_thresholds={"snacks": 0.05})
     assert evidence_of(recent_complaints, 20, 0.05) == pytest.approx(recent_complaints * math.log(6) - 2.5)
-    assert levels(run(recent_tables(40, recent_complaints), config))["P1"] == (
-        "normal" if expected == "watch" else expected
-    )
+    assert levels(run(recent_tables(40, recent_complaints), config))["P1"] == expected
 
 
 # --- category thresholds ---------------------------------------------------------------------
@@ -625,7 +623,7 @@ def test_complaints_present_give_no_warning(caplog: pytest.LogCaptureFixture) ->
 # --- history across runs ---------------------------------------------------------------------
 
 # With threshold 0.05 and the defaults (r = 2.5 %, m = 6: k ln 6 - 0.125 n): PP pulled
-# (40/100: 59.2), PW warning (10/100: 5.42, under 8), PV watch (1/10: 0.54; rate 0.1),
+# (40/100: 59.2), PW warning (10/100: 5.42, between 5 and 8), PV watch (1/10: 0.54; rate 0.1),
 # 1001 normal, PN normal and new. The same levels as under the old 100-line floor.
 HISTORY_ROWS: list[Row] = [
     ("PP", "S1", "snacks", 100, 40),
