@@ -133,6 +133,9 @@ class QualityConfig(BaseModel):
         20, ge=1, description="Exposed order lines over history_days a reference product needs."
     )
     min_reference_products: int = Field(5, ge=1, description="Reference products a category needs.")
+    outlier_confidence: float = Field(
+        0.99, gt=0, lt=1, description="Two-sided Wilson level that leaves a reference product out."
+    )
     base_confidence: float = Field(
         0.90, gt=0, lt=1, description="The evidence tests against this upper bound of the base rate."
     )
@@ -284,7 +287,7 @@ def robust_base_rate(reference: pd.DataFrame, config: QualityConfig) -> tuple[fl
     complaints = reference[QualityCol.DAY_COMPLAINTS].to_numpy(dtype=float)
     if orders.sum() <= 0:
         return 0.0, 0, 0.0
-    lower, _ = wilson_interval(complaints, orders, config.confidence)
+    lower, _ = wilson_interval(complaints, orders, config.outlier_confidence)
     base = line_weighted_median_rate(orders, complaints)
     kept = np.zeros(len(orders), dtype=bool)
     for _ in range(MAX_ROUNDS):

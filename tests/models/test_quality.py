@@ -115,8 +115,8 @@ def catalogue(rows: list[Row]) -> dict[str, pd.DataFrame]:
 
 
 def gate(**settings: object) -> QualityConfig:
-    """A config with confidence 0.95 unless ``settings`` say otherwise."""
-    return QualityConfig(**{"confidence": 0.95, **settings})
+    """A config whose Wilson intervals are at 0.95 unless ``settings`` say otherwise."""
+    return QualityConfig(**{"confidence": 0.95, "outlier_confidence": 0.95, **settings})
 
 
 def run(
@@ -479,6 +479,17 @@ def test_the_median_only_starts_the_search_for_the_base_rate() -> None:
     reference = reference_set([100, 100, 100, 100, 300], [1, 2, 4, 4, 12])
     assert wilson(12, 300)[0] < 2 * 23 / 700 and wilson(4, 100)[0] < 2 * 23 / 700
     assert robust_base_rate(reference, gate()) == (pytest.approx(23 / 700), 0, pytest.approx(upper(23, 700)))
+
+
+@pytest.mark.parametrize(("confidence", "left_out"), [(0.95, 1), (0.99, 0)])
+def test_outlier_confidence_decides_who_is_left_out(confidence: float, left_out: int) -> None:
+    # Five products of 100 lines with 1 complaint, one with 5: the median 1 % gives 2 %; P6's
+    # Wilson lower bound is ~0.0215 at 0.95 (left out: 5/500 = 1 %) and ~0.0168 at 0.99 (kept:
+    # 10/600, threshold 0.033, settled).
+    reference = reference_set([100] * 6, [1, 1, 1, 1, 1, 5])
+    assert wilson(5, 100, 0.95)[0] > 0.02 > wilson(5, 100, 0.99)[0]
+    base, out, _ = robust_base_rate(reference, gate(outlier_confidence=confidence))
+    assert (base, out) == (pytest.approx(0.01 if left_out else 10 / 600), left_out)
 
 
 def test_an_empty_reference_set_has_base_rate_zero() -> None:
