@@ -189,7 +189,7 @@ def complaint_arrival(con: duckdb.DuckDBPyConnection, as_of: AsOf, horizon_days:
     Measured on the lines ordered ``DELAY_COHORT_DAYS`` days before the last ``DELAY_HORIZON_DAYS``
     (all their complaints have arrived by the cutoff); a delay of ``DELAY_HORIZON_DAYS`` or more
     counts in the last day. None without a complaints view or with fewer than
-    ``MIN_DELAY_COMPLAINTS`` such complaints: the recent window is then not used.
+    ``MIN_DELAY_COMPLAINTS`` such complaints: ``daily_counts`` then counts lines from maturity_days.
     """
     if not has_table(con, Table.COMPLAINTS):
         return None

@@ -1,17 +1,16 @@
-"""The product quality gate: 30-day complaint rates graded into four levels (四级商品质量动态拉闸).
+"""The product quality gate: complaint evidence graded into four levels (四级商品质量动态拉闸).
 
-For every product as of a date the gate takes the order lines of a trailing 30-day window
-and the complaints filed about those lines up to the as-of date (counted by
-``features.quality_counts``; the window ends ``maturity_days`` before the as-of date so that
-complaints have had time to arrive), weighs the evidence that its complaint rate is above its
-category's threshold (configured, or derived from the category's own pooled rate once its
-outliers are left out, starting from its line-weighted median rate) and grades the product
-normal / watch / warning / pulled. The evidence is a Beta posterior of the rate that starts
-from the category (``prior_lines`` lines at the rate the threshold was set for) and adds the
-product's own lines and complaints: a product with a handful of lines stays near its category
-until its complaints prove otherwise, a product with many lines is judged on its own. The
-previous run's alerts carry each product's level history forward, and a supplier roll-up
-names the brands with several flagged products.
+For every product as of a date the gate takes two counts from ``features.quality_counts``:
+the order lines of a matured 30-day window with the complaints about them (shown, and the
+``watch`` level), and a daily history of ``history_days`` days (lines, their exposure to
+complaints by their age, complaints). From the history it sets each category's base rate
+(robust to outliers), threshold and reference rate (an upper confidence bound of the base
+rate), and per product a CUSUM of the daily log likelihood ratio of "rate = ``defect_multiple``
+x the reference rate" against "rate = the reference rate": the evidence. ``warning`` and
+``pulled`` are evidence thresholds (a product at its reference rate reaches ``h`` on a given
+night with chance at most e^-h), ``pulled`` also needs ``min_pull_orders`` lines behind the
+evidence. The previous run's alerts carry each product's level history forward, and a
+supplier roll-up names the brands with several flagged products.
 
 Recommenders use ``pulled_products`` (ids to exclude from every list) and
 ``demoted_products`` (the warning products, whose scores they multiply by
