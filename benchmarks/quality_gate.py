@@ -18,7 +18,10 @@ Reported, on the month ends (a product on a month end is a "product-month"):
 - recall: defective product-months at warning or pulled / all defective product-months, by
   volume bucket of ``orders_30d`` (< 30, 30-99, >= 100 lines in the window);
 - false alarms: healthy product-months with >= 30 lines at warning or pulled / all such, pooled
-  and the worst single as-of date;
+  and the worst single as-of date; and the same without the healthy products whose own
+  complaint probability is at or above their category's alarm value (``default_multiplier`` x
+  the category baseline; the simulator spreads healthy products' rates, ``healthy_complaint_rates``):
+  by the gate's own definition those are above the alarm value, though never planted;
 
 and, on the daily runs, for every onset:
 
@@ -54,9 +57,9 @@ import pandas as pd
 
 from features.asof import AsOf
 from features.columns import Col, OrderStatus, Table
-from features.quality_counts import quality_counts, window_bounds
+from features.quality_counts import daily_counts, quality_counts, window_bounds
 from models.quality import PULLED, WARNING, QualityCol, QualityConfig, assess
-from sources.simulator import SimulationConfig, Truth, simulate
+from sources.simulator import SimulationConfig, Truth, healthy_complaint_rates, simulate
 
 TUNING_SEEDS = (101, 102, 103)
 REPORTING_SEEDS = (1, 2, 3)
@@ -82,13 +85,16 @@ def gated_days(first: date, last: date, config: QualityConfig) -> list[date]:
     ]
 
 
-def daily_counts(con: duckdb.DuckDBPyConnection, days: list[date], config: QualityConfig) -> pd.DataFrame:
-    """The gate's own counts (``features.quality_counts``) of every product on every day, with ``as_of``."""
-    frames = []
+def gate_inputs(
+    con: duckdb.DuckDBPyConnection, days: list[date], config: QualityConfig
+) -> list[tuple[date, pd.DataFrame, pd.DataFrame]]:
+    """The gate's own counts (``features.quality_counts``) on every day: window counts and daily history."""
+    inputs = []
     for day in days:
-        counts = quality_counts(con, AsOf(day), config.window_days, config.maturity_days, config.recent_days)
-        frames.append(counts.assign(as_of=pd.Timestamp(day)))
-    return pd.concat(frames, ignore_index=True)
+        as_of = AsOf(day)
+        counts = quality_counts(con, as_of, config.window_days, config.maturity_days)
+        inputs.append((day, counts, daily_counts(con, as_of, config.history_days, config.maturity_days)))
+    return inputs
 
 
 def month_ends(days: list[date]) -> list[date]:
@@ -96,32 +102,38 @@ def month_ends(days: list[date]) -> list[date]:
     return [d for d in days if (d + timedelta(days=1)).month != d.month or d == days[-1]]
 
 
-def grade_days(daily: pd.DataFrame, config: QualityConfig) -> pd.DataFrame:
-    """The gate's alerts on every day of ``daily``, one frame with an ``as_of`` column."""
+def grade_days(inputs: list[tuple[date, pd.DataFrame, pd.DataFrame]], config: QualityConfig) -> pd.DataFrame:
+    """The gate's alerts on every day of ``inputs``, one frame with an ``as_of`` column."""
     frames = []
-    for as_of, counts in daily.groupby("as_of", sort=True):
-        counts = counts.drop(columns="as_of").reset_index(drop=True)
-        alerts = assess(counts, AsOf(as_of.date()), config).alerts
+    for day, counts, daily in inputs:
+        alerts = assess(counts, daily, AsOf(day), config).alerts
         frames.append(
             alerts.drop(columns=[QualityCol.PREVIOUS_LEVEL, QualityCol.CHANGE, QualityCol.SINCE]).assign(
-                as_of=as_of
+                as_of=pd.Timestamp(day)
             )
         )
     graded = pd.concat(frames, ignore_index=True)
     return graded.assign(level=graded[QualityCol.LEVEL].astype(str))
 
 
-def label(graded: pd.DataFrame, truth: pd.DataFrame, config: QualityConfig) -> pd.DataFrame:
-    """Add truth: defective / healthy / turning per product and day, and ``flagged``."""
+def label(
+    graded: pd.DataFrame, truth: pd.DataFrame, rates: pd.DataFrame, config: QualityConfig
+) -> pd.DataFrame:
+    """Add truth: defective / healthy / turning per product and day, ``flagged``, and ``above_alarm``:
+    a product never planted whose own healthy rate is at or above its category's alarm value
+    (``default_multiplier`` x the category baseline)."""
     merged = graded.merge(truth, on=Col.PRODUCT_ID, how="left")
     window_start = merged["as_of"] - pd.Timedelta(days=config.maturity_days + config.window_days - 1)
     planted = merged[Truth.COMPLAINT_PROBABILITY].notna()
     onset = merged[Truth.DEFECT_ONSET]
     defective = planted & (onset.isna() | (onset <= window_start))
     healthy = ~planted | (onset > merged["as_of"])
+    own = rates.set_index(Col.PRODUCT_ID)
+    multiple = merged[Col.PRODUCT_ID].map(own[Truth.COMPLAINT_PROBABILITY] / own[Truth.CATEGORY_BASELINE])
     return merged.assign(
         defective=defective,
         healthy=healthy & ~defective,
+        above_alarm=~planted & (multiple >= config.default_multiplier),
         flagged=merged[QualityCol.LEVEL].isin([WARNING, PULLED]),
         pulled=merged[QualityCol.LEVEL] == PULLED,
     )
@@ -156,10 +168,10 @@ def run_one(consumers: int, seed: int, args: argparse.Namespace, config: Quality
         summary = simulate(data, simulation)
         truth = pd.read_csv(data / TRUTH_FILE, dtype={Col.PRODUCT_ID: str}, parse_dates=[Truth.DEFECT_ONSET])
         con = load(data)
+    rates = healthy_complaint_rates(simulation)
     days = gated_days(simulation.start, summary.as_of, config)
     days = month_ends(days) if args.month_ends_only else days
-    daily = daily_counts(con, days, config)
-    graded = label(grade_days(daily, config), truth, config)
+    graded = label(grade_days(gate_inputs(con, days, config), config), truth, rates, config)
     defects = defect_rows(graded, truth, lines_per_day(con), summary.as_of)
     con.close()
     ends = pd.to_datetime(month_ends(days))
@@ -228,11 +240,21 @@ def recall_by_bucket(monthly: pd.DataFrame) -> list[dict[str, object]]:
 
 
 def false_alarms(monthly: pd.DataFrame) -> dict[str, object]:
-    """Healthy product-months with >= ALARM_MIN_LINES lines flagged: pooled, and the worst date."""
-    healthy = monthly[monthly["healthy"] & (monthly[QualityCol.ORDERS_30D] >= ALARM_MIN_LINES)]
+    """Healthy product-months with >= ALARM_MIN_LINES lines flagged: pooled, and the worst date;
+    then the same without the healthy products whose own rate is above their category's alarm value."""
+    result = _false_alarms(monthly[monthly["healthy"]])
+    below = _false_alarms(monthly[monthly["healthy"] & ~monthly["above_alarm"]])
+    result["below_alarm_value"] = {
+        key: below[key] for key in ("healthy", "false_alarms", "rate", "worst_date_rate", "worst_date")
+    }
+    return result
+
+
+def _false_alarms(healthy_months: pd.DataFrame) -> dict[str, object]:
+    healthy = healthy_months[healthy_months[QualityCol.ORDERS_30D] >= ALARM_MIN_LINES]
     per_date = healthy.groupby(["consumers", "seed", "as_of"])["flagged"].agg(["sum", "size"])
     worst = per_date.assign(rate=per_date["sum"] / per_date["size"]).sort_values("rate").iloc[-1]
-    small = monthly[monthly["healthy"] & (monthly[QualityCol.ORDERS_30D] < ALARM_MIN_LINES)]
+    small = healthy_months[healthy_months[QualityCol.ORDERS_30D] < ALARM_MIN_LINES]
     return {
         "healthy": len(healthy),
         "false_alarms": int(healthy["flagged"].sum()),

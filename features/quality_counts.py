@@ -11,11 +11,14 @@ every other builder. The gate's rules (thresholds, levels, history) live in
   ordered inside the window.
 - A **complaint counts** when it names such a line (same order and product) and was filed
   before the end of the as-of date (``AsOf.end``).
-- The **recent window** is the ``recent_days`` days that end with the as-of date, without
-  maturity days: its lines are young, so each counts as the share of complaints that arrive
-  within its age (its **exposure**). That share comes from the data: the delays of the
-  complaints about lines ordered between ``DELAY_COHORT_DAYS + DELAY_HORIZON_DAYS`` and
-  ``DELAY_HORIZON_DAYS`` days before the cutoff, whose complaints have all had time to arrive.
+- The **daily history** is every counted line ordered in the ``history_days`` days that end
+  with the as-of date, per product and age in whole days at the cutoff, with the complaints
+  filed about them by the cutoff. Young lines have not had time to draw their complaints, so
+  each line counts as the share of complaints that arrive within its age (its **exposure**).
+  That share comes from the data: the delays of the complaints about lines ordered between
+  ``DELAY_COHORT_DAYS + DELAY_HORIZON_DAYS`` and ``DELAY_HORIZON_DAYS`` days before the cutoff,
+  whose complaints have all had time to arrive. With too few of them (a new data set) a line
+  counts fully from ``maturity_days`` days of age and not before.
 """
 
 from __future__ import annotations
@@ -43,10 +46,12 @@ COUNT_COLUMNS: tuple[str, ...] = (
     QualityCol.ORDERS_30D,
     QualityCol.COMPLAINTS_30D,
 )
-RECENT_COLUMNS: tuple[str, ...] = (
-    QualityCol.RECENT_ORDERS,
-    QualityCol.RECENT_EXPOSURE,
-    QualityCol.RECENT_COMPLAINTS,
+DAILY_COLUMNS: tuple[str, ...] = (
+    Col.PRODUCT_ID,
+    QualityCol.AGE_DAYS,
+    QualityCol.DAY_LINES,
+    QualityCol.DAY_EXPOSURE,
+    QualityCol.DAY_COMPLAINTS,
 )
 
 # Complaints are taken to arrive within DELAY_HORIZON_DAYS of the order; the delay distribution
@@ -113,27 +118,42 @@ WHERE c.{complained_at} < $end AND {cohort_o}
 GROUP BY ALL
 """
 
-_RECENT_SQL = """
-WITH arrived AS (SELECT * FROM (VALUES {arrived}) AS a(age_day, share)),
-lines AS (
-    SELECT o.{product_id}, count(*) AS {recent_orders}, sum(a.share) AS {recent_exposure}
-    FROM {orders} o JOIN arrived a
-        ON a.age_day = least(date_diff('second', o.{ordered_at}, $end) // 86400, $last_age)
-    WHERE {counted_o} GROUP BY o.{product_id}
-), filed AS ({filed})
-SELECT l.{product_id}, l.{recent_orders}::BIGINT AS {recent_orders},
-    l.{recent_exposure}::DOUBLE AS {recent_exposure},
-    coalesce(f.{complaints_30d}, 0)::BIGINT AS {recent_complaints}
-FROM lines l LEFT JOIN filed f ON f.{product_id} = l.{product_id}
+_DAILY_FILED_SQL = """
+SELECT l.{product_id}, l.age, count(*) AS k
+FROM {complaints} c JOIN (SELECT DISTINCT {order_id}, {product_id}, age FROM counted) l
+    ON l.{order_id} = c.{order_id} AND l.{product_id} = c.{product_id}
+WHERE c.{complained_at} < $end
+GROUP BY ALL
 """
 
-# The SQL's ``{orders_30d}``, ``{complaints_30d}`` and recent names: the gate's count columns.
+_DAILY_NO_COMPLAINTS_SQL = "SELECT {product_id}, age, 0 AS k FROM counted WHERE false"
+
+_DAILY_SQL = """
+WITH arrived AS (SELECT * FROM (VALUES {arrived}) AS a(age_day, share)),
+counted AS (
+    SELECT o.{order_id}, o.{product_id}, date_diff('second', o.{ordered_at}, $end) // 86400 AS age
+    FROM {orders} o WHERE {counted_o}
+),
+lines AS (
+    SELECT l.{product_id}, l.age, count(*) AS n, sum(coalesce(a.share, 1.0)) AS exposure
+    FROM counted l LEFT JOIN arrived a ON a.age_day = l.age
+    GROUP BY ALL
+),
+filed AS ({filed})
+SELECT l.{product_id}, l.age::BIGINT AS {age_days}, l.n::BIGINT AS {day_lines},
+    l.exposure::DOUBLE AS {day_exposure}, coalesce(f.k, 0)::BIGINT AS {day_complaints}
+FROM lines l LEFT JOIN filed f ON f.{product_id} = l.{product_id} AND f.age = l.age
+ORDER BY l.{product_id}, l.age
+"""
+
+# The SQL's ``{orders_30d}``, ``{complaints_30d}`` and daily names: the gate's count columns.
 _COUNT_NAMES = dict(
     orders_30d=ident(QualityCol.ORDERS_30D),
     complaints_30d=ident(QualityCol.COMPLAINTS_30D),
-    recent_orders=ident(QualityCol.RECENT_ORDERS),
-    recent_exposure=ident(QualityCol.RECENT_EXPOSURE),
-    recent_complaints=ident(QualityCol.RECENT_COMPLAINTS),
+    age_days=ident(QualityCol.AGE_DAYS),
+    day_lines=ident(QualityCol.DAY_LINES),
+    day_exposure=ident(QualityCol.DAY_EXPOSURE),
+    day_complaints=ident(QualityCol.DAY_COMPLAINTS),
 )
 
 
@@ -169,7 +189,7 @@ def complaint_arrival(con: duckdb.DuckDBPyConnection, as_of: AsOf, horizon_days:
     Measured on the lines ordered ``DELAY_COHORT_DAYS`` days before the last ``DELAY_HORIZON_DAYS``
     (all their complaints have arrived by the cutoff); a delay of ``DELAY_HORIZON_DAYS`` or more
     counts in the last day. None without a complaints view or with fewer than
-    ``MIN_DELAY_COMPLAINTS`` such complaints: the recent window is then not used.
+    ``MIN_DELAY_COMPLAINTS`` such complaints: ``daily_counts`` then counts lines from maturity_days.
     """
     if not has_table(con, Table.COMPLAINTS):
         return None
@@ -190,28 +210,28 @@ def complaint_arrival(con: duckdb.DuckDBPyConnection, as_of: AsOf, horizon_days:
     return [sum(counts[: day + 1]) / total for day in range(horizon_days)]
 
 
-def recent_counts(con: duckdb.DuckDBPyConnection, as_of: AsOf, recent_days: int) -> pd.DataFrame:
-    """Lines of the recent window, their exposure and the complaints about them, per product with lines.
+def daily_counts(
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, history_days: int, maturity_days: int
+) -> pd.DataFrame:
+    """Counted lines, their exposure and the complaints about them, per product and age in days.
 
-    Columns ``product_id`` and ``RECENT_COLUMNS``; empty when ``recent_days`` is 0 or the
-    complaint delays cannot be measured (``complaint_arrival``).
+    Columns ``DAILY_COLUMNS``, one row per product and order day with a counted line in the
+    ``history_days`` days that end with the as-of date (age 0: ordered on the as-of date);
+    sorted by product and age. ``day_exposure`` weighs each line by the share of complaints
+    that have usually arrived by its age (``complaint_arrival``), or, when that cannot be
+    measured, by 1 from ``maturity_days`` days of age and 0 before. Without a complaints view
+    every complaint count is 0.
     """
-    arrival = complaint_arrival(con, as_of, min(recent_days, DELAY_HORIZON_DAYS)) if recent_days else None
+    arrival = complaint_arrival(con, as_of, DELAY_HORIZON_DAYS)
     if arrival is None:
-        empty = {Col.PRODUCT_ID: pd.Series(dtype=object)}
-        return pd.DataFrame(empty | {c: pd.Series(dtype="float64") for c in RECENT_COLUMNS})
-    counted = render(_COUNTED_LINE, alias="o")
+        arrival = [0.0 if day < maturity_days else 1.0 for day in range(max(maturity_days, 1))]
     values = ", ".join(f"({day}, {share!r})" for day, share in enumerate(arrival))
-    sql = render(
-        _RECENT_SQL,
-        arrived=values,
-        counted_o=counted,
-        filed=render(_FILED_SQL, counted_o=counted, **_COUNT_NAMES),
-        **_COUNT_NAMES,
-    )
-    start = as_of.days_before(recent_days).end
-    params = {"start": start, "window_end": as_of.end, "end": as_of.end, "last_age": len(arrival) - 1}
-    return con.execute(sql, params).df()
+    counted = render(_COUNTED_LINE, alias="o")
+    filed = _DAILY_FILED_SQL if has_table(con, Table.COMPLAINTS) else _DAILY_NO_COMPLAINTS_SQL
+    sql = render(_DAILY_SQL, arrived=values, counted_o=counted, filed=render(filed), **_COUNT_NAMES)
+    params = {"start": as_of.days_before(history_days).end, "window_end": as_of.end, "end": as_of.end}
+    daily = con.execute(sql, params).df()
+    return daily.astype({QualityCol.DAY_LINES: "int64", QualityCol.DAY_COMPLAINTS: "int64"})
 
 
 def unmatched_complaints(con: duckdb.DuckDBPyConnection, as_of: AsOf) -> int:
@@ -231,15 +251,10 @@ def has_complaints(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def quality_counts(
-    con: duckdb.DuckDBPyConnection,
-    as_of: AsOf,
-    window_days: int,
-    maturity_days: int = 0,
-    recent_days: int = 0,
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, window_days: int, maturity_days: int = 0
 ) -> pd.DataFrame:
-    """``complaint_counts`` with the ``recent_counts`` columns (0 for a product without recent
-    lines), logging what the data leave out: no complaints at all (every product will grade
-    normal) or complaints that name no order line (not counted)."""
+    """``complaint_counts``, logging what the data leave out: no complaints at all (every
+    product will grade normal) or complaints that name no order line (not counted)."""
     if not has_complaints(con):
         logger.warning("quality gate: no complaints in the data set; every product is graded normal")
     else:
@@ -252,8 +267,4 @@ def quality_counts(
             )
     start, end = window_bounds(as_of, window_days, maturity_days)
     logger.info("quality gate as of %s: order lines from %s to %s (exclusive)", as_of, start, end)
-    counts = complaint_counts(con, as_of, window_days, maturity_days)
-    recent = recent_counts(con, as_of, recent_days)
-    merged = counts.merge(recent, on=Col.PRODUCT_ID, how="left", validate="one_to_one")
-    filled = merged.fillna({c: 0 for c in RECENT_COLUMNS})
-    return filled.astype({QualityCol.RECENT_ORDERS: "int64", QualityCol.RECENT_COMPLAINTS: "int64"})
+    return complaint_counts(con, as_of, window_days, maturity_days)

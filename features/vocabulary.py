@@ -297,10 +297,13 @@ class QualityCol:
 
     ORDERS_30D = "orders_30d"
     COMPLAINTS_30D = "complaints_30d"
-    # the recent window (models.quality: evidence of a defect that started days ago)
-    RECENT_ORDERS = "recent_orders"
-    RECENT_EXPOSURE = "recent_exposure"
-    RECENT_COMPLAINTS = "recent_complaints"
+    # the daily history (models.quality's sequential evidence): per product and order day
+    AGE_DAYS = "age_days"
+    DAY_LINES = "day_lines"
+    DAY_EXPOSURE = "day_exposure"
+    DAY_COMPLAINTS = "day_complaints"
+    EVIDENCE = "evidence"
+    RUN_LINES = "run_lines"
     COMPLAINT_RATE = "complaint_rate"
     RATE_LOWER_BOUND = "rate_lower_bound"
     RATE_UPPER_BOUND = "rate_upper_bound"
@@ -314,6 +317,7 @@ class QualityCol:
     REFERENCE_PRODUCTS = "reference_products"
     LEFT_OUT = "left_out"
     BASE_RATE = "base_rate"
+    REFERENCE_RATE = "reference_rate"
     SOURCE = "source"
 
     # supplier roll-up

@@ -1,17 +1,16 @@
-"""The product quality gate: 30-day complaint rates graded into four levels (四级商品质量动态拉闸).
+"""The product quality gate: complaint evidence graded into four levels (四级商品质量动态拉闸).
 
-For every product as of a date the gate takes the order lines of a trailing 30-day window
-and the complaints filed about those lines up to the as-of date (counted by
-``features.quality_counts``; the window ends ``maturity_days`` before the as-of date so that
-complaints have had time to arrive), weighs the evidence that its complaint rate is above its
-category's threshold (configured, or derived from the category's own pooled rate once its
-outliers are left out, starting from its line-weighted median rate) and grades the product
-normal / watch / warning / pulled. The evidence is a Beta posterior of the rate that starts
-from the category (``prior_lines`` lines at the rate the threshold was set for) and adds the
-product's own lines and complaints: a product with a handful of lines stays near its category
-until its complaints prove otherwise, a product with many lines is judged on its own. The
-previous run's alerts carry each product's level history forward, and a supplier roll-up
-names the brands with several flagged products.
+For every product as of a date the gate takes two counts from ``features.quality_counts``:
+the order lines of a matured 30-day window with the complaints about them (shown, and the
+``watch`` level), and a daily history of ``history_days`` days (lines, their exposure to
+complaints by their age, complaints). From the history it sets each category's base rate
+(robust to outliers), threshold and reference rate (an upper confidence bound of the base
+rate), and per product a CUSUM of the daily log likelihood ratio of "rate = ``defect_multiple``
+x the reference rate" against "rate = the reference rate": the evidence. ``warning`` and
+``pulled`` are evidence thresholds (a product at its reference rate reaches ``h`` on a given
+night with chance at most e^-h), ``pulled`` also needs ``min_pull_orders`` lines behind the
+evidence. The previous run's alerts carry each product's level history forward, and a
+supplier roll-up names the brands with several flagged products.
 
 Recommenders use ``pulled_products`` (ids to exclude from every list) and
 ``demoted_products`` (the warning products, whose scores they multiply by
@@ -28,11 +27,11 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.stats import beta, norm
+from scipy.stats import beta, gamma, norm
 
 from features.asof import AsOf
 from features.columns import Col
-from features.quality_counts import COUNT_COLUMNS
+from features.quality_counts import COUNT_COLUMNS, DAILY_COLUMNS
 from features.vocabulary import LevelChange, QualityCol, QualityLevel
 
 logger = logging.getLogger(__name__)
@@ -50,6 +49,9 @@ CONFIGURED, CATEGORY, GLOBAL = "configured", "category", "global"  # vocabulary:
 # Absolute slack on every "bound >= threshold" comparison, so that a threshold typed equal
 # to a bound (or computed with a different order of floating-point operations) counts as met.
 TOLERANCE = 1e-9
+
+# Decimals of the shown interval: a prior's 5 % point can be 1e-7, which a CSV writes as "1e-07".
+SHOWN_DECIMALS = 6
 
 # Highest centre of the prior (a derived threshold can exceed 1 when complaints outnumber lines).
 MAX_PRIOR_RATE = 0.999
@@ -78,6 +80,7 @@ THRESHOLD_COLUMNS: tuple[str, ...] = (
     QualityCol.REFERENCE_PRODUCTS,
     QualityCol.LEFT_OUT,
     QualityCol.BASE_RATE,
+    QualityCol.REFERENCE_RATE,
     QualityCol.THRESHOLD,
     QualityCol.SOURCE,
 )
@@ -105,18 +108,36 @@ class QualityConfig(BaseModel):
         7, ge=0, description="The order window ends this many days before the as-of date."
     )
     prior_lines: float = Field(
-        50.0, gt=0, description="Weight of the category prior, in order lines at the category's rate."
+        50.0, gt=0, description="Weight of the category prior of the shown interval, in order lines."
     )
-    recent_days: int = Field(
-        7, ge=0, description="Days of the recent window, weighed by complaint arrival (0: not used)."
+    history_days: int = Field(
+        90, gt=0, description="Days of daily counts the sequential evidence and the base rates look back."
     )
-    min_pull_orders: int = Field(30, ge=1, description="Order lines a product needs to be pulled.")
-    confidence: float = Field(0.90, gt=0, lt=1, description="Two-sided level of the evidence interval.")
+    defect_multiple: float = Field(
+        6.0, gt=1, description="The evidence weighs rate = reference rate x this against the reference rate."
+    )
+    warning_evidence: float = Field(
+        5.0, gt=0, description="Warning when the evidence (log likelihood ratio) reaches this."
+    )
+    pull_evidence: float = Field(
+        8.0, gt=0, description="Pulled when the evidence reaches this (and min_pull_orders lines)."
+    )
+    min_pull_orders: int = Field(
+        30, ge=1, description="Order lines behind its evidence a product needs to be pulled."
+    )
+    confidence: float = Field(0.90, gt=0, lt=1, description="Two-sided level of the shown rate interval.")
     default_multiplier: float = Field(2.0, gt=0, description="Derived threshold = base rate x this.")
     floor: Rate = Field(0.01, description="Lowest derived threshold.")
-    reference_min_orders: int = Field(20, ge=1, description="Order lines a reference product needs.")
+    reference_min_orders: int = Field(
+        20, ge=1, description="Exposed order lines over history_days a reference product needs."
+    )
     min_reference_products: int = Field(5, ge=1, description="Reference products a category needs.")
-    pull_multiplier: float = Field(2.0, ge=1, description="Pulled when lower bound >= threshold x this.")
+    outlier_confidence: float = Field(
+        0.99, gt=0, lt=1, description="Two-sided Wilson level that leaves a reference product out."
+    )
+    base_confidence: float = Field(
+        0.90, gt=0, lt=1, description="The evidence tests against this upper bound of the base rate."
+    )
     warning_demotion: float = Field(0.5, ge=0, le=1, description="Score factor recommenders apply.")
     category_thresholds: dict[str, Rate] = Field(default_factory=dict, description="Fixed thresholds.")
     supplier_min_flagged: int = Field(2, ge=1, description="Flagged products a supplier roll-up row needs.")
@@ -182,28 +203,52 @@ def evidence_interval(
     return beta.ppf(tail, a, b), beta.ppf(1 - tail, a, b)
 
 
-def strongest_evidence(
-    counts: pd.DataFrame, threshold: pd.Series, config: QualityConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    """The evidence interval of the order window or of the recent window, whichever lower end is higher.
+def sequential_evidence(daily: pd.DataFrame, base_rate: pd.Series, config: QualityConfig) -> pd.DataFrame:
+    """The CUSUM of each product's daily complaints: evidence that its rate is ``defect_multiple``
+    times its category's base rate rather than the base rate, over its strongest recent run of days.
 
-    The recent window counts its young lines by their exposure (the share of complaints that
-    have had time to arrive), so a defect that began a few days ago is judged on its own lines
-    instead of being diluted by a month of healthy ones. Without its columns only the order
-    window counts.
+    ``daily`` is ``features.quality_counts.daily_counts`` (sorted by product and age);
+    ``base_rate`` maps product id to the rate ``r`` of its category. A day with ``k`` complaints
+    on ``E`` exposed lines adds ``k ln m - (m - 1) r E`` (the Poisson log likelihood ratio of
+    ``m r`` against ``r``); the evidence is the largest sum over the days from some day up to
+    the as-of date (the CUSUM statistic, floored at 0), and ``run_lines`` the order lines of
+    those days. Returns one row per product of ``daily``: product id, ``EVIDENCE``, ``RUN_LINES``.
     """
-    lower, upper = evidence_interval(
-        counts[QualityCol.COMPLAINTS_30D], counts[QualityCol.ORDERS_30D], threshold, config
+    if daily.empty:
+        return pd.DataFrame({Col.PRODUCT_ID: [], QualityCol.EVIDENCE: [], QualityCol.RUN_LINES: []})
+    m = config.defect_multiple
+    rate = daily[Col.PRODUCT_ID].map(base_rate).fillna(0.0).to_numpy(dtype=float)
+    step = daily[QualityCol.DAY_COMPLAINTS].to_numpy(dtype=float) * np.log(m) - (m - 1) * rate * daily[
+        QualityCol.DAY_EXPOSURE
+    ].to_numpy(dtype=float)
+    product = daily[Col.PRODUCT_ID]
+    runs = pd.DataFrame(
+        {
+            Col.PRODUCT_ID: product.to_numpy(),
+            QualityCol.EVIDENCE: pd.Series(step).groupby(product.to_numpy(), sort=False).cumsum().to_numpy(),
+            QualityCol.RUN_LINES: daily.groupby(Col.PRODUCT_ID, sort=False)[QualityCol.DAY_LINES]
+            .cumsum()
+            .to_numpy(),
+        }
     )
-    if QualityCol.RECENT_EXPOSURE not in counts or config.recent_days == 0:
-        return lower, upper
-    exposure = counts[QualityCol.RECENT_EXPOSURE].to_numpy(dtype=float)
-    complaints = counts[QualityCol.RECENT_COMPLAINTS].to_numpy(dtype=float)
-    recent_lower, recent_upper = evidence_interval(
-        complaints, np.maximum(exposure, complaints), threshold, config
+    strongest = runs.loc[runs.groupby(Col.PRODUCT_ID, sort=False)[QualityCol.EVIDENCE].idxmax()]
+    positive = strongest[QualityCol.EVIDENCE] > 0
+    return strongest.assign(
+        **{
+            QualityCol.EVIDENCE: strongest[QualityCol.EVIDENCE].where(positive, 0.0),
+            QualityCol.RUN_LINES: strongest[QualityCol.RUN_LINES].where(positive, 0).astype("int64"),
+        }
+    ).reset_index(drop=True)
+
+
+def history_totals(counts: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
+    """Every product of ``counts`` with its category and its exposed lines and complaints summed
+    over the daily history (0 without lines): the volumes the category base rates are set from."""
+    totals = daily.groupby(Col.PRODUCT_ID)[[QualityCol.DAY_EXPOSURE, QualityCol.DAY_COMPLAINTS]].sum()
+    merged = counts[[Col.PRODUCT_ID, Col.CATEGORY]].merge(
+        totals, left_on=Col.PRODUCT_ID, right_index=True, how="left"
     )
-    recent = recent_lower > lower
-    return np.where(recent, recent_lower, lower), np.where(recent, recent_upper, upper)
+    return merged.fillna({QualityCol.DAY_EXPOSURE: 0.0, QualityCol.DAY_COMPLAINTS: 0})
 
 
 def derived_threshold(base_rate: float, config: QualityConfig) -> float:
@@ -224,8 +269,11 @@ def line_weighted_median_rate(orders: np.ndarray, complaints: np.ndarray) -> flo
     return float(rates[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
-def robust_base_rate(reference: pd.DataFrame, config: QualityConfig) -> tuple[float, int]:
-    """Pooled complaint rate of ``reference`` without its outliers, and how many were left out.
+def robust_base_rate(reference: pd.DataFrame, config: QualityConfig) -> tuple[float, int, float]:
+    """Pooled complaint rate of ``reference`` without its outliers, how many were left out, and
+    the upper ``base_confidence`` bound of that rate (``rate_upper_bound``).
+
+    ``reference`` has a product's exposed lines and complaints (``history_totals``' columns).
 
     Start from the line-weighted median rate; then, until the set no longer changes (at
     most ``MAX_ROUNDS`` rounds), keep the products whose Wilson lower bound stays under the
@@ -234,11 +282,11 @@ def robust_base_rate(reference: pd.DataFrame, config: QualityConfig) -> tuple[fl
     and starting from the median means a defective product cannot raise its own bar even
     when it holds a large share of the category's lines. An empty reference set gives 0.
     """
-    orders = reference[QualityCol.ORDERS_30D].to_numpy(dtype=float)
-    complaints = reference[QualityCol.COMPLAINTS_30D].to_numpy(dtype=float)
+    orders = reference[QualityCol.DAY_EXPOSURE].to_numpy(dtype=float)
+    complaints = reference[QualityCol.DAY_COMPLAINTS].to_numpy(dtype=float)
     if orders.sum() <= 0:
-        return 0.0, 0
-    lower, _ = wilson_interval(complaints, orders, config.confidence)
+        return 0.0, 0, 0.0
+    lower, _ = wilson_interval(complaints, orders, config.outlier_confidence)
     base = line_weighted_median_rate(orders, complaints)
     kept = np.zeros(len(orders), dtype=bool)
     for _ in range(MAX_ROUNDS):
@@ -247,67 +295,95 @@ def robust_base_rate(reference: pd.DataFrame, config: QualityConfig) -> tuple[fl
             break
         kept = now_kept
         base = float(complaints[kept].sum() / orders[kept].sum())
-    return base, int((~kept).sum())
+    pooled = kept if kept.any() else np.ones(len(orders), dtype=bool)
+    upper = rate_upper_bound(complaints[pooled].sum(), orders[pooled].sum(), config.base_confidence)
+    return base, int((~kept).sum()), max(upper, base)
 
 
-def category_thresholds(counts: pd.DataFrame, config: QualityConfig) -> pd.DataFrame:
-    """The complaint-rate threshold of every category in ``counts``.
+def rate_upper_bound(complaints: float, exposure: float, confidence: float) -> float:
+    """One-sided upper ``confidence`` bound of a Poisson rate: ``k`` complaints on ``E`` exposed lines
+    give the ``confidence`` quantile of ``Gamma(k + 1) / E`` (0 without exposure)."""
+    return float(gamma.ppf(confidence, complaints + 1) / exposure) if exposure > 0 else 0.0
 
-    A category in ``config.category_thresholds`` takes that value. Otherwise the threshold
-    is ``derived_threshold`` of the robust base rate of the category's reference products
-    (those with ``reference_min_orders`` or more order lines), or of all reference products
-    when the category has fewer than ``min_reference_products`` of them.
+
+def category_thresholds(totals: pd.DataFrame, config: QualityConfig) -> pd.DataFrame:
+    """The complaint-rate threshold of every category in ``totals`` (``history_totals``), and the
+    reference rate its products' evidence is weighed against.
+
+    A category in ``config.category_thresholds`` takes that value, and ``threshold /
+    default_multiplier`` as its reference rate. Otherwise the threshold is ``derived_threshold``
+    of the robust base rate of the category's reference products (those with
+    ``reference_min_orders`` or more exposed lines over the history), or of all reference
+    products when the category has fewer than ``min_reference_products`` of them (a *thin*
+    category). The reference rate is the upper ``base_confidence`` bound of that base rate
+    (``robust_base_rate``), for a thin category at least the upper bound of its own pooled
+    lines and complaints (a global rate says little about one category), and never below
+    ``threshold / default_multiplier``.
     """
-    reference = counts[counts[QualityCol.ORDERS_30D] >= config.reference_min_orders]
-    global_rate, global_left_out = robust_base_rate(reference, config)
+    reference = totals[totals[QualityCol.DAY_EXPOSURE] >= config.reference_min_orders]
+    global_rate = robust_base_rate(reference, config)
     by_category = {category: group for category, group in reference.groupby(Col.CATEGORY, sort=False)}
+    pooled = totals.groupby(Col.CATEGORY)[[QualityCol.DAY_COMPLAINTS, QualityCol.DAY_EXPOSURE]].sum()
     rows = []
-    for category in sorted(counts[Col.CATEGORY].unique()):
+    for category in sorted(totals[Col.CATEGORY].unique()):
         own = by_category.get(category, reference.iloc[:0])
         thin = len(own) < config.min_reference_products
-        base, left_out = (global_rate, global_left_out) if thin else robust_base_rate(own, config)
+        base, left_out, upper = global_rate if thin else robust_base_rate(own, config)
+        if thin:
+            complaints, exposure = pooled.loc[category]
+            upper = max(upper, rate_upper_bound(complaints, exposure, config.base_confidence))
         threshold, source = derived_threshold(base, config), GLOBAL if thin else CATEGORY
+        reference_rate = max(upper, float(prior_rate(threshold, config)))
         if category in config.category_thresholds:
             threshold, source = config.category_thresholds[category], CONFIGURED
-        rows.append((category, len(own), left_out, base, threshold, source))
+            reference_rate = float(prior_rate(threshold, config))
+        rows.append((category, len(own), left_out, base, reference_rate, threshold, source))
     return pd.DataFrame(rows, columns=list(THRESHOLD_COLUMNS)).astype(
         {
             QualityCol.REFERENCE_PRODUCTS: "int64",
             QualityCol.LEFT_OUT: "int64",
             QualityCol.BASE_RATE: "float64",
+            QualityCol.REFERENCE_RATE: "float64",
         }
     )
 
 
 def grade(scored: pd.DataFrame, config: QualityConfig) -> pd.Series:
-    """The level of each row of ``scored`` (rates, evidence bounds, threshold and order counts).
+    """The level of each row of ``scored`` (rate, threshold, evidence and its run's lines).
 
-    pulled: at least ``min_pull_orders`` lines and lower bound >= threshold x pull_multiplier;
-    warning: lower bound >= threshold (any volume: the prior is what small products need to
-    overcome); watch: point rate >= threshold; else normal.
+    pulled: evidence >= ``pull_evidence`` on at least ``min_pull_orders`` lines; warning:
+    evidence >= ``warning_evidence`` (any volume); watch: point rate of the matured window >=
+    threshold; else normal.
     """
-    threshold = scored[QualityCol.THRESHOLD]
-    lower = scored[QualityCol.RATE_LOWER_BOUND]
-    enough = scored[QualityCol.ORDERS_30D] >= config.min_pull_orders
-    watch = (scored[QualityCol.COMPLAINT_RATE] >= threshold - TOLERANCE).fillna(False)
-    warning = lower >= threshold - TOLERANCE
-    pulled = enough & (lower >= threshold * config.pull_multiplier - TOLERANCE)
+    evidence = scored[QualityCol.EVIDENCE]
+    enough = scored[QualityCol.RUN_LINES] >= config.min_pull_orders
+    watch = (scored[QualityCol.COMPLAINT_RATE] >= scored[QualityCol.THRESHOLD] - TOLERANCE).fillna(False)
+    warning = evidence >= config.warning_evidence - TOLERANCE
+    pulled = enough & (evidence >= config.pull_evidence - TOLERANCE)
     levels = np.select([pulled, warning, watch], [PULLED, WARNING, WATCH], default=NORMAL)
     return pd.Series(levels, index=scored.index, name=QualityCol.LEVEL, dtype="string")
 
 
-def _score(counts: pd.DataFrame, thresholds: pd.DataFrame, config: QualityConfig) -> pd.DataFrame:
+def _score(
+    counts: pd.DataFrame, daily: pd.DataFrame, thresholds: pd.DataFrame, config: QualityConfig
+) -> pd.DataFrame:
     orders = counts[QualityCol.ORDERS_30D]
     complaints = counts[QualityCol.COMPLAINTS_30D]
     by_category = thresholds.set_index(Col.CATEGORY)[QualityCol.THRESHOLD]
     threshold = counts[Col.CATEGORY].map(by_category).astype("float64")
-    lower, upper = strongest_evidence(counts, threshold, config)
+    by_reference = thresholds.set_index(Col.CATEGORY)[QualityCol.REFERENCE_RATE]
+    reference = counts[Col.CATEGORY].map(by_reference).astype("float64")
+    base_rate = pd.Series(reference.to_numpy(), index=counts[Col.PRODUCT_ID].to_numpy())
+    evidence = sequential_evidence(daily, base_rate, config).set_index(Col.PRODUCT_ID)
+    lower, upper = evidence_interval(complaints, orders, threshold, config)
     scored = counts.assign(
         **{
             QualityCol.COMPLAINT_RATE: (complaints / orders.where(orders > 0)).astype("float64"),
-            QualityCol.RATE_LOWER_BOUND: lower,
-            QualityCol.RATE_UPPER_BOUND: upper,
+            QualityCol.RATE_LOWER_BOUND: np.round(lower, SHOWN_DECIMALS),
+            QualityCol.RATE_UPPER_BOUND: np.round(upper, SHOWN_DECIMALS),
             QualityCol.THRESHOLD: threshold,
+            QualityCol.EVIDENCE: counts[Col.PRODUCT_ID].map(evidence[QualityCol.EVIDENCE]).fillna(0.0),
+            QualityCol.RUN_LINES: counts[Col.PRODUCT_ID].map(evidence[QualityCol.RUN_LINES]).fillna(0),
         }
     )
     return scored.assign(**{QualityCol.LEVEL: grade(scored, config)})
@@ -394,6 +470,7 @@ def supplier_rollup(alerts: pd.DataFrame, config: QualityConfig) -> pd.DataFrame
 
 def assess(
     counts: pd.DataFrame,
+    daily: pd.DataFrame,
     as_of: AsOf,
     config: QualityConfig,
     previous: pd.DataFrame | None = None,
@@ -401,14 +478,16 @@ def assess(
     """Grade every product of ``counts`` as of ``as_of``, carrying history from ``previous`` alerts.
 
     ``counts`` is ``features.quality_counts.quality_counts`` of the same as-of date and the
-    config's window (columns ``COUNT_COLUMNS``); ``previous`` is an earlier run's alerts frame
+    config's window (columns ``COUNT_COLUMNS``), ``daily`` its ``daily_counts`` over
+    ``history_days`` (columns ``DAILY_COLUMNS``); ``previous`` is an earlier run's alerts frame
     (ids as text). A product without complaints grades normal.
     """
     missing = [column for column in COUNT_COLUMNS if column not in counts.columns]
+    missing += [column for column in DAILY_COLUMNS if column not in daily.columns]
     if missing:
-        raise ValueError(f"quality counts lack columns {missing}; pass features.quality_counts' frame")
-    thresholds = category_thresholds(counts, config)
-    scored = _score(counts, thresholds, config)
+        raise ValueError(f"quality counts lack columns {missing}; pass features.quality_counts' frames")
+    thresholds = category_thresholds(history_totals(counts, daily), config)
+    scored = _score(counts, daily, thresholds, config)
     alerts = order_alerts(apply_history(scored, previous, as_of))[list(ALERT_COLUMNS)]
     level_counts = alerts[QualityCol.LEVEL].value_counts().reindex(list(LEVELS), fill_value=0)
     logger.info("quality gate as of %s: %s", as_of, level_counts.to_dict())

@@ -20,8 +20,8 @@ from features.engine import connect
 from features.errors import SiyuError
 from features.files import write_parquet_atomically
 from features.messages import Messages
-from features.quality_counts import quality_counts
-from models.quality import LEVELS, QualityCol, assess, previous_levels
+from features.quality_counts import daily_counts, quality_counts
+from models.quality import LEVELS, QualityCol, QualityConfig, QualityReport, assess, previous_levels
 from pipelines.config import NightlyConfig
 from reporting.excel import read_history, twin_path, write_excel_csv
 from reporting.localize import localize_frame
@@ -56,8 +56,7 @@ def run_quality(
     previous = read_previous_alerts(previous_dir)
     settings = config.quality
     con = con if con is not None else connect(clean_paths)
-    counts = quality_counts(con, as_of, settings.window_days, settings.maturity_days, settings.recent_days)
-    report = assess(counts, as_of, settings, previous)
+    report = grade_products(con, as_of, settings, previous)
     messages = Messages.load(config.locale)
     alerts_csv = out_dir / StepFile.QUALITY_ALERTS
     alerts_path = write_excel_csv(localize_frame(report.alerts, messages), alerts_csv)
@@ -67,6 +66,18 @@ def run_quality(
     )
     counts = report.alerts[QualityCol.LEVEL].value_counts()
     return QualityOutcome(alerts_path, suppliers_path, {level: int(counts.get(level, 0)) for level in LEVELS})
+
+
+def grade_products(
+    con: duckdb.DuckDBPyConnection,
+    as_of: AsOf,
+    settings: QualityConfig,
+    previous: pd.DataFrame | None = None,
+) -> QualityReport:
+    """The gate as of ``as_of`` on ``con``: the window's and the daily counts, then ``assess``."""
+    counts = quality_counts(con, as_of, settings.window_days, settings.maturity_days)
+    daily = daily_counts(con, as_of, settings.history_days, settings.maturity_days)
+    return assess(counts, daily, as_of, settings, previous)
 
 
 def read_previous_alerts(previous_dir: Path | None) -> pd.DataFrame | None:

@@ -47,9 +47,8 @@ from features.interactions import (
 )
 from features.messages import Messages
 from features.progress import CONSUMERS, progress
-from features.quality_counts import quality_counts
 from features.vocabulary import DistributorListCol
-from models.quality import QualityCol, assess
+from models.quality import QualityCol
 from models.recommenders import InteractionData, RecCol, Recommender
 from models.recommenders.distributors import DISTRIBUTOR_COLUMNS, OUTREACH_COLUMNS, decayed_spend
 from models.recommenders.fallback import build_fallback_lists
@@ -66,6 +65,7 @@ from models.recommenders.store import (
 )
 from models.recommenders.training import fit_production
 from pipelines.config import NightlyConfig
+from pipelines.steps.quality import grade_products
 from reporting.excel import read_history, twin_path
 
 if TYPE_CHECKING:
@@ -284,11 +284,7 @@ def _alerts(
         logger.info(
             "no --quality given: running the quality gate as of %s for the pulled / warned lists", as_of
         )
-        settings = config.quality
-        counts = quality_counts(
-            con, as_of, settings.window_days, settings.maturity_days, settings.recent_days
-        )
-        return assess(counts, as_of, settings).alerts
+        return grade_products(con, as_of, config.quality).alerts
     if path.is_dir():
         path = path / StepFile.QUALITY_ALERTS
     if not path.is_file() and not twin_path(path).is_file():

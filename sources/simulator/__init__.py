@@ -66,13 +66,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from features.columns import Table
 from sources.simulator.config import TRUTH_DIR, SimulationConfig, SimulationSummary, Truth
 from sources.simulator.market import CATEGORIES
 from sources.simulator.people import calibrated_base_rate
 from sources.simulator.sinks import Sinks
-from sources.simulator.tables import simulate_chunk
+from sources.simulator.tables import complaint_rates_frame, simulate_chunk
 from sources.simulator.world import World, build_world
 
 __all__ = [
@@ -82,6 +83,7 @@ __all__ = [
     "SimulationConfig",
     "SimulationSummary",
     "Truth",
+    "healthy_complaint_rates",
     "simulate",
 ]
 
@@ -121,6 +123,12 @@ def simulate(out_dir: Path, config: SimulationConfig) -> SimulationSummary:
     summary = SimulationSummary(out_dir, rows, rows[Table.ORDERS], order_offset, config.last_day, seconds)
     logger.info("simulated %s in %.1fs: %s", out_dir, seconds, rows)
     return summary
+
+
+def healthy_complaint_rates(config: SimulationConfig) -> pd.DataFrame:
+    """Each product of ``config``'s world: its complaint probability while healthy and its
+    category's baseline (product id, ``Truth.COMPLAINT_PROBABILITY``, ``Truth.CATEGORY_BASELINE``)."""
+    return complaint_rates_frame(_world(config))
 
 
 def _world(config: SimulationConfig) -> World:

@@ -315,3 +315,17 @@ def defective_frame(world: World) -> pd.DataFrame:
             Truth.DEFECT_ONSET: _onset_dates(world, catalogue.defect_onset[planted]),
         }
     )
+
+
+def complaint_rates_frame(world: World) -> pd.DataFrame:
+    """Every product's complaint probability while healthy and its category's baseline: what
+    the quality benchmark needs to tell a healthy product from one whose own rate is above its
+    category's alarm value. Not written by ``simulate``."""
+    catalogue = world.catalogue
+    return pd.DataFrame(
+        {
+            Col.PRODUCT_ID: _ids(world, Col.PRODUCT_ID, np.arange(len(catalogue.category))).to_pylist(),
+            Truth.COMPLAINT_PROBABILITY: catalogue.healthy_probability,
+            Truth.CATEGORY_BASELINE: np.array([c.complaint_rate for c in CATEGORIES])[catalogue.category],
+        }
+    )
