@@ -46,7 +46,7 @@ import scipy.sparse as sp
 from features.columns import Col
 from features.errors import SiyuError
 from features.progress import CONSUMERS, Progress, progress
-from models.recommenders.base import InteractionData, Recommender, registered_models
+from models.recommenders.base import InteractionData, Recommender, registered_models, top_columns
 from models.recommenders.boosting import LEARNERS, BoostedTrees, BoostingParams
 from models.recommenders.ranker_features import (
     COMPONENT_GROUP,
@@ -255,9 +255,7 @@ class RankerRecommender(Recommender):
         depth = min(self.candidates_per_model, data.shape[1])
         for model in self.models_.values():
             block = np.asarray(model._score_rows(consumer_ids, rows), dtype=np.float32)
-            top = np.argpartition(-block, depth - 1, axis=1)[:, :depth]  # robust to many tied zeros
-            order = np.argsort(-np.take_along_axis(block, top, axis=1), axis=1, kind="stable")
-            ranked = np.take_along_axis(top, order, axis=1)
+            ranked = top_columns(block, depth)
             rank = np.full(block.shape, depth + 1, dtype=np.float32)
             np.put_along_axis(rank, ranked, np.arange(1, depth + 1, dtype=np.float32)[None, :], axis=1)
             np.put_along_axis(mask, ranked, True, axis=1)

@@ -316,17 +316,21 @@ def basket_similarity(recent: np.ndarray, similarity: sp.csr_matrix) -> np.ndarr
     (at most ``COPURCHASE_SLICE_BYTES`` dense) at a time, without building and searching the
     sparse product's structure, which cost most of the scoring pass.
     """
-    n_products = similarity.shape[1]
-    out = np.empty((recent.shape[0], n_products), dtype=np.float32)
+    n_rows, n_products = recent.shape[0], similarity.shape[1]
     everything = recent.all(axis=1)
-    if everything.any():
-        catalogue = sp.csr_matrix(np.ones((1, recent.shape[1]), dtype=np.float32))
-        out[everything] = (catalogue @ similarity).toarray()
-    baskets = sp.csr_matrix(recent[~everything], dtype=np.float32)
+    at_rows, at_columns = np.nonzero(recent & ~everything[:, None])
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(at_rows, minlength=n_rows))])
+    baskets = sp.csr_matrix(
+        (np.ones(len(at_columns), dtype=np.float32), at_columns, indptr), shape=recent.shape
+    )
+    out = np.empty((n_rows, n_products), dtype=np.float32)
     width = max(1, COPURCHASE_SLICE_BYTES // (4 * max(similarity.shape[0], 1)))
     for start in range(0, n_products, width):
         stop = min(start + width, n_products)
-        out[~everything, start:stop] = baskets @ similarity[:, start:stop].toarray()
+        out[:, start:stop] = baskets @ similarity[:, start:stop].toarray()
+    if everything.any():
+        catalogue = sp.csr_matrix(np.ones((1, recent.shape[1]), dtype=np.float32))
+        out[everything] = (catalogue @ similarity).toarray()
     return out
 
 
