@@ -370,8 +370,8 @@ def top_columns(scores: np.ndarray, depth: int) -> np.ndarray:
         return _argpartition_top(negated, depth)
     threshold = np.partition(negated, depth - 1, axis=1)[:, depth - 1 : depth]
     inside = negated <= threshold  # a NaN threshold leaves no column inside
-    clear = inside.sum(axis=1) == depth
-    at_rows, at_columns = np.nonzero(inside)
+    clear = np.count_nonzero(inside, axis=1) == depth
+    at_rows, at_columns = np.divmod(np.flatnonzero(inside), scores.shape[1])
     columns = at_columns[clear[at_rows]].reshape(-1, depth)
     values = negated[np.flatnonzero(clear)[:, None], columns]
     order = np.argsort(values, axis=1, kind="stable")
