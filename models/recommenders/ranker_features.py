@@ -303,7 +303,7 @@ def _copurchase(
         latest = aged.min(axis=1, keepdims=True)
         recent = aged <= latest + RECENT_BASKET_DAYS
     strength = basket_similarity(recent, stats.copurchase)[batch_rows, columns]
-    size = recent.sum(axis=1)[batch_rows]
+    size = np.count_nonzero(recent, axis=1)[batch_rows]
     return [strength, strength / np.maximum(size, 1)]
 
 
