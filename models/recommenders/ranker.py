@@ -252,21 +252,22 @@ class RankerRecommender(Recommender):
         """Yield (row positions in the batch, product columns, float32 feature block) of the candidates."""
         data = self._data
         mask = data.bought[rows].toarray() > 0
-        component_scores, component_ranks = [], []
+        blocks, ranks = [], []
         depth = min(self.candidates_per_model, data.shape[1])
+        rank_type = np.uint8 if depth < np.iinfo(np.uint8).max else np.int64
         for model in self.models_.values():
             block = np.asarray(model._score_rows(consumer_ids, rows), dtype=np.float32)
             ranked = top_columns(block, depth)
-            rank = np.full(block.shape, depth + 1, dtype=np.float32)
-            np.put_along_axis(rank, ranked, np.arange(1, depth + 1, dtype=np.float32)[None, :], axis=1)
+            rank = np.full(block.shape, depth + 1, dtype=rank_type)
+            np.put_along_axis(rank, ranked, np.arange(1, depth + 1, dtype=rank_type)[None, :], axis=1)
             np.put_along_axis(mask, ranked, True, axis=1)
-            best = np.abs(block).max(axis=1, keepdims=True)
-            block /= np.where(best > 0, best, 1.0)
-            component_scores.append(block)
-            component_ranks.append(rank)
+            blocks.append(block)
+            ranks.append(rank)
         popular = np.argsort(-self.stats_.popularity_30d, kind="stable")[: self.popular_candidates]
         mask[:, popular] = True
         batch_rows, columns = np.nonzero(mask)
+        component_scores = [_over_best(block, batch_rows, columns) for block in blocks]
+        component_ranks = [rank[batch_rows, columns].astype(np.float32) for rank in ranks]
         features = candidate_features(
             data,
             self.stats_,
@@ -307,6 +308,12 @@ class RankerRecommender(Recommender):
             model.data_ = self.data_
             model._set_state(_with_prefix(arrays, f"component__{name}__"))
             self.models_[name] = model
+
+
+def _over_best(block: np.ndarray, batch_rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """A component's scores at the candidates over the consumer's best absolute score (float32)."""
+    best = np.maximum(block.max(axis=1), -block.min(axis=1))  # = |block|.max, without the copy
+    return block[batch_rows, columns] / np.where(best > 0, best, 1.0)[batch_rows]
 
 
 def _with_prefix(arrays: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -162,6 +162,9 @@ def candidate_features(
 ) -> np.ndarray:
     """One float32 row per candidate (``batch_rows[i]``, ``columns[i]``); columns ``feature_names``.
 
+    ``component_scores`` and ``component_ranks``: each component's score (over the consumer's
+    best) and rank at the candidates (float32, one value per candidate).
+
     Groups in ``skip`` are not computed (their columns hold NaN). Each part gives its features as
     columns (a sequence of 1-D arrays); they are written feature by feature into a contiguous
     features × candidates float32 array, transposed once at the end (writing strided columns of
@@ -189,8 +192,8 @@ def candidate_features(
                 by_feature[position + offset] = values
         position += width
     for score, rank in zip(component_scores, component_ranks, strict=True):
-        by_feature[position] = score[batch_rows, columns]
-        by_feature[position + 1] = np.log1p(rank[batch_rows, columns])
+        by_feature[position] = score
+        by_feature[position + 1] = np.log1p(rank)
         position += 2
     return np.ascontiguousarray(by_feature.T)
 
