@@ -5,7 +5,8 @@
   ``argpartition``'s own;
 - ``basket_similarity`` (co-purchase with the recent basket) against the sparse product
   ``csr(recent) @ similarity``, bit for bit, with whole-catalogue baskets and column slices;
-- the ranker's scores and lists with both replaced by those plain computations.
+- a component's scaled scores read at the candidates against scaling the whole block;
+- the ranker's scores and lists with the first two replaced by those plain computations.
 """
 
 from __future__ import annotations
@@ -78,3 +79,16 @@ def test_ranker_scores_and_lists_equal_the_plain_computations(
     plain = np.vstack([block.scores for block in model.score_blocks(consumers, 16)])
     np.testing.assert_allclose(fast, plain, rtol=0, atol=1e-9)
     assert fast_lists.equals(model.recommend(consumers, 5))
+
+
+def test_component_scores_at_the_candidates_equal_the_scaled_block() -> None:
+    rng = np.random.default_rng(5)
+    block = (rng.random((9, 15)) - 0.7).astype(np.float32)
+    block[3] = 0.0  # nothing to scale by
+    block[4, 2] = np.nan
+    batch_rows, columns = np.nonzero(rng.random((9, 15)) < 0.4)
+    best = np.abs(block).max(axis=1, keepdims=True)
+    scaled = block / np.where(best > 0, best, 1.0)  # the block-wide computation it replaced
+    np.testing.assert_array_equal(
+        ranker_module._over_best(block, batch_rows, columns), scaled[batch_rows, columns]
+    )
