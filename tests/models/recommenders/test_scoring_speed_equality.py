@@ -19,7 +19,8 @@ import models.recommenders.base as base_module
 import models.recommenders.ranker as ranker_module
 import models.recommenders.ranker_features as features_module
 from models.recommenders import InteractionData, RankerRecommender
-from models.recommenders.base import top_columns
+from models.recommenders.base import top_columns, top_k
+from models.recommenders.distributors import _likely_counts
 from models.recommenders.ranker_features import basket_similarity
 from tests.models.recommenders.test_ranker import PARAMS
 
@@ -92,3 +93,17 @@ def test_component_scores_at_the_candidates_equal_the_scaled_block() -> None:
     np.testing.assert_array_equal(
         ranker_module._over_best(block, batch_rows, columns), scaled[batch_rows, columns]
     )
+
+
+def test_likely_counts_equal_the_plain_computation() -> None:
+    rng = np.random.default_rng(6)
+    scores = rng.random((12, 20)).astype(np.float32)
+    scores[::4, ::3] = np.nan
+    mask = rng.random(20) < 0.7
+    rows = rng.integers(0, 3, size=12)
+    masked = np.where(mask[None, :], np.nan_to_num(scores, nan=-np.inf), -np.inf).astype(np.float32)
+    columns, _ = top_k(masked, 5)  # the computation it replaced: count each member's top 5
+    expected = np.zeros((3, 20))
+    for row, top in zip(rows, columns, strict=True):
+        np.add.at(expected[row], top[top >= 0], 1.0)
+    np.testing.assert_array_equal(_likely_counts(scores, mask, rows, 3, 5), expected)
