@@ -345,7 +345,7 @@ def top_k(
     n_rows, n_cols = scores.shape
     depth = min(n_cols, k * 10 if category_cap is not None else k)
     if depth < n_cols:
-        part = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
+        part = top_columns(scores, depth)
     else:
         part = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
     part_scores = np.take_along_axis(scores, part, axis=1)
@@ -361,6 +361,41 @@ def top_k(
         ranked = np.pad(ranked, ((0, 0), (0, pad)), constant_values=-np.inf)
     columns = np.where(np.isfinite(ranked), columns, -1)
     return columns, ranked
+
+
+def top_columns(scores: np.ndarray, depth: int) -> np.ndarray:
+    """Each row's ``depth`` best columns, best first: exactly ``argpartition`` of ``-scores`` (robust
+    to many tied zeros), its top ``depth`` then sorted by score (stable).
+
+    Where a row's top ``depth`` scores are distinct and above the rest, that list is unique and
+    comes from the scores' partition (values only, about three times faster than
+    ``argpartition``); the other rows (ties, NaN) take the ``argpartition`` path itself, so the
+    order among tied scores is the one it gives.
+    """
+    negated = -scores
+    if depth >= scores.shape[1]:
+        return _argpartition_top(negated, depth)
+    threshold = np.partition(negated, depth - 1, axis=1)[:, depth - 1 : depth]
+    inside = negated <= threshold  # a NaN threshold leaves no column inside
+    clear = np.count_nonzero(inside, axis=1) == depth
+    at_rows, at_columns = np.divmod(np.flatnonzero(inside), scores.shape[1])
+    columns = at_columns[clear[at_rows]].reshape(-1, depth)
+    values = negated[np.flatnonzero(clear)[:, None], columns]
+    order = np.argsort(values, axis=1, kind="stable")
+    ranked = np.empty((scores.shape[0], depth), dtype=np.int64)
+    ranked[clear] = np.take_along_axis(columns, order, axis=1)
+    ordered = np.take_along_axis(values, order, axis=1)
+    tied = ~clear
+    tied[clear] = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+    if tied.any():
+        ranked[tied] = _argpartition_top(negated[tied], depth)
+    return ranked
+
+
+def _argpartition_top(negated: np.ndarray, depth: int) -> np.ndarray:
+    top = np.argpartition(negated, depth - 1, axis=1)[:, :depth]
+    order = np.argsort(np.take_along_axis(negated, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1)
 
 
 def _cap_categories(

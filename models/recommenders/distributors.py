@@ -204,7 +204,8 @@ def _scaled(scores: np.ndarray, scale: str) -> np.ndarray:
 def _likely_counts(
     scores: np.ndarray, mask: np.ndarray, rows: np.ndarray, n_communities: int, depth: int
 ) -> np.ndarray:
-    masked = np.where(mask[None, :], np.nan_to_num(scores, nan=-np.inf), -np.inf).astype(np.float32)
+    masked = np.nan_to_num(scores, nan=-np.inf).astype(np.float32, copy=False)  # a copy
+    np.copyto(masked, -np.inf, where=~mask[None, :])  # in place: no second and third block-wide copy
     columns, _ = top_k(masked, depth)
     valid = columns >= 0
     member_rows = np.broadcast_to(rows[:, None], columns.shape)[valid]

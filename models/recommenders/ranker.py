@@ -46,7 +46,7 @@ import scipy.sparse as sp
 from features.columns import Col
 from features.errors import SiyuError
 from features.progress import CONSUMERS, Progress, progress
-from models.recommenders.base import InteractionData, Recommender, registered_models
+from models.recommenders.base import InteractionData, Recommender, registered_models, top_columns
 from models.recommenders.boosting import LEARNERS, BoostedTrees, BoostingParams
 from models.recommenders.ranker_features import (
     COMPONENT_GROUP,
@@ -66,9 +66,10 @@ DEFAULT_COMPONENTS: dict[str, dict[str, Any]] = {
     "ease": {"kind": "ease", "l2": 500.0},
     "als": {"kind": "als", "factors": 64, "iterations": 8},
 }
-# Every group by default. Co-purchase is the costliest group in the scoring pass and was neutral on
-# the Online Retail tuning window but helped the distributor lists' validation window
-# (docs/recommenders.md); ("copurchase",) here or in the config trades that for speed.
+# Every group by default. Co-purchase was neutral on the Online Retail tuning window but helped the
+# distributor lists' validation window (docs/recommenders.md). It was half the scoring pass's time
+# until its product became sparse x dense (issue 18; about a tenth of the scoring now);
+# ("copurchase",) here or in the config still saves that tenth.
 DEFAULT_EXCLUDED_FEATURES: tuple[str, ...] = ()
 _STATS_PREFIX = "stats__"
 _TREES_PREFIX = "trees__"
@@ -251,23 +252,22 @@ class RankerRecommender(Recommender):
         """Yield (row positions in the batch, product columns, float32 feature block) of the candidates."""
         data = self._data
         mask = data.bought[rows].toarray() > 0
-        component_scores, component_ranks = [], []
+        blocks, ranks = [], []
         depth = min(self.candidates_per_model, data.shape[1])
+        rank_type = np.uint8 if depth < np.iinfo(np.uint8).max else np.int64
         for model in self.models_.values():
             block = np.asarray(model._score_rows(consumer_ids, rows), dtype=np.float32)
-            top = np.argpartition(-block, depth - 1, axis=1)[:, :depth]  # robust to many tied zeros
-            order = np.argsort(-np.take_along_axis(block, top, axis=1), axis=1, kind="stable")
-            ranked = np.take_along_axis(top, order, axis=1)
-            rank = np.full(block.shape, depth + 1, dtype=np.float32)
-            np.put_along_axis(rank, ranked, np.arange(1, depth + 1, dtype=np.float32)[None, :], axis=1)
+            ranked = top_columns(block, depth)
+            rank = np.full(block.shape, depth + 1, dtype=rank_type)
+            np.put_along_axis(rank, ranked, np.arange(1, depth + 1, dtype=rank_type)[None, :], axis=1)
             np.put_along_axis(mask, ranked, True, axis=1)
-            best = np.abs(block).max(axis=1, keepdims=True)
-            block /= np.where(best > 0, best, 1.0)
-            component_scores.append(block)
-            component_ranks.append(rank)
+            blocks.append(block)
+            ranks.append(rank)
         popular = np.argsort(-self.stats_.popularity_30d, kind="stable")[: self.popular_candidates]
         mask[:, popular] = True
         batch_rows, columns = np.nonzero(mask)
+        component_scores = [_over_best(block, batch_rows, columns) for block in blocks]
+        component_ranks = [rank[batch_rows, columns].astype(np.float32) for rank in ranks]
         features = candidate_features(
             data,
             self.stats_,
@@ -328,6 +328,12 @@ class RankerRecommender(Recommender):
             model._carry(data, _with_prefix(state, f"component__{name}__"), columns)
             self.models_[name] = model
         self.stats_ = ProductStats.fit(data)
+
+
+def _over_best(block: np.ndarray, batch_rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """A component's scores at the candidates over the consumer's best absolute score (float32)."""
+    best = np.maximum(block.max(axis=1), -block.min(axis=1))  # = |block|.max, without the copy
+    return block[batch_rows, columns] / np.where(best > 0, best, 1.0)[batch_rows]
 
 
 def _with_prefix(arrays: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from models.recommenders.popularity import recent_popularity
 NO_AGE_DAYS = 3650.0
 RECENT_BASKET_DAYS = 14.0
 COPURCHASE_NEIGHBOURS = 100
+COPURCHASE_SLICE_BYTES = 64 * 2**20
 
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "history": (
@@ -161,11 +162,17 @@ def candidate_features(
 ) -> np.ndarray:
     """One float32 row per candidate (``batch_rows[i]``, ``columns[i]``); columns ``feature_names``.
 
-    Groups in ``skip`` are not computed (their columns hold NaN).
+    ``component_scores`` and ``component_ranks``: each component's score (over the consumer's
+    best) and rank at the candidates (float32, one value per candidate).
+
+    Groups in ``skip`` are not computed (their columns hold NaN). Each part gives its features as
+    columns (a sequence of 1-D arrays); they are written feature by feature into a contiguous
+    features × candidates float32 array, transposed once at the end (writing strided columns of
+    a candidates × features array directly cost four times as much).
     """
     own = _dense(data.purchases if data.purchases is not None else data.bought, rows)
     ages = _dense(data.age_days, rows) if data.age_days is not None else None
-    out = np.empty((len(columns), len(feature_names([""] * len(component_scores)))), dtype=np.float32)
+    by_feature = np.empty((len(feature_names([""] * len(component_scores))), len(columns)), dtype=np.float32)
     parts = (
         ("history", 3, lambda: _history(own, ages, batch_rows, columns)),
         ("history", 3, lambda: _own_ranks(data, rows, batch_rows, columns)),
@@ -173,27 +180,31 @@ def candidate_features(
         ("copurchase", 2, lambda: _copurchase(stats, own, ages, batch_rows, columns)),
         ("popularity", 4, lambda: _popularity(stats, columns)),
         ("consumer", 3, lambda: _consumer(own, ages, batch_rows)),
-        ("category_affinity", 1, lambda: _category(own, category_codes, batch_rows, columns)[:, None]),
+        ("category_affinity", 1, lambda: [_category(own, category_codes, batch_rows, columns)]),
         ("price", 2, lambda: _price(data, own, batch_rows, columns)),
     )
     position = 0
-    for group, width, part in parts:  # one part at a time into the float32 matrix, no float64 copy
-        out[:, position : position + width] = np.nan if group in skip else part()
+    for group, width, part in parts:  # one feature at a time into the float32 array, no float64 copy
+        if group in skip:
+            by_feature[position : position + width] = np.nan
+        else:
+            for offset, values in enumerate(part()):
+                by_feature[position + offset] = values
         position += width
     for score, rank in zip(component_scores, component_ranks, strict=True):
-        out[:, position] = score[batch_rows, columns]
-        out[:, position + 1] = np.log1p(rank[batch_rows, columns])
+        by_feature[position] = score
+        by_feature[position + 1] = np.log1p(rank)
         position += 2
-    return out
+    return np.ascontiguousarray(by_feature.T)
 
 
 def _history(
     own: np.ndarray, ages: np.ndarray | None, batch_rows: np.ndarray, columns: np.ndarray
-) -> np.ndarray:
+) -> list[np.ndarray]:
     purchases = own[batch_rows, columns]
     owned = purchases > 0
     age = _pair_age(ages, batch_rows, columns)
-    return np.column_stack([np.log1p(purchases), owned, np.where(owned, np.log1p(age), np.nan)])
+    return [np.log1p(purchases), owned, np.where(owned, np.log1p(age), np.nan)]
 
 
 def _own_ranks(
@@ -205,15 +216,15 @@ def _own_ranks(
     bought.sort_indices()
     totals = np.asarray(bought.sum(axis=1)).ravel()
     share = bought.multiply(1.0 / np.where(totals > 0, totals, 1.0)[:, None]).tocsr()
-    out = np.full((len(columns), 3), np.nan, dtype=np.float32)
-    out[:, 0] = _at(share, batch_rows, columns)
-    out[:, 1] = _at(_row_ranks(bought, bought.data, descending=True), batch_rows, columns)
+    out = np.full((3, len(columns)), np.nan, dtype=np.float32)
+    out[0] = _at(share, batch_rows, columns)
+    out[1] = _at(_row_ranks(bought, bought.data, descending=True), batch_rows, columns)
     if data.age_days is not None:
         ages = data.age_days[rows].multiply(bought > 0).tocsr()
         ages.sort_indices()
-        out[:, 2] = _at(_row_ranks(ages, ages.data, descending=False), batch_rows, columns)
+        out[2] = _at(_row_ranks(ages, ages.data, descending=False), batch_rows, columns)
     with np.errstate(invalid="ignore"):
-        out[:, 1:] = np.log(out[:, 1:])
+        out[1:] = np.log(out[1:])
     return out
 
 
@@ -254,7 +265,7 @@ def _timing(
     columns: np.ndarray,
 ) -> np.ndarray:
     """Repurchase intervals of the pair, the consumer and the product, and age over each."""
-    out = np.full((len(columns), 6), np.nan, dtype=np.float32)
+    out = np.full((6, len(columns)), np.nan, dtype=np.float32)
     span, repeats = _spans_and_repeats(data)
     if span is None or ages is None:
         return out
@@ -264,10 +275,10 @@ def _timing(
     product = stats.repurchase_interval[columns]
     owned = own[batch_rows, columns] > 0
     age = np.where(owned, _pair_age(ages, batch_rows, columns), np.nan)
-    out[:, 0], out[:, 1], out[:, 2] = np.log1p(pair), np.log1p(consumer), np.log1p(product)
+    out[0], out[1], out[2] = np.log1p(pair), np.log1p(consumer), np.log1p(product)
     with np.errstate(divide="ignore", invalid="ignore"):
         for position, interval in enumerate((pair, consumer, product), start=3):
-            out[:, position] = np.where(interval > 0, age / interval, np.nan)
+            out[position] = np.where(interval > 0, age / interval, np.nan)
     return out
 
 
@@ -282,43 +293,69 @@ def _copurchase(
     ages: np.ndarray | None,
     batch_rows: np.ndarray,
     columns: np.ndarray,
-) -> np.ndarray:
-    """Similarity of each candidate with the consumer's recent basket (summed and mean)."""
+) -> list[np.ndarray]:
+    """Similarity of each candidate with the consumer's recent basket (summed and mean).
+
+    A consumer without purchases (events only) has no latest purchase, so every product counts
+    as recent: their basket is the whole catalogue.
+    """
     if ages is None:
         recent = own > 0
     else:
         aged = np.where(own > 0, ages, np.inf)
         latest = aged.min(axis=1, keepdims=True)
         recent = aged <= latest + RECENT_BASKET_DAYS
-    basket = sp.csr_matrix(recent, dtype=np.float32)
-    strength = _at(basket @ stats.copurchase, batch_rows, columns, 0.0)
-    size = recent.sum(axis=1)[batch_rows]
-    return np.column_stack([strength, strength / np.maximum(size, 1)])
+    strength = basket_similarity(recent, stats.copurchase)[batch_rows, columns]
+    size = np.count_nonzero(recent, axis=1)[batch_rows]
+    return [strength, strength / np.maximum(size, 1)]
 
 
-def _popularity(stats: ProductStats, columns: np.ndarray) -> np.ndarray:
-    return np.column_stack(
-        [
-            np.log1p(100 * stats.popularity_7d[columns]),
-            np.log1p(100 * stats.popularity_30d[columns]),
-            np.log1p(100 * stats.popularity_all[columns]),
-            stats.trend[columns],
-        ]
+def basket_similarity(recent: np.ndarray, similarity: sp.csr_matrix) -> np.ndarray:
+    """``recent @ similarity`` (0/1 baskets × product similarity) as a dense float32 block.
+
+    Equal, bit for bit, to the sparse product ``csr(recent) @ similarity``: the same float32
+    sums in the same order. Whole-catalogue baskets share one row (the similarity's column
+    sums); the other rows are a sparse × dense product, one column slice of ``similarity``
+    (at most ``COPURCHASE_SLICE_BYTES`` dense) at a time, without building and searching the
+    sparse product's structure, which cost most of the scoring pass.
+    """
+    n_rows, n_products = recent.shape[0], similarity.shape[1]
+    everything = recent.all(axis=1)
+    at_rows, at_columns = np.nonzero(recent & ~everything[:, None])
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(at_rows, minlength=n_rows))])
+    baskets = sp.csr_matrix(
+        (np.ones(len(at_columns), dtype=np.float32), at_columns, indptr), shape=recent.shape
     )
+    out = np.empty((n_rows, n_products), dtype=np.float32)
+    width = max(1, COPURCHASE_SLICE_BYTES // (4 * max(similarity.shape[0], 1)))
+    for start in range(0, n_products, width):
+        stop = min(start + width, n_products)
+        out[:, start:stop] = baskets @ similarity[:, start:stop].toarray()
+    if everything.any():
+        catalogue = sp.csr_matrix(np.ones((1, recent.shape[1]), dtype=np.float32))
+        out[everything] = (catalogue @ similarity).toarray()
+    return out
 
 
-def _consumer(own: np.ndarray, ages: np.ndarray | None, batch_rows: np.ndarray) -> np.ndarray:
+def _popularity(stats: ProductStats, columns: np.ndarray) -> list[np.ndarray]:
+    return [
+        np.log1p(100 * stats.popularity_7d[columns]),
+        np.log1p(100 * stats.popularity_30d[columns]),
+        np.log1p(100 * stats.popularity_all[columns]),
+        stats.trend[columns],
+    ]
+
+
+def _consumer(own: np.ndarray, ages: np.ndarray | None, batch_rows: np.ndarray) -> list[np.ndarray]:
     if ages is None:
         last_activity = np.full(own.shape[0], NO_AGE_DAYS, dtype=np.float32)
     else:
         last_activity = np.where(own > 0, ages, NO_AGE_DAYS).min(axis=1)
-    return np.column_stack(
-        [
-            np.log1p((own > 0).sum(axis=1, dtype=np.float32))[batch_rows],
-            np.log1p(own.sum(axis=1, dtype=np.float32))[batch_rows],
-            np.log1p(last_activity)[batch_rows],
-        ]
-    )
+    return [
+        np.log1p((own > 0).sum(axis=1, dtype=np.float32))[batch_rows],
+        np.log1p(own.sum(axis=1, dtype=np.float32))[batch_rows],
+        np.log1p(last_activity)[batch_rows],
+    ]
 
 
 def _category(
@@ -336,18 +373,20 @@ def _category(
     return per_category[batch_rows, codes[columns]] / np.where(totals > 0, totals, 1.0)[batch_rows]
 
 
-def _price(data: InteractionData, own: np.ndarray, batch_rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+def _price(
+    data: InteractionData, own: np.ndarray, batch_rows: np.ndarray, columns: np.ndarray
+) -> np.ndarray | list[np.ndarray]:
     """Candidate price band minus the consumer's purchase-weighted usual band, and its size."""
     band = price_band_numbers(data)
     if band is None:
-        return np.full((len(columns), 2), np.nan, dtype=np.float32)
+        return np.full((2, len(columns)), np.nan, dtype=np.float32)
     known = ~np.isnan(band)
     weights = own * known[None, :]
     totals = weights.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         usual = np.where(totals > 0, weights @ np.nan_to_num(band) / totals, np.nan)
     gap = band[columns] - usual[batch_rows]
-    return np.column_stack([gap, np.abs(gap)])
+    return [gap, np.abs(gap)]
 
 
 def price_band_numbers(data: InteractionData) -> np.ndarray | None:

@@ -13,8 +13,10 @@ blocks of ``lists.batch_size`` consumers with history. Each block is scored once
   it; its list (top ``distributor_top_n``) and its **outreach** are made then and the dense
   distributor × product rows are dropped.
 
-Memory is one block's scores plus the open distributors' rows (``batch_size × products``
-each), whatever the number of consumers or distributors. The lists equal those of scoring
+The next block is scored on a second thread while the current block's lists are made
+(``_scored_ahead``; the same scores, two cores busy instead of one). Memory is two blocks'
+scores plus the open distributors' rows (``batch_size × products`` each), whatever the number
+of consumers or distributors. The lists equal those of scoring
 every consumer separately for each list (the three passes this replaces;
 ``tests/pipelines/steps/test_recommend_one_pass.py`` holds them to a fixture); only the
 consumer file's row order changed: by home distributor, then consumer id, then rank.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,9 +112,10 @@ def list_pass(
     )
     history = data.rows_of(order.consumer_ids) >= 0
     history_at = np.flatnonzero(history)
-    for start, stop in _blocks(history_at, len(history), lists.batch_size):
+    bounds = _blocks(history_at, len(history), lists.batch_size)
+    scorable = [order.consumer_ids[start:stop][history[start:stop]] for start, stop in bounds]
+    for (start, stop), block in zip(bounds, _scored_ahead(model, scorable, data), strict=True):
         ids = order.consumer_ids[start:stop]
-        block = _score(model, ids[history[start:stop]], data)
         recommended = model.recommend_from_block(block, k, filters)
         rows, from_fallback = finished_lists(
             recommended, ids, homes, k, fallback, data, filters, categories, messages
@@ -144,6 +148,21 @@ def _blocks(history_at: np.ndarray, n_consumers: int, batch_size: int) -> list[t
     cuts |= set(range(0, n_consumers, _COLD_FACTOR * batch_size))
     bounds = sorted(cuts | {0, n_consumers})
     return list(itertools.pairwise(bounds))
+
+
+def _scored_ahead(model: Recommender, blocks: list[pd.Index], data: InteractionData) -> Iterator[ScoreBlock]:
+    """Each block's scores in order; block i + 1 is scored on a second thread while the caller
+    makes block i's lists (the scoring's large numpy and scipy operations release the GIL). The
+    scores are the same as scoring in line: one block at a time, by the same code."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-scoring") as ahead:
+        pending: Future[ScoreBlock] | None = None
+        for ids in blocks:
+            scored = ahead.submit(_score, model, ids, data)
+            if pending is not None:
+                yield pending.result()
+            pending = scored
+        if pending is not None:
+            yield pending.result()
 
 
 def _score(model: Recommender, ids: pd.Index, data: InteractionData) -> ScoreBlock:
