@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,9 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from models.recommenders.base import InteractionData, Recommender, carried_rows, carried_square
+
+if TYPE_CHECKING:
+    from implicit.cpu.als import AlternatingLeastSquares
 
 logger = logging.getLogger(__name__)
 
@@ -71,19 +75,9 @@ class ALSRecommender(_FactorModel):
         self.num_threads = num_threads
 
     def _fit(self, data: InteractionData) -> None:
-        from implicit.cpu.als import AlternatingLeastSquares
-
-        matrix = bm25_weight(data.matrix) if self.bm25 else data.matrix
         with threadpool_limits(1, "blas"):
-            model = AlternatingLeastSquares(
-                factors=self.factors,
-                regularization=self.regularization,
-                alpha=self.alpha,
-                iterations=self.iterations,
-                random_state=self.random_state,
-                num_threads=self.num_threads,
-            )
-            model.fit(matrix.astype(np.float32).tocsr(), show_progress=False)
+            model = self._als()
+            model.fit(self._weighted(data), show_progress=False)
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
 
@@ -92,21 +86,30 @@ class ALSRecommender(_FactorModel):
 
     def _carry(self, data: InteractionData, state: dict[str, np.ndarray], columns: np.ndarray) -> None:
         """Kept item factors; each consumer's factors solved against them (one ALS half-step)."""
+        self.item_factors_ = np.ascontiguousarray(carried_rows(state["item_factors"], columns))
+        with threadpool_limits(1, "blas"):
+            model = self._als()
+            model.item_factors = self.item_factors_
+            users = model.recalculate_user(np.arange(data.shape[0]), self._weighted(data))
+        self.user_factors_ = np.ascontiguousarray(users, dtype=np.float32)
+
+    def _als(self) -> AlternatingLeastSquares:
+        """implicit's CPU ALS with this model's settings."""
         from implicit.cpu.als import AlternatingLeastSquares
 
-        self.item_factors_ = np.ascontiguousarray(carried_rows(state["item_factors"], columns))
+        return AlternatingLeastSquares(
+            factors=self.factors,
+            regularization=self.regularization,
+            alpha=self.alpha,
+            iterations=self.iterations,
+            random_state=self.random_state,
+            num_threads=self.num_threads,
+        )
+
+    def _weighted(self, data: InteractionData) -> sp.csr_matrix:
+        """The matrix ALS sees: BM25-weighted when configured, float32 CSR."""
         matrix = bm25_weight(data.matrix) if self.bm25 else data.matrix
-        with threadpool_limits(1, "blas"):
-            model = AlternatingLeastSquares(
-                factors=self.factors,
-                regularization=self.regularization,
-                alpha=self.alpha,
-                random_state=self.random_state,
-                num_threads=self.num_threads,
-            )
-            model.item_factors = self.item_factors_
-            users = model.recalculate_user(np.arange(data.shape[0]), matrix.astype(np.float32).tocsr())
-        self.user_factors_ = np.ascontiguousarray(users, dtype=np.float32)
+        return matrix.astype(np.float32).tocsr()
 
 
 class BPRRecommender(_FactorModel):
