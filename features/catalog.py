@@ -662,8 +662,12 @@ EXPORTS: tuple[ExportFile, ...] = (
             ),
             _doc(QualityCol.COMPLAINTS_30D, "complaints about those lines filed by the as-of date"),
             _doc(QualityCol.COMPLAINT_RATE, "`complaints_30d / orders_30d`; empty without orders"),
-            _doc(QualityCol.RATE_LOWER_BOUND, "lower end of the 90% evidence interval"),
-            _doc(QualityCol.RATE_UPPER_BOUND, "upper end of the evidence interval"),
+            _doc(
+                QualityCol.RATE_LOWER_BOUND,
+                "lower end of the 90% interval of the window's complaint rate (for display: the level"
+                " follows the 90-day complaint evidence, docs/quality_gate.md)",
+            ),
+            _doc(QualityCol.RATE_UPPER_BOUND, "upper end of that interval"),
             _doc(QualityCol.THRESHOLD, "the category's alarm rate"),
             _doc(QualityCol.LEVEL, _one_of(QualityLevel.ALL) + " (pulled needs min_pull_orders lines)"),
             _doc(QualityCol.PREVIOUS_LEVEL, "level in the previous run; empty when new"),
