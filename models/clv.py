@@ -115,7 +115,9 @@ class CLVConfig(BaseModel):
     )
     fit_method: FitMethod = Field(MAP, description="pymc-marketing fit method.")
     max_fit_customers: int | None = Field(
-        100_000, gt=0, description="Fit on a seeded sample of this many consumers, predict for all; none = all."
+        100_000,
+        gt=0,
+        description="Fit on a seeded sample of this many consumers, predict for all; none = all.",
     )
     min_customers: int = Field(20, ge=2, description="Fewer consumers (or GG repeaters) than this: no fit.")
     maxeval: int = Field(5000, gt=0, description="Most log-posterior evaluations of a MAP fit.")
