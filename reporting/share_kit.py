@@ -11,7 +11,6 @@ community (home distributor) whose own recommendation list holds the product.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from features.catalog import ShareKitCol
@@ -34,42 +33,6 @@ SHARE_KIT_COLUMNS: tuple[str, ...] = (
 def home_of(homes: pd.DataFrame) -> pd.Series:
     """Each consumer's home distributor (``consumer_id`` -> ``distributor_id``) from ``homes``."""
     return homes.drop_duplicates(Col.CONSUMER_ID).set_index(Col.CONSUMER_ID)[Col.DISTRIBUTOR_ID]
-
-
-def likely_buyers(
-    consumer_lists: pd.DataFrame, home: pd.Series, products: pd.Index | None = None
-) -> pd.DataFrame:
-    """``distributor_id, product_id, likely_buyers``: members per community whose list holds the product.
-
-    ``consumer_lists``: ``consumer_id, product_id`` rows of the consumer lists (counted over
-    integer codes; categorical columns welcome); ``home``: ``home_of(homes)``; ``products``:
-    count only these. Counts of several parts of the lists add up (``add_counts``).
-    """
-    picks = consumer_lists[[RecCol.CONSUMER_ID, RecCol.PRODUCT_ID]]
-    if products is not None:
-        picks = picks[picks[RecCol.PRODUCT_ID].isin(products)]
-    consumer_codes, consumers = pd.factorize(picks[RecCol.CONSUMER_ID])
-    product_codes, product_ids = pd.factorize(picks[RecCol.PRODUCT_ID])
-    home_codes, distributor_ids = pd.factorize(pd.Index(consumers).map(home))  # -1: no home
-    row_homes = home_codes[consumer_codes]
-    known = row_homes >= 0
-    width = max(len(product_ids), 1)
-    pairs, counts = np.unique(row_homes[known] * width + product_codes[known], return_counts=True)
-    return pd.DataFrame(
-        {
-            Col.DISTRIBUTOR_ID: np.asarray(distributor_ids, dtype=object)[pairs // width],
-            RecCol.PRODUCT_ID: np.asarray(product_ids, dtype=object)[pairs % width],
-            ShareKitCol.LIKELY_BUYERS: counts.astype("int64"),
-        }
-    )
-
-
-def add_counts(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """The ``likely_buyers`` of several parts of the consumer lists, added up."""
-    keys = [Col.DISTRIBUTOR_ID, RecCol.PRODUCT_ID]
-    if not parts:
-        return pd.DataFrame({Col.DISTRIBUTOR_ID: [], RecCol.PRODUCT_ID: [], ShareKitCol.LIKELY_BUYERS: []})
-    return pd.concat(parts).groupby(keys, sort=False)[ShareKitCol.LIKELY_BUYERS].sum().reset_index()
 
 
 def share_kit(

@@ -145,9 +145,10 @@ def build_share_kit(sources: Mapping[str, Path], messages: Messages) -> pd.DataF
 
 
 def _likely_buyers(consumer_lists: Path, home: pd.Series, products: list[object]) -> pd.DataFrame:
-    """``reporting.share_kit.likely_buyers`` over the consumer lists file, counted by DuckDB as it
-    scans the file (the lists hold k rows per consumer: 50 million at 1 million consumers, which
-    pandas took a minute to count a batch at a time); only the rows of ``products`` count."""
+    """``distributor_id, product_id, likely_buyers``: per community (``home``: consumer -> home
+    distributor), the members whose published list holds the product, for ``products`` only.
+    Counted by DuckDB as it scans the consumer lists file (k rows per consumer: 50 million at
+    1 million consumers); a consumer without a home counts for no community."""
     homes = home.rename_axis(RecCol.CONSUMER_ID).rename(Col.DISTRIBUTOR_ID).reset_index()
     pushed = pd.DataFrame({RecCol.PRODUCT_ID: pd.unique(pd.Series(products, dtype=object))})
     rows = pq.ParquetFile(consumer_lists).metadata.num_rows

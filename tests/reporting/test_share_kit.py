@@ -8,22 +8,7 @@ from features.catalog import ShareKitCol
 from features.columns import Col
 from features.messages import Messages
 from features.vocabulary import ReasonCode, RecCol
-from reporting.share_kit import SHARE_KIT_COLUMNS, add_counts, home_of, likely_buyers, share_kit
-
-
-def _homes() -> pd.DataFrame:
-    return pd.DataFrame(
-        {Col.CONSUMER_ID: ["c1", "c2", "c3", "c4"], Col.DISTRIBUTOR_ID: ["D1", "D1", "D1", "D2"]}
-    )
-
-
-def _consumer_lists() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            RecCol.CONSUMER_ID: ["c1", "c1", "c2", "c3", "c4", "c9"],
-            RecCol.PRODUCT_ID: ["P1", "P2", "P1", "P1", "P1", "P1"],
-        }
-    )
+from reporting.share_kit import SHARE_KIT_COLUMNS, share_kit
 
 
 def _lists(codes: bool = True) -> pd.DataFrame:
@@ -46,29 +31,18 @@ def _lists(codes: bool = True) -> pd.DataFrame:
 
 
 def _buyers() -> pd.DataFrame:
-    return likely_buyers(_consumer_lists(), home_of(_homes()))
+    """Likely buyers as the workbooks step counts them (tests/pipelines/steps/test_workbooks.py)."""
+    return pd.DataFrame(
+        {
+            Col.DISTRIBUTOR_ID: ["D1", "D1", "D2"],
+            RecCol.PRODUCT_ID: ["P1", "P2", "P1"],
+            ShareKitCol.LIKELY_BUYERS: [3, 1, 1],
+        }
+    )
 
 
 def _categories() -> pd.DataFrame:
     return pd.DataFrame({Col.PRODUCT_ID: ["P1", "P2"], Col.CATEGORY: ["beauty", "snacks"]})
-
-
-def test_likely_buyers_count_community_members_whose_list_holds_the_product() -> None:
-    counts = likely_buyers(_consumer_lists(), home_of(_homes()))
-    got = {(d, p): n for d, p, n in counts.itertuples(index=False)}
-    # c9 has no home: not counted; c4 is D2's
-    assert got == {("D1", "P1"): 3, ("D1", "P2"): 1, ("D2", "P1"): 1}
-    only = likely_buyers(_consumer_lists(), home_of(_homes()), pd.Index(["P2"]))
-    assert only[ShareKitCol.LIKELY_BUYERS].tolist() == [1]
-
-
-def test_counts_of_parts_of_the_lists_add_up() -> None:
-    lists, home = _consumer_lists(), home_of(_homes())
-    parts = [likely_buyers(lists.iloc[:3], home), likely_buyers(lists.iloc[3:], home)]
-    whole = likely_buyers(lists, home).sort_values([Col.DISTRIBUTOR_ID, RecCol.PRODUCT_ID])
-    added = add_counts(parts).sort_values([Col.DISTRIBUTOR_ID, RecCol.PRODUCT_ID])
-    assert added.to_numpy().tolist() == whole.to_numpy().tolist()
-    assert add_counts([]).empty
 
 
 def test_the_zh_sentence_for_a_hand_made_list() -> None:

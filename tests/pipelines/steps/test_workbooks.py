@@ -259,10 +259,10 @@ def test_the_share_kit_follows_the_lists_that_are_published(run: dict, tmp_path:
     assert published[StepFile.DISTRIBUTOR_LISTS] == champions
 
 
-def test_likely_buyers_counted_over_the_lists_file_equal_the_pandas_count(tmp_path: Path) -> None:
-    """The step counts the consumer lists file with DuckDB; the counts are share_kit.likely_buyers'."""
+def test_likely_buyers_count_community_members_whose_list_holds_the_product(tmp_path: Path) -> None:
+    """The step counts the consumer lists file with DuckDB, only the pushed products."""
     from pipelines.steps.workbooks import _likely_buyers
-    from reporting.share_kit import home_of, likely_buyers
+    from reporting.share_kit import home_of
 
     homes = pd.DataFrame(
         {Col.CONSUMER_ID: ["C1", "C2", "C3", "C3", "C5"], Col.DISTRIBUTOR_ID: ["D1", "D1", "D2", "D9", "D2"]}
@@ -278,10 +278,6 @@ def test_likely_buyers_counted_over_the_lists_file_equal_the_pandas_count(tmp_pa
     counted = _likely_buyers(path, home_of(homes), ["P1", "P2", "P3"])
     keys = [Col.DISTRIBUTOR_ID, Col.PRODUCT_ID]
     counted = counted.sort_values(keys).reset_index(drop=True)
-    expected = likely_buyers(lists, home_of(homes), pd.Index(["P1", "P2", "P3"]))
-    pd.testing.assert_frame_equal(
-        counted, expected.sort_values(keys).reset_index(drop=True), check_dtype=False
-    )
     assert counted.values.tolist() == [
         ["D1", "P1", 2],
         ["D1", "P2", 1],
