@@ -70,6 +70,7 @@ ALERT_COLUMNS: tuple[str, ...] = (
     QualityCol.RATE_LOWER_BOUND,
     QualityCol.RATE_UPPER_BOUND,
     QualityCol.THRESHOLD,
+    QualityCol.EVIDENCE,
     QualityCol.LEVEL,
     QualityCol.PREVIOUS_LEVEL,
     QualityCol.CHANGE,
@@ -386,7 +387,8 @@ def _score(
             QualityCol.RUN_LINES: counts[Col.PRODUCT_ID].map(evidence[QualityCol.RUN_LINES]).fillna(0),
         }
     )
-    return scored.assign(**{QualityCol.LEVEL: grade(scored, config)})
+    shown = np.round(scored[QualityCol.EVIDENCE].to_numpy(dtype=float), SHOWN_DECIMALS)
+    return scored.assign(**{QualityCol.LEVEL: grade(scored, config), QualityCol.EVIDENCE: shown})
 
 
 def previous_levels(previous: pd.DataFrame) -> pd.DataFrame:

@@ -599,10 +599,16 @@ def test_alert_columns_and_order() -> None:
     report = run(catalogue(rows), QualityConfig(category_thresholds={"snacks": 0.05}))
     assert list(report.alerts.columns) == [
         "product_id", "supplier_id", "category", "orders_30d", "complaints_30d", "complaint_rate",
-        "rate_lower_bound", "rate_upper_bound", "threshold", "level", "previous_level", "change", "since",
+        "rate_lower_bound", "rate_upper_bound", "threshold", "evidence", "level", "previous_level", "change",
+        "since",
     ]  # fmt: skip
     assert report.alerts[Col.PRODUCT_ID].tolist() == ["P3", "P4", "P2", "P1"]
     assert report.alerts[QualityCol.LEVEL].tolist() == ["pulled", "pulled", "watch", "normal"]
+    # the evidence the level follows is exported: k ln 6 - 5 r E with r = 0.05 / 2, one day of lines
+    shown = report.alerts.set_index(Col.PRODUCT_ID)[QualityCol.EVIDENCE]
+    assert shown["P3"] == pytest.approx(40 * math.log(6) - 5 * 0.025 * 100, abs=1e-6)
+    assert shown["P2"] == pytest.approx(math.log(6) - 5 * 0.025 * 10, abs=1e-6)
+    assert shown["P1"] == 0.0
 
 
 # --- no complaints ---------------------------------------------------------------------------
