@@ -115,7 +115,7 @@ class QualityConfig(BaseModel):
         90, gt=0, description="Days of daily counts the sequential evidence and the base rates look back."
     )
     defect_multiple: float = Field(
-        6.0, gt=1, description="The evidence weighs rate = reference rate x this against the reference rate."
+        8.0, gt=1, description="The evidence weighs rate = reference rate x this against the reference rate."
     )
     warning_evidence: float = Field(
         5.0, gt=0, description="Warning when the evidence (log likelihood ratio) reaches this."
