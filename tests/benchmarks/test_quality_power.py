@@ -1,0 +1,67 @@
+"""The quality power bound's pure parts: the Neyman-Pearson power of a Poisson count, exposure since onset.
+
+Every expected number is written out from the Poisson formula, never by calling scipy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.quality_power import exposure_since_onset, poisson_power
+from features.columns import Col
+from models.quality import QualityCol
+
+ONE = np.array([1.0])  # no spread of healthy rates: the healthy rate is the baseline itself
+
+
+def pmf(k: int, mean: float) -> float:
+    return math.exp(-mean) * mean**k / math.factorial(k)
+
+
+def at_least(k: int, mean: float) -> float:
+    return 1.0 - sum(pmf(i, mean) for i in range(k))
+
+
+def test_power_at_an_exact_critical_count() -> None:
+    # 100 lines at 1 %: healthy mean 1; alpha = P(k >= 4 | 1) exactly, so the test is "k >= 4"
+    # and its power at 5 % (mean 5) is P(k >= 4 | 5) = 1 - e^-5 (1 + 5 + 12.5 + 20.83) ~ 0.735.
+    alpha = at_least(4, 1.0)
+    assert poisson_power(100, 0.01, 0.05, alpha, ONE) == pytest.approx(at_least(4, 5.0))
+    assert at_least(4, 5.0) == pytest.approx(0.73497, abs=1e-5)
+
+
+def test_power_between_critical_counts_is_randomised() -> None:
+    # alpha halfway into k = 3: flag k >= 4, and k = 3 with chance 1/2.
+    alpha = at_least(4, 1.0) + 0.5 * pmf(3, 1.0)
+    expected = at_least(4, 5.0) + 0.5 * pmf(3, 5.0)
+    assert poisson_power(100, 0.01, 0.05, alpha, ONE) == pytest.approx(expected)
+
+
+def test_a_spread_of_healthy_rates_needs_more_complaints() -> None:
+    # Healthy rates 0.5 % and 1.5 % (mean 1 %): the tail at 4 is the average of the two, larger
+    # than at 1 % alone, so at the same alpha the test needs more complaints and has less power.
+    alpha = at_least(4, 1.0)
+    assert poisson_power(100, 0.01, 0.05, alpha, np.array([0.5, 1.5])) < poisson_power(
+        100, 0.01, 0.05, alpha, ONE
+    )
+
+
+def test_no_exposure_has_no_power() -> None:
+    assert poisson_power(0.0, 0.01, 0.05, 0.01, ONE) == 0.0
+
+
+def test_exposure_since_onset_keeps_the_lines_ordered_after_it() -> None:
+    daily = pd.DataFrame(
+        {
+            Col.PRODUCT_ID: ["P1", "P1", "P1", "P2"],
+            QualityCol.AGE_DAYS: [2, 10, 40, 50],
+            QualityCol.DAY_EXPOSURE: [1.5, 10.0, 20.0, 7.0],
+        }
+    )
+    # P1 turned defective 10 days before the cutoff: ages 2 and 10 count; P2 has no onset: all.
+    found = exposure_since_onset(daily, pd.Series({"P1": 10}))
+    assert found.to_dict() == {"P1": 11.5, "P2": 7.0}
