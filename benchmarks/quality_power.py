@@ -25,7 +25,9 @@ with mean rate x exposure; the test is the randomised Neyman-Pearson test of tha
 (healthy: the lognormal spread of rates around the baseline), so its power is the most any
 rule can catch of that product-month at ``alpha`` false alarms per healthy product. Printed:
 the mean power over the product-months (the expected recall of the best possible gate) with
-the window's lines alone, the 90-day history and the whole life, per ``alpha``.
+the window's lines alone, the 90-day history and the whole life, per ``alpha``; and
+``history_realised``, the share of those product-months the same test flags on the complaints
+that did come in the 90-day history (what the best gate would have caught on this draw).
 
     python -m benchmarks.quality_power
     python -m benchmarks.quality_power --history --products 600 --consumers 30000
@@ -77,30 +79,45 @@ def power(n: int, alpha: float, factors: np.ndarray) -> tuple[float, float]:
     return float(np.mean(powers)), float(np.min(powers))
 
 
-def poisson_power(
-    exposure: float, baseline: float, defective: float, alpha: float, factors: np.ndarray
-) -> float:
-    """Power of the randomised Neyman-Pearson test of a Poisson complaint count on ``exposure``
-    lines: healthy rate ``baseline`` x a product factor (averaged over ``factors``), defective
-    rate ``defective``; false alarms exactly ``alpha``. No exposure: power 0."""
-    if exposure <= 0:
-        return 0.0
+def critical_test(exposure: float, baseline: float, alpha: float, factors: np.ndarray) -> tuple[int, float]:
+    """The randomised Neyman-Pearson test of a Poisson complaint count on ``exposure`` lines against
+    the healthy rate ``baseline`` x a product factor (averaged over ``factors``): flag at ``K`` or
+    more complaints, and at ``K - 1`` with chance ``share``, so that false alarms are exactly ``alpha``."""
     healthy = baseline * factors * exposure
     k = 0
     while (tail := float(poisson.sf(k - 1, healthy).mean())) > alpha:
         k += 1
     at_boundary = float(poisson.pmf(k - 1, healthy).mean()) if k > 0 else 0.0
-    share = (alpha - tail) / at_boundary if at_boundary > 0 else 0.0
+    return k, (alpha - tail) / at_boundary if at_boundary > 0 else 0.0
+
+
+def poisson_power(
+    exposure: float, baseline: float, defective: float, alpha: float, factors: np.ndarray
+) -> float:
+    """Power of ``critical_test`` when the product's rate is ``defective``. No exposure: power 0."""
+    if exposure <= 0:
+        return 0.0
+    k, share = critical_test(exposure, baseline, alpha, factors)
     mean = defective * exposure
     return float(poisson.sf(k - 1, mean) + share * poisson.pmf(k - 1, mean))
 
 
-def exposure_since_onset(daily: pd.DataFrame, onset_age: pd.Series) -> pd.Series:
-    """Exposed lines per product of ``daily`` ordered at most ``onset_age[product]`` days before the
-    cutoff (missing: every line), i.e. since the product turned defective."""
+def flagged_share(
+    complaints: float, exposure: float, baseline: float, alpha: float, factors: np.ndarray
+) -> float:
+    """The chance ``critical_test`` flags an observed count: 1 at ``K`` or more, ``share`` at ``K - 1``."""
+    if exposure <= 0:
+        return 0.0
+    k, share = critical_test(exposure, baseline, alpha, factors)
+    return 1.0 if complaints >= k else share if complaints == k - 1 else 0.0
+
+
+def since_onset(daily: pd.DataFrame, onset_age: pd.Series) -> pd.DataFrame:
+    """Exposed lines and complaints per product of ``daily`` ordered at most ``onset_age[product]``
+    days before the cutoff (missing: every line), i.e. since the product turned defective."""
     limit = daily[Col.PRODUCT_ID].map(onset_age).fillna(np.inf)
     since = daily[daily[QualityCol.AGE_DAYS] <= limit]
-    return since.groupby(Col.PRODUCT_ID)[QualityCol.DAY_EXPOSURE].sum()
+    return since.groupby(Col.PRODUCT_ID)[[QualityCol.DAY_EXPOSURE, QualityCol.DAY_COMPLAINTS]].sum()
 
 
 def bucket_months(consumers: int, products: int, seed: int) -> pd.DataFrame:
@@ -141,8 +158,8 @@ def bucket_months(consumers: int, products: int, seed: int) -> pd.DataFrame:
                     "window_lines": lines[chosen],
                     "baseline": truth.loc[chosen, Truth.CATEGORY_BASELINE],
                     "defective_rate": truth.loc[chosen, Truth.COMPLAINT_PROBABILITY],
-                    "history_exposure": exposure_since_onset(history, onset_age).reindex(onset_age.index),
-                    "life_exposure": exposure_since_onset(life, onset_age).reindex(onset_age.index),
+                    **_since_columns("history", since_onset(history, onset_age), onset_age.index),
+                    **_since_columns("life", since_onset(life, onset_age), onset_age.index),
                 }
             ).fillna(0.0)
         )
@@ -150,24 +167,43 @@ def bucket_months(consumers: int, products: int, seed: int) -> pd.DataFrame:
     return pd.concat(frames) if frames else pd.DataFrame()
 
 
+def _since_columns(name: str, since: pd.DataFrame, products: pd.Index) -> dict[str, pd.Series]:
+    since = since.reindex(products)
+    return {
+        f"{name}_exposure": since[QualityCol.DAY_EXPOSURE],
+        f"{name}_complaints": since[QualityCol.DAY_COMPLAINTS],
+    }
+
+
 def history_bound(months: pd.DataFrame, alpha: float, factors: np.ndarray) -> dict[str, float]:
-    """Mean oracle power over ``months`` with the window's lines, the 90-day history and the whole life."""
+    """Mean oracle power over ``months`` with the window's lines, the 90-day history and the whole
+    life; and ``history_realised``: the share of ``months`` the oracle's test flags on the complaints
+    that actually came over the 90-day history (its recall on this draw, beside its expectation)."""
     bound = {}
+    baseline, defective = months["baseline"].to_numpy(), months["defective_rate"].to_numpy()
     for name, column in (
         ("window", "window_lines"),
         ("history", "history_exposure"),
         ("life", "life_exposure"),
     ):
+        exposure = months[column].to_numpy()
         bound[name] = float(
             np.mean(
                 [
-                    poisson_power(e, p0, p1, alpha, factors)
-                    for e, p0, p1 in zip(
-                        months[column], months["baseline"], months["defective_rate"], strict=True
-                    )
+                    poisson_power(exposure[i], baseline[i], defective[i], alpha, factors)
+                    for i in range(len(months))
                 ]
             )
         )
+    exposure, complaints = months["history_exposure"].to_numpy(), months["history_complaints"].to_numpy()
+    bound["history_realised"] = float(
+        np.mean(
+            [
+                flagged_share(complaints[i], exposure[i], baseline[i], alpha, factors)
+                for i in range(len(months))
+            ]
+        )
+    )
     return bound
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.quality_power import exposure_since_onset, poisson_power
+from benchmarks.quality_power import flagged_share, poisson_power, since_onset
 from features.columns import Col
 from models.quality import QualityCol
 
@@ -54,14 +54,27 @@ def test_no_exposure_has_no_power() -> None:
     assert poisson_power(0.0, 0.01, 0.05, 0.01, ONE) == 0.0
 
 
-def test_exposure_since_onset_keeps_the_lines_ordered_after_it() -> None:
+def test_an_observed_count_is_flagged_at_the_critical_count_and_partly_below_it() -> None:
+    alpha = at_least(4, 1.0) + 0.5 * pmf(3, 1.0)  # flag k >= 4, and k = 3 with chance 1/2
+    assert [flagged_share(k, 100, 0.01, alpha, ONE) for k in (2, 3, 4, 9)] == [
+        0.0,
+        pytest.approx(0.5),
+        1.0,
+        1.0,
+    ]
+    assert flagged_share(5, 0.0, 0.01, alpha, ONE) == 0.0
+
+
+def test_since_onset_keeps_the_lines_ordered_after_it() -> None:
     daily = pd.DataFrame(
         {
             Col.PRODUCT_ID: ["P1", "P1", "P1", "P2"],
             QualityCol.AGE_DAYS: [2, 10, 40, 50],
             QualityCol.DAY_EXPOSURE: [1.5, 10.0, 20.0, 7.0],
+            QualityCol.DAY_COMPLAINTS: [1, 2, 0, 3],
         }
     )
     # P1 turned defective 10 days before the cutoff: ages 2 and 10 count; P2 has no onset: all.
-    found = exposure_since_onset(daily, pd.Series({"P1": 10}))
-    assert found.to_dict() == {"P1": 11.5, "P2": 7.0}
+    found = since_onset(daily, pd.Series({"P1": 10}))
+    assert found[QualityCol.DAY_EXPOSURE].to_dict() == {"P1": 11.5, "P2": 7.0}
+    assert found[QualityCol.DAY_COMPLAINTS].to_dict() == {"P1": 3, "P2": 3}
