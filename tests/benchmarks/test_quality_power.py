@@ -1,4 +1,5 @@
-"""The quality power bound's pure parts: the Neyman-Pearson power of a Poisson count, exposure since onset.
+"""The quality benchmarks' pure parts: the Neyman-Pearson power of a Poisson count, exposure since onset,
+the dates above the false-alarm target.
 
 Every expected number is written out from the Poisson formula, never by calling scipy.
 """
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.quality_gate import false_alarms
 from benchmarks.quality_power import flagged_share, poisson_power, since_onset
 from features.columns import Col
 from models.quality import QualityCol
@@ -78,3 +80,22 @@ def test_since_onset_keeps_the_lines_ordered_after_it() -> None:
     found = since_onset(daily, pd.Series({"P1": 10}))
     assert found[QualityCol.DAY_EXPOSURE].to_dict() == {"P1": 11.5, "P2": 7.0}
     assert found[QualityCol.DAY_COMPLAINTS].to_dict() == {"P1": 3, "P2": 3}
+
+
+def test_false_alarms_count_the_dates_above_one_percent() -> None:
+    # Two as-of dates of 100 healthy products with >= 30 lines: 1 flagged (1 %, allowed), then 2 (2 %).
+    rows = []
+    for day, flagged in (("2025-01-31", 1), ("2025-02-28", 2)):
+        rows += [
+            {
+                "consumers": 1,
+                "seed": 1,
+                "as_of": pd.Timestamp(day),
+                QualityCol.ORDERS_30D: 40,
+                "flagged": i < flagged,
+            }
+            for i in range(100)
+        ]
+    found = false_alarms(pd.DataFrame(rows).assign(healthy=True, above_alarm=False))
+    assert (found["false_alarms"], found["dates_over_target"], found["dates"]) == (3, 1, 2)
+    assert found["worst_date_rate"] == pytest.approx(0.02)
