@@ -17,10 +17,11 @@ Reported, on the month ends (a product on a month end is a "product-month"):
 
 - recall: defective product-months at warning or pulled / all defective product-months, by
   volume bucket of ``orders_30d`` (< 30, 30-99, >= 100 lines in the window);
-- false alarms: healthy product-months with >= 30 lines at warning or pulled / all such, pooled
-  and the worst single as-of date; and the same without the healthy products whose own
-  complaint probability is at or above their category's alarm value (``default_multiplier`` x
-  the category baseline; the simulator spreads healthy products' rates, ``healthy_complaint_rates``):
+- false alarms: healthy product-months with >= 30 lines at warning or pulled / all such, pooled,
+  the worst single as-of date and the dates above the issue's 1 %; and the same without the
+  healthy products whose own complaint probability is at or above their category's alarm value
+  (``default_multiplier`` x the category baseline; the simulator spreads healthy products'
+  rates, ``healthy_complaint_rates``):
   by the gate's own definition those are above the alarm value, though never planted;
 
 and, on the daily runs, for every onset:
@@ -66,6 +67,7 @@ REPORTING_SEEDS = (1, 2, 3)
 TRUTH_FILE = Path("truth") / f"{Truth.DEFECTIVE_PRODUCTS}.csv"
 BUCKETS = ((0, 30, "<30"), (30, 100, "30-99"), (100, None, ">=100"))
 ALARM_MIN_LINES = 30
+DATE_TARGET = 0.01  # the issue's false alarms per healthy product at each as-of date
 DELAY_MIN_MULTIPLE, DELAY_MIN_DAILY_LINES, DELAY_RATE_DAYS = 3.0, 5.0, 30
 
 
@@ -245,7 +247,8 @@ def false_alarms(monthly: pd.DataFrame) -> dict[str, object]:
     result = _false_alarms(monthly[monthly["healthy"]])
     below = _false_alarms(monthly[monthly["healthy"] & ~monthly["above_alarm"]])
     result["below_alarm_value"] = {
-        key: below[key] for key in ("healthy", "false_alarms", "rate", "worst_date_rate", "worst_date")
+        key: below[key]
+        for key in ("healthy", "false_alarms", "rate", "worst_date_rate", "worst_date", "dates_over_target")
     }
     return result
 
@@ -262,6 +265,8 @@ def _false_alarms(healthy_months: pd.DataFrame) -> dict[str, object]:
         "worst_date_rate": float(worst["rate"]),
         "worst_date": f"{worst.name[0]}/{worst.name[1]}/{worst.name[2].date()}: "
         f"{int(worst['sum'])}/{int(worst['size'])}",
+        "dates_over_target": int((per_date["sum"] > DATE_TARGET * per_date["size"] + 1e-9).sum()),
+        "dates": len(per_date),
         "healthy_below_30_flagged": int(small["flagged"].sum()),
         "healthy_below_30": len(small),
     }

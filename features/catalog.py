@@ -382,6 +382,7 @@ UNITS: dict[str, str] = {
         *(bound for _, *bounds in MetricCol.INTERVALS for bound in bounds),
     ),
     **_units(Unit.SCORE, RFMCol.R_SCORE, RFMCol.F_SCORE, RFMCol.M_SCORE, ClusterCol.Z_SCORE, RecCol.SCORE),
+    **_units(Unit.SCORE, QualityCol.EVIDENCE),
     **_units(Unit.PROBABILITY, ExportCol.PROB_ALIVE, ExportCol.CHURN_RISK),
     **_units(Unit.DAYS, ConsumerCol.RECENCY_DAYS, TierCol.WINDOW_DAYS, RFMCol.MEAN_RECENCY_DAYS),
     **_units(
@@ -669,6 +670,12 @@ EXPORTS: tuple[ExportFile, ...] = (
             ),
             _doc(QualityCol.RATE_UPPER_BOUND, "upper end of that interval"),
             _doc(QualityCol.THRESHOLD, "the category's alarm rate"),
+            _doc(
+                QualityCol.EVIDENCE,
+                "the complaint evidence the level follows: log likelihood ratio of a defective rate"
+                " against the category's reference rate over the product's last 90 days"
+                " (warning from 5, pulled from 8)",
+            ),
             _doc(QualityCol.LEVEL, _one_of(QualityLevel.ALL) + " (pulled needs min_pull_orders lines)"),
             _doc(QualityCol.PREVIOUS_LEVEL, "level in the previous run; empty when new"),
             _doc(QualityCol.CHANGE, _one_of(LevelChange.ALL)),

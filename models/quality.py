@@ -70,6 +70,7 @@ ALERT_COLUMNS: tuple[str, ...] = (
     QualityCol.RATE_LOWER_BOUND,
     QualityCol.RATE_UPPER_BOUND,
     QualityCol.THRESHOLD,
+    QualityCol.EVIDENCE,
     QualityCol.LEVEL,
     QualityCol.PREVIOUS_LEVEL,
     QualityCol.CHANGE,
@@ -114,7 +115,7 @@ class QualityConfig(BaseModel):
         90, gt=0, description="Days of daily counts the sequential evidence and the base rates look back."
     )
     defect_multiple: float = Field(
-        6.0, gt=1, description="The evidence weighs rate = reference rate x this against the reference rate."
+        8.0, gt=1, description="The evidence weighs rate = reference rate x this against the reference rate."
     )
     warning_evidence: float = Field(
         5.0, gt=0, description="Warning when the evidence (log likelihood ratio) reaches this."
@@ -386,7 +387,8 @@ def _score(
             QualityCol.RUN_LINES: counts[Col.PRODUCT_ID].map(evidence[QualityCol.RUN_LINES]).fillna(0),
         }
     )
-    return scored.assign(**{QualityCol.LEVEL: grade(scored, config)})
+    shown = np.round(scored[QualityCol.EVIDENCE].to_numpy(dtype=float), SHOWN_DECIMALS)
+    return scored.assign(**{QualityCol.LEVEL: grade(scored, config), QualityCol.EVIDENCE: shown})
 
 
 def previous_levels(previous: pd.DataFrame) -> pd.DataFrame:

@@ -170,13 +170,13 @@ def test_wilson_interval_without_orders_is_uninformative() -> None:
 # --- the evidence rule at its boundaries -----------------------------------------------------
 
 # One product, 10 complaints in 40 order lines (rate 0.25) against a configured threshold t:
-# reference rate r = t / 2, and at the defaults (m = 6) the evidence is 10 ln 6 - 5 r 40.
+# reference rate r = t / 2, and at the defaults (m = 8) the evidence is 10 ln 8 - 7 r 40.
 T = 0.05
-EVIDENCE = 10 * math.log(6) - 5 * (T / 2) * 40  # ~12.918
+EVIDENCE = 10 * math.log(8) - 7 * (T / 2) * 40  # ~13.794
 STEP = 1e-6
 
 
-def evidence_of(k: int, n: float, threshold: float, m: float = 6.0) -> float:
+def evidence_of(k: int, n: float, threshold: float, m: float = 8.0) -> float:
     """The evidence of one day written out: ``k ln m - (m - 1) r n`` with ``r = threshold / 2``."""
     return max(0.0, k * math.log(m) - (m - 1) * threshold / 2 * n)
 
@@ -203,7 +203,7 @@ def test_level_boundaries(warning_at: float, pull_at: float, expected: str) -> N
 @pytest.mark.parametrize(("threshold", "expected"), [(0.25 + STEP, "normal"), (0.25, "watch")])
 def test_watch_is_the_point_rate_at_the_threshold(threshold: float, expected: str) -> None:
     config = QualityConfig(category_thresholds={"snacks": threshold})
-    assert evidence_of(10, 40, threshold) < config.warning_evidence  # 17.9 - 25 < 0
+    assert evidence_of(10, 40, threshold) < config.warning_evidence  # 20.8 - 35 < 0
     assert levels(run(catalogue([("P1", "S1", "snacks", 40, 10)]), config)) == {"P1": expected}
 
 
@@ -220,7 +220,7 @@ def test_twelve_complaints_in_fifty_two_lines_reach_warning() -> None:
     """The issue's case: 23 % against a 3.9 % category threshold stayed at watch under the 100-line floor."""
     config = QualityConfig(category_thresholds={"snacks": 0.039})
     report = run(catalogue([("P1", "S1", "snacks", 52, 12)]), config)
-    assert evidence_of(12, 52, 0.039) == pytest.approx(16.43, abs=0.01)  # past pull_evidence 8 too
+    assert evidence_of(12, 52, 0.039) == pytest.approx(17.86, abs=0.01)  # past pull_evidence 8 too
     assert levels(report) == {"P1": "pulled"}
 
 
@@ -228,13 +228,13 @@ def test_twelve_complaints_in_fifty_two_lines_reach_warning() -> None:
 def test_one_complaint_in_two_lines_stays_below_warning(threshold: float) -> None:
     config = QualityConfig(category_thresholds={"snacks": threshold})
     report = run(catalogue([("P1", "S1", "snacks", 2, 1)]), config)
-    assert evidence_of(1, 2, threshold) < config.warning_evidence  # at most ln 6 ~ 1.79
+    assert evidence_of(1, 2, threshold) < config.warning_evidence  # at most ln 8 ~ 2.08
     assert levels(report) == {"P1": "watch"}  # 50 % is above every threshold: shown, not acted on
 
 
 @pytest.mark.parametrize(("complaints", "expected"), [(2, "watch"), (3, "warning")])
 def test_no_product_is_flagged_on_two_complaints(complaints: int, expected: str) -> None:
-    # 2 ln 6 ~ 3.58 < 5 whatever the volume; 3 complaints in 3 lines: 5.38 - 5 x 0.005 x 3 > 5.
+    # 2 ln 8 ~ 4.16 < 5 whatever the volume; 3 complaints in 3 lines: 6.24 - 7 x 0.005 x 3 > 5.
     config = QualityConfig(category_thresholds={"snacks": 0.01})
     assert levels(run(catalogue([("P1", "S1", "snacks", 3, complaints)]), config)) == {"P1": expected}
 
@@ -272,10 +272,14 @@ def days_frame(rows: list[tuple[str, int, int, float, int]]) -> pd.DataFrame:
     return frame.sort_values([Col.PRODUCT_ID, QualityCol.AGE_DAYS], kind="mergesort").reset_index(drop=True)
 
 
-def evidence_by_product(rows: list[tuple[str, int, int, float, int]], rate: float = 0.01) -> pd.DataFrame:
+def evidence_by_product(
+    rows: list[tuple[str, int, int, float, int]], rate: float = 0.01, multiple: float = 6.0
+) -> pd.DataFrame:
+    # m = 6 unless said (the default is 8): these cases test the CUSUM's arithmetic, not the default
     daily = days_frame(rows)
     base = pd.Series(rate, index=daily[Col.PRODUCT_ID].unique())
-    return sequential_evidence(daily, base, QualityConfig()).set_index(Col.PRODUCT_ID)
+    config = QualityConfig(defect_multiple=multiple)
+    return sequential_evidence(daily, base, config).set_index(Col.PRODUCT_ID)
 
 
 def test_evidence_adds_up_over_days_and_starts_at_the_strongest_day() -> None:
@@ -310,7 +314,8 @@ def test_no_days_means_no_evidence() -> None:
     assert sequential_evidence(days_frame([]), pd.Series(dtype=float), QualityConfig()).empty
 
 
-def test_a_healthy_product_reaches_warning_less_often_than_the_bound() -> None:
+@pytest.mark.parametrize("multiple", [6.0, 8.0])
+def test_a_healthy_product_reaches_warning_less_often_than_the_bound(multiple: float) -> None:
     """Ville's inequality: at its reference rate a product reaches evidence h with chance at most e^-h.
 
     2,000 products at 1 % over 90 days of 5 lines (seeded): the share at or above 2 (bound
@@ -319,7 +324,7 @@ def test_a_healthy_product_reaches_warning_less_often_than_the_bound() -> None:
     rng = np.random.default_rng(5)
     complaints = rng.binomial(5, 0.01, size=(2000, 90))
     rows = [(f"P{p}", age, 5, 5.0, int(complaints[p, age])) for p in range(2000) for age in range(90)]
-    evidence = evidence_by_product(rows)[QualityCol.EVIDENCE]
+    evidence = evidence_by_product(rows, multiple=multiple)[QualityCol.EVIDENCE]
     assert (evidence >= 2).mean() <= math.exp(-2)
     assert (evidence >= 4).mean() <= math.exp(-4)
 
@@ -388,10 +393,10 @@ def test_a_defect_that_began_days_ago_is_caught_on_its_young_lines(
     recent_complaints: int, expected: str
 ) -> None:
     # A 30-day history leaves the matured lines out (they only set the delay curve): k
-    # complaints on 40 lines aged 2.5 days, 20 exposed, at r = 2.5 %: k ln 6 - 2.5, i.e.
-    # 2.88 (3), 6.46 (5), 8.25 (6); the point rate of the (empty) matured window is NaN: no watch.
+    # complaints on 40 lines aged 2.5 days, 20 exposed, at r = 2.5 %: k ln 8 - 3.5, i.e.
+    # 2.74 (3), 6.90 (5), 8.98 (6); the point rate of the (empty) matured window is NaN: no watch.
     config = QualityConfig(history_days=30, category_thresholds={"snacks": 0.05})
-    assert evidence_of(recent_complaints, 20, 0.05) == pytest.approx(recent_complaints * math.log(6) - 2.5)
+    assert evidence_of(recent_complaints, 20, 0.05) == pytest.approx(recent_complaints * math.log(8) - 3.5)
     assert levels(run(recent_tables(40, recent_complaints), config))["P1"] == expected
 
 
@@ -599,10 +604,16 @@ def test_alert_columns_and_order() -> None:
     report = run(catalogue(rows), QualityConfig(category_thresholds={"snacks": 0.05}))
     assert list(report.alerts.columns) == [
         "product_id", "supplier_id", "category", "orders_30d", "complaints_30d", "complaint_rate",
-        "rate_lower_bound", "rate_upper_bound", "threshold", "level", "previous_level", "change", "since",
+        "rate_lower_bound", "rate_upper_bound", "threshold", "evidence", "level", "previous_level", "change",
+        "since",
     ]  # fmt: skip
     assert report.alerts[Col.PRODUCT_ID].tolist() == ["P3", "P4", "P2", "P1"]
     assert report.alerts[QualityCol.LEVEL].tolist() == ["pulled", "pulled", "watch", "normal"]
+    # the evidence the level follows is exported: k ln 8 - 7 r E with r = 0.05 / 2, one day of lines
+    shown = report.alerts.set_index(Col.PRODUCT_ID)[QualityCol.EVIDENCE]
+    assert shown["P3"] == pytest.approx(40 * math.log(8) - 7 * 0.025 * 100, abs=1e-6)
+    assert shown["P2"] == pytest.approx(math.log(8) - 7 * 0.025 * 10, abs=1e-6)
+    assert shown["P1"] == 0.0
 
 
 # --- no complaints ---------------------------------------------------------------------------
@@ -633,12 +644,12 @@ def test_complaints_present_give_no_warning(caplog: pytest.LogCaptureFixture) ->
 
 # --- history across runs ---------------------------------------------------------------------
 
-# With threshold 0.05 and the defaults (r = 2.5 %, m = 6: k ln 6 - 0.125 n): PP pulled
-# (40/100: 59.2), PW warning (10/100: 5.42, between 5 and 8), PV watch (1/10: 0.54; rate 0.1),
+# With threshold 0.05 and the defaults (r = 2.5 %, m = 8: k ln 8 - 0.175 n): PP pulled
+# (40/100: 65.7), PW warning (11/100: 5.37, between 5 and 8), PV watch (1/10: 0.33; rate 0.1),
 # 1001 normal, PN normal and new. The same levels as under the old 100-line floor.
 HISTORY_ROWS: list[Row] = [
     ("PP", "S1", "snacks", 100, 40),
-    ("PW", "S1", "snacks", 100, 10),
+    ("PW", "S1", "snacks", 100, 11),
     ("PV", "S2", "snacks", 10, 1),
     ("1001", "S2", "snacks", 100, 0),
     ("PN", "S3", "snacks", 100, 0),
@@ -716,7 +727,7 @@ def test_pulled_and_demoted_lists() -> None:
 
 
 def test_pulled_and_demoted_ids_are_text_even_when_read_back_as_numbers() -> None:
-    rows: list[Row] = [*HISTORY_ROWS, ("PW2", "S4", "snacks", 100, 10), ("1002", "S4", "snacks", 100, 40)]
+    rows: list[Row] = [*HISTORY_ROWS, ("PW2", "S4", "snacks", 100, 11), ("1002", "S4", "snacks", 100, 40)]
     alerts = csv_round_trip(run(catalogue(rows), HISTORY_CONFIG).alerts)  # ids 1001/1002 read as numbers
     assert demoted_products(alerts) == ["PW", "PW2"]
     assert pulled_products(alerts) == ["1002", "PP"]
@@ -727,12 +738,12 @@ def test_pulled_and_demoted_ids_are_text_even_when_read_back_as_numbers() -> Non
 def test_supplier_rollup_names_suppliers_with_several_flagged_products() -> None:
     rows: list[Row] = [
         ("A1", "S1", "snacks", 100, 40),  # pulled
-        ("A2", "S1", "snacks", 100, 10),  # warning
+        ("A2", "S1", "snacks", 100, 11),  # warning (5.37)
         ("A3", "S1", "snacks", 100, 0),  # normal
         ("B1", "S2", "snacks", 100, 40),  # pulled, but the only flagged one of S2
         ("B2", "S2", "snacks", 10, 1),  # watch: not flagged
-        ("C1", "S3", "snacks", 100, 10),
-        ("C2", "S3", "snacks", 100, 10),
+        ("C1", "S3", "snacks", 100, 11),
+        ("C2", "S3", "snacks", 100, 11),
         ("C3", "S3", "snacks", 100, 40),
     ]
     suppliers = run(catalogue(rows), QualityConfig(category_thresholds={"snacks": 0.05})).suppliers

@@ -29,6 +29,7 @@ def _alerts() -> pd.DataFrame:
         "rate_lower_bound": [0.02, 0.0],
         "rate_upper_bound": [0.18, 0.9],
         "threshold": [0.05, 0.05],
+        "evidence": [5.2, 0.0],
         "level": ["warning", "normal"],
         "previous_level": [None, "normal"],
         "change": [LevelChange.NEW, LevelChange.UNCHANGED],
@@ -51,7 +52,7 @@ def test_a_localized_csv_reads_back_typed_with_every_column_matched(tmp_path: Pa
     assert frame.iloc[0, 5] == pytest.approx(0.075) and pd.isna(frame.iloc[1, 5])
     if locale == "zh-CN":
         assert frame.columns[0] == "商品编号"
-        assert frame.iloc[0, 9] == messages.label("quality_level", "warning")
+        assert frame.iloc[0, 10] == messages.label("quality_level", "warning")
 
 
 def test_families_and_configured_columns_are_matched_in_zh(tmp_path: Path) -> None:
