@@ -21,6 +21,9 @@
   with no truth drop out).
 - ``evaluate_models``: fits each model on the task's training data and measures it under
   each protocol; every number reported by ``siyu evaluate`` and the benchmarks comes from here.
+  A model scores each consumer once for all protocols (one ``score_blocks`` pass; each
+  protocol's lists come from the same block with its filters), so ``recommend_seconds`` is
+  that shared pass, the same on each protocol's row.
 - Rolling origin (``rolling_folds``): fold ``i`` (1 = the latest) tests the ``holdout_days``
   after the cutoff ``last − i·holdout_days`` and tunes on the ``validation_days`` before that
   cutoff; a ``RollingFold`` whose tuning window reaches into its test window cannot be built.
