@@ -21,6 +21,9 @@
   with no truth drop out).
 - ``evaluate_models``: fits each model on the task's training data and measures it under
   each protocol; every number reported by ``siyu evaluate`` and the benchmarks comes from here.
+  A model scores each consumer once for all protocols (one ``score_blocks`` pass; each
+  protocol's lists come from the same block with its filters), so ``recommend_seconds`` is
+  that shared pass, the same on each protocol's row.
 - Rolling origin (``rolling_folds``): fold ``i`` (1 = the latest) tests the ``holdout_days``
   after the cutoff ``last − i·holdout_days`` and tunes on the ``validation_days`` before that
   cutoff; a ``RollingFold`` whose tuning window reaches into its test window cannot be built.
@@ -58,7 +61,7 @@ from features.interactions import (
 )
 from features.progress import CONSUMERS, progress
 from features.vocabulary import MetricCol
-from models.recommenders.base import InteractionData, RecCol, Recommender, RecommendFilters
+from models.recommenders.base import InteractionData, RecCol, Recommender, RecommendFilters, ScoreBlock
 
 logger = logging.getLogger(__name__)
 
@@ -432,9 +435,14 @@ def _evaluate_one(
         began = time.perf_counter()
         model.fit(task.train)
         fit_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    truths = {protocol: protocol_truth(task, protocol) for protocol in protocols}
+    lists = _protocol_lists(name, model, truths, k)
+    recommend_seconds = time.perf_counter() - began
     rows = []
-    for protocol in protocols:
-        rows.append(_measure(name, model, task, protocol, k, popularity, fit_seconds))
+    for protocol, truth in truths.items():
+        rows.append(_measure(name, lists[protocol], truth, task, protocol, k, popularity))
+        rows[-1].update({MetricCol.FIT_SECONDS: fit_seconds, MetricCol.RECOMMEND_SECONDS: recommend_seconds})
         logger.info("%s / %s: ndcg@%d %.4f", name, protocol, k, rows[-1][MetricCol.NDCG])
     return rows
 
@@ -471,38 +479,55 @@ def protocol_filters(protocol: str) -> RecommendFilters:
 _SCORING_SLICE = 10_000  # consumers scored per progress step (lists do not depend on it)
 
 
+def _protocol_lists(
+    name: str, model: Recommender, truths: Mapping[str, pd.DataFrame], k: int
+) -> dict[str, pd.DataFrame]:
+    """Each protocol's top-``k`` lists for its truth's consumers, from ONE scoring pass over them
+    all (``score_blocks``; a consumer measured under both protocols is scored once): each
+    protocol's lists are what ``model.recommend`` with its filters gives."""
+    wanted = {protocol: pd.Index(truth[Col.CONSUMER_ID].unique()) for protocol, truth in truths.items()}
+    consumers = pd.Index(pd.unique(np.concatenate([ids.to_numpy() for ids in wanted.values()])))
+    members = {protocol: consumers.isin(ids) for protocol, ids in wanted.items()}
+    filters = {protocol: protocol_filters(protocol) for protocol in truths}
+    lists: dict[str, list[pd.DataFrame]] = {protocol: [] for protocol in truths}
+    done = 0
+    with progress(f"{name}: scoring", total=len(consumers), unit=CONSUMERS) as bar:
+        for start in range(0, len(consumers), _SCORING_SLICE):
+            part = consumers[start : start + _SCORING_SLICE]
+            for block in model.score_blocks(part):
+                size = len(block.consumer_ids)
+                for protocol, member in members.items():
+                    inside = member[done : done + size]
+                    mine = ScoreBlock(block.consumer_ids[inside], block.product_ids, block.scores[inside])
+                    lists[protocol].append(model.recommend_from_block(mine, k, filters[protocol]))
+                done += size
+            bar.advance(len(part))
+    return {
+        protocol: pd.concat(frames, ignore_index=True)
+        if frames
+        else model.recommend(wanted[protocol], k, filters[protocol])
+        for protocol, frames in lists.items()
+    }
+
+
 def _measure(
     name: str,
-    model: Recommender,
+    recommendations: pd.DataFrame,
+    truth: pd.DataFrame,
     task: EvaluationTask,
     protocol: str,
     k: int,
     popularity: pd.Series,
-    fit_seconds: float,
 ) -> dict[str, object]:
-    truth = protocol_truth(task, protocol)
-    consumers = pd.Index(truth[Col.CONSUMER_ID].unique())
-    began = time.perf_counter()
-    filters = protocol_filters(protocol)
-    lists = []
-    with progress(f"{name} / {protocol}: scoring", total=len(consumers), unit=CONSUMERS) as bar:
-        for start in range(0, len(consumers), _SCORING_SLICE):
-            part = consumers[start : start + _SCORING_SLICE]
-            lists.append(model.recommend(part, k, filters))
-            bar.advance(len(part))
-    recommendations = pd.concat(lists, ignore_index=True) if lists else model.recommend(consumers, k, filters)
-    recommend_seconds = time.perf_counter() - began
     values = consumer_metrics(recommendations, truth, k)
     return {
         MetricCol.MODEL: name,
         MetricCol.PROTOCOL: protocol,
-        MetricCol.CONSUMERS: len(consumers),
+        MetricCol.CONSUMERS: truth[Col.CONSUMER_ID].nunique(),
         **metric_means(values),
         MetricCol.COVERAGE: catalogue_coverage(recommendations, task.train.shape[1], k),
         MetricCol.NOVELTY: novelty(recommendations, popularity, k),
         **metric_intervals(values),
-        MetricCol.FIT_SECONDS: fit_seconds,
-        MetricCol.RECOMMEND_SECONDS: recommend_seconds,
     }
 
 

@@ -5,7 +5,8 @@ picked the default):
 
 - ``hgb``: scikit-learn's ``HistGradientBoostingClassifier`` (binary: bought in the window or not);
 - ``lambdarank``: LightGBM with the LambdaRank objective, one query per consumer;
-- ``logistic``: scikit-learn's ``LogisticRegression`` on standardised features (missing = 0),
+- ``logistic``: scikit-learn's ``LogisticRegression`` (Newton-Cholesky solver) on standardised
+  features (missing = 0),
   the earlier production learner, kept as the reference the trees are measured against.
 
 ``score`` is always in (0, 1) (the logistic of the trees' raw output), so the scores of a
@@ -135,7 +136,9 @@ class _Logistic:
         scale = np.where(std > 0, std, 1.0)
         x -= mean  # standardised in place: one float64 copy of the training rows, not three
         x /= scale
-        regression = LogisticRegression(C=1.0 / max(params.l2, 1e-9), max_iter=2000)
+        # Newton-Cholesky: a few Newton steps (each one p × p Hessian, p ≈ 30 features) instead of
+        # ~65 L-BFGS passes over millions of candidate rows; it also lands closer to the optimum.
+        regression = LogisticRegression(C=1.0 / max(params.l2, 1e-9), solver="newton-cholesky", max_iter=2000)
         regression.fit(x, y)
         coef = regression.coef_.ravel().astype(np.float64)
         return cls(coef, regression.intercept_.astype(np.float64), mean, scale)

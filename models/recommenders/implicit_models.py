@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -47,11 +48,42 @@ class _FactorModel(Recommender):
         self.item_factors_ = arrays["item_factors"]
 
 
+@dataclass(frozen=True)
+class FactorStart:
+    """Factors an ALS fit left, by consumer and product id: where a later fit on other data starts."""
+
+    consumer_ids: pd.Index
+    product_ids: pd.Index
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+
+    def factors_on(self, data: InteractionData, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(user, item) factors in ``data``'s row and column order: the kept rows where the id was
+        fitted, implicit's own start (uniform in [0, 0.01), seeded) for new consumers and products."""
+        rng = np.random.default_rng(seed)
+        return (
+            _rows_or_random(self.user_factors, self.consumer_ids.get_indexer(data.consumer_ids), rng),
+            _rows_or_random(self.item_factors, self.product_ids.get_indexer(data.product_ids), rng),
+        )
+
+
+def _rows_or_random(values: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    picked = carried_rows(values, rows)
+    new = rows < 0
+    picked[new] = rng.random((int(new.sum()), values.shape[1]), dtype=np.float32) * 0.01
+    return picked
+
+
 class ALSRecommender(_FactorModel):
     """implicit's alternating least squares on confidence ``1 + alpha * weight`` (Hu et al. 2008).
 
     ``bm25``: re-weight the matrix with BM25 (K1, B) before fitting, which often helps on
     retail logs where a few heavy buyers dominate the counts.
+
+    ``warm_iterations``: a fit after ``warm_from(start)`` starts from ``start``'s factors (an
+    earlier fit, mapped onto this data's ids) and runs this many iterations instead of
+    ``iterations``; None: every fit starts from random factors. The ranker warm-starts the fit
+    that follows its tuning (the same components one window later).
     """
 
     name = "als"
@@ -65,6 +97,7 @@ class ALSRecommender(_FactorModel):
         bm25: bool = False,
         random_state: int = 42,
         num_threads: int = 2,
+        warm_iterations: int | None = None,
     ) -> None:
         self.factors = factors
         self.regularization = regularization
@@ -73,10 +106,26 @@ class ALSRecommender(_FactorModel):
         self.bm25 = bm25
         self.random_state = random_state
         self.num_threads = num_threads
+        self.warm_iterations = warm_iterations
+        self._start: FactorStart | None = None
+
+    def warm_from(self, start: FactorStart) -> ALSRecommender:
+        """Start the next fit (only the next) from ``start`` when ``warm_iterations`` is set."""
+        self._start = start
+        return self
+
+    def factor_start(self) -> FactorStart:
+        """This fit's factors by id, for ``warm_from`` of a later fit."""
+        data = self._data
+        return FactorStart(data.consumer_ids, data.product_ids, self.user_factors_, self.item_factors_)
 
     def _fit(self, data: InteractionData) -> None:
+        start, self._start = self._start, None
         with threadpool_limits(1, "blas"):
             model = self._als()
+            if start is not None and self.warm_iterations is not None:
+                model.iterations = self.warm_iterations
+                model.user_factors, model.item_factors = start.factors_on(data, self.random_state)
             model.fit(self._weighted(data), show_progress=False)
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)

@@ -64,7 +64,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_COMPONENTS: dict[str, dict[str, Any]] = {
     "itemknn": {"kind": "itemknn", "similarity": "bm25", "neighbours": 100},
     "ease": {"kind": "ease", "l2": 500.0},
-    "als": {"kind": "als", "factors": 64, "iterations": 8},
+    "als": {"kind": "als", "factors": 64, "iterations": 8, "warm_iterations": 3},
 }
 # Every group by default. Co-purchase was neutral on the Online Retail tuning window but helped the
 # distributor lists' validation window (docs/recommenders.md). It was half the scoring pass's time
@@ -126,6 +126,7 @@ class RankerRecommender(Recommender):
         self.random_state = random_state
         _check_settings(learner, self.exclude_features)
         self._tuned: BoostedTrees | None = None  # trees from tune(), for the next fit only
+        self._starts: dict[str, Any] = {}  # the tuned components' warm starts, for the next fit only
 
     # -- training ----------------------------------------------------------------------------
 
@@ -137,6 +138,7 @@ class RankerRecommender(Recommender):
         self._tuned = None
         self._fit_components(train)
         self._tuned = self.trees_ = self._learn_trees(train, truth)
+        self._starts = self._component_starts()
         return self
 
     def tune_fitted(self, truth: pd.DataFrame) -> RankerRecommender:
@@ -147,6 +149,7 @@ class RankerRecommender(Recommender):
         cutoff is where the production tuning window starts.
         """
         self._tuned = self.trees_ = self._learn_trees(self._data, truth)
+        self._starts = self._component_starts()
         return self
 
     def learned_state(self) -> dict[str, np.ndarray]:
@@ -211,21 +214,36 @@ class RankerRecommender(Recommender):
 
     def _fit(self, data: InteractionData) -> None:
         trees, self._tuned = self._tuned, None  # a tune() counts for one fit only
+        starts, self._starts = self._starts, {}
         if trees is None:
             train, truth = holdout_from(data, self.validation_days)
             self._fit_components(train)
             trees = self._learn_trees(train, truth)
-        self._fit_components(data)
+        self._fit_components(data, starts)
         self.trees_ = trees
 
-    def _fit_components(self, data: InteractionData) -> None:
+    def _fit_components(self, data: InteractionData, starts: dict[str, Any] | None = None) -> None:
+        """Fit every component on ``data``; those with a start in ``starts`` (a component's
+        ``factor_start`` of the tuning fit) begin from it (``warm_from``, ALS's warm start)."""
         self.data_ = data
         self.models_ = {}
+        starts = starts or {}
         with progress("ranker: fitting components", total=len(self.components), unit="models") as bar:
             for name, spec in self.components.items():
-                self.models_[name] = build_component(spec).fit(data)
+                model = build_component(spec)
+                if name in starts:
+                    model.warm_from(starts[name])  # type: ignore[attr-defined]
+                self.models_[name] = model.fit(data)
                 bar.advance()
         self.stats_ = ProductStats.fit(data)
+
+    def _component_starts(self) -> dict[str, Any]:
+        """What the next fit's components can start from: the factors of those that warm-start."""
+        return {
+            name: model.factor_start()  # type: ignore[attr-defined]
+            for name, model in self.models_.items()
+            if getattr(model, "warm_iterations", None) is not None
+        }
 
     # -- scoring -----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -132,3 +133,48 @@ def test_a_model_that_is_a_fitted_components_twin_is_measured_on_that_component(
     )
     no_twin = evaluate_models({"ease": EASERecommender()}, task, k=5)  # no ranker before it: fitted
     assert no_twin[MetricCol.FIT_SECONDS].iloc[0] > 0
+
+
+@pytest.mark.parametrize("name", ["ranker", "als", "repeat", "popularity_community", "itemknn_cosine"])
+def test_both_protocols_from_one_scoring_pass_equal_each_protocols_own_recommend(
+    name: str, planted_data, other_data
+) -> None:
+    """The evaluation scores a consumer once for both protocols; its numbers are those of
+    ``recommend`` with each protocol's filters, consumer by consumer."""
+    from models.evaluation import (
+        EvaluationTask,
+        consumer_metrics,
+        consumer_share,
+        protocol_filters,
+        protocol_truth,
+    )
+    from tests.models.recommenders.test_contract import MODELS
+
+    bought = planted_data.bought.tocsr()
+    consumers = planted_data.consumer_ids[::2]
+    owned = planted_data.product_ids[bought[planted_data.rows_of(consumers)].argmax(axis=1).A1]
+    truth = pd.concat(  # each one product bought before; the first ten also two others
+        [
+            pd.DataFrame({"consumer_id": consumers, "product_id": owned}),
+            pd.DataFrame({"consumer_id": consumers[:10].repeat(2), "product_id": ["P05", "P11"] * 10}),
+        ]
+    ).drop_duplicates()
+    task = EvaluationTask(TimeSplit(AsOf(date(2025, 2, 28)), AsOf(date(2025, 3, 30))), planted_data, truth)
+    model = MODELS[name]().fit(planted_data)
+    table = evaluate_models({name: model}, task, k=5, fit=False).set_index(MetricCol.PROTOCOL)
+    assert set(table.index) == set(Protocol.ALL)
+    for protocol in Protocol.ALL:
+        wanted = protocol_truth(task, protocol)
+        lists = model.recommend(wanted["consumer_id"].unique(), 5, protocol_filters(protocol))
+        means = consumer_metrics(lists, wanted, 5).mean()
+        for metric in ("ndcg", "recall", "precision", "map", "hit_rate"):
+            assert table.loc[protocol, metric] == means[metric], (protocol, metric)
+        top = lists.loc[lists["rank"] <= 5, "product_id"]
+        assert table.loc[protocol, MetricCol.COVERAGE] == top.nunique() / planted_data.shape[1]
+        assert table.loc[protocol, MetricCol.NOVELTY] == pytest.approx(
+            float((-np.log2(consumer_share(planted_data).reindex(top).to_numpy())).mean()), rel=1e-12
+        )
+    assert (
+        table.loc[Protocol.NEW_ITEMS, MetricCol.CONSUMERS]
+        < table.loc[Protocol.ALL_ITEMS, MetricCol.CONSUMERS]
+    )
