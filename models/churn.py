@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -229,21 +230,27 @@ def _bgnbd_forecast(
 def _boosting_forecast(
     train: pd.DataFrame, target: pd.DataFrame, clv: CLVConfig, config: ChurnConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Purchase days and value, each by its own Poisson-loss model; the two fit side by side."""
     sample = _sample(train, config)
     inputs, target_inputs = feature_matrix(sample), feature_matrix(target)
-    forecasts = []
-    for column in (ActivityCol.FUTURE_PURCHASE_DAYS, ActivityCol.FUTURE_VALUE):
+
+    def forecast(column: str) -> np.ndarray:
         model = HistGradientBoostingRegressor(
             loss="poisson", max_iter=150, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=50,
             random_state=config.seed,
         )  # fmt: skip
         with threadpool_limits(limits=config.threads):
             model.fit(inputs, sample[column].astype("float64").clip(lower=0))
-            forecasts.append(model.predict(target_inputs))
-    return forecasts[0], forecasts[1], np.full(len(target), np.nan), 0
+            return model.predict(target_inputs)
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="siyu-forecast") as pool:
+        purchases, value = pool.map(forecast, (ActivityCol.FUTURE_PURCHASE_DAYS, ActivityCol.FUTURE_VALUE))
+    return purchases, value, np.full(len(target), np.nan), 0
 
 
 FORECASTERS = {"bgnbd": _bgnbd_forecast, "gradient_boosting": _boosting_forecast}
+PYMC_CANDIDATES = frozenset({"mbgnbd", "bgnbd"})  # fitted with PyMC: on the calling thread only
+SIDE_THREADS = 2  # threads for the scikit-learn candidates, beside the PyMC fits
 
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -301,18 +308,51 @@ def score_candidates(
     train: pd.DataFrame, target: pd.DataFrame, clv: CLVConfig, config: ChurnConfig,
     churn: tuple[str, ...] | None = None, forecast: tuple[str, ...] | None = None,
 ) -> Scores:  # fmt: skip
-    """Each named candidate (default: the configured ones) trained on ``train``, applied to ``target``."""
-    churn_scores = {
-        name: CHURN_SCORERS[name](train, target, clv.horizon_days, config)
-        for name in (config.candidates if churn is None else churn)
-    }
+    """Each named candidate (default: the configured ones) trained on ``train``, applied to ``target``.
+
+    The scikit-learn candidates run on ``SIDE_THREADS`` other threads while the PyMC ones
+    (``PYMC_CANDIDATES``, whose graph compilation is not made to run side by side) run on this
+    one, ``config.threads`` OpenMP threads each: the fits and predictions let go of the GIL,
+    so the cores stay busy without OpenMP threads spinning against each other. Every candidate
+    has its own seed and inputs, so the scores do not depend on which finishes first.
+    """
+    churn_names = tuple(config.candidates if churn is None else churn)
+    forecast_names = tuple(config.forecast_candidates if forecast is None else forecast)
+    horizon = clv.horizon_days
+    # one warnings / thread-pool state for both threads, restored when both are done
+    with (
+        warnings.catch_warnings(),
+        threadpool_limits(limits=config.threads),
+        ThreadPoolExecutor(max_workers=SIDE_THREADS, thread_name_prefix="siyu-churn") as side,
+    ):
+        later = {
+            ("churn", name): side.submit(CHURN_SCORERS[name], train, target, horizon, config)
+            for name in churn_names
+            if name not in PYMC_CANDIDATES
+        } | {
+            ("forecast", name): side.submit(FORECASTERS[name], train, target, clv, config)
+            for name in forecast_names
+            if name not in PYMC_CANDIDATES
+        }
+        here = {
+            ("churn", name): CHURN_SCORERS[name](train, target, horizon, config)
+            for name in churn_names
+            if name in PYMC_CANDIDATES
+        } | {
+            ("forecast", name): FORECASTERS[name](train, target, clv, config)
+            for name in forecast_names
+            if name in PYMC_CANDIDATES
+        }
+        done = here | {key: future.result() for key, future in later.items()}
     purchases, value = {}, {}
     prob_alive, set_aside = np.full(len(target), np.nan), 0
-    for name in config.forecast_candidates if forecast is None else forecast:
-        purchases[name], value[name], alive, aside = FORECASTERS[name](train, target, clv, config)
+    for name in forecast_names:  # in the configured order, whichever thread ran them
+        purchases[name], value[name], alive, aside = done[("forecast", name)]
         if name == "bgnbd":
             prob_alive, set_aside = alive, aside
-    return Scores(churn_scores, purchases, value, prob_alive, set_aside)
+    return Scores(
+        {name: done[("churn", name)] for name in churn_names}, purchases, value, prob_alive, set_aside
+    )
 
 
 def validation_metrics(scores: Scores, target: pd.DataFrame) -> pd.DataFrame:

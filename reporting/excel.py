@@ -107,7 +107,10 @@ def _unguarded(frame: pd.DataFrame) -> pd.DataFrame:
     plain = frame.copy()
     for column in plain.columns:
         text = plain[column].astype("string")
-        guarded = (text.str.startswith(_GUARD) & text.str[1:].str.startswith(_FORMULA_PREFIXES)).fillna(False)
+        quoted = text.str.startswith(_GUARD).fillna(False)
+        if not quoted.any():  # most columns: one pass, no string copies
+            continue
+        guarded = quoted & text.str[1:].str.startswith(_FORMULA_PREFIXES).fillna(False)
         if guarded.any():
             plain[column] = text.mask(guarded, text.str[1:]).astype(object)
     return plain

@@ -181,7 +181,7 @@ def _codes_of(values: pd.Series, kind: str, messages: Messages) -> pd.Series:
 def tag_labels(tags: pd.DataFrame, messages: Messages) -> pd.Series:
     """The readable label of each row of the profile-tag table: a computed tag value's label in
     ``messages``' locale; an age band or category (the data's own values) as it is."""
-    computed = ~tags[TagCol.TAG_TYPE].astype(str).isin(TagValue.DATA_TYPES)
+    computed = ~tags[TagCol.TAG_TYPE].isin(TagValue.DATA_TYPES)  # on the categories, not a str per row
     values = tags[TagCol.TAG_VALUE].astype("string")
     labels = values.copy()
     labels[computed] = localize_values(values[computed], LabelKind.TAG_VALUE, messages)

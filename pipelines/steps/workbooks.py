@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -77,15 +78,20 @@ def run_workbooks(
         (StepFile.MARKETING_WORKBOOK, MARKETING_SHEETS, {StepFile.CONSUMER_TIERS: config.consumer_rows}),
         (StepFile.QUALITY_WORKBOOK, QUALITY_SHEETS, {}),
     )
-    for name, sheets, caps in books:
-        parts = [
-            _part(code, name, sources[file], caps.get(file), messages)
-            for code, file in sheets
-            if file in sources
-        ]
-        if parts:
-            written[name] = write_workbook(workbook_sheets(parts, messages), outputs / name)
-    written.update(write_share_kit(sources, outputs, config, messages))
+    # the share kit's likely buyers are counted by DuckDB (off the GIL) while the sheets are written;
+    # the share kit's files are written after them (one progress bar at a time)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-share-kit") as side:
+        kit = side.submit(build_share_kit, sources, messages) if _has_lists(sources) else None
+        for name, sheets, caps in books:
+            parts = [
+                _part(code, name, sources[file], caps.get(file), messages)
+                for code, file in sheets
+                if file in sources
+            ]
+            if parts:
+                written[name] = write_workbook(workbook_sheets(parts, messages), outputs / name)
+        kit_frame = None if kit is None else kit.result()
+    written.update(write_share_kit(sources, outputs, config, messages, kit_frame))
     return {**sources, **written}
 
 
@@ -110,15 +116,26 @@ def _row_count(csv_path: Path) -> int:
 # --- the share kit ---------------------------------------------------------------------------------
 
 
-def write_share_kit(
-    sources: Mapping[str, Path], outputs: Path, config: WorkbookConfig, messages: Messages
-) -> dict[str, Path]:
-    """share_kit.csv and share_kit.xlsx from the published distributor lists (nothing without them)."""
+def _has_lists(sources: Mapping[str, Path]) -> bool:
     lists_path = sources.get(StepFile.DISTRIBUTOR_LISTS)
-    if lists_path is None or not lists_path.is_file():
+    return lists_path is not None and lists_path.is_file()
+
+
+def write_share_kit(
+    sources: Mapping[str, Path],
+    outputs: Path,
+    config: WorkbookConfig,
+    messages: Messages,
+    kit: pd.DataFrame | None = None,
+) -> dict[str, Path]:
+    """share_kit.csv and share_kit.xlsx from the published distributor lists (nothing without them).
+
+    ``kit``: the ``build_share_kit`` frame when it is already built (None: built here).
+    """
+    if not _has_lists(sources):
         logger.info("no distributor lists to publish: no share kit")
         return {}
-    kit = build_share_kit(sources, messages)
+    kit = build_share_kit(sources, messages) if kit is None else kit
     csv_path = outputs / StepFile.SHARE_KIT
     shown = kit.rename(columns=messages.headers(list(SHARE_KIT_COLUMNS)))
     write_excel_csv(shown, csv_path)

@@ -16,12 +16,14 @@ from features.engine import connect
 from features.vocabulary import BTYDCol
 from models.churn import (
     CHURN_SCORERS,
+    FORECASTERS,
     ChurnConfig,
     calibration_table,
     choose_and_predict,
     churn_band,
     churn_metrics,
     forecast_metrics,
+    score_candidates,
 )
 from models.clv import CLVConfig
 
@@ -146,3 +148,20 @@ def test_metrics_by_hand() -> None:
     assert found["mae"] == 1.0 and found["bias_pct"] == 50.0
     table = calibration_table(np.array([0, 1, 0, 1]), np.array([0.1, 0.2, 0.8, 0.9]), bins=2)
     assert table["observed_churn"].tolist() == [0.5, 0.5] and table["buyers"].tolist() == [2, 2]
+
+
+def test_candidates_side_by_side_score_as_one_after_another(frames) -> None:
+    """The scikit-learn candidates run on a second thread: the same scores as each run alone, in order."""
+    train, validation, _ = frames
+    config = ChurnConfig(candidates=("mbgnbd", "gradient_boosting", "logistic"))
+    scores = score_candidates(train, validation, CLV, config)
+    assert list(scores.churn) == ["mbgnbd", "gradient_boosting", "logistic"]
+    assert list(scores.purchases) == ["bgnbd", "gradient_boosting"]
+    for name in config.candidates:
+        alone = CHURN_SCORERS[name](train, validation, HORIZON, config)
+        np.testing.assert_array_equal(scores.churn[name], alone)
+    for name in config.forecast_candidates:
+        purchases, value, _, _ = FORECASTERS[name](train, validation, CLV, config)
+        np.testing.assert_array_equal(scores.purchases[name], purchases)
+        np.testing.assert_array_equal(scores.value[name], value)
+    np.testing.assert_array_equal(scores.prob_alive, FORECASTERS["bgnbd"](train, validation, CLV, config)[2])
