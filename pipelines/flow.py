@@ -77,6 +77,7 @@ from pipelines.runtime import (
     forward_module_logs,
     freeze_long_lived,
     local_prefect,
+    paused_collection,
     progress_artifacts,
     pure_task,
     quiet_prefect_client,
@@ -245,10 +246,11 @@ def head_start(settings: NightlyConfig, work: Path) -> None:
     import MLflow and open its store (a new ``mlflow.db`` gets its tables then, not in ``open
     mlflow run``), import the CLV libraries when CLV is on (seconds of pure Python), then freeze
     what the imports left for the garbage collector (``pipelines.runtime.freeze_long_lived``)."""
-    with tracking.using_tracking(settings.tracking, work):
-        pass
-    if settings.segmentation.clv.enabled:
-        importlib.import_module("pymc_marketing.clv")
+    with paused_collection():
+        with tracking.using_tracking(settings.tracking, work):
+            pass
+        if settings.segmentation.clv.enabled:
+            importlib.import_module("pymc_marketing.clv")
     freeze_long_lived()
 
 

@@ -380,6 +380,20 @@ def _head_start(meanwhile: Callable[[], object] | None) -> None:
     logger.debug("head start while the Prefect server starts: %.1fs", time.perf_counter() - started)
 
 
+@contextmanager
+def paused_collection() -> Iterator[None]:
+    """No automatic garbage collection in the block, for imports: they create hundreds of
+    thousands of objects that live as long as the process, so the full collections they trigger
+    find almost nothing (eight of them during a nightly's imports). Restored however the block ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def freeze_long_lived() -> None:
     """Collect what is garbage now, then move every object still alive (the imported modules,
     classes and functions: about half a million objects once pandas, Prefect, MLflow and PyMC are
