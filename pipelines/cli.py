@@ -440,8 +440,11 @@ def nightly(
     No arguments: the demo data. Needs no server (Prefect's temporary local API, MLflow's
     SQLite store under the work directory).
     """
-    from pipelines.config import load_config, with_locale
-    from pipelines.flow import run_nightly
+    from pipelines.runtime import paused_collection
+
+    with paused_collection():  # the flow's imports (pipelines.runtime.freeze_long_lived)
+        from pipelines.config import load_config, with_locale
+        from pipelines.flow import run_nightly
 
     settings = with_locale(load_config(config), locale)
     if refit:  # a cadence of 1 for tonight: fit, evaluate and store the production model

@@ -75,7 +75,9 @@ from pipelines.runtime import (
     file_task,
     flow_deadline,
     forward_module_logs,
+    freeze_long_lived,
     local_prefect,
+    paused_collection,
     progress_artifacts,
     pure_task,
     quiet_prefect_client,
@@ -242,11 +244,14 @@ def run_nightly(
 def head_start(settings: NightlyConfig, work: Path) -> None:
     """What the night does anyway and can do while the Prefect server starts in its own process:
     import MLflow and open its store (a new ``mlflow.db`` gets its tables then, not in ``open
-    mlflow run``), and import the CLV libraries when CLV is on (seconds of pure Python)."""
-    with tracking.using_tracking(settings.tracking, work):
-        pass
-    if settings.segmentation.clv.enabled:
-        importlib.import_module("pymc_marketing.clv")
+    mlflow run``), import the CLV libraries when CLV is on (seconds of pure Python), then freeze
+    what the imports left for the garbage collector (``pipelines.runtime.freeze_long_lived``)."""
+    with paused_collection():
+        with tracking.using_tracking(settings.tracking, work):
+            pass
+        if settings.segmentation.clv.enabled:
+            importlib.import_module("pymc_marketing.clv")
+    freeze_long_lived()
 
 
 def _name_run(as_of: AsOf) -> None:

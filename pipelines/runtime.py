@@ -28,6 +28,7 @@ updated at most every ``ARTIFACT_EVERY_SECONDS``), for a person following a depl
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import re
@@ -377,6 +378,35 @@ def _head_start(meanwhile: Callable[[], object] | None) -> None:
     except Exception:
         logger.debug("head start while the Prefect server starts failed", exc_info=True)
     logger.debug("head start while the Prefect server starts: %.1fs", time.perf_counter() - started)
+
+
+@contextmanager
+def paused_collection() -> Iterator[None]:
+    """No automatic garbage collection in the block, for imports: they create hundreds of
+    thousands of objects that live as long as the process, so the full collections they trigger
+    find almost nothing (eight of them during a nightly's imports). Restored however the block ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def freeze_long_lived() -> None:
+    """Collect what is garbage now, then move every object still alive (the imported modules,
+    classes and functions: about half a million objects once pandas, Prefect, MLflow and PyMC are
+    in) to the collector's permanent generation, for the rest of the process.
+
+    Without it every full collection of the night walks that heap again, and so does the
+    interpreter's last collection at exit: on a busy 2-core machine a 2,000-consumer night spent
+    20 s in 13 full collections and 28 s exiting. Objects created afterwards are collected as
+    before; a frozen object is still freed when its last reference goes, only a frozen reference
+    cycle that becomes garbage stays (imports do not become garbage).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _free_port() -> int:

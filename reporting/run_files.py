@@ -46,7 +46,9 @@ class RunFiles:
             frame = delocalize_frame(pd.read_csv(path, encoding="utf-8-sig", keep_default_na=True))
             return frame if columns is None else frame[[c for c in frame.columns if c in columns]]
         wanted = None if columns is None else (lambda column: column in columns)
-        return pd.read_csv(path, encoding="utf-8-sig", usecols=wanted, keep_default_na=True)
+        # low_memory=False: each column's type from all its rows, not per chunk (a 10M run's
+        # consumer file otherwise gave a column mixed types and a DtypeWarning)
+        return pd.read_csv(path, encoding="utf-8-sig", usecols=wanted, keep_default_na=True, low_memory=False)
 
     def columns(self, name: str) -> list[str]:
         """The header of a CSV (English column names, whatever the run's locale)."""
