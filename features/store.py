@@ -32,10 +32,12 @@ import os
 import secrets
 import shutil
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
@@ -299,8 +301,8 @@ def _validate_parts(
     validator = TableValidator(
         table, "", run.as_of, run.config, checks.known, checks.inconsistent, run.now, tally.seen
     )
-    with ExitStack() as open_files:
-        files = [open_files.enter_context(_PartRun(entry, validator)) for entry in entries]
+    with _Writes() as writes, ExitStack() as open_files:
+        files = [open_files.enter_context(_PartRun(entry, validator, writes)) for entry in entries]
         for pieces, finished in chunks_of_parts([entry.part for entry in entries], run.chunk_rows):
             if pieces:
                 checked = validator.check_files([(files[k].tally, chunk) for k, chunk in pieces])
@@ -317,6 +319,7 @@ def _validate_parts(
                 earlier = chain(
                     earlier, entries[k].key, window_of(facts, run.as_of.end_timestamp, run.latest)
                 )
+            writes.settle()
     return earlier
 
 
@@ -331,9 +334,10 @@ def _clean_arrow(clean: pd.DataFrame, table: str) -> tuple[pa.Table, dict[str, n
 
 class _PartRun:
     """One file being validated: its tally, and its clean and quarantined rows written into a
-    scratch folder of its cache entry, moved into place by ``commit`` (removed on an error)."""
+    scratch folder of its cache entry, moved into place by ``commit`` (removed on an error).
+    Every file operation goes through ``writes``, in order, on the writing thread."""
 
-    def __init__(self, entry: FileEntry, validator: TableValidator) -> None:
+    def __init__(self, entry: FileEntry, validator: TableValidator, writes: _Writes) -> None:
         self.entry = entry
         self.tally = validator.start_file(str(entry.part.path))
         self.outcome: PartOutcome | None = None
@@ -342,8 +346,9 @@ class _PartRun:
         }
         if entry.part.name == Table.ORDERS:
             self._ids[ORDER_LINE_IDS] = []
+        self._writes = writes
         self._scratch = entry.path / f".validating-{secrets.token_hex(4)}"
-        self._scratch.mkdir(parents=True)
+        writes.submit(partial(self._scratch.mkdir, parents=True))
         self._clean = _CleanWriter(self._scratch / CLEAN_PART)
         self._quarantine = _QuarantineParts(self._scratch)
 
@@ -351,24 +356,23 @@ class _PartRun:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *rest: BaseException | TracebackType | None) -> None:
-        self._close()
+        self._writes.submit(self._clean.close)
         if kind is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._writes.submit(partial(shutil.rmtree, self._scratch, ignore_errors=True))
 
     def write(self, clean: pa.Table, quarantine: pd.DataFrame) -> None:
-        self._clean.write(clean)
+        self._writes.submit(partial(self._clean.write, clean))
         if len(quarantine):
-            self._quarantine.write(quarantine)
+            self._writes.submit(partial(self._quarantine.write, quarantine))
 
     def add_ids(self, ids: dict[str, np.ndarray]) -> None:
         for name, hashes in ids.items():
             self._ids[name].append(hashes)
 
     def commit(self, run: _Run, checks: _Checks, earlier: str) -> tuple[ResultEntry, PartFacts]:
-        """Move the file's outcome into the cache under its run key; return it and the file's facts."""
-        self._close()
+        """Move the file's outcome into the cache under its run key (on the writing thread);
+        return it and the file's facts."""
         facts = self.tally.facts()
-        self.entry.save_facts(facts)
         window = window_of(facts, run.as_of.end_timestamp, run.latest)
         references = references_digest(facts, checks.known, checks.inconsistent)
         result = self.entry.result(run_key(self.entry.settings, window, earlier, references))
@@ -376,11 +380,52 @@ class _PartRun:
         self.outcome = PartOutcome(
             self.tally.report(check_columns=False), self.tally.notes, self.tally.met(), kept
         )
-        result.commit(self._scratch, self.outcome)
+        self._writes.submit(self._clean.close)
+        self._writes.submit(partial(self.entry.save_facts, facts))
+        self._writes.submit(partial(result.commit, self._scratch, self.outcome))
         return result, facts
 
-    def _close(self) -> None:
-        self._clean.close()
+
+class _Writes:
+    """File operations done in order on a thread of their own, so that writing a chunk's files
+    overlaps checking the next chunk (Parquet encoding and file I/O release the GIL).
+
+    ``settle`` after each chunk waits for the chunk before it: at most two chunks' rows wait to
+    be written. Leaving waits for every operation; the first that failed is raised."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-write")
+        self._chunks: list[list[Future[object]]] = [[]]
+        self._failed = False
+
+    def __enter__(self) -> _Writes:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: BaseException | TracebackType | None) -> None:
+        self._pool.shutdown(wait=True)
+        if kind is None:
+            for future in (future for chunk in self._chunks for future in chunk):
+                future.result()
+
+    def submit(self, operation: Callable[[], object]) -> None:
+        self._chunks[-1].append(self._pool.submit(self._unless_failed, operation))
+
+    def _unless_failed(self, operation: Callable[[], object]) -> object:
+        """Run ``operation`` unless one before it failed (nothing half-written is moved into place)."""
+        if self._failed:
+            return None
+        try:
+            return operation()
+        except BaseException:
+            self._failed = True
+            raise
+
+    def settle(self) -> None:
+        """Wait for the writes of the chunk before the last; raise the first that failed."""
+        if len(self._chunks) > 1:
+            for future in self._chunks.pop(0):
+                future.result()
+        self._chunks.append([])
 
 
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:
