@@ -336,11 +336,27 @@ class OrderHeaders:
     def conflicting(self, end: pd.Timestamp, latest: pd.Timestamp) -> SeenHashes:
         """The orders (id hashes) with more than one header among the lines in the run's window:
         timed before ``end`` (and not after ``latest``, the bound of an impossible future)."""
-        lines = self.distinct()
-        lines = lines[(lines["time"] < end.value) & (lines["time"] <= latest.value)]
-        # One row per distinct (order, header): an order met twice has two headers.
-        repeated = lines["order"].duplicated(keep=False).to_numpy()
-        return SeenHashes(lines["order"].to_numpy(dtype=np.uint64)[repeated])
+        if not self._frames:
+            return SeenHashes()
+        orders, headers, times = (
+            np.concatenate([frame[name].to_numpy() for frame in self._frames])
+            for name in ("order", "header", "time")
+        )
+        in_window = (times < end.value) & (times <= latest.value)
+        orders, headers = orders[in_window].astype(np.uint64), headers[in_window].astype(np.uint64)
+        if not len(orders):
+            return SeenHashes()
+        # Lines sorted by order: an order whose lines' smallest and largest header differ has
+        # two headers. (A header holds the time, so a line's window is its header's.)
+        by_order = np.argsort(orders)
+        orders, headers = orders[by_order], headers[by_order]
+        starts = np.flatnonzero(np.concatenate([[True], orders[1:] != orders[:-1]]))
+        two = np.minimum.reduceat(headers, starts) != np.maximum.reduceat(headers, starts)
+        return SeenHashes(orders[starts[two]])
+
+
+def _joined(frames: list[pd.DataFrame], name: str) -> np.ndarray:
+    return np.concatenate([frame[name].to_numpy() for frame in frames])
 
 
 @dataclass(frozen=True)
