@@ -54,7 +54,10 @@ from features.files import atomic_path, move_into_place, partial_path
 from features.progress import Progress, progress
 from features.reader import TableInput, chunks_of_parts
 from features.validate import (
+    ORDER_LINE_COLUMNS,
     ORDER_LINE_IDS,
+    CheckedPieces,
+    ColumnHashes,
     ColumnNotes,
     KnownIds,
     OrderHeaders,
@@ -66,9 +69,7 @@ from features.validate import (
     ValidationConfig,
     ValidationResult,
     headers_of_parts,
-    id_hashes,
     known_references,
-    order_line_hashes,
     referenced_keys,
     unique_hashes,
 )
@@ -306,7 +307,7 @@ def _validate_parts(
         for pieces, finished in chunks_of_parts([entry.part for entry in entries], run.chunk_rows):
             if pieces:
                 checked = validator.check_files([(files[k].tally, chunk) for k, chunk in pieces])
-                clean, ids = _clean_arrow(checked.clean, table)
+                clean, ids = _clean_arrow(checked, table)
                 for piece, (k, chunk) in enumerate(pieces):
                     rows = slice(checked.clean_at[piece], checked.clean_at[piece + 1])
                     files[k].write(clean.slice(rows.start, rows.stop - rows.start), checked.quarantine[piece])
@@ -323,13 +324,15 @@ def _validate_parts(
     return earlier
 
 
-def _clean_arrow(clean: pd.DataFrame, table: str) -> tuple[pa.Table, dict[str, np.ndarray]]:
+def _clean_arrow(checked: CheckedPieces, table: str) -> tuple[pa.Table, dict[str, np.ndarray]]:
     """Clean rows as Arrow (converted once for all the pieces they hold), and per row the hash of
-    each id other tables refer to (and, for orders, of each order line)."""
-    ids = {column: id_hashes(clean[column]) for column in _REFERENCED_KEYS.get(table, [])}
+    each id other tables refer to (and, for orders, of each order line), from the hashes the
+    checks made."""
+    hashes = checked.hashes or ColumnHashes(checked.clean)
+    ids = {column: hashes.of([column]) for column in _REFERENCED_KEYS.get(table, [])}
     if table == Table.ORDERS:
-        ids[ORDER_LINE_IDS] = order_line_hashes(clean)
-    return pa.Table.from_pandas(clean, preserve_index=False), ids
+        ids[ORDER_LINE_IDS] = hashes.of(ORDER_LINE_COLUMNS)
+    return pa.Table.from_pandas(checked.clean, preserve_index=False), ids
 
 
 class _PartRun:

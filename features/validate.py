@@ -229,6 +229,8 @@ class CheckedPieces:
     clean: pd.DataFrame
     clean_at: np.ndarray
     quarantine: list[pd.DataFrame]
+    hashes: ColumnHashes | None = None
+    """The clean rows' value hashes (``ColumnHashes``), for their ids."""
 
     def piece(self, k: int) -> CheckedChunk:
         rows = slice(self.clean_at[k], self.clean_at[k + 1])
@@ -447,6 +449,8 @@ class SeenRows:
 
 ROW_HASHES = "row"
 ORDER_LINE_IDS = "order_line"
+# The columns of an order line's hash (``ColumnHashes.of``), what complaints are matched on.
+ORDER_LINE_COLUMNS = (Col.ORDER_ID, Col.PRODUCT_ID)
 
 
 @dataclass(frozen=True)
@@ -564,17 +568,21 @@ class TableValidator:
         bounds = np.cumsum([0, *(len(frame) for frame in frames)])
         owner = np.repeat(np.arange(len(pieces)), np.diff(bounds))
         typed, unparseable = coerce_table(self.spec, whole, self.config.timezone)
+        hashes = ColumnHashes(typed)
         _note_readability(whole, unparseable, tallies, bounds)
         _note_timestamp_forms(self.spec, whole, tallies, bounds)
-        self._note_facts(typed, tallies, owner, bounds)
+        self._note_facts(typed, tallies, owner, bounds, hashes)
         in_window = self._in_window(typed)
+        hashes = hashes.select(in_window)
         first_row = _first_rows(tallies, bounds)
         source_rows = (np.arange(len(whole)) + first_row[owner])[in_window]
         owner_in_window = owner[in_window]
         source = whole.loc[in_window].reset_index(drop=True)
         typed = typed.loc[in_window].reset_index(drop=True)
         schema = row_schema(self.spec, list(typed.columns), self._rules, self._known.membership())
-        beyond_row = self._duplicates(typed, tallies, owner_in_window) | self._cross_row(typed)
+        beyond_row = self._duplicates(typed, tallies, owner_in_window, hashes) | self._cross_row(
+            typed, hashes
+        )
         reasons = _failed_checks(schema, typed, beyond_row)
         for column, mask in unparseable.items():
             mask = mask.loc[in_window].reset_index(drop=True)
@@ -590,6 +598,7 @@ class TableValidator:
         return self._split(
             tallies,
             clean,
+            hashes.select(~bad.to_numpy()),
             owner_in_window[~bad.to_numpy()],
             quarantine,
             owner_in_window[bad.to_numpy()],
@@ -601,6 +610,7 @@ class TableValidator:
         self,
         tallies: list[FileTally],
         clean: pd.DataFrame,
+        clean_hashes: ColumnHashes,
         clean_owner: np.ndarray,
         quarantine: pd.DataFrame,
         quarantine_owner: np.ndarray,
@@ -609,7 +619,7 @@ class TableValidator:
     ) -> CheckedPieces:
         """Each piece's quarantined rows and where its clean rows are; its counts added to its
         file's tally."""
-        unknown = self._unknown_references(clean)
+        unknown = self._unknown_references(clean, clean_hashes)
         clean_at, quarantine_at = _starts(clean_owner, len(tallies)), _starts(quarantine_owner, len(tallies))
         quarantined = []
         for k, tally in enumerate(tallies):
@@ -624,7 +634,7 @@ class TableValidator:
             if len(bad):
                 tally.reasons.update(bad[Col.QUARANTINE_REASON].str.split(";").explode().tolist())
             quarantined.append(bad)
-        return CheckedPieces(clean, clean_at, quarantined)
+        return CheckedPieces(clean, clean_at, quarantined, clean_hashes)
 
     @property
     def rows_read(self) -> int:
@@ -647,18 +657,22 @@ class TableValidator:
         return self._file.facts()
 
     def _note_facts(
-        self, typed: pd.DataFrame, tallies: list[FileTally], owner: np.ndarray, bounds: np.ndarray
+        self,
+        typed: pd.DataFrame,
+        tallies: list[FileTally],
+        owner: np.ndarray,
+        bounds: np.ndarray,
+        hashes: ColumnHashes,
     ) -> None:
         for column in _fact_columns(self.spec):
             names = column.split("+")
             if not set(names) <= set(typed.columns):
                 continue
-            lines = typed[names].assign(_file=owner).dropna()
-            distinct = lines.drop_duplicates()
-            hashes = _id_hashes(distinct[names])
-            at = _starts(distinct["_file"].to_numpy(), len(tallies))
+            present = typed[names].notna().all(axis=1).to_numpy()
+            lines = hashes.of(names)[present]
+            at = _starts(owner[present], len(tallies))
             for k, tally in enumerate(tallies):
-                tally.add_ids(column, hashes[at[k] : at[k + 1]])
+                tally.add_ids(column, unique_hashes(lines[at[k] : at[k + 1]]))
         for column in self.spec.columns:
             if column.kind == "timestamp" and not column.scheduled and column.name in typed.columns:
                 times = typed[column.name].to_numpy(dtype="datetime64[ns]")
@@ -677,53 +691,51 @@ class TableValidator:
         return ~((times >= self._end) & (times <= self._rules.latest)).to_numpy()
 
     def _duplicates(
-        self, typed: pd.DataFrame, tallies: list[FileTally], owner: np.ndarray
+        self, typed: pd.DataFrame, tallies: list[FileTally], owner: np.ndarray, hashes: ColumnHashes
     ) -> dict[str, np.ndarray]:
         """Per duplicate reason, the rows that repeat an earlier row (or key) of the table.
         A row that repeats a whole earlier row is reported once, as duplicate_row."""
-        rows = _row_hashes(typed)
+        rows = hashes.rows()
         exact = self._seen.rows.repeats(rows)
         _add_met(tallies, ROW_HASHES, rows[~exact], owner[~exact])
         found = {DUPLICATE_ROW: exact}
         for key, seen in self._seen.keys.items():
             present = typed[list(key)].notna().all(axis=1).to_numpy()
             repeated = np.zeros(len(typed), dtype=bool)
-            hashes = _row_hashes(typed.loc[present, list(key)])
-            repeated[present] = seen.repeats(hashes)
+            keys = hashes.of(list(key))[present]
+            repeated[present] = seen.repeats(keys)
             new = ~repeated[present]
-            _add_met(tallies, "+".join(key), hashes[new], owner[present][new])
+            _add_met(tallies, "+".join(key), keys[new], owner[present][new])
             reason = DUPLICATE_ORDER_LINE if key == self.spec.line_key else reason_duplicate_key(key[0])
             found[reason] = repeated & ~exact
         return found
 
-    def _cross_row(self, typed: pd.DataFrame) -> dict[str, np.ndarray]:
+    def _cross_row(self, typed: pd.DataFrame, hashes: ColumnHashes) -> dict[str, np.ndarray]:
         """Rules over several rows or tables: inconsistent orders, complaints about a product
         their order does not hold."""
         found: dict[str, np.ndarray] = {}
         if self._inconsistent_orders is not None and len(self._inconsistent_orders):
             present = typed[Col.ORDER_ID].notna().to_numpy()
             inconsistent = np.zeros(len(typed), dtype=bool)
-            inconsistent[present] = self._inconsistent_orders.contains(
-                _id_hashes(typed.loc[present, [Col.ORDER_ID]])
-            )
+            inconsistent[present] = self._inconsistent_orders.contains(hashes.of([Col.ORDER_ID])[present])
             found[ORDER_INCONSISTENT] = inconsistent
         if self._known.order_lines is not None and self.spec.name == Table.COMPLAINTS:
             orders = self._known.quarantine.get(Col.ORDER_ID, self._known.flag.get(Col.ORDER_ID))
             line = [Col.ORDER_ID, Col.PRODUCT_ID]
             present = typed[line].notna().all(axis=1).to_numpy()
             if orders is not None:
-                present &= known_ids(orders, typed[Col.ORDER_ID]).to_numpy()
+                present &= orders.contains(hashes.of([Col.ORDER_ID]))
             missing = np.zeros(len(typed), dtype=bool)
-            missing[present] = ~self._known.order_lines.contains(_id_hashes(typed.loc[present, line]))
+            missing[present] = ~self._known.order_lines.contains(hashes.of(line)[present])
             found[PRODUCT_NOT_ON_ORDER] = missing
         return found
 
-    def _unknown_references(self, clean: pd.DataFrame) -> dict[str, np.ndarray]:
+    def _unknown_references(self, clean: pd.DataFrame, hashes: ColumnHashes) -> dict[str, np.ndarray]:
         """Per flagged reference reason, which clean rows name an id the referenced table lacks."""
         unknown = {}
         for column, seen in self._known.flag.items():
             if column in clean.columns:
-                mask = (clean[column].notna() & ~known_ids(seen, clean[column])).to_numpy(dtype=bool)
+                mask = clean[column].notna().to_numpy(dtype=bool) & ~seen.contains(hashes.of([column]))
                 unknown[reason_unknown_reference(column)] = mask
         return unknown
 
@@ -804,11 +816,6 @@ def _fact_columns(spec: TableSpec) -> list[str]:
 
 def _concat_hashes(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.empty(0, dtype=np.uint64), *arrays]).astype(np.uint64)
-
-
-def order_line_hashes(orders: pd.DataFrame) -> np.ndarray:
-    """The ``(order_id, product_id)`` hash of each order line (what complaints are matched on)."""
-    return _id_hashes(orders[[Col.ORDER_ID, Col.PRODUCT_ID]])
 
 
 def find_inconsistent_orders(
@@ -1011,14 +1018,64 @@ def frame_hashes(frame: pd.DataFrame) -> np.ndarray:
     columns = [_column_hashes(frame[name]) for name in frame.columns]
     if not columns:
         return pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    # pandas.core.util.hashing.combine_hash_arrays, step for step
-    multiplier, combined = np.uint64(1000003), np.zeros(len(frame), dtype=np.uint64) + np.uint64(0x345678)
+    return _combine(columns)
+
+
+def _combine(columns: list[np.ndarray]) -> np.ndarray:
+    """One hash per row from its columns' hashes (at least one column):
+    ``pandas.core.util.hashing.combine_hash_arrays``, step for step."""
+    multiplier, combined = (
+        np.uint64(1000003),
+        np.zeros(len(columns[0]), dtype=np.uint64) + np.uint64(0x345678),
+    )
     for position, hashes in enumerate(columns):
         remaining = len(columns) - position
         combined ^= hashes
         combined *= multiplier
         multiplier += np.uint64(82520 + remaining + remaining)
     return combined + np.uint64(97531)
+
+
+class ColumnHashes:
+    """The 64-bit hash of each typed value of a chunk, per column, computed once and shared by
+    every rule that hashes rows, keys or ids (a chunk's order ids were hashed six times).
+
+    ``of(names)`` equals ``_row_hashes(typed[names])`` (and ``_id_hashes`` for id columns: ids
+    are text, which is hashed alike): hashing is value by value, so the hashes of a subset of
+    rows are the subset of the hashes (``select``).
+    """
+
+    def __init__(
+        self, typed: pd.DataFrame, parent: ColumnHashes | None = None, rows: np.ndarray | None = None
+    ):
+        self._typed = typed
+        self._parent = parent
+        self._rows = rows
+        self._columns: dict[str, np.ndarray] = {}
+        self._combined: dict[tuple[str, ...], np.ndarray] = {}
+
+    def of(self, names: Sequence[str]) -> np.ndarray:
+        """Per row, the hash of its values in ``names`` (in that order)."""
+        key = tuple(names)
+        if key not in self._combined:
+            if self._parent is not None:
+                self._combined[key] = self._parent.of(key)[self._rows]
+            else:
+                self._combined[key] = _combine([self._column(name) for name in key])
+        return self._combined[key]
+
+    def _column(self, name: str) -> np.ndarray:
+        if name not in self._columns:
+            self._columns[name] = _value_hashes(self._typed[name])
+        return self._columns[name]
+
+    def rows(self) -> np.ndarray:
+        """Per row, the hash of all its values."""
+        return self.of(list(self._typed.columns))
+
+    def select(self, rows: np.ndarray) -> ColumnHashes:
+        """The hashes of the rows ``rows`` (a mask or positions) of this chunk, as a chunk of their own."""
+        return ColumnHashes(self._typed, self, rows)
 
 
 _NULL_HASH = np.iinfo(np.uint64).max  # what pandas gives an empty value in a hashed text column
@@ -1052,6 +1109,13 @@ def _row_hashes(typed: pd.DataFrame) -> np.ndarray:
         if pd.api.types.is_float_dtype(hashable[name]):
             hashable[name] = hashable[name].where(hashable[name].notna()) + 0.0
     return frame_hashes(hashable)
+
+
+def _value_hashes(values: pd.Series) -> np.ndarray:
+    """One column's part of ``_row_hashes``: its values' hashes, floats made alike first."""
+    if pd.api.types.is_float_dtype(values):
+        values = values.where(values.notna()) + 0.0
+    return _column_hashes(values)
 
 
 def _coerce(column: ColumnSpec, values: pd.Series, timezone: str) -> pd.Series:
