@@ -31,11 +31,12 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
@@ -49,7 +50,7 @@ import pyarrow.parquet as pq
 from features.asof import AsOf
 from features.catalog import Folder, StepFile
 from features.columns import Col, Table
-from features.contract import CONTRACT, VALIDATION_ORDER, TableSpec
+from features.contract import CONTRACT, REFERENCES, VALIDATION_ORDER, TableSpec
 from features.files import atomic_path, move_into_place, partial_path
 from features.progress import Progress, progress
 from features.reader import TableInput, chunks_of_parts
@@ -127,15 +128,24 @@ def write_validated(
     order_lines = SeenHashes() if Table.COMPLAINTS in raw_tables else None
     reports: list[TableReport] = []
     fresh_cache = not cache_root(out_dir).exists()
-    with _Staging() as staging, _forget_on_error(cache_root(out_dir), fresh_cache) as used:
+    with (
+        _Staging() as staging,
+        _forget_on_error(cache_root(out_dir), fresh_cache) as used,
+        _Tables(config.tables_at_once) as tables,
+    ):
         run = _Run(as_of, config, chunk_rows or config.chunk_rows, now, out_dir, staging, used)
-        for table in (t for t in VALIDATION_ORDER if t in raw_tables):
+        present = [t for t in VALIDATION_ORDER if t in raw_tables]
+        for table in present:
+            for referenced in _referenced_tables(table, present):
+                report, ids = tables.result(referenced)
+                clean_ids.update({(referenced, key): seen for key, seen in ids.items()})
             known = known_references(table, clean_ids, config.references)
             if table == Table.COMPLAINTS:
                 known = KnownIds(known.quarantine, known.flag, order_lines)
             lines = order_lines if table == Table.ORDERS else None
-            report, ids = _validate_table(raw_tables[table], known, run, lines)
-            clean_ids.update({(table, key): seen for key, seen in ids.items()})
+            tables.start(table, partial(_validate_table, raw_tables[table], known, run, lines))
+        for table in present:
+            report, _ = tables.result(table)
             reports.append(report)
             _log_report(report)
         result = ValidationResult(as_of, reports)
@@ -148,6 +158,40 @@ def write_validated(
         )
     prune(cache_root(out_dir), run.used)
     return result
+
+
+def _referenced_tables(table: str, present: list[str]) -> list[str]:
+    """The tables among ``present`` whose clean ids ``table``'s rows are checked against."""
+    return sorted(
+        {referenced for (referencing, _), (referenced, _) in REFERENCES.items() if referencing == table}
+        & set(present),
+        key=present.index,
+    )
+
+
+class _Tables:
+    """Tables validated side by side on ``at_once`` threads, each as soon as the tables it refers
+    to are done (events need only products, so they run beside consumers and orders): reading,
+    hashing, sorting and writing release the GIL, so two tables share two cores. The outcome
+    does not depend on it: a table's checks read only its own rows and the finished tables'
+    ids. On an error the tables not yet started are dropped and the running ones finish."""
+
+    def __init__(self, at_once: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="siyu-validate")
+        self._running: dict[str, Future[tuple[TableReport, dict[str, SeenHashes]]]] = {}
+
+    def __enter__(self) -> _Tables:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: BaseException | TracebackType | None) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=kind is not None)
+
+    def start(self, table: str, validate: Callable[[], tuple[TableReport, dict[str, SeenHashes]]]) -> None:
+        self._running[table] = self._pool.submit(validate)
+
+    def result(self, table: str) -> tuple[TableReport, dict[str, SeenHashes]]:
+        """The table's report and clean ids, once it is validated (its error, if it failed)."""
+        return self._running[table].result()
 
 
 @contextmanager
@@ -185,10 +229,16 @@ class _Run:
     out_dir: Path
     staging: _Staging
     used: set[Path]
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def latest(self) -> pd.Timestamp:
         return self.config.rules(self.now).latest
+
+    def use(self, *paths: Path) -> None:
+        """Note cache folders this run read or wrote (tables run on threads of their own)."""
+        with self.lock:
+            self.used.update(paths)
 
 
 def _log_report(report: TableReport) -> None:
@@ -245,7 +295,7 @@ def _validate_table(
             outcome = result.load(with_seen=False)
             tally.add_cached(result, outcome)
             bar.advance(outcome.report.rows_read)
-            run.used.update({entry.path, result.path})
+            run.use(entry.path, result.path)
             earlier = lookahead = chain(earlier, entry.key, window)
         if waiting:
             _validate_parts(waiting, checks, tally, run, earlier, bar)
@@ -316,7 +366,7 @@ def _validate_parts(
             for k in finished:
                 result, facts = files[k].commit(run, checks, earlier)
                 tally.add_fresh(result, files[k].outcome)
-                run.used.update({entries[k].path, result.path})
+                run.use(entries[k].path, result.path)
                 earlier = chain(
                     earlier, entries[k].key, window_of(facts, run.as_of.end_timestamp, run.latest)
                 )
@@ -562,9 +612,9 @@ def _link_clean(parts: list[Path], folder: Path) -> None:
             _link(part, target)
             continue
         table = pq.read_table(part)
-        for field in schema:
-            if field.name not in table.column_names:
-                table = table.append_column(field, pa.nulls(len(table), field.type))
+        for column in schema:
+            if column.name not in table.column_names:
+                table = table.append_column(column, pa.nulls(len(table), column.type))
         pq.write_table(table.select(schema.names).cast(schema), target)
 
 
@@ -582,6 +632,7 @@ class _Staging:
 
     def __init__(self) -> None:
         self._finals = ExitStack()
+        self._lock = threading.Lock()
 
     def __enter__(self) -> _Staging:
         return self
@@ -592,12 +643,14 @@ class _Staging:
         self._finals.__exit__(kind, error, trace)
 
     def partial(self, final: Path) -> Path:
-        return self._finals.enter_context(atomic_path(final))
+        with self._lock:
+            return self._finals.enter_context(atomic_path(final))
 
     def folder(self, final: Path) -> Path:
         """A new, empty folder beside ``final`` (``<final>.partial``), moved into its place
         (``features.files.move_into_place``) when the staging closes without an error."""
-        return self._finals.enter_context(_staged_folder(final))
+        with self._lock:
+            return self._finals.enter_context(_staged_folder(final))
 
 
 @contextmanager

@@ -124,6 +124,9 @@ class ValidationConfig(BaseModel):
     max_quarantine_share: float = Field(0.05, ge=0.0, le=1.0)
     max_quarantine_share_by_table: dict[str, float] = Field(default_factory=dict)
     chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, ge=1)
+    tables_at_once: int = Field(2, ge=1)
+    """Tables validated side by side, each on a thread of its own (a table waits for the tables it
+    refers to); 1: one after the other. Results do not depend on it; memory grows with it."""
     timezone: str = DEFAULT_TIMEZONE
     """The platform's time zone: aware timestamps are converted to it, naive ones are in it."""
     future_tolerance_days: float = Field(1.0, ge=0.0)
