@@ -177,17 +177,28 @@ class _Tables:
     ids. On an error the tables not yet started are dropped and the running ones finish."""
 
     def __init__(self, at_once: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="siyu-validate")
+        self._pool = (
+            ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="siyu-validate")
+            if at_once > 1
+            else None
+        )
         self._running: dict[str, Future[tuple[TableReport, dict[str, SeenHashes]]]] = {}
 
     def __enter__(self) -> _Tables:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *rest: BaseException | TracebackType | None) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=kind is not None)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=kind is not None)
 
     def start(self, table: str, validate: Callable[[], tuple[TableReport, dict[str, SeenHashes]]]) -> None:
-        self._running[table] = self._pool.submit(validate)
+        """Validate ``table`` on a thread of the pool (one table at a time: here and now)."""
+        if self._pool is not None:
+            self._running[table] = self._pool.submit(validate)
+            return
+        done: Future[tuple[TableReport, dict[str, SeenHashes]]] = Future()
+        done.set_result(validate())
+        self._running[table] = done
 
     def result(self, table: str) -> tuple[TableReport, dict[str, SeenHashes]]:
         """The table's report and clean ids, once it is validated (its error, if it failed)."""
