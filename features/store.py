@@ -16,9 +16,11 @@ the cache when nothing it depends on changed; the files that are not are validat
 their rows gathered into chunks of at most ``chunk_rows`` rows across files
 (``TableValidator.check_files``), each file's outcome kept in a cache folder of its own. The
 clean folder is then linked from the files' outcomes and the quarantine file joined from
-them. Only one chunk (plus the 64-bit hashes ``features.validate`` keeps between chunks and
-files: of rows and keys met, and of the clean ids other tables refer to) is in memory at a
-time. Every output is written beside its final name (``.partial``) and all are renamed into
+them. Per table, a few chunks are in memory at a time (the one checked, the next being read,
+at most two being written: ``chunks_of_parts``, ``_Writes``), plus the 64-bit hashes
+``features.validate`` keeps between chunks and files (of rows and keys met, and of the clean
+ids other tables refer to); ``validation.tables_at_once`` tables are validated side by side
+(``_Tables``). Every output is written beside its final name (``.partial``) and all are renamed into
 place only when every table has been validated: a run stopped by a file-level error leaves
 no half-written output, replaces none of an earlier run's, and removes the cache folders it
 made.
