@@ -28,6 +28,7 @@ made.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -196,7 +197,9 @@ class _Tables:
     def start(self, table: str, validate: Callable[[], tuple[TableReport, dict[str, SeenHashes]]]) -> None:
         """Validate ``table`` on a thread of the pool (one table at a time: here and now)."""
         if self._pool is not None:
-            self._running[table] = self._pool.submit(validate)
+            # The caller's context goes along (a Prefect task's run context: progress listeners
+            # that report to Prefect are slow, and warn, outside of one).
+            self._running[table] = self._pool.submit(contextvars.copy_context().run, validate)
             return
         done: Future[tuple[TableReport, dict[str, SeenHashes]]] = Future()
         done.set_result(validate())

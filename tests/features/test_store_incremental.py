@@ -8,6 +8,7 @@ Each case validates night 1 into ``out``, changes the data, validates night 2 in
 
 from __future__ import annotations
 
+import contextvars
 import json
 from datetime import date, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 import features.store as store
 from features.engine import connect
+from features.progress import add_listener
 from features.reader import read_dataset
 from features.store import write_validated
 from features.validate import ValidationConfig
@@ -317,3 +319,21 @@ def test_tables_side_by_side_write_what_one_after_the_other_writes(tmp_path: Pat
     assert [r["table"] for r in reports] == ["products", "orders", "events", "complaints"]
     reasons = {r["table"]: r["reasons"] for r in reports}
     assert reasons["events"] and reasons["complaints"] and reasons["orders"]
+
+
+def test_tables_side_by_side_report_progress_in_the_callers_context(tmp_path: Path) -> None:
+    """Each table's thread runs in a copy of the caller's context: a progress listener that needs
+    the caller's context (the flow's Prefect artifacts, in a task's run context) finds it there."""
+    run_of = contextvars.ContextVar("run_of", default="none")
+    seen: list[tuple[str, str]] = []
+    remove = add_listener(lambda update: seen.append((update.step, run_of.get())))
+    token = run_of.set("task-1")
+    try:
+        data = land(tmp_path / "data", DAYS)
+        validate(data, tmp_path / "out", date(2025, 3, 3), ValidationConfig(tables_at_once=2))
+    finally:
+        run_of.reset(token)
+        remove()
+    steps = {step for step, _ in seen}
+    assert {"validating products", "validating orders"} <= steps
+    assert {context for _, context in seen} == {"task-1"}
