@@ -144,13 +144,19 @@ def progress(step: str, total: float | None = None, unit: str = "items") -> Iter
     """Report the progress of ``step`` (see the module docstring); the last line says it is done."""
     handle = Progress(step, total, unit)
     bar = _terminal_bar()
-    if bar is None:
+    if bar is None or not _TERMINAL.acquire(blocking=False):  # one live bar at a time: others log
         yield from _run(handle, log=True)
         return
-    with bar:
-        handle._bar = bar
-        handle._task = bar.add_task(step, total=total)
-        yield from _run(handle, log=False)
+    try:
+        with bar:
+            handle._bar = bar
+            handle._task = bar.add_task(step, total=total)
+            yield from _run(handle, log=False)
+    finally:
+        _TERMINAL.release()
+
+
+_TERMINAL = threading.Lock()  # held by the step whose bar the terminal shows
 
 
 def _run(handle: Progress, log: bool) -> Iterator[Progress]:

@@ -20,17 +20,20 @@ time (a lake's ``dt`` is often a UTC or load date). Each part is opened and chec
 file of its own (``PartitionedTable.parts``), so validation can keep results per part.
 
 Each chunk has the pandas dtypes the whole file would have read as: CSV cells are text,
-and a Parquet integer (or boolean) column that holds an empty cell anywhere in the file
-reads as float (or object) in every chunk, as ``pyarrow.Table.to_pandas`` reads the file.
+a Parquet text column reads as Arrow-backed strings (``string[pyarrow]``), and a Parquet
+integer (or boolean) column that holds an empty cell anywhere in the file reads as float
+(or object) in every chunk, as ``pyarrow.Table.to_pandas`` reads the file.
 """
 
 from __future__ import annotations
 
 import codecs
+import collections
 import csv
 import dataclasses
 import logging
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 SUFFIXES = (".parquet", ".csv")
 _BLOCK_BYTES = 1 << 22
+# Parquet text reads as Arrow-backed strings, which validation works on (``features.validate``):
+# no Python string is made per cell only to be turned back into Arrow.
+_ARROW_TEXT = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
 _CSV_OPTIONS: dict[str, object] = {
     "dtype": str,
     "keep_default_na": False,
@@ -113,7 +119,7 @@ class RawTable:
     def _parquet_chunks(self, chunk_rows: int, file_columns: list[str]) -> Iterator[pd.DataFrame]:
         with _parquet_errors(self.path), pq.ParquetFile(self.path) as parquet:
             for batch in parquet.iter_batches(batch_size=chunk_rows, columns=file_columns):
-                frame = pa.Table.from_batches([batch]).to_pandas()
+                frame = pa.Table.from_batches([batch]).to_pandas(types_mapper=_ARROW_TEXT.get)
                 for name in set(self.float_columns) & set(file_columns):
                     frame[name] = frame[name].astype("float64")
                 for name in set(self.object_columns) & set(file_columns):
@@ -176,16 +182,114 @@ def chunks_of_parts(
     pieces: list[tuple[int, pd.DataFrame]] = []
     finished: list[int] = []
     rows = 0
-    for index, part in enumerate(parts):
-        for chunk in part.chunks(chunk_rows, only):
+    with _read_ahead(_chunks_in_order(parts, chunk_rows, only), chunk_rows) as read:
+        for index, chunk in read:
+            if chunk is None:  # the file's last rows are behind
+                finished.append(index)
+                continue
             if pieces and (rows + len(chunk) > chunk_rows or not _same_shape(pieces[0][1], chunk)):
                 yield pieces, finished
                 pieces, finished, rows = [], [], 0
             pieces.append((index, chunk))
             rows += len(chunk)
-        finished.append(index)
     if pieces or finished:
         yield pieces, finished
+
+
+def _chunks_in_order(
+    parts: Sequence[RawTable], chunk_rows: int, only: list[str] | None
+) -> Iterator[tuple[int, pd.DataFrame | None]]:
+    """Each file's chunks as (index, rows), then (index, None) once the file is read."""
+    for index, part in enumerate(parts):
+        for chunk in part.chunks(chunk_rows, only):
+            yield index, chunk
+        yield index, None
+
+
+@contextmanager
+def _read_ahead(
+    items: Iterator[tuple[int, pd.DataFrame | None]], limit_rows: int
+) -> Iterator[Iterator[tuple[int, pd.DataFrame | None]]]:
+    """``items``, read on a thread of their own while the caller works on the ones before:
+    Parquet decoding releases the GIL, so reading and checking share the machine's cores. At
+    most ``limit_rows`` rows (or one chunk, if larger) wait; an error of the reading thread is
+    raised where its item would have come, and leaving early stops the thread."""
+    ahead = _ReadAhead(limit_rows)
+    reader = threading.Thread(target=ahead.fill, args=(items,), name="siyu-read-ahead", daemon=True)
+    reader.start()
+    try:
+        yield ahead.drain()
+    finally:
+        ahead.stop()
+        reader.join()
+
+
+class _ReadAhead:
+    """The items one thread has read and another not yet taken, bounded by their rows."""
+
+    def __init__(self, limit_rows: int) -> None:
+        self._limit = limit_rows
+        self._waiting: collections.deque[object] = collections.deque()
+        self._rows = 0
+        self._stopped = False
+        self._changed = threading.Condition()
+
+    def fill(self, items: Iterator[tuple[int, pd.DataFrame | None]]) -> None:
+        """Read every item (on the reading thread); then the end, or the error met."""
+        outcome: object = _DONE
+        try:
+            for item in items:
+                if not self._put(item):
+                    return
+        except BaseException as error:  # raised on the taking thread, where the item would be
+            outcome = error
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        with self._changed:
+            self._waiting.append(outcome)
+            self._changed.notify_all()
+
+    def _put(self, item: tuple[int, pd.DataFrame | None]) -> bool:
+        size = _rows_of(item)
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._stopped or not self._rows or self._rows + size <= self._limit
+            )
+            if self._stopped:
+                return False
+            self._waiting.append(item)
+            self._rows += size
+            self._changed.notify_all()
+        return True
+
+    def drain(self) -> Iterator[tuple[int, pd.DataFrame | None]]:
+        """The items in order (on the taking thread)."""
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._waiting))
+                item = self._waiting.popleft()
+                if isinstance(item, tuple):
+                    self._rows -= _rows_of(item)
+                    self._changed.notify_all()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+
+
+def _rows_of(item: tuple[int, pd.DataFrame | None]) -> int:
+    return 0 if item[1] is None else len(item[1])
+
+
+_DONE = object()
 
 
 def _same_shape(first: pd.DataFrame, other: pd.DataFrame) -> bool:

@@ -16,9 +16,11 @@ the cache when nothing it depends on changed; the files that are not are validat
 their rows gathered into chunks of at most ``chunk_rows`` rows across files
 (``TableValidator.check_files``), each file's outcome kept in a cache folder of its own. The
 clean folder is then linked from the files' outcomes and the quarantine file joined from
-them. Only one chunk (plus the 64-bit hashes ``features.validate`` keeps between chunks and
-files: of rows and keys met, and of the clean ids other tables refer to) is in memory at a
-time. Every output is written beside its final name (``.partial``) and all are renamed into
+them. Per table, a few chunks are in memory at a time (the one checked, the next being read,
+at most two being written: ``chunks_of_parts``, ``_Writes``), plus the 64-bit hashes
+``features.validate`` keeps between chunks and files (of rows and keys met, and of the clean
+ids other tables refer to); ``validation.tables_at_once`` tables are validated side by side
+(``_Tables``). Every output is written beside its final name (``.partial``) and all are renamed into
 place only when every table has been validated: a run stopped by a file-level error leaves
 no half-written output, replaces none of an earlier run's, and removes the cache folders it
 made.
@@ -26,16 +28,20 @@ made.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
 import secrets
 import shutil
+import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
@@ -47,12 +53,15 @@ import pyarrow.parquet as pq
 from features.asof import AsOf
 from features.catalog import Folder, StepFile
 from features.columns import Col, Table
-from features.contract import CONTRACT, VALIDATION_ORDER, TableSpec
+from features.contract import CONTRACT, REFERENCES, VALIDATION_ORDER, TableSpec
 from features.files import atomic_path, move_into_place, partial_path
 from features.progress import Progress, progress
 from features.reader import TableInput, chunks_of_parts
 from features.validate import (
+    ORDER_LINE_COLUMNS,
     ORDER_LINE_IDS,
+    CheckedPieces,
+    ColumnHashes,
     ColumnNotes,
     KnownIds,
     OrderHeaders,
@@ -64,9 +73,7 @@ from features.validate import (
     ValidationConfig,
     ValidationResult,
     headers_of_parts,
-    id_hashes,
     known_references,
-    order_line_hashes,
     referenced_keys,
     unique_hashes,
 )
@@ -124,15 +131,24 @@ def write_validated(
     order_lines = SeenHashes() if Table.COMPLAINTS in raw_tables else None
     reports: list[TableReport] = []
     fresh_cache = not cache_root(out_dir).exists()
-    with _Staging() as staging, _forget_on_error(cache_root(out_dir), fresh_cache) as used:
+    with (
+        _Staging() as staging,
+        _forget_on_error(cache_root(out_dir), fresh_cache) as used,
+        _Tables(config.tables_at_once) as tables,
+    ):
         run = _Run(as_of, config, chunk_rows or config.chunk_rows, now, out_dir, staging, used)
-        for table in (t for t in VALIDATION_ORDER if t in raw_tables):
+        present = [t for t in VALIDATION_ORDER if t in raw_tables]
+        for table in present:
+            for referenced in _referenced_tables(table, present):
+                report, ids = tables.result(referenced)
+                clean_ids.update({(referenced, key): seen for key, seen in ids.items()})
             known = known_references(table, clean_ids, config.references)
             if table == Table.COMPLAINTS:
                 known = KnownIds(known.quarantine, known.flag, order_lines)
             lines = order_lines if table == Table.ORDERS else None
-            report, ids = _validate_table(raw_tables[table], known, run, lines)
-            clean_ids.update({(table, key): seen for key, seen in ids.items()})
+            tables.start(table, partial(_validate_table, raw_tables[table], known, run, lines))
+        for table in present:
+            report, _ = tables.result(table)
             reports.append(report)
             _log_report(report)
         result = ValidationResult(as_of, reports)
@@ -145,6 +161,53 @@ def write_validated(
         )
     prune(cache_root(out_dir), run.used)
     return result
+
+
+def _referenced_tables(table: str, present: list[str]) -> list[str]:
+    """The tables among ``present`` whose clean ids ``table``'s rows are checked against."""
+    return sorted(
+        {referenced for (referencing, _), (referenced, _) in REFERENCES.items() if referencing == table}
+        & set(present),
+        key=present.index,
+    )
+
+
+class _Tables:
+    """Tables validated side by side on ``at_once`` threads, each as soon as the tables it refers
+    to are done (events need only products, so they run beside consumers and orders): reading,
+    hashing, sorting and writing release the GIL, so two tables share two cores. The outcome
+    does not depend on it: a table's checks read only its own rows and the finished tables'
+    ids. On an error the tables not yet started are dropped and the running ones finish."""
+
+    def __init__(self, at_once: int) -> None:
+        self._pool = (
+            ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="siyu-validate")
+            if at_once > 1
+            else None
+        )
+        self._running: dict[str, Future[tuple[TableReport, dict[str, SeenHashes]]]] = {}
+
+    def __enter__(self) -> _Tables:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: BaseException | TracebackType | None) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=kind is not None)
+
+    def start(self, table: str, validate: Callable[[], tuple[TableReport, dict[str, SeenHashes]]]) -> None:
+        """Validate ``table`` on a thread of the pool (one table at a time: here and now)."""
+        if self._pool is not None:
+            # The caller's context goes along (a Prefect task's run context: progress listeners
+            # that report to Prefect are slow, and warn, outside of one).
+            self._running[table] = self._pool.submit(contextvars.copy_context().run, validate)
+            return
+        done: Future[tuple[TableReport, dict[str, SeenHashes]]] = Future()
+        done.set_result(validate())
+        self._running[table] = done
+
+    def result(self, table: str) -> tuple[TableReport, dict[str, SeenHashes]]:
+        """The table's report and clean ids, once it is validated (its error, if it failed)."""
+        return self._running[table].result()
 
 
 @contextmanager
@@ -182,10 +245,16 @@ class _Run:
     out_dir: Path
     staging: _Staging
     used: set[Path]
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def latest(self) -> pd.Timestamp:
         return self.config.rules(self.now).latest
+
+    def use(self, *paths: Path) -> None:
+        """Note cache folders this run read or wrote (tables run on threads of their own)."""
+        with self.lock:
+            self.used.update(paths)
 
 
 def _log_report(report: TableReport) -> None:
@@ -242,7 +311,7 @@ def _validate_table(
             outcome = result.load(with_seen=False)
             tally.add_cached(result, outcome)
             bar.advance(outcome.report.rows_read)
-            run.used.update({entry.path, result.path})
+            run.use(entry.path, result.path)
             earlier = lookahead = chain(earlier, entry.key, window)
         if waiting:
             _validate_parts(waiting, checks, tally, run, earlier, bar)
@@ -299,12 +368,12 @@ def _validate_parts(
     validator = TableValidator(
         table, "", run.as_of, run.config, checks.known, checks.inconsistent, run.now, tally.seen
     )
-    with ExitStack() as open_files:
-        files = [open_files.enter_context(_PartRun(entry, validator)) for entry in entries]
+    with _Writes() as writes, ExitStack() as open_files:
+        files = [open_files.enter_context(_PartRun(entry, validator, writes)) for entry in entries]
         for pieces, finished in chunks_of_parts([entry.part for entry in entries], run.chunk_rows):
             if pieces:
                 checked = validator.check_files([(files[k].tally, chunk) for k, chunk in pieces])
-                clean, ids = _clean_arrow(checked.clean, table)
+                clean, ids = _clean_arrow(checked, table)
                 for piece, (k, chunk) in enumerate(pieces):
                     rows = slice(checked.clean_at[piece], checked.clean_at[piece + 1])
                     files[k].write(clean.slice(rows.start, rows.stop - rows.start), checked.quarantine[piece])
@@ -313,27 +382,31 @@ def _validate_parts(
             for k in finished:
                 result, facts = files[k].commit(run, checks, earlier)
                 tally.add_fresh(result, files[k].outcome)
-                run.used.update({entries[k].path, result.path})
+                run.use(entries[k].path, result.path)
                 earlier = chain(
                     earlier, entries[k].key, window_of(facts, run.as_of.end_timestamp, run.latest)
                 )
+            writes.settle()
     return earlier
 
 
-def _clean_arrow(clean: pd.DataFrame, table: str) -> tuple[pa.Table, dict[str, np.ndarray]]:
+def _clean_arrow(checked: CheckedPieces, table: str) -> tuple[pa.Table, dict[str, np.ndarray]]:
     """Clean rows as Arrow (converted once for all the pieces they hold), and per row the hash of
-    each id other tables refer to (and, for orders, of each order line)."""
-    ids = {column: id_hashes(clean[column]) for column in _REFERENCED_KEYS.get(table, [])}
+    each id other tables refer to (and, for orders, of each order line), from the hashes the
+    checks made."""
+    hashes = checked.hashes or ColumnHashes(checked.clean)
+    ids = {column: hashes.of([column]) for column in _REFERENCED_KEYS.get(table, [])}
     if table == Table.ORDERS:
-        ids[ORDER_LINE_IDS] = order_line_hashes(clean)
-    return pa.Table.from_pandas(clean, preserve_index=False), ids
+        ids[ORDER_LINE_IDS] = hashes.of(ORDER_LINE_COLUMNS)
+    return pa.Table.from_pandas(checked.clean, preserve_index=False), ids
 
 
 class _PartRun:
     """One file being validated: its tally, and its clean and quarantined rows written into a
-    scratch folder of its cache entry, moved into place by ``commit`` (removed on an error)."""
+    scratch folder of its cache entry, moved into place by ``commit`` (removed on an error).
+    Every file operation goes through ``writes``, in order, on the writing thread."""
 
-    def __init__(self, entry: FileEntry, validator: TableValidator) -> None:
+    def __init__(self, entry: FileEntry, validator: TableValidator, writes: _Writes) -> None:
         self.entry = entry
         self.tally = validator.start_file(str(entry.part.path))
         self.outcome: PartOutcome | None = None
@@ -342,8 +415,9 @@ class _PartRun:
         }
         if entry.part.name == Table.ORDERS:
             self._ids[ORDER_LINE_IDS] = []
+        self._writes = writes
         self._scratch = entry.path / f".validating-{secrets.token_hex(4)}"
-        self._scratch.mkdir(parents=True)
+        writes.submit(partial(self._scratch.mkdir, parents=True))
         self._clean = _CleanWriter(self._scratch / CLEAN_PART)
         self._quarantine = _QuarantineParts(self._scratch)
 
@@ -351,24 +425,23 @@ class _PartRun:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *rest: BaseException | TracebackType | None) -> None:
-        self._close()
+        self._writes.submit(self._clean.close)
         if kind is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._writes.submit(partial(shutil.rmtree, self._scratch, ignore_errors=True))
 
     def write(self, clean: pa.Table, quarantine: pd.DataFrame) -> None:
-        self._clean.write(clean)
+        self._writes.submit(partial(self._clean.write, clean))
         if len(quarantine):
-            self._quarantine.write(quarantine)
+            self._writes.submit(partial(self._quarantine.write, quarantine))
 
     def add_ids(self, ids: dict[str, np.ndarray]) -> None:
         for name, hashes in ids.items():
             self._ids[name].append(hashes)
 
     def commit(self, run: _Run, checks: _Checks, earlier: str) -> tuple[ResultEntry, PartFacts]:
-        """Move the file's outcome into the cache under its run key; return it and the file's facts."""
-        self._close()
+        """Move the file's outcome into the cache under its run key (on the writing thread);
+        return it and the file's facts."""
         facts = self.tally.facts()
-        self.entry.save_facts(facts)
         window = window_of(facts, run.as_of.end_timestamp, run.latest)
         references = references_digest(facts, checks.known, checks.inconsistent)
         result = self.entry.result(run_key(self.entry.settings, window, earlier, references))
@@ -376,11 +449,52 @@ class _PartRun:
         self.outcome = PartOutcome(
             self.tally.report(check_columns=False), self.tally.notes, self.tally.met(), kept
         )
-        result.commit(self._scratch, self.outcome)
+        self._writes.submit(self._clean.close)
+        self._writes.submit(partial(self.entry.save_facts, facts))
+        self._writes.submit(partial(result.commit, self._scratch, self.outcome))
         return result, facts
 
-    def _close(self) -> None:
-        self._clean.close()
+
+class _Writes:
+    """File operations done in order on a thread of their own, so that writing a chunk's files
+    overlaps checking the next chunk (Parquet encoding and file I/O release the GIL).
+
+    ``settle`` after each chunk waits for the chunk before it: at most two chunks' rows wait to
+    be written. Leaving waits for every operation; the first that failed is raised."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-write")
+        self._chunks: list[list[Future[object]]] = [[]]
+        self._failed = False
+
+    def __enter__(self) -> _Writes:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: BaseException | TracebackType | None) -> None:
+        self._pool.shutdown(wait=True)
+        if kind is None:
+            for future in (future for chunk in self._chunks for future in chunk):
+                future.result()
+
+    def submit(self, operation: Callable[[], object]) -> None:
+        self._chunks[-1].append(self._pool.submit(self._unless_failed, operation))
+
+    def _unless_failed(self, operation: Callable[[], object]) -> object:
+        """Run ``operation`` unless one before it failed (nothing half-written is moved into place)."""
+        if self._failed:
+            return None
+        try:
+            return operation()
+        except BaseException:
+            self._failed = True
+            raise
+
+    def settle(self) -> None:
+        """Wait for the writes of the chunk before the last; raise the first that failed."""
+        if len(self._chunks) > 1:
+            for future in self._chunks.pop(0):
+                future.result()
+        self._chunks.append([])
 
 
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:
@@ -514,9 +628,9 @@ def _link_clean(parts: list[Path], folder: Path) -> None:
             _link(part, target)
             continue
         table = pq.read_table(part)
-        for field in schema:
-            if field.name not in table.column_names:
-                table = table.append_column(field, pa.nulls(len(table), field.type))
+        for column in schema:
+            if column.name not in table.column_names:
+                table = table.append_column(column, pa.nulls(len(table), column.type))
         pq.write_table(table.select(schema.names).cast(schema), target)
 
 
@@ -534,6 +648,7 @@ class _Staging:
 
     def __init__(self) -> None:
         self._finals = ExitStack()
+        self._lock = threading.Lock()
 
     def __enter__(self) -> _Staging:
         return self
@@ -544,12 +659,14 @@ class _Staging:
         self._finals.__exit__(kind, error, trace)
 
     def partial(self, final: Path) -> Path:
-        return self._finals.enter_context(atomic_path(final))
+        with self._lock:
+            return self._finals.enter_context(atomic_path(final))
 
     def folder(self, final: Path) -> Path:
         """A new, empty folder beside ``final`` (``<final>.partial``), moved into its place
         (``features.files.move_into_place``) when the staging closes without an error."""
-        return self._finals.enter_context(_staged_folder(final))
+        with self._lock:
+            return self._finals.enter_context(_staged_folder(final))
 
 
 @contextmanager

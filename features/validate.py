@@ -124,6 +124,9 @@ class ValidationConfig(BaseModel):
     max_quarantine_share: float = Field(0.05, ge=0.0, le=1.0)
     max_quarantine_share_by_table: dict[str, float] = Field(default_factory=dict)
     chunk_rows: int = Field(DEFAULT_CHUNK_ROWS, ge=1)
+    tables_at_once: int = Field(2, ge=1)
+    """Tables validated side by side, each on a thread of its own (a table waits for the tables it
+    refers to); 1: one after the other. Results do not depend on it; memory grows with it."""
     timezone: str = DEFAULT_TIMEZONE
     """The platform's time zone: aware timestamps are converted to it, naive ones are in it."""
     future_tolerance_days: float = Field(1.0, ge=0.0)
@@ -229,6 +232,8 @@ class CheckedPieces:
     clean: pd.DataFrame
     clean_at: np.ndarray
     quarantine: list[pd.DataFrame]
+    hashes: ColumnHashes | None = None
+    """The clean rows' value hashes (``ColumnHashes``), for their ids."""
 
     def piece(self, k: int) -> CheckedChunk:
         rows = slice(self.clean_at[k], self.clean_at[k + 1])
@@ -336,11 +341,27 @@ class OrderHeaders:
     def conflicting(self, end: pd.Timestamp, latest: pd.Timestamp) -> SeenHashes:
         """The orders (id hashes) with more than one header among the lines in the run's window:
         timed before ``end`` (and not after ``latest``, the bound of an impossible future)."""
-        lines = self.distinct()
-        lines = lines[(lines["time"] < end.value) & (lines["time"] <= latest.value)]
-        # One row per distinct (order, header): an order met twice has two headers.
-        repeated = lines["order"].duplicated(keep=False).to_numpy()
-        return SeenHashes(lines["order"].to_numpy(dtype=np.uint64)[repeated])
+        if not self._frames:
+            return SeenHashes()
+        orders, headers, times = (
+            np.concatenate([frame[name].to_numpy() for frame in self._frames])
+            for name in ("order", "header", "time")
+        )
+        in_window = (times < end.value) & (times <= latest.value)
+        orders, headers = orders[in_window].astype(np.uint64), headers[in_window].astype(np.uint64)
+        if not len(orders):
+            return SeenHashes()
+        # Lines sorted by order: an order whose lines' smallest and largest header differ has
+        # two headers. (A header holds the time, so a line's window is its header's.)
+        by_order = np.argsort(orders)
+        orders, headers = orders[by_order], headers[by_order]
+        starts = np.flatnonzero(np.concatenate([[True], orders[1:] != orders[:-1]]))
+        two = np.minimum.reduceat(headers, starts) != np.maximum.reduceat(headers, starts)
+        return SeenHashes(orders[starts[two]])
+
+
+def _joined(frames: list[pd.DataFrame], name: str) -> np.ndarray:
+    return np.concatenate([frame[name].to_numpy() for frame in frames])
 
 
 @dataclass(frozen=True)
@@ -431,6 +452,8 @@ class SeenRows:
 
 ROW_HASHES = "row"
 ORDER_LINE_IDS = "order_line"
+# The columns of an order line's hash (``ColumnHashes.of``), what complaints are matched on.
+ORDER_LINE_COLUMNS = (Col.ORDER_ID, Col.PRODUCT_ID)
 
 
 @dataclass(frozen=True)
@@ -548,24 +571,28 @@ class TableValidator:
         bounds = np.cumsum([0, *(len(frame) for frame in frames)])
         owner = np.repeat(np.arange(len(pieces)), np.diff(bounds))
         typed, unparseable = coerce_table(self.spec, whole, self.config.timezone)
+        hashes = ColumnHashes(typed)
         _note_readability(whole, unparseable, tallies, bounds)
         _note_timestamp_forms(self.spec, whole, tallies, bounds)
-        self._note_facts(typed, tallies, owner, bounds)
+        self._note_facts(typed, tallies, owner, bounds, hashes)
         in_window = self._in_window(typed)
+        hashes = hashes.select(in_window)
         first_row = _first_rows(tallies, bounds)
         source_rows = (np.arange(len(whole)) + first_row[owner])[in_window]
         owner_in_window = owner[in_window]
-        source = whole.loc[in_window].reset_index(drop=True)
-        typed = typed.loc[in_window].reset_index(drop=True)
+        source = _kept(whole, in_window)
+        typed = _kept(typed, in_window)
         schema = row_schema(self.spec, list(typed.columns), self._rules, self._known.membership())
-        beyond_row = self._duplicates(typed, tallies, owner_in_window) | self._cross_row(typed)
+        beyond_row = self._duplicates(typed, tallies, owner_in_window, hashes) | self._cross_row(
+            typed, hashes
+        )
         reasons = _failed_checks(schema, typed, beyond_row)
         for column, mask in unparseable.items():
             mask = mask.loc[in_window].reset_index(drop=True)
             if mask.any():
                 reasons = _add_reason(reasons, mask, reason_unparseable(column), drop=reason_missing(column))
         bad = reasons.notna()
-        clean = _finalise_clean(self.spec, typed.loc[~bad].reset_index(drop=True))
+        clean = _finalise_clean(self.spec, _kept(typed, ~bad.to_numpy()))
         quarantine = source.loc[bad].copy()
         quarantine.insert(0, Col.SOURCE_ROW, source_rows[bad.to_numpy()])
         quarantine[Col.QUARANTINE_REASON] = reasons[bad]
@@ -574,6 +601,7 @@ class TableValidator:
         return self._split(
             tallies,
             clean,
+            hashes.select(~bad.to_numpy()),
             owner_in_window[~bad.to_numpy()],
             quarantine,
             owner_in_window[bad.to_numpy()],
@@ -585,6 +613,7 @@ class TableValidator:
         self,
         tallies: list[FileTally],
         clean: pd.DataFrame,
+        clean_hashes: ColumnHashes,
         clean_owner: np.ndarray,
         quarantine: pd.DataFrame,
         quarantine_owner: np.ndarray,
@@ -593,7 +622,7 @@ class TableValidator:
     ) -> CheckedPieces:
         """Each piece's quarantined rows and where its clean rows are; its counts added to its
         file's tally."""
-        unknown = self._unknown_references(clean)
+        unknown = self._unknown_references(clean, clean_hashes)
         clean_at, quarantine_at = _starts(clean_owner, len(tallies)), _starts(quarantine_owner, len(tallies))
         quarantined = []
         for k, tally in enumerate(tallies):
@@ -608,7 +637,7 @@ class TableValidator:
             if len(bad):
                 tally.reasons.update(bad[Col.QUARANTINE_REASON].str.split(";").explode().tolist())
             quarantined.append(bad)
-        return CheckedPieces(clean, clean_at, quarantined)
+        return CheckedPieces(clean, clean_at, quarantined, clean_hashes)
 
     @property
     def rows_read(self) -> int:
@@ -631,18 +660,22 @@ class TableValidator:
         return self._file.facts()
 
     def _note_facts(
-        self, typed: pd.DataFrame, tallies: list[FileTally], owner: np.ndarray, bounds: np.ndarray
+        self,
+        typed: pd.DataFrame,
+        tallies: list[FileTally],
+        owner: np.ndarray,
+        bounds: np.ndarray,
+        hashes: ColumnHashes,
     ) -> None:
         for column in _fact_columns(self.spec):
             names = column.split("+")
             if not set(names) <= set(typed.columns):
                 continue
-            lines = typed[names].assign(_file=owner).dropna()
-            distinct = lines.drop_duplicates()
-            hashes = _id_hashes(distinct[names])
-            at = _starts(distinct["_file"].to_numpy(), len(tallies))
+            present = typed[names].notna().all(axis=1).to_numpy()
+            lines = hashes.of(names)[present]
+            at = _starts(owner[present], len(tallies))
             for k, tally in enumerate(tallies):
-                tally.add_ids(column, hashes[at[k] : at[k + 1]])
+                tally.add_ids(column, unique_hashes(lines[at[k] : at[k + 1]]))
         for column in self.spec.columns:
             if column.kind == "timestamp" and not column.scheduled and column.name in typed.columns:
                 times = typed[column.name].to_numpy(dtype="datetime64[ns]")
@@ -661,55 +694,62 @@ class TableValidator:
         return ~((times >= self._end) & (times <= self._rules.latest)).to_numpy()
 
     def _duplicates(
-        self, typed: pd.DataFrame, tallies: list[FileTally], owner: np.ndarray
+        self, typed: pd.DataFrame, tallies: list[FileTally], owner: np.ndarray, hashes: ColumnHashes
     ) -> dict[str, np.ndarray]:
         """Per duplicate reason, the rows that repeat an earlier row (or key) of the table.
         A row that repeats a whole earlier row is reported once, as duplicate_row."""
-        rows = _row_hashes(typed)
+        rows = hashes.rows()
         exact = self._seen.rows.repeats(rows)
         _add_met(tallies, ROW_HASHES, rows[~exact], owner[~exact])
         found = {DUPLICATE_ROW: exact}
         for key, seen in self._seen.keys.items():
             present = typed[list(key)].notna().all(axis=1).to_numpy()
             repeated = np.zeros(len(typed), dtype=bool)
-            hashes = _row_hashes(typed.loc[present, list(key)])
-            repeated[present] = seen.repeats(hashes)
+            keys = hashes.of(list(key))[present]
+            repeated[present] = seen.repeats(keys)
             new = ~repeated[present]
-            _add_met(tallies, "+".join(key), hashes[new], owner[present][new])
+            _add_met(tallies, "+".join(key), keys[new], owner[present][new])
             reason = DUPLICATE_ORDER_LINE if key == self.spec.line_key else reason_duplicate_key(key[0])
             found[reason] = repeated & ~exact
         return found
 
-    def _cross_row(self, typed: pd.DataFrame) -> dict[str, np.ndarray]:
+    def _cross_row(self, typed: pd.DataFrame, hashes: ColumnHashes) -> dict[str, np.ndarray]:
         """Rules over several rows or tables: inconsistent orders, complaints about a product
         their order does not hold."""
         found: dict[str, np.ndarray] = {}
         if self._inconsistent_orders is not None and len(self._inconsistent_orders):
             present = typed[Col.ORDER_ID].notna().to_numpy()
             inconsistent = np.zeros(len(typed), dtype=bool)
-            inconsistent[present] = self._inconsistent_orders.contains(
-                _id_hashes(typed.loc[present, [Col.ORDER_ID]])
-            )
+            inconsistent[present] = self._inconsistent_orders.contains(hashes.of([Col.ORDER_ID])[present])
             found[ORDER_INCONSISTENT] = inconsistent
         if self._known.order_lines is not None and self.spec.name == Table.COMPLAINTS:
             orders = self._known.quarantine.get(Col.ORDER_ID, self._known.flag.get(Col.ORDER_ID))
             line = [Col.ORDER_ID, Col.PRODUCT_ID]
             present = typed[line].notna().all(axis=1).to_numpy()
             if orders is not None:
-                present &= known_ids(orders, typed[Col.ORDER_ID]).to_numpy()
+                present &= orders.contains(hashes.of([Col.ORDER_ID]))
             missing = np.zeros(len(typed), dtype=bool)
-            missing[present] = ~self._known.order_lines.contains(_id_hashes(typed.loc[present, line]))
+            missing[present] = ~self._known.order_lines.contains(hashes.of(line)[present])
             found[PRODUCT_NOT_ON_ORDER] = missing
         return found
 
-    def _unknown_references(self, clean: pd.DataFrame) -> dict[str, np.ndarray]:
+    def _unknown_references(self, clean: pd.DataFrame, hashes: ColumnHashes) -> dict[str, np.ndarray]:
         """Per flagged reference reason, which clean rows name an id the referenced table lacks."""
         unknown = {}
         for column, seen in self._known.flag.items():
             if column in clean.columns:
-                mask = (clean[column].notna() & ~known_ids(seen, clean[column])).to_numpy(dtype=bool)
+                mask = clean[column].notna().to_numpy(dtype=bool) & ~seen.contains(hashes.of([column]))
                 unknown[reason_unknown_reference(column)] = mask
         return unknown
+
+
+def _kept(frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``frame.loc[rows].reset_index(drop=True)`` (``frame``: indexed 0 to n - 1), without taking
+    every value again when every row is kept (the usual chunk: Arrow text columns are slow to take).
+    The frame returned is a new one: replacing its columns leaves ``frame``'s alone."""
+    if rows.all():
+        return frame.copy(deep=False)
+    return frame.loc[rows].reset_index(drop=True)
 
 
 def _first_rows(tallies: list[FileTally], bounds: np.ndarray) -> np.ndarray:
@@ -788,11 +828,6 @@ def _fact_columns(spec: TableSpec) -> list[str]:
 
 def _concat_hashes(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.empty(0, dtype=np.uint64), *arrays]).astype(np.uint64)
-
-
-def order_line_hashes(orders: pd.DataFrame) -> np.ndarray:
-    """The ``(order_id, product_id)`` hash of each order line (what complaints are matched on)."""
-    return _id_hashes(orders[[Col.ORDER_ID, Col.PRODUCT_ID]])
 
 
 def find_inconsistent_orders(
@@ -995,14 +1030,64 @@ def frame_hashes(frame: pd.DataFrame) -> np.ndarray:
     columns = [_column_hashes(frame[name]) for name in frame.columns]
     if not columns:
         return pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    # pandas.core.util.hashing.combine_hash_arrays, step for step
-    multiplier, combined = np.uint64(1000003), np.zeros(len(frame), dtype=np.uint64) + np.uint64(0x345678)
+    return _combine(columns)
+
+
+def _combine(columns: list[np.ndarray]) -> np.ndarray:
+    """One hash per row from its columns' hashes (at least one column):
+    ``pandas.core.util.hashing.combine_hash_arrays``, step for step."""
+    multiplier, combined = (
+        np.uint64(1000003),
+        np.zeros(len(columns[0]), dtype=np.uint64) + np.uint64(0x345678),
+    )
     for position, hashes in enumerate(columns):
         remaining = len(columns) - position
         combined ^= hashes
         combined *= multiplier
         multiplier += np.uint64(82520 + remaining + remaining)
     return combined + np.uint64(97531)
+
+
+class ColumnHashes:
+    """The 64-bit hash of each typed value of a chunk, per column, computed once and shared by
+    every rule that hashes rows, keys or ids (a chunk's order ids were hashed six times).
+
+    ``of(names)`` equals ``_row_hashes(typed[names])`` (and ``_id_hashes`` for id columns: ids
+    are text, which is hashed alike): hashing is value by value, so the hashes of a subset of
+    rows are the subset of the hashes (``select``).
+    """
+
+    def __init__(
+        self, typed: pd.DataFrame, parent: ColumnHashes | None = None, rows: np.ndarray | None = None
+    ):
+        self._typed = typed
+        self._parent = parent
+        self._rows = rows
+        self._columns: dict[str, np.ndarray] = {}
+        self._combined: dict[tuple[str, ...], np.ndarray] = {}
+
+    def of(self, names: Sequence[str]) -> np.ndarray:
+        """Per row, the hash of its values in ``names`` (in that order)."""
+        key = tuple(names)
+        if key not in self._combined:
+            if self._parent is not None:
+                self._combined[key] = self._parent.of(key)[self._rows]
+            else:
+                self._combined[key] = _combine([self._column(name) for name in key])
+        return self._combined[key]
+
+    def _column(self, name: str) -> np.ndarray:
+        if name not in self._columns:
+            self._columns[name] = _value_hashes(self._typed[name])
+        return self._columns[name]
+
+    def rows(self) -> np.ndarray:
+        """Per row, the hash of all its values."""
+        return self.of(list(self._typed.columns))
+
+    def select(self, rows: np.ndarray) -> ColumnHashes:
+        """The hashes of the rows ``rows`` (a mask or positions) of this chunk, as a chunk of their own."""
+        return ColumnHashes(self._typed, self, rows)
 
 
 _NULL_HASH = np.iinfo(np.uint64).max  # what pandas gives an empty value in a hashed text column
@@ -1036,6 +1121,13 @@ def _row_hashes(typed: pd.DataFrame) -> np.ndarray:
         if pd.api.types.is_float_dtype(hashable[name]):
             hashable[name] = hashable[name].where(hashable[name].notna()) + 0.0
     return frame_hashes(hashable)
+
+
+def _value_hashes(values: pd.Series) -> np.ndarray:
+    """One column's part of ``_row_hashes``: its values' hashes, floats made alike first."""
+    if pd.api.types.is_float_dtype(values):
+        values = values.where(values.notna()) + 0.0
+    return _column_hashes(values)
 
 
 def _coerce(column: ColumnSpec, values: pd.Series, timezone: str) -> pd.Series:

@@ -18,8 +18,8 @@ kept under ``validated/cache/<table>/`` in two levels::
 copy or a re-export resets mtimes (a false miss) and a rewrite within the same second
 keeps them (a false hit, silently wrong). Hashing reads the file once at about 1 GB/s,
 a small share of validating it. The settings are the ``validation:`` section (but
-``chunk_rows``, which does not change results), the file's column mapping and
-``CACHE_VERSION``: any config change validates everything again.
+``chunk_rows`` and ``tables_at_once``, which do not change results), the file's column
+mapping and ``CACHE_VERSION``: any config change validates everything again.
 
 **Run key.** What a file's outcome depends on beyond its bytes, each part exact:
 
@@ -74,7 +74,7 @@ def settings_digest(config: ValidationConfig, part: RawTable) -> str:
     settings = dict(
         version=CACHE_VERSION,
         table=part.name,
-        config=config.model_dump(mode="json", exclude={"chunk_rows"}),
+        config=config.model_dump(mode="json", exclude={"chunk_rows", "tables_at_once"}),
         columns=part.columns,
     )
     return _digest(json.dumps(settings, sort_keys=True))

@@ -6,6 +6,7 @@ that is not UTF-8) are found when its chunks are read.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -207,7 +208,40 @@ def test_a_table_as_a_hive_partitioned_directory_is_read_part_by_part(tmp_path: 
     ]
     assert table.rows == 5 and list(table.columns) == list(orders.columns)  # no dt column
     read = pd.concat(table.chunks(2), ignore_index=True)
-    pd.testing.assert_frame_equal(read, orders)
+    pd.testing.assert_frame_equal(read, orders, check_dtype=False)
+
+
+def test_parquet_text_reads_as_arrow_strings(tmp_path: Path) -> None:
+    """Parquet text is read as Arrow-backed strings (no Python string per cell), empty cells as NA."""
+    data = tmp_path / "data"
+    data.mkdir()
+    products_frame().to_parquet(data / "products.parquet", index=False)
+    orders = orders_frame()
+    orders.loc[1, "status"] = None
+    orders.to_parquet(data / "orders.parquet", index=False)
+    chunk = next(read_dataset(data)["orders"].chunks(10))
+    assert chunk["order_id"].dtype == pd.StringDtype("pyarrow")
+    assert chunk["order_id"].tolist() == orders["order_id"].tolist()
+    assert chunk["status"].isna().tolist() == orders["status"].isna().tolist()
+    assert chunk["quantity"].dtype == orders["quantity"].dtype
+
+
+def test_read_ahead_raises_the_reading_threads_error_and_stops_early(tmp_path: Path) -> None:
+    """An error met while reading ahead is raised where its rows would have come; leaving the
+    chunks early stops the reading thread."""
+    data = tmp_path / "data"
+    for day in ("2025-03-01", "2025-03-02", "2025-03-03"):
+        (data / "orders" / f"dt={day}").mkdir(parents=True)
+        orders_frame().to_parquet(data / "orders" / f"dt={day}" / "part-0.parquet", index=False)
+    products_frame().to_parquet(data / "products.parquet", index=False)
+    parts = read_dataset(data)["orders"].parts
+    (data / "orders" / "dt=2025-03-02" / "part-0.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ContractError, match="dt=2025-03-02.*not a readable Parquet file"):
+        list(chunks_of_parts(parts, chunk_rows=5))
+    early = chunks_of_parts(parts[:1] * 50, chunk_rows=5)
+    next(early)
+    early.close()
+    assert not [t for t in threading.enumerate() if t.name == "siyu-read-ahead"]
 
 
 def test_a_plain_directory_of_parts_named_like_the_table_file(tmp_path: Path) -> None:

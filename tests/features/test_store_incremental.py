@@ -8,6 +8,7 @@ Each case validates night 1 into ``out``, changes the data, validates night 2 in
 
 from __future__ import annotations
 
+import contextvars
 import json
 from datetime import date, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 import features.store as store
 from features.engine import connect
+from features.progress import add_listener
 from features.reader import read_dataset
 from features.store import write_validated
 from features.validate import ValidationConfig
@@ -281,3 +283,57 @@ def test_a_clean_table_is_a_folder_of_the_cached_parts(tmp_path: Path) -> None:
     read_by_duckdb = con.execute("SELECT order_id FROM orders").fetchdf()["order_id"].tolist()
     assert read_by_duckdb == ["O1", "O1", "O3", "O4", "O5", "O6"]
     assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.partial"))
+
+
+def test_tables_side_by_side_write_what_one_after_the_other_writes(tmp_path: Path) -> None:
+    """``validation.tables_at_once`` changes how tables are scheduled, not what is written:
+    events (needing only products) run beside orders; complaints wait for orders' lines."""
+    data = land(tmp_path / "data", DAYS)
+    events = pd.DataFrame(
+        {
+            "consumer_id": ["C1", "C2", "C1", "C1"],
+            "distributor_id": "D1",
+            "product_id": ["P1", "P9", "P2", "P1"],  # P9: unknown product
+            "event_type": ["view", "view", "teleport", "view"],  # teleport: not an event type
+            "event_at": pd.Timestamp("2025-03-02 09:00"),
+        }
+    )
+    events = pd.concat([events, events.iloc[[0]]], ignore_index=True)  # a duplicate row
+    events.to_parquet(data / "events.parquet", index=False)
+    complaints = pd.DataFrame(
+        {
+            "complaint_id": ["K1", "K2", "K3"],
+            "order_id": ["O1", "O3", "O9"],  # O9: no such order
+            "product_id": ["P2", "P1", "P1"],  # O3 holds P3, not P1
+            "consumer_id": ["C1", "C1", "C2"],
+            "complained_at": pd.Timestamp("2025-03-03 12:00"),
+            "reason": "broken",
+        }
+    )
+    complaints.to_parquet(data / "complaints.parquet", index=False)
+    one, two = tmp_path / "one", tmp_path / "two"
+    validate(data, one, date(2025, 3, 3), ValidationConfig(tables_at_once=1))
+    validate(data, two, date(2025, 3, 3), ValidationConfig(tables_at_once=2))
+    assert_same(two, one)
+    reports = json.loads((two / "validation.json").read_text())["tables"]
+    assert [r["table"] for r in reports] == ["products", "orders", "events", "complaints"]
+    reasons = {r["table"]: r["reasons"] for r in reports}
+    assert reasons["events"] and reasons["complaints"] and reasons["orders"]
+
+
+def test_tables_side_by_side_report_progress_in_the_callers_context(tmp_path: Path) -> None:
+    """Each table's thread runs in a copy of the caller's context: a progress listener that needs
+    the caller's context (the flow's Prefect artifacts, in a task's run context) finds it there."""
+    run_of = contextvars.ContextVar("run_of", default="none")
+    seen: list[tuple[str, str]] = []
+    remove = add_listener(lambda update: seen.append((update.step, run_of.get())))
+    token = run_of.set("task-1")
+    try:
+        data = land(tmp_path / "data", DAYS)
+        validate(data, tmp_path / "out", date(2025, 3, 3), ValidationConfig(tables_at_once=2))
+    finally:
+        run_of.reset(token)
+        remove()
+    steps = {step for step, _ in seen}
+    assert {"validating products", "validating orders"} <= steps
+    assert {context for _, context in seen} == {"task-1"}

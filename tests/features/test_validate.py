@@ -17,8 +17,11 @@ from features.errors import ContractError, QuarantineLimitExceeded
 from features.reader import open_table_file, read_dataset
 from features.store import write_validated
 from features.validate import (
+    ColumnHashes,
     SeenHashes,
     ValidationConfig,
+    _id_hashes,
+    _row_hashes,
     check_quarantine_limits,
     frame_hashes,
     latest_order_date,
@@ -311,6 +314,35 @@ def test_frame_hashes_are_pandas_hashes() -> None:
     ids = frame[["arrow_text"]]  # ids hash alike whatever string dtype holds them
     np.testing.assert_array_equal(frame_hashes(ids), frame_hashes(ids.astype(object)))
     assert len(set(frame_hashes(ids).tolist())) == 5  # C1 twice
+
+
+def test_column_hashes_are_the_row_and_id_hashes_of_any_columns_and_rows() -> None:
+    """``ColumnHashes`` hashes each column once; any set of columns, and any subset of rows
+    (``select``, twice), hashes as ``_row_hashes`` / ``_id_hashes`` of that part of the frame."""
+    typed = pd.DataFrame(
+        {
+            "order_id": pd.Series(["O1", None, "O2", "O1", "O3", "O4"], dtype="string[pyarrow]"),
+            "product_id": pd.Series(["P1", "P1", None, "P2", "P1", "中文"], dtype="string[pyarrow]"),
+            "unit_price": [1.5, np.nan, 0.0, -0.0, -2.0, np.nan],  # -0.0 and 0.0, NaN and NaN alike
+            "ordered_at": pd.to_datetime(
+                ["2025-03-01", None, "2025-03-02", "2025-03-01", None, "2025-03-04"]
+            ),
+        }
+    )
+    hashes = ColumnHashes(typed)
+    np.testing.assert_array_equal(hashes.rows(), _row_hashes(typed))
+    line = ["order_id", "product_id"]
+    np.testing.assert_array_equal(hashes.of(line), _id_hashes(typed[line]))
+    np.testing.assert_array_equal(hashes.of(["order_id"]), _id_hashes(typed[["order_id"]]))
+    np.testing.assert_array_equal(hashes.of(["unit_price"]), _row_hashes(typed[["unit_price"]]))
+    assert hashes.of(["unit_price"])[2] == hashes.of(["unit_price"])[3]
+    rows = np.array([True, False, True, True, False, True])
+    chosen = hashes.select(rows)
+    part = typed.loc[rows].reset_index(drop=True)
+    np.testing.assert_array_equal(chosen.rows(), _row_hashes(part))
+    np.testing.assert_array_equal(chosen.of(line), _id_hashes(part[line]))
+    again = chosen.select(np.array([2, 0]))
+    np.testing.assert_array_equal(again.of(line), _id_hashes(part.iloc[[2, 0]][line]))
 
 
 def test_unique_hashes_are_numpys_unique() -> None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
 from features.errors import ContractError
-from features.validate import ReferencePolicy, ValidationConfig
+from features.validate import OrderHeaders, ReferencePolicy, ValidationConfig
 from tests.data import orders_frame, products_frame
 from tests.features.validation_case import run
 
@@ -229,3 +230,25 @@ def test_validation_config_refuses_bad_values() -> None:
         ValidationConfig(future_tolerance_days=-1)
     with pytest.raises(ValidationError):
         ValidationConfig(references={"consumers": "ignore"})
+
+
+def test_conflicting_orders_equal_the_distinct_pairs_definition() -> None:
+    """``OrderHeaders.conflicting`` (a sort per order) finds exactly the orders the pandas
+    definition finds: among the in-window distinct (order, header) pairs of all files, an order
+    met twice; a pair repeated in two files is one header, a line out of the window none."""
+    rng = np.random.default_rng(5)
+    files = []
+    for _ in range(4):
+        orders = rng.integers(0, 300, 400).astype(np.uint64)
+        headers = (orders * 7 + (rng.random(400) < 0.05)).astype(np.uint64)  # ~5% a second header
+        times = (headers % 50).astype(np.int64)  # a header holds its time
+        files.append(pd.DataFrame({"order": orders, "header": headers, "time": times}))
+    end, latest = pd.Timestamp(40), pd.Timestamp(45)
+    found = OrderHeaders(files).conflicting(end, latest).values()
+
+    lines = pd.concat(files, ignore_index=True).drop_duplicates(["order", "header"])
+    lines = lines[(lines["time"] < end.value) & (lines["time"] <= latest.value)]
+    expected = np.unique(lines["order"][lines["order"].duplicated(keep=False)].to_numpy(dtype=np.uint64))
+    assert 0 < len(expected) < 300
+    np.testing.assert_array_equal(found, expected)
+    assert len(OrderHeaders().conflicting(end, latest)) == 0
