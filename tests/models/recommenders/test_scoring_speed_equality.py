@@ -2,7 +2,7 @@
 
 - ``top_columns`` (a component's top candidates, every list's ``top_k``) against ``argpartition``
   + stable sort, also on rows full of ties and NaN, where the order among tied scores is
-  ``argpartition``'s own;
+  ``argpartition``'s own, and on wide rows that go through its shortlist;
 - ``basket_similarity`` (co-purchase with the recent basket) against the sparse product
   ``csr(recent) @ similarity``, bit for bit, with whole-catalogue baskets and column slices;
 - a component's scaled scores read at the candidates against scaling the whole block;
@@ -53,6 +53,27 @@ def test_top_columns_equals_argpartition_with_ties_and_nan(depth: int) -> None:
     for scores in (distinct, tied, sparse_like, with_nan, all_zero):
         expected = _plain_top_columns(scores, min(depth, 40))
         assert np.array_equal(top_columns(scores, min(depth, 40)), expected)
+
+
+@pytest.mark.parametrize("depth", [1, 5, 10, 20, 50])
+def test_top_columns_through_the_shortlist_equals_argpartition(depth: int) -> None:
+    """Wide rows (a block's shape): most rows go through the shortlist, the rest (ties at the
+    bound, NaN, too few finite scores) through the whole row or argpartition."""
+    rng = np.random.default_rng(100 + depth)
+    distinct = rng.standard_normal((120, 700)).astype(np.float32)
+    masked = np.where(rng.random((120, 700)) < 0.85, -np.inf, distinct).astype(np.float32)
+    masked[:5, 3:] = -np.inf  # fewer than ``depth`` finite scores
+    sparse_like = np.where(rng.random((120, 700)) < 0.95, 0.0, distinct).astype(np.float32)
+    with_nan = distinct.copy()
+    with_nan[::3, ::11] = np.nan
+    with_nan[7] = np.nan
+    with_nan[9, : depth - 1] = np.nan  # NaN group maxima lower the bound: few columns reach it
+    tied = rng.integers(0, 30, size=(120, 700)).astype(np.float32)
+    for scores in (distinct, masked, sparse_like, with_nan, tied, distinct.astype(np.float64)):
+        assert np.array_equal(top_columns(scores, depth), _plain_top_columns(scores, depth))
+    listed, _, columns = base_module._shortlist(distinct, depth)
+    assert len(listed) > 100  # the shortlist is the path taken
+    assert columns.shape[1] <= base_module._SHORTLIST_WIDTH * depth
 
 
 def test_basket_similarity_equals_the_sparse_product_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
