@@ -3,10 +3,12 @@
 ``ProductStats.fit(data)`` learns what is global (per product, from all fitted data); then
 ``candidate_features(data, stats, rows, columns, ...)`` builds a float32 matrix, one row per
 candidate, with NaN where a value does not exist (the trees route missing values on their
-own; the logistic learner reads them as 0). Every feature is vectorised over the block: dense
-``batch × products`` slices of purchases and ages, as the scoring pass already holds for the
-scores, and lookups in the block's sparse rows for the rest, so the nightly computes them
-inside its one scoring pass. The groups (``FEATURE_GROUPS``, also the ablation's unit):
+own; the logistic learner reads them as 0). Every feature is vectorised over the block and
+read from the block's sparse rows, never from dense ``batch × products`` copies of them: values
+at the candidates through one placement of the stored entries among the candidates per sparsity
+structure (``CandidateLookup``), per-consumer sums over the owned pairs (``OwnedPairs``; whole
+purchase counts, so the same in any order). The nightly computes them inside its one scoring
+pass. The groups (``FEATURE_GROUPS``, also the ablation's unit):
 
 - ``history``: purchases (log), owned flag, days since the last interaction (log; owned only),
   and the product's place in the consumer's own history: share of their purchases, rank by
