@@ -256,3 +256,24 @@ def test_candidate_features_equal_the_dense_computations() -> None:
         data, stats, codes, rows, batch_rows[shuffled], columns[shuffled], [], []
     )
     np.testing.assert_array_equal(actual, expected[shuffled])
+
+
+def test_the_finite_fast_paths_equal_nan_to_num() -> None:
+    """Members' scores and most feature rows are finite: the faster forms give nan_to_num's values,
+    with and without NaN and infinities."""
+    from models.recommenders.boosting import _Logistic
+    from models.recommenders.distributors import _nan_as_minus_inf, _scaled
+
+    rng = np.random.default_rng(9)
+    finite = rng.standard_normal((20, 30)).astype(np.float32)
+    awkward = finite.copy()
+    awkward[::3, ::4], awkward[1, 2], awkward[2, 5] = np.nan, np.inf, -np.inf
+    for scores in (finite, awkward):
+        np.testing.assert_array_equal(_nan_as_minus_inf(scores), np.nan_to_num(scores, nan=-np.inf))
+        assert _nan_as_minus_inf(scores).dtype == np.float32
+        expected = np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+        np.testing.assert_array_equal(_scaled(scores, "raw"), expected)
+        logistic = _Logistic(rng.standard_normal(30), np.array([0.3]), rng.random(30), rng.random(30) + 0.5)
+        plain = np.nan_to_num(scores.copy()) @ (logistic.coef / logistic.scale).astype(np.float32)
+        offset = float(logistic.intercept[0] - np.dot(logistic.mean / logistic.scale, logistic.coef))
+        np.testing.assert_array_equal(logistic.raw(scores.copy(), 1), plain + offset)
