@@ -72,6 +72,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.lib.stride_tricks import as_strided
 
 from features.columns import Col
 from features.errors import SiyuError
@@ -367,29 +368,98 @@ def top_columns(scores: np.ndarray, depth: int) -> np.ndarray:
     """Each row's ``depth`` best columns, best first: exactly ``argpartition`` of ``-scores`` (robust
     to many tied zeros), its top ``depth`` then sorted by score (stable).
 
-    Where a row's top ``depth`` scores are distinct and above the rest, that list is unique and
-    comes from the scores' partition (values only, about three times faster than
-    ``argpartition``); the other rows (ties, NaN) take the ``argpartition`` path itself, so the
-    order among tied scores is the one it gives.
+    Where a row's top ``depth`` scores are distinct and above the rest, that list is unique and is
+    found without ``argpartition`` (about three times slower): on a **shortlist** of the row
+    (``_shortlist``: every column at or above a bound that at least ``depth`` columns reach), or
+    on the whole row where no shortlist is short. The other rows (ties, NaN) take the
+    ``argpartition`` path itself, so the order among tied scores is the one it gives.
     """
-    negated = -scores
-    if depth >= scores.shape[1]:
-        return _argpartition_top(negated, depth)
+    n_rows, n_cols = scores.shape
+    if depth >= n_cols:
+        return _argpartition_top(-scores, depth)
+    ranked = np.empty((n_rows, depth), dtype=np.int64)
+    settled = np.zeros(n_rows, dtype=bool)
+    listed, values, columns = _shortlist(scores, depth)
+    settled[listed] = True
+    others = np.flatnonzero(~settled)
+    settled[listed] = False
+    for rows, row_values, row_columns in (
+        (listed, values, columns),
+        (others, scores if len(others) == n_rows else scores[others], None),
+    ):
+        if len(rows):
+            unique, tops = _unique_tops(row_values, row_columns, depth)
+            ranked[rows[unique]] = tops
+            settled[rows[unique]] = True
+    tied = ~settled
+    if tied.any():
+        ranked[tied] = _argpartition_top(-scores[tied], depth)
+    return ranked
+
+
+_SHORTLIST_WIDTH = 4  # a row's shortlist holds at most this many times ``depth`` columns
+
+
+def _shortlist(scores: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, their shortlisted scores, the columns of those scores) for the rows that have a short
+    shortlist: every column whose score is at least a bound that ``depth`` columns reach (so it
+    holds the row's top ``depth``), in column order, padded with −inf (column 0).
+
+    The bound is the ``depth``-th largest maximum of ``2 × depth`` groups of columns (column j in
+    group j mod 2·depth): ``depth`` groups reach it, each with at least one column. A row is left
+    out (``top_columns`` takes the whole row) when fewer than ``depth`` or more than
+    ``_SHORTLIST_WIDTH × depth`` columns reach its bound (NaN, many ties) or the bound is −inf.
+    """
+    n_rows, n_cols = scores.shape
+    groups = 2 * depth
+    size = n_cols // groups
+    none = (np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=scores.dtype), np.zeros((0, 0), np.int64))
+    if (
+        size < 2
+        or not n_rows
+        or not np.issubdtype(scores.dtype, np.floating)
+        or scores.strides[1] != scores.itemsize
+    ):
+        return none
+    step = scores.itemsize
+    grouped = as_strided(
+        scores, (n_rows, size, groups), (scores.strides[0], groups * step, step), writeable=False
+    )
+    bound = np.partition(grouped.max(axis=1), groups - depth, axis=1)[:, groups - depth]
+    bound[~(bound > -np.inf)] = np.nan  # no column reaches NaN: such rows add nothing below
+    at_rows, at_columns = np.divmod(np.flatnonzero(scores >= bound[:, None]), n_cols)
+    counts = np.bincount(at_rows, minlength=n_rows)
+    listed = (counts >= depth) & (counts <= _SHORTLIST_WIDTH * depth)
+    if not listed.any():
+        return none
+    keep = listed[at_rows]
+    at_rows, at_columns = at_rows[keep], at_columns[keep]
+    position = np.cumsum(listed) - 1  # a listed row's position among the listed rows
+    lengths = counts[listed]
+    slots = np.arange(len(at_rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    values = np.full((int(listed.sum()), int(lengths.max())), -np.inf, dtype=scores.dtype)
+    columns = np.zeros(values.shape, dtype=np.int64)
+    values[position[at_rows], slots] = scores[at_rows, at_columns]
+    columns[position[at_rows], slots] = at_columns
+    return np.flatnonzero(listed), values, columns
+
+
+def _unique_tops(values: np.ndarray, columns: np.ndarray | None, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions of the rows of ``values`` whose top ``depth`` is distinct and above the rest,
+    those tops best first as ``columns`` entries, or positions in the row when ``columns`` is None)."""
+    negated = -values
     threshold = np.partition(negated, depth - 1, axis=1)[:, depth - 1 : depth]
     inside = negated <= threshold  # a NaN threshold leaves no column inside
     clear = np.count_nonzero(inside, axis=1) == depth
-    at_rows, at_columns = np.divmod(np.flatnonzero(inside), scores.shape[1])
-    columns = at_columns[clear[at_rows]].reshape(-1, depth)
-    values = negated[np.flatnonzero(clear)[:, None], columns]
-    order = np.argsort(values, axis=1, kind="stable")
-    ranked = np.empty((scores.shape[0], depth), dtype=np.int64)
-    ranked[clear] = np.take_along_axis(columns, order, axis=1)
-    ordered = np.take_along_axis(values, order, axis=1)
-    tied = ~clear
-    tied[clear] = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
-    if tied.any():
-        ranked[tied] = _argpartition_top(negated[tied], depth)
-    return ranked
+    at_rows, at_slots = np.divmod(np.flatnonzero(inside), values.shape[1])
+    slots = at_slots[clear[at_rows]].reshape(-1, depth)
+    clear_rows = np.flatnonzero(clear)
+    picked = negated[clear_rows[:, None], slots]
+    order = np.argsort(picked, axis=1, kind="stable")
+    ordered = np.take_along_axis(picked, order, axis=1)
+    distinct = ~(ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+    rows, slots = clear_rows[distinct], np.take_along_axis(slots, order, axis=1)[distinct]
+    return rows, slots if columns is None else columns[rows[:, None], slots]
 
 
 def _argpartition_top(negated: np.ndarray, depth: int) -> np.ndarray:

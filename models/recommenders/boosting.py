@@ -146,7 +146,10 @@ class _Logistic:
     def raw(self, x: np.ndarray, threads: int) -> np.ndarray:
         weights = (self.coef / self.scale).astype(np.float32)
         offset = float(self.intercept[0] - np.dot(self.mean / self.scale, self.coef))
-        return np.nan_to_num(x, copy=False) @ weights + offset
+        np.copyto(x, 0.0, where=np.isnan(x))  # in place, as nan_to_num(x, copy=False) without its inf passes
+        if not np.isfinite(x).all():
+            np.nan_to_num(x, copy=False)
+        return x @ weights + offset
 
     def state(self) -> dict[str, np.ndarray]:
         return {"coef": self.coef, "intercept": self.intercept, "mean": self.mean, "scale": self.scale}

@@ -57,11 +57,15 @@ def finished_lists(
     the fallback chain, each row with its reason; and how many consumers' first product came from
     the fallback chain. Never empty: a consumer left without a row raises."""
     completed = complete_lists(recommended, consumer_ids, homes, k, fallback, data, filters)
-    missing = len(consumer_ids) - completed[RecCol.CONSUMER_ID].nunique()
+    first = completed[RecCol.RANK].to_numpy() == 1  # each listed consumer's rows: ranks 1, 2, ...
+    missing = len(consumer_ids) - int(first.sum())
     if missing:
         raise SiyuError(f"{missing} consumers got an empty list\n  fix: widen lists.sale_window_days")
-    from_fallback = int(completed.loc[completed[RecCol.RANK] == 1, FallbackCol.SOURCE].ne(SOURCE_MODEL).sum())
-    reason_codes, reasons = consumer_reasons(completed, data, categories, messages)
+    from_fallback = int((completed[FallbackCol.SOURCE].to_numpy()[first] != SOURCE_MODEL).sum())
+    # every consumer listed, in the order of consumer_ids: its data row repeated over its rows
+    sizes = np.diff(np.append(np.flatnonzero(first), len(completed)))
+    rows = np.repeat(data.rows_of(consumer_ids), sizes)
+    reason_codes, reasons = consumer_reasons(completed, data, categories, messages, rows)
     frame = completed.assign(**{RecCol.REASON_CODE: reason_codes, RecCol.REASON: reasons})
     return frame[list(LIST_COLUMNS)], from_fallback
 
@@ -86,12 +90,14 @@ def consumer_reasons(
     data: InteractionData,
     categories: tuple[np.ndarray, pd.Index],
     messages: Messages | None = None,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A short reason per row, from the consumer's own history and the row's source: its code
-    (``ReasonCode``) and its sentence in the locale of ``messages`` (default English)."""
+    (``ReasonCode``) and its sentence in the locale of ``messages`` (default English).
+    ``rows``: each row's consumer's data row, when the caller knows them (else looked up)."""
     messages = messages or Messages.load()
     codes, names = categories
-    rows = data.rows_of(completed[RecCol.CONSUMER_ID])
+    rows = data.rows_of(completed[RecCol.CONSUMER_ID]) if rows is None else rows
     columns = data.columns_of(completed[RecCol.PRODUCT_ID])
     known = (rows >= 0) & (columns >= 0)
     counts = data.purchases if data.purchases is not None else data.matrix

@@ -3,10 +3,12 @@
 ``ProductStats.fit(data)`` learns what is global (per product, from all fitted data); then
 ``candidate_features(data, stats, rows, columns, ...)`` builds a float32 matrix, one row per
 candidate, with NaN where a value does not exist (the trees route missing values on their
-own; the logistic learner reads them as 0). Every feature is vectorised over the block: dense
-``batch × products`` slices of purchases and ages, as the scoring pass already holds for the
-scores, and lookups in the block's sparse rows for the rest, so the nightly computes them
-inside its one scoring pass. The groups (``FEATURE_GROUPS``, also the ablation's unit):
+own; the logistic learner reads them as 0). Every feature is vectorised over the block and
+read from the block's sparse rows, never from dense ``batch × products`` copies of them: values
+at the candidates through one placement of the stored entries among the candidates per sparsity
+structure (``CandidateLookup``), per-consumer sums over the owned pairs (``OwnedPairs``; whole
+purchase counts, so the same in any order). The nightly computes them inside its one scoring
+pass. The groups (``FEATURE_GROUPS``, also the ablation's unit):
 
 - ``history``: purchases (log), owned flag, days since the last interaction (log; owned only),
   and the product's place in the consumer's own history: share of their purchases, rank by
@@ -30,7 +32,9 @@ inside its one scoring pass. The groups (``FEATURE_GROUPS``, also the ablation's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -112,7 +116,33 @@ class ProductStats:
 
     def arrays(self) -> dict[str, np.ndarray | sp.csr_matrix]:
         """The fields by name, for saving."""
-        return dict(vars(self))
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+    def copurchase_slices(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        """``copurchase`` as dense column slices (start, stop, array) of at most
+        ``COPURCHASE_SLICE_BYTES`` each. A catalogue that fits in one slice is made dense once
+        and kept (every block of the scoring pass reads it); larger ones are sliced again for
+        each block, so the memory stays one slice."""
+        if self._dense_copurchase is not None:
+            yield 0, self.copurchase.shape[1], self._dense_copurchase
+            return
+        n_products = self.copurchase.shape[1]
+        width = max(1, COPURCHASE_SLICE_BYTES // (4 * max(self.copurchase.shape[0], 1)))
+        for start in range(0, n_products, width):
+            stop = min(start + width, n_products)
+            yield start, stop, self.copurchase[:, start:stop].toarray()
+
+    @cached_property
+    def _dense_copurchase(self) -> np.ndarray | None:
+        fits = 4 * self.copurchase.shape[0] * self.copurchase.shape[1] <= COPURCHASE_SLICE_BYTES
+        return self.copurchase.toarray() if fits else None
+
+    @cached_property
+    def catalogue_similarity(self) -> np.ndarray:
+        """The similarity of each product with the whole catalogue as a basket (column sums, summed
+        in product order as the sparse product ``ones @ copurchase`` sums them)."""
+        catalogue = sp.csr_matrix(np.ones((1, self.copurchase.shape[0]), dtype=np.float32))
+        return (catalogue @ self.copurchase).toarray()[0]
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray | sp.csr_matrix]) -> ProductStats:
@@ -149,6 +179,44 @@ def copurchase_similarity(bought: sp.csr_matrix, neighbours: int) -> sp.csr_matr
     return _top_per_row(similarity, neighbours)
 
 
+@dataclass(frozen=True)
+class OwnedPairs:
+    """A block's owned pairs (purchases > 0; every positive pair without purchase counts), row by
+    row in column order: block row, column, purchases and days since the last interaction (0
+    where unknown; None without ages). The per-consumer features sum over these instead of over
+    dense ``batch × products`` rows; the sums are of whole purchase counts, so they are the same
+    in any order."""
+
+    n_rows: int
+    rows: np.ndarray
+    columns: np.ndarray
+    purchases: np.ndarray
+    ages: np.ndarray | None
+
+    @classmethod
+    def of(cls, data: InteractionData, rows: np.ndarray) -> OwnedPairs:
+        block = (data.purchases if data.purchases is not None else data.bought)[rows].tocsr()
+        block.sum_duplicates()  # canonical: each row's columns in order
+        block_rows = np.repeat(np.arange(len(rows)), np.diff(block.indptr))
+        owned = block.data > 0
+        block_rows, columns = block_rows[owned], block.indices[owned].astype(np.int64)
+        ages = None
+        if data.age_days is not None:
+            ages = _at(data.age_days[rows], block_rows, columns, missing=0.0)
+        return cls(len(rows), block_rows, columns, block.data[owned], ages)
+
+    def per_row(self, values: np.ndarray) -> np.ndarray:
+        """Each row's sum of ``values`` (one per owned pair), float32."""
+        return np.bincount(self.rows, weights=values, minlength=self.n_rows).astype(np.float32)
+
+    def latest(self) -> np.ndarray:
+        """Each row's fewest days since the last interaction with an owned product (inf: none)."""
+        latest = np.full(self.n_rows, np.inf, dtype=np.float32)
+        if self.ages is not None:
+            np.minimum.at(latest, self.rows, self.ages)
+        return latest
+
+
 def candidate_features(
     data: InteractionData,
     stats: ProductStats,
@@ -170,18 +238,20 @@ def candidate_features(
     features × candidates float32 array, transposed once at the end (writing strided columns of
     a candidates × features array directly cost four times as much).
     """
-    own = _dense(data.purchases if data.purchases is not None else data.bought, rows)
-    ages = _dense(data.age_days, rows) if data.age_days is not None else None
+    lookup = CandidateLookup(batch_rows, columns, data.shape[1])
+    own = lookup.at((data.purchases if data.purchases is not None else data.bought)[rows], 0.0)
+    ages = lookup.at(data.age_days[rows], 0.0) if data.age_days is not None else None
+    owned = OwnedPairs.of(data, rows)
     by_feature = np.empty((len(feature_names([""] * len(component_scores))), len(columns)), dtype=np.float32)
     parts = (
-        ("history", 3, lambda: _history(own, ages, batch_rows, columns)),
-        ("history", 3, lambda: _own_ranks(data, rows, batch_rows, columns)),
-        ("timing", 6, lambda: _timing(data, stats, own, ages, rows, batch_rows, columns)),
-        ("copurchase", 2, lambda: _copurchase(stats, own, ages, batch_rows, columns)),
+        ("history", 3, lambda: _history(own, ages)),
+        ("history", 3, lambda: _own_ranks(data, rows, lookup)),
+        ("timing", 6, lambda: _timing(data, stats, own, ages, rows, lookup)),
+        ("copurchase", 2, lambda: _copurchase(stats, owned, batch_rows, columns)),
         ("popularity", 4, lambda: _popularity(stats, columns)),
-        ("consumer", 3, lambda: _consumer(own, ages, batch_rows)),
-        ("category_affinity", 1, lambda: [_category(own, category_codes, batch_rows, columns)]),
-        ("price", 2, lambda: _price(data, own, batch_rows, columns)),
+        ("consumer", 3, lambda: _consumer(owned, batch_rows)),
+        ("category_affinity", 1, lambda: [_category(owned, category_codes, batch_rows, columns)]),
+        ("price", 2, lambda: _price(data, owned, batch_rows, columns)),
     )
     position = 0
     for group, width, part in parts:  # one feature at a time into the float32 array, no float64 copy
@@ -198,31 +268,26 @@ def candidate_features(
     return np.ascontiguousarray(by_feature.T)
 
 
-def _history(
-    own: np.ndarray, ages: np.ndarray | None, batch_rows: np.ndarray, columns: np.ndarray
-) -> list[np.ndarray]:
-    purchases = own[batch_rows, columns]
-    owned = purchases > 0
-    age = _pair_age(ages, batch_rows, columns)
-    return [np.log1p(purchases), owned, np.where(owned, np.log1p(age), np.nan)]
+def _history(own: np.ndarray, ages: np.ndarray | None) -> list[np.ndarray]:
+    """``own`` and ``ages``: the candidates' purchases and days since the last interaction."""
+    owned = own > 0
+    return [np.log1p(own), owned, np.where(owned, np.log1p(_pair_age(ages, len(own))), np.nan)]
 
 
-def _own_ranks(
-    data: InteractionData, rows: np.ndarray, batch_rows: np.ndarray, columns: np.ndarray
-) -> np.ndarray:
+def _own_ranks(data: InteractionData, rows: np.ndarray, lookup: CandidateLookup) -> np.ndarray:
     """Share of the consumer's purchases, rank by purchases and rank by recency among the products
     the consumer owns (computed over the sparse history only)."""
     bought = data.bought[rows].tocsr()
     bought.sort_indices()
     totals = np.asarray(bought.sum(axis=1)).ravel()
     share = bought.multiply(1.0 / np.where(totals > 0, totals, 1.0)[:, None]).tocsr()
-    out = np.full((3, len(columns)), np.nan, dtype=np.float32)
-    out[0] = _at(share, batch_rows, columns)
-    out[1] = _at(_row_ranks(bought, bought.data, descending=True), batch_rows, columns)
+    out = np.full((3, len(lookup.keys)), np.nan, dtype=np.float32)
+    out[0] = lookup.at(share)
+    out[1] = lookup.at(_row_ranks(bought, bought.data, descending=True))
     if data.age_days is not None:
         ages = data.age_days[rows].multiply(bought > 0).tocsr()
         ages.sort_indices()
-        out[2] = _at(_row_ranks(ages, ages.data, descending=False), batch_rows, columns)
+        out[2] = lookup.at(_row_ranks(ages, ages.data, descending=False))
     with np.errstate(invalid="ignore"):
         out[1:] = np.log(out[1:])
     return out
@@ -255,26 +320,68 @@ def _at(
     return values
 
 
+class CandidateLookup:
+    """Values of a block's sparse rows at the candidates (``batch_rows[i]``, ``columns[i]``),
+    ``missing`` where nothing is stored, as ``_at`` reads them.
+
+    The candidates come in row then column order (``np.nonzero`` of the candidate mask), so
+    each stored entry of a block is placed among them (one search per entry, not per
+    candidate), once per sparsity structure: the block's purchases, ages, spans and repeat
+    counts share one structure, its owned pairs another. Candidates in another order are read
+    with ``_at``.
+    """
+
+    def __init__(self, batch_rows: np.ndarray, columns: np.ndarray, n_columns: int) -> None:
+        self.batch_rows, self.columns, self.n_columns = batch_rows, columns, n_columns
+        self.keys = batch_rows.astype(np.int64) * n_columns + columns
+        self.ordered = bool((self.keys[1:] > self.keys[:-1]).all())
+        self._placed: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def at(self, matrix: sp.csr_matrix, missing: float = np.nan) -> np.ndarray:
+        """The float32 values of ``matrix`` (one row per block row) at the candidates."""
+        matrix = matrix.tocsr()
+        if not self.ordered or not len(self.keys):
+            return _at(matrix, self.batch_rows, self.columns, missing)
+        if not matrix.has_canonical_format:
+            matrix = matrix.copy()
+            matrix.sum_duplicates()
+        entries, candidates = self._place(matrix)
+        values = np.full(len(self.keys), missing, dtype=np.float32)
+        values[candidates] = matrix.data[entries]
+        return values
+
+    def _place(self, matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        """(stored entries that are candidates, the candidate each one is)."""
+        for indptr, indices, entries, candidates in self._placed:
+            if np.array_equal(indptr, matrix.indptr) and np.array_equal(indices, matrix.indices):
+                return entries, candidates
+        row_of = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+        keys = row_of * self.n_columns + matrix.indices
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        entries = np.flatnonzero(self.keys[at] == keys)
+        self._placed.append((matrix.indptr, matrix.indices, entries, at[entries]))
+        return entries, at[entries]
+
+
 def _timing(
     data: InteractionData,
     stats: ProductStats,
     own: np.ndarray,
     ages: np.ndarray | None,
     rows: np.ndarray,
-    batch_rows: np.ndarray,
-    columns: np.ndarray,
+    lookup: CandidateLookup,
 ) -> np.ndarray:
     """Repurchase intervals of the pair, the consumer and the product, and age over each."""
-    out = np.full((6, len(columns)), np.nan, dtype=np.float32)
-    span, repeats = _spans_and_repeats(data)
-    if span is None or ages is None:
+    out = np.full((6, len(own)), np.nan, dtype=np.float32)
+    if data.purchase_span_days is None or data.purchases is None or ages is None:
         return out
-    span_block, repeats_block = span[rows], repeats[rows]
-    pair = _ratio(_at(span_block, batch_rows, columns, 0.0), _at(repeats_block, batch_rows, columns, 0.0))
-    consumer = _ratio(span_block.sum(axis=1), repeats_block.sum(axis=1))[batch_rows]
-    product = stats.repurchase_interval[columns]
-    owned = own[batch_rows, columns] > 0
-    age = np.where(owned, _pair_age(ages, batch_rows, columns), np.nan)
+    span_block, repeats_block = data.purchase_span_days[rows], data.purchases[rows].copy()
+    repeats_block.data = np.maximum(repeats_block.data - 1, 0)  # the block's rows only
+    pair = _ratio(lookup.at(span_block, 0.0), lookup.at(repeats_block, 0.0))
+    consumer = _ratio(span_block.sum(axis=1), repeats_block.sum(axis=1))[lookup.batch_rows]
+    product = stats.repurchase_interval[lookup.columns]
+    owned = own > 0
+    age = np.where(owned, _pair_age(ages, len(own)), np.nan)
     out[0], out[1], out[2] = np.log1p(pair), np.log1p(consumer), np.log1p(product)
     with np.errstate(divide="ignore", invalid="ignore"):
         for position, interval in enumerate((pair, consumer, product), start=3):
@@ -288,53 +395,52 @@ def due_ratio(days_since_last: float, interval_days: float) -> float:
 
 
 def _copurchase(
-    stats: ProductStats,
-    own: np.ndarray,
-    ages: np.ndarray | None,
-    batch_rows: np.ndarray,
-    columns: np.ndarray,
+    stats: ProductStats, owned: OwnedPairs, batch_rows: np.ndarray, columns: np.ndarray
 ) -> list[np.ndarray]:
     """Similarity of each candidate with the consumer's recent basket (summed and mean).
 
     A consumer without purchases (events only) has no latest purchase, so every product counts
     as recent: their basket is the whole catalogue.
     """
-    if ages is None:
-        recent = own > 0
+    n_products = stats.copurchase.shape[1]
+    if owned.ages is None:
+        recent = np.ones(len(owned.rows), dtype=bool)
+        everything = np.zeros(owned.n_rows, dtype=bool)
     else:
-        aged = np.where(own > 0, ages, np.inf)
-        latest = aged.min(axis=1, keepdims=True)
-        recent = aged <= latest + RECENT_BASKET_DAYS
-    strength = basket_similarity(recent, stats.copurchase)[batch_rows, columns]
-    size = np.count_nonzero(recent, axis=1)[batch_rows]
+        latest = owned.latest()
+        recent = owned.ages <= (latest + np.float32(RECENT_BASKET_DAYS))[owned.rows]
+        everything = np.isinf(latest)
+    baskets = _csr(owned.rows[recent], owned.columns[recent], owned.n_rows, n_products)
+    strength = basket_similarity(baskets, everything, stats)[batch_rows, columns]
+    size = np.where(everything, n_products, np.diff(baskets.indptr))[batch_rows]
     return [strength, strength / np.maximum(size, 1)]
 
 
-def basket_similarity(recent: np.ndarray, similarity: sp.csr_matrix) -> np.ndarray:
-    """``recent @ similarity`` (0/1 baskets × product similarity) as a dense float32 block.
+def basket_similarity(baskets: sp.csr_matrix, everything: np.ndarray, stats: ProductStats) -> np.ndarray:
+    """``baskets @ stats.copurchase`` (0/1 baskets × product similarity) as a dense float32 block;
+    rows where ``everything`` is true have the whole catalogue as their basket.
 
     Equal, bit for bit, to the sparse product ``csr(recent) @ similarity``: the same float32
     sums in the same order. Whole-catalogue baskets share one row (the similarity's column
-    sums); the other rows are a sparse × dense product, one column slice of ``similarity``
-    (at most ``COPURCHASE_SLICE_BYTES`` dense) at a time, without building and searching the
-    sparse product's structure, which cost most of the scoring pass.
+    sums, ``ProductStats.catalogue_similarity``); the other rows are a sparse × dense product,
+    one dense column slice of the similarity at a time (``ProductStats.copurchase_slices``),
+    without building and searching the sparse product's structure, which cost most of the
+    scoring pass.
     """
-    n_rows, n_products = recent.shape[0], similarity.shape[1]
-    everything = recent.all(axis=1)
-    at_rows, at_columns = np.nonzero(recent & ~everything[:, None])
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(at_rows, minlength=n_rows))])
-    baskets = sp.csr_matrix(
-        (np.ones(len(at_columns), dtype=np.float32), at_columns, indptr), shape=recent.shape
-    )
-    out = np.empty((n_rows, n_products), dtype=np.float32)
-    width = max(1, COPURCHASE_SLICE_BYTES // (4 * max(similarity.shape[0], 1)))
-    for start in range(0, n_products, width):
-        stop = min(start + width, n_products)
-        out[:, start:stop] = baskets @ similarity[:, start:stop].toarray()
+    out = np.empty((baskets.shape[0], stats.copurchase.shape[1]), dtype=np.float32)
+    for start, stop, dense in stats.copurchase_slices():
+        out[:, start:stop] = baskets @ dense
     if everything.any():
-        catalogue = sp.csr_matrix(np.ones((1, recent.shape[1]), dtype=np.float32))
-        out[everything] = (catalogue @ similarity).toarray()
+        out[everything] = stats.catalogue_similarity
     return out
+
+
+def _csr(rows: np.ndarray, columns: np.ndarray, n_rows: int, n_columns: int) -> sp.csr_matrix:
+    """A 0/1 float32 CSR matrix with ones at (rows, columns), given in row then column order."""
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))])
+    return sp.csr_matrix(
+        (np.ones(len(columns), dtype=np.float32), columns, indptr), shape=(n_rows, n_columns)
+    )
 
 
 def _popularity(stats: ProductStats, columns: np.ndarray) -> list[np.ndarray]:
@@ -346,45 +452,48 @@ def _popularity(stats: ProductStats, columns: np.ndarray) -> list[np.ndarray]:
     ]
 
 
-def _consumer(own: np.ndarray, ages: np.ndarray | None, batch_rows: np.ndarray) -> list[np.ndarray]:
-    if ages is None:
-        last_activity = np.full(own.shape[0], NO_AGE_DAYS, dtype=np.float32)
+def _consumer(owned: OwnedPairs, batch_rows: np.ndarray) -> list[np.ndarray]:
+    """Distinct products, purchases and days since the last activity (with an owned product;
+    ``NO_AGE_DAYS`` at most) of each candidate's consumer, as logs."""
+    products = owned.per_row(np.ones(len(owned.rows)))
+    if owned.ages is None:
+        last_activity = np.full(owned.n_rows, NO_AGE_DAYS, dtype=np.float32)
     else:
-        last_activity = np.where(own > 0, ages, NO_AGE_DAYS).min(axis=1)
+        last_activity = np.minimum(owned.latest(), np.float32(NO_AGE_DAYS))
     return [
-        np.log1p((own > 0).sum(axis=1, dtype=np.float32))[batch_rows],
-        np.log1p(own.sum(axis=1, dtype=np.float32))[batch_rows],
+        np.log1p(products)[batch_rows],
+        np.log1p(owned.per_row(owned.purchases))[batch_rows],
         np.log1p(last_activity)[batch_rows],
     ]
 
 
 def _category(
-    own: np.ndarray, codes: np.ndarray | None, batch_rows: np.ndarray, columns: np.ndarray
+    owned: OwnedPairs, codes: np.ndarray | None, batch_rows: np.ndarray, columns: np.ndarray
 ) -> np.ndarray:
     """The consumer's share of purchases in the candidate's category (0 without categories)."""
     if codes is None:
         return np.zeros(len(columns), dtype=np.float32)
-    per_category = own @ sp.csr_matrix(
-        (np.ones(len(codes), dtype=np.float32), (np.arange(len(codes)), codes)),
-        shape=(len(codes), codes.max() + 1),
-    )
-    per_category = np.asarray(per_category)
+    n_categories = int(codes.max()) + 1
+    cells = owned.rows * n_categories + codes[owned.columns]
+    per_category = np.bincount(cells, weights=owned.purchases, minlength=owned.n_rows * n_categories)
+    per_category = per_category.astype(np.float32).reshape(owned.n_rows, n_categories)
     totals = per_category.sum(axis=1)
     return per_category[batch_rows, codes[columns]] / np.where(totals > 0, totals, 1.0)[batch_rows]
 
 
 def _price(
-    data: InteractionData, own: np.ndarray, batch_rows: np.ndarray, columns: np.ndarray
+    data: InteractionData, owned: OwnedPairs, batch_rows: np.ndarray, columns: np.ndarray
 ) -> np.ndarray | list[np.ndarray]:
     """Candidate price band minus the consumer's purchase-weighted usual band, and its size."""
     band = price_band_numbers(data)
     if band is None:
         return np.full((2, len(columns)), np.nan, dtype=np.float32)
-    known = ~np.isnan(band)
-    weights = own * known[None, :]
-    totals = weights.sum(axis=1)
+    weights = owned.purchases * ~np.isnan(band)[owned.columns]
+    totals = owned.per_row(weights)
     with np.errstate(divide="ignore", invalid="ignore"):
-        usual = np.where(totals > 0, weights @ np.nan_to_num(band) / totals, np.nan)
+        usual = np.where(
+            totals > 0, owned.per_row(weights * np.nan_to_num(band)[owned.columns]) / totals, np.nan
+        )
     gap = band[columns] - usual[batch_rows]
     return [gap, np.abs(gap)]
 
@@ -412,15 +521,11 @@ def _spans_and_repeats(data: InteractionData) -> tuple[sp.csr_matrix | None, sp.
     return data.purchase_span_days, repeats
 
 
-def _pair_age(ages: np.ndarray | None, batch_rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+def _pair_age(ages: np.ndarray | None, n_candidates: int) -> np.ndarray:
+    """The candidates' days since the last interaction, ``NO_AGE_DAYS`` where unknown."""
     if ages is None:
-        return np.full(len(columns), NO_AGE_DAYS, dtype=np.float32)
-    age = ages[batch_rows, columns]
-    return np.where(age > 0, age, NO_AGE_DAYS)
-
-
-def _dense(matrix: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
-    return matrix[rows].toarray()
+        return np.full(n_candidates, NO_AGE_DAYS, dtype=np.float32)
+    return np.where(ages > 0, ages, NO_AGE_DAYS)
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -114,6 +114,7 @@ def list_pass(
     history_at = np.flatnonzero(history)
     bounds = _blocks(history_at, len(history), lists.batch_size)
     scorable = [order.consumer_ids[start:stop][history[start:stop]] for start, stop in bounds]
+    no_distributors = _no_distributors()  # the consumer chunks' empty distributor and outreach rows
     for (start, stop), block in zip(bounds, _scored_ahead(model, scorable, data), strict=True):
         ids = order.consumer_ids[start:stop]
         recommended = model.recommend_from_block(block, k, filters)
@@ -127,7 +128,7 @@ def list_pass(
         finished = stream.add(
             block.consumer_ids[members], member_codes[members], block.scores[members], complete_before
         )
-        yield PassChunk(rows, *_no_distributors(), from_fallback, len(ids))
+        yield PassChunk(rows, *no_distributors, from_fallback, len(ids))
         yield from _distributor_chunks(finished)
     yield from _distributor_chunks(stream.finish())
 

@@ -2,7 +2,7 @@
 
 - ``top_columns`` (a component's top candidates, every list's ``top_k``) against ``argpartition``
   + stable sort, also on rows full of ties and NaN, where the order among tied scores is
-  ``argpartition``'s own;
+  ``argpartition``'s own, and on wide rows that go through its shortlist;
 - ``basket_similarity`` (co-purchase with the recent basket) against the sparse product
   ``csr(recent) @ similarity``, bit for bit, with whole-catalogue baskets and column slices;
 - a component's scaled scores read at the candidates against scaling the whole block;
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -21,7 +22,8 @@ import models.recommenders.ranker_features as features_module
 from models.recommenders import InteractionData, RankerRecommender
 from models.recommenders.base import top_columns, top_k
 from models.recommenders.distributors import _likely_counts
-from models.recommenders.ranker_features import basket_similarity
+from models.recommenders.ranker_features import ProductStats, basket_similarity
+from tests.models.recommenders.conftest import planted_frames
 from tests.models.recommenders.test_ranker import PARAMS
 
 
@@ -32,8 +34,12 @@ def _plain_top_columns(scores: np.ndarray, depth: int) -> np.ndarray:
     return np.take_along_axis(top, order, axis=1)
 
 
-def _plain_basket_similarity(recent: np.ndarray, similarity: sp.csr_matrix) -> np.ndarray:
-    return (sp.csr_matrix(recent, dtype=np.float32) @ similarity).toarray()
+def _plain_basket_similarity(
+    baskets: sp.csr_matrix, everything: np.ndarray, stats: ProductStats
+) -> np.ndarray:
+    recent = baskets.toarray() > 0
+    recent[everything] = True
+    return (sp.csr_matrix(recent, dtype=np.float32) @ stats.copurchase).toarray()
 
 
 def test_top_columns_on_distinct_scores_is_the_best_first() -> None:
@@ -55,16 +61,48 @@ def test_top_columns_equals_argpartition_with_ties_and_nan(depth: int) -> None:
         assert np.array_equal(top_columns(scores, min(depth, 40)), expected)
 
 
+@pytest.mark.parametrize("depth", [1, 5, 10, 20, 50])
+def test_top_columns_through_the_shortlist_equals_argpartition(depth: int) -> None:
+    """Wide rows (a block's shape): most rows go through the shortlist, the rest (ties at the
+    bound, NaN, too few finite scores) through the whole row or argpartition."""
+    rng = np.random.default_rng(100 + depth)
+    distinct = rng.standard_normal((120, 700)).astype(np.float32)
+    masked = np.where(rng.random((120, 700)) < 0.85, -np.inf, distinct).astype(np.float32)
+    masked[:5, 3:] = -np.inf  # fewer than ``depth`` finite scores
+    sparse_like = np.where(rng.random((120, 700)) < 0.95, 0.0, distinct).astype(np.float32)
+    with_nan = distinct.copy()
+    with_nan[::3, ::11] = np.nan
+    with_nan[7] = np.nan
+    with_nan[9, : depth - 1] = np.nan  # NaN group maxima lower the bound: few columns reach it
+    tied = rng.integers(0, 30, size=(120, 700)).astype(np.float32)
+    for scores in (distinct, masked, sparse_like, with_nan, tied, distinct.astype(np.float64)):
+        assert np.array_equal(top_columns(scores, depth), _plain_top_columns(scores, depth))
+    listed, _, columns = base_module._shortlist(distinct, depth)
+    assert len(listed) > 100  # the shortlist is the path taken
+    assert columns.shape[1] <= base_module._SHORTLIST_WIDTH * depth
+
+
 def test_basket_similarity_equals_the_sparse_product_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(3)
     similarity = sp.random(30, 30, density=0.3, random_state=4, dtype=np.float32, format="csr")
     recent = rng.random((12, 30)) < 0.2
-    recent[[2, 7]] = True  # consumers without purchases: the whole catalogue is their basket
     recent[5] = False
-    expected = _plain_basket_similarity(recent, similarity)
-    assert np.array_equal(basket_similarity(recent, similarity), expected)
+    everything = np.zeros(12, dtype=bool)
+    everything[[2, 7]] = True  # consumers without purchases: the whole catalogue is their basket
+    recent[everything] = False
+    baskets = sp.csr_matrix(recent, dtype=np.float32)
+    expected = _plain_basket_similarity(baskets, everything, _stats(similarity))
+    assert np.array_equal(basket_similarity(baskets, everything, _stats(similarity)), expected)
     monkeypatch.setattr(features_module, "COPURCHASE_SLICE_BYTES", 4 * 30 * 7)  # slices of 7 columns
-    assert np.array_equal(basket_similarity(recent, similarity), expected)
+    sliced = _stats(similarity)
+    assert sliced._dense_copurchase is None  # too large to keep dense: sliced for each block
+    assert np.array_equal(basket_similarity(baskets, everything, sliced), expected)
+
+
+def _stats(similarity: sp.csr_matrix) -> ProductStats:
+    n_products = similarity.shape[0]
+    flat = np.zeros(n_products, dtype=np.float32)
+    return ProductStats(flat, flat, flat, flat, flat, similarity)
 
 
 def test_ranker_scores_and_lists_equal_the_plain_computations(
@@ -107,3 +145,135 @@ def test_likely_counts_equal_the_plain_computation() -> None:
     for row, top in zip(rows, columns, strict=True):
         np.add.at(expected[row], top[top >= 0], 1.0)
     np.testing.assert_array_equal(_likely_counts(scores, mask, rows, 3, 5), expected)
+
+
+# --- candidate features: the sparse, per-candidate computations against the dense block ones ------
+
+
+class _ReadWithAt(features_module.CandidateLookup):
+    """Reads every value by searching the candidates in the block (the code before the lookup)."""
+
+    def at(self, matrix: sp.csr_matrix, missing: float = np.nan) -> np.ndarray:
+        return features_module._at(matrix, self.batch_rows, self.columns, missing)
+
+
+def _dense_features(
+    data: InteractionData, stats: ProductStats, rows: np.ndarray, batch_rows: np.ndarray, columns: np.ndarray
+) -> np.ndarray:
+    """The 27 fixed features as the code before computed them: dense ``batch × products`` rows of
+    purchases and ages, the whole data's repeat counts, sums over dense rows."""
+    own, ages = data.purchases[rows].toarray(), data.age_days[rows].toarray()
+    at = (batch_rows, columns)
+    owned = own[at] > 0
+    age = np.where(ages[at] > 0, ages[at], features_module.NO_AGE_DAYS)
+    history = [np.log1p(own[at]), owned, np.where(owned, np.log1p(age), np.nan)]
+    ranks = features_module._own_ranks(data, rows, _ReadWithAt(batch_rows, columns, data.shape[1]))
+    repeats = data.purchases.copy()
+    repeats.data = np.maximum(repeats.data - 1, 0)
+    span_block, repeats_block = data.purchase_span_days[rows], repeats[rows]
+    pair = features_module._ratio(
+        features_module._at(span_block, *at, 0.0), features_module._at(repeats_block, *at, 0.0)
+    )
+    consumer = features_module._ratio(span_block.sum(axis=1), repeats_block.sum(axis=1))[batch_rows]
+    product = stats.repurchase_interval[columns]
+    age_owned = np.where(owned, age, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        due = [np.where(interval > 0, age_owned / interval, np.nan) for interval in (pair, consumer, product)]
+    timing = [np.log1p(pair), np.log1p(consumer), np.log1p(product), *due]
+    aged = np.where(own > 0, ages, np.inf)
+    recent = aged <= aged.min(axis=1, keepdims=True) + features_module.RECENT_BASKET_DAYS
+    strength = (sp.csr_matrix(recent, dtype=np.float32) @ stats.copurchase).toarray()[at]
+    copurchase = [strength, strength / np.maximum(np.count_nonzero(recent, axis=1)[batch_rows], 1)]
+    popularity = features_module._popularity(stats, columns)
+    last = np.where(own > 0, ages, features_module.NO_AGE_DAYS).min(axis=1)
+    consumer_features = [
+        np.log1p((own > 0).sum(axis=1, dtype=np.float32))[batch_rows],
+        np.log1p(own.sum(axis=1, dtype=np.float32))[batch_rows],
+        np.log1p(last)[batch_rows],
+    ]
+    codes = features_module.category_codes(data)
+    one_hot = sp.csr_matrix((np.ones(len(codes), np.float32), (np.arange(len(codes)), codes)))
+    per_category = np.asarray(own @ one_hot)
+    totals = per_category.sum(axis=1)
+    category = per_category[batch_rows, codes[columns]] / np.where(totals > 0, totals, 1.0)[batch_rows]
+    band = features_module.price_band_numbers(data)
+    weights = own * ~np.isnan(band)[None, :]
+    weight_totals = weights.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        usual = np.where(weight_totals > 0, weights @ np.nan_to_num(band) / weight_totals, np.nan)
+    gap = band[columns] - usual[batch_rows]
+    parts = [
+        *history,
+        *ranks,
+        *timing,
+        *copurchase,
+        *popularity,
+        *consumer_features,
+        category,
+        gap,
+        np.abs(gap),
+    ]
+    return np.vstack([np.asarray(part, dtype=np.float32) for part in parts]).T
+
+
+def _with_views(data_frames: tuple[pd.DataFrame, ...]) -> InteractionData:
+    """The planted data plus viewed-only pairs (no purchase) and two consumers who only viewed."""
+    interactions, consumers, products = data_frames
+    views = pd.DataFrame(
+        {
+            "consumer_id": ["C000", "C001", "C002", "C060", "C060", "C061"],
+            "product_id": ["P05", "P07", "P11", "P01", "P02", "P03"],
+            "weight": 0.05,
+            "purchases": 0,
+            "last_interaction_at": pd.Timestamp("2025-02-25"),
+        }
+    )
+    return InteractionData.from_frames(
+        pd.concat([interactions, views], ignore_index=True),
+        consumers,
+        products,
+        as_of=pd.Timestamp("2025-02-28").date(),
+    )
+
+
+def test_candidate_features_equal_the_dense_computations() -> None:
+    """Bit for bit, for consumers with purchases, with viewed-only products, and with views only
+    (their basket is the whole catalogue); candidates in row order and in any other order."""
+    data = _with_views(planted_frames())
+    stats = ProductStats.fit(data)
+    rows = data.rows_of(["C000", "C001", "C002", "C003", "C010", "C060", "C061"])
+    assert (rows >= 0).all()
+    rng = np.random.default_rng(8)
+    batch_rows, columns = np.nonzero(
+        (rng.random((len(rows), data.shape[1])) < 0.5) | (data.matrix[rows].toarray() > 0)
+    )
+    expected = _dense_features(data, stats, rows, batch_rows, columns)
+    codes = features_module.category_codes(data)
+    actual = features_module.candidate_features(data, stats, codes, rows, batch_rows, columns, [], [])
+    np.testing.assert_array_equal(actual, expected)
+    shuffled = rng.permutation(len(columns))
+    actual = features_module.candidate_features(
+        data, stats, codes, rows, batch_rows[shuffled], columns[shuffled], [], []
+    )
+    np.testing.assert_array_equal(actual, expected[shuffled])
+
+
+def test_the_finite_fast_paths_equal_nan_to_num() -> None:
+    """Members' scores and most feature rows are finite: the faster forms give nan_to_num's values,
+    with and without NaN and infinities."""
+    from models.recommenders.boosting import _Logistic
+    from models.recommenders.distributors import _nan_as_minus_inf, _scaled
+
+    rng = np.random.default_rng(9)
+    finite = rng.standard_normal((20, 30)).astype(np.float32)
+    awkward = finite.copy()
+    awkward[::3, ::4], awkward[1, 2], awkward[2, 5] = np.nan, np.inf, -np.inf
+    for scores in (finite, awkward):
+        np.testing.assert_array_equal(_nan_as_minus_inf(scores), np.nan_to_num(scores, nan=-np.inf))
+        assert _nan_as_minus_inf(scores).dtype == np.float32
+        expected = np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+        np.testing.assert_array_equal(_scaled(scores, "raw"), expected)
+        logistic = _Logistic(rng.standard_normal(30), np.array([0.3]), rng.random(30), rng.random(30) + 0.5)
+        plain = np.nan_to_num(scores.copy()) @ (logistic.coef / logistic.scale).astype(np.float32)
+        offset = float(logistic.intercept[0] - np.dot(logistic.mean / logistic.scale, logistic.coef))
+        np.testing.assert_array_equal(logistic.raw(scores.copy(), 1), plain + offset)
