@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import duckdb
 import pandas as pd
@@ -48,9 +48,14 @@ _MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", r
 
 
 class EngineConfig(BaseModel):
-    """The DuckDB session of a run: its memory limit, spill folder and threads."""
+    """The engine of a run (``kind``) and the DuckDB session's memory limit, spill folder and threads."""
 
     model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["duckdb", "spark"] = Field(
+        "duckdb",
+        description="duckdb (one machine) or spark (the spark: section; docs/spark.md says what runs there).",
+    )
 
     memory_limit: str = Field(
         "4GB", description="DuckDB's memory limit (e.g. 4GB, 512MB); beyond it DuckDB spills to disk."

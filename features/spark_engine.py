@@ -102,8 +102,16 @@ class SparkConfig(BaseModel):
             if not key.startswith("spark."):
                 raise ValueError(f"{key!r} is not a Spark setting fix: Spark settings start with 'spark.'")
             if key in _NAMED_KEYS:
-                named = f"spark.{_NAMED_KEYS[key]}"
-                raise ValueError(f"{key} is set by {named} fix: move the value to {named}")
+                field = _NAMED_KEYS[key]
+                raise ValueError(
+                    f"{key} has a key of its own in this section, {field} "
+                    f"fix: set spark.{field} and remove {key} from spark.conf"
+                )
+            if key == "spark.sql.session.timeZone":
+                raise ValueError(
+                    f"{key} is UTC: the contract's times carry no zone and are read as they are "
+                    f"fix: remove {key} from spark.conf"
+                )
             if key in _FETCHING_KEYS:
                 raise ValueError(
                     f"{key} makes Spark download jars at start, and a nightly runs offline "

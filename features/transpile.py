@@ -12,6 +12,7 @@ rewrites that SQLGlot's own DuckDB → Spark translation does not do, and writes
 - **table macros** (``FROM order_baskets($end)``, ``features.engine.TABLE_MACROS``) are
   replaced by a view name that the caller's ``macro_view`` gives for the macro and its bound
   arguments (the Spark connection creates one temporary view per distinct argument);
+- ``a / b`` divides doubles, as DuckDB does (Spark would keep two decimals a decimal);
 - ``round(x, n)`` of a double is written out as DuckDB computes it (the product ``x * 10^n``
   exactly, halves away from zero), so that both engines give the same double: Spark would
   round the decimal text of ``x`` (an argument that is a DECIMAL on DuckDB is taken as a double);
@@ -20,7 +21,8 @@ rewrites that SQLGlot's own DuckDB → Spark translation does not do, and writes
 
 Everything else (``count(*) FILTER``, ``date_diff``, ``median``, ``arg_min``, ``generate_series``,
 ``::`` casts, ``GROUP BY ALL``, ``VALUES`` aliases, ``CREATE TEMP TABLE`` as a temporary view) is
-SQLGlot's translation as it is. SQL that cannot be translated raises ``TranspileError``.
+SQLGlot's translation as it is. SQL that cannot be translated, or whose values depend on the
+engine (``hash``: ``ENGINE_SPECIFIC``), raises ``TranspileError``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def to_spark(
         tree = sqlglot.parse_one(sql, read=READ)
     except sqlglot.errors.ParseError as error:
         raise TranspileError(f"DuckDB SQL that SQLGlot cannot parse: {error}\n  sql: {sql[:300]}") from error
+    _refuse_engine_specific(tree)
     tree = bind_params(tree, params)
     if macros:
         if macro_view is None:
@@ -80,6 +83,20 @@ def substitute(select: str, names: Mapping[str, str]) -> str:
         return node
 
     return _rewrite(tree.transform(replace)).sql(dialect=WRITE)
+
+
+# Functions whose values depend on the engine (DuckDB's hash is not Spark's): a query using them
+# has no single definition to run on both, so it is refused instead of giving other numbers.
+ENGINE_SPECIFIC = frozenset({"hash"})
+
+
+def _refuse_engine_specific(tree: exp.Expression) -> None:
+    for call in tree.find_all(exp.Anonymous):
+        if call.name.lower() in ENGINE_SPECIFIC:
+            raise TranspileError(
+                f"{call.name}() gives engine-specific values, so this query has no Spark equivalent\n"
+                "  fix: run it on DuckDB (engine.kind: duckdb), or define the value without it"
+            )
 
 
 def bind_params(tree: exp.Expression, params: Params) -> exp.Expression:
@@ -115,9 +132,10 @@ def literal(value: object) -> exp.Expression:
     if isinstance(value, bool):
         return exp.true() if value else exp.false()
     if isinstance(value, datetime):
-        return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), exp.DataType.build("TIMESTAMP"))
+        timestamp = exp.DataType.build("TIMESTAMP", dialect=READ)  # no time zone: Spark's TIMESTAMP_NTZ
+        return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), timestamp)
     if isinstance(value, date):
-        return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.build("DATE"))
+        return exp.cast(exp.Literal.string(value.isoformat()), exp.DataType.build("DATE", dialect=READ))
     if isinstance(value, int):
         return exp.Literal.number(value)
     if isinstance(value, float | Decimal):
@@ -148,7 +166,17 @@ def _expand_macros(
 
 def _rewrite(tree: exp.Expression) -> exp.Expression:
     """The rewrites SQLGlot's own DuckDB → Spark translation leaves to us."""
-    return tree.transform(_epoch_of_interval).transform(_round_to_places)
+    return _double_division(tree).transform(_epoch_of_interval).transform(_round_to_places)
+
+
+def _double_division(tree: exp.Expression) -> exp.Expression:
+    """``a / b``: DuckDB divides as doubles whatever the operands (a DECIMAL too); Spark keeps
+    decimals decimal (pandas then gets Python ``Decimal`` objects). Both operands as doubles."""
+    for division in list(tree.find_all(exp.Div)):
+        if not division.args.get("typed"):
+            division.set("this", exp.cast(division.this, "DOUBLE", copy=False))
+            division.set("expression", exp.cast(division.expression, "DOUBLE", copy=False))
+    return tree
 
 
 def _round_to_places(node: exp.Expression) -> exp.Expression:
