@@ -238,13 +238,18 @@ class SparkResult:
 
 
 class SparkConnection:
-    """The contract tables as Spark temporary views, queried with the builders' DuckDB SQL."""
+    """The contract tables as Spark temporary views, queried with the builders' DuckDB SQL.
+
+    The views live in a new session of ``spark`` (``newSession``: the same Spark context and
+    cache), so each connection sees only its own tables."""
 
     def __init__(self, spark: SparkSession, tables: Mapping[str, TableSource]) -> None:
         unknown = set(tables) - set(Table.ALL)
         if unknown:
             raise ValueError(f"not contract tables: {sorted(unknown)}; expected some of {Table.ALL}")
-        self.spark = spark
+        # A session of its own (same SparkContext and cache, own temporary views), so that two
+        # connections, e.g. with and without the optional tables, do not see each other's views.
+        self.spark = spark.newSession()
         self._views: set[str] = set()
         self._cached: set[str] = set()
         for name, source in tables.items():
