@@ -151,11 +151,13 @@ def spark_session(config: SparkConfig, work_dir: Path) -> Iterator[SparkSession]
     own_spill = spill is None
     spill = spill or work_dir / DEFAULT_SPILL_FOLDER
     spill.mkdir(parents=True, exist_ok=True)
-    spark = _start(config.settings(spill))
+    spark = None
     try:
+        spark = _start(config.settings(spill))
         yield spark
     finally:
-        spark.stop()
+        if spark is not None:
+            spark.stop()
         if own_spill:
             shutil.rmtree(spill, ignore_errors=True)
 

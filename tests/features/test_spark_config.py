@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from features.spark_engine import SparkConfig
+from features import spark_engine
+from features.spark_engine import SparkConfig, SparkUnavailableError, spark_session
 from pipelines.config import ConfigError, NightlyConfig, load_config
 
 
@@ -79,3 +80,50 @@ def test_both_shipped_configs_carry_the_engine_and_spark_sections() -> None:
         config = load_config(Path(name))
         assert config.engine.kind == "duckdb"
         assert config.spark == SparkConfig()
+
+
+def test_without_java_the_session_fails_with_the_fix(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(spark_engine.shutil, "which", lambda name: None)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with (
+        pytest.raises(SparkUnavailableError, match=r"no Java runtime found[\s\S]*fix: install Java 17"),
+        spark_session(SparkConfig(), tmp_path),
+    ):
+        pass
+    assert not (tmp_path / "spark_tmp").exists()
+
+
+class _FakeSession:
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_the_session_stops_and_its_spill_folder_goes_even_on_error(tmp_path, monkeypatch) -> None:
+    started: list[tuple[_FakeSession, dict[str, str]]] = []
+
+    def start(settings: dict[str, str]) -> _FakeSession:
+        started.append((_FakeSession(), dict(settings)))
+        return started[-1][0]
+
+    monkeypatch.setattr(spark_engine, "_start", start)
+    with (
+        pytest.raises(RuntimeError, match="a step failed"),
+        spark_session(SparkConfig(master="local[2]"), tmp_path),
+    ):
+        assert (tmp_path / "spark_tmp").is_dir()
+        raise RuntimeError("a step failed")
+    session, settings = started[0]
+    assert session.stopped
+    assert settings["spark.local.dir"] == str(tmp_path / "spark_tmp")
+    assert not (tmp_path / "spark_tmp").exists()
+
+
+def test_a_spill_folder_named_in_conf_is_used_and_kept(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(spark_engine, "_start", lambda settings: _FakeSession())
+    own = tmp_path / "scratch"
+    with spark_session(SparkConfig(conf={"spark.local.dir": str(own)}), tmp_path / "work"):
+        pass
+    assert own.is_dir() and not (tmp_path / "work" / "spark_tmp").exists()
