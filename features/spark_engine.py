@@ -32,10 +32,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from features.columns import Table
 from features.engine import SHARED_VIEWS, TABLE_MACROS, TableSource
 from features.errors import SiyuError
-from features.transpile import substitute, to_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+# pyspark and SQLGlot (features.transpile) are imported where a Spark run needs them, so that the
+# config model here costs a DuckDB night nothing at start.
 
 logger = logging.getLogger(__name__)
 
@@ -257,11 +259,15 @@ class SparkConnection:
         for name, source in tables.items():
             self._register(name, source)
         if Table.ORDERS in tables:
+            from features.transpile import to_spark
+
             for name, select in SHARED_VIEWS.items():
                 self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {name} AS {to_spark(select)}")
 
     def execute(self, sql: str, params: Mapping[str, object] | list[object] | None = None) -> SparkResult:
         """Run one DuckDB statement on Spark (transpiled, parameters bound as literals)."""
+        from features.transpile import to_spark
+
         spark_sql = to_spark(sql, params, macros=TABLE_MACROS, macro_view=self._macro_view)
         statement = spark_sql.lstrip().upper()
         if statement.startswith("CREATE TEMPORARY VIEW"):
@@ -296,6 +302,8 @@ class SparkConnection:
         digest = hashlib.sha1("\x1f".join(arguments).encode()).hexdigest()[:12]
         name = f"{macro}__{digest}"
         if name not in self._cached:
+            from features.transpile import substitute
+
             definition = TABLE_MACROS[macro]
             select = substitute(definition.select, dict(zip(definition.params, arguments, strict=True)))
             self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {name} AS {select}")

@@ -22,7 +22,7 @@ from features.columns import Col, Table
 from features.consumer_features import consumer_features
 from features.distributor_features import distributor_features, distributor_monthly
 from features.engine import connect
-from features.spark_engine import SparkConfig, SparkConnection, spark_session
+from features.spark_engine import SparkConfig, SparkConnection, session_settings, spark_session
 from features.transpile import TranspileError
 from sources.simulator import SimulationConfig, simulate
 
@@ -68,11 +68,26 @@ def _tables(root: Path, names: tuple[str, ...]) -> dict[str, Path]:
     return {name: root / f"{name}.parquet" for name in names}
 
 
+def _orders_in_parts(root: Path) -> Path:
+    """The orders as a folder of two Parquet parts, the layout of the nightly's clean tables."""
+    folder = root / "parts" / "orders.parquet"
+    folder.mkdir(parents=True)
+    orders = pd.read_parquet(root / "orders.parquet")
+    half = len(orders) // 2
+    orders.iloc[:half].to_parquet(folder / "part-0.parquet", index=False)
+    orders.iloc[half:].to_parquet(folder / "part-1.parquet", index=False)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def engines(data_dir: Path, spark: object) -> Iterator[dict[str, tuple[object, object]]]:
     pairs = {}
-    for label, names in (("all", ALL_TABLES), ("bare", BARE_TABLES)):
-        tables = _tables(data_dir, names)
+    layouts = {
+        "all": _tables(data_dir, ALL_TABLES),
+        "bare": _tables(data_dir, BARE_TABLES),
+        "parts": {**_tables(data_dir, BARE_TABLES), Table.ORDERS: _orders_in_parts(data_dir)},
+    }
+    for label, tables in layouts.items():
         pairs[label] = (connect(tables), SparkConnection(spark, tables))
     yield pairs
     for duck, on_spark in pairs.values():
@@ -160,6 +175,18 @@ def test_builder_without_the_optional_tables_gives_the_same_frame(name, engines,
 
 def _views(on_spark: SparkConnection) -> set[str]:
     return {row.viewName for row in on_spark.spark.sql("SHOW VIEWS").collect()}
+
+
+def test_orders_in_parts_read_as_one_table(engines, as_of) -> None:
+    duck, on_spark = engines["parts"]
+    assert_same(BUILDERS["interactions"](duck, as_of), BUILDERS["interactions"](on_spark, as_of))
+
+
+def test_the_session_records_what_mlflow_needs(spark) -> None:
+    settings = session_settings(spark)
+    assert settings["spark.master"] == "local[2]"
+    assert settings["spark.sql.session.timeZone"] == "UTC"
+    assert settings["spark.ui.enabled"] == "false"
 
 
 def test_scalar_answers_are_the_same(engines, as_of, monkeypatch) -> None:
