@@ -1,7 +1,7 @@
 """One feature builder on one engine: wall time and peak memory (issue #11).
 
     python benchmarks/bench_spark_features.py --data /tmp/data/sim100k --engine spark \\
-        [--builder consumer_features] [--master local[2]] [--driver-memory 4g] [--work /tmp/x]
+        [--builder consumer_features] [--master local[2]] [--driver-memory 4g] [--work /tmp/x] [--max-gib 1.9]
 
 Run it once per engine (one process each, so that the memory figures do not mix). It opens the
 engine on the data folder's Parquet tables (DuckDB: ``features.engine.connect``; Spark:
@@ -44,9 +44,10 @@ BUILDERS: dict[str, Callable[[object, AsOf], pd.DataFrame]] = {
 class PeakMemory:
     """Peak summed RSS of this process and all its descendants, sampled on a thread."""
 
-    def __init__(self, every: float = 0.2) -> None:
+    def __init__(self, every: float = 0.2, limit_gib: float | None = None) -> None:
         self.peak = 0
         self._every = every
+        self._limit = limit_gib * 1024**3 if limit_gib else None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -68,6 +69,11 @@ class PeakMemory:
                 except psutil.Error:
                     continue
             self.peak = max(self.peak, total)
+            if self._limit is not None and total > self._limit:
+                print(f"process tree at {total / 1024**3:.2f} GiB, over --max-gib: stopping", flush=True)
+                for child in me.children(recursive=True):
+                    child.kill()
+                os._exit(3)
             self._stop.wait(self._every)
 
 
@@ -80,11 +86,14 @@ def main() -> None:
     parser.add_argument("--driver-memory", default="4g")
     parser.add_argument("--shuffle-partitions", type=int, default=8)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_spark_features"))
+    parser.add_argument(
+        "--max-gib", type=float, default=None, help="stop the run when the process tree passes this many GiB"
+    )
     args = parser.parse_args()
     tables = {
         name: args.data / f"{name}.parquet" for name in Table.ALL if (args.data / f"{name}.parquet").exists()
     }
-    with PeakMemory() as memory:
+    with PeakMemory(limit_gib=args.max_gib) as memory:
         started = time.perf_counter()
         if args.engine == "duckdb":
             con = connect(tables)

@@ -86,6 +86,7 @@ def engines(data_dir: Path, spark: object) -> Iterator[dict[str, tuple[object, o
         "all": _tables(data_dir, ALL_TABLES),
         "bare": _tables(data_dir, BARE_TABLES),
         "parts": {**_tables(data_dir, BARE_TABLES), Table.ORDERS: _orders_in_parts(data_dir)},
+        "frames": {name: pd.read_parquet(path) for name, path in _tables(data_dir, ALL_TABLES).items()},
     }
     for label, tables in layouts.items():
         pairs[label] = (connect(tables), SparkConnection(spark, tables))
@@ -180,6 +181,12 @@ def _views(on_spark: SparkConnection) -> set[str]:
 def test_orders_in_parts_read_as_one_table(engines, as_of) -> None:
     duck, on_spark = engines["parts"]
     assert_same(BUILDERS["interactions"](duck, as_of), BUILDERS["interactions"](on_spark, as_of))
+
+
+def test_tables_given_as_frames_give_the_same_features(engines, as_of) -> None:
+    """In-memory frames (what unit tests and notebooks pass) instead of Parquet files."""
+    duck, on_spark = engines["frames"]
+    assert_same(BUILDERS["consumer_features"](duck, as_of), BUILDERS["consumer_features"](on_spark, as_of))
 
 
 def test_the_session_records_what_mlflow_needs(spark) -> None:
