@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from features.columns import Table
 from features.config_errors import ConfigError, describe_errors, read_yaml
 from features.engine import EngineConfig
-from features.spark_engine import SparkConfig
 from features.messages import check_locale
 from features.reader import DataSourceConfig
+from features.spark_engine import SparkConfig
 from features.validate import ValidationConfig
 from models.quality import QualityConfig
 from models.recommenders.list_config import ListsConfig
