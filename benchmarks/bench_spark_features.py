@@ -1,12 +1,14 @@
 """One feature builder on one engine: wall time and peak memory (issue #11).
 
     python benchmarks/bench_spark_features.py --data /tmp/data/sim100k --engine spark \\
-        [--builder consumer_features] [--master local[2]] [--driver-memory 4g] [--work /tmp/x] [--max-gib 1.9]
+        [--builder consumer_features] [--master local[2]] [--driver-memory 4g] [--work /tmp/x]
+        [--max-gib 1.9] [--repeat 2]
 
 Run it once per engine (one process each, so that the memory figures do not mix). It opens the
 engine on the data folder's Parquet tables (DuckDB: ``features.engine.connect``; Spark:
 ``spark_session`` + ``SparkConnection``), runs the builder as of the latest order's date and
-prints the time to open the engine, the builder's time, the rows it returned, and the peak
+prints the time to open the engine, the builder's time (each of ``--repeat`` runs: the first
+carries Spark's warm-up), the rows it returned, and the peak
 resident memory of this process **and its children** (the Spark JVM is one), sampled every 0.2 s,
 with the load average (the machine may be shared).
 """
@@ -86,6 +88,7 @@ def main() -> None:
     parser.add_argument("--driver-memory", default="4g")
     parser.add_argument("--shuffle-partitions", type=int, default=8)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_spark_features"))
+    parser.add_argument("--repeat", type=int, default=1, help="run the builder this many times (warm runs)")
     parser.add_argument(
         "--max-gib", type=float, default=None, help="stop the run when the process tree passes this many GiB"
     )
@@ -97,7 +100,7 @@ def main() -> None:
         started = time.perf_counter()
         if args.engine == "duckdb":
             con = connect(tables)
-            frame = _run(con, args.builder, started)
+            frame = _run(con, args.builder, started, args.repeat)
         else:
             config = SparkConfig(
                 master=args.master,
@@ -105,7 +108,7 @@ def main() -> None:
                 shuffle_partitions=args.shuffle_partitions,
             )
             with spark_session(config, args.work) as spark:
-                frame = _run(SparkConnection(spark, tables), args.builder, started)
+                frame = _run(SparkConnection(spark, tables), args.builder, started, args.repeat)
     digest = hashlib.sha1(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[
         :12
     ]
@@ -114,12 +117,15 @@ def main() -> None:
     print("load average " + " ".join(f"{value:.2f}" for value in os.getloadavg()))
 
 
-def _run(con: object, builder: str, started: float) -> pd.DataFrame:
+def _run(con: object, builder: str, started: float, repeat: int) -> pd.DataFrame:
     day = AsOf(interactions.latest_activity(con).date())
     opened = time.perf_counter()
     print(f"engine open + latest date    {opened - started:7.1f} s   as of {day.date}")
-    frame = BUILDERS[builder](con, day)
-    print(f"{builder:<28} {time.perf_counter() - opened:7.1f} s")
+    frame = pd.DataFrame()
+    for run in range(repeat):
+        started_run = time.perf_counter()
+        frame = BUILDERS[builder](con, day)
+        print(f"{builder:<28} {time.perf_counter() - started_run:7.1f} s   run {run + 1} of {repeat}")
     return frame
 
 
