@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal, NamedTuple
 
 import duckdb
 import pandas as pd
@@ -47,9 +48,14 @@ _MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", r
 
 
 class EngineConfig(BaseModel):
-    """The DuckDB session of a run: its memory limit, spill folder and threads."""
+    """The engine of a run (``kind``) and the DuckDB session's memory limit, spill folder and threads."""
 
     model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["duckdb", "spark"] = Field(
+        "duckdb",
+        description="duckdb (one machine) or spark (the spark: section; docs/spark.md says what runs there).",
+    )
 
     memory_limit: str = Field(
         "4GB", description="DuckDB's memory limit (e.g. 4GB, 512MB); beyond it DuckDB spills to disk."
@@ -163,7 +169,11 @@ def setting(con: duckdb.DuckDBPyConnection, name: str, value: object) -> Iterato
 
 
 def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    """Whether ``connect`` was given this table."""
+    """Whether ``connect`` was given this table (or, for another engine's connection such as
+    ``features.spark_engine.SparkConnection``, whether it has a view of that name)."""
+    own_check = getattr(con, "has_table", None)
+    if own_check is not None:
+        return bool(own_check(table))
     found = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
     ).fetchone()
@@ -195,23 +205,43 @@ def _parquet(source: Path) -> str:
 def _shared_views(con: duckdb.DuckDBPyConnection, tables: Mapping[str, TableSource]) -> None:
     if Table.ORDERS not in tables:
         return
-    con.execute(render(_PAID_LINES_VIEW))
-    con.execute(render(_ORDER_BASKETS_MACRO))
+    for name, select in SHARED_VIEWS.items():
+        con.execute(f"CREATE VIEW {name} AS {select}")
+    for name, macro in TABLE_MACROS.items():
+        con.execute(f"CREATE MACRO {name}({', '.join(macro.params)}) AS TABLE {macro.select}")
 
 
-_PAID_LINES_VIEW = """
-CREATE VIEW paid_lines AS
-SELECT *, round({quantity} * {unit_price} * 100)::BIGINT AS cents FROM {orders} WHERE {status} = {paid}
-"""
+class TableMacro(NamedTuple):
+    """A DuckDB table macro: its parameter names and the SELECT that uses them as plain names."""
 
-_ORDER_BASKETS_MACRO = """
-CREATE MACRO order_baskets(end_at) AS TABLE
+    params: tuple[str, ...]
+    select: str
+
+
+# The shared definitions on top of the orders table, in DuckDB SQL: the one text of each. The
+# Spark engine (features.spark_engine) runs the same text, transpiled (features.transpile); a
+# table macro becomes one temporary view per distinct argument there.
+SHARED_VIEWS: dict[str, str] = {
+    "paid_lines": render(
+        "SELECT *, round({quantity} * {unit_price} * 100)::BIGINT AS cents "
+        "FROM {orders} WHERE {status} = {paid}"
+    ),
+}
+
+TABLE_MACROS: dict[str, TableMacro] = {
+    "order_baskets": TableMacro(
+        ("end_at",),
+        render(
+            """
 SELECT {consumer_id}, {order_id}, min({distributor_id}) AS distributor, min({ordered_at}) AS placed_at,
     sum(round({quantity} * {unit_price} * 100)::BIGINT) FILTER (WHERE {status} = {paid}) AS paid_cents,
     count(*) FILTER (WHERE {status} = {paid}) AS paid_lines,
     count(*) FILTER (WHERE {status} = {returned}) AS returned_lines
 FROM {orders} WHERE {ordered_at} < end_at GROUP BY {consumer_id}, {order_id}
 """
+        ),
+    ),
+}
 
 
 def _sql_value(value: object) -> str:

@@ -1,0 +1,360 @@
+"""The Spark feature engine: a Spark session from the config, and a connection the builders take.
+
+``spark_session(config, work_dir)`` starts a ``SparkSession`` (UI off, session time zone UTC,
+spill folder under the work folder, Arrow transfers on) and stops it at the end of the block,
+also on error. ``SparkConnection(spark, tables)`` registers the contract tables (Parquet files
+or folders, or pandas frames) as temporary views, adds the engine's shared views
+(``features.engine.SHARED_VIEWS``) and answers the part of DuckDB's connection API the feature
+builders use: ``execute(sql, params)`` returning a result with ``df()``, ``fetchone()``,
+``fetchall()`` and ``to_arrow_table()``, and ``has_table``. The SQL a builder hands it is its
+DuckDB SQL, transpiled on the way in (``features.transpile``): one definition, two engines.
+
+A table macro call (``order_baskets($end)``) becomes a cached temporary view per distinct
+argument; ``CREATE TEMP TABLE`` a cached temporary view, dropped (and uncached) by ``DROP TABLE``.
+Nothing is fetched at run time: ``spark.jars.packages`` and its kin are refused in the config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from features.columns import Table
+from features.engine import SHARED_VIEWS, TABLE_MACROS, TableSource
+from features.errors import SiyuError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+# pyspark and SQLGlot (features.transpile) are imported where a Spark run needs them, so that the
+# config model here costs a DuckDB night nothing at start.
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SPILL_FOLDER = "spark_tmp"
+_MEMORY = re.compile(r"^\d+[kmgtp]b?$", re.IGNORECASE)
+_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\s*\d+)?\])?|yarn|(spark|k8s|mesos)://\S+)$")
+# Keys the named fields set: giving them under ``conf`` too would leave two sources of truth.
+_NAMED_KEYS = {
+    "spark.master": "master",
+    "spark.app.name": "app_name",
+    "spark.driver.memory": "driver_memory",
+    "spark.executor.memory": "executor_memory",
+    "spark.sql.shuffle.partitions": "shuffle_partitions",
+}
+# Keys that make Spark download jars at start: a nightly must run with what is installed.
+_FETCHING_KEYS = (
+    "spark.jars.packages",
+    "spark.jars.repositories",
+    "spark.jars.ivy",
+    "spark.jars.ivySettings",
+)
+
+
+class SparkConfig(BaseModel):
+    """The Spark session of a run (``engine.kind: spark``): master, memory, partitions, extra conf."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    master: str = Field(
+        "local[*]", description="Spark master: local[N], local[*], yarn, spark://host:port or k8s://url."
+    )
+    app_name: str = Field("siyu", min_length=1, description="Application name shown by the cluster.")
+    driver_memory: str = Field("4g", description="spark.driver.memory, e.g. 4g or 512m.")
+    executor_memory: str = Field("4g", description="spark.executor.memory, e.g. 4g or 512m.")
+    shuffle_partitions: int = Field(8, gt=0, description="spark.sql.shuffle.partitions.")
+    conf: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Further Spark settings, key: value (keys start with 'spark.'), e.g. spark.local.dir.",
+    )
+
+    @field_validator("master")
+    @classmethod
+    def _known_master(cls, value: str) -> str:
+        if not _MASTER.match(value.strip()):
+            raise ValueError(
+                f"{value!r} is not a Spark master URL "
+                "fix: write local[2], local[*], yarn, spark://host:7077 or k8s://https://host:443"
+            )
+        return value.strip()
+
+    @field_validator("driver_memory", "executor_memory")
+    @classmethod
+    def _memory_amount(cls, value: str) -> str:
+        if not _MEMORY.match(value.strip()):
+            raise ValueError(
+                f"{value!r} is not a Spark amount of memory fix: write a number and a unit, e.g. 4g or 512m"
+            )
+        return value.strip()
+
+    @field_validator("conf")
+    @classmethod
+    def _extra_settings(cls, conf: dict[str, Any]) -> dict[str, Any]:
+        for key in conf:
+            if not key.startswith("spark."):
+                raise ValueError(f"{key!r} is not a Spark setting fix: Spark settings start with 'spark.'")
+            if key in _NAMED_KEYS:
+                field = _NAMED_KEYS[key]
+                raise ValueError(
+                    f"{key} has a key of its own in this section, {field} "
+                    f"fix: set spark.{field} and remove {key} from spark.conf"
+                )
+            if key == "spark.sql.session.timeZone":
+                raise ValueError(
+                    f"{key} is UTC: the contract's times carry no zone and are read as they are "
+                    f"fix: remove {key} from spark.conf"
+                )
+            if key in _FETCHING_KEYS:
+                raise ValueError(
+                    f"{key} makes Spark download jars at start, and a nightly runs offline "
+                    "fix: remove it; put the jars on the machine and name them in spark.jars"
+                )
+        return conf
+
+    def settings(self, spill_dir: Path | None = None) -> dict[str, str]:
+        """Every Spark setting this config makes, as strings (what MLflow records)."""
+        settings = {
+            "spark.master": self.master,
+            "spark.app.name": self.app_name,
+            "spark.driver.memory": self.driver_memory,
+            "spark.executor.memory": self.executor_memory,
+            "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.execution.arrow.pyspark.enabled": "true",
+            "spark.sql.legacy.parquet.nanosAsLong": "true",
+        }
+        if spill_dir is not None:
+            settings["spark.local.dir"] = str(spill_dir)
+        settings.update({key: _setting(value) for key, value in self.conf.items()})
+        return settings
+
+
+class SparkUnavailableError(SiyuError):
+    """Spark cannot start here: pyspark or a Java runtime is missing."""
+
+
+@contextmanager
+def spark_session(config: SparkConfig, work_dir: Path) -> Iterator[SparkSession]:
+    """A Spark session for a run, stopped at the end of the block (also on error); its spill
+    folder ``<work_dir>/spark_tmp`` (unless ``conf`` names ``spark.local.dir``) is removed then."""
+    spill = Path(config.conf["spark.local.dir"]) if "spark.local.dir" in config.conf else None
+    own_spill = spill is None
+    spill = spill or work_dir / DEFAULT_SPILL_FOLDER
+    spill.mkdir(parents=True, exist_ok=True)
+    spark = None
+    try:
+        spark = _start(config.settings(spill))
+        yield spark
+    finally:
+        if spark is not None:
+            spark.stop()
+        if own_spill:
+            shutil.rmtree(spill, ignore_errors=True)
+
+
+def session_settings(spark: SparkSession) -> dict[str, str]:
+    """The running session's Spark settings (``spark.*`` keys), for MLflow's run record."""
+    return {key: value for key, value in spark.sparkContext.getConf().getAll() if key.startswith("spark.")}
+
+
+def _start(settings: Mapping[str, str]) -> SparkSession:
+    if shutil.which("java") is None and not _java_home():
+        raise SparkUnavailableError(
+            "engine.kind spark: no Java runtime found (java is not on PATH and JAVA_HOME is unset)\n"
+            "  fix: install Java 17 (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+        )
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as error:
+        raise SparkUnavailableError(
+            "engine.kind spark: pyspark is not installed\n  fix: pip install -r requirements.lock"
+        ) from error
+    builder = SparkSession.builder
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    logger.info(
+        "starting Spark (%s, driver memory %s)", settings["spark.master"], settings["spark.driver.memory"]
+    )
+    return builder.getOrCreate()
+
+
+def _java_home() -> bool:
+    import os
+
+    home = os.environ.get("JAVA_HOME")
+    return bool(home) and (Path(home) / "bin" / "java").exists()
+
+
+def _setting(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# --- the connection the builders take ------------------------------------------------------------
+
+
+class SparkResult:
+    """The rows of one query, in the shapes the builders ask DuckDB's results for."""
+
+    def __init__(self, frame: DataFrame | None) -> None:
+        self._frame = frame
+
+    def df(self) -> pd.DataFrame:
+        """The rows as a pandas frame (through Arrow)."""
+        return self._frame.toPandas() if self._frame is not None else pd.DataFrame()
+
+    def to_arrow_table(self) -> pa.Table:
+        """The rows as an Arrow table; timestamps in nanoseconds, as DuckDB gives the contract's."""
+        if self._frame is None:
+            return pa.table({})
+        table = self._frame.toArrow()
+        fields = [
+            pa.field(field.name, pa.timestamp("ns", field.type.tz))
+            if pa.types.is_timestamp(field.type)
+            else field
+            for field in table.schema
+        ]
+        return table.cast(pa.schema(fields))
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        """Every row as a tuple."""
+        return [tuple(row) for row in self._frame.collect()] if self._frame is not None else []
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        """The first row as a tuple, or None."""
+        if self._frame is None:
+            return None
+        rows = self._frame.take(1)
+        return tuple(rows[0]) if rows else None
+
+
+class SparkConnection:
+    """The contract tables as Spark temporary views, queried with the builders' DuckDB SQL.
+
+    The views live in a new session of ``spark`` (``newSession``: the same Spark context and
+    cache), so each connection sees only its own tables."""
+
+    def __init__(self, spark: SparkSession, tables: Mapping[str, TableSource]) -> None:
+        unknown = set(tables) - set(Table.ALL)
+        if unknown:
+            raise ValueError(f"not contract tables: {sorted(unknown)}; expected some of {Table.ALL}")
+        # A session of its own (same SparkContext and cache, own temporary views), so that two
+        # connections, e.g. with and without the optional tables, do not see each other's views.
+        self.spark = spark.newSession()
+        self._views: set[str] = set()
+        self._cached: set[str] = set()
+        for name, source in tables.items():
+            self._register(name, source)
+        if Table.ORDERS in tables:
+            from features.transpile import to_spark
+
+            for name, select in SHARED_VIEWS.items():
+                self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {name} AS {to_spark(select)}")
+
+    def execute(self, sql: str, params: Mapping[str, object] | list[object] | None = None) -> SparkResult:
+        """Run one DuckDB statement on Spark (transpiled, parameters bound as literals)."""
+        from features.transpile import to_spark
+
+        spark_sql = to_spark(sql, params, macros=TABLE_MACROS, macro_view=self._macro_view)
+        statement = spark_sql.lstrip().upper()
+        if statement.startswith("CREATE TEMPORARY VIEW"):
+            return self._create_cached_view(spark_sql)
+        if statement.startswith("DROP TABLE"):
+            return self._drop(spark_sql)
+        return SparkResult(self.spark.sql(spark_sql))
+
+    def has_table(self, table: str) -> bool:
+        """Whether a contract table of that name was registered."""
+        return table in self._views
+
+    def close(self) -> None:
+        """Uncache and drop this connection's views (the session itself belongs to ``spark_session``)."""
+        for name in self._cached:
+            self.spark.catalog.uncacheTable(name)
+        for name in {*self._views, *self._cached}:
+            self.spark.catalog.dropTempView(name)
+        self._cached.clear()
+        self._views.clear()
+
+    def _register(self, name: str, source: TableSource) -> None:
+        if isinstance(source, pd.DataFrame):
+            frame = self.spark.createDataFrame(source)
+        else:
+            frame = self.spark.read.parquet(str(source))
+            frame = _nanos_as_timestamps(frame, _nanosecond_columns(Path(source)))
+        frame.createOrReplaceTempView(name)
+        self._views.add(name)
+
+    def _macro_view(self, macro: str, arguments: list[str]) -> str:
+        digest = hashlib.sha1("\x1f".join(arguments).encode()).hexdigest()[:12]
+        name = f"{macro}__{digest}"
+        if name not in self._cached:
+            from features.transpile import substitute
+
+            definition = TABLE_MACROS[macro]
+            select = substitute(definition.select, dict(zip(definition.params, arguments, strict=True)))
+            self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {name} AS {select}")
+            self.spark.catalog.cacheTable(name)
+            self._cached.add(name)
+        return name
+
+    def _create_cached_view(self, spark_sql: str) -> SparkResult:
+        self.spark.sql(spark_sql)
+        name = spark_sql.split()[3]
+        self.spark.catalog.cacheTable(name)
+        self._cached.add(name)
+        return SparkResult(None)
+
+    def _drop(self, spark_sql: str) -> SparkResult:
+        name = spark_sql.split()[-1]
+        if name in self._cached:
+            self.spark.catalog.uncacheTable(name)
+            self._cached.discard(name)
+        self.spark.catalog.dropTempView(name)
+        return SparkResult(None)
+
+
+# pandas writes timestamps in nanoseconds, a Parquet type Spark does not read as a timestamp: the
+# session reads such columns as longs (spark.sql.legacy.parquet.nanosAsLong) and the view turns
+# them into TIMESTAMP_NTZ at microseconds, DuckDB's TIMESTAMP (the contract's times are whole seconds).
+
+
+def _nanosecond_columns(source: Path) -> list[str]:
+    """Names of the timestamp[ns] columns of a Parquet file, or of the first part of a folder."""
+    import pyarrow.parquet as pq
+
+    part = source if source.is_file() else next(iter(sorted(source.rglob("*.parquet"))), None)
+    if part is None:
+        return []
+    schema = pq.read_schema(part)
+    return [
+        field.name
+        for field in schema
+        if pa.types.is_timestamp(field.type) and field.type.unit == "ns" and field.type.tz is None
+    ]
+
+
+def _nanos_as_timestamps(frame: DataFrame, columns: list[str]) -> DataFrame:
+    if not columns:
+        return frame
+    from pyspark.sql import functions as F
+
+    return frame.withColumns(
+        {
+            column: F.timestamp_micros(F.floor(F.col(column) / 1000)).cast("timestamp_ntz")
+            for column in columns
+        }
+    )

@@ -1,0 +1,129 @@
+"""The ``engine.kind`` and ``spark:`` config (features.spark_engine.SparkConfig): no Spark needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from features import spark_engine
+from features.spark_engine import SparkConfig, SparkUnavailableError, spark_session
+from pipelines.config import ConfigError, NightlyConfig, load_config
+
+
+def test_defaults_run_duckdb_and_describe_a_local_spark() -> None:
+    config = NightlyConfig()
+    assert config.engine.kind == "duckdb"
+    settings = config.spark.settings(Path("/scratch/spark_tmp"))
+    assert settings["spark.master"] == "local[*]"
+    assert settings["spark.sql.shuffle.partitions"] == "8"
+    assert settings["spark.ui.enabled"] == "false"
+    assert settings["spark.sql.session.timeZone"] == "UTC"
+    assert settings["spark.local.dir"] == "/scratch/spark_tmp"
+
+
+def test_extra_conf_is_passed_as_strings_and_may_override_the_defaults() -> None:
+    config = SparkConfig(conf={"spark.sql.adaptive.enabled": False, "spark.ui.enabled": True})
+    settings = config.settings()
+    assert settings["spark.sql.adaptive.enabled"] == "false"
+    assert settings["spark.ui.enabled"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"master": "locl[2]"}, "not a Spark master URL"),
+        ({"driver_memory": "lots"}, "not a Spark amount of memory"),
+        ({"executor_memory": "4 GB"}, "not a Spark amount of memory"),
+        ({"shuffle_partitions": 0}, "greater than 0"),
+        ({"conf": {"sql.adaptive.enabled": "false"}}, "not a Spark setting"),
+        ({"conf": {"spark.master": "yarn"}}, "has a key of its own in this section, master"),
+        ({"conf": {"spark.jars.packages": "org.example:lib:1.0"}}, "download jars"),
+        ({"conf": {"spark.sql.session.timeZone": "Asia/Shanghai"}}, "is UTC"),
+        ({"app": "siyu"}, "Extra inputs"),
+    ],
+)
+def test_a_bad_spark_setting_is_refused(fields, says) -> None:
+    with pytest.raises(ValidationError, match=says):
+        SparkConfig(**fields)
+
+
+@pytest.mark.parametrize(
+    "master", ["local", "local[2]", "local[*]", "local[4,2]", "yarn", "spark://h:7077", "k8s://https://h:443"]
+)
+def test_the_usual_masters_are_accepted(master) -> None:
+    assert SparkConfig(master=master).master == master
+
+
+def test_a_config_file_error_names_the_key_and_the_fix(tmp_path) -> None:
+    path = tmp_path / "nightly.yaml"
+    path.write_text("spark:\n  driver_memory: 4 gigs\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert "spark.driver_memory" in message and "'4 gigs'" in message
+    assert "fix: write a number and a unit, e.g. 4g or 512m" in message
+
+
+def test_the_nightly_refuses_the_spark_engine_until_it_is_wired(tmp_path) -> None:
+    path = tmp_path / "nightly.yaml"
+    path.write_text("engine:\n  kind: spark\n")
+    with pytest.raises(
+        ConfigError, match=r"not yet wired into the nightly[\s\S]*fix: set engine.kind: duckdb"
+    ):
+        load_config(path)
+
+
+def test_both_shipped_configs_carry_the_engine_and_spark_sections() -> None:
+    for name in ("configs/nightly.yaml", "configs/rfm_zh_cn.yaml"):
+        config = load_config(Path(name))
+        assert config.engine.kind == "duckdb"
+        assert config.spark == SparkConfig()
+
+
+def test_without_java_the_session_fails_with_the_fix(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(spark_engine.shutil, "which", lambda name: None)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with (
+        pytest.raises(SparkUnavailableError, match=r"no Java runtime found[\s\S]*fix: install Java 17"),
+        spark_session(SparkConfig(), tmp_path),
+    ):
+        pass
+    assert not (tmp_path / "spark_tmp").exists()
+
+
+class _FakeSession:
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_the_session_stops_and_its_spill_folder_goes_even_on_error(tmp_path, monkeypatch) -> None:
+    started: list[tuple[_FakeSession, dict[str, str]]] = []
+
+    def start(settings: dict[str, str]) -> _FakeSession:
+        started.append((_FakeSession(), dict(settings)))
+        return started[-1][0]
+
+    monkeypatch.setattr(spark_engine, "_start", start)
+    with (
+        pytest.raises(RuntimeError, match="a step failed"),
+        spark_session(SparkConfig(master="local[2]"), tmp_path),
+    ):
+        assert (tmp_path / "spark_tmp").is_dir()
+        raise RuntimeError("a step failed")
+    session, settings = started[0]
+    assert session.stopped
+    assert settings["spark.local.dir"] == str(tmp_path / "spark_tmp")
+    assert not (tmp_path / "spark_tmp").exists()
+
+
+def test_a_spill_folder_named_in_conf_is_used_and_kept(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(spark_engine, "_start", lambda settings: _FakeSession())
+    own = tmp_path / "scratch"
+    with spark_session(SparkConfig(conf={"spark.local.dir": str(own)}), tmp_path / "work"):
+        pass
+    assert own.is_dir() and not (tmp_path / "work" / "spark_tmp").exists()
