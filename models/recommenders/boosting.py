@@ -126,9 +126,9 @@ class _HGBTrees:
 class _Logistic:
     """Logistic regressions over standardised features; missing values read as 0.
 
-    One regression (arrays with one row) or two (two rows: row 0 for the rows whose
-    ``split_column`` is 0, row 1 for those where it is positive). A single regression saved
-    before the split existed (1-D ``coef``) loads as one row.
+    One regression (1-D ``coef``, ``mean``, ``scale``, as saved before the split existed) or two
+    (2-D, one row each: row 0 for the rows whose ``split_column`` is 0, row 1 for those where it
+    is positive).
     """
 
     def __init__(
@@ -139,9 +139,8 @@ class _Logistic:
         scale: np.ndarray,
         split_column: int | None = None,
     ) -> None:
-        self.coef, self.mean, self.scale = np.atleast_2d(coef), np.atleast_2d(mean), np.atleast_2d(scale)
-        self.intercept = np.ravel(intercept)
-        self.split_column = split_column if len(self.coef) == 2 else None
+        self.coef, self.intercept, self.mean, self.scale = coef, intercept, mean, scale
+        self.split_column = split_column if np.ndim(coef) == 2 else None
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, params: BoostingParams) -> _Logistic:
@@ -156,18 +155,14 @@ class _Logistic:
         return cls(*(np.stack(arrays) for arrays in zip(*fitted, strict=True)), split_column=column)
 
     def raw(self, x: np.ndarray, threads: int) -> np.ndarray:
-        weights = (self.coef / self.scale).astype(np.float32)  # one row per regression
-        offsets = np.array(
-            [
-                b - np.dot(m / s, c)
-                for b, m, s, c in zip(self.intercept, self.mean, self.scale, self.coef, strict=True)
-            ]
-        )
+        weights = (self.coef / self.scale).astype(np.float32)  # one row per regression when split
         np.copyto(x, 0.0, where=np.isnan(x))  # in place, as nan_to_num(x, copy=False) without its inf passes
         if not np.isfinite(x).all():
             np.nan_to_num(x, copy=False)
         if self.split_column is None:
-            return x @ weights[0] + float(offsets[0])
+            return x @ weights + float(self.intercept[0] - np.dot(self.mean / self.scale, self.coef))
+        rows = zip(np.ravel(self.intercept), self.mean, self.scale, self.coef, strict=True)
+        offsets = np.array([b - np.dot(m / s, c) for b, m, s, c in rows])  # as the single path's offset
         both = x @ weights.T + offsets.astype(np.float32)  # candidates × 2: each regression's raw score
         return both[np.arange(len(x)), (x[:, self.split_column] > 0).astype(np.intp)]
 

@@ -48,7 +48,7 @@ def test_a_side_with_one_class_falls_back_to_one_regression() -> None:
     x, y = _opposite_sides()
     y = np.where(x[:, OWNED] > 0, True, y)  # every owned row bought: that side has one class
     trees = BoostedTrees.fit("logistic", x, y, np.ones(1), BoostingParams(split_column=OWNED))
-    assert trees.state()["coef"].shape == (1, 3)
+    assert trees.state()["coef"].shape == (3,)
     assert trees.state()["split_column"][0] == -1
 
 
