@@ -5,7 +5,8 @@ of each component model (item-kNN BM25, EASE, ALS by default) and the ``popular_
 most popular products of the last 30 days.
 
 Stage 2, a learner (``models.recommenders.boosting``: a logistic regression by default, which
-led on the tuning window; scikit-learn's ``HistGradientBoostingClassifier`` as
+led on the tuning window, two of them with ``split_owned``: one for the consumer's own products
+and one for the products new to them; scikit-learn's ``HistGradientBoostingClassifier`` as
 ``learner="hgb"``, LightGBM LambdaRank as ``learner="lambdarank"``) scores each candidate from
 the features of ``models.recommenders.ranker_features``: purchase history, repurchase timing
 ("is it due?"), co-purchase with the recent basket, popularity and its trend, the consumer's
