@@ -6,8 +6,10 @@ picked the default):
 - ``hgb``: scikit-learn's ``HistGradientBoostingClassifier`` (binary: bought in the window or not);
 - ``lambdarank``: LightGBM with the LambdaRank objective, one query per consumer;
 - ``logistic``: scikit-learn's ``LogisticRegression`` (Newton-Cholesky solver) on standardised
-  features (missing = 0),
-  the earlier production learner, kept as the reference the trees are measured against.
+  features (missing = 0), the production learner. With ``BoostingParams.split_column`` it is two
+  regressions, one for the rows where that column is positive (the ranker passes its ``owned``
+  flag: products the consumer bought) and one for the rest, so the weights that rank a
+  consumer's own products do not also have to rank the products new to them.
 
 ``score`` is always in (0, 1) (the logistic of the trees' raw output), so the scores of a
 community's members add up sensibly. Both are deterministic for a seed (no row or column
@@ -39,6 +41,8 @@ class BoostingParams:
     l2: float = 1.0
     seed: int = 42
     threads: int = 2
+    # logistic only: fit one regression where this column is > 0 and one for the other rows
+    split_column: int | None = None
 
 
 class BoostedTrees:
@@ -81,9 +85,7 @@ class BoostedTrees:
         if learner == "hgb":
             return cls(learner, _HGBTrees.from_state(arrays))
         if learner == "logistic":
-            return cls(
-                learner, _Logistic(**{key: arrays[key] for key in ("coef", "intercept", "mean", "scale")})
-            )
+            return cls(learner, _Logistic.from_state(arrays))
         return cls(learner, _lightgbm().Booster(model_str=str(arrays["booster"])))
 
 
@@ -122,37 +124,83 @@ class _HGBTrees:
 
 
 class _Logistic:
-    """A logistic regression over standardised features; missing values read as 0."""
+    """Logistic regressions over standardised features; missing values read as 0.
 
-    def __init__(self, coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> None:
+    One regression (1-D ``coef``, ``mean``, ``scale``, as saved before the split existed) or two
+    (2-D, one row each: row 0 for the rows whose ``split_column`` is 0, row 1 for those where it
+    is positive).
+    """
+
+    def __init__(
+        self,
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        mean: np.ndarray,
+        scale: np.ndarray,
+        split_column: int | None = None,
+    ) -> None:
         self.coef, self.intercept, self.mean, self.scale = coef, intercept, mean, scale
+        self.split_column = split_column if np.ndim(coef) == 2 else None
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, params: BoostingParams) -> _Logistic:
-        from sklearn.linear_model import LogisticRegression
-
-        x = np.nan_to_num(x.astype(np.float64), copy=False)
-        mean, std = x.mean(axis=0), x.std(axis=0)
-        scale = np.where(std > 0, std, 1.0)
-        x -= mean  # standardised in place: one float64 copy of the training rows, not three
-        x /= scale
-        # Newton-Cholesky: a few Newton steps (each one p × p Hessian, p ≈ 30 features) instead of
-        # ~65 L-BFGS passes over millions of candidate rows; it also lands closer to the optimum.
-        regression = LogisticRegression(C=1.0 / max(params.l2, 1e-9), solver="newton-cholesky", max_iter=2000)
-        regression.fit(x, y)
-        coef = regression.coef_.ravel().astype(np.float64)
-        return cls(coef, regression.intercept_.astype(np.float64), mean, scale)
+        column = params.split_column
+        if column is None:
+            return cls(*_fit_logistic(x, y, params.l2))
+        positive = x[:, column] > 0  # NaN compares False: missing reads as 0, as in ``raw``
+        parts = [~positive, positive]
+        if any(len(np.unique(y[part])) < 2 for part in parts):  # a side with one class: one regression
+            return cls(*_fit_logistic(x, y, params.l2))
+        fitted = [_fit_logistic(x[part], y[part], params.l2) for part in parts]
+        return cls(*(np.stack(arrays) for arrays in zip(*fitted, strict=True)), split_column=column)
 
     def raw(self, x: np.ndarray, threads: int) -> np.ndarray:
-        weights = (self.coef / self.scale).astype(np.float32)
-        offset = float(self.intercept[0] - np.dot(self.mean / self.scale, self.coef))
+        weights = (self.coef / self.scale).astype(np.float32)  # one row per regression when split
         np.copyto(x, 0.0, where=np.isnan(x))  # in place, as nan_to_num(x, copy=False) without its inf passes
         if not np.isfinite(x).all():
             np.nan_to_num(x, copy=False)
-        return x @ weights + offset
+        if self.split_column is None:
+            return x @ weights + float(self.intercept[0] - np.dot(self.mean / self.scale, self.coef))
+        rows = zip(np.ravel(self.intercept), self.mean, self.scale, self.coef, strict=True)
+        offsets = np.array([b - np.dot(m / s, c) for b, m, s, c in rows])  # as the single path's offset
+        both = x @ weights.T + offsets.astype(np.float32)  # candidates × 2: each regression's raw score
+        return both[np.arange(len(x)), (x[:, self.split_column] > 0).astype(np.intp)]
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"coef": self.coef, "intercept": self.intercept, "mean": self.mean, "scale": self.scale}
+        split = -1 if self.split_column is None else self.split_column
+        return {
+            "coef": self.coef,
+            "intercept": self.intercept,
+            "mean": self.mean,
+            "scale": self.scale,
+            "split_column": np.array([split], dtype=np.int64),
+        }
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray]) -> _Logistic:
+        split = int(arrays["split_column"][0]) if "split_column" in arrays else -1
+        return cls(
+            *(arrays[key] for key in ("coef", "intercept", "mean", "scale")),
+            split_column=None if split < 0 else split,
+        )
+
+
+def _fit_logistic(
+    x: np.ndarray, y: np.ndarray, l2: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(coef, intercept, mean, scale) of one logistic regression on standardised ``x`` (NaN = 0)."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.nan_to_num(x.astype(np.float64), copy=False)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    scale = np.where(std > 0, std, 1.0)
+    x -= mean  # standardised in place: one float64 copy of the training rows, not three
+    x /= scale
+    # Newton-Cholesky: a few Newton steps (each one p × p Hessian, p ≈ 30 features) instead of
+    # ~65 L-BFGS passes over millions of candidate rows; it also lands closer to the optimum.
+    regression = LogisticRegression(C=1.0 / max(l2, 1e-9), solver="newton-cholesky", max_iter=2000)
+    regression.fit(x, y)
+    return regression.coef_.ravel().astype(np.float64), regression.intercept_.astype(np.float64), mean, scale
 
 
 def _fit_hgb(x: np.ndarray, y: np.ndarray, params: BoostingParams) -> _HGBTrees:

@@ -5,7 +5,8 @@ of each component model (item-kNN BM25, EASE, ALS by default) and the ``popular_
 most popular products of the last 30 days.
 
 Stage 2, a learner (``models.recommenders.boosting``: a logistic regression by default, which
-led on the tuning window; scikit-learn's ``HistGradientBoostingClassifier`` as
+led on the tuning window, two of them with ``split_owned``: one for the consumer's own products
+and one for the products new to them; scikit-learn's ``HistGradientBoostingClassifier`` as
 ``learner="hgb"``, LightGBM LambdaRank as ``learner="lambdarank"``) scores each candidate from
 the features of ``models.recommenders.ranker_features``: purchase history, repurchase timing
 ("is it due?"), co-purchase with the recent basket, popularity and its trend, the consumer's
@@ -51,9 +52,11 @@ from models.recommenders.boosting import LEARNERS, BoostedTrees, BoostingParams
 from models.recommenders.ranker_features import (
     COMPONENT_GROUP,
     FEATURE_GROUPS,
+    OWNED_FEATURE,
     ProductStats,
     candidate_features,
     category_codes,
+    feature_names,
     group_columns,
 )
 
@@ -106,6 +109,7 @@ class RankerRecommender(Recommender):
         exclude_features: list[str] | None = None,
         max_training_consumers: int = 20_000,
         random_state: int = 42,
+        split_owned: bool = True,
     ) -> None:
         self.components = (
             components if components is not None else {k: dict(v) for k, v in DEFAULT_COMPONENTS.items()}
@@ -124,6 +128,7 @@ class RankerRecommender(Recommender):
         )
         self.max_training_consumers = max_training_consumers
         self.random_state = random_state
+        self.split_owned = split_owned
         _check_settings(learner, self.exclude_features)
         self._tuned: BoostedTrees | None = None  # trees from tune(), for the next fit only
         self._starts: dict[str, Any] = {}  # the tuned components' warm starts, for the next fit only
@@ -210,7 +215,20 @@ class RankerRecommender(Recommender):
             min_leaf=self.min_leaf,
             l2=self.l2,
             seed=self.random_state,
+            split_column=self._owned_column() if self.split_owned else None,
         )
+
+    def _owned_column(self) -> int | None:
+        """Position of the ``owned`` flag among the learner's features (None when ``history`` is left out)."""
+        if "history" in self.exclude_features:
+            return None
+        names = feature_names(list(self.components))
+        return [name for name in np.delete(names, self._excluded_columns())].index(OWNED_FEATURE)
+
+    def _excluded_columns(self) -> np.ndarray:
+        """Positions of the left-out groups' columns in ``candidate_features``' matrix."""
+        groups = group_columns(list(self.components))
+        return np.concatenate([groups[group] for group in self.exclude_features] or [np.zeros(0, np.int64)])
 
     def _fit(self, data: InteractionData) -> None:
         trees, self._tuned = self._tuned, None  # a tune() counts for one fit only
@@ -302,9 +320,7 @@ class RankerRecommender(Recommender):
     def _without_excluded(self, features: np.ndarray) -> np.ndarray:
         if not self.exclude_features:
             return features
-        groups = group_columns(list(self.components))
-        dropped = np.concatenate([groups[group] for group in self.exclude_features])
-        return np.delete(features, dropped, axis=1)
+        return np.delete(features, self._excluded_columns(), axis=1)
 
     # -- persistence -------------------------------------------------------------------------
 

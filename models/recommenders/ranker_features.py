@@ -49,11 +49,12 @@ NO_AGE_DAYS = 3650.0
 RECENT_BASKET_DAYS = 14.0
 COPURCHASE_NEIGHBOURS = 100
 COPURCHASE_SLICE_BYTES = 64 * 2**20
+OWNED_FEATURE = "owned"  # 1 where the consumer bought the candidate (the logistic learner splits on it)
 
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "history": (
         "purchases_log",
-        "owned",
+        OWNED_FEATURE,
         "days_since_last_log",
         "purchase_share",
         "purchase_rank_log",
