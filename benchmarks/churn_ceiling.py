@@ -25,7 +25,9 @@ Input families (cumulative; each row adds to the one above):
   RFM scores are quintiles of recency, orders and spend, already here;
 - ``+ season`` (Online Retail only): purchase days and value in December 2009, the only
   same-season activity the data hold; months with a purchase; the share of the buyer's paid
-  lines on products with a high December-2009 share of their lines (seasonal products).
+  lines on products with a high December-2009 share of their lines (seasonal products);
+- ``+ BTYD model outputs``: the modified BG/NBD's chance of no purchase in the horizon and the
+  BG/NBD's expected purchase days and P(alive), fitted on the test frame's own history.
 
 Purchases: a Poisson-loss regressor (predicts the mean: its total bias is meaningful) and an
 absolute-error one (predicts the median, the best MAE a point forecast can give; its total is not
@@ -59,13 +61,13 @@ from threadpoolctl import threadpool_limits
 
 from benchmarks.clv_cdnow import CALIBRATION_END, DEFAULT_DATA, HOLDOUT_WEEKS, cdnow_orders
 from features.asof import AsOf
-from features.clv import SUMMARY_COLUMNS, ActivityCol, labelled_activity, purchase_days
+from features.clv import SUMMARY_COLUMNS, ActivityCol, ReturnsRule, labelled_activity, purchase_days
 from features.columns import Col, Table
 from features.consumer_features import consumer_features
 from features.engine import connect
 from features.sql import render
 from features.vocabulary import BTYDCol, CLVCol, ConsumerCol
-from models.churn import churn_label, feature_matrix
+from models.churn import CHURN_SCORERS, ChurnConfig, churn_label, feature_matrix
 from models.clv import CLVConfig, fit_clv
 
 log = logging.getLogger(__name__)
@@ -292,10 +294,18 @@ def uplifts(con: duckdb.DuckDBPyConnection, as_of: AsOf, horizon: int) -> list[U
     return out
 
 
-def bgnbd_forecast(test: pd.DataFrame) -> np.ndarray:
-    """Expected purchase days in the horizon by the BG/NBD fitted on the as-of date's summary."""
-    config = CLVConfig(returned_lines="subtracted", horizon_days=OR_HORIZON)
-    return fit_clv(test[list(SUMMARY_COLUMNS)], config).predictions[CLVCol.EXPECTED_PURCHASES].to_numpy()
+def btyd_outputs(test: pd.DataFrame, horizon: int, returns: ReturnsRule) -> pd.DataFrame:
+    """The BTYD models' outputs fitted on the frame's own history (no label): the modified BG/NBD's
+    chance of no purchase in the horizon, the BG/NBD's expected purchase days and P(alive)."""
+    clv = CLVConfig(returned_lines=returns, horizon_days=horizon)
+    predictions = fit_clv(test[list(SUMMARY_COLUMNS)], clv).predictions
+    return pd.DataFrame(
+        {
+            "mbgnbd_no_purchase": CHURN_SCORERS["mbgnbd"](test, test, horizon, ChurnConfig()),
+            "bgnbd_purchases": np.log1p(predictions[CLVCol.EXPECTED_PURCHASES].to_numpy()),
+            "bgnbd_alive": predictions[CLVCol.PROB_ALIVE].to_numpy(),
+        }
+    )
 
 
 def bias_pct(forecast: np.ndarray, actual: np.ndarray) -> float:
@@ -320,6 +330,8 @@ def online_retail(data: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], du
     families["+ season"] = pd.concat(
         [families["+ consumer features"], season_inputs(con, OR_AS_OF, buyers)], axis=1
     )
+    btyd = btyd_outputs(test, OR_HORIZON, "subtracted")
+    families["+ BTYD model outputs"] = pd.concat([families["+ season"], btyd], axis=1)
     return test, families, con
 
 
@@ -331,6 +343,8 @@ def cdnow(path: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     families["+ consumer features"] = pd.concat(
         [families["activity"], consumer_inputs(con, CALIBRATION_END, test[Col.CONSUMER_ID])], axis=1
     )
+    btyd = btyd_outputs(test, HOLDOUT_WEEKS * 7, "excluded")
+    families["+ BTYD model outputs"] = pd.concat([families["+ consumer features"], btyd], axis=1)
     return test, families
 
 
@@ -362,7 +376,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     test, families, con = online_retail(args.data)
     _print_ceiling(f"Online Retail II as of {OR_AS_OF}, {OR_HORIZON} days", test, families, args.seeds)
-    forecast = bgnbd_forecast(test)
+    forecast = np.expm1(families["+ BTYD model outputs"]["bgnbd_purchases"].to_numpy())
     actual = test[ActivityCol.FUTURE_PURCHASE_DAYS].to_numpy(dtype="float64")
     print("the BG/NBD forecast (the chosen purchases model) scaled by a season uplift of purchase days:")
     mae = np.mean(np.abs(forecast - actual))
