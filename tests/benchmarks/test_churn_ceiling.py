@@ -51,7 +51,7 @@ def test_ceiling_tables_have_one_row_per_family_and_model() -> None:
     inputs, label = noise(300)
     families = {"one": inputs[["x"]], "two": inputs}
     churn = churn_ceiling(families, label, seeds=2)
-    assert list(churn["inputs"]) == [family for family in families for _ in CLASSIFIERS]
+    assert list(churn["inputs"]) == [family for family in families for _ in range(len(CLASSIFIERS) + 1)]
     assert churn["auc"].between(0.3, 0.7).all()  # noise: no family can rank it
     forecast = forecast_ceiling(families, np.full(300, 2.0), seeds=1)
     assert len(forecast) == len(families) * len(REGRESSORS)
