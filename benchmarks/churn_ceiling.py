@@ -378,10 +378,12 @@ def _print_ceiling(title: str, test: pd.DataFrame, families: dict[str, pd.DataFr
     print(churn.round(4).to_string(index=False))
     print("purchase days, out-of-fold on the test window's own labels:")
     print(forecast.round(4).to_string(index=False))
-    best = churn.loc[churn["auc"].idxmax()]
-    print(f"ceiling: churn AUC {best['auc']:.4f} ({best['inputs']}, {best['model']}); "
-          f"least Brier {churn['brier'].min():.4f}; purchases MAE "
-          f"{forecast['mae'].min():.4f}; {time.perf_counter() - started:.1f} s")  # fmt: skip
+    held_out = churn[churn["model"] != IN_SAMPLE]
+    best = held_out.loc[held_out["auc"].idxmax()]
+    print(f"ceiling (out of fold): churn AUC {best['auc']:.4f} ({best['inputs']}, {best['model']}); "
+          f"least Brier {held_out['brier'].min():.4f}; purchases MAE {forecast['mae'].min():.4f}; "
+          f"in-sample logistic up to AUC {churn['auc'].max():.4f}; "
+          f"{time.perf_counter() - started:.1f} s")  # fmt: skip
 
 
 def _online_retail_report(data: Path, seeds: int) -> None:
