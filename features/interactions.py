@@ -251,10 +251,11 @@ def _shared_aggregation(
         )
     if config.complaint_weight != 0 and has_table(con, Table.COMPLAINTS):
         parts.append(render(_SHARED_COMPLAINTS_SQL, columns=row_columns))
-    sums = ", ".join(
-        render(_SHARED_PAIR_COLUMNS, i=i, decay=_decay_sql(config, f"$end{i}", f"h{i}")) for i in slots
+    decayed = ", ".join(
+        render(_SHARED_DECAYED_COLUMNS, i=i, decay=_decay_sql(config, f"$end{i}", f"h{i}")) for i in slots
     )
-    sql = render(_SHARED_PAIRS_SQL, contributions=" UNION ALL ".join(parts), sums=sums)
+    sums = ", ".join(render(_SHARED_PAIR_COLUMNS, i=i) for i in slots)
+    sql = render(_SHARED_PAIRS_SQL, contributions=" UNION ALL ".join(parts), decayed=decayed, sums=sums)
     params: dict[str, object] = {
         "end": max(end for end, _ in bounds),
         "lower": min(lower for _, lower in bounds),
@@ -487,18 +488,24 @@ FROM (SELECT {consumer_id} AS consumer, {product_id} AS product, {complained_at}
       FROM {complaints} WHERE {complained_at} < $end AND {complained_at} >= $lower)
 """
 
+# Each slot's decayed weight and purchase time, NULL outside the slot: the pair sums below then
+# need no FILTER (NULLs are skipped, the other rows summed in the same order as the slot's own query).
+_SHARED_DECAYED_COLUMNS = """
+CASE WHEN h{i} IS NOT NULL THEN r{i} * {decay} END AS w{i},
+CASE WHEN p{i} THEN h{i} END AS hp{i},
+h{i}
+"""
+
 _SHARED_PAIR_COLUMNS = """
-sum(r{i} * {decay}) FILTER (WHERE h{i} IS NOT NULL) AS weight{i},
-count(*) FILTER (WHERE h{i} IS NOT NULL AND p{i}) AS purchases{i},
-min(h{i}) FILTER (WHERE p{i}) AS first{i},
-max(h{i}) FILTER (WHERE p{i}) AS last{i},
+sum(w{i}) AS weight{i}, count(hp{i}) AS purchases{i}, min(hp{i}) AS first{i}, max(hp{i}) AS last{i},
 max(h{i}) AS seen{i}
 """
 
 _SHARED_PAIRS_SQL = """
-WITH contributions AS ({contributions})
+WITH contributions AS ({contributions}),
+decayed AS (SELECT consumer, product, {decayed} FROM contributions)
 SELECT consumer, product, {sums}
-FROM contributions
+FROM decayed
 GROUP BY consumer, product
 """
 
