@@ -26,12 +26,15 @@ price band.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -167,36 +170,50 @@ def shared_interactions(
     con: duckdb.DuckDBPyConnection, cutoffs: Sequence[Cutoff], config: InteractionConfig | None = None
 ) -> Iterator[None]:
     """Inside the block, ``build_interactions(con, c, config)`` for each ``c`` in ``cutoffs`` reads
-    its pairs from ONE aggregation over orders, events and complaints made on entry (a temporary
-    table of the connection, dropped on exit) instead of aggregating the history again per cutoff.
+    its pairs from ONE aggregation over orders, events and complaints made on entry instead of
+    aggregating the history again per cutoff.
 
     The nightly builds the interaction data at three cutoffs (evaluation, its tuning window, the
     as-of date); each is an aggregation of the whole history. The shared aggregation groups the
-    contributions once and keeps, per pair, each cutoff's own sums (``FILTER`` clauses with that
-    cutoff's bounds and decay): the same rows, contributions and formulas as the separate query,
-    so the same values. Other cutoffs, a ``start`` or another config aggregate as before.
+    contributions once and keeps, per pair, each cutoff's own sums (the contributions within that
+    cutoff's bounds, decayed from its end): the same rows, contributions and formulas as the
+    separate query, so the same values. Other cutoffs, a ``start`` or another config aggregate as
+    before. The aggregation is written to a Parquet file in a temporary folder (under DuckDB's
+    spill folder when one is set), so that it holds no memory while the steps in the block run;
+    the folder is removed on exit.
     """
     config = config or InteractionConfig()
     bounds = list(dict.fromkeys(_bounds(upper_bound(cutoff), config) for cutoff in cutoffs))
     if len(bounds) < 2 or _SHARED.get(con) is not None:
         yield
         return
-    table = f"siyu_shared_interactions_{id(con):x}"
-    sql, params = _shared_aggregation(con, config, bounds)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}", params)
-    _SHARED[con] = _Shared(
-        table, config.model_dump_json(), {bound: slot for slot, bound in enumerate(bounds)}
-    )
+    folder = Path(tempfile.mkdtemp(prefix="siyu-shared-interactions-", dir=_spill_folder(con)))
     try:
+        path = folder / "pairs.parquet"
+        sql, params = _shared_aggregation(con, config, bounds)
+        con.execute(f"COPY ({sql}) TO {literal(str(path))} (FORMAT parquet)", params)
+        _SHARED[con] = _Shared(
+            f"read_parquet({literal(str(path))})",
+            config.model_dump_json(),
+            {bound: slot for slot, bound in enumerate(bounds)},
+        )
         yield
     finally:
         _SHARED.pop(con, None)
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _spill_folder(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """DuckDB's spill folder when the connection set one that exists (else the system's temp)."""
+    found = con.execute("SELECT current_setting('temp_directory')").fetchone()
+    folder = Path(found[0]) if found and found[0] else None
+    return folder if folder is not None and folder.is_dir() else None
 
 
 @dataclass(frozen=True)
 class _Shared:
-    """The shared aggregation of ``shared_interactions``: its table, config and cutoffs' slots."""
+    """The shared aggregation of ``shared_interactions``: where it is (a table expression), its
+    config and its cutoffs' slots."""
 
     table: str
     config: str

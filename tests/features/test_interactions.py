@@ -237,13 +237,12 @@ def test_one_shared_aggregation_gives_each_cutoff_the_pairs_of_its_own_query(con
     assert _weights(shared[0])[("C2", "P2")] != _weights(shared[2])[("C2", "P2")]
 
 
-def test_the_shared_aggregation_is_dropped_after_its_block_and_ignores_another_config() -> None:
-    con = connect({"orders": _straddling_orders(), "products": products_frame()}, threads=1)
-    cutoffs = [AsOf(date(2025, 3, 15)), AS_OF]
-    with shared_interactions(con, cutoffs, NO_DECAY):
+def test_the_shared_aggregation_is_removed_after_its_block_and_ignores_another_config(tmp_path) -> None:
+    tables = {"orders": _straddling_orders(), "products": products_frame()}
+    con = connect(tables, threads=1, temp_directory=tmp_path)
+    with shared_interactions(con, [AsOf(date(2025, 3, 15)), AS_OF], NO_DECAY):
         other = build_interactions(con, AS_OF, NO_DECAY.model_copy(update={"purchase_weight": 2.0}))
-        inside = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    after = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    assert any(name.startswith("siyu_shared_interactions") for name in inside)
-    assert not any(name.startswith("siyu_shared_interactions") for name in after)
+        inside = list(tmp_path.glob("siyu-shared-interactions-*/*.parquet"))
+    assert len(inside) == 1  # the aggregation waits on disk, in DuckDB's spill folder
+    assert not list(tmp_path.glob("siyu-shared-interactions-*"))
     assert _weights(other)[("C1", "P1")] == 2.0  # the other config's own query, not the shared pairs
