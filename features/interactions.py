@@ -26,8 +26,15 @@ price band.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import warnings
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -114,6 +121,28 @@ def build_interactions(
     config = config or InteractionConfig()
     end = upper_bound(as_of)
     lower = _lower_bound(end, start, config.window_days)
+    shared = _SHARED.get(con)
+    slot = shared.slot(config, end, lower) if shared is not None else None
+    if shared is not None and slot is not None:
+        sql = shared.select(slot, ordered)
+        params: dict[str, object] = {}
+    else:
+        sql, params = _aggregation(con, config, end, lower, ordered)
+    result = con.execute(sql, {key: value for key, value in params.items() if f"${key}" in sql})
+    with warnings.catch_warnings():
+        # con.sql() would avoid one copy of the Arrow buffers, but refuses to run while another
+        # builder left a result open on the shared connection; the copy is compact Arrow data.
+        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+        frame = result.to_arrow_table().to_pandas(types_mapper=_arrow_strings)
+    frame[InteractionCol.WEIGHT] = frame[InteractionCol.WEIGHT].astype("float64")
+    frame[InteractionCol.PURCHASES] = frame[InteractionCol.PURCHASES].astype("int64")
+    return frame[list(INTERACTION_COLUMNS)]
+
+
+def _aggregation(
+    con: duckdb.DuckDBPyConnection, config: InteractionConfig, end: datetime, lower: datetime, ordered: bool
+) -> tuple[str, dict[str, object]]:
+    """The one-cutoff aggregation query of ``build_interactions`` and its parameters."""
     parts = [render(_ORDERS_SQL)]
     if config.use_events and has_table(con, Table.EVENTS) and any(config.event_weights.values()):
         parts.append(render(_EVENTS_SQL, event_weight=_event_weight_sql(config.event_weights)))
@@ -125,22 +154,133 @@ def build_interactions(
         decay=_decay_sql(config),
         order=render("ORDER BY {consumer_id}, {product_id}") if ordered else "",
     )
-    params = {
-        "end": end,
-        "lower": lower,
+    return sql, {"end": end, "lower": lower, **_weights(config)}
+
+
+def _weights(config: InteractionConfig) -> dict[str, object]:
+    return {
         "purchase_weight": config.purchase_weight,
         "return_weight": config.return_weight,
         "complaint_weight": config.complaint_weight,
     }
-    result = con.execute(sql, {key: value for key, value in params.items() if f"${key}" in sql})
-    with warnings.catch_warnings():
-        # con.sql() would avoid one copy of the Arrow buffers, but refuses to run while another
-        # builder left a result open on the shared connection; the copy is compact Arrow data.
-        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
-        frame = result.to_arrow_table().to_pandas(types_mapper=_arrow_strings)
-    frame[InteractionCol.WEIGHT] = frame[InteractionCol.WEIGHT].astype("float64")
-    frame[InteractionCol.PURCHASES] = frame[InteractionCol.PURCHASES].astype("int64")
-    return frame[list(INTERACTION_COLUMNS)]
+
+
+@contextmanager
+def shared_interactions(
+    con: duckdb.DuckDBPyConnection, cutoffs: Sequence[Cutoff], config: InteractionConfig | None = None
+) -> Iterator[None]:
+    """Inside the block, ``build_interactions(con, c, config)`` for each ``c`` in ``cutoffs`` reads
+    its pairs from ONE aggregation over orders, events and complaints made on entry instead of
+    aggregating the history again per cutoff.
+
+    The nightly builds the interaction data at three cutoffs (evaluation, its tuning window, the
+    as-of date); each is an aggregation of the whole history. The shared aggregation groups the
+    contributions once and keeps, per pair, each cutoff's own sums (the contributions within that
+    cutoff's bounds, decayed from its end): the same rows, contributions and formulas as the
+    separate query, so the same values. Other cutoffs, a ``start`` or another config aggregate as
+    before. The aggregation is written to a Parquet file in a temporary folder (under DuckDB's
+    spill folder when one is set), so that it holds no memory while the steps in the block run;
+    the folder is removed on exit.
+    """
+    config = config or InteractionConfig()
+    bounds = list(dict.fromkeys(_bounds(upper_bound(cutoff), config) for cutoff in cutoffs))
+    if len(bounds) < 2 or _SHARED.get(con) is not None:
+        yield
+        return
+    folder = Path(tempfile.mkdtemp(prefix="siyu-shared-interactions-", dir=_spill_folder(con)))
+    try:
+        path = folder / "pairs.parquet"
+        sql, params = _shared_aggregation(con, config, bounds)
+        con.execute(f"COPY ({sql}) TO {literal(str(path))} (FORMAT parquet)", params)
+        _SHARED[con] = _Shared(
+            f"read_parquet({literal(str(path))})",
+            config.model_dump_json(),
+            {bound: slot for slot, bound in enumerate(bounds)},
+        )
+        yield
+    finally:
+        _SHARED.pop(con, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _spill_folder(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """DuckDB's spill folder when the connection set one that exists (else the system's temp)."""
+    found = con.execute("SELECT current_setting('temp_directory')").fetchone()
+    folder = Path(found[0]) if found and found[0] else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """The shared aggregation of ``shared_interactions``: where it is (a table expression), its
+    config and its cutoffs' slots."""
+
+    table: str
+    config: str
+    slots: dict[tuple[datetime, datetime], int]
+
+    def slot(self, config: InteractionConfig, end: datetime, lower: datetime) -> int | None:
+        """The slot of the cutoff bounded by (``end``, ``lower``) under ``config``; None: not shared."""
+        return self.slots.get((end, lower)) if config.model_dump_json() == self.config else None
+
+    def select(self, slot: int, ordered: bool) -> str:
+        """The query of one slot's pairs with ``build_interactions``' columns."""
+        return render(
+            _SHARED_SELECT_SQL,
+            table=self.table,
+            i=slot,
+            order=render("ORDER BY {consumer_id}, {product_id}") if ordered else "",
+        )
+
+
+_SHARED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, _Shared] = weakref.WeakKeyDictionary()
+
+
+def _bounds(end: datetime, config: InteractionConfig) -> tuple[datetime, datetime]:
+    return end, _lower_bound(end, None, config.window_days)
+
+
+def _shared_aggregation(
+    con: duckdb.DuckDBPyConnection, config: InteractionConfig, bounds: list[tuple[datetime, datetime]]
+) -> tuple[str, dict[str, object]]:
+    """One aggregation with every slot's pair columns (``weight<i>`` .. ``seen<i>``)."""
+    slots = range(len(bounds))
+
+    def within(time: str, i: int) -> str:
+        return f"{time} < $end{i} AND {time} >= $lower{i}"
+
+    parts = [
+        render(
+            _SHARED_ORDERS_SQL,
+            columns=", ".join(
+                render(_SHARED_ORDER_COLUMNS, i=i, within=within(render("{ordered_at}"), i)) for i in slots
+            ),
+        )
+    ]
+    row_columns = ", ".join(
+        f"CASE WHEN {within('t', i)} THEN t END AS h{i}, w AS r{i}, FALSE AS p{i}" for i in slots
+    )
+    if config.use_events and has_table(con, Table.EVENTS) and any(config.event_weights.values()):
+        parts.append(
+            render(
+                _SHARED_EVENTS_SQL, columns=row_columns, event_weight=_event_weight_sql(config.event_weights)
+            )
+        )
+    if config.complaint_weight != 0 and has_table(con, Table.COMPLAINTS):
+        parts.append(render(_SHARED_COMPLAINTS_SQL, columns=row_columns))
+    decayed = ", ".join(
+        render(_SHARED_DECAYED_COLUMNS, i=i, decay=_decay_sql(config, f"$end{i}", f"h{i}")) for i in slots
+    )
+    sums = ", ".join(render(_SHARED_PAIR_COLUMNS, i=i) for i in slots)
+    sql = render(_SHARED_PAIRS_SQL, contributions=" UNION ALL ".join(parts), decayed=decayed, sums=sums)
+    params: dict[str, object] = {
+        "end": max(end for end, _ in bounds),
+        "lower": min(lower for _, lower in bounds),
+        **_weights(config),
+    }
+    for i, (end, lower) in enumerate(bounds):
+        params[f"end{i}"], params[f"lower{i}"] = end, lower
+    return sql, {key: value for key, value in params.items() if f"${key}" in sql}
 
 
 def purchased_pairs(con: duckdb.DuckDBPyConnection, after: Cutoff, until: Cutoff) -> pd.DataFrame:
@@ -255,10 +395,10 @@ def _lower_bound(end: datetime, start: date | None, window_days: int | None) -> 
     return max(bounds)
 
 
-def _decay_sql(config: InteractionConfig) -> str:
+def _decay_sql(config: InteractionConfig, end: str = "$end", happened: str = "happened_at") -> str:
     if config.half_life_days is None:
         return "1.0"
-    return f"pow(0.5, epoch($end - happened_at) / 86400.0 / {float(config.half_life_days)!r})"
+    return f"pow(0.5, epoch({end} - {happened}) / 86400.0 / {float(config.half_life_days)!r})"
 
 
 def _event_weight_sql(weights: dict[str, float]) -> str:
@@ -333,4 +473,63 @@ SELECT {product_id}, coalesce({category}, {unknown}) AS {category}, {supplier_id
        ) AS {band}
 FROM {products}
 ORDER BY {product_id}
+"""
+
+# The shared aggregation (``shared_interactions``): the same contributions with one set of columns
+# per cutoff slot i: h<i> when it happened (NULL: not within slot i's bounds), r<i> its weight
+# before decay, p<i> whether it is a purchase; an order's columns over its lines within the slot.
+_SHARED_ORDER_COLUMNS = """
+min({ordered_at}) FILTER (WHERE {within}) AS h{i},
+CASE WHEN bool_or({status} = {paid}) FILTER (WHERE {within}) THEN $purchase_weight ELSE 0.0 END
+  + $return_weight * count(*) FILTER (WHERE {status} = {returned} AND {within}) AS r{i},
+coalesce(bool_or({status} = {paid}) FILTER (WHERE {within}), FALSE) AS p{i}
+"""
+
+_SHARED_ORDERS_SQL = """
+SELECT {consumer_id} AS consumer, {product_id} AS product, {columns}
+FROM {orders}
+WHERE {ordered_at} < $end AND {ordered_at} >= $lower AND {status} <> {cancelled}
+GROUP BY {consumer_id}, {product_id}, {order_id}
+"""
+
+_SHARED_EVENTS_SQL = """
+SELECT consumer, product, {columns}
+FROM (SELECT {consumer_id} AS consumer, {product_id} AS product, {event_at} AS t, {event_weight} AS w
+      FROM {events} WHERE {event_at} < $end AND {event_at} >= $lower)
+"""
+
+_SHARED_COMPLAINTS_SQL = """
+SELECT consumer, product, {columns}
+FROM (SELECT {consumer_id} AS consumer, {product_id} AS product, {complained_at} AS t,
+             $complaint_weight AS w
+      FROM {complaints} WHERE {complained_at} < $end AND {complained_at} >= $lower)
+"""
+
+# Each slot's decayed weight and purchase time, NULL outside the slot: the pair sums below then
+# need no FILTER (NULLs are skipped, the other rows summed in the same order as the slot's own query).
+_SHARED_DECAYED_COLUMNS = """
+CASE WHEN h{i} IS NOT NULL THEN r{i} * {decay} END AS w{i},
+CASE WHEN p{i} THEN h{i} END AS hp{i},
+h{i}
+"""
+
+_SHARED_PAIR_COLUMNS = """
+sum(w{i}) AS weight{i}, count(hp{i}) AS purchases{i}, min(hp{i}) AS first{i}, max(hp{i}) AS last{i},
+max(h{i}) AS seen{i}
+"""
+
+_SHARED_PAIRS_SQL = """
+WITH contributions AS ({contributions}),
+decayed AS (SELECT consumer, product, {decayed} FROM contributions)
+SELECT consumer, product, {sums}
+FROM decayed
+GROUP BY consumer, product
+"""
+
+_SHARED_SELECT_SQL = """
+SELECT consumer AS {consumer_id}, product AS {product_id}, weight{i} AS weight, purchases{i} AS purchases,
+       first{i} AS first_purchase_at, last{i} AS last_purchase_at, seen{i} AS last_interaction_at
+FROM {table}
+WHERE seen{i} IS NOT NULL
+{order}
 """

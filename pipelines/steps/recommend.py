@@ -39,15 +39,18 @@ from features.engine import connect, has_table
 from features.errors import SiyuError
 from features.files import atomic_path, write_parquet_atomically, write_text_atomically
 from features.interactions import (
+    Cutoff,
     InteractionConfig,
     build_interactions,
     consumer_profiles,
     history_fingerprint,
     product_profiles,
+    shared_interactions,
 )
 from features.messages import Messages
 from features.progress import CONSUMERS, progress
 from features.vocabulary import DistributorListCol
+from models.evaluation import rolling_folds
 from models.quality import QualityCol
 from models.recommenders import InteractionData, RecCol, Recommender
 from models.recommenders.distributors import DISTRIBUTOR_COLUMNS, OUTREACH_COLUMNS, decayed_spend
@@ -69,7 +72,7 @@ from pipelines.steps.quality import grade_products
 from reporting.excel import read_history, twin_path
 
 if TYPE_CHECKING:
-    from models.recommenders.training import FittedModel
+    from models.recommenders.training import FittedModel, RecommendConfig
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -128,8 +131,11 @@ def production_model(
     if reason is None and stored is not None:
         return _reused(con, as_of, config, outputs, stored)
     logger.info("fitting the production model tonight: %s", reason)
-    metrics, ndcg, sample, evaluated = _timed("evaluation", evaluate)()
-    data = _timed("interaction data", _interaction_data)(con, as_of, recommend.interactions)
+    with ExitStack() as stack:
+        shared = shared_interactions(con, _fitting_cutoffs(as_of, recommend), recommend.interactions)
+        _timed("shared interaction data", stack.enter_context)(shared)
+        metrics, ndcg, sample, evaluated = _timed("evaluation", evaluate)()
+        data = _timed("interaction data", _interaction_data)(con, as_of, recommend.interactions)
     model = _timed("production fit", fit_production)(con, as_of, recommend, data=data, evaluated=evaluated)
     del evaluated
     key = ModelKey(config_hash, as_of.date, history_fingerprint(con, as_of))
@@ -137,6 +143,15 @@ def production_model(
     evaluation = CarriedEvaluation(metrics, ndcg, sample, report)
     write_stored(store, StoredModel.of(recommend.production, model, key, evaluation))
     return ProductionModel(model, data, evaluation, as_of.date, key.label, False)
+
+
+def _fitting_cutoffs(as_of: AsOf, recommend: RecommendConfig) -> list[Cutoff]:
+    """The cutoffs whose interaction data a fitting night builds: each evaluation fold's test
+    cutoff and tuning-window start, and the as-of date (``features.interactions.shared_interactions``
+    aggregates them in one pass)."""
+    settings = recommend.evaluation
+    folds = rolling_folds(as_of, settings.folds, settings.holdout_days, settings.validation_days)
+    return [as_of, *(cutoff for fold in folds for cutoff in (fold.test.cutoff, fold.tuning.cutoff))]
 
 
 def _reused(

@@ -18,6 +18,7 @@ from features.interactions import (
     history_fingerprint,
     product_profiles,
     purchased_pairs,
+    shared_interactions,
 )
 from tests.data import orders_frame, products_frame
 
@@ -175,3 +176,73 @@ def test_unordered_rows_build_the_same_interaction_data_as_sorted_ones(tmp_path)
             np.testing.assert_array_equal(getattr(left, part), getattr(right, part), err_msg=f"{name}.{part}")
     pd.testing.assert_frame_equal(built.consumer_profiles, expected.consumer_profiles)
     pd.testing.assert_frame_equal(built.product_profiles, expected.product_profiles)
+
+
+def _straddling_orders() -> pd.DataFrame:
+    """The tiny orders plus an order whose lines fall on both sides of the 2025-03-15 cutoff (a
+    paid line before it, a returned line after it) and lines after the as-of date."""
+    extra = pd.DataFrame(
+        {
+            "order_id": ["O8", "O8", "O9"],
+            "consumer_id": ["C2", "C2", "C3"],
+            "distributor_id": ["D1", "D1", "D2"],
+            "product_id": ["P2", "P2", "P1"],
+            "quantity": [1, 1, 1],
+            "unit_price": [90.0, 90.0, 9.0],
+            "ordered_at": pd.to_datetime(["2025-03-14 12:00", "2025-03-16 08:00", "2025-04-03 00:00"]),
+            "status": ["paid", "returned", "paid"],
+        }
+    )
+    return pd.concat([_orders_with_extras(), extra], ignore_index=True)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [InteractionConfig(), NO_DECAY, InteractionConfig(window_days=20, complaint_weight=-3.0)],
+    ids=["decay", "no-decay", "window"],
+)
+def test_one_shared_aggregation_gives_each_cutoff_the_pairs_of_its_own_query(config) -> None:
+    """``shared_interactions``: every cutoff's frame equals the separate aggregation's, exactly (one
+    DuckDB thread, so both sum in the same order), across an order that straddles a cutoff."""
+    events = pd.DataFrame(
+        {
+            "consumer_id": ["C2", "C2", "C9", "C1"],
+            "distributor_id": ["D1"] * 4,
+            "product_id": ["P2", "P2", "P3", "P1"],
+            "event_type": ["view", "cart", "share", "click"],
+            "event_at": pd.to_datetime(["2025-03-10", "2025-03-20", "2025-02-01", "2025-04-05"]),
+        }
+    )
+    complaints = pd.DataFrame(
+        {
+            "complaint_id": ["K1", "K2"],
+            "order_id": ["O2", "O8"],
+            "product_id": ["P1", "P2"],
+            "consumer_id": ["C2", "C2"],
+            "complained_at": pd.to_datetime(["2025-03-08", "2025-03-18"]),
+            "reason": ["broken", "late"],
+        }
+    )
+    tables = {"orders": _straddling_orders(), "products": products_frame(), "events": events}
+    con = connect({**tables, "complaints": complaints}, threads=1)
+    cutoffs = [AsOf(date(2025, 3, 15)), AsOf(date(2025, 3, 1)), AS_OF, datetime(2025, 3, 20, 6)]
+    separate = [build_interactions(con, cutoff, config, ordered=True) for cutoff in cutoffs]
+    with shared_interactions(con, cutoffs, config):
+        shared = [build_interactions(con, cutoff, config, ordered=True) for cutoff in cutoffs]
+        later = build_interactions(con, AsOf(date(2025, 4, 30)), config)  # not shared: its own query
+    assert all(len(frame) for frame in separate) and len({len(frame) for frame in separate}) > 1
+    for alone, together in zip(separate, shared, strict=True):
+        pd.testing.assert_frame_equal(together, alone, check_exact=True)
+    pd.testing.assert_frame_equal(later, build_interactions(con, AsOf(date(2025, 4, 30)), config))
+    assert _weights(shared[0])[("C2", "P2")] != _weights(shared[2])[("C2", "P2")]
+
+
+def test_the_shared_aggregation_is_removed_after_its_block_and_ignores_another_config(tmp_path) -> None:
+    tables = {"orders": _straddling_orders(), "products": products_frame()}
+    con = connect(tables, threads=1, temp_directory=tmp_path)
+    with shared_interactions(con, [AsOf(date(2025, 3, 15)), AS_OF], NO_DECAY):
+        other = build_interactions(con, AS_OF, NO_DECAY.model_copy(update={"purchase_weight": 2.0}))
+        inside = list(tmp_path.glob("siyu-shared-interactions-*/*.parquet"))
+    assert len(inside) == 1  # the aggregation waits on disk, in DuckDB's spill folder
+    assert not list(tmp_path.glob("siyu-shared-interactions-*"))
+    assert _weights(other)[("C1", "P1")] == 2.0  # the other config's own query, not the shared pairs
