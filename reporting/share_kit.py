@@ -11,14 +11,19 @@ community (home distributor) whose own recommendation list holds the product.
 
 from __future__ import annotations
 
+import string
+
+import numpy as np
 import pandas as pd
 
 from features.catalog import ShareKitCol
 from features.columns import Col
 from features.messages import Messages
+from features.progress import progress
 from features.vocabulary import DistributorListCol, RecCol
 
 UNKNOWN_CATEGORY = "unknown"  # vocabulary: a value, not a column
+_TEXT_BLOCK = 500_000  # rows of sentences per progress count
 SHARE_KIT_COLUMNS: tuple[str, ...] = (
     ShareKitCol.DISTRIBUTOR_ID,
     ShareKitCol.RANK,
@@ -46,12 +51,13 @@ def share_kit(
     ``distributor_lists``: the published distributor lists (``reason_code`` optional);
     ``buyers``: ``likely_buyers`` output; ``categories``: ``product_id, category``.
     """
-    kit = distributor_lists.merge(
-        buyers, on=[DistributorListCol.DISTRIBUTOR_ID, DistributorListCol.PRODUCT_ID], how="left"
-    ).merge(
-        categories[[Col.PRODUCT_ID, Col.CATEGORY]].drop_duplicates(Col.PRODUCT_ID),
-        on=Col.PRODUCT_ID,
-        how="left",
+    pair = [DistributorListCol.DISTRIBUTOR_ID, DistributorListCol.PRODUCT_ID]
+    named = categories[[Col.PRODUCT_ID, Col.CATEGORY]].drop_duplicates(Col.PRODUCT_ID)
+    kit = distributor_lists.assign(
+        **{
+            ShareKitCol.LIKELY_BUYERS: _looked_up(distributor_lists, buyers, pair, ShareKitCol.LIKELY_BUYERS),
+            Col.CATEGORY: _looked_up(distributor_lists, named, [Col.PRODUCT_ID], Col.CATEGORY),
+        }
     )
     kit[ShareKitCol.LIKELY_BUYERS] = kit[ShareKitCol.LIKELY_BUYERS].fillna(0).astype("int64")
     kit[ShareKitCol.CATEGORY] = kit[ShareKitCol.CATEGORY].fillna(UNKNOWN_CATEGORY).astype(str)
@@ -60,29 +66,95 @@ def share_kit(
     return kit[list(SHARE_KIT_COLUMNS)].reset_index(drop=True)
 
 
+def _looked_up(left: pd.DataFrame, right: pd.DataFrame, keys: list[str], column: str) -> pd.Series:
+    """``right[column]`` of each row of ``left`` by ``keys`` (missing where ``right`` has none):
+    the column a left merge would add, when ``right`` is unique on ``keys``. The keys are matched
+    as integer codes (one factorization of both sides' values), not as millions of object tuples."""
+    both = pd.concat([left[keys], right[keys]], ignore_index=True)
+    codes = np.zeros(len(both), dtype=np.int64)
+    for key in keys:
+        labels, uniques = pd.factorize(both[key], use_na_sentinel=False)
+        codes = codes * (len(uniques) + 1) + labels
+    left_codes, right_codes = codes[: len(left)], codes[len(left) :]
+    index = pd.Index(right_codes)
+    if not index.is_unique:  # a merge would repeat left rows: keep the merge's rows
+        raise ValueError(f"{column}: several rows per {keys} in the right frame")
+    found = index.get_indexer(left_codes)
+    if len(right) == 0:
+        return pd.Series(np.nan, index=left.index)
+    values = right[column].to_numpy()
+    taken = pd.Series(values.take(np.maximum(found, 0)), index=left.index)
+    return taken.where(found >= 0)
+
+
 def share_texts(kit: pd.DataFrame, messages: Messages) -> list[str]:
     """The sentence of every row of ``kit`` (``product_id, category, likely_buyers, reason``,
-    optionally ``reason_code``) in the run's locale."""
+    optionally ``reason_code``) in the run's locale.
+
+    What ``str.format`` of the row's template gives, built a column at a time
+    (``_render``): one row per list row is millions at the platform's shape, with a progress
+    count per block of rows."""
     codes = kit[RecCol.REASON_CODE] if RecCol.REASON_CODE in kit.columns else pd.Series(None, index=kit.index)
     with_buyers = _template(messages, "share_kit.sentence")
     without = _template(messages, "share_kit.sentence_no_buyers")
-    pitches: dict[tuple[object, str], str] = {}
-    texts = []
-    for product, category, n, reason, code in zip(
-        kit[ShareKitCol.PRODUCT_ID],
-        kit[ShareKitCol.CATEGORY],
-        kit[ShareKitCol.LIKELY_BUYERS],
-        kit[ShareKitCol.REASON],
-        codes,
-        strict=True,
+    categories = kit[ShareKitCol.CATEGORY].tolist()
+    pitches = _pitches(messages, codes.tolist(), categories)
+    reasons = kit[ShareKitCol.REASON].tolist()
+    pitch = [p or str(reason) for p, reason in zip(pitches, reasons, strict=True)]
+    buyers = kit[ShareKitCol.LIKELY_BUYERS].tolist()
+    # the templates' placeholders (keywords, as in ``_template``)
+    fields = dict(product=kit[ShareKitCol.PRODUCT_ID].tolist(), category=categories, pitch=pitch, n=buyers)
+    columns = {name: np.asarray(values, dtype=object) for name, values in fields.items()}
+    has_buyers = np.asarray([n > 0 for n in buyers], dtype=bool)
+    texts = np.empty(len(kit), dtype=object)
+    with progress("share kit sentences", total=len(kit), unit="rows") as bar:
+        for start in range(0, len(kit), _TEXT_BLOCK):
+            block = np.arange(start, min(start + _TEXT_BLOCK, len(kit)))
+            for template, rows in (
+                (with_buyers, block[has_buyers[block]]),
+                (without, block[~has_buyers[block]]),
+            ):
+                texts[rows] = _render(template, {name: values[rows] for name, values in columns.items()})
+            bar.advance(len(block))
+    return texts.tolist()
+
+
+def _pitches(messages: Messages, codes: list[object], categories: list[str]) -> list[str]:
+    """The group-facing reason of every (code, category), looked up once per distinct pair."""
+    found: dict[tuple[object, str], str] = {}
+    out = []
+    for key in zip(codes, categories, strict=True):
+        pitch = found.get(key)
+        if pitch is None:
+            pitch = found[key] = _pitch(messages, *key)
+        out.append(pitch)
+    return out
+
+
+def _render(template: str, fields: dict[str, np.ndarray]) -> np.ndarray:
+    """``template.format(**row)`` for every row of ``fields`` (name -> one value per row), as an
+    object array: its literal text and each field's ``format(value, "")`` joined column-wise.
+    A template with a conversion, a format spec or an indexed field is formatted row by row."""
+    rows = len(next(iter(fields.values())))
+    parsed = list(string.Formatter().parse(template))
+    if any(
+        conversion or spec or (name is not None and name not in fields)
+        for _, name, spec, conversion in parsed
     ):
-        key = (code, category)
-        if key not in pitches:
-            pitches[key] = _pitch(messages, code, category)
-        pitch = pitches[key] or str(reason)
-        template = with_buyers if n > 0 else without
-        texts.append(template.format(product=product, category=category, pitch=pitch, n=n))
-    return texts
+        return np.asarray(
+            [
+                template.format(**dict(zip(fields, row, strict=True)))
+                for row in zip(*fields.values(), strict=True)
+            ],
+            dtype=object,
+        )
+    out = np.full(rows, "", dtype=object)
+    for literal, name, _, _ in parsed:
+        if literal:
+            out += literal
+        if name is not None:
+            out += np.asarray(list(map(format, fields[name])), dtype=object)
+    return out
 
 
 def _pitch(messages: Messages, code: object, category: str) -> str:

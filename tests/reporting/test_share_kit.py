@@ -74,3 +74,62 @@ def test_a_trending_pitch_names_the_category() -> None:
     assert kit[ShareKitCol.SHARE_TEXT].tolist() == [
         "【beauty】P1：这阵子 beauty 里卖得最火的一款，群里有 3 位朋友可能会喜欢，想要的话私我～"
     ]
+
+
+def _sentence_by_sentence(kit: pd.DataFrame, messages: Messages) -> list[str]:
+    """The sentences as the share kit wrote them before they were built a column at a time:
+    each row's template formatted on its own."""
+    codes = kit[RecCol.REASON_CODE] if RecCol.REASON_CODE in kit.columns else [None] * len(kit)
+    texts = []
+    for product, category, n, reason, code in zip(
+        kit[ShareKitCol.PRODUCT_ID], kit[ShareKitCol.CATEGORY], kit[ShareKitCol.LIKELY_BUYERS],
+        kit[ShareKitCol.REASON], codes, strict=True,
+    ):  # fmt: skip
+        key = f"share_kit.pitch.{code}"
+        known = code is not None and not pd.isna(code) and messages.has(f"text.{key}")
+        pitch = (messages.text(key, category=category) if known else "") or str(reason)
+        template = messages.entries[
+            "text.share_kit.sentence" if n > 0 else "text.share_kit.sentence_no_buyers"
+        ]
+        texts.append(template.format(product=product, category=category, pitch=pitch, n=n))
+    return texts
+
+
+def test_sentences_built_a_column_at_a_time_equal_the_row_by_row_ones_in_both_locales() -> None:
+    lists = pd.concat([_lists()] * 3, ignore_index=True)
+    lists[Col.PRODUCT_ID] = [
+        "P1",
+        "P2",
+        "P3",
+        "P4",
+        7,
+        "P1",
+        "P2",
+        "P3",
+        "P1",
+    ]  # an unknown product, an int id
+    lists[RecCol.REASON_CODE] = [
+        ReasonCode.LIKELY_BUYERS,
+        None,
+        ReasonCode.PLATFORM_POPULAR,
+        "no_such_code",
+        ReasonCode.LIKELY_BUYERS,
+        float("nan"),
+        ReasonCode.PLATFORM_POPULAR,
+        ReasonCode.LIKELY_BUYERS,
+        ReasonCode.PLATFORM_POPULAR,
+    ]
+    lists[Col.DISTRIBUTOR_ID] = [f"D{i}" for i in range(len(lists))]
+    lists[RecCol.RANK] = 1
+    buyers = pd.DataFrame({Col.DISTRIBUTOR_ID: ["D0", "D3", "D4"], RecCol.PRODUCT_ID: ["P1", "P4", 7]})
+    buyers[ShareKitCol.LIKELY_BUYERS] = [3, 12, 1]
+    for locale in ("en", "zh-CN"):
+        messages = Messages.load(locale)
+        kit = share_kit(lists, buyers, _categories(), messages)
+        assert (
+            kit[ShareKitCol.LIKELY_BUYERS].gt(0).sum() == 3
+            and kit[ShareKitCol.LIKELY_BUYERS].eq(0).sum() == 6
+        )
+        assert kit[Col.DISTRIBUTOR_ID].tolist() == lists[Col.DISTRIBUTOR_ID].tolist()  # one row each
+        coded = kit.assign(**{RecCol.REASON_CODE: lists[RecCol.REASON_CODE].to_numpy()})
+        assert kit[ShareKitCol.SHARE_TEXT].tolist() == _sentence_by_sentence(coded, messages)
