@@ -11,6 +11,7 @@ share_kit.csv: the CSVs keep every row, the data dictionary says when a sheet is
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -79,9 +80,12 @@ def run_workbooks(
         (StepFile.QUALITY_WORKBOOK, QUALITY_SHEETS, {}),
     )
     # the share kit's likely buyers are counted by DuckDB (off the GIL) while the sheets are written;
-    # the share kit's files are written after them (one progress bar at a time)
+    # the share kit's files are written after them (one progress bar at a time). The side thread
+    # runs in this thread's context (the Prefect task run's): its log lines and progress counts
+    # reach the task run as this thread's do.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-share-kit") as side:
-        kit = side.submit(build_share_kit, sources, messages) if _has_lists(sources) else None
+        context = contextvars.copy_context()
+        kit = side.submit(context.run, build_share_kit, sources, messages) if _has_lists(sources) else None
         for name, sheets, caps in books:
             parts = [
                 _part(code, name, sources[file], caps.get(file), messages)
