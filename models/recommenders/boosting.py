@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from features.errors import SiyuError
 
@@ -72,7 +73,8 @@ class BoostedTrees:
             raw = self.model.raw(x, threads)
         else:
             raw = self.model.predict(x, raw_score=True, num_threads=threads)
-        return (1.0 / (1.0 + np.exp(-np.asarray(raw, dtype=np.float64)))).astype(np.float32)
+        # scipy's logistic: no overflow warning where a raw score is below about -709 (its score is 0)
+        return expit(np.asarray(raw, dtype=np.float64)).astype(np.float32)
 
     def state(self) -> dict[str, np.ndarray]:
         """Arrays that ``from_state`` restores (no pickle)."""
