@@ -55,7 +55,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.linear_model import LogisticRegression, PoissonRegressor
+from sklearn.linear_model import PoissonRegressor
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
@@ -70,7 +70,14 @@ from features.consumer_features import consumer_features
 from features.engine import connect
 from features.sql import render
 from features.vocabulary import BTYDCol, CLVCol, ConsumerCol
-from models.churn import CHURN_SCORERS, ChurnConfig, churn_label, feature_matrix
+from models.churn import (
+    CHURN_SCORERS,
+    ChurnConfig,
+    boosting_classifier,
+    churn_label,
+    feature_matrix,
+    logistic_classifier,
+)
 from models.clv import CLVConfig, fit_clv
 
 log = logging.getLogger(__name__)
@@ -84,17 +91,6 @@ THREADS = 1  # OpenMP / BLAS threads per fit: more spin against each other on a 
 
 Maker = Callable[[int], object]
 IN_SAMPLE = "logistic in-sample"  # fitted and scored on the same buyers: no fold held out
-
-
-def _logistic(seed: int) -> object:
-    return make_pipeline(StandardScaler(), LogisticRegression(C=0.3, max_iter=3000))
-
-
-def _boosting(seed: int) -> object:
-    return HistGradientBoostingClassifier(
-        max_iter=150, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=50, l2_regularization=1.0,
-        random_state=seed,
-    )  # fmt: skip
 
 
 def _boosting_slow(seed: int) -> object:
@@ -123,8 +119,8 @@ def _median_boosting(seed: int) -> object:
 
 
 CLASSIFIERS: dict[str, Maker] = {
-    "logistic": _logistic,
-    "gradient_boosting": _boosting,
+    "logistic": logistic_classifier,
+    "gradient_boosting": boosting_classifier,
     "gradient_boosting_slow": _boosting_slow,
 }
 REGRESSORS: dict[str, Maker] = {
@@ -185,7 +181,7 @@ def _in_sample(inputs: pd.DataFrame, label: np.ndarray) -> tuple[float, float, f
     """AUC and Brier of the logistic fitted and scored on every test buyer (an optimistic check)."""
     with warnings.catch_warnings(), threadpool_limits(limits=THREADS):
         warnings.simplefilter("ignore")
-        risk = _logistic(0).fit(inputs, label).predict_proba(inputs)[:, 1]  # type: ignore[attr-defined]
+        risk = logistic_classifier(0).fit(inputs, label).predict_proba(inputs)[:, 1]  # type: ignore[attr-defined]
     return roc_auc_score(label, risk), 0.0, brier_score_loss(label, risk), 0.0
 
 

@@ -155,11 +155,13 @@ def _supervised_churn(make: Callable[[int], object], columns: list[str] | None =
     return score
 
 
-def _logistic(seed: int) -> object:
+def logistic_classifier(seed: int) -> object:
+    """The churn candidates' logistic regression (standardised inputs); ``seed`` unused."""
     return make_pipeline(StandardScaler(), LogisticRegression(C=0.3, max_iter=3000))
 
 
-def _gradient_boosting(seed: int) -> object:
+def boosting_classifier(seed: int) -> object:
+    """The churn candidates' gradient-boosted trees, seeded."""
     return HistGradientBoostingClassifier(
         max_iter=150, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=50, l2_regularization=1.0,
         random_state=seed,
@@ -205,9 +207,9 @@ def _mbgnbd_churn(train: pd.DataFrame, target: pd.DataFrame, horizon: int, confi
 
 CHURN_SCORERS = {
     "mbgnbd": _mbgnbd_churn,
-    "logistic": _supervised_churn(_logistic),
-    "gradient_boosting": _supervised_churn(_gradient_boosting),
-    "logistic_rf": _supervised_churn(_logistic, [ActivityCol.DAYS_SINCE_LAST, BTYDCol.FREQUENCY]),
+    "logistic": _supervised_churn(logistic_classifier),
+    "gradient_boosting": _supervised_churn(boosting_classifier),
+    "logistic_rf": _supervised_churn(logistic_classifier, [ActivityCol.DAYS_SINCE_LAST, BTYDCol.FREQUENCY]),
 }
 
 
