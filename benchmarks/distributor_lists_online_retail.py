@@ -19,8 +19,14 @@ Rolling origin (``--folds N``): fold 1 is the protocol above; fold ``i`` moves b
 are tuned again on its own validation window. Printed: fold 1 (the single window), then the
 mean test NDCG@20 over folds with a 95% t-interval over the fold values, and each fold's.
 
+``--study`` (instead of the table): what limits the lists, per fold (``run_study``): the
+production members with recency / uniform weights, an ensemble with repeat-purchase and ALS
+members, and two bounds that read the test truth (members weighted by whether they buy next; the
+members' own next buyers), each with the blend chosen on the fold's validation window, pooled
+over every window ending by the fold's cutoff, and without a blend (docs/recommendation_lists.md).
+
     python benchmarks/distributor_lists_online_retail.py --data /tmp/data/online_retail \
-        [--folds 3] [--sim /tmp/data/sim100k] [--json out.json]
+        [--folds 3] [--study] [--sim /tmp/data/sim100k] [--json out.json]
 """
 
 from __future__ import annotations
