@@ -19,8 +19,14 @@ Rolling origin (``--folds N``): fold 1 is the protocol above; fold ``i`` moves b
 are tuned again on its own validation window. Printed: fold 1 (the single window), then the
 mean test NDCG@20 over folds with a 95% t-interval over the fold values, and each fold's.
 
+``--study`` (instead of the table): what limits the lists, per fold (``run_study``): the
+production members with recency / uniform weights, an ensemble with repeat-purchase and ALS
+members, and two bounds that read the test truth (members weighted by whether they buy next; the
+members' own next buyers), each with the blend chosen on the fold's validation window, pooled
+over every window ending by the fold's cutoff, and without a blend (docs/recommendation_lists.md).
+
     python benchmarks/distributor_lists_online_retail.py --data /tmp/data/online_retail \
-        [--folds 3] [--sim /tmp/data/sim100k] [--json out.json]
+        [--folds 3] [--study] [--sim /tmp/data/sim100k] [--json out.json]
 """
 
 from __future__ import annotations
@@ -92,6 +98,7 @@ class Window:
         ]
         test = test[(test["status"] == "paid") & test["product_id"].isin(set(train["product_id"]))]
         test = test.assign(community=test["consumer_id"].map(home))
+        self.future = test  # the truth's order lines (the study's ceiling and oracle rows read them)
         buyers = test.groupby("community")["consumer_id"].nunique()
         self.truth = {
             community: test[test["community"] == community]
@@ -332,15 +339,151 @@ def _taste_match(
     }
 
 
+# --- the study (--study): what limits the lists, over the same folds ----------------------------
+
+STUDY_GRID = [(0.0, 0.0, 7), *BLEND_GRID]
+
+
+def study_signals(window: Window) -> dict[str, np.ndarray]:
+    """Distributor × product arrays of one window: the production model's members aggregated with
+    each member weighting, the ensemble's other members, the community and trend signals, and two
+    rows that read the window's truth (labelled so: they are bounds, not lists)."""
+    model = fit_production(window.con, window.as_of, RecommendConfig(), data=window.data)
+    recency = ListsConfig()
+    buyers_next = set(window.future["consumer_id"])
+    oracle = pd.Series(
+        window.data.consumer_ids.isin(buyers_next).astype(float), index=window.data.consumer_ids
+    )
+    arrays = {
+        "recency": window.aggregated(model, recency).expected,
+        "uniform": window.aggregated(model, ListsConfig(member_weighting="uniform")).expected,
+        "oracle": aggregate_members(
+            model, window.homes, oracle, window.distributors, RecommendFilters(), recency
+        ).expected,
+        "repeat": window.aggregated(RepeatPurchaseRecommender().fit(window.data), recency).expected,
+        "ceiling": _known_members_future(window),
+    }
+    arrays["als"] = np.clip(
+        window.aggregated(
+            ALSRecommender(factors=128, regularization=1.0, alpha=10.0).fit(window.data), recency
+        ).expected,
+        0.0,
+        None,
+    )
+    for community_weight, trend_weight, trend_days in BLEND_GRID:
+        config = recency.model_copy(
+            update=dict(community_weight=community_weight, trend_weight=trend_weight, trend_days=trend_days)
+        )
+        signals = community_signals(window.data, window.homes, window.distributors, config)
+        arrays[f"blend-part {community_weight} {trend_weight} {trend_days}"] = (
+            config.community_weight * _normalised(signals.decayed_members)
+            + config.trend_weight * _normalised(signals.trend_buyers[None, :])
+        )
+    return arrays
+
+
+def _known_members_future(window: Window) -> np.ndarray:
+    """Distinct next-30-day buyers per community × product among consumers with history: the
+    best any list built from the members' histories could rank (the truth's part they can know)."""
+    future = window.future[window.future["consumer_id"].isin(set(window.data.consumer_ids))]
+    counts = future.groupby(["community", "product_id"])["consumer_id"].nunique()
+    ceiling = np.zeros((len(window.distributors), len(window.data.product_ids)))
+    rows = window.distributors.get_indexer(counts.index.get_level_values(0))
+    columns = window.data.product_ids.get_indexer(counts.index.get_level_values(1))
+    known = (rows >= 0) & (columns >= 0)
+    ceiling[rows[known], columns[known]] = counts.to_numpy()[known]
+    return ceiling
+
+
+def _normalised(values: np.ndarray) -> np.ndarray:
+    top = values.max(axis=1, keepdims=True)
+    return values / np.where(top > 0, top, 1.0)
+
+
+def study_variants(arrays: dict[str, np.ndarray], blend: tuple[float, float, int]) -> dict[str, np.ndarray]:
+    """The scored lists of one window for one blend setting (community weight, trend weight, days)."""
+    part = arrays[f"blend-part {blend[0]} {blend[1]} {blend[2]}"] if blend[:2] != (0.0, 0.0) else 0.0
+    ensemble = (
+        _normalised(arrays["recency"])
+        + 0.25 * _normalised(arrays["repeat"])
+        + 0.25 * _normalised(arrays["als"])
+    )
+    return {
+        "production members, recency weights": _normalised(arrays["recency"]) + part,
+        "production members, uniform weights": _normalised(arrays["uniform"]) + part,
+        "production + 0.25 repeat + 0.25 ALS members": ensemble + part,
+        "bound: members weighted by who buys next (oracle)": _normalised(arrays["oracle"]) + part,
+        "bound: known members' own next buyers (ceiling)": arrays["ceiling"]
+        + 1e-9 * _normalised(arrays["uniform"]),
+    }
+
+
+def pooled_choice(scores_by_blend: dict[tuple[float, float, int], list[float]]) -> tuple[float, float, int]:
+    """The blend with the best mean over the tuning windows (the first listed wins a tie)."""
+    return max(scores_by_blend, key=lambda blend: float(np.mean(scores_by_blend[blend])))
+
+
+def run_study(data_dir: Path, folds: int) -> dict:
+    """Each list variant's test NDCG@20 per fold, with the blend chosen (a) on the fold's validation
+    window and (b) pooled over every window before the fold's cutoff; (c) without any blend."""
+    tables = {
+        name: pd.read_parquet(data_dir / f"{name}.parquet") for name in ("orders", "products", "consumers")
+    }
+    last = tables["orders"]["ordered_at"].max()
+    made = rolling_folds(last.to_pydatetime(), folds, 30, 30)
+    cutoffs = sorted({pd.Timestamp(f.cutoff) for f in made} | {pd.Timestamp(f.tuning.cutoff) for f in made})
+    graded: dict[pd.Timestamp, dict[tuple[float, float, int], dict[str, float]]] = {}
+    for cutoff in cutoffs:
+        window = Window(tables, cutoff, RecommendConfig().interactions)
+        arrays = study_signals(window)
+        graded[cutoff] = {
+            blend: {
+                label: evaluate(window, window.lists_from(scores))["graded"]
+                for label, scores in study_variants(arrays, blend).items()
+            }
+            for blend in STUDY_GRID
+        }
+        logger.info("study: window %s done", cutoff)
+    rows: dict[str, dict[str, list[float]]] = {}
+    for fold in made:
+        test, tuning = pd.Timestamp(fold.cutoff), pd.Timestamp(fold.tuning.cutoff)
+        earlier = [cutoff for cutoff in cutoffs if cutoff < test]
+        for label in graded[test][STUDY_GRID[0]]:
+            single = pooled_choice({b: [graded[tuning][b][label]] for b in STUDY_GRID})
+            pooled = pooled_choice({b: [graded[c][b][label] for c in earlier] for b in STUDY_GRID})
+            for how, blend in (
+                ("blend on validation", single),
+                ("blend pooled", pooled),
+                ("no blend", STUDY_GRID[0]),
+            ):
+                rows.setdefault(f"{label} ({how})", {}).setdefault("by_fold", []).append(
+                    round(graded[test][blend][label], 4)
+                )
+                rows[f"{label} ({how})"].setdefault("blends", []).append(list(blend))
+    for row in rows.values():
+        row["mean"] = round(float(np.mean(row["by_fold"])), 4)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--sim", type=Path)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--folds", type=int, default=1, help="Rolling folds (1: the single window).")
+    parser.add_argument("--study", action="store_true", help="Only the study of what limits the lists.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     began = time.perf_counter()
+    if args.study:
+        study = run_study(args.data, args.folds)
+        print(f"{'study: test graded NDCG@20 by fold':<95}{'mean':>7}  by fold / blends chosen")
+        for label, row in study.items():
+            print(f"{label:<95}{row['mean']:>7.4f}  {row['by_fold']} {row['blends']}")
+        print(f"study: {time.perf_counter() - began:.0f}s")
+        if args.json is not None:
+            args.json.write_text(json.dumps({"study": study}, indent=2) + "\n", encoding="utf-8")
+        return
     results = {"online_retail": run_online_retail(args.data, args.folds)}
     print("fold 1 (the single window)")
     print(f"{'lists':<75}{'val graded':>11}{'test graded':>12}{'test binary':>12}")
