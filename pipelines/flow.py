@@ -14,6 +14,7 @@ Folders, under the work directory (``--out`` or ``work_dir``)::
     .siyu-night.json    which night outputs/ holds and whether it finished (``pipelines.resume``)
     validated/          clean tables, quarantine files, validation.json
     duckdb_tmp/         DuckDB's spill folder while the run's engine session is open (engine:)
+    spark_tmp/          Spark's spill folder while a Spark session is open (engine.kind: spark)
     run_timings.json    seconds and peak RSS per task (flow.step_memory_budget), wall, peak RSS, Parquet
                         reads of orders (the benchmark reads it)
     outputs/            this run's step outputs (siyu's own files cleared each run), the export's source
@@ -39,7 +40,9 @@ its report and its export, and a summary.
 
 After validation the flow opens one DuckDB session (``features.engine``: the clean orders read
 once, shared views, ``engine:`` memory limit and spill folder) and hands it to segmentation,
-the quality gate and the recommenders; it is closed before registration. Every task's seconds
+the quality gate and the recommenders; it is closed before registration. With ``engine.kind:
+spark`` (``--engine spark``) the session is a Spark session and its connection instead
+(``pipelines.run_engine``, docs/spark.md): a task starts it, a task stops it and its JVM. Every task's seconds
 go to ``run_timings.json`` (``pipelines.runtime.timed``), and the steps' progress to Prefect
 progress artifacts (``pipelines.runtime.ProgressArtifacts``).
 """

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from features import spark_engine
 from features.spark_engine import SparkConfig, SparkUnavailableError, spark_session
-from pipelines.config import ConfigError, NightlyConfig, load_config
+from pipelines.config import ConfigError, NightlyConfig, load_config, with_engine
 
 
 def test_defaults_run_duckdb_and_describe_a_local_spark() -> None:
@@ -66,13 +66,16 @@ def test_a_config_file_error_names_the_key_and_the_fix(tmp_path) -> None:
     assert "fix: write a number and a unit, e.g. 4g or 512m" in message
 
 
-def test_the_nightly_refuses_the_spark_engine_until_it_is_wired(tmp_path) -> None:
+def test_the_nightly_takes_the_spark_engine_and_the_cli_flag_overrides_the_config(tmp_path) -> None:
     path = tmp_path / "nightly.yaml"
-    path.write_text("engine:\n  kind: spark\n")
-    with pytest.raises(
-        ConfigError, match=r"not yet wired into the nightly[\s\S]*fix: set engine.kind: duckdb"
-    ):
-        load_config(path)
+    path.write_text("engine:\n  kind: spark\n  memory_limit: 2GB\n")
+    settings = load_config(path)
+    assert settings.engine.kind == "spark"
+    back = with_engine(settings, "duckdb")
+    assert back.engine.kind == "duckdb" and back.engine.memory_limit == "2GB"  # only the kind moves
+    assert with_engine(settings, None) is settings
+    with pytest.raises(ConfigError, match=r"--engine 'dask': not an engine[\s\S]*fix: pass --engine duckdb"):
+        with_engine(settings, "dask")
 
 
 def test_both_shipped_configs_carry_the_engine_and_spark_sections() -> None:
