@@ -2,11 +2,14 @@
 
 ``spark_session(config, work_dir)`` starts a ``SparkSession`` (UI off, session time zone UTC,
 spill folder under the work folder, Arrow transfers on) and stops it at the end of the block,
-also on error. ``SparkConnection(spark, tables)`` registers the contract tables (Parquet files
+also on error, together with the JVM pyspark launched for it (``stop_jvm``); ``start_spark``
+gives the same as a ``SparkRun`` to stop later (the nightly's engine tasks). ``SparkConnection(spark, tables)`` registers the contract tables (Parquet files
 or folders, or pandas frames) as temporary views, adds the engine's shared views
 (``features.engine.SHARED_VIEWS``) and answers the part of DuckDB's connection API the feature
 builders use: ``execute(sql, params)`` returning a result with ``df()``, ``fetchone()``,
-``fetchall()`` and ``to_arrow_table()``, and ``has_table``. The SQL a builder hands it is its
+``fetchall()`` and ``to_arrow_table()``, ``has_table`` and ``cursor`` (a handle for another
+thread). ``COPY (query) TO 'file' (FORMAT parquet)`` is written by Spark as a Parquet folder, and
+``current_setting('temp_directory')`` answers the spill folder. The SQL a builder hands it is its
 DuckDB SQL, transpiled on the way in (``features.transpile``): one definition, two engines.
 
 A table macro call (``order_baskets($end)``) becomes a cached temporary view per distinct
@@ -164,7 +167,7 @@ class SparkRun:
     ``start_spark`` makes one; ``stop`` (idempotent) stops the session, ends the JVM that pyspark
     launched for it (``stop_jvm``: pyspark keeps it alive for the next session otherwise) and
     removes the spill folder when the run made it. The nightly's engine tasks hold one
-    (``pipelines.engine_tasks``); ``spark_session`` is the same as a block."""
+    (``pipelines.run_engine``); ``spark_session`` is the same as a block."""
 
     def __init__(self, spark: SparkSession | None, spill: Path, own_spill: bool) -> None:
         self.spark = spark
