@@ -3,8 +3,9 @@
 ``spark_session(config, work_dir)`` starts a ``SparkSession`` (UI off, session time zone UTC,
 spill folder under the work folder, Arrow transfers on) and stops it at the end of the block,
 also on error, together with the JVM pyspark launched for it (``stop_jvm``); ``start_spark``
-gives the same as a ``SparkRun`` to stop later (the nightly's engine tasks). ``SparkConnection(spark, tables)`` registers the contract tables (Parquet files
-or folders, or pandas frames) as temporary views, adds the engine's shared views
+gives the same as a ``SparkRun`` to stop later (the nightly's engine tasks).
+``SparkConnection(spark, tables)`` registers the contract tables (Parquet files or folders, or
+pandas frames) as temporary views (orders cached at its first query), adds the engine's shared views
 (``features.engine.SHARED_VIEWS``) and answers the part of DuckDB's connection API the feature
 builders use: ``execute(sql, params)`` returning a result with ``df()``, ``fetchone()``,
 ``fetchall()`` and ``to_arrow_table()``, ``has_table`` and ``cursor`` (a handle for another
