@@ -130,3 +130,27 @@ def test_a_spill_folder_named_in_conf_is_used_and_kept(tmp_path, monkeypatch) ->
     with spark_session(SparkConfig(conf={"spark.local.dir": str(own)}), tmp_path / "work"):
         pass
     assert own.is_dir() and not (tmp_path / "work" / "spark_tmp").exists()
+
+
+def test_siyu_nightly_engine_flag_reaches_the_flow_and_a_bad_one_is_one_message(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    import pipelines.flow as flow
+    from features.errors import SiyuError
+    from tests.cli import run_cli
+
+    seen: list[str] = []
+
+    def run_nightly(config, data, day, work, settings) -> None:
+        seen.append(settings.engine.kind)
+        raise SiyuError("stopped here: the flow itself is tests/pipelines/test_flow_spark.py's")
+
+    monkeypatch.setattr(flow, "run_nightly", run_nightly)
+    out = str(tmp_path / "work")
+    assert run_cli(monkeypatch, "nightly", "--engine", "spark", "--out", out) == 2
+    assert run_cli(monkeypatch, "nightly", "--out", out) == 2  # the shipped config's kind
+    assert seen == ["spark", "duckdb"]
+    assert run_cli(monkeypatch, "nightly", "--engine", "dask", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert "--engine 'dask': not an engine" in err and "fix: pass --engine duckdb or --engine spark" in err
+    assert seen == ["spark", "duckdb"] and "Traceback" not in err
