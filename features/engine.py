@@ -158,7 +158,11 @@ def close(con: duckdb.DuckDBPyConnection, spill: Path | None) -> None:
 @contextmanager
 def setting(con: duckdb.DuckDBPyConnection, name: str, value: object) -> Iterator[None]:
     """DuckDB setting ``name`` at ``value`` for the block, then back to what it was (a shared
-    session stays as the next step expects it)."""
+    session stays as the next step expects it). Another engine's connection (Spark's) has no
+    DuckDB settings: the block runs as it is."""
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        yield
+        return
     found = con.execute("SELECT current_setting(?)", [name]).fetchone()
     con.execute(f"SET {name} = {_sql_value(value)}")
     try:

@@ -2,11 +2,15 @@
 
 ``spark_session(config, work_dir)`` starts a ``SparkSession`` (UI off, session time zone UTC,
 spill folder under the work folder, Arrow transfers on) and stops it at the end of the block,
-also on error. ``SparkConnection(spark, tables)`` registers the contract tables (Parquet files
-or folders, or pandas frames) as temporary views, adds the engine's shared views
+also on error, together with the JVM pyspark launched for it (``stop_jvm``); ``start_spark``
+gives the same as a ``SparkRun`` to stop later (the nightly's engine tasks).
+``SparkConnection(spark, tables)`` registers the contract tables (Parquet files or folders, or
+pandas frames) as temporary views (orders cached at its first query), adds the engine's shared views
 (``features.engine.SHARED_VIEWS``) and answers the part of DuckDB's connection API the feature
 builders use: ``execute(sql, params)`` returning a result with ``df()``, ``fetchone()``,
-``fetchall()`` and ``to_arrow_table()``, and ``has_table``. The SQL a builder hands it is its
+``fetchall()`` and ``to_arrow_table()``, ``has_table`` and ``cursor`` (a handle for another
+thread). ``COPY (query) TO 'file' (FORMAT parquet)`` is written by Spark as a Parquet folder, and
+``current_setting('temp_directory')`` answers the spill folder. The SQL a builder hands it is its
 DuckDB SQL, transpiled on the way in (``features.transpile``): one definition, two engines.
 
 A table macro call (``order_baskets($end)``) becomes a cached temporary view per distinct
@@ -20,6 +24,8 @@ import hashlib
 import logging
 import re
 import shutil
+import subprocess
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +36,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features.columns import Table
-from features.engine import SHARED_VIEWS, TABLE_MACROS, TableSource
+from features.engine import MATERIALIZED, SHARED_VIEWS, TABLE_MACROS, TableSource, count_table_read
 from features.errors import SiyuError
 
 if TYPE_CHECKING:
@@ -147,21 +153,86 @@ class SparkUnavailableError(SiyuError):
 
 @contextmanager
 def spark_session(config: SparkConfig, work_dir: Path) -> Iterator[SparkSession]:
-    """A Spark session for a run, stopped at the end of the block (also on error); its spill
-    folder ``<work_dir>/spark_tmp`` (unless ``conf`` names ``spark.local.dir``) is removed then."""
+    """A Spark session for a run, stopped at the end of the block (also on error), its JVM with it;
+    its spill folder ``<work_dir>/spark_tmp`` (unless ``conf`` names ``spark.local.dir``) is removed then."""
+    run = start_spark(config, work_dir)
+    try:
+        yield run.spark
+    finally:
+        run.stop()
+
+
+class SparkRun:
+    """A started Spark session and what stopping it must undo: the session, its JVM, the spill folder.
+
+    ``start_spark`` makes one; ``stop`` (idempotent) stops the session, ends the JVM that pyspark
+    launched for it (``stop_jvm``: pyspark keeps it alive for the next session otherwise) and
+    removes the spill folder when the run made it. The nightly's engine tasks hold one
+    (``pipelines.run_engine``); ``spark_session`` is the same as a block."""
+
+    def __init__(self, spark: SparkSession | None, spill: Path, own_spill: bool) -> None:
+        self.spark = spark
+        self.spill = spill
+        self.own_spill = own_spill
+
+    def stop(self) -> None:
+        """Stop the session and its JVM, remove the run's own spill folder."""
+        spark, self.spark = self.spark, None
+        try:
+            if spark is not None:
+                spark.stop()
+                stop_jvm()
+        finally:
+            if self.own_spill:
+                shutil.rmtree(self.spill, ignore_errors=True)
+
+
+def start_spark(config: SparkConfig, work_dir: Path) -> SparkRun:
+    """Start the run's Spark session (``config.settings``, spill folder under ``work_dir`` unless
+    ``conf`` names ``spark.local.dir``); on a failed start the spill folder is removed again."""
     spill = Path(config.conf["spark.local.dir"]) if "spark.local.dir" in config.conf else None
     own_spill = spill is None
     spill = spill or work_dir / DEFAULT_SPILL_FOLDER
     spill.mkdir(parents=True, exist_ok=True)
-    spark = None
+    run = SparkRun(None, spill, own_spill)
     try:
-        spark = _start(config.settings(spill))
-        yield spark
-    finally:
-        if spark is not None:
-            spark.stop()
-        if own_spill:
-            shutil.rmtree(spill, ignore_errors=True)
+        run.spark = _start(config.settings(spill))
+    except BaseException:
+        run.stop()
+        raise
+    return run
+
+
+def stop_jvm(timeout: float = 30.0) -> None:
+    """End the JVM pyspark launched (its gateway), so that no Java child outlives the session.
+
+    ``SparkSession.stop`` stops Spark but keeps the gateway JVM alive, a child of this process,
+    for the next session. The gateway server exits when its stdin closes (PySpark's
+    ``PythonGatewayServer`` watches it); if it has not within ``timeout`` seconds it is killed.
+    The next session launches a new one. A JVM that pyspark did not launch (a ``spark-submit``
+    driver: no ``proc``) is left to its owner."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    process = getattr(gateway, "proc", None)
+    try:
+        gateway.shutdown()
+    except Exception:
+        logger.debug("the Spark gateway was already closed", exc_info=True)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    if process is None:
+        return
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        logger.warning("the Spark JVM (pid %s) did not exit in %.0f s: killing it", process.pid, timeout)
+        process.kill()
+        process.wait(timeout=timeout)
 
 
 def session_settings(spark: SparkSession) -> dict[str, str]:
@@ -212,6 +283,12 @@ class SparkResult:
     def __init__(self, frame: DataFrame | None) -> None:
         self._frame = frame
 
+    def frame(self) -> DataFrame:
+        """The Spark frame of the rows (for writing them without collecting them)."""
+        if self._frame is None:
+            raise ValueError("this statement returns no rows")
+        return self._frame
+
     def df(self) -> pd.DataFrame:
         """The rows as a pandas frame (through Arrow)."""
         return self._frame.toPandas() if self._frame is not None else pd.DataFrame()
@@ -247,13 +324,18 @@ class SparkConnection:
     The views live in a new session of ``spark`` (``newSession``: the same Spark context and
     cache), so each connection sees only its own tables."""
 
-    def __init__(self, spark: SparkSession, tables: Mapping[str, TableSource]) -> None:
+    def __init__(
+        self, spark: SparkSession, tables: Mapping[str, TableSource], spill_dir: Path | None = None
+    ) -> None:
         unknown = set(tables) - set(Table.ALL)
         if unknown:
             raise ValueError(f"not contract tables: {sorted(unknown)}; expected some of {Table.ALL}")
         # A session of its own (same SparkContext and cache, own temporary views), so that two
         # connections, e.g. with and without the optional tables, do not see each other's views.
         self.spark = spark.newSession()
+        # DuckDB settings the builders read (current_setting): where a query may write scratch files
+        self.settings = {"temp_directory": str(spill_dir) if spill_dir is not None else ""}
+        self._lock = threading.Lock()  # cursors of one connection create macro views from two threads
         self._views: set[str] = set()
         self._cached: set[str] = set()
         for name, source in tables.items():
@@ -265,16 +347,31 @@ class SparkConnection:
                 self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {name} AS {to_spark(select)}")
 
     def execute(self, sql: str, params: Mapping[str, object] | list[object] | None = None) -> SparkResult:
-        """Run one DuckDB statement on Spark (transpiled, parameters bound as literals)."""
-        from features.transpile import to_spark
+        """Run one DuckDB statement on Spark (transpiled, parameters bound as literals).
 
-        spark_sql = to_spark(sql, params, macros=TABLE_MACROS, macro_view=self._macro_view)
+        ``COPY (query) TO 'path' (FORMAT parquet)`` writes the query's rows as a Parquet folder at
+        ``path``, which a later ``read_parquet('path')`` reads back."""
+        from features.transpile import copy_target, to_spark
+
+        copy = copy_target(sql)
+        if copy is not None:
+            query, path = copy
+            self.execute(query, params).frame().write.mode("overwrite").parquet(path)
+            return SparkResult(None)
+        spark_sql = to_spark(
+            sql, params, macros=TABLE_MACROS, macro_view=self._macro_view, settings=self.settings
+        )
         statement = spark_sql.lstrip().upper()
         if statement.startswith("CREATE TEMPORARY VIEW"):
             return self._create_cached_view(spark_sql)
         if statement.startswith("DROP TABLE"):
             return self._drop(spark_sql)
         return SparkResult(self.spark.sql(spark_sql))
+
+    def cursor(self) -> _Cursor:
+        """A handle for another thread (DuckDB's ``cursor``): Spark sessions take queries from
+        several threads, so its queries go to this connection, and closing it closes nothing."""
+        return _Cursor(self)
 
     def has_table(self, table: str) -> bool:
         """Whether a contract table of that name was registered."""
@@ -297,19 +394,28 @@ class SparkConnection:
             frame = _nanos_as_timestamps(frame, _nanosecond_columns(Path(source)))
         frame.createOrReplaceTempView(name)
         self._views.add(name)
+        if name in MATERIALIZED and not isinstance(source, pd.DataFrame):
+            # as DuckDB's connect reads orders once into a table: cached at the first query
+            self.spark.catalog.cacheTable(name)
+            self._cached.add(name)
+            count_table_read(name)
 
     def _macro_view(self, macro: str, arguments: list[str]) -> str:
         digest = hashlib.sha1("\x1f".join(arguments).encode()).hexdigest()[:12]
         name = f"{macro}__{digest}"
-        if name not in self._cached:
-            from features.transpile import substitute
-
-            definition = TABLE_MACROS[macro]
-            select = substitute(definition.select, dict(zip(definition.params, arguments, strict=True)))
-            self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {name} AS {select}")
-            self.spark.catalog.cacheTable(name)
-            self._cached.add(name)
+        with self._lock:
+            if name not in self._cached:
+                self._create_macro_view(name, macro, arguments)
         return name
+
+    def _create_macro_view(self, name: str, macro: str, arguments: list[str]) -> None:
+        from features.transpile import substitute
+
+        definition = TABLE_MACROS[macro]
+        select = substitute(definition.select, dict(zip(definition.params, arguments, strict=True)))
+        self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {name} AS {select}")
+        self.spark.catalog.cacheTable(name)
+        self._cached.add(name)
 
     def _create_cached_view(self, spark_sql: str) -> SparkResult:
         self.spark.sql(spark_sql)
@@ -325,6 +431,29 @@ class SparkConnection:
             self._cached.discard(name)
         self.spark.catalog.dropTempView(name)
         return SparkResult(None)
+
+
+class _Cursor:
+    """``SparkConnection.cursor``: queries go to the connection; ``close`` keeps its views."""
+
+    def __init__(self, connection: SparkConnection) -> None:
+        self._connection = connection
+        self.spark = connection.spark
+
+    def execute(self, sql: str, params: Mapping[str, object] | list[object] | None = None) -> SparkResult:
+        """``SparkConnection.execute`` of the connection."""
+        return self._connection.execute(sql, params)
+
+    def has_table(self, table: str) -> bool:
+        """``SparkConnection.has_table`` of the connection."""
+        return self._connection.has_table(table)
+
+    def cursor(self) -> _Cursor:
+        """Another handle on the same connection."""
+        return _Cursor(self._connection)
+
+    def close(self) -> None:
+        """Nothing to close: the views belong to the connection the cursor came from."""
 
 
 # pandas writes timestamps in nanoseconds, a Parquet type Spark does not read as a timestamp: the

@@ -21,8 +21,10 @@ rewrites that SQLGlot's own DuckDB → Spark translation does not do, and writes
 
 Everything else (``count(*) FILTER``, ``date_diff``, ``median``, ``arg_min``, ``generate_series``,
 ``::`` casts, ``GROUP BY ALL``, ``VALUES`` aliases, ``CREATE TEMP TABLE`` as a temporary view) is
-SQLGlot's translation as it is. SQL that cannot be translated, or whose values depend on the
-engine (``hash``: ``ENGINE_SPECIFIC``), raises ``TranspileError``.
+SQLGlot's translation as it is; ``hash`` becomes Spark's ``xxhash64`` (engine-local values, for
+digests only: ``ENGINE_LOCAL``) and ``HUGEINT`` a ``DECIMAL(38, 0)``. ``current_setting('name')``
+is the connection's answer (``settings``); ``COPY (query) TO 'file' (FORMAT parquet)`` is split
+by ``copy_target`` for the connection to write. SQL that cannot be translated raises ``TranspileError``.
 """
 
 from __future__ import annotations
@@ -55,20 +57,54 @@ def to_spark(
     params: Params = None,
     macros: Mapping[str, object] | None = None,
     macro_view: MacroView | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> str:
-    """The Spark SQL of one DuckDB statement ``sql``, with ``params`` bound as literals and each
-    call of a table macro named in ``macros`` replaced by ``macro_view(name, arguments)``."""
+    """The Spark SQL of one DuckDB statement ``sql``, with ``params`` bound as literals, each
+    call of a table macro named in ``macros`` replaced by ``macro_view(name, arguments)`` and
+    each ``current_setting('name')`` by the string ``settings[name]`` (NULL when empty)."""
     try:
         tree = sqlglot.parse_one(sql, read=READ)
     except sqlglot.errors.ParseError as error:
         raise TranspileError(f"DuckDB SQL that SQLGlot cannot parse: {error}\n  sql: {sql[:300]}") from error
-    _refuse_engine_specific(tree)
-    tree = bind_params(tree, params)
+    tree = bind_params(_engine_local(tree), params)
     if macros:
         if macro_view is None:
             raise ValueError("macro_view is needed to expand table macros")
         tree = _expand_macros(tree, macros, macro_view)
+    tree = tree.transform(lambda node: _current_setting(node, settings or {}))
     return _rewrite(tree).sql(dialect=WRITE)
+
+
+def copy_target(sql: str) -> tuple[str, str] | None:
+    """``(query, path)`` of a DuckDB ``COPY (query) TO 'path' (FORMAT parquet)``, the query as
+    DuckDB SQL; None for any other statement. Another format is refused (Spark writes Parquet)."""
+    if not sql.lstrip().upper().startswith("COPY"):
+        return None
+    tree = sqlglot.parse_one(sql, read=READ)
+    if not isinstance(tree, exp.Copy) or not tree.args.get("files"):
+        return None
+    options = " ".join(option.sql(dialect=READ).upper() for option in tree.args.get("params") or [])
+    if "PARQUET" not in options:
+        raise TranspileError(f"COPY on Spark writes Parquet only, the statement asks for: {options}")
+    query = tree.this.this if isinstance(tree.this, exp.Subquery) else tree.this
+    return query.sql(dialect=READ), tree.args["files"][0].name
+
+
+def _current_setting(node: exp.Expression, settings: Mapping[str, str]) -> exp.Expression:
+    """DuckDB's ``current_setting('name')``: the connection's value of that setting, or NULL."""
+    if not (isinstance(node, exp.Anonymous) and node.name.lower() == "current_setting"):
+        return node
+    argument = node.expressions[0] if node.expressions else None
+    if not isinstance(argument, exp.Literal) or not argument.is_string:
+        raise TranspileError("current_setting() on Spark needs the setting's name as a string literal")
+    value = settings.get(argument.name)
+    if value is None:
+        raise TranspileError(
+            f"current_setting({argument.name!r}) is a DuckDB setting a Spark connection does not answer\n"
+            "  fix: run the query on DuckDB (engine.kind: duckdb), "
+            "or add the setting to SparkConnection.settings"
+        )
+    return exp.Literal.string(value) if value else exp.null()
 
 
 def substitute(select: str, names: Mapping[str, str]) -> str:
@@ -85,18 +121,26 @@ def substitute(select: str, names: Mapping[str, str]) -> str:
     return _rewrite(tree.transform(replace)).sql(dialect=WRITE)
 
 
-# Functions whose values depend on the engine (DuckDB's hash is not Spark's): a query using them
-# has no single definition to run on both, so it is refused instead of giving other numbers.
-ENGINE_SPECIFIC = frozenset({"hash"})
+# Functions whose values depend on the engine (DuckDB's hash is not Spark's): their values are
+# engine-local, fit only for digests compared with another digest of the same engine
+# (features.interactions.history_fingerprint: a model stored by a DuckDB night is refitted on a
+# Spark night, never mistaken for the same history). Spark computes ``hash(a, b, ...)`` as
+# ``xxhash64(a, b, ...)``; a query that must give the same numbers on both cannot use them.
+ENGINE_LOCAL = {"hash": "XXHASH64"}
 
 
-def _refuse_engine_specific(tree: exp.Expression) -> None:
-    for call in tree.find_all(exp.Anonymous):
-        if call.name.lower() in ENGINE_SPECIFIC:
-            raise TranspileError(
-                f"{call.name}() gives engine-specific values, so this query has no Spark equivalent\n"
-                "  fix: run it on DuckDB (engine.kind: duckdb), or define the value without it"
-            )
+def _engine_local(tree: exp.Expression) -> exp.Expression:
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous) and node.name.lower() in ENGINE_LOCAL:
+            return exp.Anonymous(this=ENGINE_LOCAL[node.name.lower()], expressions=node.expressions)
+        if isinstance(node, exp.DataType) and node.this in (
+            exp.DataType.Type.INT128,
+            exp.DataType.Type.UINT128,
+        ):
+            return exp.DataType.build("DECIMAL(38, 0)")  # DuckDB's HUGEINT: Spark has no 128-bit integer
+        return node
+
+    return tree.transform(replace)
 
 
 def bind_params(tree: exp.Expression, params: Params) -> exp.Expression:

@@ -434,6 +434,10 @@ def nightly(
             help="Fit the production model tonight (not the stored one: recommend.refit_every_days).",
         ),
     ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", help="duckdb or spark: overrides engine.kind (docs/spark.md)."),
+    ] = None,
 ) -> None:
     """Run the nightly Prefect flow: validate, segment, quality gate, recommend, register, publish.
 
@@ -443,10 +447,10 @@ def nightly(
     from pipelines.runtime import paused_collection
 
     with paused_collection():  # the flow's imports (pipelines.runtime.freeze_long_lived)
-        from pipelines.config import load_config, with_locale
+        from pipelines.config import load_config, with_engine, with_locale
         from pipelines.flow import run_nightly
 
-    settings = with_locale(load_config(config), locale)
+    settings = with_engine(with_locale(load_config(config), locale), engine)
     if refit:  # a cadence of 1 for tonight: fit, evaluate and store the production model
         recommend = settings.recommend.model_copy(update={"refit_every_days": 1})
         settings = settings.model_copy(update={"recommend": recommend})

@@ -33,7 +33,15 @@ from sources.simulator import SimulationConfig
 
 DEFAULT_CONFIG = Path("configs/nightly.yaml")
 
-__all__ = ["DEFAULT_CONFIG", "ConfigError", "DataConfig", "NightlyConfig", "load_config", "with_locale"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "ConfigError",
+    "DataConfig",
+    "NightlyConfig",
+    "load_config",
+    "with_engine",
+    "with_locale",
+]
 
 
 class DataConfig(DataSourceConfig):
@@ -88,17 +96,6 @@ class NightlyConfig(BaseModel):
     # --- the Spark engine (issue #11): engine.kind picks it, this section starts it (docs/spark.md) ---
     spark: SparkConfig = Field(default_factory=SparkConfig)
 
-    @field_validator("engine")
-    @classmethod
-    def _engine_wired(cls, engine: EngineConfig) -> EngineConfig:
-        if engine.kind == "spark":
-            raise ValueError(
-                "engine.kind spark runs the feature builders (features.spark_engine) but is not yet "
-                "wired into the nightly, which would run on DuckDB fix: set engine.kind: duckdb "
-                "(docs/spark.md says what runs on Spark today)"
-            )
-        return engine
-
     # --- locale (issue #13): the language of every label and header a person reads ---
     locale: Literal["en", "zh-CN"] = Field(
         "en",
@@ -131,6 +128,20 @@ def load_config(path: Path | None) -> NightlyConfig:
         return NightlyConfig.model_validate(content)
     except ValidationError as error:
         raise ConfigError(describe_errors(path, error, NightlyConfig, DEFAULT_CONFIG)) from None
+
+
+# --- the engine (issue #11): --engine on the CLI overrides engine.kind ---
+def with_engine(settings: NightlyConfig, kind: str | None) -> NightlyConfig:
+    """``settings`` with ``kind`` (``--engine``: duckdb or spark) in place of ``engine.kind``, when given."""
+    if kind is None:
+        return settings
+    try:
+        engine = EngineConfig.model_validate({**settings.engine.model_dump(), "kind": kind})
+    except ValidationError:
+        raise ConfigError(
+            f"--engine {kind!r}: not an engine\n  fix: pass --engine duckdb or --engine spark"
+        ) from None
+    return settings.model_copy(update={"engine": engine})
 
 
 def with_locale(settings: NightlyConfig, locale: str | None) -> NightlyConfig:

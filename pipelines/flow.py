@@ -14,6 +14,7 @@ Folders, under the work directory (``--out`` or ``work_dir``)::
     .siyu-night.json    which night outputs/ holds and whether it finished (``pipelines.resume``)
     validated/          clean tables, quarantine files, validation.json
     duckdb_tmp/         DuckDB's spill folder while the run's engine session is open (engine:)
+    spark_tmp/          Spark's spill folder while a Spark session is open (engine.kind: spark)
     run_timings.json    seconds and peak RSS per task (flow.step_memory_budget), wall, peak RSS, Parquet
                         reads of orders (the benchmark reads it)
     outputs/            this run's step outputs (siyu's own files cleared each run), the export's source
@@ -39,7 +40,9 @@ its report and its export, and a summary.
 
 After validation the flow opens one DuckDB session (``features.engine``: the clean orders read
 once, shared views, ``engine:`` memory limit and spill folder) and hands it to segmentation,
-the quality gate and the recommenders; it is closed before registration. Every task's seconds
+the quality gate and the recommenders; it is closed before registration. With ``engine.kind:
+spark`` (``--engine spark``) the session is a Spark session and its connection instead
+(``pipelines.run_engine``, docs/spark.md): a task starts it, a task stops it and its JVM. Every task's seconds
 go to ``run_timings.json`` (``pipelines.runtime.timed``), and the steps' progress to Prefect
 progress artifacts (``pipelines.runtime.ProgressArtifacts``).
 """
@@ -61,13 +64,13 @@ from prefect.context import FlowRunContext
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from features import engine
 from features.asof import AsOf
 from features.catalog import Folder, StepFile, output_names
 from pipelines import champion, nightly_steps, resume, tracking, workdir
 from pipelines import publish as publishing
 from pipelines.champion import RecommenderOutcome
 from pipelines.config import NightlyConfig, load_config
+from pipelines.run_engine import EngineRun, engine_record, open_engine_run
 from pipelines.runtime import (
     FlowConfig,
     Fn,
@@ -192,7 +195,7 @@ def nightly_flow(
         missing = limits(check_tables)(previous, validated, settings)
         outputs = limits(prepare_outputs)(work, validated, settings)
         run_id = limits(open_run)(settings, work, validated, source)
-        with engine_session(validated, settings, work, limits) as con:
+        with engine_session(validated, settings, work, limits, run_id) as con:
             segments, quality = segment_and_grade(limits, validated, settings, outputs, previous, con)
             recommenders = limits(train_recommenders)(validated, settings, outputs, con)
         decision = limits(register)(recommenders, settings, work, run_id)
@@ -329,25 +332,40 @@ def prepare_outputs(work: Path, validated: Validated, settings: NightlyConfig) -
 
 @contextmanager
 def engine_session(
-    validated: Validated, settings: NightlyConfig, work: Path, limits: TaskLimits
-) -> Iterator[duckdb.DuckDBPyConnection]:
-    """One DuckDB connection over the clean tables for the steps of the block (``engine:``); closed,
-    and its spill folder removed, when the block ends however it ends."""
-    con = limits(open_engine)(validated, settings, work)
+    validated: Validated, settings: NightlyConfig, work: Path, limits: TaskLimits, run_id: str
+) -> Iterator[Any]:
+    """The run's engine (``engine.kind``: a DuckDB connection or a Spark connection) for the steps of
+    the block; closed, the Spark session and its JVM stopped and the spill folder removed, when the
+    block ends however it ends (``pipelines.run_engine``)."""
+    run = limits(open_engine)(validated, settings, work, run_id)
     try:
-        yield con
+        yield run.con
     finally:
-        engine.close(con, settings.engine.spill_dir(work))
+        try:
+            limits(close_engine)(run)
+        finally:
+            run.close()  # again, in case the task could not run (idempotent)
 
 
 @nightly_task("open engine session", file_task())
-def open_engine(validated: Validated, settings: NightlyConfig, work: Path) -> duckdb.DuckDBPyConnection:
-    """Read the clean orders into one DuckDB session (``features.engine.connect``) the steps share."""
-    spill = settings.engine.spill_dir(work)
-    get_run_logger().info(
-        "engine session: memory limit %s, spill folder %s", settings.engine.memory_limit, spill
-    )
-    return engine.connect(validated.clean_paths, config=settings.engine, temp_directory=spill)
+def open_engine(validated: Validated, settings: NightlyConfig, work: Path, run_id: str) -> EngineRun:
+    """Open the night's engine over the clean tables and record it (kind, Spark conf) on the MLflow run."""
+    run = open_engine_run(validated, settings, work)
+    try:
+        with tracking.using_tracking(settings.tracking, work) as client:
+            for key, value in engine_record(run).items():
+                client.set_tag(run_id, key, value)
+    except BaseException:
+        run.close()
+        raise
+    get_run_logger().info("engine: %s", run.kind)
+    return run
+
+
+@nightly_task("close engine session", pure_task())
+def close_engine(run: EngineRun) -> None:
+    """Close the engine: the DuckDB connection, or the Spark session and its JVM."""
+    run.close()
 
 
 def segment_and_grade(

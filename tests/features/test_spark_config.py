@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from features import spark_engine
 from features.spark_engine import SparkConfig, SparkUnavailableError, spark_session
-from pipelines.config import ConfigError, NightlyConfig, load_config
+from pipelines.config import ConfigError, NightlyConfig, load_config, with_engine
 
 
 def test_defaults_run_duckdb_and_describe_a_local_spark() -> None:
@@ -66,13 +66,16 @@ def test_a_config_file_error_names_the_key_and_the_fix(tmp_path) -> None:
     assert "fix: write a number and a unit, e.g. 4g or 512m" in message
 
 
-def test_the_nightly_refuses_the_spark_engine_until_it_is_wired(tmp_path) -> None:
+def test_the_nightly_takes_the_spark_engine_and_the_cli_flag_overrides_the_config(tmp_path) -> None:
     path = tmp_path / "nightly.yaml"
-    path.write_text("engine:\n  kind: spark\n")
-    with pytest.raises(
-        ConfigError, match=r"not yet wired into the nightly[\s\S]*fix: set engine.kind: duckdb"
-    ):
-        load_config(path)
+    path.write_text("engine:\n  kind: spark\n  memory_limit: 2GB\n")
+    settings = load_config(path)
+    assert settings.engine.kind == "spark"
+    back = with_engine(settings, "duckdb")
+    assert back.engine.kind == "duckdb" and back.engine.memory_limit == "2GB"  # only the kind moves
+    assert with_engine(settings, None) is settings
+    with pytest.raises(ConfigError, match=r"--engine 'dask': not an engine[\s\S]*fix: pass --engine duckdb"):
+        with_engine(settings, "dask")
 
 
 def test_both_shipped_configs_carry_the_engine_and_spark_sections() -> None:
@@ -127,3 +130,27 @@ def test_a_spill_folder_named_in_conf_is_used_and_kept(tmp_path, monkeypatch) ->
     with spark_session(SparkConfig(conf={"spark.local.dir": str(own)}), tmp_path / "work"):
         pass
     assert own.is_dir() and not (tmp_path / "work" / "spark_tmp").exists()
+
+
+def test_siyu_nightly_engine_flag_reaches_the_flow_and_a_bad_one_is_one_message(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    import pipelines.flow as flow
+    from features.errors import SiyuError
+    from tests.cli import run_cli
+
+    seen: list[str] = []
+
+    def run_nightly(config, data, day, work, settings) -> None:
+        seen.append(settings.engine.kind)
+        raise SiyuError("stopped here: the flow itself is tests/pipelines/test_flow_spark.py's")
+
+    monkeypatch.setattr(flow, "run_nightly", run_nightly)
+    out = str(tmp_path / "work")
+    assert run_cli(monkeypatch, "nightly", "--engine", "spark", "--out", out) == 2
+    assert run_cli(monkeypatch, "nightly", "--out", out) == 2  # the shipped config's kind
+    assert seen == ["spark", "duckdb"]
+    assert run_cli(monkeypatch, "nightly", "--engine", "dask", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert "--engine 'dask': not an engine" in err and "fix: pass --engine duckdb or --engine spark" in err
+    assert seen == ["spark", "duckdb"] and "Traceback" not in err

@@ -23,7 +23,6 @@ from features.consumer_features import consumer_features
 from features.distributor_features import distributor_features, distributor_monthly
 from features.engine import connect
 from features.spark_engine import SparkConfig, SparkConnection, session_settings, spark_session
-from features.transpile import TranspileError
 from sources.simulator import SimulationConfig, simulate
 
 # Small and quick: on a few hundred rows Spark's time goes to the JVM warming up and to compiling
@@ -233,10 +232,38 @@ def test_a_temporary_table_is_dropped_with_its_cache(engines, as_of) -> None:
     assert days not in _views(on_spark)
 
 
-def test_engine_specific_sql_is_refused_by_name(engines, as_of) -> None:
+def test_the_history_fingerprint_is_engine_local_but_keyed_to_the_history(engines, as_of) -> None:
+    """DuckDB's hash is Spark's xxhash64 there: another digest, as stable and as sensitive."""
+    duck, on_spark = engines["all"]
+    tonight = interactions.history_fingerprint(on_spark, as_of)
+    assert interactions.history_fingerprint(on_spark, as_of) == tonight
+    assert interactions.history_fingerprint(on_spark, as_of.days_before(7)) != tonight
+    sql = f'SELECT count(*) FROM orders WHERE "{Col.ORDERED_AT}" < $end'
+    lines = duck.execute(sql, {"end": as_of.end}).fetchone()
+    assert tonight.split(":")[0] == str(lines[0])  # same lines counted
+    assert tonight != interactions.history_fingerprint(duck, as_of)  # never taken for a DuckDB digest
+
+
+def test_shared_interactions_on_spark_give_each_cutoffs_pairs(engines, as_of) -> None:
+    """The nightly's one aggregation for three cutoffs (COPY to Parquet, read back per cutoff)."""
+    duck, on_spark = engines["all"]
+    cutoffs = [as_of.days_before(30), as_of.days_before(14), as_of]
+    with interactions.shared_interactions(on_spark, cutoffs):
+        shared = [interactions.build_interactions(on_spark, cutoff) for cutoff in cutoffs]
+    for cutoff, frame in zip(cutoffs, shared, strict=True):
+        assert_same(interactions.build_interactions(duck, cutoff), frame)
+
+
+def test_a_cursor_queries_the_connection_and_closing_it_keeps_the_views(engines, as_of) -> None:
     _, on_spark = engines["all"]
-    with pytest.raises(TranspileError, match="hash"):
-        interactions.history_fingerprint(on_spark, as_of)
+    cursor = on_spark.cursor()
+    assert cursor.has_table(Table.ORDERS)
+    assert (
+        cursor.execute("SELECT count(*) FROM orders").fetchone()
+        == on_spark.execute("SELECT count(*) FROM orders").fetchone()
+    )
+    cursor.close()
+    assert Table.ORDERS in _views(on_spark)
 
 
 def test_times_come_back_as_the_contract_wrote_them(engines) -> None:

@@ -7,7 +7,7 @@ from datetime import date, datetime
 import pytest
 
 from features.engine import TABLE_MACROS
-from features.transpile import TranspileError, substitute, to_spark
+from features.transpile import TranspileError, copy_target, substitute, to_spark
 
 
 def test_named_parameters_become_typed_literals() -> None:
@@ -96,9 +96,29 @@ def test_duckdb_idioms_sqlglot_translates() -> None:
     assert "MEDIAN(p)" in sql and "CAST(NULL AS STRING)" in sql and "GROUP BY ALL" in sql
 
 
-def test_engine_specific_functions_are_refused_with_a_fix() -> None:
-    with pytest.raises(TranspileError, match=r"hash\(\) gives engine-specific values[\s\S]*fix:"):
-        to_spark("SELECT hash(a, b) FROM t")
+def test_engine_local_hash_becomes_xxhash64_and_hugeint_a_decimal() -> None:
+    sql = to_spark("SELECT coalesce(sum(hash(a, b)::HUGEINT), 0) FROM t")
+    assert "XXHASH64(a, b)" in sql and "CAST(XXHASH64(a, b) AS DECIMAL(38, 0))" in sql
+    assert "HASH(" not in sql.replace("XXHASH64(", "")
+
+
+def test_current_setting_is_the_connections_answer_or_refused_with_a_fix() -> None:
+    assert to_spark("SELECT current_setting('temp_directory')", settings={"temp_directory": "/s"}) == (
+        "SELECT '/s'"
+    )
+    assert to_spark("SELECT current_setting('temp_directory')", settings={"temp_directory": ""}) == (
+        "SELECT NULL"
+    )
+    with pytest.raises(TranspileError, match=r"current_setting\('threads'\) is a DuckDB setting[\s\S]*fix:"):
+        to_spark("SELECT current_setting('threads')", settings={"temp_directory": ""})
+
+
+def test_copy_to_parquet_is_split_into_its_query_and_file() -> None:
+    query, path = copy_target("COPY (SELECT a FROM t WHERE x < $end) TO '/tmp/p.parquet' (FORMAT parquet)")
+    assert (query, path) == ("SELECT a FROM t WHERE x < $end", "/tmp/p.parquet")
+    assert copy_target("SELECT 1") is None
+    with pytest.raises(TranspileError, match="Parquet only"):
+        copy_target("COPY (SELECT 1) TO '/tmp/p.csv' (FORMAT csv)")
 
 
 def test_sql_sqlglot_cannot_parse_is_refused_with_the_text() -> None:
