@@ -217,9 +217,9 @@ CHURN_SCORERS = {
 
 
 def _bgnbd_forecast(
-    train: pd.DataFrame, target: pd.DataFrame, clv: CLVConfig, config: ChurnConfig
+    train: pd.DataFrame, target: pd.DataFrame, clv: CLVConfig, config: ChurnConfig, value: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    result = fit_clv(target, clv)
+    result = fit_clv(target, clv, value)
     predictions = result.predictions
     return (
         predictions[CLVCol.EXPECTED_PURCHASES].to_numpy(),
@@ -230,9 +230,10 @@ def _bgnbd_forecast(
 
 
 def _boosting_forecast(
-    train: pd.DataFrame, target: pd.DataFrame, clv: CLVConfig, config: ChurnConfig
+    train: pd.DataFrame, target: pd.DataFrame, clv: CLVConfig, config: ChurnConfig, value: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Purchase days and value, each by its own Poisson-loss model; the two fit side by side."""
+    """Purchase days and value, each by its own Poisson-loss model; the two fit side by side
+    (``value`` False: purchase days only, value empty)."""
     sample = _sample(train, config)
     inputs, target_inputs = feature_matrix(sample), feature_matrix(target)
 
@@ -245,9 +246,12 @@ def _boosting_forecast(
             model.fit(inputs, sample[column].astype("float64").clip(lower=0))
             return model.predict(target_inputs)
 
+    empty = np.full(len(target), np.nan)
+    if not value:
+        return forecast(ActivityCol.FUTURE_PURCHASE_DAYS), empty, empty, 0
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="siyu-forecast") as pool:
-        purchases, value = pool.map(forecast, (ActivityCol.FUTURE_PURCHASE_DAYS, ActivityCol.FUTURE_VALUE))
-    return purchases, value, np.full(len(target), np.nan), 0
+        purchases, values = pool.map(forecast, (ActivityCol.FUTURE_PURCHASE_DAYS, ActivityCol.FUTURE_VALUE))
+    return purchases, values, empty, 0
 
 
 FORECASTERS = {"bgnbd": _bgnbd_forecast, "gradient_boosting": _boosting_forecast}
@@ -309,8 +313,12 @@ class Scores:
 def score_candidates(
     train: pd.DataFrame, target: pd.DataFrame, clv: CLVConfig, config: ChurnConfig,
     churn: tuple[str, ...] | None = None, forecast: tuple[str, ...] | None = None,
+    value: tuple[str, ...] | None = None,
 ) -> Scores:  # fmt: skip
     """Each named candidate (default: the configured ones) trained on ``train``, applied to ``target``.
+
+    ``value``: the forecast candidates whose expected value is wanted (default: all of
+    ``forecast``); the others forecast purchase days only (their value is left empty).
 
     The scikit-learn candidates run on ``SIDE_THREADS`` other threads while the PyMC ones
     (``PYMC_CANDIDATES``, whose graph compilation is not made to run side by side) run on this
@@ -320,6 +328,7 @@ def score_candidates(
     """
     churn_names = tuple(config.candidates if churn is None else churn)
     forecast_names = tuple(config.forecast_candidates if forecast is None else forecast)
+    valued = set(forecast_names if value is None else value)
     horizon = clv.horizon_days
     # one warnings / thread-pool state for both threads, restored when both are done
     with (
@@ -332,7 +341,7 @@ def score_candidates(
             for name in churn_names
             if name not in PYMC_CANDIDATES
         } | {
-            ("forecast", name): side.submit(FORECASTERS[name], train, target, clv, config)
+            ("forecast", name): side.submit(FORECASTERS[name], train, target, clv, config, name in valued)
             for name in forecast_names
             if name not in PYMC_CANDIDATES
         }
@@ -341,7 +350,7 @@ def score_candidates(
             for name in churn_names
             if name in PYMC_CANDIDATES
         } | {
-            ("forecast", name): FORECASTERS[name](train, target, clv, config)
+            ("forecast", name): FORECASTERS[name](train, target, clv, config, name in valued)
             for name in forecast_names
             if name in PYMC_CANDIDATES
         }
@@ -411,7 +420,10 @@ def choose_and_predict(
         validation = current.iloc[:0] if validation is None else validation
     keep_bgnbd = ("bgnbd",) if "bgnbd" in config.forecast_candidates else ()  # prob_alive comes from it
     forecast = tuple(dict.fromkeys((*keep_bgnbd, chosen["purchases"], chosen["value"])))
-    final = score_candidates(validation, current, clv, config, churn=(chosen["churn"],), forecast=forecast)
+    # prob_alive needs the BG/NBD, never its Gamma-Gamma: only the chosen value candidate forecasts value
+    final = score_candidates(
+        validation, current, clv, config, (chosen["churn"],), forecast, value=(chosen["value"],)
+    )
     # no model is sure of a person's next 90 days: keep risk off 0 and 1 (and off them after rounding)
     risk = pd.Series(np.clip(final.churn[chosen["churn"]], RISK_FLOOR, 1 - RISK_FLOOR), dtype="float64")
     predictions = pd.DataFrame(

@@ -139,8 +139,12 @@ class CLVResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def fit_clv(summary: pd.DataFrame, config: CLVConfig) -> CLVResult:
-    """Fit BG/NBD and Gamma-Gamma on ``summary`` and predict for every consumer in it."""
+def fit_clv(summary: pd.DataFrame, config: CLVConfig, value: bool = True) -> CLVResult:
+    """Fit BG/NBD and Gamma-Gamma on ``summary`` and predict for every consumer in it.
+
+    ``value`` False: no Gamma-Gamma fit (``expected_value`` empty; ``set_aside`` still counted),
+    for a caller that takes only the BG/NBD outputs (a PyMC fit less).
+    """
     data = _model_frame(summary, config.time_unit_days)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -149,7 +153,7 @@ def fit_clv(summary: pd.DataFrame, config: CLVConfig) -> CLVResult:
 
     spend_data, set_aside = _gamma_gamma_frame(data)
     started = time.perf_counter()
-    gamma_gamma = _fit_gamma_gamma(spend_data, config)
+    gamma_gamma = _fit_gamma_gamma(spend_data, config) if value else None
     timings["gamma_gamma_fit_s"] = time.perf_counter() - started
 
     started = time.perf_counter()

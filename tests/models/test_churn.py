@@ -165,3 +165,21 @@ def test_candidates_side_by_side_score_as_one_after_another(frames) -> None:
         np.testing.assert_array_equal(scores.purchases[name], purchases)
         np.testing.assert_array_equal(scores.value[name], value)
     np.testing.assert_array_equal(scores.prob_alive, FORECASTERS["bgnbd"](train, validation, CLV, config)[2])
+
+
+def test_a_forecast_whose_value_is_not_wanted_skips_only_the_value(frames) -> None:
+    """The final predictions want BG/NBD for prob_alive only when another candidate forecasts value:
+    no Gamma-Gamma (nor value regressor) is fitted, and every output that is used stays the same."""
+    train, validation, _ = frames
+    config = ChurnConfig(candidates=("logistic",))
+    both = score_candidates(train, validation, CLV, config)
+    lean = score_candidates(train, validation, CLV, config, value=("gradient_boosting",))
+    np.testing.assert_array_equal(lean.prob_alive, both.prob_alive)
+    assert lean.set_aside == both.set_aside
+    for name in ("bgnbd", "gradient_boosting"):
+        np.testing.assert_array_equal(lean.purchases[name], both.purchases[name])
+    np.testing.assert_array_equal(lean.value["gradient_boosting"], both.value["gradient_boosting"])
+    assert np.isnan(lean.value["bgnbd"]).all() and np.isfinite(both.value["bgnbd"]).any()
+    none_valued = score_candidates(train, validation, CLV, config, value=("bgnbd",))
+    assert np.isnan(none_valued.value["gradient_boosting"]).all()
+    np.testing.assert_array_equal(none_valued.value["bgnbd"], both.value["bgnbd"])

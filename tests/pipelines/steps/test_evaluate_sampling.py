@@ -78,3 +78,16 @@ def test_the_nightly_skips_the_expensive_models_but_never_the_production_one() -
         RecommendConfig.model_validate({"evaluation": {"nightly_models": ["nope"]}})
     with pytest.raises(ValidationError, match="sample_consumers"):
         RecommendConfig.model_validate({"evaluation": {"sample_consumers": 0}})
+
+
+def test_the_shipped_nightly_evaluates_the_production_model_and_the_run_reports_baselines() -> None:
+    """configs/nightly.yaml: the nightly measures what the run report's lift needs (issue 18: item-kNN and
+    EASE went to siyu evaluate), and its ranker has the code's default components, so that the Online
+    Retail benchmark (which builds ``RankerRecommender()``) measures the nightly's ranker."""
+    from models.recommenders.ranker import DEFAULT_COMPONENTS
+    from pipelines.config import load_config
+    from reporting.sections import BASELINE_MODELS
+
+    recommend = load_config(Path(__file__).parents[3] / "configs" / "nightly.yaml").recommend
+    assert recommend.nightly_model_names() == [recommend.production, *BASELINE_MODELS]
+    assert recommend.models[recommend.production].params["components"] == DEFAULT_COMPONENTS
