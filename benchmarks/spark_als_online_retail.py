@@ -17,8 +17,11 @@ import argparse
 import json
 import logging
 import os
-import resource
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         "--settings", nargs="*", default=list(SETTINGS), help="Settings to run (names above)."
     )
     parser.add_argument("--json", type=Path, default=None, help="Also write the rows as JSON.")
+    parser.add_argument(
+        "--one-session",
+        action="store_true",
+        help="spark_als: start one local[2] session first (fit times without the JVM's start).",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tables = {t: args.data / f"{t}.parquet" for t in ("orders", "products", "consumers")}
@@ -59,29 +67,72 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     rows = []
-    for name in args.settings:
-        model = build_component({"kind": args.kind, **SETTINGS[name]})
-        began = time.perf_counter()
-        table = evaluate_models({name: model}, task, 10, (Protocol.ALL_ITEMS,))
-        row = {
-            "kind": args.kind,
-            "setting": name,
-            **SETTINGS[name],
-            "ndcg@10": float(table[MetricCol.NDCG].iloc[0]),
-            "fit_s": float(table[MetricCol.FIT_SECONDS].iloc[0]),
-            "wall_s": time.perf_counter() - began,
-        }
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    with ExitStack() as stack:
+        peak = stack.enter_context(_peak_rss())
+        if args.one_session:
+            stack.enter_context(_local_session(stack))
+        for name in args.settings:
+            rows.append(_run(args.kind, name, task))
     print(
-        f"peak RSS: python {own:.2f} GiB; largest finished child (Spark's JVM) {children:.2f} GiB; "
+        f"peak RSS, this process and its children (Spark's JVM) together: {peak[0] / 2**30:.2f} GiB; "
         f"load {os.getloadavg()[0]:.2f}"
     )
     if args.json:
         args.json.write_text(pd.DataFrame(rows).to_json(orient="records", indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def _run(kind: str, name: str, task: object) -> dict[str, object]:
+    """Fit and measure one setting; prints and returns its row."""
+    model = build_component({"kind": kind, **SETTINGS[name]})
+    began = time.perf_counter()
+    table = evaluate_models({name: model}, task, 10, (Protocol.ALL_ITEMS,))
+    row = {
+        "kind": kind,
+        "setting": name,
+        **SETTINGS[name],
+        "ndcg@10": float(table[MetricCol.NDCG].iloc[0]),
+        "fit_s": float(table[MetricCol.FIT_SECONDS].iloc[0]),
+        "wall_s": time.perf_counter() - began,
+    }
+    print(json.dumps(row), flush=True)
+    return row
+
+
+@contextmanager
+def _peak_rss(every_s: float = 0.5) -> Iterator[list[int]]:
+    """Samples the RSS of this process plus its descendants; ``[peak bytes]`` is filled in as it runs."""
+    import psutil
+
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        me = psutil.Process()
+        while not done.wait(every_s):
+            total = me.memory_info().rss
+            for child in me.children(recursive=True):
+                with suppress(psutil.Error):
+                    total += child.memory_info().rss
+            peak[0] = max(peak[0], total)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        thread.join()
+
+
+@contextmanager
+def _local_session(stack: ExitStack) -> Iterator[object]:
+    """One local[2] Spark session for every fit (``--one-session``)."""
+    from features.spark_engine import SparkConfig, spark_session
+
+    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spark_als_bench_")))
+    with spark_session(SparkConfig(master="local[2]", shuffle_partitions=2), work) as spark:
+        yield spark
 
 
 if __name__ == "__main__":
