@@ -148,7 +148,7 @@ def _ensure_checkpoints(spark: SparkSession) -> None:
     context = spark.sparkContext
     if context.getCheckpointDir() is not None:
         return
-    spill = context.getConf().get("spark.local.dir") or tempfile.gettempdir()
+    spill = (context.getConf().get("spark.local.dir") or tempfile.gettempdir()).split(",")[0]
     folder = Path(spill) / "siyu_als_checkpoints"
     logger.info("spark_als: checkpoints in %s (set one on shared storage for a cluster)", folder)
     context.setCheckpointDir(str(folder))
