@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,22 +51,8 @@ MODELS: dict[str, Callable[[], Recommender]] = {
 }
 
 SOME = ["C000", "C001", "C002", "C010", "C033"]
-# Models fitted on Spark: the module's one local[2] session runs them (started only when one is tested).
+# Models fitted on Spark: conftest's one local[2] session runs them (started only when one is tested).
 SPARK_MODELS = frozenset({"spark_als"})
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from features.spark_engine import SparkConfig, spark_session
-
-    small = SparkConfig(
-        master="local[2]",
-        driver_memory="1g",
-        shuffle_partitions=2,
-        conf={"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"},
-    )
-    with spark_session(small, tmp_path_factory.mktemp("spark_work")) as session:
-        yield session
 
 
 def _needs_spark(name: str, request: pytest.FixtureRequest) -> None:
