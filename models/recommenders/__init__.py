@@ -24,6 +24,7 @@ from models.recommenders.implicit_models import (
 from models.recommenders.lightfm_model import LightFMRecommender
 from models.recommenders.popularity import PopularityRecommender, RepeatPurchaseRecommender
 from models.recommenders.ranker import RankerRecommender
+from models.recommenders.spark_als import SparkALSRecommender
 
 __all__ = [
     "RECOMMENDATION_COLUMNS",
@@ -40,6 +41,7 @@ __all__ = [
     "Recommender",
     "RepeatPurchaseRecommender",
     "ScoreBlock",
+    "SparkALSRecommender",
     "load_recommender",
     "registered_models",
 ]

@@ -83,7 +83,7 @@ class ModelSpec(BaseModel):
 
 
 # Kinds too slow to fit every night at scale (tens of minutes at 10M lines): left to `siyu evaluate`.
-EXPENSIVE_KINDS: frozenset[str] = frozenset({"als", "bpr", "lightfm"})
+EXPENSIVE_KINDS: frozenset[str] = frozenset({"als", "bpr", "lightfm", "spark_als"})
 
 
 def default_models() -> dict[str, ModelSpec]:

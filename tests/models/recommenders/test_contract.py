@@ -23,6 +23,7 @@ from models.recommenders import (
     Recommender,
     RecommendFilters,
     RepeatPurchaseRecommender,
+    SparkALSRecommender,
     load_recommender,
     registered_models,
 )
@@ -34,6 +35,7 @@ SMALL_COMPONENTS = {
 
 MODELS: dict[str, Callable[[], Recommender]] = {
     "als": lambda: ALSRecommender(factors=8, iterations=3, num_threads=1),
+    "spark_als": lambda: SparkALSRecommender(factors=8, iterations=3, blocks=2),
     "bpr": lambda: BPRRecommender(factors=8, iterations=20),
     "itemknn_bm25": lambda: ItemKNNRecommender("bm25", neighbours=20),
     "itemknn_cosine": lambda: ItemKNNRecommender("cosine", neighbours=20),
@@ -49,6 +51,13 @@ MODELS: dict[str, Callable[[], Recommender]] = {
 }
 
 SOME = ["C000", "C001", "C002", "C010", "C033"]
+# Models fitted on Spark: conftest's one local[2] session runs them (started only when one is tested).
+SPARK_MODELS = frozenset({"spark_als"})
+
+
+def _needs_spark(name: str, request: pytest.FixtureRequest) -> None:
+    if name in SPARK_MODELS:
+        request.getfixturevalue("spark")
 
 
 def test_every_registered_model_is_in_the_suite() -> None:
@@ -58,8 +67,9 @@ def test_every_registered_model_is_in_the_suite() -> None:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_a_second_fit_starts_from_scratch(
-    name: str, planted_data: InteractionData, other_data: InteractionData
+    name: str, planted_data: InteractionData, other_data: InteractionData, request: pytest.FixtureRequest
 ) -> None:
+    _needs_spark(name, request)
     assert set(other_data.consumer_ids) != set(planted_data.consumer_ids)
     assert set(other_data.product_ids) != set(planted_data.product_ids)
     refitted = MODELS[name]().fit(other_data).fit(planted_data)
@@ -72,6 +82,7 @@ def test_a_second_fit_starts_from_scratch(
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def fitted(request: pytest.FixtureRequest, planted_data: InteractionData) -> tuple[str, Recommender]:
+    _needs_spark(request.param, request)
     return request.param, MODELS[request.param]().fit(planted_data)
 
 
