@@ -118,7 +118,7 @@ class EvaluationSettings(BaseModel):
     nightly_models: list[str] | None = Field(
         None,
         description="Models the nightly evaluates (the production model always is); "
-        "empty = every model whose kind is not als, bpr or lightfm.",
+        "empty = every model whose kind is not als, bpr, lightfm or spark_als.",
     )
     sample_consumers: int | None = Field(
         50_000, gt=0, description="Test consumers measured (a seeded sample); empty = all."
