@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from features.errors import SiyuError
+from reporting import excel
 from reporting.excel import read_history, twin_path, write_excel_csv
 
 
@@ -36,6 +37,30 @@ def test_same_frame_same_bytes(tmp_path: Path) -> None:
     first = write_excel_csv(frame, tmp_path / "1.csv").read_bytes()
     second = write_excel_csv(frame.iloc[::-1], tmp_path / "2.csv", sort_by=["a"]).read_bytes()
     assert first == second
+
+
+def test_a_long_csv_written_in_blocks_has_the_bytes_of_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Over ``CSV_BLOCK_ROWS`` the CSV is formatted a block at a time with progress counts: the
+    header and the BOM once, the formula guard in every block, missing values, quotes and
+    Chinese text as one write gives them."""
+    frame = pd.DataFrame(
+        {
+            "id": [f"C{i}" for i in range(7)],
+            "text": ["=1+1", "a, b", 'say "hi"', None, "冠军客户", "-2", "ok"],
+            "n": [1, 2, 3, 4, 5, 6, 7],
+            "x": [0.5, None, 2.25, -1.0, 3.0, 1e-7, 2.0],
+        }
+    )
+    whole = write_excel_csv(frame, tmp_path / "whole.csv", twin=True).read_bytes()
+    monkeypatch.setattr(excel, "CSV_BLOCK_ROWS", 3)
+    with caplog.at_level("INFO", logger="siyu.progress"):
+        blocks = write_excel_csv(frame, tmp_path / "blocks.csv", twin=True).read_bytes()
+    assert blocks == whole
+    assert blocks.count(b"\xef\xbb\xbf") == 1 and blocks.count(b"id,text,n,x") == 1
+    assert "writing blocks.csv: 7 / 7 rows (100%)" in caplog.text
+    assert pd.read_parquet(twin_path(tmp_path / "blocks.csv")).equals(frame)
 
 
 def test_the_twin_keeps_the_exact_frame_and_history_reads_it(tmp_path: Path) -> None:
