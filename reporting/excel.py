@@ -10,15 +10,19 @@ a Parquet *twin* beside the CSV, holding the exact frame, and ``read_history`` r
 
 from __future__ import annotations
 
+import codecs
 import logging
+import shutil
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from features.catalog import StepFile
 from features.errors import SiyuError
 from features.files import atomic_path, write_parquet_atomically
 from features.progress import progress
+from features.sql import literal
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +67,45 @@ def write_excel_csv(
     with atomic_path(path) as partial:
         if len(ordered) <= CSV_BLOCK_ROWS:
             neutralise_formulas(ordered).to_csv(partial, index=False, encoding=_BOM, lineterminator="\n")
-        else:
+        elif not _write_with_duckdb(ordered, partial):
             _write_blocks(ordered, partial, f"writing {path.name}")
     if twin:
         write_parquet_atomically(ordered, twin_path(path))
     return path
+
+
+def _write_with_duckdb(frame: pd.DataFrame, partial: Path) -> bool:
+    """``frame`` as ``write_excel_csv`` writes it, by DuckDB's CSV writer (several threads, about 4
+    times less CPU than pandas), when every column is integers or text; False (nothing written)
+    for any other frame. DuckDB quotes as pandas does (only a text with a comma, a quote or a
+    line end) except the empty text, which it quotes to tell it from a missing value: empty texts
+    go to DuckDB as missing, and both are written as nothing, as pandas writes them."""
+    if not frame.columns.is_unique or not all(map(_integers_or_text, (frame[c] for c in frame.columns))):
+        return False
+    safe = neutralise_formulas(frame)
+    for column in safe.columns:
+        if not pd.api.types.is_integer_dtype(safe[column]):
+            safe[column] = safe[column].mask(safe[column] == "")
+    body = partial.with_name(partial.name + ".body")
+    try:
+        with duckdb.connect() as con:
+            con.execute("SET enable_progress_bar_print = false")
+            con.register("frame", safe)
+            con.execute(f"COPY frame TO {literal(str(body))} (HEADER)")
+        with partial.open("wb") as out, body.open("rb") as rows:
+            out.write(codecs.BOM_UTF8)
+            shutil.copyfileobj(rows, out, 1 << 20)
+    finally:
+        body.unlink(missing_ok=True)
+    return True
+
+
+def _integers_or_text(series: pd.Series) -> bool:
+    """Whether ``series`` holds integers (not booleans) or only texts, missing values aside."""
+    if pd.api.types.is_integer_dtype(series):
+        return True
+    text_dtype = series.dtype == object or pd.api.types.is_string_dtype(series)
+    return bool(text_dtype and pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"))
 
 
 def _write_blocks(frame: pd.DataFrame, partial: Path, step: str) -> None:

@@ -63,6 +63,39 @@ def test_a_long_csv_written_in_blocks_has_the_bytes_of_one_write(
     assert pd.read_parquet(twin_path(tmp_path / "blocks.csv")).equals(frame)
 
 
+def test_a_long_csv_of_integers_and_text_written_by_duckdb_has_the_bytes_of_pandas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Integers and text only (the share kit): DuckDB writes the long file, byte for byte what one
+    pandas write gives: empty and missing texts as nothing, quotes only where pandas quotes,
+    the formula guard, Chinese headers, missing integers."""
+    frame = pd.DataFrame(
+        {
+            "经销商": ["D1", "D1", "D2", "D2", "D3", "D3", "D4"],
+            "rank": [1, 2, 1, 2, 1, 2, 1],
+            "text": ["=1+1", "", None, 'say "hi"', "a, b", "line\nend", " 冠军 "],
+            "buyers": pd.array([3, None, 0, 1, 2, 5, 7], dtype="Int64"),
+        }
+    )
+    whole = write_excel_csv(frame, tmp_path / "whole.csv").read_bytes()
+    monkeypatch.setattr(excel, "CSV_BLOCK_ROWS", 3)
+    monkeypatch.setattr(excel, "_write_blocks", _not_called)
+    assert write_excel_csv(frame, tmp_path / "duckdb.csv").read_bytes() == whole
+    assert not list(tmp_path.glob("*.body"))
+
+
+def _not_called(*_: object) -> None:
+    raise AssertionError("written in pandas blocks, not by DuckDB")
+
+
+def test_a_long_csv_with_other_columns_is_not_written_by_duckdb(tmp_path: Path) -> None:
+    """Floats, booleans, dates or texts mixed with numbers: DuckDB would not write them as pandas does."""
+    for column in ([0.5, 1.0], [True, False], pd.to_datetime(["2025-01-01", "2025-01-02"]), ["a", 1]):
+        frame = pd.DataFrame({"id": ["C1", "C2"], "value": column})
+        assert not excel._write_with_duckdb(frame, tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()
+
+
 def test_the_twin_keeps_the_exact_frame_and_history_reads_it(tmp_path: Path) -> None:
     frame = pd.DataFrame(
         {"consumer_id": ["=HYPERLINK(1)", "+86138", "NA", "-2"], "tier": ["a", "b", "c", "d"]}
