@@ -40,13 +40,20 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     """
     safe = frame.copy()
     for column in safe.columns:
-        series = safe[column]
-        if pd.api.types.is_string_dtype(series) or series.dtype == object:
-            text = series.astype("string")
-            risky = text.str.startswith(_FORMULA_PREFIXES).fillna(False)
-            if risky.any():
-                safe[column] = text.mask(risky, _GUARD + text)
+        guarded = _guarded(safe[column])
+        if guarded is not None:
+            safe[column] = guarded
     return safe
+
+
+def _guarded(series: pd.Series) -> pd.Series | None:
+    """``series`` with its formula-like texts quoted, or None when it has none (or is not text)."""
+    if pd.api.types.is_string_dtype(series) or series.dtype == object:
+        text = series.astype("string")
+        risky = text.str.startswith(_FORMULA_PREFIXES).fillna(False)
+        if risky.any():
+            return text.mask(risky, _GUARD + text)
+    return None
 
 
 def twin_path(csv_path: Path) -> Path:
@@ -67,14 +74,14 @@ def write_excel_csv(
     with atomic_path(path) as partial:
         if len(ordered) <= CSV_BLOCK_ROWS:
             neutralise_formulas(ordered).to_csv(partial, index=False, encoding=_BOM, lineterminator="\n")
-        elif not _write_with_duckdb(ordered, partial):
+        elif not _write_with_duckdb(ordered, partial, f"writing {path.name}"):
             _write_blocks(ordered, partial, f"writing {path.name}")
     if twin:
         write_parquet_atomically(ordered, twin_path(path))
     return path
 
 
-def _write_with_duckdb(frame: pd.DataFrame, partial: Path) -> bool:
+def _write_with_duckdb(frame: pd.DataFrame, partial: Path, step: str) -> bool:
     """``frame`` as ``write_excel_csv`` writes it, by DuckDB's CSV writer (several threads, about 4
     times less CPU than pandas), when every column is integers or text; False (nothing written)
     for any other frame. DuckDB quotes as pandas does (only a text with a comma, a quote or a
@@ -82,21 +89,29 @@ def _write_with_duckdb(frame: pd.DataFrame, partial: Path) -> bool:
     go to DuckDB as missing, and both are written as nothing, as pandas writes them."""
     if not frame.columns.is_unique or not all(map(_integers_or_text, (frame[c] for c in frame.columns))):
         return False
-    safe = neutralise_formulas(frame)
-    for column in safe.columns:
-        if not pd.api.types.is_integer_dtype(safe[column]):
-            safe[column] = safe[column].mask(safe[column] == "")
     body = partial.with_name(partial.name + ".body")
-    try:
-        with duckdb.connect() as con:
-            con.execute("SET enable_progress_bar_print = false")
-            con.register("frame", safe)
-            con.execute(f"COPY frame TO {literal(str(body))} (HEADER)")
-        with partial.open("wb") as out, body.open("rb") as rows:
-            out.write(codecs.BOM_UTF8)
-            shutil.copyfileobj(rows, out, 1 << 20)
-    finally:
-        body.unlink(missing_ok=True)
+    # a count per column guarded, one for the file: no silent stretch over millions of rows
+    with progress(step, total=frame.shape[1] + 1, unit="columns") as bar:
+        safe = frame.copy(deep=False)  # a column that changes is replaced here, not in ``frame``
+        for column in frame.columns:
+            if not pd.api.types.is_integer_dtype(frame[column]):
+                guarded = _guarded(frame[column])
+                text = frame[column] if guarded is None else guarded
+                empty = (text == "").to_numpy(dtype=bool, na_value=False)
+                if guarded is not None or empty.any():
+                    safe[column] = text.mask(empty) if empty.any() else text
+            bar.advance()
+        try:
+            with duckdb.connect() as con:
+                con.execute("SET enable_progress_bar_print = false")
+                con.register("frame", safe)
+                con.execute(f"COPY frame TO {literal(str(body))} (HEADER)")
+            with partial.open("wb") as out, body.open("rb") as rows:
+                out.write(codecs.BOM_UTF8)
+                shutil.copyfileobj(rows, out, 1 << 20)
+        finally:
+            body.unlink(missing_ok=True)
+        bar.advance()
     return True
 
 

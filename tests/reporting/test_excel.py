@@ -64,7 +64,7 @@ def test_a_long_csv_written_in_blocks_has_the_bytes_of_one_write(
 
 
 def test_a_long_csv_of_integers_and_text_written_by_duckdb_has_the_bytes_of_pandas(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Integers and text only (the share kit): DuckDB writes the long file, byte for byte what one
     pandas write gives: empty and missing texts as nothing, quotes only where pandas quotes,
@@ -80,7 +80,9 @@ def test_a_long_csv_of_integers_and_text_written_by_duckdb_has_the_bytes_of_pand
     whole = write_excel_csv(frame, tmp_path / "whole.csv").read_bytes()
     monkeypatch.setattr(excel, "CSV_BLOCK_ROWS", 3)
     monkeypatch.setattr(excel, "_write_blocks", _not_called)
-    assert write_excel_csv(frame, tmp_path / "duckdb.csv").read_bytes() == whole
+    with caplog.at_level("INFO", logger="siyu.progress"):
+        assert write_excel_csv(frame, tmp_path / "duckdb.csv").read_bytes() == whole
+    assert "writing duckdb.csv: 5 / 5 columns (100%)" in caplog.text
     assert not list(tmp_path.glob("*.body"))
 
 
@@ -92,7 +94,7 @@ def test_a_long_csv_with_other_columns_is_not_written_by_duckdb(tmp_path: Path) 
     """Floats, booleans, dates or texts mixed with numbers: DuckDB would not write them as pandas does."""
     for column in ([0.5, 1.0], [True, False], pd.to_datetime(["2025-01-01", "2025-01-02"]), ["a", 1]):
         frame = pd.DataFrame({"id": ["C1", "C2"], "value": column})
-        assert not excel._write_with_duckdb(frame, tmp_path / "x.csv")
+        assert not excel._write_with_duckdb(frame, tmp_path / "x.csv", "writing x.csv")
     assert not (tmp_path / "x.csv").exists()
 
 
