@@ -20,7 +20,9 @@ size of the largest single process; the report says which). From inside, when th
 writes ``<work>/run_timings.json``: seconds per task, each task's peak RSS of the process
 tree (against ``flow.step_memory_budget``), the flow's own wall and peak RSS, and how often it
 scanned the orders data ("n/a" when the file is absent). "outside flow" is the night's wall
-less the flow's: the process start, imports, the local Prefect server's start and stop. With several sizes
+less the flow's: the process start, imports, the local Prefect server's start and stop; "before / after
+flow" splits it at the flow's start (``started_at`` in ``run_timings.json``): start-up, then the server's
+stop and the interpreter's exit. With several sizes
 (``--sizes``, each ``consumers[:distributors]``) the first and the last are compared on their
 first nights: the scaling exponent ``log(t_big / t_small) / log(lines_big / lines_small)``
 when their order lines differ, the peak memory per added distributor when only their
@@ -77,12 +79,13 @@ class RunTimings:
     orders_scans: int | None
     task_peak_rss_bytes: dict[str, int] = field(default_factory=dict)
     memory_budget_bytes: int | None = None
+    started_at: float | None = None  # when the flow's clock started (Unix time)
 
 
 def parse_run_timings(text: str) -> RunTimings:
     """``run_timings.json``'s keys ``tasks`` {name: seconds}, ``wall_seconds``,
-    ``peak_rss_bytes``, ``orders_scans``, ``task_peak_rss_bytes`` {name: bytes} and
-    ``memory_budget_bytes``; a missing or malformed key reads as absent."""
+    ``peak_rss_bytes``, ``orders_scans``, ``task_peak_rss_bytes`` {name: bytes},
+    ``memory_budget_bytes`` and ``started_at``; a missing or malformed key reads as absent."""
     data = json.loads(text)
     if not isinstance(data, dict):
         return RunTimings({}, None, None, None)
@@ -95,6 +98,7 @@ def parse_run_timings(text: str) -> RunTimings:
         memory_budget_bytes=(
             int(data["memory_budget_bytes"]) if _is_number(data.get("memory_budget_bytes")) else None
         ),
+        started_at=float(data["started_at"]) if _is_number(data.get("started_at")) else None,
     )
 
 
@@ -293,6 +297,14 @@ class Night:
     order_lines: int  # in the lake that night
     timings: RunTimings | None = None
     share_of_first: float | None = None
+    launched_at: float | None = None  # when the nightly process was started (Unix time)
+
+    def before_flow_seconds(self) -> float | None:
+        """From the process's start to the flow's clock: imports, the local Prefect server, the head
+        start; the rest of "outside flow" comes after the flow (its server's stop, the interpreter's exit)."""
+        if self.launched_at is None or self.timings is None or self.timings.started_at is None:
+            return None
+        return self.timings.started_at - self.launched_at
 
 
 @dataclass
@@ -403,6 +415,7 @@ def run_nights(args: argparse.Namespace, source: Path, folder: Path, run: SizeRu
         load_after = os.getloadavg()[0]
         night = Night(name, day.isoformat(), wall, peak, load_before, load_after, landed, order_lines(lake))
         night.timings = read_timings(work, started)
+        night.launched_at = started
         run.nights.append(night)
         if args.first_night_only:
             break
@@ -413,11 +426,21 @@ def run_nights(args: argparse.Namespace, source: Path, folder: Path, run: SizeRu
 # --- report --------------------------------------------------------------------------------
 
 
+def _before_after(night: Night) -> str:
+    """``before / after`` the flow, seconds ("n/a" without the flow's start time)."""
+    before = night.before_flow_seconds()
+    if before is None or night.timings is None or night.timings.wall_seconds is None:
+        return "n/a"
+    after = night.wall_seconds - before - night.timings.wall_seconds
+    return f"{before:.1f} / {after:.1f}"
+
+
 def markdown(runs: list[SizeRun], comparison: dict[str, float | None], method: str) -> str:
     lines = [
         "| consumers | distributors | order lines | night | as of | wall s | peak RSS GiB "
-        "| flow wall s | flow peak GiB | orders scans | share of first night | load 1m | outside flow s |",
-        "|" + "---|" * 13,
+        "| flow wall s | flow peak GiB | orders scans | share of first night | load 1m | outside flow s "
+        "| before / after flow s |",
+        "|" + "---|" * 14,
     ]
     for run in runs:
         for night in run.nights:
@@ -438,6 +461,7 @@ def markdown(runs: list[SizeRun], comparison: dict[str, float | None], method: s
                 _maybe(
                     timings and timings.wall_seconds and night.wall_seconds - timings.wall_seconds, "{:.1f}"
                 ),
+                _before_after(night),
             ]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *steps_table(runs), "", *steps_memory_table(runs), ""]

@@ -565,6 +565,7 @@ class RunClock:
     each table's files counted by ``features.engine.count_table_read`` since it started."""
 
     started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)  # the same moment, as a Unix time
     reads_before: dict[str, float] = field(default_factory=table_reads)
     tasks: dict[str, float] = field(default_factory=dict)
     task_reads: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -590,11 +591,13 @@ class RunClock:
         return {table: count for table, count in sorted(counted.items()) if count}
 
     def summary(self, rows: dict[str, int]) -> dict[str, Any]:
-        """The content of ``run_timings.json``: tasks, wall_seconds, peak_rss_bytes, orders_scans, ..."""
+        """The content of ``run_timings.json``: tasks, wall_seconds, started_at (the clock's start as
+        a Unix time: a benchmark outside the process tells the start-up by it), peak_rss_bytes, ..."""
         reads = self.reads()
         return {
             "tasks": dict(self.tasks),
             "wall_seconds": round(time.perf_counter() - self.started, 3),
+            "started_at": round(self.started_at, 3),
             "peak_rss_bytes": peak_rss_bytes(),
             "orders_scans": reads.get(Table.ORDERS, 0),
             "table_reads": reads,

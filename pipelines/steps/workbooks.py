@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import duckdb
@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from features.catalog import ShareKitCol, StepFile, WorkbookSheet, export_file
 from features.columns import Col
 from features.messages import DEFAULT_LOCALE, Messages
+from features.progress import progress
 from features.sql import ident
 from features.vocabulary import ConsumerCol, DistributorListCol, RecCol
 from reporting.excel import read_history, twin_path, write_excel_csv
@@ -47,6 +48,7 @@ QUALITY_SHEETS: tuple[tuple[str, str], ...] = (
     (WorkbookSheet.SUPPLIERS, StepFile.QUALITY_SUPPLIERS),
 )
 _FIX = "rerun the nightly into this work directory"
+QUERY_POLL_SECONDS = 1.0  # how often a long DuckDB query's share done is read
 _CONSUMER, _PRODUCT, _DISTRIBUTOR = (
     ident(RecCol.CONSUMER_ID),
     ident(RecCol.PRODUCT_ID),
@@ -173,11 +175,33 @@ def _likely_buyers(consumer_lists: Path, home: pd.Series, products: list[object]
     homes = home.rename_axis(RecCol.CONSUMER_ID).rename(Col.DISTRIBUTOR_ID).reset_index()
     pushed = pd.DataFrame({RecCol.PRODUCT_ID: pd.unique(pd.Series(products, dtype=object))})
     rows = pq.ParquetFile(consumer_lists).metadata.num_rows
-    logger.info("share kit: counting likely buyers over %d consumer-list rows", rows)
     with duckdb.connect() as con:
         con.register("homes", homes)
         con.register("pushed", pushed)
-        return con.execute(_LIKELY_BUYERS_SQL, [str(consumer_lists)]).df()
+        step = "share kit: counting likely buyers over the consumer lists"
+        return counted_query(con, _LIKELY_BUYERS_SQL, [str(consumer_lists)], step, rows)
+
+
+def counted_query(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object], step: str, rows: int
+) -> pd.DataFrame:
+    """``sql``'s result as a frame, with progress counts while DuckDB runs it: its own estimate of
+    the share done (``query_progress``, polled every ``QUERY_POLL_SECONDS`` from this thread
+    while a worker thread waits on the query) as a share of the ``rows`` it scans. DuckDB's own
+    terminal bar is turned off for the connection (the counts replace it)."""
+    con.execute("SET enable_progress_bar_print = false")
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-query") as worker,
+        progress(step, total=rows, unit="rows") as bar,
+    ):
+        running = worker.submit(lambda: con.execute(sql, params).df())
+        while not wait([running], timeout=QUERY_POLL_SECONDS).done:
+            percent = con.query_progress()
+            if percent > 0:
+                bar.advance(max(0.0, rows * min(percent, 100.0) / 100 - bar.done))
+        result = running.result()
+        bar.advance(rows - bar.done)
+    return result
 
 
 def _homes(consumer_tiers: Path | None) -> pd.DataFrame | None:

@@ -61,7 +61,18 @@ def test_each_tasks_peak_memory_and_the_budget_are_read_and_tabled_with_the_task
     table = markdown([run], compare([run]), "psutil")
     assert "| validate | 1.00 |" in table and "| segment | 3.00 ! |" in table
     assert "step memory budget: 2.00 GiB" in table
-    assert table.splitlines()[2].endswith("| 5.5 |")  # outside the flow: 45.5 s less its 40 s
+    assert table.splitlines()[2].endswith("| 5.5 | n/a |")  # outside the flow: 45.5 s less its 40 s
+
+
+def test_outside_the_flow_is_split_at_the_flows_start_into_start_up_and_exit() -> None:
+    """``started_at`` (the flow clock's Unix time) less the process's launch is the start-up; the
+    rest of the time outside the flow comes after it."""
+    timings = parse_run_timings(json.dumps({"tasks": {}, "wall_seconds": 40.0, "started_at": 1_000_003.0}))
+    assert timings.started_at == 1_000_003.0
+    night = Night("first", "2025-12-30", 45.5, None, 1.0, 1.0, 10, 1_000, timings, launched_at=1_000_000.0)
+    assert night.before_flow_seconds() == 3.0
+    run = SizeRun(5_000, 300, 1_000, "/data", 1.0, [night])
+    assert markdown([run], compare([run]), "psutil").splitlines()[2].endswith("| 5.5 | 3.0 / 2.5 |")
 
 
 def test_missing_or_malformed_keys_read_as_absent() -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tests.cli import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
 
 COMMANDS = [
     [],
@@ -107,3 +111,43 @@ def test_an_unreadable_previous_alerts_file_is_one_message(
     assert run_cli(monkeypatch, *args) == 2
     err = capsys.readouterr().err
     assert f"{previous / 'quality_alerts.csv'}: " in err and "fix:" in err and "Traceback" not in err
+
+
+_EXIT_PROBE = """
+import sys
+from pipelines.cli import freeze_heap_at_exit
+
+class Node:
+    def __init__(self):
+        self.other = None
+    def __del__(self):
+        sys.stdout.write("cycle freed\\n")
+
+def garbage_cycle():
+    first, second = Node(), Node()
+    first.other, second.other = second, first
+
+if sys.argv[1] == "frozen":
+    freeze_heap_at_exit()
+    freeze_heap_at_exit()  # a second call registers nothing more
+garbage_cycle()
+import atexit
+sys.stdout.write(f"exit handlers {atexit._ncallbacks()}\\n")
+"""
+
+
+def test_the_heap_is_frozen_at_exit_so_the_last_collection_walks_nothing() -> None:
+    """Without the freeze the interpreter's last collection finds the run's cycles (and walks the
+    whole heap to do so); with it the cycle is left to the operating system, every handler runs."""
+
+    def run(mode: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", _EXIT_PROBE, mode], capture_output=True, text=True, check=True, cwd=REPO
+        )
+        return done.stdout.splitlines()
+
+    plain, frozen = run("plain"), run("frozen")
+    assert plain[-1] == "cycle freed"
+    assert "cycle freed" not in frozen
+    handlers = [int(line.split()[-1]) for line in (plain[0], frozen[0])]
+    assert handlers[1] == handlers[0] + 1  # registered once

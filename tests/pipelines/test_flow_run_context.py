@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from uuid import UUID, uuid4
 
 import pytest
@@ -40,6 +41,7 @@ def test_run_clock_sums_the_seconds_of_a_task_and_counts_only_this_runs_reads() 
     assert summary["table_reads"] == {"orders": 2, "products": 1}
     assert summary["rows"] == {"orders": 12, "products": 3}
     assert summary["peak_rss_bytes"] > 10 * 2**20 and summary["wall_seconds"] >= 0
+    assert summary["started_at"] == round(clock.started_at, 3) and clock.started_at <= time.time()
 
 
 def test_timed_records_into_the_clock_of_its_run_even_when_the_task_fails(monkeypatch) -> None:
