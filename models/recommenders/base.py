@@ -850,6 +850,41 @@ def carried_rows(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return carried
 
 
+DENSE_SLICE_BYTES = 64 * 2**20
+
+
+class DenseSlices:
+    """A sparse matrix's dense float32 column slices of at most ``DENSE_SLICE_BYTES`` each, for
+    sparse × dense products (``times``). A matrix that fits in one slice is made dense once and
+    kept; larger ones are sliced again for each product, so the memory stays one slice."""
+
+    def __init__(self, matrix: sp.csr_matrix) -> None:
+        self.matrix = matrix
+        n_rows, n_columns = matrix.shape
+        fits = 4 * n_rows * n_columns <= DENSE_SLICE_BYTES
+        self._whole = matrix.toarray().astype(np.float32, copy=False) if fits else None
+
+    def slices(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(start, stop, dense columns start:stop) covering every column, in order."""
+        if self._whole is not None:
+            yield 0, self.matrix.shape[1], self._whole
+            return
+        n_rows, n_columns = self.matrix.shape
+        width = max(1, DENSE_SLICE_BYTES // (4 * max(n_rows, 1)))
+        for start in range(0, n_columns, width):
+            stop = min(start + width, n_columns)
+            yield start, stop, self.matrix[:, start:stop].toarray().astype(np.float32, copy=False)
+
+    def times(self, left: sp.csr_matrix) -> np.ndarray:
+        """``(left @ matrix).toarray()`` as float32, bit for bit: scipy's sparse × dense product
+        adds each row's terms in the same order, in float32, as its sparse × sparse product does
+        (a zero term adds nothing), without building and searching the sparse result."""
+        out = np.empty((left.shape[0], self.matrix.shape[1]), dtype=np.float32)
+        for start, stop, dense in self.slices():
+            out[:, start:stop] = left @ dense
+        return out
+
+
 def carried_square(values: np.ndarray | sp.spmatrix, columns: np.ndarray) -> np.ndarray | sp.csr_matrix:
     """A product × product array re-indexed on both axes by ``columns`` (zeros where -1)."""
     if not sp.issparse(values):
