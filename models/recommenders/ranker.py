@@ -47,7 +47,13 @@ import scipy.sparse as sp
 from features.columns import Col
 from features.errors import SiyuError
 from features.progress import CONSUMERS, Progress, progress
-from models.recommenders.base import InteractionData, Recommender, registered_models, top_columns
+from models.recommenders.base import (
+    InteractionData,
+    Recommender,
+    nonzero_flat,
+    registered_models,
+    top_columns,
+)
 from models.recommenders.boosting import LEARNERS, BoostedTrees, BoostingParams
 from models.recommenders.ranker_features import (
     COMPONENT_GROUP,
@@ -302,7 +308,7 @@ class RankerRecommender(Recommender):
             ranks.append(rank)
         popular = np.argsort(-self.stats_.popularity_30d, kind="stable")[: self.popular_candidates]
         mask[:, popular] = True
-        batch_rows, flat = _nonzero(mask)
+        batch_rows, flat = nonzero_flat(mask)
         columns = flat - batch_rows * mask.shape[1]
         component_scores = [_over_best(block, batch_rows, flat) for block in blocks]
         component_ranks = [rank.ravel()[flat].astype(np.float32) for rank in ranks]
@@ -376,13 +382,6 @@ def _bought_mask(data: InteractionData, rows: np.ndarray) -> np.ndarray:
     block_rows = np.repeat(np.arange(bought.shape[0]), np.diff(bought.indptr))
     mask[block_rows[positive], bought.indices[positive]] = True
     return mask
-
-
-def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.nonzero(mask)``'s rows, and each entry's position in the flattened mask (row-major),
-    in the same order; about three times faster than ``np.nonzero`` on a 2-D mask."""
-    flat = np.flatnonzero(mask)
-    return np.repeat(np.arange(mask.shape[0]), np.count_nonzero(mask, axis=1)), flat
 
 
 def _over_best(block: np.ndarray, batch_rows: np.ndarray, flat: np.ndarray) -> np.ndarray:
