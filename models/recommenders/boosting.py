@@ -161,11 +161,14 @@ class _Logistic:
         np.copyto(x, 0.0, where=np.isnan(x))  # in place, as nan_to_num(x, copy=False) without its inf passes
         if not np.isfinite(x).all():
             np.nan_to_num(x, copy=False)
-        if self.split_column is None:
+        if self.split_column is None:  # BLAS's matrix-vector product sums in another order when
+            x = np.ascontiguousarray(x)  # it reads a Fortran-ordered x: row order, as always
             return x @ weights + float(self.intercept[0] - np.dot(self.mean / self.scale, self.coef))
         rows = zip(np.ravel(self.intercept), self.mean, self.scale, self.coef, strict=True)
         offsets = np.array([b - np.dot(m / s, c) for b, m, s, c in rows])  # as the single path's offset
-        both = x @ weights.T + offsets.astype(np.float32)  # candidates × 2: each regression's raw score
+        # candidates × 2, each regression's raw score; the matrix product reads x in either order
+        # (``candidate_features`` gives Fortran order) with the same sums, so no row-order copy
+        both = x @ weights.T + offsets.astype(np.float32)
         return both[np.arange(len(x)), (x[:, self.split_column] > 0).astype(np.intp)]
 
     def state(self) -> dict[str, np.ndarray]:

@@ -47,7 +47,13 @@ import scipy.sparse as sp
 from features.columns import Col
 from features.errors import SiyuError
 from features.progress import CONSUMERS, Progress, progress
-from models.recommenders.base import InteractionData, Recommender, registered_models, top_columns
+from models.recommenders.base import (
+    InteractionData,
+    Recommender,
+    nonzero_flat,
+    registered_models,
+    top_columns,
+)
 from models.recommenders.boosting import LEARNERS, BoostedTrees, BoostingParams
 from models.recommenders.ranker_features import (
     COMPONENT_GROUP,
@@ -270,8 +276,8 @@ class RankerRecommender(Recommender):
     def _score_rows(self, consumer_ids: pd.Index, rows: np.ndarray) -> np.ndarray:
         scores = np.empty((len(rows), self._data.shape[1]), dtype=np.float32)
         scores[:] = 1e-6 * self.stats_.popularity_30d
-        for batch_rows, columns, block in self._candidates(consumer_ids, rows):
-            scores[batch_rows, columns] = self.trees_.predict(block)
+        for _, _, flat, block in self._candidates(consumer_ids, rows):
+            scores.ravel()[flat] = self.trees_.predict(block)
         return scores
 
     def _can_score_cold(self, consumer_ids: pd.Index) -> np.ndarray:
@@ -281,15 +287,16 @@ class RankerRecommender(Recommender):
         for start in range(0, len(consumers), self.batch_size):
             batch = consumers[start : start + self.batch_size]
             rows = self._data.rows_of(batch)
-            for batch_rows, columns, block in self._candidates(batch, rows):
+            for batch_rows, columns, _, block in self._candidates(batch, rows):
                 yield batch, batch_rows, columns, block
             if bar is not None:
                 bar.advance(len(batch))
 
     def _candidates(self, consumer_ids: pd.Index, rows: np.ndarray):
-        """Yield (row positions in the batch, product columns, float32 feature block) of the candidates."""
+        """Yield (row positions in the batch, product columns, positions in the flattened
+        ``batch × products`` block, float32 feature block) of the candidates, in row then column order."""
         data = self._data
-        mask = data.bought[rows].toarray() > 0
+        mask = _bought_mask(data, rows)
         blocks, ranks = [], []
         depth = min(self.candidates_per_model, data.shape[1])
         rank_type = np.uint8 if depth < np.iinfo(np.uint8).max else np.int64
@@ -303,9 +310,10 @@ class RankerRecommender(Recommender):
             ranks.append(rank)
         popular = np.argsort(-self.stats_.popularity_30d, kind="stable")[: self.popular_candidates]
         mask[:, popular] = True
-        batch_rows, columns = np.nonzero(mask)
-        component_scores = [_over_best(block, batch_rows, columns) for block in blocks]
-        component_ranks = [rank[batch_rows, columns].astype(np.float32) for rank in ranks]
+        batch_rows, flat = nonzero_flat(mask)
+        columns = flat - batch_rows * mask.shape[1]
+        component_scores = [_over_best(block, batch_rows, flat) for block in blocks]
+        component_ranks = [rank.ravel()[flat].astype(np.float32) for rank in ranks]
         features = candidate_features(
             data,
             self.stats_,
@@ -317,7 +325,7 @@ class RankerRecommender(Recommender):
             component_ranks,
             skip=frozenset(self.exclude_features),
         )
-        yield batch_rows, columns, self._without_excluded(features)
+        yield batch_rows, columns, flat, self._without_excluded(features)
 
     def _without_excluded(self, features: np.ndarray) -> np.ndarray:
         if not self.exclude_features:
@@ -366,10 +374,23 @@ class RankerRecommender(Recommender):
         self.stats_ = ProductStats.fit(data)
 
 
-def _over_best(block: np.ndarray, batch_rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """A component's scores at the candidates over the consumer's best absolute score (float32)."""
+def _bought_mask(data: InteractionData, rows: np.ndarray) -> np.ndarray:
+    """``data.bought[rows].toarray() > 0``, set from the sparse rows' positive entries without
+    the dense float copy."""
+    bought = data.bought[rows].tocsr()
+    bought.sum_duplicates()
+    mask = np.zeros(bought.shape, dtype=bool)
+    positive = bought.data > 0
+    block_rows = np.repeat(np.arange(bought.shape[0]), np.diff(bought.indptr))
+    mask[block_rows[positive], bought.indices[positive]] = True
+    return mask
+
+
+def _over_best(block: np.ndarray, batch_rows: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """A component's scores at the candidates (``flat``: positions in the flattened block, rows
+    ``batch_rows``) over the consumer's best absolute score (float32)."""
     best = np.maximum(block.max(axis=1), -block.min(axis=1))  # = |block|.max, without the copy
-    return block[batch_rows, columns] / np.where(best > 0, best, 1.0)[batch_rows]
+    return block.ravel()[flat] / np.where(best > 0, best, 1.0)[batch_rows]
 
 
 def _with_prefix(arrays: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -13,11 +13,15 @@ blocks of ``lists.batch_size`` consumers with history. Each block is scored once
   it; its list (top ``distributor_top_n``) and its **outreach** are made then and the dense
   distributor × product rows are dropped.
 
-The next block is scored on a second thread while the current block's lists are made
-(``_scored_ahead``; the same scores, two cores busy instead of one). Memory is two blocks'
-scores plus the open distributors' rows (``batch_size × products`` each), whatever the number
-of consumers or distributors. The lists equal those of scoring
-every consumer separately for each list (the three passes this replaces;
+The next ``SCORING_THREADS`` blocks are scored on their own threads while the current block's
+lists are made (``_scored_ahead``; the same scores, each block by the same code). The ranker's
+scoring of a block costs more than its lists, so with one scoring thread the lists' thread
+waited for it; with two, both cores stay busy. BLAS runs one thread each during the pass
+(``threadpool_limits``): the pass's own threads already fill the cores, and BLAS's spare threads
+only contended with them (a matrix product's values do not depend on its threads). Memory is
+``SCORING_THREADS + 1`` blocks' scores plus the open distributors' rows
+(``batch_size × products`` each), whatever the number of consumers or distributors. The lists
+equal those of scoring every consumer separately for each list (the three passes this replaces;
 ``tests/pipelines/steps/test_recommend_one_pass.py`` holds them to a fixture); only the
 consumer file's row order changed: by home distributor, then consumer id, then rank.
 """
@@ -25,12 +29,14 @@ consumer file's row order changed: by home distributor, then consumer id, then r
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from features.messages import Messages
 from models.recommenders.base import InteractionData, Recommender, RecommendFilters, ScoreBlock
@@ -45,6 +51,7 @@ from models.recommenders.list_config import ListsConfig
 from models.recommenders.lists import LIST_COLUMNS, category_codes, finished_lists
 
 _COLD_FACTOR = 8
+SCORING_THREADS = 2  # blocks scored ahead at once, each on its own thread
 _NO_CONSUMERS = pd.DataFrame(columns=list(LIST_COLUMNS))
 
 
@@ -151,19 +158,24 @@ def _blocks(history_at: np.ndarray, n_consumers: int, batch_size: int) -> list[t
     return list(itertools.pairwise(bounds))
 
 
-def _scored_ahead(model: Recommender, blocks: list[pd.Index], data: InteractionData) -> Iterator[ScoreBlock]:
-    """Each block's scores in order; block i + 1 is scored on a second thread while the caller
-    makes block i's lists (the scoring's large numpy and scipy operations release the GIL). The
-    scores are the same as scoring in line: one block at a time, by the same code."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-scoring") as ahead:
-        pending: Future[ScoreBlock] | None = None
+def _scored_ahead(
+    model: Recommender, blocks: list[pd.Index], data: InteractionData, threads: int = SCORING_THREADS
+) -> Iterator[ScoreBlock]:
+    """Each block's scores in order; blocks i + 1 .. i + ``threads`` are scored on ``threads``
+    threads while the caller makes block i's lists (the scoring's large numpy, scipy and BLAS
+    operations release the GIL), with BLAS on one thread each. The scores are the same as
+    scoring in line: one block at a time, by the same code."""
+    with (
+        threadpool_limits(1, "blas"),
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="siyu-scoring") as ahead,
+    ):
+        pending: deque[Future[ScoreBlock]] = deque()
         for ids in blocks:
-            scored = ahead.submit(_score, model, ids, data)
-            if pending is not None:
-                yield pending.result()
-            pending = scored
-        if pending is not None:
-            yield pending.result()
+            pending.append(ahead.submit(_score, model, ids, data))
+            if len(pending) > threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _score(model: Recommender, ids: pd.Index, data: InteractionData) -> ScoreBlock:

@@ -128,8 +128,9 @@ def test_component_scores_at_the_candidates_equal_the_scaled_block() -> None:
     batch_rows, columns = np.nonzero(rng.random((9, 15)) < 0.4)
     best = np.abs(block).max(axis=1, keepdims=True)
     scaled = block / np.where(best > 0, best, 1.0)  # the block-wide computation it replaced
+    flat = batch_rows * block.shape[1] + columns
     np.testing.assert_array_equal(
-        ranker_module._over_best(block, batch_rows, columns), scaled[batch_rows, columns]
+        ranker_module._over_best(block, batch_rows, flat), scaled[batch_rows, columns]
     )
 
 
