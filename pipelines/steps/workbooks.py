@@ -188,8 +188,16 @@ def counted_query(
     """``sql``'s result as a frame, with progress counts while DuckDB runs it: its own estimate of
     the share done (``query_progress``, polled every ``QUERY_POLL_SECONDS`` from this thread
     while a worker thread waits on the query) as a share of the ``rows`` it scans. DuckDB's own
-    terminal bar is turned off for the connection (the counts replace it)."""
-    con.execute("SET enable_progress_bar_print = false")
+    terminal bar is turned off for the connection (the counts replace it). In a Jupyter kernel
+    DuckDB refuses to change its progress settings without ipywidgets: there the query runs as it
+    is, with DuckDB's own display, and the count comes at the end."""
+    try:
+        con.execute("SET enable_progress_bar_print = false")
+    except duckdb.InvalidInputException:
+        with progress(step, total=rows, unit="rows") as bar:
+            result = con.execute(sql, params).df()
+            bar.advance(rows)
+        return result
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-query") as worker,
         progress(step, total=rows, unit="rows") as bar,

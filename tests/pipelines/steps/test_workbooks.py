@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import duckdb
 import openpyxl
 import pandas as pd
 import pytest
@@ -333,3 +334,31 @@ def test_a_long_count_reports_duckdbs_share_done_as_rows(monkeypatch: pytest.Mon
     assert [done for done, finished in updates if not finished][:3] == [250.0, 500.0, 750.0]
     assert updates[-1] == (1_000.0, True)
     assert con.settings == ["SET enable_progress_bar_print = false"]
+
+
+class _KernelConnection:
+    """A connection that refuses progress settings, as DuckDB does in a Jupyter kernel without
+    ipywidgets."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    def execute(self, sql: str, params: list[object] | None = None) -> _KernelConnection:
+        if params is None:
+            raise duckdb.InvalidInputException("required package 'ipywidgets' is missing")
+        self.queries.append(sql)
+        return self
+
+    def df(self) -> pd.DataFrame:
+        return pd.DataFrame({"n": [7]})
+
+
+def test_a_count_in_a_notebook_runs_the_query_without_the_polling() -> None:
+    """In a Jupyter kernel DuckDB refuses to change its progress settings: the query still runs
+    once and its result comes back (the notebooks' demo night)."""
+    from pipelines.steps import workbooks
+
+    con = _KernelConnection()
+    result = workbooks.counted_query(con, "SELECT 7", [], "counting", 1_000)  # type: ignore[arg-type]
+    assert result["n"].tolist() == [7]
+    assert con.queries == ["SELECT 7"]
