@@ -25,7 +25,7 @@ product's), not comparable with model scores; ``rank`` is the order to show.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -71,6 +71,8 @@ class FallbackLists:
 
     community: pd.DataFrame
     global_: pd.DataFrame
+    # community id → its chain (``_chain``), filled as the lists need them
+    chains: dict[str, pd.DataFrame] = field(default_factory=dict, compare=False, repr=False)
 
 
 def community_membership(data: InteractionData) -> tuple[pd.Index, sp.csr_matrix]:
@@ -209,48 +211,53 @@ def complete_lists(
     """
     ids = pd.Index(consumer_ids).astype(str)
     model_rows = recommendations.assign(**{FallbackCol.SOURCE: SOURCE_MODEL})
-    counts = model_rows[RecCol.CONSUMER_ID].value_counts().reindex(ids, fill_value=0)
-    full = counts.index[counts.to_numpy() >= k]
-    partial = counts.index[(counts.to_numpy() > 0) & (counts.to_numpy() < k)]
-    empty = counts.index[counts.to_numpy() == 0]
-    empty_with_history = empty[data.rows_of(empty) >= 0]
-    empty_cold = empty[data.rows_of(empty) < 0]
-    parts = [model_rows[model_rows[RecCol.CONSUMER_ID].isin(full)]]
-    parts.append(_cold_lists(empty_cold, homes, k, fallback, filters))
-    topped = partial.append(empty_with_history)
-    if len(topped):
-        parts.append(
-            _top_up(
-                model_rows[model_rows[RecCol.CONSUMER_ID].isin(topped)],
-                topped,
-                homes,
-                k,
-                fallback,
-                data,
-                filters,
-            )
-        )
-    completed = pd.concat([part for part in parts if len(part)], ignore_index=True)
-    if completed.empty:
+    position = ids.get_indexer(model_rows[RecCol.CONSUMER_ID])  # each model row's consumer in ids
+    listed = position >= 0
+    counts = np.bincount(position[listed], minlength=len(ids))
+    history = data.rows_of(ids) >= 0
+    full = counts >= k
+    topped = ((counts > 0) & ~full) | ((counts == 0) & history)  # the partial, then the empty ones
+    cold = (counts == 0) & ~history
+    kept = listed & full[np.maximum(position, 0)]
+    parts = [model_rows if kept.all() else model_rows[kept]]
+    positions = [position[kept]]
+    cold_rows = _cold_lists(ids[cold], homes, k, fallback, filters)
+    parts.append(cold_rows)
+    positions.append(ids.get_indexer(cold_rows[RecCol.CONSUMER_ID]))
+    if topped.any():
+        partial = ids[(counts > 0) & ~full].append(ids[(counts == 0) & history])
+        own = model_rows[listed & topped[np.maximum(position, 0)]]
+        topped_rows = _top_up(own, partial, homes, k, fallback, data, filters)
+        parts.append(topped_rows)
+        positions.append(ids.get_indexer(topped_rows[RecCol.CONSUMER_ID]))
+    nonempty = [index for index, part in enumerate(parts) if len(part)]
+    if not nonempty:
         return pd.DataFrame({column: pd.Series(dtype=object) for column in COMPLETED_COLUMNS})
-    order = ids.get_indexer(completed[RecCol.CONSUMER_ID])
-    completed = completed.iloc[np.lexsort((completed[RecCol.RANK].to_numpy(), order))]
-    return completed[list(COMPLETED_COLUMNS)].reset_index(drop=True)
+    completed = pd.concat([parts[index] for index in nonempty], ignore_index=True)
+    order = np.concatenate([positions[index] for index in nonempty])
+    order = np.lexsort((completed[RecCol.RANK].to_numpy(), order))
+    return pd.DataFrame({column: completed[column].to_numpy()[order] for column in COMPLETED_COLUMNS})
 
 
 def _chain(fallback: FallbackLists, communities: pd.Index) -> pd.DataFrame:
-    """Per community id (plus '' = none): its list then the global list, deduplicated, in order."""
-    community = fallback.community[fallback.community[Col.DISTRIBUTOR_ID].isin(communities)]
+    """Per community id (plus '' = none): its list then the global list, deduplicated, in order
+    (by community id, then rank). Each community's chain is made once per ``fallback``."""
+    keys = pd.Index(communities).append(pd.Index([""])).unique().sort_values()
+    chains = fallback.chains
+    for key in keys:
+        if key not in chains:
+            chains[key] = _chain_of(fallback, key)
+    return pd.concat([chains[key] for key in keys], ignore_index=True)
+
+
+def _chain_of(fallback: FallbackLists, key: str) -> pd.DataFrame:
+    community = fallback.community[fallback.community[Col.DISTRIBUTOR_ID] == key]
     community = community.assign(**{FallbackCol.SOURCE: SOURCE_COMMUNITY})
-    keys = pd.Index(communities).append(pd.Index([""])).unique()
-    global_ = fallback.global_.assign(**{FallbackCol.SOURCE: SOURCE_GLOBAL})
-    repeated = pd.DataFrame({Col.DISTRIBUTOR_ID: np.repeat(keys.to_numpy(dtype=object), len(global_))})
-    tiled = pd.concat([global_] * len(keys), ignore_index=True) if len(keys) else global_.iloc[:0]
-    tiled = pd.concat([repeated, tiled], axis=1)
-    tiled[RecCol.RANK] = tiled[RecCol.RANK] + 1_000_000
-    chain = pd.concat([community, tiled], ignore_index=True)
-    chain = chain.sort_values([Col.DISTRIBUTOR_ID, RecCol.RANK], kind="stable")
-    return chain.drop_duplicates([Col.DISTRIBUTOR_ID, RecCol.PRODUCT_ID]).drop(columns=[FallbackCol.BUYERS])
+    global_ = fallback.global_.assign(**{FallbackCol.SOURCE: SOURCE_GLOBAL, Col.DISTRIBUTOR_ID: key})
+    global_[RecCol.RANK] = global_[RecCol.RANK] + 1_000_000
+    chain = pd.concat([community, global_[[Col.DISTRIBUTOR_ID, *global_.columns[:-1]]]], ignore_index=True)
+    chain = chain.sort_values(RecCol.RANK, kind="stable")
+    return chain.drop_duplicates(RecCol.PRODUCT_ID).drop(columns=[FallbackCol.BUYERS])
 
 
 def _capped(frame: pd.DataFrame, key: str, filters: RecommendFilters) -> pd.DataFrame:
