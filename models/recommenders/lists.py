@@ -118,7 +118,7 @@ def consumer_reasons(
         one_hot = sp.csr_matrix(
             (np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), len(names))
         )
-        unique_rows, inverse = np.unique(rows[known], return_inverse=True)
+        inverse, unique_rows = pd.factorize(rows[known])  # a hash: rows come grouped, no sort needed
         history = data.matrix[unique_rows].copy()
         history.data = np.ones_like(history.data)
         per_category = (history @ one_hot).tocsr()
