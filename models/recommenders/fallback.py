@@ -25,7 +25,7 @@ product's), not comparable with model scores; ``rank`` is the order to show.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -71,8 +71,6 @@ class FallbackLists:
 
     community: pd.DataFrame
     global_: pd.DataFrame
-    # community id → its chain (``_chain``), filled as the lists need them
-    chains: dict[str, pd.DataFrame] = field(default_factory=dict, compare=False, repr=False)
 
 
 def community_membership(data: InteractionData) -> tuple[pd.Index, sp.csr_matrix]:
@@ -240,24 +238,18 @@ def complete_lists(
 
 
 def _chain(fallback: FallbackLists, communities: pd.Index) -> pd.DataFrame:
-    """Per community id (plus '' = none): its list then the global list, deduplicated, in order
-    (by community id, then rank). Each community's chain is made once per ``fallback``."""
-    keys = pd.Index(communities).append(pd.Index([""])).unique().sort_values()
-    chains = fallback.chains
-    for key in keys:
-        if key not in chains:
-            chains[key] = _chain_of(fallback, key)
-    return pd.concat([chains[key] for key in keys], ignore_index=True)
-
-
-def _chain_of(fallback: FallbackLists, key: str) -> pd.DataFrame:
-    community = fallback.community[fallback.community[Col.DISTRIBUTOR_ID] == key]
+    """Per community id (plus '' = none): its list then the global list, deduplicated, in order."""
+    community = fallback.community[fallback.community[Col.DISTRIBUTOR_ID].isin(communities)]
     community = community.assign(**{FallbackCol.SOURCE: SOURCE_COMMUNITY})
-    global_ = fallback.global_.assign(**{FallbackCol.SOURCE: SOURCE_GLOBAL, Col.DISTRIBUTOR_ID: key})
-    global_[RecCol.RANK] = global_[RecCol.RANK] + 1_000_000
-    chain = pd.concat([community, global_[[Col.DISTRIBUTOR_ID, *global_.columns[:-1]]]], ignore_index=True)
-    chain = chain.sort_values(RecCol.RANK, kind="stable")
-    return chain.drop_duplicates(RecCol.PRODUCT_ID).drop(columns=[FallbackCol.BUYERS])
+    keys = pd.Index(communities).append(pd.Index([""])).unique()
+    global_ = fallback.global_.assign(**{FallbackCol.SOURCE: SOURCE_GLOBAL})
+    repeated = pd.DataFrame({Col.DISTRIBUTOR_ID: np.repeat(keys.to_numpy(dtype=object), len(global_))})
+    tiled = pd.concat([global_] * len(keys), ignore_index=True) if len(keys) else global_.iloc[:0]
+    tiled = pd.concat([repeated, tiled], axis=1)
+    tiled[RecCol.RANK] = tiled[RecCol.RANK] + 1_000_000
+    chain = pd.concat([community, tiled], ignore_index=True)
+    chain = chain.sort_values([Col.DISTRIBUTOR_ID, RecCol.RANK], kind="stable")
+    return chain.drop_duplicates([Col.DISTRIBUTOR_ID, RecCol.PRODUCT_ID]).drop(columns=[FallbackCol.BUYERS])
 
 
 def _capped(frame: pd.DataFrame, key: str, filters: RecommendFilters) -> pd.DataFrame:
