@@ -45,7 +45,7 @@ def coded_sentences(keys: Coded, messages: Messages, **params: Coded) -> np.ndar
     first_keys = np.asarray(key_codes)[first]
     texts = np.empty(len(first), dtype=object)
     coded = params.items()
-    for position in np.unique(first_keys):
+    for position in np.unique(first_keys[first_keys >= 0]):  # (a missing key: no sentence)
         chosen = first[first_keys == position]
         columns = {name: np.asarray(values)[np.asarray(codes)[chosen]] for name, (codes, values) in coded}
         texts[first_keys == position] = messages.texts(f"reason.{key_values[position]}", **columns)
