@@ -189,30 +189,32 @@ def accumulate(
         return
     to_community = sp.csr_matrix((weight, (rows, np.arange(len(rows)))), shape=(len(expected), len(rows)))
     expected += to_community @ _scaled(scores, config.member_scale).astype(np.float64)
-    likely += _likely_counts(scores, mask, rows, len(expected), config.likely_top_k)
+    _add_likely_counts(likely, scores, mask, rows, config.likely_top_k)
 
 
 def _scaled(scores: np.ndarray, scale: str) -> np.ndarray:
-    scores = np.where(np.isfinite(scores), scores, 0.0)  # = nan_to_num(nan=0, ±inf=0), in two passes
+    """Scores with NaN and ±inf as 0 (``raw``), or each member's positive scores over its best
+    (``share``); ``scores`` itself when ``raw`` and all finite (the caller only reads it)."""
+    if not np.isfinite(scores).all():
+        scores = np.where(np.isfinite(scores), scores, 0.0)  # = nan_to_num(nan=0, ±inf=0)
     if scale == "raw":
         return scores
     positive = np.clip(scores, 0.0, None)
     best = positive.max(axis=1, keepdims=True)
-    return positive / np.where(best > 0, best, 1.0)
+    return np.divide(positive, np.where(best > 0, best, 1.0), out=positive)  # in place: one copy
 
 
-def _likely_counts(
-    scores: np.ndarray, mask: np.ndarray, rows: np.ndarray, n_communities: int, depth: int
-) -> np.ndarray:
+def _add_likely_counts(
+    likely: np.ndarray, scores: np.ndarray, mask: np.ndarray, rows: np.ndarray, depth: int
+) -> None:
+    """Add 1 to ``likely[row, product]`` for each member's top ``depth`` sellable products
+    (counts are whole numbers: the sum's order does not change them)."""
     masked = _nan_as_minus_inf(scores)  # a copy
     np.copyto(masked, -np.inf, where=~mask[None, :])  # in place: no second and third block-wide copy
     columns, _ = top_k(masked, depth)
     valid = columns >= 0
     member_rows = np.broadcast_to(rows[:, None], columns.shape)[valid]
-    indicator = sp.csr_matrix(
-        (np.ones(valid.sum()), (member_rows, columns[valid])), shape=(n_communities, scores.shape[1])
-    )
-    return indicator.toarray()
+    np.add.at(likely, (member_rows, columns[valid]), 1.0)
 
 
 def _nan_as_minus_inf(scores: np.ndarray) -> np.ndarray:
@@ -671,7 +673,8 @@ class DistributorStream:
         self.member_rows = np.concatenate([self.member_rows, self.data.rows_of(ids)])
         self.member_codes = np.concatenate([self.member_codes, codes])
         known = ~np.isnan(scores).all(axis=1)
-        ids, codes, scores = ids[known], codes[known], scores[known]
+        if not known.all():  # (a block-wide copy only when needed)
+            ids, codes, scores = ids[known], codes[known], scores[known]
         if len(ids):
             self._open(np.setdiff1d(codes, self.open_codes))
             weight = self.weights.reindex(ids).fillna(0.0).to_numpy(dtype=np.float64)
@@ -683,8 +686,9 @@ class DistributorStream:
             self.carried.append(
                 TopProducts.of(scores[staying], ids[staying], codes[staying], self.data, depth)
             )
-        done = ~staying
-        return self._finish_until(complete_before, ids[done], codes[done], scores[done])
+            done = ~staying
+            ids, codes, scores = ids[done], codes[done], scores[done]
+        return self._finish_until(complete_before, ids, codes, scores)
 
     def finish(self) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
         """The lists of every distributor not finished yet (those without members included)."""

@@ -209,33 +209,32 @@ def complete_lists(
     """
     ids = pd.Index(consumer_ids).astype(str)
     model_rows = recommendations.assign(**{FallbackCol.SOURCE: SOURCE_MODEL})
-    counts = model_rows[RecCol.CONSUMER_ID].value_counts().reindex(ids, fill_value=0)
-    full = counts.index[counts.to_numpy() >= k]
-    partial = counts.index[(counts.to_numpy() > 0) & (counts.to_numpy() < k)]
-    empty = counts.index[counts.to_numpy() == 0]
-    empty_with_history = empty[data.rows_of(empty) >= 0]
-    empty_cold = empty[data.rows_of(empty) < 0]
-    parts = [model_rows[model_rows[RecCol.CONSUMER_ID].isin(full)]]
-    parts.append(_cold_lists(empty_cold, homes, k, fallback, filters))
-    topped = partial.append(empty_with_history)
-    if len(topped):
-        parts.append(
-            _top_up(
-                model_rows[model_rows[RecCol.CONSUMER_ID].isin(topped)],
-                topped,
-                homes,
-                k,
-                fallback,
-                data,
-                filters,
-            )
-        )
-    completed = pd.concat([part for part in parts if len(part)], ignore_index=True)
-    if completed.empty:
+    position = ids.get_indexer(model_rows[RecCol.CONSUMER_ID])  # each model row's consumer in ids
+    listed = position >= 0
+    counts = np.bincount(position[listed], minlength=len(ids))
+    history = data.rows_of(ids) >= 0
+    full = counts >= k
+    topped = ((counts > 0) & ~full) | ((counts == 0) & history)  # the partial, then the empty ones
+    cold = (counts == 0) & ~history
+    kept = listed & full[np.maximum(position, 0)]
+    parts = [model_rows if kept.all() else model_rows[kept]]
+    positions = [position[kept]]
+    cold_rows = _cold_lists(ids[cold], homes, k, fallback, filters)
+    parts.append(cold_rows)
+    positions.append(ids.get_indexer(cold_rows[RecCol.CONSUMER_ID]))
+    if topped.any():
+        partial = ids[(counts > 0) & ~full].append(ids[(counts == 0) & history])
+        own = model_rows[listed & topped[np.maximum(position, 0)]]
+        topped_rows = _top_up(own, partial, homes, k, fallback, data, filters)
+        parts.append(topped_rows)
+        positions.append(ids.get_indexer(topped_rows[RecCol.CONSUMER_ID]))
+    nonempty = [index for index, part in enumerate(parts) if len(part)]
+    if not nonempty:
         return pd.DataFrame({column: pd.Series(dtype=object) for column in COMPLETED_COLUMNS})
-    order = ids.get_indexer(completed[RecCol.CONSUMER_ID])
-    completed = completed.iloc[np.lexsort((completed[RecCol.RANK].to_numpy(), order))]
-    return completed[list(COMPLETED_COLUMNS)].reset_index(drop=True)
+    completed = pd.concat([parts[index] for index in nonempty], ignore_index=True)
+    order = np.concatenate([positions[index] for index in nonempty])
+    order = np.lexsort((completed[RecCol.RANK].to_numpy(), order))
+    return pd.DataFrame({column: completed[column].to_numpy()[order] for column in COMPLETED_COLUMNS})
 
 
 def _chain(fallback: FallbackLists, communities: pd.Index) -> pd.DataFrame:

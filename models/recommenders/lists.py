@@ -28,9 +28,19 @@ from models.recommenders.fallback import (
     FallbackLists,
     complete_lists,
 )
-from models.recommenders.reasons import reason_sentences
+from models.recommenders.reasons import coded_sentences
 
 LIST_COLUMNS: tuple[str, ...] = export_file(StepFile.CONSUMER_LISTS).column_names()
+# the consumer lists' reason codes, each one's position its code in ``consumer_reasons``
+_REASONS: tuple[str, ...] = (
+    ReasonCode.COMMUNITY,
+    ReasonCode.GLOBAL,
+    ReasonCode.SIMILAR,
+    ReasonCode.TASTE,
+    ReasonCode.BOUGHT_BEFORE,
+    ReasonCode.BOUGHT_TIMES,
+)
+_COMMUNITY, _GLOBAL, _SIMILAR, _TASTE, _BOUGHT_BEFORE, _BOUGHT_TIMES = range(len(_REASONS))
 
 
 def home_distributors(data: InteractionData) -> pd.Series:
@@ -108,23 +118,26 @@ def consumer_reasons(
         one_hot = sp.csr_matrix(
             (np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), len(names))
         )
-        unique_rows, inverse = np.unique(rows[known], return_inverse=True)
+        inverse, unique_rows = pd.factorize(rows[known])  # a hash: rows come grouped, no sort needed
         history = data.matrix[unique_rows].copy()
         history.data = np.ones_like(history.data)
         per_category = (history @ one_hot).tocsr()
         in_category[known] = np.asarray(per_category[inverse, codes[columns[known]]]).ravel()
     source = completed[FallbackCol.SOURCE].to_numpy()
-    category_names = np.where(columns >= 0, names.to_numpy(dtype=object)[codes[np.maximum(columns, 0)]], "")
-    reason_codes = np.where(
-        source == SOURCE_COMMUNITY,
-        ReasonCode.COMMUNITY,
-        np.where(source == SOURCE_GLOBAL, ReasonCode.GLOBAL, ReasonCode.SIMILAR),
-    ).astype(object)
+    # reasons and categories as codes: the sentences are formatted per distinct combination
+    reason = np.where(source == SOURCE_GLOBAL, _GLOBAL, _SIMILAR)
+    reason[source == SOURCE_COMMUNITY] = _COMMUNITY
     model_rows = source == SOURCE_MODEL
-    reason_codes[model_rows & (in_category > 0) & (bought == 0)] = ReasonCode.TASTE
+    reason[model_rows & (in_category > 0) & (bought == 0)] = _TASTE
     again = model_rows & (bought > 0)
-    reason_codes[again & (bought == 1)] = ReasonCode.BOUGHT_BEFORE
-    reason_codes[again & (bought > 1)] = ReasonCode.BOUGHT_TIMES
-    return reason_codes, reason_sentences(
-        reason_codes, messages, times=bought.astype(np.int64), category=category_names
+    reason[again & (bought == 1)] = _BOUGHT_BEFORE
+    reason[again & (bought > 1)] = _BOUGHT_TIMES
+    category = np.where(columns >= 0, codes[np.maximum(columns, 0)], len(names))
+    category_names = np.append(names.to_numpy(dtype=object), np.array([""], dtype=object))
+    reason_codes = np.asarray(_REASONS, dtype=object)[reason]
+    return reason_codes, coded_sentences(
+        (reason, _REASONS),
+        messages,
+        times=pd.factorize(bought.astype(np.int64)),
+        category=(category, category_names),
     )
