@@ -21,7 +21,7 @@ import models.recommenders.ranker as ranker_module
 import models.recommenders.ranker_features as features_module
 from models.recommenders import InteractionData, RankerRecommender
 from models.recommenders.base import top_columns, top_k
-from models.recommenders.distributors import _likely_counts
+from models.recommenders.distributors import _add_likely_counts
 from models.recommenders.ranker_features import ProductStats, basket_similarity
 from tests.models.recommenders.conftest import planted_frames
 from tests.models.recommenders.test_ranker import PARAMS
@@ -145,7 +145,9 @@ def test_likely_counts_equal_the_plain_computation() -> None:
     expected = np.zeros((3, 20))
     for row, top in zip(rows, columns, strict=True):
         np.add.at(expected[row], top[top >= 0], 1.0)
-    np.testing.assert_array_equal(_likely_counts(scores, mask, rows, 3, 5), expected)
+    counted = np.zeros((3, 20))
+    _add_likely_counts(counted, scores, mask, rows, 5)
+    np.testing.assert_array_equal(counted, expected)
 
 
 # --- candidate features: the sparse, per-candidate computations against the dense block ones ------
