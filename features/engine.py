@@ -25,6 +25,7 @@ import shutil
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -34,6 +35,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features.columns import Table
+from features.progress import progress
 from features.sql import render
 
 logger = logging.getLogger(__name__)
@@ -182,6 +184,47 @@ def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
     ).fetchone()
     return bool(found and found[0])
+
+
+QUERY_POLL_SECONDS = 1.0  # how often a long query's share done is read (``counted_query``)
+
+
+def quiet_progress_bar(con: duckdb.DuckDBPyConnection) -> bool:
+    """Turn DuckDB's own terminal progress bar off for ``con`` (siyu's counts replace it); False
+    where DuckDB refuses: in a Jupyter kernel it will not change its progress settings without
+    ipywidgets, and keeps its own display."""
+    try:
+        con.execute("SET enable_progress_bar_print = false")
+    except duckdb.InvalidInputException:
+        return False
+    return True
+
+
+def counted_query(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object], step: str, rows: int
+) -> pd.DataFrame:
+    """``sql``'s result as a frame, with progress counts while DuckDB runs it: its own estimate of
+    the share done (``query_progress``, polled every ``QUERY_POLL_SECONDS`` from this thread
+    while a worker thread waits on the query) as a share of the ``rows`` it scans. Where DuckDB
+    keeps its own display (``quiet_progress_bar``) the query runs as it is and the count comes
+    at the end."""
+    if not quiet_progress_bar(con):
+        with progress(step, total=rows, unit="rows") as bar:
+            result = con.execute(sql, params).df()
+            bar.advance(rows)
+        return result
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-query") as worker,
+        progress(step, total=rows, unit="rows") as bar,
+    ):
+        running = worker.submit(lambda: con.execute(sql, params).df())
+        while not wait([running], timeout=QUERY_POLL_SECONDS).done:
+            percent = con.query_progress()
+            if percent > 0:
+                bar.advance(max(0.0, rows * min(percent, 100.0) / 100 - bar.done))
+        result = running.result()
+        bar.advance(rows - bar.done)
+    return result
 
 
 def _configure(

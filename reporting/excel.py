@@ -19,6 +19,7 @@ import duckdb
 import pandas as pd
 
 from features.catalog import StepFile
+from features.engine import quiet_progress_bar
 from features.errors import SiyuError
 from features.files import atomic_path, write_parquet_atomically
 from features.progress import progress
@@ -103,7 +104,7 @@ def _write_with_duckdb(frame: pd.DataFrame, partial: Path, step: str) -> bool:
             bar.advance()
         try:
             with duckdb.connect() as con:
-                con.execute("SET enable_progress_bar_print = false")
+                quiet_progress_bar(con)  # the column counts above and below replace DuckDB's bar
                 con.register("frame", safe)
                 con.execute(f"COPY frame TO {literal(str(body))} (HEADER)")
             with partial.open("wb") as out, body.open("rb") as rows:

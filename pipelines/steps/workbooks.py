@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 
 from features.catalog import ShareKitCol, StepFile, WorkbookSheet, export_file
 from features.columns import Col
+from features.engine import counted_query
 from features.messages import DEFAULT_LOCALE, Messages
-from features.progress import progress
 from features.sql import ident
 from features.vocabulary import ConsumerCol, DistributorListCol, RecCol
 from reporting.excel import read_history, twin_path, write_excel_csv
@@ -48,7 +48,6 @@ QUALITY_SHEETS: tuple[tuple[str, str], ...] = (
     (WorkbookSheet.SUPPLIERS, StepFile.QUALITY_SUPPLIERS),
 )
 _FIX = "rerun the nightly into this work directory"
-QUERY_POLL_SECONDS = 1.0  # how often a long DuckDB query's share done is read
 _CONSUMER, _PRODUCT, _DISTRIBUTOR = (
     ident(RecCol.CONSUMER_ID),
     ident(RecCol.PRODUCT_ID),
@@ -180,36 +179,6 @@ def _likely_buyers(consumer_lists: Path, home: pd.Series, products: list[object]
         con.register("pushed", pushed)
         step = "share kit: counting likely buyers over the consumer lists"
         return counted_query(con, _LIKELY_BUYERS_SQL, [str(consumer_lists)], step, rows)
-
-
-def counted_query(
-    con: duckdb.DuckDBPyConnection, sql: str, params: list[object], step: str, rows: int
-) -> pd.DataFrame:
-    """``sql``'s result as a frame, with progress counts while DuckDB runs it: its own estimate of
-    the share done (``query_progress``, polled every ``QUERY_POLL_SECONDS`` from this thread
-    while a worker thread waits on the query) as a share of the ``rows`` it scans. DuckDB's own
-    terminal bar is turned off for the connection (the counts replace it). In a Jupyter kernel
-    DuckDB refuses to change its progress settings without ipywidgets: there the query runs as it
-    is, with DuckDB's own display, and the count comes at the end."""
-    try:
-        con.execute("SET enable_progress_bar_print = false")
-    except duckdb.InvalidInputException:
-        with progress(step, total=rows, unit="rows") as bar:
-            result = con.execute(sql, params).df()
-            bar.advance(rows)
-        return result
-    with (
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-query") as worker,
-        progress(step, total=rows, unit="rows") as bar,
-    ):
-        running = worker.submit(lambda: con.execute(sql, params).df())
-        while not wait([running], timeout=QUERY_POLL_SECONDS).done:
-            percent = con.query_progress()
-            if percent > 0:
-                bar.advance(max(0.0, rows * min(percent, 100.0) / 100 - bar.done))
-        result = running.result()
-        bar.advance(rows - bar.done)
-    return result
 
 
 def _homes(consumer_tiers: Path | None) -> pd.DataFrame | None:

@@ -5,11 +5,9 @@ data dictionary, the consumers sheet cut with a note, and the same bytes on a re
 from __future__ import annotations
 
 import re
-import threading
 import time
 from pathlib import Path
 
-import duckdb
 import openpyxl
 import pandas as pd
 import pytest
@@ -287,78 +285,3 @@ def test_likely_buyers_count_community_members_whose_list_holds_the_product(tmp_
         ["D2", "P2", 1],
         ["D2", "P3", 1],
     ]
-
-
-class _SlowQuery:
-    """A DuckDB connection's stand-in: the query ends once its progress was read three times
-    (25%, 50%, then 75%), as a long query does while it is polled."""
-
-    def __init__(self) -> None:
-        self.shares = iter([25.0, 50.0, 75.0])
-        self.polled = threading.Semaphore(0)
-        self.settings: list[str] = []
-
-    def execute(self, sql: str, params: list[object] | None = None) -> _SlowQuery:
-        if params is None:
-            self.settings.append(sql)
-            return self
-        for _ in range(3):
-            self.polled.acquire()
-        return self
-
-    def query_progress(self) -> float:
-        share = next(self.shares, -1.0)
-        self.polled.release()
-        return share
-
-    def df(self) -> pd.DataFrame:
-        return pd.DataFrame({"n": [7]})
-
-
-def test_a_long_count_reports_duckdbs_share_done_as_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The likely-buyer count (50 million list rows at 1 million consumers) is not a silent
-    stretch: DuckDB's share done is read while the query runs and counted as rows scanned."""
-    import features.progress as progress_module
-    from pipelines.steps import workbooks
-
-    monkeypatch.setattr(progress_module, "LOG_EVERY_SECONDS", 0.0)
-    monkeypatch.setattr(workbooks, "QUERY_POLL_SECONDS", 0.001)
-    updates: list[tuple[float, bool]] = []
-    remove = progress_module.add_listener(lambda update: updates.append((update.done, update.finished)))
-    con = _SlowQuery()
-    try:
-        result = workbooks.counted_query(con, "SELECT 7", [], "counting", 1_000)  # type: ignore[arg-type]
-    finally:
-        remove()
-    assert result["n"].tolist() == [7]
-    assert [done for done, finished in updates if not finished][:3] == [250.0, 500.0, 750.0]
-    assert updates[-1] == (1_000.0, True)
-    assert con.settings == ["SET enable_progress_bar_print = false"]
-
-
-class _KernelConnection:
-    """A connection that refuses progress settings, as DuckDB does in a Jupyter kernel without
-    ipywidgets."""
-
-    def __init__(self) -> None:
-        self.queries: list[str] = []
-
-    def execute(self, sql: str, params: list[object] | None = None) -> _KernelConnection:
-        if params is None:
-            raise duckdb.InvalidInputException("required package 'ipywidgets' is missing")
-        self.queries.append(sql)
-        return self
-
-    def df(self) -> pd.DataFrame:
-        return pd.DataFrame({"n": [7]})
-
-
-def test_a_count_in_a_notebook_runs_the_query_without_the_polling() -> None:
-    """In a Jupyter kernel DuckDB refuses to change its progress settings: the query still runs
-    once and its result comes back (the notebooks' demo night)."""
-    from pipelines.steps import workbooks
-
-    con = _KernelConnection()
-    result = workbooks.counted_query(con, "SELECT 7", [], "counting", 1_000)  # type: ignore[arg-type]
-    assert result["n"].tolist() == [7]
-    assert con.queries == ["SELECT 7"]
