@@ -8,6 +8,10 @@ a lazy import is still a dependency.
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import re
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -99,3 +103,63 @@ def test_every_package_is_installed(package: str) -> None:
     """pyproject's package list names every floor, so a wheel holds the whole house."""
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert f'"{package}*"' in text
+
+
+# Imported by siyu's packages but deliberately not a dependency: LightGBM is optional (only the
+# ranker's ``learner: lambdarank`` needs it, with a SiyuError naming the fix when it is missing);
+# ``siyu_loader`` is artifact/loader.py itself, copied beside the MLflow pyfunc model.
+UNDECLARED_IMPORTS = {"lightgbm", "siyu_loader"}
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+    """Top-level modules imported anywhere in siyu's packages that are neither stdlib nor siyu's."""
+    found: dict[str, set[str]] = {}
+    for path in _source_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in FLOORS and top != "__future__":
+                    found.setdefault(top, set()).add(_module_name(path))
+    return found
+
+
+def _declared_distributions() -> set[str]:
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return {
+        _normalised(re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0]) for spec in dependencies["dependencies"]
+    }
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_import_is_a_declared_dependency() -> None:
+    """What siyu imports it declares in pyproject (and so in requirements.in and the locks): a package
+    that only arrives as another's dependency can vanish with that package's next release."""
+    declared = _declared_distributions()
+    distributions = importlib.metadata.packages_distributions()
+    missing = [
+        f"{module} (from {', '.join(sorted(users))}): declare one of {distributions.get(module, ['?'])}"
+        for module, users in sorted(_third_party_imports().items())
+        if module not in UNDECLARED_IMPORTS
+        and not declared & {_normalised(d) for d in distributions.get(module, [module])}
+    ]
+    assert not missing, "imported but not declared in pyproject.toml:\n" + "\n".join(missing)
+
+
+def test_declared_dependencies_are_in_requirements_in() -> None:
+    """requirements.in (what the locks are compiled from) names every declared dependency."""
+    lines = (ROOT / "requirements.in").read_text(encoding="utf-8").splitlines()
+    listed = {
+        _normalised(re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0])
+        for line in lines
+        if line.strip() and not line.startswith("#")
+    }
+    assert _declared_distributions() - listed == set()
