@@ -170,19 +170,29 @@ def literal(value: object) -> str:
     return f"'{text}'"
 
 
+def _stripped(name: str) -> str:
+    """The column holding contract column ``name``'s raw value stripped (``stripped_sql``)."""
+    return quote(f"_s_{name}")
+
+
 def _typed_quote(name: str) -> str:
     return quote(typed_name(name))
 
 
-def _trimmed(raw: str) -> str:
-    return f"nullif(regexp_replace({raw}, {literal(_TRIM)}, ''), '')"
+def stripped_sql(raw: str) -> str:
+    """``raw`` as text, stripped of white space at both ends (as pandas' ``str.strip``), empty as NULL."""
+    return f"nullif(regexp_replace(CAST({raw} AS STRING), {literal(_TRIM)}, ''), '')"
 
 
-def coerce_sql(column: ColumnSpec, raw: str, kind: str, timezone: str, zone_of_file: str | None) -> str:
+def coerce_sql(
+    column: ColumnSpec, raw: str, kind: str, timezone: str, zone_of_file: str | None, text: str | None = None
+) -> str:
     """The typed value of ``raw`` (a column read as Spark type ``kind``: ``string``, ``long``,
     ``double``, ``nanos`` (a Parquet nanosecond time, read as a long), ``timestamp``,
     ``timestamp_ntz``), as ``features.validate._coerce`` types it: numbers as doubles (whole ones
-    for integers), times as naive times in ``timezone``, text stripped, empty as NULL."""
+    for integers), times as naive times in ``timezone``, text stripped, empty as NULL. ``text``:
+    a column already holding ``raw`` stripped (``stripped_sql``), read instead of stripping again."""
+    text = text or stripped_sql(raw)
     if column.kind in ("integer", "money"):
         number = f"try_cast({raw} AS DOUBLE)" if kind != "double" else raw
         number = f"CASE WHEN isnan({number}) THEN NULL ELSE {number} END"
@@ -190,14 +200,11 @@ def coerce_sql(column: ColumnSpec, raw: str, kind: str, timezone: str, zone_of_f
             return f"CASE WHEN round({number}) = {number} THEN {number} END"
         return number
     if column.kind == "timestamp":
-        return _timestamp_sql(raw, kind, timezone, zone_of_file)
-    if column.kind == "id":
-        if kind == "double":
-            text = f"CASE WHEN round({raw}) = {raw} THEN CAST(try_cast({raw} AS BIGINT) AS STRING) END"
-        else:
-            text = f"CAST({raw} AS STRING)"
-        return _trimmed(text)
-    text = _trimmed(f"CAST({raw} AS STRING)")
+        return _timestamp_sql(raw, kind, timezone, zone_of_file, text)
+    if column.kind == "id" and kind == "double":
+        return stripped_sql(
+            f"CASE WHEN round({raw}) = {raw} THEN CAST(try_cast({raw} AS BIGINT) AS STRING) END"
+        )
     if column.kind == "choice":
         return f"lower({text})"
     if column.kind == "category":
@@ -209,7 +216,7 @@ def _in_zone(naive_utc: str, timezone: str) -> str:
     return f"convert_timezone('UTC', {literal(timezone)}, {naive_utc})"
 
 
-def _timestamp_sql(raw: str, kind: str, timezone: str, zone_of_file: str | None) -> str:
+def _timestamp_sql(raw: str, kind: str, timezone: str, zone_of_file: str | None, text: str) -> str:
     if kind == "nanos":
         instant = f"CAST(timestamp_micros(div({raw}, 1000)) AS TIMESTAMP_NTZ)"
         return _in_zone(instant, timezone) if zone_of_file else instant
@@ -219,7 +226,6 @@ def _timestamp_sql(raw: str, kind: str, timezone: str, zone_of_file: str | None)
         return raw
     if kind != "string":
         return "CAST(NULL AS TIMESTAMP_NTZ)"
-    text = _trimmed(raw)
     aware = f"{text} RLIKE {literal('(?i)' + _OFFSET)}"
     as_instant = _in_zone(f"CAST(try_cast({text} AS TIMESTAMP) AS TIMESTAMP_NTZ)", timezone)
     return (
@@ -269,14 +275,13 @@ class _TableJob:
 
     def run(self, clean_folder: Path, quarantine_file: Path) -> tuple[TableReport, DataFrame]:
         scanned = self._scan()
-        typed = scanned.selectExpr("*", *self._typed_columns(scanned))
-        self._check_columns(typed)
+        staged = scanned.selectExpr(
+            "*", *[f"{stripped_sql(quote(n))} AS {_stripped(n)}" for n in self.columns]
+        )
+        typed = staged.selectExpr("*", *self._typed_columns())
         typed = typed.withColumn(_IN_WINDOW, _expr(self._in_window_sql())).persist()
         self._all_typed = typed
-        counts = typed.groupBy().agg(
-            _expr("count(*)").alias("read"), _expr(f"count_if(NOT {_IN_WINDOW})").alias("out")
-        )
-        read, out_of_window = counts.first()
+        read, out_of_window = self._count_and_check(typed)
         judged = self._judged(typed.where(_IN_WINDOW)).persist()
         clean_rows = judged.where(f"{_REASONS} IS NULL")
         clean_typed = clean_rows.selectExpr(*self._clean_columns()).persist()
@@ -382,7 +387,7 @@ class _TableJob:
 
     # -- typing and judging --
 
-    def _typed_columns(self, frame: DataFrame) -> list[str]:
+    def _typed_columns(self) -> list[str]:
         return [
             coerce_sql(
                 self.spec.column(name),
@@ -390,6 +395,7 @@ class _TableJob:
                 self._kinds[name],
                 self.config.timezone,
                 self._zones[name],
+                _stripped(name),
             )
             + f" AS {_typed_quote(name)}"
             for name in self.columns
@@ -398,13 +404,12 @@ class _TableJob:
     def _unparseable_columns(self) -> list[str]:
         return [name for name in self.columns if self.spec.column(name).kind in _KIND_WORDS]
 
-    def _check_columns(self, typed: DataFrame) -> None:
-        """The file-level errors of ``ColumnNotes.check``: a number or time column none of whose
-        values can be read; a time column written only as day/month dates."""
+    def _count_and_check(self, typed: DataFrame) -> tuple[int, int]:
+        """The rows read and those out of the window, in one pass with the file-level errors of
+        ``ColumnNotes.check``: a number or time column none of whose values can be read; a time
+        column written only as day/month dates."""
         names = self._unparseable_columns()
-        if not names:
-            return
-        aggregates = []
+        aggregates = ["count(*)", f"count_if(NOT {_IN_WINDOW})"]
         for name in names:
             raw, value = quote(name), _typed_quote(name)
             failed = f"{raw} IS NOT NULL AND {value} IS NULL"
@@ -413,7 +418,7 @@ class _TableJob:
                 f"min_by(CAST({raw} AS STRING), CASE WHEN {failed} THEN {quote(Col.SOURCE_ROW)} END)",
             ]
             if self.spec.column(name).kind == "timestamp" and self._kinds[name] == "string":
-                text = _trimmed(raw)
+                text = _stripped(name)
                 aggregates += [
                     f"count_if({text} IS NOT NULL AND NOT {text} RLIKE {literal(_DAY_MONTH)})",
                     f"min_by({text}, CASE WHEN {text} RLIKE {literal(_DAY_MONTH)} "
@@ -423,7 +428,7 @@ class _TableJob:
                 aggregates += ["1", "CAST(NULL AS STRING)"]
         row = typed.selectExpr(*aggregates).first()
         for k, name in enumerate(names):
-            readable, example, other_forms, day_month = row[4 * k : 4 * k + 4]
+            readable, example, other_forms, day_month = row[2 + 4 * k : 6 + 4 * k]
             if not other_forms and day_month is not None:
                 raise ContractError(
                     self.raw.path,
@@ -440,6 +445,7 @@ class _TableJob:
                     f"(data.columns.{self.spec.name})",
                     column=name,
                 )
+        return int(row[0]), int(row[1])
 
     def _in_window_sql(self) -> str:
         column = self.spec.event_time
@@ -470,7 +476,7 @@ class _TableJob:
         typed, more = self._cross_row(typed)
         cases += more
         array = f"filter(array({', '.join(cases)}), r -> r IS NOT NULL)"
-        reasons = f"CASE WHEN size({array}) > 0 THEN array_join(array_sort({array}), ';') END"
+        reasons = f"nullif(array_join(array_sort({array}), ';'), '')"
         return typed.withColumn(_REASONS, _expr(reasons))
 
     def _case(self, check: RowCheck) -> str:
