@@ -58,6 +58,7 @@ from features.contract import (
     ColumnSpec,
     RowCheck,
     RowRules,
+    UNKNOWN_CATEGORY,
     TableSpec,
     dtype_of,
     reason_duplicate_key,
@@ -207,8 +208,8 @@ def coerce_sql(
         )
     if column.kind == "choice":
         return f"lower({text})"
-    if column.kind == "category":
-        return f"coalesce({text}, 'unknown')"  # vocabulary: a value, not a column
+    if column.kind == "category":  # vocabulary: a value, not a column
+        return f"coalesce({text}, {literal(UNKNOWN_CATEGORY)})"
     return text
 
 
