@@ -66,6 +66,7 @@ from features.contract import (
     reason_unparseable,
     row_checks,
 )
+from features.engine import count_table_read
 from features.errors import ContractError
 from features.files import atomic_path, move_into_place, partial_path
 from features.reader import RawTable, TableInput
@@ -310,6 +311,7 @@ class _TableJob:
         """Every row of the table's files with ``source_row`` (1 = the first row of the first
         part, counted on across parts in path order), raw columns under contract names."""
         parts = list(self.raw.parts)
+        count_table_read(self.raw.name)  # one scan of every part, kept (persisted) for the checks
         csv = parts[0].path.suffix == ".csv"
         frame = self._read_csv(parts[0]) if csv else self._read_parquet(parts)
         frame = frame.selectExpr(
