@@ -1,8 +1,10 @@
 """The data contract: which tables exist, their columns, types and row-level rules.
 
-``CONTRACT`` describes every table once. ``row_schema`` turns a table's description into
-a pandera schema whose checks are named by the quarantine reason they produce, so the
-reasons a user reads in a quarantine file are the names of the checks declared here.
+``CONTRACT`` describes every table once. ``row_checks`` lists a table's row rules as data
+(``RowCheck``: reason, test, column, bound); ``row_schema`` renders them as a pandera schema
+whose checks are named by the quarantine reason they produce, and Spark renders the same list
+as SQL (``RowCheck.sql``, ``features.spark_validate``), so the reasons a user reads in a
+quarantine file are the names of the checks declared here, whichever engine validated.
 Rules that look beyond a row and its chunk are named here too and applied by
 ``features.validate``: duplicates across the whole file (``DUPLICATE_ROW``,
 ``reason_duplicate_key``, ``DUPLICATE_ORDER_LINE``), orders whose lines disagree
