@@ -283,7 +283,8 @@ class _TableJob:
         typed = staged.selectExpr("*", *self._typed_columns())
         typed = typed.withColumn(_IN_WINDOW, _expr(self._in_window_sql())).persist()
         self._all_typed = typed
-        read, out_of_window = self._count_and_check(typed)
+        read, out_of_window = self._count_and_check(typed)  # the typed rows are cached from here
+        self._scanned.unpersist()
         judged = self._judged(typed.where(_IN_WINDOW)).persist()
         clean_rows = judged.where(f"{_REASONS} IS NULL")
         clean_typed = clean_rows.selectExpr(*self._clean_columns()).persist()
@@ -319,7 +320,8 @@ class _TableJob:
             f"input_file_name() AS {_FILE}",
             f"input_file_block_start() AS {_BLOCK}",
             f"monotonically_increasing_id() AS {_ROW_ID}",
-        ).persist()
+        ).persist()  # the row ids must not change between the numbering and the typing
+        self._scanned = frame
         return self._numbered(frame, parts)
 
     def _read_csv(self, part: RawTable) -> DataFrame:
@@ -621,6 +623,7 @@ class _TableJob:
     _kinds: dict[str, str]
     _zones: dict[str, str | None]
     _all_typed: DataFrame
+    _scanned: DataFrame
 
 
 def _expr(sql: str) -> object:
