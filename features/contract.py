@@ -1,8 +1,10 @@
 """The data contract: which tables exist, their columns, types and row-level rules.
 
-``CONTRACT`` describes every table once. ``row_schema`` turns a table's description into
-a pandera schema whose checks are named by the quarantine reason they produce, so the
-reasons a user reads in a quarantine file are the names of the checks declared here.
+``CONTRACT`` describes every table once. ``row_checks`` lists a table's row rules as data
+(``RowCheck``: reason, test, column, bound); ``row_schema`` renders them as a pandera schema
+whose checks are named by the quarantine reason they produce, and Spark renders the same list
+as SQL (``RowCheck.sql``, ``features.spark_validate``), so the reasons a user reads in a
+quarantine file are the names of the checks declared here, whichever engine validated.
 Rules that look beyond a row and its chunk are named here too and applied by
 ``features.validate``: duplicates across the whole file (``DUPLICATE_ROW``,
 ``reason_duplicate_key``, ``DUPLICATE_ORDER_LINE``), orders whose lines disagree
@@ -15,7 +17,7 @@ the end of the as-of date is *out of the run's window* (not used, not quarantine
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -308,15 +310,22 @@ def row_schema(
 
     It judges each row on its own (what spans rows is found by ``features.validate``).
     ``present`` lists the columns the file has, ``rules`` holds the configured bounds, and
-    ``known`` maps a referencing column to the test of whether its ids are known.
+    ``known`` maps a referencing column to the test of whether its ids are known. Its checks
+    are ``row_checks`` rendered for pandas (``RowCheck.pandas``); Spark renders the same list
+    as SQL (``RowCheck.sql``, ``features.spark_validate``).
     """
-    columns = {}
-    for column in spec.columns:
-        if column.name not in present:
-            continue
-        checks = _column_checks(column, rules, known.get(column.name))
-        columns[column.name] = pa.Column(None, checks=checks, nullable=True)
-    return pa.DataFrameSchema(columns, checks=_table_checks(spec, present), strict=True)
+    checks = row_checks(spec, present, rules, set(known))
+    columns = {
+        column.name: pa.Column(
+            None,
+            checks=[c.pandas(known.get(column.name)) for c in checks if c.column == column.name],
+            nullable=True,
+        )
+        for column in spec.columns
+        if column.name in present
+    }
+    table_checks = [c.pandas() for c in checks if c.column is None]
+    return pa.DataFrameSchema(columns, checks=table_checks, strict=True)
 
 
 def typed_schema(spec: TableSpec, present: list[str]) -> pa.DataFrameSchema:
@@ -345,54 +354,144 @@ def is_null_marker(ids: pd.Series, markers: tuple[str, ...]) -> pd.Series:
     return pd.Series(found, index=ids.index)
 
 
-def _column_checks(column: ColumnSpec, rules: RowRules, known_ids: IdMembership | None) -> list[pa.Check]:
-    checks: list[pa.Check] = []
+# --- the row rules as data: one definition, rendered for pandera and for SQL ----------------------
+
+Test = Literal[
+    "present",
+    "not_null_marker",
+    "no_control_character",
+    "finite",
+    "magnitude_at_most",
+    "positive",
+    "not_before",
+    "not_after",
+    "one_of",
+    "known",
+    "quantity_positive_when_paid",
+    "sale_ordered",
+]
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """One rule a row must pass: the ``test``, on ``column`` (None: a rule over several columns),
+    with its bound ``value``, and the quarantine ``reason`` a failing row gets.
+
+    ``pandas`` renders it as a pandera check (the DuckDB/pandas path), ``sql`` as a Spark SQL
+    predicate true when the row passes; both say the same thing. A rule on one column judges
+    only rows where the column has a value (an empty one is ``missing_<column>``'s business),
+    except ``present`` itself."""
+
+    reason: str
+    test: Test
+    column: str | None = None
+    value: object = None
+
+    def pandas(self, known_ids: IdMembership | None = None) -> pa.Check:
+        """The pandera check (``known_ids``: the membership test of a ``known`` rule)."""
+        if self.test == "present":
+            return pa.Check(lambda s: s.notna(), name=self.reason, ignore_na=False)
+        if self.test == "known":
+            if known_ids is None:
+                raise ValueError(f"{self.reason}: a known-id rule needs the ids it may take")
+            return pa.Check(known_ids, name=self.reason)
+        return pa.Check(_PANDAS_TESTS[self.test](self.value), name=self.reason)
+
+    def sql(self, quote: Callable[[str], str], literal: Callable[[object], str]) -> str:
+        """A SQL predicate, true when the row passes (``quote``: a column's name as SQL,
+        ``literal``: a value as SQL). ``known`` reads the boolean column ``known_<column>``, which
+        the caller computes (a join with the referenced table's ids)."""
+        c = quote(self.column) if self.column is not None else ""
+        value = self.value
+        finite = f"abs({c}) != double('infinity')"
+        markers = _listed(literal, [m.casefold() for m in value]) if self.test == "not_null_marker" else ""
+        rendered = {
+            "present": lambda: f"{c} IS NOT NULL",
+            "not_null_marker": lambda: f"lower({c}) NOT IN ({markers})" if value else "TRUE",
+            "no_control_character": lambda: f"NOT {c} RLIKE {literal(_CONTROL_CHARACTER)}",
+            "finite": lambda: finite,
+            "magnitude_at_most": lambda: f"NOT ({finite} AND abs({c}) > {literal(value)})",
+            "positive": lambda: f"{c} > 0",
+            "not_before": lambda: f"{c} >= {literal(value)}",
+            "not_after": lambda: f"{c} <= {literal(value)}",
+            "one_of": lambda: f"{c} IN ({_listed(literal, value)})",
+            "known": lambda: quote(f"known_{self.column}"),
+            "quantity_positive_when_paid": lambda: (
+                f"NOT coalesce({quote(Col.STATUS)} = {literal(OrderStatus.PAID)} "
+                f"AND {quote(Col.QUANTITY)} <= 0, FALSE)"
+            ),
+            "sale_ordered": lambda: f"NOT coalesce({quote(Col.SALE_END)} < {quote(Col.SALE_START)}, FALSE)",
+        }[self.test]()
+        if self.column is None or self.test == "present":
+            return rendered
+        return f"({c} IS NULL OR {rendered})"
+
+
+def _listed(literal: Callable[[object], str], values: Iterable[object]) -> str:
+    return ", ".join(literal(v) for v in values)
+
+
+_PANDAS_TESTS: dict[str, Callable[[object], Callable[..., object]]] = {
+    "not_null_marker": lambda markers: lambda s: ~is_null_marker(s, markers),
+    "no_control_character": lambda _: lambda s: ~s.str.contains(_CONTROL_CHARACTER),
+    "finite": lambda _: lambda s: np.isfinite(s),
+    "magnitude_at_most": lambda largest: lambda s: ~(np.isfinite(s) & (s.abs() > largest)),
+    "positive": lambda _: lambda s: s > 0,
+    "not_before": lambda earliest: lambda s: s >= earliest,
+    "not_after": lambda latest: lambda s: s <= latest,
+    "one_of": lambda allowed: lambda s: s.isin(list(allowed)),
+    "quantity_positive_when_paid": lambda _: (
+        lambda df: ~((df[Col.STATUS] == OrderStatus.PAID) & (df[Col.QUANTITY] <= 0))
+    ),
+    "sale_ordered": lambda _: lambda df: ~(df[Col.SALE_END] < df[Col.SALE_START]),
+}
+
+
+def row_checks(spec: TableSpec, present: list[str], rules: RowRules, known: set[str]) -> list[RowCheck]:
+    """Every rule a row of ``spec`` is judged by on its own, in order: per present column its
+    column rules, then the rules over several columns. ``known``: the referencing columns whose
+    ids are checked against a referenced table (``unknown_<table>``)."""
+    checks = [
+        check
+        for column in spec.columns
+        if column.name in present
+        for check in _column_checks(column, rules, column.name in known)
+    ]
+    return checks + _table_checks(spec, present)
+
+
+def _column_checks(column: ColumnSpec, rules: RowRules, checks_references: bool) -> list[RowCheck]:
+    checks: list[RowCheck] = []
     name = column.name
     if not column.nullable:
-        checks.append(pa.Check(lambda s: s.notna(), name=reason_missing(name), ignore_na=False))
+        checks.append(RowCheck(reason_missing(name), "present", name))
     if column.kind == "id":
-        markers = rules.null_markers
-        checks.append(pa.Check(lambda s: ~is_null_marker(s, markers), name=reason_null_marker(name)))
-        checks.append(
-            pa.Check(lambda s: ~s.str.contains(_CONTROL_CHARACTER), name=reason_control_character(name))
-        )
+        checks.append(RowCheck(reason_null_marker(name), "not_null_marker", name, tuple(rules.null_markers)))
+        checks.append(RowCheck(reason_control_character(name), "no_control_character", name))
     if column.kind in ("integer", "money"):
-        checks.append(pa.Check(lambda s: np.isfinite(s), name=reason_not_finite(name)))
+        checks.append(RowCheck(reason_not_finite(name), "finite", name))
         largest = rules.max_for(column)
         if largest is not None:
-            checks.append(
-                pa.Check(lambda s: ~(np.isfinite(s) & (s.abs() > largest)), name=reason_above_max(name))
-            )
+            checks.append(RowCheck(reason_above_max(name), "magnitude_at_most", name, largest))
     if column.kind == "money":
-        checks.append(pa.Check(lambda s: s > 0, name=f"{name}_not_positive"))
+        checks.append(RowCheck(f"{name}_not_positive", "positive", name))
     if column.kind == "timestamp":
-        checks.append(pa.Check(lambda s: s >= rules.earliest, name=reason_before_earliest(name)))
+        checks.append(RowCheck(reason_before_earliest(name), "not_before", name, rules.earliest))
         if not column.scheduled:
-            checks.append(pa.Check(lambda s: s <= rules.latest, name=reason_in_future(name)))
+            checks.append(RowCheck(reason_in_future(name), "not_after", name, rules.latest))
     if column.kind == "choice":
-        allowed = list(column.choices)
-        checks.append(pa.Check(lambda s: s.isin(allowed), name=f"unknown_{name}"))
-    if known_ids is not None:
-        checks.append(pa.Check(known_ids, name=reason_unknown_reference(name)))
+        checks.append(RowCheck(f"unknown_{name}", "one_of", name, tuple(column.choices)))
+    if checks_references:
+        checks.append(RowCheck(reason_unknown_reference(name), "known", name))
     return checks
 
 
-def _table_checks(spec: TableSpec, present: list[str]) -> list[pa.Check]:
-    checks: list[pa.Check] = []
+def _table_checks(spec: TableSpec, present: list[str]) -> list[RowCheck]:
+    checks: list[RowCheck] = []
     if spec.name == Table.ORDERS:
-        checks.append(
-            pa.Check(
-                lambda df: ~((df[Col.STATUS] == OrderStatus.PAID) & (df[Col.QUANTITY] <= 0)),
-                name="quantity_not_positive_on_paid_line",
-            )
-        )
+        checks.append(RowCheck("quantity_not_positive_on_paid_line", "quantity_positive_when_paid"))
     if {Col.SALE_START, Col.SALE_END} <= set(present):
-        checks.append(
-            pa.Check(
-                lambda df: ~(df[Col.SALE_END] < df[Col.SALE_START]),
-                name="sale_end_before_sale_start",
-            )
-        )
+        checks.append(RowCheck("sale_end_before_sale_start", "sale_ordered"))
     return checks
 
 

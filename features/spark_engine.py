@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -252,6 +254,11 @@ def _start(settings: Mapping[str, str]) -> SparkSession:
         raise SparkUnavailableError(
             "engine.kind spark: pyspark is not installed\n  fix: pip install -r requirements.lock"
         ) from error
+    if settings["spark.master"].startswith("local"):
+        # Python workers (validation's clean-table writer) run this interpreter, whose environment
+        # has pyarrow (pyspark's default is whatever `python3` is on PATH); on a cluster the
+        # executors' Python is set there (PYSPARK_PYTHON or spark.pyspark.python).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in settings.items():
         builder = builder.config(key, value)
@@ -262,8 +269,6 @@ def _start(settings: Mapping[str, str]) -> SparkSession:
 
 
 def _java_home() -> bool:
-    import os
-
     home = os.environ.get("JAVA_HOME")
     return bool(home) and (Path(home) / "bin" / "java").exists()
 

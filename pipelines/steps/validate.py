@@ -15,7 +15,7 @@ from pathlib import Path
 from features.asof import AsOf
 from features.catalog import StepFile
 from features.columns import Table
-from features.reader import read_dataset
+from features.reader import TableInput, read_dataset
 from features.store import clean_path, write_validated
 from features.validate import ValidationResult, check_quarantine_limits, latest_order_date
 from pipelines.config import NightlyConfig
@@ -68,17 +68,34 @@ def load_and_validate(
 ) -> Validated:
     """Read ``data_dir``, quarantine bad rows, write clean tables under ``out_dir``.
 
-    ``as_of`` defaults to the day of the latest order. Tables are read and validated
-    ``config.validation.chunk_rows`` rows at a time; rows after the as-of date are left out
-    of the clean tables (counted, not quarantined). Raises ``QuarantineLimitExceeded`` after
-    writing, so the quarantine files can be read.
+    ``as_of`` defaults to the day of the latest order. With ``engine.kind: spark`` the rows are
+    read, checked and written by Spark (``validate_on_spark``), with the same outputs; on DuckDB
+    tables are read and validated ``config.validation.chunk_rows`` rows at a time. Rows after
+    the as-of date are left out of the clean tables (counted, not quarantined). Raises
+    ``QuarantineLimitExceeded`` after writing, so the quarantine files can be read.
     """
     raw = read_dataset(data_dir, config.data)
     settings = config.validation
     if as_of is None:
         as_of = latest_order_date(raw, chunk_rows=settings.chunk_rows, timezone=settings.timezone)
     run_as_of = AsOf.of(as_of)
-    result = write_validated(raw, run_as_of, out_dir, config=settings)
+    if config.engine.kind == "spark":
+        result = validate_on_spark(raw, run_as_of, config, out_dir)
+    else:
+        result = write_validated(raw, run_as_of, out_dir, config=settings)
     clean_paths = {report.table: clean_path(out_dir, report.table) for report in result.reports}
     check_quarantine_limits(result, settings)
     return Validated(run_as_of, out_dir, clean_paths, result)
+
+
+def validate_on_spark(
+    raw: dict[str, TableInput], as_of: AsOf, config: NightlyConfig, out_dir: Path
+) -> ValidationResult:
+    """Validate on a Spark session of its own (``config.spark``; stopped with its JVM at the end),
+    writing what ``write_validated`` writes (``features.spark_validate``). The night's engine
+    session opens after validation, as on DuckDB, so a Spark night starts Spark twice."""
+    from features.spark_engine import spark_session
+    from features.spark_validate import spark_validate
+
+    with spark_session(config.spark, out_dir) as spark:
+        return spark_validate(spark, raw, as_of, out_dir, config=config.validation)
