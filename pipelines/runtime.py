@@ -61,8 +61,8 @@ EPHEMERAL_STARTUP_SECONDS = 180
 # siyu's own packages: their module loggers reach the Prefect UI during a flow run.
 SIYU_PACKAGES = ("features", "sources", "models", "artifact", "reporting", "pipelines")
 
-# Runs uvicorn (argv[2:]) and exits as soon as the process that started it (argv[1]) is gone.
-_LAUNCHER = """
+# Exits as soon as the process that started it (argv[1]) is gone.
+_WATCHDOG = """
 import os, sys, threading, time
 parent = int(sys.argv[1])
 def watch():
@@ -70,10 +70,33 @@ def watch():
         time.sleep(0.5)
     os._exit(0)
 threading.Thread(target=watch, daemon=True).start()
+"""
+# Runs uvicorn (argv[3:]); with argv[2] == "migrate" (#18) it first brings Prefect's database up to
+# date in a process of its own (_MIGRATE) while it imports the server app itself, and serves only
+# once that process has succeeded (else it exits with that process's code).
+_LAUNCHER = (
+    _WATCHDOG
+    + """
+if sys.argv[2] == "migrate":
+    import subprocess
+    migration = subprocess.Popen([sys.executable, "-c", sys.argv[3], str(os.getpid())])
+    import prefect.server.api.server
+    if migration.wait():
+        sys.exit(migration.returncode)
 from uvicorn.main import main
-sys.argv = ["uvicorn", *sys.argv[2:]]
+sys.argv = ["uvicorn", *sys.argv[4:]]
 main()
 """
+)
+# What Prefect's server does first as it starts (its lifespan's run_migrations), under the same watchdog.
+_MIGRATE = (
+    _WATCHDOG
+    + """
+import asyncio
+from prefect.server.database import provide_database_interface
+asyncio.run(provide_database_interface().create_db())
+"""
+)
 
 
 def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -483,10 +506,17 @@ def _flush_run_logs() -> None:
 
 
 def _launch_server(port: int) -> subprocess.Popen[Any]:
-    """Prefect's uvicorn command (as ``SubprocessASGIServer`` runs it) through ``_LAUNCHER``."""
+    """Prefect's uvicorn command (as ``SubprocessASGIServer`` runs it) through ``_LAUNCHER``.
+
+    When Prefect would migrate its database as the server starts (``server.database.migrate_on_start``,
+    the default), the launcher runs the same migrations (the database interface's ``create_db``, as
+    the server's start would) in a process of their own while it imports the server app, and the
+    server starts with ``migrate_on_start`` off: on a fresh work dir each takes seconds of CPU,
+    which two cores now spend side by side instead of one after the other."""
     import prefect
     from prefect.settings import get_current_settings
 
+    settings = get_current_settings()
     uvicorn_args = [
         *("--app-dir", str(prefect.__module_path__.parent)),
         *("--factory", "prefect.server.api.server:create_app"),
@@ -498,9 +528,13 @@ def _launch_server(port: int) -> subprocess.Popen[Any]:
         "PREFECT_UI_ENABLED": "0",
         "PREFECT__SERVER_EPHEMERAL": "1",
         "PREFECT__SERVER_FINAL": "1",
-        **get_current_settings().to_environment_variables(exclude_unset=True),
+        **settings.to_environment_variables(exclude_unset=True),
     }
-    return subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(os.getpid()), *uvicorn_args], env=env)
+    migrate = settings.server.database.migrate_on_start
+    if migrate:
+        env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] = "false"
+    launcher = [_LAUNCHER, str(os.getpid()), "migrate" if migrate else "-", _MIGRATE]
+    return subprocess.Popen([sys.executable, "-c", *launcher, *uvicorn_args], env=env)
 
 
 @contextmanager
