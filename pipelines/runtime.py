@@ -511,7 +511,7 @@ def _launch_server(port: int) -> subprocess.Popen[Any]:
     the default), the launcher runs the same migrations (the database interface's ``create_db``, as
     the server's start would) in a fork of itself while it imports the rest of the server app, and
     the server starts with ``migrate_on_start`` off: on a fresh work dir each takes seconds of CPU,
-    which two cores now spend side by side instead of one after the other."""
+    which two cores now spend side by side instead of one after the other (on Linux)."""
     import prefect
     from prefect.settings import get_current_settings
 
@@ -529,7 +529,8 @@ def _launch_server(port: int) -> subprocess.Popen[Any]:
         "PREFECT__SERVER_FINAL": "1",
         **settings.to_environment_variables(exclude_unset=True),
     }
-    migrate = settings.server.database.migrate_on_start
+    # a fork after imports is safe on Linux; elsewhere (macOS) the server migrates as it starts
+    migrate = settings.server.database.migrate_on_start and sys.platform == "linux"
     if migrate:
         env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] = "false"
     launcher = [_LAUNCHER, str(os.getpid()), "migrate" if migrate else "-"]
