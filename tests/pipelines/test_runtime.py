@@ -133,6 +133,12 @@ def test_a_database_prefect_must_not_migrate_is_left_alone(monkeypatch: pytest.M
     assert env.get("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "false").lower() == "false"
 
 
+def test_off_linux_the_server_migrates_as_it_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime.sys, "platform", "darwin")
+    args, env = _launched(monkeypatch, migrate_on_start=True)
+    assert args[4] == "-" and "PREFECT_SERVER_DATABASE_MIGRATE_ON_START" not in env
+
+
 def test_a_failed_migration_ends_the_launcher_before_it_serves(tmp_path: Path) -> None:
     unwritable = tmp_path / "no such folder" / "prefect.db"
     env = {**os.environ, "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{unwritable}"}
