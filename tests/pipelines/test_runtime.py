@@ -136,7 +136,8 @@ def test_a_database_prefect_must_not_migrate_is_left_alone(monkeypatch: pytest.M
 def test_off_linux_the_server_migrates_as_it_starts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime.sys, "platform", "darwin")
     args, env = _launched(monkeypatch, migrate_on_start=True)
-    assert args[4] == "-" and "PREFECT_SERVER_DATABASE_MIGRATE_ON_START" not in env
+    assert args[4] == "-"
+    assert env.get("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "true").lower() == "true"
 
 
 def test_a_failed_migration_ends_the_launcher_before_it_serves(tmp_path: Path) -> None:
