@@ -7,7 +7,8 @@ Prefect offers no setting against that, so ``local_prefect`` starts the same ser
 itself (as Prefect's ``SubprocessASGIServer`` does: the same command and start-up checks) behind a
 small launcher whose watchdog thread ends the server as soon as its parent process is
 gone (its parent pid changes). ``PREFECT_API_URL`` then points at it for the block, and the
-server is stopped when the block ends.
+server is stopped when the block ends. The launcher migrates Prefect's database (seconds of CPU
+on a fresh work dir) in a fork of itself while it imports the server app, instead of after it.
 
 ``terminate_as_interrupt`` turns SIGTERM (systemd, ``kill``, a scheduler's timeout) into an
 exception, so that Prefect marks the flow run CRASHED and runs its ``on_crashed`` hooks
@@ -61,17 +62,38 @@ EPHEMERAL_STARTUP_SECONDS = 180
 # siyu's own packages: their module loggers reach the Prefect UI during a flow run.
 SIYU_PACKAGES = ("features", "sources", "models", "artifact", "reporting", "pipelines")
 
-# Runs uvicorn (argv[2:]) and exits as soon as the process that started it (argv[1]) is gone.
+# Runs uvicorn (argv[3:]) and exits as soon as the process that started it (argv[1]) is gone.
+# With argv[2] == "migrate" (#18) it first brings Prefect's database up to date as the server's start
+# would (its lifespan's run_migrations: the database interface's create_db) in a fork of itself,
+# while it imports the rest of the server app, and serves only once the fork has succeeded (else it
+# exits with the fork's code). The fork shares the modules both need, imported once before it.
 _LAUNCHER = """
 import os, sys, threading, time
-parent = int(sys.argv[1])
-def watch():
+def watch(parent):
     while os.getppid() == parent:
         time.sleep(0.5)
     os._exit(0)
-threading.Thread(target=watch, daemon=True).start()
+threading.Thread(target=watch, args=(int(sys.argv[1]),), daemon=True).start()
+if sys.argv[2] == "migrate":
+    from prefect.server.database import provide_database_interface
+    launcher = os.getpid()
+    migration = os.fork()
+    if migration == 0:
+        threading.Thread(target=watch, args=(launcher,), daemon=True).start()
+        try:
+            import asyncio
+            asyncio.run(provide_database_interface().create_db())
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            os._exit(1)
+        os._exit(0)
+    import prefect.server.api.server
+    code = os.waitstatus_to_exitcode(os.waitpid(migration, 0)[1])
+    if code:
+        sys.exit(code if code > 0 else 1)
 from uvicorn.main import main
-sys.argv = ["uvicorn", *sys.argv[2:]]
+sys.argv = ["uvicorn", *sys.argv[3:]]
 main()
 """
 
@@ -483,10 +505,17 @@ def _flush_run_logs() -> None:
 
 
 def _launch_server(port: int) -> subprocess.Popen[Any]:
-    """Prefect's uvicorn command (as ``SubprocessASGIServer`` runs it) through ``_LAUNCHER``."""
+    """Prefect's uvicorn command (as ``SubprocessASGIServer`` runs it) through ``_LAUNCHER``.
+
+    When Prefect would migrate its database as the server starts (``server.database.migrate_on_start``,
+    the default), the launcher runs the same migrations (the database interface's ``create_db``, as
+    the server's start would) in a fork of itself while it imports the rest of the server app, and
+    the server starts with ``migrate_on_start`` off: on a fresh work dir each takes seconds of CPU,
+    which two cores now spend side by side instead of one after the other (on Linux)."""
     import prefect
     from prefect.settings import get_current_settings
 
+    settings = get_current_settings()
     uvicorn_args = [
         *("--app-dir", str(prefect.__module_path__.parent)),
         *("--factory", "prefect.server.api.server:create_app"),
@@ -498,9 +527,14 @@ def _launch_server(port: int) -> subprocess.Popen[Any]:
         "PREFECT_UI_ENABLED": "0",
         "PREFECT__SERVER_EPHEMERAL": "1",
         "PREFECT__SERVER_FINAL": "1",
-        **get_current_settings().to_environment_variables(exclude_unset=True),
+        **settings.to_environment_variables(exclude_unset=True),
     }
-    return subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(os.getpid()), *uvicorn_args], env=env)
+    # a fork after imports is safe on Linux; elsewhere (macOS) the server migrates as it starts
+    migrate = settings.server.database.migrate_on_start and sys.platform == "linux"
+    if migrate:
+        env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] = "false"
+    launcher = [_LAUNCHER, str(os.getpid()), "migrate" if migrate else "-"]
+    return subprocess.Popen([sys.executable, "-c", *launcher, *uvicorn_args], env=env)
 
 
 @contextmanager

@@ -1,7 +1,9 @@
 """Read-only access to the files of one run folder (outputs or ``exports/<as_of>/``) for the report.
 
 A file the run did not produce raises ``MissingFile``; the report turns that into a
-"not produced" line for the section instead of failing.
+"not produced" line for the section instead of failing. A CSV the run also wrote as a Parquet
+twin (``StepFile.TWINS``: the consumer file the report reads four times) is read from the twin:
+only the wanted columns, in English whatever the locale, typed as the CSV reads them.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from features.catalog import StepFile
 from reporting.localize import delocalize_frame, is_localized
 
 
@@ -42,6 +46,9 @@ class RunFiles:
     def csv(self, name: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """A CSV the pipeline wrote for Excel (UTF-8 with BOM), only ``columns`` when given."""
         path = self._path(name)
+        twin = self._twin(name)
+        if twin is not None:
+            return _read_twin(twin, columns)
         if is_localized(self._header(name)):  # a zh-CN run: back to English names and codes
             frame = delocalize_frame(pd.read_csv(path, encoding="utf-8-sig", keep_default_na=True))
             return frame if columns is None else frame[[c for c in frame.columns if c in columns]]
@@ -52,6 +59,10 @@ class RunFiles:
 
     def columns(self, name: str) -> list[str]:
         """The header of a CSV (English column names, whatever the run's locale)."""
+        self._path(name)
+        twin = self._twin(name)
+        if twin is not None:
+            return list(pq.read_schema(twin).names)
         return delocalize_frame(pd.DataFrame(columns=self._header(name))).columns.tolist()
 
     def _header(self, name: str) -> list[str]:
@@ -65,8 +76,24 @@ class RunFiles:
         """The number of rows of a Parquet file (from its footer; no data is read)."""
         return pq.ParquetFile(self._path(name)).metadata.num_rows
 
+    def _twin(self, name: str) -> Path | None:
+        """The Parquet twin the run wrote beside CSV ``name``, if any (written after the CSV)."""
+        twin_name = StepFile.TWINS.get(name)
+        twin = self.run_dir / twin_name if twin_name else None
+        return twin if twin is not None and twin.is_file() else None
+
     def _path(self, name: str) -> Path:
         path = self.run_dir / name
         if not path.is_file():
             raise MissingFile(name)
         return path
+
+
+def _read_twin(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
+    """A Parquet twin typed as ``RunFiles.csv`` reads its CSV: numpy dtypes (text as objects, an
+    integer column with gaps as floats), not the frame's own pandas extension dtypes."""
+    wanted = None if columns is None else [c for c in pq.read_schema(path).names if c in columns]
+    frame = pq.read_table(path, columns=wanted).to_pandas(ignore_metadata=True)
+    for column in frame.select_dtypes(include=object).columns:  # a missing text: NaN, as in the CSV
+        frame[column] = frame[column].where(frame[column].notna(), np.nan)
+    return frame

@@ -1,18 +1,27 @@
 """The garbage collector around a night's imports (``pipelines.runtime``): paused while they run,
-their heap frozen afterwards, garbage that exists before the freeze still collected."""
+their heap frozen afterwards, garbage that exists before the freeze still collected. The local
+Prefect server's start: its database migrated beside the server app's imports, and started by the
+CLI before the flow's imports."""
 
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import pipelines.flow as flow_module
+from features.errors import SiyuError
+from pipelines import runtime
 from pipelines.runtime import freeze_long_lived, paused_collection
+from tests.cli import run_cli
 
 
 @pytest.fixture
@@ -89,3 +98,77 @@ def _recording_tracking(calls: list[str]) -> Callable[..., AbstractContextManage
         yield
 
     return using
+
+
+# --- the Prefect server's start (#18) ---------------------------------------------------------------
+
+
+def _launched(monkeypatch: pytest.MonkeyPatch, migrate_on_start: bool) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment ``_launch_server`` starts the launcher with."""
+    from prefect.settings import temporary_settings
+
+    seen: dict[str, Any] = {}
+
+    def popen(args: list[str], env: dict[str, str]) -> object:
+        seen.update(args=args, env=env)
+        return object()
+
+    monkeypatch.setattr(runtime.subprocess, "Popen", popen)
+    monkeypatch.delenv("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", raising=False)
+    with temporary_settings(updates={"server.database.migrate_on_start": migrate_on_start}):
+        runtime._launch_server(4321)
+    return seen["args"], seen["env"]
+
+
+def test_the_launcher_migrates_the_database_beside_the_server_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    args, env = _launched(monkeypatch, migrate_on_start=True)
+    assert args[1:3] == ["-c", runtime._LAUNCHER] and args[4] == "migrate"
+    assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false"  # done once, by the launcher
+    assert args[args.index("--port") + 1] == "4321"
+
+
+def test_a_database_prefect_must_not_migrate_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    args, env = _launched(monkeypatch, migrate_on_start=False)
+    assert args[4] == "-"
+    assert env.get("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "false").lower() == "false"
+
+
+def test_off_linux_the_server_migrates_as_it_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime.sys, "platform", "darwin")
+    args, env = _launched(monkeypatch, migrate_on_start=True)
+    assert args[4] == "-"
+    assert env.get("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "true").lower() == "true"
+
+
+def test_a_failed_migration_ends_the_launcher_before_it_serves(tmp_path: Path) -> None:
+    unwritable = tmp_path / "no such folder" / "prefect.db"
+    env = {**os.environ, "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{unwritable}"}
+    launcher = [sys.executable, "-c", runtime._LAUNCHER, str(os.getpid()), "migrate", "--port", "1"]
+    server = subprocess.run(launcher, capture_output=True, text=True, env=env, timeout=300)
+    assert server.returncode == 1, server.stderr[-2000:]
+    assert "unable to open database file" in server.stderr and "Uvicorn running" not in server.stderr
+
+
+def test_the_cli_starts_the_server_before_it_imports_the_flow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    @contextmanager
+    def local_prefect(work: Path, meanwhile: Callable[[], object]) -> Iterator[None]:
+        calls.append(f"server for {work.name}")
+        meanwhile()
+        try:
+            yield
+        finally:
+            calls.append("server stopped")
+
+    def run_nightly(*args: object) -> object:
+        calls.append("night")
+        raise SiyuError("stop here")
+
+    monkeypatch.setattr(runtime, "local_prefect", local_prefect)
+    monkeypatch.setattr(flow_module, "head_start", lambda settings, work: calls.append("head start"))
+    monkeypatch.setattr(flow_module, "run_nightly", run_nightly)
+    assert run_cli(monkeypatch, "nightly", "--out", str(tmp_path / "work")) == 2
+    assert calls == ["server for work", "head start", "night", "server stopped"]
