@@ -7,15 +7,26 @@ are the exported CSVs, typed (``reporting.workbook_sheets``); the consumers shee
 first ``workbooks.consumer_rows`` rows of consumer_tiers.csv (whose order is segment priority,
 then value) and the share kit workbook the first ``workbooks.share_kit_rows`` rows of
 share_kit.csv: the CSVs keep every row, the data dictionary says when a sheet is cut.
+
+marketing.xlsx and quality.xlsx show only the segmentation's and the quality gate's files, so
+the nightly has them written by ``segment_workbooks`` in a child process while the recommenders
+train (XlsxWriter is pure Python: in a thread it would hold the GIL against the scoring pass),
+and ``run_workbooks`` is handed them and writes only the share kit. Their bytes are the same as
+when ``run_workbooks`` writes them itself.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+import logging.handlers
+import multiprocessing
+import os
+import queue
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -48,6 +59,8 @@ QUALITY_SHEETS: tuple[tuple[str, str], ...] = (
     (WorkbookSheet.SUPPLIERS, StepFile.QUALITY_SUPPLIERS),
 )
 _FIX = "rerun the nightly into this work directory"
+_PACKAGES = ("features", "reporting", "pipelines")  # whose log records a child process sends back
+_CHILD_RECORDS: list[Any] = []  # in a child process (``in_child_process``): the queue its records go to
 _CONSUMER, _PRODUCT, _DISTRIBUTOR = (
     ident(RecCol.CONSUMER_ID),
     ident(RecCol.PRODUCT_ID),
@@ -67,19 +80,16 @@ def run_workbooks(
     outputs: Path,
     config: WorkbookConfig | None = None,
     locale: str = DEFAULT_LOCALE,
+    books: Mapping[str, Path] | None = None,
 ) -> dict[str, Path]:
     """Write the workbooks and the share kit into ``outputs``; ``sources`` with them added.
 
     ``sources``: export name -> path of what the run publishes (``choose_exports``). A workbook
-    whose files are all absent (a step that did not run) is not written.
+    whose files are all absent (a step that did not run) is not written. ``books``: marketing.xlsx
+    and quality.xlsx when they are already written (``segment_workbooks``); None: written here.
     """
     config = config or WorkbookConfig()
     messages = Messages.load(locale)
-    written: dict[str, Path] = {}
-    books = (
-        (StepFile.MARKETING_WORKBOOK, MARKETING_SHEETS, {StepFile.CONSUMER_TIERS: config.consumer_rows}),
-        (StepFile.QUALITY_WORKBOOK, QUALITY_SHEETS, {}),
-    )
     # the share kit's likely buyers are counted by DuckDB (off the GIL) while the sheets are written;
     # the share kit's files are written after them (one progress bar at a time). The side thread
     # runs in this thread's context (the Prefect task run's): its log lines and progress counts
@@ -87,17 +97,91 @@ def run_workbooks(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-share-kit") as side:
         context = contextvars.copy_context()
         kit = side.submit(context.run, build_share_kit, sources, messages) if _has_lists(sources) else None
-        for name, sheets, caps in books:
-            parts = [
-                _part(code, name, sources[file], caps.get(file), messages)
-                for code, file in sheets
-                if file in sources
-            ]
-            if parts:
-                written[name] = write_workbook(workbook_sheets(parts, messages), outputs / name)
+        written = dict(write_books(sources, outputs, config, locale) if books is None else books)
         kit_frame = None if kit is None else kit.result()
     written.update(write_share_kit(sources, outputs, config, messages, kit_frame))
     return {**sources, **written}
+
+
+def write_books(
+    sources: Mapping[str, Path], outputs: Path, config: WorkbookConfig, locale: str
+) -> dict[str, Path]:
+    """marketing.xlsx and quality.xlsx from the files of ``sources`` they show (name -> path)."""
+    messages = Messages.load(locale)
+    written: dict[str, Path] = {}
+    books = (
+        (StepFile.MARKETING_WORKBOOK, MARKETING_SHEETS, {StepFile.CONSUMER_TIERS: config.consumer_rows}),
+        (StepFile.QUALITY_WORKBOOK, QUALITY_SHEETS, {}),
+    )
+    for name, sheets, caps in books:
+        parts = [
+            _part(code, name, sources[file], caps.get(file), messages)
+            for code, file in sheets
+            if file in sources
+        ]
+        if parts:
+            written[name] = write_workbook(workbook_sheets(parts, messages), outputs / name)
+    return written
+
+
+def segment_workbooks(
+    outputs: Path, config: WorkbookConfig | None = None, locale: str = DEFAULT_LOCALE
+) -> dict[str, Path]:
+    """marketing.xlsx and quality.xlsx from the segmentation's and the quality gate's files in
+    ``outputs``, written by a child process (``write_books``, the same bytes); name -> path.
+
+    The nightly runs this beside the recommenders, which need both cores' worth of Python: the
+    child holds its own GIL. Its log lines and progress counts are logged here as they come.
+    """
+    shown = {file for _, file in MARKETING_SHEETS + QUALITY_SHEETS}
+    sources = {file: outputs / file for file in sorted(shown) if (outputs / file).is_file()}
+    return in_child_process(write_books, sources, outputs, config or WorkbookConfig(), locale)
+
+
+def in_child_process(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a fresh (spawned) process, its log records handled by this process's
+    loggers in this thread as they arrive (so a Prefect task run receives them); its result or
+    its exception. ``fn`` and ``args`` are pickled: a module-level function, plain values."""
+    context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
+    records = context.Queue()
+    level = min(logging.getLogger(name).getEffectiveLevel() for name in ("siyu", *_PACKAGES))
+    with ProcessPoolExecutor(1, context, initializer=_child_logging, initargs=(records, level)) as pool:
+        done = pool.submit(_logged_run, fn, *args)
+        _relay(records, done)
+        return done.result()
+
+
+def _child_logging(records: Any, level: int) -> None:
+    """In the child: every log record to ``records``, progress as log lines (never a terminal bar)."""
+    os.environ["SIYU_PROGRESS"] = "log"
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
+    root.setLevel(level)
+    _CHILD_RECORDS.append(records)
+
+
+def _logged_run(fn: Callable[..., Any], *args: Any) -> Any:
+    """In the child: ``fn(*args)``, then the end mark after every record the call logged."""
+    try:
+        return fn(*args)
+    finally:
+        _CHILD_RECORDS[-1].put(None)
+
+
+def _relay(records: Any, done: Future[Any]) -> None:
+    """Handle the child's records here until its end mark (or until it died without one)."""
+    while True:
+        try:
+            record = records.get(timeout=0.5)
+        except queue.Empty:
+            if done.done():
+                return
+            continue
+        if record is None:
+            return
+        logger_of = logging.getLogger(record.name)
+        if logger_of.isEnabledFor(record.levelno):
+            logger_of.handle(record)
 
 
 def _part(code: str, workbook: str, path: Path, max_rows: int | None, messages: Messages) -> SheetPart:
