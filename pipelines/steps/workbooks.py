@@ -20,13 +20,15 @@ from __future__ import annotations
 import contextvars
 import logging
 import logging.handlers
-import multiprocessing
 import os
-import queue
+import pickle
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import duckdb
 import pandas as pd
@@ -35,6 +37,7 @@ import pyarrow.parquet as pq
 from features.catalog import ShareKitCol, StepFile, WorkbookSheet, export_file
 from features.columns import Col
 from features.engine import counted_query
+from features.errors import SiyuError
 from features.messages import DEFAULT_LOCALE, Messages
 from features.sql import ident
 from features.vocabulary import ConsumerCol, DistributorListCol, RecCol
@@ -60,7 +63,6 @@ QUALITY_SHEETS: tuple[tuple[str, str], ...] = (
 )
 _FIX = "rerun the nightly into this work directory"
 _PACKAGES = ("features", "reporting", "pipelines")  # whose log records a child process sends back
-_CHILD_RECORDS: list[Any] = []  # in a child process (``in_child_process``): the queue its records go to
 _CONSUMER, _PRODUCT, _DISTRIBUTOR = (
     ident(RecCol.CONSUMER_ID),
     ident(RecCol.PRODUCT_ID),
@@ -139,49 +141,97 @@ def segment_workbooks(
 
 
 def in_child_process(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` in a fresh (spawned) process, its log records handled by this process's
-    loggers in this thread as they arrive (so a Prefect task run receives them); its result or
-    its exception. ``fn`` and ``args`` are pickled: a module-level function, plain values."""
-    context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
-    records = context.Queue()
+    """``fn(*args)`` in a fresh Python process, its log records handled by this process's loggers
+    in this thread as they arrive (so a Prefect task run receives them); its result, or its
+    exception raised here. ``fn`` and ``args`` are pickled: a module-level function, plain values.
+
+    A new interpreter (``subprocess``), not ``multiprocessing``: the flow runs threads, so it must
+    not fork, and a spawned ``multiprocessing`` child would first run the caller's ``__main__``
+    script again (a script without an ``if __name__ == "__main__"`` guard would start itself).
+    The child imports from this process's ``sys.path``; it reports on a pipe of its own.
+    """
     level = min(logging.getLogger(name).getEffectiveLevel() for name in ("siyu", *_PACKAGES))
-    with ProcessPoolExecutor(1, context, initializer=_child_logging, initargs=(records, level)) as pool:
-        done = pool.submit(_logged_run, fn, *args)
-        _relay(records, done)
-        return done.result()
+    read_end, write_end = os.pipe()
+    environment = {**os.environ, "SIYU_PROGRESS": "log"}  # progress as log lines, never a terminal bar
+    command = [sys.executable, "-c", _CHILD_BOOT, str(write_end)]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=(write_end,), env=environment) as child:
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as reports:
+            call = cast(BinaryIO, child.stdin)
+            try:
+                pickle.dump(sys.path, call)
+                pickle.dump((level, fn, args), call)
+            finally:
+                call.close()  # a child left waiting for its call sees the end and stops
+            outcome = _relay(reports)
+    if outcome is None:
+        ended = f"exit {child.returncode}"
+        raise RuntimeError(f"{fn.__qualname__}: the child process ended ({ended}) without a result")
+    kind, value = outcome
+    if kind == _FAILED:
+        raise value
+    return value
 
 
-def _child_logging(records: Any, level: int) -> None:
-    """In the child: every log record to ``records``, progress as log lines (never a terminal bar)."""
-    os.environ["SIYU_PROGRESS"] = "log"
+# The child's first lines: this process's import path, then ``_child_main``.
+_CHILD_BOOT = (
+    "import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
+    "from pipelines.steps.workbooks import _child_main; _child_main(int(sys.argv[1]))"
+)
+_LOGGED, _RETURNED, _FAILED = "log", "returned", "failed"
+
+
+class _Reports:
+    """The child's end of the pipe: (kind, value) messages, pickled one after another."""
+
+    def __init__(self, fd: int) -> None:
+        self._file = os.fdopen(fd, "wb")
+        self._lock = threading.Lock()
+
+    def put_nowait(self, record: logging.LogRecord) -> None:  # what QueueHandler calls
+        self.send(_LOGGED, record)
+
+    def send(self, kind: str, value: object) -> None:
+        with self._lock:
+            pickle.dump((kind, value), self._file)
+            self._file.flush()
+
+
+def _child_main(fd: int) -> None:
+    """In the child: read the call, log to the pipe, run it, send its result or its exception."""
+    level, fn, args = pickle.load(sys.stdin.buffer)
+    reports = _Reports(fd)
     root = logging.getLogger()
-    root.handlers[:] = [logging.handlers.QueueHandler(records)]
+    root.handlers[:] = [logging.handlers.QueueHandler(reports)]  # type: ignore[arg-type]
     root.setLevel(level)
-    _CHILD_RECORDS.append(records)
-
-
-def _logged_run(fn: Callable[..., Any], *args: Any) -> Any:
-    """In the child: ``fn(*args)``, then the end mark after every record the call logged."""
     try:
-        return fn(*args)
-    finally:
-        _CHILD_RECORDS[-1].put(None)
+        reports.send(_RETURNED, fn(*args))
+    except Exception as error:  # every failure goes back to the caller
+        reports.send(_FAILED, _picklable(error))
 
 
-def _relay(records: Any, done: Future[Any]) -> None:
-    """Handle the child's records here until its end mark (or until it died without one)."""
+def _picklable(error: Exception) -> Exception:
+    """``error`` when it survives pickling, else one of its kind's nearest picklable stand-ins."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # an exception whose __init__ takes other arguments
+        kind = SiyuError if isinstance(error, SiyuError) else RuntimeError
+        return kind(str(error))
+
+
+def _relay(reports: BinaryIO) -> tuple[str, Any] | None:
+    """Handle the child's log records here until its outcome (None: it ended without one)."""
     while True:
         try:
-            record = records.get(timeout=0.5)
-        except queue.Empty:
-            if done.done():
-                return
-            continue
-        if record is None:
-            return
-        logger_of = logging.getLogger(record.name)
-        if logger_of.isEnabledFor(record.levelno):
-            logger_of.handle(record)
+            kind, value = pickle.load(reports)
+        except EOFError:
+            return None
+        if kind != _LOGGED:
+            return kind, value
+        logger_of = logging.getLogger(value.name)
+        if logger_of.isEnabledFor(value.levelno):
+            logger_of.handle(value)
 
 
 def _part(code: str, workbook: str, path: Path, max_rows: int | None, messages: Messages) -> SheetPart:

@@ -329,3 +329,24 @@ def test_an_error_in_the_child_process_is_raised_here(tmp_path: Path) -> None:
     missing = {StepFile.CONSUMER_TIERS: tmp_path / StepFile.CONSUMER_TIERS}
     with pytest.raises(SiyuError, match="cannot be read for the workbook"):
         in_child_process(write_books, missing, tmp_path, WorkbookConfig(), "en")
+
+
+def test_a_script_without_a_main_guard_can_start_the_child_process(tmp_path: Path) -> None:
+    """The child is a fresh interpreter that never runs the caller's ``__main__`` again (a
+    spawned multiprocessing child would, and fail: "start a new process before the current
+    process has finished its bootstrapping phase")."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "night.py"
+    script.write_text(
+        "import os\n"
+        "from pipelines.steps.workbooks import in_child_process\n"
+        "print('child', in_child_process(os.getpid) != os.getpid())\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=root, env={"PYTHONPATH": str(root)}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["child True"]
