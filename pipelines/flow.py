@@ -92,7 +92,7 @@ from pipelines.runtime import (
 )
 from pipelines.steps.quality import QualityOutcome, run_quality
 from pipelines.steps.validate import Validated, load_and_validate, resolve_data_dir
-from pipelines.steps.workbooks import run_workbooks
+from pipelines.steps.workbooks import run_workbooks, segment_workbooks
 
 if TYPE_CHECKING:
     from pipelines.steps.segment import SegmentationOutcome
@@ -197,10 +197,13 @@ def nightly_flow(
         run_id = limits(open_run)(settings, work, validated, source)
         with engine_session(validated, settings, work, limits, run_id) as con:
             segments, quality = segment_and_grade(limits, validated, settings, outputs, previous, con)
+            # marketing.xlsx and quality.xlsx (segments, quality) in a child process beside the recommenders
+            books = limits.in_thread(segment_books).submit(outputs, settings.workbooks, settings.locale)
             recommenders = limits(train_recommenders)(validated, settings, outputs, con)
         decision = limits(register)(recommenders, settings, work, run_id)
+        books_written = books.result()
         sources = limits(choose_exports)(outputs, recommenders, decision, settings, work)
-        sources = limits(workbooks)(sources, outputs, settings.workbooks, settings.locale)
+        sources = limits(workbooks)(sources, outputs, settings.workbooks, settings.locale, books_written)
         published = limits(publish)(sources, exports_dir, validated, settings, run_id, decision)
         limits(promote)(decision, settings, work)
         report = limits(run_report)(outputs, work, validated.as_of, run_id, exports_dir)
@@ -291,6 +294,7 @@ train_recommenders = nightly_task("train and evaluate recommenders", resumable_t
 record_run = nightly_task("record run", file_task())(nightly_steps.record_run)
 record_timings = nightly_task("record timings", file_task())(nightly_steps.write_run_timings)
 workbooks = nightly_task("workbooks and share kit", file_task())(run_workbooks)
+segment_books = nightly_task("workbooks: segments and quality", file_task())(segment_workbooks)
 
 
 @nightly_task("load and validate", file_task())

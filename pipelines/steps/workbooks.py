@@ -7,15 +7,28 @@ are the exported CSVs, typed (``reporting.workbook_sheets``); the consumers shee
 first ``workbooks.consumer_rows`` rows of consumer_tiers.csv (whose order is segment priority,
 then value) and the share kit workbook the first ``workbooks.share_kit_rows`` rows of
 share_kit.csv: the CSVs keep every row, the data dictionary says when a sheet is cut.
+
+marketing.xlsx and quality.xlsx show only the segmentation's and the quality gate's files, so
+the nightly has them written by ``segment_workbooks`` in a child process while the recommenders
+train (XlsxWriter is pure Python: in a thread it would hold the GIL against the scoring pass),
+and ``run_workbooks`` is handed them and writes only the share kit. Their bytes are the same as
+when ``run_workbooks`` writes them itself.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Mapping
+import logging.handlers
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import duckdb
 import pandas as pd
@@ -24,6 +37,7 @@ import pyarrow.parquet as pq
 from features.catalog import ShareKitCol, StepFile, WorkbookSheet, export_file
 from features.columns import Col
 from features.engine import counted_query
+from features.errors import SiyuError
 from features.messages import DEFAULT_LOCALE, Messages
 from features.sql import ident
 from features.vocabulary import ConsumerCol, DistributorListCol, RecCol
@@ -48,6 +62,7 @@ QUALITY_SHEETS: tuple[tuple[str, str], ...] = (
     (WorkbookSheet.SUPPLIERS, StepFile.QUALITY_SUPPLIERS),
 )
 _FIX = "rerun the nightly into this work directory"
+_PACKAGES = ("features", "reporting", "pipelines")  # whose log records a child process sends back
 _CONSUMER, _PRODUCT, _DISTRIBUTOR = (
     ident(RecCol.CONSUMER_ID),
     ident(RecCol.PRODUCT_ID),
@@ -67,19 +82,16 @@ def run_workbooks(
     outputs: Path,
     config: WorkbookConfig | None = None,
     locale: str = DEFAULT_LOCALE,
+    books: Mapping[str, Path] | None = None,
 ) -> dict[str, Path]:
     """Write the workbooks and the share kit into ``outputs``; ``sources`` with them added.
 
     ``sources``: export name -> path of what the run publishes (``choose_exports``). A workbook
-    whose files are all absent (a step that did not run) is not written.
+    whose files are all absent (a step that did not run) is not written. ``books``: marketing.xlsx
+    and quality.xlsx when they are already written (``segment_workbooks``); None: written here.
     """
     config = config or WorkbookConfig()
     messages = Messages.load(locale)
-    written: dict[str, Path] = {}
-    books = (
-        (StepFile.MARKETING_WORKBOOK, MARKETING_SHEETS, {StepFile.CONSUMER_TIERS: config.consumer_rows}),
-        (StepFile.QUALITY_WORKBOOK, QUALITY_SHEETS, {}),
-    )
     # the share kit's likely buyers are counted by DuckDB (off the GIL) while the sheets are written;
     # the share kit's files are written after them (one progress bar at a time). The side thread
     # runs in this thread's context (the Prefect task run's): its log lines and progress counts
@@ -87,17 +99,139 @@ def run_workbooks(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-share-kit") as side:
         context = contextvars.copy_context()
         kit = side.submit(context.run, build_share_kit, sources, messages) if _has_lists(sources) else None
-        for name, sheets, caps in books:
-            parts = [
-                _part(code, name, sources[file], caps.get(file), messages)
-                for code, file in sheets
-                if file in sources
-            ]
-            if parts:
-                written[name] = write_workbook(workbook_sheets(parts, messages), outputs / name)
+        written = dict(write_books(sources, outputs, config, locale) if books is None else books)
         kit_frame = None if kit is None else kit.result()
     written.update(write_share_kit(sources, outputs, config, messages, kit_frame))
     return {**sources, **written}
+
+
+def write_books(
+    sources: Mapping[str, Path], outputs: Path, config: WorkbookConfig, locale: str
+) -> dict[str, Path]:
+    """marketing.xlsx and quality.xlsx from the files of ``sources`` they show (name -> path)."""
+    messages = Messages.load(locale)
+    written: dict[str, Path] = {}
+    books = (
+        (StepFile.MARKETING_WORKBOOK, MARKETING_SHEETS, {StepFile.CONSUMER_TIERS: config.consumer_rows}),
+        (StepFile.QUALITY_WORKBOOK, QUALITY_SHEETS, {}),
+    )
+    for name, sheets, caps in books:
+        parts = [
+            _part(code, name, sources[file], caps.get(file), messages)
+            for code, file in sheets
+            if file in sources
+        ]
+        if parts:
+            written[name] = write_workbook(workbook_sheets(parts, messages), outputs / name)
+    return written
+
+
+def segment_workbooks(
+    outputs: Path, config: WorkbookConfig | None = None, locale: str = DEFAULT_LOCALE
+) -> dict[str, Path]:
+    """marketing.xlsx and quality.xlsx from the segmentation's and the quality gate's files in
+    ``outputs``, written by a child process (``write_books``, the same bytes); name -> path.
+
+    The nightly runs this beside the recommenders, which need both cores' worth of Python: the
+    child holds its own GIL. Its log lines and progress counts are logged here as they come.
+    """
+    shown = {file for _, file in MARKETING_SHEETS + QUALITY_SHEETS}
+    sources = {file: outputs / file for file in sorted(shown) if (outputs / file).is_file()}
+    return in_child_process(write_books, sources, outputs, config or WorkbookConfig(), locale)
+
+
+def in_child_process(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a fresh Python process, its log records handled by this process's loggers
+    in this thread as they arrive (so a Prefect task run receives them); its result, or its
+    exception raised here. ``fn`` and ``args`` are pickled: a module-level function, plain values.
+
+    A new interpreter (``subprocess``), not ``multiprocessing``: the flow runs threads, so it must
+    not fork, and a spawned ``multiprocessing`` child would first run the caller's ``__main__``
+    script again (a script without an ``if __name__ == "__main__"`` guard would start itself).
+    The child imports from this process's ``sys.path``; it reports on a pipe of its own.
+    """
+    level = min(logging.getLogger(name).getEffectiveLevel() for name in ("siyu", *_PACKAGES))
+    read_end, write_end = os.pipe()
+    environment = {**os.environ, "SIYU_PROGRESS": "log"}  # progress as log lines, never a terminal bar
+    command = [sys.executable, "-c", _CHILD_BOOT, str(write_end)]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=(write_end,), env=environment) as child:
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as reports:
+            call = cast(BinaryIO, child.stdin)
+            try:
+                pickle.dump(sys.path, call)
+                pickle.dump((level, fn, args), call)
+            finally:
+                call.close()  # a child left waiting for its call sees the end and stops
+            outcome = _relay(reports)
+    if outcome is None:
+        ended = f"exit {child.returncode}"
+        raise RuntimeError(f"{fn.__qualname__}: the child process ended ({ended}) without a result")
+    kind, value = outcome
+    if kind == _FAILED:
+        raise value
+    return value
+
+
+# The child's first lines: this process's import path, then ``_child_main``.
+_CHILD_BOOT = (
+    "import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
+    "from pipelines.steps.workbooks import _child_main; _child_main(int(sys.argv[1]))"
+)
+_LOGGED, _RETURNED, _FAILED = "log", "returned", "failed"
+
+
+class _Reports:
+    """The child's end of the pipe: (kind, value) messages, pickled one after another."""
+
+    def __init__(self, fd: int) -> None:
+        self._file = os.fdopen(fd, "wb")
+        self._lock = threading.Lock()
+
+    def put_nowait(self, record: logging.LogRecord) -> None:  # what QueueHandler calls
+        self.send(_LOGGED, record)
+
+    def send(self, kind: str, value: object) -> None:
+        with self._lock:
+            pickle.dump((kind, value), self._file)
+            self._file.flush()
+
+
+def _child_main(fd: int) -> None:
+    """In the child: read the call, log to the pipe, run it, send its result or its exception."""
+    level, fn, args = pickle.load(sys.stdin.buffer)
+    reports = _Reports(fd)
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(reports)]  # type: ignore[arg-type]
+    root.setLevel(level)
+    try:
+        reports.send(_RETURNED, fn(*args))
+    except Exception as error:  # every failure goes back to the caller
+        reports.send(_FAILED, _picklable(error))
+
+
+def _picklable(error: Exception) -> Exception:
+    """``error`` when it survives pickling, else one of its kind's nearest picklable stand-ins."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # an exception whose __init__ takes other arguments
+        kind = SiyuError if isinstance(error, SiyuError) else RuntimeError
+        return kind(str(error))
+
+
+def _relay(reports: BinaryIO) -> tuple[str, Any] | None:
+    """Handle the child's log records here until its outcome (None: it ended without one)."""
+    while True:
+        try:
+            kind, value = pickle.load(reports)
+        except EOFError:
+            return None
+        if kind != _LOGGED:
+            return kind, value
+        logger_of = logging.getLogger(value.name)
+        if logger_of.isEnabledFor(value.levelno):
+            logger_of.handle(value)
 
 
 def _part(code: str, workbook: str, path: Path, max_rows: int | None, messages: Messages) -> SheetPart:

@@ -4,6 +4,7 @@ data dictionary, the consumers sheet cut with a note, and the same bytes on a re
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -285,3 +286,67 @@ def test_likely_buyers_count_community_members_whose_list_holds_the_product(tmp_
         ["D2", "P2", 1],
         ["D2", "P3", 1],
     ]
+
+
+def test_the_segment_workbooks_from_a_child_process_are_the_same_bytes(
+    run: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The nightly writes marketing.xlsx and quality.xlsx in a child process while the recommenders
+    train: the same bytes as run_workbooks writes, and the child's log lines arrive here."""
+    from pipelines.steps.workbooks import segment_workbooks
+
+    for file in CSV_FILES:
+        (tmp_path / file).write_bytes((run["outputs"] / file).read_bytes())
+    with caplog.at_level(logging.INFO):
+        books = segment_workbooks(tmp_path, WorkbookConfig(consumer_rows=100), run["locale"])
+    names = (StepFile.MARKETING_WORKBOOK, StepFile.QUALITY_WORKBOOK)
+    assert books == {name: tmp_path / name for name in names}
+    for name in names:
+        assert books[name].read_bytes() == (run["outputs"] / name).read_bytes(), name
+    child_lines = [r.getMessage() for r in caplog.records if r.name == "reporting.workbook"]
+    assert any(str(tmp_path / StepFile.MARKETING_WORKBOOK) in line for line in child_lines)
+    assert any(r.name == "siyu.progress" and "writing sheet" in r.getMessage() for r in caplog.records)
+
+
+def test_run_workbooks_handed_the_books_writes_only_the_share_kit(run: dict, tmp_path: Path) -> None:
+    books = {StepFile.MARKETING_WORKBOOK: tmp_path / "elsewhere.xlsx"}
+    published = run_workbooks(
+        run["sources"], tmp_path, WorkbookConfig(consumer_rows=100), run["locale"], books
+    )
+    assert published[StepFile.MARKETING_WORKBOOK] == books[StepFile.MARKETING_WORKBOOK]
+    assert StepFile.QUALITY_WORKBOOK not in published
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        [StepFile.SHARE_KIT, StepFile.SHARE_KIT_WORKBOOK]
+    )
+    for name in (StepFile.SHARE_KIT, StepFile.SHARE_KIT_WORKBOOK):
+        assert published[name].read_bytes() == (run["outputs"] / name).read_bytes(), name
+
+
+def test_an_error_in_the_child_process_is_raised_here(tmp_path: Path) -> None:
+    from features.errors import SiyuError
+    from pipelines.steps.workbooks import in_child_process, write_books
+
+    missing = {StepFile.CONSUMER_TIERS: tmp_path / StepFile.CONSUMER_TIERS}
+    with pytest.raises(SiyuError, match="cannot be read for the workbook"):
+        in_child_process(write_books, missing, tmp_path, WorkbookConfig(), "en")
+
+
+def test_a_script_without_a_main_guard_can_start_the_child_process(tmp_path: Path) -> None:
+    """The child is a fresh interpreter that never runs the caller's ``__main__`` again (a
+    spawned multiprocessing child would, and fail: "start a new process before the current
+    process has finished its bootstrapping phase")."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "night.py"
+    script.write_text(
+        "import os\n"
+        "from pipelines.steps.workbooks import in_child_process\n"
+        "print('child', in_child_process(os.getpid) != os.getpid())\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=root, env={"PYTHONPATH": str(root)}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["child True"]
