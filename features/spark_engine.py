@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -252,6 +254,9 @@ def _start(settings: Mapping[str, str]) -> SparkSession:
         raise SparkUnavailableError(
             "engine.kind spark: pyspark is not installed\n  fix: pip install -r requirements.lock"
         ) from error
+    # Python tasks (the scoring pass's mapInPandas) run this interpreter, with its packages, unless
+    # PYSPARK_PYTHON names another (on a cluster: the executors' Python with siyu installed)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in settings.items():
         builder = builder.config(key, value)
