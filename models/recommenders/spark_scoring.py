@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PARTS_PER_CORE = 2  # parts per core of the session (defaultParallelism): slow parts even out
-_MODEL = "model"
+_MODEL = "model"  # vocabulary: a value, not a column
 _PLAN = "plan.parquet"
 _DISTRIBUTORS = "distributors.parquet"
 _COMMUNITY = "fallback_community.parquet"
@@ -115,7 +115,7 @@ class ScoringInputs:
                 folder / _SPEND
             )
         settings = {
-            "k": self.k,
+            "k": self.k,  # vocabulary: a value, not a column
             "batch_size": self.plan.batch_size,
             "lists": self.lists.model_dump(mode="json"),
             "filters": _filters_json(self.filters),
@@ -150,7 +150,7 @@ class ScoringInputs:
             model,
             plan,
             homes,
-            int(settings["k"]),
+            int(settings["k"]),  # vocabulary: a value, not a column
             fallback,
             _filters_of(settings["filters"]),
             ListsConfig.model_validate(settings["lists"]),
@@ -238,9 +238,9 @@ def _score_parts(
             yield pd.DataFrame(
                 {
                     "part": [int(part)],
-                    "consumers": [written.consumers],
+                    "consumers": [written.consumers],  # vocabulary: a value, not a column
                     "from_fallback": [written.from_fallback],
-                    "distributors": [written.distributors],
+                    "distributors": [written.distributors],  # vocabulary: a value, not a column
                     "outreach_rows": [written.outreach_rows],
                     "seconds": [time.perf_counter() - started],
                 }
@@ -298,11 +298,12 @@ def spark_list_pass(
         _merge_parts(work / "parts", len(parts), targets)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    counts["consumers_per_second"] = counts["consumers"] / counts["seconds"].clip(lower=1e-9)
+    done = counts["consumers"]  # vocabulary: a value, not a column
+    counts["consumers_per_second"] = done / counts["seconds"].clip(lower=1e-9)
     return SparkPass(
         int(counts["from_fallback"].sum()),
         int(counts["outreach_rows"].sum()),
-        int(counts["distributors"].sum()),
+        int(counts["distributors"].sum()),  # vocabulary: a value, not a column
         counts,
     )
 
