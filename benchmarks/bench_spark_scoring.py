@@ -124,9 +124,8 @@ def main() -> None:
             )
             written = write_chunks(chunks, targets)
             wall = time.perf_counter() - started
-        print(
-            f"driver pass: {wall:.1f}s, {written.consumers / wall:.0f} consumers/s, peak {memory.peak / 1024**3:.2f} GiB"
-        )
+        rate = written.consumers / wall
+        print(f"driver pass: {wall:.1f}s, {rate:.0f} consumers/s, peak {memory.peak / 1024**3:.2f} GiB")
     else:
         spark_config = SparkConfig(master=args.master, driver_memory=args.driver_memory)
         with PeakMemory() as memory:
