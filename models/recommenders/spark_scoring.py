@@ -284,7 +284,8 @@ def spark_list_pass(
             len(parts),
             sum(len(content) for content in files.values()) / 1e6,
         )
-        broadcast = sc.broadcast(files)
+        broadcast = sc.broadcast(files)  # written to a file for the JVM: the driver keeps no copy
+        del files
         try:
             rows = [(index, start, stop) for index, (start, stop) in enumerate(parts)]
             frame = spark.createDataFrame(sc.parallelize(rows, len(rows)), "part int, start long, stop long")
