@@ -24,6 +24,12 @@ only contended with them (a matrix product's values do not depend on its threads
 equal those of scoring every consumer separately for each list (the three passes this replaces;
 ``tests/pipelines/steps/test_recommend_one_pass.py`` holds them to a fixture); only the
 consumer file's row order changed: by home distributor, then consumer id, then rank.
+
+The pass is planned once (``PassPlan``: the order, who has history, the blocks) and run by
+``plan_pass``; on Spark (``models.recommenders.spark_scoring``) the plan is cut into parts between
+distributors (``PassPlan.parts``) and each part (``PassPlan.part``) is a pass of its own, run by
+the same ``plan_pass``. ``write_chunks`` writes the pieces into the list files in row groups of
+``ROW_GROUP_ROWS`` rows (``RowGroupWriter``), so a file's bytes depend on its rows only.
 """
 
 from __future__ import annotations
