@@ -72,7 +72,8 @@ _SPEND = "spend.parquet"
 _SETTINGS = "settings.json"
 _CODE, _HISTORY, _SPEND_COLUMN = "code", "history", "spend"  # vocabulary: the bundle's own columns
 _PART_SCHEMA = (
-    "part int, consumers long, from_fallback long, distributors long, outreach_rows long, seconds double"
+    "part int, consumers long, from_fallback long, distributors long, outreach_rows long, "
+    "load_seconds double, seconds double"
 )
 
 
@@ -232,6 +233,7 @@ def _score_parts(
         for part, start, stop in batch[["part", "start", "stop"]].itertuples(index=False):
             started = time.perf_counter()
             inputs = _inputs(files, token)
+            loaded = time.perf_counter()
             written = write_chunks(
                 inputs.part_chunks(int(start), int(stop)), part_targets(Path(root), int(part))
             )
@@ -242,7 +244,8 @@ def _score_parts(
                     "from_fallback": [written.from_fallback],
                     "distributors": [written.distributors],  # vocabulary: a value, not a column
                     "outreach_rows": [written.outreach_rows],
-                    "seconds": [time.perf_counter() - started],
+                    "load_seconds": [loaded - started],  # the broadcast loaded (0: this worker had it)
+                    "seconds": [time.perf_counter() - loaded],  # the part's pass and files
                 }
             )
 
