@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--driver-memory", default="4g")
     parser.add_argument("--partitions", type=int, default=None)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(CONFIG)
     if args.prepare:
         _prepare(args.data, args.work, config)
@@ -138,6 +140,7 @@ def main() -> None:
                 result = spark_list_pass(spark, inputs, targets, args.work, args.partitions)
                 wall = time.perf_counter() - started
         print(result.parts.to_string(index=False))
+        print("stages: " + ", ".join(f"{stage} {sec:.1f}s" for stage, sec in result.stages.items()))
         print(f"spark pass: {wall:.1f}s ({len(result.parts)} parts), {len(homes) / wall:.0f} consumers/s")
         print(f"per part (mean): {consumers_per_second(result):.0f} consumers/s")
         print(f"peak {memory.peak / 1024**3:.2f} GiB (process tree: driver, JVM, Python workers)")

@@ -261,6 +261,7 @@ class SparkPass:
     outreach_rows: int
     distributors: int
     parts: pd.DataFrame
+    stages: dict[str, float]  # seconds: inputs saved and broadcast, the tasks, the merge
 
 
 def spark_list_pass(
@@ -279,6 +280,7 @@ def spark_list_pass(
     n = partitions or PARTS_PER_CORE * max(sc.defaultParallelism, 1)
     parts = inputs.plan.parts(n)
     work = Path(tempfile.mkdtemp(prefix="scoring-", dir=scratch))
+    clock = [time.perf_counter()]
     try:
         files = _bundle(inputs, work / "inputs")
         logger.info(
@@ -289,6 +291,7 @@ def spark_list_pass(
         )
         broadcast = sc.broadcast(files)  # written to a file for the JVM: the driver keeps no copy
         del files
+        clock.append(time.perf_counter())
         try:
             rows = [(index, start, stop) for index, (start, stop) in enumerate(parts)]
             frame = spark.createDataFrame(sc.parallelize(rows, len(rows)), "part int, start long, stop long")
@@ -299,9 +302,13 @@ def spark_list_pass(
         finally:
             broadcast.unpersist()
         counts = counts.sort_values("part", ignore_index=True)
+        clock.append(time.perf_counter())
         _merge_parts(work / "parts", len(parts), targets)
+        clock.append(time.perf_counter())
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    stages = dict(zip(("inputs and broadcast", "tasks", "merge"), np.diff(clock).tolist(), strict=True))
+    logger.info("scoring on Spark: %s", ", ".join(f"{stage} {sec:.1f}s" for stage, sec in stages.items()))
     done = counts["consumers"]  # vocabulary: a value, not a column
     counts["consumers_per_second"] = done / counts["seconds"].clip(lower=1e-9)
     return SparkPass(
@@ -309,6 +316,7 @@ def spark_list_pass(
         int(counts["outreach_rows"].sum()),
         int(counts["distributors"].sum()),  # vocabulary: a value, not a column
         counts,
+        stages,
     )
 
 
