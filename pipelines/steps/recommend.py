@@ -360,7 +360,8 @@ def _spark_lists(
         raise ValueError("the Spark pass scores the model's own interaction data: fit or carry it on `data`")
     plan = PassPlan.of(PassOrder.of(homes, _distributor_table_ids(con)), data, lists.batch_size)
     inputs = ScoringInputs(model, plan, homes, k, fallback, filters, lists, spend, locale)
-    scratch = Path(con.settings.get("temp_directory") or tempfile.gettempdir())
+    spill = con.execute("SELECT current_setting('temp_directory')").fetchone()  # the spill folder
+    scratch = Path(spill[0] if spill and spill[0] else tempfile.gettempdir())
     result = _timed("scoring pass on Spark", spark_list_pass)(spark, inputs, targets, scratch)
     logger.info(
         "scoring on Spark: %d parts, %.0f consumers per second per part (mean), slowest part %.1fs",
