@@ -23,11 +23,10 @@ import hashlib
 import json
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 
-import psutil
+from bench_spark_features import PeakMemory  # (run as a file: its folder is on the path)
 
 from features.asof import AsOf
 from features.catalog import StepFile
@@ -50,36 +49,6 @@ from pipelines.steps.validate import load_and_validate
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "nightly.yaml"
 
 
-class PeakMemory:
-    """Peak summed RSS of this process and all its descendants, sampled on a thread."""
-
-    def __init__(self, every: float = 0.2) -> None:
-        self.peak = 0
-        self._every = every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for process in [me, *me.children(recursive=True)]:
-                try:
-                    total += process.memory_info().rss
-                except psutil.Error:
-                    continue
-            self.peak = max(self.peak, total)
-            self._stop.wait(self._every)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -89,11 +58,14 @@ def main() -> None:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--driver-memory", default="4g")
     parser.add_argument("--partitions", type=int, default=None)
+    parser.add_argument("--max-gib", type=float, default=None, help="Stop when the process tree passes it.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(CONFIG)
     if args.prepare:
-        _prepare(args.data, args.work, config)
+        with PeakMemory(limit_gib=args.max_gib) as memory:
+            _prepare(args.data, args.work, config)
+        print(f"prepare peak {memory.peak / 1024**3:.2f} GiB")
         return
     state = json.loads((args.work / "state.json").read_text())
     as_of = AsOf.of(state["as_of"])
@@ -119,7 +91,7 @@ def main() -> None:
     targets = {name: out / name for name in LIST_SCHEMAS}
     load_before = os.getloadavg()
     if args.engine == "duckdb":
-        with PeakMemory() as memory:
+        with PeakMemory(limit_gib=args.max_gib) as memory:
             started = time.perf_counter()
             chunks = list_pass(
                 model, data, homes, k, fallback, filters, lists, listed, spend, Messages.load(config.locale)
@@ -130,7 +102,7 @@ def main() -> None:
         print(f"driver pass: {wall:.1f}s, {rate:.0f} consumers/s, peak {memory.peak / 1024**3:.2f} GiB")
     else:
         spark_config = SparkConfig(master=args.master, driver_memory=args.driver_memory)
-        with PeakMemory() as memory:
+        with PeakMemory(limit_gib=args.max_gib) as memory:
             opened = time.perf_counter()
             with spark_session(spark_config, args.work) as spark:
                 print(f"spark session: {time.perf_counter() - opened:.1f}s")
