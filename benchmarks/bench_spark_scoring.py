@@ -19,6 +19,7 @@ the load average, and a digest of the three list files (equal digests: equal byt
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 from bench_spark_features import PeakMemory  # (run as a file: its folder is on the path)
+from threadpoolctl import threadpool_limits
 
 from features.asof import AsOf
 from features.catalog import StepFile
@@ -40,7 +42,13 @@ from models.recommenders.fallback import build_fallback_lists
 from models.recommenders.filters import build_filters
 from models.recommenders.lists import home_distributors
 from models.recommenders.scoring_pass import LIST_SCHEMAS, PassOrder, PassPlan, list_pass, write_chunks
-from models.recommenders.spark_scoring import ScoringInputs, consumers_per_second, spark_list_pass
+from models.recommenders.spark_scoring import (
+    ScoringInputs,
+    _merge_parts,
+    consumers_per_second,
+    part_targets,
+    spark_list_pass,
+)
 from models.recommenders.training import build_data, fit_production
 from pipelines.config import load_config
 from pipelines.steps.quality import grade_products
@@ -54,7 +62,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--prepare", action="store_true")
-    parser.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb")
+    parser.add_argument("--engine", choices=["duckdb", "spark", "parts"], default="duckdb")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--driver-memory", default="4g")
     parser.add_argument("--partitions", type=int, default=None)
@@ -100,6 +108,10 @@ def main() -> None:
             wall = time.perf_counter() - started
         rate = written.consumers / wall
         print(f"driver pass: {wall:.1f}s, {rate:.0f} consumers/s, peak {memory.peak / 1024**3:.2f} GiB")
+    elif args.engine == "parts":
+        plan = PassPlan.of(PassOrder.of(homes, listed), data, lists.batch_size)
+        inputs = ScoringInputs(model, plan, homes, k, fallback, filters, lists, spend, config.locale)
+        _parts_alone(inputs, args.work, args.partitions or 4, targets, args.max_gib)
     else:
         spark_config = SparkConfig(master=args.master, driver_memory=args.driver_memory)
         with PeakMemory(limit_gib=args.max_gib) as memory:
@@ -120,6 +132,29 @@ def main() -> None:
     for name in (StepFile.CONSUMER_LISTS, StepFile.DISTRIBUTOR_LISTS, StepFile.OUTREACH):
         digest = hashlib.sha256(targets[name].read_bytes()).hexdigest()[:12]
         print(f"{name}: {targets[name].stat().st_size / 1e6:.1f} MB, sha256 {digest}")
+
+
+def _parts_alone(
+    inputs: ScoringInputs, work: Path, n: int, targets: dict[str, Path], max_gib: float | None
+) -> None:
+    """A Spark task's work without Spark: the inputs saved and loaded back (as a worker loads the
+    broadcast), then each part's pass and part files in turn, with BLAS on one thread (one core)."""
+    folder = inputs.save(work / "inputs")
+    parts = inputs.plan.parts(n)
+    del inputs
+    gc.collect()
+    with PeakMemory(limit_gib=max_gib) as memory, threadpool_limits(1, "blas"):
+        started = time.perf_counter()
+        loaded = ScoringInputs.load(folder)
+        print(f"inputs loaded: {time.perf_counter() - started:.1f}s")
+        for index, (start, stop) in enumerate(parts):
+            began = time.perf_counter()
+            written = write_chunks(loaded.part_chunks(start, stop), part_targets(work / "parts", index))
+            seconds = time.perf_counter() - began
+            rate = written.consumers / seconds
+            print(f"part {index}: {written.consumers} consumers in {seconds:.1f}s, {rate:.0f}/s")
+        _merge_parts(work / "parts", len(parts), targets)
+    print(f"parts alone: peak {memory.peak / 1024**3:.2f} GiB")
 
 
 def _prepare(data_dir: Path, work: Path, config: object) -> None:
