@@ -255,9 +255,10 @@ def _start(settings: Mapping[str, str]) -> SparkSession:
             "engine.kind spark: pyspark is not installed\n  fix: pip install -r requirements.lock"
         ) from error
     if settings["spark.master"].startswith("local"):
-        # Python workers (validation's clean-table writer) run this interpreter, whose environment
-        # has pyarrow (pyspark's default is whatever `python3` is on PATH); on a cluster the
-        # executors' Python is set there (PYSPARK_PYTHON or spark.pyspark.python).
+        # Python workers (validation's clean-table writer, the scoring pass's mapInPandas) run this
+        # interpreter, whose environment has siyu's packages (pyspark's default is whatever `python3`
+        # is on PATH); on a cluster the executors' Python, with siyu installed, is set there
+        # (PYSPARK_PYTHON or spark.pyspark.python).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in settings.items():

@@ -450,6 +450,8 @@ def ranked_outreach(
         best["_raw"] * weights.reindex(best[Col.CONSUMER_ID]).fillna(0.0).to_numpy()
     ).astype(np.float32)
     best = best[best[DistributorListCol.SCORE] > 0]
+    if best.empty:  # every member weighs 0 (e.g. no spend): nobody to message
+        return empty_outreach()
     best = best.sort_values(
         [DistributorListCol.DISTRIBUTOR_ID, DistributorListCol.SCORE, DistributorListCol.CONSUMER_ID],
         ascending=[True, False, True],

@@ -24,23 +24,38 @@ only contended with them (a matrix product's values do not depend on its threads
 equal those of scoring every consumer separately for each list (the three passes this replaces;
 ``tests/pipelines/steps/test_recommend_one_pass.py`` holds them to a fixture); only the
 consumer file's row order changed: by home distributor, then consumer id, then rank.
+
+The pass is planned once (``PassPlan``: the order, who has history, the blocks) and run by
+``plan_pass``; on Spark (``models.recommenders.spark_scoring``) the plan is cut into parts between
+distributors (``PassPlan.parts``) and each part (``PassPlan.part``) is a pass of its own, run by
+the same ``plan_pass``. ``write_chunks`` writes the pieces into the list files in row groups of
+``ROW_GROUP_ROWS`` rows (``RowGroupWriter``), so a file's bytes depend on its rows only.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
+from features.catalog import StepFile, export_file
+from features.files import atomic_path
 from features.messages import Messages
-from models.recommenders.base import InteractionData, Recommender, RecommendFilters, ScoreBlock
+from features.vocabulary import DistributorListCol
+from models.recommenders.base import InteractionData, RecCol, Recommender, RecommendFilters, ScoreBlock
 from models.recommenders.distributors import (
+    DISTRIBUTOR_COLUMNS,
+    OUTREACH_COLUMNS,
     DistributorStream,
     empty_distributor_lists,
     empty_outreach,
@@ -88,6 +103,53 @@ class PassOrder:
         return cls(consumer_ids[order], codes[order], distributor_ids)
 
 
+@dataclass(frozen=True)
+class PassPlan:
+    """The pass's consumers in order (``PassOrder``), which of them have history (``history``:
+    they are scored) and its blocks (``bounds``: (start, stop) positions in ``order``, each
+    ``batch_size`` scored consumers)."""
+
+    order: PassOrder
+    history: np.ndarray
+    bounds: list[tuple[int, int]]
+    batch_size: int
+
+    @classmethod
+    def of(cls, order: PassOrder, data: InteractionData, batch_size: int) -> PassPlan:
+        return cls.of_order(order, data.rows_of(order.consumer_ids) >= 0, batch_size)
+
+    def parts(self, n: int) -> list[tuple[int, int]]:
+        """At most ``n`` runs of the pass, (start, stop) positions, of about equal numbers of
+        scored consumers, cut only where no distributor has members on both sides: a part's
+        distributors are finished by that part alone (``part``)."""
+        codes, none, size = self.order.codes, len(self.order.distributor_ids), len(self.order.codes)
+        if size == 0 or n <= 1:
+            return [(0, size)]
+        edges = np.flatnonzero((codes[1:] != codes[:-1]) | (codes[1:] == none)) + 1
+        scored = np.concatenate([[0], np.cumsum(self.history)])  # scored consumers before each position
+        wanted = scored[-1] * np.arange(1, n) / n
+        at = np.searchsorted(scored[edges], wanted)
+        cuts = np.unique(edges[at[at < len(edges)]])
+        return list(itertools.pairwise([0, *cuts.tolist(), size]))
+
+    def part(self, start: int, stop: int) -> PassPlan:
+        """Positions ``start`` .. ``stop - 1`` (one of ``parts``) as a pass of their own, in blocks of
+        their own: their consumers and the distributors from the first one's (from code 0 for the
+        first part: the memberless distributors before it) to the next part's first one's (to the
+        end for the last part)."""
+        order, none, size = self.order, len(self.order.distributor_ids), len(self.order.codes)
+        low = 0 if start == 0 else int(order.codes[start]) if start < size else none
+        high = int(order.codes[stop]) if stop < size else none
+        codes = order.codes[start:stop]
+        local = np.where(codes < none, codes - low, high - low)
+        sub = PassOrder(order.consumer_ids[start:stop], local, order.distributor_ids[low:high])
+        return PassPlan.of_order(sub, self.history[start:stop], self.batch_size)
+
+    @classmethod
+    def of_order(cls, order: PassOrder, history: np.ndarray, batch_size: int) -> PassPlan:
+        return cls(order, history, _blocks(np.flatnonzero(history), len(history), batch_size), batch_size)
+
+
 def list_pass(
     model: Recommender,
     data: InteractionData,
@@ -104,7 +166,26 @@ def list_pass(
     consumer rows, then the distributors it finished (at most ``batch_size`` at a time).
     ``spend``: ``decayed_spend`` for ``spend`` weighting. ``messages``: the locale of the
     reasons' sentences (default English)."""
-    order = PassOrder.of(homes, listed_distributors)
+    plan = PassPlan.of(PassOrder.of(homes, listed_distributors), data, lists.batch_size)
+    yield from plan_pass(model, data, plan, homes, k, fallback, filters, lists, spend, messages)
+
+
+def plan_pass(
+    model: Recommender,
+    data: InteractionData,
+    plan: PassPlan,
+    homes: pd.Series,
+    k: int,
+    fallback: FallbackLists,
+    filters: RecommendFilters,
+    lists: ListsConfig,
+    spend: pd.Series | None = None,
+    messages: Messages | None = None,
+    threads: int = SCORING_THREADS,
+) -> Iterator[PassChunk]:
+    """``list_pass`` over the blocks of ``plan``: the whole pass, or one part of it
+    (``PassPlan.part``, the Spark tasks' share; the same blocks, so the same lists)."""
+    order, history, bounds = plan.order, plan.history, plan.bounds
     n_distributors = len(order.distributor_ids)
     codes, names = category_codes(data, filters)
     categories = (codes, names)
@@ -117,12 +198,11 @@ def list_pass(
         names.to_numpy(dtype=object)[codes],
         messages,
     )
-    history = data.rows_of(order.consumer_ids) >= 0
     history_at = np.flatnonzero(history)
-    bounds = _blocks(history_at, len(history), lists.batch_size)
     scorable = [order.consumer_ids[start:stop][history[start:stop]] for start, stop in bounds]
     no_distributors = _no_distributors()  # the consumer chunks' empty distributor and outreach rows
-    for (start, stop), block in zip(bounds, _scored_ahead(model, scorable, data), strict=True):
+    blocks = _scored_ahead(model, scorable, data, threads)
+    for (start, stop), block in zip(bounds, blocks, strict=True):
         ids = order.consumer_ids[start:stop]
         recommended = model.recommend_from_block(block, k, filters)
         rows, from_fallback = finished_lists(
@@ -159,7 +239,7 @@ def _blocks(history_at: np.ndarray, n_consumers: int, batch_size: int) -> list[t
 
 
 def _scored_ahead(
-    model: Recommender, blocks: list[pd.Index], data: InteractionData, threads: int = SCORING_THREADS
+    model: Recommender, blocks: list[pd.Index], data: InteractionData, threads: int
 ) -> Iterator[ScoreBlock]:
     """Each block's scores in order; blocks i + 1 .. i + ``threads`` are scored on ``threads``
     threads while the caller makes block i's lists (the scoring's large numpy, scipy and BLAS
@@ -183,3 +263,98 @@ def _score(model: Recommender, ids: pd.Index, data: InteractionData) -> ScoreBlo
     if not len(ids):
         return ScoreBlock(ids, data.product_ids, np.zeros((0, len(data.product_ids)), dtype=np.float32))
     return next(model.score_blocks(ids, len(ids)))
+
+
+# --- the list files --------------------------------------------------------------------------------
+
+
+def _list_schema(columns: tuple[str, ...]) -> pa.Schema:
+    """Text ids and reasons, int32 ranks, float32 scores: the list files' Parquet types."""
+    types = {RecCol.RANK: pa.int32(), RecCol.SCORE: pa.float32()}
+    return pa.schema([(column, types.get(column, pa.string())) for column in columns])
+
+
+LIST_SCHEMAS: dict[str, pa.Schema] = {
+    StepFile.CONSUMER_LISTS: _list_schema(export_file(StepFile.CONSUMER_LISTS).column_names()),
+    StepFile.DISTRIBUTOR_LISTS: _list_schema(DISTRIBUTOR_COLUMNS),
+    StepFile.OUTREACH: _list_schema(OUTREACH_COLUMNS),
+}
+"""The pass's three files (``StepFile`` name) and their Parquet schemas."""
+
+
+@dataclass
+class WrittenLists:
+    """What the written chunks held (small numbers only)."""
+
+    from_fallback: int = 0
+    outreach_rows: int = 0
+    consumers: int = 0
+    distributors: int = 0  # each distributor's rows come in one chunk
+
+
+ROW_GROUP_ROWS = 1 << 17
+"""Rows per row group of the list files (the last one fewer), however the pass cut its pieces."""
+
+
+class RowGroupWriter:
+    """A Parquet file whose row groups hold ``ROW_GROUP_ROWS`` rows each, whatever pieces it is
+    given: its bytes depend on its rows alone, so the driver's pass and the Spark pass's parts
+    (cut elsewhere) write the same file. Holds at most two row groups' rows."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.writer = pq.ParquetWriter(path, schema)
+        self.pending: list[pa.Table] = []
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self.pending.append(table)
+        self.rows += table.num_rows
+        if self.rows >= ROW_GROUP_ROWS:
+            whole = pa.concat_tables(self.pending)
+            cut = self.rows - self.rows % ROW_GROUP_ROWS
+            self._flush(whole.slice(0, cut))
+            rest = whole.slice(cut)
+            self.pending, self.rows = [rest], rest.num_rows
+
+    def close(self) -> None:
+        if self.rows:
+            self._flush(pa.concat_tables(self.pending))
+        self.writer.close()
+
+    def _flush(self, table: pa.Table) -> None:
+        # one chunk per column: the encoder sees the same batches however the rows arrived
+        self.writer.write_table(table.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+
+
+def write_chunks(
+    chunks: Iterable[PassChunk],
+    targets: Mapping[str, Path],
+    advance: Callable[[int], object] | None = None,
+) -> WrittenLists:
+    """Stream the pass's chunks into ``targets`` (``LIST_SCHEMAS`` name → file, each written
+    atomically, ``RowGroupWriter``); ``advance(consumers)`` after each chunk."""
+    written = WrittenLists()
+    with ExitStack() as stack:
+        writers = {
+            name: RowGroupWriter(stack.enter_context(atomic_path(target)), LIST_SCHEMAS[name])
+            for name, target in targets.items()
+        }
+        for writer in writers.values():
+            stack.callback(writer.close)
+        for chunk in chunks:
+            for name, rows in (
+                (StepFile.CONSUMER_LISTS, chunk.consumer_rows),
+                (StepFile.DISTRIBUTOR_LISTS, chunk.distributor_rows),
+                (StepFile.OUTREACH, chunk.outreach_rows),
+            ):
+                if len(rows):
+                    writers[name].write(
+                        pa.Table.from_pandas(rows, preserve_index=False, schema=LIST_SCHEMAS[name])
+                    )
+            written.from_fallback += chunk.from_fallback
+            written.outreach_rows += len(chunk.outreach_rows)
+            written.consumers += chunk.consumers
+            written.distributors += chunk.distributor_rows[DistributorListCol.DISTRIBUTOR_ID].nunique()
+            if advance is not None:
+                advance(chunk.consumers)
+    return written

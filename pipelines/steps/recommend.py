@@ -19,8 +19,9 @@ recommended by accident.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
@@ -29,15 +30,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 import duckdb
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from features.asof import AsOf
-from features.catalog import StepFile, export_file
+from features.catalog import StepFile
 from features.columns import Col, Table
 from features.engine import connect, has_table
 from features.errors import SiyuError
-from features.files import atomic_path, write_parquet_atomically, write_text_atomically
+from features.files import write_parquet_atomically, write_text_atomically
 from features.interactions import (
     Cutoff,
     InteractionConfig,
@@ -49,15 +48,14 @@ from features.interactions import (
 )
 from features.messages import Messages
 from features.progress import CONSUMERS, progress
-from features.vocabulary import DistributorListCol
 from models.evaluation import rolling_folds
 from models.quality import QualityCol
-from models.recommenders import InteractionData, RecCol, Recommender
-from models.recommenders.distributors import DISTRIBUTOR_COLUMNS, OUTREACH_COLUMNS, decayed_spend
+from models.recommenders import InteractionData, Recommender
+from models.recommenders.distributors import decayed_spend
 from models.recommenders.fallback import build_fallback_lists
 from models.recommenders.filters import build_filters
 from models.recommenders.lists import home_distributors
-from models.recommenders.scoring_pass import PassChunk, list_pass
+from models.recommenders.scoring_pass import LIST_SCHEMAS, WrittenLists, list_pass, write_chunks
 from models.recommenders.store import (
     CarriedEvaluation,
     ModelKey,
@@ -72,6 +70,12 @@ from pipelines.steps.quality import grade_products
 from reporting.excel import read_history, twin_path
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from features.spark_engine import SparkConnection
+    from models.recommenders.base import RecommendFilters
+    from models.recommenders.fallback import FallbackLists
+    from models.recommenders.list_config import ListsConfig
     from models.recommenders.training import FittedModel, RecommendConfig
 
 logger = logging.getLogger(__name__)
@@ -238,20 +242,28 @@ def run_recommend(
     spend = (
         decayed_spend(con, as_of, lists.member_half_life_days) if lists.member_weighting == "spend" else None
     )
-    chunks = list_pass(
-        model,
-        data,
-        homes,
-        k,
-        fallback,
-        filters,
-        lists,
-        _distributor_table_ids(con),
-        spend,
-        Messages.load(config.locale),
-    )
-    written = _write_lists(chunks, out_dir, len(homes))
-    paths = dict(written.paths)
+    targets = {name: out_dir / name for name in LIST_SCHEMAS}
+    spark = getattr(con, "spark", None)  # a features.spark_engine.SparkConnection's session
+    if spark is not None:
+        written = _spark_lists(
+            spark, con, model, data, homes, k, fallback, filters, lists, spend, config.locale, targets
+        )
+    else:
+        chunks = list_pass(
+            model,
+            data,
+            homes,
+            k,
+            fallback,
+            filters,
+            lists,
+            _distributor_table_ids(con),
+            spend,
+            Messages.load(config.locale),
+        )
+        with progress("scoring and writing lists", total=len(homes), unit=CONSUMERS) as bar:
+            written = write_chunks(chunks, targets, bar.advance)
+    paths = dict(targets)
     similar = model.similar_items(data.product_ids, SIMILAR_DEPTH)
     paths[StepFile.SIMILAR_ITEMS] = write_parquet_atomically(similar, out_dir / StepFile.SIMILAR_ITEMS)
     paths[StepFile.FALLBACK_COMMUNITY] = write_parquet_atomically(
@@ -315,58 +327,46 @@ def _alerts(
 # --- the list files --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Written:
-    paths: dict[str, Path]
-    from_fallback: int
-    distributors: int
-    outreach_rows: int
-
-
-def _write_lists(chunks: Iterator[PassChunk], out_dir: Path, consumers: int) -> _Written:
-    """Stream the one pass's chunks into the consumer, distributor and outreach files (atomically)."""
-    targets = {name: out_dir / name for name in _SCHEMAS}
-    from_fallback = outreach_rows = 0
-    distributors: set[str] = set()
-    with ExitStack() as stack, progress("scoring and writing lists", total=consumers, unit=CONSUMERS) as bar:
-        writers = {
-            name: pq.ParquetWriter(stack.enter_context(atomic_path(target)), _SCHEMAS[name])
-            for name, target in targets.items()
-        }
-        for writer in writers.values():
-            stack.callback(writer.close)
-        for chunk in chunks:
-            for name, rows in (
-                (StepFile.CONSUMER_LISTS, chunk.consumer_rows),
-                (StepFile.DISTRIBUTOR_LISTS, chunk.distributor_rows),
-                (StepFile.OUTREACH, chunk.outreach_rows),
-            ):
-                if len(rows):
-                    writers[name].write_table(
-                        pa.Table.from_pandas(rows, preserve_index=False, schema=_SCHEMAS[name])
-                    )
-            from_fallback += chunk.from_fallback
-            outreach_rows += len(chunk.outreach_rows)
-            distributors.update(chunk.distributor_rows[DistributorListCol.DISTRIBUTOR_ID].unique())
-            bar.advance(chunk.consumers)
-    return _Written(targets, from_fallback, len(distributors), outreach_rows)
-
-
-def _list_schema(columns: tuple[str, ...]) -> pa.Schema:
-    """Text ids and reasons, int32 ranks, float32 scores: the list files' Parquet types."""
-    types = {RecCol.RANK: pa.int32(), RecCol.SCORE: pa.float32()}
-    return pa.schema([(column, types.get(column, pa.string())) for column in columns])
-
-
-_SCHEMAS: dict[str, pa.Schema] = {
-    StepFile.CONSUMER_LISTS: _list_schema(export_file(StepFile.CONSUMER_LISTS).column_names()),
-    StepFile.DISTRIBUTOR_LISTS: _list_schema(DISTRIBUTOR_COLUMNS),
-    StepFile.OUTREACH: _list_schema(OUTREACH_COLUMNS),
-}
-
-
 def _distributor_table_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
     if not has_table(con, Table.DISTRIBUTORS):
         return set()
     frame = con.execute(f'SELECT DISTINCT "{Col.DISTRIBUTOR_ID}" FROM "{Table.DISTRIBUTORS}"').df()
     return set(frame[Col.DISTRIBUTOR_ID].dropna().astype(str))
+
+
+# --- engine.kind spark: the pass on the executors (issue #11 point 4; docs/spark.md) ---------------
+
+
+def _spark_lists(
+    spark: SparkSession,
+    con: SparkConnection,
+    model: Recommender,
+    data: InteractionData,
+    homes: pd.Series,
+    k: int,
+    fallback: FallbackLists,
+    filters: RecommendFilters,
+    lists: ListsConfig,
+    spend: pd.Series | None,
+    locale: str,
+    targets: dict[str, Path],
+) -> WrittenLists:
+    """The one pass's lists computed by Spark tasks (``models.recommenders.spark_scoring``): the
+    same rows, in the same order, in the same files as the driver's pass."""
+    from models.recommenders.scoring_pass import PassOrder, PassPlan
+    from models.recommenders.spark_scoring import ScoringInputs, consumers_per_second, spark_list_pass
+
+    if model.data_ is not data:
+        raise ValueError("the Spark pass scores the model's own interaction data: fit or carry it on `data`")
+    plan = PassPlan.of(PassOrder.of(homes, _distributor_table_ids(con)), data, lists.batch_size)
+    inputs = ScoringInputs(model, plan, homes, k, fallback, filters, lists, spend, locale)
+    spill = con.execute("SELECT current_setting('temp_directory')").fetchone()  # the spill folder
+    scratch = Path(spill[0] if spill and spill[0] else tempfile.gettempdir())
+    result = _timed("scoring pass on Spark", spark_list_pass)(spark, inputs, targets, scratch)
+    logger.info(
+        "scoring on Spark: %d parts, %.0f consumers per second per part (mean), slowest part %.1fs",
+        len(result.parts),
+        consumers_per_second(result),
+        float(result.parts["seconds"].max()) if len(result.parts) else 0.0,
+    )
+    return WrittenLists(result.from_fallback, result.outreach_rows, len(homes), result.distributors)

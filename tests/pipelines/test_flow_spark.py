@@ -2,8 +2,9 @@
 
 One tiny simulated set (the one tests/pipelines/test_flow.py runs) goes through the whole flow
 twice, once per engine, each in its own work folder. The feature builders run on Spark in
-``local[2]``; everything else runs on the driver either way, so every exported file must be
-the same bytes (the manifest aside: run ids and times). The Spark run's session must be on the
+``local[2]``, and so does the scoring pass (its lists as Spark tasks); everything else runs on the
+driver either way. Every exported file must be the same bytes (the manifest aside: run ids and
+times). The Spark run's session must be on the
 MLflow run and gone afterwards, its JVM included. Without Java the Spark run fails with the fix
 in its message: nothing here is skipped.
 """
@@ -104,3 +105,12 @@ def test_the_spark_session_and_its_jvm_are_gone_after_the_night(nights) -> None:
     assert not (work / "spark_tmp").exists()
     tasks = yaml.safe_load((work / RunFile.RUN_TIMINGS).read_text())["tasks"]
     assert {"open engine session", "close engine session"} <= set(tasks)
+
+
+def test_the_spark_night_scored_its_lists_on_spark(nights) -> None:
+    """The list files above are the same bytes although the Spark night's scoring pass ran as Spark
+    tasks (models.recommenders.spark_scoring) and the DuckDB night's on the driver."""
+    stage = "recommenders: scoring pass on Spark"
+    for kind, (_, work) in nights.items():
+        tasks = yaml.safe_load((work / RunFile.RUN_TIMINGS).read_text())["tasks"]
+        assert (stage in tasks) == (kind == "spark"), kind

@@ -1,0 +1,389 @@
+"""The one scoring pass on Spark (issue #11 point 4): its blocks scored and listed by the executors.
+
+The driver plans the pass as ``scoring_pass.list_pass`` does (``PassPlan``: consumers grouped by
+home distributor, the same blocks) and cuts it into parts of whole blocks, each cut where no
+distributor has members on both sides (``PassPlan.parts``). Each part is one Spark task
+(``mapInPandas`` over a frame of one row per part) that runs ``scoring_pass.plan_pass`` on its
+blocks, the driver's code, so a part's consumer lists, distributor lists and outreach are the
+driver's rows for those consumers and distributors. Grouping members by distributor rather than
+aggregating per-consumer contributions with a Spark group-by keeps the lists equal and the memory
+bounded: a member's contribution is a ``products``-wide row of float scores, so a group-by would
+shuffle ``members × products`` numbers, where a part holds ``batch_size × products`` at a time.
+
+What the tasks need travels in one broadcast (``ScoringInputs``): the production model in its
+saved form (``Recommender.save``: Parquet, ``.npz`` and ``.npy`` files, no pickle; its interaction
+data included), the pass plan, the fallback lists, the filters, the lists' settings and the
+locale, as a mapping of file name → bytes. A task writes its part of each list file as
+``<scratch>/<list file>/part-NNNNN.parquet`` (with the list files' schemas, one row group per
+piece of the pass, atomically: a retried task rewrites its own files) and returns one row of
+counts. The driver then streams the parts, in part order, into the single list files the
+artifact writer and the publish step read: the same rows in the same order as the driver's pass.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from features.columns import Col
+from features.files import atomic_path, write_text_atomically
+from features.messages import Messages
+from features.progress import progress
+from features.vocabulary import InteractionCol
+from models.recommenders.base import Recommender, RecommendFilters
+from models.recommenders.fallback import FallbackLists
+from models.recommenders.list_config import ListsConfig
+from models.recommenders.scoring_pass import (
+    LIST_SCHEMAS,
+    PassOrder,
+    PassPlan,
+    RowGroupWriter,
+    plan_pass,
+    write_chunks,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+logger = logging.getLogger(__name__)
+
+PARTS_PER_CORE = 2  # parts per core of the session (defaultParallelism): slow parts even out
+_MODEL = "model"  # vocabulary: a value, not a column
+_PLAN = "plan.parquet"
+_DISTRIBUTORS = "distributors.parquet"
+_COMMUNITY = "fallback_community.parquet"
+_GLOBAL = "fallback_global.parquet"
+_SPEND = "spend.parquet"
+_SETTINGS = "settings.json"
+_CODE, _HISTORY, _SPEND_COLUMN = "code", "history", "spend"  # vocabulary: the bundle's own columns
+_PART_SCHEMA = (
+    "part int, consumers long, from_fallback long, distributors long, outreach_rows long, "
+    "load_seconds double, seconds double"
+)
+
+
+@dataclass(frozen=True)
+class ScoringInputs:
+    """Everything a part of the pass needs, saved without pickle (``save`` / ``load``).
+
+    ``model``'s interaction data is the pass's data (``model.data_``); ``homes``: consumer id →
+    home distributor (``lists.home_distributors``); ``plan``: the whole pass."""
+
+    model: Recommender
+    plan: PassPlan
+    homes: pd.Series
+    k: int
+    fallback: FallbackLists
+    filters: RecommendFilters
+    lists: ListsConfig
+    spend: pd.Series | None
+    locale: str
+
+    def save(self, folder: Path) -> Path:
+        """Write the inputs under ``folder``: the model's own files, Parquet, ``.npy`` and JSON."""
+        self.model.save(folder / _MODEL)
+        order = self.plan.order
+        pd.DataFrame(
+            {
+                Col.CONSUMER_ID: order.consumer_ids.astype(str),
+                _CODE: order.codes,
+                _HISTORY: self.plan.history,
+                InteractionCol.HOME_DISTRIBUTOR_ID: self.homes.reindex(order.consumer_ids).to_numpy(object),
+            }
+        ).to_parquet(folder / _PLAN)
+        pd.DataFrame({Col.DISTRIBUTOR_ID: order.distributor_ids.astype(str)}).to_parquet(
+            folder / _DISTRIBUTORS
+        )
+        self.fallback.community.to_parquet(folder / _COMMUNITY)
+        self.fallback.global_.to_parquet(folder / _GLOBAL)
+        if self.spend is not None:
+            self.spend.rename(_SPEND_COLUMN).rename_axis(Col.CONSUMER_ID).reset_index().to_parquet(
+                folder / _SPEND
+            )
+        settings = {
+            "k": self.k,  # vocabulary: a value, not a column
+            "batch_size": self.plan.batch_size,
+            "lists": self.lists.model_dump(mode="json"),
+            "filters": _filters_json(self.filters),
+            "locale": self.locale,
+        }
+        write_text_atomically(folder / _SETTINGS, json.dumps(settings, sort_keys=True))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> ScoringInputs:
+        """Read what ``save`` wrote."""
+        model = Recommender.load(folder / _MODEL)
+        settings = json.loads((folder / _SETTINGS).read_text(encoding="utf-8"))
+        plan_frame = pd.read_parquet(folder / _PLAN)
+        consumer_ids = pd.Index(plan_frame[Col.CONSUMER_ID].astype(str).to_numpy(object))
+        distributors = pd.read_parquet(folder / _DISTRIBUTORS)[Col.DISTRIBUTOR_ID].astype(str)
+        order = PassOrder(
+            consumer_ids,
+            plan_frame[_CODE].to_numpy(np.int64),
+            pd.Index(distributors.to_numpy(object)),
+        )
+        plan = PassPlan.of_order(order, plan_frame[_HISTORY].to_numpy(bool), int(settings["batch_size"]))
+        homes = pd.Series(
+            plan_frame[InteractionCol.HOME_DISTRIBUTOR_ID].to_numpy(object), index=consumer_ids, dtype=object
+        )
+        spend = None
+        if (folder / _SPEND).is_file():
+            frame = pd.read_parquet(folder / _SPEND)
+            spend = frame.set_index(Col.CONSUMER_ID)[_SPEND_COLUMN].astype(np.float64)
+        fallback = FallbackLists(pd.read_parquet(folder / _COMMUNITY), pd.read_parquet(folder / _GLOBAL))
+        return cls(
+            model,
+            plan,
+            homes,
+            int(settings["k"]),  # vocabulary: a value, not a column
+            fallback,
+            _filters_of(settings["filters"]),
+            ListsConfig.model_validate(settings["lists"]),
+            spend,
+            settings["locale"],
+        )
+
+    def part_chunks(self, start: int, stop: int, threads: int = 1) -> Iterator[Any]:
+        """The chunks of pass positions ``start`` .. ``stop - 1`` (``PassPlan.parts``): the driver's code."""
+        return plan_pass(
+            self.model,
+            self.model.data_,
+            self.plan.part(start, stop),
+            self.homes,
+            self.k,
+            self.fallback,
+            self.filters,
+            self.lists,
+            self.spend,
+            Messages.load(self.locale),
+            threads,
+        )
+
+
+def _filters_json(filters: RecommendFilters) -> dict[str, Any]:
+    allowed = filters.allowed_products
+    return {
+        "allowed_products": sorted(allowed) if allowed is not None else None,
+        "exclude_products": sorted(filters.exclude_products),
+        "demote": dict(filters.demote),
+        "exclude_purchased": filters.exclude_purchased,
+        "category_cap": filters.category_cap,
+        "categories": dict(filters.categories) if filters.categories is not None else None,
+    }
+
+
+def _filters_of(values: Mapping[str, Any]) -> RecommendFilters:
+    allowed = values["allowed_products"]
+    return RecommendFilters(
+        allowed_products=frozenset(allowed) if allowed is not None else None,
+        exclude_products=frozenset(values["exclude_products"]),
+        demote={product: float(factor) for product, factor in values["demote"].items()},
+        exclude_purchased=bool(values["exclude_purchased"]),
+        category_cap=values["category_cap"],
+        categories=values["categories"],
+    )
+
+
+# --- the executors' side --------------------------------------------------------------------------
+
+_LOADED: dict[str, ScoringInputs] = {}  # token → inputs, once per Python worker (workers are reused)
+_LOADING = threading.Lock()
+
+
+def _inputs(files: Any, token: str) -> ScoringInputs:
+    """The broadcast's inputs (``files.value``: file name → bytes), loaded once per worker process."""
+    with _LOADING:
+        if token not in _LOADED:
+            _LOADED.clear()  # one night's inputs at a time
+            with tempfile.TemporaryDirectory(prefix="siyu-scoring-") as folder:
+                for name, content in files.value.items():
+                    path = Path(folder) / name
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(content)
+                _LOADED[token] = ScoringInputs.load(Path(folder))
+        return _LOADED[token]
+
+
+def part_targets(root: Path, part: int) -> dict[str, Path]:
+    """Where part ``part`` writes each list file: ``root/<list file>/part-NNNNN.parquet``."""
+    return {name: root / name / f"part-{part:05d}.parquet" for name in LIST_SCHEMAS}
+
+
+def _score_parts(
+    batches: Iterator[pd.DataFrame], files: Any, token: str, root: str
+) -> Iterator[pd.DataFrame]:
+    """``mapInPandas``: each row (part, start, stop: pass positions) scored and written; a row of counts."""
+    for batch in batches:
+        for part, start, stop in batch[["part", "start", "stop"]].itertuples(index=False):
+            started = time.perf_counter()
+            inputs = _inputs(files, token)
+            loaded = time.perf_counter()
+            written = write_chunks(
+                inputs.part_chunks(int(start), int(stop)), part_targets(Path(root), int(part))
+            )
+            yield pd.DataFrame(
+                {
+                    "part": [int(part)],
+                    "consumers": [written.consumers],  # vocabulary: a value, not a column
+                    "from_fallback": [written.from_fallback],
+                    "distributors": [written.distributors],  # vocabulary: a value, not a column
+                    "outreach_rows": [written.outreach_rows],
+                    "load_seconds": [loaded - started],  # the broadcast loaded (0: this worker had it)
+                    "seconds": [time.perf_counter() - loaded],  # the part's pass and files
+                }
+            )
+
+
+# --- the driver's side ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SparkPass:
+    """The Spark pass's counts (as ``write_chunks``'s) and each part's (one row per part)."""
+
+    from_fallback: int
+    outreach_rows: int
+    distributors: int
+    parts: pd.DataFrame
+    stages: dict[str, float]  # seconds: inputs saved and broadcast, the tasks, the merge
+
+
+def spark_list_pass(
+    spark: SparkSession,
+    inputs: ScoringInputs,
+    targets: Mapping[str, Path],
+    scratch: Path,
+    partitions: int | None = None,
+) -> SparkPass:
+    """Every list of ``inputs``' pass, computed by Spark tasks, written to ``targets`` (``LIST_SCHEMAS``
+    name → file) with the rows and row order of the driver's pass (``write_chunks(list_pass(...))``).
+
+    ``partitions`` (default ``PARTS_PER_CORE`` × the session's cores): at most so many parts.
+    ``scratch``: a folder for the broadcast's files and the parts (removed at the end)."""
+    sc = spark.sparkContext
+    n = partitions or PARTS_PER_CORE * max(sc.defaultParallelism, 1)
+    parts = inputs.plan.parts(n)
+    work = Path(tempfile.mkdtemp(prefix="scoring-", dir=scratch))
+    clock = [time.perf_counter()]
+    try:
+        files = _bundle(inputs, work / "inputs")
+        logger.info(
+            "scoring on Spark: %d consumers in %d parts, %.1f MB broadcast (model, data and plan)",
+            len(inputs.plan.order.consumer_ids),
+            len(parts),
+            sum(len(content) for content in files.values()) / 1e6,
+        )
+        broadcast = sc.broadcast(files)  # written to a file for the JVM: the driver keeps no copy
+        del files
+        clock.append(time.perf_counter())
+        try:
+            rows = [(index, start, stop) for index, (start, stop) in enumerate(parts)]
+            frame = spark.createDataFrame(sc.parallelize(rows, len(rows)), "part int, start long, stop long")
+            score = functools.partial(
+                _score_parts, files=broadcast, token=uuid.uuid4().hex, root=str(work / "parts")
+            )
+            counts = _collect_with_progress(spark, frame.mapInPandas(score, _PART_SCHEMA), len(parts))
+        finally:
+            broadcast.unpersist()
+        counts = counts.sort_values("part", ignore_index=True)
+        clock.append(time.perf_counter())
+        _merge_parts(work / "parts", len(parts), targets)
+        clock.append(time.perf_counter())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    stages = dict(zip(("inputs and broadcast", "tasks", "merge"), np.diff(clock).tolist(), strict=True))
+    logger.info("scoring on Spark: %s", ", ".join(f"{stage} {sec:.1f}s" for stage, sec in stages.items()))
+    done = counts["consumers"]  # vocabulary: a value, not a column
+    counts["consumers_per_second"] = done / counts["seconds"].clip(lower=1e-9)
+    return SparkPass(
+        int(counts["from_fallback"].sum()),
+        int(counts["outreach_rows"].sum()),
+        int(counts["distributors"].sum()),  # vocabulary: a value, not a column
+        counts,
+        stages,
+    )
+
+
+def _bundle(inputs: ScoringInputs, folder: Path) -> dict[str, bytes]:
+    """``inputs`` saved under ``folder``, as relative file name → bytes (what the broadcast carries)."""
+    inputs.save(folder)
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _collect_with_progress(spark: SparkSession, frame: Any, parts: int) -> pd.DataFrame:
+    """``frame.toPandas()``, reporting the parts done while the Spark job runs (``features.progress``)."""
+    sc = spark.sparkContext
+    group = f"siyu-scoring-{uuid.uuid4().hex}"
+    result: dict[str, Any] = {}
+
+    def collect() -> None:
+        sc.setJobGroup(group, "siyu scoring pass")
+        try:
+            result["frame"] = frame.toPandas()
+        except BaseException as error:  # handed to the caller's thread
+            result["error"] = error
+
+    worker = threading.Thread(target=collect, name="siyu-spark-scoring", daemon=True)
+    with progress("scoring and writing lists on Spark", total=parts, unit="parts") as bar:
+        worker.start()
+        done = 0
+        while worker.is_alive():
+            worker.join(2.0)
+            now = _completed_tasks(sc, group)
+            if now > done:
+                bar.advance(now - done)
+                done = now
+        bar.advance(max(parts - done, 0) if "frame" in result else 0)
+    if "error" in result:
+        raise result["error"]
+    return result["frame"]
+
+
+def _completed_tasks(sc: Any, group: str) -> int:
+    tracker = sc.statusTracker()
+    done = 0
+    for job in tracker.getJobIdsForGroup(group):
+        info = tracker.getJobInfo(job)
+        for stage in info.stageIds if info is not None else ():
+            stage_info = tracker.getStageInfo(stage)
+            done += stage_info.numCompletedTasks if stage_info is not None else 0
+    return done
+
+
+def _merge_parts(root: Path, parts: int, targets: Mapping[str, Path]) -> None:
+    """Each list file from its parts, in part order (``RowGroupWriter``: the driver pass's file)."""
+    for name, target in targets.items():
+        with atomic_path(target) as partial:
+            writer = RowGroupWriter(partial, LIST_SCHEMAS[name])
+            try:
+                for part in range(parts):
+                    source = pq.ParquetFile(part_targets(root, part)[name])
+                    for group in range(source.num_row_groups):
+                        writer.write(source.read_row_group(group))
+            finally:
+                writer.close()
+
+
+def consumers_per_second(result: SparkPass) -> float:
+    """The parts' mean throughput: consumers per second per part (a task on one core)."""
+    return float(result.parts["consumers_per_second"].mean()) if len(result.parts) else math.nan

@@ -1,0 +1,190 @@
+"""The scoring pass in parts (the Spark tasks' share) writes the driver pass's lists, byte for byte.
+
+One small simulated world (60 distributors, a category cap, spend weighting, shared member
+scale, 5 outreach members, blocks of 50 consumers: many blocks, distributors across blocks)
+with a fitted ALS model. The driver's pass (``list_pass`` → ``write_chunks``) is the reference;
+the same pass cut into parts (``PassPlan.parts`` / ``part``), the parts' inputs saved and loaded
+(``ScoringInputs``: what the broadcast carries) and the whole pass on Spark ``local[2]``
+(``spark_list_pass``) must write the same files.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.asof import AsOf
+from features.catalog import StepFile
+from features.engine import connect
+from features.interactions import build_interactions, consumer_profiles, product_profiles
+from features.messages import Messages
+from models.recommenders import ALSRecommender, InteractionData
+from models.recommenders.distributors import decayed_spend
+from models.recommenders.fallback import build_fallback_lists
+from models.recommenders.filters import build_filters
+from models.recommenders.list_config import ListsConfig
+from models.recommenders.lists import home_distributors
+from models.recommenders.scoring_pass import (
+    LIST_SCHEMAS,
+    PassOrder,
+    PassPlan,
+    list_pass,
+    plan_pass,
+    write_chunks,
+)
+from models.recommenders.spark_scoring import ScoringInputs, spark_list_pass
+from pipelines.config import NightlyConfig
+from pipelines.steps.validate import load_and_validate
+from sources.simulator import SimulationConfig, simulate
+
+K = 6
+LISTS = ListsConfig(
+    category_cap=2, member_weighting="spend", member_scale="share", outreach_size=5, batch_size=50
+)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> ScoringInputs:
+    """The pass's inputs on a small world (the driver's recommend step's, built the same way)."""
+    root = tmp_path_factory.mktemp("spark_scoring")
+    simulate(root / "data", SimulationConfig(consumers=1200, distributors=60, products=150, days=90, seed=11))
+    checked = load_and_validate(root / "data", None, NightlyConfig(), root / "validated")
+    con = connect(checked.clean_paths)
+    as_of = AsOf.of(checked.as_of)
+    interactions = build_interactions(con, as_of, NightlyConfig().recommend.interactions, ordered=False)
+    data = InteractionData.from_frames(
+        interactions, consumer_profiles(con, as_of), product_profiles(con), as_of
+    )
+    model = ALSRecommender(factors=16, iterations=5, num_threads=1).fit(data)
+    products = con.execute("SELECT * FROM products").df()
+    popular = data.product_ids[np.argsort(-np.asarray(data.matrix.sum(axis=0)).ravel())]
+    alerts = pd.DataFrame({"product_id": [popular[0], popular[1]], "level": ["pulled", "warning"]})
+    filters = build_filters(products, as_of, LISTS, alerts)
+    homes = home_distributors(data)
+    fallback = build_fallback_lists(data, filters, depth=3 * K, window_days=LISTS.fallback_window_days)
+    spend = decayed_spend(con, as_of, LISTS.member_half_life_days)
+    listed = set(con.execute("SELECT distributor_id FROM distributors").df()["distributor_id"].astype(str))
+    listed |= {"zz-memberless"}  # a listed distributor after every member's: the trend-only list
+    plan = PassPlan.of(PassOrder.of(homes, listed), data, LISTS.batch_size)
+    return ScoringInputs(model, plan, homes, K, fallback, filters, LISTS, spend, "en")
+
+
+def _driver_files(inputs: ScoringInputs, folder: Path) -> dict[str, bytes]:
+    listed = set(inputs.plan.order.distributor_ids)
+    chunks = list_pass(
+        inputs.model,
+        inputs.model.data_,
+        inputs.homes,
+        inputs.k,
+        inputs.fallback,
+        inputs.filters,
+        inputs.lists,
+        listed,
+        inputs.spend,
+        Messages.load(inputs.locale),
+    )
+    write_chunks(chunks, _targets(folder))
+    return _read(folder)
+
+
+def _targets(folder: Path) -> dict[str, Path]:
+    return {name: folder / name for name in LIST_SCHEMAS}
+
+
+def _read(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in LIST_SCHEMAS}
+
+
+def test_parts_cut_only_between_distributors(world: ScoringInputs) -> None:
+    plan = world.plan
+    codes, none, size = plan.order.codes, len(plan.order.distributor_ids), len(plan.order.codes)
+    assert len(plan.bounds) > 10  # the fixture really has many blocks
+    for n in (1, 3, 7, 100):
+        parts = plan.parts(n)
+        assert len(parts) <= n and parts[0][0] == 0 and parts[-1][1] == size
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in itertools.pairwise(parts))  # contiguous
+        for _, cut in parts[:-1]:
+            assert codes[cut - 1] != codes[cut] or codes[cut] == none
+    assert len(plan.parts(7)) >= 5  # 60 distributors (of uneven sizes): the world can be cut
+
+
+@pytest.mark.parametrize("n", [1, 4, 9])
+def test_the_parts_of_the_pass_give_the_driver_pass_rows(world: ScoringInputs, n: int) -> None:
+    expected = {name: [] for name in ("consumer_rows", "distributor_rows", "outreach_rows")}
+    for chunk in list_pass(
+        world.model,
+        world.model.data_,
+        world.homes,
+        world.k,
+        world.fallback,
+        world.filters,
+        world.lists,
+        set(world.plan.order.distributor_ids),
+        world.spend,
+    ):
+        for name, frames in expected.items():
+            frames.append(getattr(chunk, name))
+    got = {name: [] for name in expected}
+    for start, stop in world.plan.parts(n):
+        part = world.plan.part(start, stop)
+        for chunk in plan_pass(
+            world.model,
+            world.model.data_,
+            part,
+            world.homes,
+            world.k,
+            world.fallback,
+            world.filters,
+            world.lists,
+            world.spend,
+            threads=1,
+        ):
+            for name, frames in got.items():
+                frames.append(getattr(chunk, name))
+    for name in expected:
+        want = pd.concat([f for f in expected[name] if len(f)], ignore_index=True)
+        have = pd.concat([f for f in got[name] if len(f)], ignore_index=True)
+        assert len(want) > 0, name
+        pd.testing.assert_frame_equal(have, want, check_exact=True)
+
+
+def test_saved_inputs_hold_no_pickle_and_give_the_same_lists(world: ScoringInputs, tmp_path: Path) -> None:
+    folder = world.save(tmp_path / "inputs")
+    suffixes = {path.suffix for path in folder.rglob("*") if path.is_file()}
+    assert suffixes <= {".parquet", ".npz", ".npy", ".json"}
+    loaded = ScoringInputs.load(folder)
+    assert loaded.filters == world.filters and loaded.lists == world.lists and loaded.k == world.k
+    pd.testing.assert_series_equal(loaded.spend, world.spend, check_names=False)
+    expected = _driver_files(world, tmp_path / "driver")
+    parts = world.plan.parts(4)
+    out = tmp_path / "parts"
+    for index, (start, stop) in enumerate(parts):
+        write_chunks(loaded.part_chunks(start, stop), _targets(out / str(index)))
+    frames = {
+        name: pd.concat([pd.read_parquet(out / str(i) / name) for i in range(len(parts))], ignore_index=True)
+        for name in LIST_SCHEMAS
+    }
+    for name in LIST_SCHEMAS:
+        pd.testing.assert_frame_equal(
+            frames[name], pd.read_parquet(tmp_path / "driver" / name), check_exact=True
+        )
+    assert expected  # the driver wrote its files
+
+
+def test_spark_writes_the_driver_pass_files_byte_for_byte(
+    world: ScoringInputs, spark, tmp_path: Path
+) -> None:
+    expected = _driver_files(world, tmp_path / "driver")
+    result = spark_list_pass(spark, world, _targets(tmp_path / "spark"), tmp_path, partitions=5)
+    assert _read(tmp_path / "spark") == expected
+    assert len(result.parts) == len(world.plan.parts(5)) > 1
+    assert result.parts["consumers"].sum() == len(world.plan.order.consumer_ids)
+    distributors = pd.read_parquet(tmp_path / "driver" / StepFile.DISTRIBUTOR_LISTS)
+    outreach = pd.read_parquet(tmp_path / "driver" / StepFile.OUTREACH)
+    assert result.distributors == distributors["distributor_id"].nunique()
+    assert result.outreach_rows == len(outreach)
+    assert list((tmp_path).glob("scoring-*")) == []  # the broadcast's files and the parts are gone
