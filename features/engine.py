@@ -201,7 +201,11 @@ def quiet_progress_bar(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def counted_query(
-    con: duckdb.DuckDBPyConnection, sql: str, params: list[object], step: str, rows: int
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: list[object] | dict[str, object],
+    step: str,
+    rows: int,
 ) -> pd.DataFrame:
     """``sql``'s result as a frame, with progress counts while DuckDB runs it: its own estimate of
     the share done (``query_progress``, polled every ``QUERY_POLL_SECONDS`` from this thread
