@@ -195,6 +195,9 @@ def quiet_progress_bar(con: duckdb.DuckDBPyConnection) -> bool:
     ipywidgets, and keeps its own display."""
     try:
         con.execute("SET enable_progress_bar_print = false")
+        # query_progress stays -1 unless DuckDB tracks progress, which is off by default where
+        # the process has no terminal (a scheduled nightly): on, with its printing off
+        con.execute("SET enable_progress_bar = true")
     except duckdb.InvalidInputException:
         return False
     return True
