@@ -43,6 +43,7 @@ from features.catalog import StepFile
 from features.columns import Col
 from features.errors import SiyuError
 from features.files import move_into_place
+from features.progress import progress
 from models.recommenders.base import RecCol
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,15 @@ class _ListFile:
                 f"{self.name}: missing column(s) {', '.join(missing)}\n"
                 f"  fix: pass a frame with columns {', '.join(columns)}"
             )
-        yield from reader.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+        rows = reader.metadata.num_rows
+        if rows <= BATCH_ROWS:
+            yield from reader.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+            return
+        # a file of many batches (the consumer lists: 50M rows at 10M order lines) reports each pass
+        with progress(f"artifact: {self.name} ({', '.join(columns)})", total=rows, unit="rows") as bar:
+            for batch in reader.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+                yield batch
+                bar.advance(batch.num_rows)
 
     def distinct(self, column: str) -> np.ndarray:
         """The distinct ids (text) of ``column``; empty when the file is absent."""

@@ -195,13 +195,20 @@ def quiet_progress_bar(con: duckdb.DuckDBPyConnection) -> bool:
     ipywidgets, and keeps its own display."""
     try:
         con.execute("SET enable_progress_bar_print = false")
+        # query_progress stays -1 unless DuckDB tracks progress, which is off by default where
+        # the process has no terminal (a scheduled nightly): on, with its printing off
+        con.execute("SET enable_progress_bar = true")
     except duckdb.InvalidInputException:
         return False
     return True
 
 
 def counted_query(
-    con: duckdb.DuckDBPyConnection, sql: str, params: list[object], step: str, rows: int
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: list[object] | dict[str, object],
+    step: str,
+    rows: int,
 ) -> pd.DataFrame:
     """``sql``'s result as a frame, with progress counts while DuckDB runs it: its own estimate of
     the share done (``query_progress``, polled every ``QUERY_POLL_SECONDS`` from this thread

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.asof import AsOf
 from features.columns import Col, EventType, Table
 from features.contract import UNKNOWN_CATEGORY
-from features.engine import has_table
+from features.engine import counted_query, has_table
 from features.sql import literal, render
 from features.vocabulary import InteractionCol
 
@@ -191,7 +191,7 @@ def shared_interactions(
     try:
         path = folder / "pairs.parquet"
         sql, params = _shared_aggregation(con, config, bounds)
-        con.execute(f"COPY ({sql}) TO {literal(str(path))} (FORMAT parquet)", params)
+        _write_counted(con, f"COPY ({sql}) TO {literal(str(path))} (FORMAT parquet)", params, config)
         _SHARED[con] = _Shared(
             f"read_parquet({literal(str(path))})",
             config.model_dump_json(),
@@ -201,6 +201,24 @@ def shared_interactions(
     finally:
         _SHARED.pop(con, None)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_counted(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object], config: InteractionConfig
+) -> None:
+    """Run the shared aggregation's ``COPY`` with progress counts (``features.engine.counted_query``:
+    DuckDB's share done of the contribution rows it scans; at 10M lines the query runs for half a
+    minute). Another engine (Spark) runs it as it is."""
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        con.execute(sql, params)
+        return
+    tables = [Table.ORDERS]
+    if config.use_events and has_table(con, Table.EVENTS):
+        tables.append(Table.EVENTS)
+    if config.complaint_weight != 0 and has_table(con, Table.COMPLAINTS):
+        tables.append(Table.COMPLAINTS)
+    rows = sum(int(con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]) for table in tables)
+    counted_query(con, sql, params, "shared interaction data: aggregating history", rows)
 
 
 def _spill_folder(con: duckdb.DuckDBPyConnection) -> Path | None:

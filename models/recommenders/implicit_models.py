@@ -23,6 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from features.progress import progress
 from models.recommenders.base import (
     DenseSlices,
     InteractionData,
@@ -132,7 +133,10 @@ class ALSRecommender(_FactorModel):
             if start is not None and self.warm_iterations is not None:
                 model.iterations = self.warm_iterations
                 model.user_factors, model.item_factors = start.factors_on(data, self.random_state)
-            model.fit(self._weighted(data), show_progress=False)
+            step = f"{self.name}: fitting {self.factors} factors on {data.shape[0]:,} consumers"
+            with progress(step, total=model.iterations, unit="iterations") as bar:
+                # implicit calls back after each iteration (at 10M lines one is several seconds)
+                model.fit(self._weighted(data), show_progress=False, callback=lambda *_: bar.advance())
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
 

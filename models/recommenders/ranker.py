@@ -190,6 +190,7 @@ class RankerRecommender(Recommender):
             raise SiyuError(
                 "ranker: the validation window gives only one class of labels\n  fix: widen validation_days"
             )
+        logger.info("ranker: learning the %s weights on %d candidates", self.learner, len(y))
         trees = BoostedTrees.fit(self.learner, x, y, np.concatenate(groups), self._boosting_params())
         logger.info(
             "ranker (%s) tuned on %d candidates of %d consumers (%.1f%% positive)",

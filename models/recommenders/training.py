@@ -31,10 +31,7 @@ from features.errors import SiyuError
 from features.interactions import (
     Cutoff,
     InteractionConfig,
-    build_interactions,
-    consumer_profiles,
     cutoff_before,
-    product_profiles,
     purchased_pairs,
 )
 from features.progress import progress
@@ -43,6 +40,7 @@ from models.evaluation import (
     RollingFold,
     evaluate_models,
     fold_rows,
+    interaction_data,
     make_task,
     rolling_folds,
     summarise_folds,
@@ -196,11 +194,9 @@ class FittedModel:
 def build_data(
     con: duckdb.DuckDBPyConnection, as_of: Cutoff, interactions: InteractionConfig | None = None
 ) -> InteractionData:
-    """Interactions with consumer and product profiles, as of ``as_of``."""
-    frame = build_interactions(con, as_of, interactions, ordered=False)
-    return InteractionData.from_frames(
-        frame, consumer_profiles(con, as_of), product_profiles(con), as_of=as_of
-    )
+    """Interactions with consumer and product profiles, as of ``as_of``
+    (``models.evaluation.interaction_data``)."""
+    return interaction_data(con, as_of, interactions)
 
 
 def validation_window(

@@ -40,10 +40,7 @@ from features.files import write_parquet_atomically, write_text_atomically
 from features.interactions import (
     Cutoff,
     InteractionConfig,
-    build_interactions,
-    consumer_profiles,
     history_fingerprint,
-    product_profiles,
     shared_interactions,
 )
 from features.messages import Messages
@@ -64,7 +61,7 @@ from models.recommenders.store import (
     refit_reason,
     write_stored,
 )
-from models.recommenders.training import fit_production
+from models.recommenders.training import build_data, fit_production
 from pipelines.config import NightlyConfig
 from pipelines.steps.quality import grade_products
 from reporting.excel import read_history, twin_path
@@ -293,15 +290,13 @@ def run_recommend(
 def _interaction_data(
     con: duckdb.DuckDBPyConnection, as_of: AsOf, interaction_config: InteractionConfig
 ) -> InteractionData:
-    interactions = build_interactions(con, as_of, interaction_config, ordered=False)
-    if interactions.empty:
+    data = build_data(con, as_of, interaction_config)
+    if data.shape[0] == 0:
         raise SiyuError(
             f"no orders or events up to {as_of}: nothing to recommend from\n"
             "  fix: check --as-of against the dates in orders.ordered_at"
         )
-    return InteractionData.from_frames(
-        interactions, consumer_profiles(con, as_of), product_profiles(con), as_of
-    )
+    return data
 
 
 def _alerts(

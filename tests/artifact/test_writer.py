@@ -271,3 +271,34 @@ def test_streamed_one_pass_lists_give_the_same_bytes(tmp_path: Path, monkeypatch
     direct = write_artifact(tmp_path / "direct", consumers, distributors, None, None, None, META)
     assert (streamed / MANIFEST_FILE).read_bytes() == (direct / MANIFEST_FILE).read_bytes()
     assert _manifest(streamed)["counts"]["consumers"] == consumers["consumer_id"].nunique()
+
+
+def test_a_list_file_of_many_batches_reports_each_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each pass over a list file longer than one batch (the consumer lists: 50M rows at 10M order
+    lines, read three times) reports its rows; a file of one batch passes silently."""
+    import features.progress as progress_module
+
+    frames = sample_frames()
+    frames["consumer_lists"] = frames["consumer_lists"].sort_values(["consumer_id", "rank"])
+    _write_list_files(tmp_path / "lists", frames)
+    monkeypatch.setattr(artifact_module, "BATCH_ROWS", len(frames["consumer_lists"]) - 1)
+    updates: list[progress_module.ProgressUpdate] = []
+    remove = progress_module.add_listener(updates.append)
+    try:
+        write_artifact_from_lists(
+            tmp_path / "lists", tmp_path / "artifact", META, frames["consumer_community"]
+        )
+    finally:
+        remove()
+    finished = [update for update in updates if update.finished]
+    rows = len(frames["consumer_lists"])
+    assert all(update.total > artifact_module.BATCH_ROWS for update in finished)  # small files: silent
+    assert [
+        (update.step, update.done, update.total) for update in finished if "consumer_lists" in update.step
+    ] == [
+        ("artifact: consumer_lists (consumer_id)", rows, rows),
+        ("artifact: consumer_lists (product_id)", rows, rows),
+        ("artifact: consumer_lists (consumer_id, product_id, rank, score)", rows, rows),
+    ]

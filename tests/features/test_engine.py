@@ -72,7 +72,7 @@ def test_a_long_count_reports_duckdbs_share_done_as_rows(monkeypatch: pytest.Mon
     assert result["n"].tolist() == [7]
     assert [done for done, finished in updates if not finished][:3] == [250.0, 500.0, 750.0]
     assert updates[-1] == (1_000.0, True)
-    assert con.settings == ["SET enable_progress_bar_print = false"]
+    assert con.settings == ["SET enable_progress_bar_print = false", "SET enable_progress_bar = true"]
 
 
 class _KernelConnection:

@@ -178,3 +178,34 @@ def test_both_protocols_from_one_scoring_pass_equal_each_protocols_own_recommend
         table.loc[Protocol.NEW_ITEMS, MetricCol.CONSUMERS]
         < table.loc[Protocol.ALL_ITEMS, MetricCol.CONSUMERS]
     )
+
+
+def test_interaction_data_logs_each_part_and_equals_the_parts_put_together(caplog) -> None:
+    """``interaction_data`` (the split's, the tuning window's and production's data: seconds each at
+    10M lines) logs the pairs, the profiles and the matrices, and is ``from_frames`` of the parts."""
+    import logging
+
+    from features.interactions import build_interactions, consumer_profiles, product_profiles
+    from models.evaluation import interaction_data
+    from models.recommenders import InteractionData
+
+    con = connect({"orders": orders_frame(), "products": products_frame()})
+    as_of = AsOf(date(2025, 3, 31))
+    with caplog.at_level(logging.INFO, logger="models.evaluation"):
+        data = interaction_data(con, as_of)
+    lines = [
+        record.getMessage() for record in caplog.records if "interaction data as of" in record.getMessage()
+    ]
+    assert [line.split(": ")[1].split(",")[0] for line in lines] == [
+        f"{data.matrix.nnz + data.blocked.nnz} pairs read",
+        f"profiles of {len(consumer_profiles(con, as_of))} consumers and {len(products_frame())} products",
+        f"{data.shape[0]} consumers x {data.shape[1]} products",
+    ]
+    parts = InteractionData.from_frames(
+        build_interactions(con, as_of, ordered=False),
+        consumer_profiles(con, as_of),
+        product_profiles(con),
+        as_of,
+    )
+    assert (data.matrix != parts.matrix).nnz == 0 and data.consumer_ids.equals(parts.consumer_ids)
+    pd.testing.assert_frame_equal(data.consumer_profiles, parts.consumer_profiles)

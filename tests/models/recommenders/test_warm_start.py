@@ -63,3 +63,32 @@ def test_the_ranker_warm_starts_the_fit_after_tuning_from_the_tuned_components(
     pd.testing.assert_frame_equal(
         ranker.models_["als"].score(ids), ALSRecommender(**als).fit(planted_data).score(ids), check_exact=True
     )
+
+
+def test_every_als_iteration_is_reported_cold_and_warm(
+    planted_data: InteractionData, other_data: InteractionData, monkeypatch
+) -> None:
+    """ALS reports each iteration (implicit's callback) through ``features.progress``: at 10M lines
+    an iteration is seconds, and a fit without it was a silent half minute. A warm fit counts its
+    ``warm_iterations``."""
+    import features.progress as progress_module
+
+    monkeypatch.setattr(progress_module, "LOG_EVERY_SECONDS", 0.0)
+    updates: list[progress_module.ProgressUpdate] = []
+    remove = progress_module.add_listener(updates.append)
+    try:
+        start = ALSRecommender(**ALS).fit(other_data).factor_start()
+        ALSRecommender(**ALS, warm_iterations=2).warm_from(start).fit(planted_data)
+    finally:
+        remove()
+    fits = [update for update in updates if update.step.startswith("als: fitting")]
+    assert [(update.done, update.total, update.finished) for update in fits] == [
+        (1, 3, False),
+        (2, 3, False),
+        (3, 3, False),
+        (3, 3, True),
+        (1, 2, False),
+        (2, 2, False),
+        (2, 2, True),
+    ]
+    assert f"{planted_data.shape[0]:,} consumers" in fits[-1].step
