@@ -9,9 +9,7 @@ Every column is documented in docs/segmentation.md.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from features.asof import AsOf
 from features.catalog import StepFile, export_file
+from features.clv import model_frames
 from features.columns import Col
 from features.consumer_features import ConsumerCol, consumer_features
 from features.distributor_features import distributor_features, distributor_monthly
@@ -32,6 +31,7 @@ from features.files import write_parquet_atomically
 from features.messages import DEFAULT_LOCALE, Messages
 from features.timing import Stopwatch
 from features.vocabulary import DistributorFeatureCol, ExportCol, TagCol
+from models.clv import warm_up
 from models.distributor_tiers import (
     assign_distributor_tiers,
     coaching_list,
@@ -116,13 +116,15 @@ def _segment(
     messages: Messages,
 ) -> SegmentationOutcome:
     watch = Stopwatch("segmentation", logger)
-    clv_libraries = _import_clv_libraries_meanwhile(settings)
+    clv_warm_up = _warm_up_clv_meanwhile(settings)
     features = consumer_features(
         con, as_of, window_days=settings.member_tiers.window_days, recent_days=settings.recent_days
     )
-    if clv_libraries is not None:
-        clv_libraries.join()
     watch.lap("consumer features")
+    frames = _clv_frames(con, as_of, settings)
+    if clv_warm_up is not None:
+        clv_warm_up.join()
+    watch.lap("clv frames")
     try:
         # KMeans and its silhouette run on fixed-size samples (clusters.fit_sample, silhouette_sample):
         # on one thread they are as fast alone and 3x faster on a busy machine than OpenMP/BLAS
@@ -135,7 +137,7 @@ def _segment(
             f"{where}: {error}\n  fix: pass --previous with an earlier run made with the same member tiers"
         ) from None
     watch.lap("rfm, member tiers and clusters")
-    clv = _clv(con, as_of, settings)
+    clv = _clv(frames, as_of, settings)
     if clv is not None:
         typed = clv.astype({Col.CONSUMER_ID: consumers[Col.CONSUMER_ID].dtype})
         consumers = consumers.merge(typed, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
@@ -299,36 +301,51 @@ def _churn_metrics(records: list[dict[str, object]]) -> dict[str, float]:
     return tracking_metrics(pd.DataFrame(records), "churn_validation") if records else {}
 
 
-def _import_clv_libraries_meanwhile(settings: SegmentationConfig) -> threading.Thread | None:
-    """Import PyMC and pymc-marketing (seconds of pure Python) on a thread while DuckDB, which
-    lets go of the GIL, builds the consumer features; the CLV fit then finds them loaded.
+def _warm_up_clv_meanwhile(settings: SegmentationConfig) -> threading.Thread | None:
+    """Import PyMC and pymc-marketing and load PyTensor's compiled-module cache
+    (``models.clv.warm_up``: seconds of pure Python, once per process) on a thread while DuckDB,
+    which lets go of the GIL, builds the consumer features and the CLV frames; the CLV fits
+    then find them ready.
 
-    Nothing else is imported meanwhile (the caller joins before going on), and a failed import
-    is left for the CLV step to meet and report as it always did.
+    Nothing else is imported or compiled meanwhile (the caller joins before going on), and a
+    failure is left for the CLV step to meet and report as it always did.
     """
-    if not settings.clv.enabled or "pymc_marketing.clv" in sys.modules:
+    if not settings.clv.enabled:
         return None
 
     def load() -> None:
         try:
-            importlib.import_module("pymc_marketing.clv")
-        except Exception:  # the CLV step imports it again and reports the error
-            logger.debug("importing pymc_marketing ahead of the CLV fit failed", exc_info=True)
+            warm_up()
+        except Exception:  # the CLV fit imports and compiles again and reports the error
+            logger.debug("warming up the CLV libraries ahead of the CLV fit failed", exc_info=True)
 
-    thread = threading.Thread(target=load, name="siyu-import-clv-libraries", daemon=True)
+    thread = threading.Thread(target=load, name="siyu-warm-up-clv", daemon=True)
     thread.start()
     return thread
 
 
-def _clv(con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConfig) -> pd.DataFrame | None:
-    """The CLV columns of every buyer (``models.segmentation.clv_columns``); None when CLV is off."""
+def _clv_frames(
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConfig
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
+    """Training, validation and current frames of the CLV and churn models
+    (``features.clv.model_frames``); None when CLV is off."""
     if not settings.clv.enabled:
         return None
-    from features.clv import model_frames
-
-    train, validation, current = model_frames(
-        con, as_of, settings.clv.horizon_days, settings.clv.returned_lines
+    frames = model_frames(con, as_of, settings.clv.horizon_days, settings.clv.returned_lines)
+    logger.info(
+        "CLV frames: %s training, %s validation and %s current buyers",
+        *(f"{len(frame):,}" for frame in frames),
     )
+    return frames
+
+
+def _clv(
+    frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None, as_of: AsOf, settings: SegmentationConfig
+) -> pd.DataFrame | None:
+    """The CLV columns of every buyer (``models.segmentation.clv_columns``); None when CLV is off."""
+    if frames is None:
+        return None
+    train, validation, current = frames
     clv = clv_columns(current, settings, train, validation)
     logger.info("churn / value models chosen on the window before %s: %s", as_of, clv.attrs["chosen"])
     return clv
