@@ -6,6 +6,7 @@ CLV is switched off here (it has its own tests); the step's CLV wiring is exerci
 
 from __future__ import annotations
 
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -342,3 +343,25 @@ def test_a_non_utf8_previous_tiers_file_names_itself_and_the_fix(tmp_path: Path)
     (tmp_path / StepFile.CONSUMER_TIERS).write_bytes("consumer_id,member_tier\nC1,普通\n".encode("gb18030"))
     with pytest.raises(SiyuError, match=r"consumer_tiers.csv: cannot be read .*\n  fix: pass --previous"):
         read_previous_tiers(tmp_path)
+
+
+def test_the_clv_warm_up_runs_on_its_own_thread_only_when_clv_is_on(monkeypatch) -> None:
+    """PyMC's import and PyTensor's module cache load beside the DuckDB queries, never with CLV off."""
+    ran: list[str] = []
+    monkeypatch.setattr(segment_step, "warm_up", lambda: ran.append(threading.current_thread().name))
+    assert segment_step._warm_up_clv_meanwhile(SETTINGS) is None
+    thread = segment_step._warm_up_clv_meanwhile(SETTINGS.model_copy(update={"clv": CLVConfig()}))
+    assert thread is not None
+    thread.join()
+    assert ran == ["siyu-warm-up-clv"] and thread.name != threading.current_thread().name
+
+
+def test_a_failed_clv_warm_up_is_left_for_the_fit_to_report(monkeypatch, caplog) -> None:
+    def broken() -> None:
+        raise ImportError("no pymc here")
+
+    monkeypatch.setattr(segment_step, "warm_up", broken)
+    with caplog.at_level("DEBUG", logger=segment_step.__name__):
+        thread = segment_step._warm_up_clv_meanwhile(SETTINGS.model_copy(update={"clv": CLVConfig()}))
+        thread.join()
+    assert any("warming up the CLV libraries" in record.getMessage() for record in caplog.records)
