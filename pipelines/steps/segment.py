@@ -16,6 +16,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
@@ -210,7 +211,7 @@ def _write_consumer_files(
     export = for_people(consumers.reindex(columns=list(columns)), settings)
     tiers_csv = out_dir / StepFile.CONSUMER_TIERS
     paths = {
-        StepFile.CONSUMER_TIERS: write_excel_csv(localize_frame(export, messages), tiers_csv),
+        StepFile.CONSUMER_TIERS: write_excel_csv(floats_as_text(localize_frame(export, messages)), tiers_csv),
         StepFile.CONSUMER_TIERS_TWIN: write_parquet_atomically(export, twin_path(tiers_csv)),
         StepFile.TIER_MIGRATION: write_excel_csv(
             localize_frame(summaries.migration, messages, tier_columns=settings.member_tiers.names),
@@ -231,6 +232,26 @@ def _write_consumer_files(
             localize_frame(summaries.cluster_profiles, messages), out_dir / StepFile.CLUSTER_PROFILES
         )
     return paths
+
+
+def floats_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its float64 columns as the text pandas writes for them in a CSV (numpy's
+    shortest round-trip repr, empty when missing): the same bytes, and a long export
+    (``consumer_tiers`` at a million consumers) then goes through ``write_excel_csv``'s DuckDB
+    writer, several threads, instead of pandas' one. Unchanged when a float is negative: as text
+    it would be taken for a formula and guarded, where pandas writes the number."""
+    floats = [column for column in frame.columns if frame[column].dtype == "float64"]
+    if not floats or any(np.signbit(frame[column].to_numpy()).any() for column in floats):
+        return frame
+    texts = {
+        column: pd.Series(
+            np.where(frame[column].isna(), None, frame[column].to_numpy().astype(str)),
+            index=frame.index,
+            dtype="string",
+        )
+        for column in floats
+    }
+    return frame.assign(**texts)
 
 
 def for_people(export: pd.DataFrame, settings: SegmentationConfig) -> pd.DataFrame:
