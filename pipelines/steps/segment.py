@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -126,27 +127,14 @@ def _segment(
     if clv_warm_up is not None:
         clv_warm_up.join()
     watch.lap("clv frames")
-    try:
-        # KMeans and its silhouette run on fixed-size samples (clusters.fit_sample, silhouette_sample):
-        # on one thread they are as fast alone and 3x faster on a busy machine than OpenMP/BLAS
-        # threads spinning against other work (sim100k under load: 32.5s -> 11.3s, same clusters).
-        with threadpool_limits(limits=1):
-            consumers, summaries = segment_consumers(features, previous, settings)
-    except PreviousTiersMismatch as error:
-        where = previous_dir / StepFile.CONSUMER_TIERS if previous_dir else "previous tiers"
-        raise SiyuError(
-            f"{where}: {error}\n  fix: pass --previous with an earlier run made with the same member tiers"
-        ) from None
-    watch.lap("rfm, member tiers and clusters")
-    clv = _clv(frames, as_of, settings)
-    if clv is not None:
-        typed = clv.astype({Col.CONSUMER_ID: consumers[Col.CONSUMER_ID].dtype})
-        consumers = consumers.merge(typed, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
-    watch.lap("clv")
-    paths = _write_consumer_files(consumers, summaries, settings, out_dir, messages)
-    tags = profile_tags(features, settings.tags)
-    tags[TagCol.TAG_LABEL] = tag_labels(tags, messages)
-    paths[StepFile.PROFILE_TAGS] = write_parquet_atomically(tags, out_dir / StepFile.PROFILE_TAGS)
+    # the tags need the features only: written on a side thread while rfm, tiers and clusters
+    # hold one core (threadpool_limits below), collected with the consumer exports
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-tags") as side:
+        tags = side.submit(_write_tags, features, settings, out_dir, messages)
+        consumers, summaries, clv, paths = _consumers(
+            features, frames, as_of, settings, out_dir, previous, previous_dir, messages, watch
+        )
+        paths[StepFile.PROFILE_TAGS] = tags.result()
     watch.lap("consumer exports and tags")
     distributors = _distributor_files(con, as_of, settings, out_dir, messages)
     paths.update(distributors.paths)
@@ -168,6 +156,47 @@ def _segment(
         churn_metrics={} if clv is None else _churn_metrics(clv.attrs.get("validation", [])),
         churn_chosen={} if clv is None else dict(clv.attrs.get("chosen", {})),
     )
+
+
+def _consumers(
+    features: pd.DataFrame,
+    frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None,
+    as_of: AsOf,
+    settings: SegmentationConfig,
+    out_dir: Path,
+    previous: pd.DataFrame | None,
+    previous_dir: Path | None,
+    messages: Messages,
+    watch: Stopwatch,
+) -> tuple[pd.DataFrame, ConsumerSummaries, pd.DataFrame | None, dict[str, Path]]:
+    """RFM, member tiers, clusters and CLV of every consumer, and the consumer export files."""
+    try:
+        # KMeans and its silhouette run on fixed-size samples (clusters.fit_sample, silhouette_sample):
+        # on one thread they are as fast alone and 3x faster on a busy machine than OpenMP/BLAS
+        # threads spinning against other work (sim100k under load: 32.5s -> 11.3s, same clusters).
+        with threadpool_limits(limits=1):
+            consumers, summaries = segment_consumers(features, previous, settings)
+    except PreviousTiersMismatch as error:
+        where = previous_dir / StepFile.CONSUMER_TIERS if previous_dir else "previous tiers"
+        raise SiyuError(
+            f"{where}: {error}\n  fix: pass --previous with an earlier run made with the same member tiers"
+        ) from None
+    watch.lap("rfm, member tiers and clusters")
+    clv = _clv(frames, as_of, settings)
+    if clv is not None:
+        typed = clv.astype({Col.CONSUMER_ID: consumers[Col.CONSUMER_ID].dtype})
+        consumers = consumers.merge(typed, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
+    watch.lap("clv")
+    return consumers, summaries, clv, _write_consumer_files(consumers, summaries, settings, out_dir, messages)
+
+
+def _write_tags(
+    features: pd.DataFrame, settings: SegmentationConfig, out_dir: Path, messages: Messages
+) -> Path:
+    """``profile_tags.parquet``: every consumer's profile tags with their labels in the run's locale."""
+    tags = profile_tags(features, settings.tags)
+    tags[TagCol.TAG_LABEL] = tag_labels(tags, messages)
+    return write_parquet_atomically(tags, out_dir / StepFile.PROFILE_TAGS)
 
 
 def read_previous_tiers(previous_dir: Path | None) -> pd.DataFrame | None:
