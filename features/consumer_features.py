@@ -26,7 +26,7 @@ import pandas as pd
 from features.asof import AsOf
 from features.columns import Col, Table
 from features.contract import UNKNOWN_CATEGORY
-from features.engine import has_table
+from features.engine import counted_query, has_table, quiet_progress_bar, setting
 from features.sql import literal, render
 from features.vocabulary import ConsumerCol
 
@@ -54,8 +54,18 @@ def consumer_features(
         profile_cte=_profile_sql(con),
         unknown=literal(UNKNOWN_CATEGORY),
     )
-    features = con.execute(sql, params).df()
-    return _typed(features)[list(FEATURE_COLUMNS)]
+    return _typed(_counted(con, sql, params))[list(FEATURE_COLUMNS)]
+
+
+def _counted(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) -> pd.DataFrame:
+    """The features query's result, with progress counts over the order lines while DuckDB runs it
+    (seconds per million lines: no silent stretch); the Spark engine's session, which has no
+    query progress, and a Jupyter kernel's DuckDB, which keeps its own bar, run it as it is."""
+    if not isinstance(con, duckdb.DuckDBPyConnection) or not quiet_progress_bar(con):
+        return con.execute(sql, params).df()
+    lines = con.execute(render("SELECT count(*) FROM {orders}")).fetchone()[0]  # type: ignore[index]
+    with setting(con, "enable_progress_bar", True):  # off, DuckDB's query_progress answers -1
+        return counted_query(con, sql, params, "consumer features", rows=int(lines))  # type: ignore[arg-type]
 
 
 def _params(as_of: AsOf, window_days: int, recent_days: int) -> dict[str, object]:

@@ -21,6 +21,8 @@ the nightly never stops on it.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 import time
 import warnings
@@ -174,6 +176,24 @@ def fit_clv(summary: pd.DataFrame, config: CLVConfig, value: bool = True) -> CLV
         len(spend_data), set_aside, _rounded(timings),
     )  # fmt: skip
     return result
+
+
+@functools.cache
+def warm_up() -> None:
+    """Import pymc-marketing and load PyTensor's cache of compiled C modules, once per process.
+
+    Both are seconds of pure Python that the first fit would otherwise spend (the cache's
+    index is read whole, one pickle per module ever compiled on the machine: ~3 s of CPU for
+    some 500 modules). A caller runs this on a thread beside work that lets go of the GIL
+    (the DuckDB feature queries), before any fit compiles; a failure is left for the fit to
+    meet and report.
+    """
+    import pytensor
+    import pytensor.tensor as pt
+
+    importlib.import_module("pymc_marketing.clv")
+    values = pt.dvector("values")
+    pytensor.function([values], pt.log1p(values))  # a C function: PyTensor reads its module cache
 
 
 def fit_rows(consumers: int, config: CLVConfig) -> np.ndarray:

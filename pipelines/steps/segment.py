@@ -9,20 +9,21 @@ Every column is documented in docs/segmentation.md.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from features.asof import AsOf
 from features.catalog import StepFile, export_file
+from features.clv import model_frames
 from features.columns import Col
 from features.consumer_features import ConsumerCol, consumer_features
 from features.distributor_features import distributor_features, distributor_monthly
@@ -32,6 +33,7 @@ from features.files import write_parquet_atomically
 from features.messages import DEFAULT_LOCALE, Messages
 from features.timing import Stopwatch
 from features.vocabulary import DistributorFeatureCol, ExportCol, TagCol
+from models.clv import warm_up
 from models.distributor_tiers import (
     assign_distributor_tiers,
     coaching_list,
@@ -116,34 +118,23 @@ def _segment(
     messages: Messages,
 ) -> SegmentationOutcome:
     watch = Stopwatch("segmentation", logger)
-    clv_libraries = _import_clv_libraries_meanwhile(settings)
+    clv_warm_up = _warm_up_clv_meanwhile(settings)
     features = consumer_features(
         con, as_of, window_days=settings.member_tiers.window_days, recent_days=settings.recent_days
     )
-    if clv_libraries is not None:
-        clv_libraries.join()
     watch.lap("consumer features")
-    try:
-        # KMeans and its silhouette run on fixed-size samples (clusters.fit_sample, silhouette_sample):
-        # on one thread they are as fast alone and 3x faster on a busy machine than OpenMP/BLAS
-        # threads spinning against other work (sim100k under load: 32.5s -> 11.3s, same clusters).
-        with threadpool_limits(limits=1):
-            consumers, summaries = segment_consumers(features, previous, settings)
-    except PreviousTiersMismatch as error:
-        where = previous_dir / StepFile.CONSUMER_TIERS if previous_dir else "previous tiers"
-        raise SiyuError(
-            f"{where}: {error}\n  fix: pass --previous with an earlier run made with the same member tiers"
-        ) from None
-    watch.lap("rfm, member tiers and clusters")
-    clv = _clv(con, as_of, settings)
-    if clv is not None:
-        typed = clv.astype({Col.CONSUMER_ID: consumers[Col.CONSUMER_ID].dtype})
-        consumers = consumers.merge(typed, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
-    watch.lap("clv")
-    paths = _write_consumer_files(consumers, summaries, settings, out_dir, messages)
-    tags = profile_tags(features, settings.tags)
-    tags[TagCol.TAG_LABEL] = tag_labels(tags, messages)
-    paths[StepFile.PROFILE_TAGS] = write_parquet_atomically(tags, out_dir / StepFile.PROFILE_TAGS)
+    frames = _clv_frames(con, as_of, settings)
+    if clv_warm_up is not None:
+        clv_warm_up.join()
+    watch.lap("clv frames")
+    # the tags need the features only: written on a side thread while rfm, tiers and clusters
+    # hold one core (threadpool_limits below), collected with the consumer exports
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-tags") as side:
+        tags = side.submit(_write_tags, features, settings, out_dir, messages)
+        consumers, summaries, clv, paths = _consumers(
+            features, frames, as_of, settings, out_dir, previous, previous_dir, messages, watch
+        )
+        paths[StepFile.PROFILE_TAGS] = tags.result()
     watch.lap("consumer exports and tags")
     distributors = _distributor_files(con, as_of, settings, out_dir, messages)
     paths.update(distributors.paths)
@@ -165,6 +156,47 @@ def _segment(
         churn_metrics={} if clv is None else _churn_metrics(clv.attrs.get("validation", [])),
         churn_chosen={} if clv is None else dict(clv.attrs.get("chosen", {})),
     )
+
+
+def _consumers(
+    features: pd.DataFrame,
+    frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None,
+    as_of: AsOf,
+    settings: SegmentationConfig,
+    out_dir: Path,
+    previous: pd.DataFrame | None,
+    previous_dir: Path | None,
+    messages: Messages,
+    watch: Stopwatch,
+) -> tuple[pd.DataFrame, ConsumerSummaries, pd.DataFrame | None, dict[str, Path]]:
+    """RFM, member tiers, clusters and CLV of every consumer, and the consumer export files."""
+    try:
+        # KMeans and its silhouette run on fixed-size samples (clusters.fit_sample, silhouette_sample):
+        # on one thread they are as fast alone and 3x faster on a busy machine than OpenMP/BLAS
+        # threads spinning against other work (sim100k under load: 32.5s -> 11.3s, same clusters).
+        with threadpool_limits(limits=1):
+            consumers, summaries = segment_consumers(features, previous, settings)
+    except PreviousTiersMismatch as error:
+        where = previous_dir / StepFile.CONSUMER_TIERS if previous_dir else "previous tiers"
+        raise SiyuError(
+            f"{where}: {error}\n  fix: pass --previous with an earlier run made with the same member tiers"
+        ) from None
+    watch.lap("rfm, member tiers and clusters")
+    clv = _clv(frames, as_of, settings)
+    if clv is not None:
+        typed = clv.astype({Col.CONSUMER_ID: consumers[Col.CONSUMER_ID].dtype})
+        consumers = consumers.merge(typed, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
+    watch.lap("clv")
+    return consumers, summaries, clv, _write_consumer_files(consumers, summaries, settings, out_dir, messages)
+
+
+def _write_tags(
+    features: pd.DataFrame, settings: SegmentationConfig, out_dir: Path, messages: Messages
+) -> Path:
+    """``profile_tags.parquet``: every consumer's profile tags with their labels in the run's locale."""
+    tags = profile_tags(features, settings.tags)
+    tags[TagCol.TAG_LABEL] = tag_labels(tags, messages)
+    return write_parquet_atomically(tags, out_dir / StepFile.PROFILE_TAGS)
 
 
 def read_previous_tiers(previous_dir: Path | None) -> pd.DataFrame | None:
@@ -208,7 +240,7 @@ def _write_consumer_files(
     export = for_people(consumers.reindex(columns=list(columns)), settings)
     tiers_csv = out_dir / StepFile.CONSUMER_TIERS
     paths = {
-        StepFile.CONSUMER_TIERS: write_excel_csv(localize_frame(export, messages), tiers_csv),
+        StepFile.CONSUMER_TIERS: write_excel_csv(floats_as_text(localize_frame(export, messages)), tiers_csv),
         StepFile.CONSUMER_TIERS_TWIN: write_parquet_atomically(export, twin_path(tiers_csv)),
         StepFile.TIER_MIGRATION: write_excel_csv(
             localize_frame(summaries.migration, messages, tier_columns=settings.member_tiers.names),
@@ -229,6 +261,26 @@ def _write_consumer_files(
             localize_frame(summaries.cluster_profiles, messages), out_dir / StepFile.CLUSTER_PROFILES
         )
     return paths
+
+
+def floats_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its float64 columns as the text pandas writes for them in a CSV (numpy's
+    shortest round-trip repr, empty when missing): the same bytes, and a long export
+    (``consumer_tiers`` at a million consumers) then goes through ``write_excel_csv``'s DuckDB
+    writer, several threads, instead of pandas' one. Unchanged when a float is negative: as text
+    it would be taken for a formula and guarded, where pandas writes the number."""
+    floats = [column for column in frame.columns if frame[column].dtype == "float64"]
+    if not floats or any(np.signbit(frame[column].to_numpy()).any() for column in floats):
+        return frame
+    texts = {
+        column: pd.Series(
+            np.where(frame[column].isna(), None, frame[column].to_numpy().astype(str)),
+            index=frame.index,
+            dtype="string",
+        )
+        for column in floats
+    }
+    return frame.assign(**texts)
 
 
 def for_people(export: pd.DataFrame, settings: SegmentationConfig) -> pd.DataFrame:
@@ -299,36 +351,51 @@ def _churn_metrics(records: list[dict[str, object]]) -> dict[str, float]:
     return tracking_metrics(pd.DataFrame(records), "churn_validation") if records else {}
 
 
-def _import_clv_libraries_meanwhile(settings: SegmentationConfig) -> threading.Thread | None:
-    """Import PyMC and pymc-marketing (seconds of pure Python) on a thread while DuckDB, which
-    lets go of the GIL, builds the consumer features; the CLV fit then finds them loaded.
+def _warm_up_clv_meanwhile(settings: SegmentationConfig) -> threading.Thread | None:
+    """Import PyMC and pymc-marketing and load PyTensor's compiled-module cache
+    (``models.clv.warm_up``: seconds of pure Python, once per process) on a thread while DuckDB,
+    which lets go of the GIL, builds the consumer features and the CLV frames; the CLV fits
+    then find them ready.
 
-    Nothing else is imported meanwhile (the caller joins before going on), and a failed import
-    is left for the CLV step to meet and report as it always did.
+    Nothing else is imported or compiled meanwhile (the caller joins before going on), and a
+    failure is left for the CLV step to meet and report as it always did.
     """
-    if not settings.clv.enabled or "pymc_marketing.clv" in sys.modules:
+    if not settings.clv.enabled:
         return None
 
     def load() -> None:
         try:
-            importlib.import_module("pymc_marketing.clv")
-        except Exception:  # the CLV step imports it again and reports the error
-            logger.debug("importing pymc_marketing ahead of the CLV fit failed", exc_info=True)
+            warm_up()
+        except Exception:  # the CLV fit imports and compiles again and reports the error
+            logger.debug("warming up the CLV libraries ahead of the CLV fit failed", exc_info=True)
 
-    thread = threading.Thread(target=load, name="siyu-import-clv-libraries", daemon=True)
+    thread = threading.Thread(target=load, name="siyu-warm-up-clv", daemon=True)
     thread.start()
     return thread
 
 
-def _clv(con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConfig) -> pd.DataFrame | None:
-    """The CLV columns of every buyer (``models.segmentation.clv_columns``); None when CLV is off."""
+def _clv_frames(
+    con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConfig
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
+    """Training, validation and current frames of the CLV and churn models
+    (``features.clv.model_frames``); None when CLV is off."""
     if not settings.clv.enabled:
         return None
-    from features.clv import model_frames
-
-    train, validation, current = model_frames(
-        con, as_of, settings.clv.horizon_days, settings.clv.returned_lines
+    frames = model_frames(con, as_of, settings.clv.horizon_days, settings.clv.returned_lines)
+    logger.info(
+        "CLV frames: %s training, %s validation and %s current buyers",
+        *(f"{len(frame):,}" for frame in frames),
     )
+    return frames
+
+
+def _clv(
+    frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None, as_of: AsOf, settings: SegmentationConfig
+) -> pd.DataFrame | None:
+    """The CLV columns of every buyer (``models.segmentation.clv_columns``); None when CLV is off."""
+    if frames is None:
+        return None
+    train, validation, current = frames
     clv = clv_columns(current, settings, train, validation)
     logger.info("churn / value models chosen on the window before %s: %s", as_of, clv.attrs["chosen"])
     return clv

@@ -209,3 +209,15 @@ def test_optional_tables_may_be_missing() -> None:
     assert features[ConsumerCol.AGE_BAND].isna().all()
     assert (features[ConsumerCol.COMPLAINTS] == 0).all() and (features[ConsumerCol.EVENTS_30D] == 0).all()
     assert features[ConsumerCol.HOME_DISTRIBUTOR_ID].tolist() == ["D1", "D1", "D2"]  # C1: 3 orders via D1
+
+
+def test_the_features_query_counts_its_progress_and_leaves_the_session_as_it_was(caplog) -> None:
+    """A line per stretch of the query (none silent at 10M lines); DuckDB's progress setting restored."""
+    con = connect(all_tables())
+    progress_setting = "SELECT current_setting('enable_progress_bar')"
+    before = con.execute(progress_setting).fetchone()
+    with caplog.at_level("INFO", logger="siyu.progress"):
+        consumer_features(con, AS_OF)
+    lines = [record.getMessage() for record in caplog.records]
+    assert any(line.startswith("consumer features: ") and line.endswith("done") for line in lines)
+    assert con.execute(progress_setting).fetchone() == before

@@ -183,3 +183,18 @@ def test_a_forecast_whose_value_is_not_wanted_skips_only_the_value(frames) -> No
     none_valued = score_candidates(train, validation, CLV, config, value=("bgnbd",))
     assert np.isnan(none_valued.value["gradient_boosting"]).all()
     np.testing.assert_array_equal(none_valued.value["bgnbd"], both.value["bgnbd"])
+
+
+def test_each_candidate_says_when_it_is_done(frames, caplog: pytest.LogCaptureFixture) -> None:
+    """One log line per candidate (the CLV fits are no silent stretch), from whichever thread ran it."""
+    train, validation, _ = frames
+    config = ChurnConfig(candidates=("logistic", "logistic_rf"), forecast_candidates=("gradient_boosting",))
+    with caplog.at_level("INFO", logger="models.churn"):
+        score_candidates(train, validation, CLV, config)
+    done = [record.getMessage() for record in caplog.records if "candidate" in record.getMessage()]
+    assert sorted(line.split(" scored ")[0] for line in done) == [
+        "churn models: churn candidate logistic",
+        "churn models: churn candidate logistic_rf",
+        "churn models: forecast candidate gradient_boosting",
+    ]
+    assert all(f"scored {len(validation):,} buyers in " in line for line in done)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -184,3 +186,21 @@ def test_config_forbids_unknown_keys_and_unusable_priors() -> None:
     )
     assert weibull.bgnbd_priors.alpha.to_prior().distribution == "Weibull"
     assert weibull.bgnbd_priors.r.distribution == "HalfFlat"
+
+
+@pytest.mark.slow
+def test_warm_up_imports_pymc_marketing_and_loads_pytensors_module_cache() -> None:
+    """In a fresh interpreter (here both may be loaded already): what the first fit would otherwise do."""
+    check = (
+        "import sys\n"
+        "from pytensor.link.c import cmodule\n"
+        "assert cmodule._module_cache is None and 'pymc_marketing.clv' not in sys.modules\n"
+        "from models.clv import warm_up\n"
+        "warm_up(); warm_up()\n"
+        "assert cmodule._module_cache is not None and 'pymc_marketing.clv' in sys.modules\n"
+        "assert warm_up.cache_info().hits == 1\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check], cwd=Path(__file__).parents[2], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -6,6 +6,7 @@ CLV is switched off here (it has its own tests); the step's CLV wiring is exerci
 
 from __future__ import annotations
 
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -342,3 +343,52 @@ def test_a_non_utf8_previous_tiers_file_names_itself_and_the_fix(tmp_path: Path)
     (tmp_path / StepFile.CONSUMER_TIERS).write_bytes("consumer_id,member_tier\nC1,普通\n".encode("gb18030"))
     with pytest.raises(SiyuError, match=r"consumer_tiers.csv: cannot be read .*\n  fix: pass --previous"):
         read_previous_tiers(tmp_path)
+
+
+def test_the_clv_warm_up_runs_on_its_own_thread_only_when_clv_is_on(monkeypatch) -> None:
+    """PyMC's import and PyTensor's module cache load beside the DuckDB queries, never with CLV off."""
+    ran: list[str] = []
+    monkeypatch.setattr(segment_step, "warm_up", lambda: ran.append(threading.current_thread().name))
+    assert segment_step._warm_up_clv_meanwhile(SETTINGS) is None
+    thread = segment_step._warm_up_clv_meanwhile(SETTINGS.model_copy(update={"clv": CLVConfig()}))
+    assert thread is not None
+    thread.join()
+    assert ran == ["siyu-warm-up-clv"] and thread.name != threading.current_thread().name
+
+
+def test_a_failed_clv_warm_up_is_left_for_the_fit_to_report(monkeypatch, caplog) -> None:
+    def broken() -> None:
+        raise ImportError("no pymc here")
+
+    monkeypatch.setattr(segment_step, "warm_up", broken)
+    with caplog.at_level("DEBUG", logger=segment_step.__name__):
+        thread = segment_step._warm_up_clv_meanwhile(SETTINGS.model_copy(update={"clv": CLVConfig()}))
+        thread.join()
+    assert any("warming up the CLV libraries" in record.getMessage() for record in caplog.records)
+
+
+def test_floats_as_text_write_the_same_csv_bytes_through_duckdb(tmp_path: Path, monkeypatch) -> None:
+    """consumer_tiers' floats as pandas' own text: a long export goes to the DuckDB writer, same bytes."""
+    import reporting.excel
+
+    typed = pd.DataFrame(
+        {
+            "id": pd.array(["C1", "=C2", "C,3", "", None, "C6"], dtype="string"),
+            "spend": [0.1, 5.0, 1e-05, 1e16, float("nan"), 123456.789],
+            "risk": [0.0012, 0.9988, float("nan"), 0.5, 2.5e-310, float("inf")],
+            "orders": pd.array([1, None, 3, 4, 5, 6], dtype="Int64"),
+        }
+    )
+    write_excel_csv(typed, tmp_path / "pandas.csv")
+    monkeypatch.setattr(reporting.excel, "CSV_BLOCK_ROWS", 2)  # six rows: a "long" file
+    as_text = segment_step.floats_as_text(typed)
+    assert all(pd.api.types.is_string_dtype(as_text[column]) for column in ("spend", "risk"))
+    write_excel_csv(as_text, tmp_path / "duckdb.csv")
+    assert (tmp_path / "duckdb.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
+
+
+def test_a_negative_float_keeps_the_frame_as_it_is() -> None:
+    """As text, -2.5 would be guarded as a formula; pandas writes it as a number."""
+    for negative in (-2.5, -0.0):
+        frame = pd.DataFrame({"spend": [1.5, negative], "risk": [0.1, 0.2]})
+        assert segment_step.floats_as_text(frame) is frame
