@@ -26,7 +26,7 @@ import pandas as pd
 from features.asof import AsOf
 from features.columns import Col, Table
 from features.contract import UNKNOWN_CATEGORY
-from features.engine import counted_query, has_table, quiet_progress_bar, setting
+from features.engine import counted_query, has_table, quiet_progress_bar
 from features.sql import literal, render
 from features.vocabulary import ConsumerCol
 
@@ -64,8 +64,7 @@ def _counted(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]
     if not isinstance(con, duckdb.DuckDBPyConnection) or not quiet_progress_bar(con):
         return con.execute(sql, params).df()
     lines = con.execute(render("SELECT count(*) FROM {orders}")).fetchone()[0]  # type: ignore[index]
-    with setting(con, "enable_progress_bar", True):  # off, DuckDB's query_progress answers -1
-        return counted_query(con, sql, params, "consumer features", rows=int(lines))  # type: ignore[arg-type]
+    return counted_query(con, sql, params, "consumer features", rows=int(lines))  # type: ignore[arg-type]
 
 
 def _params(as_of: AsOf, window_days: int, recent_days: int) -> dict[str, object]:
