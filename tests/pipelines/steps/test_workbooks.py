@@ -331,6 +331,17 @@ def test_an_error_in_the_child_process_is_raised_here(tmp_path: Path) -> None:
         in_child_process(write_books, missing, tmp_path, WorkbookConfig(), "en")
 
 
+def test_the_child_process_runs_as_nice_as_asked() -> None:
+    """The side workbooks take the CPU the recommenders leave: the child is nicer than its parent."""
+    import os
+
+    from pipelines.steps.workbooks import BESIDE_NICENESS, in_child_process
+
+    own = os.nice(0)
+    assert in_child_process(os.nice, 0) == own
+    assert in_child_process(os.nice, 0, niceness=BESIDE_NICENESS) == min(own + BESIDE_NICENESS, 19)
+
+
 def test_a_script_without_a_main_guard_can_start_the_child_process(tmp_path: Path) -> None:
     """The child is a fresh interpreter that never runs the caller's ``__main__`` again (a
     spawned multiprocessing child would, and fail: "start a new process before the current
