@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 
 logger = logging.getLogger("siyu.progress")
 
-LOG_EVERY_SECONDS = 8.0
+# At most this long between log lines while updates arrive: a loop whose steps take up to ~5 s
+# (an ALS iteration at 10M lines) then leaves no stretch over ~10 s without a line (issue 18).
+LOG_EVERY_SECONDS = 5.0
 # The unit of the loops over consumers (scoring, tuning, lists).
 CONSUMERS = "consumers"  # vocabulary: a value, not a column
 

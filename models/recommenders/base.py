@@ -78,6 +78,7 @@ from features.columns import Col
 from features.errors import SiyuError
 from features.files import write_text_atomically
 from features.interactions import InteractionCol, upper_bound
+from features.progress import progress
 from features.vocabulary import ModelFileKey, RecCol
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,10 @@ FORMAT_VERSION = 1
 
 
 # --- data ----------------------------------------------------------------------------------------
+
+
+# The parts ``InteractionData.from_frames`` counts: the two id codings and five matrices.
+FROM_FRAMES_PARTS = 7
 
 
 @dataclass(frozen=True)
@@ -129,32 +134,45 @@ class InteractionData:
         ``as_of`` dates ``age_days`` (default: the day of the latest interaction).
         """
         _require(interactions, (Col.CONSUMER_ID, Col.PRODUCT_ID, InteractionCol.WEIGHT), "interactions")
-        rows, consumer_ids = _codes(interactions[Col.CONSUMER_ID], Col.CONSUMER_ID)
-        cols, product_ids = _codes(interactions[Col.PRODUCT_ID], Col.PRODUCT_ID)
-        weight = interactions[InteractionCol.WEIGHT].to_numpy(dtype=np.float64)
-        shape = (len(consumer_ids), len(product_ids))
-        positive = weight > 0
+        # seconds per part at 10M lines: counted, so the assembly is not one silent stretch
+        with progress("interaction data: ids and matrices", total=FROM_FRAMES_PARTS, unit="parts") as bar:
+            rows, consumer_ids = _codes(interactions[Col.CONSUMER_ID], Col.CONSUMER_ID)
+            bar.advance()
+            cols, product_ids = _codes(interactions[Col.PRODUCT_ID], Col.PRODUCT_ID)
+            bar.advance()
+            weight = interactions[InteractionCol.WEIGHT].to_numpy(dtype=np.float64)
+            shape = (len(consumer_ids), len(product_ids))
+            positive = weight > 0
 
-        def aligned(values: np.ndarray) -> sp.csr_matrix:
-            coo = (values[positive].astype(np.float32), (rows[positive], cols[positive]))
-            return sp.csr_matrix(coo, shape=shape)
+            def aligned(values: np.ndarray) -> sp.csr_matrix:
+                coo = (values[positive].astype(np.float32), (rows[positive], cols[positive]))
+                return sp.csr_matrix(coo, shape=shape)
 
-        blocked = sp.csr_matrix((np.ones((~positive).sum(), bool), (rows[~positive], cols[~positive])), shape)
-        purchases = age_days = None
-        if InteractionCol.PURCHASES in interactions:
-            purchases = aligned(interactions[InteractionCol.PURCHASES].to_numpy(dtype=np.float64))
-        if InteractionCol.LAST_INTERACTION_AT in interactions:
-            age_days = aligned(_age_days(interactions[InteractionCol.LAST_INTERACTION_AT], as_of))
+            matrix = aligned(weight)
+            bar.advance()
+            blocked = sp.csr_matrix(
+                (np.ones((~positive).sum(), bool), (rows[~positive], cols[~positive])), shape
+            )
+            bar.advance()
+            purchases = age_days = None
+            if InteractionCol.PURCHASES in interactions:
+                purchases = aligned(interactions[InteractionCol.PURCHASES].to_numpy(dtype=np.float64))
+            bar.advance()
+            if InteractionCol.LAST_INTERACTION_AT in interactions:
+                age_days = aligned(_age_days(interactions[InteractionCol.LAST_INTERACTION_AT], as_of))
+            bar.advance()
+            span = _purchase_span(interactions, aligned)
+            bar.advance()
         return cls(
             consumer_ids,
             product_ids,
-            aligned(weight),
+            matrix,
             blocked,
             _profiles(consumers, Col.CONSUMER_ID, None),
             _profiles(products, Col.PRODUCT_ID, product_ids),
             purchases,
             age_days,
-            _purchase_span(interactions, aligned),
+            span,
         )
 
     @property
