@@ -70,6 +70,7 @@ from features.engine import count_table_read
 from features.errors import ContractError
 from features.files import atomic_path, move_into_place, partial_path
 from features.reader import RawTable, TableInput
+from features.store import log_report
 from features.validate import (
     _DAY_MONTH,
     _KIND_WORDS,
@@ -120,7 +121,7 @@ def spark_validate(
             )
             clean[table] = clean_rows
             reports.append(report)
-            _log_report(report)
+            log_report(report)
         document = {
             ValidationKey.AS_OF: as_of.isoformat(),
             ValidationKey.TABLES: [asdict(r) for r in reports],
@@ -131,20 +132,6 @@ def spark_validate(
     for frame in clean.values():
         frame.unpersist()
     return ValidationResult(as_of, reports)
-
-
-def _log_report(report: TableReport) -> None:
-    logger.info(
-        "validated %s: %d kept, %d quarantined %s",
-        report.table,
-        report.rows_kept,
-        report.rows_quarantined,
-        report.reasons or "",
-    )
-    if report.rows_out_of_window:
-        logger.info("%s: %d rows after the as-of date, not used", report.table, report.rows_out_of_window)
-    if report.flagged:
-        logger.warning("%s: kept rows naming unknown ids: %s", report.table, report.flagged)
 
 
 # --- SQL pieces ------------------------------------------------------------------------------------

@@ -150,7 +150,7 @@ def write_validated(
         for table in present:
             report, _ = tables.result(table)
             reports.append(report)
-            _log_report(report)
+            log_report(report)
         result = ValidationResult(as_of, reports)
         document = {
             ValidationKey.AS_OF: as_of.isoformat(),
@@ -257,7 +257,8 @@ class _Run:
             self.used.update(paths)
 
 
-def _log_report(report: TableReport) -> None:
+def log_report(report: TableReport) -> None:
+    """The log lines of one validated table (both engines' validation write them)."""
     logger.info(
         "validated %s: %d kept, %d quarantined %s",
         report.table,
