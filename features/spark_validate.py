@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
-import shutil
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
@@ -68,9 +66,9 @@ from features.contract import (
 )
 from features.engine import count_table_read
 from features.errors import ContractError
-from features.files import atomic_path, move_into_place, partial_path
+from features.files import atomic_path
 from features.reader import RawTable, TableInput
-from features.store import log_report
+from features.store import log_report, staged_folder
 from features.validate import (
     _DAY_MONTH,
     _KIND_WORDS,
@@ -735,18 +733,4 @@ class _Staging:
         return self._stack.enter_context(atomic_path(final))
 
     def folder(self, final: Path) -> Path:
-        return self._stack.enter_context(_staged_folder(final))
-
-
-@contextmanager
-def _staged_folder(final: Path) -> Iterator[Path]:
-    staged = partial_path(final)
-    if staged.exists():
-        shutil.rmtree(staged)
-    staged.mkdir(parents=True)
-    try:
-        yield staged
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    move_into_place(staged, final, secrets.token_hex(4))
+        return self._stack.enter_context(staged_folder(final))

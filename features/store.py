@@ -667,11 +667,13 @@ class _Staging:
         """A new, empty folder beside ``final`` (``<final>.partial``), moved into its place
         (``features.files.move_into_place``) when the staging closes without an error."""
         with self._lock:
-            return self._finals.enter_context(_staged_folder(final))
+            return self._finals.enter_context(staged_folder(final))
 
 
 @contextmanager
-def _staged_folder(final: Path) -> Iterator[Path]:
+def staged_folder(final: Path) -> Iterator[Path]:
+    """A fresh folder beside ``final`` to write into; moved into place as ``final`` when the block
+    ends, removed when it fails (both engines' validation write their outputs through it)."""
     partial = partial_path(final)
     if partial.exists():  # left by a run that was killed
         shutil.rmtree(partial)
