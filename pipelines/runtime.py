@@ -54,6 +54,7 @@ from features.columns import Table
 from features.engine import table_reads
 from features.errors import SiyuError
 from features.progress import ProgressUpdate, add_listener
+from pipelines import store_templates
 from pipelines.memory import MemoryWatch
 
 logger = logging.getLogger(__name__)
@@ -62,11 +63,13 @@ EPHEMERAL_STARTUP_SECONDS = 180
 # siyu's own packages: their module loggers reach the Prefect UI during a flow run.
 SIYU_PACKAGES = ("features", "sources", "models", "artifact", "reporting", "pipelines")
 
-# Runs uvicorn (argv[3:]) and exits as soon as the process that started it (argv[1]) is gone.
+# Runs uvicorn (argv[5:]) and exits as soon as the process that started it (argv[1]) is gone.
 # With argv[2] == "migrate" (#18) it first brings Prefect's database up to date as the server's start
 # would (its lifespan's run_migrations: the database interface's create_db) in a fork of itself,
 # while it imports the rest of the server app, and serves only once the fork has succeeded (else it
 # exits with the fork's code). The fork shares the modules both need, imported once before it.
+# argv[3]: the database file; argv[4]: where the fork keeps the migrated new database as this
+# installation's template (pipelines.store_templates), or "-".
 _LAUNCHER = """
 import os, sys, threading, time
 def watch(parent):
@@ -83,6 +86,10 @@ if sys.argv[2] == "migrate":
         try:
             import asyncio
             asyncio.run(provide_database_interface().create_db())
+            if sys.argv[4] != "-":
+                from pipelines.store_templates import save
+                from pathlib import Path
+                save(Path(sys.argv[3]), Path(sys.argv[4]))
         except BaseException:
             import traceback
             traceback.print_exc()
@@ -93,7 +100,7 @@ if sys.argv[2] == "migrate":
     if code:
         sys.exit(code if code > 0 else 1)
 from uvicorn.main import main
-sys.argv = ["uvicorn", *sys.argv[3:]]
+sys.argv = ["uvicorn", *sys.argv[5:]]
 main()
 """
 
@@ -511,7 +518,11 @@ def _launch_server(port: int) -> subprocess.Popen[Any]:
     the default), the launcher runs the same migrations (the database interface's ``create_db``, as
     the server's start would) in a fork of itself while it imports the rest of the server app, and
     the server starts with ``migrate_on_start`` off: on a fresh work dir each takes seconds of CPU,
-    which two cores now spend side by side instead of one after the other (on Linux)."""
+    which two cores now spend side by side instead of one after the other (on Linux).
+
+    A new database is copied from this installation's template when there is one, and then not
+    migrated at all; else the fork keeps the database it migrated as the template
+    (``pipelines.store_templates``)."""
     import prefect
     from prefect.settings import get_current_settings
 
@@ -529,12 +540,28 @@ def _launch_server(port: int) -> subprocess.Popen[Any]:
         "PREFECT__SERVER_FINAL": "1",
         **settings.to_environment_variables(exclude_unset=True),
     }
+    database, template = _database_template(settings)
+    seeded = store_templates.seed(database, template) if database is not None else False
     # a fork after imports is safe on Linux; elsewhere (macOS) the server migrates as it starts
-    migrate = settings.server.database.migrate_on_start and sys.platform == "linux"
-    if migrate:
+    migrate = settings.server.database.migrate_on_start and sys.platform == "linux" and not seeded
+    if migrate or seeded:
         env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] = "false"
-    launcher = [_LAUNCHER, str(os.getpid()), "migrate" if migrate else "-"]
+    keep = template if migrate and database is not None and not database.exists() else None
+    launcher = [_LAUNCHER, str(os.getpid()), "migrate" if migrate else "-", str(database), str(keep or "-")]
     return subprocess.Popen([sys.executable, "-c", *launcher, *uvicorn_args], env=env)
+
+
+def _database_template(settings: Any) -> tuple[Path | None, Path | None]:
+    """The Prefect server's SQLite file (None: another database) and the installation's template
+    of it (``pipelines.store_templates``; None: templates off)."""
+    import prefect
+
+    url = settings.server.database.connection_url
+    database = store_templates.sqlite_file(url.get_secret_value()) if url is not None else None
+    if database is None:
+        return None, None
+    migrations = Path(prefect.__module_path__) / "server" / "database" / "_migrations" / "versions" / "sqlite"
+    return database, store_templates.template_path("prefect", prefect.__version__, migrations)
 
 
 @contextmanager

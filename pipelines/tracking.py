@@ -57,6 +57,7 @@ from artifact.loader import sha256_of
 from features.catalog import Folder
 from features.errors import SiyuError
 from features.vocabulary import MetricCol, ValidationKey
+from pipelines import store_templates
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -117,12 +118,38 @@ def using_tracking(config: TrackingConfig, work_dir: Path) -> Iterator[MlflowCli
 
     work_dir.mkdir(parents=True, exist_ok=True)
     uri = config.tracking_uri(work_dir)
+    keep = _from_template(uri)  # before anything of MLflow's opens the store
     previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
     mlflow.set_tracking_uri(uri)
     try:
-        yield mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        if keep is not None:
+            client.search_experiments(max_results=1)  # the store is made (migrated) on first use
+            store_templates.save(*keep, drop=_NOT_IN_TEMPLATE)
+        yield client
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+# A template must not carry the Default experiment: MLflow makes it on first use, with the
+# current folder as its artifact location (pipelines.store_templates).
+_NOT_IN_TEMPLATE = ("DELETE FROM experiments WHERE experiment_id = 0",)
+
+
+def _from_template(uri: str) -> tuple[Path, Path] | None:
+    """A new SQLite store starts as a copy of this installation's migrated empty store
+    (``pipelines.store_templates``); when there is none yet, the (database, template) to keep
+    once MLflow has made the store, else None."""
+    import mlflow
+
+    database = store_templates.sqlite_file(uri)
+    if database is None or database.exists():
+        return None
+    migrations = Path(mlflow.__file__).parent / "store" / "db_migrations" / "versions"
+    template = store_templates.template_path("mlflow", mlflow.__version__, migrations)
+    if template is None or store_templates.seed(database, template):
+        return None
+    return database, template
 
 
 def start_nightly_run(

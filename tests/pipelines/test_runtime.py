@@ -143,7 +143,8 @@ def test_off_linux_the_server_migrates_as_it_starts(monkeypatch: pytest.MonkeyPa
 def test_a_failed_migration_ends_the_launcher_before_it_serves(tmp_path: Path) -> None:
     unwritable = tmp_path / "no such folder" / "prefect.db"
     env = {**os.environ, "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{unwritable}"}
-    launcher = [sys.executable, "-c", runtime._LAUNCHER, str(os.getpid()), "migrate", "--port", "1"]
+    launcher = [sys.executable, "-c", runtime._LAUNCHER, str(os.getpid()), "migrate", str(unwritable), "-"]
+    launcher += ["--port", "1"]
     server = subprocess.run(launcher, capture_output=True, text=True, env=env, timeout=300)
     assert server.returncode == 1, server.stderr[-2000:]
     assert "unable to open database file" in server.stderr and "Uvicorn running" not in server.stderr
