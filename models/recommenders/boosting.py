@@ -27,6 +27,7 @@ import numpy as np
 from scipy.special import expit
 
 from features.errors import SiyuError
+from features.progress import progress
 
 LEARNERS = ("hgb", "lambdarank", "logistic")
 
@@ -153,7 +154,12 @@ class _Logistic:
         parts = [~positive, positive]
         if any(len(np.unique(y[part])) < 2 for part in parts):  # a side with one class: one regression
             return cls(*_fit_logistic(x, y, params.l2))
-        fitted = [_fit_logistic(x[part], y[part], params.l2) for part in parts]
+        fitted = []
+        # each regression is seconds of Newton steps over millions of candidates at 10M lines
+        with progress("ranker: the two logistic regressions", total=len(parts), unit="regressions") as bar:
+            for part in parts:
+                fitted.append(_fit_logistic(x[part], y[part], params.l2))
+                bar.advance()
         return cls(*(np.stack(arrays) for arrays in zip(*fitted, strict=True)), split_column=column)
 
     def raw(self, x: np.ndarray, threads: int) -> np.ndarray:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+import pytest
 
 from models.recommenders.boosting import BoostedTrees, BoostingParams
 from models.recommenders.ranker import RankerRecommender
@@ -73,3 +76,12 @@ def test_the_ranker_splits_on_the_owned_column_wherever_it_lands() -> None:
     assert RankerRecommender(exclude_features=["timing"])._boosting_params().split_column == 1
     assert RankerRecommender(exclude_features=["history"])._boosting_params().split_column is None
     assert RankerRecommender(split_owned=False)._boosting_params().split_column is None
+
+
+def test_the_two_regressions_are_counted(caplog: pytest.LogCaptureFixture) -> None:
+    """At 10M lines each regression is seconds of Newton steps: a progress line says how far (#18)."""
+    x, y = _opposite_sides()
+    with caplog.at_level(logging.INFO):
+        BoostedTrees.fit("logistic", x, y, np.ones(1), BoostingParams(split_column=OWNED))
+    lines = [r.getMessage() for r in caplog.records if "the two logistic regressions" in r.getMessage()]
+    assert lines and "2 / 2 regressions" in lines[-1] and lines[-1].endswith("done")
