@@ -33,7 +33,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
@@ -91,6 +91,8 @@ _FILE, _ROW_ID = "_siyu_file", "_siyu_row_id"
 _REASONS = "_siyu_reasons"
 _IN_WINDOW = "_siyu_in_window"
 _TRIM = r"(?U)^\s+|\s+$"
+# Spark lists more paths than this with a job (one task per path) instead of on the driver.
+_LISTED_IN_A_JOB_ABOVE = "spark.sql.sources.parallelPartitionDiscovery.threshold"
 # A quarantine reason and the SQL condition under which a row gets it.
 _Case = tuple[str, str]
 
@@ -347,11 +349,14 @@ class _TableJob:
                 "the parts name their columns differently",
                 "write every part with the same column names",
             )
-        frame = (
-            self.spark.read.option("mergeSchema", len({s.remove_metadata() for s in schemas}) > 1)
-            .option("recursiveFileLookup", False)
-            .parquet(*[str(part.path) for part in parts])
-        )
+        # the driver has opened every part (read_dataset): above 32 paths Spark would check them
+        # again as a job of one task per file (365 for a year of day files), so not here
+        with _session_setting(self.spark, _LISTED_IN_A_JOB_ABOVE, str(max(len(parts), 32))):
+            frame = (
+                self.spark.read.option("mergeSchema", len({s.remove_metadata() for s in schemas}) > 1)
+                .option("recursiveFileLookup", False)
+                .parquet(*[str(part.path) for part in parts])
+            )
         selected = []
         for name in self.columns:
             file_name = parts[0].columns.get(name, name)
@@ -646,6 +651,17 @@ def _with_member(typed: DataFrame, name: str, ids: DataFrame, own: list[str]) ->
     return joined.selectExpr(
         *[quote(c) for c in typed.columns], f"coalesce(_siyu_hit, FALSE) AS {_known(name)}"
     )
+
+
+@contextmanager
+def _session_setting(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """``key`` set to ``value`` in ``spark``'s session for the block, then set back."""
+    before = spark.conf.get(key)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        spark.conf.set(key, before)
 
 
 def _row_position(index: str) -> list[str]:
