@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_validate(data: Path, out: Path, code: Path, extra: list[str]) -> dict[str, float]:
     """Run ``siyu validate`` with the code in ``code`` under /usr/bin/time -v; return wall
-    seconds and peak RSS in GiB."""
+    seconds, CPU seconds (user + system, the JVM included: it is a waited-for child) and peak
+    RSS in GiB."""
     command = ["/usr/bin/time", "-v", sys.executable, "-c", "from pipelines.cli import main; main()"]
     command += ["validate", "--data", str(data), "--out", str(out), *extra]
     completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=code)
@@ -35,10 +36,16 @@ def run_validate(data: Path, out: Path, code: Path, extra: list[str]) -> dict[st
         raise SystemExit(f"validate failed ({completed.returncode}):\n{report[-3000:]}")
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", report)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", report)
-    assert wall and rss, report[-2000:]
+    cpu = [re.search(rf"{kind} time \(seconds\): (\S+)", report) for kind in ("User", "System")]
+    assert wall and rss and all(cpu), report[-2000:]
     parts = [float(p) for p in wall.group(1).split(":")]
     seconds = sum(p * 60**i for i, p in enumerate(reversed(parts)))
-    return {"wall_s": seconds, "peak_rss_gib": int(rss.group(1)) / 2**20, "exit": completed.returncode}
+    return {
+        "wall_s": seconds,
+        "cpu_s": sum(float(c.group(1)) for c in cpu if c),
+        "peak_rss_gib": int(rss.group(1)) / 2**20,
+        "exit": completed.returncode,
+    }
 
 
 def clean_checksum(path: Path) -> tuple[int, str]:
@@ -114,7 +121,8 @@ def main() -> None:
     if not args.skip_run:
         measured = run_validate(args.data.resolve(), args.out.resolve(), args.code, extra)
         print(
-            f"{args.data}: wall {measured['wall_s']:.1f} s, peak RSS {measured['peak_rss_gib']:.2f} GiB, "
+            f"{args.data}: wall {measured['wall_s']:.1f} s, CPU {measured['cpu_s']:.1f} s, "
+            f"peak RSS {measured['peak_rss_gib']:.2f} GiB, "
             f"exit {measured['exit']}"
         )
     if args.compare_with:

@@ -13,8 +13,9 @@ pandera schema of the DuckDB/pandas path is made from), rendered as SQL predicat
 (``RowCheck.sql``), one ``CASE WHEN NOT <passes> THEN '<reason>'`` each. What spans rows is SQL
 over the whole table, with the same meaning as ``features.validate``'s hashes:
 
-- ``source_row``: Spark numbers each file split's rows in scan order (a split is read in file
-  order); the driver adds the rows of the splits and parts before it (parts in path order);
+- ``source_row``: the row's index in its file (Parquet's row index; a CSV file is read whole by
+  one task, in order) plus the rows of the parts before it (parts in path order, their row
+  counts from the Parquet footers);
 - duplicates: a row whose typed values (or key, or order line) equal an earlier row's, earlier
   meaning a smaller ``source_row`` (``min(source_row) OVER (PARTITION BY …)``);
 - inconsistent orders: the orders whose usable, in-window lines have more than one
@@ -32,7 +33,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
@@ -86,10 +87,14 @@ logger = logging.getLogger(__name__)
 
 CLEAN_PART_NAME = "part-{:06d}.parquet"
 # Helper columns of the scan (never a contract name): the file, its split, the scan's row id.
-_FILE, _BLOCK, _ROW_ID, _PART = "_siyu_file", "_siyu_block", "_siyu_row_id", "_siyu_part"
+_FILE, _ROW_ID = "_siyu_file", "_siyu_row_id"
 _REASONS = "_siyu_reasons"
 _IN_WINDOW = "_siyu_in_window"
 _TRIM = r"(?U)^\s+|\s+$"
+# Spark lists more paths than this with a job (one task per path) instead of on the driver.
+_LISTED_IN_A_JOB_ABOVE = "spark.sql.sources.parallelPartitionDiscovery.threshold"
+# A quarantine reason and the SQL condition under which a row gets it.
+_Case = tuple[str, str]
 
 
 def spark_validate(
@@ -157,9 +162,13 @@ def literal(value: object) -> str:
     return f"'{text}'"
 
 
+def _stripped_name(name: str) -> str:
+    """The column holding contract column ``name``'s raw text stripped (``stripped_sql``)."""
+    return f"_s_{name}"
+
+
 def _stripped(name: str) -> str:
-    """The column holding contract column ``name``'s raw value stripped (``stripped_sql``)."""
-    return quote(f"_s_{name}")
+    return quote(_stripped_name(name))
 
 
 def _typed_quote(name: str) -> str:
@@ -262,14 +271,14 @@ class _TableJob:
 
     def run(self, clean_folder: Path, quarantine_file: Path) -> tuple[TableReport, DataFrame]:
         scanned = self._scan()
-        staged = scanned.selectExpr(
-            "*", *[f"{stripped_sql(quote(n))} AS {_stripped(n)}" for n in self.columns]
-        )
-        typed = staged.selectExpr("*", *self._typed_columns())
+        texts = self._texts()
+        staged = scanned.selectExpr("*", *[f"{stripped_sql(quote(n))} AS {_stripped(n)}" for n in texts])
+        typed = staged.selectExpr("*", *self._typed_columns(texts))
+        # the stripped texts are typing's input; of them only the day/month check reads times again
+        typed = typed.drop(*[_stripped_name(n) for n in texts if self.spec.column(n).kind != "timestamp"])
         typed = typed.withColumn(_IN_WINDOW, _expr(self._in_window_sql())).persist()
         self._all_typed = typed
         read, out_of_window = self._count_and_check(typed)  # the typed rows are cached from here
-        self._scanned.unpersist()
         judged = self._judged(typed.where(_IN_WINDOW)).persist()
         clean_rows = judged.where(f"{_REASONS} IS NULL")
         clean_typed = clean_rows.selectExpr(*self._clean_columns()).persist()
@@ -297,16 +306,9 @@ class _TableJob:
         """Every row of the table's files with ``source_row`` (1 = the first row of the first
         part, counted on across parts in path order), raw columns under contract names."""
         parts = list(self.raw.parts)
-        count_table_read(self.raw.name)  # one scan of every part, kept (persisted) for the checks
+        count_table_read(self.raw.name)  # one scan of every part; the typed rows are cached
         csv = parts[0].path.suffix == ".csv"
         frame = self._read_csv(parts[0]) if csv else self._read_parquet(parts)
-        frame = frame.selectExpr(
-            "*",
-            f"input_file_name() AS {_FILE}",
-            f"input_file_block_start() AS {_BLOCK}",
-            f"monotonically_increasing_id() AS {_ROW_ID}",
-        ).persist()  # the row ids must not change between the numbering and the typing
-        self._scanned = frame
         return self._numbered(frame, parts)
 
     def _read_csv(self, part: RawTable) -> DataFrame:
@@ -325,7 +327,12 @@ class _TableJob:
         positions = {name: header.index(file_name) for name, file_name in part.columns.items()}
         self._kinds = dict.fromkeys(part.columns, "string")
         self._zones: dict[str, str | None] = dict.fromkeys(part.columns)
-        return frame.selectExpr(*[f"_c{positions[name]} AS {quote(name)}" for name in part.columns])
+        self._files = frame.inputFiles()
+        # multiLine: the file is not split, one task reads it whole, so the row id is its index
+        return frame.selectExpr(
+            *[f"_c{positions[name]} AS {quote(name)}" for name in part.columns],
+            *_row_position("monotonically_increasing_id()"),
+        )
 
     def _read_parquet(self, parts: list[RawTable]) -> DataFrame:
         schemas = [pq.read_schema(part.path) for part in parts]
@@ -342,11 +349,14 @@ class _TableJob:
                 "the parts name their columns differently",
                 "write every part with the same column names",
             )
-        frame = (
-            self.spark.read.option("mergeSchema", len({s.remove_metadata() for s in schemas}) > 1)
-            .option("recursiveFileLookup", False)
-            .parquet(*[str(part.path) for part in parts])
-        )
+        # the driver has opened every part (read_dataset): above 32 paths Spark would check them
+        # again as a job of one task per file (365 for a year of day files), so not here
+        with _session_setting(self.spark, _LISTED_IN_A_JOB_ABOVE, str(max(len(parts), 32))):
+            frame = (
+                self.spark.read.option("mergeSchema", len({s.remove_metadata() for s in schemas}) > 1)
+                .option("recursiveFileLookup", False)
+                .parquet(*[str(part.path) for part in parts])
+            )
         selected = []
         for name in self.columns:
             file_name = parts[0].columns.get(name, name)
@@ -354,30 +364,29 @@ class _TableJob:
                 selected.append(f"{quote(file_name)} AS {quote(name)}")
             else:
                 selected.append(f"NULL AS {quote(name)}")
-        return frame.selectExpr(*selected)
+        self._files = frame.inputFiles()
+        return frame.selectExpr(*selected, *_row_position("_metadata.row_index"))
 
     def _numbered(self, frame: DataFrame, parts: list[RawTable]) -> DataFrame:
-        """``source_row`` from each split's first row id and the rows of everything before it."""
-        splits = (
-            frame.groupBy(_FILE, _BLOCK)
-            .agg(_expr(f"min({_ROW_ID})").alias("first"), _expr("count(*)").alias("rows"))
-            .toPandas()
-        )
+        """``source_row``: the row's index in its file plus the rows of the parts before it (the
+        parts' row counts from their Parquet footers, ``RawTable.rows``), so numbering reads
+        no row twice."""
         index = {_file_key(part.path): k for k, part in enumerate(parts)}
-        splits["part"] = [index[_file_key(uri)] for uri in splits[_FILE]]
-        splits = splits.sort_values(["part", _BLOCK]).reset_index(drop=True)
-        splits["before"] = splits["rows"].cumsum() - splits["rows"]
-        offsets = self.spark.createDataFrame(
-            splits[[_FILE, _BLOCK, "first", "before", "part"]].rename(columns={"part": _PART})
-        )
-        numbered = frame.join(_broadcast(offsets), [_FILE, _BLOCK])
-        return numbered.selectExpr(
-            *self.columns, _PART, f"{_ROW_ID} - first + before + 1 AS {quote(Col.SOURCE_ROW)}"
-        )
+        rows = [part.rows or 0 for part in parts]
+        before = [sum(rows[:k]) for k in range(len(parts))]
+        files = [(uri, before[index[_file_key(uri)]]) for uri in self._files]
+        offsets = self.spark.createDataFrame(files, f"{_FILE} string, before long")
+        numbered = frame.join(_broadcast(offsets), [_FILE])
+        return numbered.selectExpr(*self.columns, f"{_ROW_ID} + before + 1 AS {quote(Col.SOURCE_ROW)}")
 
     # -- typing and judging --
 
-    def _typed_columns(self) -> list[str]:
+    def _texts(self) -> list[str]:
+        """The columns read as text: each is stripped once, typing reads the stripped value (a
+        number or time read as such is typed from its value; any other is stripped where used)."""
+        return [name for name in self.columns if self._kinds[name] == "string"]
+
+    def _typed_columns(self, texts: list[str]) -> list[str]:
         return [
             coerce_sql(
                 self.spec.column(name),
@@ -385,7 +394,7 @@ class _TableJob:
                 self._kinds[name],
                 self.config.timezone,
                 self._zones[name],
-                _stripped(name),
+                _stripped(name) if name in texts else None,
             )
             + f" AS {_typed_quote(name)}"
             for name in self.columns
@@ -465,34 +474,34 @@ class _TableJob:
         cases += self._duplicate_cases()
         typed, more = self._cross_row(typed)
         cases += more
-        array = f"filter(array({', '.join(cases)}), r -> r IS NOT NULL)"
-        reasons = f"nullif(array_join(array_sort({array}), ';'), '')"
-        return typed.withColumn(_REASONS, _expr(reasons))
+        # each case gives one fixed reason or NULL: in reason order, concat_ws (which skips NULLs)
+        # joins a row's reasons sorted, without building and sorting an array per row
+        joined = ", ".join(
+            f"CASE WHEN {condition} THEN {literal(reason)} END" for reason, condition in sorted(cases)
+        )
+        return typed.withColumn(_REASONS, _expr(f"nullif(concat_ws(';', {joined}), '')"))
 
-    def _case(self, check: RowCheck) -> str:
+    def _case(self, check: RowCheck) -> _Case:
         passes = check.sql(_typed_quote, literal)
         if check.test == "present" and check.column in self._unparseable_columns():
             # a value that is there but cannot be read is unparseable_<column>, not missing_<column>
-            return (
-                f"CASE WHEN {quote(check.column)} IS NULL AND NOT ({passes}) THEN {literal(check.reason)} END"
-            )
-        return f"CASE WHEN NOT ({passes}) THEN {literal(check.reason)} END"
+            return check.reason, f"{quote(check.column)} IS NULL AND NOT ({passes})"
+        return check.reason, f"NOT ({passes})"
 
-    def _unparseable_cases(self) -> list[str]:
+    def _unparseable_cases(self) -> list[_Case]:
         """unparseable_<column>: a number or time that is there but cannot be read."""
         return [
-            f"CASE WHEN {quote(name)} IS NOT NULL AND {_typed_quote(name)} IS NULL "
-            f"THEN {literal(reason_unparseable(name))} END"
+            (reason_unparseable(name), f"{quote(name)} IS NOT NULL AND {_typed_quote(name)} IS NULL")
             for name in self._unparseable_columns()
         ]
 
-    def _duplicate_cases(self) -> list[str]:
+    def _duplicate_cases(self) -> list[_Case]:
         """duplicate_row for a repeat of an earlier row; duplicate_<key> / duplicate_order_line for
         a repeat of an earlier key that is not a repeat of the whole row."""
         order = quote(Col.SOURCE_ROW)
         values = ", ".join(_hashable(self.spec.column(n)) for n in self.columns)
         exact = f"(min({order}) OVER (PARTITION BY {values}) < {order})"
-        cases = [f"CASE WHEN {exact} THEN {literal(DUPLICATE_ROW)} END"]
+        cases = [(DUPLICATE_ROW, exact)]
         keys = [(key,) for key in self.spec.key] + ([self.spec.line_key] if self.spec.line_key else [])
         for key in keys:
             if not set(key) <= set(self.columns):
@@ -501,16 +510,16 @@ class _TableJob:
             by = ", ".join(_typed_quote(n) for n in key)
             repeat = f"(min({order}) OVER (PARTITION BY {by}) < {order})"
             reason = DUPLICATE_ORDER_LINE if key == self.spec.line_key else reason_duplicate_key(key[0])
-            cases.append(f"CASE WHEN {present} AND {repeat} AND NOT {exact} THEN {literal(reason)} END")
+            cases.append((reason, f"{present} AND {repeat} AND NOT {exact}"))
         return cases
 
-    def _cross_row(self, typed: DataFrame) -> tuple[DataFrame, list[str]]:
+    def _cross_row(self, typed: DataFrame) -> tuple[DataFrame, list[_Case]]:
         """Rules over several rows or tables: inconsistent orders, complaints about a product
         their order does not hold."""
         cases = []
         if self.spec.name == Table.ORDERS:
             typed = _with_member(typed, "_bad_order", self._inconsistent_orders(), [Col.ORDER_ID])
-            cases.append(f"CASE WHEN {_known('_bad_order')} THEN {literal(ORDER_INCONSISTENT)} END")
+            cases.append((ORDER_INCONSISTENT, _known("_bad_order")))
         if self.spec.name == Table.COMPLAINTS and Table.ORDERS in self.clean:
             orders = self.clean[Table.ORDERS]
             line = [Col.ORDER_ID, Col.PRODUCT_ID]
@@ -518,7 +527,7 @@ class _TableJob:
             typed = _with_member(typed, "_line", _ids(orders, line), line)
             present = " AND ".join(f"{_typed_quote(n)} IS NOT NULL" for n in line)
             missing = f"{present} AND {_known('_order')} AND NOT {_known('_line')}"
-            cases.append(f"CASE WHEN {missing} THEN {literal(PRODUCT_NOT_ON_ORDER)} END")
+            cases.append((PRODUCT_NOT_ON_ORDER, missing))
         return typed, cases
 
     def _with_known(self, typed: DataFrame, column: str, referenced: DataFrame, keys: list[str]) -> DataFrame:
@@ -608,7 +617,7 @@ class _TableJob:
     _kinds: dict[str, str]
     _zones: dict[str, str | None]
     _all_typed: DataFrame
-    _scanned: DataFrame
+    _files: list[str]
 
 
 def _expr(sql: str) -> object:
@@ -642,6 +651,23 @@ def _with_member(typed: DataFrame, name: str, ids: DataFrame, own: list[str]) ->
     return joined.selectExpr(
         *[quote(c) for c in typed.columns], f"coalesce(_siyu_hit, FALSE) AS {_known(name)}"
     )
+
+
+@contextmanager
+def _session_setting(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """``key`` set to ``value`` in ``spark``'s session for the block, then set back."""
+    before = spark.conf.get(key)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        spark.conf.set(key, before)
+
+
+def _row_position(index: str) -> list[str]:
+    """The scan's helper columns: the row's file (as ``inputFiles`` names it) and ``index``, the
+    row's 0-based index in that file."""
+    return [f"input_file_name() AS {_FILE}", f"{index} AS {_ROW_ID}"]
 
 
 def _file_key(path: object) -> str:
