@@ -103,8 +103,12 @@ def _recording_tracking(calls: list[str]) -> Callable[..., AbstractContextManage
 # --- the Prefect server's start (#18) ---------------------------------------------------------------
 
 
-def _launched(monkeypatch: pytest.MonkeyPatch, migrate_on_start: bool) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment ``_launch_server`` starts the launcher with."""
+def launched(
+    monkeypatch: pytest.MonkeyPatch, migrate_on_start: bool, home: Path, cache: Path | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment ``_launch_server`` starts the launcher with, for the
+    database under ``home``, with store templates in ``cache`` (default: a new folder under
+    ``home``, so none; ``pipelines.store_templates``)."""
     from prefect.settings import temporary_settings
 
     seen: dict[str, Any] = {}
@@ -115,27 +119,32 @@ def _launched(monkeypatch: pytest.MonkeyPatch, migrate_on_start: bool) -> tuple[
 
     monkeypatch.setattr(runtime.subprocess, "Popen", popen)
     monkeypatch.delenv("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", raising=False)
-    with temporary_settings(updates={"server.database.migrate_on_start": migrate_on_start}):
+    monkeypatch.setenv("SIYU_CACHE_DIR", str(cache or home / "cache"))
+    with temporary_settings(updates={"home": home, "server.database.migrate_on_start": migrate_on_start}):
         runtime._launch_server(4321)
     return seen["args"], seen["env"]
 
 
-def test_the_launcher_migrates_the_database_beside_the_server_app(monkeypatch: pytest.MonkeyPatch) -> None:
-    args, env = _launched(monkeypatch, migrate_on_start=True)
+def test_the_launcher_migrates_the_database_beside_the_server_app(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    args, env = launched(monkeypatch, migrate_on_start=True, home=tmp_path)
     assert args[1:3] == ["-c", runtime._LAUNCHER] and args[4] == "migrate"
     assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false"  # done once, by the launcher
     assert args[args.index("--port") + 1] == "4321"
 
 
-def test_a_database_prefect_must_not_migrate_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    args, env = _launched(monkeypatch, migrate_on_start=False)
+def test_a_database_prefect_must_not_migrate_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    args, env = launched(monkeypatch, migrate_on_start=False, home=tmp_path)
     assert args[4] == "-"
     assert env.get("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "false").lower() == "false"
 
 
-def test_off_linux_the_server_migrates_as_it_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_off_linux_the_server_migrates_as_it_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(runtime.sys, "platform", "darwin")
-    args, env = _launched(monkeypatch, migrate_on_start=True)
+    args, env = launched(monkeypatch, migrate_on_start=True, home=tmp_path)
     assert args[4] == "-"
     assert env.get("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "true").lower() == "true"
 

@@ -12,6 +12,7 @@ import pytest
 from pipelines import runtime, store_templates
 from pipelines.store_templates import CACHE_ENV
 from pipelines.tracking import TrackingConfig, using_tracking
+from tests.pipelines.test_runtime import launched
 
 
 def _experiments(database: Path) -> list[tuple[Any, ...]]:
@@ -135,28 +136,12 @@ def _schema(database: Path) -> dict[str, Any]:
         }
 
 
-def _launched(monkeypatch: pytest.MonkeyPatch, home: Path) -> tuple[list[str], dict[str, str]]:
-    from prefect.settings import temporary_settings
-
-    seen: dict[str, Any] = {}
-
-    def popen(args: list[str], env: dict[str, str]) -> object:
-        seen.update(args=args, env=env)
-        return object()
-
-    monkeypatch.setattr(runtime.subprocess, "Popen", popen)
-    monkeypatch.delenv("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", raising=False)
-    with temporary_settings(updates={"home": home, "server.database.migrate_on_start": True}):
-        runtime._launch_server(4321)
-    return seen["args"], seen["env"]
-
-
 @pytest.mark.skipif(runtime.sys.platform != "linux", reason="the launcher migrates in a fork on Linux only")
 def test_a_new_prefect_database_is_migrated_once_then_copied(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
-    args, env = _launched(monkeypatch, tmp_path / "first")
+    cache = tmp_path / "cache"
+    args, env = launched(monkeypatch, True, tmp_path / "first", cache)
     database, keep = Path(args[5]), Path(args[6])
     assert args[4] == "migrate" and database == tmp_path / "first" / "prefect.db"
     assert keep.parent == tmp_path / "cache" / "stores" and keep.name.startswith("prefect-")
@@ -164,12 +149,14 @@ def test_a_new_prefect_database_is_migrated_once_then_copied(
     keep.parent.mkdir(parents=True)
     with sqlite3.connect(keep) as con:  # as the launcher's fork would leave it
         con.execute("CREATE TABLE alembic_version (version_num TEXT)")
-    args, env = _launched(monkeypatch, tmp_path / "second")
+    args, env = launched(monkeypatch, True, tmp_path / "second", cache)
     assert args[4] == "-" and args[6] == "-"  # nothing to migrate: a copy of the template
     assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false"
     assert (tmp_path / "second" / "prefect.db").read_bytes() == keep.read_bytes()
 
-    args, _ = _launched(monkeypatch, tmp_path / "second")  # an existing database: migrated as always
+    args, _ = launched(
+        monkeypatch, True, tmp_path / "second", cache
+    )  # an existing database: migrated as always
     assert args[4] == "migrate" and args[6] == "-"
 
 
