@@ -1,11 +1,14 @@
-"""The scoring pass in parts (the Spark tasks' share) writes the driver pass's lists, byte for byte.
+"""The scoring pass in parts (the Spark tasks' share) writes the driver pass's lists.
 
 One small simulated world (60 distributors, a category cap, spend weighting, shared member
 scale, 5 outreach members, blocks of 50 consumers: many blocks, distributors across blocks)
 with a fitted ALS model. The driver's pass (``list_pass`` → ``write_chunks``) is the reference;
 the same pass cut into parts (``PassPlan.parts`` / ``part``), the parts' inputs saved and loaded
 (``ScoringInputs``: what the broadcast carries) and the whole pass on Spark ``local[2]``
-(``spark_list_pass``) must write the same files.
+(``spark_list_pass``) must write the same files: byte for byte where BLAS sums a product the same
+way whatever the block's shape, and otherwise (OpenBLAS on CPUs without AVX-512 picks its kernel
+by block shape) the same up to float summation order: the same schema and row groups, the same
+lists, scores to ``tests.ranked_lists.RTOL`` and near-tied neighbours free to swap.
 """
 
 from __future__ import annotations
@@ -40,11 +43,22 @@ from models.recommenders.spark_scoring import ScoringInputs, spark_list_pass
 from pipelines.config import NightlyConfig
 from pipelines.steps.validate import load_and_validate
 from sources.simulator import SimulationConfig, simulate
+from tests.ranked_lists import assert_same_list_file, assert_same_ranked_lists
 
 K = 6
 LISTS = ListsConfig(
     category_cap=2, member_weighting="spend", member_scale="share", outreach_size=5, batch_size=50
 )
+LIST_KEYS = {  # what one list is in each file (rows then go by rank)
+    StepFile.CONSUMER_LISTS: ["consumer_id"],
+    StepFile.DISTRIBUTOR_LISTS: ["distributor_id"],
+    StepFile.OUTREACH: ["distributor_id"],
+}
+CHUNK_FILES = {
+    "consumer_rows": StepFile.CONSUMER_LISTS,
+    "distributor_rows": StepFile.DISTRIBUTOR_LISTS,
+    "outreach_rows": StepFile.OUTREACH,
+}
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +163,7 @@ def test_the_parts_of_the_pass_give_the_driver_pass_rows(world: ScoringInputs, n
         want = pd.concat([f for f in expected[name] if len(f)], ignore_index=True)
         have = pd.concat([f for f in got[name] if len(f)], ignore_index=True)
         assert len(want) > 0, name
-        pd.testing.assert_frame_equal(have, want, check_exact=True)
+        assert_same_ranked_lists(have, want, LIST_KEYS[CHUNK_FILES[name]], obj=name)
 
 
 def test_saved_inputs_hold_no_pickle_and_give_the_same_lists(world: ScoringInputs, tmp_path: Path) -> None:
@@ -169,18 +183,19 @@ def test_saved_inputs_hold_no_pickle_and_give_the_same_lists(world: ScoringInput
         for name in LIST_SCHEMAS
     }
     for name in LIST_SCHEMAS:
-        pd.testing.assert_frame_equal(
-            frames[name], pd.read_parquet(tmp_path / "driver" / name), check_exact=True
+        assert_same_ranked_lists(
+            frames[name], pd.read_parquet(tmp_path / "driver" / name), LIST_KEYS[name], obj=name
         )
     assert expected  # the driver wrote its files
 
 
-def test_spark_writes_the_driver_pass_files_byte_for_byte(
-    world: ScoringInputs, spark, tmp_path: Path
-) -> None:
+def test_spark_writes_the_driver_pass_files(world: ScoringInputs, spark, tmp_path: Path) -> None:
+    """The same files up to float summation order (the module docstring)."""
     expected = _driver_files(world, tmp_path / "driver")
     result = spark_list_pass(spark, world, _targets(tmp_path / "spark"), tmp_path, partitions=5)
-    assert _read(tmp_path / "spark") == expected
+    assert sorted(_read(tmp_path / "spark")) == sorted(expected)
+    for name in LIST_SCHEMAS:
+        assert_same_list_file(tmp_path / "spark" / name, tmp_path / "driver" / name, LIST_KEYS[name])
     assert len(result.parts) == len(world.plan.parts(5)) > 1
     assert result.parts["consumers"].sum() == len(world.plan.order.consumer_ids)
     distributors = pd.read_parquet(tmp_path / "driver" / StepFile.DISTRIBUTOR_LISTS)
