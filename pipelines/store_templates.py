@@ -33,6 +33,8 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+from features.files import atomic_path
+
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "SIYU_CACHE_DIR"
@@ -62,17 +64,13 @@ def template_path(kind: str, version: str, migrations: Path) -> Path | None:
 
 def seed(database: Path, template: Path | None) -> bool:
     """Copy ``template`` to ``database`` when the database does not exist and the template does;
-    whether it did. The copy is written beside the database and renamed into place."""
+    whether it did. Written beside the database and renamed into place (``atomic_path``: a work
+    dir is claimed by one run at a time)."""
     if template is None or database.exists() or not template.is_file():
         return False
     try:
-        database.parent.mkdir(parents=True, exist_ok=True)
-        partial = _partial_beside(database)
-        try:
+        with atomic_path(database) as partial:
             shutil.copyfile(template, partial)
-            os.replace(partial, database)
-        finally:
-            partial.unlink(missing_ok=True)
     except OSError as error:
         logger.debug("cannot copy the store template %s to %s: %s", template, database, error)
         return False
@@ -83,7 +81,9 @@ def seed(database: Path, template: Path | None) -> bool:
 def save(database: Path, template: Path | None, drop: tuple[str, ...] = ()) -> None:
     """Keep a snapshot of ``database`` (SQLite's backup API) as ``template`` unless it exists;
     ``drop``: SQL statements run on the snapshot before it is kept (rows a new store must make
-    itself). Written beside the template and renamed into place: readers never see half of one."""
+    itself). Written beside the template under a name of its own (the cache is shared by every
+    run on the machine, so two may keep the same template at once) and renamed into place:
+    readers never see half of one."""
     if template is None or template.exists():
         return
     try:
