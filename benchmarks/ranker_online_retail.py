@@ -10,6 +10,10 @@ validation cutoff (data before cutoff − 60 days, labels cutoff − 60 → cuto
 components are refitted on the data before cutoff − 30 days and NDCG@10 (all items, new items)
 is measured on cutoff − 30 → cutoff, the window the benchmark tunes on. Components are fitted
 once per window and shared by every variant; each variant fits its own learner.
+
+``--windows N`` stacks the learner's rows of N consecutive 30-day windows (the one above, then
+cutoff − 90 → cutoff − 60, ...; each window's candidates from components fitted on the data
+before it): does more training data help a learner?
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.engine import connect
@@ -44,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         "--learners", nargs="*", default=["logistic", "hgb", "lambdarank"], help="Learners to compare."
     )
     parser.add_argument("--ablation", action="store_true", help="Leave each feature group out in turn.")
+    parser.add_argument(
+        "--windows", type=int, default=1, help="Stack the learner's rows of this many 30-day windows."
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tables = {t: args.data / f"{t}.parquet" for t in ("orders", "products", "consumers")}
@@ -53,12 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     nested = validation.validation(30)
     began = time.perf_counter()
     measured = make_task(con, validation, PROTOCOL_INTERACTIONS)
-    learn_on = make_task(con, nested, PROTOCOL_INTERACTIONS).train
-    labels = purchased_pairs(con, nested.cutoff, nested.test_end)
-    print(
-        f"learners learn on {nested.cutoff} -> {nested.test_end}; "
-        f"measured on {validation.cutoff} -> {validation.test_end}"
-    )
+    windows = []
+    for _ in range(args.windows):
+        windows.append(
+            (
+                make_task(con, nested, PROTOCOL_INTERACTIONS).train,
+                purchased_pairs(con, nested.cutoff, nested.test_end),
+            )
+        )
+        print(f"learners learn on {nested.cutoff} -> {nested.test_end}")
+        nested = nested.validation(30)
+    print(f"measured on {validation.cutoff} -> {validation.test_end}")
     variants: dict[str, dict[str, Any]] = {learner: {"learner": learner} for learner in args.learners}
     if args.ablation:
         for group in [*FEATURE_GROUPS, COMPONENT_GROUP]:
@@ -66,26 +79,33 @@ def main(argv: list[str] | None = None) -> int:
                 "learner": args.learners[0],
                 "exclude_features": [group],
             }
-    table = _measure_variants(variants, learn_on, labels, measured)
+    table = _measure_variants(variants, windows, measured)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"total {time.perf_counter() - began:.0f}s; load {os.getloadavg()[0]:.2f} (1-min average)")
     return 0
 
 
 def _measure_variants(
-    variants: dict[str, dict[str, Any]], learn_on: Any, labels: pd.DataFrame, measured: Any
+    variants: dict[str, dict[str, Any]], windows: list[tuple[Any, pd.DataFrame]], measured: Any
 ) -> pd.DataFrame:
     """NDCG@10 per variant; components fitted once on each window and shared."""
-    base = RankerRecommender()
-    base.tune(learn_on, labels)
-    learned_components = (base.models_, base.stats_)
+    fitted = []
+    for train, _ in windows:
+        ranker = RankerRecommender()
+        ranker._fit_components(train)
+        fitted.append((ranker.data_, ranker.models_, ranker.stats_))
     scored = RankerRecommender()
     scored._fit_components(measured.train)
     rows = []
     for label, params in variants.items():
         ranker = RankerRecommender(**params)
-        ranker.data_, (ranker.models_, ranker.stats_) = learn_on, learned_components
-        ranker.tune_fitted(labels)
+        parts = []
+        for (_, labels), (ranker.data_, ranker.models_, ranker.stats_) in zip(windows, fitted, strict=True):
+            parts.append(ranker._window_rows(ranker.data_, labels))
+        xs, ys, groups, consumers = zip(*parts, strict=True)
+        ranker.trees_ = ranker._fit_learner(
+            np.vstack(xs), np.concatenate(ys), np.concatenate(groups), sum(consumers)
+        )
         ranker.data_, ranker.models_, ranker.stats_ = scored.data_, scored.models_, scored.stats_
         table = evaluate_models({label: ranker}, measured, 10, Protocol.ALL, fit=False)
         ndcg = table.set_index(MetricCol.PROTOCOL)[MetricCol.NDCG]

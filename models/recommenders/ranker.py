@@ -171,6 +171,14 @@ class RankerRecommender(Recommender):
 
     def _learn_trees(self, train: InteractionData, truth: pd.DataFrame) -> BoostedTrees:
         """Gradient-boosted trees over the candidates of the components fitted on ``train``."""
+        x, y, groups, consumers = self._window_rows(train, truth)
+        return self._fit_learner(x, y, groups, consumers)
+
+    def _window_rows(
+        self, train: InteractionData, truth: pd.DataFrame
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """The learner's rows of one window: (features, labels, candidates per consumer, consumers),
+        over the candidates of the components fitted on ``train``, labelled by ``truth``."""
         consumers = self._training_consumers(train, truth)
         n_products = train.shape[1]
         label_rows = train.rows_of(truth[Col.CONSUMER_ID])
@@ -185,18 +193,20 @@ class RankerRecommender(Recommender):
                 features.append(block)
                 sizes = np.bincount(rows, minlength=len(batch))
                 groups.append(sizes[sizes > 0])
-        x, y = np.vstack(features), np.concatenate(targets)
+        return np.vstack(features), np.concatenate(targets), np.concatenate(groups), len(consumers)
+
+    def _fit_learner(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, consumers: int) -> BoostedTrees:
         if y.all() or not y.any():
             raise SiyuError(
                 "ranker: the validation window gives only one class of labels\n  fix: widen validation_days"
             )
         logger.info("ranker: learning the %s weights on %d candidates", self.learner, len(y))
-        trees = BoostedTrees.fit(self.learner, x, y, np.concatenate(groups), self._boosting_params())
+        trees = BoostedTrees.fit(self.learner, x, y, groups, self._boosting_params())
         logger.info(
             "ranker (%s) tuned on %d candidates of %d consumers (%.1f%% positive)",
             self.learner,
             len(y),
-            len(consumers),
+            consumers,
             100 * y.mean(),
         )
         return trees
