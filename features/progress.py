@@ -13,6 +13,11 @@ line (``logging`` at INFO) is written at most every ``LOG_EVERY_SECONDS`` and at
 so that no stretch of a long step is silent in a log file or a Prefect run's logs. Extra
 observers (the nightly flow registers one that updates a Prefect progress artifact under a
 deployment) are added with ``add_listener``; this floor imports nothing above it.
+
+A step that cannot count (one library call: a model fit, one SQL query) is still a step:
+``progress("fitting X")`` with no total and no ``advance`` logs its seconds when it ends, and
+``open_steps`` lists every step open at the moment, on any thread, so the nightly's watch
+(``pipelines.memory``) can say what is running when the log has been quiet.
 """
 
 from __future__ import annotations
@@ -65,10 +70,13 @@ class ProgressUpdate:
         """``validating orders: 3,000,000 / 10,000,000 rows (30%), 12s, ETA 28s``."""
         done = f"{self.done:,.0f}"
         if self.total:
-            text = f"{self.step}: {done} / {self.total:,.0f} {self.unit} ({100 * (self.fraction or 0):.0f}%)"
-        else:
-            text = f"{self.step}: {done} {self.unit}"
-        text += f", {duration(self.elapsed)}"
+            share = 100 * (self.fraction or 0)
+            text = f"{self.step}: {done} / {self.total:,.0f} {self.unit} ({share:.0f}%), "
+        elif self.done:
+            text = f"{self.step}: {done} {self.unit}, "
+        else:  # a step that does not count: its time only
+            text = f"{self.step}: "
+        text += duration(self.elapsed)
         if self.finished:
             return text + ", done"
         eta = self.eta_seconds
@@ -77,7 +85,15 @@ class ProgressUpdate:
 
 Listener = Callable[[ProgressUpdate], None]
 _LISTENERS: list[Listener] = []
+_OPEN: list[Progress] = []  # the steps open now, oldest first, on every thread
 _LOCK = threading.Lock()
+
+
+def open_steps() -> list[ProgressUpdate]:
+    """Where every open step stands now (oldest first), whichever thread runs it."""
+    with _LOCK:
+        handles = list(_OPEN)
+    return [handle._update(finished=False) for handle in handles]
 
 
 def add_listener(listener: Listener) -> Callable[[], None]:
@@ -111,7 +127,8 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self._task, advance=amount)  # type: ignore[attr-defined]
         now = time.perf_counter()
-        if now - self._last_report >= LOG_EVERY_SECONDS:
+        complete = self.total is not None and self._done >= self.total  # the done line says it
+        if now - self._last_report >= LOG_EVERY_SECONDS and not complete:
             self._last_report = now
             self._report(finished=False, log=self._bar is None)
 
@@ -145,17 +162,23 @@ class Progress:
 def progress(step: str, total: float | None = None, unit: str = "items") -> Iterator[Progress]:
     """Report the progress of ``step`` (see the module docstring); the last line says it is done."""
     handle = Progress(step, total, unit)
-    bar = _terminal_bar()
-    if bar is None or not _TERMINAL.acquire(blocking=False):  # one live bar at a time: others log
-        yield from _run(handle, log=True)
-        return
+    with _LOCK:
+        _OPEN.append(handle)
     try:
-        with bar:
-            handle._bar = bar
-            handle._task = bar.add_task(step, total=total)
-            yield from _run(handle, log=False)
+        bar = _terminal_bar()
+        if bar is None or not _TERMINAL.acquire(blocking=False):  # one live bar at a time: others log
+            yield from _run(handle, log=True)
+            return
+        try:
+            with bar:
+                handle._bar = bar
+                handle._task = bar.add_task(step, total=total)
+                yield from _run(handle, log=False)
+        finally:
+            _TERMINAL.release()
     finally:
-        _TERMINAL.release()
+        with _LOCK:
+            _OPEN.remove(handle)
 
 
 _TERMINAL = threading.Lock()  # held by the step whose bar the terminal shows

@@ -15,6 +15,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.columns import Col
+from features.progress import progress
 from features.vocabulary import ClusterCol, CLVCol, ConsumerCol, ExportCol, TierCol
 from models.churn import ChurnConfig
 from models.clusters import BehaviourClusters, ClusterConfig
@@ -67,33 +68,39 @@ def segment_consumers(
 
     Raises ``PreviousTiersMismatch`` when ``previous`` names tiers the config does not have.
     """
-    scored = score_rfm(features, settings.rfm)
-    current = pd.DataFrame(
-        {
-            Col.CONSUMER_ID: features[Col.CONSUMER_ID],
-            TierCol.MEMBER_TIER: assign_tiers(features, settings.member_tiers),
-        }
-    )
-    try:
-        moved = tier_movement(current, previous, settings.member_tiers)
-    except ValueError as error:
-        raise PreviousTiersMismatch(str(error)) from None
-    consumers = scored.rename(columns={ConsumerCol.ORDERS: ExportCol.FREQUENCY})
-    for column in (TierCol.MEMBER_TIER, TierCol.PREVIOUS_TIER, TierCol.MOVEMENT):
-        consumers[column] = moved[column]
-    for column in (ConsumerCol.HOME_DISTRIBUTOR_ID, ConsumerCol.ROLLING_SPEND, ConsumerCol.ROLLING_ORDERS):
-        consumers[column] = features[column]
-    consumers[ConsumerCol.TOP_CATEGORY] = features[ConsumerCol.TOP_CATEGORY]
-    clusters, profiles = _clusters(features, settings)
-    consumers[ClusterCol.CLUSTER] = clusters[ClusterCol.CLUSTER]
-    consumers[ClusterCol.LABEL] = clusters[ClusterCol.LABEL]
-    summaries = ConsumerSummaries(
-        rfm_segments=segment_summary(scored),
-        rfm_grid=rf_grid(scored, settings.rfm),
-        migration=migration_matrix(moved, settings.member_tiers),
-        cluster_profiles=profiles,
-        clusters=None if profiles is None else len(profiles),
-    )
+    # seconds each at 1M consumers: counted parts, so the step is never a silent stretch
+    with progress("consumer segments", total=4, unit="parts") as bar:
+        scored = score_rfm(features, settings.rfm)
+        bar.advance()
+        current = pd.DataFrame(
+            {
+                Col.CONSUMER_ID: features[Col.CONSUMER_ID],
+                TierCol.MEMBER_TIER: assign_tiers(features, settings.member_tiers),
+            }
+        )
+        try:
+            moved = tier_movement(current, previous, settings.member_tiers)
+        except ValueError as error:
+            raise PreviousTiersMismatch(str(error)) from None
+        consumers = scored.rename(columns={ConsumerCol.ORDERS: ExportCol.FREQUENCY})
+        for column in (TierCol.MEMBER_TIER, TierCol.PREVIOUS_TIER, TierCol.MOVEMENT):
+            consumers[column] = moved[column]
+        carried = (ConsumerCol.HOME_DISTRIBUTOR_ID, ConsumerCol.ROLLING_SPEND, ConsumerCol.ROLLING_ORDERS)
+        for column in (*carried, ConsumerCol.TOP_CATEGORY):
+            consumers[column] = features[column]
+        bar.advance()
+        clusters, profiles = _clusters(features, settings)
+        consumers[ClusterCol.CLUSTER] = clusters[ClusterCol.CLUSTER]
+        consumers[ClusterCol.LABEL] = clusters[ClusterCol.LABEL]
+        bar.advance()
+        summaries = ConsumerSummaries(
+            rfm_segments=segment_summary(scored),
+            rfm_grid=rf_grid(scored, settings.rfm),
+            migration=migration_matrix(moved, settings.member_tiers),
+            cluster_profiles=profiles,
+            clusters=None if profiles is None else len(profiles),
+        )
+        bar.advance()
     return consumers, summaries
 
 

@@ -4,8 +4,10 @@
 local Prefect server included) in a daemon thread, charges it to every task running at the
 time, warns once per task that goes over ``flow.step_memory_budget`` and, with
 ``flow.enforce_memory_budget``, fails such a task as it ends (``MemoryBudgetExceeded``). The
-same thread writes a line when a task has run ``SILENCE_SECONDS`` with nothing logged, so no
-stretch of a night is silent. ``pipelines.runtime.RunClock`` owns one per flow run.
+same thread writes a line when a task has run ``SILENCE_SECONDS`` with nothing logged, naming
+the steps open inside it (``features.progress.open_steps``: a fit, a query, a write, with their
+counts and seconds), so no stretch of a night is silent. ``pipelines.runtime.RunClock`` owns one
+per flow run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from features.errors import SiyuError
-from features.progress import duration
+from features.progress import ProgressUpdate, duration, open_steps
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +61,8 @@ class MemoryWatch:
     The first sample over the budget logs a warning naming the task; ``check`` fails the task as it
     ends when ``enforce`` is on (the step is not stopped midway: its memory is already in use).
     While a task runs and the log has been quiet for ``silence`` seconds (a long fit, a big write),
-    the watch logs the task's time and memory, so no stretch of a night is silent.
+    the watch logs the task's time and memory and the open steps (``steps``), so no stretch of a
+    night is silent.
     """
 
     def __init__(
@@ -70,12 +73,13 @@ class MemoryWatch:
         silence: float = SILENCE_SECONDS,
         sample: Callable[[], int] = process_tree_rss,
         clock: Callable[[], float] = time.monotonic,
+        steps: Callable[[], list[ProgressUpdate]] = open_steps,
     ) -> None:
         self.budget, self.enforce = budget, enforce
         self.peaks: dict[str, int] = {}
         self.over: dict[str, int] = {}
         self._every, self._silence = every, silence
-        self._sample, self._clock = sample, clock
+        self._sample, self._clock, self._steps = sample, clock, steps
         self._running: dict[str, float] = {}
         self._last_line = clock()
         self._lock = threading.Lock()
@@ -125,7 +129,13 @@ class MemoryWatch:
             tasks = ", ".join(
                 f"{task} {duration(age)} (peak {peak / _GIB:.2f} GiB)" for task, age, peak in running
             )
-            logger.info("still running: %s; the run's processes use %.2f GiB now", tasks, rss / _GIB)
+            inside = "; ".join(update.line() for update in self._steps())
+            logger.info(
+                "still running: %s; the run's processes use %.2f GiB now%s",
+                tasks,
+                rss / _GIB,
+                f"; in progress: {inside}" if inside else "",
+            )
             self.heard()
 
     def check(self, task: str) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
+import threading
 
 import pytest
 
 from features import progress as progress_module
-from features.progress import ProgressUpdate, add_listener, progress
+from features.progress import ProgressUpdate, add_listener, open_steps, progress
 
 
 def test_update_line_gives_counts_share_and_eta() -> None:
@@ -64,3 +66,41 @@ def test_a_failed_step_reports_no_done_line(monkeypatch: pytest.MonkeyPatch) -> 
     finally:
         remove()
     assert not any(update.finished for update in seen)
+
+
+def test_open_steps_say_what_runs_now_on_every_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the nightly's quiet-log line names: every open step, counted or not, whichever thread."""
+    monkeypatch.setenv("SIYU_PROGRESS", "log")
+    inside, release = threading.Event(), threading.Event()
+
+    def fit() -> None:
+        with progress("fitting the churn candidate"):  # one library call: nothing to count
+            inside.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=fit)
+    with progress("CLV frames", total=4, unit="queries") as bar:
+        bar.advance()
+        worker.start()
+        assert inside.wait(10)
+        steps = open_steps()
+        release.set()
+        worker.join(10)
+    assert [update.step for update in steps] == ["CLV frames", "fitting the churn candidate"]
+    assert steps[0].line().startswith("CLV frames: 1 / 4 queries (25%), ")
+    assert re.fullmatch(r"fitting the churn candidate: \d+s", steps[1].line())  # no "0 items"
+    assert open_steps() == []
+
+
+def test_a_step_without_counts_ends_with_its_time_and_a_full_count_is_said_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIYU_PROGRESS", "log")
+    with caplog.at_level(logging.INFO, logger="siyu.progress"):
+        with progress("fitting"):
+            pass
+        with progress("scoring", total=3, unit="buyers") as bar:
+            bar.advance(3)  # complete at the first report: only the done line says so
+    lines = [r.getMessage() for r in caplog.records if r.name == "siyu.progress"]
+    assert re.fullmatch(r"fitting: \d+s, done", lines[0])
+    assert len(lines) == 2 and lines[1].startswith("scoring: 3 / 3 buyers (100%), ")

@@ -189,12 +189,17 @@ def test_each_candidate_says_when_it_is_done(frames, caplog: pytest.LogCaptureFi
     """One log line per candidate (the CLV fits are no silent stretch), from whichever thread ran it."""
     train, validation, _ = frames
     config = ChurnConfig(candidates=("logistic", "logistic_rf"), forecast_candidates=("gradient_boosting",))
-    with caplog.at_level("INFO", logger="models.churn"):
+    with caplog.at_level("INFO", logger="siyu.progress"):
         score_candidates(train, validation, CLV, config)
-    done = [record.getMessage() for record in caplog.records if "candidate" in record.getMessage()]
-    assert sorted(line.split(" scored ")[0] for line in done) == [
-        "churn models: churn candidate logistic",
-        "churn models: churn candidate logistic_rf",
-        "churn models: forecast candidate gradient_boosting",
+    done = [
+        record.getMessage()
+        for record in caplog.records
+        if "candidate" in record.getMessage() and record.getMessage().endswith(", done")
     ]
-    assert all(f"scored {len(validation):,} buyers in " in line for line in done)
+    assert sorted(line.split(": ")[1] for line in done) == [
+        "churn candidate logistic",
+        "churn candidate logistic_rf",
+        "forecast candidate gradient_boosting",
+    ]
+    n = f"{len(validation):,}"
+    assert all(f": {n} / {n} buyers scored (100%), " in line for line in done)

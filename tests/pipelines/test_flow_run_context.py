@@ -182,6 +182,23 @@ def test_a_quiet_log_during_a_task_gets_a_line_with_its_time_and_memory(caplog) 
     assert len([r for r in caplog.records if r.name == "pipelines.memory"]) == 1
 
 
+def test_the_quiet_log_line_names_the_steps_open_inside_the_task(caplog) -> None:
+    clock = FakeTime()
+    fitting = ProgressUpdate("churn candidate gradient_boosting", 0, 459_376, "buyers", 15, False)
+    frames = ProgressUpdate("CLV frames", 1, 4, "queries", 12, False)
+    watch = MemoryWatch(sample=lambda: 2**30, clock=clock, steps=lambda: [frames, fitting])
+    caplog.set_level("INFO", logger="pipelines.memory")
+    watch.begin("segmentation")
+    clock.now = 10.0
+    watch.tick()
+    [line] = [r.getMessage() for r in caplog.records if r.name == "pipelines.memory"]
+    assert line == (
+        "still running: segmentation 10s (peak 1.00 GiB); the run's processes use 1.00 GiB now; "
+        "in progress: CLV frames: 1 / 4 queries (25%), 12s, ETA 36s; "
+        "churn candidate gradient_boosting: 0 / 459,376 buyers (0%), 15s"
+    )
+
+
 def test_timed_with_a_tiny_enforced_budget_fails_the_task_after_recording_it(monkeypatch) -> None:
     """The real process tree is far over 1 MB: the task runs, its time and peak are kept, then it fails."""
     clock = RunClock(memory=MemoryWatch(budget=2**20, enforce=True))
