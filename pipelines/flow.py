@@ -41,8 +41,10 @@ its report and its export, and a summary.
 After validation the flow opens one DuckDB session (``features.engine``: the clean orders read
 once, shared views, ``engine:`` memory limit and spill folder) and hands it to segmentation,
 the quality gate and the recommenders; it is closed before registration. With ``engine.kind:
-spark`` (``--engine spark``) the session is a Spark session and its connection instead
-(``pipelines.run_engine``, docs/spark.md): a task starts it, a task stops it and its JVM. Every task's seconds
+spark`` (``--engine spark``) it is a connection on a Spark session instead (``pipelines.run_engine``,
+docs/spark.md), and that session is the night's only one: a task starts it before validation, which
+runs on it, and a task stops it and its JVM once, when the engine block ends however it ends, a
+failed validation included (``night_engine``). Every task's seconds
 go to ``run_timings.json`` (``pipelines.runtime.timed``), and the steps' progress to Prefect
 progress artifacts (``pipelines.runtime.ProgressArtifacts``).
 """
@@ -70,7 +72,7 @@ from pipelines import champion, nightly_steps, resume, tracking, workdir
 from pipelines import publish as publishing
 from pipelines.champion import RecommenderOutcome
 from pipelines.config import NightlyConfig, load_config
-from pipelines.run_engine import EngineRun, engine_record, open_engine_run
+from pipelines.run_engine import EngineRun, engine_record, start_engine_run
 from pipelines.runtime import (
     FlowConfig,
     Fn,
@@ -95,6 +97,8 @@ from pipelines.steps.validate import Validated, load_and_validate, resolve_data_
 from pipelines.steps.workbooks import run_workbooks, segment_workbooks
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
     from pipelines.steps.segment import SegmentationOutcome
 
 
@@ -189,13 +193,14 @@ def nightly_flow(
     ):
         exports_dir = settings.publish.exports_dir or work / Folder.EXPORTS
         source = limits(prepare_data)(settings, data_dir)
-        validated = limits(validate)(source, as_of, settings, work / Folder.VALIDATED)
-        _name_run(validated.as_of)
-        previous = publishing.previous_export(exports_dir, validated.as_of)
-        missing = limits(check_tables)(previous, validated, settings)
-        outputs = limits(prepare_outputs)(work, validated, settings)
-        run_id = limits(open_run)(settings, work, validated, source)
-        with engine_session(validated, settings, work, limits, run_id) as con:
+        with night_engine(settings, work, limits) as engine:  # Spark: one session for validation and steps
+            validated = limits(validate)(source, as_of, settings, work / Folder.VALIDATED, engine.session)
+            _name_run(validated.as_of)
+            previous = publishing.previous_export(exports_dir, validated.as_of)
+            missing = limits(check_tables)(previous, validated, settings)
+            outputs = limits(prepare_outputs)(work, validated, settings)
+            run_id = limits(open_run)(settings, work, validated, source)
+            con = limits(open_engine)(engine, validated, settings, work, run_id)
             segments, quality = segment_and_grade(limits, validated, settings, outputs, previous, con)
             # marketing.xlsx and quality.xlsx (segments, quality) in a child process beside the recommenders
             books = limits.in_thread(segment_books).submit(outputs, settings.workbooks, settings.locale)
@@ -298,10 +303,17 @@ segment_books = nightly_task("workbooks: segments and quality", file_task())(seg
 
 
 @nightly_task("load and validate", file_task())
-def validate(data_dir: Path, as_of: date | None, settings: NightlyConfig, out_dir: Path) -> Validated:
-    """Read and validate ``data_dir``; clean tables and quarantine files go under ``out_dir``."""
+def validate(
+    data_dir: Path,
+    as_of: date | None,
+    settings: NightlyConfig,
+    out_dir: Path,
+    spark: SparkSession | None = None,
+) -> Validated:
+    """Read and validate ``data_dir``; clean tables and quarantine files go under ``out_dir``. On
+    Spark the rows are validated on ``spark``, the night's engine session (``night_engine``)."""
     get_run_logger().info("validating %s", data_dir)
-    validated = load_and_validate(data_dir, as_of, settings, out_dir)
+    validated = load_and_validate(data_dir, as_of, settings, out_dir, spark)
     for report in validated.result.reports:
         get_run_logger().info(
             "%s: %d read, %d kept, %d quarantined",
@@ -335,35 +347,47 @@ def prepare_outputs(work: Path, validated: Validated, settings: NightlyConfig) -
 
 
 @contextmanager
-def engine_session(
-    validated: Validated, settings: NightlyConfig, work: Path, limits: TaskLimits, run_id: str
-) -> Iterator[Any]:
-    """The run's engine (``engine.kind``: a DuckDB connection or a Spark connection) for the steps of
-    the block; closed, the Spark session and its JVM stopped and the spill folder removed, when the
-    block ends however it ends (``pipelines.run_engine``)."""
-    run = limits(open_engine)(validated, settings, work, run_id)
+def night_engine(settings: NightlyConfig, work: Path, limits: TaskLimits) -> Iterator[EngineRun]:
+    """The night's engine (``engine.kind``) for the block, from validation to the recommenders.
+
+    On Spark the session starts first (task ``start spark session``) so that validation runs on
+    it and the steps then query it: one session a night. On DuckDB nothing starts here; validation
+    runs without it. Either way ``open_engine`` connects the steps over the clean tables, and the
+    engine is closed (the connection, the Spark session and its JVM stopped, the spill folder
+    removed) once, when the block ends however it ends, a failed validation included
+    (``pipelines.run_engine``)."""
+    if settings.engine.kind == "spark":
+        run = limits(start_engine)(settings, work)
+    else:
+        run = start_engine_run(settings, work)  # starts nothing: no task
     try:
-        yield run.con
+        yield run
     finally:
         try:
-            limits(close_engine)(run)
+            if run.is_open:
+                limits(close_engine)(run)
         finally:
             run.close()  # again, in case the task could not run (idempotent)
 
 
+@nightly_task("start spark session", file_task())
+def start_engine(settings: NightlyConfig, work: Path) -> EngineRun:
+    """Start the night's Spark session (``spark:``), before validation, which runs on it."""
+    return start_engine_run(settings, work)
+
+
 @nightly_task("open engine session", file_task())
-def open_engine(validated: Validated, settings: NightlyConfig, work: Path, run_id: str) -> EngineRun:
-    """Open the night's engine over the clean tables and record it (kind, Spark conf) on the MLflow run."""
-    run = open_engine_run(validated, settings, work)
-    try:
-        with tracking.using_tracking(settings.tracking, work) as client:
-            for key, value in engine_record(run).items():
-                client.set_tag(run_id, key, value)
-    except BaseException:
-        run.close()
-        raise
+def open_engine(
+    run: EngineRun, validated: Validated, settings: NightlyConfig, work: Path, run_id: str
+) -> Any:
+    """Connect the night's engine over the clean tables (a DuckDB connection, or one on the running
+    Spark session) and record it (kind, Spark conf) on the MLflow run; the steps take what it returns."""
+    con = run.connect(validated, settings, work)
+    with tracking.using_tracking(settings.tracking, work) as client:
+        for key, value in engine_record(run).items():
+            client.set_tag(run_id, key, value)
     get_run_logger().info("engine: %s", run.kind)
-    return run
+    return con
 
 
 @nightly_task("close engine session", pure_task())

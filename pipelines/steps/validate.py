@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from features.asof import AsOf
 from features.catalog import StepFile
@@ -20,6 +21,9 @@ from features.store import clean_path, write_validated
 from features.validate import ValidationResult, check_quarantine_limits, latest_order_date
 from pipelines.config import NightlyConfig
 from sources.simulator import simulate
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +68,21 @@ def resolve_data_dir(config: NightlyConfig, data_dir: Path | None) -> Path:
 
 
 def load_and_validate(
-    data_dir: Path, as_of: AsOf | date | None, config: NightlyConfig, out_dir: Path
+    data_dir: Path,
+    as_of: AsOf | date | None,
+    config: NightlyConfig,
+    out_dir: Path,
+    spark: SparkSession | None = None,
 ) -> Validated:
     """Read ``data_dir``, quarantine bad rows, write clean tables under ``out_dir``.
 
     ``as_of`` defaults to the day of the latest order. With ``engine.kind: spark`` the rows are
-    read, checked and written by Spark (``validate_on_spark``), with the same outputs; on DuckDB
-    tables are read and validated ``config.validation.chunk_rows`` rows at a time. Rows after
-    the as-of date are left out of the clean tables (counted, not quarantined). Raises
-    ``QuarantineLimitExceeded`` after writing, so the quarantine files can be read.
+    read, checked and written by Spark (``validate_on_spark``) on ``spark``, the night's running
+    session, or on a session of its own when none is given, with the same outputs; on DuckDB
+    tables are read and validated ``config.validation.chunk_rows`` rows at a time (``spark`` is
+    not used). Rows after the as-of date are left out of the clean tables (counted, not
+    quarantined). Raises ``QuarantineLimitExceeded`` after writing, so the quarantine files can
+    be read.
     """
     raw = read_dataset(data_dir, config.data)
     settings = config.validation
@@ -80,7 +90,7 @@ def load_and_validate(
         as_of = latest_order_date(raw, chunk_rows=settings.chunk_rows, timezone=settings.timezone)
     run_as_of = AsOf.of(as_of)
     if config.engine.kind == "spark":
-        result = validate_on_spark(raw, run_as_of, config, out_dir)
+        result = validate_on_spark(raw, run_as_of, config, out_dir, spark)
     else:
         result = write_validated(raw, run_as_of, out_dir, config=settings)
     clean_paths = {report.table: clean_path(out_dir, report.table) for report in result.reports}
@@ -89,13 +99,20 @@ def load_and_validate(
 
 
 def validate_on_spark(
-    raw: dict[str, TableInput], as_of: AsOf, config: NightlyConfig, out_dir: Path
+    raw: dict[str, TableInput],
+    as_of: AsOf,
+    config: NightlyConfig,
+    out_dir: Path,
+    spark: SparkSession | None = None,
 ) -> ValidationResult:
-    """Validate on a Spark session of its own (``config.spark``; stopped with its JVM at the end),
-    writing what ``write_validated`` writes (``features.spark_validate``). The night's engine
-    session opens after validation, as on DuckDB, so a Spark night starts Spark twice."""
+    """Validate on ``spark`` (the nightly's engine session, which the night's steps then use: a
+    Spark night starts Spark once), writing what ``write_validated`` writes
+    (``features.spark_validate``). Without one (``siyu validate`` and the other single-step
+    commands) on a session of its own from ``config.spark``, stopped with its JVM at the end."""
     from features.spark_engine import spark_session
     from features.spark_validate import spark_validate
 
-    with spark_session(config.spark, out_dir) as spark:
+    if spark is not None:
         return spark_validate(spark, raw, as_of, out_dir, config=config.validation)
+    with spark_session(config.spark, out_dir) as own:
+        return spark_validate(own, raw, as_of, out_dir, config=config.validation)

@@ -8,13 +8,17 @@ times), up to float summation order in the files the scoring pass's scores reach
 picks its kernel by block shape (OpenBLAS on CPUs without AVX-512) the Spark tasks' blocks sum
 in another order, so those scores move in their last bits. Those files are held to that weaker
 promise precisely (``SCORED_FILES``). The Spark run's session must be on the
-MLflow run and gone afterwards, its JVM included. Without Java the Spark run fails with the fix
+MLflow run and gone afterwards, its JVM included. A Spark night starts one Spark session, which
+validates and then serves the steps, and stops it once, also when validation fails (then the run
+fails with validation's message and no JVM is left). Without Java the Spark run fails with the fix
 in its message: nothing here is skipped.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -24,10 +28,14 @@ import psutil
 import pytest
 import yaml
 
-from features.catalog import RunFile
+import features.spark_engine as spark_engine
+from features.catalog import Folder, RunFile
+from features.columns import Col, Table
+from features.errors import QuarantineLimitExceeded
 from pipelines.flow import NightlySummary, run_nightly
 from pipelines.run_engine import ENGINE_TAG, SPARK_CONF_PREFIX
 from sources.simulator import SimulationConfig, simulate
+from tests.cli import run_cli
 from tests.ranked_lists import assert_same_list_file, assert_same_ranked_lists
 
 CONFIG = {
@@ -106,18 +114,51 @@ def _java_children() -> list[psutil.Process]:
     return [child for child in psutil.Process().children(recursive=True) if "java" in child.name()]
 
 
+def _counting(calls: Counter, name: str, fn: Callable) -> Callable:
+    def counted(*args, **kwargs):
+        calls[name] += 1
+        return fn(*args, **kwargs)
+
+    return counted
+
+
+def _counting_spark(patch: pytest.MonkeyPatch) -> Counter:
+    """Count Spark session starts (``start_spark``: every siyu Spark session, ``spark_session``'s
+    too, starts there) and stops (``stop_jvm``: a running session's stop ends its JVM)."""
+    calls: Counter = Counter()
+    patch.setattr(spark_engine, "start_spark", _counting(calls, "starts", spark_engine.start_spark))
+    patch.setattr(spark_engine, "stop_jvm", _counting(calls, "stops", spark_engine.stop_jvm))
+    return calls
+
+
+def _night_config(root: Path, kind: str, **sections: dict) -> Path:
+    config_path = root / f"{kind}.yaml"
+    config_path.write_text(yaml.safe_dump({**CONFIG, "engine": {"kind": kind}, **sections}))
+    return config_path
+
+
 @pytest.fixture(scope="module")
-def nights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[NightlySummary, Path]]:
+def spark_calls() -> Counter:
+    """The Spark session starts and stops of the Spark night in ``nights``."""
+    return Counter()
+
+
+@pytest.fixture(scope="module")
+def nights(
+    tmp_path_factory: pytest.TempPathFactory, spark_calls: Counter
+) -> dict[str, tuple[NightlySummary, Path]]:
     """The same night on DuckDB and on Spark: summary and work folder of each."""
     root = tmp_path_factory.mktemp("nightly_engines")
     data = root / "data"
     simulate(data, SimulationConfig(consumers=300, distributors=10, products=50, days=120, seed=7))
     nights = {}
     for kind in ("duckdb", "spark"):
-        config_path = root / f"{kind}.yaml"
-        config_path.write_text(yaml.safe_dump({**CONFIG, "engine": {"kind": kind}}))
         work = root / f"work_{kind}"
-        nights[kind] = (run_nightly(config_path=config_path, data_dir=data, out_dir=work), work)
+        with pytest.MonkeyPatch.context() as patch:
+            calls = _counting_spark(patch)
+            summary = run_nightly(config_path=_night_config(root, kind), data_dir=data, out_dir=work)
+        nights[kind] = (summary, work)
+        spark_calls.update({f"{kind} {name}": n for name, n in calls.items()})
     return nights
 
 
@@ -167,7 +208,48 @@ def test_the_spark_session_and_its_jvm_are_gone_after_the_night(nights) -> None:
     assert _java_children() == []
     assert not (work / "spark_tmp").exists()
     tasks = yaml.safe_load((work / RunFile.RUN_TIMINGS).read_text())["tasks"]
-    assert {"open engine session", "close engine session"} <= set(tasks)
+    assert {"start spark session", "open engine session", "close engine session"} <= set(tasks)
+
+
+def test_a_spark_night_starts_one_session_for_validation_and_the_steps(nights, spark_calls) -> None:
+    """Validation ran on the night's session (it starts none of its own), the steps on the same
+    one; it was stopped once. The DuckDB night started no Spark at all."""
+    assert spark_calls == {"spark starts": 1, "spark stops": 1}
+    _, duckdb_work = nights["duckdb"]
+    duckdb_tasks = yaml.safe_load((duckdb_work / RunFile.RUN_TIMINGS).read_text())["tasks"]
+    assert "start spark session" not in duckdb_tasks and "open engine session" in duckdb_tasks
+
+
+def test_a_spark_night_whose_validation_fails_stops_its_session_once(tmp_path: Path) -> None:
+    """Bad data: the run fails with validation's message, and the session it started for validation
+    is stopped (once, by the engine block), its JVM and spill folder with it."""
+    data = tmp_path / "data"
+    simulate(data, SimulationConfig(consumers=60, distributors=4, products=30, days=60, seed=3))
+    orders = pd.read_parquet(data / f"{Table.ORDERS}.parquet")
+    orders.loc[orders.index % 4 == 0, Col.UNIT_PRICE] = -1.0  # a quarter of the rows quarantined
+    orders.to_parquet(data / f"{Table.ORDERS}.parquet", index=False)
+    work = tmp_path / "work"
+    with pytest.MonkeyPatch.context() as patch:
+        calls = _counting_spark(patch)
+        with pytest.raises(QuarantineLimitExceeded, match="too many bad rows"):
+            run_nightly(config_path=_night_config(tmp_path, "spark"), data_dir=data, out_dir=work)
+    assert calls == {"starts": 1, "stops": 1}
+    assert _java_children() == []
+    assert not (work / "spark_tmp").exists()
+    assert (work / Folder.VALIDATED / Folder.QUARANTINE / f"{Table.ORDERS}.csv").exists()  # written by Spark
+
+
+def test_siyu_validate_alone_starts_and_stops_a_session_of_its_own(tmp_path: Path, monkeypatch) -> None:
+    """No night, no engine block: ``siyu validate`` on Spark starts its own session and stops it."""
+    data = tmp_path / "data"
+    simulate(data, SimulationConfig(consumers=60, distributors=4, products=30, days=60, seed=3))
+    out = tmp_path / "validated"
+    calls = _counting_spark(monkeypatch)
+    config = str(_night_config(tmp_path, "spark"))
+    assert run_cli(monkeypatch, "validate", "--data", str(data), "--out", str(out), "--config", config) == 0
+    assert calls == {"starts": 1, "stops": 1}
+    assert _java_children() == [] and not (out / "spark_tmp").exists()
+    assert (out / Folder.CLEAN / f"{Table.ORDERS}.parquet").is_dir()  # Spark writes a folder of parts
 
 
 def test_the_spark_night_scored_its_lists_on_spark(nights) -> None:

@@ -1,4 +1,5 @@
-"""The run's engine (pipelines.run_engine) without Spark: closing undoes everything, once, whatever fails."""
+"""The run's engine (pipelines.run_engine) without Spark: closing undoes everything, once, whatever fails;
+starting and connecting are two stages (a Spark night validates on the started session)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from features.columns import Table
 from pipelines.config import NightlyConfig
-from pipelines.run_engine import ENGINE_TAG, EngineRun, engine_record, open_engine_run
+from pipelines.run_engine import ENGINE_TAG, EngineRun, engine_record, start_engine_run
 from tests.data import orders_frame
 
 
@@ -25,12 +26,13 @@ class _Closing:
 
 
 class _SparkRun:
-    def __init__(self) -> None:
+    def __init__(self, spark: object = None) -> None:
         self.stopped = 0
-        self.spark = None
+        self.spark = spark
 
     def stop(self) -> None:
         self.stopped += 1
+        self.spark = None
 
 
 def test_closing_a_spark_engine_stops_the_session_even_when_the_connection_fails_to_close() -> None:
@@ -43,7 +45,10 @@ def test_closing_a_spark_engine_stops_the_session_even_when_the_connection_fails
     assert con.closed == 1 and spark.stopped == 2  # SparkRun.stop is itself idempotent
 
 
-def test_the_duckdb_engine_opens_over_the_clean_tables_and_its_spill_folder_goes(tmp_path: Path) -> None:
+def test_the_duckdb_engine_starts_nothing_then_connects_over_the_clean_tables_once(tmp_path: Path) -> None:
+    """DuckDB validates without the engine: starting it opens nothing, connecting (after validation)
+    opens the connection, a second connect (a retried task) gets the same one, and its spill
+    folder goes with it."""
     clean = tmp_path / "clean"
     clean.mkdir()
     orders = clean / "orders.parquet"
@@ -51,10 +56,22 @@ def test_the_duckdb_engine_opens_over_the_clean_tables_and_its_spill_folder_goes
     frame.to_parquet(orders)
     validated = SimpleNamespace(clean_paths={Table.ORDERS: orders})
 
-    run = open_engine_run(validated, NightlyConfig(), tmp_path)  # type: ignore[arg-type]
-    assert run.kind == "duckdb" and engine_record(run) == {ENGINE_TAG: "duckdb"}
-    assert run.con.execute("SELECT count(*) FROM orders").fetchone() == (len(frame),)
+    run = start_engine_run(NightlyConfig(), tmp_path)
+    assert run.kind == "duckdb" and run.session is None and not run.is_open
+    con = run.connect(validated, NightlyConfig(), tmp_path)  # type: ignore[arg-type]
+    assert run.connect(validated, NightlyConfig(), tmp_path) is con  # type: ignore[arg-type]
+    assert engine_record(run) == {ENGINE_TAG: "duckdb"}
+    assert con.execute("SELECT count(*) FROM orders").fetchone() == (len(frame),)
     assert run.spill is not None and run.spill.is_dir()
     run.close()
     run.close()
-    assert not run.spill.exists()
+    assert not run.is_open and not run.spill.exists()
+
+
+def test_a_started_spark_engine_is_open_before_it_connects_and_closing_stops_it() -> None:
+    """What a failed validation leaves: a session and no connection; closing stops the session."""
+    spark = _SparkRun(spark=object())
+    run = EngineRun("spark", spill=Path("spill"), spark=spark)  # type: ignore[arg-type]
+    assert run.is_open and run.session is spark.spark and run.con is None
+    run.close()
+    assert spark.stopped == 1 and not run.is_open and run.session is None
