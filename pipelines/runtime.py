@@ -28,10 +28,12 @@ updated at most every ``ARTIFACT_EVERY_SECONDS``), for a person following a depl
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import gc
 import logging
 import os
+import queue
 import re
 import resource
 import signal
@@ -737,10 +739,18 @@ class ProgressArtifacts:
     """A ``features.progress`` listener: one Prefect progress artifact per step, created at its first
     update and updated at most every ``every`` seconds (and when the step finishes).
 
+    The calls to Prefect's API go out from a thread of their own, in the order they were decided,
+    so a step never waits on the API: under load one call took tens of seconds, and a churn
+    candidate's thread waited for it before its next fit (session 12). They run in the context of
+    the thread that made the listener (the flow's, so the artifacts belong to its run). ``close``
+    sends what is queued (at most ``CLOSE_SECONDS``) and stops the thread.
+
     ``create`` and ``update`` are Prefect's ``create_progress_artifact`` and
     ``update_progress_artifact`` unless given (tests pass fakes). A step without a total shows 0%
     until it finishes.
     """
+
+    CLOSE_SECONDS = 30.0
 
     def __init__(
         self,
@@ -755,23 +765,41 @@ class ProgressArtifacts:
             create, update = create_progress_artifact, update_progress_artifact
         self._create, self._update = create, update
         self._every, self._clock = every, clock
-        self._artifacts: dict[str, tuple[UUID, float]] = {}
+        self._sent: dict[str, float] = {}  # step -> when its last call was queued
         self._lock = threading.Lock()
+        self._calls: queue.SimpleQueue[tuple[str, float, str] | None] = queue.SimpleQueue()
+        self._context = contextvars.copy_context()
+        self._sender = threading.Thread(target=self._send, name="siyu-progress-artifacts", daemon=True)
+        self._sender.start()
 
     def __call__(self, update: ProgressUpdate) -> None:
         percent = 100.0 if update.finished else round(100.0 * (update.fraction or 0.0), 1)
         now = self._clock()
         with self._lock:
-            known = self._artifacts.get(update.step)
-            if known is None:
-                artifact_id = self._create(
-                    progress=percent, key=artifact_key(update.step), description=update.line()
-                )
-            elif update.finished or now - known[1] >= self._every:
-                artifact_id = self._update(known[0], progress=percent, description=update.line())
-            else:
+            last = self._sent.get(update.step)
+            if last is not None and not update.finished and now - last < self._every:
                 return
-            self._artifacts[update.step] = (artifact_id, now)
+            self._sent[update.step] = now
+        self._calls.put((update.step, percent, update.line()))
+
+    def close(self) -> None:
+        """Send what is queued (waiting ``CLOSE_SECONDS`` at most) and stop the sending thread."""
+        self._calls.put(None)
+        self._sender.join(self.CLOSE_SECONDS)
+
+    def _send(self) -> None:
+        artifacts: dict[str, UUID] = {}
+        while (call := self._calls.get()) is not None:
+            step, percent, text = call
+            try:
+                if step not in artifacts:
+                    artifacts[step] = self._context.run(
+                        self._create, progress=percent, key=artifact_key(step), description=text
+                    )
+                else:
+                    self._context.run(self._update, artifacts[step], progress=percent, description=text)
+            except Exception:  # the UI's mirror of a step never breaks the night
+                logger.debug("progress artifact for %s failed", step, exc_info=True)
 
 
 def artifact_key(step: str) -> str:
@@ -783,8 +811,10 @@ def artifact_key(step: str) -> str:
 @contextmanager
 def progress_artifacts(listener: ProgressArtifacts | None = None) -> Iterator[None]:
     """Mirror every ``features.progress`` update into Prefect progress artifacts for the block."""
-    remove = add_listener(listener or ProgressArtifacts())
+    listener = listener or ProgressArtifacts()
+    remove = add_listener(listener)
     try:
         yield
     finally:
         remove()
+        listener.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from uuid import UUID, uuid4
 
@@ -97,6 +98,7 @@ def test_one_artifact_per_step_updated_at_most_every_interval_and_when_done() ->
     now[0] = 12.0
     listener(_update("validating orders", 1000, 1000, finished=True))  # the end always goes
     listener(_update("scoring consumers", 5, None))  # no total: 0% until done
+    listener.close()  # the calls go out from the listener's own thread: wait for them
     assert [c["key"] for c in fake.created] == [
         "siyu-progress-validating-orders",
         "siyu-progress-scoring-consumers",
@@ -104,6 +106,27 @@ def test_one_artifact_per_step_updated_at_most_every_interval_and_when_done() ->
     assert [c["progress"] for c in fake.created] == [10.0, 0.0]
     assert [u[1]["progress"] for u in fake.updated] == [50.0, 100.0]
     assert len({u[0] for u in fake.updated}) == 1
+    assert fake.updated[-1][1]["description"].endswith("done")
+
+
+def test_a_slow_prefect_api_never_holds_up_the_step() -> None:
+    """Under load one artifact call took tens of seconds; the step's thread must not wait for it."""
+    fake, api_free = FakeArtifacts(), threading.Event()
+
+    def slow_create(**kwargs) -> UUID:
+        api_free.wait(10)
+        return fake.create(**kwargs)
+
+    listener = ProgressArtifacts(slow_create, fake.update, every=0.0)
+    started = time.monotonic()
+    with progress_artifacts(listener):
+        with progress("fitting the churn candidate", total=4, unit="buyers") as bar:
+            bar.advance(1)  # the first report: its artifact's creation waits on the API
+            bar.advance(3)
+        returned = time.monotonic() - started  # the step is over while its first call still waits
+        api_free.set()
+    assert returned < 5
+    assert [c["key"] for c in fake.created] == ["siyu-progress-fitting-the-churn-candidate"]
     assert fake.updated[-1][1]["description"].endswith("done")
 
 
