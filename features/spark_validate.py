@@ -518,7 +518,9 @@ class _TableJob:
         their order does not hold."""
         cases = []
         if self.spec.name == Table.ORDERS:
-            typed = _with_member(typed, "_bad_order", self._inconsistent_orders(), [Col.ORDER_ID])
+            # few orders: broadcast, so the wide lines are not shuffled and sorted for a join
+            bad_orders = _broadcast(self._inconsistent_orders())
+            typed = _with_member(typed, "_bad_order", bad_orders, [Col.ORDER_ID])
             cases.append((ORDER_INCONSISTENT, _known("_bad_order")))
         if self.spec.name == Table.COMPLAINTS and Table.ORDERS in self.clean:
             orders = self.clean[Table.ORDERS]
