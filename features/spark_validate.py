@@ -112,17 +112,18 @@ def spark_validate(
     config = config or ValidationConfig()
     rules = config.rules(now)
     present = [t for t in VALIDATION_ORDER if t in raw_tables]
-    clean: dict[str, DataFrame] = {}
+    clean: dict[str, DataFrame] = {}  # per table, the clean values later tables check against
     reports: list[TableReport] = []
     with _Staging() as staging:
         for table in present:
             logger.info("validating %s on Spark", table)
             job = _TableJob(spark, raw_tables[table], as_of, config, rules, clean)
-            report, clean_rows = job.run(
+            report, read_later = job.run(
                 staging.folder(out_dir / Folder.CLEAN / f"{table}.parquet"),
                 staging.partial(out_dir / Folder.QUARANTINE / f"{table}.csv"),
             )
-            clean[table] = clean_rows
+            if read_later is not None:
+                clean[table] = read_later
             reports.append(report)
             log_report(report)
         document = {
@@ -269,7 +270,9 @@ class _TableJob:
         self.clean = clean
         self.columns = list(raw.columns)
 
-    def run(self, clean_folder: Path, quarantine_file: Path) -> tuple[TableReport, DataFrame]:
+    def run(self, clean_folder: Path, quarantine_file: Path) -> tuple[TableReport, DataFrame | None]:
+        """Validate the table, write its clean rows and quarantine file; its report and, cached,
+        the clean values later tables check against (``_read_later``; None if none)."""
         scanned = self._scan()
         texts = self._texts()
         staged = scanned.selectExpr("*", *[f"{stripped_sql(quote(n))} AS {_stripped(n)}" for n in texts])
@@ -280,11 +283,14 @@ class _TableJob:
         self._all_typed = typed
         read, out_of_window = self._count_and_check(typed)  # the typed rows are cached from here
         judged = self._judged(typed.where(_IN_WINDOW)).persist()
+        # the clean rows are not cached: the write reads them from the judged rows
         clean_rows = judged.where(f"{_REASONS} IS NULL")
-        clean_typed = clean_rows.selectExpr(*self._clean_columns()).persist()
-        kept = _write_clean(clean_typed, self.spec, self.columns, clean_folder)
+        kept = _write_clean(
+            clean_rows.selectExpr(*self._clean_columns()), self.spec, self.columns, clean_folder
+        )
         flagged = self._flagged(clean_rows)
         reasons = self._write_quarantine(judged.where(f"{_REASONS} IS NOT NULL"), quarantine_file)
+        read_later = self._read_later(clean_rows)
         typed.unpersist()
         judged.unpersist()
         quarantined = int(read) - kept - int(out_of_window)
@@ -298,7 +304,7 @@ class _TableJob:
             reasons=dict(sorted(reasons.items())),
             flagged=dict(sorted(flagged.items())),
         )
-        return report, clean_typed
+        return report, read_later
 
     # -- reading --
 
@@ -518,7 +524,9 @@ class _TableJob:
         their order does not hold."""
         cases = []
         if self.spec.name == Table.ORDERS:
-            typed = _with_member(typed, "_bad_order", self._inconsistent_orders(), [Col.ORDER_ID])
+            # few orders: broadcast, so the wide lines are not shuffled and sorted for a join
+            bad_orders = _broadcast(self._inconsistent_orders())
+            typed = _with_member(typed, "_bad_order", bad_orders, [Col.ORDER_ID])
             cases.append((ORDER_INCONSISTENT, _known("_bad_order")))
         if self.spec.name == Table.COMPLAINTS and Table.ORDERS in self.clean:
             orders = self.clean[Table.ORDERS]
@@ -563,9 +571,24 @@ class _TableJob:
         )
 
     def _clean_columns(self) -> list[str]:
-        return [
-            _clean_cast(self.spec.column(n), _typed_quote(n)) + f" AS {quote(n)}" for n in self.columns
-        ] + [quote(Col.SOURCE_ROW)]
+        return [self._clean_value(n) for n in self.columns] + [quote(Col.SOURCE_ROW)]
+
+    def _clean_value(self, name: str) -> str:
+        return _clean_cast(self.spec.column(name), _typed_quote(name)) + f" AS {quote(name)}"
+
+    def _read_later(self, clean_rows: DataFrame) -> DataFrame | None:
+        """The clean values of the columns later tables check against (the keys ``REFERENCES``
+        names; the order lines for complaints' ``product_not_on_order``), cached: a narrow copy,
+        filled before the judged rows leave the cache."""
+        read = {key for (_, _), (referenced, key) in REFERENCES.items() if referenced == self.spec.name}
+        if self.spec.name == Table.ORDERS:
+            read |= set(self.spec.line_key or ())
+        names = [n for n in self.columns if n in read]
+        if not names:
+            return None
+        values = clean_rows.selectExpr(*[self._clean_value(n) for n in names]).persist()
+        values.count()
+        return values
 
     def _flagged(self, clean_rows: DataFrame) -> dict[str, int]:
         flagged = [c for c, (_, _, action) in self._references().items() if action == "flag"]
