@@ -241,9 +241,9 @@ def _configure(
     temp_directory: Path | None,
 ) -> None:
     # jemalloc's background threads give the memory of finished queries back to the system as they
-    # go; without them a 10M-line night kept about 1.2 GiB of freed query memory in the process
-    # until the session closed (the production interaction data at 300,000 distributors: RSS after
-    # the query 4.73 -> 3.33 GiB, peak 4.92 -> 4.38 GiB; issue 18, session 12). Process-wide.
+    # go (measured alone on the production interaction data of the 10M-line, 300,000-distributor
+    # set: RSS after the query 4.73 -> 3.33 GiB, peak 4.92 -> 4.38 GiB; the whole night's peak did
+    # not move, docs/nightly.md; issue 18, session 12). Process-wide.
     con.execute("SET allocator_background_threads = true")
     if config is not None:
         con.execute(f"SET memory_limit = {_sql_value(config.memory_limit)}")
