@@ -551,11 +551,18 @@ class Recommender(ABC):
             raise SiyuError(
                 "no positive interactions to fit on\n  fix: check the as-of date and the data window"
             )
-        for learned in [key for key in vars(self) if key.endswith("_") and not key.startswith("_")]:
-            delattr(self, learned)
+        self.forget()
         self.data_ = data
         logger.debug("fitting %s on %d consumers x %d products", self.name, *data.shape)
         self._fit(data)
+        return self
+
+    def forget(self) -> Recommender:
+        """Drop the learned state (the attributes ending in ``_``), keeping the hyper-parameters
+        and what ``tune`` left for the next ``fit``; returns ``self``. Production tuning calls it
+        so that the evaluated model's data and components are freed before tonight's are built."""
+        for learned in [key for key in vars(self) if key.endswith("_") and not key.startswith("_")]:
+            delattr(self, learned)
         return self
 
     def can_score(self, consumer_ids: Sequence[str] | pd.Index) -> np.ndarray:

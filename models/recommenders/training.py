@@ -240,12 +240,28 @@ def fit_production(
     data: InteractionData | None = None,
     evaluated: FittedModel | None = None,
 ) -> Recommender:
-    """Tune (on the window before ``as_of``) and fit the named model (default: production) as of ``as_of``.
+    """Tune (on the window before ``as_of``) and fit the named model (default: production) as of
+    ``as_of``: ``tune_production``, then ``fit`` on ``data`` (default: built as of ``as_of``)."""
+    model = tune_production(con, as_of, config, name, evaluated)
+    return model.fit(data if data is not None else build_data(con, as_of, config.interactions))
+
+
+def tune_production(
+    con: duckdb.DuckDBPyConnection,
+    as_of: Cutoff,
+    config: RecommendConfig,
+    name: str | None = None,
+    evaluated: FittedModel | None = None,
+) -> Recommender:
+    """The named model (default: production) tuned on the window before ``as_of``, holding no
+    learned state (``Recommender.forget``), for ``fit`` on the data as of ``as_of``.
 
     ``evaluated``: the same model as the evaluation fitted it. When it was fitted at the start of
     the tuning window (``cutoff_before(as_of, validation_days)``) and can learn its weights over
     fitted components (``tune_fitted``), it is reused: the weights are learned on the window and
-    only the fit up to ``as_of`` remains; otherwise a fresh model is tuned as always.
+    only the fit up to ``as_of`` remains; otherwise a fresh model is tuned as always. Either way
+    the window's data and components are dropped here, so that they are not held while tonight's
+    data are built.
     """
     name = name or config.production
     days = config.evaluation.validation_days
@@ -255,7 +271,7 @@ def fit_production(
         model.tune_fitted(purchased_pairs(con, evaluated.cutoff, as_of))  # type: ignore[attr-defined]
     else:
         model = tune_on_window(config.models[name].build(), con, as_of, days, config.interactions)
-    return model.fit(data if data is not None else build_data(con, as_of, config.interactions))
+    return model.forget()
 
 
 def _reusable(evaluated: FittedModel, name: str, window_start: Cutoff) -> bool:

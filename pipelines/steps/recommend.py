@@ -61,7 +61,7 @@ from models.recommenders.store import (
     refit_reason,
     write_stored,
 )
-from models.recommenders.training import build_data, fit_production
+from models.recommenders.training import build_data, fit_production, tune_production
 from pipelines.config import NightlyConfig
 from pipelines.steps.quality import grade_products
 from reporting.excel import read_history, twin_path
@@ -114,8 +114,9 @@ def production_model(
     gives no reason to fit), it is carried onto tonight's interaction data and its night's
     ``evaluation.json`` is written to ``outputs`` again. Otherwise ``evaluate()`` runs (it writes
     ``outputs/evaluation.json`` and returns the numbers, the gate's NDCG, the sample in words and
-    the production model as the evaluation fitted it), the model is fitted (``fit_production``,
-    reusing that) and stored for the next nights.
+    the production model as the evaluation fitted it), the model is tuned (``tune_production``,
+    reusing that, whose fitted state is then dropped), tonight's interaction data are built, the
+    model is fitted on them and stored for the next nights.
     """
     as_of = AsOf.of(as_of)
     recommend = config.recommend
@@ -136,9 +137,12 @@ def production_model(
         shared = shared_interactions(con, _fitting_cutoffs(as_of, recommend), recommend.interactions)
         _timed("shared interaction data", stack.enter_context)(shared)
         metrics, ndcg, sample, evaluated = _timed("evaluation", evaluate)()
+        # Tuned (and the evaluated model's data and components dropped) before tonight's data
+        # are built: the 300,000-distributor night peaked while both were held.
+        tuned = _timed("production tuning", tune_production)(con, as_of, recommend, evaluated=evaluated)
+        del evaluated
         data = _timed("interaction data", _interaction_data)(con, as_of, recommend.interactions)
-    model = _timed("production fit", fit_production)(con, as_of, recommend, data=data, evaluated=evaluated)
-    del evaluated
+    model = _timed("production fit", tuned.fit)(data)
     key = ModelKey(config_hash, as_of.date, history_fingerprint(con, as_of))
     report = (outputs / StepFile.EVALUATION).read_text(encoding="utf-8")
     evaluation = CarriedEvaluation(metrics, ndcg, sample, report)

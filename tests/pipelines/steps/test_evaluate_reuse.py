@@ -81,3 +81,41 @@ def test_other_windows_tune_from_scratch(platform: Path) -> None:
     model = fit_production(con, as_of, config, evaluated=evaluated)
     assert model is not evaluated.model
     assert run_evaluation(platform, config, as_of, con=con, model_names=["repeat"]).fitted("ranker") is None
+
+
+def test_a_fitting_night_drops_the_evaluated_state_before_building_tonights_data(
+    platform: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.steps.recommend as step
+    from features.catalog import StepFile
+    from pipelines.config import NightlyConfig
+
+    config = _config()
+    con = connect(contract_tables(platform))
+    as_of = AsOf.of(latest_activity(con))
+    evaluated = run_evaluation(platform, config, as_of, con=con).fitted("ranker")
+    assert evaluated is not None and hasattr(evaluated.model, "data_")
+    outputs = tmp_path / "outputs"
+
+    def evaluate() -> tuple[dict[str, float], float, str, object]:
+        outputs.mkdir()
+        (outputs / StepFile.EVALUATION).write_text("{}\n")
+        return {}, 0.3, "the sample", evaluated
+
+    held: list[list[str]] = []
+    build = step._interaction_data
+    monkeypatch.setattr(
+        step,
+        "_interaction_data",
+        lambda *a: held.append([k for k in vars(evaluated.model) if k.endswith("_")]) or build(*a),
+    )
+    nightly = NightlyConfig().model_copy(update={"recommend": config})
+    tonight = step.production_model(con, as_of, nightly, outputs, tmp_path / "store", evaluate)
+
+    assert held == [[]]  # no data, components or trees of the evaluation's cutoff left
+    assert tonight.model is evaluated.model and tonight.model.data_ is tonight.data
+    fresh = fit_production(con, as_of, config, data=tonight.data)
+    learned, expected = tonight.model.learned_state(), fresh.learned_state()
+    assert learned.keys() == expected.keys()
+    for key in learned:
+        assert np.array_equal(learned[key], expected[key]), key

@@ -21,11 +21,9 @@ from sources.simulator import SimulationConfig, simulate
 K = 6
 
 
-def _fit_als(
-    con: object, as_of: object, config: object, data: object, evaluated: object = None
-) -> ALSRecommender:
-    """Stands in for ``fit_production``: a small ALS instead of the tuned ranker (fast)."""
-    return ALSRecommender(factors=8, iterations=4, num_threads=1).fit(data)
+def _tuned_als(con: object, as_of: object, config: object, evaluated: object = None) -> ALSRecommender:
+    """Stands in for ``tune_production``: a small ALS instead of the tuned ranker (fast)."""
+    return ALSRecommender(factors=8, iterations=4, num_threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +53,7 @@ def _night(world: dict, config: NightlyConfig, days_before: int, name: str, ndcg
     evaluation = _Evaluation(outputs, ndcg)
     store = world["root"] / "production_model"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("pipelines.steps.recommend.fit_production", _fit_als)
+        patch.setattr("pipelines.steps.recommend.tune_production", _tuned_als)
         tonight = production_model(world["con"], as_of, config, outputs, store, evaluation)
     return tonight, evaluation, as_of, outputs
 
