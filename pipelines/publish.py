@@ -62,6 +62,7 @@ from features.files import (
     replace_symlink,
     write_text_atomically,
 )
+from features.progress import Progress, progress
 from features.vocabulary import ExportManifestKey
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ CURRENT_FILE = "CURRENT"
 MANIFEST_VERSION = 1
 # Manifest fields that differ between two runs on the same inputs; everything else is reproducible.
 RUN_FIELDS = (ExportManifestKey.RUN,)
+_MIB = 2**20  # the unit of publish's progress lines
 # Libraries whose versions go into the export manifest (deterministic for one environment).
 VERSIONED_PACKAGES = (
     "siyu",
@@ -251,23 +253,26 @@ def _rename_into_place(staging: Path, exports_dir: Path, day: str, token: str) -
 
 def stage_files(sources: Mapping[str, Path], staging: Path) -> list[FileEntry]:
     """Copy every source (a file, or a directory copied whole) under ``staging``; sorted entries."""
-    entries: list[FileEntry] = []
+    files: list[tuple[Path, str]] = []
     for name, source in sources.items():
         if source.is_dir():
             for file in sorted(p for p in source.rglob("*") if p.is_file()):
-                relative = f"{name}/{file.relative_to(source).as_posix()}"
-                entries.append(copy_file(file, staging / relative, relative))
+                files.append((file, f"{name}/{file.relative_to(source).as_posix()}"))
         elif source.is_file():
-            entries.append(copy_file(source, staging / name, name))
+            files.append((source, name))
         else:
             raise SiyuError(
                 f"{source}: export file missing\n  fix: check the step that should have written it"
             )
+    total = sum(file.stat().st_size for file, _ in files) / _MIB
+    with progress(f"publish: copying {len(files)} files", total=total, unit="MiB") as bar:
+        entries = [copy_file(file, staging / relative, relative, bar) for file, relative in files]
     return sorted(entries, key=lambda entry: entry.path)
 
 
-def copy_file(source: Path, target: Path, relative: str) -> FileEntry:
-    """Copy one file, hashing the bytes as they are written, and flush it to disk."""
+def copy_file(source: Path, target: Path, relative: str, bar: Progress | None = None) -> FileEntry:
+    """Copy one file, hashing the bytes as they are written, and flush it to disk; ``bar``
+    advances by the MiB copied."""
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
@@ -276,6 +281,8 @@ def copy_file(source: Path, target: Path, relative: str) -> FileEntry:
             digest.update(chunk)
             writer.write(chunk)
             size += len(chunk)
+            if bar is not None:
+                bar.advance(len(chunk) / _MIB)
         writer.flush()
         os.fsync(writer.fileno())
     return FileEntry(relative, size, digest.hexdigest())
@@ -294,14 +301,21 @@ def read_manifest(export_dir: Path) -> dict[str, Any]:
 
 def verify_export(export_dir: Path) -> None:
     """Re-read every file the manifest lists and check its size and SHA-256; raise on any mismatch."""
-    manifest = read_manifest(export_dir)
-    for entry in manifest[ExportManifestKey.FILES]:
-        path = export_dir / entry["path"]
-        if not path.is_file() or path.stat().st_size != entry["bytes"] or sha256_of(path) != entry["sha256"]:
-            raise SiyuError(
-                f"{path}: does not match {export_dir / RunFile.MANIFEST}\n"
-                "  fix: the disk or a concurrent writer changed it; publish the run again"
-            )
+    entries = read_manifest(export_dir)[ExportManifestKey.FILES]
+    total = sum(entry["bytes"] for entry in entries) / _MIB
+    with progress(f"publish: checking {len(entries)} files", total=total, unit="MiB") as bar:
+        for entry in entries:
+            path = export_dir / entry["path"]
+            if (
+                not path.is_file()
+                or path.stat().st_size != entry["bytes"]
+                or sha256_of(path) != entry["sha256"]
+            ):
+                raise SiyuError(
+                    f"{path}: does not match {export_dir / RunFile.MANIFEST}\n"
+                    "  fix: the disk or a concurrent writer changed it; publish the run again"
+                )
+            bar.advance(entry["bytes"] / _MIB)
 
 
 def _refuse_foreign_current(exports_dir: Path) -> Path:

@@ -182,7 +182,7 @@ def test_a_full_disk_stops_publishing_with_current_unchanged(tmp_path: Path, mon
     exports = tmp_path / "exports"
     publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 30), VERSIONS, {})
 
-    def disk_full(source, target, relative):
+    def disk_full(source, target, relative, bar=None):
         raise OSError(errno.ENOSPC, "No space left on device", str(target))
 
     monkeypatch.setattr(publish, "copy_file", disk_full)
@@ -233,3 +233,22 @@ def test_a_publish_waits_for_another_into_the_same_folder_then_gives_up(tmp_path
     with FileLock(exports / PUBLISH_LOCK), pytest.raises(PublishError, match="another publish into"):
         publish_export(outputs(tmp_path / "out", "normal"), exports, date(2025, 3, 31), VERSIONS, {})
     assert current_export(exports) == exports / "2025-03-30"
+
+
+def test_copying_and_checking_count_the_mib(tmp_path: Path) -> None:
+    from features.progress import add_listener
+
+    sources = outputs(tmp_path / "out", "normal")
+    (tmp_path / "out" / "big.parquet").write_bytes(os.urandom(3 * 2**20 + 5))
+    sources["big.parquet"] = tmp_path / "out" / "big.parquet"
+    updates = []
+    remove = add_listener(updates.append)
+    try:
+        publish_export(sources, tmp_path / "exports", date(2025, 3, 31), VERSIONS, {})
+    finally:
+        remove()
+    total = sum(path.stat().st_size for path in (tmp_path / "out").rglob("*") if path.is_file()) / 2**20
+    for step in ("publish: copying 4 files", "publish: checking 4 files"):
+        seen = [update for update in updates if update.step == step]
+        assert seen and seen[-1].finished and seen[-1].unit == "MiB", step
+        assert seen[-1].total == pytest.approx(total) and seen[-1].done == pytest.approx(total), step
