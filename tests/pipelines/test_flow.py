@@ -259,8 +259,8 @@ data, work, config, marker, as_of = sys.argv[1:6]
 copy = publish.copy_file
 
 
-def copy_then_stall(source, target, relative):
-    entry = copy(source, target, relative)
+def copy_then_stall(source, target, relative, bar=None):
+    entry = copy(source, target, relative, bar)
     Path(marker).touch()
     time.sleep(300)
     return entry
