@@ -86,6 +86,11 @@ def _night(paths: dict, patches: dict | None = None) -> tuple[Counter, object]:
     return calls, outcome
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _own_server(own_prefect_server: None) -> None:
+    """Every night here starts its own server: what lives under the work dir's Prefect home is tested."""
+
+
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A night that fails in registration, its rerun (resumes), and a rerun of the finished night."""
