@@ -25,18 +25,21 @@ def _store_templates_of_this_session(tmp_path_factory: pytest.TempPathFactory) -
         os.environ[CACHE_ENV] = previous
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _one_prefect_server(
+@pytest.fixture(scope="session")
+def shared_prefect_server(
     tmp_path_factory: pytest.TempPathFactory, _store_templates_of_this_session: None
 ) -> Iterator[None]:
-    """One temporary Prefect API server for the session (each xdist worker has its own), which
-    every night run in this process uses instead of starting its own.
+    """One temporary Prefect API server for the rest of the session (each xdist worker has its
+    own), which every night run in this process then uses instead of starting its own.
 
     A night's own server (``pipelines.runtime.local_prefect``) costs about 13 s of CPU on 2 cores,
-    as much as a whole test night on 300 consumers. Tests of that server and of what lives under
-    the work dir's Prefect home (tests/pipelines/test_prefect.py, the ``local_prefect`` tests) ask
-    for ``own_prefect_server``; processes that tests start get their own as before (the setting
-    is this process's, not the environment's). A PREFECT_API_URL of the user's is never used."""
+    as much as a whole test night on 300 consumers. The modules that run nights ask for it
+    (``pytestmark``); it is not autouse, because starting it (a fresh database: the session's
+    store templates start empty) would add about 15 s to every pytest start. Tests of a night's own
+    server and of what lives under the work dir's Prefect home (tests/pipelines/test_prefect.py,
+    the ``local_prefect`` tests) restore the default (``own_prefect_server``); processes that tests
+    start get their own as before (the setting is this process's, not the environment's). A
+    PREFECT_API_URL of the user's is never used."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from pipelines.runtime import local_prefect
@@ -50,7 +53,8 @@ def _one_prefect_server(
 
 @pytest.fixture(scope="module")
 def own_prefect_server() -> Iterator[None]:
-    """No session server in the module: each night starts its own under its work dir, as a user's."""
+    """No shared server in the module (whether or not an earlier module started it): each night
+    starts its own under its work dir, as a user's."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(restore_defaults={PREFECT_API_URL}):

@@ -11,6 +11,8 @@ from features import spark_engine
 from features.spark_engine import SparkConfig, SparkUnavailableError, spark_session
 from pipelines.config import ConfigError, NightlyConfig, load_config, with_engine
 
+pytestmark = pytest.mark.usefixtures("shared_prefect_server")  # its nights share one (tests/conftest.py)
+
 
 def test_defaults_run_duckdb_and_describe_a_local_spark() -> None:
     config = NightlyConfig()

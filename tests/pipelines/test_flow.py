@@ -49,6 +49,8 @@ from pipelines.tracking import (
 )
 from sources.simulator import SimulationConfig, simulate
 
+pytestmark = pytest.mark.usefixtures("shared_prefect_server")  # its nights share one (tests/conftest.py)
+
 REPO = Path(__file__).resolve().parents[2]
 # Small and fast: the flow's plumbing is under test here, not the models. CLV is off because
 # compiling its PyMC models costs ~15 s per process even on this tiny set (it has its own tests).

@@ -14,6 +14,8 @@ from pipelines.flow import run_nightly
 from sources.simulator import SimulationConfig, simulate
 from tests.pipelines.test_flow import CONFIG
 
+pytestmark = pytest.mark.usefixtures("shared_prefect_server")  # its nights share one (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory: pytest.TempPathFactory) -> dict:

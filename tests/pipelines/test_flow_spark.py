@@ -38,6 +38,8 @@ from sources.simulator import SimulationConfig, simulate
 from tests.cli import run_cli
 from tests.ranked_lists import assert_same_list_file, assert_same_ranked_lists
 
+pytestmark = pytest.mark.usefixtures("shared_prefect_server")  # its nights share one (tests/conftest.py)
+
 CONFIG = {
     "tracking": {"experiment": "test-nightly-spark", "champion_margin": 0.001},
     "segmentation": {"clv": {"enabled": False}},

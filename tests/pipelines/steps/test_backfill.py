@@ -19,6 +19,8 @@ from pipelines.tracking import TrackingConfig, using_tracking
 from sources.simulator import SimulationConfig, simulate
 from tests.cli import run_cli
 
+pytestmark = pytest.mark.usefixtures("shared_prefect_server")  # its nights share one (tests/conftest.py)
+
 # --- dates ---------------------------------------------------------------------------------------
 
 
