@@ -28,8 +28,9 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from features.columns import Table
 from features.engine import MATERIALIZED, SHARED_VIEWS, TABLE_MACROS, TableSource, count_table_read
 from features.errors import SiyuError
+from features.progress import Progress, progress
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -153,15 +155,39 @@ class SparkUnavailableError(SiyuError):
     """Spark cannot start here: pyspark or a Java runtime is missing."""
 
 
+class SparkFailed(SiyuError):
+    """A Spark job failed; the message is Spark's own, read while the session's JVM was up.
+
+    A Py4J or PySpark error reads its message from the JVM each time it is printed, and a run stops
+    its session (the JVM with it) before its error is reported: printed then, the error would say
+    "Connection refused" instead of what failed. ``SparkRun.readable`` makes this in time."""
+
+
+_JAVA_FRAME = re.compile(r"^\s*(at |\.\.\. \d+ more)")
+_SUMMARY_LINES = 12
+
+
 @contextmanager
 def spark_session(config: SparkConfig, work_dir: Path) -> Iterator[SparkSession]:
     """A Spark session for a run, stopped at the end of the block (also on error), its JVM with it;
-    its spill folder ``<work_dir>/spark_tmp`` (unless ``conf`` names ``spark.local.dir``) is removed then."""
+    its spill folder ``<work_dir>/spark_tmp`` (unless ``conf`` names ``spark.local.dir``) is removed then.
+    A Spark error leaves the block as ``SparkFailed`` (``SparkRun.readable``)."""
     run = start_spark(config, work_dir)
     try:
         yield run.spark
+    except BaseException as error:
+        raise_readable(error, run)
+        raise
     finally:
         run.stop()
+
+
+def raise_readable(error: BaseException, run: SparkRun | None) -> None:
+    """Raise ``run.readable(error)`` in place of ``error`` when it is a Spark error (call it in an
+    ``except`` block, before the session stops); return otherwise, for the caller to re-raise."""
+    readable = run.readable(error) if run is not None else None
+    if readable is not None:
+        raise readable from None
 
 
 class SparkRun:
@@ -172,21 +198,128 @@ class SparkRun:
     removes the spill folder when the run made it. The nightly's engine tasks hold one
     (``pipelines.run_engine``); ``spark_session`` is the same as a block."""
 
-    def __init__(self, spark: SparkSession | None, spill: Path, own_spill: bool) -> None:
+    def __init__(
+        self, spark: SparkSession | None, spill: Path, own_spill: bool, driver_memory: str = ""
+    ) -> None:
         self.spark = spark
         self.spill = spill
         self.own_spill = own_spill
+        self.driver_memory = driver_memory
+        self.watch: SparkTaskWatch | None = None
+
+    def readable(self, error: BaseException) -> SparkFailed | None:
+        """``error`` as a ``SparkFailed`` holding Spark's message and what to do, when it reads its
+        message from the JVM (a Py4J or PySpark error: call this while the session runs); None
+        for any other error, which prints as it is."""
+        from py4j.protocol import Py4JError
+        from pyspark.errors.exceptions.captured import CapturedException
+
+        if not isinstance(error, Py4JError | CapturedException):
+            return None
+        try:
+            text = str(error)
+        except Exception:  # the JVM is already gone: its message with it
+            text = f"{type(error).__name__} (Spark's message was lost with its JVM)"
+        lines = [line for line in text.split("JVM stacktrace:")[0].splitlines() if line.strip()]
+        summary = "\n  ".join(line for line in lines if not _JAVA_FRAME.match(line))
+        summary = "\n  ".join(summary.split("\n  ")[:_SUMMARY_LINES])
+        if "No space left on device" in text:
+            fix = (
+                f"Spark's spill folder {self.spill} (spark.local.dir) ran out of disk: free space "
+                "there, or set spark.conf 'spark.local.dir' to a folder on a larger disk"
+            )
+        elif "OutOfMemoryError" in text or "Java heap space" in text:
+            fix = (
+                f"the JVM ran out of heap: raise spark.driver_memory (now {self.driver_memory or 'unset'}; "
+                "in local mode the tasks run in the driver) or spark.shuffle_partitions, so that "
+                "each task holds less"
+            )
+        else:
+            fix = "the Spark log above holds the failed task's whole trace; fix what it names"
+        return SparkFailed(f"Spark failed: {summary}\n  fix: {fix}")
 
     def stop(self) -> None:
         """Stop the session and its JVM, remove the run's own spill folder."""
         spark, self.spark = self.spark, None
+        watch, self.watch = self.watch, None
         try:
+            if watch is not None:
+                watch.stop()  # before the JVM it asks goes
             if spark is not None:
                 spark.stop()
                 stop_jvm()
         finally:
             if self.own_spill:
                 shutil.rmtree(self.spill, ignore_errors=True)
+
+
+class SparkTaskWatch:
+    """The session's running Spark jobs as one progress step a person can follow (issue 18):
+    ``Spark tasks: 1,234 / 1,600 tasks (77%), 2m3s, ETA 37s`` in the log and in the nightly's
+    heartbeat, where the step running them (a validation, a feature query, the scoring pass) would
+    otherwise say nothing for minutes at 10M lines.
+
+    A thread asks Spark's status tracker every ``every`` seconds. The step opens when a job runs
+    and closes once no job has run for ``idle`` seconds, so a run of short queries is one step; its
+    tasks are those of every stage that has started meanwhile (a stage Spark skips, its shuffle
+    output reused, never starts and is not counted), so the total grows as jobs come: the ETA is
+    for the stages known so far."""
+
+    STEP = "Spark tasks"
+
+    def __init__(self, tracker: Any, every: float = 2.0, idle: float = 10.0) -> None:
+        self._tracker = tracker
+        self._every, self._idle = every, idle
+        self._stages: dict[int, tuple[int, int]] = {}  # stage id: (tasks, completed)
+        self._step: ExitStack | None = None
+        self._bar: Progress | None = None
+        self._last_busy = 0.0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="spark-task-watch", daemon=True)
+
+    def start(self) -> SparkTaskWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """End the watch (its step says done) and wait for its thread."""
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def poll(self, now: float) -> None:
+        """One look at the running stages: open, advance or close the step."""
+        active = list(self._tracker.getActiveStageIds())
+        for stage in {*active, *self._stages}:
+            info = self._tracker.getStageInfo(stage)
+            if info is not None:
+                self._stages[stage] = (info.numTasks, info.numCompletedTasks)
+        if active:
+            self._last_busy = now
+            if self._bar is None:
+                self._step = ExitStack()
+                self._bar = self._step.enter_context(progress(self.STEP, unit="tasks"))
+        if self._bar is None:
+            return
+        self._bar.set_total(sum(tasks for tasks, _ in self._stages.values()))
+        self._bar.advance(sum(done for _, done in self._stages.values()) - self._bar.done)
+        if not active and now - self._last_busy >= self._idle:
+            self._close()
+
+    def _close(self) -> None:
+        step, self._step, self._bar = self._step, None, None
+        self._stages.clear()
+        if step is not None:
+            step.close()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped.wait(self._every):
+                self.poll(time.monotonic())
+        except Exception:  # the session is going: progress never breaks the run it watches
+            logger.debug("the Spark task watch stopped", exc_info=True)
+        finally:
+            self._close()
 
 
 def start_spark(config: SparkConfig, work_dir: Path) -> SparkRun:
@@ -196,9 +329,10 @@ def start_spark(config: SparkConfig, work_dir: Path) -> SparkRun:
     own_spill = spill is None
     spill = spill or work_dir / DEFAULT_SPILL_FOLDER
     spill.mkdir(parents=True, exist_ok=True)
-    run = SparkRun(None, spill, own_spill)
+    run = SparkRun(None, spill, own_spill, config.driver_memory)
     try:
         run.spark = _start(config.settings(spill))
+        run.watch = SparkTaskWatch(run.spark.sparkContext.statusTracker()).start()
     except BaseException:
         run.stop()
         raise

@@ -68,6 +68,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from features.asof import AsOf
 from features.catalog import Folder, StepFile, output_names
+from features.spark_engine import raise_readable
 from pipelines import champion, nightly_steps, resume, tracking, workdir
 from pipelines import publish as publishing
 from pipelines.champion import RecommenderOutcome
@@ -362,6 +363,9 @@ def night_engine(settings: NightlyConfig, work: Path, limits: TaskLimits) -> Ite
         run = start_engine_run(settings, work)  # starts nothing: no task
     try:
         yield run
+    except BaseException as error:
+        raise_readable(error, run.spark)  # Spark's message, read before its JVM stops
+        raise
     finally:
         try:
             if run.is_open:

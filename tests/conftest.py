@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.store_templates import CACHE_ENV
 from tests.data import orders_frame, products_frame, write_tables
-
+from tests.spark import SharedSpark
 
 @pytest.fixture(autouse=True, scope="session")
 def _store_templates_of_this_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
@@ -65,3 +65,24 @@ def own_prefect_server() -> Iterator[None]:
 def tiny_dataset(tmp_path: Path) -> Path:
     """A valid two-table data set as CSV."""
     return write_tables(tmp_path / "data", {"products": products_frame(), "orders": orders_frame()})
+
+
+@pytest.fixture(scope="session")
+def _shared_spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedSpark]:
+    shared = SharedSpark(tmp_path_factory.mktemp("spark_work"))
+    yield shared
+    shared.stop()
+
+
+@pytest.fixture(scope="module")
+def spark(_shared_spark: SharedSpark) -> object:
+    """The test worker's local[2] Spark session (``tests.spark.TEST_SPARK``), shared by the modules
+    that ask for it and started at the first of them (``tests.spark.SharedSpark``)."""
+    return _shared_spark.session()
+
+
+@pytest.fixture(scope="module")
+def own_spark_sessions(_shared_spark: SharedSpark) -> None:
+    """No shared session in the module: its nights start and stop Spark sessions of their own (a
+    night's ``getOrCreate`` would take over a running one, and its stop would end it)."""
+    _shared_spark.stop()

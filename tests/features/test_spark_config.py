@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pydantic import ValidationError
@@ -101,6 +102,7 @@ def test_without_java_the_session_fails_with_the_fix(tmp_path, monkeypatch) -> N
 class _FakeSession:
     def __init__(self) -> None:
         self.stopped = False
+        self.sparkContext = SimpleNamespace(statusTracker=_Tracker)  # nothing runs
 
     def stop(self) -> None:
         self.stopped = True
@@ -108,12 +110,14 @@ class _FakeSession:
 
 def test_the_session_stops_and_its_spill_folder_goes_even_on_error(tmp_path, monkeypatch) -> None:
     started: list[tuple[_FakeSession, dict[str, str]]] = []
+    jvm_stops: list[bool] = []
 
     def start(settings: dict[str, str]) -> _FakeSession:
         started.append((_FakeSession(), dict(settings)))
         return started[-1][0]
 
     monkeypatch.setattr(spark_engine, "_start", start)
+    monkeypatch.setattr(spark_engine, "stop_jvm", lambda: jvm_stops.append(True))  # not this worker's JVM
     with (
         pytest.raises(RuntimeError, match="a step failed"),
         spark_session(SparkConfig(master="local[2]"), tmp_path),
@@ -121,13 +125,14 @@ def test_the_session_stops_and_its_spill_folder_goes_even_on_error(tmp_path, mon
         assert (tmp_path / "spark_tmp").is_dir()
         raise RuntimeError("a step failed")
     session, settings = started[0]
-    assert session.stopped
+    assert session.stopped and jvm_stops == [True]
     assert settings["spark.local.dir"] == str(tmp_path / "spark_tmp")
     assert not (tmp_path / "spark_tmp").exists()
 
 
 def test_a_spill_folder_named_in_conf_is_used_and_kept(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(spark_engine, "_start", lambda settings: _FakeSession())
+    monkeypatch.setattr(spark_engine, "stop_jvm", lambda: None)  # not this worker's JVM
     own = tmp_path / "scratch"
     with spark_session(SparkConfig(conf={"spark.local.dir": str(own)}), tmp_path / "work"):
         pass
@@ -156,3 +161,64 @@ def test_siyu_nightly_engine_flag_reaches_the_flow_and_a_bad_one_is_one_message(
     err = capsys.readouterr().err
     assert "--engine 'dask': not an engine" in err and "fix: pass --engine duckdb or --engine spark" in err
     assert seen == ["spark", "duckdb"] and "Traceback" not in err
+
+
+class _Stage:
+    def __init__(self, tasks: int, done: int) -> None:
+        self.numTasks, self.numCompletedTasks = tasks, done
+
+
+class _Tracker:
+    """Spark's status tracker as the watch asks it: the running stage ids, a stage's task counts."""
+
+    def __init__(self) -> None:
+        self.active: list[int] = []
+        self.stages: dict[int, _Stage] = {}
+
+    def getActiveStageIds(self) -> list[int]:
+        return self.active
+
+    def getStageInfo(self, stage: int) -> _Stage | None:
+        return self.stages.get(stage)
+
+
+def test_running_spark_jobs_are_one_step_with_their_task_counts_until_spark_is_idle() -> None:
+    from features.progress import ProgressUpdate, add_listener, open_steps
+
+    seen: list[ProgressUpdate] = []
+    remove = add_listener(seen.append)
+    tracker = _Tracker()
+    watch = spark_engine.SparkTaskWatch(tracker, every=60.0, idle=10.0)
+    try:
+        watch.poll(0.0)  # nothing runs: no step
+        assert not [s for s in open_steps() if s.step == "Spark tasks"]
+        tracker.active, tracker.stages = [1], {1: _Stage(8, 2), 7: _Stage(50, 0)}  # 7: skipped, never runs
+        watch.poll(1.0)
+        (step,) = [s for s in open_steps() if s.step == "Spark tasks"]
+        assert (step.done, step.total, step.unit) == (2, 8, "tasks")
+        # the next stage
+        tracker.active, tracker.stages[1], tracker.stages[2] = [2], _Stage(8, 8), _Stage(4, 1)
+        watch.poll(2.0)
+        (step,) = [s for s in open_steps() if s.step == "Spark tasks"]
+        assert (step.done, step.total) == (9, 12)
+        tracker.active, tracker.stages[2] = [], _Stage(4, 4)
+        watch.poll(5.0)  # idle for less than 10 s: the same step, its last counts
+        (step,) = [s for s in open_steps() if s.step == "Spark tasks"]
+        assert (step.done, step.total) == (12, 12)
+        watch.poll(12.5)
+        assert not [s for s in open_steps() if s.step == "Spark tasks"]
+        assert seen[-1].step == "Spark tasks" and seen[-1].finished and seen[-1].done == 12
+    finally:
+        remove()
+        watch.stop()
+
+
+def test_a_watch_whose_spark_is_gone_ends_quietly() -> None:
+    class _Gone:
+        def getActiveStageIds(self) -> list[int]:
+            raise ConnectionRefusedError("the JVM is gone")
+
+    watch = spark_engine.SparkTaskWatch(_Gone(), every=0.01).start()
+    watch._thread.join(timeout=5)
+    assert not watch._thread.is_alive()
+    watch.stop()

@@ -22,23 +22,14 @@ from features.columns import Col, Table
 from features.consumer_features import consumer_features
 from features.distributor_features import distributor_features, distributor_monthly
 from features.engine import connect
-from features.spark_engine import SparkConfig, SparkConnection, session_settings, spark_session
+from features.spark_engine import (
+    SparkConnection,
+    SparkFailed,
+    SparkRun,
+    session_settings,
+)
 from sources.simulator import SimulationConfig, simulate
 
-# Small and quick: on a few hundred rows Spark's time goes to the JVM warming up and to compiling
-# generated code, so the tests run the JVM on its quick compiler only (C1) with the serial
-# collector and interpret Spark's expressions (no code generation): about 3x faster here.
-TEST_SPARK = SparkConfig(
-    master="local[2]",
-    driver_memory="1g",
-    shuffle_partitions=2,
-    conf={
-        "spark.sql.codegen.wholeStage": False,
-        "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-        "spark.sql.adaptive.enabled": False,
-        "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
-    },
-)
 ALL_TABLES = (
     Table.ORDERS,
     Table.PRODUCTS,
@@ -55,12 +46,6 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("spark_parity_data")
     simulate(root, SimulationConfig(consumers=200, distributors=4, products=40, days=120, seed=11))
     return root
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    with spark_session(TEST_SPARK, tmp_path_factory.mktemp("spark_work")) as session:
-        yield session
 
 
 def _tables(root: Path, names: tuple[str, ...]) -> dict[str, Path]:
@@ -193,6 +178,27 @@ def test_the_session_records_what_mlflow_needs(spark) -> None:
     assert settings["spark.master"] == "local[2]"
     assert settings["spark.sql.session.timeZone"] == "UTC"
     assert settings["spark.ui.enabled"] == "false"
+
+
+def test_a_spark_error_is_read_while_its_jvm_is_up(spark, tmp_path) -> None:
+    """Py4J's and PySpark's errors (here a Java call's and a query's) become SparkFailed holding
+    Spark's message without the Java frames, readable after the JVM is gone (the night stops it
+    before the error is reported); what else fails is left as it is."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors.exceptions.captured import CapturedException
+
+    run = SparkRun(spark, tmp_path, own_spill=False, driver_memory="1g")
+    with pytest.raises(Py4JJavaError) as java:
+        spark._jvm.java.io.FileInputStream(str(tmp_path / "no such file"))
+    with pytest.raises(CapturedException) as query:
+        spark.sql("SELECT raise_error('a planted failure')").collect()
+    java_error, query_error = run.readable(java.value), run.readable(query.value)
+    assert isinstance(java_error, SparkFailed) and isinstance(query_error, SparkFailed)
+    assert f"java.io.FileNotFoundException: {tmp_path / 'no such file'}" in str(java_error)
+    assert "a planted failure" in str(query_error)
+    assert all("\tat " not in str(e) and "JVM stacktrace" not in str(e) for e in (java_error, query_error))
+    assert "fix: the Spark log above holds the failed task's whole trace" in str(java_error)
+    assert run.readable(ValueError("not Spark's")) is None
 
 
 def test_scalar_answers_are_the_same(engines, as_of, monkeypatch) -> None:

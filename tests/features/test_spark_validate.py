@@ -12,7 +12,6 @@ clean tables the same frames.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 
@@ -22,11 +21,9 @@ import pytest
 from features.contract import QUARANTINE_REASONS
 from features.errors import ContractError
 from features.reader import read_dataset
-from features.spark_engine import spark_session
 from features.spark_validate import spark_validate
 from features.store import write_validated
 from features.validate import ReferencePolicy, ValidationConfig
-from tests.features.test_spark_parity import TEST_SPARK
 
 AS_OF = date(2025, 3, 31)
 NOW = datetime(2025, 4, 10, 12, 0)
@@ -175,12 +172,6 @@ def _write(root: Path, fmt: str) -> Path:
         else:
             frame.to_parquet(root / f"{name}.parquet", index=False)
     return root
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    with spark_session(TEST_SPARK, tmp_path_factory.mktemp("spark_validate_work")) as session:
-        yield session
 
 
 def _both(spark: object, data: Path, out: Path, config: ValidationConfig = CONFIG) -> tuple[Path, Path]:

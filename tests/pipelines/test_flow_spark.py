@@ -38,7 +38,8 @@ from sources.simulator import SimulationConfig, simulate
 from tests.cli import run_cli
 from tests.ranked_lists import assert_same_list_file, assert_same_ranked_lists
 
-pytestmark = pytest.mark.usefixtures("shared_prefect_server")  # its nights share one (tests/conftest.py)
+# its nights share one Prefect server, and start and stop their Spark sessions themselves (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("shared_prefect_server", "own_spark_sessions")
 
 CONFIG = {
     "tracking": {"experiment": "test-nightly-spark", "champion_margin": 0.001},

@@ -75,3 +75,55 @@ def test_a_started_spark_engine_is_open_before_it_connects_and_closing_stops_it(
     assert run.is_open and run.session is spark.spark and run.con is None
     run.close()
     assert spark.stopped == 1 and not run.is_open and run.session is None
+
+
+def test_a_spark_error_leaves_the_nights_engine_block_with_its_message_and_fix(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A Py4J error reads its message from the JVM whenever it is printed, and the night stops the
+    JVM before Prefect reports the error: it leaves ``night_engine`` as a SparkFailed whose message
+    was read in time (here: the disk under the spill folder ran out), the engine closed."""
+    from py4j.protocol import Py4JError
+
+    import pipelines.flow as flow
+    from features.spark_engine import SparkFailed, SparkRun
+    from pipelines.runtime import TaskLimits
+
+    spark = SparkRun(None, tmp_path / "spark_tmp", own_spill=False, driver_memory="2g")
+    stopped: list[bool] = []
+    monkeypatch.setattr(spark, "stop", lambda: stopped.append(True))
+    monkeypatch.setattr(flow, "start_engine_run", lambda settings, work: EngineRun("spark", spark=spark))
+    failure = Py4JError(
+        "An error occurred while calling o91.collectToPython.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 3 in stage 131.0 failed\n"
+        "\tat org.apache.spark.storage.DiskBlockObjectWriter.commitAndGet(DiskBlockObjectWriter.scala:171)\n"
+        "Caused by: java.io.IOException: No space left on device\n"
+        "\tat java.base/java.io.FileOutputStream.writeBytes(Native Method)\n"
+        "\t... 12 more"
+    )
+    with (
+        pytest.raises(SparkFailed) as caught,
+        flow.night_engine(NightlyConfig(), tmp_path, TaskLimits(60.0, tmp_path / "results")),
+    ):
+        raise failure
+    message = str(caught.value)
+    assert message.startswith("Spark failed: An error occurred while calling o91.collectToPython.")
+    assert "Caused by: java.io.IOException: No space left on device" in message and "\tat " not in message
+    assert f"fix: Spark's spill folder {tmp_path / 'spark_tmp'} (spark.local.dir) ran out of disk" in message
+    assert caught.value.__cause__ is None and stopped == [True]
+
+
+def test_any_other_error_leaves_the_nights_engine_block_as_it_is(tmp_path: Path, monkeypatch) -> None:
+    import pipelines.flow as flow
+    from features.spark_engine import SparkRun
+    from pipelines.runtime import TaskLimits
+
+    spark = SparkRun(None, tmp_path / "spark_tmp", own_spill=False)
+    monkeypatch.setattr(flow, "start_engine_run", lambda settings, work: EngineRun("spark", spark=spark))
+    failure = ValueError("a step's own error")
+    with (
+        pytest.raises(ValueError) as caught,
+        flow.night_engine(NightlyConfig(), tmp_path, TaskLimits(60.0, tmp_path)),
+    ):
+        raise failure
+    assert caught.value is failure

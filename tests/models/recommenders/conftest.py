@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -92,21 +90,3 @@ def other_data() -> InteractionData:
     return InteractionData.from_frames(
         shifted(interactions), shifted(consumers), shifted(products), as_of=pd.Timestamp("2025-02-20").date()
     )
-
-
-# --- Spark (spark_als) ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """One small local[2] Spark session per test module that asks for it (spark_als fits on it)."""
-    from features.spark_engine import SparkConfig, spark_session
-
-    small = SparkConfig(
-        master="local[2]",
-        driver_memory="1g",
-        shuffle_partitions=2,
-        conf={"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"},
-    )
-    with spark_session(small, tmp_path_factory.mktemp("spark_work")) as session:
-        yield session
