@@ -12,6 +12,7 @@ from pipelines.store_templates import CACHE_ENV
 from tests.data import orders_frame, products_frame, write_tables
 from tests.spark import SharedSpark
 
+
 @pytest.fixture(autouse=True, scope="session")
 def _store_templates_of_this_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The session's MLflow and Prefect store templates in a folder of its own, never the user's
