@@ -220,9 +220,9 @@ class SparkRun:
             text = str(error)
         except Exception:  # the JVM is already gone: its message with it
             text = f"{type(error).__name__} (Spark's message was lost with its JVM)"
-        lines = [line for line in text.split("JVM stacktrace:")[0].splitlines() if line.strip()]
-        summary = "\n  ".join(line for line in lines if not _JAVA_FRAME.match(line))
-        summary = "\n  ".join(summary.split("\n  ")[:_SUMMARY_LINES])
+        message = text.split("JVM stacktrace:")[0].splitlines()
+        kept = [line for line in message if line.strip() and not _JAVA_FRAME.match(line)]
+        summary = "\n  ".join(kept[:_SUMMARY_LINES])
         if "No space left on device" in text:
             fix = (
                 f"Spark's spill folder {self.spill} (spark.local.dir) ran out of disk: free space "
