@@ -3,7 +3,9 @@
 Two code paths that score the same model on blocks of other shapes (the one pass and the three
 passes, the Spark parts and the driver pass) get scores equal in all but their last bits where
 BLAS picks its kernel by block shape (OpenBLAS on CPUs without AVX-512). So scores are compared
-to a tight tolerance, and two items may trade places only where their scores are that close:
+to a tight tolerance, and two items may trade places only where their scores are that close
+(the factor models sum in float64, ``base.factor_scores``, so a component's score order, which
+the ranker reads, does not turn those last bits into larger moves):
 every other row (product, reason, ...) must be the same, and a run of near-tied rows must hold
 the same rows in some order.
 """

@@ -30,6 +30,7 @@ from models.recommenders.base import (
     Recommender,
     carried_rows,
     carried_square,
+    factor_scores,
 )
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class _FactorModel(Recommender):
     """Scores are consumer factors · product factors."""
 
     def _score_rows(self, consumer_ids: pd.Index, rows: np.ndarray) -> np.ndarray:
-        return self.user_factors_[rows] @ self.item_factors_.T
+        return factor_scores(self.user_factors_[rows], self.item_factors_)
 
     def _item_vectors(self) -> np.ndarray:
         return self.item_factors_

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from features.columns import Col
 from features.interactions import InteractionCol
-from models.recommenders.base import InteractionData, Recommender
+from models.recommenders.base import InteractionData, Recommender, factor_scores
 
 PRODUCT_FEATURES: tuple[str, ...] = (Col.CATEGORY, Col.SUPPLIER_ID, InteractionCol.PRICE_BAND)
 CONSUMER_FEATURES: tuple[str, ...] = (InteractionCol.HOME_DISTRIBUTOR_ID, Col.AGE_BAND, Col.CITY_TIER)
@@ -123,7 +123,7 @@ class LightFMRecommender(Recommender):
         factors[known] = self.user_factors_[rows[known]]
         if (~known).any():
             factors[~known] = self.cold_factors_[pd.Index(self.cold_ids_).get_indexer(consumer_ids[~known])]
-        return factors @ self.item_factors_.T
+        return factor_scores(factors, self.item_factors_)
 
     def _item_vectors(self) -> np.ndarray:
         return self.item_factors_[:, :-1]

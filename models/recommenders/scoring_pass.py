@@ -184,7 +184,8 @@ def plan_pass(
     threads: int = SCORING_THREADS,
 ) -> Iterator[PassChunk]:
     """``list_pass`` over the blocks of ``plan``: the whole pass, or one part of it
-    (``PassPlan.part``, the Spark tasks' share; the same blocks, so the same lists)."""
+    (``PassPlan.part``, the Spark tasks' share, in blocks of its own: the same lists up to float
+    summation order, ``spark_scoring``'s docstring)."""
     order, history, bounds = plan.order, plan.history, plan.bounds
     n_distributors = len(order.distributor_ids)
     codes, names = category_codes(data, filters)

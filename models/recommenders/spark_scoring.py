@@ -1,8 +1,12 @@
 """The one scoring pass on Spark (issue #11 point 4): its blocks scored and listed by the executors.
 
 The driver plans the pass as ``scoring_pass.list_pass`` does (``PassPlan``: consumers grouped by
-home distributor, the same blocks) and cuts it into parts of whole blocks, each cut where no
-distributor has members on both sides (``PassPlan.parts``). Each part is one Spark task
+home distributor) and cuts it into parts, each cut where no distributor has members on both sides
+(``PassPlan.parts``); a part is blocked afresh from its start (``PassPlan.part``), so after the
+first cut a consumer is scored in a block of another shape than in the driver's pass. The
+factor models' scores, whose order the ranker reads, do not depend on the block
+(``base.factor_scores``), so the lists are the same up to float summation order in the ranker's
+last bits (``tests/ranked_lists.py``). Each part is one Spark task
 (``mapInPandas`` over a frame of one row per part) that runs ``scoring_pass.plan_pass`` on its
 blocks, the driver's code, so a part's consumer lists, distributor lists and outreach are the
 driver's rows for those consumers and distributors. Grouping members by distributor rather than
