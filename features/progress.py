@@ -50,6 +50,11 @@ class ProgressUpdate:
     unit: str
     elapsed: float
     finished: bool
+    # Units done and seconds passed since the first ``advance``: the ETA's rate. The time before
+    # the first advance (opening files, planning a query) is not a rate, and counting it made the
+    # first lines' ETAs hours long for steps of seconds. None: the rate over ``elapsed``.
+    rate_done: float | None = None
+    rate_seconds: float | None = None
 
     @property
     def fraction(self) -> float | None:
@@ -60,11 +65,16 @@ class ProgressUpdate:
 
     @property
     def eta_seconds(self) -> float | None:
-        """Seconds left at the rate so far, or None before any progress or without a total."""
+        """Seconds left at the rate so far, or None without a total, when finished, or before there
+        is a rate (no progress yet; with ``rate_done``, none since the first advance)."""
         fraction = self.fraction
-        if fraction is None or fraction <= 0 or self.finished:
+        if fraction is None or fraction <= 0 or self.finished or self.total is None:
             return None
-        return self.elapsed * (1.0 - fraction) / fraction
+        if self.rate_done is None or self.rate_seconds is None:
+            return self.elapsed * (1.0 - fraction) / fraction
+        if self.rate_done <= 0:
+            return None
+        return self.rate_seconds * max(0.0, self.total - self.done) / self.rate_done
 
     def line(self) -> str:
         """``validating orders: 3,000,000 / 10,000,000 rows (30%), 12s, ETA 28s``."""
@@ -116,19 +126,23 @@ class Progress:
     step: str
     total: float | None
     unit: str
-    _started: float = field(default_factory=time.perf_counter)
+    _started: float = field(default_factory=lambda: time.perf_counter())
     _done: float = 0.0
-    _last_report: float = 0.0
+    _last_report: float | None = None  # when the last line was written; None: not yet
+    _first: tuple[float, float] | None = None  # (time, units done) at the first advance
     _bar: object | None = None
     _task: object | None = None
 
     def advance(self, amount: float = 1) -> None:
         self._done += amount
+        if self._first is None:
+            self._first = (time.perf_counter(), self._done)
         if self._bar is not None:
             self._bar.update(self._task, advance=amount)  # type: ignore[attr-defined]
         now = time.perf_counter()
         complete = self.total is not None and self._done >= self.total  # the done line says it
-        if now - self._last_report >= LOG_EVERY_SECONDS and not complete:
+        due = self._last_report is None or now - self._last_report >= LOG_EVERY_SECONDS
+        if due and not complete:
             self._last_report = now
             self._report(finished=False, log=self._bar is None)
 
@@ -142,8 +156,20 @@ class Progress:
         return self._done
 
     def _update(self, finished: bool) -> ProgressUpdate:
-        elapsed = time.perf_counter() - self._started
-        return ProgressUpdate(self.step, self._done, self.total, self.unit, elapsed, finished)
+        now = time.perf_counter()
+        rate_done = rate_seconds = None
+        if self._first is not None:
+            rate_seconds, rate_done = now - self._first[0], self._done - self._first[1]
+        return ProgressUpdate(
+            self.step,
+            self._done,
+            self.total,
+            self.unit,
+            now - self._started,
+            finished,
+            rate_done,
+            rate_seconds,
+        )
 
     def _report(self, finished: bool, log: bool) -> None:
         update = self._update(finished)

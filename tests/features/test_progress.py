@@ -19,6 +19,27 @@ def test_update_line_gives_counts_share_and_eta() -> None:
     assert update.line() == "validating orders: 3,000,000 / 10,000,000 rows (30%), 12s, ETA 28s"
 
 
+def test_eta_rate_starts_at_the_first_advance(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening files before the first chunk is not a rate: validating 11,278 complaint rows whose
+    first row came after 2 s of setup logged "ETA 4h52m" for a step of 2 s."""
+    now = [100.0]
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: now[0])
+    monkeypatch.setenv("SIYU_PROGRESS", "log")
+    monkeypatch.setattr(progress_module, "LOG_EVERY_SECONDS", 0.0)
+    with caplog.at_level(logging.INFO, logger="siyu.progress"), progress("validating", 10_000, "rows") as bar:
+        now[0] += 2.0  # setup: nothing counted yet
+        bar.advance(1)  # the first row: no rate yet, so no ETA
+        now[0] += 1.0
+        bar.advance(4_999)  # 4,999 rows in 1 s since the first: 5,000 left ≈ 1 s
+    lines = [r.getMessage() for r in caplog.records if r.name == "siyu.progress"]
+    assert lines[0] == "validating: 1 / 10,000 rows (0%), 2s"
+    assert lines[1] == "validating: 5,000 / 10,000 rows (50%), 3s, ETA 1s"
+    # the rate over the whole time since the step began would have said 3 s, and 5h33m at first
+    assert ProgressUpdate("validating", 1, 10_000, "rows", 2.0, False).line().endswith("ETA 5h33m")
+
+
 def test_unknown_total_has_no_eta() -> None:
     update = ProgressUpdate("scoring", 5, None, "blocks", 75.0, finished=False)
     assert update.eta_seconds is None
