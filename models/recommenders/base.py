@@ -145,11 +145,11 @@ class InteractionData:
             weight = interactions[InteractionCol.WEIGHT].to_numpy(dtype=np.float64)
             positive = weight > 0
             # one sort of the positive pairs lays out every value matrix (same sparsity)
-            layout = _CsrLayout.of(rows[positive], cols[positive], shape)
-            blocked = _CsrLayout.of(rows[~positive], cols[~positive], shape).matrix(
-                np.ones((~positive).sum(), bool)
-            )
+            pairs = rows.astype(np.int64) * max(shape[1], 1) + cols
             del rows, cols
+            layout = _CsrLayout.of(pairs[positive], shape)
+            blocked = _CsrLayout.of(pairs[~positive], shape).matrix(np.ones((~positive).sum(), bool))
+            del pairs
             bar.advance()
 
             def aligned(values: np.ndarray) -> sp.csr_matrix:
@@ -281,20 +281,22 @@ class _CsrLayout:
     indices: np.ndarray
 
     @classmethod
-    def of(cls, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> _CsrLayout:
-        key = rows.astype(np.int64) * max(shape[1], 1) + cols
-        order = np.argsort(key, kind="stable")
-        key = key[order]
-        distinct = np.ones(len(key), dtype=bool)
-        distinct[1:] = key[1:] != key[:-1]
+    def of(cls, pairs: np.ndarray, shape: tuple[int, int]) -> _CsrLayout:
+        """The layout of ``pairs``, each ``row * columns + column`` (int64) of a ``shape`` matrix."""
+        order = np.argsort(pairs, kind="stable")
+        pairs = pairs[order]
+        distinct = np.ones(len(pairs), dtype=bool)
+        distinct[1:] = pairs[1:] != pairs[:-1]
         starts = None if distinct.all() else np.flatnonzero(distinct)
-        del key
-        first = order if starts is None else order[starts]
-        counts = np.bincount(rows[first], minlength=shape[0])
+        del distinct
+        if starts is not None:
+            pairs = pairs[starts]
+        rows, indices = np.divmod(pairs, max(shape[1], 1))
+        del pairs
         indptr = np.zeros(shape[0] + 1, dtype=np.int64)
-        np.cumsum(counts, out=indptr[1:])
-        index_type = np.int32 if max(shape[1], len(first)) < np.iinfo(np.int32).max else np.int64
-        return cls(shape, order, starts, indptr.astype(index_type), cols[first].astype(index_type))
+        np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+        index_type = np.int32 if max(shape[1], len(indices)) < np.iinfo(np.int32).max else np.int64
+        return cls(shape, order, starts, indptr.astype(index_type), indices.astype(index_type))
 
     def matrix(self, values: np.ndarray) -> sp.csr_matrix:
         """The CSR matrix with ``values`` (one per pair, in the pairs' order) at the pairs."""
