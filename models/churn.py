@@ -17,6 +17,12 @@ the *validation* frame (as of one horizon before the as-of date, so its label is
 as-of date), trained on the frame one horizon before that; the winner (least Brier score for
 churn, least mean absolute error for purchases and value) is refitted on the validation frame
 and predicts the current frame. Pure: frames in, frames and metrics out.
+
+The comparison on the validation window is most of the step's time (every candidate fitted),
+and its answer changes slowly, so a night may be handed an earlier night's ``Choice``
+(``models.churn_choice``: ``rechoose_every_days``): the chosen candidates are then refitted
+on tonight's validation frame and predict tonight's buyers as always, without comparing the
+others again.
 """
 
 from __future__ import annotations
@@ -79,6 +85,12 @@ class ChurnConfig(BaseModel):
     threads: int | None = Field(
         1, gt=0, description="OpenMP / BLAS threads of the scikit-learn fits; none = the library default."
     )
+    rechoose_every_days: int = Field(
+        7,
+        ge=1,
+        description="The nightly compares the candidates again after this many days; between, it "
+        "refits the chosen ones on tonight's data (1: compare every night).",
+    )
 
     @model_validator(mode="after")
     def _ordered_bands(self) -> ChurnConfig:
@@ -88,6 +100,14 @@ class ChurnConfig(BaseModel):
                 "fix: e.g. medium_from 0.5, high_from 0.7"
             )
         return self
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The candidates chosen on a validation window and the metrics they were chosen on."""
+
+    chosen: dict[str, str]  # churn / purchases / value -> candidate name
+    validation: pd.DataFrame  # target, candidate, metric, value
 
 
 @dataclass(frozen=True)
@@ -101,6 +121,7 @@ class ChurnResult:
     validation: pd.DataFrame  # target, candidate, metric, value (window before the as-of date)
     set_aside: int = 0
     notes: list[str] = field(default_factory=list)
+    carried: bool = False  # the choice was handed in (an earlier night's), not made tonight
 
 
 def churn_label(frame: pd.DataFrame) -> np.ndarray:
@@ -417,19 +438,24 @@ def best(metrics: pd.DataFrame, target: str, metric: str) -> str:
 
 def choose_and_predict(
     train: pd.DataFrame | None, validation: pd.DataFrame | None, current: pd.DataFrame,
-    clv: CLVConfig, config: ChurnConfig,
+    clv: CLVConfig, config: ChurnConfig, carried: Choice | None = None,
 ) -> ChurnResult:  # fmt: skip
     """Choose candidates on ``validation`` (trained on ``train``); refit on it and predict ``current``.
 
     ``train`` and ``validation`` are labelled frames as of two and one horizon before the
     as-of date of ``current`` (unlabelled). Without enough labelled buyers (or ``enabled``
     off) the BG/NBD outputs are kept and churn comes from the modified BG/NBD, noted.
+    ``carried``: a choice already made (an earlier night's) whose candidates are all configured;
+    it replaces the comparison (``train`` is then not used), not the refit on ``validation``.
     """
     notes: list[str] = []
     usable = config.enabled and all(
         frame is not None and len(frame) >= config.min_customers for frame in (train, validation)
     )
-    if usable:
+    carried = carried if usable and carried is not None and _configured(carried, config) else None
+    if carried is not None:
+        metrics, chosen = carried.validation, dict(carried.chosen)
+    elif usable:
         metrics = validation_metrics(score_candidates(train, validation, clv, config), validation)
         chosen = {
             "churn": best(metrics, "churn", "brier"),
@@ -461,8 +487,18 @@ def choose_and_predict(
             CLVCol.PROB_ALIVE: final.prob_alive,
         }
     )
-    log.info("churn: chose %s on the validation window; %s", chosen, "; ".join(notes) or "")
-    return ChurnResult(predictions, chosen, metrics, final.set_aside, notes)
+    how = "kept the earlier choice" if carried is not None else "chose"
+    log.info("churn: %s %s on the validation window; %s", how, chosen, "; ".join(notes) or "")
+    return ChurnResult(predictions, chosen, metrics, final.set_aside, notes, carried is not None)
+
+
+def _configured(choice: Choice, config: ChurnConfig) -> bool:
+    """Whether every candidate of ``choice`` is still among the configured ones."""
+    return (
+        choice.chosen.get("churn") in config.candidates
+        and choice.chosen.get("purchases") in config.forecast_candidates
+        and choice.chosen.get("value") in config.forecast_candidates
+    )
 
 
 # --- evaluation on a held-out window (siyu evaluate-segments) ------------------------------------

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.columns import Col
 from features.progress import progress
 from features.vocabulary import ClusterCol, CLVCol, ConsumerCol, ExportCol, TierCol
-from models.churn import ChurnConfig
+from models.churn import Choice, ChurnConfig
 from models.clusters import BehaviourClusters, ClusterConfig
 from models.clv import CLVConfig
 from models.distributor_tiers import DistributorTierConfig
@@ -134,6 +134,7 @@ def clv_columns(
     settings: SegmentationConfig,
     train: pd.DataFrame | None = None,
     validation: pd.DataFrame | None = None,
+    carried: Choice | None = None,
 ) -> pd.DataFrame:
     """Expected purchases and value over the horizon, probability alive, churn risk and band per buyer.
 
@@ -141,13 +142,14 @@ def clv_columns(
     is enough without ``train`` and ``validation``); ``train`` and ``validation`` are the
     labelled frames of ``features.clv.model_frames``, on which ``models.churn`` chooses the
     churn and value models. ``attrs``: ``set_aside`` (buyers the Gamma-Gamma fit left out),
-    ``chosen`` (candidate per target) and ``validation`` (records of the metrics the choice
-    was made on).
+    ``chosen`` (candidate per target), ``validation`` (records of the metrics the choice
+    was made on) and ``carried`` (True: ``carried``, an earlier choice, was kept, and
+    ``validation`` holds its night's metrics).
     """
     from models.churn import CHURN_BAND, CHURN_RISK, choose_and_predict
 
     horizon = settings.clv.horizon_days
-    result = choose_and_predict(train, validation, current, settings.clv, settings.churn)
+    result = choose_and_predict(train, validation, current, settings.clv, settings.churn, carried)
     predictions = result.predictions
     clv = pd.DataFrame(
         {
@@ -162,6 +164,9 @@ def clv_columns(
         }
     )
     clv.attrs.update(
-        set_aside=int(result.set_aside), chosen=result.chosen, validation=result.validation.to_dict("records")
+        set_aside=int(result.set_aside),
+        chosen=result.chosen,
+        validation=result.validation.to_dict("records"),
+        carried=result.carried,
     )
     return clv

@@ -19,6 +19,9 @@ Folders, under the work directory (``--out`` or ``work_dir``)::
                         reads of orders (the benchmark reads it)
     outputs/            this run's step outputs (siyu's own files cleared each run), the export's source
     mlflow.db           MLflow tracking + registry store; mlartifacts/ its artifacts
+    production_model/   the production model kept between fits (recommend.refit_every_days)
+    churn_choice.json   the churn / value models' choice kept between nights
+                        (segmentation.churn.rechoose_every_days, ``models.churn_choice``)
     prefect/            Prefect's home (its SQLite database) when no PREFECT_API_URL is set;
                         prefect/task_results/ the persisted results of the resumable steps
     exports/<as_of>     the published export; exports/current and exports/CURRENT point at it
@@ -433,12 +436,20 @@ def segment(
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> SegmentationOutcome:
     """RFM, member tiers, clusters, CLV, distributor tiers and tags (``pipelines.steps.segment``)."""
+    from models.churn_choice import CHOICE_FILE
     from pipelines.steps.segment import run_segmentation
 
     history = nightly_steps.history(previous, StepFile.CONSUMER_TIERS)
     get_run_logger().info("segmenting consumers and distributors as of %s", validated.as_of)
     return run_segmentation(
-        validated.clean_paths, validated.as_of, settings.segmentation, outputs, history, con, settings.locale
+        validated.clean_paths,
+        validated.as_of,
+        settings.segmentation,
+        outputs,
+        history,
+        con,
+        settings.locale,
+        choice_store=outputs.parent / CHOICE_FILE,  # segmentation.churn.rechoose_every_days
     )
 
 

@@ -30,10 +30,13 @@ from features.distributor_features import distributor_features, distributor_mont
 from features.engine import connect, setting
 from features.errors import SiyuError
 from features.files import write_parquet_atomically
+from features.interactions import history_fingerprint
 from features.messages import DEFAULT_LOCALE, Messages
 from features.progress import progress
 from features.timing import Stopwatch
 from features.vocabulary import DistributorFeatureCol, ExportCol, TagCol
+from models.churn import Choice
+from models.churn_choice import ChoiceKey, config_hash, read_choice, rechoose_reason, write_choice
 from models.clv import warm_up
 from models.distributor_tiers import (
     assign_distributor_tiers,
@@ -91,6 +94,7 @@ def run_segmentation(
     previous_dir: Path | None,
     con: duckdb.DuckDBPyConnection | None = None,
     locale: str = DEFAULT_LOCALE,
+    choice_store: Path | None = None,
 ) -> SegmentationOutcome:
     """Segment every consumer and distributor as of ``as_of``; write the exports under ``out_dir``.
 
@@ -99,6 +103,8 @@ def run_segmentation(
     consumer's previous tier and movement. ``con`` is the run's engine session (the nightly
     hands its own); None opens one over ``clean_paths``. ``locale`` (the config's ``locale``)
     is the language of the CSVs' headers and labels; the Parquet files keep English codes.
+    ``choice_store``: the file that keeps the churn / value models' choice between nights
+    (``models.churn_choice``; the nightly's ``<work>/churn_choice.json``); None: choose tonight.
     """
     as_of = AsOf.of(as_of)
     messages = Messages.load(locale)
@@ -106,7 +112,7 @@ def run_segmentation(
     con = con if con is not None else connect(clean_paths)
     # Every builder orders its result explicitly, so DuckDB need not keep scan order (faster, leaner).
     with setting(con, "preserve_insertion_order", False):
-        return _segment(con, as_of, settings, out_dir, previous, previous_dir, messages)
+        return _segment(con, as_of, settings, out_dir, previous, previous_dir, messages, choice_store)
 
 
 def _segment(
@@ -117,6 +123,7 @@ def _segment(
     previous: pd.DataFrame | None,
     previous_dir: Path | None,
     messages: Messages,
+    choice_store: Path | None,
 ) -> SegmentationOutcome:
     watch = Stopwatch("segmentation", logger)
     clv_warm_up = _warm_up_clv_meanwhile(settings)
@@ -125,6 +132,7 @@ def _segment(
     )
     watch.lap("consumer features")
     frames = _clv_frames(con, as_of, settings)
+    choice = _ChoiceCadence.open(choice_store, con, as_of, settings) if frames is not None else None
     if clv_warm_up is not None:
         clv_warm_up.join()
     watch.lap("clv frames")
@@ -133,7 +141,7 @@ def _segment(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-tags") as side:
         tags = side.submit(_write_tags, features, settings, out_dir, messages)
         consumers, summaries, clv, paths = _consumers(
-            features, frames, as_of, settings, out_dir, previous, previous_dir, messages, watch
+            features, frames, choice, as_of, settings, out_dir, previous, previous_dir, messages, watch
         )
         paths[StepFile.PROFILE_TAGS] = tags.result()
     watch.lap("consumer exports and tags")
@@ -162,6 +170,7 @@ def _segment(
 def _consumers(
     features: pd.DataFrame,
     frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None,
+    choice: _ChoiceCadence | None,
     as_of: AsOf,
     settings: SegmentationConfig,
     out_dir: Path,
@@ -183,7 +192,7 @@ def _consumers(
             f"{where}: {error}\n  fix: pass --previous with an earlier run made with the same member tiers"
         ) from None
     watch.lap("rfm, member tiers and clusters")
-    clv = _clv(frames, as_of, settings)
+    clv = _clv(frames, choice, as_of, settings)
     if clv is not None:
         typed = clv.astype({Col.CONSUMER_ID: consumers[Col.CONSUMER_ID].dtype})
         consumers = consumers.merge(typed, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
@@ -395,12 +404,56 @@ def _clv_frames(
 
 
 def _clv(
-    frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None, as_of: AsOf, settings: SegmentationConfig
+    frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None,
+    choice: _ChoiceCadence | None,
+    as_of: AsOf,
+    settings: SegmentationConfig,
 ) -> pd.DataFrame | None:
     """The CLV columns of every buyer (``models.segmentation.clv_columns``); None when CLV is off."""
     if frames is None:
         return None
     train, validation, current = frames
-    clv = clv_columns(current, settings, train, validation)
-    logger.info("churn / value models chosen on the window before %s: %s", as_of, clv.attrs["chosen"])
+    carried = None if choice is None else choice.carried
+    clv = clv_columns(current, settings, train, validation, carried)
+    if clv.attrs["carried"]:
+        logger.info("churn / value models: kept the choice of %s: %s", choice.made_on, clv.attrs["chosen"])
+    else:
+        logger.info("churn / value models chosen on the window before %s: %s", as_of, clv.attrs["chosen"])
+        if choice is not None and clv.attrs["validation"]:  # a choice was made (not the no-choice fallback)
+            choice.store(Choice(dict(clv.attrs["chosen"]), pd.DataFrame(clv.attrs["validation"])))
     return clv
+
+
+@dataclass
+class _ChoiceCadence:
+    """Tonight's side of ``models.churn_choice``: the stored choice when it holds, and the store."""
+
+    path: Path
+    key: ChoiceKey
+    carried: Choice | None
+    made_on: date | None
+
+    @classmethod
+    def open(
+        cls, path: Path | None, con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConfig
+    ) -> _ChoiceCadence | None:
+        """The cadence over ``path`` (None: no store, choose tonight); logs why it chooses again."""
+        if path is None:
+            return None
+        stored = read_choice(path)
+        digest = config_hash(settings.clv, settings.churn)
+        reason = rechoose_reason(
+            stored,
+            digest,
+            as_of,
+            settings.churn.rechoose_every_days,
+            lambda day: history_fingerprint(con, AsOf.of(day)),
+        )
+        key = ChoiceKey(digest, as_of.date, history_fingerprint(con, as_of))
+        if reason is not None or stored is None:
+            logger.info("churn / value models: comparing the candidates tonight (%s)", reason)
+            return cls(path, key, None, None)
+        return cls(path, key, stored.choice, stored.key.as_of)
+
+    def store(self, choice: Choice) -> None:
+        write_choice(self.path, self.key, choice)

@@ -17,6 +17,7 @@ from features.vocabulary import BTYDCol
 from models.churn import (
     CHURN_SCORERS,
     FORECASTERS,
+    Choice,
     ChurnConfig,
     calibration_table,
     choose_and_predict,
@@ -203,3 +204,33 @@ def test_each_candidate_says_when_it_is_done(frames, caplog: pytest.LogCaptureFi
     ]
     n = f"{len(validation):,}"
     assert all(f": {n} / {n} buyers scored (100%), " in line for line in done)
+
+
+def test_a_carried_choice_refits_the_chosen_ones_without_comparing_the_others(frames, monkeypatch) -> None:
+    """An earlier night's choice (``rechoose_every_days``) skips the comparison on the validation
+    window, not the refit: the predictions are those of a night that made the same choice."""
+    import models.churn as churn_module
+
+    made = choose_and_predict(*frames, CLV, SUPERVISED)
+    scored: list[tuple[str, ...] | None] = []
+    real = churn_module.score_candidates
+
+    def counted(*args, **kwargs):
+        scored.append(kwargs.get("churn", args[4] if len(args) > 4 else None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(churn_module, "score_candidates", counted)
+    kept = choose_and_predict(*frames, CLV, SUPERVISED, Choice(made.chosen, made.validation))
+    assert kept.carried and not made.carried
+    assert scored == [(made.chosen["churn"],)]  # the final refit only: no candidate compared
+    assert kept.chosen == made.chosen
+    pd.testing.assert_frame_equal(kept.predictions, made.predictions)
+    pd.testing.assert_frame_equal(kept.validation, made.validation)
+
+
+def test_a_carried_choice_of_a_candidate_no_longer_configured_is_made_again(frames) -> None:
+    stale = Choice({"churn": "mbgnbd", "purchases": "bgnbd", "value": "bgnbd"}, pd.DataFrame())
+    result = choose_and_predict(*frames, CLV, SUPERVISED, stale)
+    assert not result.carried
+    assert result.chosen["churn"] in SUPERVISED.candidates
+    assert set(result.validation["candidate"]) == {"logistic", "logistic_rf", "gradient_boosting"}

@@ -6,6 +6,7 @@ CLV is switched off here (it has its own tests); the step's CLV wiring is exerci
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import date
 from pathlib import Path
@@ -20,6 +21,7 @@ from features.catalog import StepFile, export_file
 from features.columns import Col, Table
 from features.engine import EngineConfig, session
 from features.errors import SiyuError
+from models.churn import ChurnConfig
 from models.clusters import ClusterConfig
 from models.clv import CLVConfig
 from models.segmentation import SegmentationConfig
@@ -392,3 +394,34 @@ def test_a_negative_float_keeps_the_frame_as_it_is() -> None:
     for negative in (-2.5, -0.0):
         frame = pd.DataFrame({"spend": [1.5, negative], "risk": [0.1, 0.2]})
         assert segment_step.floats_as_text(frame) is frame
+
+
+def test_the_churn_choice_is_kept_between_nights_and_made_again_when_due(
+    validated, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a store (the nightly's ``churn_choice.json``) a night keeps the choice an earlier night
+    made (``rechoose_every_days``): the same files as a night that made the same choice itself."""
+    churn = ChurnConfig(candidates=("logistic", "logistic_rf"), forecast_candidates=("gradient_boosting",))
+    settings = SETTINGS.model_copy(update={"clv": CLVConfig(horizon_days=30), "churn": churn})
+    store, tonight = tmp_path / "churn_choice.json", validated.as_of
+    clean = validated.clean_paths
+    first = run_segmentation(
+        clean, tonight.days_before(1), settings, tmp_path / "a", None, choice_store=store
+    )
+    assert json.loads(store.read_text())["as_of"] == tonight.days_before(1).date.isoformat()
+
+    with caplog.at_level("INFO", logger="pipelines.steps.segment"):
+        kept = run_segmentation(clean, tonight, settings, tmp_path / "b", None, choice_store=store)
+    assert "churn / value models: kept the choice of" in caplog.text
+    assert json.loads(store.read_text())["as_of"] == tonight.days_before(1).date.isoformat()  # not re-stored
+    chosen_tonight = run_segmentation(clean, tonight, settings, tmp_path / "c", None)
+    assert kept.churn_chosen == first.churn_chosen == chosen_tonight.churn_chosen
+    for name in (StepFile.CONSUMER_TIERS, StepFile.CONSUMER_TIERS_TWIN):
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
+
+    caplog.clear()
+    every_night = settings.model_copy(update={"churn": churn.model_copy(update={"rechoose_every_days": 1})})
+    with caplog.at_level("INFO", logger="pipelines.steps.segment"):
+        run_segmentation(clean, tonight, every_night, tmp_path / "d", None, choice_store=store)
+    assert "comparing the candidates tonight (segmentation.churn.rechoose_every_days is 1" in caplog.text
+    assert json.loads(store.read_text())["as_of"] == tonight.date.isoformat()

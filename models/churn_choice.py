@@ -1,0 +1,134 @@
+"""The churn / value models' choice kept between nights (``segmentation.churn.rechoose_every_days``).
+
+Choosing the churn and value models fits every candidate on the validation window, most of the
+CLV step's time, and the winner changes slowly. A night that makes the choice stores it with
+what it was made on (``ChoiceKey``: a hash of the ``clv`` and ``churn`` config, the as-of date
+and a fingerprint of the order history up to it) and the metrics it was made on; a later night
+keeps it (``models.churn.choose_and_predict``'s ``carried``: the chosen candidates refitted on
+tonight's validation frame, no comparison) unless ``rechoose_reason`` names a reason to compare
+again. The reasons are the production model's (``models.recommenders.store.refit_reason``):
+none stored, a cadence of 1, another config, a choice as old as the cadence, one made for this
+same night (a rerun does what the night did) or after it, another order history.
+
+On disk: one JSON file (e.g. ``<work>/churn_choice.json``), replaced whole. An unreadable file
+is a choice not stored: the night compares again and writes a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from features.asof import AsOf
+from features.files import write_text_atomically
+from models.churn import Choice, ChurnConfig
+from models.clv import CLVConfig
+
+logger = logging.getLogger(__name__)
+
+CHOICE_FORMAT = 1
+CHOICE_FILE = "churn_choice.json"  # its name in the nightly's work directory
+_METRIC_COLUMNS = ["target", "candidate", "metric", "value"]
+
+
+@dataclass(frozen=True)
+class ChoiceKey:
+    """What a stored choice was made on: config hash, as-of date, history fingerprint."""
+
+    config_hash: str
+    as_of: date
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class StoredChoice:
+    key: ChoiceKey
+    choice: Choice
+
+
+def config_hash(clv: CLVConfig, churn: ChurnConfig) -> str:
+    """Hash of the settings a choice depends on: ``clv`` and ``churn`` but the cadence itself."""
+    settings = {
+        "clv": clv.model_dump(mode="json"),
+        "churn": churn.model_dump(mode="json", exclude={"rechoose_every_days"}),
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def write_choice(path: Path, key: ChoiceKey, choice: Choice) -> Path:
+    """Store ``choice`` made on ``key`` at ``path`` (written beside it, then moved into place)."""
+    metrics = choice.validation.reindex(columns=_METRIC_COLUMNS)
+    document = {
+        "format": CHOICE_FORMAT,
+        "config_hash": key.config_hash,
+        "as_of": key.as_of.isoformat(),
+        "fingerprint": key.fingerprint,
+        "chosen": dict(choice.chosen),
+        "validation": [
+            [str(t), str(c), str(m), None if pd.isna(v) else float(v)]
+            for t, c, m, v in metrics.itertuples(index=False)
+        ],
+    }
+    return write_text_atomically(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
+
+
+def read_choice(path: Path) -> StoredChoice | None:
+    """The choice stored at ``path``; None when there is none or it cannot be read (logged)."""
+    if not path.is_file():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if document.get("format") != CHOICE_FORMAT:
+            raise ValueError(f"format {document.get('format')!r}, this version reads {CHOICE_FORMAT}")
+        key = ChoiceKey(
+            str(document["config_hash"]), date.fromisoformat(document["as_of"]), str(document["fingerprint"])
+        )
+        chosen = {str(target): str(name) for target, name in document["chosen"].items()}
+        metrics = pd.DataFrame(document["validation"], columns=_METRIC_COLUMNS).astype({"value": "float64"})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        logger.warning("%s: the stored churn model choice cannot be read (%s); choosing again", path, error)
+        return None
+    return StoredChoice(key, Choice(chosen, metrics))
+
+
+def rechoose_reason(
+    stored: StoredChoice | None,
+    config_hash: str,
+    as_of: AsOf | date,
+    rechoose_every_days: int,
+    fingerprint_at: Callable[[date], str],
+) -> str | None:
+    """Why tonight (``as_of``) must compare the candidates again, or None when ``stored`` holds.
+
+    ``fingerprint_at(day)``: tonight's history fingerprint up to ``day``
+    (``features.interactions.history_fingerprint``), asked only when every other check passed.
+    """
+    tonight = AsOf.of(as_of).date
+    if rechoose_every_days <= 1:
+        return "segmentation.churn.rechoose_every_days is 1: choosing every night"
+    if stored is None:
+        return "no stored choice"
+    made = stored.key.as_of
+    if stored.key.config_hash != config_hash:
+        return f"the clv / churn config changed since the choice of {made}"
+    age = (tonight - made).days
+    if age < 0:
+        return f"the stored choice was made as of {made}, after tonight's {tonight}: it saw later data"
+    if age == 0:
+        return f"the stored choice was made for this same night ({made}): a rerun chooses again"
+    if age >= rechoose_every_days:
+        setting = f"segmentation.churn.rechoose_every_days: {rechoose_every_days}"
+        return f"the stored choice is {age} days old ({setting})"
+    if fingerprint_at(made) != stored.key.fingerprint:
+        return (
+            f"tonight's order history up to {made} is not the one the choice was made on "
+            "(another data set, or restated orders)"
+        )
+    return None

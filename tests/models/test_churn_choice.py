@@ -1,0 +1,96 @@
+"""The churn / value models' choice kept between nights: what is stored, and when a night chooses again."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from models.churn import Choice, ChurnConfig
+from models.churn_choice import (
+    ChoiceKey,
+    StoredChoice,
+    config_hash,
+    read_choice,
+    rechoose_reason,
+    write_choice,
+)
+from models.clv import CLVConfig
+
+MADE = date(2025, 12, 1)
+KEY = ChoiceKey("abc", MADE, "100:ff")
+METRICS = pd.DataFrame(
+    [
+        ("churn", "logistic", "brier", 0.18),
+        ("churn", "logistic", "auc", float("nan")),
+        ("value", "bgnbd", "mae", 3.5),
+    ],
+    columns=["target", "candidate", "metric", "value"],
+)
+CHOICE = Choice({"churn": "logistic", "purchases": "bgnbd", "value": "bgnbd"}, METRICS)
+
+
+def test_a_stored_choice_reads_back_as_written(tmp_path: Path) -> None:
+    path = write_choice(tmp_path / "churn_choice.json", KEY, CHOICE)
+    stored = read_choice(path)
+    assert stored is not None and stored.key == KEY and stored.choice.chosen == CHOICE.chosen
+    pd.testing.assert_frame_equal(stored.choice.validation, METRICS)  # a missing metric stays missing
+    assert list(tmp_path.iterdir()) == [path]  # no partial file left beside it
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "{not json", json.dumps({"format": 99}), json.dumps({"format": 1, "as_of": "2025-12-01"}), "[]"],
+)
+def test_an_unreadable_store_is_no_choice_and_says_so(tmp_path: Path, text: str, caplog) -> None:
+    path = tmp_path / "churn_choice.json"
+    path.write_text(text)
+    with caplog.at_level("WARNING", logger="models.churn_choice"):
+        assert read_choice(path) is None
+    assert f"{path}: the stored churn model choice cannot be read" in caplog.text
+    assert read_choice(tmp_path / "absent.json") is None
+
+
+def test_the_config_hash_follows_what_the_choice_depends_on_not_the_cadence() -> None:
+    base = config_hash(CLVConfig(), ChurnConfig())
+    assert config_hash(CLVConfig(), ChurnConfig(rechoose_every_days=1)) == base
+    assert config_hash(CLVConfig(), ChurnConfig(candidates=("logistic",))) != base
+    assert config_hash(CLVConfig(horizon_days=60), ChurnConfig()) != base
+
+
+def _reason(
+    stored: StoredChoice | None, tonight: date, every: int = 7, digest: str = "abc", history: str = "100:ff"
+):
+    asked: list[date] = []
+
+    def fingerprint_at(day: date) -> str:
+        asked.append(day)
+        return history
+
+    return rechoose_reason(stored, digest, tonight, every, fingerprint_at), asked
+
+
+def test_a_stored_choice_holds_for_the_days_of_the_cadence_on_the_same_history() -> None:
+    stored = StoredChoice(KEY, CHOICE)
+    assert _reason(stored, date(2025, 12, 2)) == (None, [MADE])
+    assert _reason(stored, date(2025, 12, 7)) == (None, [MADE])
+
+
+@pytest.mark.parametrize(
+    ("tonight", "every", "digest", "history", "says"),
+    [
+        (date(2025, 12, 2), 1, "abc", "100:ff", "rechoose_every_days is 1"),
+        (date(2025, 12, 2), 7, "other", "100:ff", "config changed"),
+        (date(2025, 11, 30), 7, "abc", "100:ff", "after tonight's 2025-11-30"),
+        (MADE, 7, "abc", "100:ff", "this same night"),
+        (date(2025, 12, 8), 7, "abc", "100:ff", "7 days old"),
+        (date(2025, 12, 2), 7, "abc", "101:fe", "not the one the choice was made on"),
+    ],
+)
+def test_a_night_chooses_again_and_says_why(tonight, every, digest, history, says) -> None:
+    reason, _ = _reason(StoredChoice(KEY, CHOICE), tonight, every, digest, history)
+    assert reason is not None and says in reason
+    assert _reason(None, tonight, every)[0] == ("no stored choice" if every > 1 else reason)
