@@ -5,10 +5,10 @@ CLV step's time, and the winner changes slowly. A night that makes the choice st
 what it was made on (``ChoiceKey``: a hash of the ``clv`` and ``churn`` config, the as-of date
 and a fingerprint of the order history up to it) and the metrics it was made on; a later night
 keeps it (``models.churn.choose_and_predict``'s ``carried``: the chosen candidates refitted on
-tonight's validation frame, no comparison) unless ``rechoose_reason`` names a reason to compare
-again. The reasons are the production model's (``models.recommenders.store.refit_reason``):
-none stored, a cadence of 1, another config, a choice as old as the cadence, one made for this
-same night (a rerun does what the night did) or after it, another order history.
+tonight's validation frame, no comparison) unless ``models.cadence.redo_reason`` (with
+``RECHOOSE``) names a reason to compare again, the production model's reasons: none stored, a
+cadence of 1, another config, a choice as old as the cadence, one made for this same night (a
+rerun does what the night did) or after it, another order history.
 
 On disk: one JSON file (e.g. ``<work>/churn_choice.json``), replaced whole. An unreadable file
 is a choice not stored: the night compares again and writes a new one.
@@ -19,15 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
-from features.asof import AsOf
 from features.files import write_text_atomically
+from models.cadence import Cadence
 from models.churn import Choice, ChurnConfig
 from models.clv import CLVConfig
 
@@ -98,37 +97,12 @@ def read_choice(path: Path) -> StoredChoice | None:
     return StoredChoice(key, Choice(chosen, metrics))
 
 
-def rechoose_reason(
-    stored: StoredChoice | None,
-    config_hash: str,
-    as_of: AsOf | date,
-    rechoose_every_days: int,
-    fingerprint_at: Callable[[date], str],
-) -> str | None:
-    """Why tonight (``as_of``) must compare the candidates again, or None when ``stored`` holds.
-
-    ``fingerprint_at(day)``: tonight's history fingerprint up to ``day``
-    (``features.interactions.history_fingerprint``), asked only when every other check passed.
-    """
-    tonight = AsOf.of(as_of).date
-    if rechoose_every_days <= 1:
-        return "segmentation.churn.rechoose_every_days is 1: choosing every night"
-    if stored is None:
-        return "no stored choice"
-    made = stored.key.as_of
-    if stored.key.config_hash != config_hash:
-        return f"the clv / churn config changed since the choice of {made}"
-    age = (tonight - made).days
-    if age < 0:
-        return f"the stored choice was made as of {made}, after tonight's {tonight}: it saw later data"
-    if age == 0:
-        return f"the stored choice was made for this same night ({made}): a rerun chooses again"
-    if age >= rechoose_every_days:
-        setting = f"segmentation.churn.rechoose_every_days: {rechoose_every_days}"
-        return f"the stored choice is {age} days old ({setting})"
-    if fingerprint_at(made) != stored.key.fingerprint:
-        return (
-            f"tonight's order history up to {made} is not the one the choice was made on "
-            "(another data set, or restated orders)"
-        )
-    return None
+RECHOOSE = Cadence(
+    setting="segmentation.churn.rechoose_every_days",
+    config="the clv / churn config",
+    kept="the stored choice",
+    made="made",
+    again="chooses",
+    every_night="choosing every night",
+    none_stored="no stored choice",
+)

@@ -39,6 +39,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from features.asof import AsOf
+from models.cadence import Cadence, redo_reason
 from models.recommenders.base import InteractionData, Recommender, registered_models
 
 logger = logging.getLogger(__name__)
@@ -195,6 +196,17 @@ def read_stored(folder: Path) -> StoredModel | None:
         return None
 
 
+REFIT = Cadence(
+    setting="recommend.refit_every_days",
+    config="the recommend: config",
+    kept="the stored model",
+    made="fitted",
+    again="fits",
+    every_night="fitting every night",
+    none_stored="no stored production model",
+)
+
+
 def refit_reason(
     stored: StoredModel | None,
     configured: str,
@@ -203,32 +215,12 @@ def refit_reason(
     refit_every_days: int,
     fingerprint_at: Any,
 ) -> str | None:
-    """Why tonight (``as_of``) must fit the production model, or None when ``stored`` can be reused.
+    """Why tonight (``as_of``) must fit the production model, or None when ``stored`` can be reused
+    (``models.cadence.redo_reason``; a model of another configured name is another config).
 
     ``fingerprint_at(day)``: tonight's history fingerprint up to ``day``
     (``features.interactions.history_fingerprint``), asked only when every other check passed.
     """
-    tonight = AsOf.of(as_of).date
-    if refit_every_days <= 1:
-        return "recommend.refit_every_days is 1: fitting every night"
-    if stored is None:
-        return "no stored production model"
-    fitted = stored.key.as_of
-    if stored.configured != configured or stored.key.config_hash != config_hash:
-        return (
-            f"the recommend: config changed since the stored model was fitted as of {fitted} "
-            f"(config hash {stored.key.config_hash} -> {config_hash})"
-        )
-    age = (tonight - fitted).days
-    if age < 0:
-        return f"the stored model was fitted as of {fitted}, after tonight's {tonight}: it saw later data"
-    if age == 0:
-        return f"the stored model was fitted for this same night ({fitted}): a rerun fits again"
-    if age >= refit_every_days:
-        return f"the stored model is {age} days old (recommend.refit_every_days: {refit_every_days})"
-    if fingerprint_at(fitted) != stored.key.fingerprint:
-        return (
-            f"tonight's order history up to {fitted} is not the one the stored model was fitted on "
-            "(another data set, or restated orders)"
-        )
-    return None
+    key = None if stored is None else stored.key
+    same_kind = stored is None or stored.configured == configured
+    return redo_reason(REFIT, refit_every_days, key, config_hash, as_of, fingerprint_at, same_kind)

@@ -35,8 +35,9 @@ from features.messages import DEFAULT_LOCALE, Messages
 from features.progress import progress
 from features.timing import Stopwatch
 from features.vocabulary import DistributorFeatureCol, ExportCol, TagCol
+from models.cadence import redo_reason
 from models.churn import Choice
-from models.churn_choice import ChoiceKey, config_hash, read_choice, rechoose_reason, write_choice
+from models.churn_choice import RECHOOSE, ChoiceKey, config_hash, read_choice, write_choice
 from models.clv import warm_up
 from models.distributor_tiers import (
     assign_distributor_tiers,
@@ -442,11 +443,12 @@ class _ChoiceCadence:
             return None
         stored = read_choice(path)
         digest = config_hash(settings.clv, settings.churn)
-        reason = rechoose_reason(
-            stored,
+        reason = redo_reason(
+            RECHOOSE,
+            settings.churn.rechoose_every_days,
+            None if stored is None else stored.key,
             digest,
             as_of,
-            settings.churn.rechoose_every_days,
             lambda day: history_fingerprint(con, AsOf.of(day)),
         )
         key = ChoiceKey(digest, as_of.date, history_fingerprint(con, as_of))

@@ -9,13 +9,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from models.cadence import redo_reason
 from models.churn import Choice, ChurnConfig
 from models.churn_choice import (
+    RECHOOSE,
     ChoiceKey,
     StoredChoice,
     config_hash,
     read_choice,
-    rechoose_reason,
     write_choice,
 )
 from models.clv import CLVConfig
@@ -70,7 +71,8 @@ def _reason(
         asked.append(day)
         return history
 
-    return rechoose_reason(stored, digest, tonight, every, fingerprint_at), asked
+    key = None if stored is None else stored.key
+    return redo_reason(RECHOOSE, every, key, digest, tonight, fingerprint_at), asked
 
 
 def test_a_stored_choice_holds_for_the_days_of_the_cadence_on_the_same_history() -> None:
@@ -87,7 +89,7 @@ def test_a_stored_choice_holds_for_the_days_of_the_cadence_on_the_same_history()
         (date(2025, 11, 30), 7, "abc", "100:ff", "after tonight's 2025-11-30"),
         (MADE, 7, "abc", "100:ff", "this same night"),
         (date(2025, 12, 8), 7, "abc", "100:ff", "7 days old"),
-        (date(2025, 12, 2), 7, "abc", "101:fe", "not the one the choice was made on"),
+        (date(2025, 12, 2), 7, "abc", "101:fe", "not the one the stored choice was made on"),
     ],
 )
 def test_a_night_chooses_again_and_says_why(tonight, every, digest, history, says) -> None:
