@@ -13,10 +13,10 @@ orders).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
 
 from features.asof import AsOf
 
@@ -34,15 +34,26 @@ class Cadence:
     none_stored: str  # the reason when nothing is kept, e.g. "no stored production model"
 
 
-class KeptKey(Protocol):
-    """What kept work was made on (``ModelKey``, ``ChoiceKey``)."""
+@dataclass(frozen=True)
+class KeptKey:
+    """What kept work was made on: config hash, as-of date, history fingerprint."""
+
+    config_hash: str
+    as_of: date
+    fingerprint: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"config_hash": self.config_hash, "as_of": str(self.as_of), "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_json(cls, values: dict[str, str]) -> KeptKey:
+        return cls(values["config_hash"], date.fromisoformat(values["as_of"]), values["fingerprint"])
 
     @property
-    def config_hash(self) -> str: ...
-    @property
-    def as_of(self) -> date: ...
-    @property
-    def fingerprint(self) -> str: ...
+    def label(self) -> str:
+        """A short id for tags and logs: ``<as_of>/<config hash>/<8 hex of the fingerprint>``."""
+        history = hashlib.sha256(self.fingerprint.encode()).hexdigest()[:8]
+        return f"{self.as_of}/{self.config_hash}/{history}"
 
 
 def redo_reason(

@@ -2,7 +2,7 @@
 
 Choosing the churn and value models fits every candidate on the validation window, most of the
 CLV step's time, and the winner changes slowly. A night that makes the choice stores it with
-what it was made on (``ChoiceKey``: a hash of the ``clv`` and ``churn`` config, the as-of date
+what it was made on (``models.cadence.KeptKey``: a hash of the ``clv`` and ``churn`` config, the as-of date
 and a fingerprint of the order history up to it) and the metrics it was made on; a later night
 keeps it (``models.churn.choose_and_predict``'s ``carried``: the chosen candidates refitted on
 tonight's validation frame, no comparison) unless ``models.cadence.redo_reason`` (with
@@ -20,13 +20,12 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
 from features.files import write_text_atomically
-from models.cadence import Cadence
+from models.cadence import Cadence, KeptKey
 from models.churn import Choice, ChurnConfig
 from models.clv import CLVConfig
 
@@ -38,17 +37,8 @@ _METRIC_COLUMNS = ["target", "candidate", "metric", "value"]
 
 
 @dataclass(frozen=True)
-class ChoiceKey:
-    """What a stored choice was made on: config hash, as-of date, history fingerprint."""
-
-    config_hash: str
-    as_of: date
-    fingerprint: str
-
-
-@dataclass(frozen=True)
 class StoredChoice:
-    key: ChoiceKey
+    key: KeptKey
     choice: Choice
 
 
@@ -61,14 +51,12 @@ def config_hash(clv: CLVConfig, churn: ChurnConfig) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def write_choice(path: Path, key: ChoiceKey, choice: Choice) -> Path:
+def write_choice(path: Path, key: KeptKey, choice: Choice) -> Path:
     """Store ``choice`` made on ``key`` at ``path`` (written beside it, then moved into place)."""
     metrics = choice.validation.reindex(columns=_METRIC_COLUMNS)
     document = {
         "format": CHOICE_FORMAT,
-        "config_hash": key.config_hash,
-        "as_of": key.as_of.isoformat(),
-        "fingerprint": key.fingerprint,
+        "key": key.to_json(),
         "chosen": dict(choice.chosen),
         "validation": [
             [str(t), str(c), str(m), None if pd.isna(v) else float(v)]
@@ -86,9 +74,7 @@ def read_choice(path: Path) -> StoredChoice | None:
         document = json.loads(path.read_text(encoding="utf-8"))
         if document.get("format") != CHOICE_FORMAT:
             raise ValueError(f"format {document.get('format')!r}, this version reads {CHOICE_FORMAT}")
-        key = ChoiceKey(
-            str(document["config_hash"]), date.fromisoformat(document["as_of"]), str(document["fingerprint"])
-        )
+        key = KeptKey.from_json(document["key"])
         chosen = {str(target): str(name) for target, name in document["chosen"].items()}
         metrics = pd.DataFrame(document["validation"], columns=_METRIC_COLUMNS).astype({"value": "float64"})
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:

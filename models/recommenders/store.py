@@ -24,7 +24,6 @@ model or none, never a mix.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -39,7 +38,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from features.asof import AsOf
-from models.cadence import Cadence, redo_reason
+from models.cadence import Cadence, KeptKey, redo_reason
 from models.recommenders.base import InteractionData, Recommender, registered_models
 
 logger = logging.getLogger(__name__)
@@ -51,26 +50,7 @@ _PRODUCTS = "product_ids"
 _SPARSE_PARTS = ("data", "indices", "indptr", "shape")
 
 
-@dataclass(frozen=True)
-class ModelKey:
-    """What a stored model was trained on: config hash, as-of date, history fingerprint."""
-
-    config_hash: str
-    as_of: date
-    fingerprint: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"config_hash": self.config_hash, "as_of": str(self.as_of), "fingerprint": self.fingerprint}
-
-    @classmethod
-    def from_json(cls, values: dict[str, str]) -> ModelKey:
-        return cls(values["config_hash"], date.fromisoformat(values["as_of"]), values["fingerprint"])
-
-    @property
-    def label(self) -> str:
-        """A short id for tags and logs: ``<as_of>/<config hash>/<8 hex of the fingerprint>``."""
-        history = hashlib.sha256(self.fingerprint.encode()).hexdigest()[:8]
-        return f"{self.as_of}/{self.config_hash}/{history}"
+ModelKey = KeptKey  # what a stored model was trained on (``models.cadence.KeptKey``)
 
 
 @dataclass(frozen=True)

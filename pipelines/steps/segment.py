@@ -35,9 +35,9 @@ from features.messages import DEFAULT_LOCALE, Messages
 from features.progress import progress
 from features.timing import Stopwatch
 from features.vocabulary import DistributorFeatureCol, ExportCol, TagCol
-from models.cadence import redo_reason
+from models.cadence import KeptKey, redo_reason
 from models.churn import Choice
-from models.churn_choice import RECHOOSE, ChoiceKey, config_hash, read_choice, write_choice
+from models.churn_choice import RECHOOSE, config_hash, read_choice, write_choice
 from models.clv import warm_up
 from models.distributor_tiers import (
     assign_distributor_tiers,
@@ -427,12 +427,13 @@ def _clv(
 
 @dataclass
 class _ChoiceCadence:
-    """Tonight's side of ``models.churn_choice``: the stored choice when it holds, and the store."""
+    """Tonight's side of ``models.churn_choice``: the stored choice when it holds, else the key
+    a choice made tonight is stored under."""
 
     path: Path
-    key: ChoiceKey
     carried: Choice | None
     made_on: date | None
+    key: KeptKey | None  # None when the stored choice holds (nothing is stored tonight)
 
     @classmethod
     def open(
@@ -451,11 +452,12 @@ class _ChoiceCadence:
             as_of,
             lambda day: history_fingerprint(con, AsOf.of(day)),
         )
-        key = ChoiceKey(digest, as_of.date, history_fingerprint(con, as_of))
-        if reason is not None or stored is None:
-            logger.info("churn / value models: comparing the candidates tonight (%s)", reason)
-            return cls(path, key, None, None)
-        return cls(path, key, stored.choice, stored.key.as_of)
+        if reason is None and stored is not None:
+            return cls(path, stored.choice, stored.key.as_of, None)
+        logger.info("churn / value models: comparing the candidates tonight (%s)", reason)
+        return cls(path, None, None, KeptKey(digest, as_of.date, history_fingerprint(con, as_of)))
 
     def store(self, choice: Choice) -> None:
+        if self.key is None:
+            raise RuntimeError("a choice kept from an earlier night is not stored again")
         write_choice(self.path, self.key, choice)

@@ -9,11 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models.cadence import redo_reason
+from models.cadence import KeptKey, redo_reason
 from models.churn import Choice, ChurnConfig
 from models.churn_choice import (
     RECHOOSE,
-    ChoiceKey,
     StoredChoice,
     config_hash,
     read_choice,
@@ -22,7 +21,7 @@ from models.churn_choice import (
 from models.clv import CLVConfig
 
 MADE = date(2025, 12, 1)
-KEY = ChoiceKey("abc", MADE, "100:ff")
+KEY = KeptKey("abc", MADE, "100:ff")
 METRICS = pd.DataFrame(
     [
         ("churn", "logistic", "brier", 0.18),

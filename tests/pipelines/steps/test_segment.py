@@ -408,12 +408,14 @@ def test_the_churn_choice_is_kept_between_nights_and_made_again_when_due(
     first = run_segmentation(
         clean, tonight.days_before(1), settings, tmp_path / "a", None, choice_store=store
     )
-    assert json.loads(store.read_text())["as_of"] == tonight.days_before(1).date.isoformat()
+    assert json.loads(store.read_text())["key"]["as_of"] == tonight.days_before(1).date.isoformat()
 
     with caplog.at_level("INFO", logger="pipelines.steps.segment"):
         kept = run_segmentation(clean, tonight, settings, tmp_path / "b", None, choice_store=store)
     assert "churn / value models: kept the choice of" in caplog.text
-    assert json.loads(store.read_text())["as_of"] == tonight.days_before(1).date.isoformat()  # not re-stored
+    assert (
+        json.loads(store.read_text())["key"]["as_of"] == tonight.days_before(1).date.isoformat()
+    )  # not re-stored
     chosen_tonight = run_segmentation(clean, tonight, settings, tmp_path / "c", None)
     assert kept.churn_chosen == first.churn_chosen == chosen_tonight.churn_chosen
     for name in (StepFile.CONSUMER_TIERS, StepFile.CONSUMER_TIERS_TWIN):
@@ -424,4 +426,4 @@ def test_the_churn_choice_is_kept_between_nights_and_made_again_when_due(
     with caplog.at_level("INFO", logger="pipelines.steps.segment"):
         run_segmentation(clean, tonight, every_night, tmp_path / "d", None, choice_store=store)
     assert "comparing the candidates tonight (segmentation.churn.rechoose_every_days is 1" in caplog.text
-    assert json.loads(store.read_text())["as_of"] == tonight.date.isoformat()
+    assert json.loads(store.read_text())["key"]["as_of"] == tonight.date.isoformat()
