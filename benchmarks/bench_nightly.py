@@ -22,7 +22,11 @@ tree (against ``flow.step_memory_budget``), the flow's own wall and peak RSS, an
 scanned the orders data ("n/a" when the file is absent). "outside flow" is the night's wall
 less the flow's: the process start, imports, the local Prefect server's start and stop; "before / after
 flow" splits it at the flow's start (``started_at`` in ``run_timings.json``): start-up, then the server's
-stop and the interpreter's exit. With several sizes
+stop and the interpreter's exit. With ``--rounds N`` the nights run N times, each round on a new lake and work
+folder (``round<N>-code<i>/``), and several ``--code`` checkouts run one after the other in
+each round (alternated, so that the machine's drift falls on each alike); the report adds each
+size and code's medians over the rounds of the first night, the next night and their ratio, with
+every round's figure: on a shared machine one night moves by tens of percent between runs. With several sizes
 (``--sizes``, each ``consumers[:distributors]``) the first and the last are compared on their
 first nights: the scaling exponent ``log(t_big / t_small) / log(lines_big / lines_small)``
 when their order lines differ, the peak memory per added distributor when only their
@@ -36,6 +40,7 @@ Run from the repository root (the ``siyu`` of ``--code``, default this checkout,
     python benchmarks/bench_nightly.py --sizes 100000,1000000 --json /tmp/bench/nightly.json
     python benchmarks/bench_nightly.py --sizes 1000000:300,1000000:300000   # memory per distributor
     python benchmarks/bench_nightly.py --data /tmp/data/online_retail --as-of 2010-09-09
+    python benchmarks/bench_nightly.py --data /tmp/data/sim100k --rounds 3 --code BEFORE --code AFTER
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -158,9 +163,11 @@ def sizes_argument(text: str) -> list[tuple[int, int | None]]:
 
 
 def compare(runs: list[SizeRun]) -> dict[str, float | None]:
-    """The first and the last run's first nights compared: the scaling exponent over order
-    lines, and KiB of peak RSS per added distributor when only the distributors differ."""
+    """The first and the last size's first nights compared (of the first code's first round): the
+    scaling exponent over order lines, and KiB of peak RSS per added distributor when only the
+    distributors differ."""
     found: dict[str, float | None] = {"scaling_exponent": None, "kib_per_distributor": None}
+    runs = [run for run in runs if run.code == runs[0].code and run.round == runs[0].round] if runs else []
     if len(runs) < 2 or not (runs[0].nights and runs[-1].nights):
         return found
     small, big = runs[0], runs[-1]
@@ -176,6 +183,81 @@ def compare(runs: list[SizeRun]) -> dict[str, float | None]:
             (small.distributors or 0, peaks[0] or 0), (big.distributors or 0, peaks[1] or 0)
         )
     return found
+
+
+def median(values: list[float]) -> float:
+    """The middle value (the mean of the two middle ones for an even count)."""
+    if not values:
+        raise ValueError("median of no values")
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """One size and code over its rounds: each round's first and next night (seconds, share)."""
+
+    size: str
+    code: str
+    first: list[float]
+    next: list[float]
+    shares: list[float]
+    peak_rss_bytes: int | None
+
+    def line(self) -> str:
+        cells = [self.size, self.code, str(len(self.first))]
+        cells += [_spread(self.first, "{:.1f}"), _spread(self.next, "{:.1f}"), _spread(self.shares, "{:.0%}")]
+        return "| " + " | ".join([*cells, _gib(self.peak_rss_bytes)]) + " |"
+
+
+def rounds(runs: list[SizeRun]) -> list[Rounds]:
+    """Each size and code's rounds, in the order they first ran; a night not run is left out."""
+    groups: dict[tuple[str, str], list[SizeRun]] = {}
+    for run in runs:
+        groups.setdefault((_size(run), run.code), []).append(run)
+    found = []
+    for (size, code), group in groups.items():
+        firsts = [run.nights[0].wall_seconds for run in group if run.nights]
+        pairs = [run.nights for run in group if len(run.nights) == 2]
+        peaks = [night.peak_rss_bytes for run in group for night in run.nights if night.peak_rss_bytes]
+        found.append(
+            Rounds(
+                size,
+                _code_name(code),
+                firsts,
+                [pair[1].wall_seconds for pair in pairs],
+                [pair[1].wall_seconds / pair[0].wall_seconds for pair in pairs],
+                max(peaks) if peaks else None,
+            )
+        )
+    return found
+
+
+def rounds_table(runs: list[SizeRun]) -> list[str]:
+    """Medians over the rounds (``--rounds``, several ``--code``): on a shared machine one night's
+    wall time moves by tens of percent from run to run, so a ratio is read over several rounds."""
+    lines = [
+        "| size | code | rounds | first night s: median (each) | next night s: median (each) "
+        "| next / first: median (each) | peak RSS GiB (max) |",
+        "|" + "---|" * 7,
+    ]
+    return lines + [group.line() for group in rounds(runs)]
+
+
+def _spread(values: list[float], spec: str) -> str:
+    if not values:
+        return "n/a"
+    each = ", ".join(spec.format(value) for value in values)
+    return f"{spec.format(median(values))} ({each})" if len(values) > 1 else each
+
+
+def _size(run: SizeRun) -> str:
+    return run.data if run.consumers is None else f"{run.consumers:,}:{run.distributors:,}"
+
+
+def _code_name(code: str) -> str:
+    return Path(code).name if code else "n/a"
 
 
 # --- landing data as a lake does ---------------------------------------------------------------
@@ -317,6 +399,8 @@ class SizeRun:
     data: str
     simulate_seconds: float | None
     nights: list[Night] = field(default_factory=list)
+    code: str = ""  # the checkout whose siyu ran (``--code``)
+    round: int = 1  # the round (``--rounds``): each round runs its nights on a new lake and work folder
 
 
 def run_measured(command: list[str], cwd: Path, log: Path, every: float) -> tuple[float, int | None]:
@@ -396,12 +480,13 @@ def simulate(args: argparse.Namespace, consumers: int, distributors: int, out: P
     sizes += ["--days", args.days, "--seed", args.seed]
     command = siyu("simulate", "--out", str(out), "--layout", "partitioned", *map(str, sizes))
     logger.info("simulating %s consumers into %s", f"{consumers:,}", out)
-    wall, _ = run_measured(command, args.code, out.parent / "simulate.log", args.sample_seconds)
+    wall, _ = run_measured(command, args.codes[0], out.parent / "simulate.log", args.sample_seconds)
     return wall
 
 
-def run_nights(args: argparse.Namespace, source: Path, folder: Path, run: SizeRun) -> None:
-    """The first night without the last day, then the next night with it, in one work folder."""
+def run_nights(args: argparse.Namespace, source: Path, folder: Path, run: SizeRun, code: Path) -> None:
+    """The first night without the last day, then the next night with it, in one work folder,
+    by the ``siyu`` of ``code``."""
     as_of = date.fromisoformat(args.as_of) if args.as_of else last_day(source)
     lake, work = folder / "lake", folder / "work"
     extra = ["--config", str(args.config)] if args.config else []
@@ -411,7 +496,7 @@ def run_nights(args: argparse.Namespace, source: Path, folder: Path, run: SizeRu
         started = time.time()
         logger.info("%s night as of %s (%d files landed)", name, day, landed)
         command = siyu("nightly", "--data", str(lake), "--as-of", day.isoformat(), "--out", str(work), *extra)
-        wall, peak = run_measured(command, args.code, folder / f"nightly-{name}.log", args.sample_seconds)
+        wall, peak = run_measured(command, code, folder / f"nightly-{name}.log", args.sample_seconds)
         load_after = os.getloadavg()[0]
         night = Night(name, day.isoformat(), wall, peak, load_before, load_after, landed, order_lines(lake))
         night.timings = read_timings(work, started)
@@ -439,8 +524,8 @@ def markdown(runs: list[SizeRun], comparison: dict[str, float | None], method: s
     lines = [
         "| consumers | distributors | order lines | night | as of | wall s | peak RSS GiB "
         "| flow wall s | flow peak GiB | orders scans | share of first night | load 1m | outside flow s "
-        "| before / after flow s |",
-        "|" + "---|" * 14,
+        "| before / after flow s | round | code |",
+        "|" + "---|" * 16,
     ]
     for run in runs:
         for night in run.nights:
@@ -462,8 +547,12 @@ def markdown(runs: list[SizeRun], comparison: dict[str, float | None], method: s
                     timings and timings.wall_seconds and night.wall_seconds - timings.wall_seconds, "{:.1f}"
                 ),
                 _before_after(night),
+                str(run.round),
+                _code_name(run.code),
             ]
             lines.append("| " + " | ".join(cells) + " |")
+    if len({(run.code, run.round) for run in runs}) > 1:
+        lines += ["", *rounds_table(runs)]
     lines += ["", *steps_table(runs), "", *steps_memory_table(runs), ""]
     first, last = runs[0], runs[-1]
     if comparison["scaling_exponent"] is not None:
@@ -489,7 +578,7 @@ def steps_table(runs: list[SizeRun]) -> list[str]:
         steps += [step for step in (night.timings.tasks if night.timings else {}) if step not in steps]
     if not steps:
         return ["per-step seconds: n/a (the flow wrote no run_timings.json)"]
-    header = [f"{_label(run)} {night.name}" for run, night in nights]
+    header = [f"{_label(run, runs)} {night.name}" for run, night in nights]
     lines = ["| step | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
     for step in steps:
         cells = [
@@ -509,7 +598,7 @@ def steps_memory_table(runs: list[SizeRun]) -> list[str]:
         steps += [step for step in known if step not in steps]
     if not steps:
         return ["per-step peak RSS: n/a (run_timings.json has no task_peak_rss_bytes)"]
-    header = [f"{_label(run)} {night.name}" for run, night in nights]
+    header = [f"{_label(run, runs)} {night.name}" for run, night in nights]
     lines = ["| step peak RSS GiB | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
     for step in steps:
         cells = [_step_peak(night.timings, step) for _, night in nights]
@@ -531,10 +620,11 @@ def _step_peak(timings: RunTimings | None, step: str) -> str:
     return f"{peak / GIB:.2f}" + (" !" if over else "")
 
 
-def _label(run: SizeRun) -> str:
-    if run.consumers is None:
-        return f"{run.order_lines:,} lines"
-    return f"{run.consumers:,}:{run.distributors:,}"
+def _label(run: SizeRun, runs: list[SizeRun]) -> str:
+    """The run's size; with its code and round when ``runs`` hold several."""
+    size = f"{run.order_lines:,} lines" if run.consumers is None else _size(run)
+    several = len({(other.code, other.round) for other in runs}) > 1
+    return f"{size} {_code_name(run.code)} r{run.round}" if several else size
 
 
 def _count(value: int | None) -> str:
@@ -552,12 +642,18 @@ def _maybe(value: object, spec: str) -> str:
 def _json(
     runs: list[SizeRun], comparison: dict[str, float | None], method: str, args: argparse.Namespace
 ) -> dict[str, Any]:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=args.code, capture_output=True, text=True, check=False
-    ).stdout.strip()
+    commits = {
+        str(code): subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True, text=True, check=False
+        ).stdout.strip()
+        or None
+        for code in args.codes
+    }
     return {
-        "code": str(args.code),
-        "commit": commit or None,
+        "code": str(args.codes[0]),
+        "commit": commits[str(args.codes[0])],
+        "commits": commits,
+        "rounds": [asdict(group) for group in rounds(runs)],
         "cores": os.cpu_count(),
         "peak_rss_method": method,
         "runs": [asdict(run) for run in runs],
@@ -583,7 +679,18 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--as-of", help="The next night's as-of date (default: the last day of orders).")
     parser.add_argument("--config", type=Path, help="Nightly config passed to siyu nightly.")
     parser.add_argument(
-        "--code", type=Path, default=REPO, help="Checkout whose siyu runs (default: this one)."
+        "--code",
+        type=Path,
+        action="append",
+        help="Checkout whose siyu runs (default: this one); give it again to compare checkouts: "
+        "each round runs them one after the other, on the same data.",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="Run every size's nights this many times, each round on a new lake and work folder; "
+        "the report adds the medians.",
     )
     parser.add_argument(
         "--scratch", type=Path, help="Keep data and work folders here (default: temp, removed)."
@@ -604,13 +711,15 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = _arguments(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    args.code = args.code.resolve()
+    args.codes = [code.resolve() for code in args.code or [REPO]]
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds {args.rounds}: give 1 or more")
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="bench_nightly_"))
     sizes = [(None, None)] if args.data else args.sizes or [(args.consumers, None)]
-    runs = []
+    runs: list[SizeRun] = []
     try:
         for consumers, distributors in sizes:
-            runs.append(measure_size(args, consumers, distributors or args.distributors, scratch))
+            runs += measure_size(args, consumers, distributors or args.distributors, scratch)
     finally:
         if args.scratch is None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -625,8 +734,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def measure_size(
     args: argparse.Namespace, consumers: int | None, distributors: int, scratch: Path
-) -> SizeRun:
-    """Simulate (or take ``--data``), then run the nights."""
+) -> list[SizeRun]:
+    """Simulate (or take ``--data``), then run the nights: ``--rounds`` times, each round every
+    ``--code`` in turn (alternated, so that a machine's drift falls on all of them alike), each
+    on a lake and work folder of its own (the previous one removed)."""
     folder = scratch / (f"size-{consumers}-{distributors}" if consumers else "data")
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -634,13 +745,24 @@ def measure_size(
         data = args.data.resolve()
         single = any((data / f"{table}.parquet").exists() for table in DAY_TABLES)
         source = partitioned_copy(data, folder / "partitioned") if single else data
-        run = SizeRun(None, None, order_lines(source), str(data), None)
+        made = SizeRun(None, None, order_lines(source), str(data), None)
     else:
         source = folder / "simulated"
         seconds = simulate(args, consumers, distributors, source)
-        run = SizeRun(consumers, distributors, order_lines(source), str(source), seconds)
-    run_nights(args, source, folder, run)
-    return run
+        made = SizeRun(consumers, distributors, order_lines(source), str(source), seconds)
+    runs = []
+    for number in range(1, args.rounds + 1):
+        for index, code in enumerate(args.codes):
+            run = replace(made, nights=[], code=str(code), round=number)
+            several = len(args.codes) * args.rounds > 1
+            nights = folder / f"round{number}-code{index + 1}" if several else folder
+            nights.mkdir(parents=True, exist_ok=True)
+            logger.info("round %d of %d: %s", number, args.rounds, code)
+            run_nights(args, source, nights, run, code)
+            runs.append(run)
+            if several:
+                shutil.rmtree(nights / "lake", ignore_errors=True)  # hard links; the logs and work stay
+    return runs
 
 
 if __name__ == "__main__":

@@ -21,11 +21,14 @@ from benchmarks.bench_nightly import (
     land_single,
     last_day,
     markdown,
+    measure_size,
+    median,
     order_lines,
     parse_run_timings,
     partition_day,
     partitioned_copy,
     peak_rss_from_time,
+    rounds,
     scaling_exponent,
     sizes_argument,
 )
@@ -61,7 +64,7 @@ def test_each_tasks_peak_memory_and_the_budget_are_read_and_tabled_with_the_task
     table = markdown([run], compare([run]), "psutil")
     assert "| validate | 1.00 |" in table and "| segment | 3.00 ! |" in table
     assert "step memory budget: 2.00 GiB" in table
-    assert table.splitlines()[2].endswith("| 5.5 | n/a |")  # outside the flow: 45.5 s less its 40 s
+    assert table.splitlines()[2].endswith("| 5.5 | n/a | 1 | n/a |")  # outside the flow: 45.5 s less its 40 s
 
 
 def test_outside_the_flow_is_split_at_the_flows_start_into_start_up_and_exit() -> None:
@@ -72,7 +75,7 @@ def test_outside_the_flow_is_split_at_the_flows_start_into_start_up_and_exit() -
     night = Night("first", "2025-12-30", 45.5, None, 1.0, 1.0, 10, 1_000, timings, launched_at=1_000_000.0)
     assert night.before_flow_seconds() == 3.0
     run = SizeRun(5_000, 300, 1_000, "/data", 1.0, [night])
-    assert markdown([run], compare([run]), "psutil").splitlines()[2].endswith("| 5.5 | 3.0 / 2.5 |")
+    assert markdown([run], compare([run]), "psutil").splitlines()[2].endswith("| 5.5 | 3.0 / 2.5 | 1 | n/a |")
 
 
 def test_missing_or_malformed_keys_read_as_absent() -> None:
@@ -210,3 +213,82 @@ def test_a_single_file_data_set_is_split_into_day_partitions_without_the_day_col
         late = pq.read_table(next((target / table / "dt=2025-12-31").glob("*.parquet")))
         assert late.num_rows == 1 and "dt" not in late.column_names
     assert (target / "products.parquet").exists()
+
+
+def _pair(code: str, number: int, first: float, next_night: float, lines: int = 1_000) -> SizeRun:
+    nights = [
+        Night("first", "2025-12-30", first, 2**30, 1.0, 1.0, 10, lines),
+        Night("next", "2025-12-31", next_night, 2**31, 1.0, 1.0, 2, lines, share_of_first=next_night / first),
+    ]
+    return SizeRun(5_000, 300, lines, "/data", 1.0, nights, code=code, round=number)
+
+
+def test_the_median_is_the_middle_value_or_the_mean_of_the_two_middle_ones() -> None:
+    assert median([3.0, 1.0, 2.0]) == 2.0
+    assert median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    with pytest.raises(ValueError):
+        median([])
+
+
+def test_rounds_give_each_codes_medians_and_every_rounds_figures() -> None:
+    runs = [
+        _pair("/clones/before", 1, 100.0, 70.0),
+        _pair("/clones/after", 1, 90.0, 45.0),
+        _pair("/clones/before", 2, 80.0, 60.0),
+        _pair("/clones/after", 2, 110.0, 44.0),
+        _pair("/clones/before", 3, 120.0, 66.0),
+        _pair("/clones/after", 3, 100.0, 60.0),
+    ]
+    before, after = rounds(runs)
+    assert (before.code, before.first, before.next) == ("before", [100.0, 80.0, 120.0], [70.0, 60.0, 66.0])
+    assert median(before.shares) == pytest.approx(0.7)  # 0.7, 0.75, 0.55: the median of the ratios
+    assert median(after.next) == 45.0 and after.peak_rss_bytes == 2**31
+    table = markdown(runs, compare(runs), "psutil")
+    after_line = (
+        "| 5,000:300 | after | 3 | 100.0 (90.0, 110.0, 100.0) | 45.0 (45.0, 44.0, 60.0) "
+        "| 50% (50%, 40%, 60%) | 2.00 |"
+    )
+    assert after_line in table.splitlines()
+    assert table.splitlines()[3].endswith("| 70% | 1.0→1.0 | n/a | n/a | 1 | before |")
+
+
+def test_sizes_are_compared_within_the_first_codes_first_round() -> None:
+    small_before, small_after = _pair("/b", 1, 60.0, 30.0, 1_000_000), _pair("/a", 1, 6.0, 3.0, 1_000_000)
+    big_before = _pair("/b", 1, 600.0, 300.0, 10_000_000)
+    big_before.consumers = 50_000
+    found = compare([small_before, small_after, big_before])
+    assert found["scaling_exponent"] == pytest.approx(1.0)  # 60 -> 600 s, not the other code's 6 s
+
+
+def _orders_day(data: Path, day: date) -> None:
+    folder = data / "orders" / f"dt={day}"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"order_id": ["o1", "o2"]}), folder / "part-0.parquet")
+
+
+def test_rounds_alternate_the_codes_each_on_a_new_lake_and_work_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    _orders_day(data, date(2025, 12, 30))
+    ran: list[tuple[str, Path]] = []
+
+    def fake_nights(args: argparse.Namespace, source: Path, folder: Path, run: SizeRun, code: Path) -> None:
+        assert not (folder / "lake").exists()  # every round starts on a new lake
+        (folder / "lake").mkdir()
+        ran.append((code.name, folder.relative_to(tmp_path / "scratch" / "data")))
+        run.nights.append(Night("first", "2025-12-30", 1.0, None, 0.0, 0.0, 1, run.order_lines))
+
+    monkeypatch.setattr("benchmarks.bench_nightly.run_nights", fake_nights)
+    args = argparse.Namespace(data=data, rounds=2, codes=[tmp_path / "before", tmp_path / "after"])
+    runs = measure_size(args, None, 300, tmp_path / "scratch")
+    assert ran == [
+        ("before", Path("round1-code1")),
+        ("after", Path("round1-code2")),
+        ("before", Path("round2-code1")),
+        ("after", Path("round2-code2")),
+    ]
+    assert [(run.round, Path(run.code).name) for run in runs] == [
+        (1, "before"), (1, "after"), (2, "before"), (2, "after"),
+    ]  # fmt: skip
+    assert all(not (tmp_path / "scratch" / "data" / folder / "lake").exists() for _, folder in ran)
