@@ -14,7 +14,10 @@ one work folder:
 With ``--layout single`` the lake holds each of those tables as one file instead, rewritten
 each night (today's layout, to measure a baseline checkout given by ``--code``).
 
-Each night is measured from outside: wall time (``time.perf_counter``) and peak RSS of the
+Each night is measured from outside: wall time (``time.perf_counter``), the CPU seconds (user +
+system) of the nightly and every process it started (``getrusage(RUSAGE_CHILDREN)``; with the
+share of what the machine's cores could give in that wall time: a night near 100% waits on the
+CPU, not on its steps' order) and peak RSS of the
 process tree (psutil, sampled; without psutil ``/usr/bin/time -v``'s maximum resident set
 size of the largest single process; the report says which). From inside, when the flow
 writes ``<work>/run_timings.json``: seconds per task, each task's peak RSS of the process
@@ -51,6 +54,7 @@ import logging
 import math
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -380,6 +384,7 @@ class Night:
     timings: RunTimings | None = None
     share_of_first: float | None = None
     launched_at: float | None = None  # when the nightly process was started (Unix time)
+    cpu_seconds: float | None = None  # user + system, the nightly and every process it started
 
     def before_flow_seconds(self) -> float | None:
         """From the process's start to the flow's clock: imports, the local Prefect server, the head
@@ -403,22 +408,42 @@ class SizeRun:
     round: int = 1  # the round (``--rounds``): each round runs its nights on a new lake and work folder
 
 
-def run_measured(command: list[str], cwd: Path, log: Path, every: float) -> tuple[float, int | None]:
-    """Run ``command``, its output into ``log``; wall seconds and peak RSS bytes (see ``RSS_METHOD``)."""
+@dataclass(frozen=True)
+class Measured:
+    """One command, measured from outside: wall seconds, peak RSS bytes (see ``rss_method``) and
+    the CPU seconds (user + system) of it and every descendant it waited for."""
+
+    wall_seconds: float
+    peak_rss_bytes: int | None
+    cpu_seconds: float
+
+
+def run_measured(command: list[str], cwd: Path, log: Path, every: float) -> Measured:
+    """Run ``command``, its output into ``log``, and measure it (one command at a time: the CPU
+    seconds are this process's waited-for children's, before and after)."""
     if _psutil() is None:
         command = ["/usr/bin/time", "-v", "-o", f"{log}.time", *command]
     with log.open("w") as output:
+        cpu_before = _children_cpu_seconds()
         began = time.perf_counter()
         child = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT)
         peak = _poll_tree(child, every) if _psutil() is not None else None
         code = child.wait()
         wall = time.perf_counter() - began
+        cpu = _children_cpu_seconds() - cpu_before
     if code != 0:
         tail = log.read_text(errors="replace")[-4000:]
         raise SystemExit(f"{' '.join(command[-8:])} failed with exit {code}; see {log}:\n{tail}")
     if peak is None:
         peak = peak_rss_from_time(Path(f"{log}.time").read_text())
-    return wall, peak
+    return Measured(wall, peak, cpu)
+
+
+def _children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's children that have ended and been waited for
+    (their own waited-for children included: the nightly's Prefect server and workbooks' child)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _psutil() -> Any:
@@ -480,8 +505,7 @@ def simulate(args: argparse.Namespace, consumers: int, distributors: int, out: P
     sizes += ["--days", args.days, "--seed", args.seed]
     command = siyu("simulate", "--out", str(out), "--layout", "partitioned", *map(str, sizes))
     logger.info("simulating %s consumers into %s", f"{consumers:,}", out)
-    wall, _ = run_measured(command, args.codes[0], out.parent / "simulate.log", args.sample_seconds)
-    return wall
+    return run_measured(command, args.codes[0], out.parent / "simulate.log", args.sample_seconds).wall_seconds
 
 
 def run_nights(args: argparse.Namespace, source: Path, folder: Path, run: SizeRun, code: Path) -> None:
@@ -496,9 +520,19 @@ def run_nights(args: argparse.Namespace, source: Path, folder: Path, run: SizeRu
         started = time.time()
         logger.info("%s night as of %s (%d files landed)", name, day, landed)
         command = siyu("nightly", "--data", str(lake), "--as-of", day.isoformat(), "--out", str(work), *extra)
-        wall, peak = run_measured(command, code, folder / f"nightly-{name}.log", args.sample_seconds)
+        measured = run_measured(command, code, folder / f"nightly-{name}.log", args.sample_seconds)
         load_after = os.getloadavg()[0]
-        night = Night(name, day.isoformat(), wall, peak, load_before, load_after, landed, order_lines(lake))
+        night = Night(
+            name,
+            day.isoformat(),
+            measured.wall_seconds,
+            measured.peak_rss_bytes,
+            load_before,
+            load_after,
+            landed,
+            order_lines(lake),
+            cpu_seconds=measured.cpu_seconds,
+        )
         night.timings = read_timings(work, started)
         night.launched_at = started
         run.nights.append(night)
@@ -509,6 +543,14 @@ def run_nights(args: argparse.Namespace, source: Path, folder: Path, run: SizeRu
 
 
 # --- report --------------------------------------------------------------------------------
+
+
+def _cpu(night: Night, cores: int | None = None) -> str:
+    """CPU seconds and their share of what the cores could give in the night's wall time."""
+    if night.cpu_seconds is None:
+        return "n/a"
+    available = night.wall_seconds * (cores or os.cpu_count() or 1)
+    return f"{night.cpu_seconds:.1f} ({night.cpu_seconds / available:.0%})" if available > 0 else "n/a"
 
 
 def _before_after(night: Night) -> str:
@@ -524,8 +566,8 @@ def markdown(runs: list[SizeRun], comparison: dict[str, float | None], method: s
     lines = [
         "| consumers | distributors | order lines | night | as of | wall s | peak RSS GiB "
         "| flow wall s | flow peak GiB | orders scans | share of first night | load 1m | outside flow s "
-        "| before / after flow s | round | code |",
-        "|" + "---|" * 16,
+        "| before / after flow s | CPU s (of wall × cores) | round | code |",
+        "|" + "---|" * 17,
     ]
     for run in runs:
         for night in run.nights:
@@ -547,6 +589,7 @@ def markdown(runs: list[SizeRun], comparison: dict[str, float | None], method: s
                     timings and timings.wall_seconds and night.wall_seconds - timings.wall_seconds, "{:.1f}"
                 ),
                 _before_after(night),
+                _cpu(night),
                 str(run.round),
                 _code_name(run.code),
             ]

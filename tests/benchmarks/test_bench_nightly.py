@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import sys
 from datetime import date, datetime
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from benchmarks.bench_nightly import (
     Night,
     RunTimings,
     SizeRun,
+    _cpu,
     compare,
     land,
     land_single,
@@ -29,6 +32,7 @@ from benchmarks.bench_nightly import (
     partitioned_copy,
     peak_rss_from_time,
     rounds,
+    run_measured,
     scaling_exponent,
     sizes_argument,
 )
@@ -64,7 +68,8 @@ def test_each_tasks_peak_memory_and_the_budget_are_read_and_tabled_with_the_task
     table = markdown([run], compare([run]), "psutil")
     assert "| validate | 1.00 |" in table and "| segment | 3.00 ! |" in table
     assert "step memory budget: 2.00 GiB" in table
-    assert table.splitlines()[2].endswith("| 5.5 | n/a | 1 | n/a |")  # outside the flow: 45.5 s less its 40 s
+    # outside the flow: 45.5 s less its 40 s
+    assert table.splitlines()[2].endswith("| 5.5 | n/a | n/a | 1 | n/a |")
 
 
 def test_outside_the_flow_is_split_at_the_flows_start_into_start_up_and_exit() -> None:
@@ -75,7 +80,8 @@ def test_outside_the_flow_is_split_at_the_flows_start_into_start_up_and_exit() -
     night = Night("first", "2025-12-30", 45.5, None, 1.0, 1.0, 10, 1_000, timings, launched_at=1_000_000.0)
     assert night.before_flow_seconds() == 3.0
     run = SizeRun(5_000, 300, 1_000, "/data", 1.0, [night])
-    assert markdown([run], compare([run]), "psutil").splitlines()[2].endswith("| 5.5 | 3.0 / 2.5 | 1 | n/a |")
+    row = markdown([run], compare([run]), "psutil").splitlines()[2]
+    assert row.endswith("| 5.5 | 3.0 / 2.5 | n/a | 1 | n/a |")
 
 
 def test_missing_or_malformed_keys_read_as_absent() -> None:
@@ -249,7 +255,7 @@ def test_rounds_give_each_codes_medians_and_every_rounds_figures() -> None:
         "| 50% (50%, 40%, 60%) | 2.00 |"
     )
     assert after_line in table.splitlines()
-    assert table.splitlines()[3].endswith("| 70% | 1.0→1.0 | n/a | n/a | 1 | before |")
+    assert table.splitlines()[3].endswith("| 70% | 1.0→1.0 | n/a | n/a | n/a | 1 | before |")
 
 
 def test_sizes_are_compared_within_the_first_codes_first_round() -> None:
@@ -292,3 +298,14 @@ def test_rounds_alternate_the_codes_each_on_a_new_lake_and_work_folder(
         (1, "before"), (1, "after"), (2, "before"), (2, "after"),
     ]  # fmt: skip
     assert all(not (tmp_path / "scratch" / "data" / folder / "lake").exists() for _, folder in ran)
+
+
+def test_a_commands_cpu_seconds_count_its_children_and_show_as_a_share_of_the_cores(tmp_path: Path) -> None:
+    busy = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {busy!r}], check=True)"
+    measured = run_measured([sys.executable, "-c", parent], tmp_path, tmp_path / "run.log", 0.05)
+    assert measured.cpu_seconds >= 0.3  # the grandchild's busy loop is counted
+    assert measured.cpu_seconds <= measured.wall_seconds * (os.cpu_count() or 1) + 0.1
+    night = Night("first", "2025-12-30", 10.0, None, 0.0, 0.0, 1, 10, cpu_seconds=15.0)
+    assert _cpu(night, cores=2) == "15.0 (75%)"
+    assert _cpu(Night("next", "2025-12-31", 10.0, None, 0.0, 0.0, 1, 10), cores=2) == "n/a"
