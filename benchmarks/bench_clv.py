@@ -2,6 +2,7 @@
 
     /tmp/venv/bin/python benchmarks/bench_clv.py --data /tmp/data/sim10m [--as-of 2025-12-31]
         [--threads 2] [--compare-sample 100000] [--holdout-days 90]
+        [--nights 14]
 
 Target (issue 3): the CLV fit <= 2 min on 10M order lines and 2 cores. Prints the time of one
 DuckDB scan of the orders file (the floor of any feature), of the summary, of each fit and of
@@ -10,6 +11,11 @@ the predictions, the peak memory of the process and the load average (the machin
 parameters and predictions with the full fit. ``--holdout-days N`` also fits as of N days before
 the as-of date and compares the forecast of repeat purchase days in those N days with what
 happened, against the plain forecast ``frequency / T x N`` (per-consumer mean absolute error).
+``--nights N`` fits instead as the nightly's CLV fit does on N nights one after the other (as of
+N - 1 days before the as-of date up to it), each in the same process, and prints per night the
+buyers, the fit sizes, the fit seconds and how many C modules PyTensor compiled: the cost of a
+model new to the cache (docs/clv.md). Give it a copy of a warm cache to compare checkouts,
+e.g. ``PYTENSOR_FLAGS=base_compiledir=/tmp/cache-copy``.
 """
 
 from __future__ import annotations
@@ -94,6 +100,28 @@ def _holdout(con: object, as_of: AsOf, days: int) -> None:
         print(f"  {name:<12} {forecast.sum():>12,.0f} {np.abs(forecast - actual).mean():>8.3f}")
 
 
+def _compiled_modules() -> int:
+    """C modules in PyTensor's cache of compiled modules (one folder each, holding its ``.so``)."""
+    import pytensor
+
+    return sum(1 for _ in Path(pytensor.config.compiledir).glob("*/*.so"))
+
+
+def _nights(con: object, as_of: AsOf, nights: int, config: CLVConfig) -> None:
+    header = ("as of", "buyers", "fitted", "GG fitted", "BG/NBD s", "GG s", "compiled")
+    print("\n" + " ".join(f"{name:>9}" for name in header))
+    for back in range(nights - 1, -1, -1):
+        day = as_of.days_before(back)
+        summary = btyd_summary(con, day)  # type: ignore[arg-type]
+        before = _compiled_modules()
+        result = fit_clv(summary, config)
+        print(
+            f"{day!s:>9} {len(summary):>9,} {result.fitted_customers:>9,} {result.gamma_gamma_customers:>9,}"
+            f" {result.timings['bgnbd_fit_s']:>9.2f} {result.timings['gamma_gamma_fit_s']:>9.2f}"
+            f" {_compiled_modules() - before:>9}"
+        )
+
+
 def _rounded(values: dict[str, float]) -> dict[str, float]:
     return {name: round(value, 4) for name, value in values.items()}
 
@@ -105,12 +133,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compare-sample", type=int, default=None)
     parser.add_argument("--holdout-days", type=int, default=None)
+    parser.add_argument("--nights", type=int, default=None, help="Fit on this many nights in turn.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     print(f"start: {_load()}, {os.cpu_count()} CPUs visible, DuckDB threads {args.threads}")
     con = connect({Table.ORDERS: args.data / "orders.parquet"}, threads=args.threads)
     as_of = args.as_of or AsOf.of(_last_day(con))
+    config = CLVConfig()
+    if args.nights:
+        from models.clv import warm_up
+
+        warm_up()
+        _nights(con, as_of, args.nights, config)
+        return
     scan = _scan_seconds(con)
     started = time.perf_counter()
     summary = btyd_summary(con, as_of)
@@ -118,7 +154,6 @@ def main() -> None:
     repeaters = int((summary["frequency"] > 0).sum())
     print(f"as of {as_of}: {len(summary):,} consumers with a purchase, {repeaters:,} repeat buyers")
 
-    config = CLVConfig()
     started = time.perf_counter()
     result = fit_clv(summary, config)
     clv_s = time.perf_counter() - started

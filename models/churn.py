@@ -48,7 +48,7 @@ from features.clv import ActivityCol
 from features.columns import Col
 from features.progress import progress
 from features.vocabulary import BTYDCol, ChurnBand, CLVCol, ExportCol
-from models.clv import MAP, CLVConfig, fit_clv
+from models.clv import MAP, CLVConfig, fit_clv, shared_data_models
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -198,7 +198,6 @@ def _mbgnbd_churn(train: pd.DataFrame, target: pd.DataFrame, horizon: int, confi
     consumer alive at T buys at a rate whose posterior is Gamma(r + x, alpha + T).
     """
     from pymc_extras.prior import Prior
-    from pymc_marketing.clv import ModifiedBetaGeoModel
 
     data = pd.DataFrame(
         {
@@ -208,7 +207,9 @@ def _mbgnbd_churn(train: pd.DataFrame, target: pd.DataFrame, horizon: int, confi
             BTYDCol.T: target[BTYDCol.T].to_numpy(dtype="float64"),
         }
     )
-    model = ModifiedBetaGeoModel(model_config={name: Prior("HalfFlat") for name in ("r", "alpha", "a", "b")})
+    model = shared_data_models().modified_bgnbd(
+        model_config={name: Prior("HalfFlat") for name in ("r", "alpha", "a", "b")}
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

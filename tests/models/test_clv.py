@@ -204,3 +204,81 @@ def test_warm_up_imports_pymc_marketing_and_loads_pytensors_module_cache() -> No
         [sys.executable, "-c", check], cwd=Path(__file__).parents[2], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.fixture
+def compiled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the C modules PyTensor compiles from here on (modules found in its cache are
+    not compiled: this list stays empty for them)."""
+    from pytensor.link.c.cmodule import GCC_compiler
+
+    names: list[str] = []
+    original = GCC_compiler.compile_str
+
+    def counted(module_name: str, *args: object, **kwargs: object) -> object:
+        names.append(module_name)
+        return original(module_name, *args, **kwargs)
+
+    monkeypatch.setattr(GCC_compiler, "compile_str", staticmethod(counted))
+    return names
+
+
+@pytest.mark.slow
+def test_a_fit_on_new_data_of_a_new_size_compiles_nothing(compiled: list[str]) -> None:
+    """Every night's data are new (and most often of a new size): the models must find their C
+    modules in PyTensor's cache, not fold the data into new ones (docs/clv.md)."""
+    from models.churn import CHURN_SCORERS, ChurnConfig
+
+    first = spend_summary(size=60, seed=1)
+    fit_clv(first, CLVConfig())
+    CHURN_SCORERS["mbgnbd"](None, first, 90, ChurnConfig())
+    compiled.clear()  # the first fits compile what this machine's cache lacks
+
+    tonight = spend_summary(size=83, seed=2)
+    result = fit_clv(tonight, CLVConfig())
+    risk = CHURN_SCORERS["mbgnbd"](None, tonight, 90, ChurnConfig())
+
+    assert compiled == []
+    assert set(result.bgnbd_params) == {"r", "alpha", "a", "b"} and set(result.gamma_gamma_params) == {
+        "p",
+        "q",
+        "v",
+    }
+    assert np.isfinite(result.predictions["expected_value"]).all() and np.isfinite(risk).all()
+
+
+@pytest.mark.slow
+def test_shared_data_models_fit_as_pymc_marketings_own(cdnow: tuple[pd.DataFrame, np.ndarray]) -> None:
+    """The same likelihood and priors as the library's models: the same MAP parameters on the
+    CDNOW sample, up to the optimizer's tolerance (the graphs round in another order)."""
+    from pymc_extras.prior import Prior
+    from pymc_marketing.clv import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel
+
+    from models.clv import shared_data_models
+
+    summary = cdnow[0].drop(columns=[Col.CONSUMER_ID]).astype("float64")
+    summary.insert(0, "customer_id", np.arange(len(summary)))
+    recency_frequency = summary[["customer_id", "frequency", "recency", "T"]]
+    spend = summary.loc[summary["frequency"] > 0, ["customer_id", "frequency", "monetary_value"]]
+    shared = shared_data_models()
+    pairs = [
+        (BetaGeoModel, shared.bgnbd, recency_frequency, ("r", "alpha", "a", "b")),
+        (ModifiedBetaGeoModel, shared.modified_bgnbd, recency_frequency, ("r", "alpha", "a", "b")),
+        (GammaGammaModel, shared.gamma_gamma, spend.reset_index(drop=True), ("p", "q", "v")),
+    ]
+    for library, ours, data, names in pairs:
+        fitted = []
+        for model_class in (library, ours):
+            model = model_class(model_config={name: Prior("HalfFlat") for name in names})
+            model.fit(data=data, method="map", progressbar=False, maxeval=5000)
+            fitted.append({name: float(model.fit_result[name].mean()) for name in names})
+        for name in names:
+            assert fitted[1][name] == pytest.approx(fitted[0][name], rel=1e-4), (library.__name__, name)
+
+
+def test_shared_data_models_refuse_covariates() -> None:
+    from models.clv import shared_data_models
+
+    model = shared_data_models().bgnbd(model_config={"purchase_covariate_cols": ["age"]})
+    with pytest.raises(SiyuError, match="covariates"):
+        model.build_model(spend_summary(size=30).rename(columns={Col.CONSUMER_ID: "customer_id"}))
