@@ -244,8 +244,10 @@ def shared_data_models() -> SharedDataModels:
         _start_build(self, data, ())
         with pm.Model() as self.model:
             p, q, v = (self.model_config[name].create_variable(name) for name in ("p", "q", "v"))
-            z_mean = pm.Data("monetary_value", self.data[BTYDCol.MONETARY_VALUE].to_numpy(dtype="float64"))
-            x = pm.Data("frequency", self.data[BTYDCol.FREQUENCY].to_numpy(dtype="float64"))
+            z_mean = pm.Data(
+                BTYDCol.MONETARY_VALUE, self.data[BTYDCol.MONETARY_VALUE].to_numpy(dtype="float64")
+            )
+            x = pm.Data(BTYDCol.FREQUENCY, self.data[BTYDCol.FREQUENCY].to_numpy(dtype="float64"))
             pm.Potential(  # the library's likelihood: Eq. 1a of Fader & Hardie, marginal over nu
                 "likelihood",
                 pt.gammaln(p * x + q) - pt.gammaln(p * x) - pt.gammaln(q) + q * pt.log(v)
