@@ -139,6 +139,9 @@ class SparkConfig(BaseModel):
             "spark.driver.memory": self.driver_memory,
             "spark.executor.memory": self.executor_memory,
             "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
+            # The night brings the interaction data to the driver (the fits run there); Spark's
+            # default of 1g stopped a 30M-line night (docs/spark.md). spark.conf may set another.
+            "spark.driver.maxResultSize": self.driver_memory,
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
             "spark.sql.session.timeZone": "UTC",
@@ -190,6 +193,44 @@ def raise_readable(error: BaseException, run: SparkRun | None) -> None:
         raise readable from None
 
 
+def known_fix(text: str, spill: Path | str = "spark.local.dir", driver_memory: str = "") -> str | None:
+    """What to do about a Spark failure whose message names a cause that fails the same way again
+    (a full spill disk, a full heap, results over ``spark.driver.maxResultSize``); None otherwise."""
+    if "No space left on device" in text:
+        return (
+            f"Spark's spill folder {spill} (spark.local.dir) ran out of disk: free space "
+            "there, or set spark.conf 'spark.local.dir' to a folder on a larger disk"
+        )
+    if "OutOfMemoryError" in text or "Java heap space" in text:
+        return (
+            f"the JVM ran out of heap: raise spark.driver_memory (now {driver_memory or 'unset'}; "
+            "in local mode the tasks run in the driver) or spark.shuffle_partitions, so that "
+            "each task holds less"
+        )
+    if "spark.driver.maxResultSize" in text:
+        return (
+            "the rows brought to the driver (e.g. the interaction data, which the model fits read "
+            "there: docs/spark.md) are over spark.driver.maxResultSize (spark.driver_memory unless "
+            "spark.conf sets it): raise spark.driver_memory, or set spark.conf "
+            "'spark.driver.maxResultSize' (0: no limit)"
+        )
+    return None
+
+
+def fails_again(error: BaseException) -> bool:
+    """Whether ``error`` is a Spark failure whose cause ``known_fix`` names: a retry would meet it
+    again. Read while the session's JVM is up (a Py4J error reads its message from it)."""
+    from py4j.protocol import Py4JError
+    from pyspark.errors.exceptions.captured import CapturedException
+
+    if not isinstance(error, Py4JError | CapturedException):
+        return False
+    try:
+        return known_fix(str(error)) is not None
+    except Exception:  # the JVM is gone: nothing more to read
+        return False
+
+
 class SparkRun:
     """A started Spark session and what stopping it must undo: the session, its JVM, the spill folder.
 
@@ -223,19 +264,8 @@ class SparkRun:
         message = text.split("JVM stacktrace:")[0].splitlines()
         kept = [line for line in message if line.strip() and not _JAVA_FRAME.match(line)]
         summary = "\n  ".join(kept[:_SUMMARY_LINES])
-        if "No space left on device" in text:
-            fix = (
-                f"Spark's spill folder {self.spill} (spark.local.dir) ran out of disk: free space "
-                "there, or set spark.conf 'spark.local.dir' to a folder on a larger disk"
-            )
-        elif "OutOfMemoryError" in text or "Java heap space" in text:
-            fix = (
-                f"the JVM ran out of heap: raise spark.driver_memory (now {self.driver_memory or 'unset'}; "
-                "in local mode the tasks run in the driver) or spark.shuffle_partitions, so that "
-                "each task holds less"
-            )
-        else:
-            fix = "the Spark log above holds the failed task's whole trace; fix what it names"
+        fix = known_fix(text, self.spill, self.driver_memory)
+        fix = fix or "the Spark log above holds the failed task's whole trace; fix what it names"
         return SparkFailed(f"Spark failed: {summary}\n  fix: {fix}")
 
     def stop(self) -> None:

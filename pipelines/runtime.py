@@ -108,12 +108,17 @@ main()
 
 
 def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry file trouble, never a ``SiyuError`` (bad data or config fails the same way again)."""
+    """Retry file trouble, never a ``SiyuError`` (bad data or config fails the same way again) nor
+    a Spark failure whose cause is known to fail again (``features.spark_engine.fails_again``)."""
     try:
         state.result()
     except SiyuError:
         return False
-    except Exception:
+    except Exception as error:
+        if "py4j" in sys.modules:  # a Spark session may have raised it
+            from features.spark_engine import fails_again
+
+            return not fails_again(error)
         return True
     return True
 

@@ -24,13 +24,18 @@ def test_defaults_run_duckdb_and_describe_a_local_spark() -> None:
     assert settings["spark.ui.enabled"] == "false"
     assert settings["spark.sql.session.timeZone"] == "UTC"
     assert settings["spark.local.dir"] == "/scratch/spark_tmp"
+    # the interaction data come to the driver: Spark's 1g default stopped a 30M-line night
+    assert settings["spark.driver.maxResultSize"] == settings["spark.driver.memory"] == "4g"
 
 
 def test_extra_conf_is_passed_as_strings_and_may_override_the_defaults() -> None:
-    config = SparkConfig(conf={"spark.sql.adaptive.enabled": False, "spark.ui.enabled": True})
+    config = SparkConfig(
+        conf={"spark.sql.adaptive.enabled": False, "spark.ui.enabled": True, "spark.driver.maxResultSize": 0}
+    )
     settings = config.settings()
     assert settings["spark.sql.adaptive.enabled"] == "false"
     assert settings["spark.ui.enabled"] == "true"
+    assert settings["spark.driver.maxResultSize"] == "0"
 
 
 @pytest.mark.parametrize(

@@ -397,6 +397,22 @@ def test_file_tasks_retry_on_io_trouble_but_not_on_user_errors() -> None:
     assert _retry_unless_user_error(None, None, _FailedState(bad_data)) is False
 
 
+def test_a_spark_failure_that_would_fail_again_is_not_retried() -> None:
+    """A 30M-line Spark night spent two retries of 5 minutes each on results over
+    spark.driver.maxResultSize: a known cause is not retried, an unknown one is."""
+    from py4j.protocol import Py4JError
+
+    from pipelines.runtime import _retry_unless_user_error
+
+    too_big = Py4JError(
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Total size of serialized "
+        "results of 10 tasks (1080.9 MiB) is bigger than spark.driver.maxResultSize (1024.0 MiB)"
+    )
+    lost = Py4JError(": org.apache.spark.SparkException: Job aborted: executor 3 lost (heartbeat timed out)")
+    assert _retry_unless_user_error(None, None, _FailedState(too_big)) is False
+    assert _retry_unless_user_error(None, None, _FailedState(lost)) is True
+
+
 def _children(pid: int) -> list[int]:
     """Processes whose parent is ``pid`` (Linux /proc)."""
     found = []

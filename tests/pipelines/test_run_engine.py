@@ -113,6 +113,25 @@ def test_a_spark_error_leaves_the_nights_engine_block_with_its_message_and_fix(
     assert caught.value.__cause__ is None and stopped == [True]
 
 
+def test_results_over_the_drivers_limit_name_the_setting_to_raise(tmp_path: Path) -> None:
+    from py4j.protocol import Py4JError
+
+    from features.spark_engine import SparkRun
+
+    spark = SparkRun(None, tmp_path / "spark_tmp", own_spill=False, driver_memory="6g")
+    failure = Py4JError(
+        "An error occurred while calling o51903.getResult.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Total size of serialized "
+        "results of 10 tasks (1080.9 MiB) is bigger than spark.driver.maxResultSize (1024.0 MiB)"
+    )
+    message = str(spark.readable(failure))
+    assert "bigger than spark.driver.maxResultSize (1024.0 MiB)" in message
+    assert (
+        "fix: the rows brought to the driver" in message
+        and "'spark.driver.maxResultSize' (0: no limit)" in message
+    )
+
+
 def test_any_other_error_leaves_the_nights_engine_block_as_it_is(tmp_path: Path, monkeypatch) -> None:
     import pipelines.flow as flow
     from features.spark_engine import SparkRun
