@@ -14,13 +14,16 @@ aggregating per-consumer contributions with a Spark group-by keeps the lists equ
 bounded: a member's contribution is a ``products``-wide row of float scores, so a group-by would
 shuffle ``members × products`` numbers, where a part holds ``batch_size × products`` at a time.
 
-What the tasks need travels in one broadcast (``ScoringInputs``): the production model in its
-saved form (``Recommender.save``: Parquet, ``.npz`` and ``.npy`` files, no pickle; its interaction
-data included), the pass plan, the fallback lists, the filters, the lists' settings and the
-locale, as a mapping of file name → bytes. A task writes its part of each list file as
-``<scratch>/<list file>/part-NNNNN.parquet`` (with the list files' schemas, one row group per
-piece of the pass, atomically: a retried task rewrites its own files) and returns one row of
-counts. The driver then streams the parts, in part order, into the single list files the
+What the tasks need travels as one folder of files (``ScoringInputs``): the production model in
+its saved form (``Recommender.save``: Parquet, ``.npz`` and ``.npy`` files, no pickle; its
+interaction data included), the pass plan, the fallback lists, the filters, the lists' settings
+and the locale. Spark ships the folder to each executor's disk (``SparkContext.addFile``) and a
+Python worker loads it from there once: no copy of its bytes sits in the JVM's memory or in a
+worker beside the loaded inputs (a broadcast of the bytes did both). Each worker still loads every
+consumer's data: at 31M lines about 4 GB a worker, docs/spark.md. A task writes its part of each
+list file as ``<scratch>/<list file>/part-NNNNN.parquet`` (with the list files' schemas, one row
+group per piece of the pass, atomically: a retried task rewrites its own files) and returns one
+row of counts. The driver then streams the parts, in part order, into the single list files the
 artifact writer and the publish step read: the same rows in the same order as the driver's pass.
 """
 
@@ -206,22 +209,20 @@ def _filters_of(values: Mapping[str, Any]) -> RecommendFilters:
 
 # --- the executors' side --------------------------------------------------------------------------
 
-_LOADED: dict[str, ScoringInputs] = {}  # token → inputs, once per Python worker (workers are reused)
+_LOADED: dict[str, ScoringInputs] = {}  # folder name → inputs, once per Python worker (workers are reused)
 _LOADING = threading.Lock()
 
 
-def _inputs(files: Any, token: str) -> ScoringInputs:
-    """The broadcast's inputs (``files.value``: file name → bytes), loaded once per worker process."""
+def _inputs(name: str) -> ScoringInputs:
+    """The inputs in the folder ``name`` that the driver added to the session (``SparkContext.addFile``),
+    loaded from the executor's copy once per worker process."""
+    from pyspark import SparkFiles
+
     with _LOADING:
-        if token not in _LOADED:
-            _LOADED.clear()  # one night's inputs at a time
-            with tempfile.TemporaryDirectory(prefix="siyu-scoring-") as folder:
-                for name, content in files.value.items():
-                    path = Path(folder) / name
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(content)
-                _LOADED[token] = ScoringInputs.load(Path(folder))
-        return _LOADED[token]
+        if name not in _LOADED:
+            _LOADED.clear()  # one pass's inputs at a time
+            _LOADED[name] = ScoringInputs.load(Path(SparkFiles.get(name)))
+        return _LOADED[name]
 
 
 def part_targets(root: Path, part: int) -> dict[str, Path]:
@@ -229,14 +230,12 @@ def part_targets(root: Path, part: int) -> dict[str, Path]:
     return {name: root / name / f"part-{part:05d}.parquet" for name in LIST_SCHEMAS}
 
 
-def _score_parts(
-    batches: Iterator[pd.DataFrame], files: Any, token: str, root: str
-) -> Iterator[pd.DataFrame]:
+def _score_parts(batches: Iterator[pd.DataFrame], inputs_name: str, root: str) -> Iterator[pd.DataFrame]:
     """``mapInPandas``: each row (part, start, stop: pass positions) scored and written; a row of counts."""
     for batch in batches:
         for part, start, stop in batch[["part", "start", "stop"]].itertuples(index=False):
             started = time.perf_counter()
-            inputs = _inputs(files, token)
+            inputs = _inputs(inputs_name)
             loaded = time.perf_counter()
             written = write_chunks(
                 inputs.part_chunks(int(start), int(stop)), part_targets(Path(root), int(part))
@@ -248,7 +247,7 @@ def _score_parts(
                     "from_fallback": [written.from_fallback],
                     "distributors": [written.distributors],  # vocabulary: a value, not a column
                     "outreach_rows": [written.outreach_rows],
-                    "load_seconds": [loaded - started],  # the broadcast loaded (0: this worker had it)
+                    "load_seconds": [loaded - started],  # the inputs loaded (0: this worker had them)
                     "seconds": [time.perf_counter() - loaded],  # the part's pass and files
                 }
             )
@@ -265,7 +264,7 @@ class SparkPass:
     outreach_rows: int
     distributors: int
     parts: pd.DataFrame
-    stages: dict[str, float]  # seconds: inputs saved and broadcast, the tasks, the merge
+    stages: dict[str, float]  # seconds: inputs saved and shipped, the tasks, the merge
 
 
 def spark_list_pass(
@@ -279,39 +278,35 @@ def spark_list_pass(
     name → file) with the rows and row order of the driver's pass (``write_chunks(list_pass(...))``).
 
     ``partitions`` (default ``PARTS_PER_CORE`` × the session's cores): at most so many parts.
-    ``scratch``: a folder for the broadcast's files and the parts (removed at the end)."""
+    ``scratch``: a folder for the inputs' files and the parts (removed at the end; Spark's copies
+    of the inputs go with the session)."""
     sc = spark.sparkContext
     n = partitions or PARTS_PER_CORE * max(sc.defaultParallelism, 1)
     parts = inputs.plan.parts(n)
     work = Path(tempfile.mkdtemp(prefix="scoring-", dir=scratch))
     clock = [time.perf_counter()]
     try:
-        files = _bundle(inputs, work / "inputs")
+        # a name of its own: Spark refuses a second folder of the same name in one session
+        folder = inputs.save(work / f"inputs-{uuid.uuid4().hex}")
         logger.info(
-            "scoring on Spark: %d consumers in %d parts, %.1f MB broadcast (model, data and plan)",
+            "scoring on Spark: %d consumers in %d parts, %.1f MB of inputs shipped (model, data and plan)",
             len(inputs.plan.order.consumer_ids),
             len(parts),
-            sum(len(content) for content in files.values()) / 1e6,
+            sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 1e6,
         )
-        broadcast = sc.broadcast(files)  # written to a file for the JVM: the driver keeps no copy
-        del files
+        sc.addFile(str(folder), recursive=True)
         clock.append(time.perf_counter())
-        try:
-            rows = [(index, start, stop) for index, (start, stop) in enumerate(parts)]
-            frame = spark.createDataFrame(sc.parallelize(rows, len(rows)), "part int, start long, stop long")
-            score = functools.partial(
-                _score_parts, files=broadcast, token=uuid.uuid4().hex, root=str(work / "parts")
-            )
-            counts = _collect_with_progress(spark, frame.mapInPandas(score, _PART_SCHEMA), len(parts))
-        finally:
-            broadcast.unpersist()
+        rows = [(index, start, stop) for index, (start, stop) in enumerate(parts)]
+        frame = spark.createDataFrame(sc.parallelize(rows, len(rows)), "part int, start long, stop long")
+        score = functools.partial(_score_parts, inputs_name=folder.name, root=str(work / "parts"))
+        counts = _collect_with_progress(spark, frame.mapInPandas(score, _PART_SCHEMA), len(parts))
         counts = counts.sort_values("part", ignore_index=True)
         clock.append(time.perf_counter())
         _merge_parts(work / "parts", len(parts), targets)
         clock.append(time.perf_counter())
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    stages = dict(zip(("inputs and broadcast", "tasks", "merge"), np.diff(clock).tolist(), strict=True))
+    stages = dict(zip(("inputs shipped", "tasks", "merge"), np.diff(clock).tolist(), strict=True))
     logger.info("scoring on Spark: %s", ", ".join(f"{stage} {sec:.1f}s" for stage, sec in stages.items()))
     done = counts["consumers"]  # vocabulary: a value, not a column
     counts["consumers_per_second"] = done / counts["seconds"].clip(lower=1e-9)
@@ -322,16 +317,6 @@ def spark_list_pass(
         counts,
         stages,
     )
-
-
-def _bundle(inputs: ScoringInputs, folder: Path) -> dict[str, bytes]:
-    """``inputs`` saved under ``folder``, as relative file name → bytes (what the broadcast carries)."""
-    inputs.save(folder)
-    return {
-        str(path.relative_to(folder)): path.read_bytes()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 def _collect_with_progress(spark: SparkSession, frame: Any, parts: int) -> pd.DataFrame:
