@@ -20,7 +20,7 @@ interaction data included), the pass plan, the fallback lists, the filters, the 
 and the locale. Spark ships the folder to each executor's disk (``SparkContext.addFile``) and a
 Python worker loads it from there once: no copy of its bytes sits in the JVM's memory or in a
 worker beside the loaded inputs (a broadcast of the bytes did both). Each worker still loads every
-consumer's data: at 31M lines about 4 GB a worker, docs/spark.md. A task writes its part of each
+consumer's data: at 31M lines about 4 GiB a worker, docs/spark.md. A task writes its part of each
 list file as ``<scratch>/<list file>/part-NNNNN.parquet`` (with the list files' schemas, one row
 group per piece of the pass, atomically: a retried task rewrites its own files) and returns one
 row of counts. The driver then streams the parts, in part order, into the single list files the
