@@ -46,6 +46,7 @@ from models.recommenders.spark_scoring import (
     ScoringInputs,
     _merge_parts,
     consumers_per_second,
+    part_folder,
     part_targets,
     spark_list_pass,
 )
@@ -137,22 +138,29 @@ def main() -> None:
 def _parts_alone(
     inputs: ScoringInputs, work: Path, n: int, targets: dict[str, Path], max_gib: float | None
 ) -> None:
-    """A Spark task's work without Spark: the inputs saved and loaded back (as a worker loads the
-    broadcast), then each part's pass and part files in turn, with BLAS on one thread (one core)."""
-    folder = inputs.save(work / "inputs")
+    """A Spark task's work without Spark: each part's inputs saved (as ``spark_list_pass`` saves
+    them), then each loaded back (as a worker loads its part) and its pass and part files run in
+    turn, with BLAS on one thread (one core)."""
     parts = inputs.plan.parts(n)
+    started = time.perf_counter()
+    for index, part in enumerate(inputs.parts(parts)):
+        part.save(part_folder(work / "inputs", index))
+    print(f"{len(parts)} parts' inputs saved: {time.perf_counter() - started:.1f}s")
     del inputs
     gc.collect()
     with PeakMemory(limit_gib=max_gib) as memory, threadpool_limits(1, "blas"):
-        started = time.perf_counter()
-        loaded = ScoringInputs.load(folder)
-        print(f"inputs loaded: {time.perf_counter() - started:.1f}s")
-        for index, (start, stop) in enumerate(parts):
+        for index in range(len(parts)):
             began = time.perf_counter()
-            written = write_chunks(loaded.part_chunks(start, stop), part_targets(work / "parts", index))
+            loaded = ScoringInputs.load(part_folder(work / "inputs", index))
+            load_seconds = time.perf_counter() - began
+            written = write_chunks(loaded.chunks(), part_targets(work / "parts", index))
+            del loaded
             seconds = time.perf_counter() - began
             rate = written.consumers / seconds
-            print(f"part {index}: {written.consumers} consumers in {seconds:.1f}s, {rate:.0f}/s")
+            print(
+                f"part {index}: {written.consumers} consumers in {seconds:.1f}s "
+                f"({load_seconds:.1f}s loading), {rate:.0f}/s"
+            )
         _merge_parts(work / "parts", len(parts), targets)
     print(f"parts alone: peak {memory.peak / 1024**3:.2f} GiB")
 

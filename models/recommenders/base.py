@@ -212,6 +212,30 @@ class InteractionData:
         values = self.consumer_profiles[column].reindex(pd.Index(consumer_ids).astype(str))
         return values.astype(object).where(values.notna(), None).to_numpy()
 
+    def of_consumers(self, consumer_ids: pd.Index) -> InteractionData:
+        """The rows of ``consumer_ids`` (those with interactions, in matrix order) and their
+        profiles (those without included); the products and their profiles whole. What a part of
+        the scoring pass needs of the data (``Recommender.restricted_to``)."""
+        ids = pd.Index(consumer_ids).astype(str)
+        rows = self.rows_of(ids)
+        rows = np.sort(rows[rows >= 0])
+
+        def rows_of(matrix: sp.csr_matrix | None) -> sp.csr_matrix | None:
+            return None if matrix is None else matrix[rows]
+
+        profiles = self.consumer_profiles
+        return InteractionData(
+            self.consumer_ids[rows],
+            self.product_ids,
+            self.matrix[rows],
+            self.blocked[rows],
+            None if profiles is None else profiles[profiles.index.isin(ids)],
+            self.product_profiles,
+            rows_of(self.purchases),
+            rows_of(self.age_days),
+            rows_of(self.purchase_span_days),
+        )
+
     def save(self, directory: Path) -> None:
         """Write ids, matrices and profiles under ``directory`` (Parquet and ``.npz``)."""
         directory.mkdir(parents=True, exist_ok=True)
@@ -794,6 +818,21 @@ class Recommender(ABC):
         model._set_state(arrays)
         return model
 
+    def restricted_to(self, consumer_ids: Sequence[str] | pd.Index) -> Recommender:
+        """A copy of this fitted model that holds only ``consumer_ids``' rows of the interaction
+        data (``InteractionData.of_consumers``) and of its per-consumer state
+        (``_state_of_rows``); it scores those consumers as this model does. The state is not
+        refitted: product-level arrays (item factors, similarities, the ranker's statistics) are
+        shared, not copied. A Spark task of the scoring pass loads the model of its own consumers
+        this way (``spark_scoring``)."""
+        data = self._data
+        ids = pd.Index(consumer_ids).astype(str)
+        rows = data.rows_of(ids)
+        model = type(self)(**self.get_params())
+        model.data_ = data.of_consumers(ids)
+        model._set_state(self._state_of_rows(self._state(), np.sort(rows[rows >= 0])))
+        return model
+
     def portable_state(self) -> dict[str, Any]:
         """Learned arrays that hold without the consumers they were fitted on (see ``carried_onto``)."""
         return self._portable_state()
@@ -841,6 +880,14 @@ class Recommender(ABC):
 
     def _set_state(self, arrays: dict[str, Any]) -> None:  # noqa: B027 - stateless models need nothing
         """Restore what ``_state`` returned."""
+
+    # ``_state`` arrays whose rows are the data's consumer rows (``restricted_to`` keeps only the
+    # kept consumers' rows); every other array must not depend on the consumers it was fitted on
+    _consumer_arrays: tuple[str, ...] = ()
+
+    def _state_of_rows(self, state: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
+        """``state`` (``_state``'s) for the data rows ``rows`` only (``restricted_to``)."""
+        return {key: value[rows] if key in self._consumer_arrays else value for key, value in state.items()}
 
     def _item_vectors(self) -> sp.csr_matrix | np.ndarray:
         """Product vectors for ``similar_items`` (rows = products)."""

@@ -267,25 +267,41 @@ class MemberSignals:
         )
 
 
-def member_signals(data: InteractionData, config: ListsConfig) -> MemberSignals:
-    """Each consumer's recent, decayed and repeat products, and the platform-wide trend."""
+@dataclass(frozen=True)
+class Trend:
+    """The platform-wide trend per product: the buyers in the trend window and whether the
+    product is trending. Counted on every consumer's rows: a part of the scoring pass, which holds
+    only its own consumers' rows (``spark_scoring``), is handed the whole pass's."""
+
+    buyers: np.ndarray
+    trending: np.ndarray
+
+    @classmethod
+    def of(cls, data: InteractionData, config: ListsConfig) -> Trend:
+        buyers = recent_popularity(data, config.trend_days)
+        baseline = recent_popularity(data, _BASELINE_DAYS) / _BASELINE_DAYS * config.trend_days
+        trending = (buyers >= config.trend_min_buyers) & (
+            buyers >= config.trend_min_ratio * np.maximum(baseline, 1e-9)
+        )
+        return cls(buyers, trending)
+
+
+def member_signals(data: InteractionData, config: ListsConfig, trend: Trend | None = None) -> MemberSignals:
+    """Each consumer's recent, decayed and repeat products, and the platform-wide trend
+    (``trend``; default: counted on ``data``)."""
     decayed = recent_indicator(data, None).astype(np.float64)
     if config.community_half_life_days is not None and data.age_days is not None:
         decayed = data.age_days.astype(np.float64).copy()
         decayed.data = 0.5 ** (decayed.data / config.community_half_life_days)
     repeat = (data.purchases if data.purchases is not None else data.matrix).copy()
     repeat.data = (repeat.data >= 2).astype(np.float64)
-    trend_buyers = recent_popularity(data, config.trend_days)
-    baseline = recent_popularity(data, _BASELINE_DAYS) / _BASELINE_DAYS * config.trend_days
-    trending = (trend_buyers >= config.trend_min_buyers) & (
-        trend_buyers >= config.trend_min_ratio * np.maximum(baseline, 1e-9)
-    )
+    trend = trend if trend is not None else Trend.of(data, config)
     return MemberSignals(
         recent_indicator(data, config.fallback_window_days).tocsr(),
         decayed.tocsr(),
         repeat.tocsr(),
-        trend_buyers,
-        trending,
+        trend.buyers,
+        trend.trending,
     )
 
 
@@ -629,7 +645,7 @@ class DistributorStream:
     products``, not with distributors × products. A member whose distributor stays open after
     its block keeps its best ``2 × distributor_top_n`` products (``TopProducts``); when its
     distributor's list is known, those settle its outreach product, and the few they cannot
-    are scored again.
+    are scored again. ``trend``: the platform-wide trend (default: counted on the model's data).
     """
 
     def __init__(
@@ -641,6 +657,7 @@ class DistributorStream:
         config: ListsConfig,
         categories: np.ndarray,
         messages: Messages | None = None,
+        trend: Trend | None = None,
     ) -> None:
         self.model = model
         self.messages = messages or Messages.load()
@@ -650,7 +667,7 @@ class DistributorStream:
         self.filters = filters
         self.config = config
         self.categories = categories
-        self.signals = member_signals(self.data, config)
+        self.signals = member_signals(self.data, config, trend)
         self.mask = filters.column_mask(self.data.product_ids)
         self.first = 0  # first distributor code not finished
         n_products = len(self.data.product_ids)

@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 class _FactorModel(Recommender):
     """Scores are consumer factors · product factors."""
 
+    _consumer_arrays = ("user_factors",)
+
     def _score_rows(self, consumer_ids: pd.Index, rows: np.ndarray) -> np.ndarray:
         return factor_scores(self.user_factors_[rows], self.item_factors_)
 

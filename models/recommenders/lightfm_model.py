@@ -52,6 +52,7 @@ class LightFMRecommender(Recommender):
     """LightFM with WARP loss over consumer and product side features."""
 
     name = "lightfm"
+    _consumer_arrays = ("user_factors",)  # (cold_factors: by consumer id, kept whole)
 
     def __init__(
         self,

@@ -101,6 +101,14 @@ class _BasketRecommender(Recommender):
     def _score_rows(self, consumer_ids: pd.Index, rows: np.ndarray) -> np.ndarray:
         return self.scores_[rows]
 
+    _consumer_arrays = ("scores",)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"scores": self.scores_}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.scores_ = arrays["scores"]
+
 
 class TifuKnnRecommender(_BasketRecommender):
     """TIFU-KNN: time-decayed repeat vectors blended with the nearest neighbours' (module docstring)."""

@@ -364,6 +364,15 @@ class RankerRecommender(Recommender):
             model._set_state(_with_prefix(arrays, f"component__{name}__"))
             self.models_[name] = model
 
+    def _state_of_rows(self, state: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
+        """Each component's arrays for ``rows`` (the statistics and trees are product-level)."""
+        kept = dict(state)
+        for name, model in self.models_.items():
+            prefix = f"component__{name}__"
+            of_rows = model._state_of_rows(_with_prefix(state, prefix), rows)
+            kept.update({f"{prefix}{key}": value for key, value in of_rows.items()})
+        return kept
+
     def _portable_state(self) -> dict[str, Any]:
         """The trees and each component's portable state (the product statistics are counts)."""
         state: dict[str, Any] = {f"{_TREES_PREFIX}{key}": value for key, value in self.trees_.state().items()}

@@ -57,6 +57,7 @@ from models.recommenders.distributors import (
     DISTRIBUTOR_COLUMNS,
     OUTREACH_COLUMNS,
     DistributorStream,
+    Trend,
     empty_distributor_lists,
     empty_outreach,
     member_weights,
@@ -182,10 +183,12 @@ def plan_pass(
     spend: pd.Series | None = None,
     messages: Messages | None = None,
     threads: int = SCORING_THREADS,
+    trend: Trend | None = None,
 ) -> Iterator[PassChunk]:
     """``list_pass`` over the blocks of ``plan``: the whole pass, or one part of it
     (``PassPlan.part``, the Spark tasks' share, in blocks of its own: the same lists up to float
-    summation order, ``spark_scoring``'s docstring)."""
+    summation order, ``spark_scoring``'s docstring). ``trend``: the whole pass's platform-wide
+    trend, for a part whose model holds only its own consumers (default: counted on ``data``)."""
     order, history, bounds = plan.order, plan.history, plan.bounds
     n_distributors = len(order.distributor_ids)
     codes, names = category_codes(data, filters)
@@ -198,6 +201,7 @@ def plan_pass(
         lists,
         names.to_numpy(dtype=object)[codes],
         messages,
+        trend,
     )
     history_at = np.flatnonzero(history)
     scorable = [order.consumer_ids[start:stop][history[start:stop]] for start, stop in bounds]

@@ -53,10 +53,12 @@ from features.messages import Messages
 from features.progress import progress
 from features.vocabulary import InteractionCol
 from models.recommenders.base import Recommender, RecommendFilters
+from models.recommenders.distributors import Trend
 from models.recommenders.fallback import FallbackLists
 from models.recommenders.list_config import ListsConfig
 from models.recommenders.scoring_pass import (
     LIST_SCHEMAS,
+    PassChunk,
     PassOrder,
     PassPlan,
     RowGroupWriter,
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PARTS_PER_CORE = 2  # parts per core of the session (defaultParallelism): slow parts even out
+PART_CONSUMERS = 250_000  # scored consumers a part holds at most (a Python worker's memory, docs/spark.md)
 _MODEL = "model"  # vocabulary: a value, not a column
 _PLAN = "plan.parquet"
 _DISTRIBUTORS = "distributors.parquet"
@@ -77,6 +80,7 @@ _COMMUNITY = "fallback_community.parquet"
 _GLOBAL = "fallback_global.parquet"
 _SPEND = "spend.parquet"
 _SETTINGS = "settings.json"
+_TREND = "trend.npz"
 _CODE, _HISTORY, _SPEND_COLUMN = "code", "history", "spend"  # vocabulary: the bundle's own columns
 _PART_SCHEMA = (
     "part int, consumers long, from_fallback long, distributors long, outreach_rows long, "
@@ -86,10 +90,13 @@ _PART_SCHEMA = (
 
 @dataclass(frozen=True)
 class ScoringInputs:
-    """Everything a part of the pass needs, saved without pickle (``save`` / ``load``).
+    """Everything a pass needs, saved without pickle (``save`` / ``load``): the whole pass on the
+    driver, or one part of it (``parts``), which is what a Spark task loads.
 
     ``model``'s interaction data is the pass's data (``model.data_``); ``homes``: consumer id →
-    home distributor (``lists.home_distributors``); ``plan``: the whole pass."""
+    home distributor (``lists.home_distributors``); ``plan``: the pass; ``trend``: the whole
+    pass's platform-wide trend when ``model`` holds only a part's consumers (None: counted on
+    ``model.data_``)."""
 
     model: Recommender
     plan: PassPlan
@@ -100,6 +107,34 @@ class ScoringInputs:
     lists: ListsConfig
     spend: pd.Series | None
     locale: str
+    trend: Trend | None = None
+
+    def parts(self, bounds: list[tuple[int, int]]) -> Iterator[ScoringInputs]:
+        """The inputs of each part (``PassPlan.parts``'s (start, stop) positions), one at a time:
+        the part's plan (``PassPlan.part``), the model restricted to the part's consumers
+        (``Recommender.restricted_to``), their homes and spend, their distributors' community
+        fallback lists, and this pass's trend. A part's inputs give the rows this pass gives for
+        its consumers and distributors (``test_spark_scoring``)."""
+        trend = self.trend if self.trend is not None else Trend.of(self.model.data_, self.lists)
+        community = self.fallback.community
+        for start, stop in bounds:
+            plan = self.plan.part(start, stop)
+            ids = plan.order.consumer_ids
+            yield ScoringInputs(
+                self.model.restricted_to(ids),
+                plan,
+                self.homes.reindex(ids),
+                self.k,
+                FallbackLists(
+                    community[community[Col.DISTRIBUTOR_ID].isin(plan.order.distributor_ids)],
+                    self.fallback.global_,
+                ),
+                self.filters,
+                self.lists,
+                self.spend[self.spend.index.isin(ids)] if self.spend is not None else None,
+                self.locale,
+                trend,
+            )
 
     def save(self, folder: Path) -> Path:
         """Write the inputs under ``folder``: the model's own files, Parquet, ``.npy`` and JSON."""
@@ -122,6 +157,8 @@ class ScoringInputs:
             self.spend.rename(_SPEND_COLUMN).rename_axis(Col.CONSUMER_ID).reset_index().to_parquet(
                 folder / _SPEND
             )
+        if self.trend is not None:
+            np.savez(folder / _TREND, buyers=self.trend.buyers, trending=self.trend.trending)
         settings = {
             "k": self.k,  # vocabulary: a value, not a column
             "batch_size": self.plan.batch_size,
@@ -154,6 +191,10 @@ class ScoringInputs:
             frame = pd.read_parquet(folder / _SPEND)
             spend = frame.set_index(Col.CONSUMER_ID)[_SPEND_COLUMN].astype(np.float64)
         fallback = FallbackLists(pd.read_parquet(folder / _COMMUNITY), pd.read_parquet(folder / _GLOBAL))
+        trend = None
+        if (folder / _TREND).is_file():
+            with np.load(folder / _TREND, allow_pickle=False) as arrays:
+                trend = Trend(arrays["buyers"], arrays["trending"])
         return cls(
             model,
             plan,
@@ -164,14 +205,15 @@ class ScoringInputs:
             ListsConfig.model_validate(settings["lists"]),
             spend,
             settings["locale"],
+            trend,
         )
 
-    def part_chunks(self, start: int, stop: int, threads: int = 1) -> Iterator[Any]:
-        """The chunks of pass positions ``start`` .. ``stop - 1`` (``PassPlan.parts``): the driver's code."""
+    def chunks(self, threads: int = 1) -> Iterator[PassChunk]:
+        """The pass's chunks (``plan_pass``: the driver's code)."""
         return plan_pass(
             self.model,
             self.model.data_,
-            self.plan.part(start, stop),
+            self.plan,
             self.homes,
             self.k,
             self.fallback,
@@ -180,6 +222,7 @@ class ScoringInputs:
             self.spend,
             Messages.load(self.locale),
             threads,
+            self.trend,
         )
 
 
@@ -209,20 +252,10 @@ def _filters_of(values: Mapping[str, Any]) -> RecommendFilters:
 
 # --- the executors' side --------------------------------------------------------------------------
 
-_LOADED: dict[str, ScoringInputs] = {}  # folder name → inputs, once per Python worker (workers are reused)
-_LOADING = threading.Lock()
 
-
-def _inputs(name: str) -> ScoringInputs:
-    """The inputs in the folder ``name`` that the driver added to the session (``SparkContext.addFile``),
-    loaded from the executor's copy once per worker process."""
-    from pyspark import SparkFiles
-
-    with _LOADING:
-        if name not in _LOADED:
-            _LOADED.clear()  # one pass's inputs at a time
-            _LOADED[name] = ScoringInputs.load(Path(SparkFiles.get(name)))
-        return _LOADED[name]
+def part_folder(root: Path, part: int) -> Path:
+    """Where part ``part``'s inputs are saved under the shipped folder ``root``."""
+    return root / f"part-{part:05d}"
 
 
 def part_targets(root: Path, part: int) -> dict[str, Path]:
@@ -231,15 +264,17 @@ def part_targets(root: Path, part: int) -> dict[str, Path]:
 
 
 def _score_parts(batches: Iterator[pd.DataFrame], inputs_name: str, root: str) -> Iterator[pd.DataFrame]:
-    """``mapInPandas``: each row (part, start, stop: pass positions) scored and written; a row of counts."""
+    """``mapInPandas``: each row (part) loaded from the executor's copy of the folder ``inputs_name``
+    (``SparkContext.addFile``), scored and written; a row of counts."""
+    from pyspark import SparkFiles
+
     for batch in batches:
-        for part, start, stop in batch[["part", "start", "stop"]].itertuples(index=False):
+        for part in batch["part"].tolist():
             started = time.perf_counter()
-            inputs = _inputs(inputs_name)
+            inputs = ScoringInputs.load(part_folder(Path(SparkFiles.get(inputs_name)), int(part)))
             loaded = time.perf_counter()
-            written = write_chunks(
-                inputs.part_chunks(int(start), int(stop)), part_targets(Path(root), int(part))
-            )
+            written = write_chunks(inputs.chunks(), part_targets(Path(root), int(part)))
+            del inputs  # the part's model and data, before the next part loads its own
             yield pd.DataFrame(
                 {
                     "part": [int(part)],
@@ -247,7 +282,7 @@ def _score_parts(batches: Iterator[pd.DataFrame], inputs_name: str, root: str) -
                     "from_fallback": [written.from_fallback],
                     "distributors": [written.distributors],  # vocabulary: a value, not a column
                     "outreach_rows": [written.outreach_rows],
-                    "load_seconds": [loaded - started],  # the inputs loaded (0: this worker had them)
+                    "load_seconds": [loaded - started],  # the part's inputs loaded
                     "seconds": [time.perf_counter() - loaded],  # the part's pass and files
                 }
             )
@@ -277,27 +312,35 @@ def spark_list_pass(
     """Every list of ``inputs``' pass, computed by Spark tasks, written to ``targets`` (``LIST_SCHEMAS``
     name → file) with the rows and row order of the driver's pass (``write_chunks(list_pass(...))``).
 
-    ``partitions`` (default ``PARTS_PER_CORE`` × the session's cores): at most so many parts.
-    ``scratch``: a folder for the inputs' files and the parts (removed at the end; Spark's copies
-    of the inputs go with the session)."""
+    ``partitions`` (default: ``PARTS_PER_CORE`` × the session's cores, more where a part would
+    score over ``PART_CONSUMERS`` consumers): at most so many parts. ``scratch``: a folder for
+    the inputs' files and the parts (removed at the end; Spark's copies of the inputs go with
+    the session)."""
     sc = spark.sparkContext
-    n = partitions or PARTS_PER_CORE * max(sc.defaultParallelism, 1)
+    scored = int(inputs.plan.history.sum())
+    n = partitions or max(PARTS_PER_CORE * max(sc.defaultParallelism, 1), math.ceil(scored / PART_CONSUMERS))
     parts = inputs.plan.parts(n)
     work = Path(tempfile.mkdtemp(prefix="scoring-", dir=scratch))
     clock = [time.perf_counter()]
     try:
         # a name of its own: Spark refuses a second folder of the same name in one session
-        folder = inputs.save(work / f"inputs-{uuid.uuid4().hex}")
+        folder = work / f"inputs-{uuid.uuid4().hex}"
+        with progress("saving each scoring part's inputs", total=len(parts), unit="parts") as bar:
+            for index, part in enumerate(inputs.parts(parts)):
+                part.save(part_folder(folder, index))
+                del part  # one part's copy of its consumers' rows at a time
+                bar.advance()
         logger.info(
-            "scoring on Spark: %d consumers in %d parts, %.1f MB of inputs shipped (model, data and plan)",
+            "scoring on Spark: %d consumers in %d parts, %.1f MB of inputs shipped (each part: "
+            "the model and data of its own consumers, and its plan)",
             len(inputs.plan.order.consumer_ids),
             len(parts),
             sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 1e6,
         )
         sc.addFile(str(folder), recursive=True)
         clock.append(time.perf_counter())
-        rows = [(index, start, stop) for index, (start, stop) in enumerate(parts)]
-        frame = spark.createDataFrame(sc.parallelize(rows, len(rows)), "part int, start long, stop long")
+        rows = sc.parallelize([(index,) for index in range(len(parts))], len(parts))
+        frame = spark.createDataFrame(rows, "part int")
         score = functools.partial(_score_parts, inputs_name=folder.name, root=str(work / "parts"))
         counts = _collect_with_progress(spark, frame.mapInPandas(score, _PART_SCHEMA), len(parts))
         counts = counts.sort_values("part", ignore_index=True)

@@ -3,8 +3,9 @@
 One small simulated world (60 distributors, a category cap, spend weighting, shared member
 scale, 5 outreach members, blocks of 50 consumers: many blocks, distributors across blocks)
 with a fitted ALS model. The driver's pass (``list_pass`` → ``write_chunks``) is the reference;
-the same pass cut into parts (``PassPlan.parts`` / ``part``), the parts' inputs saved and loaded
-(``ScoringInputs``: what the broadcast carries) and the whole pass on Spark ``local[2]``
+the same pass cut into parts (``PassPlan.parts`` / ``part``), each part's inputs (``ScoringInputs.parts``:
+the model restricted to the part's consumers, what a Spark task loads) saved and loaded, and the
+whole pass on Spark ``local[2]``
 (``spark_list_pass``) must write the same files: byte for byte where BLAS sums a product the same
 way whatever the block's shape, and otherwise (OpenBLAS on CPUs without AVX-512 picks its kernel
 by block shape) the same up to float summation order: the same schema and row groups, the same
@@ -26,11 +27,12 @@ from features.engine import connect
 from features.interactions import build_interactions, consumer_profiles, product_profiles
 from features.messages import Messages
 from models.recommenders import ALSRecommender, InteractionData
-from models.recommenders.distributors import decayed_spend
+from models.recommenders.distributors import Trend, decayed_spend
 from models.recommenders.fallback import build_fallback_lists
 from models.recommenders.filters import build_filters
 from models.recommenders.list_config import ListsConfig
 from models.recommenders.lists import home_distributors
+from models.recommenders.ranker import build_component
 from models.recommenders.scoring_pass import (
     LIST_SCHEMAS,
     PassOrder,
@@ -166,20 +168,29 @@ def test_the_parts_of_the_pass_give_the_driver_pass_rows(world: ScoringInputs, n
         assert_same_ranked_lists(have, want, LIST_KEYS[CHUNK_FILES[name]], obj=name)
 
 
-def test_saved_inputs_hold_no_pickle_and_give_the_same_lists(world: ScoringInputs, tmp_path: Path) -> None:
-    folder = world.save(tmp_path / "inputs")
-    suffixes = {path.suffix for path in folder.rglob("*") if path.is_file()}
-    assert suffixes <= {".parquet", ".npz", ".npy", ".json"}
-    loaded = ScoringInputs.load(folder)
-    assert loaded.filters == world.filters and loaded.lists == world.lists and loaded.k == world.k
-    pd.testing.assert_series_equal(loaded.spend, world.spend, check_names=False)
+def test_saved_part_inputs_hold_no_pickle_only_their_consumers_and_give_the_same_lists(
+    world: ScoringInputs, tmp_path: Path
+) -> None:
+    data = world.model.data_
+    assert world.lists.trend_days and Trend.of(data, world.lists).trending.any()  # the trend matters
     expected = _driver_files(world, tmp_path / "driver")
-    parts = world.plan.parts(4)
-    out = tmp_path / "parts"
-    for index, (start, stop) in enumerate(parts):
-        write_chunks(loaded.part_chunks(start, stop), _targets(out / str(index)))
+    bounds = world.plan.parts(4)
+    out, rows = tmp_path / "parts", 0
+    for index, part in enumerate(world.parts(bounds)):
+        folder = part.save(tmp_path / "inputs" / str(index))
+        suffixes = {path.suffix for path in folder.rglob("*") if path.is_file()}
+        assert suffixes <= {".parquet", ".npz", ".npy", ".json"}
+        loaded = ScoringInputs.load(folder)
+        assert loaded.filters == world.filters and loaded.lists == world.lists and loaded.k == world.k
+        ids = loaded.plan.order.consumer_ids
+        assert set(loaded.model.data_.consumer_ids) == set(ids[data.rows_of(ids) >= 0])  # its own rows only
+        assert set(loaded.spend.index) <= set(ids) and set(loaded.homes.index) == set(ids)
+        np.testing.assert_array_equal(loaded.trend.trending, Trend.of(data, world.lists).trending)
+        rows += loaded.model.data_.matrix.shape[0]
+        write_chunks(loaded.chunks(), _targets(out / str(index)))
+    assert len(bounds) > 1 and rows == data.matrix.shape[0]
     frames = {
-        name: pd.concat([pd.read_parquet(out / str(i) / name) for i in range(len(parts))], ignore_index=True)
+        name: pd.concat([pd.read_parquet(out / str(i) / name) for i in range(len(bounds))], ignore_index=True)
         for name in LIST_SCHEMAS
     }
     for name in LIST_SCHEMAS:
@@ -187,6 +198,37 @@ def test_saved_inputs_hold_no_pickle_and_give_the_same_lists(world: ScoringInput
             frames[name], pd.read_parquet(tmp_path / "driver" / name), LIST_KEYS[name], obj=name
         )
     assert expected  # the driver wrote its files
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {
+            "kind": "ranker",
+            "components": {"itemknn": {"kind": "itemknn"}, "als": {"kind": "als", "factors": 8}},
+        },
+        {"kind": "lightfm", "components": 8, "epochs": 3},
+        {"kind": "ease", "l2": 50.0},
+        {"kind": "repeat"},
+        {"kind": "popularity", "scope": "community"},
+    ],
+    ids=lambda spec: spec["kind"],
+)
+def test_a_restricted_model_scores_its_consumers_as_the_whole_model(world: ScoringInputs, spec: dict) -> None:
+    data = world.model.data_
+    model = build_component(spec).fit(data)
+    ids = world.plan.order.consumer_ids
+    some = ids[(np.arange(len(ids)) % 3 == 1)]  # a third, cold consumers (without rows) included
+    assert (data.rows_of(some) < 0).any() and (data.rows_of(some) >= 0).any()
+    restricted = model.restricted_to(some)
+    assert restricted.data_.matrix.shape[0] == (data.rows_of(some) >= 0).sum()
+    for name, value in restricted._state().items():  # per-consumer arrays hold the kept rows only
+        if name in restricted._consumer_arrays or name.endswith("user_factors"):
+            assert len(value) == restricted.data_.matrix.shape[0], name
+    want = np.vstack([block.scores for block in model.score_blocks(some, 97)])
+    have = np.vstack([block.scores for block in restricted.score_blocks(some, 97)])
+    np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.isnan(have), np.isnan(want))
 
 
 def test_spark_writes_the_driver_pass_files(world: ScoringInputs, spark, tmp_path: Path) -> None:
