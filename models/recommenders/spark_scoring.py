@@ -14,13 +14,16 @@ aggregating per-consumer contributions with a Spark group-by keeps the lists equ
 bounded: a member's contribution is a ``products``-wide row of float scores, so a group-by would
 shuffle ``members × products`` numbers, where a part holds ``batch_size × products`` at a time.
 
-What the tasks need travels as one folder of files (``ScoringInputs``): the production model in
-its saved form (``Recommender.save``: Parquet, ``.npz`` and ``.npy`` files, no pickle; its
-interaction data included), the pass plan, the fallback lists, the filters, the lists' settings
-and the locale. Spark ships the folder to each executor's disk (``SparkContext.addFile``) and a
-Python worker loads it from there once: no copy of its bytes sits in the JVM's memory or in a
-worker beside the loaded inputs (a broadcast of the bytes did both). Each worker still loads every
-consumer's data: at 31M lines about 4 GiB a worker, docs/spark.md. A task writes its part of each
+What a task needs travels as a folder of files (``ScoringInputs.parts``, saved one part at a
+time): the production model restricted to the part's consumers (``Recommender.restricted_to``: their
+rows of the interaction data and of the per-consumer state; product-level state whole) in its saved
+form (``Recommender.save``: Parquet, ``.npz`` and ``.npy`` files, no pickle), the part's plan, the
+fallback lists, the filters, the lists' settings, the locale and the whole pass's platform-wide
+trend (``distributors.Trend``: the one figure the pass counts over every consumer). Spark ships
+the parts' folders to each executor's disk (``SparkContext.addFile``) and a task loads its own
+part from there, so a Python worker holds one part's consumers, not every consumer (about 4 GiB a
+worker at 31M lines before, docs/spark.md). A part holds at most ``PART_CONSUMERS`` scored
+consumers. A task writes its part of each
 list file as ``<scratch>/<list file>/part-NNNNN.parquet`` (with the list files' schemas, one row
 group per piece of the pass, atomically: a retried task rewrites its own files) and returns one
 row of counts. The driver then streams the parts, in part order, into the single list files the
