@@ -107,10 +107,14 @@ def test_open_steps_say_what_runs_now_on_every_thread(monkeypatch: pytest.Monkey
         steps = open_steps()
         release.set()
         worker.join(10)
-    assert [update.step for update in steps] == ["CLV frames", "fitting the churn candidate"]
+    # (only this test's steps: a shared Spark session's task watch, tests.spark, may still hold its
+    # "Spark tasks" step open for a few seconds after an earlier module's last job)
+    ours = ("CLV frames", "fitting the churn candidate")
+    steps = [update for update in steps if update.step in ours]
+    assert [update.step for update in steps] == list(ours)
     assert steps[0].line().startswith("CLV frames: 1 / 4 queries (25%), ")
     assert re.fullmatch(r"fitting the churn candidate: \d+s", steps[1].line())  # no "0 items"
-    assert open_steps() == []
+    assert not [update for update in open_steps() if update.step in ours]
 
 
 def test_a_step_without_counts_ends_with_its_time_and_a_full_count_is_said_once(

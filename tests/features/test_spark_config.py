@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -190,6 +191,11 @@ class _Tracker:
 def test_running_spark_jobs_are_one_step_with_their_task_counts_until_spark_is_idle() -> None:
     from features.progress import ProgressUpdate, add_listener, open_steps
 
+    # a shared Spark session's own watch (tests.spark) closes its step 10 s after an earlier
+    # module's last job: wait for that, so that the one "Spark tasks" step below is this watch's
+    deadline = time.monotonic() + 30
+    while [s for s in open_steps() if s.step == "Spark tasks"] and time.monotonic() < deadline:
+        time.sleep(0.5)
     seen: list[ProgressUpdate] = []
     remove = add_listener(seen.append)
     tracker = _Tracker()
