@@ -75,7 +75,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PARTS_PER_CORE = 2  # parts per core of the session (defaultParallelism): slow parts even out
-PART_CONSUMERS = 250_000  # scored consumers a part holds at most (a Python worker's memory, docs/spark.md)
+# scored consumers a part holds at most (a Python worker's memory, docs/spark.md), unless one
+# distributor has more members: a part is cut only between distributors
+PART_CONSUMERS = 250_000
 _MODEL = "model"  # vocabulary: a value, not a column
 _PLAN = "plan.parquet"
 _DISTRIBUTORS = "distributors.parquet"
