@@ -10,6 +10,7 @@ from features.interactions import InteractionCol
 from models.recommenders import InteractionData, Recommender, RecommendFilters
 from models.recommenders.distributors import (
     DistributorStream,
+    TopProducts,
     aggregate_members,
     community_signals,
     distributor_lists,
@@ -170,3 +171,26 @@ def test_the_one_pass_stream_equals_the_dense_lists(
     assert len(outreach) >= 3
     assert (stream.rescored > 0) == (top_n == 1)
     assert "C5" in set(outreach["consumer_id"])
+
+
+def test_settling_kept_products_is_the_members_by_kept_by_pushed_comparison() -> None:
+    """``TopProducts.settle`` one pushed slot at a time gives what the whole members × kept ×
+    pushed comparison gives (members with fewer kept products than slots, unpushed -1 slots)."""
+    rng = np.random.default_rng(5)
+    members, depth, pushed, products = 300, 8, 5, 30
+    columns = np.stack([rng.permutation(products)[:depth] for _ in range(members)])
+    scores = -np.sort(-rng.random((members, depth)).astype(np.float32), axis=1)
+    short = rng.random(members) < 0.2  # fewer candidates than slots
+    columns[short, -2:], scores[short, -2:] = -1, -np.inf
+    candidates = rng.integers(0, products, (members, pushed))
+    candidates[rng.random((members, pushed)) < 0.1] = -1
+    kept = TopProducts(
+        pd.Index([f"C{i}" for i in range(members)]), np.zeros(members, np.int64), columns, scores
+    )
+    gathered, settled = kept.settle(candidates)
+    hits = (columns[:, :, None] == candidates[:, None, :]) & (candidates[:, None, :] >= 0)
+    want = np.where(hits, scores[:, :, None], -np.inf).max(axis=1)
+    np.testing.assert_array_equal(gathered, want)
+    assert gathered.dtype == want.dtype
+    np.testing.assert_array_equal(settled, (want.max(axis=1) > scores[:, -1]) | ~np.isfinite(scores[:, -1]))
+    assert settled.any() and not settled.all()
