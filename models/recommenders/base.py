@@ -212,15 +212,12 @@ class InteractionData:
         values = self.consumer_profiles[column].reindex(pd.Index(consumer_ids).astype(str))
         return values.astype(object).where(values.notna(), None).to_numpy()
 
-    def of_consumers(self, consumer_ids: pd.Index) -> InteractionData:
-        """The rows of ``consumer_ids`` (those with interactions, in matrix order) and their
-        profiles (those without included); the products and their profiles whole. What a part of
-        the scoring pass needs of the data (``Recommender.restricted_to``)."""
-        ids = pd.Index(consumer_ids).astype(str)
-        rows = self.rows_of(ids)
-        rows = np.sort(rows[rows >= 0])
+    def of_rows(self, rows: np.ndarray, consumer_ids: pd.Index) -> InteractionData:
+        """The matrix rows ``rows`` (ascending) of ``consumer_ids`` and those consumers' profiles
+        (those without interactions included); the products and their profiles whole. What a part
+        of the scoring pass needs of the data (``Recommender.restricted_to``)."""
 
-        def rows_of(matrix: sp.csr_matrix | None) -> sp.csr_matrix | None:
+        def kept(matrix: sp.csr_matrix | None) -> sp.csr_matrix | None:
             return None if matrix is None else matrix[rows]
 
         profiles = self.consumer_profiles
@@ -229,11 +226,11 @@ class InteractionData:
             self.product_ids,
             self.matrix[rows],
             self.blocked[rows],
-            None if profiles is None else profiles[profiles.index.isin(ids)],
+            None if profiles is None else profiles[profiles.index.isin(consumer_ids)],
             self.product_profiles,
-            rows_of(self.purchases),
-            rows_of(self.age_days),
-            rows_of(self.purchase_span_days),
+            kept(self.purchases),
+            kept(self.age_days),
+            kept(self.purchase_span_days),
         )
 
     def save(self, directory: Path) -> None:
@@ -820,7 +817,7 @@ class Recommender(ABC):
 
     def restricted_to(self, consumer_ids: Sequence[str] | pd.Index) -> Recommender:
         """A copy of this fitted model that holds only ``consumer_ids``' rows of the interaction
-        data (``InteractionData.of_consumers``) and of its per-consumer state
+        data (``InteractionData.of_rows``) and of its per-consumer state
         (``_state_of_rows``); it scores those consumers as this model does. The state is not
         refitted: product-level arrays (item factors, similarities, the ranker's statistics) are
         shared, not copied. A Spark task of the scoring pass loads the model of its own consumers
@@ -828,9 +825,10 @@ class Recommender(ABC):
         data = self._data
         ids = pd.Index(consumer_ids).astype(str)
         rows = data.rows_of(ids)
+        rows = np.sort(rows[rows >= 0])
         model = type(self)(**self.get_params())
-        model.data_ = data.of_consumers(ids)
-        model._set_state(self._state_of_rows(self._state(), np.sort(rows[rows >= 0])))
+        model.data_ = data.of_rows(rows, ids)
+        model._set_state(self._state_of_rows(self._state(), rows))
         return model
 
     def portable_state(self) -> dict[str, Any]:

@@ -595,12 +595,11 @@ class TopProducts:
         """
         # one candidate slot at a time: members × depth, not a members × depth × candidates array
         # (at 725,000 members of one distributor, 40 kept and 20 pushed products, that was 2.2 GB)
-        slots = []
+        gathered = np.full(candidates.shape, -np.inf, dtype=self.scores.dtype)
         for slot in range(candidates.shape[1]):
             candidate = candidates[:, slot, None]
             hits = (self.columns == candidate) & (candidate >= 0)
-            slots.append(np.where(hits, self.scores, -np.inf).max(axis=1))
-        gathered = np.stack(slots, axis=1) if slots else np.full(candidates.shape, -np.inf, self.scores.dtype)
+            gathered[:, slot] = np.where(hits, self.scores, -np.inf).max(axis=1)
         floor = self.scores[:, -1]
         settled = (gathered.max(axis=1) > floor) | ~np.isfinite(floor)
         return gathered, settled
