@@ -10,13 +10,15 @@ a Parquet *twin* beside the CSV, holding the exact frame, and ``read_history`` r
 
 from __future__ import annotations
 
-import codecs
+import functools
 import logging
-import shutil
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.catalog import StepFile
 from features.engine import quiet_progress_bar
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _GUARD = "'"
 _BOM = "utf-8-sig"  # UTF-8 with a byte order mark: Excel then reads the file as UTF-8
+_QUOTED_MARKS = (",", '"', "\n", "\r")  # a CSV field holding one of these is quoted
 CSV_BLOCK_ROWS = 250_000  # a longer CSV is formatted this many rows at a time, with progress counts
 
 
@@ -50,11 +53,27 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
 def _guarded(series: pd.Series) -> pd.Series | None:
     """``series`` with its formula-like texts quoted, or None when it has none (or is not text)."""
     if pd.api.types.is_string_dtype(series) or series.dtype == object:
-        text = series.astype("string")
-        risky = text.str.startswith(_FORMULA_PREFIXES).fillna(False)
+        risky = _formula_like(_arrow_text(series))
         if risky.any():
+            text = series.astype("string")
             return text.mask(risky, _GUARD + text)
     return None
+
+
+def _formula_like(text: pa.Array) -> np.ndarray:
+    """Which texts Excel would run as a formula (start with one of ``_FORMULA_PREFIXES``; a
+    missing text does not), as a bool array; Arrow's string kernels, not a Python loop."""
+    risky = functools.reduce(pc.or_, (pc.starts_with(text, prefix) for prefix in _FORMULA_PREFIXES))
+    return risky.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def _arrow_text(series: pd.Series) -> pa.Array:
+    """``series`` as Arrow text, missing values null (other objects as ``astype("string")`` gives
+    them). Large strings: one column of a long file can hold more than 2 GiB of text."""
+    try:
+        return pa.array(series, type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # numbers or other objects among the texts
+        return pa.array(series.astype("string"), type=pa.large_string(), from_pandas=True)
 
 
 def twin_path(csv_path: Path) -> Path:
@@ -84,36 +103,45 @@ def write_excel_csv(
 
 def _write_with_duckdb(frame: pd.DataFrame, partial: Path, step: str) -> bool:
     """``frame`` as ``write_excel_csv`` writes it, by DuckDB's CSV writer (several threads, about 4
-    times less CPU than pandas), when every column is integers or text; False (nothing written)
-    for any other frame. DuckDB quotes as pandas does (only a text with a comma, a quote or a
-    line end) except the empty text, which it quotes to tell it from a missing value: empty texts
-    go to DuckDB as missing, and both are written as nothing, as pandas writes them."""
+    times less CPU than pandas), when every column is integers or text and the first column's
+    name needs no quotes; False (nothing written) for any other frame. DuckDB quotes as pandas
+    does (only a text with a comma, a quote or a line end) except the empty text, which it quotes
+    to tell it from a missing value: empty texts go to DuckDB as missing, and both are written as
+    nothing, as pandas writes them. The columns go to DuckDB as Arrow arrays (the guard and the
+    empty texts found by Arrow's kernels), the BOM as the first character of the first name."""
+    names = [str(column) for column in frame.columns]
     if not frame.columns.is_unique or not all(map(_integers_or_text, (frame[c] for c in frame.columns))):
         return False
-    body = partial.with_name(partial.name + ".body")
+    if not names or any(mark in names[0] for mark in _QUOTED_MARKS):
+        return False  # the BOM goes in as the start of the first name, which DuckDB must not quote
     # a count per column guarded, one for the file: no silent stretch over millions of rows
     with progress(step, total=frame.shape[1] + 1, unit="columns") as bar:
-        safe = frame.copy(deep=False)  # a column that changes is replaced here, not in ``frame``
+        columns = []
         for column in frame.columns:
-            if not pd.api.types.is_integer_dtype(frame[column]):
-                guarded = _guarded(frame[column])
-                text = frame[column] if guarded is None else guarded
-                empty = (text == "").to_numpy(dtype=bool, na_value=False)
-                if guarded is not None or empty.any():
-                    safe[column] = text.mask(empty) if empty.any() else text
+            columns.append(_csv_column(frame[column]))
             bar.advance()
-        try:
-            with duckdb.connect() as con:
-                quiet_progress_bar(con)  # the column counts above and below replace DuckDB's bar
-                con.register("frame", safe)
-                con.execute(f"COPY frame TO {literal(str(body))} (HEADER)")
-            with partial.open("wb") as out, body.open("rb") as rows:
-                out.write(codecs.BOM_UTF8)
-                shutil.copyfileobj(rows, out, 1 << 20)
-        finally:
-            body.unlink(missing_ok=True)
+        # the BOM as the first name's first character: DuckDB writes it first, the file in one pass
+        safe = pa.Table.from_arrays(columns, names=["\ufeff" + names[0], *names[1:]])
+        with duckdb.connect() as con:
+            quiet_progress_bar(con)  # the column counts above and below replace DuckDB's bar
+            con.register("frame", safe)
+            con.execute(f"COPY frame TO {literal(str(partial))} (HEADER)")
         bar.advance()
     return True
+
+
+def _csv_column(series: pd.Series) -> pa.Array:
+    """One column of ``_write_with_duckdb``'s table: integers as they are; texts formula-guarded,
+    an empty text as missing (both are written as nothing)."""
+    if pd.api.types.is_integer_dtype(series):
+        return pa.array(series, from_pandas=True)
+    text = _arrow_text(series)
+    risky = _formula_like(text)
+    if risky.any():
+        guard, nothing = pa.scalar(_GUARD, pa.large_string()), pa.scalar("", pa.large_string())
+        text = pc.if_else(risky, pc.binary_join_element_wise(guard, text, nothing), text)
+    empty = pc.equal(text, "").fill_null(False)
+    return pc.if_else(empty, pa.scalar(None, pa.large_string()), text) if pc.any(empty).as_py() else text
 
 
 def _integers_or_text(series: pd.Series) -> bool:

@@ -98,6 +98,19 @@ def test_a_long_csv_with_other_columns_is_not_written_by_duckdb(tmp_path: Path) 
     assert not (tmp_path / "x.csv").exists()
 
 
+def test_a_first_column_name_that_needs_quotes_is_written_in_pandas_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB writes the BOM as the first name's first character; a name it would quote (here a
+    comma) would put the quote before the BOM, so pandas writes that file, the same bytes."""
+    frame = pd.DataFrame({"id, name": ["C1", "C2", "C3"], "n": [1, 2, 3], "text": ["=x", "", "ok"]})
+    whole = write_excel_csv(frame, tmp_path / "whole.csv").read_bytes()
+    assert whole.startswith(b'\xef\xbb\xbf"id, name",n,text\n')
+    monkeypatch.setattr(excel, "CSV_BLOCK_ROWS", 2)
+    assert not excel._write_with_duckdb(frame, tmp_path / "x.csv", "writing x.csv")
+    assert write_excel_csv(frame, tmp_path / "blocks.csv").read_bytes() == whole
+
+
 def test_the_twin_keeps_the_exact_frame_and_history_reads_it(tmp_path: Path) -> None:
     frame = pd.DataFrame(
         {"consumer_id": ["=HYPERLINK(1)", "+86138", "NA", "-2"], "tier": ["a", "b", "c", "d"]}
