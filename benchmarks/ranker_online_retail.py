@@ -14,6 +14,10 @@ once per window and shared by every variant; each variant fits its own learner.
 ``--windows N`` stacks the learner's rows of N consecutive 30-day windows (the one above, then
 cutoff − 90 → cutoff − 60, ...; each window's candidates from components fitted on the data
 before it): does more training data help a learner?
+
+``--blend W [W ...]`` adds one variant per weight: the logistic and the ``hgb`` learner fitted on
+the same rows, a candidate scored by ``W`` × the logistic's log-odds + (1 − ``W``) × the trees'
+(does an ensemble of the two beat either?).
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from features.engine import connect
 from features.interactions import InteractionConfig, latest_activity, purchased_pairs
 from models.evaluation import MetricCol, Protocol, TimeSplit, evaluate_models, make_task
+from models.recommenders.boosting import BoostedTrees
 from models.recommenders.ranker import RankerRecommender
 from models.recommenders.ranker_features import COMPONENT_GROUP, FEATURE_GROUPS
 
@@ -51,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation", action="store_true", help="Leave each feature group out in turn.")
     parser.add_argument(
         "--windows", type=int, default=1, help="Stack the learner's rows of this many 30-day windows."
+    )
+    parser.add_argument(
+        "--blend", nargs="*", type=float, default=[], help="Logistic weights of logistic + hgb blends."
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -79,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                 "learner": args.learners[0],
                 "exclude_features": [group],
             }
+    for weight in args.blend:
+        variants[f"blend {weight:g} logistic + {1 - weight:g} hgb"] = {"learner": "logistic", "blend": weight}
     table = _measure_variants(variants, windows, measured)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"total {time.perf_counter() - began:.0f}s; load {os.getloadavg()[0]:.2f} (1-min average)")
@@ -97,21 +108,37 @@ def _measure_variants(
     scored = RankerRecommender()
     scored._fit_components(measured.train)
     rows = []
-    for label, params in variants.items():
+    for label, given in variants.items():
+        params = dict(given)
+        blend = params.pop("blend", None)
         ranker = RankerRecommender(**params)
         parts = []
         for (_, labels), (ranker.data_, ranker.models_, ranker.stats_) in zip(windows, fitted, strict=True):
             parts.append(ranker._window_rows(ranker.data_, labels))
         xs, ys, groups, consumers = zip(*parts, strict=True)
-        ranker.trees_ = ranker._fit_learner(
-            np.vstack(xs), np.concatenate(ys), np.concatenate(groups), sum(consumers)
-        )
+        learned = (np.vstack(xs), np.concatenate(ys), np.concatenate(groups), sum(consumers))
+        ranker.trees_ = ranker._fit_learner(*learned)
+        if blend is not None:
+            trees = RankerRecommender(**{**params, "learner": "hgb"})._fit_learner(*learned)
+            ranker.trees_ = _Blend(ranker.trees_, trees, blend)
         ranker.data_, ranker.models_, ranker.stats_ = scored.data_, scored.models_, scored.stats_
         table = evaluate_models({label: ranker}, measured, 10, Protocol.ALL, fit=False)
         ndcg = table.set_index(MetricCol.PROTOCOL)[MetricCol.NDCG]
         rows.append({"variant": label, **{f"ndcg@10 {p}": ndcg[p] for p in Protocol.ALL}})
         print(rows[-1], flush=True)
     return pd.DataFrame(rows)
+
+
+class _Blend:
+    """Two fitted learners as one: ``weight`` × the first's log-odds + (1 − ``weight``) × the second's."""
+
+    def __init__(self, first: BoostedTrees, second: BoostedTrees, weight: float) -> None:
+        self.first, self.second, self.weight = first, second, weight
+
+    def predict(self, x: np.ndarray, threads: int = 2) -> np.ndarray:
+        second = self.second.model.raw(x.copy(), threads)  # first: the logistic zeroes NaN in place
+        raw = self.weight * self.first.model.raw(x, threads) + (1 - self.weight) * second
+        return expit(raw).astype(np.float32)
 
 
 if __name__ == "__main__":
