@@ -53,23 +53,32 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
 def _guarded(series: pd.Series) -> pd.Series | None:
     """``series`` with its formula-like texts quoted, or None when it has none (or is not text)."""
     if pd.api.types.is_string_dtype(series) or series.dtype == object:
-        risky = _formula_like(_arrow_text(series))
+        risky, _ = _text_marks(series)
         if risky.any():
-            text = series.astype("string")
-            return text.mask(risky, _GUARD + text)
+            return _quoted(series, risky)
     return None
 
 
-def _formula_like(text: pa.Array) -> np.ndarray:
-    """Which texts Excel would run as a formula (start with one of ``_FORMULA_PREFIXES``; a
-    missing text does not), as a bool array; Arrow's string kernels, not a Python loop."""
-    risky = functools.reduce(pc.or_, (pc.starts_with(text, prefix) for prefix in _FORMULA_PREFIXES))
-    return risky.fill_null(False).to_numpy(zero_copy_only=False)
+def _quoted(series: pd.Series, risky: np.ndarray) -> pd.Series:
+    text = series.astype("string")
+    return text.mask(risky, _GUARD + text)
+
+
+def _text_marks(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Which texts of ``series`` Excel would run as a formula (they start with one of
+    ``_FORMULA_PREFIXES``) and which are empty; a missing value is neither. Found by Arrow's
+    string kernels on ``CSV_BLOCK_ROWS`` rows at a time (an Arrow copy of one block alive at once)."""
+    risky, empty = np.zeros(len(series), dtype=bool), np.zeros(len(series), dtype=bool)
+    for start in range(0, len(series), CSV_BLOCK_ROWS):
+        text = _arrow_text(series.iloc[start : start + CSV_BLOCK_ROWS])
+        found = functools.reduce(pc.or_, (pc.starts_with(text, prefix) for prefix in _FORMULA_PREFIXES))
+        risky[start : start + len(text)] = found.fill_null(False).to_numpy(zero_copy_only=False)
+        empty[start : start + len(text)] = pc.equal(text, "").fill_null(False).to_numpy(zero_copy_only=False)
+    return risky, empty
 
 
 def _arrow_text(series: pd.Series) -> pa.Array:
-    """``series`` as Arrow text, missing values null (other objects as ``astype("string")`` gives
-    them). Large strings: one column of a long file can hold more than 2 GiB of text."""
+    """``series`` as Arrow text, missing values null (other objects as ``astype("string")`` gives them)."""
     try:
         return pa.array(series, type=pa.large_string(), from_pandas=True)
     except (pa.ArrowTypeError, pa.ArrowInvalid):  # numbers or other objects among the texts
@@ -107,8 +116,8 @@ def _write_with_duckdb(frame: pd.DataFrame, partial: Path, step: str) -> bool:
     name needs no quotes; False (nothing written) for any other frame. DuckDB quotes as pandas
     does (only a text with a comma, a quote or a line end) except the empty text, which it quotes
     to tell it from a missing value: empty texts go to DuckDB as missing, and both are written as
-    nothing, as pandas writes them. The columns go to DuckDB as Arrow arrays (the guard and the
-    empty texts found by Arrow's kernels), the BOM as the first character of the first name."""
+    nothing, as pandas writes them. The formula-like and empty texts are found by Arrow's string
+    kernels (``_text_marks``); the BOM goes in as the first character of the first name."""
     names = [str(column) for column in frame.columns]
     if not frame.columns.is_unique or not all(map(_integers_or_text, (frame[c] for c in frame.columns))):
         return False
@@ -116,32 +125,23 @@ def _write_with_duckdb(frame: pd.DataFrame, partial: Path, step: str) -> bool:
         return False  # the BOM goes in as the start of the first name, which DuckDB must not quote
     # a count per column guarded, one for the file: no silent stretch over millions of rows
     with progress(step, total=frame.shape[1] + 1, unit="columns") as bar:
-        columns = []
+        safe = frame.copy(deep=False)  # a column that changes is replaced here, not in ``frame``
         for column in frame.columns:
-            columns.append(_csv_column(frame[column]))
+            if not pd.api.types.is_integer_dtype(frame[column]):
+                risky, empty = _text_marks(frame[column])
+                text = _quoted(frame[column], risky) if risky.any() else frame[column]
+                if risky.any() or empty.any():
+                    safe[column] = text.mask(empty) if empty.any() else text
             bar.advance()
         # the BOM as the first name's first character: DuckDB writes it first, the file in one pass
-        safe = pa.Table.from_arrays(columns, names=["\ufeff" + names[0], *names[1:]])
+        safe.columns = ["\ufeff" + names[0], *names[1:]]
         with duckdb.connect() as con:
             quiet_progress_bar(con)  # the column counts above and below replace DuckDB's bar
             con.register("frame", safe)
             con.execute(f"COPY frame TO {literal(str(partial))} (HEADER)")
         bar.advance()
+    pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed blocks otherwise
     return True
-
-
-def _csv_column(series: pd.Series) -> pa.Array:
-    """One column of ``_write_with_duckdb``'s table: integers as they are; texts formula-guarded,
-    an empty text as missing (both are written as nothing)."""
-    if pd.api.types.is_integer_dtype(series):
-        return pa.array(series, from_pandas=True)
-    text = _arrow_text(series)
-    risky = _formula_like(text)
-    if risky.any():
-        guard, nothing = pa.scalar(_GUARD, pa.large_string()), pa.scalar("", pa.large_string())
-        text = pc.if_else(risky, pc.binary_join_element_wise(guard, text, nothing), text)
-    empty = pc.equal(text, "").fill_null(False)
-    return pc.if_else(empty, pa.scalar(None, pa.large_string()), text) if pc.any(empty).as_py() else text
 
 
 def _integers_or_text(series: pd.Series) -> bool:
