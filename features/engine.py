@@ -26,7 +26,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -245,6 +245,11 @@ def _configure(
     # set: RSS after the query 4.73 -> 3.33 GiB, peak 4.92 -> 4.38 GiB; the whole night's peak did
     # not move, docs/nightly.md; issue 18, session 12). Process-wide.
     con.execute("SET allocator_background_threads = true")
+    # DuckDB's Python client turns its terminal bar on where __main__ has no file (a REPL,
+    # `python -c`, as the benchmarks start the nightly): siyu's own counts are the progress, so a
+    # night prints the same however it was started (a notebook's kernel keeps DuckDB's display)
+    with suppress(duckdb.InvalidInputException):
+        con.execute("SET enable_progress_bar_print = false")
     if config is not None:
         con.execute(f"SET memory_limit = {_sql_value(config.memory_limit)}")
         threads = threads or config.threads

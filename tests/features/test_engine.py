@@ -29,6 +29,14 @@ def test_has_table_and_unknown_names() -> None:
         connect({"order": orders_frame()})
 
 
+def test_a_connection_never_prints_duckdbs_own_bar() -> None:
+    """DuckDB's client turns its terminal bar on where ``__main__`` has no file (``python -c``, as
+    the benchmarks start a night); siyu's connections leave printing off however Python started."""
+    con = connect({"products": products_frame()})
+    printing = con.execute("SELECT current_setting('enable_progress_bar_print')").fetchone()
+    assert printing == (False,)
+
+
 class _SlowQuery:
     """A DuckDB connection's stand-in: the query ends once its progress was read three times
     (25%, 50%, then 75%), as a long query does while it is polled."""
