@@ -1,24 +1,32 @@
 """Work a night keeps for later nights on a cadence: when a night must do it again.
 
-Two pieces of the nightly are made on some nights and kept for the nights between: the
-production model (``models.recommenders.store``, ``recommend.refit_every_days``) and the churn /
-value models' choice (``models.churn_choice``, ``segmentation.churn.rechoose_every_days``). Both
-are kept with the date they were made for, a hash of the config they were made with and a
-fingerprint of the order history up to that date, and both are made again for the same reasons
+Three pieces of the nightly are made on some nights and kept for the nights between: the
+production model (``models.recommenders.store``, ``recommend.refit_every_days``), the churn /
+value models' choice (``models.churn_choice``, ``segmentation.churn.rechoose_every_days``) and
+the clusters' k (``models.cluster_choice``, ``segmentation.clusters.rechoose_every_days``). Each
+is kept with the date it was made for, a hash of the config it was made with and a fingerprint
+of the order history up to that date, and each is made again for the same reasons
 (``redo_reason``): none stored, a cadence of 1, another config, as old as the cadence, made for
 this same night (a rerun does what the night did, so its files come out identical) or after it,
 or a history up to its date that is not the one it was made on (another data set, restated
-orders).
+orders). The two choices are small JSON documents (``write_kept`` / ``read_kept``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 from features.asof import AsOf
+from features.files import write_text_atomically
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,3 +101,26 @@ def redo_reason(
             "(another data set, or restated orders)"
         )
     return None
+
+
+def write_kept(path: Path, version: int, key: KeptKey, body: dict[str, Any]) -> Path:
+    """Store a kept choice at ``path``: ``body`` with its format ``version`` and ``key``, one JSON
+    document replaced whole (written beside it, then moved into place)."""
+    document = {**body, "format": version, "key": key.to_json()}
+    return write_text_atomically(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
+
+
+def read_kept(path: Path, version: int, what: str) -> tuple[KeptKey, dict[str, Any]] | None:
+    """The key and document of the choice stored at ``path`` (``write_kept``); None when there is
+    none, or when it cannot be read or is of another format (logged, naming ``what``): the night
+    then makes the choice again and stores a new one."""
+    if not path.is_file():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if document.get("format") != version:
+            raise ValueError(f"format {document.get('format')!r}, this version reads {version}")
+        return KeptKey.from_json(document["key"]), document
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        logger.warning("%s: the stored %s cannot be read (%s); choosing again", path, what, error)
+        return None

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.files import write_text_atomically
-from models.cadence import Cadence, KeptKey
+from models.cadence import Cadence, KeptKey, read_kept, write_kept
 from models.churn import Choice, ChurnConfig
 from models.clv import CLVConfig
 
@@ -54,30 +53,26 @@ def config_hash(clv: CLVConfig, churn: ChurnConfig) -> str:
 def write_choice(path: Path, key: KeptKey, choice: Choice) -> Path:
     """Store ``choice`` made on ``key`` at ``path`` (written beside it, then moved into place)."""
     metrics = choice.validation.reindex(columns=_METRIC_COLUMNS)
-    document = {
-        "format": CHOICE_FORMAT,
-        "key": key.to_json(),
+    body = {
         "chosen": dict(choice.chosen),
         "validation": [
             [str(t), str(c), str(m), None if pd.isna(v) else float(v)]
             for t, c, m, v in metrics.itertuples(index=False)
         ],
     }
-    return write_text_atomically(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
+    return write_kept(path, CHOICE_FORMAT, key, body)
 
 
 def read_choice(path: Path) -> StoredChoice | None:
     """The choice stored at ``path``; None when there is none or it cannot be read (logged)."""
-    if not path.is_file():
+    kept = read_kept(path, CHOICE_FORMAT, "churn model choice")
+    if kept is None:
         return None
+    key, document = kept
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        if document.get("format") != CHOICE_FORMAT:
-            raise ValueError(f"format {document.get('format')!r}, this version reads {CHOICE_FORMAT}")
-        key = KeptKey.from_json(document["key"])
         chosen = {str(target): str(name) for target, name in document["chosen"].items()}
         metrics = pd.DataFrame(document["validation"], columns=_METRIC_COLUMNS).astype({"value": "float64"})
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         logger.warning("%s: the stored churn model choice cannot be read (%s); choosing again", path, error)
         return None
     return StoredChoice(key, Choice(chosen, metrics))

@@ -52,6 +52,12 @@ class ClusterConfig(BaseModel):
     label_threshold: float = Field(0.3, gt=0, description="|mean z-score| a feature needs to name a cluster.")
     label_words: int = Field(3, ge=1)
     random_state: int = 0
+    rechoose_every_days: int = Field(
+        7,
+        ge=1,
+        description="The nightly chooses k by silhouette again after this many days; between, it "
+        "fits KMeans for the kept k on tonight's buyers (1: choose every night).",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> ClusterConfig:
@@ -76,8 +82,14 @@ class BehaviourClusters:
     def __init__(self, config: ClusterConfig | None = None) -> None:
         self.config = config or ClusterConfig()
 
-    def fit(self, features: pd.DataFrame) -> BehaviourClusters:
-        """Choose k and fit; learned: ``scaler_``, ``kmeans_``, ``k_``, ``silhouettes_``, ``order_``."""
+    def fit(self, features: pd.DataFrame, k: int | None = None) -> BehaviourClusters:
+        """Choose k and fit; learned: ``scaler_``, ``kmeans_``, ``k_``, ``silhouettes_`` (the
+        silhouette of each k tried; empty when ``k`` is given), ``order_``.
+
+        ``k``: fit KMeans for this k alone (an earlier night's choice, ``models.cluster_choice``):
+        the same model a fit that chose this k gets. None, or a k this sample cannot have (more
+        than its distinct rows less one): chosen by silhouette within [k_min, k_max].
+        """
         config = self.config
         matrix = feature_matrix(features)
         rng = np.random.default_rng(config.random_state)
@@ -88,17 +100,24 @@ class BehaviourClusters:
         k_max = min(config.k_max, len(np.unique(scaled, axis=0)) - 1)
         if k_max < config.k_min:
             raise ValueError(f"too few distinct consumers ({len(scaled)}) for k_min={config.k_min} clusters")
-        fitted: dict[int, KMeans] = {}
         self.silhouettes_: dict[int, float] = {}
-        for k in range(config.k_min, k_max + 1):
-            model = KMeans(n_clusters=k, n_init=config.n_init, random_state=config.random_state).fit(scaled)
-            fitted[k] = model
-            self.silhouettes_[k] = round(float(silhouette_score(scaled[judged], model.labels_[judged])), 6)
-            logger.info("clusters: k=%d silhouette %.4f", k, self.silhouettes_[k])
-        self.k_ = max(self.silhouettes_, key=lambda k: (self.silhouettes_[k], -k))
-        self.kmeans_ = fitted[self.k_]
+        if k is not None and config.k_min <= k <= k_max:
+            self.k_, self.kmeans_ = k, self._kmeans(k, scaled)
+        else:
+            fitted: dict[int, KMeans] = {}
+            for tried in range(config.k_min, k_max + 1):
+                fitted[tried] = model = self._kmeans(tried, scaled)
+                score = silhouette_score(scaled[judged], model.labels_[judged])
+                self.silhouettes_[tried] = round(float(score), 6)
+                logger.info("clusters: k=%d silhouette %.4f", tried, self.silhouettes_[tried])
+            self.k_ = max(self.silhouettes_, key=lambda k: (self.silhouettes_[k], -k))
+            self.kmeans_ = fitted[self.k_]
         self.order_ = self._number_by_spend(features, matrix[sample])
         return self
+
+    def _kmeans(self, k: int, scaled: np.ndarray) -> KMeans:
+        config = self.config
+        return KMeans(n_clusters=k, n_init=config.n_init, random_state=config.random_state).fit(scaled)
 
     def _number_by_spend(self, features: pd.DataFrame, sample_matrix: np.ndarray) -> np.ndarray:
         """Map raw KMeans labels to 1..k by descending mean (log) spend of the fitted sample."""

@@ -9,7 +9,7 @@ tables; ``clv_columns`` turns the BTYD fit into the export's CLV columns. No I/O
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,16 +57,21 @@ class ConsumerSummaries:
     migration: pd.DataFrame
     cluster_profiles: pd.DataFrame | None
     clusters: int | None
+    # the silhouette of each k tried (empty: k was given, or no clusters)
+    cluster_silhouettes: dict[int, float] = field(default_factory=dict)
 
 
 def segment_consumers(
     features: pd.DataFrame,
     previous: pd.DataFrame | None,
     settings: SegmentationConfig,
+    cluster_k: int | None = None,
 ) -> tuple[pd.DataFrame, ConsumerSummaries]:
     """RFM, member tier with movement and cluster of each consumer, plus the summary tables.
 
-    Raises ``PreviousTiersMismatch`` when ``previous`` names tiers the config does not have.
+    ``cluster_k``: the clusters' k kept from an earlier night (``BehaviourClusters.fit``'s
+    ``k``); None: chosen by silhouette. Raises ``PreviousTiersMismatch`` when ``previous``
+    names tiers the config does not have.
     """
     # seconds each at 1M consumers: counted parts, so the step is never a silent stretch
     with progress("consumer segments", total=4, unit="parts") as bar:
@@ -89,7 +94,7 @@ def segment_consumers(
         for column in (*carried, ConsumerCol.TOP_CATEGORY):
             consumers[column] = features[column]
         bar.advance()
-        clusters, profiles = _clusters(features, settings)
+        clusters, profiles, silhouettes = _clusters(features, settings, cluster_k)
         consumers[ClusterCol.CLUSTER] = clusters[ClusterCol.CLUSTER]
         consumers[ClusterCol.LABEL] = clusters[ClusterCol.LABEL]
         bar.advance()
@@ -99,15 +104,17 @@ def segment_consumers(
             migration=migration_matrix(moved, settings.member_tiers),
             cluster_profiles=profiles,
             clusters=None if profiles is None else len(profiles),
+            cluster_silhouettes=silhouettes,
         )
         bar.advance()
     return consumers, summaries
 
 
 def _clusters(
-    features: pd.DataFrame, settings: SegmentationConfig
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Cluster number and label of every consumer (empty for non-buyers or when disabled)."""
+    features: pd.DataFrame, settings: SegmentationConfig, k: int | None
+) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[int, float]]:
+    """Cluster number and label of every consumer (empty for non-buyers or when disabled), the
+    profiles, and the silhouette of each k tried (none when ``k``, kept, was fitted)."""
     empty = pd.DataFrame(
         {
             ClusterCol.CLUSTER: pd.Series(pd.NA, index=features.index, dtype="Int64"),
@@ -118,15 +125,18 @@ def _clusters(
     if not settings.clusters.enabled or len(buyers) <= settings.clusters.k_min:
         if settings.clusters.enabled:
             logger.warning("clusters: only %d buyers, too few to cluster; cluster left empty", len(buyers))
-        return empty, None
-    model = BehaviourClusters(settings.clusters).fit(buyers)
+        return empty, None, {}
+    model = BehaviourClusters(settings.clusters).fit(buyers, k)
     labels = model.predict(buyers)
     profiles = model.profile(buyers, labels)
-    logger.info("clusters: k=%d chosen by silhouette %s", model.k_, model.silhouettes_)
+    if model.silhouettes_:
+        logger.info("clusters: k=%d chosen by silhouette %s", model.k_, model.silhouettes_)
+    else:
+        logger.info("clusters: k=%d kept from an earlier night", model.k_)
     empty.loc[buyers.index, ClusterCol.CLUSTER] = labels
     names = profiles.set_index(ClusterCol.CLUSTER)[ClusterCol.LABEL]
     empty.loc[buyers.index, ClusterCol.LABEL] = labels.map(names).astype("string")
-    return empty, profiles
+    return empty, profiles, model.silhouettes_
 
 
 def clv_columns(

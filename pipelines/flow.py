@@ -22,6 +22,8 @@ Folders, under the work directory (``--out`` or ``work_dir``)::
     production_model/   the production model kept between fits (recommend.refit_every_days)
     churn_choice.json   the churn / value models' choice kept between nights
                         (segmentation.churn.rechoose_every_days, ``models.churn_choice``)
+    cluster_choice.json the clusters' k kept between nights
+                        (segmentation.clusters.rechoose_every_days, ``models.cluster_choice``)
     prefect/            Prefect's home (its SQLite database) when no PREFECT_API_URL is set;
                         prefect/task_results/ the persisted results of the resumable steps
     exports/<as_of>     the published export; exports/current and exports/CURRENT point at it
@@ -436,7 +438,6 @@ def segment(
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> SegmentationOutcome:
     """RFM, member tiers, clusters, CLV, distributor tiers and tags (``pipelines.steps.segment``)."""
-    from models.churn_choice import CHOICE_FILE
     from pipelines.steps.segment import run_segmentation
 
     history = nightly_steps.history(previous, StepFile.CONSUMER_TIERS)
@@ -449,7 +450,7 @@ def segment(
         history,
         con,
         settings.locale,
-        choice_store=outputs.parent / CHOICE_FILE,  # segmentation.churn.rechoose_every_days
+        kept_dir=outputs.parent,  # churn_choice.json, cluster_choice.json: the *.rechoose_every_days
     )
 
 

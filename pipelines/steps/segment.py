@@ -9,12 +9,15 @@ Every column is documented in docs/segmentation.md.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import duckdb
 import numpy as np
@@ -35,9 +38,12 @@ from features.messages import DEFAULT_LOCALE, Messages
 from features.progress import progress
 from features.timing import Stopwatch
 from features.vocabulary import DistributorFeatureCol, ExportCol, TagCol
-from models.cadence import KeptKey, redo_reason
+from models.cadence import Cadence, KeptKey, redo_reason
 from models.churn import Choice
-from models.churn_choice import RECHOOSE, config_hash, read_choice, write_choice
+from models.churn_choice import CHOICE_FILE, RECHOOSE, read_choice, write_choice
+from models.churn_choice import config_hash as churn_config_hash
+from models.cluster_choice import K_FILE, RECHOOSE_K, read_k, write_k
+from models.cluster_choice import config_hash as cluster_config_hash
 from models.clv import warm_up
 from models.distributor_tiers import (
     assign_distributor_tiers,
@@ -62,6 +68,7 @@ from reporting.excel import read_history, twin_path, write_excel_csv
 from reporting.localize import localize_frame, tag_labels
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # sort keys of consumer_tiers' rows (dropped before writing)
 _SEGMENT_RANK, _VALUE = "_segment_rank", "_expected_value"
@@ -95,7 +102,7 @@ def run_segmentation(
     previous_dir: Path | None,
     con: duckdb.DuckDBPyConnection | None = None,
     locale: str = DEFAULT_LOCALE,
-    choice_store: Path | None = None,
+    kept_dir: Path | None = None,
 ) -> SegmentationOutcome:
     """Segment every consumer and distributor as of ``as_of``; write the exports under ``out_dir``.
 
@@ -104,8 +111,10 @@ def run_segmentation(
     consumer's previous tier and movement. ``con`` is the run's engine session (the nightly
     hands its own); None opens one over ``clean_paths``. ``locale`` (the config's ``locale``)
     is the language of the CSVs' headers and labels; the Parquet files keep English codes.
-    ``choice_store``: the file that keeps the churn / value models' choice between nights
-    (``models.churn_choice``; the nightly's ``<work>/churn_choice.json``); None: choose tonight.
+    ``kept_dir``: the folder that keeps the segmentation's choices between nights (the nightly's
+    work directory): the churn / value models' choice (``models.churn_choice``,
+    ``churn_choice.json``) and the clusters' k (``models.cluster_choice``,
+    ``cluster_choice.json``); None: every choice is made tonight and none is stored.
     """
     as_of = AsOf.of(as_of)
     messages = Messages.load(locale)
@@ -113,7 +122,7 @@ def run_segmentation(
     con = con if con is not None else connect(clean_paths)
     # Every builder orders its result explicitly, so DuckDB need not keep scan order (faster, leaner).
     with setting(con, "preserve_insertion_order", False):
-        return _segment(con, as_of, settings, out_dir, previous, previous_dir, messages, choice_store)
+        return _segment(con, as_of, settings, out_dir, previous, previous_dir, messages, kept_dir)
 
 
 def _segment(
@@ -124,7 +133,7 @@ def _segment(
     previous: pd.DataFrame | None,
     previous_dir: Path | None,
     messages: Messages,
-    choice_store: Path | None,
+    kept_dir: Path | None,
 ) -> SegmentationOutcome:
     watch = Stopwatch("segmentation", logger)
     clv_warm_up = _warm_up_clv_meanwhile(settings)
@@ -133,7 +142,7 @@ def _segment(
     )
     watch.lap("consumer features")
     frames = _clv_frames(con, as_of, settings)
-    choice = _ChoiceCadence.open(choice_store, con, as_of, settings) if frames is not None else None
+    choices = _Choices.open(kept_dir, con, as_of, settings)
     if clv_warm_up is not None:
         clv_warm_up.join()
     watch.lap("clv frames")
@@ -142,7 +151,7 @@ def _segment(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="siyu-tags") as side:
         tags = side.submit(_write_tags, features, settings, out_dir, messages)
         consumers, summaries, clv, paths = _consumers(
-            features, frames, choice, as_of, settings, out_dir, previous, previous_dir, messages, watch
+            features, frames, choices, as_of, settings, out_dir, previous, previous_dir, messages, watch
         )
         paths[StepFile.PROFILE_TAGS] = tags.result()
     watch.lap("consumer exports and tags")
@@ -171,7 +180,7 @@ def _segment(
 def _consumers(
     features: pd.DataFrame,
     frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None,
-    choice: _ChoiceCadence | None,
+    choices: _Choices,
     as_of: AsOf,
     settings: SegmentationConfig,
     out_dir: Path,
@@ -186,14 +195,16 @@ def _consumers(
         # on one thread they are as fast alone and 3x faster on a busy machine than OpenMP/BLAS
         # threads spinning against other work (sim100k under load: 32.5s -> 11.3s, same clusters).
         with threadpool_limits(limits=1):
-            consumers, summaries = segment_consumers(features, previous, settings)
+            kept_k = None if choices.clusters is None else choices.clusters.carried
+            consumers, summaries = segment_consumers(features, previous, settings, kept_k)
     except PreviousTiersMismatch as error:
         where = previous_dir / StepFile.CONSUMER_TIERS if previous_dir else "previous tiers"
         raise SiyuError(
             f"{where}: {error}\n  fix: pass --previous with an earlier run made with the same member tiers"
         ) from None
+    choices.store_clusters(summaries)
     watch.lap("rfm, member tiers and clusters")
-    clv = _clv(frames, choice, as_of, settings)
+    clv = _clv(frames, choices.churn, as_of, settings)
     if clv is not None:
         typed = clv.astype({Col.CONSUMER_ID: consumers[Col.CONSUMER_ID].dtype})
         consumers = consumers.merge(typed, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
@@ -406,7 +417,7 @@ def _clv_frames(
 
 def _clv(
     frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None,
-    choice: _ChoiceCadence | None,
+    choice: _Kept[Choice] | None,
     as_of: AsOf,
     settings: SegmentationConfig,
 ) -> pd.DataFrame | None:
@@ -421,43 +432,97 @@ def _clv(
     else:
         logger.info("churn / value models chosen on the window before %s: %s", as_of, clv.attrs["chosen"])
         if choice is not None and clv.attrs["validation"]:  # a choice was made (not the no-choice fallback)
-            choice.store(Choice(dict(clv.attrs["chosen"]), pd.DataFrame(clv.attrs["validation"])))
+            made = Choice(dict(clv.attrs["chosen"]), pd.DataFrame(clv.attrs["validation"]))
+            write_choice(choice.path, choice.key, made)
     return clv
 
 
 @dataclass
-class _ChoiceCadence:
-    """Tonight's side of ``models.churn_choice``: the stored choice when it holds, else the key
-    a choice made tonight is stored under."""
+class _Kept(Generic[T]):
+    """Tonight's side of a choice kept between nights (``models.cadence``): the stored choice
+    when it holds (``carried``, made as of ``made_on``), else None, and the key a choice made
+    tonight is stored under (``key``)."""
 
     path: Path
-    carried: Choice | None
+    carried: T | None
     made_on: date | None
-    key: KeptKey | None  # None when the stored choice holds (nothing is stored tonight)
+    digest: str
+    as_of: AsOf
+    fingerprint: Callable[[date], str]
 
     @classmethod
     def open(
-        cls, path: Path | None, con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConfig
-    ) -> _ChoiceCadence | None:
-        """The cadence over ``path`` (None: no store, choose tonight); logs why it chooses again."""
-        if path is None:
-            return None
-        stored = read_choice(path)
-        digest = config_hash(settings.clv, settings.churn)
-        reason = redo_reason(
-            RECHOOSE,
-            settings.churn.rechoose_every_days,
-            None if stored is None else stored.key,
-            digest,
-            as_of,
-            lambda day: history_fingerprint(con, AsOf.of(day)),
-        )
-        if reason is None and stored is not None:
-            return cls(path, stored.choice, stored.key.as_of, None)
-        logger.info("churn / value models: comparing the candidates tonight (%s)", reason)
-        return cls(path, None, None, KeptKey(digest, as_of.date, history_fingerprint(con, as_of)))
+        cls,
+        path: Path,
+        cadence: Cadence,
+        every_days: int,
+        stored: tuple[KeptKey, T] | None,
+        digest: str,
+        as_of: AsOf,
+        fingerprint: Callable[[date], str],
+        again: str,
+    ) -> _Kept[T]:
+        """The stored choice when ``models.cadence.redo_reason`` finds none; else logs ``again``
+        with the reason."""
+        key, value = (None, None) if stored is None else stored
+        reason = redo_reason(cadence, every_days, key, digest, as_of, fingerprint)
+        if reason is None and key is not None:
+            return cls(path, value, key.as_of, digest, as_of, fingerprint)
+        logger.info("%s (%s)", again, reason)
+        return cls(path, None, None, digest, as_of, fingerprint)
 
-    def store(self, choice: Choice) -> None:
-        if self.key is None:
+    @property
+    def key(self) -> KeptKey:
+        if self.carried is not None:
             raise RuntimeError("a choice kept from an earlier night is not stored again")
-        write_choice(self.path, self.key, choice)
+        return KeptKey(self.digest, self.as_of.date, self.fingerprint(self.as_of.date))
+
+
+@dataclass(frozen=True)
+class _Choices:
+    """The choices the segmentation keeps between nights (None: no store, every choice made tonight)."""
+
+    churn: _Kept[Choice] | None
+    clusters: _Kept[int] | None
+
+    @classmethod
+    def open(
+        cls, folder: Path | None, con: duckdb.DuckDBPyConnection, as_of: AsOf, settings: SegmentationConfig
+    ) -> _Choices:
+        if folder is None:
+            return cls(None, None)
+        fingerprint = functools.cache(lambda day: history_fingerprint(con, AsOf.of(day)))
+        churn = None
+        if settings.clv.enabled:
+            stored = read_choice(folder / CHOICE_FILE)
+            churn = _Kept.open(
+                folder / CHOICE_FILE,
+                RECHOOSE,
+                settings.churn.rechoose_every_days,
+                None if stored is None else (stored.key, stored.choice),
+                churn_config_hash(settings.clv, settings.churn),
+                as_of,
+                fingerprint,
+                "churn / value models: comparing the candidates tonight",
+            )
+        clusters = None
+        if settings.clusters.enabled:
+            kept_k = read_k(folder / K_FILE)
+            clusters = _Kept.open(
+                folder / K_FILE,
+                RECHOOSE_K,
+                settings.clusters.rechoose_every_days,
+                None if kept_k is None else (kept_k.key, kept_k.k),
+                cluster_config_hash(settings.clusters),
+                as_of,
+                fingerprint,
+                "clusters: choosing k by silhouette tonight",
+            )
+        return cls(churn, clusters)
+
+    def store_clusters(self, summaries: ConsumerSummaries) -> None:
+        """Store tonight's k when tonight chose it (a kept k that no longer fits is chosen again)."""
+        if self.clusters is None or not summaries.cluster_silhouettes or summaries.clusters is None:
+            return
+        kept = replace(self.clusters, carried=None)
+        write_k(kept.path, kept.key, summaries.clusters, summaries.cluster_silhouettes)

@@ -69,3 +69,27 @@ def test_refit_is_deterministic() -> None:
 def test_config_range_is_checked() -> None:
     with pytest.raises(ValidationError, match="k_max"):
         ClusterConfig(k_min=5, k_max=4)
+
+
+def test_a_kept_k_fits_the_model_a_fit_that_chose_it_gets_without_trying_the_others() -> None:
+    """``fit(frame, k)``: KMeans for that k alone, the same centres, numbering and clusters as a
+    fit that chose k by silhouette (models.cluster_choice keeps k between nights)."""
+    frame, _ = planted(seed=3)
+    chosen = BehaviourClusters(CONFIG).fit(frame)
+    for k in (chosen.k_, 4):  # the k a fit chooses, and another k within the range
+        kept = BehaviourClusters(CONFIG).fit(frame, k)
+        assert kept.k_ == k and kept.silhouettes_ == {}
+        alone = BehaviourClusters(CONFIG.model_copy(update={"k_min": k, "k_max": k})).fit(frame)
+        np.testing.assert_array_equal(kept.kmeans_.cluster_centers_, alone.kmeans_.cluster_centers_)
+        np.testing.assert_array_equal(kept.order_, alone.order_)
+        pd.testing.assert_series_equal(kept.predict(frame), alone.predict(frame))
+    kept = BehaviourClusters(CONFIG).fit(frame, chosen.k_)
+    np.testing.assert_array_equal(kept.kmeans_.cluster_centers_, chosen.kmeans_.cluster_centers_)
+    pd.testing.assert_series_equal(kept.predict(frame), chosen.predict(frame))
+
+
+@pytest.mark.parametrize("k", [1, 7, 50])
+def test_a_kept_k_out_of_the_configured_range_is_chosen_again(k: int) -> None:
+    frame, _ = planted()
+    refit = BehaviourClusters(CONFIG).fit(frame, k)
+    assert refit.k_ == 3 and set(refit.silhouettes_) == {2, 3, 4, 5, 6}

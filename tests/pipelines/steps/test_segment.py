@@ -405,13 +405,11 @@ def test_the_churn_choice_is_kept_between_nights_and_made_again_when_due(
     settings = SETTINGS.model_copy(update={"clv": CLVConfig(horizon_days=30), "churn": churn})
     store, tonight = tmp_path / "churn_choice.json", validated.as_of
     clean = validated.clean_paths
-    first = run_segmentation(
-        clean, tonight.days_before(1), settings, tmp_path / "a", None, choice_store=store
-    )
+    first = run_segmentation(clean, tonight.days_before(1), settings, tmp_path / "a", None, kept_dir=tmp_path)
     assert json.loads(store.read_text())["key"]["as_of"] == tonight.days_before(1).date.isoformat()
 
     with caplog.at_level("INFO", logger="pipelines.steps.segment"):
-        kept = run_segmentation(clean, tonight, settings, tmp_path / "b", None, choice_store=store)
+        kept = run_segmentation(clean, tonight, settings, tmp_path / "b", None, kept_dir=tmp_path)
     assert "churn / value models: kept the choice of" in caplog.text
     assert (
         json.loads(store.read_text())["key"]["as_of"] == tonight.days_before(1).date.isoformat()
@@ -424,6 +422,40 @@ def test_the_churn_choice_is_kept_between_nights_and_made_again_when_due(
     caplog.clear()
     every_night = settings.model_copy(update={"churn": churn.model_copy(update={"rechoose_every_days": 1})})
     with caplog.at_level("INFO", logger="pipelines.steps.segment"):
-        run_segmentation(clean, tonight, every_night, tmp_path / "d", None, choice_store=store)
+        run_segmentation(clean, tonight, every_night, tmp_path / "d", None, kept_dir=tmp_path)
     assert "comparing the candidates tonight (segmentation.churn.rechoose_every_days is 1" in caplog.text
+    assert json.loads(store.read_text())["key"]["as_of"] == tonight.date.isoformat()
+
+
+def test_the_clusters_k_is_kept_between_nights_and_chosen_again_when_due(
+    validated, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a store (the nightly's ``cluster_choice.json``) a night fits KMeans for the k an
+    earlier night chose (``clusters.rechoose_every_days``): the same files as a night that
+    chose that k itself, without trying the others."""
+    settings = SETTINGS.model_copy(update={"clv": CLVConfig(enabled=False)})
+    store, tonight, clean = tmp_path / "cluster_choice.json", validated.as_of, validated.clean_paths
+    first = run_segmentation(clean, tonight.days_before(1), settings, tmp_path / "a", None, kept_dir=tmp_path)
+    stored = json.loads(store.read_text())
+    assert stored["key"]["as_of"] == tonight.days_before(1).date.isoformat()
+    assert stored["k"] == first.clusters and str(first.clusters) in stored["silhouettes"]
+
+    with caplog.at_level("INFO", logger="models.segmentation"):
+        kept = run_segmentation(clean, tonight, settings, tmp_path / "b", None, kept_dir=tmp_path)
+    assert f"clusters: k={first.clusters} kept from an earlier night" in caplog.text
+    assert "chosen by silhouette" not in caplog.text
+    assert json.loads(store.read_text()) == stored  # not stored again
+    chosen_tonight = run_segmentation(clean, tonight, settings, tmp_path / "c", None)
+    assert kept.clusters == chosen_tonight.clusters
+    for name in (StepFile.CONSUMER_TIERS, StepFile.CONSUMER_TIERS_TWIN, StepFile.CLUSTER_PROFILES):
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
+
+    caplog.clear()
+    clusters = settings.clusters.model_copy(update={"rechoose_every_days": 1})
+    every_night = settings.model_copy(update={"clusters": clusters})
+    with caplog.at_level("INFO"):
+        run_segmentation(clean, tonight, every_night, tmp_path / "d", None, kept_dir=tmp_path)
+    assert "clusters: choosing k by silhouette tonight (segmentation.clusters.rechoose_every_days is 1" in (
+        caplog.text
+    )
     assert json.loads(store.read_text())["key"]["as_of"] == tonight.date.isoformat()
