@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 K_FORMAT = 1
 K_FILE = "cluster_choice.json"  # its name in the nightly's work directory
 _WHAT = "clusters' k"
+_K = "k"  # vocabulary: a value, not a column
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def config_hash(clusters: ClusterConfig) -> str:
 
 def write_k(path: Path, key: KeptKey, k: int, silhouettes: dict[int, float]) -> Path:
     """Store ``k`` chosen on ``key`` (by ``silhouettes``) at ``path``."""
-    body = {"k": k, "silhouettes": {str(tried): value for tried, value in silhouettes.items()}}
+    body = {_K: k, "silhouettes": {str(tried): value for tried, value in silhouettes.items()}}
     return write_kept(path, K_FORMAT, key, body)
 
 
@@ -57,7 +58,7 @@ def read_k(path: Path) -> StoredK | None:
         return None
     key, document = kept
     try:
-        k = int(document["k"])
+        k = int(document[_K])
         silhouettes = {int(tried): float(value) for tried, value in document["silhouettes"].items()}
         if k not in silhouettes:
             raise ValueError(f"k {k} is not among the k tried {sorted(silhouettes)}")

@@ -440,6 +440,7 @@ def test_the_clusters_k_is_kept_between_nights_and_chosen_again_when_due(
     assert stored["key"]["as_of"] == tonight.days_before(1).date.isoformat()
     assert stored["k"] == first.clusters and str(first.clusters) in stored["silhouettes"]
 
+    caplog.clear()
     with caplog.at_level("INFO", logger="models.segmentation"):
         kept = run_segmentation(clean, tonight, settings, tmp_path / "b", None, kept_dir=tmp_path)
     assert f"clusters: k={first.clusters} kept from an earlier night" in caplog.text
