@@ -212,9 +212,10 @@ def nightly_flow(
             books = limits.in_thread(segment_books).submit(outputs, settings.workbooks, settings.locale)
             recommenders = limits(train_recommenders)(validated, settings, outputs, con)
         decision = limits(register)(recommenders, settings, work, run_id)
-        books_written = books.result()
         sources = limits(choose_exports)(outputs, recommenders, decision, settings, work)
-        sources = limits(workbooks)(sources, outputs, settings.workbooks, settings.locale, books_written)
+        # the share kit while the child may still write marketing.xlsx and quality.xlsx
+        sources = limits(workbooks)(sources, outputs, settings.workbooks, settings.locale, {})
+        sources = {**sources, **books.result()}
         published = limits(publish)(sources, exports_dir, validated, settings, run_id, decision)
         limits(promote)(decision, settings, work)
         report = limits(run_report)(outputs, work, validated.as_of, run_id, exports_dir)

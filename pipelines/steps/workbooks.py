@@ -11,8 +11,9 @@ share_kit.csv: the CSVs keep every row, the data dictionary says when a sheet is
 marketing.xlsx and quality.xlsx show only the segmentation's and the quality gate's files, so
 the nightly has them written by ``segment_workbooks`` in a child process while the recommenders
 train (XlsxWriter is pure Python: in a thread it would hold the GIL against the scoring pass),
-and ``run_workbooks`` is handed them and writes only the share kit. Their bytes are the same as
-when ``run_workbooks`` writes them itself.
+and ``run_workbooks`` writes only the share kit, while the child may still be at work (on the
+next night at 1M the child ends after the recommenders). Their bytes are the same as when
+``run_workbooks`` writes them itself.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def run_workbooks(
 
     ``sources``: export name -> path of what the run publishes (``choose_exports``). A workbook
     whose files are all absent (a step that did not run) is not written. ``books``: marketing.xlsx
-    and quality.xlsx when they are already written (``segment_workbooks``); None: written here.
+    and quality.xlsx written elsewhere, added to what is returned (the nightly hands ``{}`` and
+    adds them itself once ``segment_workbooks``, beside, is done); None: written here.
     """
     config = config or WorkbookConfig()
     messages = Messages.load(locale)
