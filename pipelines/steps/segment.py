@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -473,8 +473,7 @@ class _Kept(Generic[T]):
 
     @property
     def key(self) -> KeptKey:
-        if self.carried is not None:
-            raise RuntimeError("a choice kept from an earlier night is not stored again")
+        """What a choice made tonight is stored under."""
         return KeptKey(self.digest, self.as_of.date, self.fingerprint(self.as_of.date))
 
 
@@ -524,5 +523,4 @@ class _Choices:
         """Store tonight's k when tonight chose it (a kept k that no longer fits is chosen again)."""
         if self.clusters is None or not summaries.cluster_silhouettes or summaries.clusters is None:
             return
-        kept = replace(self.clusters, carried=None)
-        write_k(kept.path, kept.key, summaries.clusters, summaries.cluster_silhouettes)
+        write_k(self.clusters.path, self.clusters.key, summaries.clusters, summaries.cluster_silhouettes)
