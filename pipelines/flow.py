@@ -59,7 +59,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -100,7 +100,7 @@ from pipelines.runtime import (
 )
 from pipelines.steps.quality import QualityOutcome, run_quality
 from pipelines.steps.validate import Validated, load_and_validate, resolve_data_dir
-from pipelines.steps.workbooks import run_workbooks, segment_workbooks
+from pipelines.steps.workbooks import ChildProcess, run_workbooks, segment_workbooks
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -196,6 +196,7 @@ def nightly_flow(
         forward_module_logs(),
         run_clock(_flow_run_id(), settings.flow) as clock,
         progress_artifacts(),
+        ExitStack() as later,  # what the night starts ahead of its use, ended however the night ends
     ):
         exports_dir = settings.publish.exports_dir or work / Folder.EXPORTS
         source = limits(prepare_data)(settings, data_dir)
@@ -207,9 +208,13 @@ def nightly_flow(
             outputs = limits(prepare_outputs)(work, validated, settings)
             run_id = limits(open_run)(settings, work, validated, source)
             con = limits(open_engine)(engine, validated, settings, work, run_id)
+            # the workbooks' child starts its interpreter beside segmentation, which leaves a core idle
+            books_child = later.enter_context(ChildProcess())
             segments, quality = segment_and_grade(limits, validated, settings, outputs, previous, con)
-            # marketing.xlsx and quality.xlsx (segments, quality) in a child process beside the recommenders
-            books = limits.in_thread(segment_books).submit(outputs, settings.workbooks, settings.locale)
+            # marketing.xlsx and quality.xlsx (segments, quality) in the child beside the recommenders
+            books = limits.in_thread(segment_books).submit(
+                outputs, settings.workbooks, settings.locale, books_child
+            )
             recommenders = limits(train_recommenders)(validated, settings, outputs, con)
         decision = limits(register)(recommenders, settings, work, run_id)
         sources = limits(choose_exports)(outputs, recommenders, decision, settings, work)

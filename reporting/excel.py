@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -69,12 +70,29 @@ def _text_marks(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     ``_FORMULA_PREFIXES``) and which are empty; a missing value is neither. Found by Arrow's
     string kernels on ``CSV_BLOCK_ROWS`` rows at a time (an Arrow copy of one block alive at once)."""
     risky, empty = np.zeros(len(series), dtype=bool), np.zeros(len(series), dtype=bool)
-    for start in range(0, len(series), CSV_BLOCK_ROWS):
-        text = _arrow_text(series.iloc[start : start + CSV_BLOCK_ROWS])
-        found = functools.reduce(pc.or_, (pc.starts_with(text, prefix) for prefix in _FORMULA_PREFIXES))
-        risky[start : start + len(text)] = found.fill_null(False).to_numpy(zero_copy_only=False)
+    for start, text in _arrow_blocks(series):
+        risky[start : start + len(text)] = _arrow_starts_with(text, _FORMULA_PREFIXES)
         empty[start : start + len(text)] = pc.equal(text, "").fill_null(False).to_numpy(zero_copy_only=False)
     return risky, empty
+
+
+def _starts_with(series: pd.Series, prefixes: tuple[str, ...]) -> np.ndarray:
+    """Which values of ``series`` are texts starting with one of ``prefixes`` (Arrow's kernels)."""
+    found = np.zeros(len(series), dtype=bool)
+    for start, text in _arrow_blocks(series):
+        found[start : start + len(text)] = _arrow_starts_with(text, prefixes)
+    return found
+
+
+def _arrow_blocks(series: pd.Series) -> Iterator[tuple[int, pa.Array]]:
+    """(first row, Arrow text) of ``CSV_BLOCK_ROWS`` rows of ``series`` at a time (one copy alive)."""
+    for start in range(0, len(series), CSV_BLOCK_ROWS):
+        yield start, _arrow_text(series.iloc[start : start + CSV_BLOCK_ROWS])
+
+
+def _arrow_starts_with(text: pa.Array, prefixes: tuple[str, ...]) -> np.ndarray:
+    found = functools.reduce(pc.or_, (pc.starts_with(text, prefix) for prefix in prefixes))
+    return found.fill_null(False).to_numpy(zero_copy_only=False)
 
 
 def _arrow_text(series: pd.Series) -> pa.Array:
@@ -208,11 +226,11 @@ def _unguarded(frame: pd.DataFrame) -> pd.DataFrame:
     """Text cells with the formula guard's quote taken off (the inverse of ``neutralise_formulas``)."""
     plain = frame.copy()
     for column in plain.columns:
-        text = plain[column].astype("string")
-        quoted = text.str.startswith(_GUARD).fillna(False)
-        if not quoted.any():  # most columns: one pass, no string copies
+        quoted = _starts_with(plain[column], (_GUARD,))
+        if not quoted.any():  # most columns: one pass by Arrow's kernels, no string copies
             continue
-        guarded = quoted & text.str[1:].str.startswith(_FORMULA_PREFIXES).fillna(False)
+        text = plain[column].astype("string")
+        guarded = quoted & text.str[1:].str.startswith(_FORMULA_PREFIXES).fillna(False).to_numpy(bool)
         if guarded.any():
             plain[column] = text.mask(guarded, text.str[1:]).astype(object)
     return plain

@@ -129,7 +129,10 @@ def write_books(
 
 
 def segment_workbooks(
-    outputs: Path, config: WorkbookConfig | None = None, locale: str = DEFAULT_LOCALE
+    outputs: Path,
+    config: WorkbookConfig | None = None,
+    locale: str = DEFAULT_LOCALE,
+    child: ChildProcess | None = None,
 ) -> dict[str, Path]:
     """marketing.xlsx and quality.xlsx from the segmentation's and the quality gate's files in
     ``outputs``, written by a child process (``write_books``, the same bytes); name -> path.
@@ -138,12 +141,16 @@ def segment_workbooks(
     child holds its own GIL, and runs ``BESIDE_NICENESS`` steps nicer than the night, so it takes
     the CPU the recommenders leave idle (the first night's single-threaded fits) and little of
     what they use (the scoring pass on both cores). Its log lines and progress counts are logged
-    here as they come.
+    here as they come. ``child``: a process started earlier for this call (``ChildProcess``),
+    used when it has not been called yet (a retried task starts a new one).
     """
     shown = {file for _, file in MARKETING_SHEETS + QUALITY_SHEETS}
     sources = {file: outputs / file for file in sorted(shown) if (outputs / file).is_file()}
     books = config or WorkbookConfig()
-    return in_child_process(write_books, sources, outputs, books, locale, niceness=BESIDE_NICENESS)
+    call = (write_books, sources, outputs, books, locale)
+    if child is not None and child.waiting:
+        return child.call(*call, niceness=BESIDE_NICENESS)
+    return in_child_process(*call, niceness=BESIDE_NICENESS)
 
 
 # How much nicer than the night the side workbooks' process runs (``os.nice``). Measured at 10M
@@ -153,38 +160,116 @@ BESIDE_NICENESS = 10
 
 
 def in_child_process(fn: Callable[..., Any], *args: Any, niceness: int = 0) -> Any:
-    """``fn(*args)`` in a fresh Python process, its log records handled by this process's loggers
-    in this thread as they arrive (so a Prefect task run receives them); its result, or its
-    exception raised here. ``fn`` and ``args`` are pickled: a module-level function, plain values.
-    ``niceness``: added to the child's CPU niceness (``os.nice``) before it runs ``fn``.
+    """``fn(*args)`` in a fresh Python process (``ChildProcess``): its result, or its exception
+    raised here. ``niceness``: added to the child's CPU niceness (``os.nice``) before it runs."""
+    with ChildProcess() as child:
+        return child.call(fn, *args, niceness=niceness)
+
+
+class ChildProcess:
+    """A fresh Python process that imports this module at once, then waits for one call.
+
+    Started ahead of its call, it spends its interpreter start and imports (about 0.6 s of CPU)
+    while the night has a core to spare (the nightly starts it before segmentation, whose Python
+    holds one core). ``call`` runs ``fn(*args)`` there: the child's log records are handled by
+    this process's loggers, in the calling thread, as they arrive (so a Prefect task run receives
+    them), and its result is returned or its exception raised here. ``fn`` and ``args`` are
+    pickled: a module-level function, plain values. ``close`` (or leaving a ``with`` block) ends
+    a child that was never called, or kills one still at work (a night that failed meanwhile).
 
     A new interpreter (``subprocess``), not ``multiprocessing``: the flow runs threads, so it must
     not fork, and a spawned ``multiprocessing`` child would first run the caller's ``__main__``
     script again (a script without an ``if __name__ == "__main__"`` guard would start itself).
     The child imports from this process's ``sys.path``; it reports on a pipe of its own.
     """
-    level = min(logging.getLogger(name).getEffectiveLevel() for name in ("siyu", *_PACKAGES))
-    read_end, write_end = os.pipe()
-    environment = {**os.environ, "SIYU_PROGRESS": "log"}  # progress as log lines, never a terminal bar
-    command = [sys.executable, "-c", _CHILD_BOOT, str(write_end)]
-    with subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=(write_end,), env=environment) as child:
-        os.close(write_end)
-        with os.fdopen(read_end, "rb") as reports:
-            call = cast(BinaryIO, child.stdin)
-            try:
-                pickle.dump(sys.path, call)
-                pickle.dump((level, niceness, fn, args), call)
-            finally:
-                call.close()  # a child left waiting for its call sees the end and stops
-            outcome = _relay(reports)
-    if outcome is None:
-        ended = f"exit {child.returncode}"
-        raise RuntimeError(f"{fn.__qualname__}: the child process ended ({ended}) without a result")
-    kind, value = outcome
-    if kind == _FAILED:
-        raise value
-    return value
 
+    def __init__(self) -> None:
+        read_end, write_end = os.pipe()
+        environment = {**os.environ, "SIYU_PROGRESS": "log"}  # progress as log lines, never a terminal bar
+        command = [sys.executable, "-c", _CHILD_BOOT, str(write_end)]
+        try:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, pass_fds=(write_end,), env=environment
+            )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        self._reports = os.fdopen(read_end, "rb")
+        self._call = cast(BinaryIO, self._process.stdin)
+        self._lock = threading.Lock()
+        self._state = _WAITING
+        try:
+            pickle.dump(sys.path, self._call)
+            self._call.flush()
+        except OSError:  # it died at once: its call raises, saying how it ended
+            self._process.wait()
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the child still waits for its call (not called, not closed, not dead)."""
+        return self._state == _WAITING and self._process.poll() is None
+
+    def call(self, fn: Callable[..., Any], *args: Any, niceness: int = 0) -> Any:
+        """``fn(*args)`` in the child, once: its result, or its exception raised here."""
+        with self._lock:
+            if self._state != _WAITING:
+                raise RuntimeError(f"this child process cannot take a call ({self._state})")
+            self._state = _WORKING
+        level = min(logging.getLogger(name).getEffectiveLevel() for name in ("siyu", *_PACKAGES))
+        try:
+            try:
+                pickle.dump((level, niceness, fn, args), self._call)
+            finally:
+                self._call.close()  # the child reads its call to the end
+            outcome = _relay(self._reports)
+        except BrokenPipeError:  # the child died before its call was read
+            outcome = None
+        finally:
+            self._reports.close()
+            with self._lock:
+                self._state = _DONE
+            self._end(kill=False)
+        if outcome is None:
+            ended = f"exit {self._process.returncode}"
+            raise RuntimeError(f"{fn.__qualname__}: the child process ended ({ended}) without a result")
+        kind, value = outcome
+        if kind == _FAILED:
+            raise value
+        return value
+
+    def close(self) -> None:
+        """End the child: one never called stops when its call's pipe closes; one still at work
+        (a night that failed meanwhile, closing it from another thread) is killed, and its
+        caller's ``call`` raises. Safe to call more than once."""
+        with self._lock:
+            state, self._state = self._state, _DONE
+        if state == _WAITING:
+            self._call.close()  # the child sees the end of its call's pipe and stops
+            self._reports.close()
+            self._end(kill=False)
+        elif state == _WORKING:
+            self._end(kill=True)  # the caller's relay then reads the end of the pipe
+
+    def _end(self, kill: bool) -> None:
+        if kill:
+            self._process.kill()
+        try:
+            self._process.wait(timeout=_CLOSE_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def __enter__(self) -> ChildProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_WAITING, _WORKING, _DONE = "waiting for its call", "at work", "done"
+_CLOSE_WAIT_S = 5  # how long a closed child may take to exit before it is killed
 
 # The child's first lines: this process's import path, then ``_child_main``.
 _CHILD_BOOT = (
@@ -211,8 +296,12 @@ class _Reports:
 
 
 def _child_main(fd: int) -> None:
-    """In the child: read the call, log to the pipe, run it, send its result or its exception."""
-    level, niceness, fn, args = pickle.load(sys.stdin.buffer)
+    """In the child: wait for the call (none: the parent closed the pipe, stop), log to the pipe,
+    run it, send its result or its exception."""
+    try:
+        level, niceness, fn, args = pickle.load(sys.stdin.buffer)
+    except EOFError:
+        return
     if niceness:
         os.nice(niceness)
     reports = _Reports(fd)

@@ -293,12 +293,13 @@ def test_the_segment_workbooks_from_a_child_process_are_the_same_bytes(
 ) -> None:
     """The nightly writes marketing.xlsx and quality.xlsx in a child process while the recommenders
     train: the same bytes as run_workbooks writes, and the child's log lines arrive here."""
-    from pipelines.steps.workbooks import segment_workbooks
+    from pipelines.steps.workbooks import ChildProcess, segment_workbooks
 
     for file in CSV_FILES:
         (tmp_path / file).write_bytes((run["outputs"] / file).read_bytes())
-    with caplog.at_level(logging.INFO):
-        books = segment_workbooks(tmp_path, WorkbookConfig(consumer_rows=100), run["locale"])
+    with caplog.at_level(logging.INFO), ChildProcess() as started:  # started ahead, as the nightly does
+        books = segment_workbooks(tmp_path, WorkbookConfig(consumer_rows=100), run["locale"], started)
+        assert not started.waiting
     names = (StepFile.MARKETING_WORKBOOK, StepFile.QUALITY_WORKBOOK)
     assert books == {name: tmp_path / name for name in names}
     for name in names:
@@ -361,3 +362,74 @@ def test_a_script_without_a_main_guard_can_start_the_child_process(tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["child True"]
+
+
+def test_a_child_process_started_ahead_takes_one_call_and_ends() -> None:
+    import os
+
+    from pipelines.steps.workbooks import ChildProcess
+
+    with ChildProcess() as child:
+        assert child.waiting
+        time.sleep(0.2)  # still waiting: nothing runs before its call
+        assert child.waiting
+        assert child.call(os.getpid) not in (None, os.getpid())
+        assert not child.waiting
+        with pytest.raises(RuntimeError, match="cannot take a call"):
+            child.call(os.getpid)
+    assert child._process.returncode == 0
+
+
+def test_a_child_process_never_called_stops_when_closed() -> None:
+    from pipelines.steps.workbooks import ChildProcess
+
+    child = ChildProcess()
+    child.close()
+    child.close()  # a second close does nothing
+    assert child._process.returncode == 0  # it saw its call's pipe end, and exited by itself
+    assert not child.waiting
+
+
+def test_a_used_child_is_replaced_by_a_fresh_one(run: dict, tmp_path: Path) -> None:
+    """A retried workbooks task gets the child its first try used: it starts a new one."""
+    import os
+
+    from pipelines.steps.workbooks import ChildProcess, segment_workbooks
+
+    for file in CSV_FILES:
+        (tmp_path / file).write_bytes((run["outputs"] / file).read_bytes())
+    with ChildProcess() as used:
+        used.call(os.getpid)
+        books = segment_workbooks(tmp_path, WorkbookConfig(consumer_rows=100), run["locale"], used)
+    assert (
+        books[StepFile.MARKETING_WORKBOOK].read_bytes()
+        == (run["outputs"] / StepFile.MARKETING_WORKBOOK).read_bytes()
+    )
+
+
+def test_closing_a_child_at_work_kills_it_and_its_call_raises() -> None:
+    """A night that fails while the child writes ends the child; the call waiting on it raises."""
+    import threading
+
+    from pipelines.steps.workbooks import ChildProcess
+
+    child = ChildProcess()
+    raised: list[BaseException] = []
+
+    def calling() -> None:
+        try:
+            child.call(time.sleep, 60)
+        except BaseException as error:  # what the workbooks task would see
+            raised.append(error)
+
+    caller = threading.Thread(target=calling)
+    started = time.monotonic()
+    caller.start()
+    time.sleep(1.0)  # the child is at work
+    child.close()
+    caller.join(timeout=30)
+    assert not caller.is_alive()
+    assert time.monotonic() - started < 30  # killed, not waited out
+    assert child._process.returncode is not None and child._process.returncode < 0
+    assert len(raised) == 1 and isinstance(raised[0], RuntimeError)
+    assert "without a result" in str(raised[0])
