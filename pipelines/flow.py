@@ -106,7 +106,6 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from pipelines.steps.segment import SegmentationOutcome
-    from reporting.page import RenderedReport
 
 
 @dataclass(frozen=True)
@@ -221,12 +220,10 @@ def nightly_flow(
         sources = limits(choose_exports)(outputs, recommenders, decision, settings, work)
         # the share kit while the child may still write marketing.xlsx and quality.xlsx
         sources = limits(workbooks)(sources, outputs, settings.workbooks, settings.locale, {})
-        # the run report is rendered while the child may still write; written once the export is out
-        page = limits.in_thread(render_report).submit(outputs, validated.as_of, run_id, exports_dir)
         sources = {**sources, **books.result()}
         published = limits(publish)(sources, exports_dir, validated, settings, run_id, decision)
         limits(promote)(decision, settings, work)
-        report = limits(run_report)(page.result(), work)
+        report = limits(run_report)(outputs, work, validated.as_of, run_id, exports_dir)
         limits(link_run)(settings, work, run_id, validated.as_of, outputs, report, published.export_dir)
         limits(record_run)(settings, work, run_id, segments, quality.level_counts, published, report, missing)
         limits(record_timings)(settings, work, run_id, clock.summary(_rows(validated)))
@@ -538,16 +535,10 @@ def promote(decision: tracking.GateDecision, settings: NightlyConfig, work: Path
     champion.promote(decision, settings.tracking, work)
 
 
-@nightly_task("render run report", file_task())
-def render_report(outputs: Path, as_of: date | AsOf, run_id: str, exports_dir: Path) -> RenderedReport:
-    """The HTML run report of tonight's outputs, rendered (the trends read earlier exports only)."""
-    return nightly_steps.render_run_report(outputs, as_of, run_id, exports_dir)
-
-
 @nightly_task("run report", file_task())
-def run_report(report: RenderedReport, work: Path) -> Path:
-    """The HTML run report, written to work/report.html once the export is published."""
-    return nightly_steps.write_run_report(report, work)
+def run_report(outputs: Path, work: Path, as_of: date | AsOf, run_id: str, exports_dir: Path) -> Path:
+    """The HTML run report (work/report.html) and its Prefect markdown and table summaries."""
+    return nightly_steps.write_run_report(outputs, work, as_of, run_id, exports_dir)
 
 
 @nightly_task("link artifacts", pure_task())

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from models.recommenders.training import FittedModel
     from pipelines.steps.segment import SegmentationOutcome
     from pipelines.steps.validate import Validated
-    from reporting.page import RenderedReport
 
 logger = logging.getLogger(__name__)
 
@@ -332,16 +331,11 @@ def write_run_timings(settings: NightlyConfig, work: Path, run_id: str, timings:
     return path
 
 
-def render_run_report(
-    outputs: Path, as_of: date | AsOf, run_id: str, exports_dir: Path | None = None
-) -> RenderedReport:
-    """The HTML run report of ``outputs``, rendered (``write_run_report`` writes it)."""
-    from reporting.report import render_report
-
-    return render_report(outputs, as_of, {"mlflow_run_id": run_id}, exports_dir)
-
-
-def write_run_report(report: RenderedReport, work: Path) -> Path:
-    """The run report under the work dir (not exported: it names the run); the flow run's
+def write_run_report(
+    outputs: Path, work: Path, as_of: date | AsOf, run_id: str, exports_dir: Path | None = None
+) -> Path:
+    """The HTML run report under the work dir (not exported: it names the run); the flow run's
     Prefect artifacts are ``pipelines.runtime.run_link_artifacts``."""
-    return report.write(work / RunFile.REPORT_HTML)
+    from reporting.report import write_report
+
+    return write_report(outputs, work / RunFile.REPORT_HTML, as_of, {"mlflow_run_id": run_id}, exports_dir)

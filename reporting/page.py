@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -64,23 +63,6 @@ RUN_FACTS = (
 )
 
 
-@dataclass(frozen=True)
-class RenderedReport:
-    """A run report rendered (``render_report``) and not yet written (``write``)."""
-
-    html: str
-    produced: int  # sections with data
-    sections: int
-
-    def write(self, out_path: Path) -> Path:
-        """Write the page to ``out_path`` (atomically); return ``out_path``."""
-        write_text_atomically(out_path, self.html)
-        logger.info(
-            "report: %d of %d sections produced, written to %s", self.produced, self.sections, out_path
-        )
-        return out_path
-
-
 def write_report(
     run_dir: Path,
     out_path: Path,
@@ -89,19 +71,7 @@ def write_report(
     exports_dir: Path | None = None,
     trend_nights: int = TREND_NIGHTS,
 ) -> Path:
-    """Write the HTML report of the run in ``run_dir`` to ``out_path`` (atomically); return
-    ``out_path``. The arguments are ``render_report``'s."""
-    return render_report(run_dir, as_of, run_info, exports_dir, trend_nights).write(out_path)
-
-
-def render_report(
-    run_dir: Path,
-    as_of: date | None = None,
-    run_info: Mapping[str, Any] | None = None,
-    exports_dir: Path | None = None,
-    trend_nights: int = TREND_NIGHTS,
-) -> RenderedReport:
-    """The HTML report of the run in ``run_dir``, rendered.
+    """Write the HTML report of the run in ``run_dir`` to ``out_path`` (atomically); return ``out_path``.
 
     ``as_of`` and ``run_info`` (MLflow run id, model version, ...) default to what the folder's
     ``manifest.json`` says, when it has one. The trend section reads the ``trend_nights`` − 1
@@ -116,8 +86,14 @@ def render_report(
     history = exports_dir if exports_dir is not None else exports_beside(run_dir)
     earlier = earlier_nights(history, str(night), trend_nights - 1) if night else []
     sections = build_sections(RunFiles(run_dir, str(night) if night else None, earlier))
-    html = render_page(as_of_text, info, sections, run_dir)
-    return RenderedReport(html, sum(s.produced for s in sections), len(sections))
+    write_text_atomically(out_path, render_page(as_of_text, info, sections, run_dir))
+    logger.info(
+        "report: %d of %d sections produced, written to %s",
+        sum(s.produced for s in sections),
+        len(sections),
+        out_path,
+    )
+    return out_path
 
 
 def render_page(as_of: str, run_info: Mapping[str, Any], sections: list[Section], run_dir: Path) -> str:

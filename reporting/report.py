@@ -7,23 +7,14 @@ SVG charts) and ``reporting/templates`` (the Jinja2 page and section templates).
 
 from __future__ import annotations
 
-from reporting.page import (
-    RenderedReport,
-    render_page,
-    render_report,
-    summary_markdown,
-    summary_table,
-    write_report,
-)
+from reporting.page import render_page, summary_markdown, summary_table, write_report
 from reporting.sections import BASELINE_MODELS, NOT_PRODUCED, SECTIONS
 
 __all__ = [
     "BASELINE_MODELS",
     "NOT_PRODUCED",
     "SECTIONS",
-    "RenderedReport",
     "render_page",
-    "render_report",
     "summary_markdown",
     "summary_table",
     "write_report",
