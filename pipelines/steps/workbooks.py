@@ -18,6 +18,7 @@ next night at 1M the child ends after the recommenders). Their bytes are the sam
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import logging.handlers
@@ -246,7 +247,9 @@ class ChildProcess:
         with self._lock:
             state, self._state = self._state, _DONE
         if state == _WAITING:
-            self._call.close()  # the child sees the end of its call's pipe and stops
+            # the child sees the end of its call's pipe and stops (one already dead: nothing to tell)
+            with contextlib.suppress(OSError):
+                self._call.close()
             self._reports.close()
             self._end(kill=False)
         elif state == _WORKING:
