@@ -1,15 +1,17 @@
 """Work a night keeps for later nights on a cadence: when a night must do it again.
 
-Three pieces of the nightly are made on some nights and kept for the nights between: the
+Four pieces of the nightly are made on some nights and kept for the nights between: the
 production model (``models.recommenders.store``, ``recommend.refit_every_days``), the churn /
-value models' choice (``models.churn_choice``, ``segmentation.churn.rechoose_every_days``) and
-the clusters' k (``models.cluster_choice``, ``segmentation.clusters.rechoose_every_days``). Each
+value models' choice and the chosen models as fitted (``models.churn_choice``,
+``segmentation.churn.rechoose_every_days`` and ``refit_every_days``) and the clusters' k
+(``models.cluster_choice``, ``segmentation.clusters.rechoose_every_days``). Each
 is kept with the date it was made for, a hash of the config it was made with and a fingerprint
 of the order history up to that date, and each is made again for the same reasons
 (``redo_reason``): none stored, a cadence of 1, another config, as old as the cadence, made for
 this same night (a rerun does what the night did, so its files come out identical) or after it,
 or a history up to its date that is not the one it was made on (another data set, restated
-orders). The two choices are small JSON documents (``write_kept`` / ``read_kept``).
+orders). The two choices are small JSON documents (``write_kept`` / ``read_kept``); the models
+are arrays (``.npz``, no pickle).
 """
 
 from __future__ import annotations

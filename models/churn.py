@@ -22,12 +22,17 @@ The comparison on the validation window is most of the step's time (every candid
 and its answer changes slowly, so a night may be handed an earlier night's ``Choice``
 (``models.churn_choice``: ``rechoose_every_days``): the chosen candidates are then refitted
 on tonight's validation frame and predict tonight's buyers as always, without comparing the
-others again.
+others again. The fitted models change slowly too (a day more of a 90-day window), so such a
+night may also be handed the models an earlier night fitted for that choice
+(``FittedModels``, ``refit_every_days``): they predict tonight's buyers and nothing is fitted.
+Every candidate predicts from its fitted state as plain arrays (below), so kept models give
+the numbers the fit itself gave on the same frame.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +42,7 @@ from typing import Literal, TypeVar, get_args
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy.special import expit
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
@@ -48,7 +54,8 @@ from features.clv import ActivityCol
 from features.columns import Col
 from features.progress import progress
 from features.vocabulary import BTYDCol, ChurnBand, CLVCol, ExportCol
-from models.clv import MAP, CLVConfig, fit_clv, shared_data_models
+from models.clv import MAP, CLVConfig, fit_clv, posterior_of, predict_clv, restored, shared_data_models
+from models.trees import HGBTrees
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -89,7 +96,14 @@ class ChurnConfig(BaseModel):
         7,
         ge=1,
         description="The nightly compares the candidates again after this many days; between, it "
-        "refits the chosen ones on tonight's data (1: compare every night).",
+        "keeps the choice (1: compare every night).",
+    )
+    refit_every_days: int = Field(
+        7,
+        ge=1,
+        description="The nightly fits the chosen models again after this many days; between, the "
+        "models an earlier night fitted score tonight's buyers (1: fit every night). A night that "
+        "compares the candidates always fits.",
     )
 
     @model_validator(mode="after")
@@ -122,6 +136,8 @@ class ChurnResult:
     set_aside: int = 0
     notes: list[str] = field(default_factory=list)
     carried: bool = False  # the choice was handed in (an earlier night's), not made tonight
+    models: FittedModels | None = None  # the models that predicted
+    refitted: bool = True  # the models were fitted tonight (False: kept ones, handed in)
 
 
 def churn_label(frame: pd.DataFrame) -> np.ndarray:
@@ -161,21 +177,69 @@ def _sample(frame: pd.DataFrame, config: ChurnConfig) -> pd.DataFrame:
     return frame.sample(n=config.max_train_customers, random_state=config.seed)
 
 
-# --- churn candidates: (train, target, horizon, config) -> probability per target row -------------
+# --- fitted candidates: their state as plain arrays, applied to any frame --------------------------
+#
+# Every candidate is fitted (``CHURN_FITTERS`` / ``FORECAST_FITTERS``: training and target frames
+# -> arrays, no pickle) and then predicts from those arrays alone (``CHURN_PREDICTORS`` /
+# ``FORECAST_PREDICTORS``: arrays and any target frame -> its outputs). The night that fits
+# predicts that way, and so does a night that keeps the fitted models (``refit_every_days``):
+# one path, the same numbers. The supervised candidates are fitted on the training frame; the
+# BTYD ones (modified BG/NBD, BG/NBD + Gamma-Gamma) on the target's own history, which is how
+# those models are fitted, so a kept one is an earlier night's population parameters.
+
+Arrays = dict[str, np.ndarray]
+CHURN, FORECAST = "churn", "forecast"  # vocabulary: the two kinds of candidate (a value, not a column)
 
 
-def _supervised_churn(make: Callable[[int], object], columns: list[str] | None = None):
-    def score(train: pd.DataFrame, target: pd.DataFrame, horizon: int, config: ChurnConfig) -> np.ndarray:
+@dataclass(frozen=True, eq=False)  # arrays: compared by identity
+class Fitted:
+    """One candidate as fitted: ``kind`` churn or forecast, its ``name`` and its state (empty: the
+    fit failed, and its outputs are empty)."""
+
+    kind: str
+    name: str
+    arrays: Arrays
+
+
+def _threads(config: ChurnConfig) -> int:
+    return config.threads or os.cpu_count() or 1
+
+
+def _inputs(frame: pd.DataFrame, columns: list[str] | None) -> pd.DataFrame:
+    inputs = feature_matrix(frame)
+    return inputs if columns is None else inputs[columns]
+
+
+# --- churn candidates: (train, target, horizon, config) -> arrays -> probability per target row ----
+
+
+def _fit_supervised(make: Callable[[int], object], columns: list[str] | None = None):
+    def fit(train: pd.DataFrame, target: pd.DataFrame, horizon: int, config: ChurnConfig) -> Arrays:
         sample = _sample(train, config)
-        inputs = feature_matrix(sample)
         model = make(config.seed)
-        target_inputs = feature_matrix(target)
         with warnings.catch_warnings(), threadpool_limits(limits=config.threads):
             warnings.simplefilter("ignore")
-            model.fit(inputs if columns is None else inputs[columns], churn_label(sample))  # type: ignore[attr-defined]
-            return model.predict_proba(target_inputs if columns is None else target_inputs[columns])[:, 1]  # type: ignore[attr-defined]
+            model.fit(_inputs(sample, columns), churn_label(sample))  # type: ignore[attr-defined]
+        if isinstance(model, HistGradientBoostingClassifier):
+            return HGBTrees.of(model).state()
+        scaler, regression = model[0], model[-1]  # type: ignore[index]
+        return {
+            "mean": scaler.mean_, "scale": scaler.scale_,
+            "coef": regression.coef_, "intercept": regression.intercept_,
+        }  # fmt: skip
 
-    return score
+    return fit
+
+
+def _supervised_risk(columns: list[str] | None = None):
+    def predict(arrays: Arrays, target: pd.DataFrame, horizon: int, config: ChurnConfig) -> np.ndarray:
+        x = _inputs(target, columns).to_numpy(dtype="float64")
+        if "coef" in arrays:  # the logistic pipeline's own arithmetic: standardise, then X @ coef.T + b
+            scaled = (x - arrays["mean"]) / arrays["scale"]
+            return expit((scaled @ arrays["coef"].T + arrays["intercept"]).ravel())
+        return expit(HGBTrees.from_state(arrays).raw(x, _threads(config)))
+
+    return predict
 
 
 def logistic_classifier(seed: int) -> object:
@@ -191,15 +255,12 @@ def boosting_classifier(seed: int) -> object:
     )  # fmt: skip
 
 
-def _mbgnbd_churn(train: pd.DataFrame, target: pd.DataFrame, horizon: int, config: ChurnConfig) -> np.ndarray:
-    """1 - P(a purchase in the horizon) under the modified BG/NBD fitted on the target's own history.
+_MBGNBD_PARAMS = ("r", "alpha", "a", "b")
+_RF_COLUMNS = [ActivityCol.DAYS_SINCE_LAST, BTYDCol.FREQUENCY]  # logistic_rf: log recency + frequency
 
-    P(no purchase in t) = 1 - P(alive) x (1 - ((alpha + T) / (alpha + T + t)) ** (r + x)): a
-    consumer alive at T buys at a rate whose posterior is Gamma(r + x, alpha + T).
-    """
-    from pymc_extras.prior import Prior
 
-    data = pd.DataFrame(
+def _btyd_data(target: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
         {
             "customer_id": np.arange(len(target)),
             BTYDCol.FREQUENCY: target[BTYDCol.FREQUENCY].to_numpy(dtype="float64"),
@@ -207,9 +268,21 @@ def _mbgnbd_churn(train: pd.DataFrame, target: pd.DataFrame, horizon: int, confi
             BTYDCol.T: target[BTYDCol.T].to_numpy(dtype="float64"),
         }
     )
-    model = shared_data_models().modified_bgnbd(
-        model_config={name: Prior("HalfFlat") for name in ("r", "alpha", "a", "b")}
-    )
+
+
+def _mbgnbd_priors() -> dict[str, object]:
+    from pymc_extras.prior import Prior
+
+    return {name: Prior("HalfFlat") for name in _MBGNBD_PARAMS}
+
+
+def _fit_mbgnbd(
+    train: pd.DataFrame | None, target: pd.DataFrame, horizon: int, config: ChurnConfig
+) -> Arrays:
+    """The modified BG/NBD fitted on the target's own history (its posterior draws); empty when the
+    fit fails."""
+    data = _btyd_data(target)
+    model = shared_data_models().modified_bgnbd(model_config=_mbgnbd_priors())
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -218,69 +291,135 @@ def _mbgnbd_churn(train: pd.DataFrame, target: pd.DataFrame, horizon: int, confi
         log.warning(
             "churn: modified BG/NBD fit failed on %d buyers (%s); churn_risk left empty", len(data), error
         )
-        return np.full(len(data), np.nan)
-    params = {name: float(model.fit_result[name].mean()) for name in ("r", "alpha")}
+        return {}
+    posterior = posterior_of(model, _MBGNBD_PARAMS)
+    params = {name: float(posterior[name].mean()) for name in ("r", "alpha")}
     if not all(np.isfinite(value) and value > 0 for value in params.values()):
         log.warning("churn: modified BG/NBD gave parameters %s; churn_risk left empty", params)
+        return {}
+    return posterior
+
+
+def _mbgnbd_risk(arrays: Arrays, target: pd.DataFrame, horizon: int, config: ChurnConfig) -> np.ndarray:
+    """1 - P(a purchase in the horizon) under the fitted modified BG/NBD.
+
+    P(no purchase in t) = 1 - P(alive) x (1 - ((alpha + T) / (alpha + T + t)) ** (r + x)): a
+    consumer alive at T buys at a rate whose posterior is Gamma(r + x, alpha + T).
+    """
+    data = _btyd_data(target)
+    model = restored(shared_data_models().modified_bgnbd, _mbgnbd_priors(), data, arrays or None)
+    if model is None:
         return np.full(len(data), np.nan)
-    alive = model.expected_probability_alive(data=data).mean(("chain", "draw")).to_numpy()
-    t_now = data[BTYDCol.T].to_numpy() + params["alpha"]
-    silent = (t_now / (t_now + horizon)) ** (params["r"] + data[BTYDCol.FREQUENCY].to_numpy())
+    alive = model.expected_probability_alive(data=data).mean(("chain", "draw")).to_numpy()  # type: ignore[attr-defined]
+    r, alpha = (float(arrays[name].mean()) for name in ("r", "alpha"))
+    t_now = data[BTYDCol.T].to_numpy() + alpha
+    silent = (t_now / (t_now + horizon)) ** (r + data[BTYDCol.FREQUENCY].to_numpy())
     return np.clip(1 - alive * (1 - silent), 0.0, 1.0)
 
 
-CHURN_SCORERS = {
-    "mbgnbd": _mbgnbd_churn,
-    "logistic": _supervised_churn(logistic_classifier),
-    "gradient_boosting": _supervised_churn(boosting_classifier),
-    "logistic_rf": _supervised_churn(logistic_classifier, [ActivityCol.DAYS_SINCE_LAST, BTYDCol.FREQUENCY]),
+CHURN_FITTERS = {
+    "mbgnbd": _fit_mbgnbd,
+    "logistic": _fit_supervised(logistic_classifier),
+    "gradient_boosting": _fit_supervised(boosting_classifier),
+    "logistic_rf": _fit_supervised(logistic_classifier, _RF_COLUMNS),
+}
+CHURN_PREDICTORS = {
+    "mbgnbd": _mbgnbd_risk,
+    "logistic": _supervised_risk(),
+    "gradient_boosting": _supervised_risk(),
+    "logistic_rf": _supervised_risk(_RF_COLUMNS),
 }
 
 
-# --- forecast candidates: -> (expected purchase days, expected value) per target row -------------
+# --- forecast candidates: -> arrays -> (expected purchase days, expected value, prob_alive, set aside)
+
+
+def _fit_bgnbd(
+    train: pd.DataFrame | None, target: pd.DataFrame, clv: CLVConfig, config: ChurnConfig, value: bool = True
+) -> Arrays:
+    """BG/NBD (and, with ``value``, Gamma-Gamma) fitted on the target's own history: their
+    posterior draws as ``<model>.<parameter>``."""
+    posteriors = fit_clv(target, clv, value).posteriors
+    return {
+        f"{model}.{name}": draws
+        for model, posterior in posteriors.items()
+        for name, draws in posterior.items()
+    }
 
 
 def _bgnbd_forecast(
-    train: pd.DataFrame, target: pd.DataFrame, clv: CLVConfig, config: ChurnConfig, value: bool = True
+    arrays: Arrays, target: pd.DataFrame, clv: CLVConfig, config: ChurnConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    result = fit_clv(target, clv, value)
-    predictions = result.predictions
+    posteriors: dict[str, dict[str, np.ndarray]] = {}
+    for key, draws in arrays.items():
+        model, _, name = key.partition(".")
+        posteriors.setdefault(model, {})[name] = draws
+    predictions, set_aside = predict_clv(target, clv, posteriors)
     return (
         predictions[CLVCol.EXPECTED_PURCHASES].to_numpy(),
         predictions[CLVCol.EXPECTED_VALUE].to_numpy(),
         predictions[CLVCol.PROB_ALIVE].to_numpy(),
-        result.set_aside,
+        set_aside,
     )
 
 
-def _boosting_forecast(
-    train: pd.DataFrame, target: pd.DataFrame, clv: CLVConfig, config: ChurnConfig, value: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Purchase days and value, each by its own Poisson-loss model; the two fit side by side
-    (``value`` False: purchase days only, value empty)."""
-    sample = _sample(train, config)
-    inputs, target_inputs = feature_matrix(sample), feature_matrix(target)
+_FORECASTS = {"purchases": ActivityCol.FUTURE_PURCHASE_DAYS, "value": ActivityCol.FUTURE_VALUE}
 
-    def forecast(column: str) -> np.ndarray:
+
+def _fit_boosting(
+    train: pd.DataFrame, target: pd.DataFrame, clv: CLVConfig, config: ChurnConfig, value: bool = True
+) -> Arrays:
+    """Purchase days and value, each by its own Poisson-loss model (``purchases.*``, ``value.*``);
+    the two fit side by side (``value`` False: purchase days only)."""
+    sample = _sample(train, config)
+    inputs = feature_matrix(sample)
+
+    def fit(forecast: str) -> Arrays:
         model = HistGradientBoostingRegressor(
             loss="poisson", max_iter=150, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=50,
             random_state=config.seed,
         )  # fmt: skip
         with threadpool_limits(limits=config.threads):
-            model.fit(inputs, sample[column].astype("float64").clip(lower=0))
-            return model.predict(target_inputs)
+            model.fit(inputs, sample[_FORECASTS[forecast]].astype("float64").clip(lower=0))
+        return {f"{forecast}.{name}": array for name, array in HGBTrees.of(model).state().items()}
 
-    empty = np.full(len(target), np.nan)
-    if not value:
-        return forecast(ActivityCol.FUTURE_PURCHASE_DAYS), empty, empty, 0
+    forecasts = list(_FORECASTS) if value else ["purchases"]
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="siyu-forecast") as pool:
-        purchases, values = pool.map(forecast, (ActivityCol.FUTURE_PURCHASE_DAYS, ActivityCol.FUTURE_VALUE))
-    return purchases, values, empty, 0
+        return {key: array for arrays in pool.map(fit, forecasts) for key, array in arrays.items()}
 
 
-FORECASTERS = {"bgnbd": _bgnbd_forecast, "gradient_boosting": _boosting_forecast}
+def _boosting_forecast(
+    arrays: Arrays, target: pd.DataFrame, clv: CLVConfig, config: ChurnConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    x = feature_matrix(target).to_numpy(dtype="float64")
+    empty = np.full(len(target), np.nan)
+
+    def forecast(name: str) -> np.ndarray:
+        state = {key.partition(".")[2]: array for key, array in arrays.items() if key.startswith(f"{name}.")}
+        return np.exp(HGBTrees.from_state(state).raw(x, _threads(config))) if state else empty
+
+    return forecast("purchases"), forecast("value"), empty, 0
+
+
+FORECAST_FITTERS = {"bgnbd": _fit_bgnbd, "gradient_boosting": _fit_boosting}
+FORECAST_PREDICTORS = {"bgnbd": _bgnbd_forecast, "gradient_boosting": _boosting_forecast}
 PYMC_CANDIDATES = frozenset({"mbgnbd", "bgnbd"})  # fitted with PyMC: on the calling thread only
 SIDE_THREADS = 2  # threads for the scikit-learn candidates, beside the PyMC fits
+
+
+def _scorer(fit: Callable[..., Arrays], predict: Callable[..., T]) -> Callable[..., T]:
+    """A candidate fitted on ``train`` and ``target`` and applied to ``target``, in one call."""
+
+    def score(train: pd.DataFrame | None, target: pd.DataFrame, *args: object) -> T:
+        return predict(fit(train, target, *args), target, *args[:2])
+
+    return score
+
+
+CHURN_SCORERS = {name: _scorer(CHURN_FITTERS[name], CHURN_PREDICTORS[name]) for name in CHURN_CANDIDATES}
+FORECASTERS = {
+    name: _scorer(FORECAST_FITTERS[name], FORECAST_PREDICTORS[name]) for name in FORECAST_CANDIDATES
+}
 
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -325,13 +464,30 @@ def calibration_table(label: np.ndarray, risk: np.ndarray, bins: int = 10) -> pd
 
 @dataclass(frozen=True)
 class Scores:
-    """Every candidate's output for one target frame."""
+    """Every candidate's output for one target frame, and the candidates as fitted."""
 
     churn: dict[str, np.ndarray]
     purchases: dict[str, np.ndarray]
     value: dict[str, np.ndarray]
     prob_alive: np.ndarray
     set_aside: int
+    fitted: dict[tuple[str, str], Fitted] = field(default_factory=dict)  # (kind, name) -> its state
+
+
+@dataclass(frozen=True, eq=False)  # arrays: compared by identity
+class FittedModels:
+    """The chosen candidates as one night fitted them, which predict its current buyers and may be
+    kept for the nights until the next refit (``refit_every_days``, ``models.churn_choice``): the
+    churn model, then the forecast models (BG/NBD for ``prob_alive`` when configured, and the
+    chosen purchases and value ones; only the chosen value one forecasts value)."""
+
+    chosen: dict[str, str]
+    models: tuple[Fitted, ...]
+
+    def serves(self, chosen: dict[str, str], forecast: tuple[str, ...]) -> bool:
+        """Whether these are the models that ``chosen`` and tonight's ``forecast`` candidates need."""
+        needed = ((CHURN, chosen["churn"]), *((FORECAST, name) for name in forecast))
+        return self.chosen == chosen and tuple((model.kind, model.name) for model in self.models) == needed
 
 
 def score_candidates(
@@ -353,7 +509,9 @@ def score_candidates(
     churn_names = tuple(config.candidates if churn is None else churn)
     forecast_names = tuple(config.forecast_candidates if forecast is None else forecast)
     valued = set(forecast_names if value is None else value)
-    horizon = clv.horizon_days
+    jobs = [(CHURN, name, (clv.horizon_days, config)) for name in churn_names] + [
+        (FORECAST, name, (clv, config, name in valued)) for name in forecast_names
+    ]
     # one warnings / thread-pool state for both threads, restored when both are done
     with (
         warnings.catch_warnings(),
@@ -361,56 +519,65 @@ def score_candidates(
         ThreadPoolExecutor(max_workers=SIDE_THREADS, thread_name_prefix="siyu-churn") as side,
     ):
         later = {
-            ("churn", name): side.submit(
-                _logged, "churn", name, CHURN_SCORERS[name], train, target, horizon, config
-            )
-            for name in churn_names
-            if name not in PYMC_CANDIDATES
-        } | {
-            ("forecast", name): side.submit(
-                _logged, "forecast", name, FORECASTERS[name], train, target, clv, config, name in valued
-            )
-            for name in forecast_names
+            (kind, name): side.submit(_fit_and_predict, kind, name, train, target, args)
+            for kind, name, args in jobs
             if name not in PYMC_CANDIDATES
         }
         here = {
-            ("churn", name): _logged("churn", name, CHURN_SCORERS[name], train, target, horizon, config)
-            for name in churn_names
-            if name in PYMC_CANDIDATES
-        } | {
-            ("forecast", name): _logged(
-                "forecast", name, FORECASTERS[name], train, target, clv, config, name in valued
-            )
-            for name in forecast_names
+            (kind, name): _fit_and_predict(kind, name, train, target, args)
+            for kind, name, args in jobs
             if name in PYMC_CANDIDATES
         }
         done = here | {key: future.result() for key, future in later.items()}
+    ordered = {(kind, name): done[(kind, name)] for kind, name, _ in jobs}  # whichever thread ran them
+    return _scores(churn_names, forecast_names, ordered, len(target))
+
+
+def predict_fitted(models: FittedModels, target: pd.DataFrame, clv: CLVConfig, config: ChurnConfig) -> Scores:
+    """``models`` (fitted on this or an earlier night) applied to ``target``, without fitting."""
+    done = {}
+    with progress("churn models: kept models", total=len(target), unit="buyers scored") as bar:
+        for model in models.models:
+            predict = CHURN_PREDICTORS[model.name] if model.kind == CHURN else FORECAST_PREDICTORS[model.name]
+            args = (clv.horizon_days, config) if model.kind == CHURN else (clv, config)
+            done[(model.kind, model.name)] = (model, predict(model.arrays, target, *args))
+        bar.advance(len(target))
+    churn_names = tuple(model.name for model in models.models if model.kind == CHURN)
+    forecast_names = tuple(model.name for model in models.models if model.kind == FORECAST)
+    return _scores(churn_names, forecast_names, done, len(target))
+
+
+def _scores(
+    churn_names: tuple[str, ...],
+    forecast_names: tuple[str, ...],
+    done: dict[tuple[str, str], tuple[Fitted, object]],
+    rows: int,
+) -> Scores:
     purchases, value = {}, {}
-    prob_alive, set_aside = np.full(len(target), np.nan), 0
-    for name in forecast_names:  # in the configured order, whichever thread ran them
-        purchases[name], value[name], alive, aside = done[("forecast", name)]
+    prob_alive, set_aside = np.full(rows, np.nan), 0
+    for name in forecast_names:
+        purchases[name], value[name], alive, aside = done[(FORECAST, name)][1]  # type: ignore[misc]
         if name == "bgnbd":
             prob_alive, set_aside = alive, aside
-    return Scores(
-        {name: done[("churn", name)] for name in churn_names}, purchases, value, prob_alive, set_aside
-    )
+    churn = {name: done[(CHURN, name)][1] for name in churn_names}
+    fitted = {key: model for key, (model, _) in done.items()}
+    return Scores(churn, purchases, value, prob_alive, set_aside, fitted)  # type: ignore[arg-type]
 
 
-def _logged(
-    kind: str,
-    name: str,
-    candidate: Callable[..., T],
-    train: pd.DataFrame | None,
-    target: pd.DataFrame,
-    *args: object,
-) -> T:
-    """``candidate(train, target, *args)`` as a step of its own (``features.progress``), whose line
-    says when it is done: at 10M lines the candidates take up to half a minute each, side by side,
-    and while one fits, a quiet stretch of the night's log names it."""
+def _fit_and_predict(
+    kind: str, name: str, train: pd.DataFrame | None, target: pd.DataFrame, args: tuple[object, ...]
+) -> tuple[Fitted, object]:
+    """The candidate fitted (on ``train`` and ``target``) and applied to ``target``, as a step of its
+    own (``features.progress``), whose line says when it is done: at 10M lines the candidates
+    take up to half a minute each, side by side, and while one fits, a quiet stretch of the
+    night's log names it."""
+    fit = CHURN_FITTERS[name] if kind == CHURN else FORECAST_FITTERS[name]
+    predict = CHURN_PREDICTORS[name] if kind == CHURN else FORECAST_PREDICTORS[name]
     with progress(f"churn models: {kind} candidate {name}", total=len(target), unit="buyers scored") as bar:
-        result = candidate(train, target, *args)
+        arrays = fit(train, target, *args)
+        result = predict(arrays, target, *args[:2])
         bar.advance(len(target))
-    return result
+    return Fitted(kind, name, arrays), result
 
 
 def validation_metrics(scores: Scores, target: pd.DataFrame) -> pd.DataFrame:
@@ -440,6 +607,7 @@ def best(metrics: pd.DataFrame, target: str, metric: str) -> str:
 def choose_and_predict(
     train: pd.DataFrame | None, validation: pd.DataFrame | None, current: pd.DataFrame,
     clv: CLVConfig, config: ChurnConfig, carried: Choice | None = None,
+    kept: FittedModels | None = None,
 ) -> ChurnResult:  # fmt: skip
     """Choose candidates on ``validation`` (trained on ``train``); refit on it and predict ``current``.
 
@@ -448,6 +616,9 @@ def choose_and_predict(
     off) the BG/NBD outputs are kept and churn comes from the modified BG/NBD, noted.
     ``carried``: a choice already made (an earlier night's) whose candidates are all configured;
     it replaces the comparison (``train`` is then not used), not the refit on ``validation``.
+    ``kept``: the models an earlier night fitted for that same choice (``refit_every_days``);
+    with a carried choice they serve, they predict ``current`` and nothing is fitted. A night
+    that chooses always fits.
     """
     notes: list[str] = []
     usable = config.enabled and all(
@@ -472,10 +643,15 @@ def choose_and_predict(
         validation = current.iloc[:0] if validation is None else validation
     keep_bgnbd = ("bgnbd",) if "bgnbd" in config.forecast_candidates else ()  # prob_alive comes from it
     forecast = tuple(dict.fromkeys((*keep_bgnbd, chosen["purchases"], chosen["value"])))
-    # prob_alive needs the BG/NBD, never its Gamma-Gamma: only the chosen value candidate forecasts value
-    final = score_candidates(
-        validation, current, clv, config, (chosen["churn"],), forecast, value=(chosen["value"],)
-    )
+    if carried is not None and kept is not None and kept.serves(chosen, forecast):
+        final, models = predict_fitted(kept, current, clv, config), kept
+    else:
+        # prob_alive needs the BG/NBD, never its Gamma-Gamma: only the chosen value candidate forecasts value
+        final = score_candidates(
+            validation, current, clv, config, (chosen["churn"],), forecast, value=(chosen["value"],)
+        )
+        fitted = [(CHURN, chosen["churn"]), *((FORECAST, name) for name in forecast)]
+        models = FittedModels(dict(chosen), tuple(final.fitted[key] for key in fitted))
     # no model is sure of a person's next 90 days: keep risk off 0 and 1 (and off them after rounding)
     risk = pd.Series(np.clip(final.churn[chosen["churn"]], RISK_FLOOR, 1 - RISK_FLOOR), dtype="float64")
     predictions = pd.DataFrame(
@@ -489,8 +665,11 @@ def choose_and_predict(
         }
     )
     how = "kept the earlier choice" if carried is not None else "chose"
-    log.info("churn: %s %s on the validation window; %s", how, chosen, "; ".join(notes) or "")
-    return ChurnResult(predictions, chosen, metrics, final.set_aside, notes, carried is not None)
+    fit = "kept models" if models is kept else "models fitted tonight"
+    log.info("churn: %s %s on the validation window, %s; %s", how, chosen, fit, "; ".join(notes) or "")
+    return ChurnResult(
+        predictions, chosen, metrics, final.set_aside, notes, carried is not None, models, models is not kept
+    )
 
 
 def _configured(choice: Choice, config: ChurnConfig) -> bool:

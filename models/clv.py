@@ -17,6 +17,12 @@ repeat purchases netted to nothing). Consumers without repeats take the populati
 spend, as the model prescribes. When a model cannot be fitted (too few consumers, or a fit
 that does not converge to finite parameters), its outputs are NaN and a warning is logged;
 the nightly never stops on it.
+
+A fit is kept as its posterior draws (``CLVResult.posteriors``: parameter -> chain x draw
+array; one draw under MAP), and ``predict_clv`` rebuilds the models from them over any
+summary and predicts: ``fit_clv`` predicts that way too, so a night that keeps an earlier
+night's fit (``models.churn``, ``segmentation.churn.refit_every_days``) predicts as the fit
+itself would.
 """
 
 from __future__ import annotations
@@ -46,6 +52,11 @@ _CUSTOMER_ID = "customer_id"  # the id column pymc-marketing requires
 FitMethod = Literal["map", "mcmc", "advi"]  # vocabulary: a value, not a column
 MAP, MCMC, ADVI = get_args(FitMethod)
 
+
+BGNBD_PARAMS = ("r", "alpha", "a", "b")
+GAMMA_GAMMA_PARAMS = ("p", "q", "v")
+BGNBD, GAMMA_GAMMA = "bgnbd", "gamma_gamma"  # vocabulary: the keys of CLVResult.posteriors
+Posterior = dict[str, np.ndarray]  # parameter -> its posterior draws, chain x draw (1 x 1 under MAP)
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
     Col.CONSUMER_ID,
@@ -140,6 +151,8 @@ class CLVResult:
     fitted_customers: int = 0
     gamma_gamma_customers: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    # the fitted models' posterior draws (``predict_clv``): "bgnbd" and "gamma_gamma", each only when fitted
+    posteriors: dict[str, Posterior] = field(default_factory=dict)
 
 
 def fit_clv(summary: pd.DataFrame, config: CLVConfig, value: bool = True) -> CLVResult:
@@ -159,17 +172,26 @@ def fit_clv(summary: pd.DataFrame, config: CLVConfig, value: bool = True) -> CLV
     gamma_gamma = _fit_gamma_gamma(spend_data, config) if value else None
     timings["gamma_gamma_fit_s"] = time.perf_counter() - started
 
+    posteriors = {
+        name: posterior_of(model, params)
+        for name, model, params in (
+            (BGNBD, bgnbd, BGNBD_PARAMS),
+            (GAMMA_GAMMA, gamma_gamma, GAMMA_GAMMA_PARAMS),
+        )
+        if model is not None
+    }
     started = time.perf_counter()
-    predictions = _predict(data, bgnbd, gamma_gamma, config, summary[Col.CONSUMER_ID])
+    predictions, _ = predict_clv(summary, config, posteriors)
     timings["predict_s"] = time.perf_counter() - started
     result = CLVResult(
         predictions=predictions,
-        bgnbd_params=_params(bgnbd, ("r", "alpha", "a", "b")),
-        gamma_gamma_params=_params(gamma_gamma, ("p", "q", "v")),
+        bgnbd_params=_params(bgnbd, BGNBD_PARAMS),
+        gamma_gamma_params=_params(gamma_gamma, GAMMA_GAMMA_PARAMS),
         set_aside=set_aside,
         fitted_customers=fitted,
         gamma_gamma_customers=len(spend_data),
         timings=timings,
+        posteriors=posteriors,
     )
     log.info(
         "CLV: %d consumers, BG/NBD %s, Gamma-Gamma %s on %d, %d set aside; %s",
@@ -177,6 +199,56 @@ def fit_clv(summary: pd.DataFrame, config: CLVConfig, value: bool = True) -> CLV
         len(spend_data), set_aside, _rounded(timings),
     )  # fmt: skip
     return result
+
+
+def predict_clv(
+    summary: pd.DataFrame, config: CLVConfig, posteriors: dict[str, Posterior]
+) -> tuple[pd.DataFrame, int]:
+    """Per-consumer predictions of ``summary`` (``fit_clv``'s columns) from fitted posteriors
+    (``CLVResult.posteriors``, fitted on this or an earlier summary), and how many repeat
+    buyers are set aside from the Gamma-Gamma (expected value 0). A model without its
+    posterior leaves its outputs empty."""
+    data = _model_frame(summary, config.time_unit_days)
+    spend_data, set_aside = _gamma_gamma_frame(data)
+    models = shared_data_models()
+    # a model is rebuilt over rows it could have been fitted on: none (no buyers, or no repeat
+    # buyer with a positive value tonight) leaves its outputs empty, as a fit would
+    bgnbd = restored(models.bgnbd, priors(config.bgnbd_priors), data, posteriors.get(BGNBD))
+    gamma_gamma = restored(
+        models.gamma_gamma, priors(config.gamma_gamma_priors), spend_data, posteriors.get(GAMMA_GAMMA)
+    )
+    return _predict(data, bgnbd, gamma_gamma, config, summary[Col.CONSUMER_ID]), set_aside
+
+
+def posterior_of(model: object, names: tuple[str, ...]) -> Posterior:
+    """The fitted ``model``'s posterior draws of ``names`` (chain x draw arrays), for ``restored``."""
+    posterior = model.fit_result  # type: ignore[attr-defined]
+    return {name: np.asarray(posterior[name].to_numpy(), dtype="float64") for name in names}
+
+
+def priors(specs: BaseModel) -> dict[str, object]:
+    """A model's ``model_config``: each parameter's prior of a priors section (``bgnbd_priors``, ...)."""
+    return {name: spec.to_prior() for name, spec in specs}
+
+
+def restored(
+    model_type: type, model_config: dict[str, object], data: pd.DataFrame, posterior: Posterior | None
+) -> object | None:
+    """A pymc-marketing model of ``model_type`` (with ``model_config``, its priors) over ``data``
+    whose fit is ``posterior`` (None: none): the same predictions as the model that was fitted,
+    without fitting."""
+    if posterior is None or data.empty:
+        return None
+    import arviz as az
+    import xarray as xr
+
+    model = model_type(model_config=model_config)
+    model.build_model(data)
+    draws = {
+        name: (("chain", "draw"), np.asarray(values, dtype="float64")) for name, values in posterior.items()
+    }
+    model.idata = az.InferenceData(posterior=xr.Dataset(draws))
+    return model
 
 
 @functools.cache
@@ -316,8 +388,7 @@ def _fit_bgnbd(data: pd.DataFrame, config: CLVConfig) -> tuple[object | None, in
         )
         return None, 0
     fit_data = data.iloc[fit_rows(len(data), config)].reset_index(drop=True)
-    priors = {name: spec.to_prior() for name, spec in config.bgnbd_priors}
-    model = shared_data_models().bgnbd(model_config=priors)
+    model = shared_data_models().bgnbd(model_config=priors(config.bgnbd_priors))
     columns = [_CUSTOMER_ID, BTYDCol.FREQUENCY, BTYDCol.RECENCY, BTYDCol.T]
     fitted = _fit(model, fit_data[columns], config, "BG/NBD", ("r", "alpha", "a", "b"))
     return fitted, len(fit_data) if fitted is not None else 0
@@ -330,9 +401,8 @@ def _fit_gamma_gamma(spend_data: pd.DataFrame, config: CLVConfig) -> object | No
             len(spend_data), config.min_customers,
         )  # fmt: skip
         return None
-    priors = {name: spec.to_prior() for name, spec in config.gamma_gamma_priors}
     model = _fit(
-        shared_data_models().gamma_gamma(model_config=priors),
+        shared_data_models().gamma_gamma(model_config=priors(config.gamma_gamma_priors)),
         spend_data,
         config,
         "Gamma-Gamma",

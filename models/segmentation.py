@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.columns import Col
 from features.progress import progress
 from features.vocabulary import ClusterCol, CLVCol, ConsumerCol, ExportCol, TierCol
-from models.churn import Choice, ChurnConfig
+from models.churn import Choice, ChurnConfig, FittedModels
 from models.clusters import BehaviourClusters, ClusterConfig
 from models.clv import CLVConfig
 from models.distributor_tiers import DistributorTierConfig
@@ -145,6 +145,7 @@ def clv_columns(
     train: pd.DataFrame | None = None,
     validation: pd.DataFrame | None = None,
     carried: Choice | None = None,
+    kept: FittedModels | None = None,
 ) -> pd.DataFrame:
     """Expected purchases and value over the horizon, probability alive, churn risk and band per buyer.
 
@@ -153,13 +154,14 @@ def clv_columns(
     labelled frames of ``features.clv.model_frames``, on which ``models.churn`` chooses the
     churn and value models. ``attrs``: ``set_aside`` (buyers the Gamma-Gamma fit left out),
     ``chosen`` (candidate per target), ``validation`` (records of the metrics the choice
-    was made on) and ``carried`` (True: ``carried``, an earlier choice, was kept, and
-    ``validation`` holds its night's metrics).
+    was made on), ``carried`` (True: ``carried``, an earlier choice, was kept, and
+    ``validation`` holds its night's metrics), ``models`` (the ``models.churn.FittedModels``
+    that predicted) and ``refitted`` (False: ``kept``, an earlier night's models, predicted).
     """
     from models.churn import CHURN_BAND, CHURN_RISK, choose_and_predict
 
     horizon = settings.clv.horizon_days
-    result = choose_and_predict(train, validation, current, settings.clv, settings.churn, carried)
+    result = choose_and_predict(train, validation, current, settings.clv, settings.churn, carried, kept)
     predictions = result.predictions
     clv = pd.DataFrame(
         {
@@ -178,5 +180,7 @@ def clv_columns(
         chosen=result.chosen,
         validation=result.validation.to_dict("records"),
         carried=result.carried,
+        models=result.models,
+        refitted=result.refitted,
     )
     return clv

@@ -22,6 +22,8 @@ Folders, under the work directory (``--out`` or ``work_dir``)::
     production_model/   the production model kept between fits (recommend.refit_every_days)
     churn_choice.json   the churn / value models' choice kept between nights
                         (segmentation.churn.rechoose_every_days, ``models.churn_choice``)
+    churn_models.npz    the chosen churn / value models as fitted, kept between refits
+                        (segmentation.churn.refit_every_days, ``models.churn_choice``)
     cluster_choice.json the clusters' k kept between nights
                         (segmentation.clusters.rechoose_every_days, ``models.cluster_choice``)
     prefect/            Prefect's home (its SQLite database) when no PREFECT_API_URL is set;
@@ -456,7 +458,7 @@ def segment(
         history,
         con,
         settings.locale,
-        kept_dir=outputs.parent,  # churn_choice.json, cluster_choice.json: the *.rechoose_every_days
+        kept_dir=outputs.parent,  # churn_choice.json, churn_models.npz, cluster_choice.json: the cadences
     )
 
 

@@ -14,12 +14,11 @@ picked the default):
 ``score`` is always in (0, 1) (the logistic of the trees' raw output), so the scores of a
 community's members add up sensibly. Both are deterministic for a seed (no row or column
 subsampling; LightGBM runs with ``deterministic``). Saving never pickles: the scikit-learn
-trees are their node arrays, the LightGBM booster its text model.
+trees are their node arrays (``models.trees``), the LightGBM booster its text model.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +27,7 @@ from scipy.special import expit
 
 from features.errors import SiyuError
 from features.progress import progress
+from models.trees import HGBTrees
 
 LEARNERS = ("hgb", "lambdarank", "logistic")
 
@@ -86,44 +86,10 @@ class BoostedTrees:
     @classmethod
     def from_state(cls, learner: str, arrays: dict[str, np.ndarray]) -> BoostedTrees:
         if learner == "hgb":
-            return cls(learner, _HGBTrees.from_state(arrays))
+            return cls(learner, HGBTrees.from_state(arrays))
         if learner == "logistic":
             return cls(learner, _Logistic.from_state(arrays))
         return cls(learner, _lightgbm().Booster(model_str=str(arrays["booster"])))
-
-
-class _HGBTrees:
-    """The trees of a binary ``HistGradientBoostingClassifier``, restorable from node arrays."""
-
-    def __init__(self, predictors: list[Any], baseline: float) -> None:
-        self.predictors = predictors
-        self.baseline = baseline
-
-    def raw(self, x: np.ndarray, threads: int) -> np.ndarray:
-        known_categories = np.zeros((0, 8), dtype=np.uint32)
-        feature_map = np.zeros(0, dtype=np.uint32)
-        raw = np.full(len(x), self.baseline, dtype=np.float64)
-        features = np.ascontiguousarray(x, dtype=np.float64)
-        for predictor in self.predictors:
-            raw += predictor.predict(features, known_categories, feature_map, threads)
-        return raw
-
-    def state(self) -> dict[str, np.ndarray]:
-        sizes = np.array([len(p.nodes) for p in self.predictors], dtype=np.int64)
-        nodes = np.concatenate([p.nodes for p in self.predictors])
-        return {"hgb_nodes": nodes, "hgb_tree_sizes": sizes, "hgb_baseline": np.array([self.baseline])}
-
-    @classmethod
-    def from_state(cls, arrays: dict[str, np.ndarray]) -> _HGBTrees:
-        from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
-
-        no_categories = np.zeros((0, 8), dtype=np.uint32)
-        bounds = np.concatenate([[0], np.cumsum(arrays["hgb_tree_sizes"])])
-        predictors = [
-            TreePredictor(arrays["hgb_nodes"][start:end].copy(), no_categories, no_categories)
-            for start, end in itertools.pairwise(bounds)
-        ]
-        return cls(predictors, float(arrays["hgb_baseline"][0]))
 
 
 class _Logistic:
@@ -214,7 +180,7 @@ def _fit_logistic(
     return regression.coef_.ravel().astype(np.float64), regression.intercept_.astype(np.float64), mean, scale
 
 
-def _fit_hgb(x: np.ndarray, y: np.ndarray, params: BoostingParams) -> _HGBTrees:
+def _fit_hgb(x: np.ndarray, y: np.ndarray, params: BoostingParams) -> HGBTrees:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     classifier = HistGradientBoostingClassifier(
@@ -230,8 +196,7 @@ def _fit_hgb(x: np.ndarray, y: np.ndarray, params: BoostingParams) -> _HGBTrees:
     if empty.any():  # the binner cannot bin a column without values; constant columns never split
         x = np.where(empty[None, :], 0.0, x).astype(x.dtype)
     classifier.fit(x, y)
-    predictors = [iteration[0] for iteration in classifier._predictors]
-    return _HGBTrees(predictors, float(np.ravel(classifier._baseline_prediction)[0]))
+    return HGBTrees.of(classifier)
 
 
 def _lightgbm() -> Any:

@@ -39,8 +39,17 @@ from features.progress import progress
 from features.timing import Stopwatch
 from features.vocabulary import DistributorFeatureCol, ExportCol, TagCol
 from models.cadence import Cadence, KeptKey, redo_reason
-from models.churn import Choice
-from models.churn_choice import CHOICE_FILE, RECHOOSE, read_choice, write_choice
+from models.churn import Choice, FittedModels
+from models.churn_choice import (
+    CHOICE_FILE,
+    MODELS_FILE,
+    RECHOOSE,
+    REFIT,
+    read_choice,
+    read_models,
+    write_choice,
+    write_models,
+)
 from models.churn_choice import config_hash as churn_config_hash
 from models.cluster_choice import K_FILE, RECHOOSE_K, read_k, write_k
 from models.cluster_choice import config_hash as cluster_config_hash
@@ -112,9 +121,10 @@ def run_segmentation(
     hands its own); None opens one over ``clean_paths``. ``locale`` (the config's ``locale``)
     is the language of the CSVs' headers and labels; the Parquet files keep English codes.
     ``kept_dir``: the folder that keeps the segmentation's choices between nights (the nightly's
-    work directory): the churn / value models' choice (``models.churn_choice``,
-    ``churn_choice.json``) and the clusters' k (``models.cluster_choice``,
-    ``cluster_choice.json``); None: every choice is made tonight and none is stored.
+    work directory): the churn / value models' choice and the chosen models as fitted
+    (``models.churn_choice``, ``churn_choice.json`` and ``churn_models.npz``) and the clusters'
+    k (``models.cluster_choice``, ``cluster_choice.json``); None: every choice is made and
+    every model fitted tonight, and none is stored.
     """
     as_of = AsOf.of(as_of)
     messages = Messages.load(locale)
@@ -204,7 +214,7 @@ def _consumers(
         ) from None
     choices.store_clusters(summaries)
     watch.lap("rfm, member tiers and clusters")
-    clv = _clv(frames, choices.churn, as_of, settings)
+    clv = _clv(frames, choices.churn, choices.models, as_of, settings)
     if clv is not None:
         typed = clv.astype({Col.CONSUMER_ID: consumers[Col.CONSUMER_ID].dtype})
         consumers = consumers.merge(typed, on=Col.CONSUMER_ID, how="left", validate="one_to_one")
@@ -418,15 +428,20 @@ def _clv_frames(
 def _clv(
     frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None,
     choice: _Kept[Choice] | None,
+    models: _Kept[FittedModels] | None,
     as_of: AsOf,
     settings: SegmentationConfig,
 ) -> pd.DataFrame | None:
-    """The CLV columns of every buyer (``models.segmentation.clv_columns``); None when CLV is off."""
+    """The CLV columns of every buyer (``models.segmentation.clv_columns``); None when CLV is off.
+
+    The choice is stored when tonight made it, the fitted models when tonight fitted them for a
+    choice (kept or made tonight; not the no-choice fallback)."""
     if frames is None:
         return None
     train, validation, current = frames
     carried = None if choice is None else choice.carried
-    clv = clv_columns(current, settings, train, validation, carried)
+    kept = None if models is None else models.carried
+    clv = clv_columns(current, settings, train, validation, carried, kept)
     if clv.attrs["carried"]:
         logger.info("churn / value models: kept the choice of %s: %s", choice.made_on, clv.attrs["chosen"])
     else:
@@ -434,6 +449,10 @@ def _clv(
         if choice is not None and clv.attrs["validation"]:  # a choice was made (not the no-choice fallback)
             made = Choice(dict(clv.attrs["chosen"]), pd.DataFrame(clv.attrs["validation"]))
             write_choice(choice.path, choice.key, made)
+    if not clv.attrs["refitted"]:
+        logger.info("churn / value models: predicted with the models fitted as of %s", models.made_on)
+    elif models is not None and clv.attrs["validation"]:
+        write_models(models.path, models.key, clv.attrs["models"])
     return clv
 
 
@@ -483,6 +502,7 @@ class _Choices:
 
     churn: _Kept[Choice] | None
     clusters: _Kept[int] | None
+    models: _Kept[FittedModels] | None = None  # the churn / value models as fitted
 
     @classmethod
     def open(
@@ -491,7 +511,7 @@ class _Choices:
         if folder is None:
             return cls(None, None)
         fingerprint = functools.cache(lambda day: history_fingerprint(con, AsOf.of(day)))
-        churn = None
+        churn = models = None
         if settings.clv.enabled:
             stored = read_choice(folder / CHOICE_FILE)
             churn = _Kept.open(
@@ -503,6 +523,17 @@ class _Choices:
                 as_of,
                 fingerprint,
                 "churn / value models: comparing the candidates tonight",
+            )
+            fitted = read_models(folder / MODELS_FILE)
+            models = _Kept.open(
+                folder / MODELS_FILE,
+                REFIT,
+                settings.churn.refit_every_days,
+                None if fitted is None else (fitted.key, fitted.models),
+                churn_config_hash(settings.clv, settings.churn),
+                as_of,
+                fingerprint,
+                "churn / value models: fitting the chosen ones tonight",
             )
         clusters = None
         if settings.clusters.enabled:
@@ -517,7 +548,7 @@ class _Choices:
                 fingerprint,
                 "clusters: choosing k by silhouette tonight",
             )
-        return cls(churn, clusters)
+        return cls(churn, clusters, models)
 
     def store_clusters(self, summaries: ConsumerSummaries) -> None:
         """Store tonight's k when tonight chose it (a kept k that no longer fits is chosen again)."""

@@ -19,11 +19,13 @@ from models.churn import (
     FORECASTERS,
     Choice,
     ChurnConfig,
+    FittedModels,
     calibration_table,
     choose_and_predict,
     churn_band,
     churn_metrics,
     forecast_metrics,
+    predict_fitted,
     score_candidates,
 )
 from models.clv import CLVConfig
@@ -234,3 +236,54 @@ def test_a_carried_choice_of_a_candidate_no_longer_configured_is_made_again(fram
     assert not result.carried
     assert result.chosen["churn"] in SUPERVISED.candidates
     assert set(result.validation["candidate"]) == {"logistic", "logistic_rf", "gradient_boosting"}
+
+
+def test_every_candidate_predicts_from_its_fitted_arrays_what_its_fit_predicted(frames) -> None:
+    """The fitted state (plain arrays) applied again to the frame it scored gives the same numbers,
+    for every candidate: a kept model is the model the fit night used."""
+    train, validation, _ = frames
+    config = ChurnConfig()
+    scores = score_candidates(train, validation, CLV, config)
+    assert sorted(scores.fitted) == sorted(
+        [("churn", name) for name in config.candidates]
+        + [("forecast", name) for name in config.forecast_candidates]
+    )
+    for (kind, name), fitted in scores.fitted.items():
+        assert fitted.arrays and all(isinstance(a, np.ndarray) for a in fitted.arrays.values()), name
+        again = predict_fitted(FittedModels({}, (fitted,)), validation, CLV, config)
+        if kind == "churn":
+            np.testing.assert_array_equal(again.churn[name], scores.churn[name])
+        else:
+            np.testing.assert_array_equal(again.purchases[name], scores.purchases[name])
+            np.testing.assert_array_equal(again.value[name], scores.value[name])
+    bgnbd = predict_fitted(FittedModels({}, (scores.fitted[("forecast", "bgnbd")],)), validation, CLV, config)
+    np.testing.assert_array_equal(bgnbd.prob_alive, scores.prob_alive)
+    assert bgnbd.set_aside == scores.set_aside
+
+
+def test_a_kept_choice_with_its_kept_models_fits_nothing(frames, monkeypatch) -> None:
+    """An earlier night's choice and the models it fitted (``refit_every_days``) predict tonight's
+    buyers without a fit: on the same frames, the predictions of the night that fitted them."""
+    import models.churn as churn_module
+
+    made = choose_and_predict(*frames, CLV, SUPERVISED)
+    assert made.refitted and made.models is not None and made.models.chosen == made.chosen
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("kept models were fitted again")
+
+    monkeypatch.setattr(churn_module, "score_candidates", no_fit)
+    kept = choose_and_predict(*frames, CLV, SUPERVISED, Choice(made.chosen, made.validation), made.models)
+    assert kept.carried and not kept.refitted and kept.models is made.models
+    pd.testing.assert_frame_equal(kept.predictions, made.predictions)
+
+
+def test_kept_models_serve_only_a_kept_choice_they_were_fitted_for(frames) -> None:
+    made = choose_and_predict(*frames, CLV, SUPERVISED)
+    choice = Choice(made.chosen, made.validation)
+    chosen_tonight = choose_and_predict(*frames, CLV, SUPERVISED, None, made.models)
+    assert chosen_tonight.refitted  # a night that chooses always fits
+    other = {**made.chosen, "churn": next(n for n in SUPERVISED.candidates if n != made.chosen["churn"])}
+    another = FittedModels(other, made.models.models)
+    assert choose_and_predict(*frames, CLV, SUPERVISED, choice, another).refitted  # not this choice's models
+    assert not choose_and_predict(*frames, CLV, SUPERVISED, choice, made.models).refitted

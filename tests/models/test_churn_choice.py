@@ -6,17 +6,21 @@ import json
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from models.cadence import KeptKey, redo_reason
-from models.churn import Choice, ChurnConfig
+from models.churn import Choice, ChurnConfig, Fitted, FittedModels
 from models.churn_choice import (
     RECHOOSE,
+    REFIT,
     StoredChoice,
     config_hash,
     read_choice,
+    read_models,
     write_choice,
+    write_models,
 )
 from models.clv import CLVConfig
 
@@ -57,6 +61,7 @@ def test_an_unreadable_store_is_no_choice_and_says_so(tmp_path: Path, text: str,
 def test_the_config_hash_follows_what_the_choice_depends_on_not_the_cadence() -> None:
     base = config_hash(CLVConfig(), ChurnConfig())
     assert config_hash(CLVConfig(), ChurnConfig(rechoose_every_days=1)) == base
+    assert config_hash(CLVConfig(), ChurnConfig(refit_every_days=1)) == base
     assert config_hash(CLVConfig(), ChurnConfig(candidates=("logistic",))) != base
     assert config_hash(CLVConfig(horizon_days=60), ChurnConfig()) != base
 
@@ -95,3 +100,68 @@ def test_a_night_chooses_again_and_says_why(tonight, every, digest, history, say
     reason, _ = _reason(StoredChoice(KEY, CHOICE), tonight, every, digest, history)
     assert reason is not None and says in reason
     assert _reason(None, tonight, every)[0] == ("no stored choice" if every > 1 else reason)
+
+
+MODELS = FittedModels(
+    {"churn": "logistic", "purchases": "gradient_boosting", "value": "bgnbd"},
+    (
+        Fitted("churn", "logistic", {"coef": np.array([[0.5, -1.0]]), "intercept": np.array([0.25])}),
+        Fitted("forecast", "bgnbd", {"bgnbd.r": np.array([[0.2]]), "gamma_gamma.p": np.array([[6.0]])}),
+        Fitted("forecast", "gradient_boosting", {}),  # a fit that failed: no arrays
+    ),
+)
+
+
+def test_stored_models_read_back_as_written(tmp_path: Path) -> None:
+    path = write_models(tmp_path / "churn_models.npz", KEY, MODELS)
+    stored = read_models(path)
+    assert stored is not None and stored.key == KEY and stored.models.chosen == MODELS.chosen
+    for read, written in zip(stored.models.models, MODELS.models, strict=True):
+        assert (read.kind, read.name, sorted(read.arrays)) == (
+            written.kind,
+            written.name,
+            sorted(written.arrays),
+        )
+        for name, array in written.arrays.items():
+            np.testing.assert_array_equal(read.arrays[name], array)
+    assert list(tmp_path.iterdir()) == [path]  # no partial file left beside it
+    with np.load(path, allow_pickle=False) as arrays:  # plain arrays: no pickle needed to read them
+        assert "meta" in arrays.files
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip", b"PK\x03\x04 cut short"])
+def test_unreadable_stored_models_are_none_and_say_so(tmp_path: Path, content: bytes, caplog) -> None:
+    path = tmp_path / "churn_models.npz"
+    path.write_bytes(content)
+    with caplog.at_level("WARNING", logger="models.churn_choice"):
+        assert read_models(path) is None
+    assert f"{path}: the stored churn / value models cannot be read" in caplog.text
+    assert read_models(tmp_path / "absent.npz") is None
+
+
+def test_stored_models_of_another_format_are_fitted_again(tmp_path: Path, caplog) -> None:
+    path = write_models(tmp_path / "churn_models.npz", KEY, MODELS)
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = dict(stored)
+    meta = json.loads(str(arrays["meta"]))
+    arrays["meta"] = np.array(json.dumps({**meta, "format": 99}))
+    with path.open("wb") as out:
+        np.savez(out, **arrays)
+    with caplog.at_level("WARNING", logger="models.churn_choice"):
+        assert read_models(path) is None
+    assert "format 99, this version reads 1" in caplog.text
+
+
+def test_stored_models_are_fitted_again_on_the_cadence_s_reasons() -> None:
+    def reason(tonight: date, every: int = 7) -> str | None:
+        return redo_reason(REFIT, every, KEY, "abc", tonight, lambda day: "100:ff")
+
+    assert reason(date(2025, 12, 3)) is None
+    assert (
+        reason(date(2025, 12, 8))
+        == "the stored models is 7 days old (segmentation.churn.refit_every_days: 7)"
+    )
+    assert (
+        reason(date(2025, 12, 3), every=1) == "segmentation.churn.refit_every_days is 1: fitting every night"
+    )
+    assert reason(MADE) == "the stored models was fitted for this same night (2025-12-01): a rerun fits again"

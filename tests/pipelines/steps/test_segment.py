@@ -21,6 +21,7 @@ from features.catalog import StepFile, export_file
 from features.columns import Col, Table
 from features.engine import EngineConfig, session
 from features.errors import SiyuError
+from features.vocabulary import ExportCol
 from models.churn import ChurnConfig
 from models.clusters import ClusterConfig
 from models.clv import CLVConfig
@@ -400,8 +401,11 @@ def test_the_churn_choice_is_kept_between_nights_and_made_again_when_due(
     validated, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With a store (the nightly's ``churn_choice.json``) a night keeps the choice an earlier night
-    made (``rechoose_every_days``): the same files as a night that made the same choice itself."""
-    churn = ChurnConfig(candidates=("logistic", "logistic_rf"), forecast_candidates=("gradient_boosting",))
+    made (``rechoose_every_days``): with the models fitted every night (``refit_every_days`` 1),
+    the same files as a night that made the same choice itself."""
+    churn = ChurnConfig(
+        candidates=("logistic", "logistic_rf"), forecast_candidates=("gradient_boosting",), refit_every_days=1
+    )
     settings = SETTINGS.model_copy(update={"clv": CLVConfig(horizon_days=30), "churn": churn})
     store, tonight = tmp_path / "churn_choice.json", validated.as_of
     clean = validated.clean_paths
@@ -425,6 +429,63 @@ def test_the_churn_choice_is_kept_between_nights_and_made_again_when_due(
         run_segmentation(clean, tonight, every_night, tmp_path / "d", None, kept_dir=tmp_path)
     assert "comparing the candidates tonight (segmentation.churn.rechoose_every_days is 1" in caplog.text
     assert json.loads(store.read_text())["key"]["as_of"] == tonight.date.isoformat()
+
+
+def test_the_fitted_models_are_kept_between_nights_and_fitted_again_when_due(
+    validated, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch
+) -> None:
+    """With a store (the nightly's ``churn_models.npz``) a night that keeps the choice predicts with
+    the models an earlier night fitted (``refit_every_days``): nothing is fitted, the store is not
+    rewritten, and its CLV columns are those models' predictions for tonight's buyers; a cadence
+    of 1 fits and stores again."""
+    import models.churn as churn_module
+    from models.churn_choice import read_models
+
+    churn = ChurnConfig(
+        candidates=("logistic", "gradient_boosting"), forecast_candidates=("bgnbd", "gradient_boosting")
+    )
+    settings = SETTINGS.model_copy(update={"clv": CLVConfig(horizon_days=30), "churn": churn})
+    store, tonight, clean = tmp_path / "churn_models.npz", validated.as_of, validated.clean_paths
+    first = run_segmentation(clean, tonight.days_before(1), settings, tmp_path / "a", None, kept_dir=tmp_path)
+    fitted = read_models(store)
+    assert fitted is not None and fitted.key.as_of == tonight.days_before(1).date
+    assert fitted.models.chosen == first.churn_chosen
+    assert (fitted.models.models[0].kind, fitted.models.models[0].name) == (
+        "churn",
+        first.churn_chosen["churn"],
+    )
+    assert all(m.arrays for m in fitted.models.models)
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a night with kept models fitted one")
+
+    with monkeypatch.context() as patched, caplog.at_level("INFO", logger="pipelines.steps.segment"):
+        patched.setattr(churn_module, "score_candidates", no_fit)
+        kept = run_segmentation(clean, tonight, settings, tmp_path / "b", None, kept_dir=tmp_path)
+    assert f"predicted with the models fitted as of {tonight.days_before(1).date}" in caplog.text
+    assert read_models(store).key == fitted.key  # not re-stored
+    assert kept.churn_chosen == first.churn_chosen
+
+    # tonight's frames through the stored models, by hand: the exported CLV columns
+    from features.clv import model_frames
+    from features.engine import connect
+
+    _, _, current = model_frames(connect(clean), tonight, 30, settings.clv.returned_lines)
+    scores = churn_module.predict_fitted(fitted.models, current, settings.clv, churn)
+    tiers = pd.read_parquet(tmp_path / "b" / StepFile.CONSUMER_TIERS_TWIN)
+    by_id = tiers.set_index(Col.CONSUMER_ID).loc[current[Col.CONSUMER_ID].astype("string")]
+    risk = scores.churn[first.churn_chosen["churn"]].clip(0.001, 0.999).round(4)
+    assert by_id[ExportCol.CHURN_RISK].to_numpy().tolist() == pytest.approx(risk.tolist(), abs=1e-12)
+    assert by_id[ExportCol.PROB_ALIVE].to_numpy().tolist() == pytest.approx(
+        scores.prob_alive.round(4).tolist(), abs=1e-12
+    )
+
+    caplog.clear()
+    every_night = settings.model_copy(update={"churn": churn.model_copy(update={"refit_every_days": 1})})
+    with caplog.at_level("INFO", logger="pipelines.steps.segment"):
+        run_segmentation(clean, tonight, every_night, tmp_path / "c", None, kept_dir=tmp_path)
+    assert "fitting the chosen ones tonight (segmentation.churn.refit_every_days is 1" in caplog.text
+    assert read_models(store).key.as_of == tonight.date
 
 
 def test_the_clusters_k_is_kept_between_nights_and_chosen_again_when_due(
