@@ -513,13 +513,14 @@ class _Choices:
         fingerprint = functools.cache(lambda day: history_fingerprint(con, AsOf.of(day)))
         churn = models = None
         if settings.clv.enabled:
+            digest = churn_config_hash(settings.clv, settings.churn)  # the choice's and its models'
             stored = read_choice(folder / CHOICE_FILE)
             churn = _Kept.open(
                 folder / CHOICE_FILE,
                 RECHOOSE,
                 settings.churn.rechoose_every_days,
                 None if stored is None else (stored.key, stored.choice),
-                churn_config_hash(settings.clv, settings.churn),
+                digest,
                 as_of,
                 fingerprint,
                 "churn / value models: comparing the candidates tonight",
@@ -530,7 +531,7 @@ class _Choices:
                 REFIT,
                 settings.churn.refit_every_days,
                 None if fitted is None else (fitted.key, fitted.models),
-                churn_config_hash(settings.clv, settings.churn),
+                digest,
                 as_of,
                 fingerprint,
                 "churn / value models: fitting the chosen ones tonight",
