@@ -21,8 +21,8 @@ and predicts the current frame. Pure: frames in, frames and metrics out.
 The comparison on the validation window is most of the step's time (every candidate fitted),
 and its answer changes slowly, so a night may be handed an earlier night's ``Choice``
 (``models.churn_choice``: ``rechoose_every_days``): the chosen candidates are then refitted
-on tonight's validation frame and predict tonight's buyers as always, without comparing the
-others again. The fitted models change slowly too (a day more of a 90-day window), so such a
+on tonight's validation frame and predict tonight's buyers, without comparing the others
+again. The fitted models change slowly too (a day more of a 90-day window), so such a
 night may also be handed the models an earlier night fitted for that choice
 (``FittedModels``, ``refit_every_days``): they predict tonight's buyers and nothing is fitted.
 Every candidate predicts from its fitted state as plain arrays (below), so kept models give

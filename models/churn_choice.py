@@ -4,11 +4,12 @@ Choosing the churn and value models fits every candidate on the validation windo
 CLV step's time, and the winner changes slowly. A night that makes the choice stores it with
 what it was made on (``models.cadence.KeptKey``: a hash of the ``clv`` and ``churn`` config, the as-of date
 and a fingerprint of the order history up to it) and the metrics it was made on; a later night
-keeps it (``models.churn.choose_and_predict``'s ``carried``: the chosen candidates refitted on
-tonight's validation frame, no comparison) unless ``models.cadence.redo_reason`` (with
-``RECHOOSE``) names a reason to compare again, the production model's reasons: none stored, a
-cadence of 1, another config, a choice as old as the cadence, one made for this same night (a
-rerun does what the night did) or after it, another order history.
+keeps it (``models.churn.choose_and_predict``'s ``carried``: no comparison; the chosen
+candidates are refitted on tonight's validation frame, or predict as kept, below) unless
+``models.cadence.redo_reason`` (with ``RECHOOSE``) names a reason to compare again, the
+production model's reasons: none stored, a cadence of 1, another config, a choice as old as the
+cadence, one made for this same night (a rerun does what the night did) or after it, another
+order history.
 
 On disk: one JSON file (e.g. ``<work>/churn_choice.json``), replaced whole. An unreadable file
 is a choice not stored: the night compares again and writes a new one.
