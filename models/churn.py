@@ -339,7 +339,7 @@ def _fit_bgnbd(
 ) -> Arrays:
     """BG/NBD (and, with ``value``, Gamma-Gamma) fitted on the target's own history: their
     posterior draws as ``<model>.<parameter>``."""
-    posteriors = fit_clv(target, clv, value).posteriors
+    posteriors = fit_clv(target, clv, value, predict=False).posteriors  # predicted below
     return {
         f"{model}.{name}": draws
         for model, posterior in posteriors.items()

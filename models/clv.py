@@ -155,11 +155,13 @@ class CLVResult:
     posteriors: dict[str, Posterior] = field(default_factory=dict)
 
 
-def fit_clv(summary: pd.DataFrame, config: CLVConfig, value: bool = True) -> CLVResult:
+def fit_clv(summary: pd.DataFrame, config: CLVConfig, value: bool = True, predict: bool = True) -> CLVResult:
     """Fit BG/NBD and Gamma-Gamma on ``summary`` and predict for every consumer in it.
 
     ``value`` False: no Gamma-Gamma fit (``expected_value`` empty; ``set_aside`` still counted),
-    for a caller that takes only the BG/NBD outputs (a PyMC fit less).
+    for a caller that takes only the BG/NBD outputs (a PyMC fit less). ``predict`` False: the fit
+    only, ``predictions`` left without rows, for a caller that predicts from ``posteriors`` itself
+    (``models.churn``: at 10M lines the BG/NBD's predictions take about 2 s).
     """
     data = _model_frame(summary, config.time_unit_days)
     timings: dict[str, float] = {}
@@ -180,9 +182,11 @@ def fit_clv(summary: pd.DataFrame, config: CLVConfig, value: bool = True) -> CLV
         )
         if model is not None
     }
-    started = time.perf_counter()
-    predictions, _ = predict_clv(summary, config, posteriors)
-    timings["predict_s"] = time.perf_counter() - started
+    predictions = pd.DataFrame(columns=list(PREDICTION_COLUMNS))
+    if predict:
+        started = time.perf_counter()
+        predictions, _ = predict_clv(summary, config, posteriors)
+        timings["predict_s"] = time.perf_counter() - started
     result = CLVResult(
         predictions=predictions,
         bgnbd_params=_params(bgnbd, BGNBD_PARAMS),
@@ -390,7 +394,7 @@ def _fit_bgnbd(data: pd.DataFrame, config: CLVConfig) -> tuple[object | None, in
     fit_data = data.iloc[fit_rows(len(data), config)].reset_index(drop=True)
     model = shared_data_models().bgnbd(model_config=priors(config.bgnbd_priors))
     columns = [_CUSTOMER_ID, BTYDCol.FREQUENCY, BTYDCol.RECENCY, BTYDCol.T]
-    fitted = _fit(model, fit_data[columns], config, "BG/NBD", ("r", "alpha", "a", "b"))
+    fitted = _fit(model, fit_data[columns], config, "BG/NBD", BGNBD_PARAMS)
     return fitted, len(fit_data) if fitted is not None else 0
 
 
@@ -406,7 +410,7 @@ def _fit_gamma_gamma(spend_data: pd.DataFrame, config: CLVConfig) -> object | No
         spend_data,
         config,
         "Gamma-Gamma",
-        ("p", "q", "v"),
+        GAMMA_GAMMA_PARAMS,
     )
     if model is not None and _params(model, ("q",))["q"] <= 1:
         log.warning("CLV: Gamma-Gamma q <= 1 (population mean value undefined); expected_value left empty")
