@@ -194,7 +194,9 @@ def recommend(
     data: Annotated[Path, typer.Option("--data", help="Directory of contract files (Parquet/CSV).")],
     out: Annotated[Path, typer.Option("--out", help="Where the recommendation Parquet files go.")],
     as_of: AsOfOption = None,
-    k: Annotated[int | None, typer.Option("--k", help="Products per consumer (default: lists.k).")] = None,
+    k: Annotated[
+        int | None, typer.Option("--k", help="Products per consumer (default: recommend.k).")
+    ] = None,
     exclude_purchased: Annotated[
         bool | None,
         typer.Option(

@@ -69,11 +69,13 @@ NUMBER_FORMATS: dict[str, str] = {
     Unit.PROBABILITY: "0.0%",
     Unit.DAYS: "#,##0",
     Unit.DATE: "yyyy-mm-dd",
+    Unit.MONTH: "yyyy-mm",
     Unit.DATETIME: "yyyy-mm-dd hh:mm:ss",
 }
 WHOLE_NUMBER_FORMAT = "#,##0"  # a ratio or score column whose values are all whole (RFM scores 1-5)
 FRACTIONAL_DAYS_FORMAT = "#,##0.0"  # mean days
 TEXT_UNITS: frozenset[str] = frozenset({Unit.ID, Unit.TEXT, Unit.CODE, Unit.LABEL, Unit.FLAG})
+DATE_UNITS: frozenset[str] = frozenset({Unit.DATE, Unit.MONTH, Unit.DATETIME})  # written as Excel dates
 
 
 class WorkbookConfig(BaseModel):
@@ -236,7 +238,7 @@ def _with_dates(frame: pd.DataFrame, units: list[str]) -> pd.DataFrame:
     """``frame`` with its date columns parsed, where every present value parses (else as it is)."""
     parsed = {}
     for index, unit in enumerate(units):
-        if unit in (Unit.DATE, Unit.DATETIME):
+        if unit in DATE_UNITS:
             column = frame.iloc[:, index]
             dates = pd.to_datetime(column, errors="coerce")
             if dates.notna().sum() == column.notna().sum():
@@ -296,6 +298,8 @@ def _widths(columns: list[list[object]], headers: list[str], units: list[str]) -
 def _shown_width(value: object, unit: str) -> int:
     if unit == Unit.DATE:
         return 10
+    if unit == Unit.MONTH:
+        return 7
     if unit == Unit.DATETIME:
         return 19
     if isinstance(value, float):

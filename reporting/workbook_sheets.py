@@ -21,7 +21,7 @@ from features.catalog import ColumnDoc, ExportFile, Unit, WorkbookSheet
 from features.errors import SiyuError
 from features.messages import Messages
 from reporting.excel import unguard_formulas
-from reporting.workbook import TEXT_UNITS, Sheet, guess_unit
+from reporting.workbook import DATE_UNITS, TEXT_UNITS, Sheet, guess_unit
 
 UNIT_LABEL = "unit"  # the label kind of unit names (``label.unit.<unit>``, workbook.yaml)
 
@@ -75,7 +75,7 @@ def read_export_csv(
 
 def _typed(text: pd.Series, unit: str) -> pd.Series:
     """Numbers for a numeric unit when every cell parses (else the text as it is)."""
-    if unit in TEXT_UNITS or unit in (Unit.DATE, Unit.DATETIME):
+    if unit in TEXT_UNITS or unit in DATE_UNITS:
         return text
     numbers = pd.to_numeric(text, errors="coerce")
     return numbers if numbers.notna().sum() == text.notna().sum() else text

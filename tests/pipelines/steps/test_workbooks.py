@@ -135,7 +135,9 @@ def test_money_shares_and_dates_carry_their_number_formats(run: dict) -> None:
     formats = {cell.value: below.number_format for cell, below in zip(sheet[1], sheet[2], strict=True)}
     assert formats[messages.header("gmv_month")] == '"¥"#,##0.00'
     assert formats[messages.header("gmv_share")] == "0.0%"
-    assert formats[messages.header("month")] == "yyyy-mm-dd"
+    assert formats[messages.header("month")] == "yyyy-mm"  # as the CSV writes it, `YYYY-MM`
+    month = next(i for i, cell in enumerate(sheet[1]) if cell.value == messages.header("month"))
+    assert sheet[2][month].is_date
     assert formats[messages.header("orders_month")] == "#,##0"
     assert sheet.cell(2, 1).data_type == "s"  # an id is text
 
