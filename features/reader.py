@@ -38,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -51,6 +52,9 @@ from features.engine import count_table_read
 from features.errors import ContractError
 
 logger = logging.getLogger(__name__)
+
+# a table the column mapping may name (a config with another is refused, naming the key)
+TableName = Literal[tuple(Table.ALL)]  # type: ignore[valid-type]
 
 SUFFIXES = (".parquet", ".csv")
 _BLOCK_BYTES = 1 << 22
@@ -74,7 +78,7 @@ class DataSourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    columns: dict[str, dict[str, str]] = Field(default_factory=dict)
+    columns: dict[TableName, dict[str, str]] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -361,13 +365,6 @@ def _usable_file(path: Path) -> Path:
 def read_dataset(data_dir: Path, config: DataSourceConfig | None = None) -> dict[str, TableInput]:
     """Open every contract table in ``data_dir`` and map its column names to the contract's."""
     config = config or DataSourceConfig()
-    unknown = set(config.columns) - set(Table.ALL)
-    if unknown:
-        raise ContractError(
-            data_dir,
-            f"column mapping names unknown tables {sorted(unknown)}",
-            f"use table names among {list(Table.ALL)}",
-        )
     tables = {}
     for table, path in find_table_files(data_dir).items():
         mapping = config.columns.get(table, {})
@@ -510,7 +507,9 @@ def _inspect_csv(path: Path) -> list[str]:
     """The header of a CSV file, after checking the whole file is UTF-8, has a first data
     row, and has no row with more fields than the header."""
     _check_utf8(path)
-    _refuse_duplicated_names(path, _csv_header(path))
+    header = _csv_header(path)
+    _refuse_other_separators(path, header)
+    _refuse_duplicated_names(path, header)
     with _csv_errors(path):
         first = pd.read_csv(path, nrows=1, **_CSV_OPTIONS)
     if first.empty:
@@ -521,6 +520,26 @@ def _inspect_csv(path: Path) -> list[str]:
         )
     _check_field_counts(path, len(first.columns))
     return [str(c) for c in first.columns]
+
+
+# separators of other CSV dialects (European Excel writes ';', some exports tabs or '|')
+_OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "'|' characters"}
+
+
+def _refuse_other_separators(path: Path, header: list[str]) -> None:
+    """A header read as one field that holds another separator: the file is not comma-separated
+    (every column would be reported missing, or a row as having too many fields)."""
+    if len(header) != 1:
+        return
+    for separator, name in _OTHER_SEPARATORS.items():
+        if header[0].count(separator) >= 1:
+            raise ContractError(
+                path,
+                f"the header is one field separated by {name} ({header[0][:60]!r}): the file is not "
+                "comma-separated",
+                "save it as comma-separated CSV (Excel: Save As > 'CSV UTF-8 (Comma delimited)'), "
+                "with '.' as the decimal mark, or supply the table as Parquet",
+            )
 
 
 def _check_utf8(path: Path) -> None:
@@ -634,9 +653,10 @@ def _map_columns(table: str, path: Path, header: list[str], mapping: dict[str, s
         )
     missing = [c for c in spec.required_columns if c not in mapped]
     if missing:
+        also = f"; also missing: {', '.join(missing[1:])}" if len(missing) > 1 else ""
         raise ContractError(
             path,
-            f"required column missing (the file has: {', '.join(mapped)})",
+            f"required column missing (the file has: {', '.join(mapped)}){also}",
             f"rename your column to '{missing[0]}', or map it in the config: "
             f"data.columns.{table}: {{<your name>: {missing[0]}}}",
             column=missing[0],

@@ -959,6 +959,21 @@ def _latest_from_statistics(part: RawTable, timezone: str) -> pd.Timestamp | Non
     return None if pd.isna(latest) else latest
 
 
+def check_orders_before_as_of(result: ValidationResult) -> None:
+    """Stop the run when every order line is after the as-of date: there is no history to
+    segment or learn from (an ``--as-of`` before the data begins)."""
+    orders = next((r for r in result.reports if r.table == Table.ORDERS), None)
+    if orders is None or orders.rows_kept or not orders.rows_out_of_window:
+        return
+    raise ContractError(
+        orders.source,
+        f"no order line is dated on or before the as-of date {result.as_of.date}: all "
+        f"{orders.rows_out_of_window:,} lines are after it",
+        "pass a later --as-of (without it the run is as of the latest order's day)",
+        column=Col.ORDERED_AT,
+    )
+
+
 def check_quarantine_limits(result: ValidationResult, config: ValidationConfig) -> None:
     """Stop the run when a table lost more rows to quarantine than the config allows
     (rows out of the run's window are not counted: they are not used, not bad)."""
@@ -970,10 +985,17 @@ def check_quarantine_limits(result: ValidationResult, config: ValidationConfig) 
             + ", ".join(f"{k}={v:,}" for k, v in sorted(r.reasons.items(), key=lambda kv: -kv[1])[:3])
             for r in failed
         ]
+        unparseable = any(reason.startswith("unparseable_") for r in failed for reason in r.reasons)
+        hint = (
+            " (numbers as 1234.5: '.' for decimals, no thousands separators or currency signs;"
+            " times as ISO 8601, 2025-01-31 09:30:00)"
+            if unparseable
+            else ""
+        )
         raise QuarantineLimitExceeded(
             "too many bad rows:\n  "
             + "\n  ".join(lines)
-            + "\n  fix: read the quarantine files for the reasons and correct the export, or raise "
+            + f"\n  fix: read the quarantine files for the reasons and correct the export{hint}, or raise "
             "validation.max_quarantine_share in the config if this is expected"
         )
 

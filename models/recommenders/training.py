@@ -328,8 +328,10 @@ def _require_history(fold: RollingFold, train: InteractionData, before: str) -> 
     if train.shape[0] == 0:
         raise SiyuError(
             f"evaluation fold {fold.number}: no order lines before {before} starts; the data are "
-            "too short for this many folds\n"
-            "  fix: pass fewer --folds (or a smaller evaluation.folds / holdout_days / validation_days)"
+            "too short for this many folds and windows\n"
+            "  fix: run as of a later date (--as-of), or shorten the windows in the config: fewer "
+            "evaluation.folds (siyu evaluate: --folds), smaller evaluation.holdout_days / "
+            "validation_days (siyu evaluate: --holdout-days)"
         )
     return train
 

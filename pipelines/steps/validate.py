@@ -18,7 +18,12 @@ from features.catalog import StepFile
 from features.columns import Table
 from features.reader import TableInput, read_dataset
 from features.store import clean_path, write_validated
-from features.validate import ValidationResult, check_quarantine_limits, latest_order_date
+from features.validate import (
+    ValidationResult,
+    check_orders_before_as_of,
+    check_quarantine_limits,
+    latest_order_date,
+)
 from pipelines.config import NightlyConfig
 from sources.simulator import simulate
 
@@ -94,6 +99,7 @@ def load_and_validate(
     else:
         result = write_validated(raw, run_as_of, out_dir, config=settings)
     clean_paths = {report.table: clean_path(out_dir, report.table) for report in result.reports}
+    check_orders_before_as_of(result)
     check_quarantine_limits(result, settings)
     return Validated(run_as_of, out_dir, clean_paths, result)
 

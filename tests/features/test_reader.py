@@ -58,6 +58,23 @@ def test_missing_column_names_file_column_and_fix(tiny_dataset: Path) -> None:
     assert "data.columns.orders: {<your name>: unit_price}" in message
 
 
+def test_every_missing_column_is_named_at_once(tiny_dataset: Path) -> None:
+    orders_frame().drop(columns=["unit_price", "quantity"]).to_csv(tiny_dataset / "orders.csv", index=False)
+    with pytest.raises(
+        ContractError, match=r"column 'quantity': required column missing .*also missing: unit_price"
+    ):
+        read_dataset(tiny_dataset)
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_a_csv_separated_otherwise_is_named_as_such(tiny_dataset: Path, separator: str) -> None:
+    orders_frame().to_csv(tiny_dataset / "orders.csv", index=False, sep=separator)
+    with pytest.raises(
+        ContractError, match="orders.csv: the header is one field separated by .*not comma-separated"
+    ):
+        read_dataset(tiny_dataset)
+
+
 def test_column_mapping_renames_user_columns(tiny_dataset: Path) -> None:
     orders_frame().rename(columns={"consumer_id": "buyer"}).to_csv(tiny_dataset / "orders.csv", index=False)
     config = DataSourceConfig(columns={"orders": {"buyer": "consumer_id"}})

@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.validate import ValidationConfig, check_quarantine_limits
+from features.errors import ContractError
+from features.validate import ValidationConfig, check_orders_before_as_of, check_quarantine_limits
 from tests.data import orders_frame, products_frame
 from tests.features.validation_case import run
 
@@ -31,6 +32,16 @@ def test_rows_after_the_as_of_date_are_out_of_the_window_and_never_quarantined(t
     )
     assert outcome.clean()["order_id"].tolist() == ["O1", "O2", "O4"]
     check_quarantine_limits(outcome.result, ValidationConfig(max_quarantine_share=0.0))  # nothing counted
+
+
+def test_an_as_of_date_before_every_order_stops_the_run_naming_orders(tmp_path: Path) -> None:
+    outcome = run(tmp_path, orders_frame(), as_of=date(2024, 1, 1))
+    assert outcome.report().rows_kept == 0
+    with pytest.raises(
+        ContractError, match=r"column 'ordered_at': no order line is dated on or before .* 2024-01-01"
+    ):
+        check_orders_before_as_of(outcome.result)
+    check_orders_before_as_of(run(tmp_path / "later", orders_frame()).result)  # lines up to the date: fine
 
 
 def test_impossible_times_are_bad_rows_each_with_its_reason(tmp_path: Path) -> None:

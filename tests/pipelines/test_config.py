@@ -103,6 +103,13 @@ def test_unknown_key_suggests_the_closest_known_key(tmp_path: Path) -> None:
     assert "rename validation.max_quarantin_share to validation.max_quarantine_share" in fix
 
 
+def test_a_column_mapping_for_an_unknown_table_names_the_config_key(tmp_path: Path) -> None:
+    message = _error(tmp_path, "data:\n  columns:\n    ordres: {buyer: consumer_id}\n")
+    problem, allowed, fix = _block(message, "data.columns.ordres")
+    assert "the key 'ordres' should be 'orders'" in problem
+    assert "orders, products, consumers" in allowed and "rename the key data.columns.ordres" in fix
+
+
 def test_unknown_key_that_belongs_to_another_section(tmp_path: Path) -> None:
     _, _, fix = _block(_error(tmp_path, "validation:\n  keep_last: 3\n"), "validation.keep_last")
     assert "rename validation.keep_last to publish.keep_last" in fix
