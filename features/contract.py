@@ -512,7 +512,8 @@ def contract_markdown() -> str:
         f"(default `{DEFAULT_TIMEZONE}`): a time-zone-aware value (a Parquet timestamp with a zone, or a",
         "text such as `2025-03-01T10:00:00+00:00`) is converted to it; a naive value is taken as already",
         "in it. Write dates as ISO 8601 (`YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS`): a day/month text such",
-        "as `03/04/2025` (3 April or 4 March?) is refused, and a column written that way stops the run.",
+        "as `03/04/2025` (3 April or 4 March?) is refused, and a column written that way stops the run;",
+        "one that reads one way only (`15/04/2025`, `04/15/2025`: 15 April) is read as it is, row by row.",
         "",
         "**As-of date.** A run is as of a date (`--as-of`; default: the day of the latest order) and",
         "uses what happened up to the end of that day. A row whose event time",
@@ -623,7 +624,10 @@ def _partitioned_doc() -> list[str]:
         "of an unchanged file. DuckDB (`read_parquet('clean/orders.parquet/*.parquet')`), pyarrow and",
         "pandas (`pd.read_parquet('clean/orders.parquet')`) read the folder as one table; every part",
         "has the table's columns. A run replaces the folders only when every table has been",
-        "validated: a failed run leaves the previous clean tables in place.",
+        "read and checked: a run stopped by a file error leaves the previous clean tables in place. A",
+        "run stopped after that, by `validation.max_quarantine_share` or because no order line is",
+        "dated up to the as-of date, has replaced them (and the quarantine files and `validation.json`,",
+        "which say why); the nightly's published exports are not touched.",
         "",
     ]
 

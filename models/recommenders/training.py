@@ -357,7 +357,8 @@ def evaluate_folds(
     )
     rows, test_consumers, sampled = {}, {}, {}
     latest: tuple[EvaluationTask, dict[str, Recommender]] | None = None
-    with progress(f"evaluating {len(made)} rolling folds", total=len(made), unit="folds") as bar:
+    folds_unit = "folds"  # vocabulary: a value, not a column
+    with progress(f"evaluating {len(made)} rolling folds", total=len(made), unit=folds_unit) as bar:
         for fold in reversed(made):
             logger.info("fold %d of %d: test after %s", fold.number, len(made), fold.cutoff)
             full = make_task(con, fold.test, config.interactions)
