@@ -57,6 +57,7 @@ class Folder:
     ARTIFACT = "artifact"
     CHAMPION_MODEL = "model"
     CHAMPION_LISTS = "lists"
+    CHAMPION_STORED = "stored_model"  # the champion version's stored production model, downloaded
     VALIDATION_CACHE = "cache"
     PRODUCTION_MODEL = "production_model"  # the stored production model (recommend.refit_every_days)
 

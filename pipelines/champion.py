@@ -72,7 +72,9 @@ class RecommenderOutcome:
     evaluation window and sample that ``metrics`` were measured on, in words; ``model_key``: what
     the production model was trained on (``models.recommenders.store.ModelKey.label``),
     ``fitted_as_of`` when, and ``reused`` whether tonight carried the stored model instead of
-    fitting (``recommend.refit_every_days``; ``metrics`` are then its fitting night's).
+    fitting (``recommend.refit_every_days``; ``metrics`` are then its fitting night's);
+    ``stored_model``: the folder of the stored production model that scored the lists
+    (``models.recommenders.store``), logged with the version so that a later night can score with it.
     """
 
     artifact_dir: Path
@@ -85,6 +87,7 @@ class RecommenderOutcome:
     model_key: str | None = None
     fitted_as_of: str | None = None
     reused: bool = False
+    stored_model: Path | None = None
 
 
 def register_recommender(
@@ -107,6 +110,8 @@ def register_recommender(
         with mlflow.start_run(run_id=model_run):
             model_uri = recommenders.log_model(recommenders.artifact_dir)
             logged = mlflow.last_logged_model()
+            if recommenders.stored_model is not None and recommenders.stored_model.is_dir():
+                mlflow.log_artifacts(str(recommenders.stored_model), tracking.STORED_MODEL_PATH)
         if logged is not None:  # MLflow names the process's script as its source: name siyu's
             client.set_logged_model_tags(logged.model_id, tracking.run_context_tags())
         if model_run == run_id:
@@ -222,22 +227,42 @@ def choose_exports(
     decision: tracking.GateDecision,
     config: tracking.TrackingConfig,
     work: Path,
+    score_with: Callable[[Path], Path],
 ) -> dict[str, Path]:
-    """Export name -> file or folder: every output, with the champion's artifact and lists when it stays."""
+    """Export name -> file or folder: every output; when the champion stays, its lists and artifact.
+
+    The champion's lists are tonight's lists scored by the champion's model:
+    ``score_with(stored_model_folder)`` carries the stored production model logged with the
+    champion's version onto tonight's data and writes every list file and the artifact over
+    ``outputs``, through the night's own scoring pass (tonight's filters, reasons, outreach,
+    similar items and fallbacks), returning the artifact folder. A champion registered without a
+    stored model (by an older siyu) has its lists rebuilt from its artifact instead
+    (``champion_lists``)."""
     sources = {path.name: path for path in sorted(outputs.iterdir()) if path.name in output_names()}
     if decision.promoted:
         return sources
     champion_dir = work / Folder.CHAMPION
-    clear_own(champion_dir, {Folder.CHAMPION_MODEL, Folder.CHAMPION_LISTS})
+    clear_own(champion_dir, {Folder.CHAMPION_MODEL, Folder.CHAMPION_LISTS, Folder.CHAMPION_STORED})
     with tracking.using_tracking(config, work) as client:
         artifact = tracking.download_model_artifact(
             client, config.model_name, decision.champion_version, champion_dir / Folder.CHAMPION_MODEL
         )
-    if same_artifact(artifact, recommenders.artifact_dir):
-        logger.info("the champion's artifact is this run's (a rerun): publishing this run's lists")
-        return sources
+        if same_artifact(artifact, recommenders.artifact_dir):
+            logger.info("the champion's artifact is this run's (a rerun): publishing this run's lists")
+            return sources
+        stored = tracking.download_stored_model(
+            client, config.model_name, decision.champion_version, champion_dir / Folder.CHAMPION_STORED
+        )
+    if stored is not None:
+        logger.info(
+            "the new model lost the champion gate: scoring tonight's lists with champion version %s's model",
+            decision.champion_version,
+        )
+        score_with(stored)
+        return {path.name: path for path in sorted(outputs.iterdir()) if path.name in output_names()}
     logger.info(
-        "the new model lost the champion gate: publishing lists from champion version %s",
+        "the new model lost the champion gate: publishing lists rebuilt from champion version %s's "
+        "artifact (registered without its model)",
         decision.champion_version,
     )
     sources[Folder.ARTIFACT] = artifact

@@ -218,8 +218,9 @@ def nightly_flow(
                 outputs, settings.workbooks, settings.locale, books_child
             )
             recommenders = limits(train_recommenders)(validated, settings, outputs, con)
-        decision = limits(register)(recommenders, settings, work, run_id)
-        sources = limits(choose_exports)(outputs, recommenders, decision, settings, work)
+            decision = limits(register)(recommenders, settings, work, run_id)
+            # before the engine closes: a champion that stays scores tonight's lists on it
+            sources = limits(choose_exports)(outputs, recommenders, decision, settings, work, validated, con)
         # the share kit while the child may still write marketing.xlsx and quality.xlsx
         sources = limits(workbooks)(sources, outputs, settings.workbooks, settings.locale, {})
         sources = {**sources, **books.result()}
@@ -502,9 +503,13 @@ def choose_exports(
     decision: tracking.GateDecision,
     settings: NightlyConfig,
     work: Path,
+    validated: Validated,
+    con: duckdb.DuckDBPyConnection,
 ) -> dict[str, Path]:
-    """Export name -> file or folder: every output, with the champion's artifact and lists when it stays."""
-    return champion.choose_exports(outputs, recommenders, decision, settings.tracking, work)
+    """Export name -> file or folder: every output; when the champion stays, tonight's lists and
+    artifact scored by the champion's model (``pipelines.champion.choose_exports``)."""
+    score_with = functools.partial(nightly_steps.score_with_stored, validated, settings, outputs, con)
+    return champion.choose_exports(outputs, recommenders, decision, settings.tracking, work, score_with)
 
 
 @nightly_task("publish", pure_task())

@@ -20,6 +20,7 @@ import duckdb
 from features.asof import AsOf
 from features.catalog import Folder, RunFile, StepFile
 from features.columns import Table
+from features.errors import SiyuError
 from features.files import write_text_atomically
 from features.validate import tables_gone_missing
 from features.vocabulary import EvaluationKey, ExportManifestKey, MetricCol
@@ -174,7 +175,52 @@ def train_and_evaluate(
         model_key=tonight.key,
         fitted_as_of=str(tonight.fitted_as_of),
         reused=tonight.reused,
+        stored_model=store,
     )
+
+
+def score_with_stored(
+    validated: Validated,
+    settings: NightlyConfig,
+    outputs: Path,
+    con: duckdb.DuckDBPyConnection,
+    stored_folder: Path,
+) -> Path:
+    """Tonight's lists and artifact, written over ``outputs``' by the stored production model in
+    ``stored_folder`` (``models.recommenders.store``) carried onto tonight's interaction data, the
+    champion's when the new model loses the gate: the night's own scoring pass, so its filters,
+    reasons, outreach, similar items and fallbacks are tonight's. Returns the artifact folder."""
+    from artifact.writer import write_artifact_from_lists
+    from models.recommenders.store import read_stored
+    from pipelines.steps.recommend import night_data, run_recommend
+    from pipelines.steps.segment import read_communities
+
+    stored = read_stored(stored_folder)
+    if stored is None:
+        raise SiyuError(
+            f"{stored_folder}: the champion's stored model cannot be read\n"
+            "  fix: pass --refit, or give the champion alias to a version registered by this siyu"
+        )
+    data = night_data(con, AsOf.of(validated.as_of), settings.recommend.interactions)
+    model = stored.carried_onto(data)
+    logger.info(
+        "writing the lists of %s (fitted as of %s) as of %s",
+        stored.configured,
+        stored.key.as_of,
+        validated.as_of,
+    )
+    lists = run_recommend(
+        validated.clean_paths,
+        validated.as_of,
+        settings,
+        outputs,
+        quality_alerts_path=outputs / StepFile.QUALITY_ALERTS,
+        con=con,
+        data=data,
+        model=model,
+    )
+    meta = {"as_of": str(validated.as_of), "model": lists.model}  # vocabulary: a value, not a column
+    return write_artifact_from_lists(outputs, outputs / Folder.ARTIFACT, meta, read_communities(outputs))
 
 
 def _evaluate_tonight(

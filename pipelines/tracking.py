@@ -75,6 +75,9 @@ WORK_DIR_TAG = "siyu.work_dir"
 ENDED_TAG = "siyu.ended"
 # Key of the backend artifact directory in the pyfunc model's ``artifacts`` mapping.
 ARTIFACT_KEY = "recommender"
+# Where a registered version's run keeps the stored production model that scored its lists: a
+# night whose new model loses the gate scores tonight's lists with the champion's (pipelines.champion).
+STORED_MODEL_PATH = "production_model"
 _PARAMS_PER_BATCH = 100
 # The experiment tag the UI reads to open an experiment on its runs rather than the GenAI overview.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -798,6 +801,24 @@ def download_model_artifact(client: MlflowClient, model_name: str, version: str,
             "  fix: register models with pipelines' model logger, which stores the backend artifact"
         )
     return local / artifacts[ARTIFACT_KEY]["path"]
+
+
+def download_stored_model(
+    client: MlflowClient, model_name: str, version: str, destination: Path
+) -> Path | None:
+    """A registered version's stored production model (``models.recommenders.store``: the model
+    that scored its lists, logged beside it in its run as ``STORED_MODEL_PATH``), downloaded to
+    ``destination``; None for a version registered without one (before siyu logged it)."""
+    import mlflow
+
+    run_id = client.get_model_version(model_name, version).run_id
+    if not run_id or not any(item.path == STORED_MODEL_PATH for item in client.list_artifacts(run_id)):
+        return None
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=STORED_MODEL_PATH, dst_path=str(destination)
+        )
+    )
 
 
 def flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -141,7 +141,7 @@ def production_model(
         # are built: the 300,000-distributor night peaked while both were held.
         tuned = _timed("production tuning", tune_production)(con, as_of, recommend, evaluated=evaluated)
         del evaluated
-        data = _timed("interaction data", _interaction_data)(con, as_of, recommend.interactions)
+        data = _timed("interaction data", night_data)(con, as_of, recommend.interactions)
     model = _timed("production fit", tuned.fit)(data)
     key = ModelKey(config_hash, as_of.date, history_fingerprint(con, as_of))
     report = (outputs / StepFile.EVALUATION).read_text(encoding="utf-8")
@@ -171,7 +171,7 @@ def _reused(
         age,
         config.recommend.refit_every_days,
     )
-    data = _timed("interaction data", _interaction_data)(con, as_of, config.recommend.interactions)
+    data = _timed("interaction data", night_data)(con, as_of, config.recommend.interactions)
     model = _timed("carry stored model", stored.carried_onto)(data)
     write_text_atomically(outputs / StepFile.EVALUATION, stored.evaluation.report)
     return ProductionModel(model, data, stored.evaluation, stored.key.as_of, stored.key.label, True)
@@ -225,7 +225,7 @@ def run_recommend(
     k = k or config.recommend.k
     out_dir.mkdir(parents=True, exist_ok=True)
     con = con if con is not None else connect(clean_paths)
-    data = data if data is not None else _interaction_data(con, as_of, config.recommend.interactions)
+    data = data if data is not None else night_data(con, as_of, config.recommend.interactions)
     if model is None:
         logger.info("recommend as of %s: fitting on %d consumers x %d products", as_of, *data.shape)
         model = fit_production(con, as_of, config.recommend, data=data)
@@ -291,7 +291,7 @@ def run_recommend(
     )
 
 
-def _interaction_data(
+def night_data(
     con: duckdb.DuckDBPyConnection, as_of: AsOf, interaction_config: InteractionConfig
 ) -> InteractionData:
     data = build_data(con, as_of, interaction_config)

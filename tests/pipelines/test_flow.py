@@ -26,6 +26,9 @@ import yaml
 import pipelines.nightly_steps as nightly_steps
 from features.catalog import RunFile
 from features.errors import SiyuError
+from features.vocabulary import ReasonCode
+from models.recommenders.store import read_stored
+from pipelines.champion import champion_lists
 from pipelines.cli import main
 from pipelines.config import NightlyConfig, load_config
 from pipelines.deployment import build_deployment
@@ -45,6 +48,7 @@ from pipelines.tracking import (
     TrackingConfig,
     alias_version,
     download_model_artifact,
+    download_stored_model,
     using_tracking,
 )
 from sources.simulator import SimulationConfig, simulate
@@ -227,7 +231,9 @@ def test_rerun_on_the_same_inputs_publishes_identical_files(tiny: dict, monkeypa
     assert notes.read_text() == "keep me" and "precious.txt" not in after  # left alone, not exported
 
 
-def test_a_worse_model_stays_challenger_and_the_champions_lists_are_published(tiny: dict, tmp_path) -> None:
+def test_a_worse_model_stays_challenger_and_the_champions_model_scores_tonights_lists(
+    tiny: dict, tmp_path
+) -> None:
     summary, work = tiny["summary"], tiny["work"]
     worse_config = tmp_path / "worse.yaml"
     worse = {**CONFIG, "recommend": {**CONFIG["recommend"], "production": "popularity_global"}}
@@ -240,14 +246,37 @@ def test_a_worse_model_stays_challenger_and_the_champions_lists_are_published(ti
     assert gate.alias == "challenger" and gate.champion_version == "1" and gate.version != "1"
     with using_tracking(TrackingConfig(), work) as client:
         assert str(client.get_model_version_by_alias("siyu-recommender", "champion").version) == "1"
-        champion = download_model_artifact(client, "siyu-recommender", "1", tmp_path / "champion")
-    assert sha256_of(worse_run.export_dir / "artifact" / "manifest.json") == sha256_of(
-        champion / "manifest.json"
-    )
-    lists = pd.read_parquet(worse_run.export_dir / "consumer_recommendations.parquet")
-    assert len(lists) and lists["reason"].str.startswith("champion: ").all()
-    run = read_manifest(worse_run.export_dir)["run"]
+        challenger = download_model_artifact(client, "siyu-recommender", gate.version, tmp_path / "new")
+        # each version keeps the stored model that scored its lists, for a later night to score with
+        stored = download_stored_model(client, "siyu-recommender", "1", tmp_path / "stored")
+    assert stored is not None and read_stored(stored).configured == "ranker"
+    published = worse_run.export_dir
+    assert read_manifest(published / "artifact")["meta"]["model"] == "ranker"  # not the new popularity model
+    assert sha256_of(published / "artifact" / "manifest.json") != sha256_of(challenger / "manifest.json")
+    # tonight's scoring pass, so every column, reason and filter of a normal night
+    lists = pd.read_parquet(published / "consumer_recommendations.parquet")
+    first = pd.read_parquet(summary.export_dir / "consumer_recommendations.parquet")
+    assert list(lists.columns) == list(first.columns) and len(lists) == len(first)
+    assert set(lists["reason_code"]) <= set(ReasonCode.CONSUMER)
+    outreach = pd.read_parquet(published / "distributor_outreach.parquet")
+    pushed = pd.read_parquet(published / "distributor_recommendations.parquet")
+    keys = ["distributor_id", "product_id"]
+    assert len(outreach) and len(outreach.merge(pushed[keys], on=keys)) == len(outreach)
+    run = read_manifest(published)["run"]
     assert run["model_alias"] == "challenger" and run["published_model_version"] == "1"
+
+
+def test_a_champion_registered_without_its_model_has_its_lists_rebuilt_from_its_artifact(
+    tiny: dict, tmp_path
+) -> None:
+    with using_tracking(TrackingConfig(), tiny["work"]) as client:
+        artifact = download_model_artifact(client, "siyu-recommender", "1", tmp_path / "champion")
+    outputs = tiny["summary"].export_dir  # this run's lists and quality levels
+    rebuilt = champion_lists(artifact, outputs, tmp_path / "lists")
+    lists = pd.read_parquet(rebuilt["consumer_recommendations.parquet"])
+    ours = pd.read_parquet(outputs / "consumer_recommendations.parquet")
+    assert lists.groupby("consumer_id").size().equals(ours.groupby("consumer_id").size())
+    assert len(lists) and lists["reason"].str.startswith("champion: ").all()
 
 
 KILL_SCRIPT = """

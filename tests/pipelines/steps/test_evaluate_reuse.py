@@ -103,10 +103,10 @@ def test_a_fitting_night_drops_the_evaluated_state_before_building_tonights_data
         return {}, 0.3, "the sample", evaluated
 
     held: list[list[str]] = []
-    build = step._interaction_data
+    build = step.night_data
     monkeypatch.setattr(
         step,
-        "_interaction_data",
+        "night_data",
         lambda *a: held.append([k for k in vars(evaluated.model) if k.endswith("_")]) or build(*a),
     )
     nightly = NightlyConfig().model_copy(update={"recommend": config})

@@ -206,7 +206,7 @@ def test_a_run_context_hands_over_connection_data_and_model(
 ) -> None:
     from features.engine import connect
     from features.progress import add_listener
-    from pipelines.steps.recommend import _interaction_data
+    from pipelines.steps.recommend import night_data
 
     def no_fit(*args: object, **kwargs: object) -> None:
         raise AssertionError("the handed-over model must be used, not fitted again")
@@ -214,7 +214,7 @@ def test_a_run_context_hands_over_connection_data_and_model(
     monkeypatch.setattr("pipelines.steps.recommend.fit_production", no_fit)
     validated, config = world["validated"], NightlyConfig()
     con = connect(validated.clean_paths)
-    data = _interaction_data(con, AsOf.of(validated.as_of), config.recommend.interactions)
+    data = night_data(con, AsOf.of(validated.as_of), config.recommend.interactions)
     updates = []
     remove = add_listener(updates.append)
     try:
