@@ -552,10 +552,6 @@ def serve(
     from pipelines.deployment import serve as serve_nightly
 
     settings = load_config(config)
-    typer.echo(
-        f"serving deployment {settings.schedule.deployment_name!r} on cron {settings.schedule.cron!r} "
-        f"({settings.schedule.timezone}); Ctrl+C stops"
-    )
     serve_nightly(settings.schedule, config, data, out)
 
 

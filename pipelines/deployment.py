@@ -44,12 +44,18 @@ def serve(
     from prefect import serve as prefect_serve
     from prefect.settings import PREFECT_API_URL
 
+    build_schedule(config)  # a bad cron line is named before anything starts
     if not PREFECT_API_URL.value():
         raise SiyuError(
             "PREFECT_API_URL is not set: `siyu serve` needs a running Prefect server\n"
             "  fix: run `prefect server start` in another terminal, then "
             "`export PREFECT_API_URL=http://127.0.0.1:4200/api`; or use the cron line in docs/nightly.md"
         )
+    print(  # after the checks: only a deployment that will be served is announced
+        f"serving deployment {config.deployment_name!r} on cron {config.cron!r} ({config.timezone}); "
+        "Ctrl+C stops",
+        flush=True,
+    )
     parameters = {
         name: str(value.absolute())
         for name, value in {"config_path": config_path, "data_dir": data_dir, "out_dir": out_dir}.items()

@@ -205,6 +205,7 @@ def nightly_flow(
         with night_engine(settings, work, limits) as engine:  # Spark: one session for validation and steps
             validated = limits(validate)(source, as_of, settings, work / Folder.VALIDATED, engine.session)
             _name_run(validated.as_of)
+            publishing.refuse_older_night(exports_dir, validated.as_of)
             previous = publishing.previous_export(exports_dir, validated.as_of)
             missing = limits(check_tables)(previous, validated, settings)
             outputs = limits(prepare_outputs)(work, validated, settings)

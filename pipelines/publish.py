@@ -350,6 +350,20 @@ def dated_exports(exports_dir: Path) -> list[Path]:
     )
 
 
+def refuse_older_night(exports_dir: Path, as_of: date | AsOf) -> None:
+    """Stop a night as of a date before an export already published here: it would move ``current``
+    back to older data and let a model measured on an older window win the champion gate against
+    newer ones, so every later night would publish an old model's lists."""
+    later = [p.name for p in dated_exports(exports_dir) if p.name > str(as_of)]
+    if later:
+        raise SiyuError(
+            f"{exports_dir}: holds exports dated {', '.join(later)}, after this night's as-of date "
+            f"{as_of}; publishing here would move exports/current and the champion alias back\n"
+            "  fix: run a look back into another work directory (--out), or as of the newest export's "
+            "date or later"
+        )
+
+
 def previous_export(exports_dir: Path, as_of: date | AsOf) -> Path | None:
     """The newest complete export strictly before ``as_of`` (history for levels and tiers), or None."""
     earlier = [p for p in dated_exports(exports_dir) if p.name < str(as_of)]

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from features.errors import SiyuError
+
 if TYPE_CHECKING:
     from prefect.client.schemas.schedules import CronSchedule
 
@@ -44,7 +46,16 @@ class ScheduleConfig(BaseModel):
 
 
 def build_schedule(config: ScheduleConfig) -> CronSchedule:
-    """The Prefect cron schedule of the nightly flow."""
+    """The Prefect cron schedule of the nightly flow; a ``SiyuError`` naming ``schedule.cron`` when
+    Prefect cannot read the line (five fields, but a value out of range such as minute 61)."""
     from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
 
-    return CronSchedule(cron=config.cron, timezone=config.timezone)
+    try:
+        return CronSchedule(cron=config.cron, timezone=config.timezone)
+    except ValidationError:
+        raise SiyuError(
+            f"schedule.cron: {config.cron!r} is not a cron line Prefect can run (minute 0-59, hour 0-23, "
+            "day 1-31, month 1-12, weekday 0-6; no random or hashed fields)\n"
+            "  fix: correct schedule.cron in the config, e.g. '30 2 * * *' for 02:30 every night"
+        ) from None

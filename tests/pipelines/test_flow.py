@@ -38,6 +38,7 @@ from pipelines.publish import (
     RUN_FIELDS,
     current_export,
     read_manifest,
+    refuse_older_night,
     sha256_of,
     verify_export,
 )
@@ -266,6 +267,14 @@ def test_a_worse_model_stays_challenger_and_the_champions_model_scores_tonights_
     assert run["model_alias"] == "challenger" and run["published_model_version"] == "1"
 
 
+def test_a_night_older_than_a_published_export_is_refused(tiny: dict, tmp_path) -> None:
+    exports = tiny["work"] / "exports"
+    published = tiny["summary"].as_of.date
+    refuse_older_night(exports, published)  # a rerun of the newest date is fine
+    with pytest.raises(SiyuError, match=rf"(?s)holds exports dated {published}, after .*--out"):
+        refuse_older_night(exports, published - timedelta(days=1))
+
+
 def test_a_champion_registered_without_its_model_has_its_lists_rebuilt_from_its_artifact(
     tiny: dict, tmp_path
 ) -> None:
@@ -309,7 +318,7 @@ def test_a_run_killed_mid_publish_leaves_current_on_the_previous_export(tiny: di
     exports = work / "exports"
     before = exported(previous)
     marker = tiny["root"] / "publishing.marker"
-    later = tiny["summary"].as_of.days_before(1).isoformat()
+    later = (tiny["summary"].as_of.date + timedelta(days=1)).isoformat()  # older nights are refused
     env = {
         **os.environ,
         "PREFECT_HOME": str(work / "prefect"),
@@ -393,6 +402,9 @@ def test_schedule_config_refuses_bad_cron_and_timezone(tmp_path: Path) -> None:
         load_config(bad)
     assert "schedule.cron" in str(error.value) and "schedule.timezone" in str(error.value)
     assert NightlyConfig().schedule.cron == "0 2 * * *"
+    # five fields but a minute of 61: named when serving starts, before the server is looked for
+    with pytest.raises(SiyuError, match="schedule.cron: '61 25 \\* \\* \\*' is not a cron line"):
+        build_schedule(ScheduleConfig(cron="61 25 * * *"))
 
 
 def test_serve_help_and_clear_error_without_a_server(monkeypatch, capsys) -> None:
