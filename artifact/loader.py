@@ -264,9 +264,21 @@ def read_manifest(root: Path) -> dict[str, Any]:
             f"{path}: artifact format version {version}, this loader reads version {FORMAT_VERSION}; "
             "use the loader shipped with the pipeline that wrote it"
         )
-    missing = [name for name in Files.ALL if name not in manifest.get("files", {})]
+    files = manifest.get("files")
+    missing = [name for name in Files.ALL if not isinstance(files, dict) or name not in files]
     if missing:
         raise ArtifactError(f"{path}: the manifest lists no checksum for {', '.join(missing)}")
+    incomplete = [
+        name
+        for name, entry in sorted(files.items())
+        if not isinstance(entry, dict)
+        or not isinstance(entry.get("bytes"), int)
+        or not isinstance(entry.get("sha256"), str)
+    ]
+    if incomplete:
+        raise ArtifactError(
+            f"{path}: no byte size or SHA-256 for {', '.join(incomplete)}; copy the artifact again"
+        )
     return manifest
 
 
@@ -292,7 +304,8 @@ def sha256_of(path: Path) -> str:
 def _load_array(path: Path, mmap: bool) -> np.ndarray:
     try:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError) as error:
+    except Exception as error:  # a damaged header fails in numpy's parser with any kind of error
+        # (ValueError, SyntaxError, tokenize.TokenError, ...): each means the same to the caller
         raise ArtifactError(f"{path}: not a readable NumPy array ({error})") from None
     # A plain ndarray view of the mapping: slicing it is cheaper than slicing np.memmap.
     return array.view(np.ndarray)

@@ -32,6 +32,10 @@ from reporting.workbook import WorkbookConfig
 from sources.simulator import SimulationConfig
 
 DEFAULT_CONFIG = Path("configs/nightly.yaml")
+# The config shipped beside the code: read when the current folder has no configs/nightly.yaml,
+# so that `siyu nightly` started in another folder (cron's, say) runs with the checkout's settings,
+# not with the built-in defaults, which evaluate more models and plant fewer defective products.
+SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / DEFAULT_CONFIG
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -105,15 +109,16 @@ class NightlyConfig(BaseModel):
 
 
 def load_config(path: Path | None) -> NightlyConfig:
-    """Load ``path`` (or the defaults when it is None and configs/nightly.yaml is absent).
+    """Load ``path``; when it is None, ``configs/nightly.yaml`` of the current folder, else the one
+    shipped beside the code (``SHIPPED_CONFIG``), else the built-in defaults.
 
     An empty file gives the defaults. Every problem raises a ``ConfigError`` whose message
     names the file, the key (or the line of a YAML syntax error), the bad value and the fix.
     """
     if path is None:
-        if not DEFAULT_CONFIG.exists():
+        path = next((found for found in (DEFAULT_CONFIG, SHIPPED_CONFIG) if found.is_file()), None)
+        if path is None:
             return NightlyConfig()
-        path = DEFAULT_CONFIG
     if not path.is_file():
         what = "is a folder, not a config file" if path.is_dir() else "config file not found"
         raise ConfigError(f"{path}: {what}\n  fix: pass --config with an existing YAML file")

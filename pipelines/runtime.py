@@ -555,7 +555,9 @@ def _launch_server(port: int) -> subprocess.Popen[Any]:
         env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] = "false"
     keep = template if migrate and database is not None and not database.exists() else None
     launcher = [_LAUNCHER, str(os.getpid()), "migrate" if migrate else "-", str(database), str(keep or "-")]
-    return subprocess.Popen([sys.executable, "-c", *launcher, *uvicorn_args], env=env)
+    # -P: the current folder stays off sys.path, so a file there named like a module (inspect.py,
+    # say, in the folder cron starts from) cannot shadow the standard library in the server
+    return subprocess.Popen([sys.executable, "-P", "-c", *launcher, *uvicorn_args], env=env)
 
 
 def _database_template(settings: Any) -> tuple[Path | None, Path | None]:

@@ -35,7 +35,7 @@ from features.catalog import Folder, StepFile
 from features.errors import SiyuError
 from features.files import atomic_path
 from features.progress import progress
-from features.vocabulary import TierCol
+from features.vocabulary import Movement, TierCol
 from pipelines.workdir import claim
 
 if TYPE_CHECKING:
@@ -155,9 +155,11 @@ def backfill_table(summaries: list[NightlySummary]) -> pd.DataFrame:
 
 
 def movement_counts(export_dir: Path) -> dict[str, int]:
-    """Consumers per tier movement (up, down, same, new) in an export's consumer tiers; {} without."""
+    """Consumers per tier movement in an export's consumer tiers, every movement of
+    ``Movement.ALL`` (0 when none moved so), so that backfill.csv has the same columns on every
+    date; {} without consumer tiers."""
     path = export_dir / StepFile.CONSUMER_TIERS_TWIN
     if not path.is_file():
         return {}
-    movement = pd.read_parquet(path, columns=[TierCol.MOVEMENT])[TierCol.MOVEMENT]
-    return {str(name): int(count) for name, count in movement.value_counts().sort_index().items()}
+    counts = pd.read_parquet(path, columns=[TierCol.MOVEMENT])[TierCol.MOVEMENT].value_counts()
+    return {name: int(counts.get(name, 0)) for name in Movement.ALL}

@@ -187,7 +187,7 @@ class ChildProcess:
     def __init__(self) -> None:
         read_end, write_end = os.pipe()
         environment = {**os.environ, "SIYU_PROGRESS": "log"}  # progress as log lines, never a terminal bar
-        command = [sys.executable, "-c", _CHILD_BOOT, str(write_end)]
+        command = [sys.executable, "-P", "-c", _CHILD_BOOT, str(write_end)]  # -P: no cwd on sys.path
         try:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, pass_fds=(write_end,), env=environment

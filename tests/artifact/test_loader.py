@@ -123,6 +123,30 @@ def test_a_changed_file_is_named_on_load(artifact: Path, tmp_path: Path) -> None
     assert load(copy, verify=False).recommend("C1", k=1)[0].product_id == "P6"
 
 
+@pytest.mark.parametrize("offset", [10, 30, 60])
+def test_a_damaged_array_header_is_named_without_verification(
+    artifact: Path, tmp_path: Path, offset: int
+) -> None:
+    copy = _copy(artifact, tmp_path / "copy")
+    path = copy / Files.CONSUMER_ITEMS
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0xFF  # inside numpy's header: its parser fails in one way or another
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError, match=r"consumer_items\.npy: not a readable NumPy array"):
+        load(copy, verify=False)
+    with pytest.raises(ArtifactError, match=r"consumer_items\.npy: checksum mismatch"):
+        load(copy)
+
+
+def test_a_manifest_entry_without_its_size_is_named(artifact: Path, tmp_path: Path) -> None:
+    copy = _copy(artifact, tmp_path / "copy")
+    manifest = json.loads((copy / MANIFEST_FILE).read_text())
+    del manifest["files"][Files.CONSUMER_ITEMS]["bytes"]
+    (copy / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"no byte size or SHA-256 for consumer_items\.npy"):
+        load(copy)
+
+
 def test_a_missing_file_is_named_on_load(artifact: Path, tmp_path: Path) -> None:
     copy = _copy(artifact, tmp_path / "copy")
     (copy / Files.PRODUCT_IDS).unlink()

@@ -324,3 +324,11 @@ def test_union_members_and_non_text_keys(tmp_path: Path) -> None:
     ]
     assert describe({"source": 5})[1] == "  allowed: a mapping with keys: size or text"
     assert describe({1: 2})[0] == "x.yaml: 1: a key must be text (got 1)"
+
+
+def test_without_a_config_file_here_the_shipped_one_is_read(tmp_path: Path, monkeypatch) -> None:
+    from pipelines.config import SHIPPED_CONFIG
+
+    monkeypatch.chdir(tmp_path)  # a folder without configs/nightly.yaml, as cron's may be
+    assert load_config(None) == load_config(SHIPPED_CONFIG)
+    assert load_config(None).demo.defective_share == 0.06  # the shipped value, not the default 0.02
