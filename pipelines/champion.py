@@ -227,7 +227,7 @@ def choose_exports(
     decision: tracking.GateDecision,
     config: tracking.TrackingConfig,
     work: Path,
-    score_with: Callable[[Path], Path],
+    score_with: Callable[[Path], Path | None],
 ) -> dict[str, Path]:
     """Export name -> file or folder: every output; when the champion stays, its lists and artifact.
 
@@ -236,8 +236,8 @@ def choose_exports(
     champion's version onto tonight's data and writes every list file and the artifact over
     ``outputs``, through the night's own scoring pass (tonight's filters, reasons, outreach,
     similar items and fallbacks), returning the artifact folder. A champion registered without a
-    stored model (by an older siyu) has its lists rebuilt from its artifact instead
-    (``champion_lists``)."""
+    stored model (by an older siyu), or with one that cannot be read, has its lists rebuilt from
+    its artifact instead (``champion_lists``)."""
     sources = {path.name: path for path in sorted(outputs.iterdir()) if path.name in output_names()}
     if decision.promoted:
         return sources
@@ -258,11 +258,11 @@ def choose_exports(
             "the new model lost the champion gate: scoring tonight's lists with champion version %s's model",
             decision.champion_version,
         )
-        score_with(stored)
-        return {path.name: path for path in sorted(outputs.iterdir()) if path.name in output_names()}
-    logger.info(
+        if score_with(stored) is not None:
+            return {path.name: path for path in sorted(outputs.iterdir()) if path.name in output_names()}
+    logger.warning(
         "the new model lost the champion gate: publishing lists rebuilt from champion version %s's "
-        "artifact (registered without its model)",
+        "artifact (no readable model in its run)",
         decision.champion_version,
     )
     sources[Folder.ARTIFACT] = artifact

@@ -20,7 +20,6 @@ import duckdb
 from features.asof import AsOf
 from features.catalog import Folder, RunFile, StepFile
 from features.columns import Table
-from features.errors import SiyuError
 from features.files import write_text_atomically
 from features.validate import tables_gone_missing
 from features.vocabulary import EvaluationKey, ExportManifestKey, MetricCol
@@ -185,22 +184,21 @@ def score_with_stored(
     outputs: Path,
     con: duckdb.DuckDBPyConnection,
     stored_folder: Path,
-) -> Path:
+) -> Path | None:
     """Tonight's lists and artifact, written over ``outputs``' by the stored production model in
     ``stored_folder`` (``models.recommenders.store``) carried onto tonight's interaction data, the
     champion's when the new model loses the gate: the night's own scoring pass, so its filters,
-    reasons, outreach, similar items and fallbacks are tonight's. Returns the artifact folder."""
+    reasons, outreach, similar items and fallbacks are tonight's. Returns the artifact folder, or
+    None (nothing written) when the stored model cannot be read (another store format, a damaged
+    file)."""
     from artifact.writer import write_artifact_from_lists
     from models.recommenders.store import read_stored
     from pipelines.steps.recommend import night_data, run_recommend
     from pipelines.steps.segment import read_communities
 
-    stored = read_stored(stored_folder)
+    stored = read_stored(stored_folder)  # None: read_stored logged why
     if stored is None:
-        raise SiyuError(
-            f"{stored_folder}: the champion's stored model cannot be read\n"
-            "  fix: pass --refit, or give the champion alias to a version registered by this siyu"
-        )
+        return None
     data = night_data(con, AsOf.of(validated.as_of), settings.recommend.interactions)
     model = stored.carried_onto(data)
     logger.info(
