@@ -129,7 +129,8 @@ def test_the_launcher_migrates_the_database_beside_the_server_app(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     args, env = launched(monkeypatch, migrate_on_start=True, home=tmp_path)
-    assert args[1:3] == ["-c", runtime._LAUNCHER] and args[4] == "migrate"
+    # -P: the folder the night starts in stays off the server's sys.path
+    assert args[1:4] == ["-P", "-c", runtime._LAUNCHER] and args[5] == "migrate"
     assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false"  # done once, by the launcher
     assert args[args.index("--port") + 1] == "4321"
 
@@ -138,14 +139,14 @@ def test_a_database_prefect_must_not_migrate_is_left_alone(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     args, env = launched(monkeypatch, migrate_on_start=False, home=tmp_path)
-    assert args[4] == "-"
+    assert args[5] == "-"
     assert env.get("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "false").lower() == "false"
 
 
 def test_off_linux_the_server_migrates_as_it_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(runtime.sys, "platform", "darwin")
     args, env = launched(monkeypatch, migrate_on_start=True, home=tmp_path)
-    assert args[4] == "-"
+    assert args[5] == "-"
     assert env.get("PREFECT_SERVER_DATABASE_MIGRATE_ON_START", "true").lower() == "true"
 
 

@@ -142,22 +142,22 @@ def test_a_new_prefect_database_is_migrated_once_then_copied(
 ) -> None:
     cache = tmp_path / "cache"
     args, env = launched(monkeypatch, True, tmp_path / "first", cache)
-    database, keep = Path(args[5]), Path(args[6])
-    assert args[4] == "migrate" and database == tmp_path / "first" / "prefect.db"
+    database, keep = Path(args[6]), Path(args[7])  # after -P -c <launcher> <pid>
+    assert args[5] == "migrate" and database == tmp_path / "first" / "prefect.db"
     assert keep.parent == tmp_path / "cache" / "stores" and keep.name.startswith("prefect-")
 
     keep.parent.mkdir(parents=True)
     with sqlite3.connect(keep) as con:  # as the launcher's fork would leave it
         con.execute("CREATE TABLE alembic_version (version_num TEXT)")
     args, env = launched(monkeypatch, True, tmp_path / "second", cache)
-    assert args[4] == "-" and args[6] == "-"  # nothing to migrate: a copy of the template
+    assert args[5] == "-" and args[7] == "-"  # nothing to migrate: a copy of the template
     assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false"
     assert (tmp_path / "second" / "prefect.db").read_bytes() == keep.read_bytes()
 
     args, _ = launched(
         monkeypatch, True, tmp_path / "second", cache
     )  # an existing database: migrated as always
-    assert args[4] == "migrate" and args[6] == "-"
+    assert args[5] == "migrate" and args[7] == "-"
 
 
 def test_the_launcher_keeps_the_migrated_database_as_the_template(tmp_path: Path) -> None:
