@@ -139,6 +139,8 @@ def register_recommender(
             },
         )
         kept = same_model_as_champion(client, config.model_name, str(version.version), recommenders)
+        if kept is None:
+            kept = same_recipe_as_champion(client, config.model_name, str(version.version), recommenders)
         if kept is not None:
             return kept
         return tracking.judge(
@@ -182,6 +184,65 @@ def same_model_as_champion(
     )
     ndcg = tonight.validation_ndcg
     return tracking.GateDecision(version, tracking.CHAMPION, ndcg, version, ndcg, champion)
+
+
+def same_recipe_as_champion(
+    client: MlflowClient, model_name: str, version: str, tonight: RecommenderOutcome
+) -> tracking.GateDecision | None:
+    """On a night that fitted: when the champion was fitted with the same recipe (the
+    ``recommend:`` config hash in its ``MODEL_KEY_TAG``) on older data, the new version takes over
+    unless tonight's NDCG is clearly below the champion's: the top of tonight's 95% interval
+    under the champion's registered NDCG. Else None (judge it).
+
+    Measured on the same folds, one recipe gives one number, so the gate cannot tell two fits of
+    it apart there; the champion's registered NDCG comes from its own, older window and sample,
+    and a margin of 0.001 between numbers of two windows is noise (a review's backfill kept a
+    month-old model on 0.4561 against 0.4634, both inside each other's intervals). So the fresher
+    fit of the same recipe is published, and a clear drop (a broken night's data, a regression in
+    the code) still keeps the champion."""
+    if tonight.reused or tonight.model_key is None or tonight.fitted_as_of is None:
+        return None
+    champion = tracking.alias_version(client, model_name, tracking.CHAMPION)
+    if champion is None:
+        return None
+    tags = client.get_model_version(model_name, champion).tags
+    recipe, fitted = _recipe(tags.get(MODEL_KEY_TAG)), tags.get(FITTED_AS_OF_TAG)
+    if recipe is None or recipe != _recipe(tonight.model_key) or not fitted or fitted >= tonight.fitted_as_of:
+        return None
+    champion_ndcg = tracking.version_ndcg(client, model_name, champion)
+    high = tonight.metrics.get(
+        metric_name(Protocol.ALL_ITEMS, tonight.configured or tonight.model, MetricCol.NDCG_HIGH)
+    )
+    ndcg = tonight.validation_ndcg
+    if high is not None and high < champion_ndcg:
+        logger.info(
+            "champion gate: version %s (NDCG %.4f, at most %.4f) is clearly below champion version %s "
+            "(%.4f, the same recipe fitted as of %s): it stays challenger",
+            version,
+            ndcg,
+            high,
+            champion,
+            champion_ndcg,
+            fitted,
+        )
+        return tracking.GateDecision(version, tracking.CHALLENGER, ndcg, champion, champion_ndcg, champion)
+    logger.info(
+        "champion gate: version %s is champion version %s's recipe fitted on newer data (as of %s, "
+        "against %s); NDCG %.4f against %.4f on another window: it takes over",
+        version,
+        champion,
+        tonight.fitted_as_of,
+        fitted,
+        ndcg,
+        champion_ndcg,
+    )
+    return tracking.GateDecision(version, tracking.CHAMPION, ndcg, version, ndcg, champion)
+
+
+def _recipe(model_key: str | None) -> str | None:
+    """The config hash in a ``ModelKey.label`` (``<as_of>/<config hash>/<history>``)."""
+    parts = (model_key or "").split("/")
+    return parts[1] if len(parts) == 3 else None
 
 
 def version_description(recommenders: RecommenderOutcome, as_of: str | None) -> str:

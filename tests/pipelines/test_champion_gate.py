@@ -113,3 +113,25 @@ def test_a_reuse_night_carries_the_champions_own_model_forward_and_records_the_c
         ),
     )
     assert other.alias == CHALLENGER and other.champion_version == reused.version
+
+
+def test_the_same_recipe_fitted_on_newer_data_takes_over_unless_clearly_worse(store, tmp_path: Path) -> None:
+    """The same recipe (config hash) gives one number on the same folds; the champion's registered
+    NDCG comes from its own older window, so only a clear drop keeps it."""
+    from dataclasses import replace
+
+    def fitted(label: str, ndcg: float, high: float, key: str, as_of: str) -> RecommenderOutcome:
+        night_outcome = outcome(tmp_path, label, "ranker", ndcg, {"ranker": ndcg})
+        metrics = {**night_outcome.metrics, "all_items.ranker.ndcg_ci_high": high}
+        return replace(night_outcome, metrics=metrics, model_key=f"{as_of}/{key}", fitted_as_of=as_of)
+
+    first = night(store, fitted("one", 0.40, 0.44, "cafe/00000001", "2025-03-01"))
+    # 0.39 is not 0.40 + margin, but within noise of a number from another window: it takes over
+    newer = night(store, fitted("two", 0.39, 0.43, "cafe/00000002", "2025-03-08"))
+    assert newer.alias == CHAMPION and newer.previous_champion == first.version
+    # clearly below (its whole interval under the champion's 0.39): the champion stays
+    broken = night(store, fitted("three", 0.20, 0.25, "cafe/00000003", "2025-03-15"))
+    assert broken.alias == CHALLENGER and broken.champion_version == newer.version
+    # another recipe is judged as before: 0.39 does not beat 0.39 + margin
+    other = night(store, fitted("four", 0.39, 0.43, "beef/00000004", "2025-03-22"))
+    assert other.alias == CHALLENGER and other.champion_ndcg == pytest.approx(0.39)
