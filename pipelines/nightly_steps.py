@@ -29,7 +29,9 @@ from pipelines.config import NightlyConfig
 from pipelines.publish import Published, read_manifest
 
 if TYPE_CHECKING:
+    from models.recommenders.base import InteractionData, Recommender
     from models.recommenders.training import FittedModel
+    from pipelines.steps.recommend import RecommendOutcome
     from pipelines.steps.segment import SegmentationOutcome
     from pipelines.steps.validate import Validated
 
@@ -133,10 +135,8 @@ def train_and_evaluate(
     out, warned ones demoted). ``con``: the run's connection over the clean tables (None: the
     evaluation opens its own).
     """
-    from artifact.writer import write_artifact_from_lists
     from features.engine import connect
-    from pipelines.steps.recommend import production_model, run_recommend
-    from pipelines.steps.segment import read_communities
+    from pipelines.steps.recommend import production_model
 
     con = con if con is not None else connect(validated.clean_paths)
     production = settings.recommend.production
@@ -150,18 +150,7 @@ def train_and_evaluate(
         lambda: _evaluate_tonight(validated, settings, outputs, con),
     )
     logger.info("writing the lists of %s as of %s", production, validated.as_of)
-    lists = run_recommend(
-        validated.clean_paths,
-        validated.as_of,
-        settings,
-        outputs,
-        quality_alerts_path=outputs / StepFile.QUALITY_ALERTS,
-        con=con,
-        data=tonight.data,
-        model=tonight.model,
-    )
-    meta = {"as_of": str(validated.as_of), "model": lists.model}  # vocabulary: a value, not a column
-    artifact = write_artifact_from_lists(outputs, outputs / Folder.ARTIFACT, meta, read_communities(outputs))
+    lists, artifact = _lists_and_artifact(validated, settings, outputs, con, tonight.data, tonight.model)
     evaluation = tonight.evaluation
     return RecommenderOutcome(
         artifact,
@@ -191,10 +180,8 @@ def score_with_stored(
     reasons, outreach, similar items and fallbacks are tonight's. Returns the artifact folder, or
     None (nothing written) when the stored model cannot be read (another store format, a damaged
     file)."""
-    from artifact.writer import write_artifact_from_lists
     from models.recommenders.store import read_stored
-    from pipelines.steps.recommend import night_data, run_recommend
-    from pipelines.steps.segment import read_communities
+    from pipelines.steps.recommend import night_data
 
     stored = read_stored(stored_folder)  # None: read_stored logged why
     if stored is None:
@@ -207,6 +194,23 @@ def score_with_stored(
         stored.key.as_of,
         validated.as_of,
     )
+    return _lists_and_artifact(validated, settings, outputs, con, data, model)[1]
+
+
+def _lists_and_artifact(
+    validated: Validated,
+    settings: NightlyConfig,
+    outputs: Path,
+    con: duckdb.DuckDBPyConnection,
+    data: InteractionData,
+    model: Recommender,
+) -> tuple[RecommendOutcome, Path]:
+    """Every list file of ``model`` on ``data`` (the night's scoring pass, filtered by the quality
+    gate's alerts in ``outputs``) and the backend artifact made from them, both in ``outputs``."""
+    from artifact.writer import write_artifact_from_lists
+    from pipelines.steps.recommend import run_recommend
+    from pipelines.steps.segment import read_communities
+
     lists = run_recommend(
         validated.clean_paths,
         validated.as_of,
@@ -218,7 +222,8 @@ def score_with_stored(
         model=model,
     )
     meta = {"as_of": str(validated.as_of), "model": lists.model}  # vocabulary: a value, not a column
-    return write_artifact_from_lists(outputs, outputs / Folder.ARTIFACT, meta, read_communities(outputs))
+    artifact = write_artifact_from_lists(outputs, outputs / Folder.ARTIFACT, meta, read_communities(outputs))
+    return lists, artifact
 
 
 def _evaluate_tonight(
