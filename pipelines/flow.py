@@ -484,9 +484,15 @@ def quality_gate(
 
 @nightly_task("open mlflow run", file_task())
 def open_run(settings: NightlyConfig, work: Path, validated: Validated, data_dir: Path) -> str:
-    """Start this night's MLflow run (failing runs a kill left open); log config and data manifest."""
+    """Start this night's MLflow run (failing runs a kill left open); log config and data manifest.
+
+    The params are the night's effective settings: ``data.dir`` is the folder the night read
+    (``--data`` or the demo set), not the config file's empty value."""
     tags = {"data_dir": str(data_dir.absolute()), **_prefect_tags()}
-    return nightly_steps.open_run(settings, work, validated, tags, _flow_run_id())
+    effective = settings.model_copy(
+        update={"data": settings.data.model_copy(update={"dir": data_dir.absolute()})}
+    )
+    return nightly_steps.open_run(effective, work, validated, tags, _flow_run_id())
 
 
 @nightly_task("register model", file_task())

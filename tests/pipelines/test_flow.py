@@ -125,6 +125,7 @@ def test_mlflow_run_holds_config_data_manifest_and_counts(tiny: dict) -> None:
     assert run.data.metrics["data/orders/rows_kept"] == orders["rows_kept"]
     assert run.data.tags["data.orders.sha256"] == sha256_of(tiny["data"] / "orders.parquet")
     assert run.data.params["tracking.experiment"] == "test-nightly"
+    assert run.data.params["data.dir"] == str(tiny["data"].absolute())  # --data, not the config's empty value
     assert sum(v for k, v in run.data.metrics.items() if k.startswith("quality/")) == 50
     if summary.segments:
         assert sum(v for k, v in run.data.metrics.items() if k.startswith("segments/size/")) == sum(
