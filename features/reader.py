@@ -532,7 +532,7 @@ def _refuse_other_separators(path: Path, header: list[str]) -> None:
     if len(header) != 1:
         return
     for separator, name in _OTHER_SEPARATORS.items():
-        if header[0].count(separator) >= 1:
+        if separator in header[0]:
             raise ContractError(
                 path,
                 f"the header is one field separated by {name} ({header[0][:60]!r}): the file is not "
