@@ -724,7 +724,11 @@ EXPORTS: tuple[ExportFile, ...] = (
                 " more than one rolling fold a top-level `folds` list also holds each fold's objects"
                 " (the same fields and `fold`)",
             ),
-            _doc(MetricCol.MODEL, "the model's name in `recommend.models`"),
+            _doc(
+                MetricCol.MODEL,
+                "the model's name in `recommend.models`, or `champion_recipe`: the champion's stored"
+                " settings, measured on this sample for the champion gate (docs/nightly.md)",
+            ),
             _doc(MetricCol.PROTOCOL, "`all_items` or `new_items`"),
             _doc(MetricCol.CONSUMERS, "test consumers the metrics average over"),
             _doc(MetricCol.NDCG, "NDCG at k (binary gain), averaged over the test consumers (no list = 0)"),

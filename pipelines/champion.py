@@ -13,11 +13,16 @@ The transaction, in the order the flow runs it:
 4. ``promote`` gives the new version its alias (``champion`` or ``challenger``) — only after
    a successful publish, so ``models:/<name>@champion`` and ``exports/current`` move together.
 
-Same sample: when the champion was trained as another configured model than tonight's
-production model and the nightly measured that model tonight (it is among
-``evaluation.nightly_models``), the gate compares tonight's numbers of both, measured on
-tonight's test sample (``remeasured_ndcg``). Otherwise the champion's NDCG is the one it was
-registered with (the same model on an earlier night's window and sample).
+Same sample: on a night that fits, when the champion was fitted with another recipe (the
+``recommend:`` config hash in its ``MODEL_KEY_TAG``) and its stored model's settings (kind and
+parameters) differ from tonight's production model's, tonight's evaluation measures those
+settings too (``champion_recipe``, ``measure_champion``): under the name of a configured model
+tonight evaluates anyway when its settings are the same, else as ``CHAMPION_RECIPE``. The gate
+then compares tonight's numbers of both, measured on tonight's folds and test sample
+(``remeasured_ndcg``). A champion registered without a stored model, or a recipe that differs
+only outside the model's settings (interaction weights, evaluation windows), falls back to the
+configured model it was trained as when tonight measured that one, else to the NDCG it was
+registered with (its own, earlier window and sample).
 
 Same folds: with ``recommend.evaluation.folds`` > 1 both numbers are means over tonight's
 rolling folds (``models.recommenders.training.evaluate_folds``: the same cutoffs and, per fold,
@@ -26,16 +31,20 @@ the same seeded consumer sample for every model), and the version's sample tag n
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from features.catalog import Folder, RunFile, StepFile, output_names
 from features.vocabulary import MetricCol
 from models.evaluation import Protocol, metric_name
+from models.recommenders.store import STORED_META, stored_recipe
+from models.recommenders.training import CHAMPION_RECIPE, ModelSpec, RecommendConfig
 from pipelines import tracking
 from pipelines.publish import sha256_of
 from pipelines.workdir import clear_own
@@ -74,7 +83,9 @@ class RecommenderOutcome:
     ``fitted_as_of`` when, and ``reused`` whether tonight carried the stored model instead of
     fitting (``recommend.refit_every_days``; ``metrics`` are then its fitting night's);
     ``stored_model``: the folder of the stored production model that scored the lists
-    (``models.recommenders.store``), logged with the version so that a later night can score with it.
+    (``models.recommenders.store``), logged with the version so that a later night can score with
+    it; ``champion_measured``: (champion version, name in ``metrics``) when tonight's evaluation
+    measured the champion's model settings (``measure_champion``).
     """
 
     artifact_dir: Path
@@ -88,6 +99,7 @@ class RecommenderOutcome:
     fitted_as_of: str | None = None
     reused: bool = False
     stored_model: Path | None = None
+    champion_measured: tuple[str, str] | None = None
 
 
 def register_recommender(
@@ -258,14 +270,106 @@ def version_description(recommenders: RecommenderOutcome, as_of: str | None) -> 
     return words + " The published lists come from this version only while it holds the alias 'champion'."
 
 
+@dataclass(frozen=True)
+class ChampionRecipe:
+    """The champion's model settings: the kind and parameters of the stored model that scored
+    its lists, for tonight's evaluation to measure (``measure_champion``)."""
+
+    version: str
+    kind: str
+    params: dict[str, Any]
+
+
+def champion_recipe(config: tracking.TrackingConfig, work: Path, recipe: str) -> ChampionRecipe | None:
+    """The champion's model settings when tonight fits with another recipe than the champion's
+    (``recipe``: tonight's ``recommend:`` config hash; the champion's is in its ``MODEL_KEY_TAG``);
+    None when there is no champion, the same recipe, or no stored model logged with it (a version
+    registered by an older siyu), or no tracking store yet. Reads only the stored model's
+    ``model.json``."""
+    from pipelines.store_templates import sqlite_file
+
+    database = sqlite_file(config.tracking_uri(work))
+    if database is not None and not database.exists():
+        return None  # no night has registered a model here
+    with tracking.using_tracking(config, work) as client:
+        champion = tracking.alias_version(client, config.model_name, tracking.CHAMPION)
+        if champion is None:
+            return None
+        theirs = _recipe(client.get_model_version(config.model_name, champion).tags.get(MODEL_KEY_TAG))
+        if theirs is None or theirs == recipe:
+            return None
+        with tempfile.TemporaryDirectory(prefix="siyu-champion-") as scratch:
+            folder = tracking.download_stored_model(
+                client, config.model_name, champion, Path(scratch), only=STORED_META
+            )
+            found = stored_recipe(folder) if folder is not None else None
+    if found is None:
+        logger.info("champion version %s has no stored model to measure tonight", champion)
+        return None
+    return ChampionRecipe(champion, *found)
+
+
+def measure_champion(
+    recommend: RecommendConfig, names: list[str], champion: ChampionRecipe | None
+) -> tuple[RecommendConfig, list[str], str | None]:
+    """What tonight's evaluation runs so that it measures the champion's settings too: (config,
+    model names, the name the champion is measured under, or None when it is not measured).
+
+    A configured model tonight evaluates anyway with the same settings measures it (no extra
+    fit); else the settings join as ``CHAMPION_RECIPE``. Not measured: settings that no longer
+    build a model (a kind or parameter this siyu lacks), or the same settings as tonight's
+    production model (the recipes then differ outside the model, and one number would stand for
+    both)."""
+    if champion is None:
+        return recommend, names, None
+    try:
+        spec = ModelSpec(kind=champion.kind, params=champion.params)
+    except ValueError as error:
+        logger.warning("champion version %s's model settings do not build here: %s", champion.version, error)
+        return recommend, names, None
+    settings = _settings(spec)
+    if settings == _settings(recommend.models[recommend.production]):
+        return recommend, names, None
+    same = [name for name in names if _settings(recommend.models[name]) == settings]
+    if same:
+        logger.info("champion version %s has the settings of %s, measured tonight", champion.version, same[0])
+        return recommend, names, same[0]
+    logger.info(
+        "champion version %s (%s, another recipe): measured tonight as %s",
+        champion.version,
+        champion.kind,
+        CHAMPION_RECIPE,
+    )
+    models = {**recommend.models, CHAMPION_RECIPE: spec}
+    return recommend.model_copy(update={"models": models}), [*names, CHAMPION_RECIPE], CHAMPION_RECIPE
+
+
+def _settings(spec: ModelSpec) -> str:
+    """A model's kind and full parameters (defaults included) as canonical JSON."""
+    params = spec.build().get_params()
+    return json.dumps({"kind": spec.kind, "params": params}, sort_keys=True, default=str)
+
+
 def remeasured_ndcg(
     client: MlflowClient, model_name: str, champion_version: str, tonight: RecommenderOutcome
 ) -> float | None:
     """The champion's NDCG on tonight's sample, or None when tonight did not measure it.
 
-    Tonight measured it when the champion was trained as a configured model (its ``MODEL_TAG``)
-    other than tonight's production model and tonight's evaluation holds that model.
+    Tonight measured it when its evaluation measured the champion's stored settings
+    (``champion_measured``), or else when the champion was trained as a configured model (its
+    ``MODEL_TAG``) other than tonight's production model and tonight's evaluation holds that model.
     """
+    if tonight.champion_measured is not None and tonight.champion_measured[0] == champion_version:
+        measured_as = tonight.champion_measured[1]
+        ndcg = tonight.metrics.get(metric_name(Protocol.ALL_ITEMS, measured_as, MetricCol.NDCG))
+        if ndcg is not None:
+            logger.info(
+                "champion %s's settings (as %s) on tonight's sample: NDCG %.4f",
+                champion_version,
+                measured_as,
+                ndcg,
+            )
+            return ndcg
     tags = client.get_model_version(model_name, champion_version).tags
     trained_as = tags.get(MODEL_TAG)
     if trained_as is None or trained_as == tonight.configured:

@@ -23,7 +23,7 @@ from features.columns import Table
 from features.files import write_text_atomically
 from features.validate import tables_gone_missing
 from features.vocabulary import EvaluationKey, ExportManifestKey, MetricCol
-from pipelines import tracking
+from pipelines import champion, tracking
 from pipelines.champion import RecommenderOutcome
 from pipelines.config import NightlyConfig
 from pipelines.publish import Published, read_manifest
@@ -141,14 +141,14 @@ def train_and_evaluate(
     con = con if con is not None else connect(validated.clean_paths)
     production = settings.recommend.production
     store = outputs.parent / Folder.PRODUCTION_MODEL  # recommend.refit_every_days: fitted or reused
-    tonight = production_model(
-        con,
-        validated.as_of,
-        settings,
-        outputs,
-        store,
-        lambda: _evaluate_tonight(validated, settings, outputs, con),
-    )
+    measured: list[tuple[str, str]] = []  # (champion version, name) when the evaluation measured it
+
+    def evaluate() -> tuple[dict[str, float], float, str, FittedModel | None]:
+        work = outputs.parent
+        recipe = champion.champion_recipe(settings.tracking, work, settings.recommend.model_hash())
+        return _evaluate_tonight(validated, settings, outputs, con, recipe, measured)
+
+    tonight = production_model(con, validated.as_of, settings, outputs, store, evaluate)
     logger.info("writing the lists of %s as of %s", production, validated.as_of)
     lists, artifact = _lists_and_artifact(validated, settings, outputs, con, tonight.data, tonight.model)
     evaluation = tonight.evaluation
@@ -164,6 +164,7 @@ def train_and_evaluate(
         fitted_as_of=str(tonight.fitted_as_of),
         reused=tonight.reused,
         stored_model=store,
+        champion_measured=measured[0] if measured else None,
     )
 
 
@@ -227,17 +228,26 @@ def _lists_and_artifact(
 
 
 def _evaluate_tonight(
-    validated: Validated, settings: NightlyConfig, outputs: Path, con: duckdb.DuckDBPyConnection
+    validated: Validated,
+    settings: NightlyConfig,
+    outputs: Path,
+    con: duckdb.DuckDBPyConnection,
+    recipe: champion.ChampionRecipe | None = None,
+    measured: list[tuple[str, str]] | None = None,
 ) -> tuple[dict[str, float], float, str, FittedModel | None]:
     """Evaluate the nightly models and write evaluation.json: (the numbers for MLflow — with
     several folds their means and each fold's ``fold<i>.*`` —, the production model's all-items
     NDCG, the window and sample in words, the production model as the evaluation fitted it, for
-    ``fit_production`` to reuse)."""
+    ``fit_production`` to reuse). With ``recipe``, the champion's model settings are measured too
+    (``champion.measure_champion``) and (version, name) is appended to ``measured``."""
     from models.evaluation import Protocol, fold_metrics_by_name, interval_of, metrics_by_name
     from pipelines.steps.evaluate import run_evaluation
 
-    recommend = settings.recommend
-    names = recommend.nightly_model_names()
+    recommend, names, measured_as = champion.measure_champion(
+        settings.recommend, settings.recommend.nightly_model_names(), recipe
+    )
+    if measured_as is not None and recipe is not None and measured is not None:
+        measured.append((recipe.version, measured_as))
     logger.info("evaluating %s on the holdout window before %s", ", ".join(names), validated.as_of)
     evaluation = run_evaluation(
         validated.clean_dir, recommend, as_of=validated.as_of, model_names=names, con=con

@@ -804,21 +804,25 @@ def download_model_artifact(client: MlflowClient, model_name: str, version: str,
 
 
 def download_stored_model(
-    client: MlflowClient, model_name: str, version: str, destination: Path
+    client: MlflowClient, model_name: str, version: str, destination: Path, only: str | None = None
 ) -> Path | None:
     """A registered version's stored production model (``models.recommenders.store``: the model
     that scored its lists, logged beside it in its run as ``STORED_MODEL_PATH``), downloaded to
-    ``destination``; None for a version registered without one (before siyu logged it)."""
+    ``destination`` (with ``only``: that one file of it, e.g. ``store.STORED_META``); returns the
+    stored model's folder, or None for a version registered without one (before siyu logged it)."""
     import mlflow
 
     run_id = client.get_model_version(model_name, version).run_id
     if not run_id or not any(item.path == STORED_MODEL_PATH for item in client.list_artifacts(run_id)):
         return None
-    return Path(
+    path = Path(
         mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=STORED_MODEL_PATH, dst_path=str(destination)
+            run_id=run_id,
+            artifact_path=f"{STORED_MODEL_PATH}/{only}" if only else STORED_MODEL_PATH,
+            dst_path=str(destination),
         )
     )
+    return path.parent if only else path
 
 
 def flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

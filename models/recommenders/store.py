@@ -44,7 +44,7 @@ from models.recommenders.base import InteractionData, Recommender, registered_mo
 logger = logging.getLogger(__name__)
 
 STORE_FORMAT = 1
-_META = "model.json"
+STORED_META = "model.json"  # the settings and key; the one file a recipe needs
 _STATE = "state.npz"
 _PRODUCTS = "product_ids"
 _SPARSE_PARTS = ("data", "indices", "indptr", "shape")
@@ -137,7 +137,7 @@ def write_stored(folder: Path, stored: StoredModel) -> Path:
         "sparse": sorted(sparse),
         "evaluation": stored.evaluation.to_json(),
     }
-    (partial / _META).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+    (partial / STORED_META).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(partial, folder)
@@ -148,10 +148,10 @@ def write_stored(folder: Path, stored: StoredModel) -> Path:
 def read_stored(folder: Path) -> StoredModel | None:
     """The model ``write_stored`` left in ``folder``; None (with a log line) when there is none or
     it cannot be read (another format, a damaged file): the night then fits a new one."""
-    if not (folder / _META).is_file():
+    if not (folder / STORED_META).is_file():
         return None
     try:
-        meta = json.loads((folder / _META).read_text(encoding="utf-8"))
+        meta = json.loads((folder / STORED_META).read_text(encoding="utf-8"))
         if meta.get("format") != STORE_FORMAT:
             raise ValueError(f"format {meta.get('format')}, this code reads {STORE_FORMAT}")
         with np.load(folder / _STATE, allow_pickle=False) as arrays:
@@ -173,6 +173,17 @@ def read_stored(folder: Path) -> StoredModel | None:
         logger.warning(
             "%s: the stored production model cannot be read (%s); fitting a new one", folder, error
         )
+        return None
+
+
+def stored_recipe(folder: Path) -> tuple[str, dict[str, Any]] | None:
+    """The kind and parameters of the model ``write_stored`` left in ``folder``, read from its
+    ``model.json`` alone (the arrays are not needed); None when that file is missing or unreadable."""
+    try:
+        meta = json.loads((folder / STORED_META).read_text(encoding="utf-8"))
+        return str(meta["kind"]), dict(meta["params"])
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        logger.warning("%s: the stored model's settings cannot be read (%s)", folder, error)
         return None
 
 

@@ -51,6 +51,11 @@ from models.recommenders.popularity import CATEGORY, COMMUNITY, GLOBAL
 logger = logging.getLogger(__name__)
 
 
+# The name under which the nightly's evaluation measures the champion's model settings when no
+# configured model has them (pipelines.champion.measure_champion); no configured model may take it.
+CHAMPION_RECIPE = "champion_recipe"
+
+
 class ModelSpec(BaseModel):
     """One model: its kind (als, bpr, itemknn, ease, lightfm, popularity, repeat, ranker) and parameters."""
 
@@ -149,6 +154,11 @@ class RecommendConfig(BaseModel):
 
     @model_validator(mode="after")
     def _production_known(self) -> RecommendConfig:
+        if CHAMPION_RECIPE in self.models:
+            raise ValueError(
+                f"models: {CHAMPION_RECIPE!r} is the name the nightly gives the champion's settings "
+                "when it measures them; rename that model"
+            )
         if self.production not in self.models:
             raise ValueError(
                 f"production model {self.production!r} is not in models: ({sorted(self.models)})"

@@ -1,4 +1,5 @@
-"""The champion gate compares on tonight's sample when tonight measured the champion's model."""
+"""The champion gate compares on tonight's sample when tonight measured the champion's model or its
+stored settings."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.champion import MODEL_TAG, SAMPLE_TAG, RecommenderOutcome, promote, register_recommender
+from models.recommenders.training import CHAMPION_RECIPE, RecommendConfig
+from pipelines.champion import (
+    MODEL_TAG,
+    SAMPLE_TAG,
+    ChampionRecipe,
+    RecommenderOutcome,
+    champion_recipe,
+    measure_champion,
+    promote,
+    register_recommender,
+)
 from pipelines.tracking import CHALLENGER, CHAMPION, TrackingConfig, start_nightly_run, using_tracking
 from tests.pipelines.test_tracking import log_echo_model
 
@@ -135,3 +146,93 @@ def test_the_same_recipe_fitted_on_newer_data_takes_over_unless_clearly_worse(st
     # another recipe is judged as before: 0.39 does not beat 0.39 + margin
     other = night(store, fitted("four", 0.39, 0.43, "beef/00000004", "2025-03-22"))
     assert other.alias == CHALLENGER and other.champion_ndcg == pytest.approx(0.39)
+
+
+def test_a_champion_of_another_recipe_is_judged_by_tonights_measure_of_its_settings(
+    store, tmp_path: Path
+) -> None:
+    """Another recipe under the same model name: the champion's stored settings measured on
+    tonight's sample decide, not the number it was registered with on its own window."""
+    from dataclasses import replace
+
+    def fitted(label: str, tonight: dict[str, float], key: str, measured: tuple[str, str] | None):
+        night_outcome = outcome(tmp_path, label, "ranker", tonight["ranker"], tonight)
+        return replace(
+            night_outcome,
+            model_key=f"2025-03-31/{key}/0001",
+            fitted_as_of="2025-03-31",
+            champion_measured=measured,
+        )
+
+    first = night(store, fitted("one", {"ranker": 0.45}, "cafe", None))
+    # registered with 0.45; its settings score 0.35 on tonight's sample, below tonight's 0.40
+    won = night(
+        store,
+        fitted("two", {"ranker": 0.40, CHAMPION_RECIPE: 0.35}, "beef", (first.version, CHAMPION_RECIPE)),
+    )
+    assert won.alias == CHAMPION and won.champion_ndcg == pytest.approx(0.40)
+    # its settings score 0.42 tonight: above tonight's 0.41 + margin? no: 0.41 < 0.42 + 0.01
+    lost = night(
+        store,
+        fitted("three", {"ranker": 0.41, CHAMPION_RECIPE: 0.42}, "f00d", (won.version, CHAMPION_RECIPE)),
+    )
+    assert lost.alias == CHALLENGER and lost.champion_ndcg == pytest.approx(0.42)
+    # a measure of another version's settings is not the champion's: its registered 0.40 counts
+    stale = night(
+        store,
+        fitted("four", {"ranker": 0.405, CHAMPION_RECIPE: 0.10}, "d00d", (first.version, CHAMPION_RECIPE)),
+    )
+    assert stale.alias == CHALLENGER and stale.champion_ndcg == pytest.approx(0.40)
+
+
+def test_the_champions_settings_come_from_its_stored_model_when_tonights_recipe_differs(
+    store, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    config, work, _ = store
+    assert champion_recipe(config, tmp_path / "fresh", "beef") is None  # no store: nothing registered yet
+    assert not (tmp_path / "fresh" / "mlflow.db").exists()
+    stored = tmp_path / "stored"
+    stored.mkdir()
+    params = {"scope": "global", "window_days": 7}
+    (stored / "model.json").write_text(json.dumps({"format": 1, "kind": "popularity", "params": params}))
+    first = night(
+        store,
+        replace(
+            outcome(tmp_path, "one", "ranker", 0.45, {"ranker": 0.45}),
+            model_key="2025-03-31/cafe/0001",
+            fitted_as_of="2025-03-31",
+            stored_model=stored,
+        ),
+    )
+    recipe = champion_recipe(config, work, "beef")
+    assert recipe == ChampionRecipe(first.version, "popularity", params)
+    assert champion_recipe(config, work, "cafe") is None  # tonight's recipe is the champion's
+    night(
+        store,
+        replace(outcome(tmp_path, "two", "ranker", 0.50, {"ranker": 0.50}), model_key="2025-03-31/beef/0001"),
+    )
+    assert champion_recipe(config, work, "f00d") is None  # the new champion has no stored model
+
+
+def test_tonights_evaluation_measures_the_champions_settings_once() -> None:
+    recommend = RecommendConfig()
+    names = ["ranker", "popularity_global"]
+    ranker = recommend.models["ranker"]
+
+    def measured(kind: str, params: dict) -> tuple[list[str], str | None]:
+        config, evaluated, name = measure_champion(recommend, names, ChampionRecipe("3", kind, params))
+        if name == CHAMPION_RECIPE:
+            assert config.models[CHAMPION_RECIPE].params == params and CHAMPION_RECIPE not in recommend.models
+        return evaluated, name
+
+    other_ranker = {**ranker.params, "candidates_per_model": 20}
+    assert measured("ranker", other_ranker) == ([*names, CHAMPION_RECIPE], CHAMPION_RECIPE)
+    popularity = recommend.models["popularity_global"]
+    assert measured("popularity", popularity.build().get_params()) == (names, "popularity_global")
+    assert measured("ranker", ranker.build().get_params()) == (names, None)  # tonight's production settings
+    assert measured("no_such_kind", {}) == (names, None)
+    assert measure_champion(recommend, names, None)[1:] == (names, None)
+    with pytest.raises(ValueError, match="champion_recipe"):
+        RecommendConfig(models={**recommend.models, CHAMPION_RECIPE: popularity})

@@ -28,6 +28,7 @@ from features.catalog import RunFile
 from features.errors import SiyuError
 from features.vocabulary import ReasonCode
 from models.recommenders.store import read_stored
+from models.recommenders.training import CHAMPION_RECIPE
 from pipelines.champion import champion_lists
 from pipelines.cli import main
 from pipelines.config import NightlyConfig, load_config
@@ -266,6 +267,33 @@ def test_a_worse_model_stays_challenger_and_the_champions_model_scores_tonights_
     assert len(outreach) and len(outreach.merge(pushed[keys], on=keys)) == len(outreach)
     run = read_manifest(published)["run"]
     assert run["model_alias"] == "challenger" and run["published_model_version"] == "1"
+
+
+def test_another_ranker_recipe_meets_the_champions_settings_measured_on_tonights_sample(
+    tiny: dict, tmp_path
+) -> None:
+    """The champion (version 1, the default ranker) is measured again on tonight's folds and sample
+    from its stored settings when tonight's ranker has other settings under the same name."""
+    summary, work = tiny["summary"], tiny["work"]
+    models = {
+        "ranker": {"kind": "ranker", "params": {"candidates_per_model": 20}},
+        "popularity_global": {"kind": "popularity", "params": {"scope": "global", "window_days": 30}},
+    }
+    other = {**CONFIG, "recommend": {**CONFIG["recommend"], "models": models}}
+    other_config = tmp_path / "other.yaml"
+    other_config.write_text(yaml.safe_dump(other))
+    night = run_nightly(config_path=other_config, data_dir=tiny["data"], as_of=summary.as_of, out_dir=work)
+    results = json.loads((night.export_dir / "evaluation.json").read_text())["results"]
+    ndcg = {(row["model"], row["protocol"]): row["ndcg"] for row in results}
+    champion_again = ndcg[(CHAMPION_RECIPE, "all_items")]
+    # the same settings on the same folds and sample as version 1's night: its number again
+    assert champion_again == pytest.approx(summary.model.validation_ndcg)
+    gate = night.model
+    assert gate.previous_champion == "1" or gate.champion_version == "1"
+    if gate.alias == "challenger":
+        assert gate.champion_ndcg == pytest.approx(champion_again)
+    else:
+        assert gate.validation_ndcg > champion_again + CONFIG["tracking"]["champion_margin"]
 
 
 def test_a_night_older_than_a_published_export_is_refused(tiny: dict, tmp_path) -> None:
