@@ -141,12 +141,11 @@ def train_and_evaluate(
     con = con if con is not None else connect(validated.clean_paths)
     production = settings.recommend.production
     store = outputs.parent / Folder.PRODUCTION_MODEL  # recommend.refit_every_days: fitted or reused
-    measured: list[tuple[str, str]] = []  # (champion version, name) when the evaluation measured it
 
-    def evaluate() -> tuple[dict[str, float], float, str, FittedModel | None]:
+    def evaluate() -> tuple[dict[str, float], float, str, FittedModel | None, tuple[str, str] | None]:
         work = outputs.parent
         recipe = champion.champion_recipe(settings.tracking, work, settings.recommend.model_hash())
-        return _evaluate_tonight(validated, settings, outputs, con, recipe, measured)
+        return _evaluate_tonight(validated, settings, outputs, con, recipe)
 
     tonight = production_model(con, validated.as_of, settings, outputs, store, evaluate)
     logger.info("writing the lists of %s as of %s", production, validated.as_of)
@@ -164,7 +163,7 @@ def train_and_evaluate(
         fitted_as_of=str(tonight.fitted_as_of),
         reused=tonight.reused,
         stored_model=store,
-        champion_measured=measured[0] if measured else None,
+        champion_measured=evaluation.champion_measured,  # a reuse night: its fitting night's
     )
 
 
@@ -233,21 +232,18 @@ def _evaluate_tonight(
     outputs: Path,
     con: duckdb.DuckDBPyConnection,
     recipe: champion.ChampionRecipe | None = None,
-    measured: list[tuple[str, str]] | None = None,
-) -> tuple[dict[str, float], float, str, FittedModel | None]:
+) -> tuple[dict[str, float], float, str, FittedModel | None, tuple[str, str] | None]:
     """Evaluate the nightly models and write evaluation.json: (the numbers for MLflow — with
     several folds their means and each fold's ``fold<i>.*`` —, the production model's all-items
     NDCG, the window and sample in words, the production model as the evaluation fitted it, for
-    ``fit_production`` to reuse). With ``recipe``, the champion's model settings are measured too
-    (``champion.measure_champion``) and (version, name) is appended to ``measured``."""
+    ``fit_production`` to reuse, and with ``recipe`` (version, name) of the champion's model
+    settings, measured too: ``champion.measure_champion``; else None)."""
     from models.evaluation import Protocol, fold_metrics_by_name, interval_of, metrics_by_name
     from pipelines.steps.evaluate import run_evaluation
 
     recommend, names, measured_as = champion.measure_champion(
         settings.recommend, settings.recommend.nightly_model_names(), recipe
     )
-    if measured_as is not None and recipe is not None and measured is not None:
-        measured.append((recipe.version, measured_as))
     logger.info("evaluating %s on the holdout window before %s", ", ".join(names), validated.as_of)
     evaluation = run_evaluation(
         validated.clean_dir, recommend, as_of=validated.as_of, model_names=names, con=con
@@ -277,7 +273,8 @@ def _evaluate_tonight(
     metrics = metrics_by_name(table)
     if evaluation.per_fold is not None and evaluation.folds > 1:
         metrics.update(fold_metrics_by_name(evaluation.per_fold))
-    return metrics, float(row[MetricCol.NDCG]), words, evaluation.fitted(recommend.production)
+    measured = (recipe.version, measured_as) if recipe is not None and measured_as is not None else None
+    return metrics, float(row[MetricCol.NDCG]), words, evaluation.fitted(recommend.production), measured
 
 
 def write_evaluation(report: dict[str, Any], production: str, path: Path) -> None:

@@ -56,12 +56,14 @@ ModelKey = KeptKey  # what a stored model was trained on (``models.cadence.KeptK
 @dataclass(frozen=True)
 class CarriedEvaluation:
     """The evaluation of the night a model was fitted: MLflow numbers, the gate's NDCG, the
-    sample in words and the ``evaluation.json`` text it wrote."""
+    sample in words, the ``evaluation.json`` text it wrote and, when it measured the champion's
+    settings too, (champion version, their name in ``metrics``) for the champion gate."""
 
     metrics: dict[str, float]
     ndcg: float
     sample: str | None
     report: str
+    champion_measured: tuple[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,12 +71,18 @@ class CarriedEvaluation:
             "gate_ndcg": self.ndcg,
             "sample_words": self.sample,
             "report": self.report,
+            "champion_measured": list(self.champion_measured) if self.champion_measured else None,
         }
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> CarriedEvaluation:
+        measured = values.get("champion_measured")  # absent from models stored before it was kept
         return cls(
-            dict(values["metrics"]), float(values["gate_ndcg"]), values["sample_words"], values["report"]
+            dict(values["metrics"]),
+            float(values["gate_ndcg"]),
+            values["sample_words"],
+            values["report"],
+            (str(measured[0]), str(measured[1])) if measured else None,
         )
 
 

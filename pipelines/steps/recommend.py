@@ -97,7 +97,11 @@ class ProductionModel:
     reused: bool
 
 
-Evaluate = Callable[[], tuple[dict[str, float], float, str | None, "FittedModel | None"]]
+# () -> (metrics, gate NDCG, sample in words, the production model as evaluated, the champion's
+# settings measured tonight as (version, name) or None)
+Evaluate = Callable[
+    [], tuple[dict[str, float], float, str | None, "FittedModel | None", tuple[str, str] | None]
+]
 
 
 def production_model(
@@ -136,7 +140,7 @@ def production_model(
     with ExitStack() as stack:
         shared = shared_interactions(con, _fitting_cutoffs(as_of, recommend), recommend.interactions)
         _timed("shared interaction data", stack.enter_context)(shared)
-        metrics, ndcg, sample, evaluated = _timed("evaluation", evaluate)()
+        metrics, ndcg, sample, evaluated, champion_measured = _timed("evaluation", evaluate)()
         # Tuned (and the evaluated model's data and components dropped) before tonight's data
         # are built: the 300,000-distributor night peaked while both were held.
         tuned = _timed("production tuning", tune_production)(con, as_of, recommend, evaluated=evaluated)
@@ -145,7 +149,7 @@ def production_model(
     model = _timed("production fit", tuned.fit)(data)
     key = ModelKey(config_hash, as_of.date, history_fingerprint(con, as_of))
     report = (outputs / StepFile.EVALUATION).read_text(encoding="utf-8")
-    evaluation = CarriedEvaluation(metrics, ndcg, sample, report)
+    evaluation = CarriedEvaluation(metrics, ndcg, sample, report, champion_measured)
     write_stored(store, StoredModel.of(recommend.production, model, key, evaluation))
     return ProductionModel(model, data, evaluation, as_of.date, key.label, False)
 

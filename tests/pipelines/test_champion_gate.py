@@ -177,6 +177,12 @@ def test_a_champion_of_another_recipe_is_judged_by_tonights_measure_of_its_setti
         fitted("three", {"ranker": 0.41, CHAMPION_RECIPE: 0.42}, "f00d", (won.version, CHAMPION_RECIPE)),
     )
     assert lost.alias == CHALLENGER and lost.champion_ndcg == pytest.approx(0.42)
+    # a night between refits carries its fitting night's numbers, that measure included
+    carried = replace(
+        fitted("five", {"ranker": 0.41, CHAMPION_RECIPE: 0.42}, "f00d", (won.version, CHAMPION_RECIPE)),
+        reused=True,
+    )
+    assert night(store, carried).champion_ndcg == pytest.approx(0.42)
     # a measure of another version's settings is not the champion's: its registered 0.40 counts
     stale = night(
         store,

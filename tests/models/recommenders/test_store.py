@@ -31,7 +31,16 @@ from models.recommenders.store import (
 from tests.models.recommenders.test_ranker import PARAMS, same_trees
 
 KEY = ModelKey("cafe", date(2025, 2, 28), "100:ff")
-EVALUATION = CarriedEvaluation({"all_items.ranker.ndcg": 0.3}, 0.3, "a sample", '{"k": 10}\n')
+EVALUATION = CarriedEvaluation(
+    {"all_items.ranker.ndcg": 0.3}, 0.3, "a sample", '{"k": 10}\n', ("2", "champion_recipe")
+)
+
+
+def test_an_evaluation_stored_before_the_champions_measure_was_kept_reads_without_it() -> None:
+    values = EVALUATION.to_json()
+    assert CarriedEvaluation.from_json(values) == EVALUATION
+    del values["champion_measured"]
+    assert CarriedEvaluation.from_json(values).champion_measured is None
 
 
 def test_a_square_array_is_carried_by_product_id_with_zeros_for_new_products() -> None:

@@ -100,7 +100,7 @@ def test_a_fitting_night_drops_the_evaluated_state_before_building_tonights_data
     def evaluate() -> tuple[dict[str, float], float, str, object]:
         outputs.mkdir()
         (outputs / StepFile.EVALUATION).write_text("{}\n")
-        return {}, 0.3, "the sample", evaluated
+        return {}, 0.3, "the sample", evaluated, None
 
     held: list[list[str]] = []
     build = step.night_data

@@ -40,11 +40,11 @@ class _Evaluation:
     def __init__(self, outputs: Path, ndcg: float) -> None:
         self.outputs, self.ndcg, self.calls = outputs, ndcg, 0
 
-    def __call__(self) -> tuple[dict[str, float], float, str, None]:
+    def __call__(self) -> tuple[dict[str, float], float, str, None, tuple[str, str]]:
         self.calls += 1
         self.outputs.mkdir(parents=True, exist_ok=True)
         (self.outputs / StepFile.EVALUATION).write_text(f'{{"ndcg": {self.ndcg}}}\n')
-        return {"all_items.ranker.ndcg": self.ndcg}, self.ndcg, "the sample", None
+        return {"all_items.ranker.ndcg": self.ndcg}, self.ndcg, "the sample", None, ("3", "ranker_old")
 
 
 def _night(world: dict, config: NightlyConfig, days_before: int, name: str, ndcg: float = 0.25):
@@ -75,6 +75,8 @@ def test_nights_between_refits_carry_the_stored_model_and_a_config_change_refits
     assert second.reused and not_evaluated.calls == 0
     assert second.fitted_as_of == first_day.date and second.key == first.key
     assert second.evaluation.ndcg == 0.25  # the fitting night's numbers, not re-measured
+    # and its measure of the champion's settings, for the gate of the nights it is carried on
+    assert second.evaluation.champion_measured == ("3", "ranker_old")
     assert (outputs / StepFile.EVALUATION).read_text() == '{"ndcg": 0.25}\n'
     assert second.data.shape[0] > first.data.shape[0]  # tonight's consumers, not the fitting night's
 
