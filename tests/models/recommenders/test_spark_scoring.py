@@ -207,15 +207,21 @@ def test_saved_part_inputs_hold_no_pickle_only_their_consumers_and_give_the_same
             "kind": "ranker",
             "components": {"itemknn": {"kind": "itemknn"}, "als": {"kind": "als", "factors": 8}},
         },
+        {  # product-side state from a sample, carried onto every consumer
+            "kind": "ranker",
+            "components": {"itemknn": {"kind": "itemknn"}, "als": {"kind": "als", "factors": 8}},
+            "max_fit_consumers": 300,
+        },
         {"kind": "lightfm", "components": 8, "epochs": 3},
         {"kind": "ease", "l2": 50.0},
         {"kind": "repeat"},
         {"kind": "popularity", "scope": "community"},
     ],
-    ids=lambda spec: spec["kind"],
+    ids=lambda spec: spec["kind"] + ("_sampled" if "max_fit_consumers" in spec else ""),
 )
 def test_a_restricted_model_scores_its_consumers_as_the_whole_model(world: ScoringInputs, spec: dict) -> None:
     data = world.model.data_
+    assert data.shape[0] > spec.get("max_fit_consumers", 0)  # the sampled ranker really samples
     model = build_component(spec).fit(data)
     ids = world.plan.order.consumer_ids
     some = ids[(np.arange(len(ids)) % 3 == 1)]  # a third, cold consumers (without rows) included
