@@ -129,17 +129,23 @@ class InteractionData:
         consumers: pd.DataFrame | None = None,
         products: pd.DataFrame | None = None,
         as_of: date | None = None,
+        product_ids: pd.Index | None = None,
     ) -> InteractionData:
         """Build from ``build_interactions`` output and optional profile frames (not mutated).
 
         ``as_of`` dates ``age_days`` (default: the day of the latest interaction).
+        ``product_ids``: the matrix columns (a fitted model's catalogue, which a Spark scoring
+        part's rows are a share of); default: the interactions' products, sorted.
         """
         _require(interactions, (Col.CONSUMER_ID, Col.PRODUCT_ID, InteractionCol.WEIGHT), "interactions")
         # seconds per part at 10M lines: counted, so the assembly is not one silent stretch
         with progress("interaction data: ids and matrices", total=FROM_FRAMES_PARTS, unit="parts") as bar:
             rows, consumer_ids = _codes(interactions[Col.CONSUMER_ID], Col.CONSUMER_ID)
             bar.advance()
-            cols, product_ids = _codes(interactions[Col.PRODUCT_ID], Col.PRODUCT_ID)
+            if product_ids is None:
+                cols, product_ids = _codes(interactions[Col.PRODUCT_ID], Col.PRODUCT_ID)
+            else:
+                cols = _codes_in(interactions[Col.PRODUCT_ID], product_ids, Col.PRODUCT_ID)
             bar.advance()
             shape = (len(consumer_ids), len(product_ids))
             weight = interactions[InteractionCol.WEIGHT].to_numpy(dtype=np.float64)
@@ -335,6 +341,14 @@ def _codes(ids: pd.Series, name: str) -> tuple[np.ndarray, pd.Index]:
     if (codes < 0).any():
         raise SiyuError(f"interactions frame: empty {name}\n  fix: drop rows without a {name}")
     return codes, pd.Index(np.asarray(uniques, dtype=object).astype(str), name=name)
+
+
+def _codes_in(ids: pd.Series, known: pd.Index, name: str) -> np.ndarray:
+    """Position of each id in ``known``; an id outside it is an error."""
+    codes = known.get_indexer(ids if isinstance(ids.dtype, pd.StringDtype) else ids.astype(str))
+    if (codes < 0).any():
+        raise SiyuError(f"interactions frame: a {name} outside the given ones\n  fix: pass every {name}")
+    return codes
 
 
 def _purchase_span(interactions: pd.DataFrame, aligned: Any) -> sp.csr_matrix | None:
@@ -820,15 +834,44 @@ class Recommender(ABC):
         data (``InteractionData.of_rows``) and of its per-consumer state
         (``_state_of_rows``); it scores those consumers as this model does. The state is not
         refitted: product-level arrays (item factors, similarities, the ranker's statistics) are
-        shared, not copied. A Spark task of the scoring pass loads the model of its own consumers
-        this way (``spark_scoring``)."""
+        shared, not copied. ``restricted_to([])`` is the product-level model a Spark scoring part
+        extends to its own consumers' rows (``over``; ``spark_scoring``)."""
         data = self._data
         ids = pd.Index(consumer_ids).astype(str)
         rows = data.rows_of(ids)
         rows = np.sort(rows[rows >= 0])
+        return self.over(data.of_rows(rows, ids), self.consumer_state_of_rows(rows))
+
+    def consumer_state_of_rows(self, rows: np.ndarray) -> dict[str, Any]:
+        """The per-consumer arrays (``_consumer_keys``) of the data rows ``rows``, as fitted."""
+        state = self._state_of_rows(self._state(), rows)
+        return {key: state[key] for key in self._consumer_keys() if key in state}
+
+    def consumer_state(self, data: InteractionData) -> dict[str, Any] | None:
+        """The per-consumer arrays (``_consumer_keys``) for ``data``'s consumers, computed from this
+        fitted model's product-level state and each consumer's own rows, the same arrays as the
+        model fitted on any data holding those rows has for them; None when the model learned
+        them (BPR, LightFM, ALS over BM25 weights): they exist only for the consumers it was
+        fitted on. ``{}``: the model keeps no per-consumer arrays."""
+        return self._consumer_state(data) if self._consumer_keys() else {}
+
+    def over(self, data: InteractionData, consumer_state: Mapping[str, Any] | None = None) -> Recommender:
+        """A copy of this fitted model over ``data``: the same products in the same columns, other
+        consumers' rows. The product-level state is shared; the per-consumer arrays are
+        ``consumer_state`` (in ``data``'s row order) or, when None, computed (``consumer_state``).
+        A Spark scoring part builds its model this way from the product-level model and the rows
+        it read (``spark_scoring``)."""
+        if not data.product_ids.equals(self._data.product_ids):
+            raise ValueError(f"{self.name}: over() needs the fitted model's products in its column order")
+        keys = set(self._consumer_keys())
+        per = dict(consumer_state) if consumer_state is not None else self.consumer_state(data)
+        if per is None:
+            raise ValueError(
+                f"{self.name} learned its per-consumer state ({sorted(keys)}): pass it (restricted_to's)"
+            )
         model = type(self)(**self.get_params())
-        model.data_ = data.of_rows(rows, ids)
-        model._set_state(self._state_of_rows(self._state(), rows))
+        model.data_ = data
+        model._set_state({**{k: v for k, v in self._state().items() if k not in keys}, **per})
         return model
 
     def portable_state(self) -> dict[str, Any]:
@@ -883,9 +926,18 @@ class Recommender(ABC):
     # kept consumers' rows); every other array must not depend on the consumers it was fitted on
     _consumer_arrays: tuple[str, ...] = ()
 
+    def _consumer_keys(self) -> tuple[str, ...]:
+        """The ``_state`` keys of the per-consumer arrays (default: ``_consumer_arrays``)."""
+        return self._consumer_arrays
+
+    def _consumer_state(self, data: InteractionData) -> dict[str, Any] | None:
+        """``consumer_state`` of a model with per-consumer arrays; default None: learned ones."""
+        return None
+
     def _state_of_rows(self, state: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
         """``state`` (``_state``'s) for the data rows ``rows`` only (``restricted_to``)."""
-        return {key: value[rows] if key in self._consumer_arrays else value for key, value in state.items()}
+        keys = set(self._consumer_keys())
+        return {key: value[rows] if key in keys else value for key, value in state.items()}
 
     def _item_vectors(self) -> sp.csr_matrix | np.ndarray:
         """Product vectors for ``similar_items`` (rows = products)."""

@@ -140,8 +140,11 @@ class ALSRecommender(_FactorModel):
             with progress(step, total=model.iterations, unit="iterations") as bar:
                 # implicit calls back after each iteration (at 10M lines one is several seconds)
                 model.fit(self._weighted(data), show_progress=False, callback=lambda *_: bar.advance())
-        self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        # implicit's last iteration solves the consumers before the products: solved once more
+        # against the final item factors, each consumer's factors are a function of their own row
+        # and the item factors alone, as a carried model's and a Spark scoring part's are
+        self.user_factors_ = self._solved_users(data)
 
     def _portable_state(self) -> dict[str, np.ndarray]:
         return {"item_factors": self.item_factors_}
@@ -149,11 +152,21 @@ class ALSRecommender(_FactorModel):
     def _carry(self, data: InteractionData, state: dict[str, np.ndarray], columns: np.ndarray) -> None:
         """Kept item factors; each consumer's factors solved against them (one ALS half-step)."""
         self.item_factors_ = np.ascontiguousarray(carried_rows(state["item_factors"], columns))
+        self.user_factors_ = self._solved_users(data)
+
+    def _consumer_state(self, data: InteractionData) -> dict[str, np.ndarray] | None:
+        """The consumers' factors solved from their rows; None with ``bm25``, whose weights count
+        every consumer's rows (a consumer's weighted row is not a function of that row alone)."""
+        return None if self.bm25 else {"user_factors": self._solved_users(data)}
+
+    def _solved_users(self, data: InteractionData) -> np.ndarray:
+        """Each consumer's factors solved against ``item_factors_`` (one ALS half-step, row by row:
+        implicit's least squares over ``YᵀY`` and the consumer's own row)."""
         with threadpool_limits(1, "blas"):
             model = self._als()
             model.item_factors = self.item_factors_
             users = model.recalculate_user(np.arange(data.shape[0]), self._weighted(data))
-        self.user_factors_ = np.ascontiguousarray(users, dtype=np.float32)
+        return np.ascontiguousarray(users, dtype=np.float32)
 
     def _als(self) -> AlternatingLeastSquares:
         """implicit's CPU ALS with this model's settings."""

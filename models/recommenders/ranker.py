@@ -388,14 +388,23 @@ class RankerRecommender(Recommender):
             model._set_state(_with_prefix(arrays, f"component__{name}__"))
             self.models_[name] = model
 
-    def _state_of_rows(self, state: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
-        """Each component's arrays for ``rows`` (the statistics and trees are product-level)."""
-        kept = dict(state)
+    def _consumer_keys(self) -> tuple[str, ...]:
+        """Each component's per-consumer arrays (the statistics and trees are product-level)."""
+        return tuple(
+            f"component__{name}__{key}"
+            for name, model in self.models_.items()
+            for key in model._consumer_keys()
+        )
+
+    def _consumer_state(self, data: InteractionData) -> dict[str, Any] | None:
+        """Each component's ``consumer_state`` on ``data``; None when one of them learned its own."""
+        state: dict[str, Any] = {}
         for name, model in self.models_.items():
-            prefix = f"component__{name}__"
-            of_rows = model._state_of_rows(_with_prefix(state, prefix), rows)
-            kept.update({f"{prefix}{key}": value for key, value in of_rows.items()})
-        return kept
+            own = model.consumer_state(data)
+            if own is None:
+                return None
+            state.update({f"component__{name}__{key}": value for key, value in own.items()})
+        return state
 
     def _portable_state(self) -> dict[str, Any]:
         """The trees and each component's portable state (the product statistics are counts)."""
