@@ -27,6 +27,7 @@ import os
 import time
 from pathlib import Path
 
+import pandas as pd
 from bench_spark_features import PeakMemory  # (run as a file: its folder is on the path)
 from threadpoolctl import threadpool_limits
 
@@ -34,8 +35,9 @@ from features.asof import AsOf
 from features.catalog import StepFile
 from features.columns import Table
 from features.engine import connect
+from features.interactions import build_interactions, interactions_query
 from features.messages import Messages
-from features.spark_engine import SparkConfig, spark_session
+from features.spark_engine import SparkConfig, SparkConnection, spark_session
 from models.recommenders import Recommender
 from models.recommenders.distributors import decayed_spend
 from models.recommenders.fallback import build_fallback_lists
@@ -43,6 +45,7 @@ from models.recommenders.filters import build_filters
 from models.recommenders.lists import home_distributors
 from models.recommenders.scoring_pass import LIST_SCHEMAS, PassOrder, PassPlan, list_pass, write_chunks
 from models.recommenders.spark_scoring import (
+    PartInputs,
     ScoringInputs,
     _merge_parts,
     consumers_per_second,
@@ -78,7 +81,8 @@ def main() -> None:
         return
     state = json.loads((args.work / "state.json").read_text())
     as_of = AsOf.of(state["as_of"])
-    con = connect({name: Path(path) for name, path in state["clean_paths"].items()})
+    checked_paths = {name: Path(path) for name, path in state["clean_paths"].items()}
+    con = connect(checked_paths)
     started = time.perf_counter()
     model = Recommender.load(args.work / "model")
     data = model.data_
@@ -111,8 +115,11 @@ def main() -> None:
         print(f"driver pass: {wall:.1f}s, {rate:.0f} consumers/s, peak {memory.peak / 1024**3:.2f} GiB")
     elif args.engine == "parts":
         plan = PassPlan.of(PassOrder.of(homes, listed), data, lists.batch_size)
-        inputs = ScoringInputs(model, plan, homes, k, fallback, filters, lists, spend, config.locale)
-        _parts_alone(inputs, args.work, args.partitions or 4, targets, args.max_gib)
+        inputs = ScoringInputs(
+            model, plan, homes, k, fallback, filters, lists, spend, config.locale, as_of.date
+        )
+        rows = build_interactions(con, as_of, config.recommend.interactions, ordered=False)
+        _parts_alone(inputs, rows, args.work, args.partitions or 4, targets, args.max_gib)
     else:
         spark_config = SparkConfig(master=args.master, driver_memory=args.driver_memory)
         with PeakMemory(limit_gib=args.max_gib) as memory:
@@ -121,8 +128,13 @@ def main() -> None:
                 print(f"spark session: {time.perf_counter() - opened:.1f}s")
                 started = time.perf_counter()
                 plan = PassPlan.of(PassOrder.of(homes, listed), data, lists.batch_size)
-                inputs = ScoringInputs(model, plan, homes, k, fallback, filters, lists, spend, config.locale)
-                result = spark_list_pass(spark, inputs, targets, args.work, args.partitions)
+                inputs = ScoringInputs(
+                    model, plan, homes, k, fallback, filters, lists, spend, config.locale, as_of.date
+                )
+                tables = SparkConnection(spark, checked_paths)
+                sql, params = interactions_query(tables, as_of, config.recommend.interactions, ordered=False)
+                rows = tables.execute(sql, params).frame()
+                result = spark_list_pass(spark, inputs, rows, targets, args.work, args.partitions)
                 wall = time.perf_counter() - started
         print(result.parts.to_string(index=False))
         print("stages: " + ", ".join(f"{stage} {sec:.1f}s" for stage, sec in result.stages.items()))
@@ -136,13 +148,20 @@ def main() -> None:
 
 
 def _parts_alone(
-    inputs: ScoringInputs, work: Path, n: int, targets: dict[str, Path], max_gib: float | None
+    inputs: ScoringInputs,
+    rows: pd.DataFrame,
+    work: Path,
+    n: int,
+    targets: dict[str, Path],
+    max_gib: float | None,
 ) -> None:
-    """A Spark task's work without Spark: each part's inputs saved (as ``spark_list_pass`` saves
-    them), then each loaded back (as a worker loads its part) and its pass and part files run in
-    turn, with BLAS on one thread (one core)."""
+    """A Spark task's work without Spark: the product-level model and each part's inputs saved
+    (as ``spark_list_pass`` saves them), then each part loaded back with its own consumers' rows
+    (as a worker loads its part) and its pass and part files run in turn, with BLAS on one thread
+    (one core)."""
     parts = inputs.plan.parts(n)
     started = time.perf_counter()
+    inputs.product_model().save(work / "inputs" / "product_model")
     for index, part in enumerate(inputs.parts(parts)):
         part.save(part_folder(work / "inputs", index))
     print(f"{len(parts)} parts' inputs saved: {time.perf_counter() - started:.1f}s")
@@ -151,15 +170,17 @@ def _parts_alone(
     with PeakMemory(limit_gib=max_gib) as memory, threadpool_limits(1, "blas"):
         for index in range(len(parts)):
             began = time.perf_counter()
-            loaded = ScoringInputs.load(part_folder(work / "inputs", index))
+            loaded = PartInputs.load(part_folder(work / "inputs", index))
+            own = rows[rows["consumer_id"].isin(loaded.plan.order.consumer_ids)]
+            model = loaded.model(Recommender.load(work / "inputs" / "product_model"), own)
             load_seconds = time.perf_counter() - began
-            written = write_chunks(loaded.chunks(), part_targets(work / "parts", index))
-            del loaded
+            written = write_chunks(loaded.chunks(model), part_targets(work / "parts", index))
+            del loaded, model, own
             seconds = time.perf_counter() - began
             rate = written.consumers / seconds
             print(
                 f"part {index}: {written.consumers} consumers in {seconds:.1f}s "
-                f"({load_seconds:.1f}s loading), {rate:.0f}/s"
+                f"({load_seconds:.1f}s loading and extending the model), {rate:.0f}/s"
             )
         _merge_parts(work / "parts", len(parts), targets)
     print(f"parts alone: peak {memory.peak / 1024**3:.2f} GiB")

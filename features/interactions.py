@@ -118,17 +118,8 @@ def build_interactions(
     the rows in DuckDB's order, for callers that do not depend on it (``InteractionData.from_frames``
     gives the same data either way): the sort is about a quarter of the query at 1M lines.
     """
-    config = config or InteractionConfig()
-    end = upper_bound(as_of)
-    lower = _lower_bound(end, start, config.window_days)
-    shared = _SHARED.get(con)
-    slot = shared.slot(config, end, lower) if shared is not None else None
-    if shared is not None and slot is not None:
-        sql = shared.select(slot, ordered)
-        params: dict[str, object] = {}
-    else:
-        sql, params = _aggregation(con, config, end, lower, ordered)
-    result = con.execute(sql, {key: value for key, value in params.items() if f"${key}" in sql})
+    sql, params = interactions_query(con, as_of, config, start, ordered)
+    result = con.execute(sql, params)
     with warnings.catch_warnings():
         # con.sql() would avoid one copy of the Arrow buffers, but refuses to run while another
         # builder left a result open on the shared connection; the copy is compact Arrow data.
@@ -137,6 +128,26 @@ def build_interactions(
     frame[InteractionCol.WEIGHT] = frame[InteractionCol.WEIGHT].astype("float64")
     frame[InteractionCol.PURCHASES] = frame[InteractionCol.PURCHASES].astype("int64")
     return frame[list(INTERACTION_COLUMNS)]
+
+
+def interactions_query(
+    con: duckdb.DuckDBPyConnection,
+    as_of: Cutoff,
+    config: InteractionConfig | None = None,
+    start: date | None = None,
+    ordered: bool = True,
+) -> tuple[str, dict[str, object]]:
+    """The query of ``build_interactions``' rows and its parameters (for the engine to run without
+    collecting the rows: a Spark scoring part reads its own consumers' rows of it)."""
+    config = config or InteractionConfig()
+    end = upper_bound(as_of)
+    lower = _lower_bound(end, start, config.window_days)
+    shared = _SHARED.get(con)
+    slot = shared.slot(config, end, lower) if shared is not None else None
+    if shared is not None and slot is not None:
+        return shared.select(slot, ordered), {}
+    sql, params = _aggregation(con, config, end, lower, ordered)
+    return sql, {key: value for key, value in params.items() if f"${key}" in sql}
 
 
 def _aggregation(

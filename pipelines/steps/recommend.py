@@ -41,6 +41,7 @@ from features.interactions import (
     Cutoff,
     InteractionConfig,
     history_fingerprint,
+    interactions_query,
     shared_interactions,
 )
 from features.messages import Messages
@@ -72,7 +73,6 @@ if TYPE_CHECKING:
     from features.spark_engine import SparkConnection
     from models.recommenders.base import RecommendFilters
     from models.recommenders.fallback import FallbackLists
-    from models.recommenders.list_config import ListsConfig
     from models.recommenders.training import FittedModel, RecommendConfig
 
 logger = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ def run_recommend(
     spark = getattr(con, "spark", None)  # a features.spark_engine.SparkConnection's session
     if spark is not None:
         written = _spark_lists(
-            spark, con, model, data, homes, k, fallback, filters, lists, spend, config.locale, targets
+            spark, con, as_of, config, model, data, homes, k, fallback, filters, spend, targets
         )
     else:
         chunks = list_pass(
@@ -343,29 +343,34 @@ def _distributor_table_ids(con: duckdb.DuckDBPyConnection) -> set[str]:
 def _spark_lists(
     spark: SparkSession,
     con: SparkConnection,
+    as_of: AsOf,
+    config: NightlyConfig,
     model: Recommender,
     data: InteractionData,
     homes: pd.Series,
     k: int,
     fallback: FallbackLists,
     filters: RecommendFilters,
-    lists: ListsConfig,
     spend: pd.Series | None,
-    locale: str,
     targets: dict[str, Path],
 ) -> WrittenLists:
     """The one pass's lists computed by Spark tasks (``models.recommenders.spark_scoring``): the
-    same rows, in the same order, in the same files as the driver's pass."""
+    same rows, in the same order, in the same files as the driver's pass. Each task reads its own
+    consumers' interaction rows, as Spark computes them from the night's tables."""
     from models.recommenders.scoring_pass import PassOrder, PassPlan
     from models.recommenders.spark_scoring import ScoringInputs, consumers_per_second, spark_list_pass
 
     if model.data_ is not data:
         raise ValueError("the Spark pass scores the model's own interaction data: fit or carry it on `data`")
+    lists = config.lists
     plan = PassPlan.of(PassOrder.of(homes, _distributor_table_ids(con)), data, lists.batch_size)
-    inputs = ScoringInputs(model, plan, homes, k, fallback, filters, lists, spend, locale)
+    inputs = ScoringInputs(model, plan, homes, k, fallback, filters, lists, spend, config.locale, as_of.date)
+    sql, params = interactions_query(con, as_of, config.recommend.interactions, ordered=False)
     spill = con.execute("SELECT current_setting('temp_directory')").fetchone()  # the spill folder
     scratch = Path(spill[0] if spill and spill[0] else tempfile.gettempdir())
-    result = _timed("scoring pass on Spark", spark_list_pass)(spark, inputs, targets, scratch)
+    result = _timed("scoring pass on Spark", spark_list_pass)(
+        spark, inputs, con.execute(sql, params).frame(), targets, scratch
+    )
     logger.info(
         "scoring on Spark: %d parts, %.0f consumers per second per part (mean), slowest part %.1fs",
         len(result.parts),

@@ -3,9 +3,10 @@
 One small simulated world (60 distributors, a category cap, spend weighting, shared member
 scale, 5 outreach members, blocks of 50 consumers: many blocks, distributors across blocks)
 with a fitted ALS model. The driver's pass (``list_pass`` → ``write_chunks``) is the reference;
-the same pass cut into parts (``PassPlan.parts`` / ``part``), each part's inputs (``ScoringInputs.parts``:
-the model restricted to the part's consumers, what a Spark task loads) saved and loaded, and the
-whole pass on Spark ``local[2]``
+the same pass cut into parts (``PassPlan.parts`` / ``part``), each part's inputs (``ScoringInputs.parts``,
+what a Spark task loads besides the product-level model and its own consumers' rows) saved and
+loaded, the model extended onto the part's rows (``PartInputs.model``), and the whole pass on
+Spark ``local[2]``
 (``spark_list_pass``) must write the same files: byte for byte where BLAS sums a product the same
 way whatever the block's shape, and otherwise (OpenBLAS on CPUs without AVX-512 picks its kernel
 by block shape) the same up to float summation order: the same schema and row groups, the same
@@ -15,6 +16,7 @@ lists, scores to ``tests.ranked_lists.RTOL`` and near-tied neighbours free to sw
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ from features.catalog import StepFile
 from features.engine import connect
 from features.interactions import build_interactions, consumer_profiles, product_profiles
 from features.messages import Messages
-from models.recommenders import ALSRecommender, InteractionData
+from models.recommenders import ALSRecommender, InteractionData, Recommender
 from models.recommenders.distributors import Trend, decayed_spend
 from models.recommenders.fallback import build_fallback_lists
 from models.recommenders.filters import build_filters
@@ -41,7 +43,7 @@ from models.recommenders.scoring_pass import (
     plan_pass,
     write_chunks,
 )
-from models.recommenders.spark_scoring import ScoringInputs, spark_list_pass
+from models.recommenders.spark_scoring import PartInputs, ScoringInputs, part_data, spark_list_pass
 from pipelines.config import NightlyConfig
 from pipelines.steps.validate import load_and_validate
 from sources.simulator import SimulationConfig, simulate
@@ -63,8 +65,14 @@ CHUNK_FILES = {
 }
 
 
+@dataclass(frozen=True)
+class World:
+    inputs: ScoringInputs
+    interactions: pd.DataFrame  # the rows the model was fitted on (build_interactions')
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> ScoringInputs:
+def world_rows(tmp_path_factory: pytest.TempPathFactory) -> World:
     """The pass's inputs on a small world (the driver's recommend step's, built the same way)."""
     root = tmp_path_factory.mktemp("spark_scoring")
     simulate(root / "data", SimulationConfig(consumers=1200, distributors=60, products=150, days=90, seed=11))
@@ -86,7 +94,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> ScoringInputs:
     listed = set(con.execute("SELECT distributor_id FROM distributors").df()["distributor_id"].astype(str))
     listed |= {"zz-memberless"}  # a listed distributor after every member's: the trend-only list
     plan = PassPlan.of(PassOrder.of(homes, listed), data, LISTS.batch_size)
-    return ScoringInputs(model, plan, homes, K, fallback, filters, LISTS, spend, "en")
+    inputs = ScoringInputs(model, plan, homes, K, fallback, filters, LISTS, spend, "en", as_of.date)
+    return World(inputs, interactions)
+
+
+@pytest.fixture(scope="module")
+def world(world_rows: World) -> ScoringInputs:
+    return world_rows.inputs
+
+
+def _rows_of(interactions: pd.DataFrame, ids: pd.Index) -> pd.DataFrame:
+    """A part's rows as a task reads them: its consumers' only, in another order."""
+    return interactions[interactions["consumer_id"].isin(ids)].iloc[::-1].reset_index(drop=True)
 
 
 def _driver_files(inputs: ScoringInputs, folder: Path) -> dict[str, bytes]:
@@ -168,26 +187,36 @@ def test_the_parts_of_the_pass_give_the_driver_pass_rows(world: ScoringInputs, n
         assert_same_ranked_lists(have, want, LIST_KEYS[CHUNK_FILES[name]], obj=name)
 
 
-def test_saved_part_inputs_hold_no_pickle_only_their_consumers_and_give_the_same_lists(
-    world: ScoringInputs, tmp_path: Path
+def test_saved_part_inputs_hold_no_pickle_no_rows_and_with_their_rows_give_the_same_lists(
+    world_rows: World, tmp_path: Path
 ) -> None:
+    world = world_rows.inputs
     data = world.model.data_
     assert world.lists.trend_days and Trend.of(data, world.lists).trending.any()  # the trend matters
     expected = _driver_files(world, tmp_path / "driver")
+    product = world.product_model()
+    assert product.data_.matrix.shape == (0, data.shape[1]) and product.user_factors_.shape[0] == 0
+    product.save(tmp_path / "inputs" / "product")
     bounds = world.plan.parts(4)
     out, rows = tmp_path / "parts", 0
     for index, part in enumerate(world.parts(bounds)):
         folder = part.save(tmp_path / "inputs" / str(index))
         suffixes = {path.suffix for path in folder.rglob("*") if path.is_file()}
         assert suffixes <= {".parquet", ".npz", ".npy", ".json"}
-        loaded = ScoringInputs.load(folder)
+        assert part.consumer_state is None  # ALS's factors are computed from the rows, not shipped
+        loaded = PartInputs.load(folder)
         assert loaded.filters == world.filters and loaded.lists == world.lists and loaded.k == world.k
+        assert loaded.as_of == world.as_of
         ids = loaded.plan.order.consumer_ids
-        assert set(loaded.model.data_.consumer_ids) == set(ids[data.rows_of(ids) >= 0])  # its own rows only
         assert set(loaded.spend.index) <= set(ids) and set(loaded.homes.index) == set(ids)
+        assert set(loaded.profiles.index) <= set(ids)
         np.testing.assert_array_equal(loaded.trend.trending, Trend.of(data, world.lists).trending)
-        rows += loaded.model.data_.matrix.shape[0]
-        write_chunks(loaded.chunks(), _targets(out / str(index)))
+        model = loaded.model(
+            Recommender.load(tmp_path / "inputs" / "product"), _rows_of(world_rows.interactions, ids)
+        )
+        assert set(model.data_.consumer_ids) == set(ids[data.rows_of(ids) >= 0])  # its own rows only
+        rows += model.data_.matrix.shape[0]
+        write_chunks(loaded.chunks(model), _targets(out / str(index)))
     assert len(bounds) > 1 and rows == data.matrix.shape[0]
     frames = {
         name: pd.concat([pd.read_parquet(out / str(i) / name) for i in range(len(bounds))], ignore_index=True)
@@ -213,13 +242,17 @@ def test_saved_part_inputs_hold_no_pickle_only_their_consumers_and_give_the_same
             "max_fit_consumers": 300,
         },
         {"kind": "lightfm", "components": 8, "epochs": 3},
+        {"kind": "als", "factors": 8},
+        {"kind": "als", "factors": 8, "bm25": True},  # BM25 weights count every consumer: learned
+        {"kind": "bpr", "factors": 8, "iterations": 5},
         {"kind": "ease", "l2": 50.0},
         {"kind": "repeat"},
         {"kind": "popularity", "scope": "community"},
     ],
     ids=lambda spec: spec["kind"] + ("_sampled" if "max_fit_consumers" in spec else ""),
 )
-def test_a_restricted_model_scores_its_consumers_as_the_whole_model(world: ScoringInputs, spec: dict) -> None:
+def test_a_restricted_model_scores_its_consumers_as_the_whole_model(world_rows: World, spec: dict) -> None:
+    world = world_rows.inputs
     data = world.model.data_
     assert data.shape[0] > spec.get("max_fit_consumers", 0)  # the sampled ranker really samples
     model = build_component(spec).fit(data)
@@ -229,18 +262,40 @@ def test_a_restricted_model_scores_its_consumers_as_the_whole_model(world: Scori
     restricted = model.restricted_to(some)
     assert restricted.data_.matrix.shape[0] == (data.rows_of(some) >= 0).sum()
     for name, value in restricted._state().items():  # per-consumer arrays hold the kept rows only
-        if name in restricted._consumer_arrays or name.endswith("user_factors"):
+        if name in restricted._consumer_keys() or name.endswith("user_factors"):
             assert len(value) == restricted.data_.matrix.shape[0], name
+    # what a Spark part does: the model without consumers, extended onto the part's own rows
+    product = model.restricted_to([])
+    own = product.consumer_state(product.data_)
+    learned = spec["kind"] in ("lightfm", "bpr") or spec.get("bm25", False)  # a part is sent them
+    assert (own is None) == learned
+    state = restricted.consumer_state_of_rows(np.arange(restricted.data_.shape[0])) if learned else None
+    profiles = data.consumer_profiles[data.consumer_profiles.index.isin(some)]
+    rows = _rows_of(world_rows.interactions, some)
+    part = product.over(part_data(product.data_, rows, profiles, world.as_of), state)
     want = np.vstack([block.scores for block in model.score_blocks(some, 97)])
-    have = np.vstack([block.scores for block in restricted.score_blocks(some, 97)])
-    np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(np.isnan(have), np.isnan(want))
+    for scorer in (restricted, part):
+        have = np.vstack([block.scores for block in scorer.score_blocks(some, 97)])
+        np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(np.isnan(have), np.isnan(want))
 
 
-def test_spark_writes_the_driver_pass_files(world: ScoringInputs, spark, tmp_path: Path) -> None:
-    """The same files up to float summation order (the module docstring)."""
+def test_a_part_of_a_model_that_learned_its_consumers_is_refused_without_their_state(
+    world: ScoringInputs,
+) -> None:
+    model = build_component({"kind": "lightfm", "components": 4, "epochs": 1}).fit(world.model.data_)
+    product = model.restricted_to([])
+    with pytest.raises(ValueError, match="learned its per-consumer state"):
+        product.over(world.model.data_)
+
+
+def test_spark_writes_the_driver_pass_files(world_rows: World, spark, tmp_path: Path) -> None:
+    """The same files up to float summation order (the module docstring); each task read its
+    own consumers' rows from the rows Spark wrote by part."""
+    world = world_rows.inputs
     expected = _driver_files(world, tmp_path / "driver")
-    result = spark_list_pass(spark, world, _targets(tmp_path / "spark"), tmp_path, partitions=5)
+    rows = spark.createDataFrame(world_rows.interactions)
+    result = spark_list_pass(spark, world, rows, _targets(tmp_path / "spark"), tmp_path, partitions=5)
     assert sorted(_read(tmp_path / "spark")) == sorted(expected)
     for name in LIST_SCHEMAS:
         assert_same_list_file(tmp_path / "spark" / name, tmp_path / "driver" / name, LIST_KEYS[name])
