@@ -35,7 +35,7 @@ from features.asof import AsOf
 from features.catalog import StepFile
 from features.columns import Table
 from features.engine import connect
-from features.interactions import build_interactions, interactions_query
+from features.interactions import build_interactions, interactions_query, keep_interactions
 from features.messages import Messages
 from features.spark_engine import SparkConfig, SparkConnection, spark_session
 from models.recommenders import Recommender
@@ -126,12 +126,16 @@ def main() -> None:
             opened = time.perf_counter()
             with spark_session(spark_config, args.work) as spark:
                 print(f"spark session: {time.perf_counter() - opened:.1f}s")
-                started = time.perf_counter()
                 plan = PassPlan.of(PassOrder.of(homes, listed), data, lists.batch_size)
                 inputs = ScoringInputs(
                     model, plan, homes, k, fallback, filters, lists, spend, config.locale, as_of.date
                 )
-                tables = SparkConnection(spark, checked_paths)
+                tables = SparkConnection(spark, checked_paths, spill_dir=args.work)
+                # as the night's night_data does before building the driver's interaction data
+                kept = time.perf_counter()
+                keep_interactions(tables, as_of, config.recommend.interactions)
+                print(f"interaction rows kept (aggregated and written): {time.perf_counter() - kept:.1f}s")
+                started = time.perf_counter()  # the pass: its plan, inputs, rows by part, tasks, merge
                 sql, params = interactions_query(tables, as_of, config.recommend.interactions, ordered=False)
                 rows = tables.execute(sql, params).frame()
                 result = spark_list_pass(spark, inputs, rows, targets, args.work, args.partitions)

@@ -142,6 +142,10 @@ def interactions_query(
     config = config or InteractionConfig()
     end = upper_bound(as_of)
     lower = _lower_bound(end, start, config.window_days)
+    kept = _KEPT.get(con, {}).get((end, lower, config.model_dump_json()))
+    if kept is not None:
+        order = render("ORDER BY {consumer_id}, {product_id}") if ordered else ""
+        return f"SELECT {', '.join(INTERACTION_COLUMNS)} FROM {kept} {order}", {}
     shared = _SHARED.get(con)
     slot = shared.slot(config, end, lower) if shared is not None else None
     if shared is not None and slot is not None:
@@ -214,6 +218,30 @@ def shared_interactions(
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def keep_interactions(
+    con: duckdb.DuckDBPyConnection, as_of: Cutoff, config: InteractionConfig | None = None
+) -> None:
+    """On Spark, write the interaction rows as of ``as_of`` once, as Parquet under the spill folder,
+    and have every later ``interactions_query`` / ``build_interactions`` of that cutoff and config
+    on ``con`` read them: the driver's interaction data and the scoring parts' rows
+    (``models.recommenders.spark_scoring``) are then one aggregation, not two. The folder goes
+    with the connection. On DuckDB nothing is kept (its aggregation runs where its rows are read)."""
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        return
+    config = config or InteractionConfig()
+    end = upper_bound(as_of)
+    key = (end, _lower_bound(end, None, config.window_days), config.model_dump_json())
+    kept = _KEPT.setdefault(con, {})
+    if key in kept:
+        return
+    sql, params = interactions_query(con, as_of, config, ordered=False)
+    folder = Path(tempfile.mkdtemp(prefix="siyu-night-interactions-", dir=_spill_folder(con)))
+    weakref.finalize(con, shutil.rmtree, folder, True)
+    path = folder / "pairs.parquet"
+    con.execute(f"COPY ({sql}) TO {literal(str(path))} (FORMAT parquet)", params)
+    kept[key] = f"read_parquet({literal(str(path))})"
+
+
 def _write_counted(
     con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object], config: InteractionConfig
 ) -> None:
@@ -263,6 +291,10 @@ class _Shared:
 
 
 _SHARED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, _Shared] = weakref.WeakKeyDictionary()
+# keep_interactions' rows: (end, lower bound, config) → the table expression of their Parquet
+_KEPT: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[tuple[datetime, datetime, str], str]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _bounds(end: datetime, config: InteractionConfig) -> tuple[datetime, datetime]:

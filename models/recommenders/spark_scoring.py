@@ -16,7 +16,8 @@ shuffle ``members × products`` numbers, where a part holds ``batch_size × prod
 
 What a task needs travels in two ways. The interaction rows go from Spark to Spark: the driver
 sends each consumer's part number (the plan's order, ids only), Spark joins it to the night's
-interaction rows (``features.interactions.interactions_query``, run by the engine, not collected)
+interaction rows (``features.interactions.interactions_query``: on the night's connection, the
+Parquet ``keep_interactions`` wrote when the driver's interaction data was built; not collected)
 and writes them by part (``<scratch>/rows/part=N/``), and a task reads only its own part's rows
 (``part_rows``). The rest is a folder of files saved without pickle: the production model's
 product-level state once (``ScoringInputs.product_model``: ``Recommender.restricted_to([])``,

@@ -42,6 +42,7 @@ from features.interactions import (
     InteractionConfig,
     history_fingerprint,
     interactions_query,
+    keep_interactions,
     shared_interactions,
 )
 from features.messages import Messages
@@ -298,6 +299,7 @@ def run_recommend(
 def night_data(
     con: duckdb.DuckDBPyConnection, as_of: AsOf, interaction_config: InteractionConfig
 ) -> InteractionData:
+    keep_interactions(con, as_of, interaction_config)  # on Spark: the scoring parts read them again
     data = build_data(con, as_of, interaction_config)
     if data.shape[0] == 0:
         raise SiyuError(

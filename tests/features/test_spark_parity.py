@@ -10,6 +10,7 @@ nothing here is skipped.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -258,6 +259,33 @@ def test_shared_interactions_on_spark_give_each_cutoffs_pairs(engines, as_of) ->
         shared = [interactions.build_interactions(on_spark, cutoff) for cutoff in cutoffs]
     for cutoff, frame in zip(cutoffs, shared, strict=True):
         assert_same(interactions.build_interactions(duck, cutoff), frame)
+
+
+def test_kept_interactions_are_written_once_and_read_again_for_their_cutoff_only(
+    data_dir: Path, spark: object, as_of: AsOf, tmp_path: Path
+) -> None:
+    """The Spark night's interaction rows as of tonight: one aggregation (inside the nightly's
+    shared one, as the fitting night has it), written once; the driver's rows and a later query
+    (the scoring parts') read the written rows, another cutoff aggregates as before."""
+    tables = _tables(data_dir, ALL_TABLES)
+    duck, on_spark = connect(tables), SparkConnection(spark, tables, spill_dir=tmp_path)
+    earlier = as_of.days_before(14)
+    with interactions.shared_interactions(on_spark, [earlier, as_of]):
+        interactions.keep_interactions(on_spark, as_of)
+        interactions.keep_interactions(on_spark, as_of)  # kept already: not written again
+    written = list(tmp_path.glob("siyu-night-interactions-*"))
+    assert len(written) == 1 and list(tmp_path.glob("siyu-shared-interactions-*")) == []
+    sql, _ = interactions.interactions_query(on_spark, as_of, ordered=False)
+    assert str(written[0]) in sql  # tonight's query reads the kept rows
+    assert str(written[0]) not in interactions.interactions_query(on_spark, earlier)[0]
+    assert_same(
+        interactions.build_interactions(duck, as_of), interactions.build_interactions(on_spark, as_of)
+    )
+    on_spark.close()
+    del on_spark
+    gc.collect()
+    assert not written[0].exists()  # the kept rows go with the connection
+    duck.close()
 
 
 def test_a_cursor_queries_the_connection_and_closing_it_keeps_the_views(engines, as_of) -> None:
