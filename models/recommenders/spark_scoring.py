@@ -27,10 +27,12 @@ fallback lists, the filters, the lists' settings, the locale, the as-of date and
 platform-wide trend, ``distributors.Trend``: the one figure the pass counts over every consumer).
 Spark ships the folder to each executor's disk (``SparkContext.addFile``). A task extends the
 product-level model onto its rows (``PartInputs.model`` → ``Recommender.over``): the per-consumer
-state is computed from each consumer's own rows (ALS: the consumer's factors solved against the
-item factors, which is what a fit, a carry and a part all do, so the part's model is the
-driver's restricted to those consumers); only a model that learned its consumers' state (BPR,
-LightFM) has it shipped in the part's folder. So a Python worker holds one part's consumers,
+state is computed from each consumer's own rows where the model's is a function of them (a
+carried ALS: each consumer's factors solved against the item factors, as the carry solved them;
+the sampled ranker's and a model between refits are carried); a model that learned its
+consumers' state (BPR, LightFM, a fitted ALS, whose last iteration solved the consumers against
+the previous item factors) has it shipped in the part's folder. Either way the part's model is
+the driver's restricted to those consumers. So a Python worker holds one part's consumers,
 and the driver ships no consumer's rows. A part holds at most ``PART_CONSUMERS`` scored
 consumers. A task writes its part of each list file as
 ``<scratch>/<list file>/part-NNNNN.parquet`` (with the list files' schemas, one row group per

@@ -16,7 +16,7 @@ lists, scores to ``tests.ranked_lists.RTOL`` and near-tied neighbours free to sw
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -187,10 +187,20 @@ def test_the_parts_of_the_pass_give_the_driver_pass_rows(world: ScoringInputs, n
         assert_same_ranked_lists(have, want, LIST_KEYS[CHUNK_FILES[name]], obj=name)
 
 
+def _carried(world: ScoringInputs) -> ScoringInputs:
+    """The world with its ALS carried onto its data (as a sampled ranker's components and a model
+    between refits are): consumer factors solved against the item factors, which a part solves
+    again from its own rows instead of being sent them."""
+    data = world.model.data_
+    model = ALSRecommender(factors=16, iterations=5, num_threads=1)
+    return replace(world, model=model.carried_onto(data, world.model.portable_state(), data.product_ids))
+
+
+@pytest.mark.parametrize("carried", [False, True], ids=["fitted", "carried"])
 def test_saved_part_inputs_hold_no_pickle_no_rows_and_with_their_rows_give_the_same_lists(
-    world_rows: World, tmp_path: Path
+    world_rows: World, tmp_path: Path, carried: bool
 ) -> None:
-    world = world_rows.inputs
+    world = _carried(world_rows.inputs) if carried else world_rows.inputs
     data = world.model.data_
     assert world.lists.trend_days and Trend.of(data, world.lists).trending.any()  # the trend matters
     expected = _driver_files(world, tmp_path / "driver")
@@ -203,7 +213,8 @@ def test_saved_part_inputs_hold_no_pickle_no_rows_and_with_their_rows_give_the_s
         folder = part.save(tmp_path / "inputs" / str(index))
         suffixes = {path.suffix for path in folder.rglob("*") if path.is_file()}
         assert suffixes <= {".parquet", ".npz", ".npy", ".json"}
-        assert part.consumer_state is None  # ALS's factors are computed from the rows, not shipped
+        # a fitted ALS's factors are learned: sent; a carried one's: solved again from the rows
+        assert (part.consumer_state is None) == carried
         loaded = PartInputs.load(folder)
         assert loaded.filters == world.filters and loaded.lists == world.lists and loaded.k == world.k
         assert loaded.as_of == world.as_of
@@ -267,7 +278,12 @@ def test_a_restricted_model_scores_its_consumers_as_the_whole_model(world_rows: 
     # what a Spark part does: the model without consumers, extended onto the part's own rows
     product = model.restricted_to([])
     own = product.consumer_state(product.data_)
-    learned = spec["kind"] in ("lightfm", "bpr") or spec.get("bm25", False)  # a part is sent them
+    # a part is sent learned consumer state: LightFM's, BPR's, a fitted ALS's (its last iteration
+    # solved the consumers against the previous item factors), BM25 ALS's; a sampled ranker's ALS
+    # is carried onto every consumer: solved again from the part's rows
+    learned = spec["kind"] in ("lightfm", "bpr", "als") or (
+        spec["kind"] == "ranker" and "max_fit_consumers" not in spec
+    )
     assert (own is None) == learned
     state = restricted.consumer_state_of_rows(np.arange(restricted.data_.shape[0])) if learned else None
     profiles = data.consumer_profiles[data.consumer_profiles.index.isin(some)]
@@ -291,8 +307,8 @@ def test_a_part_of_a_model_that_learned_its_consumers_is_refused_without_their_s
 
 def test_spark_writes_the_driver_pass_files(world_rows: World, spark, tmp_path: Path) -> None:
     """The same files up to float summation order (the module docstring); each task read its
-    own consumers' rows from the rows Spark wrote by part."""
-    world = world_rows.inputs
+    own consumers' rows from the rows Spark wrote by part and solved their ALS factors."""
+    world = _carried(world_rows.inputs)
     expected = _driver_files(world, tmp_path / "driver")
     rows = spark.createDataFrame(world_rows.interactions)
     result = spark_list_pass(spark, world, rows, _targets(tmp_path / "spark"), tmp_path, partitions=5)
@@ -306,3 +322,15 @@ def test_spark_writes_the_driver_pass_files(world_rows: World, spark, tmp_path: 
     assert result.distributors == distributors["distributor_id"].nunique()
     assert result.outreach_rows == len(outreach)
     assert list((tmp_path).glob("scoring-*")) == []  # the broadcast's files and the parts are gone
+
+
+def test_a_carried_als_stays_solved_through_save_and_load_and_an_older_save_counts_as_learned(
+    world: ScoringInputs, tmp_path: Path
+) -> None:
+    carried = _carried(world).model
+    loaded = Recommender.load(carried.save(tmp_path / "model")).restricted_to([])
+    assert loaded.consumer_state(loaded.data_) is not None
+    older = ALSRecommender(factors=16, iterations=5, num_threads=1)
+    older.data_ = carried.data_
+    older._set_state({key: value for key, value in carried._state().items() if key != "solved"})
+    assert older.consumer_state(older.data_) is None  # saved before the flag: its factors are sent

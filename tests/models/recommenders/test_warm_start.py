@@ -17,21 +17,15 @@ def test_zero_warm_iterations_keep_the_start_on_the_new_ids(
 ) -> None:
     start = ALSRecommender(**ALS).fit(other_data).factor_start()
     warm = ALSRecommender(**ALS, warm_iterations=0).warm_from(start).fit(planted_data)
-    consumers = start.consumer_ids.get_indexer(planted_data.consumer_ids)
-    assert (consumers >= 0).any() and (consumers < 0).any()  # some consumers fitted before, some new
-    rows = start.product_ids.get_indexer(planted_data.product_ids)
-    assert (rows >= 0).any() and (rows < 0).any()  # some products fitted before, some new
-    np.testing.assert_array_equal(warm.item_factors_[rows >= 0], start.item_factors[rows[rows >= 0]])
-    new = warm.item_factors_[rows < 0]
-    assert ((new >= 0) & (new < 0.01)).all()  # implicit's own random start for new ids
-    # every fit ends by solving each consumer against its final item factors (here: the start's)
-    carried = ALSRecommender(**ALS).carried_onto(
-        planted_data, {"item_factors": warm.item_factors_}, planted_data.product_ids
-    )
-    np.testing.assert_array_equal(warm.user_factors_, carried.user_factors_)
-    assert not np.array_equal(
-        warm.user_factors_[consumers >= 0], start.user_factors[consumers[consumers >= 0]]
-    )
+    for ids, fitted_ids, kept, got in (
+        (planted_data.consumer_ids, start.consumer_ids, start.user_factors, warm.user_factors_),
+        (planted_data.product_ids, start.product_ids, start.item_factors, warm.item_factors_),
+    ):
+        rows = fitted_ids.get_indexer(ids)
+        assert (rows >= 0).any() and (rows < 0).any()  # some ids fitted before, some new
+        np.testing.assert_array_equal(got[rows >= 0], kept[rows[rows >= 0]])
+        new = got[rows < 0]
+        assert ((new >= 0) & (new < 0.01)).all()  # implicit's own random start for new ids
 
 
 def test_a_warm_start_serves_only_the_next_fit_and_needs_warm_iterations(

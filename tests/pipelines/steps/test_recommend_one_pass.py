@@ -59,10 +59,8 @@ def _frozen_als(world: str) -> Callable[..., ALSRecommender]:
 
     def fit(con: object, as_of: object, config: object, data: InteractionData) -> ALSRecommender:
         assert start.consumer_ids.equals(data.consumer_ids) and start.product_ids.equals(data.product_ids)
-        model = ALSRecommender(factors=16, iterations=5, num_threads=1)
-        model.data_ = data  # the fixture's factors as they are (a fit ends with a consumer solve)
-        model._set_state({"user_factors": start.user_factors, "item_factors": start.item_factors})
-        return model
+        model = ALSRecommender(factors=16, iterations=5, num_threads=1, warm_iterations=0)
+        return model.warm_from(start).fit(data)
 
     return fit
 
