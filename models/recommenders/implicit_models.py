@@ -118,7 +118,6 @@ class ALSRecommender(_FactorModel):
         self.num_threads = num_threads
         self.warm_iterations = warm_iterations
         self._start: FactorStart | None = None
-        self.solved_ = False  # consumer factors = the solve against the item factors (a carry's)
 
     def warm_from(self, start: FactorStart) -> ALSRecommender:
         """Start the next fit (only the next) from ``start`` when ``warm_iterations`` is set."""

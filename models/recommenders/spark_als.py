@@ -119,6 +119,7 @@ class SparkALSRecommender(ALSRecommender):
             model = als.fit(ratings)
             self.user_factors_ = _factor_array(model.userFactors, data.shape[0], self.factors)
             self.item_factors_ = _factor_array(model.itemFactors, data.shape[1], self.factors)
+        self.solved_ = False  # Spark's own solves (ALS-WR's λ): learned, as a fitted ALS's (ALSRecommender)
 
     def _triples(self, data: InteractionData) -> pd.DataFrame:
         """(row, col, rating) of the positive pairs, ratings shifted so Spark's confidence is implicit's."""
