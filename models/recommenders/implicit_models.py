@@ -144,7 +144,7 @@ class ALSRecommender(_FactorModel):
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         # implicit's last iteration solves the consumers before the products: a fitted model's
         # consumer factors are not the solve against its final item factors (solving them again
-        # cost 0.0002-0.0013 NDCG@10 on Online Retail's three folds, session 28), so they count
+        # cost up to 0.0013 NDCG@10 on Online Retail's three folds, session 28), so they count
         # as learned (``consumer_state`` None); a carried model's are that solve
         self.solved_ = False
 
