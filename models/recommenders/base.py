@@ -849,10 +849,10 @@ class Recommender(ABC):
 
     def consumer_state(self, data: InteractionData) -> dict[str, Any] | None:
         """The per-consumer arrays (``_consumer_keys``) for ``data``'s consumers, computed from this
-        fitted model's product-level state and each consumer's own rows, the same arrays as the
-        model fitted on any data holding those rows has for them; None when the model learned
-        them (BPR, LightFM, ALS over BM25 weights): they exist only for the consumers it was
-        fitted on. ``{}``: the model keeps no per-consumer arrays."""
+        fitted model's product-level state and each consumer's own rows, when this model's own
+        arrays are that function of the rows (a carried ALS); None when they were learned (a
+        fitted ALS, BPR, LightFM, ALS over BM25 weights): they exist only for the consumers the
+        model was fitted on. ``{}``: the model keeps no per-consumer arrays."""
         return self._consumer_state(data) if self._consumer_keys() else {}
 
     def over(self, data: InteractionData, consumer_state: Mapping[str, Any] | None = None) -> Recommender:
