@@ -37,10 +37,11 @@ from features.columns import Table
 from features.engine import connect
 from features.interactions import build_interactions, interactions_query, keep_interactions
 from features.messages import Messages
+from features.popularity import NightRows
 from features.spark_engine import SparkConfig, SparkConnection, spark_session
 from models.recommenders import Recommender
-from models.recommenders.distributors import decayed_spend
-from models.recommenders.fallback import build_fallback_lists
+from models.recommenders.distributors import Trend, decayed_spend
+from models.recommenders.fallback import PopularityCounts, build_fallback_lists
 from models.recommenders.filters import build_filters
 from models.recommenders.lists import home_distributors
 from models.recommenders.scoring_pass import LIST_SCHEMAS, PassOrder, PassPlan, list_pass, write_chunks
@@ -92,7 +93,10 @@ def main() -> None:
     alerts = grade_products(con, as_of, config.quality).alerts
     filters = build_filters(products, as_of, lists, alerts, config.quality)
     homes = home_distributors(data)
-    fallback = build_fallback_lists(data, filters, depth=3 * k, window_days=lists.fallback_window_days)
+    rows = NightRows.of(con, as_of, config.recommend.interactions)  # counted by DuckDB, as the nightly does
+    counts = PopularityCounts.of(con, rows, lists.fallback_window_days, lists.trend_days)
+    fallback = build_fallback_lists(counts, filters, depth=3 * k)
+    trend = Trend.of_counts(counts, data.product_ids, lists)
     spend = (
         decayed_spend(con, as_of, lists.member_half_life_days) if lists.member_weighting == "spend" else None
     )
@@ -107,7 +111,17 @@ def main() -> None:
         with PeakMemory(limit_gib=args.max_gib) as memory:
             started = time.perf_counter()
             chunks = list_pass(
-                model, data, homes, k, fallback, filters, lists, listed, spend, Messages.load(config.locale)
+                model,
+                data,
+                homes,
+                k,
+                fallback,
+                filters,
+                lists,
+                listed,
+                spend,
+                Messages.load(config.locale),
+                trend,
             )
             written = write_chunks(chunks, targets)
             wall = time.perf_counter() - started
@@ -116,7 +130,7 @@ def main() -> None:
     elif args.engine == "parts":
         plan = PassPlan.of(PassOrder.of(homes, listed), data, lists.batch_size)
         inputs = ScoringInputs(
-            model, plan, homes, k, fallback, filters, lists, spend, config.locale, as_of.date
+            model, plan, homes, k, fallback, filters, lists, spend, config.locale, as_of.date, trend
         )
         rows = build_interactions(con, as_of, config.recommend.interactions, ordered=False)
         _parts_alone(inputs, rows, args.work, args.partitions or 4, targets, args.max_gib)
@@ -128,7 +142,7 @@ def main() -> None:
                 print(f"spark session: {time.perf_counter() - opened:.1f}s")
                 plan = PassPlan.of(PassOrder.of(homes, listed), data, lists.batch_size)
                 inputs = ScoringInputs(
-                    model, plan, homes, k, fallback, filters, lists, spend, config.locale, as_of.date
+                    model, plan, homes, k, fallback, filters, lists, spend, config.locale, as_of.date, trend
                 )
                 tables = SparkConnection(spark, checked_paths, spill_dir=args.work)
                 # as the night's night_data does before building the driver's interaction data

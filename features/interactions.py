@@ -384,6 +384,12 @@ def consumer_profiles(con: duckdb.DuckDBPyConnection, as_of: Cutoff) -> pd.DataF
     distributor of most of the consumer's order lines (ties: smallest id). Age band and
     city tier are empty when the table or the column is missing.
     """
+    sql, params = consumer_profiles_query(con, as_of)
+    return con.execute(sql, params).df()[list(CONSUMER_PROFILE_COLUMNS)]
+
+
+def consumer_profiles_query(con: duckdb.DuckDBPyConnection, as_of: Cutoff) -> tuple[str, dict[str, object]]:
+    """The query of ``consumer_profiles``' rows (ordered by consumer id) and its parameters."""
     end = upper_bound(as_of)
     by_orders = render(_HOME_FROM_ORDERS_SQL)
     if not has_table(con, Table.CONSUMERS):
@@ -393,7 +399,7 @@ def consumer_profiles(con: duckdb.DuckDBPyConnection, as_of: Cutoff) -> pd.DataF
             by_orders=by_orders,
             home=InteractionCol.HOME_DISTRIBUTOR_ID,
         )
-        return con.execute(sql, {"end": end}).df()[list(CONSUMER_PROFILE_COLUMNS)]
+        return sql, {"end": end}
     present = set(con.execute(f'SELECT * FROM "{Table.CONSUMERS}" LIMIT 0').df().columns)
     optional = {
         column: (f'c."{column}"::VARCHAR' if column in present else "NULL::VARCHAR")
@@ -406,7 +412,7 @@ def consumer_profiles(con: duckdb.DuckDBPyConnection, as_of: Cutoff) -> pd.DataF
         age_sql=optional[Col.AGE_BAND],
         tier_sql=optional[Col.CITY_TIER],
     )
-    return con.execute(sql, {"end": end}).df()[list(CONSUMER_PROFILE_COLUMNS)]
+    return sql, {"end": end}
 
 
 def product_profiles(con: duckdb.DuckDBPyConnection, price_bands: int = 5) -> pd.DataFrame:

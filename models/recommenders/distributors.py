@@ -58,14 +58,12 @@ from models.recommenders.base import (
     demote_scores,
     top_k,
 )
-from models.recommenders.fallback import recent_indicator
+from models.recommenders.fallback import PopularityCounts
 from models.recommenders.list_config import ListsConfig
-from models.recommenders.popularity import recent_popularity
+from models.recommenders.popularity import BASELINE_DAYS, recent_indicator, recent_popularity
 from models.recommenders.reasons import reason_sentences
 
 logger = logging.getLogger(__name__)
-
-_BASELINE_DAYS = 90.0
 
 
 DISTRIBUTOR_COLUMNS: tuple[str, ...] = (
@@ -270,16 +268,32 @@ class MemberSignals:
 @dataclass(frozen=True)
 class Trend:
     """The platform-wide trend per product: the buyers in the trend window and whether the
-    product is trending. Counted on every consumer's rows: a part of the scoring pass, which holds
-    only its own consumers' rows (``spark_scoring``), is handed the whole pass's."""
+    product is trending. Counted on every consumer's rows: by the engine in the nightly
+    (``of_counts``), or on data that hold every consumer (``of``); a part of the scoring pass,
+    which holds only its own consumers' rows (``spark_scoring``), is handed the whole pass's."""
 
     buyers: np.ndarray
     trending: np.ndarray
 
     @classmethod
     def of(cls, data: InteractionData, config: ListsConfig) -> Trend:
-        buyers = recent_popularity(data, config.trend_days)
-        baseline = recent_popularity(data, _BASELINE_DAYS) / _BASELINE_DAYS * config.trend_days
+        return cls._of(
+            recent_popularity(data, config.trend_days), recent_popularity(data, BASELINE_DAYS), config
+        )
+
+    @classmethod
+    def of_counts(cls, counts: PopularityCounts, product_ids: pd.Index, config: ListsConfig) -> Trend:
+        """From the engine's counts, on the columns ``product_ids`` (a model's catalogue)."""
+        at = counts.product_ids.get_indexer(product_ids)
+
+        def aligned(values: np.ndarray) -> np.ndarray:
+            return np.where(at >= 0, values[np.maximum(at, 0)], 0.0) if len(values) else np.zeros(len(at))
+
+        return cls._of(aligned(counts.trend_buyers), aligned(counts.baseline_buyers), config)
+
+    @classmethod
+    def _of(cls, buyers: np.ndarray, baseline_buyers: np.ndarray, config: ListsConfig) -> Trend:
+        baseline = baseline_buyers / BASELINE_DAYS * config.trend_days
         trending = (buyers >= config.trend_min_buyers) & (
             buyers >= config.trend_min_ratio * np.maximum(baseline, 1e-9)
         )

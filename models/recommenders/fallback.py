@@ -27,17 +27,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import duckdb
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from features.columns import Col
 from features.errors import SiyuError
-from features.interactions import InteractionCol
+from features.popularity import NightRows, community_buyers, product_buyers
 from features.vocabulary import FallbackCol, ListSource
 from models.recommenders.base import InteractionData, RecCol, RecommendFilters, demote_scores, top_k
 from models.recommenders.filters import without_sale_window
-from models.recommenders.popularity import recent_indicator, recent_popularity
+from models.recommenders.popularity import BASELINE_DAYS
 
 logger = logging.getLogger(__name__)
 
@@ -73,40 +74,76 @@ class FallbackLists:
     global_: pd.DataFrame
 
 
-def community_membership(data: InteractionData) -> tuple[pd.Index, sp.csr_matrix]:
-    """(community ids, community × consumer 0/1 matrix) of the fitted consumers' home distributors."""
-    home = data.consumer_attribute(data.consumer_ids, InteractionCol.HOME_DISTRIBUTOR_ID)
-    if home is None:
-        return pd.Index([], dtype=object, name=Col.DISTRIBUTOR_ID), sp.csr_matrix((0, len(data.consumer_ids)))
-    known = np.array([value is not None for value in home], dtype=bool)
-    codes, communities = pd.factorize(pd.Series(home[known]).astype(str), sort=True)
-    membership = sp.csr_matrix(
-        (np.ones(known.sum(), np.float32), (codes, np.flatnonzero(known))),
-        shape=(len(communities), len(data.consumer_ids)),
-    )
-    return pd.Index(communities, name=Col.DISTRIBUTOR_ID), membership
+@dataclass(frozen=True)
+class PopularityCounts:
+    """The night's popularity over every consumer's rows, counted by the engine
+    (``features.popularity``): what the fallback lists and the distributor lists' trend rank by.
+
+    ``product_ids``: the products of the night's rows, sorted (``InteractionData.product_ids``
+    of the same rows); ``window``: the fallback window in days, or None (all history: also when
+    nobody interacted within the window); ``buyers``: distinct consumers per product in
+    ``window``; ``communities`` × ``product_ids`` ``community_buyers``: distinct members per home
+    distributor in ``window``; ``trend_buyers`` / ``baseline_buyers``: in the trend's window and
+    in the 90 days the trend compares it with (``distributors.Trend``)."""
+
+    product_ids: pd.Index
+    window: float | None
+    buyers: np.ndarray
+    communities: pd.Index
+    community_buyers: sp.csr_matrix
+    trend_buyers: np.ndarray
+    baseline_buyers: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        con: duckdb.DuckDBPyConnection,
+        rows: NightRows,
+        window_days: float | None,
+        trend_days: float | None,
+    ) -> PopularityCounts:
+        """Counted by ``con``'s engine over ``rows`` (two queries: per product, per community)."""
+        windows = [window_days, None, trend_days, BASELINE_DAYS]
+        products = product_buyers(con, rows, windows)
+        product_ids = pd.Index(products[Col.PRODUCT_ID].to_numpy(dtype=object), name=Col.PRODUCT_ID)
+        counted = [products[f"buyers{i}"].to_numpy(dtype=np.float64) for i in range(len(windows))]
+        window = window_days if counted[0].sum() > 0 else None
+        members = community_buyers(con, rows, window)
+        codes, communities = pd.factorize(members[Col.DISTRIBUTOR_ID].astype(str), sort=True)
+        matrix = sp.csr_matrix(
+            (
+                members["buyers"].to_numpy(dtype=np.float64),
+                (codes, product_ids.get_indexer(members[Col.PRODUCT_ID].astype(str))),
+            ),
+            shape=(len(communities), len(product_ids)),
+        )
+        return cls(
+            product_ids,
+            window,
+            counted[0] if window is not None else counted[1],
+            pd.Index(communities, name=Col.DISTRIBUTOR_ID),
+            matrix,
+            counted[2],
+            counted[3],
+        )
 
 
-def build_fallback_lists(
-    data: InteractionData, filters: RecommendFilters, depth: int, window_days: float | None = 30.0
-) -> FallbackLists:
+def build_fallback_lists(counts: PopularityCounts, filters: RecommendFilters, depth: int) -> FallbackLists:
     """Community and global popularity lists of ``depth`` products each, filtered.
 
     The global list holds every product that passes the filters when ``depth`` exceeds them.
     """
-    window = window_days if recent_popularity(data, window_days).sum() > 0 else None
-    buyers = recent_popularity(data, window)
-    global_ = _global_list(data, filters, buyers, depth)
+    global_ = _global_list(counts, filters, depth)
     if global_.empty and filters.allowed_products is not None:
         logger.warning("no product passes the sale window: fallback lists ignore the window")
         filters = without_sale_window(filters)
-        global_ = _global_list(data, filters, buyers, depth)
+        global_ = _global_list(counts, filters, depth)
     if global_.empty:
         raise SiyuError(
             "every product is excluded (pulled by the quality gate or outside the catalogue): "
             "no list can be made\n  fix: check quality_alerts.csv and the products table"
         )
-    community = _community_lists(data, filters, buyers, depth, window)
+    community = _community_lists(counts, filters, depth)
     logger.info(
         "fallback lists: %d communities, global list of %d products",
         community[Col.DISTRIBUTOR_ID].nunique(),
@@ -116,36 +153,31 @@ def build_fallback_lists(
 
 
 def _ranked(
-    data: InteractionData, filters: RecommendFilters, scores: np.ndarray, depth: int
+    product_ids: pd.Index, filters: RecommendFilters, scores: np.ndarray, depth: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    scores = np.where(filters.column_mask(data.product_ids)[None, :], scores, -np.inf).astype(np.float32)
-    demotion = filters.demotion(data.product_ids)
+    scores = np.where(filters.column_mask(product_ids)[None, :], scores, -np.inf).astype(np.float32)
+    demotion = filters.demotion(product_ids)
     if demotion is not None:
         scores = demote_scores(scores, demotion[None, :])
-    categories = _categories(data, filters)
+    categories = _categories(product_ids, filters)
     return top_k(scores, min(depth, scores.shape[1]), categories, filters.category_cap)
 
 
-def _categories(data: InteractionData, filters: RecommendFilters) -> np.ndarray | None:
+def _categories(product_ids: pd.Index, filters: RecommendFilters) -> np.ndarray | None:
     if filters.category_cap is None:
         return None
-    if filters.categories is not None:
-        return (
-            pd.Series(filters.categories).reindex(data.product_ids).fillna("unknown").astype(str).to_numpy()
-        )
-    return data.product_attribute(Col.CATEGORY)
+    return pd.Series(filters.categories or {}).reindex(product_ids).fillna("unknown").astype(str).to_numpy()
 
 
-def _global_list(
-    data: InteractionData, filters: RecommendFilters, buyers: np.ndarray, depth: int
-) -> pd.DataFrame:
+def _global_list(counts: PopularityCounts, filters: RecommendFilters, depth: int) -> pd.DataFrame:
+    buyers = counts.buyers
     top = buyers.max() if len(buyers) else 0.0
     share = (buyers / top if top > 0 else buyers).astype(np.float32)
-    columns, ranked = _ranked(data, filters, share[None, :], depth)
+    columns, ranked = _ranked(counts.product_ids, filters, share[None, :], depth)
     valid = columns[0] >= 0
     return pd.DataFrame(
         {
-            RecCol.PRODUCT_ID: data.product_ids.to_numpy(dtype=object)[columns[0][valid]],
+            RecCol.PRODUCT_ID: counts.product_ids.to_numpy(dtype=object)[columns[0][valid]],
             RecCol.RANK: np.arange(1, valid.sum() + 1, dtype=np.int32),
             RecCol.SCORE: ranked[0][valid].astype(np.float32),
             FallbackCol.BUYERS: buyers[columns[0][valid]].astype(np.int64),
@@ -153,18 +185,15 @@ def _global_list(
     )
 
 
-def _community_lists(
-    data: InteractionData, filters: RecommendFilters, buyers: np.ndarray, depth: int, window: float | None
-) -> pd.DataFrame:
-    communities, membership = community_membership(data)
-    indicator = recent_indicator(data, window)
+def _community_lists(counts: PopularityCounts, filters: RecommendFilters, depth: int) -> pd.DataFrame:
+    communities, buyers, product_ids = counts.communities, counts.buyers, counts.product_ids
     frames = []
     for start in range(0, len(communities), 256):
-        counts = np.asarray((membership[start : start + 256] @ indicator).todense(), dtype=np.float64)
-        top = counts.max(axis=1, keepdims=True)
-        share = counts / np.where(top > 0, top, 1.0) + 1e-6 * buyers[None, :] / max(buyers.max(), 1.0)
-        columns, ranked = _ranked(data, filters, share.astype(np.float32), depth)
-        bought = np.take_along_axis(counts, np.maximum(columns, 0), axis=1) > 0
+        block = np.asarray(counts.community_buyers[start : start + 256].todense(), dtype=np.float64)
+        top = block.max(axis=1, keepdims=True)
+        share = block / np.where(top > 0, top, 1.0) + 1e-6 * buyers[None, :] / max(buyers.max(), 1.0)
+        columns, ranked = _ranked(product_ids, filters, share.astype(np.float32), depth)
+        bought = np.take_along_axis(block, np.maximum(columns, 0), axis=1) > 0
         valid = (columns >= 0) & bought  # only products the community's members bought
         frames.append(
             pd.DataFrame(
@@ -172,12 +201,12 @@ def _community_lists(
                     Col.DISTRIBUTOR_ID: np.repeat(
                         communities[start : start + 256].to_numpy(dtype=object), columns.shape[1]
                     )[valid.ravel()],
-                    RecCol.PRODUCT_ID: data.product_ids.to_numpy(dtype=object)[columns[valid]],
+                    RecCol.PRODUCT_ID: product_ids.to_numpy(dtype=object)[columns[valid]],
                     RecCol.RANK: np.tile(np.arange(1, columns.shape[1] + 1, dtype=np.int32), len(columns))[
                         valid.ravel()
                     ],
                     RecCol.SCORE: np.minimum(ranked[valid], 1.0).astype(np.float32),
-                    FallbackCol.BUYERS: np.take_along_axis(counts, np.where(valid, columns, 0), axis=1)[
+                    FallbackCol.BUYERS: np.take_along_axis(block, np.where(valid, columns, 0), axis=1)[
                         valid
                     ].astype(np.int64),
                 }

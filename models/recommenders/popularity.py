@@ -32,6 +32,7 @@ Scope = Literal["global", "category", "community"]  # vocabulary: a value, not a
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 GLOBAL, CATEGORY, COMMUNITY = SCOPES
 _TIEBREAK = 1e-3
+BASELINE_DAYS = 90.0  # the distributor lists' trend compares its window's buyers with these days'
 _CATEGORY_FLOOR = 0.05
 
 

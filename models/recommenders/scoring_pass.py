@@ -162,13 +162,15 @@ def list_pass(
     listed_distributors: set[str],
     spend: pd.Series | None = None,
     messages: Messages | None = None,
+    trend: Trend | None = None,
 ) -> Iterator[PassChunk]:
     """Every list from one pass (see the module docstring), as pieces in file order: each block's
     consumer rows, then the distributors it finished (at most ``batch_size`` at a time).
     ``spend``: ``decayed_spend`` for ``spend`` weighting. ``messages``: the locale of the
-    reasons' sentences (default English)."""
+    reasons' sentences (default English). ``trend``: the platform-wide trend (the nightly's is
+    counted by the engine, ``Trend.of_counts``; default: counted on ``data``)."""
     plan = PassPlan.of(PassOrder.of(homes, listed_distributors), data, lists.batch_size)
-    yield from plan_pass(model, data, plan, homes, k, fallback, filters, lists, spend, messages)
+    yield from plan_pass(model, data, plan, homes, k, fallback, filters, lists, spend, messages, trend=trend)
 
 
 def plan_pass(

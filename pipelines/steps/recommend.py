@@ -46,12 +46,13 @@ from features.interactions import (
     shared_interactions,
 )
 from features.messages import Messages
+from features.popularity import NightRows
 from features.progress import CONSUMERS, progress
 from models.evaluation import rolling_folds
 from models.quality import QualityCol
 from models.recommenders import InteractionData, Recommender
-from models.recommenders.distributors import decayed_spend
-from models.recommenders.fallback import build_fallback_lists
+from models.recommenders.distributors import Trend, decayed_spend
+from models.recommenders.fallback import PopularityCounts, build_fallback_lists
 from models.recommenders.filters import build_filters
 from models.recommenders.lists import home_distributors
 from models.recommenders.scoring_pass import LIST_SCHEMAS, WrittenLists, list_pass, write_chunks
@@ -244,7 +245,15 @@ def run_recommend(
         exclude_purchased,
     )
     homes = home_distributors(data)
-    fallback = build_fallback_lists(data, filters, depth=3 * k, window_days=lists.fallback_window_days)
+    # popularity over every consumer's rows, counted by the engine (features.popularity)
+    counts = _timed("popularity counts", PopularityCounts.of)(
+        con,
+        NightRows.of(con, as_of, config.recommend.interactions),
+        lists.fallback_window_days,
+        lists.trend_days,
+    )
+    fallback = build_fallback_lists(counts, filters, depth=3 * k)
+    trend = Trend.of_counts(counts, model.data_.product_ids, lists)
     spend = (
         decayed_spend(con, as_of, lists.member_half_life_days) if lists.member_weighting == "spend" else None
     )
@@ -252,7 +261,7 @@ def run_recommend(
     spark = getattr(con, "spark", None)  # a features.spark_engine.SparkConnection's session
     if spark is not None:
         written = _spark_lists(
-            spark, con, as_of, config, model, data, homes, k, fallback, filters, spend, targets
+            spark, con, as_of, config, model, data, homes, k, fallback, filters, spend, trend, targets
         )
     else:
         chunks = list_pass(
@@ -266,6 +275,7 @@ def run_recommend(
             _distributor_table_ids(con),
             spend,
             Messages.load(config.locale),
+            trend,
         )
         with progress("scoring and writing lists", total=len(homes), unit=CONSUMERS) as bar:
             written = write_chunks(chunks, targets, bar.advance)
@@ -354,6 +364,7 @@ def _spark_lists(
     fallback: FallbackLists,
     filters: RecommendFilters,
     spend: pd.Series | None,
+    trend: Trend,
     targets: dict[str, Path],
 ) -> WrittenLists:
     """The one pass's lists computed by Spark tasks (``models.recommenders.spark_scoring``): the
@@ -366,7 +377,9 @@ def _spark_lists(
         raise ValueError("the Spark pass scores the model's own interaction data: fit or carry it on `data`")
     lists = config.lists
     plan = PassPlan.of(PassOrder.of(homes, _distributor_table_ids(con)), data, lists.batch_size)
-    inputs = ScoringInputs(model, plan, homes, k, fallback, filters, lists, spend, config.locale, as_of.date)
+    inputs = ScoringInputs(
+        model, plan, homes, k, fallback, filters, lists, spend, config.locale, as_of.date, trend
+    )
     sql, params = interactions_query(con, as_of, config.recommend.interactions, ordered=False)
     spill = con.execute("SELECT current_setting('temp_directory')").fetchone()  # the spill folder
     scratch = Path(spill[0] if spill and spill[0] else tempfile.gettempdir())

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features import clv, interactions, quality_counts
+from features import clv, interactions, popularity, quality_counts
 from features.asof import AsOf
 from features.columns import Col, Table
 from features.consumer_features import consumer_features
@@ -135,9 +135,21 @@ BUILDERS: dict[str, Builder] = {
     "consumer_profiles": lambda con, day: interactions.consumer_profiles(con, day),
     "product_profiles": lambda con, day: interactions.product_profiles(con),
     "purchased_pairs": lambda con, day: interactions.purchased_pairs(con, day.days_before(30), day),
+    "product_buyers": lambda con, day: popularity.product_buyers(
+        con, popularity.NightRows.of(con, day, interactions.InteractionConfig()), [30.0, None, 7.0, 90.0]
+    ),
+    "community_buyers": lambda con, day: popularity.community_buyers(
+        con, popularity.NightRows.of(con, day, interactions.InteractionConfig()), 30.0
+    ),
 }
 
-BARE_BUILDERS = ("consumer_features", "quality_counts", "interactions", "consumer_profiles")
+BARE_BUILDERS = (
+    "consumer_features",
+    "quality_counts",
+    "interactions",
+    "consumer_profiles",
+    "community_buyers",
+)
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))

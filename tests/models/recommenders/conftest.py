@@ -50,10 +50,9 @@ def planted_frames(seed: int = 7, consumers: int = 60, products: int = 24) -> tu
     return frame[list(INTERACTION_COLUMNS)], consumers_frame, products_frame
 
 
-@pytest.fixture(scope="session")
-def planted_data() -> InteractionData:
+def planted_with_blocked() -> tuple[pd.DataFrame, ...]:
+    """``planted_frames()`` with one complained-about pair: C000 must never get P01 back."""
     interactions, consumers, products = planted_frames()
-    # one complained-about pair: C000 must never get P01 back
     blocked = pd.DataFrame(
         [
             {
@@ -69,6 +68,12 @@ def planted_data() -> InteractionData:
     interactions = pd.concat(
         [interactions[~((interactions.consumer_id == "C000") & (interactions.product_id == "P01"))], blocked]
     )
+    return interactions, consumers, products
+
+
+@pytest.fixture(scope="session")
+def planted_data() -> InteractionData:
+    interactions, consumers, products = planted_with_blocked()
     return InteractionData.from_frames(
         interactions, consumers, products, as_of=pd.Timestamp("2025-02-28").date()
     )

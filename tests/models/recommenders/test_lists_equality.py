@@ -34,6 +34,8 @@ from models.recommenders.fallback import (
 from models.recommenders.list_config import ListsConfig
 from models.recommenders.lists import LIST_COLUMNS, category_codes, finished_lists, home_distributors
 from models.recommenders.reasons import coded_sentences, reason_sentences
+from tests.models.recommenders.conftest import planted_with_blocked
+from tests.popularity import counts_of
 
 K = 6
 FILTERS = {
@@ -66,7 +68,9 @@ def test_finished_lists_equal_the_frozen_ones(
     model: ALSRecommender, planted_data: InteractionData, filters_name: str, locale: str
 ) -> None:
     data, filters = planted_data, FILTERS[filters_name]
-    fallback = build_fallback_lists(data, filters, depth=3 * K, window_days=None)
+    interactions, consumers, _ = planted_with_blocked()
+    counts = counts_of(interactions, consumers, as_of=pd.Timestamp("2025-02-28").date())
+    fallback = build_fallback_lists(counts, filters, depth=3 * K)
     categories = category_codes(data, filters)
     messages = Messages.load(locale)
     homes = _homes(data)

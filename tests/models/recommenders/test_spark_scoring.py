@@ -28,9 +28,10 @@ from features.catalog import StepFile
 from features.engine import connect
 from features.interactions import build_interactions, consumer_profiles, product_profiles
 from features.messages import Messages
+from features.popularity import NightRows
 from models.recommenders import ALSRecommender, InteractionData, Recommender
 from models.recommenders.distributors import Trend, decayed_spend
-from models.recommenders.fallback import build_fallback_lists
+from models.recommenders.fallback import PopularityCounts, build_fallback_lists
 from models.recommenders.filters import build_filters
 from models.recommenders.list_config import ListsConfig
 from models.recommenders.lists import home_distributors
@@ -89,7 +90,9 @@ def world_rows(tmp_path_factory: pytest.TempPathFactory) -> World:
     alerts = pd.DataFrame({"product_id": [popular[0], popular[1]], "level": ["pulled", "warning"]})
     filters = build_filters(products, as_of, LISTS, alerts)
     homes = home_distributors(data)
-    fallback = build_fallback_lists(data, filters, depth=3 * K, window_days=LISTS.fallback_window_days)
+    rows = NightRows.of(con, as_of, NightlyConfig().recommend.interactions)
+    counts = PopularityCounts.of(con, rows, LISTS.fallback_window_days, LISTS.trend_days)
+    fallback = build_fallback_lists(counts, filters, depth=3 * K)
     spend = decayed_spend(con, as_of, LISTS.member_half_life_days)
     listed = set(con.execute("SELECT distributor_id FROM distributors").df()["distributor_id"].astype(str))
     listed |= {"zz-memberless"}  # a listed distributor after every member's: the trend-only list
