@@ -31,12 +31,13 @@ import tempfile
 import warnings
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,7 +46,7 @@ from features.asof import AsOf
 from features.columns import Col, EventType, Table
 from features.contract import UNKNOWN_CATEGORY
 from features.engine import counted_query, has_table
-from features.sql import literal, render
+from features.sql import ident, literal, render
 from features.vocabulary import InteractionCol
 
 INTERACTION_COLUMNS: tuple[str, ...] = (
@@ -110,6 +111,7 @@ def build_interactions(
     config: InteractionConfig | None = None,
     start: date | None = None,
     ordered: bool = True,
+    consumers: pd.Index | None = None,
 ) -> pd.DataFrame:
     """One row per (consumer, product) pair seen before ``upper_bound(as_of)``; ``INTERACTION_COLUMNS``.
 
@@ -117,17 +119,48 @@ def build_interactions(
     the later of the two wins. Sorted by consumer id then product id; ``ordered=False`` leaves
     the rows in DuckDB's order, for callers that do not depend on it (``InteractionData.from_frames``
     gives the same data either way): the sort is about a quarter of the query at 1M lines.
+    ``consumers``: only these consumers' rows (the engine reads their ids from a Parquet file
+    written for the query, under the spill folder, removed after it).
     """
-    sql, params = interactions_query(con, as_of, config, start, ordered)
-    result = con.execute(sql, params)
-    with warnings.catch_warnings():
-        # con.sql() would avoid one copy of the Arrow buffers, but refuses to run while another
-        # builder left a result open on the shared connection; the copy is compact Arrow data.
-        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
-        frame = result.to_arrow_table().to_pandas(types_mapper=_arrow_strings)
+    sql, params = interactions_query(con, as_of, config, start, ordered and consumers is None)
+    with ExitStack() as stack:
+        if consumers is not None:
+            folder = Path(tempfile.mkdtemp(prefix="siyu-consumers-", dir=_spill_folder(con)))
+            stack.callback(shutil.rmtree, folder, True)
+            path = folder / "consumers.parquet"
+            pd.DataFrame({Col.CONSUMER_ID: pd.Index(consumers).astype(str)}).to_parquet(path, index=False)
+            sql = render(
+                "SELECT * FROM ({sql}) "
+                "WHERE {consumer_id} IN (SELECT {consumer_id} FROM read_parquet({path})) {order}",
+                sql=sql,
+                path=literal(str(path)),
+                order=render("ORDER BY {consumer_id}, {product_id}") if ordered else "",
+            )
+        result = con.execute(sql, params)
+        with warnings.catch_warnings():
+            # con.sql() would avoid one copy of the Arrow buffers, but refuses to run while another
+            # builder left a result open on the shared connection; the copy is compact Arrow data.
+            warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+            frame = result.to_arrow_table().to_pandas(types_mapper=_arrow_strings)
     frame[InteractionCol.WEIGHT] = frame[InteractionCol.WEIGHT].astype("float64")
     frame[InteractionCol.PURCHASES] = frame[InteractionCol.PURCHASES].astype("int64")
     return frame[list(INTERACTION_COLUMNS)]
+
+
+def interaction_ids(
+    con: duckdb.DuckDBPyConnection, as_of: Cutoff, config: InteractionConfig | None = None
+) -> tuple[pd.Index, pd.Index]:
+    """The consumers and the products of ``build_interactions``' rows (pairs of weight ≤ 0
+    included), each sorted: ``InteractionData``'s rows and columns of those rows."""
+    sql, params = interactions_query(con, as_of, config, ordered=False)
+    ids = []
+    for column in (Col.CONSUMER_ID, Col.PRODUCT_ID):
+        found = con.execute(
+            render("SELECT DISTINCT {column} FROM ({sql})", column=ident(column), sql=sql), params
+        )
+        values = found.df().iloc[:, 0].dropna().astype(str).to_numpy(dtype=object)
+        ids.append(pd.Index(np.sort(values), name=column))
+    return ids[0], ids[1]
 
 
 def interactions_query(

@@ -55,13 +55,21 @@ from features.interactions import (
     build_interactions,
     consumer_profiles,
     cutoff_before,
+    interaction_ids,
     product_profiles,
     purchased_pairs,
     upper_bound,
 )
 from features.progress import CONSUMERS, progress
 from features.vocabulary import MetricCol
-from models.recommenders.base import InteractionData, RecCol, Recommender, RecommendFilters, ScoreBlock
+from models.recommenders.base import (
+    InteractionData,
+    RecCol,
+    Recommender,
+    RecommendFilters,
+    ScoreBlock,
+    hashed_sample,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -243,14 +251,33 @@ def interaction_data(
     cutoff: Cutoff,
     interactions: InteractionConfig | None = None,
     with_profiles: bool = True,
+    sample: int | None = None,
 ) -> InteractionData:
     """The interaction data as of ``cutoff`` (``build_interactions``) with consumer and product
     profiles: the one assembly of the evaluation's split, the tuning windows and production.
 
+    ``sample``: only the rows of the ``sample`` consumers ``hashed_sample`` picks among every
+    consumer with rows (a model's ``fitting_consumers``), the data ``partial``: every consumer's
+    id, every product, the sample's rows. With no more consumers than that, all rows.
+
     Each part is logged with its time: at 10M order lines each takes seconds (the pairs, the
     profiles, the matrices), and the night builds three of them."""
     started = time.perf_counter()
-    frame = build_interactions(con, cutoff, interactions, ordered=False)
+    consumer_ids = product_ids = None
+    if sample is not None:
+        everyone, catalogue = interaction_ids(con, cutoff, interactions)
+        rows = hashed_sample(everyone, sample)
+        if rows is not None:
+            consumer_ids, product_ids = everyone, catalogue
+            logger.info(
+                "interaction data as of %s: the rows of a fixed sample of %d of %d consumers, %s",
+                cutoff,
+                sample,
+                len(everyone),
+                _since(started),
+            )
+    chosen = None if consumer_ids is None else consumer_ids[rows]
+    frame = build_interactions(con, cutoff, interactions, ordered=False, consumers=chosen)
     logger.info("interaction data as of %s: %d pairs read, %s", cutoff, len(frame), _since(started))
     consumers = products = None
     if with_profiles:
@@ -264,7 +291,9 @@ def interaction_data(
             _since(started),
         )
     started = time.perf_counter()
-    data = InteractionData.from_frames(frame, consumers, products, as_of=cutoff)
+    data = InteractionData.from_frames(
+        frame, consumers, products, as_of=cutoff, product_ids=product_ids, consumer_ids=consumer_ids
+    )
     logger.info(
         "interaction data as of %s: %d consumers x %d products, %s", cutoff, *data.shape, _since(started)
     )

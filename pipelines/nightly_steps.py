@@ -186,7 +186,7 @@ def score_with_stored(
     stored = read_stored(stored_folder)  # None: read_stored logged why
     if stored is None:
         return None
-    data = night_data(con, AsOf.of(validated.as_of), settings.recommend.interactions)
+    data = night_data(con, AsOf.of(validated.as_of), settings.recommend.interactions, stored.unfitted())
     model = stored.carried_onto(data)
     logger.info(
         "writing the lists of %s (fitted as of %s) as of %s",

@@ -110,6 +110,13 @@ class InteractionData:
     0 for one order) are CSR matrices with exactly ``matrix``'s sparsity. ``consumer_profiles``
     is indexed by consumer id and may include consumers without interactions (cold start);
     ``product_profiles`` is indexed by the catalogue's product ids in matrix column order.
+
+    ``partial``: only a sample of the consumers' rows are here; ``consumer_ids`` is still every
+    consumer with history, the others' rows are empty. On Spark the night's data are partial
+    when the production model learns its product-level state from a consumer sample anyway
+    (``Recommender.fitting_consumers``; ``pipelines.steps.recommend.night_data``): the scoring
+    parts read every consumer's own rows (``spark_scoring``). Nothing that scores or counts a
+    consumer from these rows may run on them; the driver's scoring pass refuses them.
     """
 
     consumer_ids: pd.Index
@@ -121,6 +128,7 @@ class InteractionData:
     purchases: sp.csr_matrix | None = field(default=None, repr=False)
     age_days: sp.csr_matrix | None = field(default=None, repr=False)
     purchase_span_days: sp.csr_matrix | None = field(default=None, repr=False)
+    partial: bool = False
 
     @classmethod
     def from_frames(
@@ -130,17 +138,24 @@ class InteractionData:
         products: pd.DataFrame | None = None,
         as_of: date | None = None,
         product_ids: pd.Index | None = None,
+        consumer_ids: pd.Index | None = None,
     ) -> InteractionData:
         """Build from ``build_interactions`` output and optional profile frames (not mutated).
 
         ``as_of`` dates ``age_days`` (default: the day of the latest interaction).
         ``product_ids``: the matrix columns (a fitted model's catalogue, which a Spark scoring
         part's rows are a share of); default: the interactions' products, sorted.
+        ``consumer_ids``: the matrix rows, sorted, when the frame holds only some of their rows
+        (the data are then ``partial``); default: the interactions' consumers, sorted.
         """
         _require(interactions, (Col.CONSUMER_ID, Col.PRODUCT_ID, InteractionCol.WEIGHT), "interactions")
         # seconds per part at 10M lines: counted, so the assembly is not one silent stretch
         with progress("interaction data: ids and matrices", total=FROM_FRAMES_PARTS, unit="parts") as bar:
-            rows, consumer_ids = _codes(interactions[Col.CONSUMER_ID], Col.CONSUMER_ID)
+            partial = consumer_ids is not None
+            if consumer_ids is None:
+                rows, consumer_ids = _codes(interactions[Col.CONSUMER_ID], Col.CONSUMER_ID)
+            else:
+                rows = _codes_in(interactions[Col.CONSUMER_ID], consumer_ids, Col.CONSUMER_ID)
             bar.advance()
             if product_ids is None:
                 cols, product_ids = _codes(interactions[Col.PRODUCT_ID], Col.PRODUCT_ID)
@@ -182,6 +197,7 @@ class InteractionData:
             purchases,
             age_days,
             span,
+            partial,
         )
 
     @property
@@ -331,6 +347,17 @@ class _CsrLayout:
         if self.starts is not None:
             ordered = np.add.reduceat(ordered, self.starts, dtype=ordered.dtype) if len(ordered) else ordered
         return sp.csr_matrix((ordered, self.indices.copy(), self.indptr.copy()), shape=self.shape)
+
+
+def hashed_sample(consumer_ids: pd.Index, size: int | None) -> np.ndarray | None:
+    """Positions (ascending) of the ``size`` ids with the smallest fixed hash (pandas'
+    ``hash_pandas_object``), or None when ``size`` is None or not smaller than the ids: all of
+    them. The pick depends on each id alone, so an id stays in the sample from night to night
+    unless ids of smaller hash arrive, and it is the same whatever the ids' order."""
+    if size is None or len(consumer_ids) <= size:
+        return None
+    hashes = pd.util.hash_pandas_object(pd.Series(consumer_ids, dtype=str), index=False).to_numpy()
+    return np.sort(np.argpartition(hashes, size - 1)[:size])
 
 
 def _codes(ids: pd.Series, name: str) -> tuple[np.ndarray, pd.Index]:
@@ -873,6 +900,12 @@ class Recommender(ABC):
         model.data_ = data
         model._set_state({**{k: v for k, v in self._state().items() if k not in keys}, **per})
         return model
+
+    def fitting_consumers(self) -> int | None:
+        """At most how many consumers' rows this model learns its product-level state from, the
+        ``hashed_sample`` of that many (None: every consumer's). Such a model, fitted or carried on
+        ``partial`` data that hold the sample's rows, keeps the state it would learn on all rows."""
+        return None
 
     def portable_state(self) -> dict[str, Any]:
         """Learned arrays that hold without the consumers they were fitted on (see ``carried_onto``)."""

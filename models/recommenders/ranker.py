@@ -57,6 +57,7 @@ from features.progress import CONSUMERS, Progress, progress
 from models.recommenders.base import (
     InteractionData,
     Recommender,
+    hashed_sample,
     nonzero_flat,
     registered_models,
     top_columns,
@@ -264,9 +265,21 @@ class RankerRecommender(Recommender):
         groups = group_columns(list(self.components))
         return np.concatenate([groups[group] for group in self.exclude_features] or [np.zeros(0, np.int64)])
 
+    def fitting_consumers(self) -> int | None:
+        return self.max_fit_consumers
+
+    def _item_vectors(self) -> sp.csr_matrix:
+        """``similar_items``' co-purchase vectors, from the consumers the product-side state is
+        learned from (``fitting_sample``): the same on partial data as on every row."""
+        return fitting_sample(self._data, self.max_fit_consumers).matrix.T.tocsr()
+
     def _fit(self, data: InteractionData) -> None:
         trees, self._tuned = self._tuned, None  # a tune() counts for one fit only
         starts, self._starts = self._starts, {}
+        if trees is None and data.partial:
+            raise ValueError(
+                "ranker: the learner learns from every consumer's rows: tune it first, or fit on all rows"
+            )
         if trees is None:
             train, truth = holdout_from(data, self.validation_days)
             self._fit_components(train)
@@ -453,13 +466,11 @@ def _with_prefix(arrays: dict[str, Any], prefix: str) -> dict[str, Any]:
 def fitting_sample(data: InteractionData, size: int | None) -> InteractionData:
     """The consumers whose rows the product-side state is learned from: all of ``data`` when
     ``size`` is None or not smaller than its consumers, else the ``size`` consumers with the
-    smallest fixed hash of their id (pandas' ``hash_pandas_object``). The pick depends on each
-    id alone, so a consumer stays in the sample from night to night unless ids of smaller hash
-    arrive, and it is the same whatever the rows' order."""
-    if size is None or data.shape[0] <= size:
+    smallest fixed hash of their id (``base.hashed_sample``), so that the sample does not depend
+    on the rows' order and changes little from night to night."""
+    rows = hashed_sample(data.consumer_ids, size)
+    if rows is None:
         return data
-    hashes = pd.util.hash_pandas_object(pd.Series(data.consumer_ids, dtype=str), index=False).to_numpy()
-    rows = np.sort(np.argpartition(hashes, size - 1)[:size])
     logger.info("ranker: product-side state from a fixed sample of %d of %d consumers", size, data.shape[0])
     return data.of_rows(rows, data.consumer_ids[rows])
 

@@ -169,6 +169,11 @@ def list_pass(
     ``spend``: ``decayed_spend`` for ``spend`` weighting. ``messages``: the locale of the
     reasons' sentences (default English). ``trend``: the platform-wide trend (the nightly's is
     counted by the engine, ``Trend.of_counts``; default: counted on ``data``)."""
+    if data.partial:
+        raise ValueError(
+            "the driver's pass scores every consumer from its own rows, and the data hold a sample's "
+            "only (InteractionData.partial): score them with the Spark pass (spark_scoring)"
+        )
     plan = PassPlan.of(PassOrder.of(homes, listed_distributors), data, lists.batch_size)
     yield from plan_pass(model, data, plan, homes, k, fallback, filters, lists, spend, messages, trend=trend)
 

@@ -160,6 +160,11 @@ class ScoringInputs:
         community = self.fallback.community
         product = self.product_model()
         learned = product.consumer_state(product.data_) is None
+        if learned and data.partial:
+            raise ValueError(
+                f"{self.model.name} learned its per-consumer state and the data hold a sample's rows "
+                "only (InteractionData.partial): it has no state for the other consumers"
+            )
         profiles = data.consumer_profiles
         for start, stop in bounds:
             plan = self.plan.part(start, stop)

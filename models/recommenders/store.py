@@ -113,10 +113,13 @@ class StoredModel:
             evaluation,
         )
 
+    def unfitted(self) -> Recommender:
+        """A model of the stored kind and settings, not fitted (what ``carried_onto`` fills)."""
+        return registered_models()[self.kind](**self.params)
+
     def carried_onto(self, data: InteractionData) -> Recommender:
         """The stored model on ``data`` (tonight's), without learning (``Recommender.carried_onto``)."""
-        model = registered_models()[self.kind](**self.params)
-        return model.carried_onto(data, self.state, self.product_ids)
+        return self.unfitted().carried_onto(data, self.state, self.product_ids)
 
 
 def write_stored(folder: Path, stored: StoredModel) -> Path:

@@ -48,7 +48,7 @@ from features.interactions import (
 from features.messages import Messages
 from features.popularity import NightRows
 from features.progress import CONSUMERS, progress
-from models.evaluation import rolling_folds
+from models.evaluation import interaction_data, rolling_folds
 from models.quality import QualityCol
 from models.recommenders import InteractionData, Recommender
 from models.recommenders.distributors import Trend, decayed_spend
@@ -64,7 +64,7 @@ from models.recommenders.store import (
     refit_reason,
     write_stored,
 )
-from models.recommenders.training import build_data, fit_production, tune_production
+from models.recommenders.training import fit_production, tune_production
 from pipelines.config import NightlyConfig
 from pipelines.steps.quality import grade_products
 from reporting.excel import read_history, twin_path
@@ -147,7 +147,7 @@ def production_model(
         # are built: the 300,000-distributor night peaked while both were held.
         tuned = _timed("production tuning", tune_production)(con, as_of, recommend, evaluated=evaluated)
         del evaluated
-        data = _timed("interaction data", night_data)(con, as_of, recommend.interactions)
+        data = _timed("interaction data", night_data)(con, as_of, recommend.interactions, tuned)
     model = _timed("production fit", tuned.fit)(data)
     key = ModelKey(config_hash, as_of.date, history_fingerprint(con, as_of))
     report = (outputs / StepFile.EVALUATION).read_text(encoding="utf-8")
@@ -177,7 +177,9 @@ def _reused(
         age,
         config.recommend.refit_every_days,
     )
-    data = _timed("interaction data", night_data)(con, as_of, config.recommend.interactions)
+    data = _timed("interaction data", night_data)(
+        con, as_of, config.recommend.interactions, stored.unfitted()
+    )
     model = _timed("carry stored model", stored.carried_onto)(data)
     write_text_atomically(outputs / StepFile.EVALUATION, stored.evaluation.report)
     return ProductionModel(model, data, stored.evaluation, stored.key.as_of, stored.key.label, True)
@@ -307,10 +309,23 @@ def run_recommend(
 
 
 def night_data(
-    con: duckdb.DuckDBPyConnection, as_of: AsOf, interaction_config: InteractionConfig
+    con: duckdb.DuckDBPyConnection,
+    as_of: AsOf,
+    interaction_config: InteractionConfig,
+    model: Recommender | None = None,
 ) -> InteractionData:
+    """Tonight's interaction data, for ``model`` to be fitted or carried on and to score.
+
+    On Spark, when ``model`` learns its product-level state from a sample of consumers
+    (``Recommender.fitting_consumers``) and there are more consumers than that, the data hold
+    only that sample's rows (``InteractionData.partial``: every consumer's id, every product):
+    the fit learns what it would learn from every row, and the scoring parts read each
+    consumer's own rows (``spark_scoring``), so no process holds every consumer's rows. On
+    DuckDB the driver's pass scores from these data: every row."""
     keep_interactions(con, as_of, interaction_config)  # on Spark: the scoring parts read them again
-    data = build_data(con, as_of, interaction_config)
+    on_spark = getattr(con, "spark", None) is not None
+    sample = model.fitting_consumers() if model is not None and on_spark else None
+    data = interaction_data(con, as_of, interaction_config, sample=sample)
     if data.shape[0] == 0:
         raise SiyuError(
             f"no orders or events up to {as_of}: nothing to recommend from\n"

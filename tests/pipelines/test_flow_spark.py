@@ -29,9 +29,11 @@ import pytest
 import yaml
 
 import features.spark_engine as spark_engine
+import pipelines.steps.recommend as recommend_step
 from features.catalog import Folder, RunFile
 from features.columns import Col, Table
 from features.errors import QuarantineLimitExceeded
+from models.recommenders.training import RecommendConfig
 from pipelines.flow import NightlySummary, run_nightly
 from pipelines.run_engine import ENGINE_TAG, SPARK_CONF_PREFIX
 from sources.simulator import SimulationConfig, simulate
@@ -41,10 +43,17 @@ from tests.ranked_lists import assert_same_list_file, assert_same_ranked_lists
 # its nights share one Prefect server, and start and stop their Spark sessions themselves (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("shared_prefect_server", "own_spark_sessions")
 
+# The ranker learns its product-level state from 150 of the 300 consumers (max_fit_consumers), so
+# the Spark night holds only their rows on the driver (InteractionData.partial) and its scoring
+# parts read every consumer's own rows; the DuckDB night fits on the same sample from all rows.
+SAMPLED = 150
+MODELS = {name: spec.model_dump() for name, spec in RecommendConfig().models.items()}
+MODELS["ranker"]["params"]["max_fit_consumers"] = SAMPLED
+
 CONFIG = {
     "tracking": {"experiment": "test-nightly-spark", "champion_margin": 0.001},
     "segmentation": {"clv": {"enabled": False}},
-    "recommend": {"evaluation": {"models": ["ranker", "popularity_global"]}},
+    "recommend": {"models": MODELS, "evaluation": {"models": ["ranker", "popularity_global"]}},
     "flow": {"concurrent_steps": True},  # segmentation and the quality gate on two cursors
     # as tests/features/test_spark_parity.py: a quick JVM and no code generation on a few hundred rows
     "spark": {
@@ -147,8 +156,15 @@ def spark_calls() -> Counter:
 
 
 @pytest.fixture(scope="module")
+def production_data() -> dict[str, list[tuple[int, int, bool]]]:
+    """Per engine, each interaction data the nights' production model was fitted or carried on:
+    (consumers, consumers with rows, partial)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def nights(
-    tmp_path_factory: pytest.TempPathFactory, spark_calls: Counter
+    tmp_path_factory: pytest.TempPathFactory, spark_calls: Counter, production_data: dict
 ) -> dict[str, tuple[NightlySummary, Path]]:
     """The same night on DuckDB and on Spark: summary and work folder of each."""
     root = tmp_path_factory.mktemp("nightly_engines")
@@ -159,6 +175,15 @@ def nights(
         work = root / f"work_{kind}"
         with pytest.MonkeyPatch.context() as patch:
             calls = _counting_spark(patch)
+            built = production_data.setdefault(kind, [])
+            night_data = recommend_step.night_data
+
+            def recorded(*args, built=built, night_data=night_data):
+                data = night_data(*args)
+                built.append((data.shape[0], int((np.diff(data.matrix.indptr) > 0).sum()), data.partial))
+                return data
+
+            patch.setattr(recommend_step, "night_data", recorded)
             summary = run_nightly(config_path=_night_config(root, kind), data_dir=data, out_dir=work)
         nights[kind] = (summary, work)
         spark_calls.update({f"{kind} {name}": n for name, n in calls.items()})
@@ -253,6 +278,16 @@ def test_siyu_validate_alone_starts_and_stops_a_session_of_its_own(tmp_path: Pat
     assert calls == {"starts": 1, "stops": 1}
     assert _java_children() == [] and not (out / "spark_tmp").exists()
     assert (out / Folder.CLEAN / f"{Table.ORDERS}.parquet").is_dir()  # Spark writes a folder of parts
+
+
+def test_the_spark_night_held_only_the_sampled_consumers_rows(nights, production_data) -> None:
+    """The same exports (above), although the Spark night's production model was fitted on data
+    with only the sample's rows: every consumer's id, 150 consumers' rows."""
+    assert production_data["duckdb"] and production_data["spark"]
+    for _, with_rows, partial in production_data["duckdb"]:
+        assert with_rows > SAMPLED and not partial
+    for consumers, with_rows, partial in production_data["spark"]:
+        assert consumers > SAMPLED and with_rows <= SAMPLED and partial
 
 
 def test_the_spark_night_scored_its_lists_on_spark(nights) -> None:

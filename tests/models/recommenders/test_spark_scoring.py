@@ -308,6 +308,28 @@ def test_a_part_of_a_model_that_learned_its_consumers_is_refused_without_their_s
         product.over(world.model.data_)
 
 
+def test_a_pass_over_partial_data_is_refused_for_a_model_that_learned_its_consumers(
+    world_rows: World,
+) -> None:
+    """Partial data (a sample's rows, every consumer's id) give a fitted ALS factors for the
+    sample only: its parts would have none for the others."""
+    world, interactions = world_rows.inputs, world_rows.interactions
+    data = world.model.data_
+    sample = interactions[interactions["consumer_id"].isin(data.consumer_ids[::3])]
+    partial = InteractionData.from_frames(
+        sample, data.consumer_profiles.reset_index(), None, world.as_of, data.product_ids, data.consumer_ids
+    )
+    assert partial.partial and partial.shape == data.shape
+    learned = ALSRecommender(factors=4, iterations=1, num_threads=1).fit(partial)
+    inputs = replace(world, model=learned)
+    with pytest.raises(ValueError, match="partial"):
+        next(inputs.parts(world.plan.parts(2)))
+    carried = ALSRecommender(factors=4, iterations=1, num_threads=1).carried_onto(
+        partial, learned.portable_state(), data.product_ids
+    )
+    assert next(replace(world, model=carried).parts(world.plan.parts(2))).consumer_state is None
+
+
 def test_spark_writes_the_driver_pass_files(world_rows: World, spark, tmp_path: Path) -> None:
     """The same files up to float summation order (the module docstring); each task read its
     own consumers' rows from the rows Spark wrote by part and solved their ALS factors."""

@@ -236,3 +236,38 @@ def test_a_run_context_hands_over_connection_data_and_model(
         pd.testing.assert_frame_equal(_read(outcome, name), _read(world["gated"], name))
     scoring = [update for update in updates if update.step == "scoring and writing lists"]
     assert scoring[-1].finished and scoring[-1].done == scoring[-1].total == outcome.consumers
+
+
+def test_partial_data_hold_every_consumer_and_only_the_samples_rows(world: dict) -> None:
+    """``interaction_data(..., sample=n)``: every consumer's id and every product, the rows of the
+    ``n`` consumers ``hashed_sample`` picks exactly as all rows give them, nobody else's; the
+    driver's pass refuses such data, and the DuckDB night never builds them."""
+    from features.engine import connect
+    from models.evaluation import interaction_data
+    from models.recommenders.base import hashed_sample
+    from models.recommenders.ranker import RankerRecommender
+    from models.recommenders.scoring_pass import list_pass
+    from pipelines.steps.recommend import night_data
+
+    validated, config = world["validated"], NightlyConfig()
+    con = connect(validated.clean_paths)
+    as_of, interactions = AsOf.of(validated.as_of), config.recommend.interactions
+    full = interaction_data(con, as_of, interactions)
+    size = full.shape[0] // 3
+    partial = interaction_data(con, as_of, interactions, sample=size)
+    assert partial.partial and not full.partial
+    assert partial.consumer_ids.equals(full.consumer_ids) and partial.product_ids.equals(full.product_ids)
+    rows = hashed_sample(full.consumer_ids, size)
+    others = np.setdiff1d(np.arange(full.shape[0]), rows)
+    for name in ("matrix", "blocked", "purchases", "age_days", "purchase_span_days"):
+        whole, part = getattr(full, name), getattr(partial, name)
+        assert (whole[rows] != part[rows]).nnz == 0, name
+        assert part[others].nnz == 0 and whole[others].nnz > 0, name
+    assert partial.consumer_profiles.equals(full.consumer_profiles)
+    assert not interaction_data(con, as_of, interactions, sample=full.shape[0]).partial  # all: no sample
+
+    assert not night_data(con, as_of, interactions, RankerRecommender(max_fit_consumers=size)).partial
+    with pytest.raises(ValueError, match="partial"):
+        next(list_pass(None, partial, pd.Series(dtype=object), K, None, None, config.lists, set()))
+    with pytest.raises(ValueError, match="tune it first"):
+        RankerRecommender(max_fit_consumers=size).fit(partial)
