@@ -254,13 +254,12 @@ def shared_interactions(
 def keep_interactions(
     con: duckdb.DuckDBPyConnection, as_of: Cutoff, config: InteractionConfig | None = None
 ) -> None:
-    """On Spark, write the interaction rows as of ``as_of`` once, as Parquet under the spill folder,
-    and have every later ``interactions_query`` / ``build_interactions`` of that cutoff and config
-    on ``con`` read them: the driver's interaction data and the scoring parts' rows
-    (``models.recommenders.spark_scoring``) are then one aggregation, not two. The folder goes
-    with the connection. On DuckDB nothing is kept (its aggregation runs where its rows are read)."""
-    if isinstance(con, duckdb.DuckDBPyConnection):
-        return
+    """Write the interaction rows as of ``as_of`` once, as Parquet under the spill folder, and have
+    every later ``interactions_query`` / ``build_interactions`` of that cutoff and config on
+    ``con`` read them: tonight's interaction data, the engine's popularity counts
+    (``features.popularity``) and, on Spark, the scoring parts' rows
+    (``models.recommenders.spark_scoring``) are then one aggregation of the history, not three.
+    The folder goes with the connection."""
     config = config or InteractionConfig()
     end = upper_bound(as_of)
     key = (end, _lower_bound(end, None, config.window_days), config.model_dump_json())

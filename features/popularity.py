@@ -14,7 +14,7 @@ driver. The definitions match the in-memory ones of ``models.recommenders.popula
   ``age_days``;
 - a window of ``None`` days is all history.
 
-The rows come from a ``NightRows`` query: the night's ``interactions_query`` (on Spark the
+The rows come from a ``NightRows`` query: the night's ``interactions_query`` (the
 rows ``keep_interactions`` wrote), or any relation with ``INTERACTION_COLUMNS``.
 """
 

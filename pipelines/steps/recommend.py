@@ -322,7 +322,7 @@ def night_data(
     the fit learns what it would learn from every row, and the scoring parts read each
     consumer's own rows (``spark_scoring``), so no process holds every consumer's rows. On
     DuckDB the driver's pass scores from these data: every row."""
-    keep_interactions(con, as_of, interaction_config)  # on Spark: the scoring parts read them again
+    keep_interactions(con, as_of, interaction_config)  # the counts (and on Spark the parts) read them again
     on_spark = getattr(con, "spark", None) is not None
     sample = model.fitting_consumers() if model is not None and on_spark else None
     data = interaction_data(con, as_of, interaction_config, sample=sample)
