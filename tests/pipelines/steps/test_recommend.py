@@ -271,3 +271,67 @@ def test_partial_data_hold_every_consumer_and_only_the_samples_rows(world: dict)
         next(list_pass(None, partial, pd.Series(dtype=object), K, None, None, config.lists, set()))
     with pytest.raises(ValueError, match="tune it first"):
         RankerRecommender(max_fit_consumers=size).fit(partial)
+
+
+def test_a_spark_night_carries_the_stored_sampled_ranker_onto_the_samples_rows_and_writes_the_same_lists(
+    world: dict, spark: object, tmp_path
+) -> None:
+    """A night that reuses a stored ranker sampling 800 of the consumers: on Spark its data hold the
+    sample's rows only (partial), the carried model is scored by the Spark pass, and the lists are
+    the DuckDB night's (the same up to float summation order; the fallback lists byte for byte)."""
+    from features.engine import connect
+    from features.spark_engine import SparkConnection
+    from models.recommenders.store import CarriedEvaluation, ModelKey, StoredModel, read_stored, write_stored
+    from models.recommenders.training import fit_production
+    from pipelines.steps.recommend import night_data
+    from tests.ranked_lists import assert_same_list_file
+
+    validated = world["validated"]
+    settings = NightlyConfig().model_dump()
+    settings["recommend"]["models"]["ranker"]["params"]["max_fit_consumers"] = 800
+    config = NightlyConfig.model_validate(settings)
+    as_of, interactions = AsOf.of(validated.as_of), config.recommend.interactions
+    con = connect(validated.clean_paths)
+    data = night_data(con, as_of, interactions)
+    fitted = fit_production(con, as_of, config.recommend, data=data)
+    key = ModelKey("test", as_of.date, "test")
+    write_stored(
+        tmp_path / "store", StoredModel.of("ranker", fitted, key, CarriedEvaluation({}, 0.0, None, ""))
+    )
+    stored = read_stored(tmp_path / "store")
+
+    alerts = world["root"] / "quality_alerts.csv"
+    on_duckdb = run_recommend(
+        validated.clean_paths,
+        as_of,
+        config,
+        tmp_path / "duckdb",
+        K,
+        None,
+        alerts,
+        con=con,
+        data=data,
+        model=stored.carried_onto(data),
+    )
+    on_spark = SparkConnection(spark, validated.clean_paths, spill_dir=tmp_path)
+    partial = night_data(on_spark, as_of, interactions, stored.unfitted())
+    assert partial.partial and partial.consumer_ids.equals(data.consumer_ids)
+    assert (partial.matrix.getnnz(axis=1) > 0).sum() <= 800 < (data.matrix.getnnz(axis=1) > 0).sum()
+    spark_lists = run_recommend(
+        validated.clean_paths,
+        as_of,
+        config,
+        tmp_path / "spark",
+        K,
+        None,
+        alerts,
+        con=on_spark,
+        data=partial,
+        model=stored.carried_onto(partial),
+    )
+    keys = {StepFile.CONSUMER_LISTS: ["consumer_id"], StepFile.DISTRIBUTOR_LISTS: ["distributor_id"]}
+    keys[StepFile.OUTREACH] = ["distributor_id"]
+    for name, key_columns in keys.items():
+        assert_same_list_file(spark_lists.paths[name], on_duckdb.paths[name], key_columns)
+    for name in (StepFile.FALLBACK_COMMUNITY, StepFile.FALLBACK_GLOBAL, StepFile.SIMILAR_ITEMS):
+        assert spark_lists.paths[name].read_bytes() == on_duckdb.paths[name].read_bytes(), name
