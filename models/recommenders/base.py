@@ -94,6 +94,9 @@ FORMAT_VERSION = 1
 # --- data ----------------------------------------------------------------------------------------
 
 
+# An empty file beside a saved ``InteractionData`` whose rows are a sample's only (``partial``).
+_PARTIAL_MARKER = "partial"
+
 # The parts ``InteractionData.from_frames`` counts: the two id codings, the pairs' layout (with
 # the blocked pairs) and the four value matrices.
 FROM_FRAMES_PARTS = 7
@@ -275,6 +278,11 @@ class InteractionData:
         ):
             if profile is not None:
                 profile.reset_index().to_parquet(directory / f"{name}.parquet")
+        marker = directory / _PARTIAL_MARKER
+        if self.partial:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, directory: Path) -> InteractionData:
@@ -304,6 +312,7 @@ class InteractionData:
             extra("purchases"),
             extra("age_days"),
             extra("purchase_span_days"),
+            (directory / _PARTIAL_MARKER).exists(),
         )
 
 

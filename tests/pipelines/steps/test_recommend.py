@@ -244,7 +244,7 @@ def test_partial_data_hold_every_consumer_and_only_the_samples_rows(world: dict)
     driver's pass refuses such data, and the DuckDB night never builds them."""
     from features.engine import connect
     from models.evaluation import interaction_data
-    from models.recommenders.base import hashed_sample
+    from models.recommenders.base import InteractionData, hashed_sample
     from models.recommenders.ranker import RankerRecommender
     from models.recommenders.scoring_pass import list_pass
     from pipelines.steps.recommend import night_data
@@ -265,6 +265,10 @@ def test_partial_data_hold_every_consumer_and_only_the_samples_rows(world: dict)
         assert part[others].nnz == 0 and whole[others].nnz > 0, name
     assert partial.consumer_profiles.equals(full.consumer_profiles)
     assert not interaction_data(con, as_of, interactions, sample=full.shape[0]).partial  # all: no sample
+    partial.save(world["root"] / "partial_data")
+    assert InteractionData.load(world["root"] / "partial_data").partial  # saved as partial
+    full.save(world["root"] / "partial_data")
+    assert not InteractionData.load(world["root"] / "partial_data").partial
 
     assert not night_data(con, as_of, interactions, RankerRecommender(max_fit_consumers=size)).partial
     with pytest.raises(ValueError, match="partial"):
