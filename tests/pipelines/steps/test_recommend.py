@@ -305,34 +305,27 @@ def test_a_spark_night_carries_the_stored_sampled_ranker_onto_the_samples_rows_a
     stored = read_stored(tmp_path / "store")
 
     alerts = world["root"] / "quality_alerts.csv"
-    on_duckdb = run_recommend(
-        validated.clean_paths,
-        as_of,
-        config,
-        tmp_path / "duckdb",
-        K,
-        None,
-        alerts,
-        con=con,
-        data=data,
-        model=stored.carried_onto(data),
-    )
+
+    def lists(engine: object, data: object, folder: str):  # one night's lists on ``engine``
+        return run_recommend(
+            validated.clean_paths,
+            as_of,
+            config,
+            tmp_path / folder,
+            K,
+            None,
+            alerts,
+            con=engine,
+            data=data,
+            model=stored.carried_onto(data),
+        )
+
+    on_duckdb = lists(con, data, "duckdb")
     on_spark = SparkConnection(spark, validated.clean_paths, spill_dir=tmp_path)
     partial = night_data(on_spark, as_of, interactions, stored.unfitted())
     assert partial.partial and partial.consumer_ids.equals(data.consumer_ids)
     assert (partial.matrix.getnnz(axis=1) > 0).sum() <= 800 < (data.matrix.getnnz(axis=1) > 0).sum()
-    spark_lists = run_recommend(
-        validated.clean_paths,
-        as_of,
-        config,
-        tmp_path / "spark",
-        K,
-        None,
-        alerts,
-        con=on_spark,
-        data=partial,
-        model=stored.carried_onto(partial),
-    )
+    spark_lists = lists(on_spark, partial, "spark")
     keys = {StepFile.CONSUMER_LISTS: ["consumer_id"], StepFile.DISTRIBUTOR_LISTS: ["distributor_id"]}
     keys[StepFile.OUTREACH] = ["distributor_id"]
     for name, key_columns in keys.items():
