@@ -124,7 +124,8 @@ class ScoringInputs:
     interaction data (``model.data_``), the pass's plan and what its lists need. ``homes``:
     consumer id → home distributor (``lists.home_distributors``); ``as_of``: the date the
     interaction data is as of (its ``age_days``); ``trend``: the whole pass's platform-wide
-    trend (None: counted on ``model.data_``).
+    trend, counted by the engine over every consumer's rows (``Trend.of_counts``: the driver's
+    data may hold a sample's rows only, ``InteractionData.partial``).
 
     A Spark task does not get the model: it gets the product-level model once
     (``product_model``) and its part's ``PartInputs`` (``parts``), and it reads its own
@@ -140,7 +141,7 @@ class ScoringInputs:
     spend: pd.Series | None
     locale: str
     as_of: date
-    trend: Trend | None = None
+    trend: Trend
 
     def product_model(self) -> Recommender:
         """The model without consumers (``restricted_to([])``): its product-level state (item
@@ -156,7 +157,6 @@ class ScoringInputs:
         every other part computes them from its rows. With the part's rows, a part's inputs give
         the rows this pass gives for its consumers and distributors (``test_spark_scoring``)."""
         data = self.model.data_
-        trend = self.trend if self.trend is not None else Trend.of(data, self.lists)
         community = self.fallback.community
         product = self.product_model()
         learned = product.consumer_state(product.data_) is None
@@ -183,7 +183,7 @@ class ScoringInputs:
                 self.spend[self.spend.index.isin(ids)] if self.spend is not None else None,
                 self.locale,
                 self.as_of,
-                trend,
+                self.trend,
                 None if profiles is None else profiles[profiles.index.isin(ids)],
                 self.model.consumer_state_of_rows(np.sort(rows[rows >= 0])) if learned else None,
             )

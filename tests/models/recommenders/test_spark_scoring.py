@@ -97,7 +97,8 @@ def world_rows(tmp_path_factory: pytest.TempPathFactory) -> World:
     listed = set(con.execute("SELECT distributor_id FROM distributors").df()["distributor_id"].astype(str))
     listed |= {"zz-memberless"}  # a listed distributor after every member's: the trend-only list
     plan = PassPlan.of(PassOrder.of(homes, listed), data, LISTS.batch_size)
-    inputs = ScoringInputs(model, plan, homes, K, fallback, filters, LISTS, spend, "en", as_of.date)
+    trend = Trend.of_counts(counts, data.product_ids, LISTS)
+    inputs = ScoringInputs(model, plan, homes, K, fallback, filters, LISTS, spend, "en", as_of.date, trend)
     return World(inputs, interactions)
 
 
