@@ -263,12 +263,12 @@ def interaction_data(
     Each part is logged with its time: at 10M order lines each takes seconds (the pairs, the
     profiles, the matrices), and the night builds three of them."""
     started = time.perf_counter()
-    consumer_ids = product_ids = None
+    consumer_ids = product_ids = chosen = None
     if sample is not None:
         everyone, catalogue = interaction_ids(con, cutoff, interactions)
         rows = hashed_sample(everyone, sample)
         if rows is not None:
-            consumer_ids, product_ids = everyone, catalogue
+            consumer_ids, product_ids, chosen = everyone, catalogue, everyone[rows]
             logger.info(
                 "interaction data as of %s: the rows of a fixed sample of %d of %d consumers, %s",
                 cutoff,
@@ -276,7 +276,6 @@ def interaction_data(
                 len(everyone),
                 _since(started),
             )
-    chosen = None if consumer_ids is None else consumer_ids[rows]
     frame = build_interactions(con, cutoff, interactions, ordered=False, consumers=chosen)
     logger.info("interaction data as of %s: %d pairs read, %s", cutoff, len(frame), _since(started))
     consumers = products = None
