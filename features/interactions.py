@@ -163,6 +163,25 @@ def interaction_ids(
     return ids[0], ids[1]
 
 
+def buyer_ids(
+    con: duckdb.DuckDBPyConnection, as_of: Cutoff, config: InteractionConfig | None = None
+) -> pd.Index:
+    """The consumers (sorted) with a bought pair among ``build_interactions``' rows: positive
+    weight and at least one paid order (``InteractionData.bought``'s consumers)."""
+    sql, params = interactions_query(con, as_of, config, ordered=False)
+    found = con.execute(
+        render(
+            "SELECT DISTINCT {consumer_id} FROM ({sql}) WHERE {weight} > 0 AND {purchases} > 0",
+            sql=sql,
+            weight=ident(InteractionCol.WEIGHT),
+            purchases=ident(InteractionCol.PURCHASES),
+        ),
+        params,
+    )
+    values = found.df().iloc[:, 0].dropna().astype(str).to_numpy(dtype=object)
+    return pd.Index(np.sort(values), name=Col.CONSUMER_ID)
+
+
 def interactions_query(
     con: duckdb.DuckDBPyConnection,
     as_of: Cutoff,

@@ -105,6 +105,32 @@ def community_buyers(con: duckdb.DuckDBPyConnection, rows: NightRows, window: fl
     return frame
 
 
+class RecentBuyers:
+    """The night's buyer counts over every consumer's rows, counted by the engine when first asked
+    for a window and kept: what ``InteractionData`` that hold a sample's rows only (``partial``)
+    cannot count themselves (``models.recommenders.popularity.recent_popularity``). Holds the
+    connection: valid while it is open."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, rows: NightRows) -> None:
+        self._con = con
+        self._rows = rows
+        self._products: dict[float | None, pd.Series] = {}
+        self._communities: dict[float | None, pd.DataFrame] = {}
+
+    def products(self, window: float | None) -> pd.Series:
+        """``product_buyers`` of one window: buyers (int64) by product id."""
+        if window not in self._products:
+            frame = product_buyers(self._con, self._rows, [window])
+            self._products[window] = frame.set_index(Col.PRODUCT_ID)["buyers0"]
+        return self._products[window]
+
+    def communities(self, window: float | None) -> pd.DataFrame:
+        """``community_buyers`` of one window."""
+        if window not in self._communities:
+            self._communities[window] = community_buyers(self._con, self._rows, window)
+        return self._communities[window]
+
+
 def _aged(rows_sql: str) -> str:
     """The rows with ``age``: ``InteractionData.age_days``' value as SQL."""
     return render(

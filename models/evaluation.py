@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,6 +53,7 @@ from features.interactions import (
     Cutoff,
     InteractionConfig,
     build_interactions,
+    buyer_ids,
     consumer_profiles,
     cutoff_before,
     interaction_ids,
@@ -60,6 +61,7 @@ from features.interactions import (
     purchased_pairs,
     upper_bound,
 )
+from features.popularity import NightRows, RecentBuyers
 from features.progress import CONSUMERS, progress
 from features.vocabulary import MetricCol
 from models.recommenders.base import (
@@ -70,6 +72,7 @@ from models.recommenders.base import (
     ScoreBlock,
     hashed_sample,
 )
+from models.recommenders.popularity import recent_popularity
 
 logger = logging.getLogger(__name__)
 
@@ -232,10 +235,25 @@ def make_task(
     split: TimeSplit,
     interactions: InteractionConfig | None = None,
     with_profiles: bool = True,
+    rows: PartialRows | None = None,
 ) -> EvaluationTask:
-    """Build the training data up to the cutoff and the truth of the test window."""
-    train = interaction_data(con, split.cutoff, interactions, with_profiles)
-    truth = restrict_truth(purchased_pairs(con, split.cutoff, split.test_end), train)
+    """Build the training data up to the cutoff and the truth of the test window.
+
+    ``rows``: the training data hold only the rows ``rows`` names (``InteractionData.partial``)
+    and those of the test consumers ``EvaluationTask.sample`` will keep with ``rows.tested`` and
+    ``rows.seed``: measure the task through that sample."""
+    if rows is None:
+        train = interaction_data(con, split.cutoff, interactions, with_profiles)
+        truth = restrict_truth(purchased_pairs(con, split.cutoff, split.test_end), train)
+    else:
+        everyone, catalogue = interaction_ids(con, split.cutoff, interactions)
+        pairs = purchased_pairs(con, split.cutoff, split.test_end)
+        truth = restrict_truth_to(pairs, buyer_ids(con, split.cutoff, interactions), catalogue)
+        tested = sample_consumers(pd.Index(truth[Col.CONSUMER_ID].unique()), rows.tested, rows.seed)
+        also = tested.union(rows.also(everyone, pairs))
+        train = interaction_data(
+            con, split.cutoff, interactions, with_profiles, rows.sample, also, (everyone, catalogue)
+        )
     logger.info(
         "split at %s: %d training consumers x %d products; %d test consumers, %d truth pairs",
         split.cutoff,
@@ -246,34 +264,59 @@ def make_task(
     return EvaluationTask(split, train, truth)
 
 
+@dataclass(frozen=True)
+class PartialRows:
+    """Which consumers' rows an evaluation's partial training data hold (``make_task``): the
+    ``hashed_sample`` of ``sample`` consumers (the models' ``rows_to_fit``), the test consumers
+    measured (``sample_consumers`` of ``tested`` with ``seed``) and those ``also`` picks from the
+    consumers with history and the test window's pairs (the learner's consumers of a ranker that
+    production tunes on these data, ``Recommender.tuning_consumers``)."""
+
+    sample: int
+    tested: int | None
+    seed: int
+    also: Callable[[pd.Index, pd.DataFrame], pd.Index]
+
+
 def interaction_data(
     con: duckdb.DuckDBPyConnection,
     cutoff: Cutoff,
     interactions: InteractionConfig | None = None,
     with_profiles: bool = True,
     sample: int | None = None,
+    also: pd.Index | None = None,
+    ids: tuple[pd.Index, pd.Index] | None = None,
 ) -> InteractionData:
     """The interaction data as of ``cutoff`` (``build_interactions``) with consumer and product
     profiles: the one assembly of the evaluation's split, the tuning windows and production.
 
     ``sample``: only the rows of the ``sample`` consumers ``hashed_sample`` picks among every
-    consumer with rows (a model's ``fitting_consumers``), the data ``partial``: every consumer's
-    id, every product, the sample's rows. With no more consumers than that, all rows.
+    consumer with rows (a model's ``fitting_consumers``; 0: none) and of the consumers ``also``
+    (any order; those without history are none of the data's), the data ``partial``: every
+    consumer's id, every product, those rows, and the engine's buyer counts over every row
+    (``InteractionData.counts``, valid while ``con`` is open). With no more consumers than
+    ``sample``, all rows. ``ids``: ``interaction_ids`` of this cutoff, when the caller has them.
 
     Each part is logged with its time: at 10M order lines each takes seconds (the pairs, the
     profiles, the matrices), and the night builds three of them."""
     started = time.perf_counter()
-    consumer_ids = product_ids = chosen = None
+    consumer_ids = product_ids = chosen = counts = None
     if sample is not None:
-        everyone, catalogue = interaction_ids(con, cutoff, interactions)
+        everyone, catalogue = ids if ids is not None else interaction_ids(con, cutoff, interactions)
         rows = hashed_sample(everyone, sample)
         if rows is not None:
             consumer_ids, product_ids, chosen = everyone, catalogue, everyone[rows]
+            if also is not None:
+                chosen = chosen.union(pd.Index(also).astype(str).intersection(everyone))
+            counts = RecentBuyers(con, NightRows.of(con, cutoff, interactions or InteractionConfig()))
             logger.info(
-                "interaction data as of %s: the rows of a fixed sample of %d of %d consumers, %s",
+                "interaction data as of %s: the rows of %d of %d consumers (a fixed sample of %d "
+                "and %d others), %s",
                 cutoff,
-                sample,
+                len(chosen),
                 len(everyone),
+                sample,
+                len(chosen) - len(rows),
                 _since(started),
             )
     frame = build_interactions(con, cutoff, interactions, ordered=False, consumers=chosen)
@@ -291,7 +334,13 @@ def interaction_data(
         )
     started = time.perf_counter()
     data = InteractionData.from_frames(
-        frame, consumers, products, as_of=cutoff, product_ids=product_ids, consumer_ids=consumer_ids
+        frame,
+        consumers,
+        products,
+        as_of=cutoff,
+        product_ids=product_ids,
+        consumer_ids=consumer_ids,
+        counts=counts,
     )
     logger.info(
         "interaction data as of %s: %d consumers x %d products, %s", cutoff, *data.shape, _since(started)
@@ -306,10 +355,12 @@ def _since(started: float) -> str:
 def restrict_truth(truth: pd.DataFrame, train: InteractionData) -> pd.DataFrame:
     """Truth pairs of consumers who bought before the cutoff, for products in the training catalogue."""
     bought_rows = np.flatnonzero(np.diff(train.bought.indptr) > 0)
-    buyers = train.consumer_ids[bought_rows]
-    keep = truth[Col.CONSUMER_ID].astype(str).isin(buyers) & truth[Col.PRODUCT_ID].astype(str).isin(
-        train.product_ids
-    )
+    return restrict_truth_to(truth, train.consumer_ids[bought_rows], train.product_ids)
+
+
+def restrict_truth_to(truth: pd.DataFrame, buyers: pd.Index, catalogue: pd.Index) -> pd.DataFrame:
+    """``restrict_truth`` given the consumers who bought before the cutoff and the catalogue."""
+    keep = truth[Col.CONSUMER_ID].astype(str).isin(buyers) & truth[Col.PRODUCT_ID].astype(str).isin(catalogue)
     kept = truth.loc[keep, [Col.CONSUMER_ID, Col.PRODUCT_ID]].astype(str)
     return kept.sort_values([Col.CONSUMER_ID, Col.PRODUCT_ID]).reset_index(drop=True)
 
@@ -431,8 +482,9 @@ def novelty(recommendations: pd.DataFrame, popularity: pd.Series, k: int) -> flo
 
 
 def consumer_share(data: InteractionData) -> pd.Series:
-    """Share of training consumers with a positive interaction, per product id."""
-    counts = np.diff(data.matrix.tocsc().indptr)
+    """Share of training consumers with a positive interaction, per product id (on ``partial``
+    data, of every consumer's rows: ``recent_popularity``)."""
+    counts = recent_popularity(data, None)
     return pd.Series(counts / max(data.shape[0], 1), index=data.product_ids)
 
 

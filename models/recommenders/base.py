@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -80,6 +80,9 @@ from features.files import write_text_atomically
 from features.interactions import InteractionCol, upper_bound
 from features.progress import progress
 from features.vocabulary import ModelFileKey, RecCol
+
+if TYPE_CHECKING:
+    from features.popularity import RecentBuyers
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +122,9 @@ class InteractionData:
     when the production model learns its product-level state from a consumer sample anyway
     (``Recommender.fitting_consumers``; ``pipelines.steps.recommend.night_data``): the scoring
     parts read every consumer's own rows (``spark_scoring``). Nothing that scores or counts a
-    consumer from these rows may run on them; the driver's scoring pass refuses them.
+    consumer from these rows may run on them; the driver's scoring pass refuses them. ``counts``:
+    the engine's buyer counts over every consumer's rows, for what partial data are asked to count
+    (``models.recommenders.popularity.recent_popularity``; not saved).
     """
 
     consumer_ids: pd.Index
@@ -132,6 +137,7 @@ class InteractionData:
     age_days: sp.csr_matrix | None = field(default=None, repr=False)
     purchase_span_days: sp.csr_matrix | None = field(default=None, repr=False)
     partial: bool = False
+    counts: RecentBuyers | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_frames(
@@ -142,6 +148,7 @@ class InteractionData:
         as_of: date | None = None,
         product_ids: pd.Index | None = None,
         consumer_ids: pd.Index | None = None,
+        counts: RecentBuyers | None = None,
     ) -> InteractionData:
         """Build from ``build_interactions`` output and optional profile frames (not mutated).
 
@@ -149,7 +156,8 @@ class InteractionData:
         ``product_ids``: the matrix columns (a fitted model's catalogue, which a Spark scoring
         part's rows are a share of); default: the interactions' products, sorted.
         ``consumer_ids``: the matrix rows, sorted, when the frame holds only some of their rows
-        (the data are then ``partial``); default: the interactions' consumers, sorted.
+        (the data are then ``partial``, and ``counts`` counts for them); default: the
+        interactions' consumers, sorted.
         """
         _require(interactions, (Col.CONSUMER_ID, Col.PRODUCT_ID, InteractionCol.WEIGHT), "interactions")
         # seconds per part at 10M lines: counted, so the assembly is not one silent stretch
@@ -201,6 +209,7 @@ class InteractionData:
             age_days,
             span,
             partial,
+            counts if partial else None,
         )
 
     @property
@@ -915,6 +924,19 @@ class Recommender(ABC):
         ``hashed_sample`` of that many (None: every consumer's). Such a model, fitted or carried on
         ``partial`` data that hold the sample's rows, keeps the state it would learn on all rows."""
         return None
+
+    def rows_to_fit(self) -> int | None:
+        """How many consumers' rows ``fit`` reads besides the rows of the consumers it then scores,
+        when the data hold only some consumers' rows (``InteractionData.partial``): the
+        ``hashed_sample`` of that many (``fitting_consumers``); 0 for a model whose product-level
+        state is counted over every consumer's rows, which partial data take from the engine
+        (``InteractionData.counts``); None: every consumer's (it cannot fit on partial data)."""
+        return self.fitting_consumers()
+
+    def tuning_consumers(self, consumer_ids: pd.Index, truth: pd.DataFrame) -> pd.Index:
+        """The consumers among ``consumer_ids`` (a window's consumers with history) whose rows
+        ``tune`` learns from besides its ``rows_to_fit``, given the window's ``truth``: none here."""
+        return pd.Index([], dtype=object, name=Col.CONSUMER_ID)
 
     def portable_state(self) -> dict[str, Any]:
         """Learned arrays that hold without the consumers they were fitted on (see ``carried_onto``)."""

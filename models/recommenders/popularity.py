@@ -17,7 +17,7 @@ list. Scores: popularity in [0, 1); own products of the repeat model above 2.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from features.errors import SiyuError
 from features.interactions import InteractionCol
 from models.recommenders.base import InteractionData, Recommender
 
+if TYPE_CHECKING:
+    from features.popularity import RecentBuyers
+
 Scope = Literal["global", "category", "community"]  # vocabulary: a value, not a column
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 GLOBAL, CATEGORY, COMMUNITY = SCOPES
@@ -37,9 +40,39 @@ _CATEGORY_FLOOR = 0.05
 
 
 def recent_popularity(data: InteractionData, window_days: float | None) -> np.ndarray:
-    """Distinct consumers per product whose last interaction lies in the trailing window."""
+    """Distinct consumers per product whose last interaction lies in the trailing window. On
+    ``partial`` data, the engine's count over every consumer's rows (``InteractionData.counts``)."""
+    if data.partial:
+        counted = _counts(data).products(window_days)
+        return counted.reindex(data.product_ids, fill_value=0).to_numpy(dtype=np.float64)
     recent = recent_indicator(data, window_days)
     return np.asarray(recent.sum(axis=0), dtype=np.float64).ravel()
+
+
+def recent_community_buyers(
+    data: InteractionData, window_days: float | None, communities: pd.Index, members: sp.csr_matrix
+) -> sp.csr_matrix:
+    """Community × product: the distinct members whose last interaction with the product lies in
+    the trailing window (``members``: community × consumer membership over ``data``'s rows; on
+    ``partial`` data the engine's count per home distributor, ``communities`` being their ids)."""
+    if not data.partial:
+        return (members @ recent_indicator(data, window_days)).tocsr().astype(np.float64)
+    counted = _counts(data).communities(window_days)
+    rows = communities.get_indexer(counted[Col.DISTRIBUTOR_ID].astype(str))
+    columns = data.columns_of(counted[Col.PRODUCT_ID])
+    kept = (rows >= 0) & (columns >= 0)
+    values = counted["buyers"].to_numpy(dtype=np.float64)[kept]
+    shape = (len(communities), len(data.product_ids))
+    return sp.csr_matrix((values, (rows[kept], columns[kept])), shape=shape)
+
+
+def _counts(data: InteractionData) -> RecentBuyers:
+    if data.counts is None:
+        raise ValueError(
+            "these interaction data hold a sample's rows only (partial) and no engine counts: "
+            "build them with models.evaluation.interaction_data, which attaches them"
+        )
+    return data.counts
 
 
 def recent_indicator(data: InteractionData, window_days: float | None) -> sp.csr_matrix:
@@ -94,12 +127,15 @@ class PopularityRecommender(Recommender):
             (np.ones(known.sum(), np.float32), (codes, np.flatnonzero(known))),
             shape=(len(communities), len(data.consumer_ids)),
         )
-        counts = (membership @ recent_indicator(data, self.window_days)).tocsr().astype(np.float64)
+        counts = recent_community_buyers(data, self.window_days, pd.Index(communities), membership)
         top = np.asarray(counts.max(axis=1).todense(), dtype=np.float64).ravel()
         counts.data = counts.data / np.repeat(np.where(top > 0, top, 1.0), np.diff(counts.indptr))
         counts.data *= 1 - _TIEBREAK
         self.community_ids_ = np.asarray(communities, dtype=str)
         self.community_popularity_ = counts.astype(np.float32)
+
+    def rows_to_fit(self) -> int:
+        return 0  # popularity: the engine's counts on partial data
 
     def _can_score_cold(self, consumer_ids: pd.Index) -> np.ndarray:
         return np.ones(len(consumer_ids), dtype=bool)
@@ -176,6 +212,9 @@ class RepeatPurchaseRecommender(Recommender):
         if popularity.sum() == 0:
             popularity = recent_popularity(data, None)
         self.popularity_ = _normalised(popularity).astype(np.float32)
+
+    def rows_to_fit(self) -> int:
+        return 0  # popularity: the engine's counts on partial data; own products: the scored rows
 
     def _can_score_cold(self, consumer_ids: pd.Index) -> np.ndarray:
         return np.ones(len(consumer_ids), dtype=bool)

@@ -229,12 +229,18 @@ class RankerRecommender(Recommender):
 
     def _training_consumers(self, train: InteractionData, truth: pd.DataFrame) -> pd.Index:
         """The window's buyers with history, a seeded sample of ``max_training_consumers`` at most."""
-        consumers = pd.Index(truth[Col.CONSUMER_ID].astype(str).unique())
-        consumers = consumers[train.rows_of(consumers) >= 0]
+        consumers = self.tuning_consumers(train.consumer_ids, truth)
         if len(consumers) == 0:
             raise SiyuError(
                 "ranker: no consumer of the validation window has history\n  fix: widen validation_days"
             )
+        return consumers
+
+    def tuning_consumers(self, consumer_ids: pd.Index, truth: pd.DataFrame) -> pd.Index:
+        """The learner's consumers: the window's buyers among ``consumer_ids`` (those with
+        history), a seeded sample of ``max_training_consumers`` at most."""
+        consumers = pd.Index(truth[Col.CONSUMER_ID].astype(str).unique())
+        consumers = consumers[consumers.isin(consumer_ids)]
         if len(consumers) > self.max_training_consumers:
             picked = np.random.default_rng(self.random_state).choice(
                 len(consumers), self.max_training_consumers, replace=False

@@ -19,7 +19,9 @@ with the latest fold's fitted models, which production can reuse like a single w
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,11 +34,13 @@ from features.interactions import (
     Cutoff,
     InteractionConfig,
     cutoff_before,
+    interaction_ids,
     purchased_pairs,
 )
 from features.progress import progress
 from models.evaluation import (
     EvaluationTask,
+    PartialRows,
     RollingFold,
     evaluate_models,
     fold_rows,
@@ -296,6 +300,17 @@ def _reusable(evaluated: FittedModel, name: str, window_start: Cutoff) -> bool:
 # --- rolling-origin evaluation -------------------------------------------------------------------
 
 
+def _partial(con: duckdb.DuckDBPyConnection, partial: bool | None, models: list[Recommender]) -> int | None:
+    """``partial_sample(models)`` when partial data are wanted (``partial``; None: on Spark), else None."""
+    wanted = getattr(con, "spark", None) is not None if partial is None else partial
+    if not wanted:
+        return None
+    sample = partial_sample(models)
+    if sample is None:
+        logger.info("evaluation: a model needs every consumer's rows (rows_to_fit), so every row is read")
+    return sample
+
+
 @dataclass(frozen=True)
 class FoldedEvaluation:
     """What ``evaluate_folds`` measured: ``per_fold`` rows (``FOLD_COLUMNS``, fold 1 first), their
@@ -312,25 +327,67 @@ class FoldedEvaluation:
 
 
 def tuned_models(
-    con: duckdb.DuckDBPyConnection, config: RecommendConfig, names: list[str], fold: RollingFold
+    con: duckdb.DuckDBPyConnection,
+    config: RecommendConfig,
+    names: list[str],
+    fold: RollingFold,
+    sample: int | None = None,
 ) -> dict[str, Recommender]:
-    """Fresh models ``names``; those that learn from a window are tuned on ``fold.tuning`` (built once)."""
+    """Fresh models ``names``; those that learn from a window are tuned on ``fold.tuning`` (built
+    once; ``sample``: partial, as ``partial_sample`` gives)."""
     models = {name: config.models[name].build() for name in names}
-    if any(hasattr(model, "tune") for model in models.values()):
-        window = _tuning_window(con, config, fold)
+    return tune_models(con, config, models, fold, sample)
+
+
+def tune_models(
+    con: duckdb.DuckDBPyConnection,
+    config: RecommendConfig,
+    models: dict[str, Recommender],
+    fold: RollingFold,
+    sample: int | None = None,
+) -> dict[str, Recommender]:
+    """``models``, those that learn from a window tuned on ``fold.tuning`` (built once)."""
+    tuned = [model for model in models.values() if hasattr(model, "tune")]
+    if tuned:
+        window = _tuning_window(con, config, fold, tuned, sample)
         days = config.evaluation.validation_days
-        for model in models.values():
+        for model in tuned:
             tune_on_window(model, con, fold.cutoff, days, config.interactions, window=window)
     return models
 
 
+def partial_sample(models: list[Recommender]) -> int | None:
+    """How many consumers' rows (their ``hashed_sample``) an evaluation of ``models`` reads besides
+    those it measures or tunes on: the largest ``Recommender.rows_to_fit`` (the samples are nested),
+    or None when a model needs every consumer's rows."""
+    needs = [model.rows_to_fit() for model in models]
+    return None if any(need is None for need in needs) else max(needs, default=0)
+
+
+def learners_of(models: Sequence[Recommender], consumer_ids: pd.Index, truth: pd.DataFrame) -> pd.Index:
+    """Every consumer whose rows one of ``models``' ``tune`` learns from on a window of ``truth``."""
+    learners = [model.tuning_consumers(consumer_ids, truth) for model in models]
+    return functools.reduce(pd.Index.union, learners, pd.Index([], dtype=object))
+
+
 def _tuning_window(
-    con: duckdb.DuckDBPyConnection, config: RecommendConfig, fold: RollingFold
+    con: duckdb.DuckDBPyConnection,
+    config: RecommendConfig,
+    fold: RollingFold,
+    models: list[Recommender],
+    sample: int | None,
 ) -> tuple[InteractionData, pd.DataFrame]:
-    """The fold's tuning data and truth: nothing after ``fold.tuning.test_end`` (≤ the test cutoff)."""
+    """The fold's tuning data and truth: nothing after ``fold.tuning.test_end`` (≤ the test cutoff).
+    With ``sample``, the data hold its rows and the rows the models' ``tuning_consumers`` learn from."""
     tuning = fold.tuning
-    train = _require_history(fold, build_data(con, tuning.cutoff, config.interactions), "its tuning window")
-    return train, purchased_pairs(con, tuning.cutoff, tuning.test_end)
+    truth = purchased_pairs(con, tuning.cutoff, tuning.test_end)
+    if sample is None:
+        train = build_data(con, tuning.cutoff, config.interactions)
+    else:
+        ids = interaction_ids(con, tuning.cutoff, config.interactions)
+        also = learners_of(models, ids[0], truth)
+        train = interaction_data(con, tuning.cutoff, config.interactions, True, sample, also, ids)
+    return _require_history(fold, train, "its tuning window"), truth
 
 
 def _require_history(fold: RollingFold, train: InteractionData, before: str) -> InteractionData:
@@ -354,12 +411,19 @@ def evaluate_folds(
     folds: int | None = None,
     k: int | None = None,
     holdout_days: int | None = None,
+    partial: bool | None = None,
 ) -> FoldedEvaluation:
     """Measure models ``names`` on ``folds`` rolling folds ending at ``last`` (defaults: ``evaluation``).
 
     Every fold uses the configured consumer sample size and seed, so every model (champion and
     challenger alike) is measured on the same consumers of the same windows. Folds run oldest
     first, so only the latest fold's models are held when the call returns.
+
+    ``partial`` (None: on Spark): when every model can fit on partial data (``partial_sample``),
+    each window's data hold only the rows that are read: the models' fitting sample, the test
+    consumers measured, the consumers the tuning learns from and, on fold 1, those production's
+    tuning learns from on the same data (``tune_production``) — the same numbers as from every
+    row, with no process holding every consumer's rows (docs/spark.md).
     """
     settings = config.evaluation
     made = rolling_folds(
@@ -371,10 +435,18 @@ def evaluate_folds(
     with progress(f"evaluating {len(made)} rolling folds", total=len(made), unit=folds_unit) as bar:
         for fold in reversed(made):
             logger.info("fold %d of %d: test after %s", fold.number, len(made), fold.cutoff)
-            full = make_task(con, fold.test, config.interactions)
+            models = {name: config.models[name].build() for name in names}
+            sample = _partial(con, partial, list(models.values()))
+            kept = None
+            if sample is not None:
+                # fold 1's models are the ones production may tune on these data (tune_production)
+                tuning = tuple(models.values()) if fold.number == 1 else ()
+                also = functools.partial(learners_of, tuning)
+                kept = PartialRows(sample, settings.sample_consumers, settings.seed, also)
+            full = make_task(con, fold.test, config.interactions, rows=kept)
             _require_history(fold, full.train, f"its test window ({fold.cutoff})")
             task = full.sample(settings.sample_consumers, settings.seed)
-            models = tuned_models(con, config, names, fold)
+            models = tune_models(con, config, models, fold, sample)
             rows[fold.number] = fold_rows(evaluate_models(models, task, k or settings.k), fold)
             test_consumers[fold.number], sampled[fold.number] = full.consumers, task.consumers
             if fold.number == 1:

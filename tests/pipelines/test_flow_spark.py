@@ -33,6 +33,7 @@ import pipelines.steps.recommend as recommend_step
 from features.catalog import Folder, RunFile
 from features.columns import Col, Table
 from features.errors import QuarantineLimitExceeded
+from models.recommenders.base import InteractionData
 from models.recommenders.training import RecommendConfig
 from pipelines.flow import NightlySummary, run_nightly
 from pipelines.run_engine import ENGINE_TAG, SPARK_CONF_PREFIX
@@ -46,14 +47,20 @@ pytestmark = pytest.mark.usefixtures("shared_prefect_server", "own_spark_session
 # The ranker learns its product-level state from 150 of the 300 consumers (max_fit_consumers), so
 # the Spark night holds only their rows on the driver (InteractionData.partial) and its scoring
 # parts read every consumer's own rows; the DuckDB night fits on the same sample from all rows.
+# The evaluated models are configs/nightly.yaml's (the baselines count popularity on the engine),
+# so the Spark night's evaluation and tuning read partial data too.
 SAMPLED = 150
 MODELS = {name: spec.model_dump() for name, spec in RecommendConfig().models.items()}
 MODELS["ranker"]["params"]["max_fit_consumers"] = SAMPLED
+NIGHTLY_MODELS = ["ranker", "repeat", "popularity_global", "popularity_category", "popularity_community"]
 
 CONFIG = {
     "tracking": {"experiment": "test-nightly-spark", "champion_margin": 0.001},
     "segmentation": {"clv": {"enabled": False}},
-    "recommend": {"models": MODELS, "evaluation": {"models": ["ranker", "popularity_global"]}},
+    "recommend": {
+        "models": MODELS,
+        "evaluation": {"models": ["ranker", "popularity_global"], "nightly_models": NIGHTLY_MODELS},
+    },
     "flow": {"concurrent_steps": True},  # segmentation and the quality gate on two cursors
     # as tests/features/test_spark_parity.py: a quick JVM and no code generation on a few hundred rows
     "spark": {
@@ -163,8 +170,19 @@ def production_data() -> dict[str, list[tuple[int, int, bool]]]:
 
 
 @pytest.fixture(scope="module")
+def driver_data() -> dict[str, list[tuple[int, int, bool]]]:
+    """Per engine, every interaction data the nights built on the driver (evaluation, tuning,
+    production): (consumers, consumers with rows, partial)."""
+    return {}
+
+
+def _shape(data: InteractionData) -> tuple[int, int, bool]:
+    return data.shape[0], int((np.diff(data.matrix.indptr) > 0).sum()), data.partial
+
+
+@pytest.fixture(scope="module")
 def nights(
-    tmp_path_factory: pytest.TempPathFactory, spark_calls: Counter, production_data: dict
+    tmp_path_factory: pytest.TempPathFactory, spark_calls: Counter, production_data: dict, driver_data: dict
 ) -> dict[str, tuple[NightlySummary, Path]]:
     """The same night on DuckDB and on Spark: summary and work folder of each."""
     root = tmp_path_factory.mktemp("nightly_engines")
@@ -180,10 +198,19 @@ def nights(
 
             def recorded(*args, built=built, night_data=night_data):
                 data = night_data(*args)
-                built.append((data.shape[0], int((np.diff(data.matrix.indptr) > 0).sum()), data.partial))
+                built.append(_shape(data))
+                return data
+
+            every = driver_data.setdefault(kind, [])
+            from_frames = InteractionData.from_frames.__func__
+
+            def assembled(cls, *args, every=every, from_frames=from_frames, **kwargs):
+                data = from_frames(cls, *args, **kwargs)
+                every.append(_shape(data))
                 return data
 
             patch.setattr(recommend_step, "night_data", recorded)
+            patch.setattr(InteractionData, "from_frames", classmethod(assembled))
             summary = run_nightly(config_path=_night_config(root, kind), data_dir=data, out_dir=work)
         nights[kind] = (summary, work)
         spark_calls.update({f"{kind} {name}": n for name, n in calls.items()})
@@ -288,6 +315,19 @@ def test_the_spark_night_held_only_the_sampled_consumers_rows(nights, production
         assert with_rows > SAMPLED and not partial
     for consumers, with_rows, partial in production_data["spark"]:
         assert consumers > SAMPLED and with_rows <= SAMPLED and partial
+
+
+def test_the_spark_nights_evaluation_and_tuning_held_only_the_rows_they_read(nights, driver_data) -> None:
+    """The same evaluation.json (above), although on Spark each interaction data the driver built
+    with more consumers than the fitting sample (the evaluation's fold and tonight's; the tuning
+    window 60 days back has fewer, so all its rows) held only some consumers' rows: the fitting
+    sample's, the measured and the learning consumers' (models.evaluation.PartialRows)."""
+    assert len(driver_data["duckdb"]) == len(driver_data["spark"]) >= 3
+    assert not any(partial for _, _, partial in driver_data["duckdb"])
+    assert sum(partial for _, _, partial in driver_data["spark"]) >= 2
+    for consumers, with_rows, partial in driver_data["spark"]:
+        assert partial == (consumers > SAMPLED)
+        assert with_rows < consumers or not partial
 
 
 def test_the_spark_night_scored_its_lists_on_spark(nights) -> None:
