@@ -105,30 +105,39 @@ def community_buyers(con: duckdb.DuckDBPyConnection, rows: NightRows, window: fl
     return frame
 
 
-class RecentBuyers:
-    """The night's buyer counts over every consumer's rows, counted by the engine when first asked
-    for a window and kept: what ``InteractionData`` that hold a sample's rows only (``partial``)
-    cannot count themselves (``models.recommenders.popularity.recent_popularity``). Holds the
-    connection: valid while it is open."""
+class EngineRows:
+    """The night's interaction rows where the engine holds them (``rows``, a ``NightRows`` query
+    on ``con``): what ``InteractionData`` that hold a sample's rows only (``partial``) cannot
+    count or read themselves. The buyer counts are counted when first asked for a window and kept
+    (``models.recommenders.popularity.recent_popularity``); ``spark_als`` fits on the rows
+    (``models.recommenders.spark_als``). Valid while the connection is open."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, rows: NightRows) -> None:
-        self._con = con
-        self._rows = rows
+        self.con = con
+        self.rows = rows
         self._products: dict[float | None, pd.Series] = {}
         self._communities: dict[float | None, pd.DataFrame] = {}
 
     def products(self, window: float | None) -> pd.Series:
         """``product_buyers`` of one window: buyers (int64) by product id."""
         if window not in self._products:
-            frame = product_buyers(self._con, self._rows, [window])
+            frame = product_buyers(self.con, self.rows, [window])
             self._products[window] = frame.set_index(Col.PRODUCT_ID)["buyers0"]
         return self._products[window]
 
     def communities(self, window: float | None) -> pd.DataFrame:
         """``community_buyers`` of one window."""
         if window not in self._communities:
-            self._communities[window] = community_buyers(self._con, self._rows, window)
+            self._communities[window] = community_buyers(self.con, self.rows, window)
         return self._communities[window]
+
+    def positive_pairs(self) -> tuple[str, dict[str, object]]:
+        """The query of the rows' (consumer_id, product_id, weight) with positive weight (the pairs
+        ``InteractionData``'s matrix holds) and its parameters."""
+        sql = render(
+            "SELECT {consumer_id}, {product_id}, weight FROM ({rows}) WHERE weight > 0", rows=self.rows.sql
+        )
+        return sql, {key: value for key, value in self.rows.params.items() if f"${key}" in sql}
 
 
 def _aged(rows_sql: str) -> str:

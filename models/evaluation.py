@@ -61,7 +61,7 @@ from features.interactions import (
     purchased_pairs,
     upper_bound,
 )
-from features.popularity import NightRows, RecentBuyers
+from features.popularity import EngineRows, NightRows
 from features.progress import CONSUMERS, progress
 from features.vocabulary import MetricCol
 from models.recommenders.base import (
@@ -293,14 +293,14 @@ def interaction_data(
     ``sample``: only the rows of the ``sample`` consumers ``hashed_sample`` picks among every
     consumer with rows (a model's ``fitting_consumers``; 0: none) and of the consumers ``also``
     (any order; those without history are none of the data's), the data ``partial``: every
-    consumer's id, every product, those rows, and the engine's buyer counts over every row
-    (``InteractionData.counts``, valid while ``con`` is open). With no more consumers than
+    consumer's id, every product, those rows, and where the engine holds every row
+    (``InteractionData.engine``: its counts, valid while ``con`` is open). With no more consumers than
     ``sample``, all rows. ``ids``: ``interaction_ids`` of this cutoff, when the caller has them.
 
     Each part is logged with its time: at 10M order lines each takes seconds (the pairs, the
     profiles, the matrices), and the night builds three of them."""
     started = time.perf_counter()
-    consumer_ids = product_ids = chosen = counts = None
+    consumer_ids = product_ids = chosen = engine = None
     if sample is not None:
         everyone, catalogue = ids if ids is not None else interaction_ids(con, cutoff, interactions)
         rows = hashed_sample(everyone, sample)
@@ -308,7 +308,7 @@ def interaction_data(
             consumer_ids, product_ids, chosen = everyone, catalogue, everyone[rows]
             if also is not None:
                 chosen = chosen.union(pd.Index(also).astype(str).intersection(everyone))
-            counts = RecentBuyers(con, NightRows.of(con, cutoff, interactions or InteractionConfig()))
+            engine = EngineRows(con, NightRows.of(con, cutoff, interactions or InteractionConfig()))
             logger.info(
                 "interaction data as of %s: the rows of %d of %d consumers (a fixed sample of %d "
                 "and %d others), %s",
@@ -340,7 +340,7 @@ def interaction_data(
         as_of=cutoff,
         product_ids=product_ids,
         consumer_ids=consumer_ids,
-        counts=counts,
+        engine=engine,
     )
     logger.info(
         "interaction data as of %s: %d consumers x %d products, %s", cutoff, *data.shape, _since(started)

@@ -82,7 +82,7 @@ from features.progress import progress
 from features.vocabulary import ModelFileKey, RecCol
 
 if TYPE_CHECKING:
-    from features.popularity import RecentBuyers
+    from features.popularity import EngineRows
 
 logger = logging.getLogger(__name__)
 
@@ -122,9 +122,9 @@ class InteractionData:
     when the production model learns its product-level state from a consumer sample anyway
     (``Recommender.fitting_consumers``; ``pipelines.steps.recommend.night_data``): the scoring
     parts read every consumer's own rows (``spark_scoring``). Nothing that scores or counts a
-    consumer from these rows may run on them; the driver's scoring pass refuses them. ``counts``:
-    the engine's buyer counts over every consumer's rows, for what partial data are asked to count
-    (``models.recommenders.popularity.recent_popularity``; not saved).
+    consumer from these rows may run on them; the driver's scoring pass refuses them. ``engine``:
+    where the engine holds every consumer's rows, for what partial data are asked to count
+    (``models.recommenders.popularity.recent_popularity``) or to fit on (``spark_als``); not saved.
     """
 
     consumer_ids: pd.Index
@@ -137,7 +137,7 @@ class InteractionData:
     age_days: sp.csr_matrix | None = field(default=None, repr=False)
     purchase_span_days: sp.csr_matrix | None = field(default=None, repr=False)
     partial: bool = False
-    counts: RecentBuyers | None = field(default=None, repr=False, compare=False)
+    engine: EngineRows | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_frames(
@@ -148,7 +148,7 @@ class InteractionData:
         as_of: date | None = None,
         product_ids: pd.Index | None = None,
         consumer_ids: pd.Index | None = None,
-        counts: RecentBuyers | None = None,
+        engine: EngineRows | None = None,
     ) -> InteractionData:
         """Build from ``build_interactions`` output and optional profile frames (not mutated).
 
@@ -156,7 +156,7 @@ class InteractionData:
         ``product_ids``: the matrix columns (a fitted model's catalogue, which a Spark scoring
         part's rows are a share of); default: the interactions' products, sorted.
         ``consumer_ids``: the matrix rows, sorted, when the frame holds only some of their rows
-        (the data are then ``partial``, and ``counts`` counts for them); default: the
+        (the data are then ``partial``, and ``engine`` holds every row); default: the
         interactions' consumers, sorted.
         """
         _require(interactions, (Col.CONSUMER_ID, Col.PRODUCT_ID, InteractionCol.WEIGHT), "interactions")
@@ -209,7 +209,7 @@ class InteractionData:
             age_days,
             span,
             partial,
-            counts if partial else None,
+            engine if partial else None,
         )
 
     @property
@@ -365,6 +365,17 @@ class _CsrLayout:
         if self.starts is not None:
             ordered = np.add.reduceat(ordered, self.starts, dtype=ordered.dtype) if len(ordered) else ordered
         return sp.csr_matrix((ordered, self.indices.copy(), self.indptr.copy()), shape=self.shape)
+
+
+def engine_rows(data: InteractionData) -> EngineRows:
+    """Where the engine holds every consumer's rows of ``partial`` data; a ``ValueError`` when the
+    data do not say (saved and loaded, or built without ``models.evaluation.interaction_data``)."""
+    if data.engine is None:
+        raise ValueError(
+            "these interaction data hold a sample's rows only (partial) and no engine to read every "
+            "row from: build them with models.evaluation.interaction_data, which attaches it"
+        )
+    return data.engine
 
 
 def hashed_sample(consumer_ids: pd.Index, size: int | None) -> np.ndarray | None:
@@ -930,7 +941,7 @@ class Recommender(ABC):
         when the data hold only some consumers' rows (``InteractionData.partial``): the
         ``hashed_sample`` of that many (``fitting_consumers``); 0 for a model whose product-level
         state is counted over every consumer's rows, which partial data take from the engine
-        (``InteractionData.counts``); None: every consumer's (it cannot fit on partial data)."""
+        (``InteractionData.engine``); None: every consumer's (it cannot fit on partial data)."""
         return self.fitting_consumers()
 
     def tuning_consumers(self, consumer_ids: pd.Index, truth: pd.DataFrame) -> pd.Index:

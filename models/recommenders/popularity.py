@@ -17,7 +17,7 @@ list. Scores: popularity in [0, 1); own products of the repeat model above 2.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -26,10 +26,7 @@ import scipy.sparse as sp
 from features.columns import Col
 from features.errors import SiyuError
 from features.interactions import InteractionCol
-from models.recommenders.base import InteractionData, Recommender
-
-if TYPE_CHECKING:
-    from features.popularity import RecentBuyers
+from models.recommenders.base import InteractionData, Recommender, engine_rows
 
 Scope = Literal["global", "category", "community"]  # vocabulary: a value, not a column
 SCOPES: tuple[Scope, ...] = get_args(Scope)
@@ -41,9 +38,9 @@ _CATEGORY_FLOOR = 0.05
 
 def recent_popularity(data: InteractionData, window_days: float | None) -> np.ndarray:
     """Distinct consumers per product whose last interaction lies in the trailing window. On
-    ``partial`` data, the engine's count over every consumer's rows (``InteractionData.counts``)."""
+    ``partial`` data, the engine's count over every consumer's rows (``InteractionData.engine``)."""
     if data.partial:
-        counted = _counts(data).products(window_days)
+        counted = engine_rows(data).products(window_days)
         return counted.reindex(data.product_ids, fill_value=0).to_numpy(dtype=np.float64)
     recent = recent_indicator(data, window_days)
     return np.asarray(recent.sum(axis=0), dtype=np.float64).ravel()
@@ -57,22 +54,13 @@ def recent_community_buyers(
     ``partial`` data the engine's count per home distributor, ``communities`` being their ids)."""
     if not data.partial:
         return (members @ recent_indicator(data, window_days)).tocsr().astype(np.float64)
-    counted = _counts(data).communities(window_days)
+    counted = engine_rows(data).communities(window_days)
     rows = communities.get_indexer(counted[Col.DISTRIBUTOR_ID].astype(str))
     columns = data.columns_of(counted[Col.PRODUCT_ID])
     kept = (rows >= 0) & (columns >= 0)
     values = counted["buyers"].to_numpy(dtype=np.float64)[kept]
     shape = (len(communities), len(data.product_ids))
     return sp.csr_matrix((values, (rows[kept], columns[kept])), shape=shape)
-
-
-def _counts(data: InteractionData) -> RecentBuyers:
-    if data.counts is None:
-        raise ValueError(
-            "these interaction data hold a sample's rows only (partial) and no engine counts: "
-            "build them with models.evaluation.interaction_data, which attaches them"
-        )
-    return data.counts
 
 
 def recent_indicator(data: InteractionData, window_days: float | None) -> sp.csr_matrix:

@@ -300,7 +300,9 @@ class RankerRecommender(Recommender):
         With ``max_fit_consumers`` and more consumers than that, the product-side state (each
         component's portable state and the product statistics) is learned from the fixed sample
         ``fitting_sample`` picks, and each component is then carried onto all of ``data``
-        (``carried_onto``: ALS solves every consumer's factors against the item factors)."""
+        (``carried_onto``: ALS solves every consumer's factors against the item factors). A
+        component that needs no consumer's rows on the driver (``rows_to_fit`` 0: ``spark_als``,
+        which reads partial data's rows from the engine) is fitted on ``data`` itself: every row."""
         self.data_ = data
         self.models_ = {}
         starts = starts or {}
@@ -310,9 +312,14 @@ class RankerRecommender(Recommender):
                 model = build_component(spec)
                 if name in starts:
                     model.warm_from(starts[name])  # type: ignore[attr-defined]
-                model.fit(sample)
-                if sample is not data:
-                    model = build_component(spec).carried_onto(data, model.portable_state(), data.product_ids)
+                if model.rows_to_fit() == 0:  # learns from every row, needing none here (spark_als)
+                    model.fit(data)
+                else:
+                    model.fit(sample)
+                    if sample is not data:
+                        model = build_component(spec).carried_onto(
+                            data, model.portable_state(), data.product_ids
+                        )
                 self.models_[name] = model
                 bar.advance()
         self.stats_ = ProductStats.fit(sample)

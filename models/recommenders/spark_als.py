@@ -27,8 +27,15 @@ gradient steps, and starts from other random factors: the two fits agree in qual
 
 **The Spark session.** The fit uses the running session (the flow's, when ``engine.kind`` is
 spark, or any the caller started); without one it starts a local one (``local[num_threads]``)
-for the fit and stops it after. The triples pass through the driver (``InteractionData`` is an
-in-memory matrix); the least squares run on the executors.
+for the fit and stops it after.
+
+**Where the ratings come from.** On data that hold every row, the matrix's triples pass through
+the driver. On ``partial`` data (a sample's rows only, ``InteractionData.partial``: a Spark
+night's evaluation and tuning, and a ranker's component) the ratings are read from the engine's
+rows (``InteractionData.engine``) and joined with the data's row and column numbers on Spark:
+no consumer's rows pass through the driver, and the factors come back for every consumer. So
+``rows_to_fit`` is 0 (no rows needed on the driver), except with ``bm25`` (its weighting is the
+driver's).
 """
 
 from __future__ import annotations
@@ -43,8 +50,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from features.columns import Col
 from features.errors import SiyuError
-from models.recommenders.base import InteractionData
+from features.vocabulary import InteractionCol
+from models.recommenders.base import InteractionData, engine_rows
 from models.recommenders.implicit_models import ALSRecommender, FactorStart
 
 if TYPE_CHECKING:
@@ -91,17 +100,22 @@ class SparkALSRecommender(ALSRecommender):
             "  fix: drop warm_iterations from this component, or use kind als"
         )
 
+    def rows_to_fit(self) -> int | None:
+        """0: on partial data the ratings are the engine's rows (``_engine_ratings``); with
+        ``bm25``, None (the weighting runs on the driver's matrix)."""
+        return None if self.bm25 else 0
+
     def spark_reg_param(self, data: InteractionData) -> float:
         """Spark's regParam for ``data``: implicit's λ divided by the mean products per consumer."""
-        matrix = self._weighted(data)
-        return self.regularization * data.shape[0] / max(matrix.nnz, 1)
+        pairs = engine_rows(data).products(None).sum() if data.partial else self._weighted(data).nnz
+        return self.regularization * data.shape[0] / max(int(pairs), 1)
 
     def _fit(self, data: InteractionData) -> None:
         from pyspark.ml.recommendation import ALS
 
         with _session(self.num_threads) as spark:
             _ensure_checkpoints(spark)
-            ratings = spark.createDataFrame(self._triples(data))
+            ratings = self.ratings(spark, data)
             als = ALS(
                 rank=self.factors,
                 maxIter=self.iterations,
@@ -120,6 +134,48 @@ class SparkALSRecommender(ALSRecommender):
             self.user_factors_ = _factor_array(model.userFactors, data.shape[0], self.factors)
             self.item_factors_ = _factor_array(model.itemFactors, data.shape[1], self.factors)
         self.solved_ = False  # Spark's own solves (ALS-WR's λ): learned, as a fitted ALS's (ALSRecommender)
+
+    def ratings(self, spark: SparkSession, data: InteractionData) -> DataFrame:
+        """The (row, col, rating) Spark fits on: the matrix's triples (``_triples``), or on
+        ``partial`` data the engine's positive pairs numbered by the data's ids
+        (``_engine_ratings``); the same rows either way."""
+        if not data.partial:
+            return spark.createDataFrame(self._triples(data))
+        if self.bm25:
+            raise SiyuError(
+                "spark_als with bm25 weights the driver's matrix, and these data hold a sample's rows "
+                "only\n  fix: set bm25 false, or fit on data with every row"
+            )
+        return self._engine_ratings(spark, data)
+
+    def _engine_ratings(self, spark: SparkSession, data: InteractionData) -> DataFrame:
+        from pyspark.sql import functions as F
+
+        engine = engine_rows(data)
+        sql, params = engine.positive_pairs()
+        result = engine.con.execute(sql, params)
+        frame = getattr(result, "frame", None)  # a SparkResult keeps the rows on Spark
+        pairs = frame() if frame is not None else spark.createDataFrame(result.df())
+        rows = spark.createDataFrame(
+            pd.DataFrame(
+                {
+                    Col.CONSUMER_ID: data.consumer_ids.astype(str),
+                    _ROW: np.arange(data.shape[0], dtype=np.int32),
+                }
+            )
+        )
+        columns = spark.createDataFrame(
+            pd.DataFrame(
+                {Col.PRODUCT_ID: data.product_ids.astype(str), _COL: np.arange(data.shape[1], dtype=np.int32)}
+            )
+        )
+        weight = F.col(InteractionCol.WEIGHT).cast("float").cast("double")  # the matrix's float32
+        rating = F.greatest(weight - F.lit(1.0 / self.alpha), F.lit(_MIN_RATING)).cast("float")
+        return (
+            pairs.join(rows, Col.CONSUMER_ID)
+            .join(columns, Col.PRODUCT_ID)
+            .select(F.col(_ROW), F.col(_COL), rating.alias(_RATING))
+        )
 
     def _triples(self, data: InteractionData) -> pd.DataFrame:
         """(row, col, rating) of the positive pairs, ratings shifted so Spark's confidence is implicit's."""

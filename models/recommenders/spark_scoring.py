@@ -160,7 +160,8 @@ class ScoringInputs:
         community = self.fallback.community
         product = self.product_model()
         learned = product.consumer_state(product.data_) is None
-        if learned and data.partial:
+        # a model that fits on partial data (rows_to_fit) learns every consumer's state from the engine
+        if learned and data.partial and self.model.rows_to_fit() is None:
             raise ValueError(
                 f"{self.model.name} learned its per-consumer state and the data hold a sample's rows "
                 "only (InteractionData.partial): it has no state for the other consumers"

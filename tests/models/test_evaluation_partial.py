@@ -10,6 +10,7 @@ import pytest
 
 from features.asof import AsOf
 from features.engine import connect
+from features.errors import SiyuError
 from features.interactions import latest_activity
 from features.vocabulary import MetricCol
 from models.evaluation import consumer_share, interaction_data
@@ -22,6 +23,7 @@ from models.recommenders.popularity import (
     recent_popularity,
 )
 from models.recommenders.ranker import RankerRecommender
+from models.recommenders.spark_als import SparkALSRecommender
 from models.recommenders.training import FittedModel, evaluate_folds, partial_sample, tune_production
 from pipelines.config import NightlyConfig
 from pipelines.steps.validate import load_and_validate
@@ -34,9 +36,7 @@ TIMINGS = [MetricCol.FIT_SECONDS, MetricCol.RECOMMEND_SECONDS]
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("partial_evaluation")
-    simulate(
-        root / "data", SimulationConfig(consumers=1500, distributors=20, products=120, days=120, seed=1)
-    )
+    simulate(root / "data", SimulationConfig(consumers=1500, distributors=20, products=120, days=120, seed=1))
     settings = NightlyConfig().model_dump()
     recommend = settings["recommend"]
     params = recommend["models"]["ranker"]["params"]
@@ -49,7 +49,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     last = AsOf(latest_activity(con).date())
     every = evaluate_folds(con, config.recommend, NAMES, last, folds=2, partial=False)
     partial = evaluate_folds(con, config.recommend, NAMES, last, folds=2, partial=True)
-    return {"con": con, "config": config, "last": last, "every": every, "partial": partial}
+    return {
+        "con": con,
+        "config": config,
+        "last": last,
+        "every": every,
+        "partial": partial,
+        "clean_paths": validated.clean_paths,
+    }
 
 
 def test_every_fold_measures_the_same_numbers_from_partial_data(world: dict) -> None:
@@ -111,3 +118,66 @@ def test_which_models_can_be_evaluated_on_partial_data() -> None:
     )
     assert partial_sample([RankerRecommender(max_fit_consumers=None)]) is None
     assert partial_sample([PopularityRecommender(), ItemKNNRecommender()]) is None
+
+
+def test_spark_als_on_partial_data_fits_on_the_engines_rows(world: dict, spark: object, tmp_path) -> None:
+    """On partial data ``spark_als`` reads its ratings from the engine (DuckDB's rows handed to
+    Spark, or Spark's own): the same (row, col, rating) as every row's matrix gives, and factors
+    for consumers whose rows the data do not hold."""
+    from features.spark_engine import SparkConnection
+
+    con, config, last = world["con"], world["config"], world["last"]
+    interactions = config.recommend.interactions
+    full = interaction_data(con, last, interactions)
+    partial = interaction_data(con, last, interactions, sample=100)
+    on_spark = SparkConnection(spark, world["clean_paths"], spill_dir=tmp_path)
+    spark_partial = interaction_data(on_spark, last, interactions, sample=100)
+    assert spark_partial.partial and spark_partial.consumer_ids.equals(full.consumer_ids)
+    model = SparkALSRecommender(factors=8, iterations=3, blocks=2)
+    assert model.rows_to_fit() == 0 and SparkALSRecommender(bm25=True).rows_to_fit() is None
+    ratings = [
+        model.ratings(spark, data).toPandas().sort_values(["row", "col"]).reset_index(drop=True)
+        for data in (full, partial, spark_partial)
+    ]
+    pd.testing.assert_frame_equal(ratings[0], ratings[1])
+    pd.testing.assert_frame_equal(ratings[0], ratings[2])
+    assert len(ratings[1]) == full.matrix.nnz > partial.matrix.nnz
+    assert model.spark_reg_param(partial) == model.spark_reg_param(full)
+    fitted = model.fit(partial)
+    without_rows = np.flatnonzero((np.diff(partial.matrix.indptr) == 0) & (np.diff(full.matrix.indptr) > 0))
+    assert len(without_rows) > 0 and (np.abs(fitted.user_factors_[without_rows]).sum(axis=1) > 0).all()
+    with pytest.raises(SiyuError, match="bm25"):
+        SparkALSRecommender(bm25=True).ratings(spark, partial)
+
+
+def test_a_rankers_spark_als_component_learns_from_every_row_of_partial_data(
+    world: dict, spark: object
+) -> None:
+    """In a ranker fitted on partial data, item-kNN learns from the fitting sample and is carried
+    onto everyone; ``spark_als`` (``rows_to_fit`` 0) is fitted on the data itself, from the
+    engine's rows: factors for every consumer with history, learned rather than solved."""
+    from features.interactions import cutoff_before, purchased_pairs
+
+    con, config, last = world["con"], world["config"], world["last"]
+    interactions = config.recommend.interactions
+    components = {
+        "spark_als": {"kind": "spark_als", "factors": 8, "iterations": 3, "blocks": 2},
+        "itemknn": {"kind": "itemknn", "neighbours": 20},
+    }
+    ranker = RankerRecommender(
+        components=components, candidates_per_model=8, popular_candidates=5, max_fit_consumers=100
+    )
+    start = cutoff_before(last, 30)
+    truth = purchased_pairs(con, start, last)
+    window = interaction_data(con, start, interactions, sample=100)
+    learners = ranker.tuning_consumers(window.consumer_ids, truth)
+    window = interaction_data(con, start, interactions, sample=100, also=learners)
+    ranker.tune(window, truth)
+    partial = interaction_data(con, last, interactions, sample=100)
+    ranker.fit(partial)
+    als, knn = ranker.models_["spark_als"], ranker.models_["itemknn"]
+    assert als.data_ is partial and not als.solved_
+    with_history = np.flatnonzero(np.diff(interaction_data(con, last, interactions).matrix.indptr) > 0)
+    assert (np.abs(als.user_factors_[with_history]).sum(axis=1) > 0).all()
+    assert knn.data_ is partial  # carried from the sample
+    assert ranker.consumer_state(partial) is None  # learned: the Spark pass ships the factors
