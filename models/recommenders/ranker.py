@@ -302,7 +302,8 @@ class RankerRecommender(Recommender):
         ``fitting_sample`` picks, and each component is then carried onto all of ``data``
         (``carried_onto``: ALS solves every consumer's factors against the item factors). A
         component that needs no consumer's rows on the driver (``rows_to_fit`` 0: ``spark_als``,
-        which reads partial data's rows from the engine) is fitted on ``data`` itself: every row."""
+        which reads partial data's rows from the engine, or a popularity count) is fitted on
+        ``data`` itself: every row."""
         self.data_ = data
         self.models_ = {}
         starts = starts or {}
@@ -312,7 +313,7 @@ class RankerRecommender(Recommender):
                 model = build_component(spec)
                 if name in starts:
                     model.warm_from(starts[name])  # type: ignore[attr-defined]
-                if model.rows_to_fit() == 0:  # learns from every row, needing none here (spark_als)
+                if model.rows_to_fit() == 0:  # learns from every row, needing none here
                     model.fit(data)
                 else:
                     model.fit(sample)

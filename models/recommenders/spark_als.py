@@ -156,19 +156,8 @@ class SparkALSRecommender(ALSRecommender):
         result = engine.con.execute(sql, params)
         frame = getattr(result, "frame", None)  # a SparkResult keeps the rows on Spark
         pairs = frame() if frame is not None else spark.createDataFrame(result.df())
-        rows = spark.createDataFrame(
-            pd.DataFrame(
-                {
-                    Col.CONSUMER_ID: data.consumer_ids.astype(str),
-                    _ROW: np.arange(data.shape[0], dtype=np.int32),
-                }
-            )
-        )
-        columns = spark.createDataFrame(
-            pd.DataFrame(
-                {Col.PRODUCT_ID: data.product_ids.astype(str), _COL: np.arange(data.shape[1], dtype=np.int32)}
-            )
-        )
+        rows = spark.createDataFrame(_numbered(data.consumer_ids, Col.CONSUMER_ID, _ROW))
+        columns = spark.createDataFrame(_numbered(data.product_ids, Col.PRODUCT_ID, _COL))
         weight = F.col(InteractionCol.WEIGHT).cast("float").cast("double")  # the matrix's float32
         rating = F.greatest(weight - F.lit(1.0 / self.alpha), F.lit(_MIN_RATING)).cast("float")
         return (
@@ -188,6 +177,11 @@ class SparkALSRecommender(ALSRecommender):
                 _RATING: ratings.astype(np.float32),
             }
         )
+
+
+def _numbered(ids: pd.Index, name: str, number: str) -> pd.DataFrame:
+    """Each id (as ``name``) with its position (as ``number``, int32): its matrix row or column."""
+    return pd.DataFrame({name: ids.astype(str), number: np.arange(len(ids), dtype=np.int32)})
 
 
 def _factor_array(factors: DataFrame, n_rows: int, rank: int) -> np.ndarray:

@@ -12,7 +12,7 @@ components are reused and only the weights are learned (``RankerRecommender.tune
 ``evaluate_folds`` is the one rolling-origin evaluation (``siyu evaluate --folds``, the nightly
 with ``evaluation.folds``, the benchmarks' fold loop): for each fold of
 ``models.evaluation.rolling_folds`` it builds the test task, samples its consumers with the
-configured seed, tunes fresh models on the fold's own tuning window (``tuned_models``) and
+configured seed, tunes fresh models on the fold's own tuning window (``tune_models``) and
 measures them; the per-fold rows and their summary (mean and interval over folds) come back
 with the latest fold's fitted models, which production can reuse like a single window's.
 """
@@ -326,19 +326,6 @@ class FoldedEvaluation:
     latest_models: dict[str, Recommender]
 
 
-def tuned_models(
-    con: duckdb.DuckDBPyConnection,
-    config: RecommendConfig,
-    names: list[str],
-    fold: RollingFold,
-    sample: int | None = None,
-) -> dict[str, Recommender]:
-    """Fresh models ``names``; those that learn from a window are tuned on ``fold.tuning`` (built
-    once; ``sample``: partial, as ``partial_sample`` gives)."""
-    models = {name: config.models[name].build() for name in names}
-    return tune_models(con, config, models, fold, sample)
-
-
 def tune_models(
     con: duckdb.DuckDBPyConnection,
     config: RecommendConfig,
@@ -346,7 +333,8 @@ def tune_models(
     fold: RollingFold,
     sample: int | None = None,
 ) -> dict[str, Recommender]:
-    """``models``, those that learn from a window tuned on ``fold.tuning`` (built once)."""
+    """``models``, those that learn from a window tuned on ``fold.tuning`` (built once; ``sample``:
+    partial data, as ``partial_sample`` gives)."""
     tuned = [model for model in models.values() if hasattr(model, "tune")]
     if tuned:
         window = _tuning_window(con, config, fold, tuned, sample)
