@@ -45,6 +45,7 @@ Persistence: the components' arrays, the product statistics and the trees as pla
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -196,20 +197,29 @@ class RankerRecommender(Recommender):
         """The learner's rows of one window: (features, labels, candidates per consumer, consumers),
         over the candidates of the components fitted on ``train``, labelled by ``truth``."""
         consumers = self._training_consumers(train, truth)
+        features, targets, groups = [], [], []
+        with progress("ranker: tuning window", total=len(consumers), unit=CONSUMERS) as bar:
+            for batch, rows, block, target in self.labelled_batches(train, consumers, truth, bar):
+                targets.append(target)
+                features.append(block)
+                sizes = np.bincount(rows, minlength=len(batch))
+                groups.append(sizes[sizes > 0])
+        return np.vstack(features), np.concatenate(targets), np.concatenate(groups), len(consumers)
+
+    def labelled_batches(
+        self, train: InteractionData, consumers: pd.Index, truth: pd.DataFrame, bar: Progress | None = None
+    ) -> Iterator[tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray]]:
+        """(consumer batch, each candidate's row in the batch, feature block, label) of the
+        ``consumers``' candidates over the components fitted on ``train``; label = the
+        (consumer, product) pair is in ``truth``. ``benchmarks/ranker_ceiling.py`` reads it too."""
         n_products = train.shape[1]
         label_rows = train.rows_of(truth[Col.CONSUMER_ID])
         label_columns = train.columns_of(truth[Col.PRODUCT_ID])
         known = (label_rows >= 0) & (label_columns >= 0)
         labels = np.unique(label_rows[known].astype(np.int64) * n_products + label_columns[known])
-        features, targets, groups = [], [], []
-        with progress("ranker: tuning window", total=len(consumers), unit=CONSUMERS) as bar:
-            for batch, rows, columns, block in self._candidate_batches(consumers, bar):
-                pair_keys = train.rows_of(batch)[rows].astype(np.int64) * n_products + columns
-                targets.append(np.isin(pair_keys, labels))
-                features.append(block)
-                sizes = np.bincount(rows, minlength=len(batch))
-                groups.append(sizes[sizes > 0])
-        return np.vstack(features), np.concatenate(targets), np.concatenate(groups), len(consumers)
+        for batch, rows, columns, block in self._candidate_batches(consumers, bar):
+            pair_keys = train.rows_of(batch)[rows].astype(np.int64) * n_products + columns
+            yield batch, rows, block, np.isin(pair_keys, labels)
 
     def _fit_learner(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, consumers: int) -> BoostedTrees:
         if y.all() or not y.any():
