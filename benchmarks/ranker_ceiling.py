@@ -108,7 +108,7 @@ def candidate_rows(ranker: RankerRecommender, truth: pd.DataFrame) -> CandidateR
 def part_of(consumer_ids: Iterable[str], parts: int, seed: int) -> np.ndarray:
     """Each consumer's part, 0 .. parts − 1: a seeded hash of the id, so any consumer (also one
     without labels) has one, the same wherever it is asked."""
-    key = f"siyu-ceiling{seed:04d}"[:16].ljust(16, "0")
+    key = f"siyu-ceiling{seed:04d}"  # 16 characters, as pandas wants the hash key (seed < 10,000)
     hashed = pd.util.hash_pandas_object(
         pd.Index(list(consumer_ids), dtype=object).astype(str), index=False, hash_key=key
     )
